@@ -1,0 +1,204 @@
+"""Serialise (data, State) to msgpack bytes through cattrs, and back. Never pickle.
+
+A blob is a msgpack array, the *envelope*: ``["genflow", FORMAT, workflow name,
+data, state]``. The converter is built once; its hooks make datetimes, dates,
+times, timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
+strings, so naive and fixed-offset values come back as they went in).
+
+Adding a field with a default to a workflow class keeps old blobs loadable;
+removing one ignores the old value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import uuid
+from typing import Any
+
+import cattrs
+import msgpack
+
+from genflow.errors import CorruptStateError, PayloadError, SerializationError
+from genflow.registry import workflow_class, workflow_name
+from genflow.state import State
+
+__all__ = [
+    "FORMAT",
+    "MAX_BLOB_SIZE",
+    "converter",
+    "dumps",
+    "loads",
+    "structure_payload",
+    "unstructure",
+]
+
+MAGIC = "genflow"
+FORMAT = 1
+#: blobs larger than this are refused on load (and on dump): a guard against
+#: reading a corrupt length prefix as a request for gigabytes.
+MAX_BLOB_SIZE = 64 * 1024 * 1024
+
+
+def _configure(conv: cattrs.Converter) -> cattrs.Converter:
+    def _iso(cls: type) -> Any:
+        def structure(value: Any, _: Any) -> Any:
+            if isinstance(value, cls):
+                return value
+            if not isinstance(value, str):
+                raise TypeError(f"expected an ISO 8601 string for {cls.__name__}, got {value!r}")
+            return cls.fromisoformat(value)  # type: ignore[attr-defined]
+
+        return structure
+
+    for cls in (_dt.datetime, _dt.date, _dt.time):
+        conv.register_unstructure_hook(cls, lambda v: v.isoformat())
+        conv.register_structure_hook(cls, _iso(cls))
+    conv.register_unstructure_hook(_dt.timedelta, lambda v: v // _dt.timedelta(microseconds=1))
+    conv.register_structure_hook(
+        _dt.timedelta,
+        lambda v, _: v if isinstance(v, _dt.timedelta) else _dt.timedelta(microseconds=int(v)),
+    )
+    conv.register_unstructure_hook(decimal.Decimal, str)
+    conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
+    conv.register_unstructure_hook(uuid.UUID, str)
+    conv.register_structure_hook(uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v))
+    return conv
+
+
+#: The converter genflow uses for data, State and payloads. Register hooks for
+#: your own types on it (before the first dump or load of a class that uses them).
+converter = _configure(cattrs.Converter(detailed_validation=False))
+# Same hooks, but errors that name the offending field: used to explain a
+# failure, never on the fast path.
+_explaining = _configure(cattrs.Converter(detailed_validation=True))
+
+
+def register_hooks(cls: type, unstructure_hook: Any, structure_hook: Any) -> None:
+    """Teach genflow's converter a type of your own (both directions)."""
+    for conv in (converter, _explaining):
+        conv.register_unstructure_hook(cls, unstructure_hook)
+        conv.register_structure_hook(cls, structure_hook)
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)
+
+
+def structure(value: Any, cls: Any) -> Any:
+    """Structure `value` into `cls`; on failure raise the explaining converter's error."""
+    try:
+        return converter.structure(value, cls)
+    except Exception:
+        return _explaining.structure(value, cls)  # raises with field paths (or succeeds)
+
+
+def explain(exc: BaseException) -> str:
+    """A one-line account of a (possibly nested) cattrs validation error."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        parts = []
+        for message in cattrs.transform_error(exc):
+            parts.append(message)
+        return "; ".join(parts) or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def structure_payload(payload: Any, input_type: Any, event: str) -> Any:
+    """The payload as the handler's declared type, or `PayloadError` naming the field."""
+    if input_type is None:
+        if payload is not None:
+            raise PayloadError(f"event {event!r} takes no payload, got {payload!r}")
+        return None
+    if input_type is Any:
+        return payload
+    try:
+        return structure(payload, input_type)
+    except Exception as exc:
+        raise PayloadError(f"payload for event {event!r} does not fit {_type_name(input_type)}: "
+                           f"{explain(exc)}") from exc
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)
+
+
+def dumps(wf: Any, state: State) -> bytes:
+    """Serialise an instance (its data and State) to msgpack bytes."""
+    name = workflow_name(wf)
+    if name != state.workflow:
+        raise SerializationError(
+            f"data is a {name!r} workflow but the state belongs to {state.workflow!r}"
+        )
+    try:
+        blob = msgpack.packb(
+            [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)],
+            use_bin_type=True,
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(
+            f"cannot serialise workflow {name!r}: {exc} (register a hook on genflow.codec.converter "
+            "for custom types)"
+        ) from exc
+    if len(blob) > MAX_BLOB_SIZE:
+        raise SerializationError(f"blob of {len(blob)} bytes exceeds MAX_BLOB_SIZE")
+    return blob  # type: ignore[no-any-return]
+
+
+def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
+    """Load an instance from `dumps` bytes: `(data, state)`.
+
+    `workflows` maps names to classes (default: every registered workflow).
+    Anything that is not a well-formed genflow blob raises `CorruptStateError`.
+    """
+    name, raw_data, raw_state = _open_envelope(data)
+    cls = workflows.get(name) if workflows is not None else None
+    if cls is None:
+        cls = workflow_class(name)
+    try:
+        wf = structure(raw_data, cls)
+    except Exception as exc:
+        raise CorruptStateError(f"data of workflow {name!r} does not load: {explain(exc)}") from exc
+    state = load_state_value(raw_state)
+    if state.workflow != name:
+        raise CorruptStateError(f"envelope names {name!r} but its state names {state.workflow!r}")
+    return wf, state
+
+
+def load_state(data: bytes) -> State:
+    """Only the State of a blob (the workflow class need not be importable)."""
+    return load_state_value(_open_envelope(data)[2])
+
+
+def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptStateError(f"a blob must be bytes, not {type(data).__name__}")
+    if len(data) > MAX_BLOB_SIZE:
+        raise CorruptStateError(f"blob of {len(data)} bytes exceeds MAX_BLOB_SIZE")
+    try:
+        # unpackb bounds every length by len(data), so a corrupt length cannot
+        # make it allocate more than the blob's size.
+        envelope = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several types for truncated/garbage input
+        raise CorruptStateError(f"not a genflow blob (msgpack: {exc})") from exc
+    if not (isinstance(envelope, list) and len(envelope) == 5 and envelope[0] == MAGIC):
+        raise CorruptStateError("not a genflow blob (bad envelope)")
+    _, fmt, name, raw_data, raw_state = envelope
+    if fmt != FORMAT:
+        raise CorruptStateError(f"blob format {fmt!r} is not supported (this genflow reads {FORMAT})")
+    if not isinstance(name, str):
+        raise CorruptStateError("not a genflow blob (workflow name is not a string)")
+    return name, raw_data, raw_state
+
+
+def _unstructure_state(state: State) -> Any:
+    return converter.unstructure(state)
+
+
+def load_state_value(raw: Any) -> State:
+    try:
+        state = structure(raw, State)
+    except Exception as exc:
+        raise CorruptStateError(f"state does not load: {explain(exc)}") from exc
+    if not isinstance(state, State) or not state.id:
+        raise CorruptStateError("state does not load: no instance id")
+    return state  # type: ignore[no-any-return]

@@ -1,0 +1,167 @@
+"""The exceptions genflow raises, all rooted at `GenflowError`.
+
+Every public operation is atomic: when one of these is raised, the workflow's
+data and `State` are exactly as they were before the failing move (failed
+handler setups and teardowns are the one documented exception: their status is
+recorded so that an operator can see it, and they are retried on the next resume).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConcurrencyError",
+    "CorruptStateError",
+    "DefinitionError",
+    "DuplicateInstanceError",
+    "DuplicateThreadError",
+    "EmptyLoopError",
+    "EventError",
+    "EventNotReadyError",
+    "GenflowError",
+    "HandlerError",
+    "InstanceNotFoundError",
+    "MoveLimitError",
+    "NonDeterminismError",
+    "NotWaitingError",
+    "PayloadError",
+    "SerializationError",
+    "StaleCallbackError",
+    "StepError",
+    "UnknownEventError",
+    "UnknownThreadError",
+    "UnknownWorkflowError",
+    "WorkflowFinishedError",
+]
+
+
+class GenflowError(Exception):
+    """Base class of every error genflow raises on purpose."""
+
+
+# -- definitions ---------------------------------------------------------------------
+
+
+class DefinitionError(GenflowError):
+    """The definition itself is wrong: duplicate names, a Break outside a loop,
+    something that is not a statement, or `definition()` raised."""
+
+
+class EmptyLoopError(DefinitionError):
+    """A loop iteration neither ran a step nor waited: it would spin forever."""
+
+
+class NonDeterminismError(GenflowError):
+    """A saved position no longer exists in the replayed definition.
+
+    Raised instead of silently jumping elsewhere: the definition changed under an
+    in-flight instance, or its shape depends on something other than the saved data.
+    """
+
+    def __init__(self, workflow: str, thread: str, statement: str, detail: str = "") -> None:
+        self.workflow = workflow
+        self.thread = thread
+        self.statement = statement
+        message = (
+            f"workflow {workflow!r}, thread {thread!r}: saved statement {statement!r} "
+            "is not in the replayed definition"
+        )
+        if detail:
+            message += f" ({detail})"
+        super().__init__(message)
+
+
+class MoveLimitError(GenflowError):
+    """`resume` made more moves than its `max_moves` budget (a runaway loop of steps?).
+
+    The instance is consistent at its last checkpoint and may be resumed again.
+    """
+
+
+class DuplicateThreadError(GenflowError):
+    """Two live threads would share one id (give `Go` a distinct `id=` in loops)."""
+
+
+# -- running user code ----------------------------------------------------------------
+
+
+class StepError(GenflowError):
+    """A step's action raised. The step runs again on the next resume."""
+
+    def __init__(self, step: str, thread: str, cause: BaseException) -> None:
+        self.step = step
+        self.thread = thread
+        super().__init__(f"step {step!r} in thread {thread!r} failed: {cause!r}")
+        self.__cause__ = cause
+
+
+class HandlerError(GenflowError):
+    """An event handler's setup, handle or teardown raised (or a WaitFor handler)."""
+
+    def __init__(self, phase: str, event: str, thread: str, cause: BaseException) -> None:
+        self.phase = phase
+        self.event = event
+        self.thread = thread
+        super().__init__(f"{phase} of event {event!r} in thread {thread!r} failed: {cause!r}")
+        self.__cause__ = cause
+
+
+# -- delivering events ------------------------------------------------------------------
+
+
+class EventError(GenflowError):
+    """An event cannot be delivered. Nothing was changed."""
+
+
+class WorkflowFinishedError(EventError):
+    """The instance has finished (or was cancelled): it takes no more events or moves."""
+
+
+class UnknownThreadError(EventError):
+    """No live thread has that id."""
+
+
+class NotWaitingError(EventError):
+    """The thread is not waiting for events right now."""
+
+
+class UnknownEventError(EventError):
+    """The thread is waiting, but not for an event of that name."""
+
+
+class StaleCallbackError(EventError):
+    """The callback was issued for an earlier wait (its counter is behind the thread's)."""
+
+
+class EventNotReadyError(EventError):
+    """The event's handler has not been set up yet; resume the instance first."""
+
+
+class PayloadError(EventError):
+    """The payload does not fit the handler's declared input type."""
+
+
+# -- state, codec, stores ----------------------------------------------------------------
+
+
+class CorruptStateError(GenflowError):
+    """A blob is corrupt, truncated, oversized, or not something genflow wrote."""
+
+
+class SerializationError(GenflowError):
+    """The data cannot be serialised (a type the converter does not know)."""
+
+
+class UnknownWorkflowError(GenflowError):
+    """No workflow is registered under that name."""
+
+
+class InstanceNotFoundError(GenflowError):
+    """No instance with that id exists in the store."""
+
+
+class DuplicateInstanceError(GenflowError):
+    """An instance with that id already exists."""
+
+
+class ConcurrencyError(GenflowError):
+    """Another writer changed the instance first (version mismatch); reload and retry."""

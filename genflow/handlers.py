@@ -1,0 +1,165 @@
+"""Event handlers: objects with setup/handle/teardown, or plain typed functions.
+
+A handler's `handle` receives the payload already structured (with the codec's
+cattrs converter) into the type its signature declares, so a payload that does
+not fit is refused before any user code runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from genflow.state import CallbackRequest
+
+__all__ = [
+    "EventHandler",
+    "FunctionHandler",
+    "Handler",
+    "TimerHandler",
+    "as_handler",
+    "takes_argument",
+]
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """What `On(event, handler)` needs. `input_type` is the payload's type (or
+    `None` for an event without payload)."""
+
+    input_type: Any
+
+    def setup(self, req: CallbackRequest) -> Any:
+        """Start listening (register a webhook, a timer...). What it returns is kept
+        on the request as `setup_data`."""
+
+    def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        """The event arrived: update the workflow's data; the result goes back to the sender."""
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        """Stop listening: another event won (`handled` False) or this one was handled."""
+
+
+class EventHandler:
+    """A convenient base for handler classes: setup and teardown do nothing, and
+    `input_type` is read from `handle`'s payload annotation."""
+
+    input_type: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "input_type" not in cls.__dict__ and "handle" in cls.__dict__:
+            hints = _hints(cls.handle)
+            params = list(inspect.signature(cls.handle).parameters)
+            if len(params) >= 3:
+                cls.input_type = hints.get(params[2])
+
+    def setup(self, req: CallbackRequest) -> Any:
+        return None
+
+    def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        return None
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        return None
+
+
+class FunctionHandler(EventHandler):
+    """Adapts `def on_event(self, payload: T) -> R` (or no parameter)."""
+
+    __slots__ = ("fn", "input_type", "takes_payload")
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+        self.takes_payload, self.input_type = _payload_parameter(fn)
+
+    def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        return self.fn(payload) if self.takes_payload else self.fn()
+
+    def __repr__(self) -> str:
+        return f"FunctionHandler({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+class TimerHandler(EventHandler):
+    """The handler behind `Timeout`: its setup fixes the due time; the engine fires it."""
+
+    __slots__ = ("after",)
+    input_type = None
+
+    def __init__(self, after: float):
+        self.after = after
+
+    def due(self, now: _dt.datetime) -> _dt.datetime:
+        return now + _dt.timedelta(seconds=self.after)
+
+    def __repr__(self) -> str:
+        return f"TimerHandler(after={self.after}s)"
+
+
+def as_handler(obj: Any) -> Handler:
+    """The `Handler` for what was given to `On`."""
+    if isinstance(obj, EventHandler) or (
+        hasattr(obj, "handle") and hasattr(obj, "setup") and hasattr(obj, "teardown")
+    ):
+        if not hasattr(obj, "input_type"):
+            obj.input_type = None
+        return obj  # type: ignore[no-any-return]
+    if callable(obj):
+        return FunctionHandler(obj)
+    raise TypeError(f"{obj!r} is neither a handler nor a function")
+
+
+def takes_argument(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` takes one positional argument (bound `self` not counted)."""
+    return _payload_parameter(fn)[0]
+
+
+def _payload_parameter(fn: Callable[..., Any]) -> tuple[bool, Any]:
+    code_key = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code_key is None:  # builtins, callable objects: inspect each time (rare)
+        return _inspect_parameter(fn)
+    return _inspect_cached(code_key, fn)
+
+
+def _inspect_cached(code_key: Any, fn: Callable[..., Any]) -> tuple[bool, Any]:
+    # Bound methods are rebuilt on every replay; their code object is stable.
+    cached = _PARAM_CACHE.get(code_key)
+    if cached is None:
+        cached = _PARAM_CACHE[code_key] = _inspect_parameter(fn)
+    return cached
+
+
+_PARAM_CACHE: dict[Any, tuple[bool, Any]] = {}
+
+
+def _inspect_parameter(fn: Callable[..., Any]) -> tuple[bool, Any]:
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False, None
+    if not params:
+        return False, None
+    if len(params) > 1:
+        raise TypeError(f"{fn!r} must take at most one required argument (the payload)")
+    hints = _hints(fn)
+    return True, hints.get(params[0].name, Any)
+
+
+@functools.lru_cache(maxsize=1024)
+def _hints_cached(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolved forward references: fall back to raw annotations
+        return dict(getattr(fn, "__annotations__", {}))
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    return _hints_cached(getattr(fn, "__func__", fn))

@@ -1,0 +1,80 @@
+"""The `@workflow(name)` decorator and the name -> class registry `loads` uses."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from genflow.errors import DefinitionError, UnknownWorkflowError
+
+__all__ = ["registered", "workflow", "workflow_class", "workflow_name"]
+
+T = TypeVar("T", bound=type)
+
+_REGISTRY: dict[str, type] = {}
+_NAME_ATTR = "__genflow_workflow__"
+
+
+def workflow(name: str) -> Callable[[T], T]:
+    """Register an attrs class as the workflow called `name`.
+
+    The name is stored in every blob, so it must stay stable for as long as
+    instances of the workflow exist.
+    """
+    if not isinstance(name, str) or not name:
+        raise DefinitionError("a workflow needs a non-empty string name")
+
+    def register(cls: T) -> T:
+        if not attrs.has(cls):
+            raise DefinitionError(f"workflow {name!r}: {cls.__qualname__} must be an attrs class")
+        definition = getattr(cls, "definition", None)
+        if definition is None or not inspect.isgeneratorfunction(definition):
+            raise DefinitionError(
+                f"workflow {name!r}: {cls.__qualname__}.definition must be a generator "
+                "function (a method that yields statements)"
+            )
+        existing = _REGISTRY.get(name)
+        if existing is not None and _key(existing) != _key(cls):
+            raise DefinitionError(
+                f"workflow name {name!r} is already registered by {existing.__module__}."
+                f"{existing.__qualname__}"
+            )
+        setattr(cls, _NAME_ATTR, name)
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def _key(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
+
+
+def workflow_name(obj: Any) -> str:
+    """The registered name of a workflow class, instance, or the name itself."""
+    if isinstance(obj, str):
+        if obj not in _REGISTRY:
+            raise UnknownWorkflowError(f"no workflow is registered as {obj!r}")
+        return obj
+    cls = obj if isinstance(obj, type) else type(obj)
+    name = cls.__dict__.get(_NAME_ATTR)
+    if name is None:
+        raise UnknownWorkflowError(
+            f"{cls.__qualname__} is not a workflow: decorate it with @genflow.workflow(name)"
+        )
+    return str(name)
+
+
+def workflow_class(name: str) -> type:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownWorkflowError(f"no workflow is registered as {name!r}") from None
+
+
+def registered() -> dict[str, type]:
+    """A copy of the registry: name -> class."""
+    return dict(_REGISTRY)

@@ -1,0 +1,292 @@
+"""The trampoline: replay a definition to a saved statement, then run forward.
+
+A definition is a tree of bodies that is built lazily: generator functions are
+only called when the replay reaches them. The replay never recurses; it keeps an
+explicit stack of `Frame`s, one per body it is inside, so a definition nested
+500 levels deep costs 500 frames, not 500 Python calls.
+
+Two modes share the frames:
+
+* **find** (`find`) reaches a thread's saved statement without executing
+  anything: first by following the saved *path* (an index per nesting level,
+  checked against the statement's unique name), and if an edit of the definition
+  made the path wrong, by a depth-first search by name over every branch.
+* **advance** (`advance`) runs forward from where the frames stand, taking
+  branches by their conditions, until the thread stops: a step to run, events to
+  wait for, a condition to wait for, or its end.
+
+Nothing here changes data or `State`; `genflow.runtime` commits what a move decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import GeneratorType
+from typing import Any, Callable
+
+from genflow.errors import DefinitionError, EmptyLoopError
+from genflow.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    On,
+    Return,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+)
+
+__all__ = [
+    "END",
+    "RESTART",
+    "Frame",
+    "advance",
+    "as_body",
+    "find",
+    "iter_tree",
+    "path_of",
+    "walk",
+]
+
+#: `advance` results besides a statement: the thread ended / a loop whose body
+#: was a one-shot generator must be rebuilt by a fresh replay before it repeats.
+END = "end"
+RESTART = "restart"
+
+
+class Frame:
+    """One body being replayed: which statement owns it (None for a thread's
+    root), which of the owner's bodies it is, and how far it has got.
+
+    `its` is a stack of iterators that flattens nested lists, generators and
+    generator functions into one sequence of statements; `index` counts the
+    statements taken so far (the path hint's unit). `fresh` marks a loop
+    iteration begun during this replay: ending it without stopping means the
+    loop would spin forever. `one_shot` notes that a generator object was
+    consumed, so this body cannot simply be iterated again.
+    """
+
+    __slots__ = ("branch", "fresh", "index", "its", "one_shot", "owner")
+
+    def __init__(self, owner: Stmt | None, branch: int, body: Any, fresh: bool = False):
+        self.owner = owner
+        self.branch = branch
+        self.its: list[Iterator[Any]] = [iter(body)]
+        self.index = -1
+        self.fresh = fresh
+        self.one_shot = False
+
+    def next(self) -> Any:
+        """The next statement of this body, or None at its end."""
+        its = self.its
+        while its:
+            try:
+                item = next(its[-1])
+            except StopIteration:
+                its.pop()
+                continue
+            if isinstance(item, Stmt):
+                self.index += 1
+                return item
+            if isinstance(item, (list, tuple)):
+                its.append(iter(item))
+            elif isinstance(item, GeneratorType):
+                its.append(item)
+                self.one_shot = True
+            elif callable(item):  # a generator function (or any callable returning a body)
+                produced = item()
+                if isinstance(produced, Stmt):
+                    produced = (produced,)
+                elif produced is None:
+                    continue
+                its.append(iter(produced))
+            elif item is None:
+                continue
+            else:
+                raise DefinitionError(f"{item!r} is not a statement (in a body of {self.owner!r})")
+        return None
+
+
+def path_of(stack: list[Frame]) -> list[int]:
+    """The path hint of the statement the top frame last produced."""
+    path = [stack[0].index]
+    for frame in stack[1:]:
+        path.append(frame.branch)
+        path.append(frame.index)
+    return path
+
+
+def find(body: Any, name: str, path: list[int] | None) -> tuple[list[Frame], Stmt] | None:
+    """Frames standing just after the statement called `name`, and the statement.
+
+    Bodies of `Go` statements belong to other threads and are not searched.
+    """
+    if path:
+        found = _follow(body, name, path)
+        if found is not None:
+            return found
+    return _search(body, name)
+
+
+def _follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | None:
+    stack = [Frame(None, 0, body)]
+    last = len(path) - 1
+    i = 0
+    while True:
+        frame = stack[-1]
+        target = path[i]
+        stmt = None
+        while frame.index < target:
+            stmt = frame.next()
+            if stmt is None:
+                return None
+        if stmt is None:  # a negative index: not a path genflow wrote
+            return None
+        if i == last:
+            return (stack, stmt) if stmt.name == name else None
+        branch = path[i + 1]
+        bodies = stmt.bodies
+        if type(stmt) is Go or not 0 <= branch < len(bodies) or i + 2 > last:
+            return None
+        stack.append(Frame(stmt, branch, bodies[branch]))
+        i += 2
+
+
+def _search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
+    stack = [Frame(None, 0, body)]
+    while stack:
+        frame = stack[-1]
+        stmt = frame.next()
+        if stmt is None:
+            stack.pop()
+            owner = frame.owner
+            if owner is not None and frame.branch + 1 < len(owner.bodies):
+                stack.append(Frame(owner, frame.branch + 1, owner.bodies[frame.branch + 1]))
+            continue
+        if stmt.name == name and type(stmt) is not On:
+            return stack, stmt
+        if stmt.bodies and type(stmt) is not Go:
+            stack.append(Frame(stmt, 0, stmt.bodies[0]))
+    return None
+
+
+def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
+    """Run forward until the thread stops.
+
+    Returns the `Step`, `Wait` or `WaitFor` it stopped at (with the frames
+    standing just after it), `END`, or `(RESTART, loop, loop_path)`. `Go` statements passed
+    on the way are appended to `spawned` with their paths; the caller starts them.
+    """
+    while True:
+        frame = stack[-1]
+        stmt = frame.next()
+        if stmt is None:
+            stack.pop()
+            if not stack:
+                return END
+            owner = frame.owner
+            if type(owner) is For and owner.cond:
+                restart = _repeat(stack, frame, owner)
+                if restart is not None:
+                    return restart
+            continue
+        kind = type(stmt)
+        if kind is Step or kind is Wait:
+            return stmt
+        if kind is For:
+            if stmt.cond:  # type: ignore[attr-defined]
+                stack.append(Frame(stmt, 0, stmt.bodies[0], fresh=True))
+        elif kind is WaitFor:
+            if not stmt.cond or stmt.handler is not None:  # type: ignore[attr-defined]
+                return stmt
+        elif isinstance(stmt, Switch):
+            for index, case in enumerate(stmt.cases):
+                if case.cond:
+                    stack.append(Frame(stmt, index, stmt.bodies[index]))
+                    break
+        elif kind is Go:
+            spawned.append((stmt, path_of(stack)))  # type: ignore[arg-type]
+        elif kind is Return:
+            return END
+        elif kind is Break or kind is Continue:
+            loop_frame = _unwind_to_loop(stack, kind)
+            if kind is Continue and loop_frame.owner.cond:  # type: ignore[union-attr]
+                restart = _repeat(stack, loop_frame, loop_frame.owner)  # type: ignore[arg-type]
+                if restart is not None:
+                    return restart
+        else:
+            raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
+
+
+def _unwind_to_loop(stack: list[Frame], kind: type) -> Frame:
+    """Pop frames up to and including the innermost loop body; return that frame."""
+    while len(stack) > 1:
+        frame = stack.pop()
+        if type(frame.owner) is For:
+            return frame
+    raise DefinitionError(f"{kind.__name__}() outside a For loop (in this thread)")
+
+
+def _repeat(stack: list[Frame], frame: Frame, loop: For) -> Any:
+    """Start `loop`'s next iteration (its condition holds), or ask for a restart."""
+    if frame.fresh:
+        raise EmptyLoopError(
+            f"loop {loop.name!r}: an iteration ran no step and waited for nothing, "
+            "so it would repeat forever (does a step change what its condition reads?)"
+        )
+    if frame.one_shot:
+        return RESTART, loop, path_of(stack)
+    stack.append(Frame(loop, 0, loop.bodies[0], fresh=True))
+    return None
+
+
+def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, list[Frame]]]:
+    """Every statement of a body, depth first over every branch (conditions are
+    ignored), with the frames it stands in. `On` events are yielded too."""
+    stack = [Frame(None, 0, body)]
+    while stack:
+        frame = stack[-1]
+        stmt = frame.next()
+        if stmt is None:
+            stack.pop()
+            owner = frame.owner
+            if owner is not None and frame.branch + 1 < len(owner.bodies):
+                stack.append(Frame(owner, frame.branch + 1, _child_body(owner, frame.branch + 1)))
+            continue
+        yield stmt, stack
+        if type(stmt) is Wait:
+            for on in stmt.events:  # type: ignore[attr-defined]
+                yield on, stack
+        if stmt.bodies and (into_threads or type(stmt) is not Go):
+            stack.append(Frame(stmt, 0, _child_body(stmt, 0)))
+
+
+def _child_body(stmt: Stmt, branch: int) -> Any:
+    if type(stmt) is Go:
+        return stmt.body_for(stmt.id)  # type: ignore[attr-defined]
+    return stmt.bodies[branch]
+
+
+def as_body(obj: Any) -> Any:
+    """A workflow instance, a statement or a body, as something a `Frame` iterates."""
+    if isinstance(obj, Stmt):
+        return (obj,)
+    definition = getattr(obj, "definition", None)
+    if definition is not None and callable(definition):
+        return (definition,)
+    if callable(obj) or isinstance(obj, GeneratorType):
+        return (obj,)
+    return obj
+
+
+def walk(stmt: Any, fn: Callable[[Stmt], Any]) -> bool:
+    """Call `fn` on every statement under `stmt` (a statement, a body, or a
+    workflow instance), depth first over every branch; stop as soon as `fn`
+    returns True. Returns whether it stopped early."""
+    for node, _ in iter_tree(as_body(stmt)):
+        if fn(node):
+            return True
+    return False

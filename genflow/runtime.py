@@ -1,0 +1,577 @@
+"""The pure operations on an instance: resume, handle_callback, cancel. No I/O.
+
+Each operation is a generator of *moves* written once; a move yields the user
+code it needs to call (`(function, args, step_context)`) to a driver, which calls
+it directly (`resume`) or awaits it when it is a coroutine (`resume_async`).
+So sync and async share every line of the semantics.
+
+The move loop (`_Operation.resume`) is the one place where threads are scheduled:
+each thread, in creation order, moves until it blocks; passes repeat while any
+thread moved (a step may have made another thread's condition true).
+
+Atomicity: a move decides everything first and changes `State` only once
+nothing can fail any more. User code that fails (a step, a handler) has its
+changes to the data rolled back from a snapshot taken before it ran. The one
+exception is by design: a failed handler setup or teardown is *recorded* in the
+event's status and reported through a checkpoint, then retried on the next resume.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import inspect
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+
+from genflow.codec import converter, structure_payload
+from genflow.errors import (
+    DefinitionError,
+    DuplicateThreadError,
+    EventNotReadyError,
+    GenflowError,
+    HandlerError,
+    MoveLimitError,
+    NonDeterminismError,
+    NotWaitingError,
+    StaleCallbackError,
+    StepError,
+    UnknownEventError,
+    UnknownThreadError,
+    WorkflowFinishedError,
+)
+from genflow.handlers import TimerHandler, as_handler
+from genflow.replay import END, Frame, advance, find, path_of
+from genflow.state import (
+    CallbackRequest,
+    CheckpointType,
+    Origin,
+    State,
+    Thread,
+    ThreadStatus,
+    WaitEvent,
+    WaitEventStatus,
+    WorkflowStatus,
+)
+from genflow.statements import Go, Step, Stmt, Wait, WaitFor
+
+__all__ = [
+    "Checkpoint",
+    "StepContext",
+    "cancel",
+    "cancel_async",
+    "current_step",
+    "handle_callback",
+    "handle_callback_async",
+    "resume",
+    "resume_async",
+]
+
+#: `checkpoint(kind)`: called after each move; save the instance when it matters.
+Checkpoint = Callable[[CheckpointType], Any]
+Clock = Callable[[], _dt.datetime]
+
+DEFAULT_MAX_MOVES = 100_000
+
+_DONE = (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
+_FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+_NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
+_TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
+
+
+@attrs.frozen
+class StepContext:
+    """Where the running step stands; `current_step()` returns it inside a step.
+
+    `idempotency_key` is the same every time *this* execution of the step is
+    retried (after a crash or failure) and different for the next execution of
+    the same step (in a later loop iteration): pass it to outside systems.
+    """
+
+    instance_id: str
+    workflow: str
+    thread_id: str
+    step: str
+    pc: int
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.instance_id}/{self.thread_id}/{self.step}/{self.pc}"
+
+
+_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "genflow_step", default=None
+)
+
+
+def current_step() -> StepContext:
+    """The context of the step running now (raises outside a step)."""
+    ctx = _current.get()
+    if ctx is None:
+        raise GenflowError("current_step() is only available while a step runs")
+    return ctx
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+# -- drivers ----------------------------------------------------------------------------
+
+_Call = tuple[Callable[..., Any], tuple[Any, ...], StepContext | None]
+_Moves = Generator[_Call, Any, Any]
+
+
+def _drive(moves: _Moves) -> Any:
+    """Run an operation, calling the user code it yields."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = moves.throw(error) if error is not None else moves.send(value)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        fn, args, ctx = call
+        token = _current.set(ctx) if ctx is not None else None
+        try:
+            value = fn(*args)
+            if value is not None and inspect.isawaitable(value):
+                getattr(value, "close", lambda: None)()
+                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+        except BaseException as exc:
+            error, value = exc, None
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+
+async def _drive_async(moves: _Moves) -> Any:
+    """As `_drive`, awaiting what user code returns when it is awaitable."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = moves.throw(error) if error is not None else moves.send(value)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        fn, args, ctx = call
+        token = _current.set(ctx) if ctx is not None else None
+        try:
+            value = fn(*args)
+            if value is not None and inspect.isawaitable(value):
+                value = await value
+        except BaseException as exc:
+            error, value = exc, None
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+
+# -- public operations -------------------------------------------------------------------
+
+
+def resume(
+    wf: Any,
+    state: State,
+    checkpoint: Checkpoint | None = None,
+    *,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> None:
+    """Move every thread on until each is blocked or finished.
+
+    `checkpoint(kind)` is called after every move. On error, data and State are
+    as at the last checkpoint (plus a recorded setup/teardown failure).
+    """
+    _drive(_Operation(wf, state, checkpoint, clock).resume(max_moves))
+
+
+async def resume_async(
+    wf: Any,
+    state: State,
+    checkpoint: Checkpoint | None = None,
+    *,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> None:
+    """`resume` for steps, handlers and checkpoints that may be `async def`."""
+    await _drive_async(_Operation(wf, state, checkpoint, clock).resume(max_moves))
+
+
+def handle_callback(req: CallbackRequest, wf: Any, state: State, payload: Any = None) -> Any:
+    """Deliver one event: run its handler and mark the thread to move on.
+
+    Returns what the handler returned. Call `resume` afterwards. On any error
+    nothing has changed.
+    """
+    return _drive(_Operation(wf, state, None, None).callback(req, payload))
+
+
+async def handle_callback_async(
+    req: CallbackRequest, wf: Any, state: State, payload: Any = None
+) -> Any:
+    return await _drive_async(_Operation(wf, state, None, None).callback(req, payload))
+
+
+def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
+    """Cancel the instance: tear down every handler that is set up.
+
+    The instance is CANCELLED at once; a teardown that fails is recorded and
+    retried by calling `cancel` again.
+    """
+    _drive(_Operation(wf, state, checkpoint, None).cancel())
+
+
+async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
+    await _drive_async(_Operation(wf, state, checkpoint, None).cancel())
+
+
+# -- the operations ---------------------------------------------------------------------
+
+
+class _Operation:
+    """One public operation on one instance."""
+
+    __slots__ = ("checkpoint", "clock", "state", "wf")
+
+    def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
+        self.wf = wf
+        self.state = state
+        self.checkpoint = checkpoint
+        self.clock = clock or _utcnow
+
+    # -- the scheduling loop --
+
+    def resume(self, max_moves: int) -> _Moves:
+        state = self.state
+        if state.status in _FINAL:
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        moves = 0
+        progressed = True
+        while progressed:
+            progressed = False
+            i = 0
+            while i < len(state.threads):
+                thread = state.threads[i]
+                kind = yield from self._move(thread)
+                if kind is None:  # blocked: next thread
+                    i += 1
+                    continue
+                progressed = True
+                moves += 1
+                yield from self._checkpoint(kind)
+                if moves >= max_moves:
+                    raise MoveLimitError(
+                        f"instance {state.id!r} made {moves} moves in one resume "
+                        "(a loop of steps that never waits?); resume again to go on"
+                    )
+                # the same thread moves again; if it ended, index i is the next one
+        state.update_status()
+
+    def _checkpoint(self, kind: CheckpointType) -> _Moves:
+        self.state.update_status()
+        if self.checkpoint is not None:
+            yield (self.checkpoint, (kind,), None)
+
+    def _move(self, thread: Thread) -> _Moves:
+        """Make one move of `thread`; return its checkpoint kind, or None if blocked."""
+        status = thread.status
+        if status is ThreadStatus.EXECUTING:
+            return (yield from self._run_step(thread))
+        if status is ThreadStatus.RESUMING:
+            if thread.events:
+                return (yield from self._teardown(thread, thread.events[0]))
+            return self._forward(thread)
+        if status is ThreadStatus.WAITING_EVENT:
+            for event in thread.events:
+                if event.status in _NEEDS_SETUP:
+                    return (yield from self._setup(thread, event))
+            return None
+        return (yield from self._check_condition(thread))
+
+    # -- finding statements --
+
+    def _root(self, thread: Thread) -> Any:
+        body: Any = (self.wf.definition,)
+        for origin in thread.origin:
+            found = self._find(thread, body, origin.go, origin.path)
+            if found is None or type(found[1]) is not Go:
+                raise NonDeterminismError(
+                    self.state.workflow, thread.id, origin.go, "the Go statement that started the thread"
+                )
+            body = found[1].body_for(origin.thread_id)  # type: ignore[attr-defined]
+        return body
+
+    def _find(
+        self, thread: Thread, body: Any, name: str, path: list[int] | None
+    ) -> tuple[list[Frame], Stmt] | None:
+        try:
+            return find(body, name, path)
+        except GenflowError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(
+                f"definition() of workflow {self.state.workflow!r} raised while replaying "
+                f"thread {thread.id!r}: {exc!r}"
+            ) from exc
+
+    def _locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
+        found = self._find(thread, self._root(thread), thread.stmt, thread.path)
+        if found is None:
+            raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt, thread.status.value)
+        if kind is not None and not isinstance(found[1], kind):
+            raise NonDeterminismError(
+                self.state.workflow,
+                thread.id,
+                thread.stmt,
+                f"it is now a {type(found[1]).__name__}, the thread expects a {kind.__name__}",
+            )
+        return found
+
+    def _on(self, thread: Thread, wait: Wait, event: str) -> tuple[int, Any]:
+        for index, on in enumerate(wait.events):
+            if on.name == event:
+                return index, on
+        raise NonDeterminismError(
+            self.state.workflow, thread.id, wait.name or "", f"its event {event!r} is gone"
+        )
+
+    # -- moves --
+
+    def _advance_thread(self, thread: Thread) -> tuple[Any, list[Frame], list[tuple[Go, list[int]]]]:
+        if not thread.stmt:
+            stack = [Frame(None, 0, self._root(thread))]
+        elif thread.handled:
+            stack, wait = self._locate(thread, Wait)
+            index, _ = self._on(thread, wait, thread.handled)
+            stack.append(Frame(wait, index, wait.bodies[index]))
+        else:
+            stack, _ = self._locate(thread, None)
+        spawned: list[tuple[Go, list[int]]] = []
+        try:
+            result = advance(stack, spawned)
+            while type(result) is tuple:  # a loop over a one-shot generator: replay afresh
+                loop, loop_path = result[1], result[2]
+                found = self._find(thread, self._root(thread), loop.name, loop_path)
+                if found is None:  # pragma: no cover - the data did not change since
+                    raise NonDeterminismError(self.state.workflow, thread.id, loop.name, "loop")
+                stack = found[0]
+                stack.append(Frame(found[1], 0, found[1].bodies[0], fresh=True))
+                result = advance(stack, spawned)
+        except GenflowError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(
+                f"definition() of workflow {self.state.workflow!r} raised while running "
+                f"thread {thread.id!r} forward: {exc!r}"
+            ) from exc
+        return result, stack, spawned
+
+    def _forward(self, thread: Thread) -> CheckpointType:
+        """Run a thread forward to its next stop (navigation only: no user code)."""
+        state = self.state
+        result, stack, spawned = self._advance_thread(thread)
+        new_threads = self._spawn(thread, spawned)
+        if type(result) is Wait and not result.events:
+            raise DefinitionError(f"Wait {result.name!r} has no events: it would wait forever")
+        # -- commit --
+        state.pc += 1
+        if result is END:
+            state.threads.remove(thread)
+        else:
+            thread.stmt = result.name
+            thread.path = path_of(stack)
+            thread.pc = state.pc
+            thread.handled = ""
+            kind = type(result)
+            if kind is Step:
+                thread.status = ThreadStatus.EXECUTING
+                thread.since = None
+            elif kind is Wait:
+                thread.status = ThreadStatus.WAITING_EVENT
+                thread.since = self.clock()
+                thread.events = [
+                    WaitEvent(on.name, CallbackRequest(state.id, thread.id, on.name, state.pc))
+                    for on in result.events
+                ]
+            else:
+                thread.status = ThreadStatus.WAITING_CONDITION
+                thread.since = self.clock()
+        state.threads.extend(new_threads)
+        return CheckpointType.AFTER_RESUME
+
+    def _spawn(self, parent: Thread, spawned: list[tuple[Go, list[int]]]) -> list[Thread]:
+        taken = {t.id for t in self.state.threads}
+        threads = []
+        for go, path in spawned:
+            if go.id in taken:
+                raise DuplicateThreadError(
+                    f"Go {go.name!r} would start thread {go.id!r}, but a live thread already has "
+                    "that id (give Go a distinct id=... when it runs in a loop)"
+                )
+            taken.add(go.id)
+            origin = [*parent.origin, Origin(go.name or "", go.id, path)]
+            threads.append(Thread(id=go.id, origin=origin))
+        return threads
+
+    def _run_step(self, thread: Thread) -> _Moves:
+        state = self.state
+        stack, step = self._locate(thread, Step)
+        ctx = StepContext(state.id, state.workflow, thread.id, step.name, thread.pc)
+        yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
+        state.pc += 1
+        thread.status = ThreadStatus.RESUMING
+        thread.path = path_of(stack)
+        thread.pc = state.pc
+        return CheckpointType.AFTER_STEP
+
+    def _check_condition(self, thread: Thread) -> _Moves:
+        stack, wait_for = self._locate(thread, WaitFor)
+        if not wait_for.cond:
+            return None
+        if wait_for.handler is not None:
+            yield from self._run_user_code(
+                wait_for.handler, (), None, thread, "condition handler", wait_for.name
+            )
+        state = self.state
+        state.pc += 1
+        thread.status = ThreadStatus.RESUMING
+        thread.path = path_of(stack)
+        thread.pc = state.pc
+        thread.since = None
+        return CheckpointType.AFTER_CONDITION
+
+    def _run_user_code(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        ctx: StepContext | None,
+        thread: Thread,
+        phase: str,
+        name: str,
+    ) -> _Moves:
+        """Call user code that may change the data; roll the data back if it fails."""
+        snapshot = converter.unstructure(self.wf)
+        try:
+            return (yield (fn, args, ctx))
+        except BaseException as exc:
+            _restore(self.wf, snapshot)
+            if not isinstance(exc, Exception):
+                raise
+            if phase == "step":
+                raise StepError(name, thread.id, exc) from exc
+            raise HandlerError(phase, name, thread.id, exc) from exc
+
+    def _setup(self, thread: Thread, event: WaitEvent) -> _Moves:
+        _, wait = self._locate(thread, Wait)
+        handler = as_handler(self._on(thread, wait, event.event)[1].handler)
+        if isinstance(handler, TimerHandler):
+            event.due = handler.due(self.clock())
+        else:
+            try:
+                event.req.setup_data = yield (handler.setup, (event.req,), None)
+            except Exception as exc:
+                event.status = WaitEventStatus.SETUP_ERROR
+                event.error = repr(exc)
+                yield from self._checkpoint(CheckpointType.AFTER_SETUP)
+                raise HandlerError("setup", event.event, thread.id, exc) from exc
+        event.status = WaitEventStatus.SETUP
+        event.error = ""
+        return CheckpointType.AFTER_SETUP
+
+    def _teardown(self, thread: Thread, event: WaitEvent) -> _Moves:
+        _, wait = self._locate(thread, Wait)
+        handler = as_handler(self._on(thread, wait, event.event)[1].handler)
+        if not isinstance(handler, TimerHandler):
+            try:
+                yield (handler.teardown, (event.req, event.handled), None)
+            except Exception as exc:
+                event.status = WaitEventStatus.TEARDOWN_ERROR
+                event.error = repr(exc)
+                yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
+                raise HandlerError("teardown", event.event, thread.id, exc) from exc
+        thread.events.remove(event)
+        return CheckpointType.AFTER_TEARDOWN
+
+    # -- events --
+
+    def callback(self, req: CallbackRequest, payload: Any) -> _Moves:
+        state = self.state
+        if state.status in _FINAL:
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if req.instance_id != state.id:
+            raise UnknownThreadError(f"callback is for instance {req.instance_id!r}, not {state.id!r}")
+        thread = state.thread(req.thread_id)
+        if thread is None:
+            raise UnknownThreadError(f"instance {state.id!r} has no live thread {req.thread_id!r}")
+        if thread.status is not ThreadStatus.WAITING_EVENT:
+            raise NotWaitingError(
+                f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
+                f"(it is {thread.status.value} at {thread.stmt!r})"
+            )
+        if req.pc != thread.pc:
+            raise StaleCallbackError(
+                f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
+                f"has waited at {thread.stmt!r} since counter {thread.pc}"
+            )
+        event = next((e for e in thread.events if e.event == req.event), None)
+        if event is None:
+            raise UnknownEventError(
+                f"thread {thread.id!r} waits at {thread.stmt!r} for "
+                f"{[e.event for e in thread.events]}, not for {req.event!r}"
+            )
+        if event.status is not WaitEventStatus.SETUP:
+            raise EventNotReadyError(
+                f"event {req.event!r} is {event.status.value}, not set up: resume the instance first"
+            )
+        stack, wait = self._locate(thread, Wait)
+        _, on = self._on(thread, wait, req.event)
+        handler = as_handler(on.handler)
+        value = structure_payload(payload, handler.input_type, req.event)
+        output = yield from self._run_user_code(
+            handler.handle, (event.req, value), None, thread, "handle", req.event
+        )
+        # -- commit: this event wins the select; every set-up event is torn down --
+        state.pc += 1
+        event.handled = True
+        thread.events = [e for e in thread.events if e.status is WaitEventStatus.SETUP]
+        for e in thread.events:
+            e.status = WaitEventStatus.PENDING_TEARDOWN
+        thread.status = ThreadStatus.RESUMING
+        thread.handled = req.event
+        thread.path = path_of(stack)
+        thread.pc = state.pc
+        thread.since = None
+        state.update_status()
+        return output
+
+    def cancel(self) -> _Moves:
+        state = self.state
+        if state.status is WorkflowStatus.FINISHED:
+            raise WorkflowFinishedError(f"instance {state.id!r} has finished")
+        pending = [e for t in state.threads for e in t.events if e.status in _TEARING_DOWN]
+        if state.status is WorkflowStatus.CANCELLED and not pending:
+            raise WorkflowFinishedError(f"instance {state.id!r} is already cancelled")
+        state.status = WorkflowStatus.CANCELLED
+        for thread in state.threads:
+            thread.events = [
+                e for e in thread.events if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN
+            ]
+            for e in thread.events:
+                e.status = WaitEventStatus.PENDING_TEARDOWN
+        yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
+        for thread in state.threads:
+            while thread.events:
+                kind = yield from self._teardown(thread, thread.events[0])
+                yield from self._checkpoint(kind)
+
+
+def _restore(wf: Any, snapshot: Any) -> None:
+    """Put the data back as the snapshot has it, in place (callers hold `wf`)."""
+    fresh = converter.structure(snapshot, type(wf))
+    for field in attrs.fields(type(wf)):
+        object.__setattr__(wf, field.name, getattr(fresh, field.name))

@@ -1,0 +1,167 @@
+"""What genflow persists besides the workflow's own data: one `State` per instance.
+
+There is no event history. A `State` is the instance id, the workflow's name, a
+status and one `Thread` per live thread; each thread is a program counter (the
+statement it stands at, why it stands there, a path hint to find that statement
+fast) plus the events it waits for.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "MAIN_THREAD",
+    "CallbackRequest",
+    "CheckpointType",
+    "State",
+    "Thread",
+    "ThreadStatus",
+    "WaitEvent",
+    "WaitEventStatus",
+    "WorkflowStatus",
+    "new_state",
+]
+
+MAIN_THREAD = "_main_"
+
+
+class WorkflowStatus(str, enum.Enum):
+    RESUMING = "resuming"  #: at least one thread can move on: call resume()
+    WAITING = "waiting"  #: every thread waits for an event or a condition
+    FINISHED = "finished"  #: every thread has ended
+    FAILED = "failed"  #: a step exhausted its retries; an operator may retry it
+    CANCELLED = "cancelled"  #: cancelled; its handlers were torn down
+
+
+class ThreadStatus(str, enum.Enum):
+    EXECUTING = "executing"  #: about to run the step `Thread.stmt`
+    RESUMING = "resuming"  #: `stmt` is done (or "" = not started): continue after it
+    WAITING_EVENT = "waiting_event"  #: waits at the `Wait` named `stmt`
+    WAITING_CONDITION = "waiting_condition"  #: waits at the `WaitFor` named `stmt`
+
+
+class WaitEventStatus(str, enum.Enum):
+    """Where an event's handler is in its life: set-ups and teardowns that fail are
+    recorded (with `WaitEvent.error`) and retried on the next resume."""
+
+    PENDING_SETUP = "pending_setup"
+    SETUP = "setup"
+    SETUP_ERROR = "setup_error"
+    PENDING_TEARDOWN = "pending_teardown"
+    TEARDOWN_ERROR = "teardown_error"
+
+
+class CheckpointType(str, enum.Enum):
+    AFTER_STEP = "after_step"  #: a step ran: save, or it may run again
+    AFTER_SETUP = "after_setup"  #: a handler was set up
+    AFTER_TEARDOWN = "after_teardown"  #: a handler was torn down
+    AFTER_RESUME = "after_resume"  #: a thread moved to its next stop (nothing ran)
+    AFTER_CONDITION = "after_condition"  #: a WaitFor's condition held and its handler ran
+    AFTER_EVENT = "after_event"  #: an event's handler ran (handle_callback)
+
+
+@attrs.define(slots=True)
+class CallbackRequest:
+    """Everything needed to deliver one event to one waiting thread.
+
+    `pc` is the thread's counter when it began to wait: a request for an earlier
+    wait is refused as stale. `setup_data` is what the handler's setup returned.
+    """
+
+    instance_id: str
+    thread_id: str
+    event: str
+    pc: int
+    setup_data: Any = None
+
+
+@attrs.define(slots=True)
+class WaitEvent:
+    """One event a waiting thread listens for."""
+
+    event: str
+    req: CallbackRequest
+    status: WaitEventStatus = WaitEventStatus.PENDING_SETUP
+    handled: bool = False
+    error: str = ""
+    #: for timers: when the event fires by itself (UTC).
+    due: _dt.datetime | None = None
+
+
+@attrs.define(slots=True)
+class Origin:
+    """The `Go` statement that started a thread, and its path hint."""
+
+    go: str
+    thread_id: str
+    path: list[int] = attrs.field(factory=list)
+
+
+@attrs.define(slots=True)
+class Thread:
+    """One thread's program counter.
+
+    `stmt` is the statement's unique name and `path` a hint to reach it fast
+    (indices through the nested bodies); if an edit of the definition made the
+    hint wrong, the replay searches by name instead. `pc` is the instance's move
+    counter when the thread last moved; callbacks carry it.
+    """
+
+    id: str
+    stmt: str = ""
+    status: ThreadStatus = ThreadStatus.RESUMING
+    pc: int = 0
+    path: list[int] = attrs.field(factory=list)
+    events: list[WaitEvent] = attrs.field(factory=list)
+    #: the event whose handler ran; its `On` body runs next.
+    handled: str = ""
+    #: the chain of `Go` statements that started this thread (empty for main).
+    origin: list[Origin] = attrs.field(factory=list)
+    #: when the thread began to wait (UTC), for operators.
+    since: _dt.datetime | None = None
+
+
+@attrs.define(slots=True)
+class State:
+    """An instance's position: everything but its data."""
+
+    id: str
+    workflow: str
+    status: WorkflowStatus = WorkflowStatus.RESUMING
+    threads: list[Thread] = attrs.field(factory=list)
+    #: grows by one on every move of any thread.
+    pc: int = 0
+
+    def thread(self, thread_id: str) -> Thread | None:
+        for thread in self.threads:
+            if thread.id == thread_id:
+                return thread
+        return None
+
+    def update_status(self) -> None:
+        """Derive the status from the threads (the engine sets FAILED, `cancel` CANCELLED)."""
+        if self.status is WorkflowStatus.CANCELLED:
+            return
+        if not self.threads:
+            self.status = WorkflowStatus.FINISHED
+        elif all(
+            t.status in (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
+            and all(e.status is WaitEventStatus.SETUP for e in t.events)
+            for t in self.threads
+        ):
+            self.status = WorkflowStatus.WAITING
+        else:
+            self.status = WorkflowStatus.RESUMING
+
+
+def new_state(id: str, workflow: Any) -> State:  # noqa: A002 - the contract's name
+    """A fresh State for instance `id` of `workflow` (a registered class, an
+    instance of one, or its registered name): the main thread, not started."""
+    from genflow.registry import workflow_name
+
+    return State(id=str(id), workflow=workflow_name(workflow), threads=[Thread(id=MAIN_THREAD)])
