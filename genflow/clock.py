@@ -1,0 +1,40 @@
+"""Clocks: the system's, and a fake one that tests move by hand.
+
+Everything in genflow that needs the time takes a clock (a callable returning
+an aware UTC datetime), so timers can be tested instantly and deterministically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+__all__ = ["FakeClock", "system_clock"]
+
+
+def system_clock() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class FakeClock:
+    """A clock that stands still until told to move.
+
+    >>> clock = FakeClock()
+    >>> start = clock()
+    >>> clock.advance(seconds=30)
+    >>> (clock() - start).total_seconds()
+    30.0
+    """
+
+    def __init__(self, start: _dt.datetime | None = None) -> None:
+        self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.timezone.utc)
+        if self.now.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+
+    def __call__(self) -> _dt.datetime:
+        return self.now
+
+    def advance(self, delta: _dt.timedelta | None = None, *, seconds: float = 0) -> None:
+        self.now += (delta or _dt.timedelta()) + _dt.timedelta(seconds=seconds)
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self.now.isoformat()})"

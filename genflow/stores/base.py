@@ -1,0 +1,165 @@
+"""The `Store` interface: where instances live between moves.
+
+A store knows nothing of workflows: it keeps rows of (id, workflow, status, blob,
+version, wake_at, lease) and guarantees three things the engine builds on:
+
+* every write is a compare-and-swap on `version`: of two writers that read the
+  same version, exactly one wins; the other gets `ConcurrencyError`;
+* `wake_at` is indexed: `claim_due` finds the instances whose next work (a resume,
+  a retry, a timer) is due without reading any blob;
+* a *lease* (`lease_owner`, `lease_until`) lets one process at a time move an
+  instance; an expired lease can be taken over, so a dead worker's instances
+  are not stuck.
+
+The optional journal (`append_journal` / `journal`) is write-only for the engine:
+resume never reads it, so it cannot make resuming slower as an instance ages.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as _dt
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+__all__ = ["InstanceRecord", "JournalEntry", "Store"]
+
+
+@attrs.frozen
+class InstanceRecord:
+    """One stored instance.
+
+    `wake_at` is when the engine should next look at the instance (None: only an
+    event can move it). `attempts` and `error` describe the last failing step for
+    retry policies and operators. `waiting_for` lists the event names it waits
+    for, so operators can find instances without decoding blobs.
+    """
+
+    id: str
+    workflow: str
+    status: str
+    blob: bytes
+    version: int = 0
+    wake_at: _dt.datetime | None = None
+    waiting_for: tuple[str, ...] = ()
+    attempts: int = 0
+    error: str = ""
+    lease_owner: str | None = None
+    lease_until: _dt.datetime | None = None
+    created_at: _dt.datetime | None = None
+    updated_at: _dt.datetime | None = None
+
+
+@attrs.frozen
+class JournalEntry:
+    """One recorded move of an instance (only when the engine's journal is on)."""
+
+    instance_id: str
+    seq: int
+    at: _dt.datetime
+    kind: str
+    detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+class Store(abc.ABC):
+    """Abstract store. Datetimes are timezone-aware UTC both ways."""
+
+    # -- instances --
+
+    @abc.abstractmethod
+    def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
+               lease_until: _dt.datetime | None = None) -> InstanceRecord:
+        """Insert a new instance with version 1 (optionally leased to `lease_owner`).
+
+        Raises `DuplicateInstanceError` if the id exists. Returns the stored record.
+        """
+
+    @abc.abstractmethod
+    def get(self, instance_id: str) -> InstanceRecord:
+        """The instance, or `InstanceNotFoundError`."""
+
+    @abc.abstractmethod
+    def save(self, record: InstanceRecord, *, expected_version: int,
+             lease_owner: str | None = None) -> InstanceRecord:
+        """Replace the instance's status, blob, wake_at, waiting_for, attempts and
+        error if its version is still `expected_version`; the new version is
+        `expected_version + 1`.
+
+        If `lease_owner` is given, the write also requires that owner to hold an
+        unexpired lease (or no one to hold it). Raises `ConcurrencyError` when
+        the version moved or the lease is someone else's, `InstanceNotFoundError`
+        when the row is gone. Leases are left as they are.
+        """
+
+    @abc.abstractmethod
+    def delete(self, instance_id: str) -> None:
+        """Remove the instance (and its journal). Missing ids are ignored."""
+
+    @abc.abstractmethod
+    def list(self, *, workflow: str | None = None, status: str | None = None,
+             limit: int | None = None, after: str | None = None) -> list[InstanceRecord]:
+        """Instances ordered by id, filtered by workflow and status; `after` pages."""
+
+    @abc.abstractmethod
+    def count(self, *, workflow: str | None = None, status: str | None = None) -> int:
+        """How many instances match."""
+
+    def scan(self, *, workflow: str | None = None, batch: int = 1000) -> Iterator[InstanceRecord]:
+        """Every instance (of `workflow`), paged by id: for checks over a whole store."""
+        after = None
+        while True:
+            page = self.list(workflow=workflow, limit=batch, after=after)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1].id
+
+    # -- leases and due work --
+
+    @abc.abstractmethod
+    def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
+                until: _dt.datetime) -> InstanceRecord | None:
+        """Lease one instance to `owner` until `until` if no one else holds an
+        unexpired lease (re-acquiring one's own lease extends it). Returns the
+        record, or None if another owner holds it. `InstanceNotFoundError` if missing.
+        """
+
+    @abc.abstractmethod
+    def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
+                  limit: int) -> list[InstanceRecord]:
+        """Lease up to `limit` instances with `wake_at <= now` and no unexpired
+        lease, earliest first, to `owner` until `until`. Two concurrent callers
+        never receive the same instance (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+
+    @abc.abstractmethod
+    def release(self, instance_id: str, owner: str) -> None:
+        """Drop `owner`'s lease (no-op if it holds none)."""
+
+    @abc.abstractmethod
+    def next_wake(self) -> _dt.datetime | None:
+        """The earliest `wake_at` of all instances (how long a worker may sleep)."""
+
+    # -- journal --
+
+    @abc.abstractmethod
+    def append_journal(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]],
+                       at: _dt.datetime) -> None:
+        """Append (kind, detail) entries to the instance's journal, in order.
+        `detail` holds msgpack-able primitives."""
+
+    @abc.abstractmethod
+    def journal(self, instance_id: str) -> list[JournalEntry]:
+        """The instance's journal, oldest first."""
+
+    # -- lifecycle --
+
+    def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
