@@ -44,7 +44,9 @@ from genflow.errors import (
     NotWaitingError,
     StepError,
     UnknownEventError,
+    UnknownThreadError,
     UnknownWorkflowError,
+    WorkflowFinishedError,
 )
 from genflow.registry import workflow_class, workflow_name
 from genflow.state import (
@@ -565,14 +567,14 @@ def _positions(state: State) -> dict[str, Any]:
 
 def _request_for(state: State, event: str, thread_id: str | None) -> CallbackRequest:
     """The request of the (single) thread waiting for `event`, with a clear error if none."""
+    if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+        raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
     candidates = [
         (t, e) for t in state.threads for e in t.events
         if e.event == event and (thread_id is None or t.id == thread_id)
     ]
     if not candidates:
         if thread_id is not None and state.thread(thread_id) is None:
-            from genflow.errors import UnknownThreadError
-
             raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
         waiting = {t.id: [e.event for e in t.events] for t in state.threads
                    if t.status is ThreadStatus.WAITING_EVENT}
