@@ -184,7 +184,7 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
         frame = stack[-1]
         stmt = frame.next()
         if stmt is None:
-            stack.pop()
+            _pop(stack)
             if not stack:
                 return END
             owner = frame.owner
@@ -224,10 +224,19 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
 def _unwind_to_loop(stack: list[Frame], kind: type) -> Frame:
     """Pop frames up to and including the innermost loop body; return that frame."""
     while len(stack) > 1:
-        frame = stack.pop()
+        frame = _pop(stack)
         if type(frame.owner) is For:
             return frame
     raise DefinitionError(f"{kind.__name__}() outside a For loop (in this thread)")
+
+
+def _pop(stack: list[Frame]) -> Frame:
+    """Pop the top frame. A generator it consumed may sit inside a statement
+    that an enclosing body repeats, so the enclosing frame becomes one-shot too."""
+    frame = stack.pop()
+    if frame.one_shot and stack:
+        stack[-1].one_shot = True
+    return frame
 
 
 def _repeat(stack: list[Frame], frame: Frame, loop: For) -> Any:
