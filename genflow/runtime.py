@@ -6,8 +6,10 @@ it directly (`resume`) or awaits it when it is a coroutine (`resume_async`).
 So sync and async share every line of the semantics.
 
 The move loop (`_Operation.resume`) is the one place where threads are scheduled:
-each thread, in creation order, moves until it blocks; passes repeat while any
-thread moved (a step may have made another thread's condition true).
+every move is made by the first thread, in creation order, that can move (a
+step may have made an earlier thread's condition true). The order of moves thus
+depends on nothing but the data and `State`, so an instance reloaded at any
+checkpoint goes on exactly as one that never stopped.
 
 Atomicity: a move decides everything first and changes `State` only once
 nothing can fail any more. User code that fails (a step, a handler) has its
@@ -251,25 +253,27 @@ class _Operation:
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
         moves = 0
-        progressed = True
-        while progressed:
-            progressed = False
-            i = 0
-            while i < len(state.threads):
-                thread = state.threads[i]
-                kind = yield from self._move(thread)
-                if kind is None:  # blocked: next thread
-                    i += 1
+        # threads found blocked since user code last ran: skipped without a replay
+        blocked: set[str] = set()
+        while True:
+            for thread in state.threads:
+                if thread.id in blocked:
                     continue
-                progressed = True
-                moves += 1
-                yield from self._checkpoint(kind)
-                if moves >= max_moves:
-                    raise MoveLimitError(
-                        f"instance {state.id!r} made {moves} moves in one resume "
-                        "(a loop of steps that never waits?); resume again to go on"
-                    )
-                # the same thread moves again; if it ended, index i is the next one
+                kind = yield from self._move(thread)
+                if kind is not None:
+                    break
+                blocked.add(thread.id)
+            else:
+                break
+            moves += 1
+            if kind is not CheckpointType.AFTER_RESUME:  # data may have changed
+                blocked.clear()
+            yield from self._checkpoint(kind)
+            if moves >= max_moves:
+                raise MoveLimitError(
+                    f"instance {state.id!r} made {moves} moves in one resume "
+                    "(a loop of steps that never waits?); resume again to go on"
+                )
         state.update_status()
 
     def _checkpoint(self, kind: CheckpointType) -> _Moves:
