@@ -512,15 +512,15 @@ class _Operation:
         thread = state.thread(req.thread_id)
         if thread is None:
             raise UnknownThreadError(f"instance {state.id!r} has no live thread {req.thread_id!r}")
+        if req.pc != thread.pc:  # first: a second event for a wait that ended is stale
+            raise StaleCallbackError(
+                f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
+                f"is {thread.status.value} at {thread.stmt!r} since counter {thread.pc}"
+            )
         if thread.status is not ThreadStatus.WAITING_EVENT:
             raise NotWaitingError(
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
                 f"(it is {thread.status.value} at {thread.stmt!r})"
-            )
-        if req.pc != thread.pc:
-            raise StaleCallbackError(
-                f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
-                f"has waited at {thread.stmt!r} since counter {thread.pc}"
             )
         event = next((e for e in thread.events if e.event == req.event), None)
         if event is None:
