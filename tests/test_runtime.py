@@ -53,15 +53,15 @@ from genflow import (
 from genflow.clock import FakeClock
 
 #: what handlers did outside the data, in order
-CALLS: list[tuple[Any, ...]] = []
+calls: list[tuple[Any, ...]] = []
 #: how many more times each (handler name, phase) should fail
-FAILURES: dict[tuple[str, str], int] = {}
+failures: dict[tuple[str, str], int] = {}
 
 
 @pytest.fixture(autouse=True)
 def _clean() -> None:
-    CALLS.clear()
-    FAILURES.clear()
+    calls.clear()
+    failures.clear()
 
 
 class Probe(EventHandler):
@@ -71,23 +71,23 @@ class Probe(EventHandler):
         self.name = name
 
     def _maybe_fail(self, phase: str) -> None:
-        left = FAILURES.get((self.name, phase), 0)
+        left = failures.get((self.name, phase), 0)
         if left:
-            FAILURES[(self.name, phase)] = left - 1
+            failures[(self.name, phase)] = left - 1
             raise ConnectionError(f"{self.name} {phase} unavailable")
 
     def setup(self, req):
         self._maybe_fail("setup")
-        CALLS.append(("setup", self.name, req.pc))
+        calls.append(("setup", self.name, req.pc))
         return f"{self.name}@{req.pc}"
 
     def handle(self, req, payload: str) -> str:
-        CALLS.append(("handle", self.name, payload))
+        calls.append(("handle", self.name, payload))
         return payload.upper()
 
     def teardown(self, req, handled):
         self._maybe_fail("teardown")
-        CALLS.append(("teardown", self.name, handled, req.setup_data))
+        calls.append(("teardown", self.name, handled, req.setup_data))
 
 
 # -- empty loops ---------------------------------------------------------------------------
@@ -166,10 +166,10 @@ def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
     run = Run(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
-    assert sorted(CALLS) == [("setup", "a", pc), ("setup", "b", pc)]
-    CALLS.clear()
+    assert sorted(calls) == [("setup", "a", pc), ("setup", "b", pc)]
+    calls.clear()
     assert run.send(winner, "hi") == "HI"
-    assert CALLS == [("handle", winner, "hi")]
+    assert calls == [("handle", winner, "hi")]
     thread = run.state.threads[0]
     assert thread.handled == winner and thread.status is ThreadStatus.RESUMING
     # every event that was set up is torn down on the next resume, the winner too
@@ -177,9 +177,9 @@ def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
         "a": winner == "a", "b": winner == "b", "c": False,
     }
     assert all(e.status is WaitEventStatus.PENDING_TEARDOWN for e in thread.events)
-    CALLS.clear()
+    calls.clear()
     run.resume()
-    assert sorted(CALLS) == sorted([
+    assert sorted(calls) == sorted([
         ("teardown", winner, True, f"{winner}@{pc}"),
         ("teardown", loser, False, f"{loser}@{pc}"),
     ])
@@ -226,7 +226,7 @@ def test_forged_future_counter_is_refused() -> None:
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
-    FAILURES[("b", "setup")] = 2
+    failures[("b", "setup")] = 2
     run = Run(Select(), mode=mode)
     for attempt in (1, 2):
         with pytest.raises(HandlerError) as err:
@@ -241,8 +241,8 @@ def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
         assert run.blob() == run.saved
         with pytest.raises(EventNotReadyError):
             run.send("b", "early")
-        assert [c for c in CALLS if c[0] == "setup"] == [("setup", "a", run.state.threads[0].pc)]
-        assert attempt == 2 - FAILURES[("b", "setup")]
+        assert [c for c in calls if c[0] == "setup"] == [("setup", "a", run.state.threads[0].pc)]
+        assert attempt == 2 - failures[("b", "setup")]
     run.resume()
     events = {e.event: e for e in run.state.threads[0].events}
     assert events["b"].status is WaitEventStatus.SETUP and events["b"].error == ""
@@ -254,7 +254,7 @@ def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
-    FAILURES[("a", "teardown")] = 1
+    failures[("a", "teardown")] = 1
     run = Run(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
@@ -269,7 +269,7 @@ def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
     assert run.blob() == run.saved
     run.resume()
     assert run.wf.log == ["B"]
-    teardowns = [c for c in CALLS if c[0] == "teardown"]
+    teardowns = [c for c in calls if c[0] == "teardown"]
     assert sorted(teardowns) == sorted([("teardown", "a", False, f"a@{pc}"),
                                         ("teardown", "b", True, f"b@{pc}")])
     assert run.state.status is WorkflowStatus.FINISHED
@@ -429,7 +429,7 @@ class Timer:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_gets_its_due_time_from_the_resume_clock(mode: str) -> None:
-    start = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     run = Run(Timer(), mode=mode, clock=FakeClock(start))
     run.resume()
     events = {e.event: e for e in run.state.threads[0].events}
@@ -462,7 +462,7 @@ class AsyncProbe(EventHandler):
 
     async def teardown(self, req, handled):
         await asyncio.sleep(0)
-        CALLS.append(("async teardown", handled))
+        calls.append(("async teardown", handled))
 
 
 @genflow.workflow("rt-async")
@@ -498,7 +498,7 @@ def test_async_steps_and_handlers_run_with_the_async_api() -> None:
 
     assert asyncio.run(scenario()) == 42
     assert wf.log == ["fetched in fetch", "sync"]
-    assert CALLS == [("async teardown", True)]
+    assert calls == [("async teardown", True)]
     assert CheckpointType.AFTER_SETUP in kinds and CheckpointType.AFTER_TEARDOWN in kinds
     assert state.status is WorkflowStatus.FINISHED
 
@@ -536,23 +536,23 @@ class Context:
         ctx = genflow.current_step()
         assert isinstance(ctx, StepContext)
         assert (ctx.workflow, ctx.thread_id, ctx.step) == ("rt-context", MAIN_THREAD, "call out")
-        CALLS.append(("key", ctx.idempotency_key))
+        calls.append(("key", ctx.idempotency_key))
         self.keys.append(ctx.idempotency_key)
         self.i += 1
-        if FAILURES.get(("call out", "step"), 0):
-            FAILURES[("call out", "step")] -= 1
+        if failures.get(("call out", "step"), 0):
+            failures[("call out", "step")] -= 1
             raise TimeoutError("try again")
 
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_idempotency_key_is_stable_across_retries_and_new_per_execution(mode: str) -> None:
-    FAILURES[("call out", "step")] = 2
+    failures[("call out", "step")] = 2
     run = Run(Context(), instance_id="ctx-1", mode=mode)
     for _ in range(2):
         with pytest.raises(StepError):
             run.resume()
     run.resume()
-    tried = [c[1] for c in CALLS]
+    tried = [c[1] for c in calls]
     assert len(tried) == 3 and len(set(tried)) == 1
     assert tried[0].startswith(f"ctx-1/{MAIN_THREAD}/call out/")
     assert run.wf.keys == tried[:1]  # failed attempts were rolled back
@@ -573,10 +573,10 @@ def test_cancel_tears_down_handlers_and_ends_the_instance(mode: str) -> None:
     run = Run(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
-    CALLS.clear()
+    calls.clear()
     cancel(run.wf, run.state, run.kinds.append)
     assert run.state.status is WorkflowStatus.CANCELLED
-    assert sorted(CALLS) == sorted([("teardown", "a", False, f"a@{pc}"),
+    assert sorted(calls) == sorted([("teardown", "a", False, f"a@{pc}"),
                                     ("teardown", "b", False, f"b@{pc}")])
     assert run.state.threads[0].events == []
     assert run.kinds[-1] is CheckpointType.AFTER_TEARDOWN
@@ -597,7 +597,7 @@ def request_for(run: Run) -> Any:
 
 
 def test_cancel_retries_a_failed_teardown() -> None:
-    FAILURES[("b", "teardown")] = 1
+    failures[("b", "teardown")] = 1
     run = Run(Select())
     run.resume()
     pc = run.state.threads[0].pc
@@ -610,7 +610,7 @@ def test_cancel_retries_a_failed_teardown() -> None:
     ]
     cancel(run.wf, run.state)
     assert run.state.threads[0].events == []
-    assert ("teardown", "b", False, f"b@{pc}") in CALLS
+    assert ("teardown", "b", False, f"b@{pc}") in calls
 
 
 def test_cancel_async_and_finished_instances() -> None:

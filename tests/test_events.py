@@ -1,0 +1,315 @@
+"""Delivering events: typed payloads, handler objects, and every way to get it wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+from helpers_core import MODES, Run, request
+
+import genflow
+from genflow import (
+    MAIN_THREAD,
+    CallbackRequest,
+    EventError,
+    EventHandler,
+    EventNotReadyError,
+    For,
+    Go,
+    HandlerError,
+    NotWaitingError,
+    On,
+    PayloadError,
+    StaleCallbackError,
+    Step,
+    StepError,
+    UnknownEventError,
+    UnknownThreadError,
+    Wait,
+    WaitEventStatus,
+    WorkflowFinishedError,
+    handle_callback,
+    resume,
+)
+
+
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
+@attrs.define
+class Line:
+    sku: str
+    qty: int
+    price: decimal.Decimal = decimal.Decimal("0")
+
+
+@attrs.define
+class Order:
+    number: int
+    lines: list[Line]
+    placed: dt.datetime
+    note: str | None = None
+    size: Size = Size.SMALL
+    ship_by: dt.date | None = None
+
+
+@genflow.workflow("events-shop")
+@attrs.define
+class Shop:
+    orders: list[Order] = attrs.field(factory=list)
+    counts: list[int] = attrs.field(factory=list)
+    words: list[str] = attrs.field(factory=list)
+    pings: int = 0
+    raw: list[Any] = attrs.field(factory=list)
+    broken: bool = False
+    open: bool = True
+
+    def definition(self):
+        yield For("serve", self.open,
+            Wait("next",
+                On("order", self.on_order),
+                On("count", self.on_count),
+                On("words", self.on_words),
+                On("ping", self.on_ping),
+                On("raw", self.on_raw),
+                On("close", self.on_close),
+                On("fragile", self.on_fragile),
+            ),
+        )
+
+    def on_order(self, order: Order) -> int:
+        self.orders.append(order)
+        return sum(line.qty for line in order.lines)
+
+    def on_count(self, n: int) -> int:
+        self.counts.append(n)
+        return n + 1
+
+    def on_words(self, words: list[str]) -> None:
+        self.words.extend(words)
+
+    def on_ping(self) -> str:
+        self.pings += 1
+        return "pong"
+
+    def on_raw(self, value) -> None:  # unannotated: the payload as given
+        self.raw.append(value)
+
+    def on_close(self) -> None:
+        self.open = False
+
+    def on_fragile(self, n: int) -> None:
+        self.counts.append(n)  # changed, then rolled back
+        self.pings += 100
+        if self.broken:
+            raise LookupError("fragile handler broke")
+
+
+ORDER = {
+    "number": 7,
+    "lines": [{"sku": "tea", "qty": 2, "price": "3.10"}, {"sku": "mug", "qty": 1}],
+    "placed": "2030-02-03T04:05:06.000007+05:30",
+    "size": "l",
+    "ship_by": "2030-02-10",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
+    run = Run(Shop(), mode=mode)
+    run.resume()
+    assert run.step("order", ORDER) == 3
+    assert run.step("count", 41) == 42
+    assert run.step("count", "5") == 6  # cattrs converts what int() accepts
+    assert run.step("words", ["a", "b"]) is None
+    assert run.step("ping") == "pong"
+    assert run.step("raw", {"as": ["given"]}) is None
+    order = run.wf.orders[0]
+    assert order == Order(
+        number=7,
+        lines=[Line("tea", 2, decimal.Decimal("3.10")), Line("mug", 1)],
+        placed=dt.datetime(2030, 2, 3, 4, 5, 6, 7, tzinfo=dt.timezone(dt.timedelta(hours=5.5))),
+        size=Size.LARGE,
+        ship_by=dt.date(2030, 2, 10),
+    )
+    assert order.placed.utcoffset() == dt.timedelta(hours=5, minutes=30)
+    assert order.note is None
+    assert (run.wf.counts, run.wf.words, run.wf.pings) == ([41, 5], ["a", "b"], 1)
+    assert run.wf.raw == [{"as": ["given"]}]
+    run.step("close")
+    assert run.state.status is genflow.WorkflowStatus.FINISHED
+
+
+def _changes_nothing(run: Run, op: Callable[[], Any], error: type[Exception]) -> Exception:
+    before = run.blob()
+    with pytest.raises(error) as err:
+        op()
+    assert run.blob() == before
+    return err.value
+
+
+def _bad(field_path: str, payload: Any) -> tuple[str, Any, str]:
+    return ("order", payload, field_path)
+
+
+BAD_PAYLOADS = [
+    _bad("lines[1].qty", {**ORDER, "lines": [ORDER["lines"][0], {"sku": "mug", "qty": "one"}]}),
+    _bad("lines[0].qty", {**ORDER, "lines": [{"sku": "mug"}]}),
+    _bad("placed", {**ORDER, "placed": "yesterday"}),
+    _bad("placed", {**ORDER, "placed": 1234}),
+    _bad("number", {key: value for key, value in ORDER.items() if key != "number"}),
+    _bad("size", {**ORDER, "size": "medium"}),
+    _bad("lines[0].price", {**ORDER, "lines": [{"sku": "x", "qty": 1, "price": "cheap"}]}),
+    _bad("ship_by", {**ORDER, "ship_by": "soon"}),
+    _bad("Order", None),
+    _bad("Order", ["not", "a", "mapping"]),
+    ("count", "many", "int"),
+    ("count", None, "int"),
+    ("words", 5, "list"),
+    ("ping", {"unexpected": True}, "takes no payload"),
+    ("ping", 0, "takes no payload"),
+]
+
+
+@pytest.mark.parametrize(("event", "payload", "named"), BAD_PAYLOADS)
+def test_payload_that_does_not_fit_is_refused_naming_the_field(event, payload, named) -> None:
+    run = Run(Shop())
+    run.resume()
+    req = request(run.state, event)
+    deliver = lambda: handle_callback(req, run.wf, run.state, payload)  # noqa: E731
+    err = _changes_nothing(run, deliver, PayloadError)
+    assert named in str(err)
+    assert repr(event) in str(err)
+    # the instance still takes a good event afterwards
+    assert run.step("ping") == "pong"
+
+
+@pytest.mark.parametrize("mode", MODES[:2])
+def test_handler_that_raises_is_rolled_back_and_the_event_can_come_again(mode: str) -> None:
+    run = Run(Shop(broken=True), mode=mode)
+    run.resume()
+    err = _changes_nothing(run, lambda: run.send("fragile", 3), HandlerError)
+    assert (err.phase, err.event, err.thread) == ("handle", "fragile", MAIN_THREAD)
+    assert isinstance(err.__cause__, LookupError)
+    assert run.wf.counts == [] and run.wf.pings == 0
+    run.wf.broken = False
+    run.step("fragile", 4)
+    assert (run.wf.counts, run.wf.pings) == ([4], 100)
+
+
+class Sign(EventHandler):
+    """A handler object whose payload type comes from `handle`'s annotation."""
+
+    def setup(self, req):
+        return f"sig:{req.thread_id}"
+
+    def handle(self, req, payload: Line) -> str:
+        return f"{payload.sku}x{payload.qty} {req.setup_data}"
+
+
+@genflow.workflow("events-sign")
+@attrs.define
+class Signed:
+    def definition(self):
+        yield Wait("sign", On("sign", Sign()))
+
+
+def test_handler_object_payload_type_comes_from_its_annotation() -> None:
+    assert Sign.input_type is Line
+    run = Run(Signed())
+    run.resume()
+    req = request(run.state, "sign")
+    _changes_nothing(run, lambda: run.send("sign", {"sku": 3}), PayloadError)
+    assert run.send("sign", {"sku": "pen", "qty": "2"}) == f"penx2 sig:{MAIN_THREAD}"
+    assert req.setup_data == f"sig:{MAIN_THREAD}"
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+@genflow.workflow("events-two-threads")
+@attrs.define
+class TwoThreads:
+    fail: bool = True
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("side", Wait("side wait", On("poke", lambda: self.log.append("poked"))))
+        yield Wait("main wait", On("go", lambda: self.log.append("go")))
+        yield Step("work", self.work)
+
+    def work(self) -> None:
+        if self.fail:
+            raise RuntimeError("not yet")
+        self.log.append("worked")
+
+
+def _stuck() -> Run:
+    """Main thread stuck executing a failing step; thread 'side' waiting."""
+    run = Run(TwoThreads())
+    run.resume()
+    run.send("go")
+    with pytest.raises(StepError):
+        run.resume()
+    assert run.state.thread(MAIN_THREAD).status is genflow.ThreadStatus.EXECUTING
+    assert run.state.thread("side").status is genflow.ThreadStatus.WAITING_EVENT
+    return run
+
+
+REFUSALS: dict[str, tuple[type[Exception], Callable[[Run, CallbackRequest], CallbackRequest]]] = {
+    "unknown event": (UnknownEventError, lambda run, req: attrs.evolve(req, event="shove")),
+    "unknown thread": (UnknownThreadError, lambda run, req: attrs.evolve(req, thread_id="ghost")),
+    "other instance": (UnknownThreadError, lambda run, req: attrs.evolve(req, instance_id="i-2")),
+    "stale counter": (StaleCallbackError, lambda run, req: attrs.evolve(req, pc=req.pc - 1)),
+    "future counter": (StaleCallbackError, lambda run, req: attrs.evolve(req, pc=req.pc + 1)),
+    "thread not waiting": (
+        NotWaitingError,
+        lambda run, req: CallbackRequest(
+            run.state.id, MAIN_THREAD, "go", run.state.thread(MAIN_THREAD).pc
+        ),
+    ),
+    "main's old request": (
+        StaleCallbackError,
+        lambda run, req: CallbackRequest(run.state.id, MAIN_THREAD, "go", 0),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_event_refusals_change_nothing(case: str) -> None:
+    error, forge = REFUSALS[case]
+    run = _stuck()
+    req = forge(run, request(run.state, "poke", "side"))
+    err = _changes_nothing(run, lambda: handle_callback(req, run.wf, run.state, None), error)
+    assert isinstance(err, EventError)
+    # the genuine request still works
+    handle_callback(request(run.state, "poke", "side"), run.wf, run.state, None)
+    assert run.wf.log == ["go", "poked"]
+
+
+def test_event_before_setup_is_not_ready() -> None:
+    run = _stuck()
+    event = run.state.thread("side").events[0]
+    event.status = WaitEventStatus.PENDING_SETUP
+    _changes_nothing(run, lambda: run.send("poke", thread="side"), EventNotReadyError)
+    event.status = WaitEventStatus.SETUP_ERROR
+    _changes_nothing(run, lambda: run.send("poke", thread="side"), EventNotReadyError)
+
+
+def test_event_for_a_finished_instance_is_refused() -> None:
+    run = _stuck()
+    old = request(run.state, "poke", "side")
+    run.wf.fail = False
+    run.step("poke", thread="side")
+    assert run.wf.log == ["go", "poked", "worked"]
+    assert run.state.status is genflow.WorkflowStatus.FINISHED
+    _changes_nothing(run, lambda: handle_callback(old, run.wf, run.state), WorkflowFinishedError)
+    _changes_nothing(run, lambda: resume(run.wf, run.state), WorkflowFinishedError)
+
