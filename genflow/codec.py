@@ -3,7 +3,8 @@
 A blob is a msgpack array, the *envelope*: ``["genflow", FORMAT, workflow name,
 data, state]``. The converter is built once; its hooks make datetimes, dates,
 times, timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
-strings, so naive and fixed-offset values come back as they went in).
+strings, so naive and fixed-offset values come back as they went in; timedeltas
+as ``[days, seconds, microseconds]``).
 
 Adding a field with a default to a workflow class keeps old blobs loadable;
 removing one ignores the old value.
@@ -54,16 +55,24 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     for cls in (_dt.datetime, _dt.date, _dt.time):
         conv.register_unstructure_hook(cls, lambda v: v.isoformat())
         conv.register_structure_hook(cls, _iso(cls))
-    conv.register_unstructure_hook(_dt.timedelta, lambda v: v // _dt.timedelta(microseconds=1))
-    conv.register_structure_hook(
-        _dt.timedelta,
-        lambda v, _: v if isinstance(v, _dt.timedelta) else _dt.timedelta(microseconds=int(v)),
-    )
+    # [days, seconds, microseconds], timedelta's own exact form: a count of
+    # microseconds overflows msgpack's 64 bits beyond 292 years.
+    conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
+    conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
     conv.register_structure_hook(uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v))
     return conv
+
+
+def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
+    if isinstance(value, _dt.timedelta):
+        return value
+    if isinstance(value, (list, tuple)):
+        days, seconds, microseconds = map(int, value)
+        return _dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    return _dt.timedelta(microseconds=int(value))  # a count of microseconds (older blobs)
 
 
 #: The converter genflow uses for data, State and payloads. Register hooks for
