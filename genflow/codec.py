@@ -15,10 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import cattrs
 import msgpack
+from cattrs.gen import make_dict_structure_fn
 
 from genflow.errors import CorruptStateError, PayloadError, SerializationError
 from genflow.registry import workflow_class, workflow_name
@@ -59,6 +62,19 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     # microseconds overflows msgpack's 64 bits beyond 292 years.
     conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
     conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
+    def _attrs(cls: type) -> Any:
+        # cattrs reads fields with `in`, so a list or a string would silently
+        # become an instance full of defaults: refuse anything but a mapping.
+        fields_from = make_dict_structure_fn(cls, conv)
+
+        def structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected a mapping for {cls.__qualname__}, got {value!r}")
+            return fields_from(value, cls)
+
+        return structure
+
+    conv.register_structure_hook_factory(attrs.has, _attrs)
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
