@@ -26,11 +26,11 @@ from genflow import (
     Timeout,
     UnknownWorkflowError,
     Wait,
+    codec,
     dumps,
     loads,
     new_state,
 )
-from genflow import codec
 
 
 class Colour(enum.Enum):
@@ -89,7 +89,7 @@ class Other:
 offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
     lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
 )
-zones = st.one_of(st.none(), st.just(dt.timezone.utc), offsets)
+zones = st.one_of(st.none(), st.just(dt.UTC), offsets)
 datetimes = st.datetimes(timezones=zones)
 times = st.builds(
     lambda t, tz: t.replace(tzinfo=tz), st.times(), zones
@@ -156,7 +156,7 @@ def test_state_with_timers_and_events_round_trips(bag: Bag, data: st.DataObject)
     "value",
     [
         dt.datetime(2030, 1, 2, 3, 4, 5, 6),
-        dt.datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
+        dt.datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
         dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30))),
         dt.datetime.min,
         dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=23, minutes=59))),
