@@ -1,0 +1,263 @@
+"""Statements as values, validate() and walk()."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import pytest
+
+import genflow
+from genflow import (
+    Break,
+    Case,
+    Continue,
+    Default,
+    DefinitionError,
+    For,
+    Go,
+    If,
+    On,
+    Retry,
+    Return,
+    S,
+    Step,
+    Switch,
+    Timeout,
+    Wait,
+    WaitFor,
+    WaitGroup,
+    validate,
+    walk,
+)
+
+
+def nop() -> None:
+    return None
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+def test_if_elseif_else_is_a_switch_of_named_cases() -> None:
+    stmt = If(False, "a", Step("s1", nop)).ElseIf(True, "b", Step("s2", nop)).Else("c")
+    assert [(c.name, c.cond) for c in stmt.cases] == [("a", False), ("b", True), ("c", True)]
+    assert len(stmt.bodies) == 3
+    assert repr(stmt) == "If('a', 'b', 'c')"
+
+
+def test_conditions_are_plain_booleans() -> None:
+    assert If([], "empty list", Step("s", nop)).cases[0].cond is False
+    assert For("f", "non-empty", Step("s", nop)).cond is True
+    assert WaitFor("w", 0).cond is False
+    assert Default("d").cond is True
+
+
+def test_statement_containers_check_what_they_are_given() -> None:
+    with pytest.raises(TypeError, match="Case"):
+        Switch(Case(True, "ok"), Step("s", nop))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="On/Timeout"):
+        Wait("w", Step("s", nop))  # type: ignore[arg-type]
+
+
+def test_timeout_takes_seconds_or_a_timedelta() -> None:
+    assert Timeout("t", dt.timedelta(minutes=2)).after == 120.0
+    assert Timeout("t", 1.5).after == 1.5
+    assert Timeout("t", 0).event == "t"
+    with pytest.raises(ValueError):
+        Timeout("t", dt.timedelta(seconds=-1))
+
+
+def test_go_id_defaults_to_its_name_and_callable_bodies_get_the_id() -> None:
+    assert Go("g", Step("s", nop)).id == "g"
+    assert Go("g", Step("s", nop), id=7).id == "7"
+    seen = []
+
+    def body(thread_id: str) -> Any:
+        seen.append(thread_id)
+        return Step("s", nop)
+
+    go = Go("g", body, id="g-1")
+    assert isinstance(go.body_for("g-1")[0], Step) and seen == ["g-1"]
+    gen = Go("g", nop)  # no parameter: the body itself (called later by the replay)
+    assert gen.body_for("x") == (nop,)
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    retry = Retry(attempts=5, backoff=2, factor=3, max_backoff=30)
+    assert [retry.delay(n) for n in (1, 2, 3, 4)] == [2, 6, 18, 30]
+    only_key_errors = Retry(on=(KeyError,))
+    assert only_key_errors.retries(KeyError()) and not only_key_errors.retries(OSError())
+    for bad in ({"attempts": 0}, {"backoff": -1}, {"factor": 0.5}):
+        with pytest.raises(ValueError):
+            Retry(**bad)
+
+
+def test_waitgroup_helpers_are_statements() -> None:
+    wg = WaitGroup()
+    add, go = wg.go("job", Step("work", nop), id="j1")
+    assert (type(add), add.name) == (Step, "job: add")
+    assert (type(go), go.name, go.id) == (Go, "job", "j1")
+    assert wg.wait("join").cond is True
+    wg.pending.append("j1")
+    assert wg.wait("join").cond is False
+
+
+def test_section_groups_a_body() -> None:
+    section = S(Step("a", nop), [Step("b", nop)])
+    assert isinstance(section, tuple) and len(section) == 2
+
+
+# -- validate ------------------------------------------------------------------------------
+
+
+def _problems(definition: Any) -> str:
+    with pytest.raises(DefinitionError) as err:
+        validate(definition)
+    return str(err.value)
+
+
+def test_valid_definition_passes_every_form() -> None:
+    def flow():
+        yield Step("a", nop)
+        yield For("loop", False, If(True, "inner", Break()).Else("other", Continue()))
+        yield Wait("w", On("a", nop), On("b", lambda payload: None), Timeout("t", 1))
+        yield Switch(Case(False, "x", Step("x step", nop)), Default("y", Return()))
+        yield Go("g", [Step("in thread", nop), For("thread loop", True, Break())])
+        yield WaitFor("cond", True, nop)
+
+    assert validate(flow) is None
+    assert validate([flow]) is None
+    assert validate(Step("only", nop)) is None
+
+
+def test_duplicate_names_are_found_in_every_branch() -> None:
+    text = _problems([
+        Step("a", nop),
+        If(False, "never taken", Step("a", nop)),
+        Go("thread", Step("b", nop)),
+        Wait("w", On("e", nop, Step("b", nop))),
+        If(True, "never taken", Step("c", nop)),
+    ])
+    assert "'a' is used twice" in text
+    assert "'b' is used twice" in text
+    assert "'never taken' is used twice" in text
+
+
+def test_event_names_may_repeat_statement_names() -> None:
+    validate([Wait("w1", On("go", nop)), Wait("w2", On("go", nop)), Step("go", nop)])
+
+
+@pytest.mark.parametrize("jump", [Break, Continue])
+def test_break_and_continue_must_be_inside_a_loop_of_their_thread(jump: type) -> None:
+    assert f"{jump.__name__}() outside a For loop" in _problems([Step("s", nop), jump()])
+    assert "outside a For loop" in _problems(If(True, "if", jump()))
+    assert "outside a For loop" in _problems(For("loop", True, Go("g", jump())))
+
+
+def test_wait_problems() -> None:
+    assert "'empty' has no events" in _problems(Wait("empty"))
+    assert "lists event 'e' twice" in _problems(Wait("w", On("e", nop), On("e", nop)))
+    assert "event 'bad'" in _problems(Wait("w", On("bad", 42)))
+    assert "event 'greedy'" in _problems(Wait("w", On("greedy", lambda a, b: None)))
+
+
+def test_uncallable_actions_and_handlers() -> None:
+    assert "action 5 is not callable" in _problems(Step("s", 5))  # type: ignore[arg-type]
+    assert "WaitFor 'w': handler" in _problems(WaitFor("w", True, "not callable"))  # type: ignore[arg-type]
+
+
+def test_bad_bodies_and_a_definition_that_raises() -> None:
+    assert "is not a statement" in _problems([Step("s", nop), 42])
+
+    def broken():
+        yield Step("s", nop)
+        raise KeyError("config")
+
+    assert "KeyError" in _problems(broken)
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    text = _problems([Step("a", nop), Step("a", nop), Break(), Wait("w")])
+    assert text.count("\n  - ") == 3
+
+
+def test_validate_takes_a_workflow_instance() -> None:
+    @genflow.workflow("statements-bad")
+    @attrs.define
+    class Bad:
+        flag: bool = False
+
+        def definition(self):
+            yield Step("same", nop)
+            if self.flag:  # shape depends on data: validate sees this instance's shape
+                yield Step("same", nop)
+
+    validate(Bad())
+    assert "'same' is used twice" in _problems(Bad(flag=True))
+
+
+# -- walk ----------------------------------------------------------------------------------
+
+
+def _tree() -> list[Any]:
+    return [
+        Step("a", nop),
+        If(False, "no", Step("b", nop)).Else("yes", Step("c", nop)),
+        For("loop", False, Step("d", nop), Break()),
+        Wait("w", On("e1", nop, Step("after e1", nop)), Timeout("t", 5)),
+        Go("thread", lambda: (yield Step("in thread", nop))),
+        WaitFor("until", True),
+    ]
+
+
+def test_walk_visits_every_statement_whatever_the_conditions() -> None:
+    seen: list[tuple[str, str | None]] = []
+    assert walk(_tree(), lambda s: bool(seen.append((type(s).__name__, s.name)))) is False
+    assert seen == [
+        ("Step", "a"),
+        ("If", None),
+        ("Step", "b"),
+        ("Step", "c"),
+        ("For", "loop"),
+        ("Step", "d"),
+        ("Break", None),
+        ("Wait", "w"),
+        ("On", "e1"),
+        ("Timeout", "t"),
+        ("Step", "after e1"),
+        ("Go", "thread"),
+        ("Step", "in thread"),
+        ("WaitFor", "until"),
+    ]
+
+
+def test_walk_stops_as_soon_as_fn_returns_true() -> None:
+    seen: list[str | None] = []
+
+    def fn(stmt: Any) -> bool:
+        seen.append(stmt.name)
+        return stmt.name == "d"
+
+    assert walk(_tree(), fn) is True
+    assert seen == ["a", None, "b", "c", "loop", "d"]
+
+
+def test_walk_takes_a_statement_or_a_workflow() -> None:
+    names: list[str | None] = []
+    walk(For("f", True, Step("x", nop)), lambda s: bool(names.append(s.name)))
+    assert names == ["f", "x"]
+
+    @genflow.workflow("statements-walk")
+    @attrs.define
+    class Flow:
+        def definition(self):
+            yield from self.sub()
+
+        def sub(self):
+            yield Step("deep", nop)
+
+    names.clear()
+    walk(Flow(), lambda s: bool(names.append(s.name)))
+    assert names == ["deep"]
