@@ -16,6 +16,7 @@ import datetime as _dt
 import decimal
 import uuid
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -91,12 +92,19 @@ def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
     return _dt.timedelta(microseconds=int(value))  # a count of microseconds (older blobs)
 
 
+#: msgpack has no sets: write them as lists (the field's type brings them back).
+_SETS = {AbstractSet: list}
+
 #: The converter genflow uses for data, State and payloads. Register hooks for
 #: your own types on it (before the first dump or load of a class that uses them).
-converter = _configure(cattrs.Converter(detailed_validation=False))
+converter = _configure(
+    cattrs.Converter(detailed_validation=False, unstruct_collection_overrides=_SETS)
+)
 # Same hooks, but errors that name the offending field: used to explain a
 # failure, never on the fast path.
-_explaining = _configure(cattrs.Converter(detailed_validation=True))
+_explaining = _configure(
+    cattrs.Converter(detailed_validation=True, unstruct_collection_overrides=_SETS)
+)
 
 
 def register_hooks(cls: type, unstructure_hook: Any, structure_hook: Any) -> None:
