@@ -72,6 +72,8 @@ class Bag:
     points: list[list[Point]] = attrs.field(factory=list)
     blob: bytes = b""
     maybe: int | None = None
+    tags: set[str] = attrs.field(factory=set)
+    levels: frozenset[Level] = frozenset()
 
     def definition(self):
         yield Wait("hold", On("poke", lambda: None), Timeout("later", 60))
@@ -116,6 +118,8 @@ bags = st.builds(
     points=st.lists(st.lists(points, max_size=2), max_size=2),
     blob=st.binary(max_size=20),
     maybe=st.none() | st.integers(-(2**63), 2**64 - 1),
+    tags=st.sets(st.text(max_size=4), max_size=4),
+    levels=st.frozensets(st.sampled_from(Level)),
 )
 
 
