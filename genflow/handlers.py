@@ -119,10 +119,12 @@ def takes_argument(fn: Callable[..., Any]) -> bool:
 
 
 def _payload_parameter(fn: Callable[..., Any]) -> tuple[bool, Any]:
-    code_key = getattr(getattr(fn, "__func__", fn), "__code__", None)
-    if code_key is None:  # builtins, callable objects: inspect each time (rare)
+    # Unwrapped first: a decorator's wrapper shares one code object among every
+    # function it wraps. Bound or not matters too: a bound method's `self` is not counted.
+    code = getattr(inspect.unwrap(getattr(fn, "__func__", fn)), "__code__", None)
+    if code is None:  # builtins, callable objects: inspect each time (rare)
         return _inspect_parameter(fn)
-    return _inspect_cached(code_key, fn)
+    return _inspect_cached((code, hasattr(fn, "__self__")), fn)
 
 
 def _inspect_cached(code_key: Any, fn: Callable[..., Any]) -> tuple[bool, Any]:
