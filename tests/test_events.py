@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -229,6 +230,51 @@ def test_handler_object_payload_type_comes_from_its_annotation() -> None:
     _changes_nothing(run, lambda: run.send("sign", {"sku": 3}), PayloadError)
     assert run.send("sign", {"sku": "pen", "qty": "2"}) == f"penx2 sig:{MAIN_THREAD}"
     assert req.setup_data == f"sig:{MAIN_THREAD}"
+
+
+def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator: its one wrapper code object serves every function it wraps."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@genflow.workflow("events-decorated")
+@attrs.define
+class Decorated:
+    log: list[Any] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("w", On("ping", self.ping), On("line", self.line), On("n", logged(self.n)))
+
+    @logged
+    def ping(self) -> None:
+        self.log.append("ping")
+
+    @logged
+    def line(self, line: Line) -> None:
+        self.log.append(line)
+
+    def n(self, n: int) -> None:
+        self.log.append(n)
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "logged_value"),
+    [("ping", None, "ping"), ("line", {"sku": "a", "qty": 1}, Line("a", 1)), ("n", "3", 3)],
+)
+def test_decorated_handlers_keep_their_own_payload_types(event, payload, logged_value) -> None:
+    run = Run(Decorated())
+    run.resume()
+    run.step(event, payload)
+    assert run.wf.log == [logged_value]
+    fresh = Run(Decorated())
+    fresh.resume()
+    with pytest.raises(PayloadError):
+        fresh.send("ping", {"sku": "a", "qty": 1})
 
 
 # -- refusals ----------------------------------------------------------------------------------
