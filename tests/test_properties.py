@@ -32,6 +32,7 @@ from genflow import (
     On,
     Return,
     Step,
+    StepError,
     Switch,
     Wait,
     WaitFor,
@@ -47,7 +48,7 @@ conds = st.integers(0, 2)
 waits = st.builds(lambda n: ["wait", [[] for _ in range(n)]], st.integers(1, 3))
 leaves = st.one_of(
     st.just(["step"]),
-    st.just(["step"]),
+    st.just(["flaky"]),
     waits,
     waits,
     st.builds(lambda k, h: ["waitfor", k, h], st.integers(0, 4), st.booleans()),
@@ -104,6 +105,8 @@ class TreeFlow:
         kind = node[0]
         if kind == "step":
             return Step(name, functools.partial(self.tick, thread, name))
+        if kind == "flaky":
+            return Step(name, functools.partial(self.flaky, thread, name))
         if kind == "waitfor":
             handler = functools.partial(self.tick, thread, name) if node[2] else None
             return WaitFor(name, self.ticks >= node[1], handler)
@@ -150,12 +153,44 @@ class TreeFlow:
         self.ticks += 1
         self.log.append(f"{thread}:{name}")
 
+    def flaky(self, thread: str, name: str) -> None:
+        """Fails the first attempt of each execution, after changing the data."""
+        self.tick(thread, name)
+        attempted = ATTEMPTED.setdefault(ACTIVE[0], set())
+        key = genflow.current_step().idempotency_key
+        if key not in attempted:
+            attempted.add(key)
+            raise RuntimeError(f"{key} fails once")
+
     def set_counter(self, key: str, value: int | None) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1 if value is None else value
         self.ticks += 1
 
 
 MAX_EVENTS = 25
+#: which run is moving now, and the flaky steps each run has attempted
+ACTIVE = [""]
+ATTEMPTED: dict[str, set[str]] = {}
+
+
+def _settle(run: Run, label: str) -> None:
+    """Resume, and again after each failed step (it is rolled back and runs again)."""
+    ACTIVE[0] = label
+    for _ in range(100):
+        try:
+            run.resume()
+            return
+        except StepError as err:
+            assert "fails once" in str(err)
+            assert run.blob() == run.saved
+    raise AssertionError("a flaky step failed more than once")
+
+
+def _start(tree: list[Any], label: str, mode: str) -> Run:
+    ATTEMPTED.pop(label, None)
+    run = Run(_flow(tree), mode=mode)
+    _settle(run, label)
+    return run
 
 
 def _flow(tree: list[Any]) -> TreeFlow:
@@ -169,10 +204,8 @@ def _flow(tree: list[Any]) -> TreeFlow:
 @given(trees, st.data())
 def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data) -> None:
     validate(_flow(tree))
-    steady = Run(_flow(tree), mode="plain")
-    crashy = Run(_flow(tree), mode="crash")
-    for run in (steady, crashy):
-        run.resume()
+    steady = _start(tree, "steady", "plain")
+    crashy = _start(tree, "crashy", "crash")
     assert crashy.blob() == steady.blob()
     for _ in range(MAX_EVENTS):
         ready = ready_events(steady.state)
@@ -180,8 +213,9 @@ def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data
         if not ready:
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
-        for run in (steady, crashy):
-            run.step(event, thread=thread)
+        for run, label in ((steady, "steady"), (crashy, "crashy")):
+            run.send(event, thread=thread)
+            _settle(run, label)
         assert crashy.blob() == steady.blob()
     assert crashy.kinds == steady.kinds
     if not ready_events(steady.state) and steady.state.status is not WorkflowStatus.FINISHED:
@@ -216,8 +250,7 @@ def _bogus(run: Run, issued: list[CallbackRequest], pick: int) -> CallbackReques
 @settings(max_examples=60, deadline=None)
 @given(trees, st.data())
 def test_events_the_instance_is_not_waiting_for_change_nothing(tree, data) -> None:
-    run = Run(_flow(tree), mode="reload")
-    run.resume()
+    run = _start(tree, "bogus", "reload")
     issued: list[CallbackRequest] = []
     for _ in range(MAX_EVENTS):
         pick = data.draw(st.integers(0, 99), label="bogus")
@@ -236,4 +269,5 @@ def test_events_the_instance_is_not_waiting_for_change_nothing(tree, data) -> No
         if not ready:
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
-        run.step(event, thread=thread)
+        run.send(event, thread=thread)
+        _settle(run, "bogus")
