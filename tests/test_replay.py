@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -75,15 +78,31 @@ class Deep:
             yield If(True, f"gen {k}", lambda: self.level(k + 1, body))
 
 
+@contextlib.contextmanager
+def shallow_stack(room: int = 150) -> Iterator[None]:
+    """Allow only `room` more Python frames: a replay that recursed per level would fail."""
+    depth = len(inspect.stack(0))
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + room)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 @pytest.mark.parametrize("shape", ["ifs", "loops", "generators"])
 @pytest.mark.parametrize("mode", MODES)
 def test_deep_definition_resumes_without_recursion(shape: str, mode: str) -> None:
     run = Run(Deep(shape=shape), mode=mode)
-    run.resume()
+    run.resume()  # warm up: cattrs builds its converters for these classes
+    run = Run(Deep(shape=shape), mode=mode, instance_id="i-2")
+    with shallow_stack():
+        run.resume()
     thread = run.state.threads[0]
     assert thread.stmt == "deep wait"
     assert len(thread.path) == 2 * DEPTH + 1  # an index per level, a branch between
-    run.step("poke")
+    with shallow_stack():
+        run.step("poke")
     assert run.wf.log == ["before", "poked", "after"]
     assert run.state.status is WorkflowStatus.FINISHED
 
