@@ -66,7 +66,7 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     def _attrs(cls: type) -> Any:
         # cattrs reads fields with `in`, so a list or a string would silently
         # become an instance full of defaults: refuse anything but a mapping.
-        fields_from = make_dict_structure_fn(cls, conv)
+        fields_from: Any = make_dict_structure_fn(cls, conv)
 
         def structure(value: Any, _: Any) -> Any:
             if not isinstance(value, Mapping):
@@ -79,7 +79,9 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
-    conv.register_structure_hook(uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v))
+    conv.register_structure_hook(
+        uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
+    )
     return conv
 
 
@@ -93,7 +95,7 @@ def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
 
 
 #: msgpack has no sets: write them as lists (the field's type brings them back).
-_SETS = {AbstractSet: list}
+_SETS: dict[type, Any] = {AbstractSet: list}
 
 #: The converter genflow uses for data, State and payloads. Register hooks for
 #: your own types on it (before the first dump or load of a class that uses them).
@@ -169,12 +171,12 @@ def dumps(wf: Any, state: State) -> bytes:
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
-            f"cannot serialise workflow {name!r}: {exc} (register a hook on genflow.codec.converter "
-            "for custom types)"
+            f"cannot serialise workflow {name!r}: {exc} (register a hook on "
+            "genflow.codec.converter for custom types)"
         ) from exc
     if len(blob) > MAX_BLOB_SIZE:
         raise SerializationError(f"blob of {len(blob)} bytes exceeds MAX_BLOB_SIZE")
-    return blob  # type: ignore[no-any-return]
+    return blob
 
 
 def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
@@ -217,7 +219,9 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
         raise CorruptStateError("not a genflow blob (bad envelope)")
     _, fmt, name, raw_data, raw_state = envelope
     if fmt != FORMAT:
-        raise CorruptStateError(f"blob format {fmt!r} is not supported (this genflow reads {FORMAT})")
+        raise CorruptStateError(
+            f"blob format {fmt!r} is not supported (this genflow reads {FORMAT})"
+        )
     if not isinstance(name, str):
         raise CorruptStateError("not a genflow blob (workflow name is not a string)")
     return name, raw_data, raw_state
@@ -234,4 +238,4 @@ def load_state_value(raw: Any) -> State:
         raise CorruptStateError(f"state does not load: {explain(exc)}") from exc
     if not isinstance(state, State) or not state.id:
         raise CorruptStateError("state does not load: no instance id")
-    return state  # type: ignore[no-any-return]
+    return state

@@ -107,7 +107,7 @@ def as_handler(obj: Any) -> Handler:
     ):
         if not hasattr(obj, "input_type"):
             obj.input_type = None
-        return obj  # type: ignore[no-any-return]
+        return obj
     if callable(obj):
         return FunctionHandler(obj)
     raise TypeError(f"{obj!r} is neither a handler nor a function")

@@ -44,7 +44,7 @@ def workflow(name: str) -> Callable[[T], T]:
             )
         setattr(cls, _NAME_ATTR, name)
         _REGISTRY[name] = cls
-        return cls
+        return cls  # type: ignore[return-value]  # attrs.has() narrowed T away
 
     return register
 

@@ -20,9 +20,9 @@ Nothing here changes data or `State`; `genflow.runtime` commits what a move deci
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import GeneratorType
-from typing import Any, Callable
+from typing import Any
 
 from genflow.errors import DefinitionError, EmptyLoopError
 from genflow.statements import (
@@ -197,10 +197,10 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
         if kind is Step or kind is Wait:
             return stmt
         if kind is For:
-            if stmt.cond:  # type: ignore[attr-defined]
+            if stmt.cond:
                 stack.append(Frame(stmt, 0, stmt.bodies[0], fresh=True))
         elif kind is WaitFor:
-            if not stmt.cond or stmt.handler is not None:  # type: ignore[attr-defined]
+            if not stmt.cond or stmt.handler is not None:
                 return stmt
         elif isinstance(stmt, Switch):
             for index, case in enumerate(stmt.cases):
@@ -208,7 +208,7 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
                     stack.append(Frame(stmt, index, stmt.bodies[index]))
                     break
         elif kind is Go:
-            spawned.append((stmt, path_of(stack)))  # type: ignore[arg-type]
+            spawned.append((stmt, path_of(stack)))
         elif kind is Return:
             return END
         elif kind is Break or kind is Continue:
@@ -267,7 +267,7 @@ def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, l
             continue
         yield stmt, stack
         if type(stmt) is Wait:
-            for on in stmt.events:  # type: ignore[attr-defined]
+            for on in stmt.events:
                 yield on, stack
         if stmt.bodies and (into_threads or type(stmt) is not Go):
             stack.append(Frame(stmt, 0, _child_body(stmt, 0)))
@@ -275,7 +275,7 @@ def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, l
 
 def _child_body(stmt: Stmt, branch: int) -> Any:
     if type(stmt) is Go:
-        return stmt.body_for(stmt.id)  # type: ignore[attr-defined]
+        return stmt.body_for(stmt.id)
     return stmt.bodies[branch]
 
 
@@ -295,7 +295,4 @@ def walk(stmt: Any, fn: Callable[[Stmt], Any]) -> bool:
     """Call `fn` on every statement under `stmt` (a statement, a body, or a
     workflow instance), depth first over every branch; stop as soon as `fn`
     returns True. Returns whether it stopped early."""
-    for node, _ in iter_tree(as_body(stmt)):
-        if fn(node):
-            return True
-    return False
+    return any(fn(node) for node, _ in iter_tree(as_body(stmt)))

@@ -117,7 +117,7 @@ def current_step() -> StepContext:
 
 
 def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -305,9 +305,10 @@ class _Operation:
             found = self._find(thread, body, origin.go, origin.path)
             if found is None or type(found[1]) is not Go:
                 raise NonDeterminismError(
-                    self.state.workflow, thread.id, origin.go, "the Go statement that started the thread"
+                    self.state.workflow, thread.id, origin.go,
+                    "the Go statement that started the thread",
                 )
-            body = found[1].body_for(origin.thread_id)  # type: ignore[attr-defined]
+            body = found[1].body_for(origin.thread_id)
         return body
 
     def _find(
@@ -326,7 +327,9 @@ class _Operation:
     def _locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
         found = self._find(thread, self._root(thread), thread.stmt, thread.path)
         if found is None:
-            raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt, thread.status.value)
+            raise NonDeterminismError(
+                self.state.workflow, thread.id, thread.stmt, thread.status.value
+            )
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
                 self.state.workflow,
@@ -346,7 +349,9 @@ class _Operation:
 
     # -- moves --
 
-    def _advance_thread(self, thread: Thread) -> tuple[Any, list[Frame], list[tuple[Go, list[int]]]]:
+    def _advance_thread(
+        self, thread: Thread
+    ) -> tuple[Any, list[Frame], list[tuple[Go, list[int]]]]:
         if not thread.stmt:
             stack = [Frame(None, 0, self._root(thread))]
         elif thread.handled:
@@ -508,7 +513,9 @@ class _Operation:
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
         if req.instance_id != state.id:
-            raise UnknownThreadError(f"callback is for instance {req.instance_id!r}, not {state.id!r}")
+            raise UnknownThreadError(
+                f"callback is for instance {req.instance_id!r}, not {state.id!r}"
+            )
         thread = state.thread(req.thread_id)
         if thread is None:
             raise UnknownThreadError(f"instance {state.id!r} has no live thread {req.thread_id!r}")
@@ -530,7 +537,8 @@ class _Operation:
             )
         if event.status is not WaitEventStatus.SETUP:
             raise EventNotReadyError(
-                f"event {req.event!r} is {event.status.value}, not set up: resume the instance first"
+                f"event {req.event!r} is {event.status.value}, not set up: "
+                "resume the instance first"
             )
         stack, wait = self._locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
@@ -563,7 +571,8 @@ class _Operation:
         state.status = WorkflowStatus.CANCELLED
         for thread in state.threads:
             thread.events = [
-                e for e in thread.events if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN
+                e for e in thread.events
+                if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN
             ]
             for e in thread.events:
                 e.status = WaitEventStatus.PENDING_TEARDOWN

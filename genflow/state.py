@@ -30,7 +30,7 @@ __all__ = [
 MAIN_THREAD = "_main_"
 
 
-class WorkflowStatus(str, enum.Enum):
+class WorkflowStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     RESUMING = "resuming"  #: at least one thread can move on: call resume()
     WAITING = "waiting"  #: every thread waits for an event or a condition
     FINISHED = "finished"  #: every thread has ended
@@ -38,14 +38,14 @@ class WorkflowStatus(str, enum.Enum):
     CANCELLED = "cancelled"  #: cancelled; its handlers were torn down
 
 
-class ThreadStatus(str, enum.Enum):
+class ThreadStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     EXECUTING = "executing"  #: about to run the step `Thread.stmt`
     RESUMING = "resuming"  #: `stmt` is done (or "" = not started): continue after it
     WAITING_EVENT = "waiting_event"  #: waits at the `Wait` named `stmt`
     WAITING_CONDITION = "waiting_condition"  #: waits at the `WaitFor` named `stmt`
 
 
-class WaitEventStatus(str, enum.Enum):
+class WaitEventStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     """Where an event's handler is in its life: set-ups and teardowns that fail are
     recorded (with `WaitEvent.error`) and retried on the next resume."""
 
@@ -56,7 +56,7 @@ class WaitEventStatus(str, enum.Enum):
     TEARDOWN_ERROR = "teardown_error"
 
 
-class CheckpointType(str, enum.Enum):
+class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     AFTER_STEP = "after_step"  #: a step ran: save, or it may run again
     AFTER_SETUP = "after_setup"  #: a handler was set up
     AFTER_TEARDOWN = "after_teardown"  #: a handler was torn down
@@ -159,7 +159,7 @@ class State:
             self.status = WorkflowStatus.RESUMING
 
 
-def new_state(id: str, workflow: Any) -> State:  # noqa: A002 - the contract's name
+def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started."""
     from genflow.registry import workflow_name

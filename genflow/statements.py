@@ -13,7 +13,7 @@ of them, generators, and generator functions (called lazily, once per replay, so
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -105,7 +105,7 @@ class Case(Stmt):
         self.bodies = (body,)
 
 
-def Default(name: str, *body: Body) -> Case:  # noqa: N802 - statement constructors are capitalised
+def Default(name: str, *body: Body) -> Case:
     """The `Switch` branch taken when no case holds."""
     return Case(True, name, *body)
 
@@ -122,12 +122,12 @@ class Switch(Stmt):
         self.cases = list(cases)
         self.bodies = tuple(case.bodies[0] for case in cases)
 
-    def ElseIf(self, cond: Any, name: str, *body: Body) -> Switch:  # noqa: N802
+    def ElseIf(self, cond: Any, name: str, *body: Body) -> Switch:
         self.cases.append(Case(cond, name, *body))
         self.bodies = (*self.bodies, body)
         return self
 
-    def Else(self, name: str, *body: Body) -> Switch:  # noqa: N802
+    def Else(self, name: str, *body: Body) -> Switch:
         return self.ElseIf(True, name, *body)
 
     def __repr__(self) -> str:
@@ -250,7 +250,7 @@ class Go(Stmt):
 
     __slots__ = ("bodies", "body", "id", "name")
 
-    def __init__(self, name: str, body: Body, id: str | None = None):  # noqa: A002
+    def __init__(self, name: str, body: Body, id: str | None = None):
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
@@ -264,13 +264,13 @@ class Go(Stmt):
         return (self.body,)
 
 
-class Section(tuple):  # type: ignore[type-arg]
+class Section(tuple):
     """A body written as one value: `S(step1, step2)`."""
 
     __slots__ = ()
 
 
-def S(*items: Body) -> Section:  # noqa: N802
+def S(*items: Body) -> Section:
     """Group statements into one body (a `Section`)."""
     return Section(items)
 
@@ -286,7 +286,7 @@ class WaitGroup:
 
     pending: list[str] = attrs.field(factory=list)
 
-    def go(self, name: str, body: Body, id: str | None = None) -> list[Stmt]:  # noqa: A002
+    def go(self, name: str, body: Body, id: str | None = None) -> list[Stmt]:
         thread_id = name if id is None else str(id)
         tracked = _Tracked(self, name, thread_id, body)
         return [Step(f"{name}: add", tracked.add), Go(name, tracked.body, id=thread_id)]

@@ -59,7 +59,9 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
             problems.append(f"a {type(named).__name__} has no name (got {name!r})")
             continue
         if name in seen:
-            problems.append(f"name {name!r} is used twice ({seen[name]} and {type(named).__name__})")
+            problems.append(
+                f"name {name!r} is used twice ({seen[name]} and {type(named).__name__})"
+            )
         else:
             seen[name] = type(named).__name__
     if isinstance(stmt, Step) and not callable(stmt.action):
@@ -69,6 +71,6 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
     if isinstance(stmt, Wait):
         if not stmt.events:
             problems.append(f"Wait {stmt.name!r} has no events")
-        names = [on.name for on in stmt.events]
+        names = [on.event for on in stmt.events]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"Wait {stmt.name!r} lists event {name!r} twice")
