@@ -200,7 +200,7 @@ def _flow(tree: list[Any]) -> TreeFlow:
 # -- properties --------------------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees, st.data())
 def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data) -> None:
     validate(_flow(tree))
@@ -247,7 +247,7 @@ def _bogus(run: Run, issued: list[CallbackRequest], pick: int) -> CallbackReques
     return CallbackRequest(state.id, thread.id, "e0", thread.pc)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(trees, st.data())
 def test_events_the_instance_is_not_waiting_for_change_nothing(tree, data) -> None:
     run = _start(tree, "bogus", "reload")
