@@ -623,3 +623,20 @@ def test_cancel_async_and_finished_instances() -> None:
     assert done.state.status is WorkflowStatus.FINISHED
     with pytest.raises(WorkflowFinishedError):
         cancel(done.wf, done.state)
+
+
+def test_event_that_is_set_up_wins_over_one_whose_setup_failed() -> None:
+    failures[("b", "setup")] = 1
+    run = Run(Select())
+    with pytest.raises(HandlerError):
+        run.resume()
+    assert run.send("a", "first") == "FIRST"
+    thread = run.state.threads[0]
+    # b failed to set up and c was not set up yet: nothing of them to tear down
+    assert [(e.event, e.status) for e in thread.events] == [
+        ("a", WaitEventStatus.PENDING_TEARDOWN),
+    ]
+    run.resume()
+    assert run.wf.log == ["A"]
+    assert not [c for c in calls if c[:2] == ("teardown", "b")]
+    assert run.state.status is WorkflowStatus.FINISHED
