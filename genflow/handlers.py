@@ -101,12 +101,10 @@ class TimerHandler(EventHandler):
 
 
 def as_handler(obj: Any) -> Handler:
-    """The `Handler` for what was given to `On`."""
+    """The `Handler` for what was given to `On` (one without `input_type` takes no payload)."""
     if isinstance(obj, EventHandler) or (
         hasattr(obj, "handle") and hasattr(obj, "setup") and hasattr(obj, "teardown")
     ):
-        if not hasattr(obj, "input_type"):
-            obj.input_type = None
         return obj
     if callable(obj):
         return FunctionHandler(obj)

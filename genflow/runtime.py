@@ -543,7 +543,8 @@ class _Operation:
         stack, wait = self._locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
-        value = structure_payload(payload, handler.input_type, req.event)
+        input_type = getattr(handler, "input_type", None)  # undeclared: no payload
+        value = structure_payload(payload, input_type, req.event)
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), None, thread, "handle", req.event
         )
