@@ -36,6 +36,7 @@ from genflow import (
     WorkflowFinishedError,
     handle_callback,
     resume,
+    validate,
 )
 
 
@@ -230,6 +231,36 @@ def test_handler_object_payload_type_comes_from_its_annotation() -> None:
     _changes_nothing(run, lambda: run.send("sign", {"sku": 3}), PayloadError)
     assert run.send("sign", {"sku": "pen", "qty": "2"}) == f"penx2 sig:{MAIN_THREAD}"
     assert req.setup_data == f"sig:{MAIN_THREAD}"
+
+
+class SlottedDuck:
+    """A handler by shape only, without `input_type`, that cannot take new attributes."""
+
+    __slots__ = ()
+
+    def setup(self, req: CallbackRequest) -> str:
+        return "quack"
+
+    def handle(self, req: CallbackRequest, payload: Any) -> str:
+        return f"{req.setup_data} {payload}"
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        return None
+
+
+@genflow.workflow("events-duck")
+@attrs.define
+class Ducky:
+    def definition(self):
+        yield Wait("w", On("quack", SlottedDuck()))
+
+
+def test_handler_without_input_type_takes_no_payload_and_is_not_mutated() -> None:
+    validate(Ducky())
+    run = Run(Ducky())
+    run.resume()
+    _changes_nothing(run, lambda: run.send("quack", "loud"), PayloadError)
+    assert run.send("quack") == "quack None"
 
 
 def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
