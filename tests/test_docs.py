@@ -21,7 +21,7 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{page.stem}"}
     for number, block in enumerate(python_blocks(page)):
-        code = compile(block, f"{page.name}[block {number}]", "exec")
+        code = compile(block, f"{page.name}[block {number}]", "exec", dont_inherit=True)
         exec(code, namespace)
 
 
