@@ -415,7 +415,7 @@ class Engine:
             saver.flush(wake_at=self.clock())
             return
         except StepError as exc:
-            saver.flush_failure(exc, getattr(exc, "retry", None) or self.default_retry)
+            saver.flush_failure(exc, exc.retry or self.default_retry)
             return
         except HandlerError as exc:
             saver.flush_failure(exc, self.handler_retry)

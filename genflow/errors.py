@@ -8,6 +8,8 @@ recorded so that an operator can see it, and they are retried on the next resume
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConcurrencyError",
     "CorruptStateError",
@@ -90,6 +92,7 @@ class StepError(GenflowError):
     def __init__(self, step: str, thread: str, cause: BaseException) -> None:
         self.step = step
         self.thread = thread
+        self.retry: Any = None  # the step's `Retry` policy, if it has one
         super().__init__(f"step {step!r} in thread {thread!r} failed: {cause!r}")
         self.__cause__ = cause
 

@@ -431,7 +431,11 @@ class _Operation:
         state = self.state
         stack, step = self._locate(thread, Step)
         ctx = StepContext(state.id, state.workflow, thread.id, step.name, thread.pc)
-        yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
+        try:
+            yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
+        except StepError as exc:
+            exc.retry = step.retry  # the engine's retry policy for this step
+            raise
         state.pc += 1
         thread.status = ThreadStatus.RESUMING
         thread.path = path_of(stack)

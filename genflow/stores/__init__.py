@@ -1,0 +1,56 @@
+"""Where instances live between moves: the `Store` interface and its implementations.
+
+`open_store(url)` picks one from a URL:
+
+* `memory:` — `MemoryStore`, for tests;
+* `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (or a bare path
+  ending in `.db`/`.sqlite`) — `SQLiteStore`, the embedded default; the query
+  `?synchronous=FULL` sets SQLite's durability;
+* `postgresql://...` — `PostgresStore` (`pip install genflow[postgres]`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import parse_qsl
+
+from genflow.errors import GenflowError
+from genflow.stores.base import InstanceRecord, JournalEntry, Store
+from genflow.stores.memory import MemoryStore
+from genflow.stores.sqlite import SQLiteStore, sqlite_path
+
+__all__ = ["InstanceRecord", "JournalEntry", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names; a clear `GenflowError` for anything else."""
+    base, _, query = url.partition("?")
+    options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    if base in ("memory:", "memory://"):
+        _no_options(url, options)
+        return MemoryStore()
+    if base.startswith("sqlite:"):
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise GenflowError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}")
+        return SQLiteStore(sqlite_path(base), **options)
+    if base.startswith(("postgresql:", "postgres:")):
+        try:
+            postgres = importlib.import_module("genflow.stores.postgres")
+        except ImportError as exc:
+            raise GenflowError(
+                f"the PostgreSQL store needs psycopg 3: pip install 'genflow[postgres]' ({exc})"
+            ) from None
+        return postgres.PostgresStore(url)  # type: ignore[no-any-return]
+    if "://" not in base and base.endswith((".db", ".sqlite", ".sqlite3")):
+        _no_options(url, options)
+        return SQLiteStore(base)
+    raise GenflowError(
+        f"unknown store URL {url!r}: use memory:, sqlite:///path.db or postgresql://..."
+    )
+
+
+def _no_options(url: str, options: dict[str, Any]) -> None:
+    if options:
+        raise GenflowError(f"store URL {url!r} takes no options")

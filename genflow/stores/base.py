@@ -19,12 +19,22 @@ from __future__ import annotations
 
 import abc
 import datetime as _dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
+import msgpack
 
-__all__ = ["InstanceRecord", "JournalEntry", "Store"]
+from genflow.codec import unstructure
+
+__all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
+           "unpack_detail", "utcnow"]
+
+
+def utcnow() -> _dt.datetime:
+    """Bookkeeping time (created_at, updated_at): the system's, not the engine's clock."""
+    return _dt.datetime.now(_dt.timezone.utc)
 
 
 @attrs.frozen
@@ -63,6 +73,21 @@ class JournalEntry:
     detail: dict[str, Any] = attrs.field(factory=dict)
 
 
+def pack_detail(detail: dict[str, Any]) -> bytes:
+    """A journal entry's detail as msgpack (every store keeps the same, plain form)."""
+    return msgpack.packb(unstructure(detail), use_bin_type=True, default=str)
+
+
+def unpack_detail(data: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+
+
+def lease_free(record: InstanceRecord, owner: str | None, now: _dt.datetime) -> bool:
+    """May `owner` (None: anyone) take the lease of `record` at `now`?"""
+    return (record.lease_owner is None or record.lease_owner == owner
+            or record.lease_until is None or record.lease_until <= now)
+
+
 class Store(abc.ABC):
     """Abstract store. Datetimes are timezone-aware UTC both ways."""
 
@@ -99,11 +124,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list(self, *, workflow: str | None = None, status: str | None = None,
-             limit: int | None = None, after: str | None = None) -> list[InstanceRecord]:
-        """Instances ordered by id, filtered by workflow and status; `after` pages."""
+             limit: int | None = None, after: str | None = None,
+             waiting: str | None = None) -> list[InstanceRecord]:
+        """Instances ordered by id, filtered by workflow, status and an event
+        they wait for (`waiting`, indexed); `after` pages."""
 
     @abc.abstractmethod
-    def count(self, *, workflow: str | None = None, status: str | None = None) -> int:
+    def count(self, *, workflow: str | None = None, status: str | None = None,
+              waiting: str | None = None) -> int:
         """How many instances match."""
 
     def scan(self, *, workflow: str | None = None, batch: int = 1000) -> Iterator[InstanceRecord]:
@@ -140,6 +168,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def next_wake(self) -> _dt.datetime | None:
         """The earliest `wake_at` of all instances (how long a worker may sleep)."""
+
+    # -- waking idle workers --
+
+    def notify_wake(self) -> None:
+        """Tell idle workers that something became due now (a hint, may be lost)."""
+
+    def wait_wake(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early if `notify_wake` reaches this store.
+
+        The default just sleeps: polling `claim_due` stays correct without it.
+        """
+        if seconds > 0:
+            time.sleep(seconds)
 
     # -- journal --
 

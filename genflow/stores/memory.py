@@ -1,0 +1,165 @@
+"""`MemoryStore`: instances in a dict, for tests and single-process tools.
+
+It keeps the same guarantees as the durable stores (compare-and-swap, leases,
+due work) so code tested against it behaves the same on SQLite or PostgreSQL;
+only durability is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from typing import Any
+
+import attrs
+
+from genflow.errors import ConcurrencyError, DuplicateInstanceError, InstanceNotFoundError
+from genflow.stores.base import (
+    InstanceRecord,
+    JournalEntry,
+    Store,
+    lease_free,
+    pack_detail,
+    unpack_detail,
+    utcnow,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(Store):
+    """Thread-safe in-memory store (one process)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, InstanceRecord] = {}
+        self._journal: dict[str, list[JournalEntry]] = {}
+        self._lock = threading.Condition()
+        self._woken = False
+
+    def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
+               lease_until: _dt.datetime | None = None) -> InstanceRecord:
+        now = utcnow()
+        stored = attrs.evolve(record, version=1, lease_owner=lease_owner,
+                              lease_until=lease_until, created_at=now, updated_at=now)
+        with self._lock:
+            if record.id in self._rows:
+                raise DuplicateInstanceError(f"instance {record.id!r} already exists")
+            self._rows[record.id] = stored
+        return stored
+
+    def get(self, instance_id: str) -> InstanceRecord:
+        with self._lock:
+            return self._row(instance_id)
+
+    def save(self, record: InstanceRecord, *, expected_version: int,
+             lease_owner: str | None = None) -> InstanceRecord:
+        with self._lock:
+            current = self._row(record.id)
+            if current.version != expected_version:
+                raise ConcurrencyError(
+                    f"instance {record.id!r} is at version {current.version}, "
+                    f"not {expected_version}: someone else saved it first"
+                )
+            if lease_owner is not None and current.lease_owner not in (None, lease_owner):
+                raise ConcurrencyError(
+                    f"instance {record.id!r} is leased by {current.lease_owner!r}, "
+                    f"not {lease_owner!r}"
+                )
+            stored = attrs.evolve(
+                current, status=record.status, blob=record.blob, wake_at=record.wake_at,
+                waiting_for=tuple(record.waiting_for), attempts=record.attempts,
+                error=record.error, version=expected_version + 1, updated_at=utcnow(),
+            )
+            self._rows[record.id] = stored
+        return stored
+
+    def delete(self, instance_id: str) -> None:
+        with self._lock:
+            self._rows.pop(instance_id, None)
+            self._journal.pop(instance_id, None)
+
+    def list(self, *, workflow: str | None = None, status: str | None = None,
+             limit: int | None = None, after: str | None = None,
+             waiting: str | None = None) -> list[InstanceRecord]:
+        with self._lock:
+            rows = sorted(
+                (r for r in self._rows.values() if _matches(r, workflow, status, waiting)
+                 and (after is None or r.id > after)),
+                key=lambda r: r.id,
+            )
+        return rows if limit is None else rows[:limit]
+
+    def count(self, *, workflow: str | None = None, status: str | None = None,
+              waiting: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._rows.values() if _matches(r, workflow, status, waiting))
+
+    def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
+                until: _dt.datetime) -> InstanceRecord | None:
+        with self._lock:
+            row = self._row(instance_id)
+            if not lease_free(row, owner, now):
+                return None
+            row = self._rows[instance_id] = attrs.evolve(row, lease_owner=owner, lease_until=until)
+            return row
+
+    def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
+                  limit: int) -> list[InstanceRecord]:
+        with self._lock:
+            due = sorted(
+                (r for r in self._rows.values()
+                 if r.wake_at is not None and r.wake_at <= now and lease_free(r, None, now)),
+                key=lambda r: (r.wake_at, r.id),
+            )[:limit]
+            claimed = []
+            for row in due:
+                row = self._rows[row.id] = attrs.evolve(row, lease_owner=owner, lease_until=until)
+                claimed.append(row)
+            return claimed
+
+    def release(self, instance_id: str, owner: str) -> None:
+        with self._lock:
+            row = self._rows.get(instance_id)
+            if row is not None and row.lease_owner == owner:
+                self._rows[instance_id] = attrs.evolve(row, lease_owner=None, lease_until=None)
+
+    def next_wake(self) -> _dt.datetime | None:
+        with self._lock:
+            return min((r.wake_at for r in self._rows.values() if r.wake_at is not None),
+                       default=None)
+
+    def notify_wake(self) -> None:
+        with self._lock:
+            self._woken = True
+            self._lock.notify_all()
+
+    def wait_wake(self, seconds: float) -> None:
+        with self._lock:
+            if not self._woken and seconds > 0:
+                self._lock.wait(seconds)
+            self._woken = False
+
+    def append_journal(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]],
+                       at: _dt.datetime) -> None:
+        with self._lock:
+            journal = self._journal.setdefault(instance_id, [])
+            for kind, detail in entries:
+                journal.append(JournalEntry(instance_id, len(journal) + 1, at, kind,
+                                           unpack_detail(pack_detail(detail))))
+
+    def journal(self, instance_id: str) -> list[JournalEntry]:
+        with self._lock:
+            return list(self._journal.get(instance_id, ()))
+
+    def _row(self, instance_id: str) -> InstanceRecord:
+        try:
+            return self._rows[instance_id]
+        except KeyError:
+            raise InstanceNotFoundError(f"no instance {instance_id!r}") from None
+
+
+def _matches(row: InstanceRecord, workflow: str | None, status: str | None,
+             waiting: str | None) -> bool:
+    return ((workflow is None or row.workflow == workflow)
+            and (status is None or row.status == status)
+            and (waiting is None or waiting in row.waiting_for))
