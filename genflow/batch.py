@@ -110,17 +110,17 @@ def _phase(
         return 0
     bar = Progress(len(items), label, enabled=progress)
     if processes == 1:
-        failed = 0
+        failed_here = 0
         with open_store(store) as opened:
             engine = make(opened)
-            for done, item in enumerate(items, 1):
+            for handled, item in enumerate(items, 1):
                 try:
                     action(engine, item)
                 except GenflowError:
-                    failed += 1
-                bar.show(done)
+                    failed_here += 1
+                bar.show(handled)
         bar.show(len(items), final=True)
-        return failed
+        return failed_here
     _JOB[:] = items
     ctx = multiprocessing.get_context("fork")
     done = ctx.Value("q", 0)

@@ -122,7 +122,9 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> None:
         try:
             _run_action(engine, action)
         except GenflowError as exc:
-            raise type(exc)(f"{path}:{number}: {exc}") if isinstance(exc, UsageError) else exc
+            if isinstance(exc, UsageError):
+                raise UsageError(f"{path}:{number}: {exc}") from None
+            raise
 
 
 def _run_action(engine: Engine, action: dict[str, Any]) -> None:
@@ -133,7 +135,8 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
     elif "send" in action:
         engine.send(action["send"], action["event"], action.get("payload"),
                     thread=action.get("thread"))
-        print(f"sent {action['event']} to {action['send']}: {engine.get(action['send']).status.value}")
+        status = engine.get(action["send"]).status.value
+        print(f"sent {action['event']} to {action['send']}: {status}")
     elif "work" in action:
         print(f"worked: {engine.work(until_idle=True)} moves")
     elif "cancel" in action:

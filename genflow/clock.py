@@ -12,7 +12,7 @@ __all__ = ["FakeClock", "system_clock"]
 
 
 def system_clock() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 class FakeClock:
@@ -26,7 +26,7 @@ class FakeClock:
     """
 
     def __init__(self, start: _dt.datetime | None = None) -> None:
-        self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.timezone.utc)
+        self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
         if self.now.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime")
 

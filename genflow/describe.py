@@ -24,7 +24,7 @@ def describe(
     wake_at: _dt.datetime | None = None,
 ) -> str:
     """A few lines of plain text about an instance."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     lines = [f"instance {state.id} ({state.workflow}): {_status(state)}"]
     if error:
         lines.append(f"  last error (attempt {attempts}): {error}")

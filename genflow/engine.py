@@ -23,6 +23,7 @@ handlers) with `_run_async`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import socket
@@ -59,13 +60,16 @@ from genflow.state import (
     new_state,
 )
 from genflow.statements import Retry
-from genflow.stores.base import InstanceRecord, Store
+from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
 from genflow.validation import validate
 
 __all__ = ["Engine", "Instance"]
 
 _NOT_SAVED = frozenset({CheckpointType.AFTER_RESUME})
 _PROGRESS = frozenset({CheckpointType.AFTER_STEP, CheckpointType.AFTER_CONDITION})
+# Handler set-ups and teardowns still to (re)try: the instance needs the engine now.
+_HANDLER_WORK = frozenset({WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR,
+                           WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR})
 
 
 @attrs.frozen
@@ -96,12 +100,12 @@ class _Core:
     kwargs: dict[str, Any] = attrs.field(factory=dict)
 
 
-_SYNC = {
+_SYNC: dict[str, Callable[..., Any]] = {
     "resume": runtime.resume,
     "handle_callback": runtime.handle_callback,
     "cancel": runtime.cancel,
 }
-_ASYNC = {
+_ASYNC: dict[str, Callable[..., Any]] = {
     "resume": runtime.resume_async,
     "handle_callback": runtime.handle_callback_async,
     "cancel": runtime.cancel_async,
@@ -170,7 +174,9 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = _dt.timedelta(seconds=lease_seconds)
         self.default_retry = default_retry or Retry(attempts=1)
-        self.handler_retry = handler_retry or Retry(attempts=1_000_000, backoff=1.0, max_backoff=300)
+        self.handler_retry = handler_retry or Retry(
+            attempts=1_000_000, backoff=1.0, max_backoff=300
+        )
         self.journal = journal
         self.max_moves = max_moves
         self.workflows: dict[str, type] | None = (
@@ -179,14 +185,14 @@ class Engine:
 
     # -- public sync API --
 
-    def start(self, data: Any, *, id: str | None = None, run: bool = True) -> str:  # noqa: A002
+    def start(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
         otherwise it is left due for a worker. A duplicate id raises
         `DuplicateInstanceError`.
         """
-        return _run(self._start(data, id, run))  # type: ignore[no-any-return]
+        return _run(self._start(data, id, run))
 
     def send(
         self,
@@ -220,12 +226,12 @@ class Engine:
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
         up to `limit`; returns how many were processed."""
-        return _run(self._run_due(limit))  # type: ignore[no-any-return]
+        return _run(self._run_due(limit))
 
     # -- public async API --
 
-    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True) -> str:  # noqa: A002
-        return await _run_async(self._start(data, id, run))  # type: ignore[no-any-return]
+    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
+        return await _run_async(self._start(data, id, run))
 
     async def send_async(
         self,
@@ -243,7 +249,7 @@ class Engine:
         await _run_async(self._cancel(instance_id, timeout))
 
     async def run_due_async(self, limit: int = 100) -> int:
-        return await _run_async(self._run_due(limit))  # type: ignore[no-any-return]
+        return await _run_async(self._run_due(limit))
 
     # -- reading --
 
@@ -254,7 +260,7 @@ class Engine:
     def list(
         self, *, workflow: str | None = None, status: WorkflowStatus | str | None = None,
         limit: int | None = None, after: str | None = None,
-    ) -> list[InstanceRecord]:
+    ) -> Records:
         """Stored records filtered by workflow and status (blobs not decoded)."""
         status_value = status.value if isinstance(status, WorkflowStatus) else status
         return self.store.list(workflow=workflow, status=status_value, limit=limit, after=after)
@@ -265,7 +271,9 @@ class Engine:
         try:
             wf, state = self._load(record)
             if state.status is not WorkflowStatus.FAILED and not record.error:
-                raise GenflowError(f"instance {instance_id!r} has not failed (it is {state.status.value})")
+                raise GenflowError(
+                    f"instance {instance_id!r} has not failed (it is {state.status.value})"
+                )
             state.status = WorkflowStatus.RESUMING
             state.update_status()
             record = self._save(record, wf, state, attempts=0, error="", wake_at=self.clock())
@@ -457,7 +465,8 @@ class Engine:
                 return record
             if time.monotonic() >= deadline:
                 raise ConcurrencyError(
-                    f"instance {instance_id!r} is busy (leased by another worker) for over {timeout}s"
+                    f"instance {instance_id!r} is busy (leased by another worker) "
+                    f"for over {timeout}s"
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
@@ -466,9 +475,7 @@ class Engine:
         """When an instance in `state` next needs the engine (None: only an event)."""
         if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.FAILED):
             return None
-        pending = [e for t in state.threads for e in t.events
-                   if e.status in (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR,
-                                   WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)]
+        pending = [e for t in state.threads for e in t.events if e.status in _HANDLER_WORK]
         if state.status is WorkflowStatus.CANCELLED:
             return now if pending else None
         if state.status is WorkflowStatus.RESUMING or pending:
@@ -497,16 +504,14 @@ class Engine:
 
     def _fail(self, record: InstanceRecord, exc: BaseException) -> None:
         """The instance cannot even be loaded: record why, stop waking it."""
-        try:
+        with contextlib.suppress(GenflowError):
             self.store.save(
                 attrs.evolve(record, error=f"{type(exc).__name__}: {exc}", wake_at=None,
                              attempts=record.attempts + 1),
                 expected_version=record.version, lease_owner=self.owner,
             )
-        except GenflowError:
-            pass
 
-    def _record(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+    def _record(self, instance_id: str, entries: JournalEntries) -> None:
         if self.journal:
             self.store.append_journal(instance_id, entries, self.clock())
 
@@ -582,7 +587,9 @@ def _request_for(state: State, event: str, thread_id: str | None) -> CallbackReq
             raise NotWaitingError(
                 f"instance {state.id!r} is not waiting for any event (status {state.status.value})"
             )
-        raise UnknownEventError(f"instance {state.id!r} does not wait for {event!r}; it waits for {waiting}")
+        raise UnknownEventError(
+            f"instance {state.id!r} does not wait for {event!r}; it waits for {waiting}"
+        )
     if len(candidates) > 1:
         raise UnknownEventError(
             f"threads {[t.id for t, _ in candidates]} all wait for {event!r}: pass thread=..."

@@ -42,7 +42,7 @@ def open_store(url: str) -> Store:
             raise GenflowError(
                 f"the PostgreSQL store needs psycopg 3: pip install 'genflow[postgres]' ({exc})"
             ) from None
-        return postgres.PostgresStore(url)  # type: ignore[no-any-return]
+        return postgres.PostgresStore(url)
     if "://" not in base and base.endswith((".db", ".sqlite", ".sqlite3")):
         _no_options(url, options)
         return SQLiteStore(base)

@@ -32,9 +32,15 @@ __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail
            "unpack_detail", "utcnow"]
 
 
+# Aliases: inside `Store`, the name `list` is the method, not the builtin.
+Records = list["InstanceRecord"]
+Journal = list["JournalEntry"]
+JournalEntries = list[tuple[str, dict[str, Any]]]
+
+
 def utcnow() -> _dt.datetime:
     """Bookkeeping time (created_at, updated_at): the system's, not the engine's clock."""
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 @attrs.frozen
@@ -79,7 +85,7 @@ def pack_detail(detail: dict[str, Any]) -> bytes:
 
 
 def unpack_detail(data: bytes) -> dict[str, Any]:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def lease_free(record: InstanceRecord, owner: str | None, now: _dt.datetime) -> bool:
@@ -125,7 +131,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> list[InstanceRecord]:
+             waiting: str | None = None) -> Records:
         """Instances ordered by id, filtered by workflow, status and an event
         they wait for (`waiting`, indexed); `after` pages."""
 
@@ -156,7 +162,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> list[InstanceRecord]:
+                  limit: int) -> Records:
         """Lease up to `limit` instances with `wake_at <= now` and no unexpired
         lease, earliest first, to `owner` until `until`. Two concurrent callers
         never receive the same instance (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
@@ -185,13 +191,13 @@ class Store(abc.ABC):
     # -- journal --
 
     @abc.abstractmethod
-    def append_journal(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]],
+    def append_journal(self, instance_id: str, entries: JournalEntries,
                        at: _dt.datetime) -> None:
         """Append (kind, detail) entries to the instance's journal, in order.
         `detail` holds msgpack-able primitives."""
 
     @abc.abstractmethod
-    def journal(self, instance_id: str) -> list[JournalEntry]:
+    def journal(self, instance_id: str) -> Journal:
         """The instance's journal, oldest first."""
 
     # -- lifecycle --

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from typing import Any
 
 import attrs
 
 from genflow.errors import ConcurrencyError, DuplicateInstanceError, InstanceNotFoundError
 from genflow.stores.base import (
     InstanceRecord,
+    Journal,
+    JournalEntries,
     JournalEntry,
+    Records,
     Store,
     lease_free,
     pack_detail,
@@ -32,7 +34,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._rows: dict[str, InstanceRecord] = {}
-        self._journal: dict[str, list[JournalEntry]] = {}
+        self._journal: dict[str, Journal] = {}
         self._lock = threading.Condition()
         self._woken = False
 
@@ -80,7 +82,7 @@ class MemoryStore(Store):
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> list[InstanceRecord]:
+             waiting: str | None = None) -> Records:
         with self._lock:
             rows = sorted(
                 (r for r in self._rows.values() if _matches(r, workflow, status, waiting)
@@ -104,7 +106,7 @@ class MemoryStore(Store):
             return row
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> list[InstanceRecord]:
+                  limit: int) -> Records:
         with self._lock:
             due = sorted(
                 (r for r in self._rows.values()
@@ -139,7 +141,7 @@ class MemoryStore(Store):
                 self._lock.wait(seconds)
             self._woken = False
 
-    def append_journal(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]],
+    def append_journal(self, instance_id: str, entries: JournalEntries,
                        at: _dt.datetime) -> None:
         with self._lock:
             journal = self._journal.setdefault(instance_id, [])
@@ -147,7 +149,7 @@ class MemoryStore(Store):
                 journal.append(JournalEntry(instance_id, len(journal) + 1, at, kind,
                                            unpack_detail(pack_detail(detail))))
 
-    def journal(self, instance_id: str) -> list[JournalEntry]:
+    def journal(self, instance_id: str) -> Journal:
         with self._lock:
             return list(self._journal.get(instance_id, ()))
 

@@ -34,7 +34,10 @@ from genflow.errors import (
 )
 from genflow.stores.base import (
     InstanceRecord,
+    Journal,
+    JournalEntries,
     JournalEntry,
+    Records,
     Store,
     pack_detail,
     unpack_detail,
@@ -45,7 +48,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 SCHEMA_VERSION = 1
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
 
 # Each migration takes the schema from version i to i + 1.
@@ -263,7 +266,7 @@ class SQLiteStore(Store):
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> list[InstanceRecord]:
+             waiting: str | None = None) -> Records:
         where, params = self._where(workflow, status, waiting, after)
         sql = f"SELECT {_COLUMNS} FROM instances{where} ORDER BY id"
         if limit is not None:
@@ -300,7 +303,7 @@ class SQLiteStore(Store):
         return attrs.evolve(_record(row), lease_owner=owner, lease_until=until)
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> list[InstanceRecord]:
+                  limit: int) -> Records:
         now_us = _to_us(now)
         with self._write() as db:
             rows = db.execute(
@@ -353,7 +356,7 @@ class SQLiteStore(Store):
 
     # -- journal --
 
-    def append_journal(self, instance_id: str, entries: list[tuple[str, dict[str, Any]]],
+    def append_journal(self, instance_id: str, entries: JournalEntries,
                        at: _dt.datetime) -> None:
         with self._write() as db:
             last = db.execute("SELECT max(seq) FROM journal WHERE instance_id = ?",
@@ -364,7 +367,7 @@ class SQLiteStore(Store):
                  for n, (kind, detail) in enumerate(entries, 1)],
             )
 
-    def journal(self, instance_id: str) -> list[JournalEntry]:
+    def journal(self, instance_id: str) -> Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, at, kind, detail FROM journal WHERE instance_id = ? ORDER BY seq",
