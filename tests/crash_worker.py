@@ -1,0 +1,27 @@
+"""A worker process for crash tests: `python crash_worker.py DB COUNT` runs due
+work until COUNT instances have finished (or it is killed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import crash_app  # noqa: E402,F401  (registers the workflow)
+
+from genflow.engine import Engine  # noqa: E402
+from genflow.stores import SQLiteStore  # noqa: E402
+
+
+def main() -> None:
+    db, count = sys.argv[1], int(sys.argv[2])
+    store = SQLiteStore(db)
+    engine = Engine(store, lease_seconds=0.3)
+    print("ready", flush=True)
+    engine.work(stop=lambda: store.count(status="finished") >= count, idle_sleep=0.02, batch=1)
+    print("all finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()
