@@ -8,10 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import crash_app  # noqa: E402,F401  (registers the workflow)
+import crash_app  # noqa: F401  (registers the workflow)
 
-from genflow.engine import Engine  # noqa: E402
-from genflow.stores import SQLiteStore  # noqa: E402
+from genflow.engine import Engine
+from genflow.stores import SQLiteStore
 
 
 def main() -> None:
