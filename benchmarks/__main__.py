@@ -7,6 +7,8 @@ import importlib
 import json
 import sys
 
+import attrs
+
 from .common import cpu_model, machine
 
 WORKLOADS = {
@@ -20,15 +22,15 @@ OPTIONAL = {"w3": "w3_durable_steps", "w4": "w4_batch", "postgres": "postgres_wo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("names", nargs="*", help=f"workloads (default: all): {', '.join({**WORKLOADS, **OPTIONAL})}")
+    known = {**WORKLOADS, **OPTIONAL}
+    parser.add_argument("names", nargs="*", help=f"workloads (default: all): {', '.join(known)}")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    known = {**WORKLOADS, **OPTIONAL}
     names = args.names or list(known)
     figures = []
     print(f"machine: {cpu_model()} ({machine()})\n")
-    print("| workload | case | median | min–max | note |")
+    print("| workload | case | median | min-max | note |")
     print("| --- | --- | --- | --- | --- |")
     for name in names:
         if name not in known:
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(fig)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([f.__dict__ if hasattr(f, "__dict__") else dict(zip(f.__attrs_attrs__, f)) for f in figures], f, indent=2, default=str)
+            json.dump([attrs.asdict(fig) for fig in figures], f, indent=2, default=str)
     return 0
 
 

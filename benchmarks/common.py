@@ -26,8 +26,9 @@ class Figure:
     note: str = ""
 
     def row(self) -> str:
-        spread = f"{_fmt(self.low)}–{_fmt(self.high)}"
-        return f"| {self.workload} | {self.case} | {_fmt(self.median)} {self.unit} | {spread} | {self.note} |"
+        spread = f"{_fmt(self.low)}-{_fmt(self.high)}"
+        median = f"{_fmt(self.median)} {self.unit}"
+        return f"| {self.workload} | {self.case} | {median} | {spread} | {self.note} |"
 
 
 def _fmt(value: float) -> str:
@@ -55,7 +56,8 @@ def per_call_us(fn: Callable[[], Any], *, number: int, repeat: int = 7) -> list[
     return results
 
 
-def figure(workload: str, case: str, samples: list[float], unit: str = "µs", note: str = "") -> Figure:
+def figure(workload: str, case: str, samples: list[float], unit: str = "µs",
+           note: str = "") -> Figure:
     return Figure(workload, case, statistics.median(samples), min(samples), max(samples), unit,
                   len(samples), note)
 

@@ -71,5 +71,6 @@ def run(quick: bool = False) -> list[Figure]:
     for depth in (1, 10, 100, 500):
         number = max(20, (200 if quick else 2000) // depth)
         figures.append(figure("scale: nesting depth", f"depth {depth}",
-                              _event_cost(Deep(depth=depth), number), note="event + resume + loads"))
+                              _event_cost(Deep(depth=depth), number),
+                              note="event + resume + loads"))
     return figures

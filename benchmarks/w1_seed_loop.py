@@ -25,7 +25,10 @@ class SeedLoop:
     def definition(self):
         yield For("loop", self.i < 5, Step("inc", self.inc))
         yield Step("reset i", self.reset)
-        yield For("loop2", self.i < 2, Wait("wait", On("event", self.on_event)), Step("step2", self.step2))
+        yield For("loop2", self.i < 2,
+            Wait("wait", On("event", self.on_event)),
+            Step("step2", self.step2),
+        )
 
     def inc(self) -> None:
         self.i += 1
@@ -117,5 +120,6 @@ def run(quick: bool = False) -> list[Figure]:
         figure("W1 seed loop", "genflow, in memory", memory, note=ratio(memory)),
         figure("W1 seed loop", "genflow, dumps at every checkpoint", checkpointed,
                note=ratio(checkpointed)),
-        figure("W1 seed loop", "genflow, dumps/loads between calls", reloaded, note=ratio(reloaded)),
+        figure("W1 seed loop", "genflow, dumps/loads between calls", reloaded,
+               note=ratio(reloaded)),
     ]
