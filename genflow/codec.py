@@ -23,6 +23,7 @@ import attrs
 import cattrs
 import msgpack
 from cattrs.gen import make_dict_structure_fn
+from cattrs.v import format_exception
 
 from genflow.errors import CorruptStateError, PayloadError, SerializationError
 from genflow.registry import workflow_class, workflow_name
@@ -76,6 +77,10 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
         return structure
 
     conv.register_structure_hook_factory(attrs.has, _attrs)
+    # cattrs would call str(), int()... on anything: a dict would become a str
+    # and 2.9 an int. Payloads come from outside, so primitives must match.
+    for cls, accepts in _PRIMITIVES.items():
+        conv.register_structure_hook(cls, _strict(cls, accepts))
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
@@ -83,6 +88,29 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
         uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
     )
     return conv
+
+
+_PRIMITIVES: dict[type, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (float, int),
+    bool: (bool,),
+    bytes: (bytes, bytearray),
+}
+
+
+def _strict(cls: type, accepts: tuple[type, ...]) -> Any:
+    def structure(value: Any, tp: Any) -> Any:
+        if tp is not cls:  # a subclass, such as a str-based enum: its own constructor checks
+            return tp(value)
+        if type(value) is cls:
+            return value
+        # bool is an int to Python, but not a number to a workflow author
+        if isinstance(value, accepts) and (cls is bool or not isinstance(value, bool)):
+            return cls(value)
+        raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
+
+    return structure
 
 
 def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
@@ -132,10 +160,23 @@ def explain(exc: BaseException) -> str:
     """A one-line account of a (possibly nested) cattrs validation error."""
     if isinstance(exc, cattrs.BaseValidationError):
         parts = []
-        for message in cattrs.transform_error(exc):
+        for message in cattrs.transform_error(exc, format_exception=_format_leaf):
             parts.append(message)
         return "; ".join(parts) or str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _format_leaf(exc: BaseException, tp: Any) -> str:
+    """cattrs' wording, plus the exception's own words when cattrs has no type to
+    name: an attrs validator's ValueError ("'pizza' must be in ...") is the only
+    place the offending field is named."""
+    message = format_exception(exc, tp)
+    if tp is None and isinstance(exc, (ValueError, TypeError)):
+        # attrs validators raise ValueError(text, attribute, ...): keep the text.
+        words = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        if words and words not in message:
+            message = f"{message}: {words}"
+    return message
 
 
 def structure_payload(payload: Any, input_type: Any, event: str) -> Any:

@@ -31,6 +31,8 @@ from genflow import (
     loads,
     new_state,
 )
+from genflow.codec import structure_payload
+from genflow.errors import PayloadError
 
 
 class Colour(enum.Enum):
@@ -339,3 +341,19 @@ def test_dumps_refuses_what_it_cannot_write() -> None:
         dumps(Stranger(), new_state("x", Bag))
     with pytest.raises(UnknownWorkflowError):
         new_state("x", "never-registered")
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+       | st.text(max_size=5) | st.binary(max_size=5) | st.lists(st.integers(), max_size=2)
+       | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+       target=st.sampled_from([str, int, float, bool, bytes]))
+def test_primitive_payloads_are_never_coerced(value, target) -> None:
+    """A payload of the wrong primitive type is refused, never passed through str(), int()..."""
+    fits = type(value) is target or (target is float and type(value) is int)
+    if fits:
+        assert structure_payload(value, target, "e") == value
+        assert type(structure_payload(value, target, "e")) is target
+    else:
+        with pytest.raises(PayloadError, match=f"does not fit {target.__name__}"):
+            structure_payload(value, target, "e")
