@@ -64,6 +64,7 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     # microseconds overflows msgpack's 64 bits beyond 292 years.
     conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
     conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
+
     def _attrs(cls: type) -> Any:
         # cattrs reads fields with `in`, so a list or a string would silently
         # become an instance full of defaults: refuse anything but a mapping.
@@ -77,6 +78,10 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
         return structure
 
     conv.register_structure_hook_factory(attrs.has, _attrs)
+    # cattrs would call str(), int()... on anything: a dict would become a str
+    # and 2.9 an int. Payloads come from outside, so primitives must match.
+    for primitive, accepts in _PRIMITIVES.items():
+        conv.register_structure_hook(primitive, _strict(primitive, accepts))
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
@@ -84,6 +89,29 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
         uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
     )
     return conv
+
+
+_PRIMITIVES: dict[type, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (float, int),
+    bool: (bool,),
+    bytes: (bytes, bytearray),
+}
+
+
+def _strict(cls: type, accepts: tuple[type, ...]) -> Any:
+    def structure(value: Any, tp: Any) -> Any:
+        if tp is not cls:  # a subclass, such as a str-based enum: its own constructor checks
+            return tp(value)
+        if type(value) is cls:
+            return value
+        # bool is an int to Python, but not a number to a workflow author
+        if isinstance(value, accepts) and (cls is bool or not isinstance(value, bool)):
+            return cls(value)
+        raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
+
+    return structure
 
 
 def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
