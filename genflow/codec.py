@@ -64,6 +64,7 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     # microseconds overflows msgpack's 64 bits beyond 292 years.
     conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
     conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
+
     def _attrs(cls: type) -> Any:
         # cattrs reads fields with `in`, so a list or a string would silently
         # become an instance full of defaults: refuse anything but a mapping.
@@ -79,8 +80,8 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     conv.register_structure_hook_factory(attrs.has, _attrs)
     # cattrs would call str(), int()... on anything: a dict would become a str
     # and 2.9 an int. Payloads come from outside, so primitives must match.
-    for cls, accepts in _PRIMITIVES.items():
-        conv.register_structure_hook(cls, _strict(cls, accepts))
+    for primitive, accepts in _PRIMITIVES.items():
+        conv.register_structure_hook(primitive, _strict(primitive, accepts))
     conv.register_unstructure_hook(decimal.Decimal, str)
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
     conv.register_unstructure_hook(uuid.UUID, str)
