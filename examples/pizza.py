@@ -130,7 +130,7 @@ class PaymentStatus(enum.Enum):
 class AddItem:
     """The customer picked a pizza."""
 
-    pizza: str = attrs.field(validator=attrs.validators.in_(MENU))
+    pizza: str = attrs.field(validator=attrs.validators.in_(sorted(MENU)))
     size: Size = Size.MEDIUM
     quantity: int = attrs.field(
         default=1, validator=[attrs.validators.ge(1), attrs.validators.le(20)]
