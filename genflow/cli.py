@@ -1,9 +1,16 @@
 """The `genflow` command line: start, send, show, list, worker, run, cancel, retry.
 
-Workflows are found by importing the modules named with `--app` (or the
-`GENFLOW_APP` environment variable, comma-separated; a `.py` path works too).
-The store is `--store URL` (or `GENFLOW_STORE`), an SQLite file by default.
-User mistakes print one line and exit non-zero, never a traceback.
+Workflows are found by importing the modules named with `--app` (repeatable,
+or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
+file works too). The store is `--store URL` (or `GENFLOW_STORE`): `memory:`,
+`sqlite:///path.db` or `postgresql://...`, the SQLite file `genflow.db` in the
+current directory by default. `--store` and `--app` may come before or after
+the command.
+
+User mistakes (an unknown workflow, instance or event, bad JSON, a payload that
+does not fit, a finished instance, a wrong store URL, a missing module) print
+one line, `genflow: error: ...`, on stderr and exit with status 1 (2 for a
+malformed command line), never a traceback.
 """
 
 from __future__ import annotations
@@ -15,47 +22,50 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
-from genflow.codec import structure, unstructure
-from genflow.describe import describe
-from genflow.engine import Engine
-from genflow.errors import GenflowError
+import attrs
+
+from genflow.codec import explain, structure, unstructure
+from genflow.describe import describe, when
+from genflow.engine import Engine, Instance
+from genflow.errors import GenflowError, UnknownWorkflowError
 from genflow.registry import registered, workflow_class
+from genflow.state import ThreadStatus, WorkflowStatus
 
 __all__ = ["main"]
 
 DEFAULT_STORE = "sqlite:///genflow.db"
+STATUSES = [s.value for s in WorkflowStatus]
 
 
 class UsageError(GenflowError):
     """A command-line mistake (bad JSON, a file that does not exist...)."""
 
 
+class _Interrupted(Exception):
+    """A second SIGINT/SIGTERM: stop now, without finishing the current move."""
+
+
 # -- commands -----------------------------------------------------------------------------
 
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
-    cls = workflow_class(args.workflow)
-    fields = _json(args.data, "--data") if args.data else {}
-    try:
-        data = structure(fields, cls)
-    except Exception as exc:
-        raise UsageError(f"--data does not fit workflow {args.workflow!r}: {exc}") from None
-    instance_id = engine.start(data, id=args.id, run=not args.no_run)
-    instance = engine.get(instance_id)
-    print(f"{instance_id} {instance.status.value}")
+    fields = _json(args.data, "--data") if args.data is not None else {}
+    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run)
+    print(_summary(engine.get(instance_id)))
 
 
 def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     payload = _json(args.payload, "--payload") if args.payload is not None else None
     output = engine.send(args.id, args.event, payload, thread=args.thread)
-    instance = engine.get(args.id)
-    print(f"{args.id} {instance.status.value}")
+    print(_summary(engine.get(args.id)))
     if output is not None:
-        print(json.dumps(output, default=str))
+        print(json.dumps(output, default=str, ensure_ascii=False))
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -64,89 +74,173 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
         print(json.dumps({"id": instance.id, "workflow": instance.workflow,
                           "status": instance.status.value, "version": instance.version,
                           "attempts": instance.attempts, "error": instance.error,
+                          "wake_at": instance.wake_at, "updated_at": instance.updated_at,
                           "data": unstructure(instance.data),
-                          "state": unstructure(instance.state)}, indent=2, default=str))
+                          "state": unstructure(instance.state)},
+                         indent=2, default=str, ensure_ascii=False))
         return
-    print(describe(instance.state, instance.data, now=engine.clock(), attempts=instance.attempts,
-                   error=instance.error, wake_at=instance.wake_at))
+    print(_describe(engine, instance))
 
 
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
-    records = engine.list(workflow=args.workflow, status=args.status, limit=args.limit)
+    limit = args.limit if args.limit > 0 else None
+    records = engine.store.list(workflow=args.workflow, status=args.status,
+                                waiting=args.waiting, limit=limit)
+    now = engine.clock()
     for r in records:
-        waits = f" waits for {','.join(r.waiting_for)}" if r.waiting_for else ""
-        error = f" error: {r.error}" if r.error else ""
-        print(f"{r.id}\t{r.workflow}\t{r.status}{waits}{error}")
+        details = []
+        if r.waiting_for:
+            details.append(f"waits for {', '.join(r.waiting_for)}")
+        if r.wake_at is not None:
+            details.append(f"wakes {when(r.wake_at, now)}")
+        if r.error:
+            details.append(f"error: {r.error}")
+        print("\t".join([r.id, r.workflow, r.status, "; ".join(details)]).rstrip("\t"))
     if not records:
         print("no instances", file=sys.stderr)
+    elif limit is not None and len(records) == limit:
+        print(f"(only the first {limit}: use --limit)", file=sys.stderr)
 
 
 def cmd_worker(engine: Engine, args: argparse.Namespace) -> None:
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    _need_workflows()
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping:
+            raise _Interrupted
+        stopping.append(signum)
+        print(f"genflow: {signal.Signals(signum).name}: stopping after the current move "
+              "(again to stop at once)", file=sys.stderr, flush=True)
+        engine.store.notify_wake()  # cut short the idle sleep
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    until = "nothing is due" if args.until_idle else "stopped (Ctrl-C or SIGTERM)"
+    print(f"genflow: worker {engine.owner} on {args.store}: running due work until {until}",
+          file=sys.stderr, flush=True)
     try:
         done = engine.work(stop=lambda: bool(stopping), idle_sleep=args.idle_sleep,
-                           until_idle=args.once, batch=args.batch)
-    except KeyboardInterrupt:
-        done = 0
-    print(f"worker {engine.owner} processed {done} instance moves", file=sys.stderr)
+                           until_idle=args.until_idle, batch=args.batch)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"worker processed {done} due instance(s)")
 
 
 def cmd_cancel(engine: Engine, args: argparse.Namespace) -> None:
     engine.cancel(args.id)
-    print(f"{args.id} cancelled")
+    print(_summary(engine.get(args.id)))
 
 
 def cmd_retry(engine: Engine, args: argparse.Namespace) -> None:
     engine.retry(args.id)
-    print(f"{args.id} due again")
+    print(f"{args.id} is due again: a worker (`genflow worker`) will run it")
 
 
 def cmd_run(engine: Engine, args: argparse.Namespace) -> None:
-    """Drive a JSON-lines script: one action per line.
+    """Drive a JSON-lines file: one action (a JSON object) per line.
 
-    {"start": "pizza", "id": "o1", "data": {...}}   start an instance
-    {"send": "o1", "event": "add", "payload": {...}} deliver an event
-    {"work": true}                                   run due work until idle
-    {"cancel": "o1"} / {"show": "o1"}
+    Blank lines and lines starting with # are skipped. The first failing action
+    stops the run (with --keep-going, every failure is reported and the run goes on).
     """
-    path = Path(args.file)
-    if not path.exists():
-        raise UsageError(f"no such file: {path}")
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        action = _json(line, f"{path}:{number}")
-        if not isinstance(action, dict):
-            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+    errors = 0
+    for where, action in _actions(args.file):
         try:
+            if isinstance(action, UsageError):
+                raise action
             _run_action(engine, action)
         except GenflowError as exc:
-            if isinstance(exc, UsageError):
-                raise UsageError(f"{path}:{number}: {exc}") from None
-            raise
+            errors += 1
+            if not args.keep_going:
+                raise UsageError(f"{where}: {exc}") from None
+            _error(f"{where}: {exc}")
+    if errors:
+        label = "<stdin>" if args.file == "-" else args.file
+        raise UsageError(f"{errors} action(s) of {label} failed")
+
+
+#: Action -> (its keys besides the action's own, the required ones).
+ACTIONS: dict[str, tuple[set[str], set[str]]] = {
+    "start": ({"id", "data", "run"}, set()),
+    "send": ({"event", "payload", "thread"}, {"event"}),
+    "work": (set(), set()),
+    "sleep": (set(), set()),
+    "show": (set(), set()),
+    "cancel": (set(), set()),
+    "retry": (set(), set()),
+}
+
+
+def _actions(name: str) -> Iterator[tuple[str, dict[str, Any] | UsageError]]:
+    """(where, action) for each action line; a line that is no action gives its error."""
+    if name == "-":
+        lines, label = sys.stdin.read().splitlines(), "<stdin>"
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"no such file: {path}")
+        try:
+            lines, label = path.read_text(encoding="utf-8").splitlines(), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{label}:{number}"
+        try:
+            action = _json(line, "the line")
+        except UsageError as exc:
+            yield where, exc
+            continue
+        if not isinstance(action, dict):
+            yield where, UsageError('each line must be a JSON object like '
+                                    '{"send": "ID", "event": "NAME", "payload": ...}')
+            continue
+        yield where, action
 
 
 def _run_action(engine: Engine, action: dict[str, Any]) -> None:
-    if "start" in action:
-        cls = workflow_class(action["start"])
-        instance_id = engine.start(structure(action.get("data", {}), cls), id=action.get("id"))
-        print(f"started {instance_id}: {engine.get(instance_id).status.value}")
-    elif "send" in action:
-        engine.send(action["send"], action["event"], action.get("payload"),
-                    thread=action.get("thread"))
-        status = engine.get(action["send"]).status.value
-        print(f"sent {action['event']} to {action['send']}: {status}")
-    elif "work" in action:
-        print(f"worked: {engine.work(until_idle=True)} moves")
-    elif "cancel" in action:
-        engine.cancel(action["cancel"])
-        print(f"cancelled {action['cancel']}")
-    elif "show" in action:
-        instance = engine.get(action["show"])
-        print(describe(instance.state, instance.data, now=engine.clock()))
+    kinds = [key for key in action if key in ACTIONS]
+    if len(kinds) != 1:
+        raise UsageError(f"an action names exactly one of {', '.join(ACTIONS)}; "
+                         f"this one has keys {sorted(action)}")
+    kind = kinds[0]
+    allowed, required = ACTIONS[kind]
+    unknown = set(action) - allowed - {kind}
+    if unknown:
+        raise UsageError(f"{kind!r} action: unknown key(s) {sorted(unknown)}; "
+                         f"it takes {sorted(allowed) or 'no others'}")
+    missing = required - set(action)
+    if missing:
+        raise UsageError(f"{kind!r} action needs {sorted(missing)}")
+    target = action[kind]
+    if kind in ("send", "show", "cancel", "retry", "start") and not isinstance(target, str):
+        raise UsageError(f"{kind!r} action: {kind!r} must be a string, not {target!r}")
+
+    if kind == "start":
+        instance_id = _start(engine, target, action.get("data", {}), action.get("id"),
+                             run=bool(action.get("run", True)))
+        print(f"start {target}: {_summary(engine.get(instance_id))}")
+    elif kind == "send":
+        output = engine.send(target, str(action["event"]), action.get("payload"),
+                             thread=action.get("thread"))
+        reply = f" -> {json.dumps(output, default=str)}" if output is not None else ""
+        print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
+    elif kind == "work":
+        print(f"work: processed {engine.work(until_idle=True)} due instance(s)")
+    elif kind == "sleep":
+        if not isinstance(target, (int, float)) or not 0 <= target <= 3600:
+            raise UsageError(f"'sleep' takes seconds between 0 and 3600, not {target!r}")
+        time.sleep(target)
+        print(f"sleep: {target}s")
+    elif kind == "show":
+        print(_describe(engine, engine.get(target)))
+    elif kind == "cancel":
+        engine.cancel(target)
+        print(f"cancel: {_summary(engine.get(target))}")
     else:
-        raise UsageError(f"unknown action {sorted(action)}: use start/send/work/cancel/show")
+        engine.retry(target)
+        print(f"retry: {target} is due again")
 
 
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
@@ -161,52 +255,53 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
 }
 
 
-# -- plumbing -----------------------------------------------------------------------------
+# -- shared helpers -----------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genflow", description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=os.environ.get("GENFLOW_STORE", DEFAULT_STORE),
-                        help=f"store URL (default: $GENFLOW_STORE or {DEFAULT_STORE})")
-    parser.add_argument("--app", action="append", default=None,
-                        help="module or .py file defining workflows (repeatable; $GENFLOW_APP)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool) -> str:
+    cls = workflow_class(name)
+    if not isinstance(fields, dict):
+        raise UsageError(f"the data of workflow {name!r} must be a JSON object of its fields, "
+                         f"not {fields!r}")
+    known = [field.name for field in attrs.fields(cls)]
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
+                         f"its fields are {known}")
+    if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
+        raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
+    try:
+        data = structure(fields, cls)
+    except Exception as exc:
+        raise UsageError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
+    return engine.start(data, id=instance_id, run=run)
 
-    p = sub.add_parser("start", help="start an instance")
-    p.add_argument("workflow")
-    p.add_argument("--id")
-    p.add_argument("--data", help="the workflow's fields as a JSON object")
-    p.add_argument("--no-run", action="store_true", help="leave it for a worker")
 
-    p = sub.add_parser("send", help="deliver an event")
-    p.add_argument("id")
-    p.add_argument("event")
-    p.add_argument("--payload", help="JSON payload")
-    p.add_argument("--thread", help="the waiting thread, when several wait for the event")
+def _summary(instance: Instance) -> str:
+    """`ID STATUS` and a few words: what it waits for, or its error."""
+    text = f"{instance.id} {instance.status.value}"
+    if instance.status is WorkflowStatus.WAITING:
+        events = [e.event for t in instance.state.threads for e in t.events
+                  if t.status is ThreadStatus.WAITING_EVENT]
+        conditions = [t.stmt for t in instance.state.threads
+                      if t.status is ThreadStatus.WAITING_CONDITION]
+        parts = []
+        if events:
+            parts.append(f"for {', '.join(dict.fromkeys(events))}")
+        if conditions:
+            parts.append(f"on condition(s) {', '.join(conditions)}")
+        text += " " + " and ".join(parts) if parts else ""
+    elif instance.status is WorkflowStatus.RESUMING:
+        text += " (a worker will move it on)"
+    if instance.error:
+        text += f": {instance.error}"
+    return text
 
-    p = sub.add_parser("show", help="explain an instance: status, threads, waits, data")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("list", help="list instances")
-    p.add_argument("--workflow")
-    p.add_argument("--status")
-    p.add_argument("--limit", type=int, default=100)
-
-    p = sub.add_parser("worker", help="run due work (resumes, retries, timers) until stopped")
-    p.add_argument("--once", action="store_true", help="stop when nothing is due")
-    p.add_argument("--idle-sleep", type=float, default=1.0)
-    p.add_argument("--batch", type=int, default=100)
-
-    p = sub.add_parser("run", help="drive a JSON-lines file of actions")
-    p.add_argument("file")
-
-    p = sub.add_parser("cancel", help="cancel an instance (tears down its handlers)")
-    p.add_argument("id")
-
-    p = sub.add_parser("retry", help="make a failed instance due again")
-    p.add_argument("id")
-    return parser
+def _describe(engine: Engine, instance: Instance) -> str:
+    return describe(instance.state, instance.data, now=engine.clock(),
+                    attempts=instance.attempts, error=instance.error,
+                    wake_at=instance.wake_at, updated_at=instance.updated_at)
 
 
 def _json(text: str, what: str) -> Any:
@@ -216,46 +311,180 @@ def _json(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON: {exc}") from None
 
 
+def _need_workflows() -> None:
+    if not registered():
+        raise UsageError("no workflows are known: name the module that defines them with "
+                         "--app MODULE (or set GENFLOW_APP)")
+
+
 def import_apps(apps: Sequence[str]) -> None:
     """Import the modules (or .py files) that define workflows."""
-    sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for app in apps:
-        if app.endswith(".py"):
-            path = Path(app)
-            if not path.exists():
-                raise UsageError(f"--app {app}: no such file")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                raise UsageError(f"--app {app}: cannot import")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
-        else:
-            try:
+        try:
+            if app.endswith(".py"):
+                _import_path(app)
+            else:
                 importlib.import_module(app)
-            except ImportError as exc:
-                raise UsageError(f"--app {app}: {exc}") from None
+        except UsageError:
+            raise
+        except ImportError as exc:
+            if getattr(exc, "name", None) and app.startswith(str(exc.name)):
+                raise UsageError(f"--app {app}: no such module ({exc})") from None
+            raise UsageError(f"--app {app}: cannot import it: {exc}") from None
+        except SyntaxError as exc:
+            raise UsageError(f"--app {app}: syntax error in {exc.filename}, line {exc.lineno}: "
+                             f"{exc.msg}") from None
+        except Exception as exc:
+            raise UsageError(f"--app {app}: importing it raised {type(exc).__name__}: {exc}"
+                             ) from None
+
+
+def _import_path(app: str) -> None:
+    path = Path(app).resolve()
+    if not path.is_file():
+        raise UsageError(f"--app {app}: no such file")
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if getattr(loaded, "__file__", None) == str(path):
+            return  # imported already (main() called twice in one process)
+        name = f"genflow_app_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--app {app}: cannot import it")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line on stderr (and the usual exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"genflow: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """--store and --app, accepted before and after the command (dest prefixed)."""
+    suppress = argparse.SUPPRESS if prefix else None
+    parser.add_argument("--store", dest=f"{prefix}store", metavar="URL", default=suppress,
+                        help=f"store URL (default: $GENFLOW_STORE or {DEFAULT_STORE})")
+    parser.add_argument("--app", dest=f"{prefix}app", metavar="MODULE", action="append",
+                        default=suppress,
+                        help="module or .py file that defines workflows (repeatable; "
+                             "default: $GENFLOW_APP, comma-separated)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="genflow", description=__doc__.split("\n\n")[0],
+                     epilog=__doc__.split("\n\n", 1)[1],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser, "")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _global_options(p, "sub_")
+        return p
+
+    p = command("start", "start an instance of a workflow (runs it until it waits)")
+    p.add_argument("workflow", help="the workflow's registered name")
+    p.add_argument("--id", help="the instance id (default: a random one)")
+    p.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
+    p.add_argument("--no-run", action="store_true", help="leave it for a worker to run")
+
+    p = command("send", "deliver an event to an instance")
+    p.add_argument("id")
+    p.add_argument("event")
+    p.add_argument("--payload", metavar="JSON", help="the event's payload as JSON")
+    p.add_argument("--thread", help="the waiting thread, when several wait for the event")
+
+    p = command("show", "explain an instance: status, threads, waits, timers, errors, data")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="everything, as JSON")
+
+    p = command("list", "list instances")
+    p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--status", choices=STATUSES, help="only this status")
+    p.add_argument("--waiting", metavar="EVENT", help="only instances waiting for this event")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
+
+    p = command("worker", "run due work (resumes, retries, timers) until stopped")
+    p.add_argument("--until-idle", "--once", dest="until_idle", action="store_true",
+                   help="return when nothing is due")
+    p.add_argument("--idle-sleep", type=float, default=1.0, metavar="SECONDS",
+                   help="longest sleep between looks for due work (default 1)")
+    p.add_argument("--batch", type=int, default=100, help="instances claimed at a time")
+
+    p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
+    p.add_argument("file")
+    p.add_argument("--keep-going", action="store_true",
+                   help="report a failing action and go on with the next")
+    p.epilog = RUN_HELP
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+    p = command("cancel", "cancel an instance (tears down its handlers)")
+    p.add_argument("id")
+
+    p = command("retry", "make a failed instance due again (its failed step runs again)")
+    p.add_argument("id")
+    return parser
+
+
+RUN_HELP = """\
+one JSON object per line:
+  {"start": "WORKFLOW", "id": "o1", "data": {...}}        start an instance
+  {"send": "o1", "event": "add", "payload": {...}}         deliver an event
+  {"work": true}                                           run due work until idle
+  {"sleep": 1.5}                                           wait (for a timer)
+  {"show": "o1"}  {"cancel": "o1"}  {"retry": "o1"}
+blank lines and lines starting with # are skipped"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    args.store = (getattr(args, "sub_store", None) or args.store
+                  or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE)
+    apps = (args.app or []) + (getattr(args, "sub_app", None) or [])
+    if not apps:
+        apps = [os.environ.get("GENFLOW_APP", "")]
     try:
-        apps = args.app or [a for a in os.environ.get("GENFLOW_APP", "").split(",") if a]
-        import_apps(apps)
-        if not registered():
-            raise UsageError("no workflows are registered: name the module with --app MODULE")
+        import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
+        if args.command not in ("list", "worker"):
+            _need_workflows()
         from genflow.stores import open_store
 
         with open_store(args.store) as store:
-            engine = Engine(store)
-            COMMANDS[args.command](engine, args)
-    except GenflowError as exc:
-        print(f"genflow: error: {exc}", file=sys.stderr)
+            COMMANDS[args.command](Engine(store), args)
+    except UnknownWorkflowError as exc:
+        known = ", ".join(sorted(registered())) or "none"
+        _error(f"{exc} (known workflows: {known}; name the module that defines it with --app)")
         return 1
-    except BrokenPipeError:
+    except GenflowError as exc:
+        _error(str(exc))
+        return 1
+    except (KeyboardInterrupt, _Interrupted):
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:  # the reader went away (`genflow list | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
+
+
+def _error(message: str) -> None:
+    line = " ".join(message.split())  # one line, whatever the message holds
+    print(f"genflow: error: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,33 @@
 """Explain an instance in words: where each thread is, what it waits for, since when.
 
-Operators should never need a raw dump to learn why an instance is stuck.
+Operators should never need a raw dump to learn why an instance is stuck:
+`describe` says what the instance is doing, what its last error was and what
+to do about it, where each thread stands, which events it listens for (and
+whether their handlers are set up), when its timers fire, and its data, one
+field per line.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from typing import Any
 
 from genflow.codec import unstructure
-from genflow.state import State, ThreadStatus, WaitEventStatus, WorkflowStatus
+from genflow.state import (
+    MAIN_THREAD,
+    State,
+    Thread,
+    ThreadStatus,
+    WaitEvent,
+    WaitEventStatus,
+    WorkflowStatus,
+)
 
-__all__ = ["describe"]
+__all__ = ["describe", "thread_name", "when"]
+
+#: Longer data values are cut (`genflow show --json` prints them whole).
+MAX_VALUE = 300
 
 
 def describe(
@@ -22,78 +38,138 @@ def describe(
     attempts: int = 0,
     error: str = "",
     wake_at: _dt.datetime | None = None,
+    updated_at: _dt.datetime | None = None,
 ) -> str:
-    """A few lines of plain text about an instance."""
+    """A few lines of plain text about an instance.
+
+    `attempts`, `error`, `wake_at` and `updated_at` are the store's bookkeeping
+    (see `genflow.engine.Instance`); `now` is the clock to say "in 5m" against.
+    """
     now = now or _dt.datetime.now(_dt.UTC)
-    lines = [f"instance {state.id} ({state.workflow}): {_status(state)}"]
-    if error:
-        lines.append(f"  last error (attempt {attempts}): {error}")
-    if wake_at is not None:
-        lines.append(f"  next wake-up: {_when(wake_at, now)}")
+    lines = [f"instance {state.id} of workflow {state.workflow!r}: "
+             f"{_status(state, attempts, error)}"]
+    if updated_at is not None:
+        lines.append(f"  last changed {when(updated_at, now)}")
+    lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
     for thread in state.threads:
         lines.extend("  " + line for line in _thread(thread, now))
     if data is not None:
-        lines.append(f"  data: {unstructure(data)!r}")
+        lines.extend("  " + line for line in _data(data))
     return "\n".join(lines)
 
 
-def _status(state: State) -> str:
+def thread_name(thread_id: str) -> str:
+    return "main thread" if thread_id == MAIN_THREAD else f"thread {thread_id!r}"
+
+
+def when(moment: _dt.datetime, now: _dt.datetime) -> str:
+    """`2030-01-01 10:00:00 UTC (in 5.0m)` / `(3s ago)` / `(now)`."""
+    delta = (moment - now).total_seconds()
+    stamp = moment.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if abs(delta) < 1:
+        return f"{stamp} (now)"
+    span = _span(abs(delta))
+    return f"{stamp} ({'in ' + span if delta > 0 else span + ' ago'})"
+
+
+# -- parts ------------------------------------------------------------------------------------
+
+
+def _status(state: State, attempts: int, error: str) -> str:
+    if state.status is WorkflowStatus.FAILED:
+        return f"FAILED after {_attempts(attempts)}"
+    if state.status is WorkflowStatus.RESUMING and error:
+        return "retrying (the last try failed)"
     return {
-        WorkflowStatus.RESUMING: "running (some thread can move on)",
+        WorkflowStatus.RESUMING: "running (a thread can move on: a worker will move it)",
         WorkflowStatus.WAITING: "waiting",
         WorkflowStatus.FINISHED: "finished",
-        WorkflowStatus.FAILED: "FAILED (a step exhausted its retries; fix and `genflow retry`)",
         WorkflowStatus.CANCELLED: "cancelled",
     }[state.status]
 
 
-def _thread(thread: Any, now: _dt.datetime) -> list[str]:
-    since = f" since {_when(thread.since, now)}" if thread.since else ""
+def _trouble(state: State, attempts: int, error: str, wake_at: _dt.datetime | None,
+             now: _dt.datetime) -> list[str]:
+    """The last error and what happens next (or what the operator should do)."""
+    lines = []
+    if state.status is WorkflowStatus.FAILED:
+        if error:
+            lines.append(f"error: {error}")
+        lines.append(f"to go on: fix the cause, then `genflow retry {state.id}`")
+        return lines
+    if error:
+        retry = f"; next try {when(wake_at, now)}" if wake_at is not None else ""
+        lines.append(f"last error ({_attempts(attempts)} failed{retry}): {error}")
+        if wake_at is None:
+            lines.append(f"nothing will retry it: fix the cause, then `genflow retry {state.id}`")
+    elif wake_at is not None and state.status is not WorkflowStatus.WAITING:
+        lines.append(f"due for a worker {when(wake_at, now)}")
+    return lines
+
+
+def _thread(thread: Thread, now: _dt.datetime) -> list[str]:
+    who = thread_name(thread.id)
+    since = f" since {when(thread.since, now)}" if thread.since else ""
     status = thread.status
     if status is ThreadStatus.EXECUTING:
-        head = f"thread {thread.id}: about to run step {thread.stmt!r}"
+        head = f"{who}: about to run step {thread.stmt!r}"
     elif status is ThreadStatus.RESUMING:
-        where = f"after {thread.stmt!r}" if thread.stmt else "at its start"
         if thread.handled:
-            where = f"after event {thread.handled!r} of wait {thread.stmt!r}"
-        head = f"thread {thread.id}: moving on {where}"
+            head = f"{who}: got event {thread.handled!r} at {thread.stmt!r}, moving on"
+        elif thread.stmt:
+            head = f"{who}: moving on after {thread.stmt!r}"
+        else:
+            head = f"{who}: not started yet"
     elif status is ThreadStatus.WAITING_EVENT:
-        head = f"thread {thread.id}: waiting at {thread.stmt!r}{since} for one of:"
+        head = f"{who}: waiting at {thread.stmt!r}{since} for one of:"
     else:
-        head = f"thread {thread.id}: waiting at {thread.stmt!r}{since} for its condition to hold"
+        head = f"{who}: waiting at {thread.stmt!r}{since} until its condition holds"
     lines = [head]
     for event in thread.events:
         lines.append("  - " + _event(event, now))
     return lines
 
 
-def _event(event: Any, now: _dt.datetime) -> str:
-    text = f"event {event.event!r}"
-    if event.due is not None:
-        text += f" (timer, fires {_when(event.due, now)})"
-    state = {
+def _event(event: WaitEvent, now: _dt.datetime) -> str:
+    kind = "timer" if event.due is not None else "event"
+    text = f"{kind} {event.event!r}: " + {
         WaitEventStatus.PENDING_SETUP: "not set up yet",
         WaitEventStatus.SETUP: "listening",
-        WaitEventStatus.SETUP_ERROR: "SETUP FAILED, will retry",
+        WaitEventStatus.SETUP_ERROR: "handler SETUP FAILED (retried by a worker)",
         WaitEventStatus.PENDING_TEARDOWN: "being torn down",
-        WaitEventStatus.TEARDOWN_ERROR: "TEARDOWN FAILED, will retry",
+        WaitEventStatus.TEARDOWN_ERROR: "handler TEARDOWN FAILED (retried by a worker)",
     }[event.status]
-    text += f": {state}"
-    if event.error:
-        text += f" ({event.error})"
     if event.handled:
-        text += " [handled]"
-    text += f" [callback counter {event.req.pc}]"
+        text += ", handled"
+    if event.due is not None and event.status is WaitEventStatus.SETUP:
+        verb = "fires" if event.due > now else "due"
+        text += f", {verb} {when(event.due, now)}"
+    if event.error:
+        text += f": {event.error}"
     return text
 
 
-def _when(moment: _dt.datetime, now: _dt.datetime) -> str:
-    delta = (moment - now).total_seconds()
-    stamp = moment.isoformat(timespec="seconds")
-    if abs(delta) < 1:
-        return f"{stamp} (now)"
-    span = _span(abs(delta))
-    return f"{stamp} ({'in ' + span if delta > 0 else span + ' ago'})"
+def _data(data: Any) -> list[str]:
+    raw = unstructure(data)
+    if not isinstance(raw, dict):
+        return [f"data: {_value(raw)}"]
+    if not raw:
+        return ["data: (no fields)"]
+    return ["data:"] + [f"  {name} = {_value(value)}" for name, value in raw.items()]
+
+
+def _value(value: Any) -> str:
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > MAX_VALUE:
+        text = f"{text[:MAX_VALUE]}... ({len(text)} characters; `genflow show --json` has all)"
+    return text
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
 def _span(seconds: float) -> str:

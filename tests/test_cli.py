@@ -1,0 +1,395 @@
+"""The `genflow` command, through the real console script installed next to Python.
+
+Every command runs in its own process on one SQLite file, so each test also
+shows that instances survive a restart. Workflows come from `tests/cli_app.py`
+(via `--app`). The long tail of user mistakes runs `genflow.cli.main` in this
+process (same code, no process start-up), the main ones the real command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cli_app
+import pytest
+
+from genflow import WorkflowStatus
+from genflow.cli import main
+from genflow.engine import Engine
+from genflow.stores import SQLiteStore
+
+GENFLOW = Path(sys.executable).parent / "genflow"
+APP = Path(__file__).resolve().with_name("cli_app.py")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENFLOW_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Cli:
+    """Runs `genflow --app tests/cli_app.py ...` in a directory (so on its genflow.db)."""
+
+    def __init__(self, cwd: Path):
+        self.cwd = cwd
+
+    def __call__(self, *args: str, app: bool = True, ok: bool = True,
+                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [str(GENFLOW), *(["--app", str(APP)] if app else []), *args]
+        done = subprocess.run(command, cwd=self.cwd, env=_env(), input=stdin,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert "Traceback" not in done.stderr, done.stderr
+        if ok:
+            assert done.returncode == 0, f"{args}: {done.stderr}"
+        return done
+
+    def fails(self, *args: str, app: bool = True, code: int = 1) -> str:
+        """The command fails with `code` and one `genflow: error:` line; returns it."""
+        done = self(*args, app=app, ok=False)
+        assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("genflow: error: "), done.stderr
+        return lines[0]
+
+    def engine(self) -> Engine:
+        return Engine(SQLiteStore(self.cwd / "genflow.db"))
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    assert GENFLOW.exists(), f"the console script {GENFLOW} is missing: pip install -e ."
+    return Cli(tmp_path)
+
+
+# -- end to end, one process per command ------------------------------------------------------
+
+
+def test_order_across_processes(cli: Cli) -> None:
+    out = cli("start", "cli-order", "--id", "o1", "--data", '{"customer": "ann"}').stdout
+    assert out == "o1 waiting for add, checkout\n"
+    cli("start", "cli-order", "--id", "o2")
+    # --store and --app are accepted after the command too
+    out = cli("send", "o1", "add", "--payload", '{"name": "funghi", "qty": 2}',
+              "--store", "sqlite:///genflow.db", "--app", str(APP), app=False).stdout
+    assert out == "o1 waiting for add, checkout\n1\n"  # the handler's reply, as JSON
+    assert cli("send", "o1", "checkout").stdout == "o1 waiting for confirm, too slow\n"
+
+    shown = cli("show", "o1").stdout
+    assert "instance o1 of workflow 'cli-order': waiting" in shown
+    assert "main thread: waiting at 'confirmed?' since " in shown
+    assert "event 'confirm': listening" in shown
+    assert re.search(r"timer 'too slow': listening, fires \S+ \S+ UTC \(in (59\.\d|60\.0)m\)",
+                     shown), shown
+    assert 'items = [{"name": "funghi", "qty": 2}]' in shown
+    assert 'stage = "checked out"' in shown
+
+    listed = cli("list", "--waiting", "confirm", app=False).stdout.splitlines()
+    assert [line.split("\t")[:3] for line in listed] == [["o1", "cli-order", "waiting"]]
+    assert "waits for confirm, too slow" in listed[0]
+    out = cli("list", "--workflow", "cli-order", "--status", "waiting", app=False).stdout
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["o1", "o2"]
+
+    assert cli("send", "o1", "confirm").stdout == "o1 finished\n"
+    assert cli("cancel", "o2").stdout == "o2 cancelled\n"
+
+    engine = cli.engine()  # a third process's view: the file holds everything
+    o1 = engine.get("o1")
+    assert o1.status is WorkflowStatus.FINISHED
+    assert o1.data == cli_app.Order(customer="ann", items=[cli_app.Item("funghi", 2)],
+                                    stage="baked")
+    assert engine.get("o2").status is WorkflowStatus.CANCELLED
+
+
+def test_timer_fires_in_worker_until_idle(cli: Cli) -> None:
+    script = "\n".join(json.dumps(action) for action in [
+        {"start": "cli-order", "id": "quick", "data": {"patience": 0}},
+        {"send": "quick", "event": "checkout"},
+        {"start": "cli-order", "id": "slow"},
+        {"send": "slow", "event": "checkout"},
+    ])
+    cli("run", "-", stdin=script)
+    assert "wakes " in cli("list", "--waiting", "too slow", app=False).stdout
+    shown = cli("show", "quick").stdout
+    assert "timer 'too slow': listening, due " in shown
+
+    worked = cli("worker", "--until-idle")
+    assert worked.stdout == "worker processed 1 due instance(s)\n"
+    assert "running due work until nothing is due" in worked.stderr
+
+    engine = cli.engine()
+    assert engine.get("quick").status is WorkflowStatus.FINISHED
+    assert engine.get("quick").data.stage == "expired"  # the timer's body ran
+    assert engine.get("slow").status is WorkflowStatus.WAITING  # its timer is not due
+
+
+def test_run_a_file_of_actions(cli: Cli) -> None:
+    lines = [
+        "# an order whose shop never answers, and one that is confirmed",
+        json.dumps({"start": "cli-order", "id": "r1", "data": {"patience": 0.2}}),
+        json.dumps({"send": "r1", "event": "add", "payload": {"name": "diavola"}}),
+        json.dumps({"send": "r1", "event": "checkout"}),
+        "",
+        json.dumps({"start": "cli-order", "id": "r2", "run": False}),
+        json.dumps({"work": True}),
+        json.dumps({"sleep": 0.3}),
+        json.dumps({"work": True}),
+        json.dumps({"send": "r2", "event": "checkout"}),
+        json.dumps({"send": "r2", "event": "confirm"}),
+        json.dumps({"start": "cli-order", "id": "r3"}),
+        json.dumps({"cancel": "r3"}),
+        json.dumps({"show": "r1"}),
+    ]
+    (cli.cwd / "actions.jsonl").write_text("\n".join(lines) + "\n")
+    out = cli("run", "actions.jsonl").stdout.splitlines()
+    assert out[:10] == [
+        "start cli-order: r1 waiting for add, checkout",
+        "send add: r1 waiting for add, checkout -> 1",
+        "send checkout: r1 waiting for confirm, too slow",
+        "start cli-order: r2 resuming (a worker will move it on)",
+        "work: processed 1 due instance(s)",  # r2 started; r1's timer is not due yet
+        "sleep: 0.3s",
+        "work: processed 1 due instance(s)",  # r1's timer fired
+        "send checkout: r2 waiting for confirm, too slow",
+        "send confirm: r2 finished",
+        "start cli-order: r3 waiting for add, checkout",
+    ]
+    assert out[10:12] == ["cancel: r3 cancelled",
+                          "instance r1 of workflow 'cli-order': finished"]
+    engine = cli.engine()
+    assert [engine.get(i).data.stage for i in ("r1", "r2", "r3")] == ["expired", "baked", "cart"]
+
+
+def test_failed_step_shown_then_retried(cli: Cli) -> None:
+    blocker = cli.cwd / "processor-down"
+    blocker.touch()
+    data = json.dumps({"blocker": str(blocker)})
+    out = cli("start", "cli-charge", "--id", "c1", "--data", data).stdout
+    assert out.startswith("c1 failed: StepError: step 'charge'")
+
+    shown = cli("show", "c1").stdout.splitlines()
+    assert shown[0] == "instance c1 of workflow 'cli-charge': FAILED after 1 attempt"
+    assert "ConnectionError('card processor is down')" in shown[2]
+    assert "  to go on: fix the cause, then `genflow retry c1`" in shown
+    assert "  main thread: about to run step 'charge'" in shown
+
+    blocker.unlink()  # the operator fixes the cause
+    assert cli("retry", "c1").stdout.startswith("c1 is due again")
+    cli("worker", "--until-idle")
+    instance = cli.engine().get("c1")
+    assert instance.status is WorkflowStatus.FINISHED and instance.data.charged
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_setup_error_shown_then_a_worker_retries_it_until_sigterm(cli: Cli) -> None:
+    blocker = cli.cwd / "hooks-down"
+    blocker.touch()
+    cli("start", "cli-webhook", "--id", "w1", "--data", json.dumps({"blocker": str(blocker)}))
+    shown = cli("show", "w1").stdout
+    assert "'cli-webhook': retrying (the last try failed)" in shown
+    assert ("event 'hook': handler SETUP FAILED (retried by a worker): "
+            "ConnectionError('cannot register the webhook')") in shown
+    assert "next try " in shown
+
+    blocker.unlink()
+    worker = subprocess.Popen([str(GENFLOW), "--app", str(APP), "worker", "--idle-sleep", "0.2"],
+                              cwd=cli.cwd, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        engine = cli.engine()
+        _wait_for(lambda: engine.get("w1").status is WorkflowStatus.WAITING)  # backoff: 1 s
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=10)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert "SIGTERM: stopping after the current move" in err and "Traceback" not in err
+    assert out == "worker processed 1 due instance(s)\n"
+    assert "event 'hook': listening" in cli("show", "w1").stdout
+
+
+def test_sigint_stops_an_idle_worker_at_once(cli: Cli) -> None:
+    worker = subprocess.Popen([str(GENFLOW), "--app", str(APP), "worker", "--idle-sleep", "60"],
+                              cwd=cli.cwd, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        assert "running due work until stopped" in worker.stderr.readline()
+        started = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=10)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert time.monotonic() - started < 5  # not after the 60 s idle sleep
+    assert "SIGINT: stopping" in err and "Traceback" not in err
+    assert out == "worker processed 0 due instance(s)\n"
+
+
+# -- user mistakes: one line, non-zero exit, no traceback ----------------------------------
+
+
+@pytest.fixture
+def shop(cli: Cli) -> Cli:
+    """o1 waits in its cart, done has finished (prepared in this process)."""
+    engine = cli.engine()
+    engine.start(cli_app.Order(), id="o1")
+    engine.start(cli_app.Order(), id="done")
+    engine.send("done", "checkout")
+    engine.send("done", "confirm")
+    engine.store.close()
+    return cli
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["start", "pizza"], "no workflow is registered as 'pizza' (known workflows: cli-charge, "),
+    (["show", "nobody"], "no instance 'nobody'"),
+    (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON"),
+    (["send", "o1", "add", "--payload", '{"qty": 2}'],
+     "payload for event 'add' does not fit Item: required field missing @ $.name"),
+    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'"),
+    (["send", "done", "add"], "instance 'done' is finished"),
+    (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'"),
+    (["--store", "sqlite:///no/such/dir/x.db", "list"], "cannot open SQLite store"),
+    (["--app", "no_such_module", "list"], "--app no_such_module: no such module"),
+])
+def test_mistakes_through_the_console_script(shop: Cli, args: list[str], message: str) -> None:
+    line = shop.fails(*args, app="--app" not in args)
+    assert message in line, line
+
+
+def test_a_malformed_command_line_is_one_line_too(cli: Cli) -> None:
+    line = cli.fails("list", "--status", "stuck", code=2)
+    assert "invalid choice: 'stuck'" in line and "genflow list --help" in line
+
+
+@pytest.fixture
+def inproc(shop: Cli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`genflow.cli.main` in this process, in the shop's directory: (code, out, err)."""
+    monkeypatch.chdir(shop.cwd)
+    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str, app: bool = True) -> tuple[int, str, str]:
+        try:
+            code = main([*(["--app", str(APP)] if app else []), *args])
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["start", "cli-order", "--data", '{"custmer": "x"}'],
+     "workflow 'cli-order' has no field(s) ['custmer']; its fields are ['customer', "),
+    (["start", "cli-order", "--data", '{"items": [{"qty": "many"}]}'],
+     "the data does not fit workflow 'cli-order': required field missing @ $.items[0].name"),
+    (["start", "cli-order", "--data", "[1]"], "must be a JSON object of its fields"),
+    (["start", "cli-order", "--id", "o1"], "instance 'o1' already exists"),
+    (["send", "o1", "checkout", "--payload", '"now"'], "event 'checkout' takes no payload"),
+    (["send", "o1", "add", "--thread", "t9"], "has no live thread 't9'"),
+    (["cancel", "done"], "instance 'done' has finished"),
+    (["retry", "o1"], "instance 'o1' has not failed"),
+    (["run", "missing.jsonl"], "no such file: missing.jsonl"),
+    (["--app", "missing_app.py", "list"], "--app missing_app.py: no such file"),
+])
+def test_more_mistakes(inproc, args: list[str], message: str) -> None:
+    code, out, err = inproc(*args, app="--app" not in args)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("genflow: error: ") and message in err, err
+
+
+def test_commands_that_need_workflows_say_so(shop: Cli) -> None:
+    line = shop.fails("show", "o1", app=False)
+    assert "no workflows are known: name the module that defines them with --app" in line
+
+
+def test_broken_apps(inproc, tmp_path: Path) -> None:
+    (tmp_path / "syntax_app.py").write_text("x = (\n")
+    (tmp_path / "raising_app.py").write_text("raise RuntimeError('no config')\n")
+    (tmp_path / "dep_app.py").write_text("import no_such_dependency\n")
+    for app, message in [("syntax_app.py", "syntax error in "),
+                         ("raising_app.py", "importing it raised RuntimeError: no config"),
+                         ("dep_app", "cannot import it: No module named 'no_such_dependency'")]:
+        code, _, err = inproc("--app", app, "list", app=False)
+        assert code == 1 and err.count("\n") == 1 and message in err, err
+
+
+def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [
+        '{"send": "o1", "event": "add", "payload": {"name": "a"}}',
+        "{oops",
+        "[1, 2]",
+        '{"send": "o1", "evnt": "add"}',
+        '{"send": "o1"}',
+        '{"send": "o1", "cancel": "o1"}',
+        '{"fly": "o1"}',
+        '{"sleep": -1}',
+        '{"start": "cli-order", "data": {"items": 3}}',
+        '{"send": "done", "event": "add"}',
+        '{"show": "o1"}',
+    ]
+    (Path.cwd() / "bad.jsonl").write_text("\n".join(lines))
+    code, out, err = inproc("run", "bad.jsonl", "--keep-going")
+    assert code == 1
+    errors = err.splitlines()
+    assert [e.split(":")[3] for e in errors[:-1]] == [str(n) for n in range(2, 11)]
+    assert "not valid JSON" in errors[0] and "must be a JSON object" in errors[1]
+    assert "unknown key(s) ['evnt']" in errors[2] and "needs ['event']" in errors[3]
+    assert "exactly one of" in errors[4] and "exactly one of" in errors[5]
+    assert "'sleep' takes seconds" in errors[6] and "does not fit workflow" in errors[7]
+    assert "is finished" in errors[8]
+    assert errors[-1] == "genflow: error: 9 action(s) of bad.jsonl failed"
+    assert out.startswith("send add: o1 waiting") and "instance o1 of workflow" in out
+
+    code, out, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
+    assert code == 1 and err == "genflow: error: bad.jsonl:2: the line is not valid JSON: " \
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
+
+
+def test_list_and_show_in_words(inproc) -> None:
+    code, out, err = inproc("list", app=False)
+    assert code == 0 and err == ""
+    assert out.splitlines() == ["done\tcli-order\tfinished",
+                                "o1\tcli-order\twaiting\twaits for add, checkout"]
+    code, out, err = inproc("list", "--waiting", "nothing", app=False)
+    assert (code, out, err) == (0, "", "no instances\n")
+    code, out, _ = inproc("list", "--limit", "1", app=False)
+    assert code == 0 and out.count("\n") == 1
+    code, out, _ = inproc("show", "done")
+    assert out.splitlines()[0] == "instance done of workflow 'cli-order': finished"
+    assert "thread" not in out and 'stage = "baked"' in out
+    code, out, _ = inproc("show", "o1", "--json")
+    shown = json.loads(out)
+    assert (shown["status"], shown["data"]["stage"]) == ("waiting", "cart")
+    assert shown["state"]["threads"][0]["stmt"] == "cart?"
+    code, out, _ = inproc("cancel", "o1")
+    assert (code, out) == (0, "o1 cancelled\n")
+    code, out, _ = inproc("show", "o1")
+    assert out.startswith("instance o1 of workflow 'cli-order': cancelled\n")
+    code, out, _ = inproc("list", "--status", "cancelled", app=False)
+    assert out == "o1\tcli-order\tcancelled\n"
+
+
+def test_store_from_the_environment(inproc, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENFLOW_STORE", "memory:")
+    monkeypatch.setenv("GENFLOW_APP", str(APP))
+    code, out, err = inproc("list", app=False)
+    assert (code, out, err) == (0, "", "no instances\n")  # not genflow.db
+    code, out, _ = inproc("start", "cli-order", "--id", "m1", app=False)
+    assert (code, out) == (0, "m1 waiting for add, checkout\n")
