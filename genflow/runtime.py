@@ -238,13 +238,18 @@ async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = No
 class _Operation:
     """One public operation on one instance."""
 
-    __slots__ = ("checkpoint", "clock", "state", "wf")
+    __slots__ = ("checkpoint", "clock", "located", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
         self.clock = clock or _utcnow
+        # Where `_forward` just stopped each thread: (thread.pc, frames, statement).
+        # The move that follows (run the step, set up the wait) takes it instead of
+        # replaying the definition again; it is valid only until user code runs,
+        # since conditions and bodies are computed from the data.
+        self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
 
     # -- the scheduling loop --
 
@@ -268,6 +273,7 @@ class _Operation:
             moves += 1
             if kind is not CheckpointType.AFTER_RESUME:  # data may have changed
                 blocked.clear()
+                self.located.clear()
             yield from self._checkpoint(kind)
             if moves >= max_moves:
                 raise MoveLimitError(
@@ -325,6 +331,9 @@ class _Operation:
             ) from exc
 
     def _locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
+        cached = self.located.pop(thread.id, None)
+        if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
+            return cached[1], cached[2]
         found = self._find(thread, self._root(thread), thread.stmt, thread.path)
         if found is None:
             raise NonDeterminismError(
@@ -410,6 +419,7 @@ class _Operation:
             else:
                 thread.status = ThreadStatus.WAITING_CONDITION
                 thread.since = self.clock()
+            self.located[thread.id] = (thread.pc, stack, result)
         state.threads.extend(new_threads)
         return CheckpointType.AFTER_RESUME
 
