@@ -47,7 +47,7 @@ def describe(
     """
     now = now or _dt.datetime.now(_dt.UTC)
     lines = [f"instance {state.id} of workflow {state.workflow!r}: "
-             f"{_status(state, attempts, error)}"]
+             f"{_status(state, attempts, error, wake_at)}"]
     if updated_at is not None:
         lines.append(f"  last changed {when(updated_at, now)}")
     lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
@@ -75,10 +75,12 @@ def when(moment: _dt.datetime, now: _dt.datetime) -> str:
 # -- parts ------------------------------------------------------------------------------------
 
 
-def _status(state: State, attempts: int, error: str) -> str:
+def _status(state: State, attempts: int, error: str, wake_at: _dt.datetime | None) -> str:
     if state.status is WorkflowStatus.FAILED:
         return f"FAILED after {_attempts(attempts)}"
-    if state.status is WorkflowStatus.RESUMING and error:
+    if error and wake_at is None and state.status is not WorkflowStatus.FINISHED:
+        return "STUCK (the last try failed and nothing will retry it)"
+    if error and state.status is WorkflowStatus.RESUMING:
         return "retrying (the last try failed)"
     return {
         WorkflowStatus.RESUMING: "running (a thread can move on: a worker will move it)",
