@@ -274,7 +274,9 @@ class _Operation:
             if kind is not CheckpointType.AFTER_RESUME:  # data may have changed
                 blocked.clear()
                 self.located.clear()
-            yield from self._checkpoint(kind)
+            state.update_status()  # `_checkpoint`, inlined: this loop is the hot path
+            if self.checkpoint is not None:
+                yield (self.checkpoint, (kind,), None)
             if moves >= max_moves:
                 raise MoveLimitError(
                     f"instance {state.id!r} made {moves} moves in one resume "

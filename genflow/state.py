@@ -149,14 +149,17 @@ class State:
             return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
-        elif all(
-            t.status in (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
-            and all(e.status is WaitEventStatus.SETUP for e in t.events)
-            for t in self.threads
-        ):
-            self.status = WorkflowStatus.WAITING
-        else:
-            self.status = WorkflowStatus.RESUMING
+            return
+        # plain loops: this runs at every checkpoint, so it is on the hot path
+        for thread in self.threads:
+            if thread.status is ThreadStatus.EXECUTING or thread.status is ThreadStatus.RESUMING:
+                self.status = WorkflowStatus.RESUMING
+                return
+            for event in thread.events:
+                if event.status is not WaitEventStatus.SETUP:
+                    self.status = WorkflowStatus.RESUMING
+                    return
+        self.status = WorkflowStatus.WAITING
 
 
 def new_state(id: str, workflow: Any) -> State:
