@@ -84,8 +84,8 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
 
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
     limit = args.limit if args.limit > 0 else None
-    records = engine.store.list(workflow=args.workflow, status=args.status,
-                                waiting=args.waiting, limit=limit)
+    records = engine.list(workflow=args.workflow, status=args.status,
+                          waiting=args.waiting, limit=limit)
     now = engine.clock()
     for r in records:
         details = []

@@ -49,7 +49,7 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
-from genflow.registry import workflow_class, workflow_name
+from genflow.registry import registered, workflow_class, workflow_name
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -259,11 +259,13 @@ class Engine:
 
     def list(
         self, *, workflow: str | None = None, status: WorkflowStatus | str | None = None,
-        limit: int | None = None, after: str | None = None,
+        waiting: str | None = None, limit: int | None = None, after: str | None = None,
     ) -> Records:
-        """Stored records filtered by workflow and status (blobs not decoded)."""
+        """Stored records filtered by workflow, status and an event they wait
+        for (blobs not decoded)."""
         status_value = status.value if isinstance(status, WorkflowStatus) else status
-        return self.store.list(workflow=workflow, status=status_value, limit=limit, after=after)
+        return self.store.list(workflow=workflow, status=status_value, waiting=waiting,
+                               limit=limit, after=after)
 
     def retry(self, instance_id: str, *, timeout: float = 30.0) -> None:
         """Operator: make a FAILED instance due again (its failing step runs again)."""
@@ -299,7 +301,7 @@ class Engine:
                 continue
             if until_idle:
                 return total
-            next_wake = self.store.next_wake()
+            next_wake = self.store.next_wake(self.runs())
             pause = idle_sleep
             if next_wake is not None:
                 pause = max(0.0, min(pause, (next_wake - self.clock()).total_seconds()))
@@ -365,7 +367,8 @@ class Engine:
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
-        records = self.store.claim_due(self.owner, now, now + self.lease, limit)
+        records = self.store.claim_due(self.owner, now, now + self.lease, limit,
+                                       workflows=self.runs())
         for record in records:
             try:
                 wf, state = self._load(record)
@@ -434,6 +437,10 @@ class Engine:
         saver.flush()
 
     # -- helpers --
+
+    def runs(self) -> set[str]:
+        """The workflows this engine can run: it claims no one else's instances."""
+        return set(registered() if self.workflows is None else self.workflows)
 
     def _class(self, name: str) -> type:
         if self.workflows is None:

@@ -419,3 +419,13 @@ def test_sqlite_survives_reopen(tmp_path):
         assert (got.version, got.blob, got.waiting_for) == (2, b"second", ("go",))
         assert [e.kind for e in s.journal("a")] == ["start"]
         assert s.count(waiting="go") == 1
+
+
+def test_claim_due_and_next_wake_only_for_the_workflows_asked(store):
+    store.create(rec("a", workflow="mine", wake_at=sec(5)))
+    store.create(rec("b", workflow="theirs", wake_at=sec(1)))
+    assert store.next_wake({"mine"}) == sec(5)
+    assert store.next_wake(set()) is None
+    assert store.claim_due("me", sec(10), sec(20), 10, workflows=set()) == []
+    assert [r.id for r in store.claim_due("me", sec(10), sec(20), 10, workflows={"mine"})] == ["a"]
+    assert store.get("b").lease_owner is None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import datetime as _dt
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import attrs
@@ -162,18 +162,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> Records:
+                  limit: int, workflows: Collection[str] | None = None) -> Records:
         """Lease up to `limit` instances with `wake_at <= now` and no unexpired
         lease, earliest first, to `owner` until `until`. Two concurrent callers
-        never receive the same instance (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+        never receive the same instance (PostgreSQL: FOR UPDATE SKIP LOCKED).
+        With `workflows`, only instances of those workflows (the ones the
+        caller can run) are claimed."""
 
     @abc.abstractmethod
     def release(self, instance_id: str, owner: str) -> None:
         """Drop `owner`'s lease (no-op if it holds none)."""
 
     @abc.abstractmethod
-    def next_wake(self) -> _dt.datetime | None:
-        """The earliest `wake_at` of all instances (how long a worker may sleep)."""
+    def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
+        """The earliest `wake_at` of all instances (of `workflows`): how long a
+        worker may sleep."""
 
     # -- waking idle workers --
 

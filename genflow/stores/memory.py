@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
+from collections.abc import Collection
 
 import attrs
 
@@ -106,11 +107,12 @@ class MemoryStore(Store):
             return row
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> Records:
+                  limit: int, workflows: Collection[str] | None = None) -> Records:
         with self._lock:
             due = sorted(
                 (r for r in self._rows.values()
-                 if r.wake_at is not None and r.wake_at <= now and lease_free(r, None, now)),
+                 if r.wake_at is not None and r.wake_at <= now and lease_free(r, None, now)
+                 and (workflows is None or r.workflow in workflows)),
                 key=lambda r: (r.wake_at, r.id),
             )[:limit]
             claimed = []
@@ -125,10 +127,10 @@ class MemoryStore(Store):
             if row is not None and row.lease_owner == owner:
                 self._rows[instance_id] = attrs.evolve(row, lease_owner=None, lease_until=None)
 
-    def next_wake(self) -> _dt.datetime | None:
+    def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
         with self._lock:
-            return min((r.wake_at for r in self._rows.values() if r.wake_at is not None),
-                       default=None)
+            return min((r.wake_at for r in self._rows.values() if r.wake_at is not None
+                        and (workflows is None or r.workflow in workflows)), default=None)
 
     def notify_wake(self) -> None:
         with self._lock:

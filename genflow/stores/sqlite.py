@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,14 @@ def _to_us(value: _dt.datetime | None) -> int | None:
 
 def _from_us(value: int | None) -> _dt.datetime | None:
     return None if value is None else _EPOCH + _dt.timedelta(microseconds=value)
+
+
+def _only(workflows: Collection[str] | None) -> tuple[str, list[str]]:
+    """An `AND workflow IN (...)` clause and its parameters (empty for None)."""
+    if workflows is None:
+        return "", []
+    names = sorted(workflows)
+    return f" AND workflow IN ({','.join('?' * len(names))})" if names else " AND 0", names
 
 
 def _record(row: tuple[Any, ...]) -> InstanceRecord:
@@ -303,14 +311,15 @@ class SQLiteStore(Store):
         return attrs.evolve(_record(row), lease_owner=owner, lease_until=until)
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
-                  limit: int) -> Records:
+                  limit: int, workflows: Collection[str] | None = None) -> Records:
         now_us = _to_us(now)
+        only, names = _only(workflows)
         with self._write() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
-                "AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?) "
+                f"AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?){only} "
                 "ORDER BY wake_at, id LIMIT ?",
-                (now_us, now_us, limit),
+                (now_us, now_us, *names, limit),
             ).fetchall()
             db.executemany(
                 "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id = ?",
@@ -326,10 +335,11 @@ class SQLiteStore(Store):
                 (instance_id, owner),
             )
 
-    def next_wake(self) -> _dt.datetime | None:
+    def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
+        only, names = _only(workflows)
         with self._lock:
             row = self._db.execute("SELECT min(wake_at) FROM instances "
-                                   "WHERE wake_at IS NOT NULL").fetchone()
+                                   f"WHERE wake_at IS NOT NULL{only}", names).fetchone()
         return _from_us(row[0])
 
     def notify_wake(self) -> None:
