@@ -1,0 +1,323 @@
+"""Hypothesis strategies that know a workflow.
+
+* `payloads(tp)`: values of a handler's payload type (attrs classes, primitives,
+  lists, sets, dicts, tuples, optionals and unions, enums, literals, decimals,
+  dates...), falling back to `st.from_type`.
+* `events(wf, state)`: an event the instance can receive *now*: the definition
+  is replayed on the current data to find the `Wait` each thread stands at, and
+  the payload is drawn from its handler's annotated type. Sometimes (`unexpected`)
+  an event of the workflow that nobody waits for now.
+* `runs(Workflow)`: whole scenarios. The workflow is run (plainly, in memory)
+  while the scenario is drawn, so each event is one the instance can receive at
+  that point, or, sometimes, one it must refuse.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import datetime as _dt
+import decimal
+import enum
+import sys
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+
+from genflow.codec import converter
+from genflow.errors import GenflowError
+from genflow.registry import workflow_name
+from genflow.replay import as_body, iter_tree
+from genflow.state import State
+from genflow.statements import On, Timeout
+from genflow.testing.runner import Run, input_type, ready_events, wait_events
+from genflow.testing.scenario import Scenario, Send
+
+__all__ = ["events", "payloads", "runs"]
+
+Strategies = Mapping[Any, st.SearchStrategy[Any]]
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), _TEXT)
+
+
+def payloads(tp: Any, types: Strategies | None = None) -> st.SearchStrategy[Any]:
+    """Values of `tp`, a handler's payload type. `types` maps types to strategies
+    of your own (they win over the built-in ones, at any depth)."""
+    return _payloads(tp, dict(types or {}), 0)
+
+
+def _payloads(tp: Any, overrides: dict[Any, st.SearchStrategy[Any]], depth: int) -> Any:
+    if tp in overrides:
+        return overrides[tp]
+    if tp is None or tp is type(None):
+        return st.none()
+    if tp is Any or tp is object:
+        return _ANY
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _payloads(args[0], overrides, depth)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [_payloads(a, overrides, depth + 1) for a in args if a is not type(None)]
+        if type(None) in args:
+            options.insert(0, st.none())
+        if depth > 3 and type(None) in args:
+            return st.none()
+        return st.one_of(*options)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if depth > 4:  # a recursive type: stop growing
+        return _leaf(tp, origin)
+
+    def inner(t: Any) -> st.SearchStrategy[Any]:
+        return _payloads(t, overrides, depth + 1)
+
+    if origin in (list, cabc.Sequence, cabc.MutableSequence, cabc.Iterable, cabc.Collection):
+        return st.lists(inner(args[0] if args else Any), max_size=3)
+    if origin in (set, cabc.Set, cabc.MutableSet):
+        return st.sets(inner(args[0] if args else int), max_size=3)
+    if origin is frozenset:
+        return st.frozensets(inner(args[0] if args else int), max_size=3)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return st.lists(inner(args[0]), max_size=3).map(tuple)
+        return st.tuples(*(inner(a) for a in args))
+    if origin in (dict, cabc.Mapping, cabc.MutableMapping):
+        key, value = (*args, Any, Any)[:2] if args else (str, Any)
+        return st.dictionaries(inner(key if key is not Any else str), inner(value), max_size=3)
+    if isinstance(tp, type):
+        if attrs.has(tp):
+            return _attrs_strategy(tp, overrides, depth)
+        if issubclass(tp, enum.Enum):
+            return st.sampled_from(list(tp))
+        simple = _simple(tp)
+        if simple is not None:
+            return simple
+    return st.from_type(tp)
+
+
+def _simple(tp: type) -> st.SearchStrategy[Any] | None:
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(-(10**6), 10**6)
+    if tp is float:
+        return st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+    if tp is str:
+        return _TEXT
+    if tp is bytes:
+        return st.binary(max_size=12)
+    if tp is decimal.Decimal:
+        return st.decimals(-(10**6), 10**6, places=2, allow_nan=False, allow_infinity=False)
+    if tp is _dt.datetime:
+        return st.datetimes(timezones=st.sampled_from([None, _dt.UTC]))
+    if tp is _dt.date:
+        return st.dates()
+    if tp is _dt.time:
+        return st.times()
+    if tp is _dt.timedelta:
+        return st.timedeltas(-_dt.timedelta(days=999), _dt.timedelta(days=999))
+    if tp is uuid.UUID:
+        return st.uuids()
+    return None
+
+
+def _leaf(tp: Any, origin: Any) -> st.SearchStrategy[Any]:
+    if origin in (list, tuple, set, frozenset, dict):
+        return st.builds(origin)
+    if isinstance(tp, type):
+        simple = _simple(tp)
+        if simple is not None:
+            return simple
+    return st.nothing()
+
+
+def _attrs_strategy(cls: type, overrides: dict[Any, st.SearchStrategy[Any]], depth: int) -> Any:
+    hints = _field_types(cls)
+    kwargs: dict[str, st.SearchStrategy[Any]] = {}
+    for field in attrs.fields(cls):
+        if not field.init:
+            continue
+        tp = hints.get(field.name, field.type if not isinstance(field.type, str) else Any)
+        kwargs[field.alias or field.name] = _payloads(tp, overrides, depth + 1)
+    return st.builds(cls, **kwargs)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    module = sys.modules.get(cls.__module__)
+    try:
+        return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+    except Exception:
+        return {f.name: f.type for f in attrs.fields(cls) if not isinstance(f.type, str)}
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def catalog(wf: Any) -> dict[str, On]:
+    """Every event of the workflow's definition (every branch), by name: the first `On`."""
+    found: dict[str, On] = {}
+    try:
+        for stmt, _ in iter_tree(as_body(wf)):
+            if isinstance(stmt, On) and stmt.name and stmt.name not in found:
+                found[stmt.name] = stmt
+    except Exception:
+        pass
+    return found
+
+
+def _payload_for(on: On, event_payloads: Strategies, types: Strategies) -> Any:
+    if on.name in event_payloads:
+        return event_payloads[on.name]
+    return payloads(input_type(on), types)
+
+
+def _odds(unexpected: float | bool) -> int:
+    """`unexpected` as a number of chances in 100."""
+    if unexpected is True:
+        return 10
+    return max(0, min(100, round(float(unexpected) * 100)))
+
+
+@st.composite
+def _event(
+    draw: Any,
+    wf: Any,
+    state: State,
+    event_payloads: Strategies,
+    types: Strategies,
+    unexpected: float | bool,
+    stale: list[str] | None = None,
+) -> Send:
+    ons = wait_events(wf, state)
+    ready = [(tid, name) for tid, name in ready_events(state) if tid in ons]
+    odds = _odds(unexpected)
+    off_names = []
+    if odds:
+        waited = {name for _, name in ready}
+        off_names = [name for name in catalog(wf) if name not in waited]
+    stale = stale or []
+    go_off = bool(off_names or stale) and (
+        not ready or draw(st.integers(0, 99), label="unexpected?") >= 100 - odds
+    )
+    if go_off:
+        options = [(name, False) for name in off_names] + [(name, True) for name in stale]
+        name, is_stale = draw(st.sampled_from(options), label="unexpected event")
+        on = catalog(wf).get(name)
+        payload = draw(_payload_for(on, event_payloads, types)) if on is not None else None
+        return Send(name, payload, awaited=False, stale=is_stale)
+    if not ready:
+        raise _NothingToSend()
+    thread, name = draw(st.sampled_from(ready), label="event")
+    on = next(o for o in ons[thread] if o.name == name)
+    payload = draw(_payload_for(on, event_payloads, types), label=f"payload of {name!r}")
+    many = sum(1 for _, n in ready if n == name) > 1
+    return Send(name, payload, thread=thread if many else None, awaited=True,
+                timer=isinstance(on, Timeout))
+
+
+class _NothingToSend(Exception):
+    pass
+
+
+def events(
+    wf: Any,
+    state: State,
+    *,
+    payloads: Strategies | None = None,
+    types: Strategies | None = None,
+    unexpected: float | bool = 0.1,
+) -> st.SearchStrategy[Send]:
+    """An event `wf` (in `state`) can receive now, as a `Send`.
+
+    The payload comes from the handler's annotated type (or `payloads[event]`,
+    a strategy of your own; `types` maps types to strategies). With probability
+    `unexpected` the event is one of the workflow's events that nobody waits
+    for now (it must be refused). Empty (`st.nothing()`) when nothing can be sent.
+    """
+    if not can_send(wf, state, unexpected):
+        return st.nothing()
+    return _event(wf, state, dict(payloads or {}), dict(types or {}), unexpected)
+
+
+def can_send(wf: Any, state: State, unexpected: float | bool = 0.1) -> bool:
+    """Whether `events(wf, state, unexpected=...)` has anything to draw."""
+    if ready_events(state) and wait_events(wf, state):
+        return True
+    return bool(_odds(unexpected) and catalog(wf))
+
+
+def _start_strategy(workflow: type, start: Any) -> st.SearchStrategy[Any]:
+    if start is None:
+        return st.builds(workflow)
+    if isinstance(start, st.SearchStrategy):
+        return start
+    if isinstance(start, workflow):
+        blob = converter.unstructure(start)
+        return st.just(blob).map(lambda b: converter.structure(b, workflow))
+    if callable(start):
+        return st.builds(start)
+    raise TypeError(f"start must be a {workflow.__qualname__}, a strategy or a callable")
+
+
+def runs(
+    workflow: type,
+    *,
+    start: Any = None,
+    max_events: int = 10,
+    min_events: int = 0,
+    payloads: Strategies | None = None,
+    types: Strategies | None = None,
+    unexpected: float | bool = 0.1,
+    instance_id: str = "test-1",
+    start_time: Any = None,
+) -> st.SearchStrategy[Scenario]:
+    """Scenarios for `workflow`: start data and events the instance can receive.
+
+    `start` is the start data: an instance, a callable making one, a strategy,
+    or None (the class's defaults). Each event is drawn with `events()` from the
+    instance as the previous ones left it (the workflow runs while drawing);
+    with probability `unexpected` it is one nobody waits for, or an old request
+    for an earlier wait. Drawing stops at `max_events` or when nothing can be
+    sent any more (the instance finished, or only waits for conditions).
+    """
+    workflow_name(workflow)
+    start_strategy = _start_strategy(workflow, start)
+    event_payloads = dict(payloads or {})
+    type_strategies = dict(types or {})
+
+    @st.composite
+    def scenario(draw: Callable[..., Any]) -> Scenario:
+        data = draw(start_strategy, label="start")
+        base = Scenario(workflow, converter.unstructure(data), [], instance_id)
+        sim = Run(base, policy="plain", start_time=start_time, step_retries=0).run()
+        sends: list[Send] = []
+        while len(sends) < max_events and sim.failure is None and not sim.misdeliveries:
+            if len(sends) >= min_events and draw(st.integers(0, 9), label="more?") == 0:
+                break
+            stale = sorted({r.event for r in _stale_requests(sim)})
+            try:
+                send = draw(_event(sim.wf, sim.state, event_payloads, type_strategies,
+                                   unexpected, stale))
+            except _NothingToSend:
+                break
+            except GenflowError:
+                break
+            sends.append(send)
+            sim.send(send)
+            odds = _odds(unexpected)
+            if sim.finished and (not odds or draw(st.integers(0, 99)) < 100 - odds):
+                break
+        return Scenario(workflow, base.start, sends, instance_id)
+
+    return scenario()
+
+
+def _stale_requests(run: Run) -> list[Any]:
+    live = {(e.req.thread_id, e.req.event, e.req.pc) for t in run.state.threads for e in t.events}
+    return [r for r in run.issued if (r.thread_id, r.event, r.pc) not in live]
