@@ -1,7 +1,10 @@
 """Serialise (data, State) to msgpack bytes through cattrs, and back. Never pickle.
 
 A blob is a msgpack array, the *envelope*: ``["genflow", FORMAT, workflow name,
-data, state]``. The converter is built once; its hooks make datetimes, dates,
+data, state]``. The data goes through cattrs; the `State`, genflow's own and the
+same for every workflow, is written by hand as nested arrays (format 2): four
+times smaller and several times faster than cattrs' dicts, on the path of every
+checkpoint. Format 1 blobs (the State as a dict) still load. The converter is built once; its hooks make datetimes, dates,
 times, timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
 strings, so naive and fixed-offset values come back as they went in; timedeltas
 as ``[days, seconds, microseconds]``).
@@ -27,7 +30,16 @@ from cattrs.v import format_exception
 
 from genflow.errors import CorruptStateError, PayloadError, SerializationError
 from genflow.registry import workflow_class, workflow_name
-from genflow.state import State
+from genflow.state import (
+    CallbackRequest,
+    Origin,
+    State,
+    Thread,
+    ThreadStatus,
+    WaitEvent,
+    WaitEventStatus,
+    WorkflowStatus,
+)
 
 __all__ = [
     "FORMAT",
@@ -40,7 +52,8 @@ __all__ = [
 ]
 
 MAGIC = "genflow"
-FORMAT = 1
+FORMAT = 2
+_READS = (1, 2)
 #: blobs larger than this are refused on load (and on dump): a guard against
 #: reading a corrupt length prefix as a request for gigabytes.
 MAX_BLOB_SIZE = 64 * 1024 * 1024
@@ -260,21 +273,119 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
     if not (isinstance(envelope, list) and len(envelope) == 5 and envelope[0] == MAGIC):
         raise CorruptStateError("not a genflow blob (bad envelope)")
     _, fmt, name, raw_data, raw_state = envelope
-    if fmt != FORMAT:
+    if fmt not in _READS:
         raise CorruptStateError(
-            f"blob format {fmt!r} is not supported (this genflow reads {FORMAT})"
+            f"blob format {fmt!r} is not supported (this genflow reads {_READS})"
         )
     if not isinstance(name, str):
         raise CorruptStateError("not a genflow blob (workflow name is not a string)")
     return name, raw_data, raw_state
 
 
+# -- the State as nested arrays (format 2) ---------------------------------------------------
+#
+# State:  [id, workflow, status, pc, [thread...]]
+# Thread: [id, stmt, status, pc, path, [event...], handled, [[go, thread_id, path]...], since]
+# Event:  [event, status, handled, error, due, req.pc, req.setup_data]
+# A request's instance, thread and event are those of its State, Thread and event.
+
+
 def _unstructure_state(state: State) -> Any:
-    return converter.unstructure(state)
+    return [state.id, state.workflow, state.status.value, state.pc,
+            [_unstructure_thread(t) for t in state.threads]]
+
+
+def _unstructure_thread(t: Thread) -> list[Any]:
+    return [
+        t.id, t.stmt, t.status.value, t.pc, t.path,
+        [[e.event, e.status.value, e.handled, e.error,
+          None if e.due is None else e.due.isoformat(), e.req.pc,
+          None if e.req.setup_data is None else converter.unstructure(e.req.setup_data)]
+         for e in t.events],
+        t.handled, [[o.go, o.thread_id, o.path] for o in t.origin],
+        None if t.since is None else t.since.isoformat(),
+    ]
+
+
+def _want(value: Any, kind: type, what: str) -> Any:
+    if type(value) is not kind:
+        raise CorruptStateError(f"state does not load: {what} is {type(value).__name__}, "
+                                f"not {kind.__name__}")
+    return value
+
+
+def _ints(value: Any, what: str) -> list[int]:
+    for item in _want(value, list, what):
+        _want(item, int, what)
+    return value  # type: ignore[no-any-return]
+
+
+def _when(value: Any, what: str) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(_want(value, str, what))
+    except ValueError:
+        raise CorruptStateError(f"state does not load: {what} is not a date") from None
+
+
+def _fields(value: Any, count: int, what: str) -> list[Any]:
+    if type(value) is not list or len(value) != count:
+        raise CorruptStateError(f"state does not load: {what} is not a list of {count}")
+    return value
+
+
+def _structure_state(raw: list[Any]) -> State:
+    sid, workflow, status, pc, threads = _fields(raw, 5, "the state")
+    state = State(
+        id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
+        status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
+    )
+    state.threads = [_structure_thread(state.id, t) for t in _want(threads, list, "threads")]
+    return state
+
+
+def _structure_thread(sid: str, raw: Any) -> Thread:
+    tid, stmt, status, pc, path, events, handled, origin, since = _fields(raw, 9, "a thread")
+    _want(tid, str, "a thread id")
+    thread = Thread(
+        id=tid, stmt=_want(stmt, str, "a statement name"),
+        status=_enum(ThreadStatus, status, "a thread status"), pc=_want(pc, int, "a counter"),
+        path=_ints(path, "a path"), handled=_want(handled, str, "a handled event"),
+        since=_when(since, "a thread's since"),
+    )
+    for raw_event in _want(events, list, "events"):
+        name, e_status, e_handled, error, due, req_pc, setup = _fields(raw_event, 7, "an event")
+        _want(name, str, "an event name")
+        thread.events.append(WaitEvent(
+            event=name,
+            req=CallbackRequest(sid, tid, name, _want(req_pc, int, "a counter"), setup),
+            status=_enum(WaitEventStatus, e_status, "an event status"),
+            handled=_want(e_handled, bool, "an event's handled"),
+            error=_want(error, str, "an event error"), due=_when(due, "a timer's due time"),
+        ))
+    for raw_origin in _want(origin, list, "a thread's origin"):
+        go, thread_id, go_path = _fields(raw_origin, 3, "an origin")
+        thread.origin.append(Origin(_want(go, str, "a Go name"),
+                                    _want(thread_id, str, "a thread id"),
+                                    _ints(go_path, "a path")))
+    return thread
+
+
+def _enum(cls: Any, value: Any, what: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        raise CorruptStateError(f"state does not load: {what} {value!r} is unknown") from None
 
 
 def load_state_value(raw: Any) -> State:
-    try:
+    if type(raw) is list:  # format 2
+        state = _structure_state(raw)
+        if not state.id:
+            raise CorruptStateError("state does not load: no instance id")
+        return state
+    try:  # format 1: the State as cattrs' dicts
         state = structure(raw, State)
     except Exception as exc:
         raise CorruptStateError(f"state does not load: {explain(exc)}") from exc

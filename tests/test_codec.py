@@ -33,6 +33,7 @@ from genflow import (
 )
 from genflow.codec import structure_payload
 from genflow.errors import PayloadError
+from genflow.state import Origin
 
 
 class Colour(enum.Enum):
@@ -260,6 +261,10 @@ def _good() -> bytes:
     return run.blob()
 
 
+def _with(items: list[Any], index: int, value: Any) -> list[Any]:
+    return [value if n == index else item for n, item in enumerate(items)]
+
+
 def _envelope(*items: Any) -> bytes:
     return msgpack.packb(list(items), use_bin_type=True)
 
@@ -295,6 +300,8 @@ def test_bad_blobs_are_refused_with_specific_errors(monkeypatch: pytest.MonkeyPa
     good = _good()
     name, fmt = "codec-bag", codec.FORMAT
     _, _, _, data, state = msgpack.unpackb(good, raw=False, strict_map_key=False)
+    old = codec.converter.unstructure(loads(good)[1])
+    assert loads(_envelope("genflow", 1, name, data, old)) == loads(good)
     cases: list[tuple[Any, type[Exception], str]] = [
         ("not bytes", CorruptStateError, "bytes"),
         (b"", CorruptStateError, "not a genflow blob"),
@@ -308,12 +315,21 @@ def test_bad_blobs_are_refused_with_specific_errors(monkeypatch: pytest.MonkeyPa
          UnknownWorkflowError, "nobody-registered-this"),
         (_envelope("genflow", fmt, name, {"maybe": "lots"}, state), CorruptStateError, "maybe"),
         (_envelope("genflow", fmt, name, [1, 2], state), CorruptStateError, "codec-bag"),
-        (_envelope("genflow", fmt, name, data, {**state, "status": "dancing"}),
-         CorruptStateError, "state"),
-        (_envelope("genflow", fmt, name, data, {**state, "id": ""}), CorruptStateError, "id"),
+        (_envelope("genflow", fmt, name, data, _with(state, 2, "dancing")),
+         CorruptStateError, "status 'dancing'"),
+        (_envelope("genflow", fmt, name, data, _with(state, 0, "")), CorruptStateError, "id"),
+        (_envelope("genflow", fmt, name, data, _with(state, 3, "7")),
+         CorruptStateError, "counter is str"),
+        (_envelope("genflow", fmt, name, data, _with(state, 4, [["t"]])),
+         CorruptStateError, "a thread is not a list of 9"),
+        (_envelope("genflow", fmt, name, data, state[:4]), CorruptStateError, "state"),
         (_envelope("genflow", fmt, name, data, "state"), CorruptStateError, "state"),
-        (_envelope("genflow", fmt, name, data, {**state, "workflow": "codec-other"}),
+        (_envelope("genflow", fmt, name, data, _with(state, 1, "codec-other")),
          CorruptStateError, "codec-other"),
+        # format 1 wrote the State as cattrs' dicts: still read, still checked
+        (_envelope("genflow", 1, name, data, {**old, "status": "dancing"}),
+         CorruptStateError, "state"),
+        (_envelope("genflow", 1, name, data, {**old, "id": ""}), CorruptStateError, "id"),
     ]
     for blob, error, word in cases:
         with pytest.raises(error, match=word):
@@ -357,3 +373,47 @@ def test_primitive_payloads_are_never_coerced(value, target) -> None:
     else:
         with pytest.raises(PayloadError, match=f"does not fit {target.__name__}"):
             structure_payload(value, target, "e")
+
+
+_names = st.text(min_size=1, max_size=6)
+_when_st = st.none() | st.datetimes(timezones=st.just(dt.UTC))
+_paths = st.lists(st.integers(0, 2**40), max_size=6)
+
+
+@st.composite
+def _states(draw: st.DrawFn) -> genflow.State:
+    sid = draw(_names)
+    state = genflow.State(id=sid, workflow="codec-bag",
+                          status=draw(st.sampled_from(genflow.WorkflowStatus)),
+                          pc=draw(st.integers(0, 2**62)))
+    for tid in draw(st.lists(_names, max_size=3, unique=True)):
+        thread = genflow.Thread(
+            id=tid, stmt=draw(st.text(max_size=6)),
+            status=draw(st.sampled_from(genflow.ThreadStatus)), pc=draw(st.integers(0, 2**62)),
+            path=draw(_paths), handled=draw(st.text(max_size=4)), since=draw(_when_st),
+            origin=[Origin(go, t, p) for go, t, p in
+                    draw(st.lists(st.tuples(_names, _names, _paths), max_size=2))],
+        )
+        for event in draw(st.lists(_names, max_size=3, unique=True)):
+            ints = st.integers(-(2**63), 2**63 - 1)  # what msgpack can hold
+            setup = draw(st.none() | ints | st.text(max_size=5) | st.lists(ints, max_size=3)
+                         | st.dictionaries(st.text(max_size=3), ints, max_size=2))
+            thread.events.append(genflow.WaitEvent(
+                event, genflow.CallbackRequest(sid, tid, event, draw(st.integers(0, 2**62)),
+                                               setup),
+                status=draw(st.sampled_from(genflow.WaitEventStatus)),
+                handled=draw(st.booleans()), error=draw(st.text(max_size=5)), due=draw(_when_st),
+            ))
+        state.threads.append(thread)
+    return state
+
+
+@settings(max_examples=150, deadline=None)
+@given(_states())
+def test_any_state_round_trips_exactly(state: genflow.State) -> None:
+    blob = dumps(Bag(), state)
+    assert loads(blob) == (Bag(), state)
+    # and a blob cut anywhere is refused, never half-loaded
+    for size in (len(blob) // 3, len(blob) - 1):
+        with pytest.raises(CorruptStateError):
+            loads(blob[:size])
