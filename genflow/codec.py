@@ -4,10 +4,12 @@ A blob is a msgpack array, the *envelope*: ``["genflow", FORMAT, workflow name,
 data, state]``. The data goes through cattrs; the `State`, genflow's own and the
 same for every workflow, is written by hand as nested arrays (format 2): four
 times smaller and several times faster than cattrs' dicts, on the path of every
-checkpoint. Format 1 blobs (the State as a dict) still load. The converter is built once; its hooks make datetimes, dates,
-times, timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
-strings, so naive and fixed-offset values come back as they went in; timedeltas
-as ``[days, seconds, microseconds]``).
+checkpoint. Format 1 blobs (the State as a dict) still load.
+
+The converter is built once; its hooks make datetimes, dates, times,
+timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
+strings, so naive and fixed-offset values come back as they went in;
+timedeltas as ``[days, seconds, microseconds]``).
 
 Adding a field with a default to a workflow class keeps old blobs loadable;
 removing one ignores the old value.
