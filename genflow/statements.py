@@ -98,6 +98,9 @@ class Case(Stmt):
     """One branch of a `Switch`: taken when `cond` holds and no earlier case did."""
 
     __slots__ = ("bodies", "cond", "name")
+    #: True for `Default` and `Else`: the branch taken when no case holds (diagrams
+    #: draw no "no branch taken" edge past a Switch that has one).
+    otherwise = False
 
     def __init__(self, cond: Any, name: str, *body: Body):
         self.cond = bool(cond)
@@ -105,9 +108,16 @@ class Case(Stmt):
         self.bodies = (body,)
 
 
+class _Otherwise(Case):
+    """A `Default` / `Else` branch: a `Case` whose condition always holds."""
+
+    __slots__ = ()
+    otherwise = True
+
+
 def Default(name: str, *body: Body) -> Case:
     """The `Switch` branch taken when no case holds."""
-    return Case(True, name, *body)
+    return _Otherwise(True, name, *body)
 
 
 class Switch(Stmt):
@@ -128,7 +138,9 @@ class Switch(Stmt):
         return self
 
     def Else(self, name: str, *body: Body) -> Switch:
-        return self.ElseIf(True, name, *body)
+        self.cases.append(_Otherwise(True, name, *body))
+        self.bodies = (*self.bodies, body)
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(repr(c.name) for c in self.cases)})"
