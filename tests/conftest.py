@@ -2,7 +2,9 @@
 
 PostgreSQL joins the list when `GENFLOW_TEST_POSTGRES_DSN` names a database
 (CI always sets it); without it, the PostgreSQL cases are skipped with a
-visible reason.
+visible reason. CI also sets `GENFLOW_REQUIRE_POSTGRES=1`, which turns those
+skips into failures: there, no PostgreSQL test may be skipped silently.
+Every PostgreSQL case carries the `postgres` mark (`-m "not postgres"`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,30 @@ import pytest
 from genflow.stores import MemoryStore, SQLiteStore, Store
 
 POSTGRES_DSN = os.environ.get("GENFLOW_TEST_POSTGRES_DSN")
+POSTGRES_REQUIRED = os.environ.get("GENFLOW_REQUIRE_POSTGRES", "") not in ("", "0")
+NO_POSTGRES = "no PostgreSQL: set GENFLOW_TEST_POSTGRES_DSN to run these cases"
 STORE_KINDS = ["memory", "sqlite", "postgres"]
+
+
+def postgres_dsn() -> str:
+    """The test database's DSN; skip (or, where it is required, fail) without one."""
+    if POSTGRES_DSN:
+        return POSTGRES_DSN
+    if POSTGRES_REQUIRED:
+        pytest.fail("GENFLOW_REQUIRE_POSTGRES is set but GENFLOW_TEST_POSTGRES_DSN is not")
+    pytest.skip(NO_POSTGRES)
+
+
+def fresh_schema() -> str:
+    """A schema name no other test uses (each test drops its own)."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if params is not None and params.params.get("store_kind") == "postgres":
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -30,7 +55,7 @@ def make_store(store_kind: str, tmp_path) -> Iterator[Callable[[], Store]]:
     opened: list[Store] = []
     path = tmp_path / "store.db"
     shared_memory: list[Store] = []
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = fresh_schema()
 
     def make() -> Store:
         store: Store
@@ -41,11 +66,10 @@ def make_store(store_kind: str, tmp_path) -> Iterator[Callable[[], Store]]:
         if store_kind == "sqlite":
             store = SQLiteStore(path)
         else:
-            if not POSTGRES_DSN:
-                pytest.skip("no PostgreSQL: set GENFLOW_TEST_POSTGRES_DSN to run these cases")
+            dsn = postgres_dsn()
             from genflow.stores.postgres import PostgresStore
 
-            store = PostgresStore(POSTGRES_DSN, schema=schema,
+            store = PostgresStore(dsn, schema=schema,
                                   drop_schema_on_close=not opened)
         opened.append(store)
         return store

@@ -31,7 +31,6 @@ from genflow.errors import (
     UnknownEventError,
     WorkflowFinishedError,
 )
-from genflow.stores import MemoryStore, SQLiteStore
 
 FLAKY: dict[str, int] = {}
 
@@ -144,12 +143,10 @@ class AsyncFlow:
         self.log.append("after")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def engine(request, tmp_path):
-    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "e.db")
-    clock = FakeClock()
-    yield Engine(store, clock=clock)
-    store.close()
+@pytest.fixture
+def engine(make_store):
+    """An engine over each store kind (memory, SQLite, PostgreSQL), on a FakeClock."""
+    return Engine(make_store(), clock=FakeClock())
 
 
 def test_start_send_finish(engine):
@@ -312,8 +309,8 @@ def test_busy_instance_and_lease_takeover(engine):
     del other
 
 
-def test_journal_records_moves(tmp_path):
-    store = SQLiteStore(tmp_path / "j.db")
+def test_journal_records_moves(make_store):
+    store = make_store()
     engine = Engine(store, clock=FakeClock(), journal=True)
     iid = engine.start(Shop())
     engine.send(iid, "order", {"item": "tea", "qty": 1})
@@ -329,9 +326,8 @@ def test_journal_records_moves(tmp_path):
     assert store.journal(iid2) == []
 
 
-def test_two_engines_one_sqlite_file_concurrent_sends(tmp_path):
-    path = tmp_path / "shared.db"
-    engines = [Engine(SQLiteStore(path), lease_seconds=30) for _ in range(2)]
+def test_two_engines_one_store_concurrent_sends(make_store):
+    engines = [Engine(make_store(), lease_seconds=30) for _ in range(2)]
     iid = engines[0].start(Shop())
     errors = []
 
@@ -352,8 +348,6 @@ def test_two_engines_one_sqlite_file_concurrent_sends(tmp_path):
     inst = engines[0].get(iid)
     assert inst.status is WorkflowStatus.FINISHED
     assert len(inst.data.orders) == 30 and inst.data.shipped == 30
-    for e in engines:
-        e.store.close()
 
 
 @genflow.workflow("engine-cond")

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 
 import pytest
+from conftest import NO_POSTGRES, POSTGRES_DSN, POSTGRES_REQUIRED, fresh_schema
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -265,8 +266,14 @@ class StoreModel(RuleBasedStateMachine):
         self.tmp = None
         if self.kind == "memory":
             self.store = MemoryStore()
-        else:
+        elif self.kind == "sqlite":
             self.store = SQLiteStore(":memory:")
+        else:
+            from genflow.stores.postgres import PostgresStore
+
+            assert POSTGRES_DSN, NO_POSTGRES
+            self.store = PostgresStore(POSTGRES_DSN, schema=fresh_schema(),
+                                       drop_schema_on_close=True)
         self.model: dict[str, tuple[int, bytes, str | None, dt.datetime | None]] = {}
         self.now = 0
 
@@ -358,12 +365,19 @@ class SQLiteStoreModel(StoreModel):
     kind = "sqlite"
 
 
+class PostgresStoreModel(StoreModel):
+    kind = "postgres"
+
+
 _machine_settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 TestMemoryStoreModel = StoreModel.TestCase
 TestMemoryStoreModel.settings = _machine_settings
 TestSQLiteStoreModel = SQLiteStoreModel.TestCase
 TestSQLiteStoreModel.settings = _machine_settings
+TestPostgresStoreModel = pytest.mark.postgres(pytest.mark.skipif(
+    not POSTGRES_DSN and not POSTGRES_REQUIRED, reason=NO_POSTGRES)(PostgresStoreModel.TestCase))
+TestPostgresStoreModel.settings = _machine_settings
 
 
 # -- opening stores ------------------------------------------------------------------------------
