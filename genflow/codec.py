@@ -319,7 +319,7 @@ def _want(value: Any, kind: type, what: str) -> Any:
 def _ints(value: Any, what: str) -> list[int]:
     for item in _want(value, list, what):
         _want(item, int, what)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _when(value: Any, what: str) -> _dt.datetime | None:

@@ -24,7 +24,7 @@ import contextvars
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -83,8 +83,7 @@ _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 
 
-@attrs.frozen
-class StepContext:
+class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
     """Where the running step stands; `current_step()` returns it inside a step.
 
     `idempotency_key` is the same every time *this* execution of the step is
@@ -395,7 +394,7 @@ class _Operation:
         """Run a thread forward to its next stop (navigation only: no user code)."""
         state = self.state
         result, stack, spawned = self._advance_thread(thread)
-        new_threads = self._spawn(thread, spawned)
+        new_threads = self._spawn(thread, spawned) if spawned else ()
         if type(result) is Wait and not result.events:
             raise DefinitionError(f"Wait {result.name!r} has no events: it would wait forever")
         # -- commit --

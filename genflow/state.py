@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from genflow.registry import workflow_name
+
 __all__ = [
     "MAIN_THREAD",
     "CallbackRequest",
@@ -165,6 +167,4 @@ class State:
 def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started."""
-    from genflow.registry import workflow_name
-
     return State(id=str(id), workflow=workflow_name(workflow), threads=[Thread(id=MAIN_THREAD)])
