@@ -182,6 +182,9 @@ class Engine:
         self.workflows: dict[str, type] | None = (
             None if workflows is None else {workflow_name(cls): cls for cls in workflows}
         )
+        # Instances this engine saved as due while it held them: it wakes the
+        # other workers when it lets them go (`_release`), not at every save.
+        self._left_due: set[str] = set()
 
     # -- public sync API --
 
@@ -281,7 +284,7 @@ class Engine:
             record = self._save(record, wf, state, attempts=0, error="", wake_at=self.clock())
             self._record(record.id, [("retry", {"by": self.owner})])
         finally:
-            self.store.release(instance_id, self.owner)
+            self._release(instance_id)
 
     def work(
         self,
@@ -304,7 +307,11 @@ class Engine:
             next_wake = self.store.next_wake(self.runs())
             pause = idle_sleep
             if next_wake is not None:
-                pause = max(0.0, min(pause, (next_wake - self.clock()).total_seconds()))
+                left = (next_wake - self.clock()).total_seconds()
+                # Due but nothing claimed: other workers hold it. They wake us when
+                # they let it go, and a dead one's lease expires: no hot polling.
+                if left > 0:
+                    pause = min(pause, left)
             self.store.wait_wake(pause)
         return total
 
@@ -330,7 +337,9 @@ class Engine:
             try:
                 yield from self._advance(record, data, state)
             finally:
-                self.store.release(instance_id, self.owner)
+                self._release(instance_id)
+        else:
+            self.store.notify_wake()  # due now: an idle worker may take it at once
         return instance_id
 
     def _send(
@@ -349,7 +358,7 @@ class Engine:
             record = self._save(record, wf, state, attempts=0, error="")
             yield from self._advance(record, wf, state)
         finally:
-            self.store.release(instance_id, self.owner)
+            self._release(instance_id)
         return unstructure(output)
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
@@ -363,7 +372,7 @@ class Engine:
                 saver.flush()
             self._record(instance_id, [("cancel", {})])
         finally:
-            self.store.release(instance_id, self.owner)
+            self._release(instance_id)
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
@@ -381,7 +390,7 @@ class Engine:
             except GenflowError as exc:
                 self._fail(record, exc)
             finally:
-                self.store.release(record.id, self.owner)
+                self._release(record.id)
         return len(records)
 
     def _cancel_leased(self, record: InstanceRecord, wf: Any, state: State) -> _Ops:
@@ -506,8 +515,18 @@ class Engine:
         )
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner)
         if wake_at is not None and wake_at <= self.clock():
-            self.store.notify_wake()
+            self._left_due.add(record.id)
+        else:
+            self._left_due.discard(record.id)
         return saved
+
+    def _release(self, instance_id: str) -> None:
+        """Let go of an instance; if it is left due, wake idle workers now (while
+        this engine held the lease, no one else could have taken it)."""
+        self.store.release(instance_id, self.owner)
+        if instance_id in self._left_due:
+            self._left_due.discard(instance_id)
+            self.store.notify_wake()
 
     def _fail(self, record: InstanceRecord, exc: BaseException) -> None:
         """The instance cannot even be loaded: record why, stop waking it."""
