@@ -1,0 +1,651 @@
+"""The graph of a definition: nodes, edges and clusters, format-neutral.
+
+`build_graph(wf)` walks the definition of `wf` **on its current data** over
+every branch (`genflow.replay.iter_tree`: conditions are ignored) and turns the
+statement tree into a control-flow graph:
+
+* a node per statement a thread can stand at (`Step`, `Wait`, `WaitFor`), per
+  compound statement (`If`/`Switch` as a decision, `For` as a loop head, `Go`)
+  and per event of a `Wait` (`On` / `Timeout`, with the handler's payload and
+  result types); a start and an end node per thread;
+* edges for the flow: branches carry their names, a loop's body ends in an
+  edge back to its head (a cycle) and the head has a ``done`` exit; `Break`,
+  `Continue` and `Return` are not nodes but edges (to after the loop, to its
+  head, to the thread's end), so nothing after them is reached;
+* clusters: each `Go` body is a lane of its own (the thread it starts), and
+  statements that come from a `yield from self.sub_flow()` are grouped under
+  the sub-flow's name.
+
+The walk keeps an explicit stack of contexts beside the replay's frames (no
+recursion), so a deeply nested definition draws as well as it resumes.
+`genflow.render.overlay` marks an instance on a graph; `genflow.render.formats`
+writes Mermaid, DOT, JSON and a plain outline.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import typing
+from collections.abc import Callable
+from types import GeneratorType
+from typing import Any
+
+import attrs
+
+from genflow.errors import DefinitionError, GenflowError
+from genflow.handlers import FunctionHandler, TimerHandler, as_handler
+from genflow.replay import Frame, as_body, iter_tree, path_of
+from genflow.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    If,
+    On,
+    Return,
+    Step,
+    Stmt,
+    Switch,
+    Timeout,
+    Wait,
+    WaitFor,
+)
+
+__all__ = [
+    "Cluster",
+    "Edge",
+    "EdgeKind",
+    "Graph",
+    "Node",
+    "NodeKind",
+    "build_graph",
+    "type_name",
+]
+
+
+class NodeKind:
+    """The kinds of node (`Node.kind`)."""
+
+    START = "start"  #: where a thread begins
+    END = "end"  #: where a thread ends
+    STEP = "step"
+    DECISION = "decision"  #: an If / Switch
+    LOOP = "loop"  #: a For loop's head
+    WAIT = "wait"
+    EVENT = "event"  #: an `On` of a Wait
+    TIMER = "timer"  #: a `Timeout` of a Wait
+    WAITFOR = "waitfor"
+    GO = "go"  #: starts a thread (its lane is a cluster)
+    OTHER = "statement"  #: a statement kind genflow does not know (drawn as a box)
+
+
+class EdgeKind:
+    """The kinds of edge (`Edge.kind`)."""
+
+    NEXT = "next"  #: on to the next statement
+    BRANCH = "branch"  #: from a decision into a branch (labelled with its name)
+    ELSE = "else"  #: past a decision none of whose branches was taken
+    LOOP = "loop"  #: from a loop head into its body
+    REPEAT = "repeat"  #: from the end of a loop's body back to its head (a cycle)
+    EXIT = "exit"  #: from a loop head on, once the loop is done
+    BREAK = "break"
+    CONTINUE = "continue"
+    RETURN = "return"
+    EVENT = "event"  #: from a Wait to one of its events
+    SPAWN = "spawn"  #: from a Go to the start of the thread it starts
+
+
+@attrs.define(eq=False)
+class Node:
+    """One node. `label` may hold line breaks (each format draws them its own way)."""
+
+    id: str
+    kind: str
+    label: str
+    #: the statement's (or event's) name; None for start and end nodes.
+    name: str | None = None
+    #: the id of the enclosing compound node (decision, loop, wait, go), or None.
+    parent: str | None = None
+    #: the id of the innermost cluster (lane or sub-flow) holding the node.
+    cluster: str | None = None
+    #: nesting depth in the statement tree (0 at the top of the definition).
+    depth: int = 0
+    #: the statement's path in the walk (indices through nested bodies), [] if none.
+    path: list[int] = attrs.field(factory=list)
+    #: kind-specific facts: payload/result types, retry policy, timer delay, ...
+    detail: dict[str, Any] = attrs.field(factory=dict)
+    #: marks an instance puts on the node (see `genflow.render.overlay`).
+    classes: list[str] = attrs.field(factory=list)
+    #: ids of the threads that stand at this node.
+    threads: list[str] = attrs.field(factory=list)
+
+
+@attrs.define(eq=False)
+class Edge:
+    source: str
+    target: str
+    kind: str = EdgeKind.NEXT
+    label: str = ""
+    #: for edges into a branch (of a decision, a Wait's event), the branch's index.
+    branch: int | None = None
+    classes: list[str] = attrs.field(factory=list)
+
+
+@attrs.define(eq=False)
+class Cluster:
+    """A group of nodes: a thread's lane (`kind` "thread") or a sub-flow ("subflow")."""
+
+    id: str
+    kind: str
+    label: str
+    parent: str | None = None
+    #: the Go statement's name (lanes) or the generator function's name (sub-flows).
+    name: str = ""
+    #: ids of live threads in this lane (an instance's overlay fills it).
+    threads: list[str] = attrs.field(factory=list)
+
+
+@attrs.define(eq=False)
+class Graph:
+    """A definition's graph, and optionally an instance marked on it."""
+
+    workflow: str
+    nodes: list[Node] = attrs.field(factory=list)
+    edges: list[Edge] = attrs.field(factory=list)
+    clusters: list[Cluster] = attrs.field(factory=list)
+    #: the instance drawn on the graph (id, status, threads), or None.
+    instance: dict[str, Any] | None = None
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def named(self, name: str, kind: str | None = None) -> Node | None:
+        """The node of the statement (or first event) called `name`."""
+        for node in self.nodes:
+            if node.name == name and (kind is None or node.kind == kind):
+                return node
+        return None
+
+    def event(self, wait: str, event: str) -> Node | None:
+        """The node of event `event` of the Wait called `wait`."""
+        parent = self.named(wait, NodeKind.WAIT)
+        if parent is None:
+            return None
+        for node in self.nodes:
+            if node.parent == parent.id and node.name == event:
+                return node
+        return None
+
+    def cluster(self, cluster_id: str) -> Cluster:
+        for cluster in self.clusters:
+            if cluster.id == cluster_id:
+                return cluster
+        raise KeyError(cluster_id)
+
+    def edges_from(self, node_id: str) -> list[Edge]:
+        return [edge for edge in self.edges if edge.source == node_id]
+
+    def edges_to(self, node_id: str) -> list[Edge]:
+        return [edge for edge in self.edges if edge.target == node_id]
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
+    """The graph of `wf`'s definition on its current data (every branch).
+
+    `wf` is a workflow instance (or a statement, a body, a generator function).
+    `workflow` names the graph (default: the registered name, or the class's).
+    Raises `DefinitionError` when building the definition raises.
+    """
+    builder = _Builder(workflow or _workflow_name(wf))
+    try:
+        for stmt, stack in iter_tree(as_body(wf)):
+            builder.visit(stmt, stack)
+        builder.sync([])
+    except GenflowError:
+        raise
+    except Exception as exc:
+        raise DefinitionError(
+            f"definition() of workflow {builder.graph.workflow!r} raised while drawing it: "
+            f"{exc!r}"
+        ) from exc
+    return builder.graph
+
+
+def _workflow_name(wf: Any) -> str:
+    from genflow.registry import workflow_name
+
+    try:
+        return workflow_name(wf)
+    except GenflowError:
+        cls = wf if isinstance(wf, type) else type(wf)
+        return getattr(cls, "__qualname__", "definition")
+
+
+class _Exit:
+    """A dangling edge: the next node reached gets an edge from `source`."""
+
+    __slots__ = ("branch", "kind", "label", "source")
+
+    def __init__(self, source: str, kind: str = EdgeKind.NEXT, label: str = "",
+                 branch: int | None = None):
+        self.source = source
+        self.kind = kind
+        self.label = label
+        self.branch = branch
+
+
+class _Open:
+    """A compound statement whose bodies the walk is inside (or just passed)."""
+
+    __slots__ = ("breaks", "events", "exits", "lane", "node", "stmt")
+
+    def __init__(self, stmt: Stmt, node: Node):
+        self.stmt = stmt
+        self.node = node
+        #: exits of each branch body seen so far, by branch index.
+        self.exits: dict[int, list[_Exit]] = {}
+        self.breaks: list[_Exit] = []  # For: Break edges, leaving the loop
+        self.events: list[Node] = []  # Wait: its event nodes, in order
+        self.lane: tuple[Cluster, Node, Node] | None = None  # Go: cluster, start, end
+
+    def entry(self, branch: int) -> list[_Exit]:
+        """The dangling edges a branch body starts with."""
+        stmt = self.stmt
+        if isinstance(stmt, Switch):
+            return [_Exit(self.node.id, EdgeKind.BRANCH, stmt.cases[branch].name or "", branch)]
+        if isinstance(stmt, For):
+            return [_Exit(self.node.id, EdgeKind.LOOP)]
+        if isinstance(stmt, Wait):
+            return [_Exit(self.events[branch].id, EdgeKind.NEXT, "", branch)]
+        if isinstance(stmt, Go) and self.lane is not None:
+            return [_Exit(self.lane[1].id)]
+        return [_Exit(self.node.id)]
+
+    def branch_exits(self) -> list[_Exit]:
+        """Every branch's exits (a branch never walked had an empty body)."""
+        out: list[_Exit] = []
+        for branch in range(len(self.stmt.bodies)):
+            out.extend(self.exits.get(branch, self.entry(branch)))
+        return out
+
+
+class _Context:
+    """One body the walk is inside, beside the replay's frame for it."""
+
+    __slots__ = ("branch", "cluster", "depth", "end", "frame", "open", "owner", "pending")
+
+    def __init__(self, frame: Frame, owner: _Open | None, pending: list[_Exit],
+                 cluster: str | None, depth: int, end: Node | None):
+        self.frame = frame
+        self.owner = owner
+        self.branch = frame.branch
+        self.pending = pending
+        self.cluster = cluster
+        self.depth = depth
+        self.end = end  # the end node of the thread this body belongs to
+        self.open: _Open | None = None
+
+
+class _Builder:
+    def __init__(self, workflow: str):
+        self.graph = Graph(workflow)
+        self.contexts: list[_Context] = []
+        self.ids: set[str] = set()
+        self.subflows: dict[tuple[str | None, int], str] = {}
+        self.keep: list[Any] = []  # generators keyed by id(): keep them alive
+
+    # -- nodes, edges, clusters --
+
+    def new_id(self, prefix: str, text: str) -> str:
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:40] or prefix
+        base = f"{prefix}_{slug}"
+        candidate, n = base, 1
+        while candidate in self.ids:
+            n += 1
+            candidate = f"{base}_{n}"
+        self.ids.add(candidate)
+        return candidate
+
+    def add_node(self, kind: str, label: str, *, name: str | None = None,
+                 parent: str | None = None, cluster: str | None = None, depth: int = 0,
+                 path: list[int] | None = None, id_text: str | None = None,
+                 detail: dict[str, Any] | None = None) -> Node:
+        node = Node(self.new_id("n", id_text or name or kind), kind, label, name=name,
+                    parent=parent, cluster=cluster, depth=depth, path=list(path or []),
+                    detail=detail or {})
+        self.graph.nodes.append(node)
+        return node
+
+    def add_cluster(self, kind: str, label: str, parent: str | None, name: str) -> Cluster:
+        cluster = Cluster(self.new_id("c", f"{kind} {name}"), kind, label, parent, name)
+        self.graph.clusters.append(cluster)
+        return cluster
+
+    def connect(self, exits: list[_Exit], target: str, *, kind: str | None = None,
+                label: str = "") -> None:
+        for out in exits:
+            text = " · ".join(part for part in (out.label, label) if part)
+            self.graph.edges.append(Edge(out.source, target, kind or out.kind, text, out.branch))
+
+    # -- following the replay's frames --
+
+    def sync(self, stack: list[Frame]) -> None:
+        """Make the contexts mirror `stack`: close bodies the walk left, open new ones."""
+        contexts = self.contexts
+        common = 0
+        while (common < len(contexts) and common < len(stack)
+               and contexts[common].frame is stack[common]):
+            common += 1
+        while len(contexts) > common:
+            self.pop()
+        for frame in stack[common:]:
+            self.push(frame)
+
+    def push(self, frame: Frame) -> None:
+        if not self.contexts:
+            start = self.add_node(NodeKind.START, "start", id_text="start")
+            main_end = self.add_node(NodeKind.END, "end", id_text="end")
+            self.contexts.append(_Context(frame, None, [_Exit(start.id)], None, 0, main_end))
+            return
+        parent = self.contexts[-1]
+        owner = parent.open
+        if owner is None or owner.stmt is not frame.owner:  # pragma: no cover - iter_tree's order
+            raise DefinitionError(f"cannot draw the body of {frame.owner!r}")
+        end: Node | None = parent.end
+        cluster = owner.node.cluster
+        if owner.lane is not None:
+            cluster, end = owner.lane[0].id, owner.lane[2]
+        # a Wait's bodies hang under its events, one level deeper
+        depth = parent.depth + (2 if isinstance(owner.stmt, Wait) else 1)
+        self.contexts.append(_Context(frame, owner, owner.entry(frame.branch), cluster,
+                                      depth, end))
+
+    def pop(self) -> None:
+        context = self.contexts.pop()
+        self.close(context)
+        if context.owner is None:
+            assert context.end is not None
+            self.connect(context.pending, context.end.id)
+        else:
+            context.owner.exits[context.branch] = context.pending
+
+    def close(self, context: _Context) -> None:
+        """The walk is past `context.open`'s bodies: its exits become the pending edges."""
+        op = context.open
+        if op is None:
+            return
+        context.open = None
+        stmt = op.stmt
+        exits = op.branch_exits()
+        if isinstance(stmt, Switch):
+            if not (stmt.cases and stmt.cases[-1].otherwise):
+                exits.append(_Exit(op.node.id, EdgeKind.ELSE, "else"))
+            context.pending = exits
+        elif isinstance(stmt, For):
+            self.connect(exits, op.node.id, kind=EdgeKind.REPEAT)
+            context.pending = [_Exit(op.node.id, EdgeKind.EXIT, "done"), *op.breaks]
+        elif isinstance(stmt, Go):
+            assert op.lane is not None
+            self.connect(exits, op.lane[2].id)
+            context.pending = [_Exit(op.node.id)]
+        else:
+            context.pending = exits
+
+    # -- statements --
+
+    def visit(self, stmt: Stmt, stack: list[Frame]) -> None:
+        self.sync(stack)
+        context = self.contexts[-1]
+        op = context.open
+        if isinstance(stmt, On) and op is not None and isinstance(op.stmt, Wait):
+            self.event(op, stmt, context)
+            return
+        self.close(context)
+        path = path_of(stack)
+        cluster = self.subflow_cluster(context.cluster, stack[-1])
+        kind = type(stmt)
+        if kind is Break or kind is Continue or kind is Return:
+            self.jump(stmt, context)
+            return
+        node = self.statement_node(stmt, context, cluster, path)
+        self.connect(context.pending, node.id)
+        context.pending = [_Exit(node.id)]
+        if stmt.bodies or isinstance(stmt, (Switch, For, Wait, Go)):
+            context.open = _Open(stmt, node)
+            if isinstance(stmt, Go):
+                self.lane(context.open, stmt, node, cluster)
+
+    def statement_node(self, stmt: Stmt, context: _Context, cluster: str | None,
+                       path: list[int]) -> Node:
+        parent = context.owner.node.id if context.owner is not None else None
+        depth = context.depth
+        name = stmt.name
+
+        def node(kind: str, label: str, **kw: Any) -> Node:
+            return self.add_node(kind, label, name=name, parent=parent, cluster=cluster,
+                                 depth=depth, path=path, **kw)
+
+        if isinstance(stmt, Step):
+            detail: dict[str, Any] = {"action": _callable_name(stmt.action)}
+            label = name or "step"
+            if stmt.retry is not None:
+                detail["retry"] = {"attempts": stmt.retry.attempts,
+                                   "backoff": stmt.retry.backoff,
+                                   "factor": stmt.retry.factor,
+                                   "max_backoff": stmt.retry.max_backoff}
+                label += f"\nretry: {stmt.retry.attempts} attempts"
+            return node(NodeKind.STEP, label, detail=detail)
+        if isinstance(stmt, Switch):
+            cases = [{"name": case.name, "cond": case.cond, "otherwise": case.otherwise}
+                     for case in stmt.cases]
+            word = "If" if isinstance(stmt, If) else "Switch"
+            first = stmt.cases[0].name if stmt.cases else word
+            return self.add_node(NodeKind.DECISION, word, name=None, parent=parent,
+                                 cluster=cluster, depth=depth, path=path,
+                                 id_text=f"{word} {first}", detail={"cases": cases})
+        if isinstance(stmt, For):
+            return node(NodeKind.LOOP, f"For {name}", detail={"cond": stmt.cond})
+        if isinstance(stmt, Wait):
+            return node(NodeKind.WAIT, f"Wait {name}",
+                        detail={"events": [on.name for on in stmt.events]})
+        if isinstance(stmt, WaitFor):
+            detail = {"cond": stmt.cond}
+            label = f"WaitFor {name}"
+            if stmt.handler is not None:
+                detail["handler"] = _callable_name(stmt.handler)
+                label += f"\nthen {detail['handler']}"
+            return node(NodeKind.WAITFOR, label, detail=detail)
+        if isinstance(stmt, Go):
+            in_loop = self.in_loop()
+            label = f"Go {name}" + (f"\nthread {stmt.id}" if stmt.id != name and not in_loop
+                                    else "")
+            return node(NodeKind.GO, label, detail={"thread": stmt.id, "in_loop": in_loop})
+        return node(NodeKind.OTHER, f"{type(stmt).__name__} {name or ''}".strip(),
+                    detail={"statement": type(stmt).__name__})
+
+    def in_loop(self) -> bool:
+        """Whether the walk is inside a For loop of the current thread."""
+        for context in reversed(self.contexts):
+            if context.owner is None or isinstance(context.owner.stmt, Go):
+                return False
+            if isinstance(context.owner.stmt, For):
+                return True
+        return False
+
+    def lane(self, op: _Open, go: Go, node: Node, cluster: str | None) -> None:
+        if node.detail["in_loop"]:
+            label = f"thread {go.name} (one per id)"
+        else:
+            label = f"thread {go.name}" + (f" (id {go.id})" if go.id != go.name else "")
+        lane = self.add_cluster("thread", label, cluster, go.name or "")
+        node.detail["lane"] = lane.id
+        depth = node.depth + 1
+        start = self.add_node(NodeKind.START, "start", parent=node.id, cluster=lane.id,
+                              depth=depth, id_text=f"{go.name} start")
+        end = self.add_node(NodeKind.END, "end", parent=node.id, cluster=lane.id,
+                            depth=depth, id_text=f"{go.name} end")
+        op.lane = (lane, start, end)
+        self.graph.edges.append(Edge(node.id, start.id, EdgeKind.SPAWN))
+
+    def event(self, op: _Open, on: On, context: _Context) -> None:
+        wait = op.node
+        detail = {"index": len(op.events), **_handler_detail(on)}
+        if isinstance(on, Timeout):
+            kind, label = NodeKind.TIMER, f"timeout {on.name}\nafter {_duration(on.after)}"
+        else:
+            kind, label = NodeKind.EVENT, _event_label(on.name or "", detail)
+        node = self.add_node(kind, label, name=on.name, parent=wait.id, cluster=wait.cluster,
+                             depth=context.depth + 1, path=wait.path,
+                             id_text=f"{wait.name} {on.name}", detail=detail)
+        self.graph.edges.append(Edge(wait.id, node.id, EdgeKind.EVENT, "",
+                                     len(op.events)))
+        op.events.append(node)
+
+    def jump(self, stmt: Stmt, context: _Context) -> None:
+        """Break, Continue, Return: edges from where the body stands; nothing after runs."""
+        pending, context.pending = context.pending, []
+        if isinstance(stmt, Return):
+            assert context.end is not None
+            self.connect(pending, context.end.id, kind=EdgeKind.RETURN, label="return")
+            return
+        for outer in reversed(self.contexts):
+            owner = outer.owner
+            if owner is None or isinstance(owner.stmt, Go):
+                break
+            if isinstance(owner.stmt, For):
+                if isinstance(stmt, Break):
+                    owner.breaks.extend(
+                        _Exit(p.source, EdgeKind.BREAK,
+                              " · ".join(x for x in (p.label, "break") if x), p.branch)
+                        for p in pending)
+                else:
+                    self.connect(pending, owner.node.id, kind=EdgeKind.CONTINUE,
+                                 label="continue")
+                return
+        # outside a loop (validate() reports it): draw it as a statement that ends here
+        node = self.add_node(NodeKind.OTHER, f"{type(stmt).__name__}() outside a loop",
+                             cluster=context.cluster, depth=context.depth,
+                             id_text=type(stmt).__name__)
+        self.connect(pending, node.id)
+
+    def subflow_cluster(self, base: str | None, frame: Frame) -> str | None:
+        """The innermost sub-flow cluster of the statement `frame` just produced.
+
+        A generator that delegates with ``yield from self.sub_flow()`` has the
+        sub-flow's generator as its `gi_yieldfrom`; each one on the way is a
+        (nested) cluster.
+        """
+        cluster = base
+        for it in frame.its:
+            inner = getattr(it, "gi_yieldfrom", None)
+            while isinstance(inner, GeneratorType):
+                key = (cluster, id(inner))
+                found = self.subflows.get(key)
+                if found is None:
+                    self.keep.append(inner)
+                    name = inner.__name__
+                    found = self.add_cluster("subflow", f"sub-flow {name}", cluster, name).id
+                    self.subflows[key] = found
+                cluster = found
+                inner = inner.gi_yieldfrom
+        return cluster
+
+
+# -- handler types and labels -------------------------------------------------------------------
+
+
+def _handler_detail(on: On) -> dict[str, Any]:
+    if isinstance(on, Timeout):
+        return {"timer": True, "after": on.after, "input": None, "output": None}
+    try:
+        handler = as_handler(on.handler)
+    except TypeError:
+        return {"handler": repr(on.handler), "input": None, "output": None}
+    if isinstance(handler, FunctionHandler):
+        fn: Any = handler.fn
+        takes, name = handler.takes_payload, _callable_name(fn)
+        input_type = handler.input_type if takes else None
+    else:
+        fn = getattr(type(handler), "handle", None)
+        name = type(handler).__name__
+        input_type = getattr(handler, "input_type", None)
+        takes = input_type is not None
+    output = _return_type(fn)
+    return {
+        "handler": name,
+        "payload": takes,
+        "input": type_name(input_type) if takes else None,
+        "output": output,
+        "timer": isinstance(handler, TimerHandler),
+    }
+
+
+def _event_label(name: str, detail: dict[str, Any]) -> str:
+    label = f"on {name}"
+    if detail.get("input"):
+        label += f": {detail['input']}"
+    if detail.get("output"):
+        label += f" → {detail['output']}"
+    return label
+
+
+def _return_type(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    target = getattr(fn, "__func__", fn)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = dict(getattr(target, "__annotations__", {}) or {})
+    if "return" not in hints:
+        return None
+    result = hints["return"]
+    if result is None or result is type(None) or result == "None":
+        return None
+    return type_name(result)
+
+
+_MODULE_PREFIX = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*)")
+
+
+def type_name(tp: Any) -> str:
+    """A short, readable name for a type annotation (`AddItem`, `list[Line]`, `Any`)."""
+    if tp is None or tp is type(None):
+        return "None"
+    if tp is typing.Any:
+        return "Any"
+    if isinstance(tp, str):
+        return tp
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__qualname__
+    return _MODULE_PREFIX.sub("", repr(tp)).replace("NoneType", "None")
+
+
+def _callable_name(fn: Callable[..., Any] | Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not name:
+        return type(fn).__name__
+    return str(name).rsplit(".", 1)[-1] if "<lambda>" not in str(name) else "lambda"
+
+
+def _duration(seconds: float | _dt.timedelta) -> str:
+    """`30m`, `2d`, `1h30m`, `90s`, `0.5s`."""
+    total = seconds.total_seconds() if isinstance(seconds, _dt.timedelta) else float(seconds)
+    if total < 60 and total != int(total):
+        return f"{total:g}s"
+    rest = round(total)
+    if rest == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
