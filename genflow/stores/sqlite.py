@@ -15,6 +15,7 @@ fsync per commit (see the W3 benchmark).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import sqlite3
 import threading
@@ -51,48 +52,63 @@ SCHEMA_VERSION = 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
 
-# Each migration takes the schema from version i to i + 1.
-_MIGRATIONS: Sequence[str] = (
-    """
-    CREATE TABLE instances (
-        id          TEXT PRIMARY KEY,
-        workflow    TEXT NOT NULL,
-        status      TEXT NOT NULL,
-        blob        BLOB NOT NULL,
-        version     INTEGER NOT NULL,
-        wake_at     INTEGER,
-        waiting_for TEXT NOT NULL DEFAULT '',
-        attempts    INTEGER NOT NULL DEFAULT 0,
-        error       TEXT NOT NULL DEFAULT '',
-        lease_owner TEXT,
-        lease_until INTEGER,
-        created_at  INTEGER NOT NULL,
-        updated_at  INTEGER NOT NULL
-    );
-    CREATE INDEX instances_due ON instances (wake_at) WHERE wake_at IS NOT NULL;
-    CREATE INDEX instances_workflow_status ON instances (workflow, status);
-    CREATE INDEX instances_status ON instances (status);
-    CREATE TABLE waits (
-        event       TEXT NOT NULL,
-        instance_id TEXT NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
-        PRIMARY KEY (event, instance_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX waits_instance ON waits (instance_id);
-    CREATE TABLE journal (
-        instance_id TEXT NOT NULL,
-        seq         INTEGER NOT NULL,
-        at          INTEGER NOT NULL,
-        kind        TEXT NOT NULL,
-        detail      BLOB NOT NULL,
-        PRIMARY KEY (instance_id, seq)
-    ) WITHOUT ROWID;
-    """,
+# Each migration takes the schema from version i to i + 1: a list of statements.
+_MIGRATIONS: Sequence[Sequence[str]] = (
+    (
+        """CREATE TABLE instances (
+            id          TEXT PRIMARY KEY,
+            workflow    TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            blob        BLOB NOT NULL,
+            version     INTEGER NOT NULL,
+            wake_at     INTEGER,
+            waiting_for TEXT NOT NULL DEFAULT '[]',
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            error       TEXT NOT NULL DEFAULT '',
+            lease_owner TEXT,
+            lease_until INTEGER,
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL
+        )""",
+        "CREATE INDEX instances_due ON instances (wake_at) WHERE wake_at IS NOT NULL",
+        "CREATE INDEX instances_workflow_status ON instances (workflow, status)",
+        "CREATE INDEX instances_status ON instances (status)",
+        # which instances wait for an event: kept by triggers from `waiting_for`
+        # (a JSON array), so a save stays one statement
+        """CREATE TABLE waits (
+            event       TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            PRIMARY KEY (event, instance_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX waits_instance ON waits (instance_id)",
+        """CREATE TRIGGER waits_on_insert AFTER INSERT ON instances BEGIN
+            INSERT OR IGNORE INTO waits (event, instance_id)
+                SELECT value, new.id FROM json_each(new.waiting_for);
+        END""",
+        """CREATE TRIGGER waits_on_update AFTER UPDATE OF waiting_for ON instances
+        WHEN old.waiting_for IS NOT new.waiting_for BEGIN
+            DELETE FROM waits WHERE instance_id = old.id;
+            INSERT OR IGNORE INTO waits (event, instance_id)
+                SELECT value, new.id FROM json_each(new.waiting_for);
+        END""",
+        """CREATE TRIGGER waits_on_delete AFTER DELETE ON instances BEGIN
+            DELETE FROM waits WHERE instance_id = old.id;
+        END""",
+        """CREATE TABLE journal (
+            instance_id TEXT NOT NULL,
+            seq         INTEGER NOT NULL,
+            at          INTEGER NOT NULL,
+            kind        TEXT NOT NULL,
+            detail      BLOB NOT NULL,
+            PRIMARY KEY (instance_id, seq)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 _COLUMNS = ("id, workflow, status, blob, version, wake_at, waiting_for, attempts, error, "
             "lease_owner, lease_until, created_at, updated_at")
-# Events are joined with a separator no event name can contain (names are printable).
-_SEP = "\x1f"
+# RETURNING (one statement where a transaction of two was needed) came in 3.35.
+_MIN_SQLITE = (3, 35)
 
 
 def _to_us(value: _dt.datetime | None) -> int | None:
@@ -120,7 +136,7 @@ def _record(row: tuple[Any, ...]) -> InstanceRecord:
      lease_owner, lease_until, created_at, updated_at) = row
     return InstanceRecord(
         id=id_, workflow=workflow, status=status, blob=bytes(blob), version=version,
-        wake_at=_from_us(wake_at), waiting_for=tuple(waiting.split(_SEP)) if waiting else (),
+        wake_at=_from_us(wake_at), waiting_for=tuple(json.loads(waiting)),
         attempts=attempts, error=error, lease_owner=lease_owner,
         lease_until=_from_us(lease_until), created_at=_from_us(created_at),
         updated_at=_from_us(updated_at),
@@ -138,6 +154,9 @@ class SQLiteStore(Store):
                  busy_timeout: float = 30.0) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise GenflowError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise GenflowError(f"the SQLite store needs SQLite 3.35 or newer; this Python "
+                               f"has {sqlite3.sqlite_version}")
         self.path = str(path)
         self._lock = threading.RLock()
         self._wake = threading.Condition()
@@ -164,10 +183,9 @@ class SQLiteStore(Store):
                     f"{self.path!r} has schema version {current}; this genflow knows up to "
                     f"{SCHEMA_VERSION}: upgrade genflow"
                 )
-            for script in _MIGRATIONS[current:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+            for migration in _MIGRATIONS[current:]:
+                for statement in migration:
+                    db.execute(statement)
             db.execute("DELETE FROM genflow_schema")
             db.execute("INSERT INTO genflow_schema VALUES (?)", (SCHEMA_VERSION,))
 
@@ -192,14 +210,13 @@ class SQLiteStore(Store):
         stored = attrs.evolve(record, version=1, lease_owner=lease_owner,
                               lease_until=lease_until, created_at=now, updated_at=now)
         try:
-            with self._write() as db:
-                db.execute(
+            with self._lock:  # one statement (and its trigger): atomic by itself
+                self._db.execute(
                     f"INSERT INTO instances ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (stored.id, stored.workflow, stored.status, stored.blob, 1,
-                     _to_us(stored.wake_at), _SEP.join(stored.waiting_for), stored.attempts,
+                     _to_us(stored.wake_at), json.dumps(stored.waiting_for), stored.attempts,
                      stored.error, lease_owner, _to_us(lease_until), _to_us(now), _to_us(now)),
                 )
-                self._set_waits(db, stored.id, stored.waiting_for)
         except sqlite3.IntegrityError:
             raise DuplicateInstanceError(f"instance {record.id!r} already exists") from None
         return stored
@@ -215,40 +232,29 @@ class SQLiteStore(Store):
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None) -> InstanceRecord:
         now = utcnow()
-        waiting = _SEP.join(record.waiting_for)
-        with self._write() as db:
-            row = db.execute(
-                "SELECT version, lease_owner, waiting_for FROM instances WHERE id = ?",
-                (record.id,),
+        # One statement: the compare-and-swap is its WHERE clause (and the
+        # waits index follows by trigger), so a durable step costs one commit.
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE instances SET status=?, blob=?, version=?, wake_at=?, waiting_for=?, "
+                "attempts=?, error=?, updated_at=? WHERE id=? AND version=? "
+                "AND (? IS NULL OR lease_owner IS NULL OR lease_owner = ?) RETURNING lease_owner",
+                (record.status, record.blob, expected_version + 1, _to_us(record.wake_at),
+                 json.dumps(record.waiting_for), record.attempts, record.error, _to_us(now),
+                 record.id, expected_version, lease_owner, lease_owner),
             ).fetchone()
-            if row is None:
-                raise InstanceNotFoundError(f"no instance {record.id!r}")
-            version, holder, old_waiting = row
-            if version != expected_version:
+        if row is None:
+            current = self.get(record.id)  # raises InstanceNotFoundError
+            if current.version != expected_version:
                 raise ConcurrencyError(
-                    f"instance {record.id!r} is at version {version}, "
+                    f"instance {record.id!r} is at version {current.version}, "
                     f"not {expected_version}: someone else saved it first"
                 )
-            if lease_owner is not None and holder not in (None, lease_owner):
-                raise ConcurrencyError(
-                    f"instance {record.id!r} is leased by {holder!r}, not {lease_owner!r}"
-                )
-            db.execute(
-                "UPDATE instances SET status=?, blob=?, version=?, wake_at=?, waiting_for=?, "
-                "attempts=?, error=?, updated_at=? WHERE id=?",
-                (record.status, record.blob, expected_version + 1, _to_us(record.wake_at),
-                 waiting, record.attempts, record.error, _to_us(now), record.id),
+            raise ConcurrencyError(
+                f"instance {record.id!r} is leased by {current.lease_owner!r}, not {lease_owner!r}"
             )
-            if waiting != old_waiting:  # most saves (steps) do not change what is awaited
-                self._set_waits(db, record.id, record.waiting_for)
         return attrs.evolve(record, version=expected_version + 1, updated_at=now,
-                            lease_owner=holder, waiting_for=tuple(record.waiting_for))
-
-    @staticmethod
-    def _set_waits(db: sqlite3.Connection, instance_id: str, events: Sequence[str]) -> None:
-        db.execute("DELETE FROM waits WHERE instance_id = ?", (instance_id,))
-        db.executemany("INSERT OR IGNORE INTO waits (event, instance_id) VALUES (?, ?)",
-                       [(event, instance_id) for event in events])
+                            lease_owner=row[0], waiting_for=tuple(record.waiting_for))
 
     def delete(self, instance_id: str) -> None:
         with self._write() as db:
@@ -295,37 +301,32 @@ class SQLiteStore(Store):
 
     def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
                 until: _dt.datetime) -> InstanceRecord | None:
-        with self._write() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM instances WHERE id = ?",
-                             (instance_id,)).fetchone()
-            if row is None:
-                raise InstanceNotFoundError(f"no instance {instance_id!r}")
-            updated = db.execute(
+        with self._lock:
+            row = self._db.execute(
                 "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
                 "(lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL "
-                "OR lease_until <= ?)",
+                f"OR lease_until <= ?) RETURNING {_COLUMNS}",
                 (owner, _to_us(until), instance_id, owner, _to_us(now)),
-            ).rowcount
-        if not updated:
+            ).fetchone()
+        if row is None:
+            self.get(instance_id)  # InstanceNotFoundError if that is why
             return None
-        return attrs.evolve(_record(row), lease_owner=owner, lease_until=until)
+        return _record(row)
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
                   limit: int, workflows: Collection[str] | None = None) -> Records:
         now_us = _to_us(now)
         only, names = _only(workflows)
-        with self._write() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
+        with self._lock:  # one statement: two claimers never share a row
+            rows = self._db.execute(
+                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                "SELECT id FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
                 f"AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?){only} "
-                "ORDER BY wake_at, id LIMIT ?",
-                (now_us, now_us, *names, limit),
+                f"ORDER BY wake_at, id LIMIT ?) RETURNING {_COLUMNS}",
+                (owner, _to_us(until), now_us, now_us, *names, limit),
             ).fetchall()
-            db.executemany(
-                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                [(owner, _to_us(until), row[0]) for row in rows],
-            )
-        return [attrs.evolve(_record(row), lease_owner=owner, lease_until=until) for row in rows]
+        # RETURNING gives no order: earliest first, as promised
+        return sorted((_record(row) for row in rows), key=lambda r: (r.wake_at, r.id))
 
     def release(self, instance_id: str, owner: str) -> None:
         with self._lock:
