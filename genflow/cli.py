@@ -1,4 +1,5 @@
-"""The `genflow` command line: start, send, show, list, worker, run, cancel, retry.
+"""The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
+graph, report.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
@@ -70,6 +71,14 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
     instance = engine.get(args.id)
+    if args.diagram or args.format or args.output:
+        if args.json:
+            raise UsageError("show takes --json or --diagram, not both")
+        from genflow.render import instance_graph
+
+        _write_diagram(instance_graph(instance.data, instance.state, error=instance.error,
+                                      attempts=instance.attempts), args)
+        return
     if args.json:
         print(json.dumps({"id": instance.id, "workflow": instance.workflow,
                           "status": instance.status.value, "version": instance.version,
@@ -135,6 +144,59 @@ def cmd_cancel(engine: Engine, args: argparse.Namespace) -> None:
 def cmd_retry(engine: Engine, args: argparse.Namespace) -> None:
     engine.retry(args.id)
     print(f"{args.id} is due again: a worker (`genflow worker`) will run it")
+
+
+def cmd_graph(engine: Engine | None, args: argparse.Namespace) -> None:
+    """Draw a workflow's definition (on a default instance, or on --data)."""
+    from genflow.render import build_graph
+
+    fields = _json(args.data, "--data") if args.data is not None else {}
+    data = _data(args.workflow, fields)
+    _write_diagram(build_graph(data, workflow=args.workflow), args)
+
+
+def cmd_report(engine: Engine, args: argparse.Namespace) -> None:
+    from genflow.render.report import write_report
+    from genflow.render.svg import dot_program
+
+    limit = args.limit if args.limit > 0 else None
+    try:
+        index = write_report(engine, args.output, workflow=args.workflow, status=args.status,
+                             limit=limit)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {args.output}: {exc}") from None
+    count = len(engine.list(workflow=args.workflow, status=args.status, limit=limit))
+    how = ("diagrams drawn by Graphviz dot" if dot_program() else
+           "diagrams as outlines: Graphviz's dot is not installed")
+    print(f"wrote {index} ({count} instance(s); {how})")
+
+
+#: Diagram formats of `show --diagram` and `graph`, and the file suffixes that imply them.
+DIAGRAM_FORMATS = ["mmd", "dot", "svg", "json", "text"]
+DIAGRAM_SUFFIXES = {".mmd": "mmd", ".mermaid": "mmd", ".dot": "dot", ".gv": "dot",
+                    ".svg": "svg", ".json": "json", ".txt": "text"}
+
+
+def _write_diagram(graph: Any, args: argparse.Namespace) -> None:
+    """Write a diagram to -o FILE (format from --format or the suffix) or stdout."""
+    from genflow.render import render
+
+    fmt = args.format
+    if fmt is None and args.output:
+        fmt = DIAGRAM_SUFFIXES.get(Path(args.output).suffix.lower())
+        if fmt is None:
+            raise UsageError(f"cannot tell a diagram format from {args.output!r}: name a "
+                             f"{', '.join(DIAGRAM_SUFFIXES)} file or give --format "
+                             f"({', '.join(DIAGRAM_FORMATS)})")
+    text = render(graph, format=fmt or "mmd")
+    if not args.output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc}") from None
+    print(f"wrote {args.output} ({fmt or 'mmd'})")
 
 
 def cmd_run(engine: Engine, args: argparse.Namespace) -> None:
@@ -252,13 +314,24 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "run": cmd_run,
     "cancel": cmd_cancel,
     "retry": cmd_retry,
+    "graph": cmd_graph,
+    "report": cmd_report,
 }
+#: Commands that need no store.
+STORELESS = {"graph"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
 
 
 def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool) -> str:
+    if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
+        raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
+    return engine.start(_data(name, fields), id=instance_id, run=run)
+
+
+def _data(name: str, fields: Any) -> Any:
+    """An instance of workflow `name` from its fields (a JSON object)."""
     cls = workflow_class(name)
     if not isinstance(fields, dict):
         raise UsageError(f"the data of workflow {name!r} must be a JSON object of its fields, "
@@ -268,13 +341,10 @@ def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: boo
     if unknown:
         raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
                          f"its fields are {known}")
-    if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
-        raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
     try:
-        data = structure(fields, cls)
+        return structure(fields, cls)
     except Exception as exc:
         raise UsageError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
-    return engine.start(data, id=instance_id, run=run)
 
 
 def _summary(instance: Instance) -> str:
@@ -412,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("show", "explain an instance: status, threads, waits, timers, errors, data")
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="everything, as JSON")
+    p.add_argument("--diagram", action="store_true",
+                   help="draw the instance on its workflow's diagram: where each thread is")
+    _diagram_options(p)
 
     p = command("list", "list instances")
     p.add_argument("--workflow", help="only this workflow")
@@ -438,7 +511,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("retry", "make a failed instance due again (its failed step runs again)")
     p.add_argument("id")
+
+    p = command("graph", "draw a workflow's definition (every branch, loop, wait and thread)")
+    p.add_argument("workflow", help="the workflow's registered name")
+    p.add_argument("--data", metavar="JSON",
+                   help="the fields to draw it on, as a JSON object (default: the defaults)")
+    _diagram_options(p)
+
+    p = command("report", "write a static HTML report: instances, statuses, diagrams")
+    p.add_argument("-o", "--output", metavar="DIR", required=True,
+                   help="the directory to write index.html (and the diagrams' files) in")
+    p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--status", choices=STATUSES, help="only this status")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
     return parser
+
+
+def _diagram_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=DIAGRAM_FORMATS,
+                   help="mmd (Mermaid), dot (Graphviz), svg (needs Graphviz's dot), json or "
+                        "text (default: from -o's suffix, else mmd)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the diagram to FILE (default: standard output)")
 
 
 RUN_HELP = """\
@@ -460,8 +554,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
-        if args.command not in ("list", "worker"):
+        if args.command not in ("list", "worker", "report"):
             _need_workflows()
+        if args.command in STORELESS:
+            COMMANDS[args.command](None, args)  # type: ignore[arg-type]
+            return 0
         from genflow.stores import open_store
 
         with open_store(args.store) as store:
