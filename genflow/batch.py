@@ -73,23 +73,33 @@ def drive(
     processes: int = 1,
     progress: bool = True,
     engine: Callable[[Any], Engine] | None = None,
+    commit_every: int = 100,
 ) -> BatchResult:
     """Start `starts` ((id or None, data) pairs), deliver `events` ((id, event,
     payload) triples), then run due work until nothing is due.
 
     `store` is a store URL (each process opens its own connection). `engine`
     builds the Engine from an open store (default: `Engine(store)`).
+    `commit_every` groups the writes of that many items into one commit
+    (`Store.transaction`): a commit is the cost of a durable write, so this is
+    most of a batch's speed. The price: a crash loses the uncommitted group,
+    whose steps then run again (at least once, as always); `commit_every=1`
+    commits every checkpoint.
     """
+    if commit_every < 1:
+        raise ValueError("commit_every must be at least 1")
     if processes < 1:
         raise ValueError("processes must be at least 1")
     if processes > 1 and store.startswith("memory"):
         raise GenflowError("an in-memory store cannot be shared by worker processes")
     make = engine or Engine
     began = time.perf_counter()
-    failed = _phase(store, make, "start", list(starts), processes, progress, _start_one)
-    failed += _phase(store, make, "events", list(events), processes, progress, _send_one)
+    failed = _phase(store, make, "start", list(starts), processes, progress, _start_one,
+                    commit_every)
+    failed += _phase(store, make, "events", list(events), processes, progress, _send_one,
+                     commit_every)
     with open_store(store) as opened:
-        moved = _work(make(opened), processes, store, make, progress)
+        moved = _work(make(opened), processes, store, make, commit_every)
     return BatchResult(len(starts), len(events), moved, failed, time.perf_counter() - began)
 
 
@@ -103,30 +113,24 @@ def _send_one(engine: Engine, item: tuple[str, str, Any]) -> None:
 
 def _phase(
     store: str, make: Callable[[Any], Engine], label: str, items: list[Any],
-    processes: int, progress: bool, action: Callable[[Engine, Any], None],
+    processes: int, progress: bool, action: Callable[[Engine, Any], None], commit_every: int,
 ) -> int:
     """Run `action` on every item; returns how many raised a GenflowError."""
     if not items:
         return 0
     bar = Progress(len(items), label, enabled=progress)
     if processes == 1:
-        failed_here = 0
         with open_store(store) as opened:
-            engine = make(opened)
-            for handled, item in enumerate(items, 1):
-                try:
-                    action(engine, item)
-                except GenflowError:
-                    failed_here += 1
-                bar.show(handled)
+            failed = _apply(make(opened), items, action, commit_every, bar.show)
         bar.show(len(items), final=True)
-        return failed_here
+        return failed
     _JOB[:] = items
     ctx = multiprocessing.get_context("fork")
     done = ctx.Value("q", 0)
     failures = ctx.Value("q", 0)
     workers = [
-        ctx.Process(target=_child, args=(store, make, index, processes, action, done, failures))
+        ctx.Process(target=_child, args=(store, make, index, processes, action, commit_every,
+                                         done, failures))
         for index in range(processes)
     ]
     for worker in workers:
@@ -143,28 +147,56 @@ def _phase(
     return int(failures.value)
 
 
+def _apply(engine: Engine, items: Sequence[Any], action: Callable[[Engine, Any], None],
+           commit_every: int, report: Callable[[int], None]) -> int:
+    """`action` on each item, `commit_every` items to a commit; returns the failures."""
+    failed = 0
+    for first in range(0, len(items), commit_every):
+        with engine.store.transaction():
+            for item in items[first:first + commit_every]:
+                try:
+                    action(engine, item)
+                except GenflowError:
+                    failed += 1
+        report(min(first + commit_every, len(items)))
+    return failed
+
+
 def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
-           action: Callable[[Engine, Any], None], done: Any, failures: Any) -> None:
+           action: Callable[[Engine, Any], None], commit_every: int, done: Any,
+           failures: Any) -> None:
+    def report(handled: int) -> None:
+        with done.get_lock():
+            done.value += handled - reported[0]
+        reported[0] = handled
+
+    reported = [0]
     with open_store(store) as opened:
-        engine = make(opened)
-        for item in _JOB[index::count]:
-            try:
-                action(engine, item)
-            except GenflowError:
-                with failures.get_lock():
-                    failures.value += 1
-            with done.get_lock():
-                done.value += 1
+        failed = _apply(make(opened), _JOB[index::count], action, commit_every, report)
+    with failures.get_lock():
+        failures.value += failed
+
+
+def _drain(engine: Engine, commit_every: int) -> int:
+    """Run due work until nothing is due, `commit_every` instances to a commit."""
+    total = 0
+    while True:
+        with engine.store.transaction():
+            moved = engine.run_due(commit_every)
+        if not moved:
+            return total
+        total += moved
 
 
 def _work(engine: Engine, processes: int, store: str, make: Callable[[Any], Engine],
-          progress: bool) -> int:
+          commit_every: int) -> int:
     """Run due work until idle, in `processes` processes sharing the store."""
     if processes == 1:
-        return engine.work(until_idle=True)
+        return _drain(engine, commit_every)
     ctx = multiprocessing.get_context("fork")
     moved = ctx.Value("q", 0)
-    workers = [ctx.Process(target=_work_child, args=(store, make, moved)) for _ in range(processes)]
+    workers = [ctx.Process(target=_work_child, args=(store, make, commit_every, moved))
+               for _ in range(processes)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -172,9 +204,8 @@ def _work(engine: Engine, processes: int, store: str, make: Callable[[Any], Engi
     return int(moved.value)
 
 
-def _work_child(store: str, make: Callable[[Any], Engine], moved: Any) -> None:
+def _work_child(store: str, make: Callable[[Any], Engine], commit_every: int, moved: Any) -> None:
     with open_store(store) as opened:
-        count = make(opened).work(until_idle=True)
+        count = _drain(make(opened), commit_every)
     with moved.get_lock():
         moved.value += count
-

@@ -18,6 +18,7 @@ resume never reads it, so it cannot make resuming slower as an instance ages.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as _dt
 import time
 from collections.abc import Collection, Iterator
@@ -66,6 +67,16 @@ class InstanceRecord:
     lease_until: _dt.datetime | None = None
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+
+    def replace(self, **changes: Any) -> InstanceRecord:
+        """A copy with `changes`: `attrs.evolve`, at a third of its cost (every
+        save makes two of these)."""
+        values = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        values.update(changes)
+        return InstanceRecord(**values)
+
+
+_RECORD_FIELDS = tuple(field.name for field in attrs.fields(InstanceRecord))
 
 
 @attrs.frozen
@@ -177,6 +188,17 @@ class Store(abc.ABC):
     def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
         """The earliest `wake_at` of all instances (of `workflows`): how long a
         worker may sleep."""
+
+    # -- grouping writes --
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Group the writes made inside into one commit, for batch jobs.
+
+        A crash before the end loses every write inside, so a step checkpointed
+        there may run again (steps are at least once anyway). Stores that
+        cannot group writes commit each at once (the default).
+        """
+        return contextlib.nullcontext()
 
     # -- waking idle workers --
 

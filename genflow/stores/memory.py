@@ -11,8 +11,6 @@ import datetime as _dt
 import threading
 from collections.abc import Collection
 
-import attrs
-
 from genflow.errors import ConcurrencyError, DuplicateInstanceError, InstanceNotFoundError
 from genflow.stores.base import (
     InstanceRecord,
@@ -42,7 +40,7 @@ class MemoryStore(Store):
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
         now = utcnow()
-        stored = attrs.evolve(record, version=1, lease_owner=lease_owner,
+        stored = record.replace(version=1, lease_owner=lease_owner,
                               lease_until=lease_until, created_at=now, updated_at=now)
         with self._lock:
             if record.id in self._rows:
@@ -68,8 +66,8 @@ class MemoryStore(Store):
                     f"instance {record.id!r} is leased by {current.lease_owner!r}, "
                     f"not {lease_owner!r}"
                 )
-            stored = attrs.evolve(
-                current, status=record.status, blob=record.blob, wake_at=record.wake_at,
+            stored = current.replace(
+                status=record.status, blob=record.blob, wake_at=record.wake_at,
                 waiting_for=tuple(record.waiting_for), attempts=record.attempts,
                 error=record.error, version=expected_version + 1, updated_at=utcnow(),
             )
@@ -103,7 +101,7 @@ class MemoryStore(Store):
             row = self._row(instance_id)
             if not lease_free(row, owner, now):
                 return None
-            row = self._rows[instance_id] = attrs.evolve(row, lease_owner=owner, lease_until=until)
+            row = self._rows[instance_id] = row.replace(lease_owner=owner, lease_until=until)
             return row
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
@@ -117,7 +115,7 @@ class MemoryStore(Store):
             )[:limit]
             claimed = []
             for row in due:
-                row = self._rows[row.id] = attrs.evolve(row, lease_owner=owner, lease_until=until)
+                row = self._rows[row.id] = row.replace(lease_owner=owner, lease_until=until)
                 claimed.append(row)
             return claimed
 
@@ -125,7 +123,7 @@ class MemoryStore(Store):
         with self._lock:
             row = self._rows.get(instance_id)
             if row is not None and row.lease_owner == owner:
-                self._rows[instance_id] = attrs.evolve(row, lease_owner=None, lease_until=None)
+                self._rows[instance_id] = row.replace(lease_owner=None, lease_until=None)
 
     def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
         with self._lock:

@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from genflow.errors import (
     ConcurrencyError,
     DuplicateInstanceError,
@@ -159,6 +157,7 @@ class SQLiteStore(Store):
                                f"has {sqlite3.sqlite_version}")
         self.path = str(path)
         self._lock = threading.RLock()
+        self._grouped = False  # inside `transaction()`: statements join its commit
         self._wake = threading.Condition()
         self._woken = False
         try:
@@ -190,24 +189,49 @@ class SQLiteStore(Store):
             db.execute("INSERT INTO genflow_schema VALUES (?)", (SCHEMA_VERSION,))
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One commit for every write inside (this thread holds the store meanwhile)."""
+        with self._lock:
+            if self._grouped:  # nested: the outer one commits
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._grouped = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._grouped = False
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One atomic write transaction (SQLite's write lock held throughout)."""
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            # inside `transaction()`, a savepoint keeps these statements all-or-nothing
+            begin, commit, rollback = (
+                ("SAVEPOINT w", "RELEASE w", "ROLLBACK TO w; RELEASE w") if self._grouped
+                else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+            )
+            db.execute(begin)
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                for statement in rollback.split("; "):
+                    db.execute(statement)
                 raise
-            db.execute("COMMIT")
+            db.execute(commit)
 
     # -- instances --
 
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
         now = utcnow()
-        stored = attrs.evolve(record, version=1, lease_owner=lease_owner,
+        stored = record.replace(version=1, lease_owner=lease_owner,
                               lease_until=lease_until, created_at=now, updated_at=now)
         try:
             with self._lock:  # one statement (and its trigger): atomic by itself
@@ -253,7 +277,7 @@ class SQLiteStore(Store):
             raise ConcurrencyError(
                 f"instance {record.id!r} is leased by {current.lease_owner!r}, not {lease_owner!r}"
             )
-        return attrs.evolve(record, version=expected_version + 1, updated_at=now,
+        return record.replace(version=expected_version + 1, updated_at=now,
                             lease_owner=row[0], waiting_for=tuple(record.waiting_for))
 
     def delete(self, instance_id: str) -> None:
