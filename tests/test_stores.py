@@ -443,3 +443,29 @@ def test_claim_due_and_next_wake_only_for_the_workflows_asked(store):
     assert store.claim_due("me", sec(10), sec(20), 10, workflows=set()) == []
     assert [r.id for r in store.claim_due("me", sec(10), sec(20), 10, workflows={"mine"})] == ["a"]
     assert store.get("b").lease_owner is None
+
+
+def test_sqlite_transaction_groups_writes_into_one_commit(tmp_path):
+    path = tmp_path / "t.db"
+    writer, reader = SQLiteStore(path), SQLiteStore(path)
+    writer.create(rec("a"))
+    with writer.transaction():
+        writer.save(rec("a", blob=b"v2"), expected_version=1)
+        writer.create(rec("b"))
+        with writer.transaction():  # nested: joins the outer commit
+            writer.append_journal("a", [("x", {})], T0)
+        assert reader.get("a").blob == b"\x00blob"  # nothing is visible before the commit
+        with pytest.raises(InstanceNotFoundError):
+            reader.get("b")
+    assert reader.get("a").blob == b"v2" and reader.get("b").version == 1
+    with pytest.raises(RuntimeError), writer.transaction():
+        writer.save(rec("a", blob=b"v3"), expected_version=2)
+        raise RuntimeError("crash in the middle of a batch")
+    assert reader.get("a").blob == b"v2"  # the whole group rolled back
+    with writer.transaction():  # a failed statement inside leaves the rest standing
+        with pytest.raises(DuplicateInstanceError):
+            writer.create(rec("b"))
+        writer.save(rec("a", blob=b"v3"), expected_version=2)
+    assert reader.get("a").blob == b"v3"
+    writer.close()
+    reader.close()
