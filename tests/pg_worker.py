@@ -1,0 +1,47 @@
+"""Processes for the PostgreSQL tests.
+
+    python pg_worker.py work DSN SCHEMA COUNT LEASE   run due work until COUNT instances finished
+    python pg_worker.py send DSN SCHEMA ID TAG N      send N `add` events to instance ID
+
+Both print `ready OWNER` once their store is open, so a test knows the process
+is up (and which lease owner it is) before it kills it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pg_app  # noqa: F401  (registers the workflows)
+
+from genflow.engine import Engine
+from genflow.stores.postgres import PostgresStore
+
+
+def main() -> None:
+    command, dsn, schema = sys.argv[1:4]
+    store = PostgresStore(dsn, schema=schema)
+    if command == "work":
+        count, lease = int(sys.argv[4]), float(sys.argv[5])
+        engine = Engine(store, lease_seconds=lease)
+        print("ready", engine.owner, flush=True)
+        done = engine.work(stop=lambda: store.count(status="finished") >= count,
+                           idle_sleep=0.05, batch=1)
+        print("processed", done, flush=True)
+    elif command == "send":
+        instance_id, tag, n = sys.argv[4], sys.argv[5], int(sys.argv[6])
+        engine = Engine(store)
+        print("ready", engine.owner, flush=True)
+        sys.stdin.readline()  # go: every sender starts at once
+        for k in range(n):
+            engine.send(instance_id, "add", f"{tag}-{k}", timeout=60)
+        print("sent", n, flush=True)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
