@@ -22,6 +22,7 @@ __all__ = [
     "GenflowError",
     "HandlerError",
     "InstanceNotFoundError",
+    "MoveError",
     "MoveLimitError",
     "NonDeterminismError",
     "NotWaitingError",
@@ -70,6 +71,11 @@ class NonDeterminismError(GenflowError):
         if detail:
             message += f" ({detail})"
         super().__init__(message)
+
+
+class MoveError(GenflowError):
+    """An operator's repair move that the definition does not allow (no such
+    statement in that thread, or not one a thread can stand at)."""
 
 
 class MoveLimitError(GenflowError):

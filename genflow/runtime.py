@@ -35,6 +35,7 @@ from genflow.errors import (
     EventNotReadyError,
     GenflowError,
     HandlerError,
+    MoveError,
     MoveLimitError,
     NonDeterminismError,
     NotWaitingError,
@@ -65,8 +66,11 @@ __all__ = [
     "cancel",
     "cancel_async",
     "current_step",
+    "diagnose",
     "handle_callback",
     "handle_callback_async",
+    "move",
+    "move_async",
     "resume",
     "resume_async",
 ]
@@ -81,6 +85,12 @@ _DONE = (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
+#: the statement a thread in each status stands at (RESUMING: any, just done)
+_STANDS_AT: dict[ThreadStatus, type] = {
+    ThreadStatus.EXECUTING: Step,
+    ThreadStatus.WAITING_EVENT: Wait,
+    ThreadStatus.WAITING_CONDITION: WaitFor,
+}
 
 
 class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
@@ -229,6 +239,41 @@ def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
 
 async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
     await _drive_async(_Operation(wf, state, checkpoint, None).cancel())
+
+
+def diagnose(wf: Any, state: State) -> list[GenflowError]:
+    """What `state` needs that the definition, replayed on `wf`, no longer has:
+    a thread's statement, the `Go` that started it, an event it waits for.
+
+    Nothing runs and nothing changes; an empty list means every thread can
+    move on with the code now installed (the deploy check).
+    """
+    operation = _Operation(wf, state, None, None)
+    problems: list[GenflowError] = []
+    for thread in state.threads:
+        try:
+            operation.check_thread(thread)
+        except GenflowError as exc:  # NonDeterminismError, or a definition that raised
+            problems.append(exc)
+    return problems
+
+
+def move(wf: Any, state: State, thread_id: str, statement: str,
+         checkpoint: Checkpoint | None = None, *, clock: Clock | None = None) -> None:
+    """An operator's repair: make `statement` (a Step, Wait or WaitFor of that
+    thread's definition) the thread's next stop, the "goto" of the Go library.
+
+    Handlers the thread has set up are torn down first; if a teardown fails,
+    the move stops there (the teardowns done are kept) and can be tried again.
+    Resume afterwards to go on from the new place.
+    """
+    _drive(_Operation(wf, state, checkpoint, clock).move(thread_id, statement))
+
+
+async def move_async(wf: Any, state: State, thread_id: str, statement: str,
+                     checkpoint: Checkpoint | None = None, *,
+                     clock: Clock | None = None) -> None:
+    await _drive_async(_Operation(wf, state, checkpoint, clock).move(thread_id, statement))
 
 
 # -- the operations ---------------------------------------------------------------------
@@ -402,27 +447,32 @@ class _Operation:
         if result is END:
             state.threads.remove(thread)
         else:
-            thread.stmt = result.name
-            thread.path = path_of(stack)
-            thread.pc = state.pc
-            thread.handled = ""
-            kind = type(result)
-            if kind is Step:
-                thread.status = ThreadStatus.EXECUTING
-                thread.since = None
-            elif kind is Wait:
-                thread.status = ThreadStatus.WAITING_EVENT
-                thread.since = self.clock()
-                thread.events = [
-                    WaitEvent(on.name, CallbackRequest(state.id, thread.id, on.name, state.pc))
-                    for on in result.events
-                ]
-            else:
-                thread.status = ThreadStatus.WAITING_CONDITION
-                thread.since = self.clock()
+            self._stop_at(thread, result, stack)
             self.located[thread.id] = (thread.pc, stack, result)
         state.threads.extend(new_threads)
         return CheckpointType.AFTER_RESUME
+
+    def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame]) -> None:
+        """Make `stmt` (a Step, Wait or WaitFor) the thread's place at counter `state.pc`."""
+        state = self.state
+        thread.stmt = stmt.name
+        thread.path = path_of(stack)
+        thread.pc = state.pc
+        thread.handled = ""
+        kind = type(stmt)
+        if kind is Step:
+            thread.status = ThreadStatus.EXECUTING
+            thread.since = None
+        elif kind is Wait:
+            thread.status = ThreadStatus.WAITING_EVENT
+            thread.since = self.clock()
+            thread.events = [
+                WaitEvent(on.name, CallbackRequest(state.id, thread.id, on.name, state.pc))
+                for on in stmt.events
+            ]
+        else:
+            thread.status = ThreadStatus.WAITING_CONDITION
+            thread.since = self.clock()
 
     def _spawn(self, parent: Thread, spawned: list[tuple[Go, list[int]]]) -> list[Thread]:
         taken = {t.id for t in self.state.threads}
@@ -576,6 +626,56 @@ class _Operation:
         thread.since = None
         state.update_status()
         return output
+
+    # -- operators --
+
+    def check_thread(self, thread: Thread) -> None:
+        """Find everything `thread` needs in the replayed definition, or raise."""
+        if not thread.stmt:
+            self._root(thread)  # the Go statements that started it are still there
+            return
+        waits = thread.status is ThreadStatus.WAITING_EVENT or thread.handled or thread.events
+        kind = Wait if waits else _STANDS_AT.get(thread.status)
+        _, stmt = self._locate(thread, kind)
+        if kind is Wait:
+            for name in {e.event for e in thread.events} | ({thread.handled} - {""}):
+                self._on(thread, stmt, name)
+
+    def move(self, thread_id: str, target: str) -> _Moves:
+        state = self.state
+        if state.status in _FINAL:
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        thread = state.thread(thread_id)
+        if thread is None:
+            raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
+        found = self._find(thread, self._root(thread), target, None)
+        if found is None:
+            raise MoveError(
+                f"thread {thread_id!r} of workflow {state.workflow!r} has no statement "
+                f"{target!r} (statements of other threads do not count)"
+            )
+        stack, stmt = found
+        if type(stmt) not in (Step, Wait, WaitFor):
+            raise MoveError(
+                f"{target!r} is a {type(stmt).__name__}: a thread can only be moved to a "
+                "Step, a Wait or a WaitFor"
+            )
+        if type(stmt) is Wait and not stmt.events:
+            raise DefinitionError(f"Wait {target!r} has no events: it would wait forever")
+        # what the thread has set up is torn down first (handled=False: nothing won)
+        for event in [e for e in thread.events
+                      if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN]:
+            yield from self._teardown(thread, event)
+            yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
+        # -- commit --
+        state.pc += 1
+        thread.events = []
+        self._stop_at(thread, stmt, stack)
+        if type(stmt) is Step:
+            thread.since = None
+        if state.status is WorkflowStatus.FAILED:
+            state.status = WorkflowStatus.RESUMING
+        state.update_status()
 
     def cancel(self) -> _Moves:
         state = self.state
