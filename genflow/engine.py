@@ -104,11 +104,13 @@ _SYNC: dict[str, Callable[..., Any]] = {
     "resume": runtime.resume,
     "handle_callback": runtime.handle_callback,
     "cancel": runtime.cancel,
+    "move": runtime.move,
 }
 _ASYNC: dict[str, Callable[..., Any]] = {
     "resume": runtime.resume_async,
     "handle_callback": runtime.handle_callback_async,
     "cancel": runtime.cancel_async,
+    "move": runtime.move_async,
 }
 _Ops = Generator[_Core, Any, Any]
 
@@ -226,6 +228,17 @@ class Engine:
         """Cancel an instance, tearing down the handlers it has set up."""
         _run(self._cancel(instance_id, timeout))
 
+    def move(self, instance_id: str, thread: str, statement: str, *,
+             timeout: float = 30.0) -> None:
+        """Operator: make `statement` (a Step, Wait or WaitFor) the next stop of
+        `thread`, tearing down what it has set up, then move the instance on.
+
+        Refused with `MoveError` (nothing changed) when that thread has no such
+        statement or a thread cannot stand there. Recorded in the journal even
+        when the journal is off: repairs are always on record.
+        """
+        _run(self._move(instance_id, thread, statement, timeout))
+
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
         up to `limit`; returns how many were processed."""
@@ -250,6 +263,10 @@ class Engine:
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
         await _run_async(self._cancel(instance_id, timeout))
+
+    async def move_async(self, instance_id: str, thread: str, statement: str, *,
+                         timeout: float = 30.0) -> None:
+        await _run_async(self._move(instance_id, thread, statement, timeout))
 
     async def run_due_async(self, limit: int = 100) -> int:
         return await _run_async(self._run_due(limit))
@@ -282,7 +299,7 @@ class Engine:
             state.status = WorkflowStatus.RESUMING
             state.update_status()
             record = self._save(record, wf, state, attempts=0, error="", wake_at=self.clock())
-            self._record(record.id, [("retry", {"by": self.owner})])
+            self._record(record.id, [("retry", {"by": self.owner})], repair=True)
         finally:
             self._release(instance_id)
 
@@ -370,7 +387,23 @@ class Engine:
                 yield _Core("cancel", (wf, state, saver))
             finally:
                 saver.flush()
-            self._record(instance_id, [("cancel", {})])
+            self._record(instance_id, [("cancel", {"by": self.owner})], repair=True)
+        finally:
+            self._release(instance_id)
+
+    def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
+        record = self._acquire(instance_id, timeout)
+        try:
+            wf, state = self._load(record)
+            thread = state.thread(thread_id)
+            was = "" if thread is None else thread.stmt
+            saver = _Saver(self, record, wf, state)  # saves each teardown as it happens
+            yield _Core("move", (wf, state, thread_id, statement, saver), {"clock": self.clock})
+            self._record(instance_id, [("move", {"thread": thread_id, "from": was,
+                                                 "to": statement, "by": self.owner})],
+                         repair=True)
+            record = self._save(saver.record, wf, state, attempts=0, error="")
+            yield from self._advance(record, wf, state)
         finally:
             self._release(instance_id)
 
@@ -537,8 +570,9 @@ class Engine:
                 expected_version=record.version, lease_owner=self.owner,
             )
 
-    def _record(self, instance_id: str, entries: JournalEntries) -> None:
-        if self.journal:
+    def _record(self, instance_id: str, entries: JournalEntries, *,
+                repair: bool = False) -> None:
+        if self.journal or repair:
             self.store.append_journal(instance_id, entries, self.clock())
 
 

@@ -1,0 +1,260 @@
+"""Operating in-flight instances: the deploy check, retiring a statement, repair
+moves, and the journal."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import genflow
+from genflow import EventHandler, Go, If, On, Step, ThreadStatus, Wait, WorkflowStatus
+from genflow.clock import FakeClock
+from genflow.deploy import check_store
+from genflow.engine import Engine
+from genflow.errors import (
+    MoveError,
+    NonDeterminismError,
+    UnknownThreadError,
+    WorkflowFinishedError,
+)
+from genflow.stores import SQLiteStore
+
+#: which edition of the code is "installed": the definition reads it, as a
+#: redeploy would change the code under the stored instances
+EDITION = {"v": 1}
+INBOX: set[str] = set()
+
+
+class Inbox(EventHandler):
+    """An outside system: a request is open while the wait is set up."""
+
+    def setup(self, req):
+        INBOX.add(req.event)
+        return req.event
+
+    def handle(self, req, payload: str) -> str:
+        return payload
+
+    def teardown(self, req, handled):
+        INBOX.discard(req.setup_data)
+
+
+@genflow.workflow("ops-order")
+@attrs.define
+class Order:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        v = EDITION["v"]
+        yield Step("receive", self.note("receive"))
+        if v >= 2:  # a safe edit: a new step before anything in flight
+            yield Step("audit", self.note("audit"))
+        if v < 4:  # v3 retires "legacy check"; v4 deletes it
+            yield If(v < 3, "legacy enabled", Wait("legacy check", On("legacy ok", Inbox())))
+        yield Go("courier", self.courier) if v != 5 else None  # v5 drops the thread
+        yield Wait("approval", On("approve", Inbox()),
+                   *([On("reject", Inbox())] if v != 6 else []))  # v6 drops an event
+        yield Step("ship", self.note("ship"))
+
+    def courier(self):
+        yield Wait("pickup", On("picked", Inbox()))
+        yield Step("hand over", self.note("hand over"))
+
+    def note(self, what: str):
+        def step() -> None:
+            self.log.append(what)
+        return step
+
+
+@pytest.fixture
+def engine(tmp_path):
+    EDITION["v"] = 1
+    INBOX.clear()
+    store = SQLiteStore(tmp_path / "ops.db")
+    yield Engine(store, clock=FakeClock())
+    store.close()
+    EDITION["v"] = 1
+
+
+def _at(engine: Engine, iid: str) -> dict[str, str]:
+    return {t.id: t.stmt for t in engine.get(iid).state.threads}
+
+
+def test_safe_edits_pass_the_check_and_instances_finish(engine):
+    legacy = engine.start(Order(), id="legacy")  # waits at "legacy check"
+    approving = engine.start(Order(), id="approving")
+    engine.send(approving, "legacy ok", "yes")  # now at "approval" (+ courier thread)
+    assert _at(engine, approving) == {"_main_": "approval", "courier": "pickup"}
+    assert check_store(engine.store).ok
+    EDITION["v"] = 2  # a step added before every saved position: safe
+    report = check_store(engine.store)
+    assert report.ok and report.checked == 2
+    assert "ok" in report.format()
+    engine.send(approving, "approve", "boss")
+    engine.send(approving, "picked", "van", thread="courier")
+    done = engine.get(approving)
+    assert done.status is WorkflowStatus.FINISHED
+    assert done.data.log == ["receive", "ship", "hand over"]  # "audit" came after it passed
+    assert _at(engine, legacy) == {"_main_": "legacy check"}
+
+
+@pytest.mark.parametrize(("edition", "statement", "words"), [
+    (4, "legacy check", "not in the replayed definition"),
+    (5, "courier", "the Go statement that started the thread"),
+    (6, "approval", "its event 'reject' is gone"),
+])
+def test_unsafe_edits_are_reported_by_name(engine, edition, statement, words):
+    engine.start(Order(), id="a")  # at "legacy check"
+    for iid in ("b", "c"):
+        engine.start(Order(), id=iid)
+        engine.send(iid, "legacy ok", "yes")  # at "approval", courier at "pickup"
+    versions = {r.id: r.version for r in engine.store.list()}
+    EDITION["v"] = edition
+    report = check_store(engine.store)
+    assert not report.ok and report.checked == 3
+    groups = report.grouped()
+    assert ("ops-order", statement) in groups
+    problems = groups[("ops-order", statement)]
+    assert words in problems[0].message
+    text = report.format()
+    assert f"statement {statement!r}" in text and "would break" in text
+    # the check changed nothing
+    assert {r.id: r.version for r in engine.store.list()} == versions
+
+
+def test_the_check_reports_workflows_that_are_not_installed(engine):
+    engine.start(Order(), id="a")
+    report = check_store(engine.store, workflows={})
+    assert [(p.workflow, p.statement) for p in report.problems] == [("ops-order", "(workflow)")]
+    assert "not installed" in report.problems[0].message
+
+
+def test_retiring_a_statement_safely(engine):
+    """Skip it with a false condition, deploy, check nothing sits on it, delete it."""
+    sitting = engine.start(Order(), id="sitting")
+    assert _at(engine, sitting) == {"_main_": "legacy check"}
+    EDITION["v"] = 3  # step 1: the branch is skipped for everyone new
+    fresh = engine.start(Order(), id="fresh")
+    assert _at(engine, fresh)["_main_"] == "approval"  # new instances never enter it
+    assert check_store(engine.store).ok  # the statement still exists: nothing breaks
+    # step 2: deleting it now would strand the instance still sitting on it
+    EDITION["v"] = 4
+    assert [p.instance_id for p in check_store(engine.store).problems] == ["sitting"]
+    EDITION["v"] = 3
+    engine.send(sitting, "legacy ok", "done at last")  # it leaves under the retiring code
+    EDITION["v"] = 4  # step 3: nothing sits on it any more: delete
+    assert check_store(engine.store).ok
+    engine.send(sitting, "approve", "boss")
+    engine.send(sitting, "picked", "van", thread="courier")
+    assert engine.get(sitting).status is WorkflowStatus.FINISHED
+
+
+def test_move_is_a_validated_goto(engine):
+    iid = engine.start(Order(), id="m")
+    assert {"legacy ok"} == INBOX
+    before = engine.store.get(iid)
+    for thread, statement, error, words in [
+        ("_main_", "no such step", MoveError, "no statement 'no such step'"),
+        ("_main_", "courier", MoveError, "is a Go"),
+        ("_main_", "pickup", MoveError, "no statement 'pickup'"),  # the courier's, not main's
+        ("ghost", "ship", UnknownThreadError, "ghost"),
+    ]:
+        with pytest.raises(error, match=words):
+            engine.move(iid, thread, statement)
+    after = engine.store.get(iid)
+    assert (after.version, after.blob) == (before.version, before.blob)
+    assert {"legacy ok"} == INBOX  # nothing was torn down by a refused move
+
+    engine.move(iid, "_main_", "approval")  # skip the legacy check
+    assert {"approve", "reject"} == INBOX  # legacy torn down, approval set up
+    assert _at(engine, iid) == {"_main_": "approval"}  # the Go before it was jumped over
+    engine.send(iid, "approve", "ops")
+    done = engine.get(iid)
+    assert done.status is WorkflowStatus.FINISHED and done.data.log == ["receive", "ship"]
+    with pytest.raises(WorkflowFinishedError):
+        engine.move(iid, "_main_", "ship")
+    moves = [e.detail for e in engine.store.journal(iid) if e.kind == "move"]
+    assert moves == [{"thread": "_main_", "from": "legacy check", "to": "approval",
+                      "by": engine.owner}]
+
+
+def test_move_to_a_step_runs_it(engine):
+    iid = engine.start(Order(), id="s")
+    engine.move(iid, "_main_", "ship")
+    done = engine.get(iid)
+    assert done.status is WorkflowStatus.FINISHED and done.data.log == ["receive", "ship"]
+    assert set() == INBOX
+
+
+def test_a_moved_instance_passes_the_check(engine):
+    engine.start(Order(), id="stuck")  # at "legacy check"
+    EDITION["v"] = 4
+    assert not check_store(engine.store).ok
+    with pytest.raises(NonDeterminismError, match="legacy check"):  # the new code cannot...
+        engine.send("stuck", "legacy ok", "yes")
+    EDITION["v"] = 1
+    engine.move("stuck", "_main_", "approval")  # ...so move it off under the old code
+    EDITION["v"] = 4
+    assert check_store(engine.store).ok
+
+
+def test_journal_matches_what_happened(tmp_path):
+    INBOX.clear()
+    EDITION["v"] = 1
+    store = SQLiteStore(tmp_path / "j.db")
+    engine = Engine(store, clock=FakeClock(), journal=True)
+    iid = engine.start(Order(), id="j")
+    engine.send(iid, "legacy ok", "yes")
+    engine.send(iid, "approve", "boss")
+    engine.cancel(iid)
+    kinds = [e.kind for e in store.journal(iid)]
+    assert kinds[0] == "start" and kinds[-1] == "cancel"
+    assert [e.detail["event"] for e in store.journal(iid) if e.kind == "event"] == [
+        "legacy ok", "approve"]
+    assert kinds.count("after_step") == 2  # receive, ship
+    assert "after_setup" in kinds and "after_teardown" in kinds
+    assert [e.seq for e in store.journal(iid)] == list(range(1, len(kinds) + 1))
+    store.close()
+
+
+NAMES = ["receive", "legacy check", "legacy enabled", "courier", "approval", "ship",
+         "pickup", "hand over", "nowhere", "approve"]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=st.lists(st.tuples(st.sampled_from(["_main_", "courier"]), st.sampled_from(NAMES)),
+                      min_size=1, max_size=4))
+def test_any_move_is_refused_unchanged_or_leaves_a_finishable_instance(tmp_path_factory, moves):
+    INBOX.clear()
+    EDITION["v"] = 1
+    store = SQLiteStore(tmp_path_factory.mktemp("moves") / "m.db")
+    engine = Engine(store, clock=FakeClock())
+    iid = engine.start(Order())
+    engine.send(iid, "legacy ok", "yes")  # main at approval, courier at pickup
+    for thread, statement in moves:
+        before = store.get(iid)
+        try:
+            engine.move(iid, thread, statement)
+        except (MoveError, UnknownThreadError, WorkflowFinishedError):
+            after = store.get(iid)
+            assert (after.version, after.blob) == (before.version, before.blob)
+    # whatever happened, answering what it waits for finishes it, or (a move back
+    # over a Go, whose thread still lives) fails it with a clear error
+    for _ in range(12):
+        instance = engine.get(iid)
+        if instance.status in (WorkflowStatus.FINISHED, WorkflowStatus.FAILED):
+            break
+        thread, event = next((t.id, e.event) for t in instance.state.threads for e in t.events
+                             if t.status is ThreadStatus.WAITING_EVENT)
+        engine.send(iid, event, "x", thread=thread)
+    instance = engine.get(iid)
+    if instance.status is WorkflowStatus.FAILED:
+        assert "DuplicateThreadError" in instance.error and "courier" in instance.error
+        assert any(statement in ("receive", "legacy check") for _, statement in moves)
+    else:
+        assert instance.status is WorkflowStatus.FINISHED
+        assert set() == INBOX  # every request opened was withdrawn or answered
+    store.close()
