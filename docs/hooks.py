@@ -31,7 +31,9 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
         os.chdir(tmp)
         try:
             for block in BLOCK.findall(markdown):
-                exec(compile(block, page.file.src_path, "exec"), namespace)
+                # dont_inherit: not this file's `from __future__ import annotations`
+                # (string annotations would not resolve in the page's namespace)
+                exec(compile(block, page.file.src_path, "exec", dont_inherit=True), namespace)
         finally:
             os.chdir(cwd)
 

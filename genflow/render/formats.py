@@ -311,10 +311,15 @@ _MARKS = {"executing": "▶", "waiting": "⏸", "moving": "↷", "start": "▷",
 
 def _outline_rows(graph: Graph) -> Iterator[tuple[str, int, str, Node | None]]:
     """(text, indent, mark, node) per row, in definition order: a row per node (start
-    and end nodes only when marked) and a row naming each branch of a decision."""
+    and end nodes only when marked), a row naming each branch of a decision and a
+    row per Break, Continue and Return."""
     decisions = {tuple(node.path): node for node in graph.nodes if node.kind == NodeKind.DECISION}
     by_id = {node.id: node for node in graph.nodes}
     shown: set[tuple[str, int]] = set()
+    jumps: dict[str, list[Edge]] = {}
+    for edge in graph.edges:
+        if edge.kind in (EdgeKind.BREAK, EdgeKind.CONTINUE, EdgeKind.RETURN):
+            jumps.setdefault(edge.source, []).append(edge)
 
     def indent(node: Node) -> int:  # a decision's branches sit under a row of their own
         extra, parent = 0, node.parent
@@ -339,6 +344,8 @@ def _outline_rows(graph: Graph) -> Iterator[tuple[str, int, str, Node | None]]:
         if node.kind == NodeKind.DECISION:
             text += " " + " / ".join(str(case["name"]) for case in node.detail["cases"])
         yield text, indent(node), _MARKS.get(cls or "", " "), node
+        for edge in jumps.get(node.id, []):
+            yield f"→ {edge.label}", indent(node) + 1, " ", None
 
 
 def _outline_key(node: Node, by_id: dict[str, Node]) -> list[int]:
