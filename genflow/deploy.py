@@ -10,11 +10,14 @@ the instances off it) is plain.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
+import msgpack
 
 from genflow.codec import loads
 from genflow.errors import GenflowError, NonDeterminismError
@@ -78,13 +81,17 @@ class CheckReport:
 
 
 def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | None = None, *,
-                workflow: str | None = None) -> CheckReport:
+                workflow: str | None = None, processes: int = 1) -> CheckReport:
     """Check every in-flight instance (of `workflow`) against the installed code.
 
     `workflows` are the classes to check with, or a name -> class mapping
     (default: every registered workflow); an instance whose workflow is not
-    among them is a problem too.
+    among them is a problem too. With `processes` > 1, forked processes share
+    the replays (each reopens the store and takes the instances whose id
+    hashes to it); the store must support `reopen`.
     """
+    if processes < 1:
+        raise ValueError("processes must be at least 1")
     began = time.perf_counter()
     if workflows is None:
         classes = registered()
@@ -92,12 +99,63 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = dict(workflows)
     else:
         classes = {workflow_name(cls): cls for cls in workflows}
+    if processes == 1:
+        checked, problems = _check_share(store, workflow, classes, 0, 1)
+    else:
+        checked, problems = _check_in_processes(store, workflow, classes, processes)
+    problems.sort(key=lambda p: (p.workflow, p.statement, p.instance_id, p.thread))
+    return CheckReport(checked, tuple(problems), time.perf_counter() - began)
+
+
+def _check_share(store: Store, workflow: str | None, classes: dict[str, type], index: int,
+                 count: int) -> tuple[int, list[Problem]]:
+    """Check the in-flight instances whose id hashes to `index` of `count`."""
     checked = 0
     problems: list[Problem] = []
     for record in _in_flight(store, workflow):
+        if count > 1 and zlib.crc32(record.id.encode()) % count != index:
+            continue
         checked += 1
         problems.extend(_check_record(record, classes))
-    return CheckReport(checked, tuple(problems), time.perf_counter() - began)
+    return checked, problems
+
+
+def _check_in_processes(store: Store, workflow: str | None, classes: dict[str, type],
+                        processes: int) -> tuple[int, list[Problem]]:
+    """Fork `processes` checkers; each reports (count, problems) as msgpack on a pipe."""
+    store.reopen().close()  # refuse a store that cannot be reopened, before forking
+    ctx = multiprocessing.get_context("fork")
+    pipes, workers = [], []
+    for index in range(processes):
+        receive, send = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_check_child,
+                             args=(store, workflow, classes, index, processes, send))
+        worker.start()
+        send.close()
+        pipes.append(receive)
+        workers.append(worker)
+    checked, problems = 0, list[Problem]()
+    for receive, worker in zip(pipes, workers, strict=True):
+        try:
+            count, found = msgpack.unpackb(receive.recv_bytes())
+        except EOFError:
+            raise GenflowError("a deploy check process died before reporting") from None
+        finally:
+            worker.join()
+        checked += count
+        problems.extend(Problem(*fields) for fields in found)
+    return checked, problems
+
+
+def _check_child(store: Store, workflow: str | None, classes: dict[str, type], index: int,
+                 count: int, send: Any) -> None:
+    own = store.reopen()  # the parent's connection must not be used after a fork
+    try:
+        checked, problems = _check_share(own, workflow, classes, index, count)
+        send.send_bytes(msgpack.packb([checked, [attrs.astuple(p) for p in problems]]))
+    finally:
+        own.close()
+        send.close()
 
 
 def _in_flight(store: Store, workflow: str | None, page: int = 2000) -> Iterator[InstanceRecord]:

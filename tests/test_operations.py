@@ -14,12 +14,13 @@ from genflow.clock import FakeClock
 from genflow.deploy import check_store
 from genflow.engine import Engine
 from genflow.errors import (
+    GenflowError,
     MoveError,
     NonDeterminismError,
     UnknownThreadError,
     WorkflowFinishedError,
 )
-from genflow.stores import SQLiteStore
+from genflow.stores import MemoryStore, SQLiteStore
 
 #: which edition of the code is "installed": the definition reads it, as a
 #: redeploy would change the code under the stored instances
@@ -258,3 +259,17 @@ def test_any_move_is_refused_unchanged_or_leaves_a_finishable_instance(tmp_path_
         assert instance.status is WorkflowStatus.FINISHED
         assert set() == INBOX  # every request opened was withdrawn or answered
     store.close()
+
+
+def test_the_check_in_several_processes_finds_the_same(engine):
+    for n in range(12):
+        engine.start(Order(), id=f"p{n:02}")
+        if n % 3:
+            engine.send(f"p{n:02}", "legacy ok", "yes")
+    EDITION["v"] = 4  # the eight that moved on are fine, the four at "legacy check" are not
+    alone = check_store(engine.store)
+    shared = check_store(engine.store, processes=2)
+    assert (shared.checked, shared.problems) == (alone.checked, alone.problems)
+    assert [p.instance_id for p in alone.problems] == ["p00", "p03", "p06", "p09"]
+    with pytest.raises(GenflowError, match="cannot be opened"):
+        check_store(MemoryStore(), processes=2)

@@ -28,6 +28,7 @@ import attrs
 import msgpack
 
 from genflow.codec import unstructure
+from genflow.errors import GenflowError
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
            "unpack_detail", "utcnow"]
@@ -226,6 +227,12 @@ class Store(abc.ABC):
         """The instance's journal, oldest first."""
 
     # -- lifecycle --
+
+    def reopen(self) -> Store:
+        """A new connection to the same database, for another process (after a
+        fork, a connection must not be shared). Stores that live in one
+        process's memory cannot."""
+        raise GenflowError(f"{type(self).__name__} cannot be opened from another process")
 
     def close(self) -> None:
         """Release connections. The store is unusable afterwards."""

@@ -156,6 +156,8 @@ class SQLiteStore(Store):
             raise GenflowError(f"the SQLite store needs SQLite 3.35 or newer; this Python "
                                f"has {sqlite3.sqlite_version}")
         self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction()`: statements join its commit
         self._wake = threading.Condition()
@@ -410,6 +412,12 @@ class SQLiteStore(Store):
             ).fetchall()
         return [JournalEntry(instance_id, seq, _from_us(at), kind,  # type: ignore[arg-type]
                              unpack_detail(detail)) for seq, at, kind, detail in rows]
+
+    def reopen(self) -> SQLiteStore:
+        if self.path == ":memory:":
+            raise GenflowError("a private ':memory:' SQLite database cannot be opened again")
+        return SQLiteStore(self.path, synchronous=self.synchronous,
+                           busy_timeout=self.busy_timeout)
 
     def close(self) -> None:
         with self._lock:
