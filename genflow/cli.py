@@ -146,6 +146,45 @@ def cmd_retry(engine: Engine, args: argparse.Namespace) -> None:
     print(f"{args.id} is due again: a worker (`genflow worker`) will run it")
 
 
+def cmd_move(engine: Engine, args: argparse.Namespace) -> None:
+    engine.move(args.id, args.thread, args.statement)
+    print(f"moved thread {args.thread!r} of {args.id} to {args.statement!r}: "
+          f"{_summary(engine.get(args.id))}")
+
+
+def cmd_check(engine: Engine, args: argparse.Namespace) -> None:
+    """The deploy check: exit non-zero if the installed code would break an instance."""
+    from genflow.deploy import check_store
+
+    processes = args.processes or min(os.cpu_count() or 1, 4)
+    try:
+        report = check_store(engine.store, workflow=args.workflow, processes=processes)
+    except GenflowError:
+        if processes == 1:
+            raise
+        report = check_store(engine.store, workflow=args.workflow)  # a store in one process
+    print(report.format(examples=args.examples))
+    if not report.ok:
+        raise CheckFailed(f"the deploy check failed: {len(report.grouped())} statement(s) "
+                          "would strand in-flight instances")
+
+
+def cmd_history(engine: Engine, args: argparse.Namespace) -> None:
+    engine.store.get(args.id)  # InstanceNotFoundError for an unknown id
+    entries = engine.store.journal(args.id)
+    if not entries:
+        print(f"{args.id}: no journal entries (the journal is off unless "
+              "GENFLOW_JOURNAL=1 or Engine(journal=True); repairs are always recorded)")
+        return
+    for entry in entries:
+        detail = json.dumps(entry.detail, default=str, sort_keys=True)
+        print(f"{entry.seq:>5}  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.kind:<15} {detail}")
+
+
+class CheckFailed(GenflowError):
+    """The deploy check found instances the installed code cannot move on."""
+
+
 def cmd_graph(engine: Engine | None, args: argparse.Namespace) -> None:
     """Draw a workflow's definition (on a default instance, or on --data)."""
     from genflow.render import build_graph
@@ -316,6 +355,9 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "retry": cmd_retry,
     "graph": cmd_graph,
     "report": cmd_report,
+    "move": cmd_move,
+    "check": cmd_check,
+    "history": cmd_history,
 }
 #: Commands that need no store.
 STORELESS = {"graph"}
@@ -512,6 +554,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("retry", "make a failed instance due again (its failed step runs again)")
     p.add_argument("id")
 
+    p = command("move", "repair: make STATEMENT (a Step, Wait or WaitFor) a thread's next stop")
+    p.add_argument("id")
+    p.add_argument("statement", help="the statement's name in the thread's definition")
+    p.add_argument("--thread", default="_main_", help="the thread to move (default: main)")
+
+    p = command("check", "deploy check: would the installed code strand in-flight instances?")
+    p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--processes", type=int, default=0,
+                   help="checker processes (default: the CPUs, at most 4)")
+    p.add_argument("--examples", type=int, default=3, help="instance ids shown per statement")
+
+    p = command("history", "print an instance's journal (every move, when the journal is on)")
+    p.add_argument("id")
+
     p = command("graph", "draw a workflow's definition (every branch, loop, wait and thread)")
     p.add_argument("workflow", help="the workflow's registered name")
     p.add_argument("--data", metavar="JSON",
@@ -554,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
-        if args.command not in ("list", "worker", "report"):
+        if args.command not in ("list", "worker", "report", "history"):
             _need_workflows()
         if args.command in STORELESS:
             COMMANDS[args.command](None, args)  # type: ignore[arg-type]
@@ -562,7 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from genflow.stores import open_store
 
         with open_store(args.store) as store:
-            COMMANDS[args.command](Engine(store), args)
+            journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
+            COMMANDS[args.command](Engine(store, journal=journal), args)
     except UnknownWorkflowError as exc:
         known = ", ".join(sorted(registered())) or "none"
         _error(f"{exc} (known workflows: {known}; name the module that defines it with --app)")

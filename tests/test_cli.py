@@ -38,13 +38,14 @@ def _env() -> dict[str, str]:
 class Cli:
     """Runs `genflow --app tests/cli_app.py ...` in a directory (so on its genflow.db)."""
 
-    def __init__(self, cwd: Path):
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None):
         self.cwd = cwd
+        self.env = env or {}  # GENFLOW_* settings for every command
 
     def __call__(self, *args: str, app: bool = True, ok: bool = True,
                  stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         command = [str(GENFLOW), *(["--app", str(APP)] if app else []), *args]
-        done = subprocess.run(command, cwd=self.cwd, env=_env(), input=stdin,
+        done = subprocess.run(command, cwd=self.cwd, env={**_env(), **self.env}, input=stdin,
                               capture_output=True, text=True, timeout=60, check=False)
         assert "Traceback" not in done.stderr, done.stderr
         if ok:
