@@ -146,6 +146,61 @@ def test_naive_datetimes_are_refused(pg):
         pg.create(rec("a", wake_at=dt.datetime(2030, 1, 1)))
 
 
+def test_transaction_groups_writes_into_one_commit(dsn, schema, pg):
+    from genflow.errors import DuplicateInstanceError, InstanceNotFoundError
+    from genflow.stores.postgres import PostgresStore
+
+    reader = PostgresStore(dsn, schema=schema)
+    pg.create(rec("a"))
+    with pg.transaction():
+        pg.save(rec("a", blob=b"v2"), expected_version=1)
+        pg.create(rec("b"))
+        with pg.transaction():  # nested: joins the outer commit
+            pg.append_journal("a", [("x", {})], T0)
+        assert reader.get("a").blob == b"x"  # nothing is visible before the commit
+        with pytest.raises(InstanceNotFoundError):
+            reader.get("b")
+    assert reader.get("a").blob == b"v2" and reader.get("b").version == 1
+    assert [e.kind for e in reader.journal("a")] == ["x"]
+    with pytest.raises(RuntimeError), pg.transaction():
+        pg.save(rec("a", blob=b"v3"), expected_version=2)
+        raise RuntimeError("crash in the middle of a batch")
+    assert reader.get("a").blob == b"v2"  # the whole group rolled back
+    with pg.transaction():  # a failed statement inside leaves the rest standing
+        with pytest.raises(DuplicateInstanceError):
+            pg.create(rec("b"))
+        pg.save(rec("a", blob=b"v3"), expected_version=2)
+    assert reader.get("a").blob == b"v3"
+    reader.close()
+
+
+def test_reopen_is_a_new_store_on_the_same_schema(pg):
+    pg.create(rec("a"))
+    other = pg.reopen()
+    try:
+        assert other is not pg and other.schema == pg.schema
+        assert other.get("a").blob == b"x"
+    finally:
+        other.close()
+    assert pg.get("a").version == 1  # the original is still open
+
+
+def test_batch_drive_on_postgres_with_processes(dsn, schema):
+    from genflow.batch import drive
+
+    url = with_schema(dsn, schema)
+    starts = [(f"t{k}", Tally()) for k in range(40)]
+    events = [(f"t{k}", "add", f"x{k}") for k in range(40)]
+    events += [(f"t{k}", "close", None) for k in range(40)]
+    result = drive(url, starts=starts, events=events[:40], processes=2, progress=False)
+    assert (result.started, result.delivered, result.failed) == (40, 40, 0)
+    result = drive(url, events=events[40:], processes=2, progress=False, commit_every=7)
+    assert result.failed == 0
+    with open_store(url) as store:
+        assert store.count(status="finished") == 40
+        assert Engine(store).get("t7").data.seen == ["x7"]
+
+
 # -- claims and wake-ups across processes ---------------------------------------------------------
 
 

@@ -251,6 +251,10 @@ class PostgresStore(Store):
         self._listener: psycopg.Connection[Any] | None = None
         self._listener_lock = threading.Lock()
         self._woken = False
+        self._local = threading.local()  # the connection of a `transaction()`
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._prepare_threshold = prepare_threshold
         self._sql = self._statements()
         try:
             if migrate:
@@ -327,11 +331,53 @@ class PostgresStore(Store):
             "notify": "SELECT pg_notify(%s, '')",
         }
 
+    # -- connections and grouped writes --
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's connection inside `transaction()`, else one from the pool."""
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _statement(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Inside `transaction()`, a savepoint around a statement that may fail
+        (a duplicate id), so its failure leaves the rest of the group standing.
+        Outside, the statement is its own transaction already."""
+        if conn.info.transaction_status == TransactionStatus.INTRANS:
+            with conn.transaction():
+                yield
+        else:
+            yield
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One commit for every write this thread makes inside (for batch jobs).
+
+        The rows written stay locked until the commit: other workers' claims
+        skip them, and a `send` to one of them waits for the commit. Nested
+        calls join the outer commit; an exception rolls the whole group back.
+        """
+        if getattr(self._local, "conn", None) is not None:
+            yield  # nested: the outer one commits
+            return
+        with self._pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._local.conn = None
+
     # -- schema --
 
     def _migrate(self) -> None:
         s = sql.Identifier(self.schema).as_string()
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             if self._version(conn) == SCHEMA_VERSION:
                 return  # the usual case: nothing to do, no lock taken
             with conn.transaction():
@@ -355,7 +401,7 @@ class PostgresStore(Store):
                     )
 
     def _check_version(self) -> None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             current = self._version(conn)
         if current is None or current < SCHEMA_VERSION:
             raise GenflowError(
@@ -383,7 +429,7 @@ class PostgresStore(Store):
 
     def schema_version(self) -> int:
         """The version recorded in the schema's migration table."""
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             return self._version(conn) or 0
 
     # -- instances --
@@ -402,14 +448,14 @@ class PostgresStore(Store):
             "now": now,
         }
         try:
-            with self._pool.connection() as conn:
+            with self._conn() as conn, self._statement(conn):
                 conn.execute(self._sql["create"], params)
         except pg_errors.UniqueViolation:
             raise DuplicateInstanceError(f"instance {record.id!r} already exists") from None
         return stored
 
     def get(self, instance_id: str) -> InstanceRecord:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(self._sql["get"], (instance_id,)).fetchone()
         if row is None:
             raise InstanceNotFoundError(f"no instance {instance_id!r}")
@@ -424,7 +470,7 @@ class PostgresStore(Store):
             "attempts": record.attempts, "error": record.error, "now": now,
             "expected": expected_version, "owner": lease_owner,
         }
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(self._sql["save"], params).fetchone()
             if row is None:
                 why = conn.execute(self._sql["why"], (record.id,)).fetchone()
@@ -444,7 +490,7 @@ class PostgresStore(Store):
         )
 
     def delete(self, instance_id: str) -> None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             conn.execute(self._sql["delete"], {"id": instance_id})
 
     def _where(self, workflow: str | None, status: str | None, waiting: str | None,
@@ -473,14 +519,14 @@ class PostgresStore(Store):
         if limit is not None:
             query += " LIMIT %s"
             params.append(limit)
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(query, params).fetchall()
         return [_record(row) for row in rows]
 
     def count(self, *, workflow: str | None = None, status: str | None = None,
               waiting: str | None = None) -> int:
         where, params = self._where(workflow, status, waiting)
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(self._sql["count"] + where, params).fetchone()
         return int(row[0]) if row else 0
 
@@ -489,7 +535,7 @@ class PostgresStore(Store):
     def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
                 until: _dt.datetime) -> InstanceRecord | None:
         params = {"id": instance_id, "owner": owner, "now": _aware(now), "until": _aware(until)}
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(self._sql["acquire"], params).fetchone()
             if row is None:
                 exists = conn.execute(self._sql["exists"], (instance_id,)).fetchone()
@@ -507,18 +553,18 @@ class PostgresStore(Store):
         if workflows is not None:
             query = self._sql["claim_only"]
             params["workflows"] = sorted(workflows)
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(query, params).fetchall()
         claimed = [_record(row) for row in rows]
         claimed.sort(key=lambda r: (r.wake_at, r.id))  # RETURNING keeps no order
         return claimed
 
     def release(self, instance_id: str, owner: str) -> None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             conn.execute(self._sql["release"], (instance_id, owner))
 
     def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             if workflows is None:
                 row = conn.execute(self._sql["next_wake"]).fetchone()
             else:
@@ -533,7 +579,7 @@ class PostgresStore(Store):
         this process's own `wait_wake`. A hint: a failure to send it is ignored."""
         self._woken = True
         try:
-            with self._pool.connection() as conn:
+            with self._conn() as conn:
                 conn.execute(self._sql["notify"], (self._channel,))
         except psycopg.Error:
             pass  # workers still poll; the database's troubles show on the next real call
@@ -595,7 +641,7 @@ class PostgresStore(Store):
                   "details": [pack_detail(detail) for _, detail in entries]}
         for attempt in range(5):
             try:
-                with self._pool.connection() as conn:
+                with self._conn() as conn, self._statement(conn):
                     conn.execute(self._sql["append"], params)
                 return
             except pg_errors.UniqueViolation:  # a concurrent append took the same seq
@@ -604,12 +650,19 @@ class PostgresStore(Store):
                 time.sleep(0.001 * (attempt + 1))
 
     def journal(self, instance_id: str) -> Journal:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(self._sql["journal"], (instance_id,)).fetchall()
         return [JournalEntry(instance_id, seq, at, kind, unpack_detail(bytes(detail)))
                 for seq, at, kind, detail in rows]
 
     # -- lifecycle --
+
+    def reopen(self) -> PostgresStore:
+        """A new store on the same database and schema (new connections: after
+        a fork, the parent's must not be used)."""
+        return PostgresStore(self._dsn, schema=self.schema, migrate=False,
+                             pool_size=self._pool_size,
+                             prepare_threshold=self._prepare_threshold)
 
     def close(self) -> None:
         if self._pool.closed:
@@ -617,7 +670,7 @@ class PostgresStore(Store):
         with self._listener_lock:
             self._drop_listener()
         if self.drop_schema_on_close:
-            with self._pool.connection() as conn:
+            with self._conn() as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {sql.Identifier(self.schema).as_string()} "
                              "CASCADE")
         self._pool.close()
