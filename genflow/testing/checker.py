@@ -407,11 +407,15 @@ def _compare(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[str],
                 break
 
     # 5. and the same end
-    if not kind and not same_instance(plain.blob(), other.blob(), cls, ignore):
-        kind, title = "diverged", f"{crash_words} makes the instance end elsewhere."
-        details.append(f"The run that never stopped ends {_state_words(plain.state)}; "
-                       f"{label} ends {_state_words(other.state)}.")
-        details.extend(_data_lines(plain.blob(), other.blob(), ignore))
+    if not same_instance(plain.blob(), other.blob(), cls, ignore):
+        if not kind:
+            kind, title = "diverged", f"{crash_words} makes the instance end elsewhere."
+            details.append(f"The run that never stopped ends {_state_words(plain.state)}; "
+                           f"{label} ends {_state_words(other.state)}.")
+            details.extend(_data_lines(plain.blob(), other.blob(), ignore))
+        else:
+            details.extend("In the end, " + line
+                           for line in _data_lines(plain.blob(), other.blob(), ignore))
     if not kind:
         return None
     if ignore:

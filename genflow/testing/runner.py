@@ -256,6 +256,7 @@ class Run:
         self.issued: list[CallbackRequest] = []
         self.issued_at: dict[int, int] = {}
         self.failed_calls = 0
+        self.moves_in_op = 0
         self.next_op = 0
         self.op = -1
         self.crashed_at: int | None = None
@@ -288,6 +289,7 @@ class Run:
         run.issued = list(base.issued[: base.issued_at.get(run.next_op, len(base.issued))])
         run.issued_at = {}
         run.failed_calls = 0
+        run.moves_in_op = 0
         run.op = mark.op
         run.crashed_at = index
         run.redo_from = mark.saved
@@ -307,6 +309,7 @@ class Run:
             self.next_op += 1
             self.op = op
             self.issued_at[op] = len(self.issued)
+            self.moves_in_op = 0
             if self.policy == "reload":
                 self.wf, self.state = loads(dumps(self.wf, self.state))
             try:
@@ -400,7 +403,9 @@ class Run:
                     return attrs.evolve(req)
         threads = [t for t in state.threads if send.thread is None or t.id == send.thread]
         if threads:
-            return CallbackRequest(state.id, threads[0].id, send.event, threads[0].pc)
+            # a stale request never issued: the right event with a counter from the past
+            pc = threads[0].pc - 1 if send.stale else threads[0].pc
+            return CallbackRequest(state.id, threads[0].id, send.event, pc)
         return CallbackRequest(state.id, send.thread or MAIN_THREAD, send.event, state.pc)
 
     def _deliver(
@@ -497,9 +502,17 @@ class Run:
     def _checkpoint(self, kind: CheckpointType) -> None:
         self._mark(kind.value)
         if self.policy == "reload":
+            self.moves_in_op += 1
+            if self.moves_in_op > self.max_moves:  # the runtime's own count restarts on reload
+                raise _Stop(Failure("move limit", f"more than {self.max_moves} moves in one "
+                                    "resume (a loop of steps that never waits?)", self.op,
+                                    len(self.trace) - 1))
             last_failed = bool(self.calls) and not self.calls[-1].ok
             if not last_failed:
-                self._check_round_trip()
+                if self._check_round_trip():
+                    lost = self.lost[0]
+                    raise _Stop(Failure("not saved", f"{lost.field!r} is not saved", self.op,
+                                        len(self.trace) - 1))
                 raise _Interrupt()
 
     # -- marks --
@@ -549,7 +562,8 @@ class Run:
             return _moved(before, now)
         return kind.replace("_", " ")
 
-    def _check_round_trip(self) -> None:
+    def _check_round_trip(self) -> bool:
+        """Whether anything in memory is lost by a save and reload (noted in `lost`)."""
         blob = self.trace[-1].blob
         loaded, _ = loads(blob)
         index = len(self.trace) - 1
@@ -564,6 +578,7 @@ class Run:
             for name, value in extra.items():
                 if name not in names and name not in known:
                     self.lost.append(Lost(name, value, "(missing)", index, attribute=True))
+        return bool(self.lost)
 
     def _note_requests(self) -> None:
         seen = {(r.thread_id, r.event, r.pc) for r in self.issued}

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import datetime as _dt
 import decimal
 import enum
@@ -40,6 +41,8 @@ from genflow.testing.scenario import Scenario, Send
 __all__ = ["events", "payloads", "runs"]
 
 Strategies = Mapping[Any, st.SearchStrategy[Any]]
+#: per event: a strategy, or a function of the workflow's current data returning one
+EventPayloads = Mapping[str, st.SearchStrategy[Any] | Callable[[Any], st.SearchStrategy[Any]]]
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
 _ANY = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), _TEXT)
@@ -138,14 +141,117 @@ def _leaf(tp: Any, origin: Any) -> st.SearchStrategy[Any]:
 
 
 def _attrs_strategy(cls: type, overrides: dict[Any, st.SearchStrategy[Any]], depth: int) -> Any:
+    """Instances of an attrs class, honouring its fields' common validators
+    (`in_`, `ge`/`gt`/`le`/`lt`, `min_len`/`max_len`, `matches_re`, `optional`,
+    lists of them); values that other validators refuse are filtered out."""
     hints = _field_types(cls)
     kwargs: dict[str, st.SearchStrategy[Any]] = {}
     for field in attrs.fields(cls):
         if not field.init:
             continue
         tp = hints.get(field.name, field.type if not isinstance(field.type, str) else Any)
-        kwargs[field.alias or field.name] = _payloads(tp, overrides, depth + 1)
-    return st.builds(cls, **kwargs)
+        limits = _limits(field.validator)
+        if limits:
+            strategy = _limited(tp, limits, overrides, depth)
+        else:
+            strategy = _payloads(tp, overrides, depth + 1)
+        kwargs[field.alias or field.name] = strategy
+
+    def build(values: dict[str, Any]) -> Any:
+        try:
+            return cls(**values)
+        except (ValueError, TypeError):
+            return _REFUSED
+
+    return st.fixed_dictionaries(kwargs).map(build).filter(lambda v: v is not _REFUSED)
+
+
+_REFUSED = object()
+
+
+def _limits(validator: Any) -> dict[str, Any]:
+    """What common attrs validators allow, as keyword limits."""
+    found: dict[str, Any] = {}
+    if validator is None:
+        return found
+    name = type(validator).__name__
+    if name == "_AndValidator":
+        for inner in validator._validators:
+            found.update(_limits(inner))
+    elif name == "_OptionalValidator":
+        found.update(_limits(validator.validator))
+        found["optional"] = True
+    elif name == "_InValidator":
+        options = getattr(validator, "_original_options", validator.options)
+        if isinstance(options, (list, tuple, set, frozenset, dict, range)) or (
+            isinstance(options, type) and issubclass(options, enum.Enum)
+        ):
+            values: list[Any] = list(options)
+            with contextlib.suppress(TypeError):
+                values.sort()
+            found["options"] = values
+    elif name == "_NumberValidator":
+        op, bound = validator.compare_op, validator.bound
+        key = "min_value" if op in (">=", ">") else "max_value"
+        found[key] = bound
+        if op in (">", "<"):
+            found[key + "_exclusive"] = True
+    elif name == "_MinLengthValidator":
+        found["min_size"] = validator.min_length
+    elif name == "_MaxLengthValidator":
+        found["max_size"] = validator.max_length
+    elif name == "_MatchesReValidator":
+        found["regex"] = validator.pattern
+    return found
+
+
+def _limited(
+    tp: Any, limits: dict[str, Any], overrides: dict[Any, st.SearchStrategy[Any]], depth: int
+) -> st.SearchStrategy[Any]:
+    optional = limits.get("optional", False)
+    if limits.get("options"):
+        strategy: st.SearchStrategy[Any] = st.sampled_from(limits["options"])
+    elif "regex" in limits:
+        strategy = st.from_regex(limits["regex"], fullmatch=True)
+    else:
+        base = tp
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            optional = optional or len(args) < len(typing.get_args(tp))
+            base = args[0] if len(args) == 1 else tp
+        bounded = _bounded(base, limits)
+        strategy = bounded if bounded is not None else _payloads(base, overrides, depth + 1)
+    return st.one_of(st.none(), strategy) if optional else strategy
+
+
+def _bounded(tp: Any, limits: dict[str, Any]) -> st.SearchStrategy[Any] | None:
+    low, high = limits.get("min_value"), limits.get("max_value")
+    if tp is int and (low is not None or high is not None):
+        if low is not None and limits.get("min_value_exclusive"):
+            low += 1
+        if high is not None and limits.get("max_value_exclusive"):
+            high -= 1
+        low = -(10**6) if low is None else low
+        return st.integers(low, max(low, 10**6) if high is None else high)
+    if tp in (float, decimal.Decimal) and (low is not None or high is not None):
+        extra: dict[str, Any] = {"allow_nan": False, "allow_infinity": False}
+        if tp is float:
+            extra["exclude_min"] = bool(limits.get("min_value_exclusive"))
+            extra["exclude_max"] = bool(limits.get("max_value_exclusive"))
+            return st.floats(low, high, **extra)
+        return st.decimals(low, high, places=2, **extra).filter(
+            lambda d: (low is None or d != low or not limits.get("min_value_exclusive"))
+            and (high is None or d != high or not limits.get("max_value_exclusive")))
+    sizes = {k: limits[k] for k in ("min_size", "max_size") if k in limits}
+    if sizes:
+        sizes.setdefault("max_size", max(sizes.get("min_size", 0), 12))
+        if tp is str:
+            return st.text(st.characters(codec="utf-8"), **sizes)
+        origin = typing.get_origin(tp) or tp
+        if origin in (list, cabc.Sequence):
+            args = typing.get_args(tp)
+            return st.lists(payloads(args[0] if args else Any), **sizes)
+    return None
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -171,10 +277,13 @@ def catalog(wf: Any) -> dict[str, On]:
     return found
 
 
-def _payload_for(on: On, event_payloads: Strategies, types: Strategies) -> Any:
-    if on.name in event_payloads:
-        return event_payloads[on.name]
-    return payloads(input_type(on), types)
+def _payload_for(wf: Any, on: On, event_payloads: Mapping[str, Any], types: Strategies) -> Any:
+    custom = event_payloads.get(on.name) if on.name else None
+    if custom is None:
+        return payloads(input_type(on), types)
+    if isinstance(custom, st.SearchStrategy):
+        return custom
+    return custom(wf)  # a function of the current data
 
 
 def _odds(unexpected: float | bool) -> int:
@@ -189,7 +298,7 @@ def _event(
     draw: Any,
     wf: Any,
     state: State,
-    event_payloads: Strategies,
+    event_payloads: EventPayloads,
     types: Strategies,
     unexpected: float | bool,
     stale: list[str] | None = None,
@@ -209,13 +318,13 @@ def _event(
         options = [(name, False) for name in off_names] + [(name, True) for name in stale]
         name, is_stale = draw(st.sampled_from(options), label="unexpected event")
         on = catalog(wf).get(name)
-        payload = draw(_payload_for(on, event_payloads, types)) if on is not None else None
+        payload = draw(_payload_for(wf, on, event_payloads, types)) if on is not None else None
         return Send(name, payload, awaited=False, stale=is_stale)
     if not ready:
         raise _NothingToSend()
     thread, name = draw(st.sampled_from(ready), label="event")
     on = next(o for o in ons[thread] if o.name == name)
-    payload = draw(_payload_for(on, event_payloads, types), label=f"payload of {name!r}")
+    payload = draw(_payload_for(wf, on, event_payloads, types), label=f"payload of {name!r}")
     many = sum(1 for _, n in ready if n == name) > 1
     return Send(name, payload, thread=thread if many else None, awaited=True,
                 timer=isinstance(on, Timeout))
@@ -229,14 +338,16 @@ def events(
     wf: Any,
     state: State,
     *,
-    payloads: Strategies | None = None,
+    payloads: EventPayloads | None = None,
     types: Strategies | None = None,
     unexpected: float | bool = 0.1,
 ) -> st.SearchStrategy[Send]:
     """An event `wf` (in `state`) can receive now, as a `Send`.
 
-    The payload comes from the handler's annotated type (or `payloads[event]`,
-    a strategy of your own; `types` maps types to strategies). With probability
+    The payload comes from the handler's annotated type, or from
+    `payloads[event]`: a strategy of your own, or a function of the current data
+    returning one (`lambda order: st.just(order.payment_ref)`); `types` maps
+    types to strategies. With probability
     `unexpected` the event is one of the workflow's events that nobody waits
     for now (it must be refused). Empty (`st.nothing()`) when nothing can be sent.
     """
@@ -271,7 +382,7 @@ def runs(
     start: Any = None,
     max_events: int = 10,
     min_events: int = 0,
-    payloads: Strategies | None = None,
+    payloads: EventPayloads | None = None,
     types: Strategies | None = None,
     unexpected: float | bool = 0.1,
     instance_id: str = "test-1",
