@@ -553,6 +553,8 @@ class PostgresStore(Store):
         if workflows is not None:
             query = self._sql["claim_only"]
             params["workflows"] = sorted(workflows)
+        if self._listener is None:
+            self._start_listening()
         with self._conn() as conn:
             rows = conn.execute(query, params).fetchall()
         claimed = [_record(row) for row in rows]
@@ -612,6 +614,17 @@ class PostgresStore(Store):
                     time.sleep(max(0.0, min(deadline - time.monotonic(), 0.5)))
         finally:
             self._listener_lock.release()
+
+    def _start_listening(self) -> None:
+        """A store that claims work belongs to a worker: listen from its first
+        claim on, so a wake-up sent before its first sleep is not missed."""
+        if self._listener_lock.acquire(blocking=False):
+            try:
+                self._listen()
+            except psycopg.Error:
+                self._drop_listener()  # wait_wake tries again
+            finally:
+                self._listener_lock.release()
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._pool.closed:

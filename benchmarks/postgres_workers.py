@@ -1,0 +1,138 @@
+"""PostgreSQL: the per-step durable cost, and the throughput of 1, 2 and 4
+worker processes sharing one database.
+
+Needs a database: `GENFLOW_BENCH_POSTGRES_DSN` (or `GENFLOW_TEST_POSTGRES_DSN`).
+Without one, or without psycopg, the workload is skipped with a note on stderr.
+Each run works in a fresh schema, dropped afterwards. Measure a server with
+its production settings: a test server with `fsync=off` reports nothing real.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import attrs
+
+import genflow
+from genflow import For, Step
+from genflow.engine import Engine
+
+from .common import Figure, figure
+
+STEPS = 100  # per instance, for the per-step cost
+WORK_STEPS = 5  # per instance, for throughput
+
+
+@genflow.workflow("bench-pg-steps")
+@attrs.define
+class Steps:
+    """`total` steps in a loop, each one a durable checkpoint."""
+
+    total: int = STEPS
+    i: int = 0
+
+    def definition(self):
+        yield For("steps", self.i < self.total, Step("step", self.step))
+
+    def step(self) -> None:
+        self.i += 1
+
+
+def dsn() -> str | None:
+    return os.environ.get("GENFLOW_BENCH_POSTGRES_DSN") or os.environ.get(
+        "GENFLOW_TEST_POSTGRES_DSN")
+
+
+def _store(url: str, schema: str, drop: bool = False, **session: str) -> Any:
+    import psycopg
+
+    from genflow.stores.postgres import PostgresStore, split_dsn
+
+    conninfo, _ = split_dsn(url)
+    if session:
+        options = " ".join(f"-c {key}={value}" for key, value in session.items())
+        conninfo = psycopg.conninfo.make_conninfo(conninfo, options=options)
+    return PostgresStore(conninfo, schema=schema, drop_schema_on_close=drop)
+
+
+def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    store = _store(url, schema, drop=True, synchronous_commit=synchronous_commit)
+    try:
+        engine = Engine(store)
+        engine.start(Steps())  # warm up: connections, prepared statements
+        samples = []
+        for _ in range(instances):
+            start = time.perf_counter()
+            iid = engine.start(Steps())
+            samples.append((time.perf_counter() - start) / STEPS * 1e6)
+            assert engine.get(iid).data.i == STEPS
+        saves = store.get(iid).version
+    finally:
+        store.close()
+    return figure("PostgreSQL durable steps", f"1 process, synchronous_commit={synchronous_commit}",
+                  samples, note=f"per step; {saves} saves per {STEPS}-step instance")
+
+
+def _work(url: str, schema: str, go: Any, moved: Any) -> None:
+    store = _store(url, schema)
+    engine = Engine(store)
+    go.wait()
+    done = engine.work(until_idle=True, batch=10)
+    with moved.get_lock():
+        moved.value += done
+    store.close()
+
+
+def _throughput(url: str, workers: int, instances: int) -> float:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    store = _store(url, schema, drop=True)
+    try:
+        client = Engine(store)
+        with store.transaction():  # setup, not measured: one commit
+            for n in range(instances):
+                client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
+        ctx = multiprocessing.get_context("fork")
+        go, moved = ctx.Event(), ctx.Value("q", 0)
+        procs = [ctx.Process(target=_work, args=(url, schema, go, moved)) for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        time.sleep(0.5)  # every worker has opened its store
+        start = time.perf_counter()
+        go.set()
+        for proc in procs:
+            proc.join()
+        elapsed = time.perf_counter() - start
+        assert all(proc.exitcode == 0 for proc in procs)
+        finished = store.count(status="finished")
+        assert finished == instances, (finished, instances)
+    finally:
+        store.close()
+    return instances / elapsed
+
+
+def run(quick: bool = False) -> list[Figure]:
+    url = dsn()
+    if not url:
+        print("postgres: skipped (set GENFLOW_BENCH_POSTGRES_DSN)", file=sys.stderr)
+        return []
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        print("postgres: skipped (pip install 'genflow[postgres]')", file=sys.stderr)
+        return []
+    figures = [_per_step(url, sync, 3 if quick else 10) for sync in ("on", "off")]
+    instances = 200 if quick else 2000
+    for workers in (1, 2, 4):
+        samples = [_throughput(url, workers, instances) for _ in range(1 if quick else 3)]
+        figures.append(figure(
+            "PostgreSQL workers", f"{instances:,} instances, {workers} worker process(es)",
+            samples, unit="inst/s",
+            note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s)",
+        ))
+    return figures
