@@ -141,6 +141,14 @@ def test_open_store_url_names_the_schema(dsn, schema):
         PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
 
 
+@pytest.mark.parametrize("name", ["1st", "a-b", "x" * 64, "semi;colon", 'quo"te'])
+def test_odd_schema_names_are_refused(dsn, name):
+    from genflow.stores.postgres import PostgresStore
+
+    with pytest.raises(GenflowError, match="schema name"):
+        PostgresStore(dsn, schema=name)
+
+
 def test_naive_datetimes_are_refused(pg):
     with pytest.raises(ValueError, match="aware"):
         pg.create(rec("a", wake_at=dt.datetime(2030, 1, 1)))

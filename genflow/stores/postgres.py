@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -108,6 +109,7 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _COLUMNS = ("id, workflow, status, blob, version, wake_at, waiting_for, attempts, error, "
             "lease_owner, lease_until, created_at, updated_at")
 _LEASE_FREE = "(lease_owner IS NULL OR lease_until IS NULL OR lease_until <= %(now)s)"
@@ -236,6 +238,11 @@ class PostgresStore(Store):
                  drop_schema_on_close: bool = False) -> None:
         conninfo, url_schema = split_dsn(dsn)
         self.schema = schema or url_schema or DEFAULT_SCHEMA
+        if not _SCHEMA_NAME.fullmatch(self.schema):
+            raise GenflowError(
+                f"schema name {self.schema!r}: use letters, digits and _ (at most 63, "
+                "not starting with a digit)"
+            )
         self.drop_schema_on_close = drop_schema_on_close
         if pool_size < 1:
             raise GenflowError("pool_size must be at least 1")
@@ -275,12 +282,12 @@ class PostgresStore(Store):
         only = " AND workflow = ANY(%(workflows)s::text[])"
         claim = (
             f"WITH due AS (SELECT id FROM {s}.instances WHERE wake_at <= %(now)s "
-            f"AND {_LEASE_FREE}{{only}} ORDER BY wake_at, id LIMIT %(limit)s "
+            f"AND {_LEASE_FREE}<only> ORDER BY wake_at, id LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED) "
             f"UPDATE {s}.instances i SET lease_owner = %(owner)s, lease_until = %(until)s "
             f"FROM due WHERE i.id = due.id RETURNING {_qualified('i')}"
         )
-        wake = f"SELECT min(wake_at) FROM {s}.instances WHERE wake_at IS NOT NULL{{only}}"
+        wake = f"SELECT min(wake_at) FROM {s}.instances WHERE wake_at IS NOT NULL<only>"
         return {
             "create": (
                 f"INSERT INTO {s}.instances ({_COLUMNS}) VALUES (%(id)s, %(workflow)s, "
@@ -309,14 +316,14 @@ class PostgresStore(Store):
                 f"RETURNING {_COLUMNS}"
             ),
             "exists": f"SELECT 1 FROM {s}.instances WHERE id = %s",
-            "claim": claim.format(only=""),
-            "claim_only": claim.format(only=only),
+            "claim": claim.replace("<only>", ""),
+            "claim_only": claim.replace("<only>", only),
             "release": (
                 f"UPDATE {s}.instances SET lease_owner = NULL, lease_until = NULL "
                 "WHERE id = %s AND lease_owner = %s"
             ),
-            "next_wake": wake.format(only=""),
-            "next_wake_only": wake.format(only=only),
+            "next_wake": wake.replace("<only>", ""),
+            "next_wake_only": wake.replace("<only>", only),
             "append": (
                 f"INSERT INTO {s}.journal (instance_id, seq, at, kind, detail) "
                 "SELECT %(id)s, coalesce((SELECT max(seq) FROM "
