@@ -488,7 +488,7 @@ def test_a_definition_that_reads_the_clock() -> None:
     report = result.report()
     assert "definition() of 'test-testing-clock' depends on the clock" in report
     assert "statement 'lunch special?' (If): the condition of branch 'lunch special?'" in report
-    assert "with the clock moved on by" in report
+    assert "replayed now and with the clock moved on" in report
     assert "read the time in a step and keep it in the data" in report
     assert "Event sequence (shrunk from 2 to 0 events)" in report
 

@@ -205,7 +205,8 @@ class _ShapeWatch:
         found, base = determinism.examine(run.wf)
         if found is None:
             loaded, _ = loads(mark.blob)
-            diff = determinism.compare_shapes(base, determinism.reference(loaded))
+            diff = determinism.compare_shapes(base, determinism.reference(loaded),
+                                              ("in memory", "after a save and reload"))
             if diff:
                 lost = [name for name, _, _ in data_diff(run.wf, loaded)]
                 lost.extend(n for n in _extra_attributes(run.wf))
@@ -219,7 +220,8 @@ class _ShapeWatch:
         """Replay the data of every mark again, now that the runs are over."""
         for mark, ref in self.references:
             wf, _ = loads(mark.blob)
-            diff = determinism.compare_shapes(ref, determinism.reference(wf))
+            diff = determinism.compare_shapes(ref, determinism.reference(wf),
+                                              ("then", "at the end of the run"))
             if diff:
                 return determinism.ShapeProblem("outside", diff), mark
         return None

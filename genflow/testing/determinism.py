@@ -96,42 +96,51 @@ def _node(stmt: Any, depth: int) -> Node:
     return Node(depth, kind, stmt.name, detail)
 
 
-def compare_shapes(a: Shape, b: Shape) -> str | None:
-    """The first difference between two shapes, in words (None if the same)."""
+#: how the two replays compared are called in a report
+Labels = tuple[str, str]
+_ANY_TWO: Labels = ("in one replay", "in the other")
+
+
+def compare_shapes(a: Shape, b: Shape, labels: Labels = _ANY_TWO) -> str | None:
+    """The first difference between two shapes, in words (None if the same).
+    `labels` say where each was replayed ("in memory", "after a reload")."""
     if a == b:
         return None
+    in_a, in_b = labels
     for x, y in zip(a.nodes, b.nodes, strict=False):
         if x == y:
             continue
         if (x.kind, x.name) == (y.kind, y.name):
-            return f"statement {x.name!r} ({x.kind}): " + _detail_diff(x, y)
+            return f"statement {x.name!r} ({x.kind}): " + _detail_diff(x, y, labels)
         names_a = {(n.kind, n.name) for n in a.nodes}
         names_b = {(n.kind, n.name) for n in b.nodes}
         if (x.kind, x.name) not in names_b:
-            return (f"statement {x.name!r} ({x.kind}) is there in one replay and missing in the "
-                    f"other (which has {y.words()} in its place)")
+            return (f"statement {x.name!r} ({x.kind}) is there {in_a} and missing {in_b} "
+                    f"(which has {y.words()} in its place)")
         if (y.kind, y.name) not in names_a:
-            return (f"statement {y.name!r} ({y.kind}) is there in one replay and missing in the "
-                    f"other (which has {x.words()} in its place)")
-        return f"the statements come in another order: {x.words()} against {y.words()}"
+            return (f"statement {y.name!r} ({y.kind}) is there {in_b} and missing {in_a} "
+                    f"(which has {x.words()} in its place)")
+        return f"the statements come in another order: {x.words()} {in_a}, {y.words()} {in_b}"
     if len(a.nodes) != len(b.nodes):
-        longer, shorter = (a, b) if len(a.nodes) > len(b.nodes) else (b, a)
-        extra = longer.nodes[len(shorter.nodes)]
-        return f"statement {extra.name!r} ({extra.kind}) is there in one replay and missing in " \
-               "the other"
-    return f"definition() raised in one replay and not in the other: {a.error or b.error}"
+        if len(a.nodes) > len(b.nodes):
+            extra, there, missing = a.nodes[len(b.nodes)], in_a, in_b
+        else:
+            extra, there, missing = b.nodes[len(a.nodes)], in_b, in_a
+        return f"statement {extra.name!r} ({extra.kind}) is there {there} and missing {missing}"
+    return (f"definition() raises {in_a if a.error else in_b} and not "
+            f"{in_b if a.error else in_a}: {a.error or b.error}")
 
 
-def _detail_diff(x: Node, y: Node) -> str:
+def _detail_diff(x: Node, y: Node, labels: Labels) -> str:
+    in_a, in_b = labels
     if x.kind in ("If", "Switch"):
         for (name, c1), (_, c2) in zip(x.detail, y.detail, strict=False):
             if c1 != c2:
-                return (f"the condition of branch {name!r} is {c1} in one replay and {c2} in "
-                        "the other")
+                return f"the condition of branch {name!r} is {c1} {in_a} and {c2} {in_b}"
     for (label, v1), (_, v2) in zip(x.detail, y.detail, strict=False):
         if v1 != v2:
-            return f"its {label} is {v1!r} in one replay and {v2!r} in the other"
-    return "it differs between the replays"
+            return f"its {label} is {v1!r} {in_a} and {v2!r} {in_b}"
+    return f"it differs {in_a} and {in_b}"
 
 
 # -- replaying in another world -----------------------------------------------------------
@@ -237,11 +246,16 @@ def world(
             random.setstate(random_state)
 
 
-#: clock moves tried: past noon, days later, over a year later
+#: clock moves tried: within the day (every hour of it lies within 7 hours of one
+#: of them, and the half hour flips), then days, weeks, a year on
 _SHIFTS = (
-    _dt.timedelta(hours=13),
-    _dt.timedelta(days=3, hours=7),
-    _dt.timedelta(days=400, hours=5),
+    _dt.timedelta(hours=5, minutes=31, seconds=17),
+    _dt.timedelta(hours=11),
+    _dt.timedelta(hours=17),
+    _dt.timedelta(days=1),
+    _dt.timedelta(days=3),
+    _dt.timedelta(days=40),
+    _dt.timedelta(days=400),
 )
 _SEEDS = (1, 2, 3)
 REFERENCE_SEED = _SEEDS[0]
@@ -271,30 +285,29 @@ def examine(wf: Any) -> tuple[ShapeProblem | None, Shape]:
     for seed in (_SEEDS[0], *_SEEDS):
         with world(wf, seed=seed):
             seeded.append(shape(wf))
-    diff = compare_shapes(seeded[0], seeded[1])
+    diff = compare_shapes(seeded[0], seeded[1], ("in one replay", "in the next"))
     base = seeded[0]
     if diff:  # same data, same seed: it changes on its own
         return ShapeProblem("replays", diff), base
     for other in seeded[2:]:
-        diff = compare_shapes(base, other)
+        diff = compare_shapes(base, other, ("with one seed", "with another"))
         if diff:
             return ShapeProblem("randomness", diff), base
     for shift in _SHIFTS:
         with world(wf, seed=_SEEDS[0], shift=shift):
             moved = shape(wf)
-        diff = compare_shapes(base, moved)
+        diff = compare_shapes(base, moved, ("now", f"{_span(shift)} later"))
         if diff:
             return ShapeProblem("clock", diff, _span(shift)), base
     return None, base
 
 
 def _span(delta: _dt.timedelta) -> str:
-    days, hours = delta.days, delta.seconds // 3600
+    days, hours, minutes = delta.days, delta.seconds // 3600, delta.seconds // 60 % 60
     parts = []
-    if days:
-        parts.append(f"{days} day{'s' if days != 1 else ''}")
-    if hours:
-        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+    for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
     return " ".join(parts)
 
 
@@ -305,8 +318,8 @@ def explain_shape_problem(
     if problem.cause == "clock":
         title = f"definition() of {workflow!r} depends on the clock"
         lines = [
-            f"Replaying it on the same data (as it was {where}) with the clock moved on by "
-            f"{problem.detail} gives another shape: {problem.difference}.",
+            f"The same data ({where}) replayed now and with the clock moved on: "
+            f"{problem.difference}.",
             "An instance resumed later would take another path than the one it was on.",
             "Fix: read the time in a step and keep it in the data (e.g. self.ordered_at = now()), "
             "compare against that field, or wait with Timeout(...).",
@@ -314,16 +327,15 @@ def explain_shape_problem(
     elif problem.cause == "randomness":
         title = f"definition() of {workflow!r} depends on randomness"
         lines = [
-            f"Replaying it on the same data (as it was {where}) with `random` seeded differently "
-            "gives "
-            f"another shape: {problem.difference}.",
+            f"The same data ({where}) replayed with `random` seeded differently: "
+            f"{problem.difference}.",
             "Fix: draw the random value in a step and keep it in the data; branch on that field.",
         ]
     elif problem.cause == "unsaved":
         title = f"definition() of {workflow!r} depends on data that is not saved"
         lines = [
-            f"Replaying it on the data {where} gives one shape in memory and another on the same "
-            f"instance saved and reloaded: {problem.difference}.",
+            f"The data ({where}) replayed in memory and after a save and reload: "
+            f"{problem.difference}.",
             f"Not kept by a save and reload: {problem.detail or 'some attribute'} (a field with "
             "init=False, an attribute that is not an attrs field, or a type the converter "
             "does not round-trip).",
@@ -333,8 +345,8 @@ def explain_shape_problem(
     elif problem.cause == "outside":
         title = f"definition() of {workflow!r} depends on something outside the saved data"
         lines = [
-            f"Replaying it on the data saved {where} gave one shape then and another at the end "
-            f"of the run: {problem.difference}.",
+            f"The data saved ({where}) replayed then and again at the end of the run: "
+            f"{problem.difference}.",
             "Something the definition reads changed in between without being part of the saved "
             "data: a global variable, a class attribute, an attribute that is not an attrs "
             "field, a file or a database.",
@@ -343,8 +355,7 @@ def explain_shape_problem(
     else:
         title = f"definition() of {workflow!r} gives another shape on every replay"
         lines = [
-            f"Replaying it twice on the same data (as it was {where}) gives two shapes: "
-            f"{problem.difference}.",
+            f"The same data ({where}) replayed twice: {problem.difference}.",
             "It reads something that changes from one call to the next (random numbers, a "
             "counter, uuid4(), an outside system).",
             "Fix: compute such values in a step and keep them in the data.",
