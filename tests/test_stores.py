@@ -8,7 +8,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import NO_POSTGRES, POSTGRES_DSN, POSTGRES_REQUIRED, fresh_schema
+from conftest import NO_POSTGRES, POSTGRES_DSN, POSTGRES_REQUIRED, fresh_schema, postgres_dsn
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -271,14 +271,14 @@ class StoreModel(RuleBasedStateMachine):
         else:
             from genflow.stores.postgres import PostgresStore
 
-            assert POSTGRES_DSN, NO_POSTGRES
-            self.store = PostgresStore(POSTGRES_DSN, schema=fresh_schema(),
+            self.store = PostgresStore(postgres_dsn(), schema=fresh_schema(),
                                        drop_schema_on_close=True)
         self.model: dict[str, tuple[int, bytes, str | None, dt.datetime | None]] = {}
         self.now = 0
 
     def teardown(self):
-        self.store.close()
+        if hasattr(self, "store"):
+            self.store.close()
 
     ids = st.sampled_from(["a", "b", "c"])
     owners = st.sampled_from(["w1", "w2", None])
