@@ -738,6 +738,46 @@ def test_every_example_has_a_toolkit_test() -> None:
 # -- odds and ends ----------------------------------------------------------------------------
 
 
+@genflow.workflow("test-testing-condition-handlers")
+@attrs.define
+class Gates:
+    opened: list[str] = attrs.field(factory=list)
+    n: int = 0
+
+    def definition(self):
+        yield genflow.Go("left", [WaitFor("left open?", self.n >= 2, self.open_left)], id="left")
+        yield genflow.Go("right", [WaitFor("right open?", self.n >= 1, self.open_right)],
+                         id="right")
+        yield For("count", self.n < 2, Wait("tick?", On("tick", self.tick)))
+
+    def tick(self) -> None:
+        self.n += 1
+
+    def open_left(self) -> None:
+        self.opened.append("left")
+
+    def open_right(self) -> None:
+        self.opened.append("right")
+
+
+def test_condition_handlers_are_recorded_for_their_own_thread() -> None:
+    run = Run(as_scenario(Gates(), ["tick", "tick"])).run()
+    calls = [(c.kind, c.thread, c.name) for c in run.calls if c.kind == "condition handler"]
+    assert calls == [("condition handler", "right", "right open?"),
+                     ("condition handler", "left", "left open?")]
+    assert assert_replay_equivalent(Gates(), ["tick", "tick"]).data.opened == ["right", "left"]
+
+
+def test_an_event_accepted_though_nobody_waited_is_reported(monkeypatch) -> None:
+    """A stand-in for a core bug: the runner is made to believe nobody waits for
+    "add", so the request it builds (for the waiting thread) is accepted."""
+    monkeypatch.setattr(Run, "_target", lambda self, send: None)
+    result = check_replay(Order(), [("add", margherita)], shrink=False)
+    assert result.kinds == ["event not refused cleanly"]
+    assert ("Event #1 'add' was accepted, but nobody waited for it."
+            in result.report())
+
+
 def test_an_invalid_definition_is_reported() -> None:
     @genflow.workflow("test-testing-invalid")
     @attrs.define

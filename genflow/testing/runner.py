@@ -428,7 +428,7 @@ class Run:
         outcome = Outcome(number, op, send, thread, awaited, True, output=unstructure(output))
         self.outcomes.append(outcome)
         if not awaited:
-            self.misdeliveries.append((outcome, "it was accepted though nobody waited for it"))
+            self.misdeliveries.append((outcome, "nobody waited for it"))
         self._mark("after_event", f"after event #{number} {send.event!r} was handled "
                                   f"({thread_words(thread)})")
         # a store saves here; a reload run goes on from the loaded copy
@@ -477,9 +477,9 @@ class Run:
             thread, name, pc = req.thread_id, req.event, req.pc
         else:
             kind, thread, name, pc = "condition handler", "", _fn_name(fn), -1
-            blocked = [t for t in self.state.threads if t.status is ThreadStatus.WAITING_CONDITION]
-            if blocked:  # the first thread whose condition holds moves (creation order)
-                thread, name, pc = blocked[0].id, blocked[0].stmt, blocked[0].pc
+            holding = self._condition_holding()
+            if holding is not None:
+                thread, name, pc = holding.id, holding.stmt, holding.pc
 
         def record(ok: bool) -> None:
             self.calls.append(Call(kind, thread, name, pc, ok))
@@ -498,6 +498,21 @@ class Run:
             return result
 
         return call
+
+    def _condition_holding(self) -> Any:
+        """The thread whose WaitFor handler runs now: the first, in creation order,
+        that waits for a condition that holds (the core moves threads in that order)."""
+        for thread in self.state.threads:
+            if thread.status is not ThreadStatus.WAITING_CONDITION:
+                continue
+            try:
+                _, wait_for = runtime._Operation(self.wf, self.state, None, None)._locate(
+                    thread, WaitFor)
+            except GenflowError:
+                continue
+            if wait_for.cond:
+                return thread
+        return None
 
     def _checkpoint(self, kind: CheckpointType) -> None:
         self._mark(kind.value)
