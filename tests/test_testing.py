@@ -528,6 +528,32 @@ def test_an_attribute_that_is_not_a_field() -> None:
     assert "`remembered` is set on the workflow object but is not an attrs field" in report
 
 
+@genflow.workflow("test-testing-mode")
+@attrs.define(slots=False)
+class Mode:
+    def definition(self):
+        yield Step("pick a mode", self.pick)
+        if getattr(self, "mode", "") == "express":  # a Python `if` on an unsaved attribute
+            yield Wait("express?", On("go", self.pick))
+
+    def pick(self) -> None:
+        self.mode = "express"
+
+
+def test_a_crash_that_sends_the_instance_elsewhere() -> None:
+    result = check_replay(Mode(), [], determinism=False, reload=False)
+    assert result.kinds == ["diverged"]
+    report = result.report()
+    assert ("A crash right after checkpoint #2 (after step 'pick a mode' ran (the main thread), "
+            "while the instance started), reloading the blob saved there makes the instance "
+            "take another path.") in report
+    assert ("Checkpoint #3 of the run that never stopped: the main thread moved on to wait "
+            "'express?'; then the main thread waiting at 'express?' for 'go'.") in report
+    assert ("The same checkpoint of the run that crashed right after checkpoint #2: the main "
+            "thread ended; then finished (no thread left).") in report
+    assert "depends on data that is not saved" in check_replay(Mode(), []).report()
+
+
 def test_check_determinism_on_one_instance() -> None:
     assert check_determinism(Order()) is None
     report = check_determinism(LunchSpecial())

@@ -235,10 +235,12 @@ def _extra_attributes(wf: Any) -> list[str]:
 def _data_key(wf: Any) -> bytes:
     import msgpack
 
+    extra = {name: getattr(wf, name) for name in _extra_attributes(wf)}
     try:
-        return bytes(msgpack.packb(unstructure(wf), use_bin_type=True))
+        key = bytes(msgpack.packb(unstructure(wf), use_bin_type=True))
     except Exception:
-        return repr(unstructure(wf)).encode()
+        key = repr(unstructure(wf)).encode()
+    return key + repr(extra).encode() if extra else key
 
 
 def _check(scenario: Scenario, options: _Options) -> ReplayResult:
@@ -282,6 +284,7 @@ def _check(scenario: Scenario, options: _Options) -> ReplayResult:
         found_problem = _compare(plain, again, scenario, options.ignore,
                                  "the run saved and reloaded at every checkpoint")
         if found_problem is not None:
+            _later_problem(watch, scenario, problems)  # the likely cause, when there is one
             problems.append(found_problem)
             return result()
 
@@ -294,6 +297,7 @@ def _check(scenario: Scenario, options: _Options) -> ReplayResult:
             label = f"the run that crashed right after checkpoint #{mark.index}"
             found_problem = _compare(plain, crashed, scenario, options.ignore, label)
             if found_problem is not None:
+                _later_problem(watch, scenario, problems)
                 problems.append(found_problem)
                 return result()
 
@@ -317,6 +321,7 @@ def _later_problem(watch: _ShapeWatch, scenario: Scenario, problems: list[Proble
 
 
 def _failed_before(run: Run, mark: Mark) -> bool:
+    """Whether the checkpoint reports a failure (a setup or teardown that raised)."""
     return mark.calls > 0 and not run.calls[mark.calls - 1].ok
 
 
@@ -382,9 +387,10 @@ def _compare(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[str],
                            "statement the thread stood at: the shape of definition() depends on "
                            "something the blob does not hold (a field with init=False, an "
                            "attribute that is not a field, a global).")
-        details.extend(_data_lines(plain.trace[min(failure.mark, len(plain.trace) - 1)].blob,
-                                   other.trace[failure.mark].blob if failure.mark < len(
-                                       other.trace) else other.trace[-1].blob, ignore))
+        # the plain run's checkpoint that matches the failing run's last one
+        same = failure.mark - start_other + start_plain
+        same = max(0, min(same, len(plain.trace) - 1))
+        details.extend(_data_lines(plain.trace[same].blob, other.trace[-1].blob, ignore))
 
     # 3. user code must run the same: nothing twice
     ran_twice = _ran_twice(plain, other)
@@ -509,9 +515,8 @@ def _failure_problem(run: Run, failure: Failure, scenario: Scenario) -> Problem:
     event = _event_of(failure.op)
     during = "while the instance started" if event == 0 else (
         f"after event #{event} {scenario.events[event - 1].event!r}")
-    if failure.kind == "non-deterministic" or isinstance(failure.error, NonDeterminismError):
-        err = failure.error
-        assert isinstance(err, NonDeterminismError)
+    err = failure.error
+    if isinstance(err, NonDeterminismError):
         arrived = _arrival(run, err.thread, err.statement)
         before, _ = loads(arrived.blob)
         after = run.wf

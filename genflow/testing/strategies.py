@@ -411,7 +411,7 @@ def runs(
         while len(sends) < max_events and sim.failure is None and not sim.misdeliveries:
             if len(sends) >= min_events and draw(st.integers(0, 9), label="more?") == 0:
                 break
-            stale = sorted({r.event for r in _stale_requests(sim)})
+            stale = sorted({r.event for r in _stale_requests(sim)}) if _odds(unexpected) else []
             try:
                 send = draw(_event(sim.wf, sim.state, event_payloads, type_strategies,
                                    unexpected, stale))
