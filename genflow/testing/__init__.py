@@ -14,13 +14,13 @@
 * `WorkflowMachine`: a hypothesis `RuleBasedStateMachine` for one workflow.
 * `FakeClock` (from `genflow.clock`) for timers.
 
-The engine (`runner`, `checker`, `determinism`) does not depend on hypothesis's
-strategies; `strategies` and `stateful` are the hypothesis side.
+The engine (`runner`, `checker`, `determinism`) does not need hypothesis;
+`strategies` and `stateful` are the hypothesis side, imported when first used.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genflow.clock import FakeClock
 from genflow.testing.checker import (
@@ -32,8 +32,10 @@ from genflow.testing.checker import (
 )
 from genflow.testing.determinism import explain_shape_problem, shape_problem
 from genflow.testing.scenario import Scenario, Send
-from genflow.testing.stateful import WorkflowMachine
-from genflow.testing.strategies import events, payloads, runs
+
+if TYPE_CHECKING:  # imported on first use, see __getattr__
+    from genflow.testing.stateful import WorkflowMachine
+    from genflow.testing.strategies import events, payloads, runs
 
 __all__ = [
     "FakeClock",
@@ -51,6 +53,26 @@ __all__ = [
     "payloads",
     "runs",
 ]
+
+
+_HYPOTHESIS_SIDE = {
+    "events": "genflow.testing.strategies",
+    "payloads": "genflow.testing.strategies",
+    "runs": "genflow.testing.strategies",
+    "WorkflowMachine": "genflow.testing.stateful",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The hypothesis side, imported on first use (the checker works without hypothesis)."""
+    module = _HYPOTHESIS_SIDE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genflow.testing' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def check_determinism(wf: Any) -> str | None:
