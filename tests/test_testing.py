@@ -794,6 +794,25 @@ def test_condition_handlers_are_recorded_for_their_own_thread() -> None:
     assert assert_replay_equivalent(Gates(), ["tick", "tick"]).data.opened == ["right", "left"]
 
 
+@genflow.workflow("test-testing-spin")
+@attrs.define
+class Spin:
+    n: int = 0
+
+    def definition(self):
+        yield For("forever", True, Step("spin", self.spin))
+
+    def spin(self) -> None:
+        self.n += 1
+
+
+def test_a_loop_that_never_waits() -> None:
+    result = check_replay(Spin(), max_moves=100)
+    assert result.kinds == ["move limit"]
+    assert "'test-testing-spin' does not stop moving while the instance started." \
+        in result.report()
+
+
 def test_an_event_accepted_though_nobody_waited_is_reported(monkeypatch) -> None:
     """A stand-in for a core bug: the runner is made to believe nobody waits for
     "add", so the request it builds (for the waiting thread) is accepted."""

@@ -140,7 +140,7 @@ def check_replay(
     step_retries: int = 2,
     shrink: bool | None = None,
     start_time: Any = None,
-    max_moves: int = 10_000,
+    max_moves: int = 1_000,
     instance_id: str = "test-1",
 ) -> ReplayResult:
     """Run a scenario uninterrupted, reloaded at every checkpoint and crashed at
@@ -153,6 +153,7 @@ def check_replay(
     whose values may differ between runs (a step that stores the time or a
     random id). `shrink` (default: only outside a hypothesis test) removes
     events while the same problem remains, to report the shortest sequence.
+    `max_moves` bounds one resume (a loop of steps that never waits fails).
     """
     scenario = as_scenario(workflow, events, instance_id)
     options = _Options(reload, crashes, determinism, frozenset(ignore), step_retries,
@@ -195,8 +196,13 @@ class _ShapeWatch:
         self.references: list[tuple[Mark, determinism.Shape]] = []
         self.problem: tuple[determinism.ShapeProblem, Mark] | None = None
 
+    #: distinct data examined at most (a long scenario repeats itself)
+    LIMIT = 200
+
     def __call__(self, run: Run, mark: Mark) -> None:
         if not self.enabled or self.problem is not None or not mark.durable:
+            return
+        if len(self.seen) >= self.LIMIT:
             return
         key = _data_key(run.wf)
         if key in self.seen:
@@ -538,6 +544,11 @@ def _failure_problem(run: Run, failure: Failure, scenario: Scenario) -> Problem:
     if failure.kind == "handler failed":
         return Problem("handler failed", f"An event handler of {name!r} keeps failing {during}.",
                        (failure.message,), event=event, checkpoint=_at(mark, scenario))
+    if failure.kind == "move limit":
+        return Problem("move limit", f"{name!r} does not stop moving {during}.",
+                       (failure.message, "A loop of steps that never waits? If the loop is meant "
+                        "to be that long, raise check_replay(..., max_moves=...)."),
+                       event=event, checkpoint=_at(mark, scenario))
     if failure.kind == "not saved":
         return Problem("not saved", f"The instance of {name!r} cannot be saved {during}.",
                        (failure.message,), event=event, checkpoint=_at(mark, scenario))
