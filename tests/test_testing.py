@@ -813,6 +813,30 @@ def test_a_loop_that_never_waits() -> None:
         in result.report()
 
 
+class Opaque:
+    """A type genflow's converter does not know."""
+
+
+@genflow.workflow("test-testing-opaque")
+@attrs.define
+class Holder:
+    thing: Any = None
+
+    def definition(self):
+        yield Wait("go?", On("go", self.go))
+
+    def go(self) -> None:
+        self.thing = Opaque()
+
+
+def test_data_that_cannot_be_saved() -> None:
+    report = check_replay(Holder(), ["go"]).report()
+    assert "The instance of 'test-testing-opaque' cannot be saved after event #1 'go'." in report
+    assert "register a hook" in report
+    report = check_replay(Holder(thing=Opaque()), []).report()
+    assert "The start data of 'test-testing-opaque' cannot be saved." in report
+
+
 def test_an_event_accepted_though_nobody_waited_is_reported(monkeypatch) -> None:
     """A stand-in for a core bug: the runner is made to believe nobody waits for
     "add", so the request it builds (for the waiting thread) is accepted."""

@@ -517,7 +517,10 @@ def _data_lines(blob_a: bytes, blob_b: bytes, ignore: frozenset[str]) -> list[st
 
 def _failure_problem(run: Run, failure: Failure, scenario: Scenario) -> Problem:
     name = scenario.name
-    mark = run.trace[failure.mark]
+    if not run.trace:  # not even the start data could be saved
+        return Problem("not saved", f"The start data of {name!r} cannot be saved.",
+                       (failure.message,), event=0)
+    mark = run.trace[max(failure.mark, 0)]
     event = _event_of(failure.op)
     during = "while the instance started" if event == 0 else (
         f"after event #{event} {scenario.events[event - 1].event!r}")

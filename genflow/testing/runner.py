@@ -261,7 +261,11 @@ class Run:
         self.op = -1
         self.crashed_at: int | None = None
         self.redo_from: int | None = None
-        self._mark("start", "the instance was created")
+        try:
+            self._mark("start", "the instance was created")
+        except _Stop as stop:
+            self.failure = stop.failure
+            self.next_op = self.ops  # nothing can run
 
     # -- building ------------------------------------------------------------------------
 
@@ -310,9 +314,9 @@ class Run:
             self.op = op
             self.issued_at[op] = len(self.issued)
             self.moves_in_op = 0
-            if self.policy == "reload":
-                self.wf, self.state = loads(dumps(self.wf, self.state))
             try:
+                if self.policy == "reload":
+                    self.wf, self.state = loads(self.blob())
                 if op % 2 == 0:
                     self._resume_op(op)
                 else:
@@ -334,7 +338,11 @@ class Run:
         return self.state.status in _FINAL
 
     def blob(self) -> bytes:
-        return dumps(self.wf, self.state)
+        try:
+            return dumps(self.wf, self.state)
+        except SerializationError as exc:
+            raise _Stop(Failure("not saved", str(exc), self.op, len(self.trace) - 1, exc)) \
+                from exc
 
     def ready(self) -> list[tuple[str, str]]:
         """(thread, event) pairs that can be delivered now."""
