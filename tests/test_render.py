@@ -1140,3 +1140,26 @@ def test_report_in_a_headless_browser(tmp_path: Path, svg: bool) -> None:
     waiting = pixels.get(bytes.fromhex("ffd8a8"), 0)
     assert listening > 1500, listening
     assert waiting > 1500, waiting
+
+
+def test_a_deeply_nested_definition_draws_without_recursion() -> None:
+    @genflow.workflow("render-deep")
+    @attrs.define
+    class Deep:
+        def definition(self):
+            body: Any = Wait("bottom", On("e", self.noop))
+            for i in range(600):
+                body = If(True, f"level {i}", body) if i % 2 else For(f"loop {i}", True, body)
+            yield body
+
+        def noop(self) -> None:
+            pass
+
+    wf = Deep()
+    state = new_state("deep-1", wf)
+    resume(wf, state)
+    graph = instance_graph(wf, state)
+    assert _marks(graph, "waiting") == {"bottom"}
+    assert len(_marks(graph, "active")) == 600
+    for text in (to_mermaid(graph), to_dot(graph), to_json(graph), to_text(graph)):
+        assert "bottom" in text
