@@ -79,8 +79,8 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
                   samples, note=f"per step; {saves} saves per {STEPS}-step instance")
 
 
-def _work(url: str, schema: str, go: Any, moved: Any) -> None:
-    store = _store(url, schema)
+def _work(url: str, schema: str, sync: str, go: Any, moved: Any) -> None:
+    store = _store(url, schema, synchronous_commit=sync)
     engine = Engine(store)
     go.wait()
     done = engine.work(until_idle=True, batch=10)
@@ -89,7 +89,7 @@ def _work(url: str, schema: str, go: Any, moved: Any) -> None:
     store.close()
 
 
-def _throughput(url: str, workers: int, instances: int) -> float:
+def _throughput(url: str, workers: int, instances: int, sync: str) -> float:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = _store(url, schema, drop=True)
     try:
@@ -99,7 +99,8 @@ def _throughput(url: str, workers: int, instances: int) -> float:
                 client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
         ctx = multiprocessing.get_context("fork")
         go, moved = ctx.Event(), ctx.Value("q", 0)
-        procs = [ctx.Process(target=_work, args=(url, schema, go, moved)) for _ in range(workers)]
+        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved))
+                 for _ in range(workers)]
         for proc in procs:
             proc.start()
         time.sleep(0.5)  # every worker has opened its store
@@ -127,12 +128,15 @@ def run(quick: bool = False) -> list[Figure]:
         print("postgres: skipped (pip install 'genflow[postgres]')", file=sys.stderr)
         return []
     figures = [_per_step(url, sync, 3 if quick else 10) for sync in ("on", "off")]
-    instances = 200 if quick else 2000
-    for workers in (1, 2, 4):
-        samples = [_throughput(url, workers, instances) for _ in range(1 if quick else 3)]
-        figures.append(figure(
-            "PostgreSQL workers", f"{instances:,} instances, {workers} worker process(es)",
-            samples, unit="inst/s",
-            note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s)",
-        ))
+    instances = 200 if quick else 1000
+    for sync in ("on", "off"):
+        for workers in (1, 2, 4):
+            samples = [_throughput(url, workers, instances, sync)
+                       for _ in range(1 if quick else 3)]
+            figures.append(figure(
+                "PostgreSQL workers",
+                f"{instances:,} instances, {workers} worker(s), synchronous_commit={sync}",
+                samples, unit="inst/s",
+                note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s)",
+            ))
     return figures
