@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import types
+import typing
 import uuid
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
@@ -103,6 +105,9 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     conv.register_structure_hook(
         uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
     )
+    # `int | str` and other unions of primitives: the value's own type picks the
+    # member (unions with classes in them still need a hook of their own)
+    conv.register_structure_hook_factory(_is_primitive_union, _primitive_union)
     return conv
 
 
@@ -115,6 +120,25 @@ _PRIMITIVES: dict[type, tuple[type, ...]] = {
 }
 
 
+def _is_primitive_union(tp: Any) -> bool:
+    return (typing.get_origin(tp) in (typing.Union, types.UnionType)
+            and all(arg in _PRIMITIVES or arg is type(None) for arg in typing.get_args(tp)))
+
+
+def _primitive_union(tp: Any) -> Any:
+    members = typing.get_args(tp)
+
+    def structure(value: Any, _: Any) -> Any:
+        for member in members:  # the exact type first: True is no int, 1 no float
+            if type(value) is member:
+                return value
+        if float in members and type(value) is int:
+            return _strict(float, _PRIMITIVES[float])(value, float)
+        raise TypeError(f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+    return structure
+
+
 def _strict(cls: type, accepts: tuple[type, ...]) -> Any:
     def structure(value: Any, tp: Any) -> Any:
         if tp is not cls:  # a subclass, such as a str-based enum: its own constructor checks
@@ -123,7 +147,10 @@ def _strict(cls: type, accepts: tuple[type, ...]) -> Any:
             return value
         # bool is an int to Python, but not a number to a workflow author
         if isinstance(value, accepts) and (cls is bool or not isinstance(value, bool)):
-            return cls(value)
+            converted = cls(value)
+            if converted != value:  # an int too large for a float's 53 bits
+                raise TypeError(f"{value!r} cannot be a {cls.__name__} exactly")
+            return converted
         raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
 
     return structure

@@ -366,7 +366,8 @@ def test_dumps_refuses_what_it_cannot_write() -> None:
        target=st.sampled_from([str, int, float, bool, bytes]))
 def test_primitive_payloads_are_never_coerced(value, target) -> None:
     """A payload of the wrong primitive type is refused, never passed through str(), int()..."""
-    fits = type(value) is target or (target is float and type(value) is int)
+    fits = type(value) is target or (
+        target is float and type(value) is int and float(value) == value)  # exactly
     if fits:
         assert structure_payload(value, target, "e") == value
         assert type(structure_payload(value, target, "e")) is target
@@ -417,3 +418,15 @@ def test_any_state_round_trips_exactly(state: genflow.State) -> None:
     for size in (len(blob) // 3, len(blob) - 1):
         with pytest.raises(CorruptStateError):
             loads(blob[:size])
+
+
+@pytest.mark.parametrize(("value", "fits"), [
+    (5, True), ("five", True), (None, False), (2.5, False), (True, False), ([5], False),
+])
+def test_unions_of_primitives_take_the_values_own_type(value: Any, fits: bool) -> None:
+    if fits:
+        assert structure_payload(value, int | str, "e") == value
+    else:
+        with pytest.raises(PayloadError, match=r"does not fit int \| str"):
+            structure_payload(value, int | str, "e")
+    assert structure_payload(None, int | None, "e") is None
