@@ -1,9 +1,14 @@
-"""MkDocs hook: render `<!-- diagram: workflow-name -->` markers as Mermaid.
+"""MkDocs hook: render `<!-- diagram: workflow-name -->` markers as diagrams.
 
 The page's Python blocks are executed first (as the test suite does), so the
 workflow classes they define are registered; each marker becomes the diagram
 `genflow.render` draws for a default instance of that workflow. Diagrams in
 the docs therefore always match the code above them.
+
+With Graphviz's `dot` installed (CI installs it) a diagram is inline SVG, so it
+shows in the built site with no script and no network; its Mermaid source
+follows, folded. Without `dot` the marker becomes the Mermaid source in a
+`<pre class="mermaid">`, for a site that loads Mermaid's script.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     import tempfile
 
     from genflow.registry import workflow_class
-    from genflow.render import to_mermaid
+    from genflow.render import DotNotFoundError, to_mermaid, to_svg
 
     namespace: dict[str, Any] = {"__name__": f"docs_{page.file.name}"}
     cwd = os.getcwd()
@@ -38,7 +43,16 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
             os.chdir(cwd)
 
     def diagram(match: re.Match[str]) -> str:
-        source = to_mermaid(workflow_class(match.group(1).strip())())
-        return f'<pre class="mermaid">\n{html.escape(source)}\n</pre>'
+        wf = workflow_class(match.group(1).strip())()
+        source = html.escape(to_mermaid(wf))
+        try:
+            svg = to_svg(wf)
+        except DotNotFoundError:
+            return f'<pre class="mermaid">\n{source}\n</pre>'
+        # one raw HTML block for Markdown: no blank line inside it
+        svg = "\n".join(line for line in svg.splitlines() if line.strip())
+        return (f'<div class="genflow-diagram" style="overflow-x: auto">\n{svg}\n'
+                f'<details><summary>Mermaid source</summary>'
+                f'<pre class="mermaid-source">\n{source}\n</pre></details>\n</div>')
 
     return MARKER.sub(diagram, markdown)
