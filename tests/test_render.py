@@ -1059,6 +1059,15 @@ def test_report_files(tmp_path: Path) -> None:
     page = _Page()
     page.feed(index.read_text())
     assert page.rows == {"fails-1": "failed"}
+    # a workflow whose code is not loaded: listed, with the reason it is not drawn
+    partial = Engine(engine.store, [PizzaOrder])
+    index = write_report(partial, tmp_path / "partial", svg=False)
+    page = _Page()
+    page.feed(index.read_text())
+    assert page.rows == STATUSES
+    assert page.sections["workers-1"].get("p.problem") == 1
+    assert "div.diagram-outline" not in page.sections["workers-1"]
+    assert "does not run workflow &#x27;render-workers&#x27;" in index.read_text()
     engine.store.close()
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from genflow.describe import describe, when
-from genflow.errors import GenflowError
+from genflow.errors import GenflowError, UnknownWorkflowError
 from genflow.render.formats import MEANING, STYLES, outline_html, to_dot, to_json, to_mermaid
 from genflow.render.overlay import instance_graph
 from genflow.render.svg import dot_program, dot_svg
@@ -97,6 +97,10 @@ def _item(engine: Engine, record: InstanceRecord, now: _dt.datetime, use_svg: bo
     item = ReportItem(record, _slug(record.id))
     try:
         instance = engine.get(record.id)
+    except UnknownWorkflowError as exc:
+        item.problem = (f"cannot load the instance: {exc} (import the module that defines "
+                        "it: genflow --app MODULE report ...)")
+        return item
     except GenflowError as exc:
         item.problem = f"cannot load the instance: {exc}"
         return item
