@@ -1178,3 +1178,33 @@ def test_a_deeply_nested_definition_draws_without_recursion() -> None:
     assert len(_marks(graph, "active")) == 600
     for text in (to_mermaid(graph), to_dot(graph), to_json(graph), to_text(graph)):
         assert "bottom" in text
+
+
+def test_a_thread_inside_an_events_body() -> None:
+    @genflow.workflow("render-nested-wait")
+    @attrs.define
+    class Nested:
+        def definition(self):
+            yield Wait("outer",
+                On("a", self.noop, Step("after a", self.noop), Wait("inner", On("b", self.noop))),
+                On("c", self.noop),
+            )
+
+        def noop(self) -> None:
+            pass
+
+    wf = Nested()
+    state = new_state("n-1", wf)
+    resume(wf, state)
+    _send(wf, state, "a")
+    graph = instance_graph(wf, state)
+    assert _marks(graph, "waiting") == {"inner"}
+    assert _marks(graph, "active") == {"outer"}
+    assert _marks(graph, "done") == {"after a"}
+    assert _marks(graph, "listening") == {"b"}
+    a = graph.event("outer", "a")
+    assert a is not None and "handled" in a.classes
+    taken = [e for e in graph.edges if "taken" in e.classes]
+    assert [(graph.node(e.source).name, graph.node(e.target).name) for e in taken] == [
+        ("outer", "a")]
+    assert "c" not in _marks(graph, "handled")
