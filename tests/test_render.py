@@ -809,6 +809,29 @@ def test_a_stale_path_hint_falls_back_to_the_name() -> None:
     assert _marks(graph, "waiting") == {"wait for event"}
 
 
+def test_a_thread_at_a_statement_that_is_gone_is_said_so() -> None:
+    wf = SeedReadme()
+    state = new_state("seed-3", wf)
+    resume(wf, state)
+    state.threads[0].stmt, state.threads[0].path = "renamed wait", [9]
+    graph = instance_graph(wf, state)
+    assert not any(n.threads for n in graph.nodes)
+    problem = ("main thread stands at 'renamed wait', which the definition drawn does not "
+               "contain (see `genflow check`)")
+    assert graph.instance is not None and graph.instance["threads"][0]["problem"] == problem
+    assert graph.instance["threads"][0]["node"] is None
+    assert to_text(graph).splitlines()[1] == f"! {problem}"
+    assert to_mermaid(graph).splitlines()[1] == f"%% warning: {problem}"
+    parse_mermaid(to_mermaid(graph).replace(f"%% warning: {problem}\n", ""))
+    assert f"warning: {problem}" in parse_dot_title(to_dot(graph))
+    if dot_program():
+        check_dot(to_dot(graph))
+
+
+def parse_dot_title(source: str) -> str:
+    return _dot_attrs(source.splitlines()[1])["label"]
+
+
 def test_graph_of_takes_a_graph() -> None:
     graph = build_graph(SeedReadme())
     assert graph_of(graph) is graph
@@ -847,6 +870,11 @@ def _mermaid_cases() -> dict[str, str]:
     with pytest.raises(genflow.HandlerError):
         resume(flaky, flaky_state)
     cases["flaky-instance"] = to_mermaid(flaky, flaky_state)
+    seed = SeedReadme()
+    seed_state = new_state("s", seed)
+    resume(seed, seed_state)
+    seed_state.threads[0].stmt = "gone"
+    cases["misplaced-thread"] = to_mermaid(seed, seed_state)
     return cases
 
 

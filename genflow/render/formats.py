@@ -84,6 +84,13 @@ def title(graph: Graph) -> str:
     return text
 
 
+def problems(graph: Graph) -> list[str]:
+    """What an instance's marks could not show (threads that cannot be placed)."""
+    if graph.instance is None:
+        return []
+    return [t["problem"] for t in graph.instance.get("threads", []) if t.get("problem")]
+
+
 def _cut(text: str, limit: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -152,7 +159,9 @@ def _mermaid_text(text: str) -> str:
 
 def to_mermaid(graph: Graph, *, direction: str = "TD") -> str:
     """The graph as a Mermaid flowchart (`flowchart TD`)."""
-    lines = [f"%% genflow: {title(graph)}", f"flowchart {direction}"]
+    lines = [f"%% genflow: {title(graph)}"]
+    lines.extend(f"%% warning: {' '.join(problem.split())}" for problem in problems(graph))
+    lines.append(f"flowchart {direction}")
     for what, item, depth in _layout(graph):
         pad = "    " * (depth + 1)
         if what == "open":
@@ -224,7 +233,8 @@ def _dot_attrs(attrs_: dict[str, str]) -> str:
 
 def to_dot(graph: Graph, *, rankdir: str = "TB") -> str:
     """The graph in Graphviz's DOT language (`dot -Tsvg` draws it)."""
-    top = {"rankdir": rankdir, "label": title(graph), "labelloc": "t",
+    heading = "\n".join([title(graph), *(f"warning: {p}" for p in problems(graph))])
+    top = {"rankdir": rankdir, "label": heading, "labelloc": "t",
            "fontname": "Helvetica", "compound": "true", "newrank": "true"}
     lines = [
         f"digraph {_dot_string(graph.workflow)} {{",
@@ -362,7 +372,7 @@ def _outline_key(node: Node, by_id: dict[str, Node]) -> list[int]:
 
 def to_text(graph: Graph) -> str:
     """An indented outline of the statements, with the instance's marks."""
-    lines = [title(graph)]
+    lines = [title(graph), *(f"! {problem}" for problem in problems(graph))]
     for text, depth, mark, _ in _outline_rows(graph):
         lines.append(f"{mark} {'  ' * depth}{text.replace(chr(10), '; ')}")
     return "\n".join(lines) + "\n"
@@ -370,7 +380,8 @@ def to_text(graph: Graph) -> str:
 
 def outline_html(graph: Graph) -> str:
     """The outline as HTML (a diagram that shows without any program or script)."""
-    rows = []
+    rows = [f'<div class="gf-problem">{html.escape(problem)}</div>'
+            for problem in problems(graph)]
     for text, depth, mark, node in _outline_rows(graph):
         cls = display_class(node) if node is not None else None
         fill, stroke, _ = STYLES.get(cls or "", ("transparent", "transparent", 0))

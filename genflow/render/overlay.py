@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from genflow.describe import thread_name
 from genflow.render.graph import EdgeKind, Graph, Node, NodeKind, build_graph
 from genflow.replay import find, path_of
 from genflow.state import (
@@ -72,6 +73,10 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
     threads = []
     for thread in state.threads:
         where = _mark_thread(graph, by_path, wf, thread)
+        problem = "" if where is not None else (
+            f"{thread_name(thread.id)} stands at {thread.stmt!r}, which the definition "
+            "drawn does not contain (see `genflow check`)" if thread.stmt else
+            f"{thread_name(thread.id)} cannot be placed: the Go that started it is gone")
         threads.append({
             "id": thread.id,
             "status": thread.status.value,
@@ -81,6 +86,7 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
             "events": [{"event": e.event, "status": e.status.value, "handled": e.handled,
                         "error": e.error, "due": _iso(e.due)} for e in thread.events],
             "since": _iso(thread.since),
+            "problem": problem,
         })
     if not state.threads and state.status is WorkflowStatus.FINISHED:
         for node in graph.nodes:
