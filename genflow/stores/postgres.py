@@ -590,7 +590,7 @@ class PostgresStore(Store):
         try:
             with self._conn() as conn:
                 conn.execute(self._sql["notify"], (self._channel,))
-        except psycopg.Error:
+        except (psycopg.Error, GenflowError):
             pass  # workers still poll; the database's troubles show on the next real call
 
     def wait_wake(self, seconds: float) -> None:
