@@ -401,11 +401,18 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
     return thread
 
 
+# value -> member, for the State's enums: a dict lookup, far cheaper than `cls(value)`
+_MEMBERS: dict[Any, dict[Any, Any]] = {
+    cls: {member.value: member for member in cls}
+    for cls in (WorkflowStatus, ThreadStatus, WaitEventStatus)
+}
+
+
 def _enum(cls: Any, value: Any, what: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        raise CorruptStateError(f"state does not load: {what} {value!r} is unknown") from None
+    member = _MEMBERS[cls].get(value) if type(value) is str else None
+    if member is None:
+        raise CorruptStateError(f"state does not load: {what} {value!r} is unknown")
+    return member
 
 
 def load_state_value(raw: Any) -> State:
