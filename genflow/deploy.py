@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -87,8 +86,8 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
     `workflows` are the classes to check with, or a name -> class mapping
     (default: every registered workflow); an instance whose workflow is not
     among them is a problem too. With `processes` > 1, forked processes share
-    the replays (each reopens the store and takes the instances whose id
-    hashes to it); the store must support `reopen`.
+    the replays (each reopens the store and scans its own shard of the ids);
+    the store must support `reopen`.
     """
     if processes < 1:
         raise ValueError("processes must be at least 1")
@@ -109,12 +108,10 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
 
 def _check_share(store: Store, workflow: str | None, classes: dict[str, type], index: int,
                  count: int) -> tuple[int, list[Problem]]:
-    """Check the in-flight instances whose id hashes to `index` of `count`."""
+    """Check the in-flight instances of shard `index` of `count`."""
     checked = 0
     problems: list[Problem] = []
-    for record in _in_flight(store, workflow):
-        if count > 1 and zlib.crc32(record.id.encode()) % count != index:
-            continue
+    for record in _in_flight(store, workflow, None if count == 1 else (index, count)):
         checked += 1
         problems.extend(_check_record(record, classes))
     return checked, problems
@@ -158,11 +155,13 @@ def _check_child(store: Store, workflow: str | None, classes: dict[str, type], i
         send.close()
 
 
-def _in_flight(store: Store, workflow: str | None, page: int = 2000) -> Iterator[InstanceRecord]:
+def _in_flight(store: Store, workflow: str | None, shard: tuple[int, int] | None,
+               page: int = 2000) -> Iterator[InstanceRecord]:
     for status in IN_FLIGHT:
         after = None
         while True:
-            rows = store.list(workflow=workflow, status=status.value, limit=page, after=after)
+            rows = store.list(workflow=workflow, status=status.value, limit=page, after=after,
+                              shard=shard)
             yield from rows
             if len(rows) < page:
                 break

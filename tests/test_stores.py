@@ -469,3 +469,16 @@ def test_sqlite_transaction_groups_writes_into_one_commit(tmp_path):
     assert reader.get("a").blob == b"v3"
     writer.close()
     reader.close()
+
+
+def test_shards_split_the_instances_exactly(store):
+    ids = [f"s{n:02}" for n in range(40)]
+    for id_ in ids:
+        store.create(rec(id_, status="waiting" if id_ < "s30" else "finished"))
+    for count in (1, 3):
+        parts = [[r.id for r in store.list(shard=(index, count))] for index in range(count)]
+        assert sorted(i for part in parts for i in part) == ids  # every id in exactly one
+        assert all(part == sorted(part) and part for part in parts)
+        waiting = [store.list(status="waiting", shard=(index, count), limit=100, after="s05")
+                   for index in range(count)]
+        assert sorted(r.id for part in waiting for r in part) == ids[6:30]

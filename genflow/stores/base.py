@@ -143,9 +143,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> Records:
+             waiting: str | None = None, shard: tuple[int, int] | None = None) -> Records:
         """Instances ordered by id, filtered by workflow, status and an event
-        they wait for (`waiting`, indexed); `after` pages."""
+        they wait for (`waiting`, indexed); `after` pages. `shard=(index,
+        count)` keeps one of `count` disjoint parts of the ids, so `count`
+        processes can scan a store between them."""
 
     @abc.abstractmethod
     def count(self, *, workflow: str | None = None, status: str | None = None,

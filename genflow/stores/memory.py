@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
+import zlib
 from collections.abc import Collection
 
 from genflow.errors import ConcurrencyError, DuplicateInstanceError, InstanceNotFoundError
@@ -81,11 +82,12 @@ class MemoryStore(Store):
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> Records:
+             waiting: str | None = None, shard: tuple[int, int] | None = None) -> Records:
         with self._lock:
             rows = sorted(
                 (r for r in self._rows.values() if _matches(r, workflow, status, waiting)
-                 and (after is None or r.id > after)),
+                 and (after is None or r.id > after)
+                 and (shard is None or zlib.crc32(r.id.encode()) % shard[1] == shard[0])),
                 key=lambda r: r.id,
             )
         return rows if limit is None else rows[:limit]

@@ -501,9 +501,13 @@ class PostgresStore(Store):
             conn.execute(self._sql["delete"], {"id": instance_id})
 
     def _where(self, workflow: str | None, status: str | None, waiting: str | None,
-               after: str | None = None) -> tuple[str, list[Any]]:
+               after: str | None = None,
+               shard: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
+        if shard is not None:
+            clauses.append("mod(abs(hashtext(id)::bigint), %s) = %s")
+            params.extend((shard[1], shard[0]))
         if workflow is not None:
             clauses.append("workflow = %s")
             params.append(workflow)
@@ -520,8 +524,8 @@ class PostgresStore(Store):
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> Records:
-        where, params = self._where(workflow, status, waiting, after)
+             waiting: str | None = None, shard: tuple[int, int] | None = None) -> Records:
+        where, params = self._where(workflow, status, waiting, after, shard)
         query = self._sql["list"] + where + " ORDER BY id"
         if limit is not None:
             query += " LIMIT %s"

@@ -288,8 +288,13 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
 
     def _where(self, workflow: str | None, status: str | None, waiting: str | None,
-               after: str | None = None) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+               after: str | None = None,
+               shard: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if shard is not None:  # rowids are stable while the file lives
+            clauses.append("rowid % ? = ?")
+            params.extend((shard[1], shard[0]))
         if workflow is not None:
             clauses.append("workflow = ?")
             params.append(workflow)
@@ -306,8 +311,8 @@ class SQLiteStore(Store):
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
-             waiting: str | None = None) -> Records:
-        where, params = self._where(workflow, status, waiting, after)
+             waiting: str | None = None, shard: tuple[int, int] | None = None) -> Records:
+        where, params = self._where(workflow, status, waiting, after, shard)
         sql = f"SELECT {_COLUMNS} FROM instances{where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
