@@ -372,7 +372,8 @@ class Engine:
             output = yield _Core("handle_callback", (req, wf, state, payload))
             self._record(instance_id, [("event", {"event": event, "thread": req.thread_id,
                                                   "payload": payload})])
-            record = self._save(record, wf, state, attempts=0, error="")
+            if not self.store.grouping():  # grouped: the resume's final save covers it
+                record = self._save(record, wf, state, attempts=0, error="")
             yield from self._advance(record, wf, state)
         finally:
             self._release(instance_id)
@@ -593,7 +594,7 @@ class _Saver:
         engine = self.engine
         if engine.journal:
             engine._record(self.record.id, [(kind.value, _positions(self.state))])
-        if kind in _NOT_SAVED:
+        if kind in _NOT_SAVED or engine.store.grouping():  # (grouped: saved at the end)
             self.dirty = True
             return
         if kind in _PROGRESS:  # real progress clears a failure streak

@@ -74,3 +74,22 @@ def test_progress_bar_output():
     quiet = io.StringIO()
     Progress(10, "start", enabled=False, out=quiet).show(10, final=True)
     assert quiet.getvalue() == ""
+
+
+def test_inside_a_transaction_an_instance_is_saved_once_per_operation(tmp_path):
+    with SQLiteStore(tmp_path / "g.db") as store:
+        engine = Engine(store)
+        engine.start(Small(), id="each")  # outside: a save at every checkpoint
+        with store.transaction():
+            engine.start(Small(), id="grouped")
+            assert store.grouping()
+        assert not store.grouping()
+        each, grouped = store.get("each"), store.get("grouped")
+        assert grouped.version == 2 < each.version  # created, then saved once
+        places = [[(t.stmt, t.status) for t in engine.get(i).state.threads]
+                  for i in ("each", "grouped")]
+        assert places[0] == places[1] == [("go?", genflow.ThreadStatus.WAITING_EVENT)]
+        with store.transaction():
+            engine.send("grouped", "go", "ops")
+        assert store.get("grouped").version == 3
+        assert engine.get("grouped").status.value == "finished"

@@ -203,6 +203,12 @@ class Store(abc.ABC):
         """
         return contextlib.nullcontext()
 
+    def grouping(self) -> bool:
+        """Is this thread inside `transaction()`? Then nothing it writes is
+        durable before the end, and the engine saves an instance once per
+        operation rather than at every checkpoint."""
+        return False
+
     # -- waking idle workers --
 
     def notify_wake(self) -> None:

@@ -380,6 +380,9 @@ class PostgresStore(Store):
             finally:
                 self._local.conn = None
 
+    def grouping(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
     # -- schema --
 
     def _migrate(self) -> None:

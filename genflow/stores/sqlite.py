@@ -160,6 +160,7 @@ class SQLiteStore(Store):
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction()`: statements join its commit
+        self._group_thread: int | None = None
         self._wake = threading.Condition()
         self._woken = False
         try:
@@ -199,6 +200,7 @@ class SQLiteStore(Store):
                 return
             self._db.execute("BEGIN IMMEDIATE")
             self._grouped = True
+            self._group_thread = threading.get_ident()
             try:
                 yield
             except BaseException:
@@ -208,6 +210,10 @@ class SQLiteStore(Store):
                 self._db.execute("COMMIT")
             finally:
                 self._grouped = False
+                self._group_thread = None
+
+    def grouping(self) -> bool:
+        return self._group_thread == threading.get_ident()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
