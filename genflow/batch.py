@@ -94,6 +94,8 @@ def drive(
         raise GenflowError("an in-memory store cannot be shared by worker processes")
     make = engine or Engine
     began = time.perf_counter()
+    if processes > 1:  # create and migrate the store once, before the workers open it
+        open_store(store).close()
     failed = _phase(store, make, "start", list(starts), processes, progress, _start_one,
                     commit_every)
     failed += _phase(store, make, "events", list(events), processes, progress, _send_one,

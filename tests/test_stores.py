@@ -482,3 +482,27 @@ def test_shards_split_the_instances_exactly(store):
         waiting = [store.list(status="waiting", shard=(index, count), limit=100, after="s05")
                    for index in range(count)]
         assert sorted(r.id for part in waiting for r in part) == ids[6:30]
+
+
+def _open_new_file_at_once(path: str, start, n: int) -> None:
+    start.wait()
+    with SQLiteStore(path) as store:
+        store.create(rec(f"p{n}"))
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sqlite_processes_opening_a_new_file_at_once(tmp_path, attempt):
+    """Switching a new file to WAL can fail with "database is locked" at once; the
+    store retries, so workers started together on a fresh file all open it."""
+    path = str(tmp_path / f"new{attempt}.db")
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_open_new_file_at_once, args=(path, start, n)) for n in range(6)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * 6
+    with SQLiteStore(path) as store:
+        assert store.count() == 6

@@ -166,12 +166,31 @@ class SQLiteStore(Store):
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self._set_up(time.monotonic() + busy_timeout)
         except sqlite3.DatabaseError as exc:
             raise GenflowError(f"cannot open SQLite store {self.path!r}: {exc}") from None
+
+    def _set_up(self, deadline: float) -> None:
+        """WAL mode and the schema. Switching a new file to WAL can fail at once
+        with "database is locked" when another process opens it at the same
+        moment (SQLite's busy timeout does not cover it), so that is retried."""
+        pause = 0.005
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode == "wal" or self.path == ":memory:":
+                    break
+                problem = f"the journal mode stayed {mode!r}"
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                problem = str(exc)
+            if time.monotonic() + pause > deadline:
+                raise GenflowError(f"cannot switch SQLite store {self.path!r} to WAL: {problem}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        self._migrate()
 
     # -- schema --
 
