@@ -5,7 +5,7 @@ code it needs to call (`(function, args, step_context)`) to a driver, which call
 it directly (`resume`) or awaits it when it is a coroutine (`resume_async`).
 So sync and async share every line of the semantics.
 
-The move loop (`_Operation.resume`) is the one place where threads are scheduled:
+The move loop (`Operation.resume`) is the one place where threads are scheduled:
 every move is made by the first thread, in creation order, that can move (a
 step may have made an earlier thread's condition true). The order of moves thus
 depends on nothing but the data and `State`, so an instance reloaded at any
@@ -62,11 +62,14 @@ from genflow.statements import Go, Step, Stmt, Wait, WaitFor
 
 __all__ = [
     "Checkpoint",
+    "Operation",
     "StepContext",
     "cancel",
     "cancel_async",
     "current_step",
     "diagnose",
+    "drive",
+    "drive_async",
     "handle_callback",
     "handle_callback_async",
     "move",
@@ -135,8 +138,8 @@ _Call = tuple[Callable[..., Any], tuple[Any, ...], StepContext | None]
 _Moves = Generator[_Call, Any, Any]
 
 
-def _drive(moves: _Moves) -> Any:
-    """Run an operation, calling the user code it yields."""
+def drive(moves: _Moves) -> Any:
+    """Run an operation's moves (see `Operation`), calling the user code they yield."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -159,8 +162,8 @@ def _drive(moves: _Moves) -> Any:
                 _current.reset(token)
 
 
-async def _drive_async(moves: _Moves) -> Any:
-    """As `_drive`, awaiting what user code returns when it is awaitable."""
+async def drive_async(moves: _Moves) -> Any:
+    """As `drive`, awaiting what user code returns when it is awaitable."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -198,7 +201,7 @@ def resume(
     `checkpoint(kind)` is called after every move. On error, data and State are
     as at the last checkpoint (plus a recorded setup/teardown failure).
     """
-    _drive(_Operation(wf, state, checkpoint, clock).resume(max_moves))
+    drive(Operation(wf, state, checkpoint, clock).resume(max_moves))
 
 
 async def resume_async(
@@ -210,7 +213,7 @@ async def resume_async(
     max_moves: int = DEFAULT_MAX_MOVES,
 ) -> None:
     """`resume` for steps, handlers and checkpoints that may be `async def`."""
-    await _drive_async(_Operation(wf, state, checkpoint, clock).resume(max_moves))
+    await drive_async(Operation(wf, state, checkpoint, clock).resume(max_moves))
 
 
 def handle_callback(req: CallbackRequest, wf: Any, state: State, payload: Any = None) -> Any:
@@ -219,13 +222,13 @@ def handle_callback(req: CallbackRequest, wf: Any, state: State, payload: Any = 
     Returns what the handler returned. Call `resume` afterwards. On any error
     nothing has changed.
     """
-    return _drive(_Operation(wf, state, None, None).callback(req, payload))
+    return drive(Operation(wf, state, None, None).callback(req, payload))
 
 
 async def handle_callback_async(
     req: CallbackRequest, wf: Any, state: State, payload: Any = None
 ) -> Any:
-    return await _drive_async(_Operation(wf, state, None, None).callback(req, payload))
+    return await drive_async(Operation(wf, state, None, None).callback(req, payload))
 
 
 def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
@@ -234,11 +237,11 @@ def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
     The instance is CANCELLED at once; a teardown that fails is recorded and
     retried by calling `cancel` again.
     """
-    _drive(_Operation(wf, state, checkpoint, None).cancel())
+    drive(Operation(wf, state, checkpoint, None).cancel())
 
 
 async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
-    await _drive_async(_Operation(wf, state, checkpoint, None).cancel())
+    await drive_async(Operation(wf, state, checkpoint, None).cancel())
 
 
 def diagnose(wf: Any, state: State) -> list[GenflowError]:
@@ -248,7 +251,7 @@ def diagnose(wf: Any, state: State) -> list[GenflowError]:
     Nothing runs and nothing changes; an empty list means every thread can
     move on with the code now installed (the deploy check).
     """
-    operation = _Operation(wf, state, None, None)
+    operation = Operation(wf, state, None, None)
     problems: list[GenflowError] = []
     for thread in state.threads:
         try:
@@ -267,20 +270,28 @@ def move(wf: Any, state: State, thread_id: str, statement: str,
     the move stops there (the teardowns done are kept) and can be tried again.
     Resume afterwards to go on from the new place.
     """
-    _drive(_Operation(wf, state, checkpoint, clock).move(thread_id, statement))
+    drive(Operation(wf, state, checkpoint, clock).move(thread_id, statement))
 
 
 async def move_async(wf: Any, state: State, thread_id: str, statement: str,
                      checkpoint: Checkpoint | None = None, *,
                      clock: Clock | None = None) -> None:
-    await _drive_async(_Operation(wf, state, checkpoint, clock).move(thread_id, statement))
+    await drive_async(Operation(wf, state, checkpoint, clock).move(thread_id, statement))
 
 
 # -- the operations ---------------------------------------------------------------------
 
 
-class _Operation:
-    """One public operation on one instance."""
+class Operation:
+    """One operation on one instance, as a generator of the user calls it needs.
+
+    `resume()`, `handle_callback()` and the rest are `drive(Operation(...).resume(...))`.
+    Each generator yields `(fn, args, step_context)` for every call of user code
+    (a step, a handler's setup/handle/teardown, a condition handler, the
+    checkpoint callback) and is sent the result (or thrown its exception). Drive
+    one yourself to watch every call: `genflow.testing` does, to tell whether a
+    step ran twice. This is the call-level API; most code wants the functions.
+    """
 
     __slots__ = ("checkpoint", "clock", "located", "state", "wf")
 
@@ -376,7 +387,10 @@ class _Operation:
                 f"thread {thread.id!r}: {exc!r}"
             ) from exc
 
-    def _locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
+    def locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
+        """The frames standing after `thread`'s saved statement, and the statement,
+        replayed on the current data (`NonDeterminismError` if it is gone, or is
+        not a `kind`)."""
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
@@ -410,11 +424,11 @@ class _Operation:
         if not thread.stmt:
             stack = [Frame(None, 0, self._root(thread))]
         elif thread.handled:
-            stack, wait = self._locate(thread, Wait)
+            stack, wait = self.locate(thread, Wait)
             index, _ = self._on(thread, wait, thread.handled)
             stack.append(Frame(wait, index, wait.bodies[index]))
         else:
-            stack, _ = self._locate(thread, None)
+            stack, _ = self.locate(thread, None)
         spawned: list[tuple[Go, list[int]]] = []
         try:
             result = advance(stack, spawned)
@@ -490,7 +504,7 @@ class _Operation:
 
     def _run_step(self, thread: Thread) -> _Moves:
         state = self.state
-        stack, step = self._locate(thread, Step)
+        stack, step = self.locate(thread, Step)
         ctx = StepContext(state.id, state.workflow, thread.id, step.name, thread.pc)
         try:
             yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
@@ -504,7 +518,7 @@ class _Operation:
         return CheckpointType.AFTER_STEP
 
     def _check_condition(self, thread: Thread) -> _Moves:
-        stack, wait_for = self._locate(thread, WaitFor)
+        stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
             return None
         if wait_for.handler is not None:
@@ -541,7 +555,7 @@ class _Operation:
             raise HandlerError(phase, name, thread.id, exc) from exc
 
     def _setup(self, thread: Thread, event: WaitEvent) -> _Moves:
-        _, wait = self._locate(thread, Wait)
+        _, wait = self.locate(thread, Wait)
         handler = as_handler(self._on(thread, wait, event.event)[1].handler)
         if isinstance(handler, TimerHandler):
             event.due = handler.due(self.clock())
@@ -558,7 +572,7 @@ class _Operation:
         return CheckpointType.AFTER_SETUP
 
     def _teardown(self, thread: Thread, event: WaitEvent) -> _Moves:
-        _, wait = self._locate(thread, Wait)
+        _, wait = self.locate(thread, Wait)
         handler = as_handler(self._on(thread, wait, event.event)[1].handler)
         if not isinstance(handler, TimerHandler):
             try:
@@ -605,7 +619,7 @@ class _Operation:
                 f"event {req.event!r} is {event.status.value}, not set up: "
                 "resume the instance first"
             )
-        stack, wait = self._locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
@@ -636,7 +650,7 @@ class _Operation:
             return
         waits = thread.status is ThreadStatus.WAITING_EVENT or thread.handled or thread.events
         kind = Wait if waits else _STANDS_AT.get(thread.status)
-        _, stmt = self._locate(thread, kind)
+        _, stmt = self.locate(thread, kind)
         if kind is Wait:
             for name in {e.event for e in thread.events} | ({thread.handled} - {""}):
                 self._on(thread, stmt, name)

@@ -446,17 +446,17 @@ class Run:
     # -- driving the core, with user calls recorded --
 
     def _moves_resume(self) -> Generator[Any, Any, Any]:
-        op = runtime._Operation(self.wf, self.state, self._checkpoint, self.clock)
+        op = runtime.Operation(self.wf, self.state, self._checkpoint, self.clock)
         return self._recorded(op.resume(self.max_moves))
 
     def _moves_callback(self, req: CallbackRequest, payload: Any) -> Generator[Any, Any, Any]:
-        op = runtime._Operation(self.wf, self.state, None, None)
+        op = runtime.Operation(self.wf, self.state, None, None)
         return self._recorded(op.callback(req, payload))
 
     def _drive(self, moves: Generator[Any, Any, Any]) -> Any:
         if self.asynchronous:
-            return asyncio.run(runtime._drive_async(moves))
-        return runtime._drive(moves)
+            return asyncio.run(runtime.drive_async(moves))
+        return runtime.drive(moves)
 
     def _recorded(self, moves: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         value: Any = None
@@ -514,7 +514,7 @@ class Run:
             if thread.status is not ThreadStatus.WAITING_CONDITION:
                 continue
             try:
-                _, wait_for = runtime._Operation(self.wf, self.state, None, None)._locate(
+                _, wait_for = runtime.Operation(self.wf, self.state, None, None).locate(
                     thread, WaitFor)
             except GenflowError:
                 continue
@@ -630,7 +630,7 @@ def wait_events(wf: Any, state: State) -> dict[str, list[Any]]:
         if thread.status is not ThreadStatus.WAITING_EVENT:
             continue
         try:
-            _, wait = runtime._Operation(wf, state, None, None)._locate(thread, Wait)
+            _, wait = runtime.Operation(wf, state, None, None).locate(thread, Wait)
         except GenflowError:
             continue
         found[thread.id] = list(wait.events)
