@@ -7,29 +7,21 @@ per move and leaves the resume cost flat.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
 
 from .common import Figure, figure
-from .w3_durable_steps import STEPS, HundredSteps
+from .w3_durable_steps import durable_step_us
 
 
 def run(quick: bool = False) -> list[Figure]:
-    instances = 5 if quick else 20
     figures = []
     for journal in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             store = SQLiteStore(Path(tmp) / "j.db")
-            engine = Engine(store, journal=journal)
-            engine.start(HundredSteps())  # warm up
-            samples = []
-            for _ in range(instances):
-                start = time.perf_counter()
-                iid = engine.start(HundredSteps())
-                samples.append((time.perf_counter() - start) / STEPS * 1e6)
+            samples, iid = durable_step_us(Engine(store, journal=journal), 5 if quick else 20)
             entries = len(store.journal(iid))
             store.close()
         figures.append(figure("journal", f"durable step, journal {'on' if journal else 'off'}",

@@ -33,21 +33,26 @@ class HundredSteps:
         self.i += 1
 
 
+def durable_step_us(engine: Engine, instances: int) -> tuple[list[float], str]:
+    """Microseconds per durable step for `instances` 100-step runs; and the last id."""
+    engine.start(HundredSteps())  # warm up
+    samples = []
+    iid = ""
+    for _ in range(instances):
+        start = time.perf_counter()
+        iid = engine.start(HundredSteps())
+        samples.append((time.perf_counter() - start) / STEPS * 1e6)
+        assert engine.get(iid).data.i == STEPS
+    return samples, iid
+
+
 def run(quick: bool = False) -> list[Figure]:
     figures = []
-    instances = 5 if quick else 20
     for sync in ("NORMAL", "FULL"):
         with tempfile.TemporaryDirectory() as tmp:
             store = SQLiteStore(Path(tmp) / "w3.db", synchronous=sync)
-            engine = Engine(store)
-            engine.start(HundredSteps())  # warm up
-            samples = []
-            for _ in range(instances):
-                start = time.perf_counter()
-                iid = engine.start(HundredSteps())
-                samples.append((time.perf_counter() - start) / STEPS * 1e6)
-                assert engine.get(iid).data.i == STEPS
-            saves = engine.store.get(iid).version
+            samples, iid = durable_step_us(Engine(store), 5 if quick else 20)
+            saves = store.get(iid).version
             store.close()
         figures.append(figure("W3 durable steps", f"SQLite WAL synchronous={sync}", samples,
                               note=f"per step; {saves} saves per 100-step instance"))
