@@ -154,34 +154,6 @@ def test_naive_datetimes_are_refused(pg):
         pg.create(rec("a", wake_at=dt.datetime(2030, 1, 1)))
 
 
-def test_transaction_groups_writes_into_one_commit(dsn, schema, pg):
-    from genflow.errors import DuplicateInstanceError, InstanceNotFoundError
-    from genflow.stores.postgres import PostgresStore
-
-    reader = PostgresStore(dsn, schema=schema)
-    pg.create(rec("a"))
-    with pg.transaction():
-        pg.save(rec("a", blob=b"v2"), expected_version=1)
-        pg.create(rec("b"))
-        with pg.transaction():  # nested: joins the outer commit
-            pg.append_journal("a", [("x", {})], T0)
-        assert reader.get("a").blob == b"x"  # nothing is visible before the commit
-        with pytest.raises(InstanceNotFoundError):
-            reader.get("b")
-    assert reader.get("a").blob == b"v2" and reader.get("b").version == 1
-    assert [e.kind for e in reader.journal("a")] == ["x"]
-    with pytest.raises(RuntimeError), pg.transaction():
-        pg.save(rec("a", blob=b"v3"), expected_version=2)
-        raise RuntimeError("crash in the middle of a batch")
-    assert reader.get("a").blob == b"v2"  # the whole group rolled back
-    with pg.transaction():  # a failed statement inside leaves the rest standing
-        with pytest.raises(DuplicateInstanceError):
-            pg.create(rec("b"))
-        pg.save(rec("a", blob=b"v3"), expected_version=2)
-    assert reader.get("a").blob == b"v3"
-    reader.close()
-
-
 def test_reopen_is_a_new_store_on_the_same_schema(pg):
     pg.create(rec("a"))
     other = pg.reopen()
