@@ -539,15 +539,19 @@ class Engine:
               wake_at: Any = attrs.NOTHING) -> InstanceRecord:
         if wake_at is attrs.NOTHING:
             wake_at = self.wake_at(state, self.clock())
+            if wake_at is not None and record.wake_at is not None and record.wake_at <= wake_at \
+                    and wake_at <= self.clock():
+                wake_at = record.wake_at  # already due: keep it (no index update per step)
         waiting = sorted({e.event for t in state.threads for e in t.events
                           if t.status is ThreadStatus.WAITING_EVENT})
-        new = attrs.evolve(
-            record, status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
+        new = record.replace(
+            status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
             waiting_for=tuple(waiting),
             attempts=record.attempts if attempts is None else attempts,
             error=record.error if error is None else error,
         )
-        saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner)
+        saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
+                                previous=record)
         if wake_at is not None and wake_at <= self.clock():
             self._left_due.add(record.id)
         else:

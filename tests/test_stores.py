@@ -513,3 +513,22 @@ def test_sqlite_processes_opening_a_new_file_at_once(tmp_path, attempt):
     assert [p.exitcode for p in procs] == [0] * 6
     with SQLiteStore(path) as store:
         assert store.count() == 6
+
+
+def test_save_with_previous_writes_what_changed(store):
+    """`previous` lets a store write only the columns that changed; what is read
+    back must be the same as after a full write."""
+    current = store.create(rec("a", wake_at=sec(5), waiting_for=("go",), attempts=1, error="e"))
+    changes = [{"blob": b"b2"}, {"status": "finished", "wake_at": None}, {"waiting_for": ()},
+               {"waiting_for": ("x", "y"), "attempts": 0, "error": ""}, {"wake_at": sec(9)},
+               {}]
+    for change in changes:
+        new = current.replace(**change)
+        saved = store.save(new, expected_version=current.version, previous=current)
+        got = store.get("a")
+        for field in ("status", "blob", "wake_at", "waiting_for", "attempts", "error"):
+            assert getattr(got, field) == getattr(new, field) == getattr(saved, field), field
+        assert got.version == current.version + 1
+        current = got
+    assert [r.id for r in store.list(waiting="x")] == ["a"]
+    assert store.count(waiting="go") == 0

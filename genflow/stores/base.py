@@ -125,10 +125,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save(self, record: InstanceRecord, *, expected_version: int,
-             lease_owner: str | None = None) -> InstanceRecord:
+             lease_owner: str | None = None,
+             previous: InstanceRecord | None = None) -> InstanceRecord:
         """Replace the instance's status, blob, wake_at, waiting_for, attempts and
         error if its version is still `expected_version`; the new version is
         `expected_version + 1`.
+
+        `previous` is the record as stored at `expected_version` (what the
+        caller read): a store may then write only the columns that changed,
+        which spares index updates on the commonest save, a step's.
 
         If `lease_owner` is given, the write also requires that owner to hold an
         unexpired lease (or no one to hold it). Raises `ConcurrencyError` when

@@ -54,7 +54,8 @@ class MemoryStore(Store):
             return self._row(instance_id)
 
     def save(self, record: InstanceRecord, *, expected_version: int,
-             lease_owner: str | None = None) -> InstanceRecord:
+             lease_owner: str | None = None,
+             previous: InstanceRecord | None = None) -> InstanceRecord:
         with self._lock:
             current = self._row(record.id)
             if current.version != expected_version:

@@ -472,7 +472,8 @@ class PostgresStore(Store):
         return _record(row)
 
     def save(self, record: InstanceRecord, *, expected_version: int,
-             lease_owner: str | None = None) -> InstanceRecord:
+             lease_owner: str | None = None,
+             previous: InstanceRecord | None = None) -> InstanceRecord:
         now = utcnow()
         params = {
             "id": record.id, "status": record.status, "blob": record.blob,

@@ -121,6 +121,17 @@ def _from_us(value: int | None) -> _dt.datetime | None:
     return None if value is None else _EPOCH + _dt.timedelta(microseconds=value)
 
 
+_UNKNOWN = object()  # a `previous` value that differs from every value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: how a changed column's value is written
+_COLUMN_OUT: dict[str, Any] = {"wake_at": _to_us, "waiting_for": json.dumps}
+
+
 def _only(workflows: Collection[str] | None) -> tuple[str, list[str]]:
     """An `AND workflow IN (...)` clause and its parameters (empty for None)."""
     if workflows is None:
@@ -281,17 +292,30 @@ class SQLiteStore(Store):
         return _record(row)
 
     def save(self, record: InstanceRecord, *, expected_version: int,
-             lease_owner: str | None = None) -> InstanceRecord:
+             lease_owner: str | None = None,
+             previous: InstanceRecord | None = None) -> InstanceRecord:
         now = utcnow()
         # One statement: the compare-and-swap is its WHERE clause (and the
         # waits index follows by trigger), so a durable step costs one commit.
+        # Naming an indexed column in SET rewrites its index entries even when
+        # the value is the same, so with `previous` only what changed is set:
+        # a step's save then writes the blob and the version (W3: ~30 us less).
+        changed = [(column, value) for column, value, before in (
+            ("status", record.status, None if previous is None else previous.status),
+            ("wake_at", record.wake_at, _UNKNOWN if previous is None else previous.wake_at),
+            ("waiting_for", tuple(record.waiting_for),
+             None if previous is None else tuple(previous.waiting_for)),
+            ("attempts", record.attempts, None if previous is None else previous.attempts),
+            ("error", record.error, None if previous is None else previous.error),
+        ) if value != before]
+        columns = "".join(f"{column}=?, " for column, _ in changed)
+        values = [_COLUMN_OUT.get(column, _same)(value) for column, value in changed]
         with self._lock:
             row = self._db.execute(
-                "UPDATE instances SET status=?, blob=?, version=?, wake_at=?, waiting_for=?, "
-                "attempts=?, error=?, updated_at=? WHERE id=? AND version=? "
-                "AND (? IS NULL OR lease_owner IS NULL OR lease_owner = ?) RETURNING lease_owner",
-                (record.status, record.blob, expected_version + 1, _to_us(record.wake_at),
-                 json.dumps(record.waiting_for), record.attempts, record.error, _to_us(now),
+                f"UPDATE instances SET {columns}blob=?, version=?, updated_at=? WHERE id=? "
+                "AND version=? AND (? IS NULL OR lease_owner IS NULL OR lease_owner = ?) "
+                "RETURNING lease_owner",
+                (*values, record.blob, expected_version + 1, _to_us(now),
                  record.id, expected_version, lease_owner, lease_owner),
             ).fetchone()
         if row is None:
