@@ -28,10 +28,10 @@ import attrs
 import msgpack
 
 from genflow.codec import unstructure
-from genflow.errors import GenflowError
+from genflow.errors import ConcurrencyError, GenflowError
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
-           "unpack_detail", "utcnow"]
+           "refused_save", "unpack_detail", "utcnow"]
 
 
 # Aliases: inside `Store`, the name `list` is the method, not the builtin.
@@ -98,6 +98,19 @@ def pack_detail(detail: dict[str, Any]) -> bytes:
 
 def unpack_detail(data: bytes) -> dict[str, Any]:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def refused_save(instance_id: str, version: int, holder: str | None, expected_version: int,
+                 lease_owner: str | None) -> ConcurrencyError | None:
+    """Why a save at `expected_version` by `lease_owner` must be refused, given the
+    stored `version` and lease `holder` (None: it may go ahead). Every store words it so."""
+    if version != expected_version:
+        return ConcurrencyError(f"instance {instance_id!r} is at version {version}, "
+                                f"not {expected_version}: someone else saved it first")
+    if lease_owner is not None and holder not in (None, lease_owner):
+        return ConcurrencyError(
+            f"instance {instance_id!r} is leased by {holder!r}, not {lease_owner!r}")
+    return None
 
 
 def lease_free(record: InstanceRecord, owner: str | None, now: _dt.datetime) -> bool:

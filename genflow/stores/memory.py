@@ -12,7 +12,7 @@ import threading
 import zlib
 from collections.abc import Collection
 
-from genflow.errors import ConcurrencyError, DuplicateInstanceError, InstanceNotFoundError
+from genflow.errors import DuplicateInstanceError, InstanceNotFoundError
 from genflow.stores.base import (
     InstanceRecord,
     Journal,
@@ -22,6 +22,7 @@ from genflow.stores.base import (
     Store,
     lease_free,
     pack_detail,
+    refused_save,
     unpack_detail,
     utcnow,
 )
@@ -58,16 +59,10 @@ class MemoryStore(Store):
              previous: InstanceRecord | None = None) -> InstanceRecord:
         with self._lock:
             current = self._row(record.id)
-            if current.version != expected_version:
-                raise ConcurrencyError(
-                    f"instance {record.id!r} is at version {current.version}, "
-                    f"not {expected_version}: someone else saved it first"
-                )
-            if lease_owner is not None and current.lease_owner not in (None, lease_owner):
-                raise ConcurrencyError(
-                    f"instance {record.id!r} is leased by {current.lease_owner!r}, "
-                    f"not {lease_owner!r}"
-                )
+            refused = refused_save(record.id, current.version, current.lease_owner,
+                                   expected_version, lease_owner)
+            if refused is not None:
+                raise refused
             stored = current.replace(
                 status=record.status, blob=record.blob, wake_at=record.wake_at,
                 waiting_for=tuple(record.waiting_for), attempts=record.attempts,

@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import attrs
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
@@ -59,6 +58,7 @@ from genflow.stores.base import (
     Records,
     Store,
     pack_detail,
+    refused_save,
     unpack_detail,
     utcnow,
 )
@@ -447,9 +447,9 @@ class PostgresStore(Store):
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
         now = utcnow()
-        stored = attrs.evolve(record, version=1, lease_owner=lease_owner,
-                              lease_until=lease_until, created_at=now, updated_at=now,
-                              waiting_for=tuple(record.waiting_for))
+        stored = record.replace(version=1, lease_owner=lease_owner,
+                                lease_until=lease_until, created_at=now, updated_at=now,
+                                waiting_for=tuple(record.waiting_for))
         params = {
             "id": record.id, "workflow": record.workflow, "status": record.status,
             "blob": record.blob, "wake_at": _aware(record.wake_at),
@@ -486,19 +486,13 @@ class PostgresStore(Store):
             if row is None:
                 why = conn.execute(self._sql["why"], (record.id,)).fetchone()
         if row is not None:
-            return attrs.evolve(record, version=expected_version + 1, updated_at=now,
-                                lease_owner=row[0], waiting_for=tuple(record.waiting_for))
+            return record.replace(version=expected_version + 1, updated_at=now,
+                                  lease_owner=row[0], waiting_for=tuple(record.waiting_for))
         if why is None:
             raise InstanceNotFoundError(f"no instance {record.id!r}")
         version, holder = why
-        if version != expected_version:
-            raise ConcurrencyError(
-                f"instance {record.id!r} is at version {version}, "
-                f"not {expected_version}: someone else saved it first"
-            )
-        raise ConcurrencyError(
-            f"instance {record.id!r} is leased by {holder!r}, not {lease_owner!r}"
-        )
+        raise refused_save(record.id, version, holder, expected_version, lease_owner) or \
+            ConcurrencyError(f"instance {record.id!r} changed while it was saved: reload and retry")
 
     def delete(self, instance_id: str) -> None:
         with self._conn() as conn:

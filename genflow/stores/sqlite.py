@@ -39,6 +39,7 @@ from genflow.stores.base import (
     Records,
     Store,
     pack_detail,
+    refused_save,
     unpack_detail,
     utcnow,
 )
@@ -320,14 +321,9 @@ class SQLiteStore(Store):
             ).fetchone()
         if row is None:
             current = self.get(record.id)  # raises InstanceNotFoundError
-            if current.version != expected_version:
-                raise ConcurrencyError(
-                    f"instance {record.id!r} is at version {current.version}, "
-                    f"not {expected_version}: someone else saved it first"
-                )
-            raise ConcurrencyError(
-                f"instance {record.id!r} is leased by {current.lease_owner!r}, not {lease_owner!r}"
-            )
+            raise refused_save(record.id, current.version, current.lease_owner,
+                               expected_version, lease_owner) or ConcurrencyError(
+                f"instance {record.id!r} changed while it was saved: reload and retry")
         return record.replace(version=expected_version + 1, updated_at=now,
                             lease_owner=row[0], waiting_for=tuple(record.waiting_for))
 
