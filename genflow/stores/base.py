@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as _dt
+import inspect
 import time
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -43,6 +44,9 @@ JournalEntries = list[tuple[str, dict[str, Any]]]
 def utcnow() -> _dt.datetime:
     """Bookkeeping time (created_at, updated_at): the system's, not the engine's clock."""
     return _dt.datetime.now(_dt.UTC)
+
+
+_KEEP: Any = object()  # `InstanceRecord.replace`: this field as it is
 
 
 @attrs.frozen
@@ -69,15 +73,35 @@ class InstanceRecord:
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
 
-    def replace(self, **changes: Any) -> InstanceRecord:
-        """A copy with `changes`: `attrs.evolve`, at a third of its cost (every
-        save makes two of these)."""
-        values = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        values.update(changes)
-        return InstanceRecord(**values)
+    def replace(
+        self, *, id: Any = _KEEP, workflow: Any = _KEEP, status: Any = _KEEP, blob: Any = _KEEP,
+        version: Any = _KEEP, wake_at: Any = _KEEP, waiting_for: Any = _KEEP,
+        attempts: Any = _KEEP, error: Any = _KEEP, lease_owner: Any = _KEEP,
+        lease_until: Any = _KEEP, created_at: Any = _KEEP, updated_at: Any = _KEEP,
+    ) -> InstanceRecord:
+        """A copy with the fields given changed: `attrs.evolve`, written out
+        field by field because every save makes two of these (2.5 -> 1.2 us
+        each; `evolve` and a dict of the fields cost the same 2.5 us)."""
+        return InstanceRecord(
+            self.id if id is _KEEP else id,
+            self.workflow if workflow is _KEEP else workflow,
+            self.status if status is _KEEP else status,
+            self.blob if blob is _KEEP else blob,
+            self.version if version is _KEEP else version,
+            self.wake_at if wake_at is _KEEP else wake_at,
+            self.waiting_for if waiting_for is _KEEP else waiting_for,
+            self.attempts if attempts is _KEEP else attempts,
+            self.error if error is _KEEP else error,
+            self.lease_owner if lease_owner is _KEEP else lease_owner,
+            self.lease_until if lease_until is _KEEP else lease_until,
+            self.created_at if created_at is _KEEP else created_at,
+            self.updated_at if updated_at is _KEEP else updated_at,
+        )
 
 
-_RECORD_FIELDS = tuple(field.name for field in attrs.fields(InstanceRecord))
+# `replace` names every field, in order: adding a field means adding it there.
+assert list(inspect.signature(InstanceRecord.replace).parameters)[1:] == [
+    field.name for field in attrs.fields(InstanceRecord)], "InstanceRecord.replace is stale"
 
 
 @attrs.frozen
