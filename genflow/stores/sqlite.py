@@ -122,7 +122,22 @@ def _to_us(value: _dt.datetime | None) -> int | None:
 
 
 def _from_us(value: int | None) -> _dt.datetime | None:
-    return None if value is None else _EPOCH + _dt.timedelta(microseconds=value)
+    # timedelta's positional arguments: 0.36 us against 0.53 with `microseconds=`
+    # (a record read has four of these)
+    return None if value is None else _EPOCH + _dt.timedelta(0, 0, value)
+
+
+# `waiting_for` as the JSON text its column holds, and back. A handful of
+# event-name sets recur across instances, so both directions are cached
+# (json.dumps ~1.3 us, json.loads ~1 us; a cache hit ~0.1 us).
+@functools.lru_cache(maxsize=4096)
+def _waiting_out(events: tuple[str, ...]) -> str:
+    return json.dumps(events)
+
+
+@functools.lru_cache(maxsize=4096)
+def _waiting_in(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
 
 
 def _same(value: Any) -> Any:
@@ -132,7 +147,7 @@ def _same(value: Any) -> Any:
 #: the columns a save writes when they changed (the blob and version always),
 #: and how each value is written
 _SAVED = ("status", "wake_at", "waiting_for", "attempts", "error")
-_SAVED_OUT: tuple[Callable[[Any], Any], ...] = (_same, _to_us, json.dumps, _same, _same)
+_SAVED_OUT: tuple[Callable[[Any], Any], ...] = (_same, _to_us, _waiting_out, _same, _same)
 _ALL_SAVED = tuple(range(len(_SAVED)))
 
 
@@ -168,7 +183,7 @@ def _record(row: tuple[Any, ...]) -> InstanceRecord:
      lease_owner, lease_until, created_at, updated_at) = row
     return InstanceRecord(
         id=id_, workflow=workflow, status=status, blob=bytes(blob), version=version,
-        wake_at=_from_us(wake_at), waiting_for=tuple(json.loads(waiting)),
+        wake_at=_from_us(wake_at), waiting_for=_waiting_in(waiting),
         attempts=attempts, error=error, lease_owner=lease_owner,
         lease_until=_from_us(lease_until), created_at=_from_us(created_at),
         updated_at=_from_us(updated_at),
@@ -296,12 +311,14 @@ class SQLiteStore(Store):
         stored = record.replace(version=1, lease_owner=lease_owner,
                               lease_until=lease_until, created_at=now, updated_at=now)
         try:
+            now_us = _to_us(now)
             with self._lock:  # one statement (and its trigger): atomic by itself
                 self._db.execute(
                     f"INSERT INTO instances ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (stored.id, stored.workflow, stored.status, stored.blob, 1,
-                     _to_us(stored.wake_at), json.dumps(stored.waiting_for), stored.attempts,
-                     stored.error, lease_owner, _to_us(lease_until), _to_us(now), _to_us(now)),
+                     _to_us(stored.wake_at), _waiting_out(tuple(stored.waiting_for)),
+                     stored.attempts, stored.error, lease_owner, _to_us(lease_until),
+                     now_us, now_us),
                 )
         except sqlite3.IntegrityError:
             raise DuplicateInstanceError(f"instance {record.id!r} already exists") from None
