@@ -22,6 +22,7 @@ __all__ = [
     "Handler",
     "TimerHandler",
     "as_handler",
+    "overrides",
     "takes_argument",
 ]
 
@@ -111,25 +112,32 @@ def as_handler(obj: Any) -> Handler:
     raise TypeError(f"{obj!r} is neither a handler nor a function")
 
 
+def overrides(handler: Any, method: str) -> bool:
+    """Whether `handler`'s `setup` or `teardown` does anything: the engine skips
+    calling the do-nothing ones of `EventHandler` (plain functions, timers)."""
+    return getattr(type(handler), method, None) is not getattr(EventHandler, method)
+
+
 def takes_argument(fn: Callable[..., Any]) -> bool:
     """Whether `fn` takes one positional argument (bound `self` not counted)."""
     return _payload_parameter(fn)[0]
 
 
 def _payload_parameter(fn: Callable[..., Any]) -> tuple[bool, Any]:
-    # Unwrapped first: a decorator's wrapper shares one code object among every
-    # function it wraps. Bound or not matters too: a bound method's `self` is not counted.
-    code = getattr(inspect.unwrap(getattr(fn, "__func__", fn)), "__code__", None)
+    # Every replay rebuilds bound methods and lambdas, so the answer is cached
+    # by code object (stable across replays) and whether `self` is bound. A
+    # decorator's wrapper shares one code object among every function it wraps,
+    # so wrapped functions are unwrapped first (off the hot path).
+    func = getattr(fn, "__func__", fn)
+    if hasattr(func, "__wrapped__"):
+        func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
     if code is None:  # builtins, callable objects: inspect each time (rare)
         return _inspect_parameter(fn)
-    return _inspect_cached((code, hasattr(fn, "__self__")), fn)
-
-
-def _inspect_cached(code_key: Any, fn: Callable[..., Any]) -> tuple[bool, Any]:
-    # Bound methods are rebuilt on every replay; their code object is stable.
-    cached = _PARAM_CACHE.get(code_key)
+    key = (code, hasattr(fn, "__self__"))
+    cached = _PARAM_CACHE.get(key)
     if cached is None:
-        cached = _PARAM_CACHE[code_key] = _inspect_parameter(fn)
+        cached = _PARAM_CACHE[key] = _inspect_parameter(fn)
     return cached
 
 

@@ -70,45 +70,53 @@ class Frame:
     consumed, so this body cannot simply be iterated again.
     """
 
-    __slots__ = ("branch", "fresh", "index", "its", "one_shot", "owner")
+    __slots__ = ("branch", "fresh", "index", "its", "one_shot", "owner", "top")
 
     def __init__(self, owner: Stmt | None, branch: int, body: Any, fresh: bool = False):
         self.owner = owner
         self.branch = branch
-        self.its: list[Iterator[Any]] = [iter(body)]
+        self.top = iter(body)  # its[-1], kept apart for `next`'s fast path
+        self.its: list[Iterator[Any]] = [self.top]
         self.index = -1
         self.fresh = fresh
         self.one_shot = False
 
     def next(self) -> Any:
         """The next statement of this body, or None at its end."""
+        # Every replay takes each statement through here: the common case (the
+        # innermost iterator yields a statement) costs four lines.
+        item = next(self.top, _EXHAUSTED)  # a default, not StopIteration: far cheaper
+        if isinstance(item, Stmt):
+            self.index += 1
+            return item
+        return self._flatten(item)
+
+    def _flatten(self, item: Any) -> Any:
+        """`next` for anything but a statement: enter nested bodies, leave ended ones."""
         its = self.its
-        while its:
-            item = next(its[-1], _EXHAUSTED)  # a default, not StopIteration: far cheaper
-            if item is _EXHAUSTED:
-                its.pop()
-                continue
+        while True:
             if isinstance(item, Stmt):
                 self.index += 1
                 return item
-            if isinstance(item, (list, tuple)):
-                its.append(iter(item))
-            elif isinstance(item, GeneratorType):
-                its.append(item)
-                self.one_shot = True
+            if item is _EXHAUSTED:
+                if len(its) == 1:  # the body's end (kept: asked again, it ends again)
+                    return None
+                its.pop()
             elif callable(item):  # a generator function (or any callable returning a body)
                 produced = item()
                 if isinstance(produced, Stmt):
                     produced = (produced,)
-                elif produced is None:
-                    continue
-                its.append(iter(produced))
-            elif item is None:
-                continue
-            else:
+                if produced is not None:
+                    its.append(iter(produced))
+            elif isinstance(item, (list, tuple)):
+                its.append(iter(item))
+            elif isinstance(item, GeneratorType):
+                its.append(item)
+                self.one_shot = True
+            elif item is not None:
                 raise DefinitionError(f"{item!r} is not a statement (in a body of {self.owner!r})")
-        return None
-
+            self.top = its[-1]
+            item = next(self.top, _EXHAUSTED)
 
 def path_of(stack: list[Frame]) -> list[int]:
     """The path hint of the statement the top frame last produced."""
@@ -132,26 +140,27 @@ def find(body: Any, name: str, path: list[int] | None) -> tuple[list[Frame], Stm
 
 
 def _follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | None:
-    stack = [Frame(None, 0, body)]
+    frame = Frame(None, 0, body)
+    stack = [frame]
     last = len(path) - 1
     i = 0
     while True:
-        frame = stack[-1]
         target = path[i]
         stmt = None
         while frame.index < target:
             stmt = frame.next()
             if stmt is None:
                 return None
-        if stmt is None:  # a negative index: not a path genflow wrote
-            return None
         if i == last:
-            return (stack, stmt) if stmt.name == name else None
+            return (stack, stmt) if stmt is not None and stmt.name == name else None
+        if stmt is None or type(stmt) is Go:  # a negative index: not a path genflow wrote
+            return None
         branch = path[i + 1]
         bodies = stmt.bodies
-        if type(stmt) is Go or not 0 <= branch < len(bodies) or i + 2 > last:
+        if not 0 <= branch < len(bodies) or i + 2 > last:
             return None
-        stack.append(Frame(stmt, branch, bodies[branch]))
+        frame = Frame(stmt, branch, bodies[branch])
+        stack.append(frame)
         i += 2
 
 

@@ -45,7 +45,7 @@ from genflow.errors import (
     UnknownThreadError,
     WorkflowFinishedError,
 )
-from genflow.handlers import TimerHandler, as_handler
+from genflow.handlers import TimerHandler, as_handler, overrides
 from genflow.replay import END, Frame, advance, find, path_of
 from genflow.state import (
     CallbackRequest,
@@ -293,18 +293,20 @@ class Operation:
     step ran twice. This is the call-level API; most code wants the functions.
     """
 
-    __slots__ = ("checkpoint", "clock", "located", "state", "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "located", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
         self.clock = clock or _utcnow
-        # Where `_forward` just stopped each thread: (thread.pc, frames, statement).
-        # The move that follows (run the step, set up the wait) takes it instead of
-        # replaying the definition again; it is valid only until user code runs,
-        # since conditions and bodies are computed from the data.
+        # Where a move just stood each thread: (thread.pc, frames, statement). The
+        # move that follows (run the step, set up the wait, go on after a handled
+        # event) takes it instead of replaying the definition again. It is valid
+        # only until user code runs, since conditions and bodies are computed
+        # from the data: `_user_code` empties it and counts the calls.
         self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
+        self.calls = 0
 
     # -- the scheduling loop --
 
@@ -312,27 +314,38 @@ class Operation:
         state = self.state
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        checkpoint = self.checkpoint
         moves = 0
         # threads found blocked since user code last ran: skipped without a replay
         blocked: set[str] = set()
+        calls = self.calls
         while True:
             for thread in state.threads:
                 if thread.id in blocked:
                     continue
-                kind = yield from self._move(thread)
+                # The two commonest moves are dispatched here, without the
+                # generator `_move` would add to every call of user code.
+                status = thread.status
+                if status is ThreadStatus.RESUMING and not thread.events:
+                    kind = self._forward(thread)
+                elif status is ThreadStatus.EXECUTING:
+                    kind = yield from self._run_step(thread)
+                else:
+                    kind = yield from self._move(thread)
                 if kind is not None:
                     break
                 blocked.add(thread.id)
             else:
                 break
             moves += 1
-            if kind is not CheckpointType.AFTER_RESUME:  # data may have changed
+            if self.calls != calls:  # user code ran: blocked threads may move now
+                calls = self.calls
                 blocked.clear()
-                self.located.clear()
-            state.update_status()  # `_checkpoint`, inlined: this loop is the hot path
-            if self.checkpoint is not None:
-                yield (self.checkpoint, (kind,), None)
+            if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
+                state.update_status()
+                yield (checkpoint, (kind,), None)
             if moves >= max_moves:
+                state.update_status()
                 raise MoveLimitError(
                     f"instance {state.id!r} made {moves} moves in one resume "
                     "(a loop of steps that never waits?); resume again to go on"
@@ -418,9 +431,8 @@ class Operation:
 
     # -- moves --
 
-    def _advance_thread(
-        self, thread: Thread
-    ) -> tuple[Any, list[Frame], list[tuple[Go, list[int]]]]:
+    def _forward(self, thread: Thread) -> CheckpointType:
+        """Run a thread forward to its next stop (navigation only: no user code)."""
         if not thread.stmt:
             stack = [Frame(None, 0, self._root(thread))]
         elif thread.handled:
@@ -447,23 +459,19 @@ class Operation:
                 f"definition() of workflow {self.state.workflow!r} raised while running "
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
-        return result, stack, spawned
-
-    def _forward(self, thread: Thread) -> CheckpointType:
-        """Run a thread forward to its next stop (navigation only: no user code)."""
-        state = self.state
-        result, stack, spawned = self._advance_thread(thread)
         new_threads = self._spawn(thread, spawned) if spawned else ()
         if type(result) is Wait and not result.events:
             raise DefinitionError(f"Wait {result.name!r} has no events: it would wait forever")
         # -- commit --
+        state = self.state
         state.pc += 1
         if result is END:
             state.threads.remove(thread)
         else:
             self._stop_at(thread, result, stack)
             self.located[thread.id] = (thread.pc, stack, result)
-        state.threads.extend(new_threads)
+        if new_threads:
+            state.threads.extend(new_threads)
         return CheckpointType.AFTER_RESUME
 
     def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame]) -> None:
@@ -506,11 +514,17 @@ class Operation:
         state = self.state
         stack, step = self.locate(thread, Step)
         ctx = StepContext(state.id, state.workflow, thread.id, step.name, thread.pc)
+        # `_run_user_code`, inlined: one generator less on every step
+        snapshot = _snapshot(self.wf)
+        self._user_code()
         try:
-            yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
-        except StepError as exc:
-            exc.retry = step.retry  # the engine's retry policy for this step
-            raise
+            yield (step.action, (), ctx)
+        except BaseException as exc:
+            error = self._failed(exc, snapshot, thread, "step", step.name)
+            if error is None:
+                raise
+            error.retry = step.retry  # type: ignore[attr-defined]  # the engine's policy
+            raise error from exc
         state.pc += 1
         thread.status = ThreadStatus.RESUMING
         thread.path = path_of(stack)
@@ -543,23 +557,47 @@ class Operation:
         name: str,
     ) -> _Moves:
         """Call user code that may change the data; roll the data back if it fails."""
-        snapshot = converter.unstructure(self.wf)
+        snapshot = _snapshot(self.wf)
+        self._user_code()
         try:
             return (yield (fn, args, ctx))
         except BaseException as exc:
-            _restore(self.wf, snapshot)
-            if not isinstance(exc, Exception):
+            error = self._failed(exc, snapshot, thread, phase, name)
+            if error is None:
                 raise
-            if phase == "step":
-                raise StepError(name, thread.id, exc) from exc
-            raise HandlerError(phase, name, thread.id, exc) from exc
+            raise error from exc
+
+    def _failed(self, exc: BaseException, snapshot: Any, thread: Thread, phase: str,
+                name: str) -> GenflowError | None:
+        """User code raised `exc`: roll the data back; the error to raise instead
+        (None: `exc` is no `Exception`, KeyboardInterrupt say, and goes on as it is)."""
+        _restore(self.wf, snapshot)
+        if not isinstance(exc, Exception):
+            return None
+        if phase == "step":
+            return StepError(name, thread.id, exc)
+        return HandlerError(phase, name, thread.id, exc)
+
+    def _user_code(self) -> None:
+        """User code is about to run: what was located from the data may be stale."""
+        self.calls += 1
+        self.located.clear()
+
+    def _keep(self, thread: Thread, stack: list[Frame], stmt: Stmt) -> None:
+        """Keep where `thread` stands for the next move (no user code ran)."""
+        self.located[thread.id] = (thread.pc, stack, stmt)
 
     def _setup(self, thread: Thread, event: WaitEvent) -> _Moves:
-        _, wait = self.locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         handler = as_handler(self._on(thread, wait, event.event)[1].handler)
         if isinstance(handler, TimerHandler):
             event.due = handler.due(self.clock())
+            self._keep(thread, stack, wait)
+        elif not overrides(handler, "setup"):  # nothing to call: no user code runs
+            event.req.setup_data = None
+            self._keep(thread, stack, wait)
         else:
+            self._user_code()
             try:
                 event.req.setup_data = yield (handler.setup, (event.req,), None)
             except Exception as exc:
@@ -572,9 +610,12 @@ class Operation:
         return CheckpointType.AFTER_SETUP
 
     def _teardown(self, thread: Thread, event: WaitEvent) -> _Moves:
-        _, wait = self.locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         handler = as_handler(self._on(thread, wait, event.event)[1].handler)
-        if not isinstance(handler, TimerHandler):
+        if isinstance(handler, TimerHandler) or not overrides(handler, "teardown"):
+            self._keep(thread, stack, wait)  # nothing to call: no user code runs
+        else:
+            self._user_code()
             try:
                 yield (handler.teardown, (event.req, event.handled), None)
             except Exception as exc:
@@ -711,6 +752,17 @@ class Operation:
             while thread.events:
                 kind = yield from self._teardown(thread, thread.events[0])
                 yield from self._checkpoint(kind)
+
+
+def _snapshot(wf: Any) -> Any:
+    """The data as plain values, to roll back to if user code fails."""
+    hook = _SNAPSHOTS.get(type(wf))
+    if hook is None:  # cattrs dispatches on every call; the hook per class is cached
+        hook = _SNAPSHOTS[type(wf)] = converter.get_unstructure_hook(type(wf))
+    return hook(wf)
+
+
+_SNAPSHOTS: dict[type, Callable[[Any], Any]] = {}
 
 
 def _restore(wf: Any, snapshot: Any) -> None:

@@ -130,7 +130,7 @@ class Switch(Stmt):
             if not isinstance(case, Case):
                 raise TypeError(f"Switch takes Case/Default statements, not {case!r}")
         self.cases = list(cases)
-        self.bodies = tuple(case.bodies[0] for case in cases)
+        self.bodies = tuple([case.bodies[0] for case in cases])  # a list: cheaper than a genexpr
 
     def ElseIf(self, cond: Any, name: str, *body: Body) -> Switch:
         self.cases.append(Case(cond, name, *body))
@@ -152,7 +152,10 @@ class If(Switch):
     __slots__ = ()
 
     def __init__(self, cond: Any, name: str, *body: Body):
-        super().__init__(Case(cond, name, *body))
+        # Switch.__init__ inlined for its one case: an If is built on every replay
+        case = Case(cond, name, *body)
+        self.cases = [case]
+        self.bodies = case.bodies
 
 
 class For(Stmt):
@@ -231,7 +234,7 @@ class Wait(Stmt):
                 raise TypeError(f"Wait {name!r} takes On/Timeout events, not {event!r}")
         self.name = name
         self.events = events
-        self.bodies = tuple(event.bodies[0] for event in events)
+        self.bodies = tuple([event.bodies[0] for event in events])  # a list: cheaper than a genexpr
 
     def event(self, event: str) -> On | None:
         for on in self.events:
