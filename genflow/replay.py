@@ -41,6 +41,7 @@ from genflow.statements import (
 
 __all__ = [
     "END",
+    "Definition",
     "RESTART",
     "Frame",
     "advance",
@@ -76,7 +77,7 @@ class Frame:
         self.owner = owner
         self.branch = branch
         self.top = iter(body)  # its[-1], kept apart for `next`'s fast path
-        self.its: list[Iterator[Any]] = [self.top]
+        self.its: list[Iterator[Any]] | None = None  # built when a nested body is entered
         self.index = -1
         self.fresh = fresh
         self.one_shot = False
@@ -94,6 +95,8 @@ class Frame:
     def _flatten(self, item: Any) -> Any:
         """`next` for anything but a statement: enter nested bodies, leave ended ones."""
         its = self.its
+        if its is None:
+            its = self.its = [self.top]
         while True:
             if isinstance(item, Stmt):
                 self.index += 1
@@ -117,6 +120,25 @@ class Frame:
                 raise DefinitionError(f"{item!r} is not a statement (in a body of {self.owner!r})")
             self.top = its[-1]
             item = next(self.top, _EXHAUSTED)
+
+class Definition:
+    """A workflow's `definition` as a body: iterating it calls the method afresh.
+
+    A replay's root: its frame iterates the statements `definition()` yields
+    directly, without first entering a body that holds the method.
+    """
+
+    __slots__ = ("method",)
+
+    def __init__(self, method: Callable[[], Any]):
+        self.method = method
+
+    def __iter__(self) -> Iterator[Any]:
+        produced = self.method()
+        if isinstance(produced, Stmt):
+            return iter((produced,))
+        return iter(() if produced is None else produced)
+
 
 def path_of(stack: list[Frame]) -> list[int]:
     """The path hint of the statement the top frame last produced."""
@@ -294,7 +316,7 @@ def as_body(obj: Any) -> Any:
         return (obj,)
     definition = getattr(obj, "definition", None)
     if definition is not None and callable(definition):
-        return (definition,)
+        return Definition(definition)
     if callable(obj) or isinstance(obj, GeneratorType):
         return (obj,)
     return obj

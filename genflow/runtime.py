@@ -46,7 +46,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.replay import END, Frame, advance, find, path_of
+from genflow.replay import END, Definition, Frame, advance, find, path_of
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -376,7 +376,7 @@ class Operation:
     # -- finding statements --
 
     def _root(self, thread: Thread) -> Any:
-        body: Any = (self.wf.definition,)
+        body: Any = Definition(self.wf.definition)
         for origin in thread.origin:
             found = self._find(thread, body, origin.go, origin.path)
             if found is None or type(found[1]) is not Go:
@@ -433,16 +433,16 @@ class Operation:
 
     def _forward(self, thread: Thread) -> CheckpointType:
         """Run a thread forward to its next stop (navigation only: no user code)."""
-        if not thread.stmt:
-            stack = [Frame(None, 0, self._root(thread))]
-        elif thread.handled:
-            stack, wait = self.locate(thread, Wait)
-            index, _ = self._on(thread, wait, thread.handled)
-            stack.append(Frame(wait, index, wait.bodies[index]))
-        else:
-            stack, _ = self.locate(thread, None)
         spawned: list[tuple[Go, list[int]]] = []
         try:
+            if not thread.stmt:
+                stack = [Frame(None, 0, self._root(thread))]
+            elif thread.handled:
+                stack, wait = self.locate(thread, Wait)
+                index, _ = self._on(thread, wait, thread.handled)
+                stack.append(Frame(wait, index, wait.bodies[index]))
+            else:
+                stack, _ = self.locate(thread, None)
             result = advance(stack, spawned)
             while type(result) is tuple:  # a loop over a one-shot generator: replay afresh
                 loop, loop_path = result[1], result[2]

@@ -543,7 +543,7 @@ class _Builder:
         (nested) cluster.
         """
         cluster = base
-        for it in frame.its:
+        for it in frame.its or (frame.top,):
             inner = getattr(it, "gi_yieldfrom", None)
             while isinstance(inner, GeneratorType):
                 key = (cluster, id(inner))

@@ -28,7 +28,7 @@ from typing import Any
 
 from genflow.describe import thread_name
 from genflow.render.graph import EdgeKind, Graph, Node, NodeKind, build_graph
-from genflow.replay import find, path_of
+from genflow.replay import Definition, find, path_of
 from genflow.state import (
     MAIN_THREAD,
     State,
@@ -154,7 +154,7 @@ def _locate(wf: Any, thread: Thread
     """Where the runtime would find the thread: (the path of its body in the whole
     walk, its path within that body or None if it has not started, the path of
     the Go that started it or None for the main thread)."""
-    body: Any = (wf.definition,)
+    body: Any = Definition(wf.definition)
     offset: list[int] = []
     go_path: list[int] | None = None
     try:
