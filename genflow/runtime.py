@@ -460,41 +460,64 @@ class Operation:
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
         new_threads = self._spawn(thread, spawned) if spawned else ()
-        if type(result) is Wait and not result.events:
-            raise DefinitionError(f"Wait {result.name!r} has no events: it would wait forever")
-        # -- commit --
         state = self.state
+        events = self._events(thread, result, state.pc + 1) if type(result) is Wait else None
+        # -- commit --
         state.pc += 1
         if result is END:
             state.threads.remove(thread)
         else:
-            self._stop_at(thread, result, stack)
+            self._stop_at(thread, result, stack, events)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
             state.threads.extend(new_threads)
         return CheckpointType.AFTER_RESUME
 
-    def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame]) -> None:
-        """Make `stmt` (a Step, Wait or WaitFor) the thread's place at counter `state.pc`."""
-        state = self.state
+    def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame],
+                 events: list[WaitEvent] | None) -> None:
+        """Make `stmt` (a Step, Wait or WaitFor) the thread's place at counter
+        `state.pc`; `events` are a Wait's (from `_events`)."""
         thread.stmt = stmt.name
         thread.path = path_of(stack)
-        thread.pc = state.pc
+        thread.pc = self.state.pc
         thread.handled = ""
         kind = type(stmt)
         if kind is Step:
             thread.status = ThreadStatus.EXECUTING
             thread.since = None
         elif kind is Wait:
+            assert events is not None
             thread.status = ThreadStatus.WAITING_EVENT
             thread.since = self.clock()
-            thread.events = [
-                WaitEvent(on.name, CallbackRequest(state.id, thread.id, on.name, state.pc))
-                for on in stmt.events
-            ]
+            thread.events = events
         else:
             thread.status = ThreadStatus.WAITING_CONDITION
             thread.since = self.clock()
+
+    def _events(self, thread: Thread, wait: Wait, pc: int) -> list[WaitEvent]:
+        """What `thread` listens for at `wait` from counter `pc` on.
+
+        A handler with nothing to set up (a plain function, or a timer, whose
+        due time is all its setup) is set up at once: no move, no checkpoint,
+        no save of its own. Only handlers whose `setup` does something start
+        PENDING_SETUP, to be set up (and retried) by moves of their own.
+        """
+        if not wait.events:
+            raise DefinitionError(f"Wait {wait.name!r} has no events: it would wait forever")
+        state = self.state
+        events = []
+        now = None
+        for on in wait.events:
+            event = WaitEvent(on.name, CallbackRequest(state.id, thread.id, on.name, pc))
+            handler = as_handler(on.handler)
+            if isinstance(handler, TimerHandler):
+                now = now or self.clock()
+                event.due = handler.due(now)
+                event.status = WaitEventStatus.SETUP
+            elif not overrides(handler, "setup"):
+                event.status = WaitEventStatus.SETUP
+            events.append(event)
+        return events
 
     def _spawn(self, parent: Thread, spawned: list[tuple[Go, list[int]]]) -> list[Thread]:
         taken = {t.id for t in self.state.threads}
@@ -665,14 +688,21 @@ class Operation:
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
         value = structure_payload(payload, input_type, req.event)
+        # what must be torn down: set-up events whose handler's teardown does
+        # something (the rest are done with at once, like their setup)
+        teardowns = [
+            e for e in thread.events
+            if e.status is WaitEventStatus.SETUP
+            and overrides(as_handler(self._on(thread, wait, e.event)[1].handler), "teardown")
+        ]
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), None, thread, "handle", req.event
         )
         # -- commit: this event wins the select; every set-up event is torn down --
         state.pc += 1
         event.handled = True
-        thread.events = [e for e in thread.events if e.status is WaitEventStatus.SETUP]
-        for e in thread.events:
+        thread.events = teardowns
+        for e in teardowns:
             e.status = WaitEventStatus.PENDING_TEARDOWN
         thread.status = ThreadStatus.RESUMING
         thread.handled = req.event
@@ -715,8 +745,7 @@ class Operation:
                 f"{target!r} is a {type(stmt).__name__}: a thread can only be moved to a "
                 "Step, a Wait or a WaitFor"
             )
-        if type(stmt) is Wait and not stmt.events:
-            raise DefinitionError(f"Wait {target!r} has no events: it would wait forever")
+        events = self._events(thread, stmt, state.pc + 1) if type(stmt) is Wait else None
         # what the thread has set up is torn down first (handled=False: nothing won)
         for event in [e for e in thread.events
                       if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN]:
@@ -725,7 +754,7 @@ class Operation:
         # -- commit --
         state.pc += 1
         thread.events = []
-        self._stop_at(thread, stmt, stack)
+        self._stop_at(thread, stmt, stack, events)
         if type(stmt) is Step:
             thread.since = None
         if state.status is WorkflowStatus.FAILED:

@@ -49,7 +49,7 @@ def test_history_with_the_journal_on(cli: Cli) -> None:
     journaled("send", "j1", "add", "--payload", '{"name": "tea"}')
     lines = journaled("history", "j1").stdout.splitlines()
     kinds = [line.split()[3] for line in lines]
-    assert kinds[0] == "start" and kinds.count("event") == 1 and "after_setup" in kinds
+    assert kinds[0] == "start" and kinds.count("event") == 1 and "after_resume" in kinds
     assert '"payload": {"name": "tea"}' in next(line for line in lines if " event " in line)
     cli("start", "cli-order", "--id", "quiet")  # the journal is off by default
     assert "no journal entries" in cli("history", "quiet").stdout

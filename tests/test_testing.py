@@ -385,11 +385,11 @@ def test_a_crash_charges_the_broken_pizza_twice() -> None:
                           determinism=False, reload=False)
     assert result.kinds == ["step ran twice"]
     report = result.report()
-    assert ("A crash right after checkpoint #14 (after step 'charge card' ran (the main thread), "
+    assert ("A crash right after checkpoint #6 (after step 'charge card' ran (the main thread), "
             "after event #2 'checkout'), reloading the blob saved there makes step 'charge card' "
             "(the main thread) run again.") in report
     assert ("Step 'charge card' (the main thread) ran 2 times in the run that crashed right "
-            "after checkpoint #14, 1 time in the run that never stopped.") in report
+            "after checkpoint #6, 1 time in the run that never stopped.") in report
     assert "In the end, field 'charges': 1 in the run that never stopped, 2 in the other" \
         in report
     # shrunk outside hypothesis too: "delivered" is not needed
