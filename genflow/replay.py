@@ -47,8 +47,10 @@ __all__ = [
     "advance",
     "as_body",
     "find",
+    "follow",
     "iter_tree",
     "path_of",
+    "search",
     "walk",
 ]
 
@@ -155,13 +157,14 @@ def find(body: Any, name: str, path: list[int] | None) -> tuple[list[Frame], Stm
     Bodies of `Go` statements belong to other threads and are not searched.
     """
     if path:
-        found = _follow(body, name, path)
+        found = follow(body, name, path)
         if found is not None:
             return found
-    return _search(body, name)
+    return search(body, name)
 
 
-def _follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | None:
+def follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | None:
+    """`find` by the path hint alone (None if it does not lead to `name`)."""
     frame = Frame(None, 0, body)
     stack = [frame]
     last = len(path) - 1
@@ -186,7 +189,8 @@ def _follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] |
         i += 2
 
 
-def _search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
+def search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
+    """`find` by name alone: depth first over every branch."""
     stack = [Frame(None, 0, body)]
     while stack:
         frame = stack[-1]

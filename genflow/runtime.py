@@ -46,7 +46,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.replay import END, Definition, Frame, advance, find, path_of
+from genflow.replay import END, Definition, Frame, advance, follow, path_of, search
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -293,7 +293,7 @@ class Operation:
     step ran twice. This is the call-level API; most code wants the functions.
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "located", "state", "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "located", "off_path", "repaths", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
         self.wf = wf
@@ -307,6 +307,10 @@ class Operation:
         # from the data: `_user_code` empties it and counts the calls.
         self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
         self.calls = 0
+        # Threads whose statement `locate` found by name, off its path hint: a
+        # move that commits them there writes the new path (`_path`).
+        self.repaths: dict[str, tuple[int, list[int]]] = {}
+        self.off_path = False  # whether `_find` last found a statement by name
 
     # -- the scheduling loop --
 
@@ -391,7 +395,13 @@ class Operation:
         self, thread: Thread, body: Any, name: str, path: list[int] | None
     ) -> tuple[list[Frame], Stmt] | None:
         try:
-            return find(body, name, path)
+            if path:
+                found = follow(body, name, path)
+                if found is not None:
+                    self.off_path = False
+                    return found
+            self.off_path = True
+            return search(body, name)
         except GenflowError:
             raise
         except Exception as exc:
@@ -412,6 +422,8 @@ class Operation:
             raise NonDeterminismError(
                 self.state.workflow, thread.id, thread.stmt, thread.status.value
             )
+        if self.off_path:  # found by name, off its path hint: an edit moved it
+            self.repaths[thread.id] = (thread.pc, path_of(found[0]))
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
                 self.state.workflow,
@@ -420,6 +432,12 @@ class Operation:
                 f"it is now a {type(found[1]).__name__}, the thread expects a {kind.__name__}",
             )
         return found
+
+    def _path(self, thread: Thread) -> list[int]:
+        """The path hint of the statement `thread` was located at: the same as
+        before unless `locate` found it by name."""
+        found = self.repaths.pop(thread.id, None)
+        return found[1] if found is not None and found[0] == thread.pc else thread.path
 
     def _on(self, thread: Thread, wait: Wait, event: str) -> tuple[int, Any]:
         for index, on in enumerate(wait.events):
@@ -550,7 +568,7 @@ class Operation:
             raise error from exc
         state.pc += 1
         thread.status = ThreadStatus.RESUMING
-        thread.path = path_of(stack)
+        thread.path = self._path(thread)
         thread.pc = state.pc
         return CheckpointType.AFTER_STEP
 
@@ -565,7 +583,7 @@ class Operation:
         state = self.state
         state.pc += 1
         thread.status = ThreadStatus.RESUMING
-        thread.path = path_of(stack)
+        thread.path = self._path(thread)
         thread.pc = state.pc
         thread.since = None
         return CheckpointType.AFTER_CONDITION
@@ -706,7 +724,7 @@ class Operation:
             e.status = WaitEventStatus.PENDING_TEARDOWN
         thread.status = ThreadStatus.RESUMING
         thread.handled = req.event
-        thread.path = path_of(stack)
+        thread.path = self._path(thread)
         thread.pc = state.pc
         thread.since = None
         state.update_status()

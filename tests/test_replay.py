@@ -33,6 +33,7 @@ from genflow import (
     validate,
     walk,
 )
+from genflow.replay import Definition, path_of, search
 
 DEPTH = 500
 
@@ -226,6 +227,45 @@ def test_edit_before_an_executing_step_runs_that_step(deploy, mode: str) -> None
     failing["on"] = False
     run.resume()
     assert run.wf.log == ["a", "risky", "z"]
+
+
+def _real_path(wf: Any, name: str) -> list[int]:
+    found = search(Definition(wf.definition), name)
+    assert found is not None
+    return path_of(found[0])
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_statement_found_by_name_gets_its_new_path_hint(deploy, edit: str) -> None:
+    deploy(V1)
+    run = Run(Edit())
+    run.resume()
+    deploy(EDITS[edit])
+    stale = list(run.state.threads[0].path)
+    run.send("go")  # found by name: the hint it leaves is the wait's real path
+    assert run.state.threads[0].path == _real_path(run.wf, "wait")
+    if edit == "insert before":
+        assert stale == [1, 0, 1] and run.state.threads[0].path == [3, 0, 2]
+
+
+def test_a_step_found_by_name_gets_its_new_path_hint(deploy) -> None:
+    failing = {"on": True}
+
+    def risky(wf: Edit) -> None:
+        if failing["on"]:
+            raise RuntimeError("boom")
+
+    deploy(lambda wf: [wf.s("a"), Step("risky", lambda: risky(wf))])
+    run = Run(Edit())
+    with pytest.raises(StepError):
+        run.resume()
+    deploy(lambda wf: [wf.s("new"), If(True, "wrap", Step("risky", lambda: risky(wf)))])
+    failing["on"] = False
+    paths = []
+    resume(run.wf, run.state,
+           lambda kind: paths.append((kind, [list(t.path) for t in run.state.threads])))
+    assert paths[0] == (genflow.CheckpointType.AFTER_STEP, [_real_path(run.wf, "risky")])
+    assert paths[0][1] == [[1, 0, 0]]
 
 
 @pytest.mark.parametrize("mode", MODES)
