@@ -84,15 +84,26 @@ Clock = Callable[[], _dt.datetime]
 
 DEFAULT_MAX_MOVES = 100_000
 
+# The enum members the moves use, as module names: in Python 3.11 looking a
+# member up on its class takes the slow path of attribute lookup (the metaclass
+# defines __getattr__), about 70 ns against 10 for a module name, and the
+# move loop does it a few dozen times per step.
+_EXECUTING = ThreadStatus.EXECUTING
+_RESUMING = ThreadStatus.RESUMING
+_WAITING_EVENT = ThreadStatus.WAITING_EVENT
+_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
+_SETUP = WaitEventStatus.SETUP
+_AFTER_STEP = CheckpointType.AFTER_STEP
+_AFTER_RESUME = CheckpointType.AFTER_RESUME
 _DONE = (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
 _STANDS_AT: dict[ThreadStatus, type] = {
-    ThreadStatus.EXECUTING: Step,
-    ThreadStatus.WAITING_EVENT: Wait,
-    ThreadStatus.WAITING_CONDITION: WaitFor,
+    _EXECUTING: Step,
+    _WAITING_EVENT: Wait,
+    _WAITING_CONDITION: WaitFor,
 }
 
 
@@ -330,9 +341,9 @@ class Operation:
                 # The two commonest moves are dispatched here, without the
                 # generator `_move` would add to every call of user code.
                 status = thread.status
-                if status is ThreadStatus.RESUMING and not thread.events:
+                if status is _RESUMING and not thread.events:
                     kind = self._forward(thread)
-                elif status is ThreadStatus.EXECUTING:
+                elif status is _EXECUTING:
                     kind = yield from self._run_step(thread)
                 else:
                     kind = yield from self._move(thread)
@@ -364,13 +375,13 @@ class Operation:
     def _move(self, thread: Thread) -> _Moves:
         """Make one move of `thread`; return its checkpoint kind, or None if blocked."""
         status = thread.status
-        if status is ThreadStatus.EXECUTING:
+        if status is _EXECUTING:
             return (yield from self._run_step(thread))
-        if status is ThreadStatus.RESUMING:
+        if status is _RESUMING:
             if thread.events:
                 return (yield from self._teardown(thread, thread.events[0]))
             return self._forward(thread)
-        if status is ThreadStatus.WAITING_EVENT:
+        if status is _WAITING_EVENT:
             for event in thread.events:
                 if event.status in _NEEDS_SETUP:
                     return (yield from self._setup(thread, event))
@@ -489,7 +500,7 @@ class Operation:
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
             state.threads.extend(new_threads)
-        return CheckpointType.AFTER_RESUME
+        return _AFTER_RESUME
 
     def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame],
                  events: list[WaitEvent] | None) -> None:
@@ -501,15 +512,15 @@ class Operation:
         thread.handled = ""
         kind = type(stmt)
         if kind is Step:
-            thread.status = ThreadStatus.EXECUTING
+            thread.status = _EXECUTING
             thread.since = None
         elif kind is Wait:
             assert events is not None
-            thread.status = ThreadStatus.WAITING_EVENT
+            thread.status = _WAITING_EVENT
             thread.since = self.clock()
             thread.events = events
         else:
-            thread.status = ThreadStatus.WAITING_CONDITION
+            thread.status = _WAITING_CONDITION
             thread.since = self.clock()
 
     def _events(self, thread: Thread, wait: Wait, pc: int) -> list[WaitEvent]:
@@ -531,9 +542,9 @@ class Operation:
             if isinstance(handler, TimerHandler):
                 now = now or self.clock()
                 event.due = handler.due(now)
-                event.status = WaitEventStatus.SETUP
+                event.status = _SETUP
             elif not overrides(handler, "setup"):
-                event.status = WaitEventStatus.SETUP
+                event.status = _SETUP
             events.append(event)
         return events
 
@@ -567,10 +578,10 @@ class Operation:
             error.retry = step.retry  # type: ignore[attr-defined]  # the engine's policy
             raise error from exc
         state.pc += 1
-        thread.status = ThreadStatus.RESUMING
+        thread.status = _RESUMING
         thread.path = self._path(thread)
         thread.pc = state.pc
-        return CheckpointType.AFTER_STEP
+        return _AFTER_STEP
 
     def _check_condition(self, thread: Thread) -> _Moves:
         stack, wait_for = self.locate(thread, WaitFor)
@@ -582,7 +593,7 @@ class Operation:
             )
         state = self.state
         state.pc += 1
-        thread.status = ThreadStatus.RESUMING
+        thread.status = _RESUMING
         thread.path = self._path(thread)
         thread.pc = state.pc
         thread.since = None
@@ -646,7 +657,7 @@ class Operation:
                 event.error = repr(exc)
                 yield from self._checkpoint(CheckpointType.AFTER_SETUP)
                 raise HandlerError("setup", event.event, thread.id, exc) from exc
-        event.status = WaitEventStatus.SETUP
+        event.status = _SETUP
         event.error = ""
         return CheckpointType.AFTER_SETUP
 
@@ -685,7 +696,7 @@ class Operation:
                 f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
                 f"is {thread.status.value} at {thread.stmt!r} since counter {thread.pc}"
             )
-        if thread.status is not ThreadStatus.WAITING_EVENT:
+        if thread.status is not _WAITING_EVENT:
             raise NotWaitingError(
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
                 f"(it is {thread.status.value} at {thread.stmt!r})"
@@ -696,7 +707,7 @@ class Operation:
                 f"thread {thread.id!r} waits at {thread.stmt!r} for "
                 f"{[e.event for e in thread.events]}, not for {req.event!r}"
             )
-        if event.status is not WaitEventStatus.SETUP:
+        if event.status is not _SETUP:
             raise EventNotReadyError(
                 f"event {req.event!r} is {event.status.value}, not set up: "
                 "resume the instance first"
@@ -710,7 +721,7 @@ class Operation:
         # something (the rest are done with at once, like their setup)
         teardowns = [
             e for e in thread.events
-            if e.status is WaitEventStatus.SETUP
+            if e.status is _SETUP
             and overrides(as_handler(self._on(thread, wait, e.event)[1].handler), "teardown")
         ]
         output = yield from self._run_user_code(
@@ -722,7 +733,7 @@ class Operation:
         thread.events = teardowns
         for e in teardowns:
             e.status = WaitEventStatus.PENDING_TEARDOWN
-        thread.status = ThreadStatus.RESUMING
+        thread.status = _RESUMING
         thread.handled = req.event
         thread.path = self._path(thread)
         thread.pc = state.pc
@@ -737,7 +748,7 @@ class Operation:
         if not thread.stmt:
             self._root(thread)  # the Go statements that started it are still there
             return
-        waits = thread.status is ThreadStatus.WAITING_EVENT or thread.handled or thread.events
+        waits = thread.status is _WAITING_EVENT or thread.handled or thread.events
         kind = Wait if waits else _STANDS_AT.get(thread.status)
         _, stmt = self.locate(thread, kind)
         if kind is Wait:
@@ -766,7 +777,7 @@ class Operation:
         events = self._events(thread, stmt, state.pc + 1) if type(stmt) is Wait else None
         # what the thread has set up is torn down first (handled=False: nothing won)
         for event in [e for e in thread.events
-                      if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN]:
+                      if e.status is _SETUP or e.status in _TEARING_DOWN]:
             yield from self._teardown(thread, event)
             yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
         # -- commit --
@@ -790,7 +801,7 @@ class Operation:
         for thread in state.threads:
             thread.events = [
                 e for e in thread.events
-                if e.status is WaitEventStatus.SETUP or e.status in _TEARING_DOWN
+                if e.status is _SETUP or e.status in _TEARING_DOWN
             ]
             for e in thread.events:
                 e.status = WaitEventStatus.PENDING_TEARDOWN

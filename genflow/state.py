@@ -147,21 +147,29 @@ class State:
 
     def update_status(self) -> None:
         """Derive the status from the threads (the engine sets FAILED, `cancel` CANCELLED)."""
-        if self.status is WorkflowStatus.CANCELLED:
+        if self.status is _CANCELLED:
             return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
             return
-        # plain loops: this runs at every checkpoint, so it is on the hot path
+        # plain loops and module names for the members (Enum lookups are slow in
+        # Python 3.11): this runs at every checkpoint, so it is on the hot path
         for thread in self.threads:
-            if thread.status is ThreadStatus.EXECUTING or thread.status is ThreadStatus.RESUMING:
-                self.status = WorkflowStatus.RESUMING
+            if thread.status is _EXECUTING or thread.status is _RESUMING:
+                self.status = _RUNNING
                 return
             for event in thread.events:
-                if event.status is not WaitEventStatus.SETUP:
-                    self.status = WorkflowStatus.RESUMING
+                if event.status is not _SETUP:
+                    self.status = _RUNNING
                     return
         self.status = WorkflowStatus.WAITING
+
+
+_CANCELLED = WorkflowStatus.CANCELLED
+_RUNNING = WorkflowStatus.RESUMING
+_EXECUTING = ThreadStatus.EXECUTING
+_RESUMING = ThreadStatus.RESUMING
+_SETUP = WaitEventStatus.SETUP
 
 
 def new_state(id: str, workflow: Any) -> State:
