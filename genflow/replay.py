@@ -41,8 +41,8 @@ from genflow.statements import (
 
 __all__ = [
     "END",
-    "Definition",
     "RESTART",
+    "Definition",
     "Frame",
     "advance",
     "as_body",
