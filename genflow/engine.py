@@ -352,9 +352,9 @@ class Engine:
         self._record(instance_id, [("start", {"data": unstructure(data)})])
         if run:
             try:
-                yield from self._advance(record, data, state)
+                record = yield from self._advance(record, data, state, release=True)
             finally:
-                self._release(instance_id)
+                self._release(instance_id, record)
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
         return instance_id
@@ -374,9 +374,9 @@ class Engine:
                                                   "payload": payload})])
             if not self.store.grouping():  # grouped: the resume's final save covers it
                 record = self._save(record, wf, state, attempts=0, error="")
-            yield from self._advance(record, wf, state)
+            record = yield from self._advance(record, wf, state, release=True)
         finally:
-            self._release(instance_id)
+            self._release(instance_id, record)
         return unstructure(output)
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
@@ -404,27 +404,28 @@ class Engine:
                                                  "to": statement, "by": self.owner})],
                          repair=True)
             record = self._save(saver.record, wf, state, attempts=0, error="")
-            yield from self._advance(record, wf, state)
+            record = yield from self._advance(record, wf, state, release=True)
         finally:
-            self._release(instance_id)
+            self._release(instance_id, record)
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
         records = self.store.claim_due(self.owner, now, now + self.lease, limit,
                                        workflows=self.runs())
         for record in records:
+            latest = record
             try:
                 wf, state = self._load(record)
                 if state.status is WorkflowStatus.CANCELLED:
                     yield from self._cancel_leased(record, wf, state)
                 else:
-                    yield from self._fire_timers(record, wf, state)
+                    latest = yield from self._fire_timers(record, wf, state)
             except ConcurrencyError:
                 pass  # someone else moved it first; their write stands
             except GenflowError as exc:
                 self._fail(record, exc)
             finally:
-                self._release(record.id)
+                self._release(record.id, latest)
         return len(records)
 
     def _cancel_leased(self, record: InstanceRecord, wf: Any, state: State) -> _Ops:
@@ -452,13 +453,16 @@ class Engine:
                 fired = True
         if fired:
             record = self._save(record, wf, state, attempts=0, error="")
-        yield from self._advance(record, wf, state)
+        return (yield from self._advance(record, wf, state, release=True))
 
-    def _advance(self, record: InstanceRecord, wf: Any, state: State) -> _Ops:
-        """Resume under the lease, saving at every durable checkpoint."""
+    def _advance(self, record: InstanceRecord, wf: Any, state: State, *,
+                 release: bool = False) -> _Ops:
+        """Resume under the lease, saving at every durable checkpoint; returns
+        the record as last saved. With `release` the operation ends here: its
+        last save also drops the lease (one statement fewer; `_release` then
+        has nothing to write)."""
         if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
-            self._save(record, wf, state)
-            return
+            return self._save(record, wf, state, release=release)
         if state.status is WorkflowStatus.FAILED:
             state.status = WorkflowStatus.RESUMING
         saver = _Saver(self, record, wf, state)
@@ -466,18 +470,16 @@ class Engine:
             yield _Core("resume", (wf, state, saver),
                         {"clock": self.clock, "max_moves": self.max_moves})
         except MoveLimitError:
-            saver.flush(wake_at=self.clock())
-            return
+            saver.flush(wake_at=self.clock(), release=release)
         except StepError as exc:
-            saver.flush_failure(exc, exc.retry or self.default_retry)
-            return
+            saver.flush_failure(exc, exc.retry or self.default_retry, release=release)
         except HandlerError as exc:
-            saver.flush_failure(exc, self.handler_retry)
-            return
+            saver.flush_failure(exc, self.handler_retry, release=release)
         except GenflowError as exc:  # non-determinism, a broken definition: an operator must act
-            saver.flush_failure(exc, None)
-            return
-        saver.flush()
+            saver.flush_failure(exc, None, release=release)
+        else:
+            saver.flush(release=release)
+        return saver.record
 
     # -- helpers --
 
@@ -536,7 +538,7 @@ class Engine:
 
     def _save(self, record: InstanceRecord, wf: Any, state: State, *,
               attempts: int | None = None, error: str | None = None,
-              wake_at: Any = attrs.NOTHING) -> InstanceRecord:
+              wake_at: Any = attrs.NOTHING, release: bool = False) -> InstanceRecord:
         now = self.clock()  # one reading per save (the system clock costs ~0.25 us a call)
         if wake_at is attrs.NOTHING:
             wake_at = self.wake_at(state, now)
@@ -552,17 +554,20 @@ class Engine:
             error=record.error if error is None else error,
         )
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
-                                previous=record)
+                                previous=record, release=release)
         if wake_at is not None and wake_at <= now:
             self._left_due.add(record.id)
         else:
             self._left_due.discard(record.id)
         return saved
 
-    def _release(self, instance_id: str) -> None:
+    def _release(self, instance_id: str, record: InstanceRecord | None = None) -> None:
         """Let go of an instance; if it is left due, wake idle workers now (while
-        this engine held the lease, no one else could have taken it)."""
-        self.store.release(instance_id, self.owner)
+        this engine held the lease, no one else could have taken it). `record`
+        is the instance as this engine last wrote it: if that write already
+        dropped the lease (`_advance(release=True)`), there is nothing to write."""
+        if record is None or record.lease_owner is not None:
+            self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:
             self._left_due.discard(instance_id)
             self.store.notify_wake()
@@ -608,14 +613,16 @@ class _Saver:
             self.record = engine._save(self.record, self.wf, self.state)
         self.dirty = False
 
-    def flush(self, **overrides: Any) -> None:
+    def flush(self, *, release: bool = False, **overrides: Any) -> None:
         if self.dirty or overrides or self.record.attempts:
             if not overrides:
                 overrides = {"attempts": 0, "error": ""}
-            self.record = self.engine._save(self.record, self.wf, self.state, **overrides)
+            self.record = self.engine._save(self.record, self.wf, self.state, release=release,
+                                            **overrides)
             self.dirty = False
 
-    def flush_failure(self, exc: GenflowError, policy: Retry | None) -> None:
+    def flush_failure(self, exc: GenflowError, policy: Retry | None, *,
+                      release: bool = False) -> None:
         """Record a failure: retry after a backoff, or mark the instance FAILED."""
         engine = self.engine
         attempts = self.record.attempts + 1
@@ -628,7 +635,7 @@ class _Saver:
             wake_at = None
         engine._record(self.record.id, [("failure", {"error": error, "attempt": attempts})])
         self.record = engine._save(self.record, self.wf, self.state, attempts=attempts,
-                                   error=error, wake_at=wake_at)
+                                   error=error, wake_at=wake_at, release=release)
 
 
 def _positions(state: State) -> dict[str, Any]:

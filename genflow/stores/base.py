@@ -163,7 +163,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None,
-             previous: InstanceRecord | None = None) -> InstanceRecord:
+             previous: InstanceRecord | None = None,
+             release: bool = False) -> InstanceRecord:
         """Replace the instance's status, blob, wake_at, waiting_for, attempts and
         error if its version is still `expected_version`; the new version is
         `expected_version + 1`.
@@ -175,7 +176,10 @@ class Store(abc.ABC):
         If `lease_owner` is given, the write also requires that owner to hold an
         unexpired lease (or no one to hold it). Raises `ConcurrencyError` when
         the version moved or the lease is someone else's, `InstanceNotFoundError`
-        when the row is gone. Leases are left as they are.
+        when the row is gone. Leases are left as they are, unless `release`
+        (with `lease_owner`): then the same write drops the lease, as
+        `release(record.id, lease_owner)` right after it would (an operation's
+        last save, one statement fewer).
         """
 
     @abc.abstractmethod

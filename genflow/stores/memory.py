@@ -56,7 +56,8 @@ class MemoryStore(Store):
 
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None,
-             previous: InstanceRecord | None = None) -> InstanceRecord:
+             previous: InstanceRecord | None = None,
+             release: bool = False) -> InstanceRecord:
         with self._lock:
             current = self._row(record.id)
             refused = refused_save(record.id, current.version, current.lease_owner,
@@ -68,6 +69,8 @@ class MemoryStore(Store):
                 waiting_for=tuple(record.waiting_for), attempts=record.attempts,
                 error=record.error, version=expected_version + 1, updated_at=utcnow(),
             )
+            if release and lease_owner is not None and stored.lease_owner == lease_owner:
+                stored = stored.replace(lease_owner=None, lease_until=None)
             self._rows[record.id] = stored
         return stored
 

@@ -288,6 +288,13 @@ class PostgresStore(Store):
             f"FROM due WHERE i.id = due.id RETURNING {_qualified('i')}"
         )
         wake = f"SELECT min(wake_at) FROM {s}.instances WHERE wake_at IS NOT NULL<only>"
+        save = (
+            f"UPDATE {s}.instances SET status = %(status)s, blob = %(blob)s, "
+            "version = version + 1, wake_at = %(wake_at)s, waiting_for = %(waiting)s::text[], "
+            "attempts = %(attempts)s, error = %(error)s, <release>updated_at = %(now)s "
+            "WHERE id = %(id)s AND version = %(expected)s AND (%(owner)s::text IS NULL "
+            "OR lease_owner IS NULL OR lease_owner = %(owner)s) RETURNING lease_owner, lease_until"
+        )
         return {
             "create": (
                 f"INSERT INTO {s}.instances ({_COLUMNS}) VALUES (%(id)s, %(workflow)s, "
@@ -295,13 +302,10 @@ class PostgresStore(Store):
                 "%(error)s, %(owner)s, %(until)s, %(now)s, %(now)s)"
             ),
             "get": f"SELECT {_COLUMNS} FROM {s}.instances WHERE id = %s",
-            "save": (
-                f"UPDATE {s}.instances SET status = %(status)s, blob = %(blob)s, "
-                "version = version + 1, wake_at = %(wake_at)s, waiting_for = %(waiting)s::text[], "
-                "attempts = %(attempts)s, error = %(error)s, updated_at = %(now)s "
-                "WHERE id = %(id)s AND version = %(expected)s AND (%(owner)s::text IS NULL "
-                "OR lease_owner IS NULL OR lease_owner = %(owner)s) RETURNING lease_owner"
-            ),
+            "save": save.replace("<release>", ""),
+            # the lease holder's last save: the row's owner is NULL or the saver
+            "save_release": save.replace("<release>",
+                                         "lease_owner = NULL, lease_until = NULL, "),
             "why": f"SELECT version, lease_owner FROM {s}.instances WHERE id = %s",
             "delete": (
                 f"WITH j AS (DELETE FROM {s}.journal WHERE instance_id = %(id)s) "
@@ -473,8 +477,10 @@ class PostgresStore(Store):
 
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None,
-             previous: InstanceRecord | None = None) -> InstanceRecord:
+             previous: InstanceRecord | None = None,
+             release: bool = False) -> InstanceRecord:
         now = utcnow()
+        statement = "save_release" if release and lease_owner is not None else "save"
         params = {
             "id": record.id, "status": record.status, "blob": record.blob,
             "wake_at": _aware(record.wake_at), "waiting": list(record.waiting_for),
@@ -482,12 +488,13 @@ class PostgresStore(Store):
             "expected": expected_version, "owner": lease_owner,
         }
         with self._conn() as conn:
-            row = conn.execute(self._sql["save"], params).fetchone()
+            row = conn.execute(self._sql[statement], params).fetchone()
             if row is None:
                 why = conn.execute(self._sql["why"], (record.id,)).fetchone()
         if row is not None:
             return record.replace(version=expected_version + 1, updated_at=now,
-                                  lease_owner=row[0], waiting_for=tuple(record.waiting_for))
+                                  lease_owner=row[0], lease_until=row[1],
+                                  waiting_for=tuple(record.waiting_for))
         if why is None:
             raise InstanceNotFoundError(f"no instance {record.id!r}")
         version, holder = why

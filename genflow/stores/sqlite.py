@@ -152,8 +152,9 @@ _ALL_SAVED = tuple(range(len(_SAVED)))
 
 
 @functools.cache
-def _save_sql(changed: tuple[int, ...], held: bool) -> str:
-    """The UPDATE of a save that sets the `changed` columns (indexes in `_SAVED`).
+def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
+    """The UPDATE of a save that sets the `changed` columns (indexes in `_SAVED`),
+    and drops the lease with `release` (the row's owner is then NULL or the saver).
 
     The compare-and-swap is its WHERE clause (and the waits index follows by
     trigger), so a save is one statement and a durable step costs one commit.
@@ -162,6 +163,8 @@ def _save_sql(changed: tuple[int, ...], held: bool) -> str:
     costs ~2.5 us a save: a result row to fetch, and the commit happens on
     that second step). Otherwise the row's owner is returned."""
     columns = "".join(f"{_SAVED[i]}=?, " for i in changed)
+    if release:
+        columns += "lease_owner=NULL, lease_until=NULL, "
     update = (f"UPDATE instances SET {columns}blob=?, version=?, updated_at=? "
               "WHERE id=? AND version=?")
     if held:
@@ -334,8 +337,10 @@ class SQLiteStore(Store):
 
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None,
-             previous: InstanceRecord | None = None) -> InstanceRecord:
+             previous: InstanceRecord | None = None,
+             release: bool = False) -> InstanceRecord:
         now = utcnow()
+        release = release and lease_owner is not None
         waiting = tuple(record.waiting_for)
         values = (record.status, record.wake_at, waiting, record.attempts, record.error)
         # Naming an indexed column in SET rewrites its index entries even when
@@ -352,11 +357,11 @@ class SQLiteStore(Store):
         held = (lease_owner is not None and previous is not None
                 and previous.lease_owner == lease_owner)
         with self._lock:
-            if held and self._saves.execute(_save_sql(changed, True),
+            if held and self._saves.execute(_save_sql(changed, True, release),
                                             (*params, lease_owner)).rowcount == 1:
                 holder = lease_owner
             else:
-                row = self._db.execute(_save_sql(changed, False),
+                row = self._db.execute(_save_sql(changed, False, release),
                                        (*params, lease_owner, lease_owner)).fetchone()
                 if row is None:
                     current = self.get(record.id)  # raises InstanceNotFoundError
@@ -364,6 +369,9 @@ class SQLiteStore(Store):
                                        expected_version, lease_owner) or ConcurrencyError(
                         f"instance {record.id!r} changed while it was saved: reload and retry")
                 holder = row[0]
+        if release:
+            return record.replace(version=expected_version + 1, updated_at=now,
+                                  lease_owner=None, lease_until=None, waiting_for=waiting)
         return record.replace(version=expected_version + 1, updated_at=now,
                               lease_owner=holder, waiting_for=waiting)
 
