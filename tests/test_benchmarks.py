@@ -1,0 +1,72 @@
+"""The benchmarks' workloads still do what the issue defines (results, not times).
+
+`python -m benchmarks` times them; here each runs a little, and its result is
+checked, so a change to the engine cannot quietly make a benchmark measure
+something else.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from benchmarks import w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
+from genflow import dumps, loads, new_state, resume
+from genflow.engine import Engine
+from genflow.stores import SQLiteStore
+
+
+def test_w1_every_driver_ends_as_the_plain_floor() -> None:
+    floor = w1_seed_loop.run_plain()
+    assert floor == {"i": 2, "log": "lllllhaha"}
+    for driver in (w1_seed_loop.run_memory, w1_seed_loop.run_checkpointed,
+                   w1_seed_loop.run_reloaded):
+        wf = driver()
+        assert (wf.i, wf.log) == (floor["i"], floor["log"])
+
+
+def test_w1_moves_as_the_seed_counts_them() -> None:
+    """19 engine moves (the Go library's "19 engine steps"): 8 steps, 11 forwards."""
+    wf = w1_seed_loop.SeedLoop()
+    state = new_state("w1", wf)
+    kinds: list[str] = []
+    resume(wf, state, kinds.append)
+    for _ in range(2):
+        w1_seed_loop.handle_callback(state.threads[0].events[0].req, wf, state)
+        resume(wf, state, kinds.append)
+    assert wf.log == "lllllhaha"
+    assert len(kinds) == 19
+    assert kinds.count("after_step") == 8
+
+
+def test_w2_the_blob_does_not_grow_with_the_events() -> None:
+    wf = w2_long_running.LongRunning()
+    state = new_state("w2", wf)
+    resume(wf, state)
+    blob = dumps(wf, state)
+    sizes = {}
+    for k in range(1, 1001):
+        blob = w2_long_running.one_event(blob)
+        sizes[k] = len(blob)
+    wf, _ = loads(blob)
+    assert (wf.n, wf.total) == (1000, 1000 * 1001 // 2)
+    # Only integers widen: n, total and three copies of the move counter, each
+    # from msgpack's 1 byte to at most 5 (an event history would add >= 1000)
+    widest = len(msgpack.packb(2**32 - 1)) - len(msgpack.packb(1))
+    assert max(sizes.values()) <= sizes[1] + 5 * widest
+    assert sizes[1000] == sizes[900]
+
+
+def test_w3_one_save_per_step(tmp_path) -> None:
+    store = SQLiteStore(tmp_path / "w3.db")
+    engine = Engine(store)
+    samples, iid = w3_durable_steps.durable_step_us(engine, 2)
+    assert len(samples) == 2
+    record = store.get(iid)
+    assert engine.get(iid).data.i == w3_durable_steps.STEPS
+    # a save per step, plus the start and the end
+    assert record.version <= w3_durable_steps.STEPS + 3
+    store.close()
+
+
+def test_w4_every_instance_finishes() -> None:
+    assert w4_batch._one_run(60, 1) > 0
