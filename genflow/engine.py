@@ -527,10 +527,12 @@ class Engine:
         """When an instance in `state` next needs the engine (None: only an event)."""
         if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.FAILED):
             return None
+        if state.status is WorkflowStatus.RESUMING:  # (first: the save after every step)
+            return now
         pending = [e for t in state.threads for e in t.events if e.status in _HANDLER_WORK]
         if state.status is WorkflowStatus.CANCELLED:
             return now if pending else None
-        if state.status is WorkflowStatus.RESUMING or pending:
+        if pending:
             return now
         dues = [e.due for t in state.threads for e in t.events
                 if e.due is not None and e.status is WaitEventStatus.SETUP]
@@ -545,11 +547,13 @@ class Engine:
             if wake_at is not None and record.wake_at is not None \
                     and record.wake_at <= wake_at <= now:
                 wake_at = record.wake_at  # already due: keep it (no index update per step)
-        waiting = sorted({e.event for t in state.threads for e in t.events
-                          if t.status is ThreadStatus.WAITING_EVENT})
+        waiting: tuple[str, ...] = ()
+        if any(t.status is ThreadStatus.WAITING_EVENT for t in state.threads):  # not after a step
+            waiting = tuple(sorted({e.event for t in state.threads for e in t.events
+                                    if t.status is ThreadStatus.WAITING_EVENT}))
         new = record.replace(
             status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
-            waiting_for=tuple(waiting),
+            waiting_for=waiting,
             attempts=record.attempts if attempts is None else attempts,
             error=record.error if error is None else error,
         )
