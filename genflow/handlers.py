@@ -115,7 +115,8 @@ def as_handler(obj: Any) -> Handler:
 def overrides(handler: Any, method: str) -> bool:
     """Whether `handler`'s `setup` or `teardown` does anything: the engine skips
     calling the do-nothing ones of `EventHandler` (plain functions, timers)."""
-    return getattr(type(handler), method, None) is not getattr(EventHandler, method)
+    bound = getattr(handler, method, None)  # an instance may carry its own
+    return getattr(bound, "__func__", None) is not getattr(EventHandler, method)
 
 
 def takes_argument(fn: Callable[..., Any]) -> bool:

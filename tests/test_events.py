@@ -396,3 +396,92 @@ def test_event_for_a_finished_instance_is_refused() -> None:
     _changes_nothing(run, lambda: handle_callback(old, run.wf, run.state), WorkflowFinishedError)
     _changes_nothing(run, lambda: resume(run.wf, run.state), WorkflowFinishedError)
 
+
+
+# -- handlers with nothing to set up or tear down ------------------------------------------
+
+CALLED: list[str] = []
+
+
+class HandleOnly(EventHandler):
+    """Keeps EventHandler's do-nothing setup and teardown."""
+
+    def handle(self, req: CallbackRequest, payload: str) -> None:
+        CALLED.append(f"handle {payload}")
+
+
+class SetupOnly(EventHandler):
+    def setup(self, req: CallbackRequest) -> str:
+        CALLED.append("setup")
+        return "token"
+
+    def handle(self, req: CallbackRequest, payload: str) -> None:
+        CALLED.append(f"handle {payload}")
+
+
+class Duck:
+    """Not an EventHandler: every method counts as doing something."""
+
+    input_type = str
+
+    def setup(self, req: CallbackRequest) -> None:
+        CALLED.append("duck setup")
+
+    def handle(self, req: CallbackRequest, payload: str) -> None:
+        CALLED.append(f"duck {payload}")
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        CALLED.append(f"duck teardown {handled}")
+
+
+def _own_teardown() -> HandleOnly:
+    handler = HandleOnly()
+    handler.teardown = lambda req, handled: CALLED.append(f"own teardown {handled}")  # type: ignore[method-assign]
+    return handler
+
+
+HANDLERS: dict[str, Callable[[], Any]] = {
+    "function": lambda: (lambda payload: CALLED.append(f"fn {payload}")),
+    "handle only": HandleOnly,
+    "setup only": SetupOnly,
+    "duck": Duck,
+    "instance teardown": _own_teardown,
+}
+
+
+@genflow.workflow("events-noop")
+@attrs.define
+class Listens:
+    kind: str = "function"
+
+    def definition(self):
+        yield Wait("w", On("go", HANDLERS[self.kind]()), genflow.Timeout("late", 60))
+        yield Step("after", lambda: CALLED.append("after"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", sorted(HANDLERS))
+def test_only_handlers_that_do_something_make_moves(kind: str, mode: str) -> None:
+    CALLED.clear()
+    run = Run(Listens(kind), mode=mode)
+    run.resume()
+    sets_up = kind in ("setup only", "duck")
+    tears_down = kind in ("duck", "instance teardown")
+    kinds = [k.value for k in run.kinds]
+    assert kinds.count("after_setup") == (1 if sets_up else 0)
+    assert (["setup"] if kind == "setup only" else ["duck setup"] if sets_up else []) == CALLED
+    thread = run.state.threads[0]
+    # every event listens once the resume is over; the timer was armed when the wait began
+    assert [e.status for e in thread.events] == [WaitEventStatus.SETUP] * 2
+    assert thread.events[1].due == thread.since + dt.timedelta(seconds=60)
+    CALLED.clear()
+    run.kinds.clear()
+    run.send("go", "now")
+    # only a teardown that does something is left to do; the timer is done with
+    assert [e.event for e in run.state.threads[0].events] == (["go"] if tears_down else [])
+    run.resume()
+    kinds = [k.value for k in run.kinds]
+    assert kinds.count("after_teardown") == (1 if tears_down else 0)
+    assert CALLED[-1] == "after"
+    assert any(c.endswith("teardown True") for c in CALLED) is tears_down
+    assert run.state.status is genflow.WorkflowStatus.FINISHED
