@@ -111,6 +111,28 @@ def test_save_respects_leases(store):
     store.save(rec("a", blob=b"z"), expected_version=2, lease_owner="w2")  # no one holds it
 
 
+def test_a_last_save_can_release_the_lease(store):
+    store.create(rec("a"))
+    held = store.acquire("a", "w1", T0, sec(30))
+    assert held is not None
+    # another owner's release-save is refused and changes nothing
+    with pytest.raises(ConcurrencyError, match="leased by 'w1'"):
+        store.save(rec("a", blob=b"x"), expected_version=1, lease_owner="w2", release=True)
+    assert (store.get("a").blob, store.get("a").lease_owner) == (b"\x00blob", "w1")
+    # without lease_owner, release means nothing: the lease stays
+    kept = store.save(rec("a", blob=b"k"), expected_version=1, release=True)
+    assert store.get("a").lease_owner == "w1" and kept.version == 2
+    # the holder's save writes and lets go in one write (also with `previous`)
+    saved = store.save(rec("a", blob=b"y", status="finished"), expected_version=2,
+                       lease_owner="w1", previous=store.get("a"), release=True)
+    stored = store.get("a")
+    assert (saved.version, saved.lease_owner, saved.lease_until) == (3, None, None)
+    assert (stored.version, stored.blob, stored.status) == (3, b"y", "finished")
+    assert (stored.lease_owner, stored.lease_until) == (None, None)
+    got = store.acquire("a", "w2", sec(1), sec(31))  # free for anyone at once
+    assert got is not None and got.lease_owner == "w2"
+
+
 def test_delete_removes_instance_and_journal(store):
     store.create(rec("a"))
     store.append_journal("a", [("start", {})], T0)
