@@ -333,19 +333,24 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 # A request's instance, thread and event are those of its State, Thread and event.
 
 
+# Written at every checkpoint, so written plainly: the statuses are `str`
+# enums and go to msgpack as the strings they are (an Enum's `.value` costs
+# ~140 ns in Python 3.11), and empty lists skip their comprehension.
+
+
 def _unstructure_state(state: State) -> Any:
-    return [state.id, state.workflow, state.status.value, state.pc,
+    return [state.id, state.workflow, state.status, state.pc,
             [_unstructure_thread(t) for t in state.threads]]
 
 
 def _unstructure_thread(t: Thread) -> list[Any]:
     return [
-        t.id, t.stmt, t.status.value, t.pc, t.path,
-        [[e.event, e.status.value, e.handled, e.error,
+        t.id, t.stmt, t.status, t.pc, t.path,
+        [[e.event, e.status, e.handled, e.error,
           None if e.due is None else e.due.isoformat(), e.req.pc,
           None if e.req.setup_data is None else converter.unstructure(e.req.setup_data)]
-         for e in t.events],
-        t.handled, [[o.go, o.thread_id, o.path] for o in t.origin],
+         for e in t.events] if t.events else [],
+        t.handled, [[o.go, o.thread_id, o.path] for o in t.origin] if t.origin else [],
         None if t.since is None else t.since.isoformat(),
     ]
 

@@ -55,6 +55,9 @@ def _key(cls: type) -> tuple[str, str]:
 
 def workflow_name(obj: Any) -> str:
     """The registered name of a workflow class, instance, or the name itself."""
+    name = type(obj).__dict__.get(_NAME_ATTR)  # an instance: the common case, first
+    if name is not None:
+        return str(name)
     if isinstance(obj, str):
         if obj not in _REGISTRY:
             raise UnknownWorkflowError(f"no workflow is registered as {obj!r}")

@@ -816,14 +816,13 @@ class Operation:
 
 
 def _snapshot(wf: Any) -> Any:
-    """The data as plain values, to roll back to if user code fails."""
-    hook = _SNAPSHOTS.get(type(wf))
-    if hook is None:  # cattrs dispatches on every call; the hook per class is cached
-        hook = _SNAPSHOTS[type(wf)] = converter.get_unstructure_hook(type(wf))
-    return hook(wf)
+    """The data as plain values, to roll back to if user code fails.
 
-
-_SNAPSHOTS: dict[type, Callable[[Any], Any]] = {}
+    Through `converter.unstructure` each time, not a hook cached here: cattrs
+    rebuilds a class's hook when a hook for one of its field types is
+    registered later, and a stale one would snapshot the data wrongly.
+    """
+    return converter.unstructure(wf)
 
 
 def _restore(wf: Any, snapshot: Any) -> None:
