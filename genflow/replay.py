@@ -66,7 +66,8 @@ class Frame:
     root), which of the owner's bodies it is, and how far it has got.
 
     `its` is a stack of iterators that flattens nested lists, generators and
-    generator functions into one sequence of statements; `index` counts the
+    generator functions into one sequence of statements (built only when a
+    nested body is entered; `top` is its innermost iterator); `index` counts the
     statements taken so far (the path hint's unit). `fresh` marks a loop
     iteration begun during this replay: ending it without stopping means the
     loop would spin forever. `one_shot` notes that a generator object was
@@ -97,6 +98,8 @@ class Frame:
     def _flatten(self, item: Any) -> Any:
         """`next` for anything but a statement: enter nested bodies, leave ended ones."""
         its = self.its
+        if item is _EXHAUSTED and (its is None or len(its) == 1):
+            return None  # the body's end (kept: asked again, it ends again)
         if its is None:
             its = self.its = [self.top]
         while True:
@@ -122,6 +125,7 @@ class Frame:
                 raise DefinitionError(f"{item!r} is not a statement (in a body of {self.owner!r})")
             self.top = its[-1]
             item = next(self.top, _EXHAUSTED)
+
 
 class Definition:
     """A workflow's `definition` as a body: iterating it calls the method afresh.

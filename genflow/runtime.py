@@ -95,7 +95,6 @@ _WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
 _SETUP = WaitEventStatus.SETUP
 _AFTER_STEP = CheckpointType.AFTER_STEP
 _AFTER_RESUME = CheckpointType.AFTER_RESUME
-_DONE = (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION)
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
@@ -306,13 +305,15 @@ class Operation:
     step ran twice. This is the call-level API; most code wants the functions.
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "located", "off_path", "repaths", "state", "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "definition", "located", "off_path", "repaths",
+                 "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
         self.clock = clock or _utcnow
+        self.definition = Definition(wf.definition)  # every thread's replays start here
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a handled
         # event) takes it instead of replaying the definition again. It is valid
@@ -393,7 +394,7 @@ class Operation:
     # -- finding statements --
 
     def _root(self, thread: Thread) -> Any:
-        body: Any = Definition(self.wf.definition)
+        body: Any = self.definition
         for origin in thread.origin:
             found = self._find(thread, body, origin.go, origin.path)
             if found is None or type(found[1]) is not Go:
@@ -569,17 +570,11 @@ class Operation:
         _, step = self.locate(thread, Step)
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name, thread.pc))
-        # `_run_user_code`, inlined: one generator less on every step
-        snapshot = _snapshot(self.wf)
-        self._user_code()
         try:
-            yield (step.action, (), ctx)
-        except BaseException as exc:
-            error = self._failed(exc, snapshot, thread, "step", step.name)
-            if error is None:
-                raise
-            error.retry = step.retry  # type: ignore[attr-defined]  # the engine's policy
-            raise error from exc
+            yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
+        except StepError as exc:
+            exc.retry = step.retry  # the engine's retry policy for this step
+            raise
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
@@ -612,26 +607,17 @@ class Operation:
         name: str,
     ) -> _Moves:
         """Call user code that may change the data; roll the data back if it fails."""
-        snapshot = _snapshot(self.wf)
+        snapshot = converter.unstructure(self.wf)
         self._user_code()
         try:
             return (yield (fn, args, ctx))
         except BaseException as exc:
-            error = self._failed(exc, snapshot, thread, phase, name)
-            if error is None:
+            _restore(self.wf, snapshot)
+            if not isinstance(exc, Exception):
                 raise
-            raise error from exc
-
-    def _failed(self, exc: BaseException, snapshot: Any, thread: Thread, phase: str,
-                name: str) -> GenflowError | None:
-        """User code raised `exc`: roll the data back; the error to raise instead
-        (None: `exc` is no `Exception`, KeyboardInterrupt say, and goes on as it is)."""
-        _restore(self.wf, snapshot)
-        if not isinstance(exc, Exception):
-            return None
-        if phase == "step":
-            return StepError(name, thread.id, exc)
-        return HandlerError(phase, name, thread.id, exc)
+            if phase == "step":
+                raise StepError(name, thread.id, exc) from exc
+            raise HandlerError(phase, name, thread.id, exc) from exc
 
     def _user_code(self) -> None:
         """User code is about to run: what was located from the data may be stale."""
@@ -813,16 +799,6 @@ class Operation:
             while thread.events:
                 kind = yield from self._teardown(thread, thread.events[0])
                 yield from self._checkpoint(kind)
-
-
-def _snapshot(wf: Any) -> Any:
-    """The data as plain values, to roll back to if user code fails.
-
-    Through `converter.unstructure` each time, not a hook cached here: cattrs
-    rebuilds a class's hook when a hook for one of its field types is
-    registered later, and a stale one would snapshot the data wrongly.
-    """
-    return converter.unstructure(wf)
 
 
 def _restore(wf: Any, snapshot: Any) -> None:
