@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -103,6 +104,8 @@ class TimerHandler(EventHandler):
 
 def as_handler(obj: Any) -> Handler:
     """The `Handler` for what was given to `On` (one without `input_type` takes no payload)."""
+    if type(obj) in _FUNCTIONS:  # the common case first: `hasattr` misses are slow on methods
+        return FunctionHandler(obj)
     if isinstance(obj, EventHandler) or (
         hasattr(obj, "handle") and hasattr(obj, "setup") and hasattr(obj, "teardown")
     ):
@@ -112,11 +115,17 @@ def as_handler(obj: Any) -> Handler:
     raise TypeError(f"{obj!r} is neither a handler nor a function")
 
 
-def overrides(handler: Any, method: str) -> bool:
-    """Whether `handler`'s `setup` or `teardown` does anything: the engine skips
-    calling the do-nothing ones of `EventHandler` (plain functions, timers)."""
-    bound = getattr(handler, method, None)  # an instance may carry its own
+def overrides(obj: Any, method: str) -> bool:
+    """Whether the handler given to `On` (an object or a function) has a `setup`
+    or `teardown` that does something: the engine skips calling the do-nothing
+    ones of `EventHandler` (plain functions, timers, handlers that keep them)."""
+    if type(obj) in _FUNCTIONS:
+        return False
+    bound = getattr(as_handler(obj), method, None)  # an instance may carry its own
     return getattr(bound, "__func__", None) is not getattr(EventHandler, method)
+
+
+_FUNCTIONS = (types.FunctionType, types.MethodType)
 
 
 def takes_argument(fn: Callable[..., Any]) -> bool:

@@ -541,7 +541,7 @@ class Operation:
         now = None
         for on in wait.events:
             event = WaitEvent(on.event, CallbackRequest(state.id, thread.id, on.event, pc))
-            handler = as_handler(on.handler)
+            handler = on.handler
             if isinstance(handler, TimerHandler):
                 now = now or self.clock()
                 event.due = handler.due(now)
@@ -711,7 +711,7 @@ class Operation:
         teardowns = [
             e for e in thread.events
             if e.status is _SETUP
-            and overrides(as_handler(self._on(thread, wait, e.event)[1].handler), "teardown")
+            and overrides(self._on(thread, wait, e.event)[1].handler, "teardown")
         ]
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), None, thread, "handle", req.event
