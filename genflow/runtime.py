@@ -493,41 +493,40 @@ class Operation:
             ) from exc
         new_threads = self._spawn(thread, spawned) if spawned else ()
         state = self.state
-        events = self._events(thread, result, state.pc + 1) if type(result) is Wait else None
+        now = None if type(result) is Step or result is END else self.clock()
+        events = self._events(thread, result, state.pc + 1, now) if type(result) is Wait else None
         # -- commit --
         state.pc += 1
         if result is END:
             state.threads.remove(thread)
         else:
-            self._stop_at(thread, result, stack, events)
+            self._stop_at(thread, result, stack, events, now)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
             state.threads.extend(new_threads)
         return _AFTER_RESUME
 
     def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame],
-                 events: list[WaitEvent] | None) -> None:
+                 events: list[WaitEvent] | None, now: _dt.datetime | None) -> None:
         """Make `stmt` (a Step, Wait or WaitFor) the thread's place at counter
-        `state.pc`; `events` are a Wait's (from `_events`)."""
+        `state.pc`; `events` are a Wait's (from `_events`), `now` when a wait began."""
         thread.stmt = stmt.name
         thread.path = path_of(stack)
         thread.pc = self.state.pc
         thread.handled = ""
+        thread.since = now
         kind = type(stmt)
         if kind is Step:
             thread.status = _EXECUTING
-            thread.since = None
         elif kind is Wait:
             assert events is not None
             thread.status = _WAITING_EVENT
-            thread.since = self.clock()
             thread.events = events
         else:
             thread.status = _WAITING_CONDITION
-            thread.since = self.clock()
 
-    def _events(self, thread: Thread, wait: Wait, pc: int) -> list[WaitEvent]:
-        """What `thread` listens for at `wait` from counter `pc` on.
+    def _events(self, thread: Thread, wait: Wait, pc: int, now: Any) -> list[WaitEvent]:
+        """What `thread` listens for at `wait` from counter `pc` on (the wait began `now`).
 
         A handler with nothing to set up (a plain function, or a timer, whose
         due time is all its setup) is set up at once: no move, no checkpoint,
@@ -538,12 +537,10 @@ class Operation:
             raise DefinitionError(f"Wait {wait.name!r} has no events: it would wait forever")
         state = self.state
         events = []
-        now = None
         for on in wait.events:
             event = WaitEvent(on.event, CallbackRequest(state.id, thread.id, on.event, pc))
             handler = on.handler
             if isinstance(handler, TimerHandler):
-                now = now or self.clock()
                 event.due = handler.due(now)
                 event.status = _SETUP
             elif not overrides(handler, "setup"):
@@ -763,7 +760,8 @@ class Operation:
                 f"{target!r} is a {type(stmt).__name__}: a thread can only be moved to a "
                 "Step, a Wait or a WaitFor"
             )
-        events = self._events(thread, stmt, state.pc + 1) if type(stmt) is Wait else None
+        now = None if type(stmt) is Step else self.clock()
+        events = self._events(thread, stmt, state.pc + 1, now) if type(stmt) is Wait else None
         # what the thread has set up is torn down first (handled=False: nothing won)
         for event in [e for e in thread.events
                       if e.status is _SETUP or e.status in _TEARING_DOWN]:
@@ -772,9 +770,7 @@ class Operation:
         # -- commit --
         state.pc += 1
         thread.events = []
-        self._stop_at(thread, stmt, stack, events)
-        if type(stmt) is Step:
-            thread.since = None
+        self._stop_at(thread, stmt, stack, events, now)
         if state.status is WorkflowStatus.FAILED:
             state.status = WorkflowStatus.RESUMING
         state.update_status()
