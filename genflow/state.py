@@ -156,17 +156,17 @@ class State:
         # Python 3.11): this runs at every checkpoint, so it is on the hot path
         for thread in self.threads:
             if thread.status is _EXECUTING or thread.status is _RESUMING:
-                self.status = _RUNNING
+                self.status = _WF_RESUMING
                 return
             for event in thread.events:
                 if event.status is not _SETUP:
-                    self.status = _RUNNING
+                    self.status = _WF_RESUMING
                     return
         self.status = WorkflowStatus.WAITING
 
 
 _CANCELLED = WorkflowStatus.CANCELLED
-_RUNNING = WorkflowStatus.RESUMING
+_WF_RESUMING = WorkflowStatus.RESUMING
 _EXECUTING = ThreadStatus.EXECUTING
 _RESUMING = ThreadStatus.RESUMING
 _SETUP = WaitEventStatus.SETUP
