@@ -46,7 +46,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.replay import END, Definition, Frame, advance, follow, path_of, search
+from genflow.replay import END, Definition, Frame, advance, find, follow, path_of, search
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -305,8 +305,8 @@ class Operation:
     step ran twice. This is the call-level API; most code wants the functions.
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "located", "off_path", "repaths",
-                 "state", "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "definition", "located", "repaths", "state",
+                 "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
         self.wf = wf
@@ -324,7 +324,6 @@ class Operation:
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
-        self.off_path = False  # whether `_find` last found a statement by name
 
     # -- the scheduling loop --
 
@@ -408,14 +407,12 @@ class Operation:
     def _find(
         self, thread: Thread, body: Any, name: str, path: list[int] | None
     ) -> tuple[list[Frame], Stmt] | None:
+        """`replay.find`, with what the definition raises worded for its workflow."""
+        return self._replaying(thread, find, body, name, path)
+
+    def _replaying(self, thread: Thread, replay: Callable[..., Any], *args: Any) -> Any:
         try:
-            if path:
-                found = follow(body, name, path)
-                if found is not None:
-                    self.off_path = False
-                    return found
-            self.off_path = True
-            return search(body, name)
+            return replay(*args)
         except GenflowError:
             raise
         except Exception as exc:
@@ -431,12 +428,14 @@ class Operation:
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
-        found = self._find(thread, self._root(thread), thread.stmt, thread.path)
-        if found is None:
-            raise NonDeterminismError(
-                self.state.workflow, thread.id, thread.stmt, thread.status.value
-            )
-        if self.off_path:  # found by name, off its path hint: an edit moved it
+        root = self._root(thread)
+        found = thread.path and self._replaying(thread, follow, root, thread.stmt, thread.path)
+        if not found:  # off its path hint (an edit moved it): found by name
+            found = self._replaying(thread, search, root, thread.stmt)
+            if found is None:
+                raise NonDeterminismError(
+                    self.state.workflow, thread.id, thread.stmt, thread.status.value
+                )
             self.repaths[thread.id] = (thread.pc, path_of(found[0]))
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
