@@ -20,7 +20,7 @@ from pathlib import Path
 import cli_app
 import pytest
 
-from genflow import WorkflowStatus
+from genflow import WaitEventStatus, WorkflowStatus
 from genflow.cli import main
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
@@ -211,7 +211,10 @@ def test_setup_error_shown_then_a_worker_retries_it_until_sigterm(cli: Cli) -> N
                               stderr=subprocess.PIPE, text=True)
     try:
         engine = cli.engine()
-        _wait_for(lambda: engine.get("w1").status is WorkflowStatus.WAITING)  # backoff: 1 s
+        # backoff: 1 s; the setup waiting for its retry counts as waiting too, so
+        # wait for the set-up event itself
+        _wait_for(lambda: engine.get("w1").state.threads[0].events[0].status
+                  is WaitEventStatus.SETUP)
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=10)
     finally:
