@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -31,6 +33,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+import genflow
 from genflow.codec import explain, structure, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
@@ -496,10 +499,50 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                              "default: $GENFLOW_APP, comma-separated)")
 
 
+#: The modules a compiled build of genflow would ship as extension modules: the hot path.
+COMPILED_CANDIDATES = ("genflow.replay", "genflow.runtime", "genflow.state", "genflow.codec")
+
+
+def build() -> str:
+    """Which build of genflow is running: "pure Python", or "compiled" and which modules.
+
+    Told from the modules as loaded, not from how the package was installed, so
+    that a stray `.py` tree shadowing a compiled wheel shows up here.
+    """
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = [name for name in COMPILED_CANDIDATES
+                if (importlib.import_module(name).__file__ or "").endswith(suffixes)]
+    if not compiled:
+        return "pure Python"
+    return "compiled: " + ", ".join(name.rpartition(".")[2] for name in compiled)
+
+
+def version_text() -> str:
+    """`genflow --version`: genflow's version, its build, the Python and where it lives."""
+    return (f"genflow {genflow.__version__} ({build()}) on "
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"from {Path(genflow.__file__).parent}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (it imports the core modules)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genflow", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print genflow's version and build (pure Python or compiled)")
     _global_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
