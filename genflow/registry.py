@@ -60,7 +60,7 @@ def workflow_name(obj: Any) -> str:
         return str(name)
     if isinstance(obj, str):
         if obj not in _REGISTRY:
-            raise UnknownWorkflowError(f"no workflow is registered as {obj!r}")
+            raise _not_registered(obj)
         return obj
     cls = obj if isinstance(obj, type) else type(obj)
     name = cls.__dict__.get(_NAME_ATTR)
@@ -75,7 +75,23 @@ def workflow_class(name: str) -> type:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownWorkflowError(f"no workflow is registered as {name!r}") from None
+        raise _not_registered(name) from None
+
+
+def _not_registered(name: str) -> UnknownWorkflowError:
+    """The error for a name nothing registered: what to import, and how the CLI does it.
+
+    A workflow is registered when the module that defines it is imported, so
+    the usual cause is a process (a worker, a script, the command line) that
+    never imported it.
+    """
+    known = ", ".join(sorted(_REGISTRY)) or "none"
+    return UnknownWorkflowError(
+        f"no workflow is registered as {name!r} (registered: {known}): this process must "
+        f"import the module that defines it (its @genflow.workflow({name!r}) class registers "
+        "it on import); the genflow command imports it with --app MODULE or --app FILE.py "
+        "(or GENFLOW_APP)"
+    )
 
 
 def registered() -> dict[str, type]:

@@ -999,7 +999,7 @@ def test_cli_diagram_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.M
     app = ["--app", str(CLI_APP)]
     assert main([*app, "start", "cli-order", "--id", "o1"]) == 0
     capsys.readouterr()
-    assert main([*app, *args]) == 1
+    assert main([*app, *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("genflow: error: ") and message in err, err
 
@@ -1008,7 +1008,7 @@ def test_cli_svg(tmp_path: Path) -> None:
     """Through the console script: SVG with dot, one clear line without it."""
     missing = _genflow(tmp_path, "graph", "cli-order", "-o", "o.svg",
                        env={"GENFLOW_DOT": "no-such-dot"})
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr.startswith("genflow: error: SVG needs Graphviz's `no-such-dot` "
                                      "program, which is not installed (apt-get install graphviz)")
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "o.svg").exists()

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import genflow
+import genflow.engine
 from genflow import (
     Break,
     Case,
@@ -31,6 +32,7 @@ from genflow import (
     validate,
     walk,
 )
+from genflow.stores import MemoryStore
 
 
 def nop() -> None:
@@ -196,6 +198,49 @@ def test_validate_takes_a_workflow_instance() -> None:
 
     validate(Bad())
     assert "'same' is used twice" in _problems(Bad(flag=True))
+
+
+@genflow.workflow("statements-raises")
+@attrs.define
+class Raises:
+    """A definition that raises where `where` says: the problem must say where too."""
+
+    where: str = ""
+
+    def definition(self):
+        if self.where == "first":
+            [][0]  # the IndexError of issue 13
+        yield Step("begin", nop)
+        yield If(True, "big order", self.branch())
+        yield Go("courier", self.courier)
+
+    def branch(self):
+        yield Step("discount", nop)
+        if self.where == "branch":
+            raise KeyError("rate")
+
+    def courier(self):
+        yield Wait("pickup", On("picked", nop))
+        if self.where == "thread":
+            yield 42
+
+
+@pytest.mark.parametrize(("where", "words"), [
+    ("first", "main thread, before its first statement: building the definition raised "
+              "IndexError('list index out of range') (test_statements.py, line "),
+    ("branch", "main thread, in the branch 'big order' of If, after statement 'discount': "
+               "building the definition raised KeyError('rate') (test_statements.py, line "),
+    ("thread", "thread of Go 'courier', after statement 'pickup': 42 is not a statement"),
+])
+def test_a_definition_that_raises_says_which_workflow_thread_and_statement(where, words):
+    validate(Raises())
+    text = _problems(Raises(where=where))
+    assert text.startswith("invalid definition of workflow 'statements-raises':\n  - "), text
+    assert words in text, text
+    line = {"first": "in definition)", "branch": "in branch)", "thread": None}[where]
+    assert line is None or line in text
+    with pytest.raises(DefinitionError, match="workflow 'statements-raises'"):
+        genflow.engine.Engine(MemoryStore()).start(Raises(where=where))  # start validates
 
 
 # -- walk ----------------------------------------------------------------------------------
