@@ -23,6 +23,7 @@ it or `genflow move` them off it, then deploy.
 from __future__ import annotations
 
 import multiprocessing
+import textwrap
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -98,23 +99,24 @@ class CheckReport:
                          f"{len(ids):,} instance(s) ({shown}){also}")
             lines.append(f"    {problems[0].message}")
             kinds.add(statement if statement in _ADVICE else "")
-        lines.extend(_ADVICE[kind] for kind in sorted(kinds))
+        lines.extend(textwrap.fill(_ADVICE[kind], width=88, subsequent_indent="     ")
+                     for kind in sorted(kinds))
         return "\n".join(lines)
 
 
 #: What to do, by kind of problem ("": a statement, Go or event the new code lacks).
 _ADVICE = {
-    "": "fix: keep the old name in the code until this check is clean: the new code cannot "
-        "move these instances (`move`, `send` and `retry` fail on it as the check did), so "
-        "with the old code still deployed let them move past it or `genflow move` them off "
-        "it, then check again",
+    "": "fix: keep the old name in the code until this check is clean. The new code cannot "
+        "move these instances (`move`, `send` and `retry` fail as the check did): with the "
+        "old code still deployed, let them move past it or `genflow move` them off it, then "
+        "check again.",
     NOT_INSTALLED: "fix: import the module that defines the workflow (`genflow --app MODULE "
                    "check`; in Python, import it before the check), or keep it installed "
-                   "until its instances finish or are cancelled",
+                   "until its instances finish or are cancelled.",
     BAD_BLOB: "fix: the stored state does not load with the installed classes: make the "
-              "classes read it (field defaults, the same field types), then check again",
+              "classes read it (field defaults, the same field types), then check again.",
     BAD_DEFINITION: "fix: the definition raised when replayed on the instance's data: make it "
-                    "handle that data, then check again",
+                    "handle that data, then check again.",
 }
 
 

@@ -337,7 +337,7 @@ def test_the_check_counts_what_the_code_may_still_move(tickets):
     assert sorted(p.instance_id for p in report.problems) == [
         "failed", "owes a teardown", "waiting"]
     assert "fix: import the module that defines the workflow (`genflow --app MODULE check`" \
-        in report.format()
+        in " ".join(report.format().split())
 
 
 def test_a_rename_is_reported_for_every_instance_that_stands_on_it(tickets):
@@ -350,10 +350,10 @@ def test_a_rename_is_reported_for_every_instance_that_stands_on_it(tickets):
         "  workflow 'ops-ticket', statement 'triage?': 2 instance(s) (owes a teardown, waiting)",
         "    workflow 'ops-ticket', thread '_main_': saved statement 'triage?' is not in the "
         "replayed definition (waiting_event)",
-        "fix: keep the old name in the code until this check is clean: the new code cannot "
-        "move these instances (`move`, `send` and `retry` fail on it as the check did), so "
-        "with the old code still deployed let them move past it or `genflow move` them off "
-        "it, then check again",
+        "fix: keep the old name in the code until this check is clean. The new code cannot move",
+        "     these instances (`move`, `send` and `retry` fail as the check did): with the old",
+        "     code still deployed, let them move past it or `genflow move` them off it, then",
+        "     check again.",
     ]
 
 
