@@ -1,5 +1,5 @@
 """The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
-graph, report.
+move, check, history, graph, report.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`

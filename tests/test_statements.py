@@ -10,6 +10,7 @@ import pytest
 
 import genflow
 import genflow.engine
+import genflow.registry
 from genflow import (
     Break,
     Case,
@@ -306,3 +307,18 @@ def test_walk_takes_a_statement_or_a_workflow() -> None:
     names.clear()
     walk(Flow(), lambda s: bool(names.append(s.name)))
     assert names == ["deep"]
+
+
+def test_an_unknown_workflow_says_what_to_import() -> None:
+    """The usual cause is a process that never imported the defining module."""
+    for lookup in (genflow.registry.workflow_class, genflow.registry.workflow_name,
+                   lambda name: genflow.new_state("x", name)):
+        with pytest.raises(genflow.UnknownWorkflowError) as err:
+            lookup("statements-nobody")
+        text = str(err.value)
+        assert text.startswith("no workflow is registered as 'statements-nobody' (registered: ")
+        assert "statements-raises" in text  # the names that are registered
+        assert text.endswith(
+            "): this process must import the module that defines it (its "
+            "@genflow.workflow('statements-nobody') class registers it on import); the genflow "
+            "command imports it with --app MODULE or --app FILE.py (or GENFLOW_APP)")
