@@ -33,7 +33,7 @@ import msgpack
 
 from genflow.codec import loads
 from genflow.errors import GenflowError, NonDeterminismError
-from genflow.registry import registered, workflow_name
+from genflow.registry import name_list, registered, workflow_name
 from genflow.runtime import diagnose
 from genflow.state import WorkflowStatus
 from genflow.stores.base import InstanceRecord, Store
@@ -141,8 +141,7 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = {workflow_name(cls): cls for cls in workflows}
     warnings: tuple[str, ...] = ()
     if workflow is not None and workflow not in classes:
-        known = ", ".join(sorted(classes)) or "none"
-        warnings = (f"no workflow {workflow!r} is installed (installed: {known}): its "
+        warnings = (f"no workflow {workflow!r} is installed (installed: {name_list(classes)}): its "
                     "instances, if any, are reported as not installed",)
     if processes == 1:
         checked, problems = _check_share(store, workflow, classes, 0, 1)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 
 from genflow.errors import DefinitionError, UnknownWorkflowError
 
-__all__ = ["registered", "workflow", "workflow_class", "workflow_name"]
+__all__ = ["name_list", "registered", "workflow", "workflow_class", "workflow_name"]
 
 T = TypeVar("T", bound=type)
 
@@ -85,15 +85,22 @@ def _not_registered(name: str) -> UnknownWorkflowError:
     the usual cause is a process (a worker, a script, the command line) that
     never imported it.
     """
-    known = ", ".join(sorted(_REGISTRY)) or "none"
     return UnknownWorkflowError(
-        f"no workflow is registered as {name!r} (registered: {known}): this process must "
-        f"import the module that defines it (its @genflow.workflow({name!r}) class registers "
-        "it on import); the genflow command imports it with --app MODULE or --app FILE.py "
-        "(or GENFLOW_APP)"
+        f"no workflow is registered as {name!r} (registered: {name_list(_REGISTRY)}): this "
+        "process must import the module that defines it (its "
+        f"@genflow.workflow({name!r}) class registers it on import); the genflow command "
+        "imports it with --app MODULE or --app FILE.py (or GENFLOW_APP)"
     )
 
 
 def registered() -> dict[str, type]:
     """A copy of the registry: name -> class."""
     return dict(_REGISTRY)
+
+
+def name_list(names: Iterable[str], shown: int = 10) -> str:
+    """Workflow names for a message: `a, b, c`, the first `shown` of many and how
+    many more, or `none`."""
+    ordered = sorted(names)
+    text = ", ".join(ordered[:shown]) or "none"
+    return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")

@@ -359,8 +359,9 @@ def test_every_command_on_an_instance_that_does_not_exist(inproc, command: str) 
 @pytest.mark.parametrize("command", ["start", "graph"])
 def test_every_command_on_a_workflow_that_is_not_registered(inproc, command: str) -> None:
     err = _one_line(*inproc(command, "cli-ordr"))
-    assert ("no workflow is registered as 'cli-ordr' (registered: cli-charge, cli-order, "
-            "cli-webhook): this process must import the module that defines it") in err
+    # (this process has registered the suite's other workflows too)
+    assert re.search(r"no workflow is registered as 'cli-ordr' \(registered: [^)]*\): this "
+                     "process must import the module that defines it", err), err
     assert "--app MODULE" in err
 
 
@@ -385,9 +386,9 @@ def test_bad_arguments(inproc, args: list[str], message: str) -> None:
 def test_check_warns_when_the_workflow_named_is_not_installed(inproc) -> None:
     code, out, err = inproc("check", "--workflow", "cli-ordr", "--processes", "1")
     assert code == 0 and out.startswith("ok: the installed code can move on all 0 ")
-    assert err == ("genflow: warning: no workflow 'cli-ordr' is installed (installed: "
-                   "cli-charge, cli-order, cli-webhook): its instances, if any, are reported "
-                   "as not installed\n")
+    assert re.fullmatch(r"genflow: warning: no workflow 'cli-ordr' is installed \(installed: "
+                        r"[^)]*cli-order[^)]*\): its instances, if any, are reported as not "
+                        r"installed\n", err), err
     code, out, err = inproc("check", "--workflow", "cli-order", "--processes", "1")
     assert (code, err) == (0, "") and " all 1 in-flight " in out  # o1; `done` has finished
 

@@ -926,12 +926,11 @@ def test_docs_hook_renders_every_marker() -> None:
         page = SimpleNamespace(file=SimpleNamespace(name=name, src_path=f"{name}.md"))
         out = hooks.on_page_markdown(source, page)
         assert not hooks.MARKER.search(out)
-        if dot_program() is not None:  # inline SVG, the Mermaid source folded below it
-            assert out.count('<div class="genflow-diagram"') == len(markers)
-            assert out.count("<svg") == len(markers)
-            blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
-        else:
-            blocks = re.findall(r'<pre class="mermaid">\n(.*?)\n</pre>', out, re.S)
+        # inline SVG with dot (an outline without it), the Mermaid source folded below it
+        kind = "svg" if dot_program() is not None else "outline"
+        assert out.count(f'<div class="genflow-diagram genflow-diagram-{kind}"') == len(markers)
+        assert out.count("<svg") == (len(markers) if kind == "svg" else 0)
+        blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
         assert len(blocks) == len(markers)
         for block in blocks:
             parse_mermaid(htmllib.unescape(block).strip() + "\n")
