@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import genflow
 from genflow import On, Step, Timeout, Wait
@@ -182,3 +185,20 @@ def test_inside_a_transaction_an_instance_is_saved_once_per_operation(tmp_path):
             engine.send("grouped", "go", "ops")
         assert store.get("grouped").version == 3
         assert engine.get("grouped").status.value == "finished"
+
+
+@given(total=st.one_of(st.none(), st.integers(0, 10**7)), done=st.integers(0, 2 * 10**7),
+       elapsed=st.floats(0, 10**6), final=st.booleans())
+def test_any_progress_line_is_one_well_formed_line(total, done, elapsed, final):
+    line = Progress(total, "work", unit="runs", out=io.StringIO(), tty=False).line(
+        done, elapsed, final=final)
+    assert "\n" not in line and "\r" not in line
+    assert f"{done:,}" in line and " runs/s  elapsed " in line
+    bar = re.search(r"\[([#.]*)\] ([\d,]+)/([\d,]+)", line)
+    assert (bar is None) == (total is None)
+    if bar is not None:
+        shown_total = int(bar.group(3).replace(",", ""))
+        assert len(bar.group(1)) == Progress.WIDTH and shown_total == max(total, done)
+        assert bar.group(1).count("#") == (Progress.WIDTH * done // shown_total
+                                           if shown_total else Progress.WIDTH)
+    assert ("ETA" in line) == (not final and total is not None)

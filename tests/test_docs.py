@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -218,3 +220,30 @@ def test_a_site_built_without_graphviz_shows_an_outline(monkeypatch, capsys):
     assert '<div class="genflow-diagram genflow-diagram-outline"' in out and "<svg" not in out
     assert 'class="gf-outline"' in out and "tip 10%" in out and "big bill" in out
     assert "Graphviz's <code>dot</code> was not installed when this site was built" in out
+
+
+#: lines of output as the comparison sees them: no trailing whitespace, the last one not
+#: blank (trailing blank lines are dropped), none of them a wildcard
+_LINES = st.lists(
+    st.text(st.characters(blacklist_categories=["Cc", "Cs", "Zl", "Zp"]), max_size=12)
+    .map(str.rstrip).filter(lambda line: line != WILDCARD),
+    min_size=1, max_size=8,
+).filter(lambda lines: lines[-1] != "")
+
+
+@given(lines=_LINES, data=st.data())
+def test_output_matches_itself_and_a_wildcard_stands_for_any_lines(lines, data):
+    text = "\n".join(lines)
+    assert matches(text, text + "\n")
+    start = data.draw(st.integers(0, len(lines) - 1))
+    end = data.draw(st.integers(start + 1, len(lines)))
+    wild = [*lines[:start], WILDCARD, *lines[end:]]  # for lines start..end-1 (one at least)
+    assert matches("\n".join(wild), text)
+
+
+@given(lines=_LINES, data=st.data())
+def test_any_changed_line_is_a_mismatch(lines, data):
+    index = data.draw(st.integers(0, len(lines) - 1))
+    changed = [*lines]
+    changed[index] = lines[index] + "x"
+    assert not matches("\n".join(lines), "\n".join(changed))
