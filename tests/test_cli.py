@@ -347,7 +347,7 @@ def test_every_command_with_an_unknown_option(inproc, command: str) -> None:
 @pytest.mark.parametrize("command", sorted(set(EVERY_COMMAND) - {"graph"}))
 def test_every_command_on_a_store_that_cannot_be_opened(inproc, command: str) -> None:
     err = _one_line(*inproc("--store", "sqlite:///no/such/dir/x.db", *EVERY_COMMAND[command]))
-    assert "cannot open SQLite store" in err
+    assert "no/such/dir" in err  # the path the user got wrong
 
 
 @pytest.mark.parametrize("command", ["send", "show", "cancel", "retry", "move", "history"])
