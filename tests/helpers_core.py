@@ -48,7 +48,7 @@ class Crash(Exception):
 def _failure(state: State) -> GenflowError:
     for thread in state.threads:
         if thread.error:
-            return StepError(thread.stmt, thread.id, RuntimeError(thread.error))
+            return StepError(thread.stmt, thread.id, RuntimeError(thread.error))  # (its repr)
         for event in thread.events:
             if event.error:
                 return HandlerError("setup", event.event, thread.id, RuntimeError(event.error))
@@ -128,7 +128,8 @@ class Run:
                 if self.state.status is WorkflowStatus.FAILED:
                     # the crash came right after the failure was saved: what a caller
                     # then learns is the failed State, so the run reports it as raised
-                    raise _failure(self.state) from None
+                    failure = _failure(self.state)
+                    raise failure from failure.__cause__
 
     def send(self, event: str, payload: Any = None, thread: str = MAIN_THREAD) -> Any:
         self._reload()
