@@ -25,7 +25,7 @@ from pg_app import PgOrder, SlowSteps, Tally, expected
 
 from genflow import WorkflowStatus
 from genflow.engine import Engine
-from genflow.errors import GenflowError
+from genflow.errors import GenflowError, StoreUnavailableError
 from genflow.stores import InstanceRecord, open_store
 
 pytestmark = pytest.mark.postgres
@@ -137,8 +137,9 @@ def test_open_store_url_names_the_schema(dsn, schema):
         store.create(rec("a"))
     with PostgresStore(dsn, schema=schema) as store:
         assert store.get("a").workflow == "wf"
-    with pytest.raises(GenflowError, match="cannot open PostgreSQL store"):
-        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StoreUnavailableError, match="cannot open the store: .*unavailable"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+                      retry_seconds=0.5)
 
 
 @pytest.mark.parametrize("name", ["1st", "a-b", "x" * 64, "semi;colon", 'quo"te'])
