@@ -9,9 +9,13 @@ current directory by default. `--store` and `--app` may come before or after
 the command.
 
 User mistakes (an unknown workflow, instance or event, bad JSON, a payload that
-does not fit, a finished instance, a wrong store URL, a missing module) print
-one line, `genflow: error: ...`, on stderr and exit with status 1 (2 for a
-malformed command line), never a traceback.
+does not fit, a finished instance, a missing module) print one line,
+`genflow: error: ...`, on stderr and exit with status 1 (2 for a malformed
+command line, or a store URL that points at no store), never a traceback.
+
+The commands that only read (list, show, report, check, history) open the
+store read-only: they write nothing, and a missing SQLite file or a mistyped
+path is an error, never a new empty store.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import attrs
 from genflow.codec import explain, structure, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
-from genflow.errors import GenflowError, UnknownWorkflowError
+from genflow.errors import GenflowError, StoreNotFoundError, UnknownWorkflowError
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
 
@@ -361,6 +365,8 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
 }
 #: Commands that need no store.
 STORELESS = {"graph"}
+#: Commands that only read the store: it is opened read-only (nothing written or created).
+READONLY = {"list", "show", "report", "check", "history"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -617,9 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from genflow.stores import open_store
 
-        with open_store(args.store) as store:
+        with open_store(args.store, readonly=args.command in READONLY) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
+    except StoreNotFoundError as exc:  # a URL that points at no store: a usage mistake
+        _error(str(exc))
+        return 2
     except UnknownWorkflowError as exc:
         known = ", ".join(sorted(registered())) or "none"
         _error(f"{exc} (known workflows: {known}; name the module that defines it with --app)")
