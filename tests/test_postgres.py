@@ -142,7 +142,7 @@ def test_open_store_url_names_the_schema(dsn, schema):
         store.create(rec("a"))
     with PostgresStore(dsn, schema=schema) as store:
         assert store.get("a").workflow == "wf"
-    with pytest.raises(StoreUnavailableError, match="cannot open the store: .*unavailable"):
+    with pytest.raises(StoreUnavailableError, match=r"cannot open the store: .*unavailable"):
         PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
                       retry_seconds=0.5)
 

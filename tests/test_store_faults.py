@@ -241,7 +241,7 @@ def test_readonly_open_of_a_missing_file_creates_nothing(tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(StoreNotFoundError, match="holds no genflow store"):
         SQLiteStore(other, readonly=True)
-    with pytest.raises(StoreNotFoundError, match="directory .* does not exist"):
+    with pytest.raises(StoreNotFoundError, match=r"directory .* does not exist"):
         SQLiteStore(tmp_path / "no" / "dir.db")
 
 

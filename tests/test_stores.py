@@ -433,8 +433,8 @@ def test_open_store_refuses_bad_urls(url, message, tmp_path, monkeypatch):
 def test_sqlite_refuses_garbage_and_newer_schemas(tmp_path):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreNotFoundError, match="cannot open the store: .* is not an SQLite "
-                       "database .*check the path"):
+    with pytest.raises(StoreNotFoundError, match=r"cannot open the store: .* is not an SQLite "
+                       r"database .*check the path"):
         SQLiteStore(garbage)
     newer = tmp_path / "newer.db"
     SQLiteStore(newer).close()

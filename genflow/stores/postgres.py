@@ -118,6 +118,10 @@ _NOT_FOUND = {"3D000": "no such database", "3F000": "no such schema",
               "42P01": "no genflow tables"}
 
 
+def _as_list(events: tuple[str, ...]) -> list[str]:
+    return list(events)
+
+
 def _aware(value: _dt.datetime | None) -> _dt.datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError(f"stores need aware datetimes, got {value!r}")
@@ -164,7 +168,7 @@ class PostgresStore(SQLStore):
     # the partial GIN index's predicate, then the test
     _waiting_clause = "cardinality(waiting_for) > 0 AND waiting_for @> ARRAY[%s]::text[]"
     _time_out = staticmethod(_aware)
-    _waiting_out = staticmethod(list)
+    _waiting_out = staticmethod(_as_list)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 8,
                  migrate: bool = True, prepare_threshold: int | None = 5,
