@@ -129,11 +129,15 @@ class SQLStore(Store):
         try:
             return call(*args)
         except self._catch as exc:
-            if self.grouping():
-                raise self._translate(exc) from exc
-            return retry(lambda: call(*args), exc, self._translate,
-                         seconds=self.retry_seconds, catch=self._catch, label=repr(self),
-                         before=self._recover)
+            return self._again(exc, call, *args)
+
+    def _again(self, exc: BaseException, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)` raised `exc`: retry it while that is transient and safe,
+        else raise the typed error (a hot path's own `except` calls this)."""
+        if self.grouping():
+            raise self._translate(exc) from exc
+        return retry(lambda: call(*args), exc, self._translate, seconds=self.retry_seconds,
+                     catch=self._catch, label=repr(self), before=self._recover)
 
     # -- rows --
 

@@ -451,7 +451,18 @@ class SQLiteStore(SQLStore):
         # was dropped) the general statement decides, and `_refused` says why.
         held = (lease_owner is not None and previous is not None
                 and previous.lease_owner == lease_owner)
-        holder = self._run(self._save_row, changed, held, release, params, lease_owner)
+        try:  # `_save_row` inlined: this is the hot path of every durable step
+            with self._lock:
+                if held and self._saves.execute(_save_sql(changed, True, release),
+                                                (*params, lease_owner)).rowcount == 1:
+                    holder = lease_owner
+                else:
+                    row = self._db.execute(_save_sql(changed, False, release),
+                                           (*params, lease_owner, lease_owner)).fetchone()
+                    holder = _REFUSED if row is None else row[0]
+        except self._catch as exc:
+            holder = self._again(exc, self._save_row, changed, held, release, params,
+                                 lease_owner)
         if holder is _REFUSED:
             return self._refused(record, expected_version, lease_owner, now)
         if release:
