@@ -13,6 +13,10 @@ does not fit, a finished instance, a wrong store URL, a missing module, a
 malformed command line) print one line, `genflow: error: ...`, on stderr and
 exit with status 2, never a traceback; status 1 is a finding (`check` found
 instances the installed code would strand).
+
+The commands that only read (list, show, report, check, history) open the
+store read-only: they write nothing, and a missing SQLite file or a mistyped
+path is an error, never a new empty store.
 """
 
 from __future__ import annotations
@@ -367,6 +371,8 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
 }
 #: Commands that need no store.
 STORELESS = {"graph"}
+#: Commands that only read the store: it is opened read-only (nothing written or created).
+READONLY = {"list", "show", "report", "check", "history"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -681,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from genflow.stores import open_store
 
-        with open_store(args.store) as store:
+        with open_store(args.store, readonly=args.command in READONLY) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
     except CheckFailed as exc:  # a finding, not a mistake
