@@ -108,3 +108,32 @@ class Pair:
 
     def on_ping(self, text: str) -> None:
         self.got.append(text)
+
+
+class TickHook(EventHandler):
+    """A hook whose every wait hands out its own callback URL."""
+
+    def __init__(self, wf: Hooks):
+        self.wf = wf
+
+    def setup(self, req):
+        return {"url": callback_url(req)}
+
+    def handle(self, req, payload: str) -> str:
+        self.wf.ticks.append(payload)
+        return payload.upper()
+
+
+@genflow.workflow("web-hooks")
+@attrs.define
+class Hooks:
+    ticks: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield For("rounds", len(self.ticks) < 3,
+            Wait("hook", On("tick", TickHook(self))),
+            Step("count", self.count),
+        )
+
+    def count(self) -> None:
+        pass

@@ -177,8 +177,7 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
               methods=["POST"]),
         Route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}",
               guarded(api_send_typed), methods=["POST"]),
-        Route("/api/v1/callbacks/{token}", lambda r: api_callback(r, config),
-              methods=["POST"]),
+        Route("/api/v1/callbacks/{token}", api_callback, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={
         GenflowError: _error_response, HTTPException: _http_error, Exception: _bug},
@@ -514,9 +513,11 @@ async def _operate(config: WebConfig, instance_id: str, operation: Any) -> Respo
     return _json(await run_in_threadpool(run))
 
 
-async def api_callback(request: Request, config: WebConfig) -> Response:
+async def api_callback(request: Request) -> Response:
     """A signed callback URL: its token names one wait (instance, thread, event,
-    counter); a wait that is over answers 410 and changes nothing."""
+    counter); a wait that is over answers 410 and changes nothing. The signature
+    is the credential: an outside system holds the URL, not a token."""
+    config: WebConfig = request.app.state.config
     try:
         req = config.signer.verify(request.path_params["token"])
         payload = parse_json(await read_body(request, config.max_body))
