@@ -137,6 +137,7 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
         assert status == 200
         wait.until(lambda d: d.find_element(By.ID, "gf-instance")
                    .get_attribute("data-status") == "finished")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gf-diagram .m-finished ellipse"))
         fill = browser.execute_script(
             "return getComputedStyle(document.querySelector("
             "'.gf-diagram .m-finished ellipse')).fill")
