@@ -81,10 +81,10 @@ def write_report(
         f"{esc(now.astimezone(_dt.UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}. {esc(drawn)}</p>"
         "<noscript><p class=\"problem\">This report draws its list and diagrams with a "
         "script: allow scripts for this file.</p></noscript>"
-        + diagrams_html(diagrams)
     )
     index = root / "index.html"
-    index.write_text(page_html(title=title, body=body, data=data), encoding="utf-8")
+    index.write_text(page_html(title=title, body=body, data=data,
+                               templates=diagrams_html(diagrams)), encoding="utf-8")
     return index
 
 

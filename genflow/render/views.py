@@ -366,9 +366,10 @@ def json_for_script(value: Any) -> str:
 
 def page_html(*, title: str, body: str, data: Any, nav: Sequence[tuple[str, str]] = (),
               head: str = "", scripts: str | None = None, styles: str | None = None,
-              base: str = "", tools: str = "") -> str:
+              base: str = "", tools: str = "", templates: str = "") -> str:
     """One page of the console or the report: the shared layout (a title bar with
-    `nav` links, one per resource), `body`, `data` for the script as JSON, and the
+    `nav` links, one per resource), `body`, `templates` (the diagrams, outside the
+    part the script redraws), `data` for the script as JSON, and the
     shared script and stylesheet, inline unless `scripts`/`styles` give their tags."""
     esc = html.escape
     links = "".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in nav)
@@ -381,7 +382,7 @@ def page_html(*, title: str, body: str, data: Any, nav: Sequence[tuple[str, str]
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title>{style_tag}{head}</head>\n"
         f'<body data-base="{esc(base)}"><header class="gf-bar"><strong>genflow</strong>'
-        f'<nav>{links}</nav>{tools}</header>\n<main id="gf-main">{body}</main>\n'
+        f'<nav>{links}</nav>{tools}</header>\n<main id="gf-main">{body}</main>\n{templates}'
         f'<script type="application/json" id="gf-data">{json_for_script(data)}</script>\n'
         f"{script_tag}\n</body></html>\n"
     )

@@ -33,13 +33,15 @@ NAV = [("Instances", "/instances"), ("Workflows", "/workflows"),
 esc = html.escape
 
 
-def _page(request: Request, title: str, body: str, data: Any, user: str = "") -> str:
+def _page(request: Request, title: str, body: str, data: Any, user: str = "",
+          templates: str = "") -> str:
     base = str(request.scope.get("root_path", "")).rstrip("/")
     nav = [(text, base + path) for text, path in NAV]
     head = f'<meta name="genflow-user" content="{esc(user)}">' if user else ""
     logout = (f'<form method="post" action="{esc(base)}/logout" class="gf-logout">'
               f'<button type="submit">log out {esc(user)}</button></form>') if user else ""
     return page_html(title=title, body=body, data=data, nav=nav, base=base, head=head, tools=logout,
+                     templates=templates,
                      styles=f'<link rel="stylesheet" href="{esc(base)}/static/gf.css">',
                      scripts=f'<script src="{esc(base)}/static/gf.js"></script>')
 
@@ -79,8 +81,8 @@ def instance_page(request: Request, config: WebConfig, user: str, view: dict[str
                   diagram: Diagram | None, csrf: str) -> str:
     data = {"mode": "instance", "view": view, "legend": legend(), "csrf": csrf,
             "poll_ms": config.poll_ms}
-    body = diagrams_html([diagram] if diagram is not None else [])
-    return _page(request, f"{config.title}: {view['id']}", body, data, user)
+    templates = diagrams_html([diagram] if diagram is not None else [])
+    return _page(request, f"{config.title}: {view['id']}", "", data, user, templates)
 
 
 def workflows_page(request: Request, config: WebConfig, user: str,
