@@ -31,7 +31,7 @@ STYLES: dict[str, tuple[str, str, int]] = {
     "moving": ("#d0ebff", "#1864ab", 3),
     "start": ("#e5dbff", "#5f3dc4", 3),
     "handled": ("#b2f2bb", "#2b8a3e", 2),
-    "listening": ("#c5f6fa", "#0c8599", 2),
+    "listening": ("#99e9f2", "#0b7285", 2),
     "pending": ("#dee2e6", "#868e96", 2),
     "finished": ("#96f2d7", "#087f5b", 3),
     "active": ("#ffffff", "#495057", 2),
