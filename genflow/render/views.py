@@ -44,9 +44,10 @@ from genflow.render.formats import (
     to_dot,
     to_mermaid,
 )
-from genflow.render.graph import Graph
-from genflow.render.overlay import CLASSES, instance_graph, thread_label
+from genflow.render.graph import Cluster, Edge, Graph, Node, build_graph
+from genflow.render.overlay import CLASSES, instance_graph, mark_instance, thread_label
 from genflow.render.svg import dot_svg
+from genflow.replay import as_body, iter_tree
 
 if TYPE_CHECKING:
     from genflow.engine import Instance
@@ -103,8 +104,12 @@ def instance_view(instance: Instance, *, now: _dt.datetime,
                       for e in entries if e.kind in ("event", "timer")]
     view["journal_entries"] = len(entries)
     try:
-        graph = instance_graph(instance.data, state, error=instance.error,
-                               attempts=instance.attempts)
+        if diagrams is not None:
+            graph = diagrams.marked(instance.data, state, error=instance.error,
+                                    attempts=instance.attempts)
+        else:
+            graph = instance_graph(instance.data, state, error=instance.error,
+                                   attempts=instance.attempts)
     except GenflowError as exc:
         view["problems"].append(f"cannot draw the instance: {exc}")
         return view
@@ -278,6 +283,22 @@ class Diagrams:
         self.svg = svg
         self.limit = limit
         self.by_key: dict[str, Diagram] = {}
+        self.graphs: dict[str, Graph] = {}  # walk_key -> the definition's graph
+
+    def marked(self, wf: Any, state: Any, **info: Any) -> Graph:
+        """`instance_graph(wf, state)`, built once per distinct definition: the
+        definition is walked (`walk_key`, a third of what building its graph
+        costs) and a graph built for the same walk is copied and marked."""
+        key = walk_key(wf, state.workflow)
+        base = self.graphs.get(key)
+        if base is None:
+            base = build_graph(wf, workflow=state.workflow)
+            if len(self.graphs) >= self.limit:
+                self.graphs.pop(next(iter(self.graphs)))
+            self.graphs[key] = base
+        graph = _unmarked_copy(base)
+        mark_instance(graph, wf, state, **info)
+        return graph
 
     def add(self, graph: Graph) -> Diagram:
         key = structure_key(graph)
@@ -305,6 +326,42 @@ class Diagrams:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.by_key.values())
+
+
+def walk_key(wf: Any, workflow: str) -> str:
+    """A name for what drawing `wf`'s definition gives, from a walk of it alone
+    (no graph built): each statement's kind, name, depth and what its label
+    shows (a step's retries, a timer's delay, a handler's function). Two
+    instances whose definitions walk alike draw alike."""
+    digest = hashlib.sha1(workflow.encode())
+    try:
+        for stmt, stack in iter_tree(as_body(wf)):
+            retry = getattr(stmt, "retry", None)
+            extra = (getattr(retry, "attempts", "") if retry is not None else
+                     getattr(stmt, "after", "") or _qualname(getattr(stmt, "handler", None)))
+            digest.update(f"\0{type(stmt).__qualname__}\1{stmt.name}\1{len(stack)}"
+                          f"\1{extra}".encode())
+    except Exception as exc:  # build_graph will say what is wrong with the definition
+        digest.update(f"\0error {exc!r}".encode())
+    return digest.hexdigest()
+
+
+def _qualname(obj: Any) -> str:
+    if obj is None:
+        return ""
+    func = getattr(obj, "__func__", obj)
+    return str(getattr(func, "__qualname__", type(obj).__qualname__))
+
+
+def _unmarked_copy(graph: Graph) -> Graph:
+    """A copy of an unmarked graph whose marks can be set without touching it."""
+    return Graph(
+        graph.workflow,
+        nodes=[Node(n.id, n.kind, n.label, n.name, n.parent, n.cluster, n.depth, n.path,
+                    dict(n.detail)) for n in graph.nodes],
+        edges=[Edge(e.source, e.target, e.kind, e.label, e.branch) for e in graph.edges],
+        clusters=[Cluster(c.id, c.kind, c.label, c.parent, c.name) for c in graph.clusters],
+    )
 
 
 def structure_key(graph: Graph) -> str:
