@@ -24,7 +24,6 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterable
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -73,8 +72,8 @@ from genflow.render import (
     to_svg,
     to_text,
 )
-from genflow.render.report import write_report
 from genflow.render.formats import STYLES
+from genflow.render.report import write_report
 from genflow.stores import MemoryStore, SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent

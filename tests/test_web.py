@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.web_helpers import SECRET, TOKEN, call, free_port, rows, serving  # noqa: I001
 from genflow.engine import Engine
 from genflow.web.signing import CallbackSigner
-
 from tests.web_app import Fails, Hooks, Order, Pair
+from tests.web_helpers import SECRET, TOKEN, call, free_port, rows, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"

@@ -268,7 +268,8 @@ def to_dot(graph: Graph, *, rankdir: str = "TB", id_prefix: str = "gf",
         if what == "open":
             style = "rounded,dashed" if item.kind == "subflow" else "rounded,filled"
             fill = "#f8f9fa" if item.kind == "thread" else "white"
-            box = {"label": item.label if plain else cluster_text(item), "style": style, "fillcolor": fill,
+            box = {"label": item.label if plain else cluster_text(item), "style": style,
+                   "fillcolor": fill,
                    "color": "#868e96", "id": f"{id_prefix}-{item.id}"}
             lines.append(f"{pad}subgraph {_dot_string('cluster_' + item.id)} {{")
             lines.append(f"{pad}    graph [{_dot_attrs(box)}];")
@@ -338,7 +339,8 @@ def to_json(graph: Graph, *, indent: int | None = 2) -> str:
 # -- a plain outline ---------------------------------------------------------------------------
 
 _MARKS = {"failed": "✘", "executing": "▶", "waiting": "⏸", "moving": "↷", "start": "▷",
-          "handled": "✔", "listening": "◉", "pending": "…", "error": "✖", "done": "✓", "active": "·",
+          "handled": "✔", "listening": "◉", "pending": "…", "error": "✖", "done": "✓",
+          "active": "·",
           "finished": "■"}
 
 

@@ -28,7 +28,7 @@ import datetime as _dt
 import hashlib
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -177,12 +177,11 @@ def timeline(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
         if entry.kind == "failure":
             open_rows = list(running.values())
             error = str(detail.get("error", ""))
-            for row in open_rows or [None]:
-                if row is None:
-                    rows.append({"kind": "failure", "label": "failure", "start": at, "end": at,
-                                 "outcome": "failed", "error": error,
-                                 "attempt": detail.get("attempt")})
-                    continue
+            if not open_rows:  # a failure no step run was seen for
+                rows.append({"kind": "failure", "label": "failure", "start": at, "end": at,
+                             "outcome": "failed", "error": error,
+                             "attempt": detail.get("attempt")})
+            for row in open_rows:
                 if len(open_rows) > 1 and f"step {row['label']!r}" not in error:
                     continue
                 row.update(end=at, outcome="failed", error=error,
@@ -198,17 +197,17 @@ def timeline(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
                     continue
                 thread, stmt, status = str(position[0]), str(position[1]), str(position[2])
                 seen.add(thread)
-                row = running.get(thread)
-                if row is not None and (row["label"] != stmt or status != "executing"):
-                    row.update(end=at, outcome="done")
-                    tries.pop((thread, row["label"]), None)
+                current = running.get(thread)
+                if current is not None and (current["label"] != stmt or status != "executing"):
+                    current.update(end=at, outcome="done")
+                    tries.pop((thread, current["label"]), None)
                     running.pop(thread)
                 if status == "executing" and thread not in running:
-                    row = {"kind": "step", "label": stmt, "thread": thread, "start": at,
-                           "end": None, "outcome": "running", "error": "",
-                           "attempt": tries.get((thread, stmt), 0) + 1}
-                    running[thread] = row
-                    rows.append(row)
+                    started = {"kind": "step", "label": stmt, "thread": thread, "start": at,
+                               "end": None, "outcome": "running", "error": "",
+                               "attempt": tries.get((thread, stmt), 0) + 1}
+                    running[thread] = started
+                    rows.append(started)
             for thread in [t for t in running if t not in seen]:  # the thread ended
                 running.pop(thread).update(end=at, outcome="done")
             continue
@@ -324,7 +323,7 @@ class Diagrams:
     def get(self, key: str) -> Diagram | None:
         return self.by_key.get(key)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Diagram]:
         return iter(self.by_key.values())
 
 
@@ -452,7 +451,7 @@ def diagrams_html(diagrams: Iterable[Diagram]) -> str:
         f'{html.escape(d.workflow)}">{d.html}</template>' for d in diagrams)
 
 
-# -- small helpers ----------------------------------------------------------------------------------
+# -- small helpers ---------------------------------------------------------------------------
 
 
 def _iso(moment: _dt.datetime | None) -> str | None:

@@ -56,7 +56,8 @@ from genflow.web.inputs import as_object, field, parse_json, read_body, workflow
 from genflow.web.listing import Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
-from genflow.web.views import instance_json, plain as _plain, view_of
+from genflow.web.views import instance_json, view_of
+from genflow.web.views import plain as _plain
 
 __all__ = ["WebConfig", "create_app"]
 
@@ -301,13 +302,13 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(target, 303)
     response.set_cookie(Sessions.cookie, config.sessions.issue(user), httponly=True,
                         samesite="strict", secure=request.url.scheme == "https",
-                        path=f"{_base(request)}/" or "/", max_age=int(config.sessions.seconds))
+                        path=f"{_base(request)}/", max_age=int(config.sessions.seconds))
     return response
 
 
 async def logout(request: Request) -> Response:
     response = RedirectResponse(f"{_base(request)}/login", 303)
-    response.delete_cookie(Sessions.cookie, path=f"{_base(request)}/" or "/")
+    response.delete_cookie(Sessions.cookie, path=f"{_base(request)}/")
     return response
 
 

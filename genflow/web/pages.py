@@ -96,7 +96,7 @@ def workflows_page(request: Request, config: WebConfig, user: str,
             parts.append(f'<p class="problem">{esc(info.problem)}</p>')
         rows = "".join(
             f"<tr><td>{esc(e.name)}</td><td>{esc(e.handler)}</td><td><pre>"
-            f"{esc(json.dumps(builder.schema(e.payload_type), indent=1)) if e.takes_payload else 'none'}"
+            f"{esc(_schema_text(builder, e.payload_type)) if e.takes_payload else 'none'}"
             "</pre></td></tr>" for e in info.events)
         if rows:
             parts.append('<table class="gf-table"><thead><tr><th>event</th><th>handler</th>'
@@ -117,6 +117,10 @@ def workflows_page(request: Request, config: WebConfig, user: str,
                      f"{esc(json.dumps(schemas, indent=1))}</pre>")
     return _page(request, f"{config.title}: workflows", "".join(parts), {"mode": "static"},
                  user)
+
+
+def _schema_text(builder: SchemaBuilder, tp: Any) -> str:
+    return json.dumps(builder.schema(tp), indent=1)
 
 
 def login_page(request: Request, title: str, target: str, problem: str) -> str:

@@ -77,7 +77,10 @@ class CallbackSigner:
         except (ValueError, TypeError):
             raise BadSignatureError("the callback token is malformed (cut or altered?)"
                                     ) from None
-        if not dot or not hmac.compare_digest(mac, self._mac(body)):
+        # canonical base64 only: the last character's unused bits must not let two
+        # spellings of one token through
+        canonical = _b64(body) == body_text and _b64(mac) == mac_text
+        if not dot or not canonical or not hmac.compare_digest(mac, self._mac(body)):
             raise BadSignatureError("the callback token's signature does not match: it was "
                                     "altered, or signed with another server's secret")
         fields: Any = json.loads(body)
