@@ -1169,7 +1169,8 @@ def test_report_in_a_headless_browser(tmp_path: Path, svg: bool) -> None:
     engine = _report_engine(tmp_path / "store.db")
     index = write_report(engine, tmp_path / "report", svg=svg)
     engine.store.close()
-    dom = _chromium(["--dump-dom", index.as_uri() + "#i=fails-1"], tmp_path)
+    dom = _chromium(["--virtual-time-budget=2000", "--dump-dom", index.as_uri() + "#i=fails-1"],
+                    tmp_path)
     rows = dict(re.findall(r'<tr data-id="([^"]+)" data-status="([a-z]+)"', dom))
     assert {htmllib.unescape(k): v for k, v in rows.items()} == STATUSES
     assert 'id="gf-instance" data-id="fails-1"' in dom  # the one picked is shown
