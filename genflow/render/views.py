@@ -70,7 +70,7 @@ def row_view(record: InstanceRecord) -> dict[str, Any]:
         "waiting_for": list(record.waiting_for), "wake_at": _iso(record.wake_at),
         "updated_at": _iso(record.updated_at), "created_at": _iso(record.created_at),
         "error": record.error, "attempts": record.attempts, "version": record.version,
-        "failed": record.status == "failed" or bool(record.error),
+        "failed": record.status == "failed",
     }
 
 
