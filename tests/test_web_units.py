@@ -153,3 +153,37 @@ def test_filters_refuse_what_does_not_fit() -> None:
                          ({"status": "asleep"}, "one of"), ({"failed": "maybe"}, "true or")):
         with pytest.raises(RequestError, match=words):
             Filters.from_query(query)
+
+
+def test_the_docs_list_every_route() -> None:
+    from pathlib import Path
+
+    from genflow.web.openapi import ROUTES
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "console.md").read_text()
+    for method, path, _, _ in ROUTES:
+        assert f"`{method.upper()} {path}`" in page, (method, path)
+
+
+def test_every_described_operation_is_routed() -> None:
+    pytest.importorskip("starlette", reason="pip install 'genflow[web]'")
+    from starlette.routing import Match
+
+    from genflow.engine import Engine
+    from genflow.stores import MemoryStore
+    from genflow.web.app import create_app
+    from genflow.web.catalog import catalog
+    from genflow.web.openapi import openapi
+    from tests.web_app import Fails, Hooks, Order, Pair
+
+    workflows = {"web-order": Order, "web-fails": Fails, "web-pair": Pair, "web-hooks": Hooks}
+    app = create_app(Engine(MemoryStore(), list(workflows.values())), token="t" * 16)
+    doc = openapi(catalog(workflows))
+    assert len(doc["paths"]) > 15
+    for path, operations in doc["paths"].items():
+        concrete = path.replace("{id}", "o1").replace("{event}", "e").replace("{token}", "t")
+        for method in operations:
+            scope = {"type": "http", "path": concrete, "method": method.upper(),
+                     "root_path": ""}
+            assert any(route.matches(scope)[0] is Match.FULL for route in app.routes), (
+                method, path)
