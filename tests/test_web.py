@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from genflow.engine import Engine
+from genflow.stores import SQLiteStore
 from genflow.web.signing import CallbackSigner
 from tests.web_app import Fails, Hooks, Order, Pair
 from tests.web_helpers import SECRET, TOKEN, call, free_port, rows, serving
@@ -321,6 +322,16 @@ def test_genflow_serve_never_serves_without_access(tmp_path: Path) -> None:
         status, _, _ = call("GET", f"http://127.0.0.1:{port}{API}/instances",
                             token="a-token-from-a-file-0123")
         assert status == 200
+        # the server process moves instances this process reads from the same file
+        api = f"http://127.0.0.1:{port}{API}"
+        status, _, _ = call("POST", f"{api}/instances", {"workflow": "web-order", "id": "x1"},
+                            token="a-token-from-a-file-0123")
+        assert status == 201
+        status, body, _ = call("POST", f"{api}/instances/x1/events/add", {"name": "diavola"},
+                               token="a-token-from-a-file-0123")
+        assert status == 200 and body["output"] == 1
+        with SQLiteStore(tmp_path / "serve.db") as store:
+            assert Engine(store, [Order]).get("x1").data.items[0].name == "diavola"
     finally:
         server.terminate()
         server.wait(30)
