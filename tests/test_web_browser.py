@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+from examples.pizza import PizzaOrder  # noqa: E402
 from genflow.engine import Engine  # noqa: E402
 from genflow.render.formats import STYLES  # noqa: E402
 from genflow.stores import SQLiteStore  # noqa: E402
@@ -66,11 +67,12 @@ def pixels(path: Path, color: str, tolerance: int = 6) -> int:
 def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
     monkeypatch.setenv("GENFLOW_WEB_SECRET", SECRET.decode())
     store = SQLiteStore(tmp_path / "store.db")
-    engine = Engine(store, [Order, Fails, Pair, Hooks], journal=True)
+    engine = Engine(store, [Order, Fails, Pair, Hooks, PizzaOrder], journal=True)
     engine.start(Order(), id="order-1")
     engine.send("order-1", "add", {"name": "funghi"})
     engine.start(Order(), id="order-2")
     engine.start(Fails(), id="fails-1")
+    engine.start(PizzaOrder(), id="pizza-1")
     wait = WebDriverWait(browser, 20)
     with serving(engine, poll_ms=300) as base:
         monkeypatch.setenv("GENFLOW_WEB_URL", base)
@@ -81,7 +83,7 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
         listed = [r.get_attribute("data-id") for r in
                   browser.find_elements(By.CSS_SELECTOR, "#instances tbody tr")]
-        assert listed == ["fails-1", "order-1", "order-2"]
+        assert listed == ["fails-1", "order-1", "order-2", "pizza-1"]
 
         # filter: failed only
         Select(browser.find_element(By.NAME, "workflow")).select_by_visible_text("web-fails")
@@ -110,6 +112,27 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
         assert red > 2000, red  # the step's fill (the legend's swatch is ~200)
         assert pixels(shot, "#e03131", 2) >= 6 * 14  # the failed attempt's timeline bar
         assert pixels(shot, "#2f9e44", 2) >= 6 * 14  # the step that ran fine
+
+        # every label stays inside its shape (the pizza's timers' used to spill out)
+        browser.get(f"{base}/instances/pizza-1")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gf-diagram g.gf-timer"))
+        spills = browser.execute_script("""
+            const out = [];
+            for (const node of document.querySelectorAll('.gf-diagram g.node')) {
+              const shape = node.querySelector('polygon, ellipse, path');
+              if (!shape) continue;
+              for (const text of node.querySelectorAll('text:not(.gf-badge)')) {
+                const t = text.getBBox();  // each corner of the text inside the shape's fill
+                const corners = [[t.x + 1, t.y + 1], [t.x + t.width - 1, t.y + 1],
+                                 [t.x + 1, t.y + t.height - 1],
+                                 [t.x + t.width - 1, t.y + t.height - 1]];
+                if (!corners.every(([x, y]) => shape.isPointInFill(new DOMPoint(x, y))))
+                  out.push(node.querySelector('title').textContent);
+              }
+            }
+            return [out, document.querySelectorAll('.gf-diagram g.node').length];""")
+        assert spills[0] == [] and spills[1] > 8, spills
+        assert browser.find_elements(By.CSS_SELECTOR, ".gf-diagram g.gf-timer")
 
         # an operator sends an event, confirmed in a dialog; the instance moves
         browser.get(f"{base}/instances/order-1")
