@@ -37,6 +37,7 @@ from genflow.errors import CorruptStateError, PayloadError, SerializationError
 from genflow.registry import workflow_class, workflow_name
 from genflow.state import (
     CallbackRequest,
+    Failure,
     Origin,
     State,
     Thread,
@@ -336,7 +337,11 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 #
 # State:  [id, workflow, status, pc, [thread...]]
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
-#          (format 3, only when the step has failed:) attempts, error, retry_at]
+#          (format 3, only when the step has failed, or what follows is set:)
+#          attempts, error, retry_at,
+#          (format 3, only inside a Try's handling or for a daemon thread:)
+#          enter, unwind, [failure...], daemon]
+# Failure: [type, message, step, attempt, [type name...], path, at]
 # Event:  [event, status, won, error, due, req.pc, req.setup_data,
 #          (format 3, only when the handler has failed:) attempts, retry_at]
 # A request's instance, thread and event are those of its State, Thread and event.
@@ -363,8 +368,13 @@ def _unstructure_thread(t: Thread) -> list[Any]:
         t.won, [[o.go, o.thread_id, o.path] for o in t.origin] if t.origin else [],
         None if t.since is None else t.since.isoformat(),
     ]
-    if t.attempts or t.error or t.retry_at is not None:
+    flow = t.enter or t.unwind or t.failures or t.daemon
+    if flow or t.attempts or t.error or t.retry_at is not None:
         raw += [t.attempts, t.error, None if t.retry_at is None else t.retry_at.isoformat()]
+        if flow:
+            raw += [t.enter, t.unwind,
+                    [[f.type, f.message, f.step, f.attempt, list(f.types), list(f.path), f.at]
+                     for f in t.failures], t.daemon]
     return raw
 
 
@@ -421,7 +431,7 @@ def _structure_state(raw: list[Any]) -> State:
 
 
 def _structure_thread(sid: str, raw: Any) -> Thread:
-    _fields(raw, (9, 12), "a thread")
+    _fields(raw, (9, 12, 16), "a thread")
     tid, stmt, status, pc, path, events, won, origin, since = raw[:9]
     _want(tid, str, "a thread id")
     thread = Thread(
@@ -430,10 +440,15 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
         path=_ints(path, "a path"), won=_want(won, str, "the event that won"),
         since=_when(since, "a thread's since"),
     )
-    if len(raw) == 12:
+    if len(raw) >= 12:
         thread.attempts = _want(raw[9], int, "a step's attempts")
         thread.error = _want(raw[10], str, "a step's error")
         thread.retry_at = _when(raw[11], "a step's retry time")
+    if len(raw) == 16:
+        thread.enter = _want(raw[12], str, "the branch a thread enters")
+        thread.unwind = _want(raw[13], str, "what a thread unwinds with")
+        thread.failures = [_structure_failure(f) for f in _want(raw[14], list, "failures")]
+        thread.daemon = _want(raw[15], bool, "a thread's daemon flag")
     for raw_event in _want(events, list, "events"):
         _fields(raw_event, (7, 9), "an event")
         name, e_status, e_won, error, due, req_pc, setup = raw_event[:7]
@@ -455,6 +470,18 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
                                     _want(thread_id, str, "a thread id"),
                                     _ints(go_path, "a path")))
     return thread
+
+
+def _structure_failure(raw: Any) -> Failure:
+    kind, message, step, attempt, types, path, at = _fields(raw, (7,), "a failure")
+    for name in _want(types, list, "a failure's types"):
+        _want(name, str, "a failure's type")
+    return Failure(
+        type=_want(kind, str, "a failure's type"), message=_want(message, str, "a message"),
+        step=_want(step, str, "a failure's step"), attempt=_want(attempt, int, "an attempt"),
+        types=tuple(types), path=tuple(_ints(path, "a failure's path")),
+        at=_want(at, str, "the Try that caught a failure"),
+    )
 
 
 # value -> member, for the State's enums: a dict lookup, far cheaper than `cls(value)`

@@ -439,8 +439,8 @@ class Engine:
         saver.flush(release=True)
         left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
         if left:
-            log.warning("instance %s is cancelled, but tearing down %s failed: retried by "
-                        "workers", state.id, ", ".join(left),
+            log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
+                        state.id, state.status.value, ", ".join(left),
                         extra={"instance": state.id, "workflow": state.workflow})
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:

@@ -87,18 +87,25 @@ class FunctionHandler(EventHandler):
 
 
 class TimerHandler(EventHandler):
-    """The handler behind `Timeout`: its setup fixes the due time; the engine fires it."""
+    """The handler behind `Timeout`: its setup fixes the due time (`after` the
+    wait began, or `at` a given time); the engine fires it."""
 
-    __slots__ = ("after",)
+    __slots__ = ("after", "at")
     input_type = None
 
-    def __init__(self, after: float):
+    def __init__(self, after: float | None, at: _dt.datetime | None = None):
         self.after = after
+        self.at = at
 
     def due(self, now: _dt.datetime) -> _dt.datetime:
+        if self.at is not None:
+            return self.at
+        assert self.after is not None
         return now + _dt.timedelta(seconds=self.after)
 
     def __repr__(self) -> str:
+        if self.at is not None:
+            return f"TimerHandler(at={self.at.isoformat()})"
         return f"TimerHandler(after={self.after}s)"
 
 
