@@ -29,7 +29,8 @@ import attrs
 import msgpack
 
 from genflow.codec import unstructure
-from genflow.errors import ConcurrencyError, GenflowError
+from genflow.errors import ConcurrencyError, GenflowError, SerializationError
+from genflow.wire import STORED_DEPTH, misfit
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
            "refused_save", "unpack_detail", "utcnow"]
@@ -116,8 +117,14 @@ class JournalEntry:
 
 
 def pack_detail(detail: dict[str, Any]) -> bytes:
-    """A journal entry's detail as msgpack (every store keeps the same, plain form)."""
-    return msgpack.packb(unstructure(detail), use_bin_type=True, default=str)
+    """A journal entry's detail as msgpack (every store keeps the same, plain form).
+    What msgpack cannot hold is a `SerializationError` naming the place."""
+    try:
+        return msgpack.packb(unstructure(detail), use_bin_type=True, default=str)
+    except Exception as exc:  # an int beyond 64 bits, a lone surrogate, too deep...
+        found = misfit(detail, depth=STORED_DEPTH)
+        why = f"{found[0]}: {found[1]}" if found else f"{type(exc).__name__}: {exc}"
+        raise SerializationError(f"journal entry cannot be stored: {why}") from exc
 
 
 def unpack_detail(data: bytes) -> dict[str, Any]:
