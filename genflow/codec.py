@@ -218,8 +218,10 @@ def _loads_back(blob: bytes, cls: type, name: str) -> None:
     try:
         _stored.structure(raw, cls)
     except Exception as exc:
-        raise DataError(f"the data of workflow {name!r} does not fit its types: "
-                        f"{explain(exc)}") from exc
+        raise DataError(f"{_MISFIT.format(name=name)}: {explain(exc)}") from exc
+
+
+_MISFIT = "the data of workflow {name!r} does not fit its types"
 
 
 def _fields_of(blob: bytes, cls: type) -> Any:
@@ -237,8 +239,9 @@ def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> Genflow
         failed = _failing_field(wf)
         if failed is not None:
             where, error = failed
-            kind = DataError if isinstance(error, DataError) else SerializationError
-            return kind(f"{prefix}: {where}: {error}")
+            if isinstance(error, DataError):
+                return DataError(f"{_MISFIT.format(name=name)}: {where}: {error}")
+            return SerializationError(f"{prefix}: {where}: {error}")
         try:
             raw = converter.unstructure(wf)
         except Exception:
