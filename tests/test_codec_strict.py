@@ -286,7 +286,7 @@ def test_a_payload_type_that_does_not_resolve_is_a_definition_error() -> None:
     holder = Holder()
     state = new_state("l-1", holder)
     resume(holder, state)
-    with pytest.raises(genflow.DefinitionError, match="'Local'.*module level"):
+    with pytest.raises(genflow.DefinitionError, match=r"'Local'.*module level"):
         handle_callback(state.threads[0].events[0].req, holder, state, {"n": 1})
 
 
