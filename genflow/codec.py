@@ -26,7 +26,6 @@ import threading
 import typing
 from typing import Any
 
-import attrs
 import msgpack
 
 from genflow.errors import (
@@ -52,9 +51,9 @@ from genflow.strict import Converters, explain, misfit_error
 from genflow.wire import (
     MAX_PAYLOAD_DEPTH,
     STORED_DEPTH,
-    Field,
+    Key,
+    children,
     describe,
-    field_types,
     misfit,
     path_text,
     type_name,
@@ -209,23 +208,12 @@ def dumps(wf: Any, state: State, *, check: bool = False) -> bytes:
 
 def _loads_back(blob: bytes, cls: type, name: str) -> None:
     try:
-        raw = _open_envelope(blob)[1]
-    except CorruptStateError as exc:  # e.g. a key msgpack writes but cannot read back
-        found = misfit(converter.unstructure(_fields_of(blob, cls)), cls,
-                       depth=STORED_DEPTH, stored=True)
-        where = f"{found[0]}: {found[1]}" if found else str(exc)
-        raise DataError(f"the data of workflow {name!r} would not load back: {where}") from exc
-    try:
-        _stored.structure(raw, cls)
+        _stored.structure(_open_envelope(blob)[1], cls)
     except Exception as exc:
         raise DataError(f"{_MISFIT.format(name=name)}: {explain(exc)}") from exc
 
 
 _MISFIT = "the data of workflow {name!r} does not fit its types"
-
-
-def _fields_of(blob: bytes, cls: type) -> Any:
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)[3]
 
 
 def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> GenflowError:
@@ -262,19 +250,22 @@ def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> Genflow
 
 
 def _failing_field(wf: Any) -> tuple[str, BaseException] | None:
-    """The deepest field (`customer.tags`) whose value the converter cannot write."""
+    """The deepest part (`customer.tags`, `items[2].when`) the converter cannot write."""
     path: list[Any] = []
-    obj = wf
+    obj, tp = wf, type(wf)
     found: tuple[str, BaseException] | None = None
-    while attrs.has(type(obj)):
-        for name, tp in field_types(type(obj)).items():
-            value = getattr(obj, name, None)
+    for _ in range(STORED_DEPTH):
+        for step, part, part_tp in children(obj, tp) or ():
+            if isinstance(step, Key):
+                continue
             try:
-                converter.unstructure(value, tp)
+                converter.unstructure(part, part_tp)
+            except RecursionError:  # a cycle: `_not_stored` finds where it goes too deep
+                return found
             except Exception as exc:
-                path.append(Field(name))
-                found = (path_text(path), _as_misfit(tp, value, exc))
-                obj = value
+                path.append(step)
+                found = (path_text(path), _as_misfit(part_tp, part, exc))
+                obj, tp = part, part_tp
                 break
         else:
             break

@@ -54,7 +54,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from genflow.errors import DataError
-from genflow.wire import Field, Key, describe, path_text, type_name
+from genflow.wire import Field, Key, describe, path_text, short_repr, type_name
 
 __all__ = ["Converters", "explain", "misfit_error"]
 
@@ -461,9 +461,19 @@ _COLLECTIONS: list[tuple[Any, Any, Any]] = [
     (_is_fixed_tuple, _structure_fixed_tuple, _unstructure_fixed_tuple),
     (_is_set, _structure_set, _unstructure_checked((set, frozenset), _unstructure_items)),
     (_is_mapping, _structure_mapping,
-     _unstructure_checked((abc.Mapping,), lambda tp, conv: mapping_unstructure_factory(
-         tp, conv, unstructure_to=dict))),
+     lambda tp, conv: _unstructure_checked((abc.Mapping,), _unstructure_mapping)(tp, conv)),
 ]
+
+
+def _unstructure_mapping(tp: Any, conv: cattrs.Converter) -> Any:
+    key_tp = _item_type(tp)
+    key_origin = _origin(key_tp)
+    if key_origin in (tuple, list, set, frozenset, dict) or attrs.has(key_origin):
+        # msgpack would write the key as an array, which cannot be read back as a key
+        raise DataError(f"a {type_name(tp)} cannot be stored: a msgpack map's keys are "
+                        f"plain values (str, int...), not {type_name(key_tp)}; keep a "
+                        "list of pairs instead")
+    return mapping_unstructure_factory(tp, conv, unstructure_to=dict)
 
 
 # -- explaining a failure ------------------------------------------------------------------------
@@ -503,7 +513,7 @@ def _words(error: BaseException, path: tuple[Any, ...]) -> str:
         return str(error)
     if isinstance(error, ForbiddenExtraKeysError):
         known = ", ".join(f.name for f in attrs.fields(error.cl))
-        unknown = ", ".join(repr(key) for key in sorted(error.extra_fields))
+        unknown = ", ".join(sorted(short_repr(key) for key in error.extra_fields))
         return f"unknown field {unknown} ({error.cl.__qualname__}'s fields are {known})"
     if isinstance(error, KeyError) and path and error.args and error.args[0] == path[-1]:
         return "required field missing"

@@ -28,10 +28,12 @@ __all__ = [
     "STORED_DEPTH",
     "Field",
     "Key",
+    "children",
     "describe",
     "field_types",
     "misfit",
     "path_text",
+    "short_repr",
     "type_name",
 ]
 
@@ -50,6 +52,11 @@ _UNION = (typing.Union, types.UnionType)
 _short = reprlib.Repr()
 _short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 2, 40, 40, 40
 _short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = _short.maxfrozenset = 4
+
+
+def short_repr(value: Any) -> str:
+    """A repr cut short: a few items, a few levels, forty characters of a string."""
+    return _short.repr(value)
 
 
 def describe(value: Any) -> str:
@@ -144,8 +151,8 @@ def misfit(value: Any, tp: Any = Any, *, depth: int = MAX_PAYLOAD_DEPTH,
             continue
         if kind in _SCALARS:
             continue
-        children = _children(item, item_tp)
-        if children is None:
+        parts = children(item, item_tp)
+        if parts is None:
             if stored:
                 name = kind.__name__
                 return path_text(path), (
@@ -155,7 +162,7 @@ def misfit(value: Any, tp: Any = Any, *, depth: int = MAX_PAYLOAD_DEPTH,
         if len(path) >= depth:
             return path_text(path), f"nested deeper than {depth} containers"
         found = []
-        for step, child, child_tp in children:
+        for step, child, child_tp in parts:
             if isinstance(step, Key) and not isinstance(child, _KEYS):
                 return path_text((*path, step)), (
                     f"a mapping's key must be a str, int, float, bool, bytes or None, "
@@ -165,7 +172,7 @@ def misfit(value: Any, tp: Any = Any, *, depth: int = MAX_PAYLOAD_DEPTH,
     return None
 
 
-def _children(value: Any, tp: Any) -> Iterator[tuple[Any, Any, Any]] | None:
+def children(value: Any, tp: Any) -> Iterator[tuple[Any, Any, Any]] | None:
     """(step, child, child's declared type) for each part of a container, or None."""
     if isinstance(value, Mapping):
         return _mapping_children(value, _pick(tp, mapping=True))

@@ -142,6 +142,7 @@ def _refused(payload: Any, tp: Any) -> PayloadError:
     (None, Address | int),
     (2.5, int | str),
     ({"city": 3}, Address),
+    ({"city": "P", "": 1, 0: 2}, Address),           # unknown keys of mixed types
     ({"name": "Ada", "address": "Paris"}, Customer),
 ])
 def test_a_value_that_does_not_fit_is_refused(payload: Any, tp: Any) -> None:
@@ -443,6 +444,21 @@ def test_dumps_names_the_workflow_and_the_field(bag: Bag, message: str) -> None:
     text = str(caught.value)
     assert "strict-bag" in text
     assert message in text
+
+
+@genflow.workflow("strict-pairs")
+@attrs.define
+class Pairs:
+    by_pair: dict[tuple[int, int], str] = attrs.field(factory=dict)
+
+    def definition(self):
+        yield Wait("w", On("e", lambda: None))
+
+
+def test_a_mapping_keyed_by_tuples_is_refused_before_it_is_stored() -> None:
+    """msgpack writes a tuple key as an array, which no reader can take back as a key."""
+    with pytest.raises(DataError, match=r"by_pair: a dict\[tuple\[int, int\], str\] cannot"):
+        dumps(Pairs({(1, 2): "a"}), new_state("p-1", Pairs))
 
 
 def test_start_refuses_data_that_would_not_load_back(store) -> None:
