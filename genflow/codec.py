@@ -171,15 +171,12 @@ def structure_payload(payload: Any, input_type: Any, event: str) -> Any:
 _packers = threading.local()
 
 
-def _packer() -> msgpack.Packer:
-    try:
-        return _packers.packer
-    except AttributeError:
-        _packers.packer = msgpack.Packer(use_bin_type=True)
-        return _packers.packer
+def _new_packer() -> msgpack.Packer:
+    _packers.packer = msgpack.Packer(use_bin_type=True)
+    return _packers.packer
 
 
-def dumps(wf: Any, state: State, *, check: bool = False) -> bytes:
+def dumps(wf: Any, state: State, check: bool = False) -> bytes:
     """Serialise an instance (its data and State) to msgpack bytes.
 
     With `check` (the engine's `start`), the blob is also loaded back, so data
@@ -193,8 +190,12 @@ def dumps(wf: Any, state: State, *, check: bool = False) -> bytes:
         raise SerializationError(
             f"data is a {name!r} workflow but the state belongs to {state.workflow!r}"
         )
+    try:  # (the Packer fetched here, not by a call: dumps runs at every checkpoint)
+        packer = _packers.packer
+    except AttributeError:
+        packer = _new_packer()
     try:
-        blob = _packer().pack(
+        blob = packer.pack(
             [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)]
         )
     except Exception as exc:  # RecursionError too: a cycle, or data nested too deep
