@@ -99,15 +99,15 @@ def _configure(conv: cattrs.Converter, forbid_extra_keys: bool) -> cattrs.Conver
     for primitive in _PRIMITIVES:
         conv.register_structure_hook(primitive, _primitive(primitive))
     for cls in (_dt.datetime, _dt.date, _dt.time):
-        conv.register_unstructure_hook(cls, cls.isoformat)
+        conv.register_unstructure_hook(cls, _exactly(cls, cls.isoformat))
         conv.register_structure_hook(cls, _iso(cls))
     # [days, seconds, microseconds], timedelta's own exact form: a count of
     # microseconds overflows msgpack's 64 bits beyond 292 years.
     conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
     conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
-    conv.register_unstructure_hook(decimal.Decimal, str)
+    conv.register_unstructure_hook(decimal.Decimal, _exactly(decimal.Decimal, str))
     conv.register_structure_hook(decimal.Decimal, _structure_decimal)
-    conv.register_unstructure_hook(uuid.UUID, str)
+    conv.register_unstructure_hook(uuid.UUID, _exactly(uuid.UUID, str))
     conv.register_structure_hook(uuid.UUID, _structure_uuid)
     # Predicates registered later are tried first: the most specific go last.
     conv.register_structure_hook_factory(_is_enum, lambda tp: _structure_enum)
@@ -149,6 +149,19 @@ def _primitive(cls: type) -> Any:
         raise misfit_error(tp, value)
 
     return structure
+
+
+def _exactly(cls: type, write: Any) -> Any:
+    """On the way out, only a `cls`: a datetime in a `date` field would be cut to
+    its date, a float in a `Decimal` field or a str in a `UUID` field would come
+    back as something else."""
+
+    def unstructure(value: Any) -> Any:
+        if type(value) is not cls:
+            raise misfit_error(cls, value)
+        return write(value)
+
+    return unstructure
 
 
 def _iso(cls: Any) -> Any:

@@ -461,6 +461,30 @@ def test_a_mapping_keyed_by_tuples_is_refused_before_it_is_stored() -> None:
         dumps(Pairs({(1, 2): "a"}), new_state("p-1", Pairs))
 
 
+@genflow.workflow("strict-stamps")
+@attrs.define
+class Stamps:
+    on: dt.date = dt.date(2030, 1, 1)
+    price: decimal.Decimal = decimal.Decimal("0")
+    key: uuid.UUID = uuid.UUID(int=0)
+    level: Level = Level.LOW
+
+    def definition(self):
+        yield Wait("w", On("e", lambda: None))
+
+
+@pytest.mark.parametrize(("stamps", "message"), [
+    (Stamps(on=dt.datetime(2030, 1, 1, 12)), "on: expected date, got datetime"),
+    (Stamps(price=8.5), "price: expected Decimal, got float 8.5"),  # type: ignore[arg-type]
+    (Stamps(key=str(uuid.UUID(int=1))), "key: expected UUID, got str"),  # type: ignore[arg-type]
+    (Stamps(level=1), "level: expected Level, got int 1"),  # type: ignore[arg-type]
+])
+def test_a_value_that_would_come_back_as_another_is_refused(stamps, message) -> None:
+    """A datetime in a date field would be cut to its date; 8.5 would come back a Decimal."""
+    with pytest.raises(DataError, match=message):
+        dumps(stamps, new_state("s-1", stamps))
+
+
 def test_start_refuses_data_that_would_not_load_back(store) -> None:
     engine = Engine(store, workflows=[Bag])
     cases = [
