@@ -466,7 +466,7 @@ def test_a_mapping_keyed_by_tuples_is_refused_before_it_is_stored() -> None:
 class Stamps:
     on: dt.date = dt.date(2030, 1, 1)
     price: decimal.Decimal = decimal.Decimal("0")
-    key: uuid.UUID = uuid.UUID(int=0)
+    key: uuid.UUID = attrs.field(factory=uuid.uuid4)
     level: Level = Level.LOW
 
     def definition(self):
