@@ -300,6 +300,14 @@ def _item_type(tp: Any) -> Any:
     return args[0] if args else Any
 
 
+def _each(conv: cattrs.Converter, tp: Any, value: Any, item_tp: Any) -> list[Any]:
+    """Every item of `value` structured into `item_tp`."""
+    if not conv.detailed_validation:
+        hook = conv.get_structure_hook(item_tp)  # once, not once an item
+        return [hook(item, item_tp) for item in value]
+    return _items(conv, tp, ((item, item_tp) for item in value))
+
+
 def _items(conv: cattrs.Converter, tp: Any, pairs: Any) -> list[Any]:
     """Each `(value, type)` of `pairs` structured; under detailed validation every
     failure is collected with its index, as cattrs does."""
@@ -330,7 +338,7 @@ def _structure_sequence(tp: Any, conv: cattrs.Converter) -> Any:
     def structure(value: Any, _: Any) -> Any:
         if type(value) not in _ORDERED:
             raise misfit_error(tp, value)
-        return build(_items(conv, tp, ((item, item_tp) for item in value)))
+        return build(_each(conv, tp, value, item_tp))
 
     return structure
 
@@ -358,7 +366,7 @@ def _structure_set(tp: Any, conv: cattrs.Converter) -> Any:
     def structure(value: Any, _: Any) -> Any:
         if type(value) not in (list, tuple, set, frozenset):
             raise misfit_error(tp, value)
-        items = _items(conv, tp, ((item, item_tp) for item in value))
+        items = _each(conv, tp, value, item_tp)
         result = build(items)
         if len(result) != len(items):
             raise misfit_error(tp, value, " (a list for a set must not repeat an item)")

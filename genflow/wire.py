@@ -45,7 +45,7 @@ MAX_PAYLOAD_DEPTH = 100
 #: msgpack's packer refuses nesting beyond 511; the envelope takes two of them
 STORED_DEPTH = 509
 
-_SCALARS = (float, bool, type(None), bytes, bytearray, memoryview)
+_SCALARS = frozenset({float, bool, type(None), bytes, bytearray, memoryview})
 _KEYS = (str, int, float, bool, type(None), bytes)
 _UNION = (typing.Union, types.UnionType)
 
@@ -132,6 +132,8 @@ def misfit(value: Any, tp: Any = Any, *, depth: int = MAX_PAYLOAD_DEPTH,
     value of any type msgpack does not know is the misfit; otherwise such
     values are left to the converter, which knows the declared types.
     """
+    if _plain(value, depth):  # the common case, walked without building paths
+        return None
     stack: list[tuple[Any, Any, tuple[Any, ...]]] = [(value, tp, ())]
     while stack:
         item, item_tp, path = stack.pop()
@@ -170,6 +172,60 @@ def misfit(value: Any, tp: Any = Any, *, depth: int = MAX_PAYLOAD_DEPTH,
             found.append((child, child_tp, (*path, step)))
         stack.extend(reversed(found))
     return None
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Whether `value` is plain JSON-like data msgpack holds, nested at most `depth`
+    deep. False for anything else (an object, a set, a misfit): `misfit` then
+    walks again, slowly, to say where and why."""
+    if type(value) not in _CONTAINERS:
+        return _plain_scalar(value)
+    stack = [(value, 1)]
+    while stack:
+        container, level = stack.pop()
+        if level > depth:
+            return False
+        if type(container) is dict:
+            for key in container:
+                if type(key) not in _PLAIN_KEYS or not _plain_scalar(key):
+                    return False
+            items: Any = container.values()
+        else:
+            items = container
+        for item in items:
+            kind = type(item)
+            if kind in _CONTAINERS:
+                stack.append((item, level + 1))
+            elif kind is str:
+                if not item.isascii() and not _utf8(item):
+                    return False
+            elif kind is int:
+                if not INT_MIN <= item <= INT_MAX:
+                    return False
+            elif kind not in _SCALARS:
+                return False
+    return True
+
+
+def _plain_scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _utf8(value)
+    if kind is int:
+        return INT_MIN <= value <= INT_MAX
+    return kind in _SCALARS
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+_PLAIN_KEYS = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def children(value: Any, tp: Any) -> Iterator[tuple[Any, Any, Any]] | None:

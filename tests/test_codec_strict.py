@@ -501,6 +501,14 @@ def test_start_refuses_data_that_would_not_load_back(store) -> None:
     assert engine.get(engine.start(Bag(items=[1]), id="fine")).data == Bag(items=[1])
 
 
+def test_the_payload_benchmark_structures_what_cattrs_does() -> None:
+    """benchmarks/payloads.py times genflow beside plain cattrs: the same results."""
+    from benchmarks import payloads
+
+    for case, (genflow_result, cattrs_result) in payloads.workloads().items():
+        assert genflow_result == cattrs_result, case
+
+
 # -- 4. siblings: nothing but GenflowErrors out of the codec ------------------------------------
 
 
