@@ -300,12 +300,21 @@ def _item_type(tp: Any) -> Any:
     return args[0] if args else Any
 
 
-def _each(conv: cattrs.Converter, tp: Any, value: Any, item_tp: Any) -> list[Any]:
-    """Every item of `value` structured into `item_tp`."""
-    if not conv.detailed_validation:
-        hook = conv.get_structure_hook(item_tp)  # once, not once an item
+def _each(conv: cattrs.Converter, tp: Any, item_tp: Any) -> Any:
+    """A function that structures every item of a container into `item_tp`. The
+    item's hook is looked up at the first call, once (a recursive class's own hook
+    is still being built when this is made)."""
+    if conv.detailed_validation:
+        return lambda value: _items(conv, tp, ((item, item_tp) for item in value))
+    hook = None
+
+    def each(value: Any) -> list[Any]:
+        nonlocal hook
+        if hook is None:
+            hook = conv.get_structure_hook(item_tp)
         return [hook(item, item_tp) for item in value]
-    return _items(conv, tp, ((item, item_tp) for item in value))
+
+    return each
 
 
 def _items(conv: cattrs.Converter, tp: Any, pairs: Any) -> list[Any]:
@@ -333,12 +342,13 @@ def _structure_sequence(tp: Any, conv: cattrs.Converter) -> Any:
     origin = typing.get_origin(tp) or tp
     item_tp = _item_type(tp)
     build: Any = tuple if origin is tuple else (
-        collections.deque if origin is collections.deque else list)
+        collections.deque if origin is collections.deque else None)
+    each = _each(conv, tp, item_tp)
 
     def structure(value: Any, _: Any) -> Any:
         if type(value) not in _ORDERED:
             raise misfit_error(tp, value)
-        return build(_each(conv, tp, value, item_tp))
+        return each(value) if build is None else build(each(value))
 
     return structure
 
@@ -362,11 +372,12 @@ def _structure_set(tp: Any, conv: cattrs.Converter) -> Any:
     origin = typing.get_origin(tp) or tp
     item_tp = _item_type(tp)
     build = set if origin in (set, abc.MutableSet) else frozenset
+    each = _each(conv, tp, item_tp)
 
     def structure(value: Any, _: Any) -> Any:
         if type(value) not in (list, tuple, set, frozenset):
             raise misfit_error(tp, value)
-        items = _each(conv, tp, value, item_tp)
+        items = each(value)
         result = build(items)
         if len(result) != len(items):
             raise misfit_error(tp, value, " (a list for a set must not repeat an item)")
