@@ -100,15 +100,17 @@ def _configure(conv: cattrs.Converter, forbid_extra_keys: bool) -> cattrs.Conver
         conv.register_structure_hook(primitive, _primitive(primitive))
     for cls in (_dt.datetime, _dt.date, _dt.time):
         conv.register_unstructure_hook(cls, _exactly(cls, cls.isoformat))
-        conv.register_structure_hook(cls, _iso(cls))
+        conv.register_structure_hook(cls, _parsed(cls, cls.fromisoformat, " (an ISO 8601 string)"))
     # [days, seconds, microseconds], timedelta's own exact form: a count of
     # microseconds overflows msgpack's 64 bits beyond 292 years.
     conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
     conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
     conv.register_unstructure_hook(decimal.Decimal, _exactly(decimal.Decimal, str))
-    conv.register_structure_hook(decimal.Decimal, _structure_decimal)
+    # a float is refused: 8.5 is not "8.50", and 0.1 is not 0.1
+    conv.register_structure_hook(decimal.Decimal, _parsed(
+        decimal.Decimal, decimal.Decimal, " (a decimal string)", from_int=True))
     conv.register_unstructure_hook(uuid.UUID, _exactly(uuid.UUID, str))
-    conv.register_structure_hook(uuid.UUID, _structure_uuid)
+    conv.register_structure_hook(uuid.UUID, _parsed(uuid.UUID, uuid.UUID, " (a UUID string)"))
     # Predicates registered later are tried first: the most specific go last.
     conv.register_structure_hook_factory(_is_enum, lambda tp: _structure_enum)
     conv.register_structure_hook_factory(_is_literal, _literal)
@@ -164,16 +166,18 @@ def _exactly(cls: type, write: Any) -> Any:
     return unstructure
 
 
-def _iso(cls: Any) -> Any:
+def _parsed(cls: Any, parse: Any, detail: str, *, from_int: bool = False) -> Any:
+    """A `cls` itself, or parsed from its string (or an int, `from_int`); else refused."""
+
     def structure(value: Any, tp: Any) -> Any:
         if type(value) is cls:  # exactly: a datetime is a date to Python, not to a field
             return value
-        if type(value) is str:
+        if type(value) is str or (from_int and type(value) is int):
             try:
-                return cls.fromisoformat(value)
-            except ValueError:
+                return parse(value)
+            except (ValueError, ArithmeticError):  # Decimal's InvalidOperation is the latter
                 pass
-        raise misfit_error(tp, value, " (an ISO 8601 string)")
+        raise misfit_error(tp, value, detail)
 
     return structure
 
@@ -191,30 +195,6 @@ def _structure_timedelta(value: Any, tp: Any) -> _dt.timedelta:
     except OverflowError:
         pass
     raise misfit_error(tp, value, " ([days, seconds, microseconds])")
-
-
-def _structure_decimal(value: Any, tp: Any) -> decimal.Decimal:
-    if type(value) is decimal.Decimal:
-        return value
-    if type(value) is int:
-        return decimal.Decimal(value)
-    if type(value) is str:  # a float is refused: 8.5 is not 8.50, and 0.1 is not 0.1
-        try:
-            return decimal.Decimal(value)
-        except decimal.InvalidOperation:
-            pass
-    raise misfit_error(tp, value, " (a decimal string)")
-
-
-def _structure_uuid(value: Any, tp: Any) -> uuid.UUID:
-    if type(value) is uuid.UUID:
-        return value
-    if type(value) is str:
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise misfit_error(tp, value, " (a UUID string)")
 
 
 def _is_enum(tp: Any) -> bool:
@@ -305,7 +285,8 @@ def _each(conv: cattrs.Converter, tp: Any, item_tp: Any) -> Any:
     item's hook is looked up at the first call, once (a recursive class's own hook
     is still being built when this is made)."""
     if conv.detailed_validation:
-        return lambda value: _items(conv, tp, ((item, item_tp) for item in value))
+        return lambda value: _items(conv, tp, ((item, item_tp, IterableValidationNote, index)
+                                               for index, item in enumerate(value)))
     hook = None
 
     def each(value: Any) -> list[Any]:
@@ -317,18 +298,19 @@ def _each(conv: cattrs.Converter, tp: Any, item_tp: Any) -> Any:
     return each
 
 
-def _items(conv: cattrs.Converter, tp: Any, pairs: Any) -> list[Any]:
-    """Each `(value, type)` of `pairs` structured; under detailed validation every
-    failure is collected with its index, as cattrs does."""
+def _items(conv: cattrs.Converter, tp: Any, parts: Any) -> list[Any]:
+    """Each `(value, type, note, where)` of `parts` structured. Under detailed
+    validation every failure is collected, noted with `note(..., where, type)`
+    as cattrs notes its own (an index, or a mapping's key)."""
     if not conv.detailed_validation:
-        return [conv.structure(value, item_tp) for value, item_tp in pairs]
+        return [conv.structure(value, part_tp) for value, part_tp, _, _ in parts]
     out, errors = [], []
-    for index, (value, item_tp) in enumerate(pairs):
+    for value, part_tp, note, where in parts:
         try:
-            out.append(conv.structure(value, item_tp))
+            out.append(conv.structure(value, part_tp))
         except Exception as exc:
-            exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(
-                f"Structuring {type_name(tp)} @ index {index}", index, item_tp)]
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note(
+                f"Structuring {type_name(tp)} @ {where!r}", where, part_tp)]
             errors.append(exc)
     if errors:
         raise cattrs.IterableValidationError(f"While structuring {type_name(tp)}", errors, tp)
@@ -363,7 +345,9 @@ def _structure_fixed_tuple(tp: Any, conv: cattrs.Converter) -> Any:
             raise misfit_error(tp, value)
         if len(value) != len(types):
             raise misfit_error(tp, value, f" ({len(types)} items, not {len(value)})")
-        return tuple(_items(conv, tp, zip(value, types, strict=True)))
+        return tuple(_items(conv, tp, (
+            (item, item_tp, IterableValidationNote, index)
+            for index, (item, item_tp) in enumerate(zip(value, types, strict=True)))))
 
     return structure
 
@@ -399,22 +383,8 @@ def _structure_mapping(tp: Any, conv: cattrs.Converter) -> Any:
     def structure(value: Any, _: Any) -> Any:
         if not isinstance(value, abc.Mapping):
             raise misfit_error(tp, value)
-        if not conv.detailed_validation:
-            return build((conv.structure(k, key_tp), conv.structure(v, value_tp))
-                         for k, v in value.items())
-        out, errors = [], []
-        for k, v in value.items():
-            for part, part_tp, note in ((k, key_tp, _KeyNote), (v, value_tp,
-                                                                  IterableValidationNote)):
-                try:
-                    out.append(conv.structure(part, part_tp))
-                except Exception as exc:
-                    exc.__notes__ = [*getattr(exc, "__notes__", []), note(
-                        f"Structuring {type_name(tp)} @ key {k!r}", k, part_tp)]
-                    errors.append(exc)
-        if errors:
-            raise cattrs.IterableValidationError(
-                f"While structuring {type_name(tp)}", errors, tp)
+        out = _items(conv, tp, (part for k, v in value.items() for part in (
+            (k, key_tp, _KeyNote, k), (v, value_tp, IterableValidationNote, k))))
         return build(zip(out[::2], out[1::2], strict=True))
 
     return structure
