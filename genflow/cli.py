@@ -1,5 +1,5 @@
 """The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
-graph, report.
+move, check, history, graph, report.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
@@ -9,18 +9,21 @@ current directory by default. `--store` and `--app` may come before or after
 the command.
 
 User mistakes (an unknown workflow, instance or event, bad JSON, a payload that
-does not fit, a finished instance, a wrong store URL, a missing module) print
-one line, `genflow: error: ...`, on stderr and exit with status 1 (2 for a
-malformed command line), never a traceback.
+does not fit, a finished instance, a wrong store URL, a missing module, a
+malformed command line) print one line, `genflow: error: ...`, on stderr and
+exit with status 2, never a traceback; status 1 is a finding (`check` found
+instances the installed code would strand).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -31,10 +34,11 @@ from typing import Any, NoReturn
 
 import attrs
 
+import genflow
 from genflow.codec import explain, structure, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
-from genflow.errors import GenflowError, UnknownWorkflowError
+from genflow.errors import GenflowError
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
 
@@ -163,6 +167,8 @@ def cmd_check(engine: Engine, args: argparse.Namespace) -> None:
         if processes == 1:
             raise
         report = check_store(engine.store, workflow=args.workflow)  # a store in one process
+    for warning in report.warnings:
+        _warn(warning)
     print(report.format(examples=args.examples))
     if not report.ok:
         raise CheckFailed(f"the deploy check failed: {len(report.grouped())} statement(s) "
@@ -279,7 +285,7 @@ def _actions(name: str) -> Iterator[tuple[str, dict[str, Any] | UsageError]]:
     else:
         path = Path(name)
         if not path.is_file():
-            raise UsageError(f"no such file: {path}")
+            raise UsageError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
         try:
             lines, label = path.read_text(encoding="utf-8").splitlines(), str(path)
         except (OSError, UnicodeDecodeError) as exc:
@@ -481,6 +487,9 @@ def _import_path(app: str) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line on stderr (and the usual exit status 2)."""
 
+    #: the commands' own parsers, so that a mistake after a command points at its --help
+    commands: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"genflow: error: {message} (see `{self.prog} --help`)\n")
 
@@ -496,17 +505,60 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                              "default: $GENFLOW_APP, comma-separated)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The modules a compiled build of genflow would ship as extension modules: the hot path.
+COMPILED_CANDIDATES = ("genflow.replay", "genflow.runtime", "genflow.state", "genflow.codec")
+
+
+def build() -> str:
+    """Which build of genflow is running: "pure Python", or "compiled" and which modules.
+
+    Told from the modules as loaded, not from how the package was installed, so
+    that a stray `.py` tree shadowing a compiled wheel shows up here.
+    """
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = [name for name in COMPILED_CANDIDATES
+                if (importlib.import_module(name).__file__ or "").endswith(suffixes)]
+    if not compiled:
+        return "pure Python"
+    return "compiled: " + ", ".join(name.rpartition(".")[2] for name in compiled)
+
+
+def version_text() -> str:
+    """`genflow --version`: genflow's version, its build, the Python and where it lives."""
+    return (f"genflow {genflow.__version__} ({build()}) on "
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"from {Path(genflow.__file__).parent}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (it imports the core modules)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
+def build_parser() -> _Parser:
     parser = _Parser(prog="genflow", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print genflow's version and build (pure Python or compiled)")
     _global_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
+    parser.commands = {}
+
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         _global_options(p, "sub_")
+        parser.commands[name] = p
         return p
 
     p = command("start", "start an instance of a workflow (runs it until it waits)")
@@ -532,14 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
     p.add_argument("--waiting", metavar="EVENT", help="only instances waiting for this event")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
+    p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
 
     p = command("worker", "run due work (resumes, retries, timers) until stopped")
     p.add_argument("--until-idle", "--once", dest="until_idle", action="store_true",
                    help="return when nothing is due")
-    p.add_argument("--idle-sleep", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--idle-sleep", type=_seconds, default=1.0, metavar="SECONDS",
                    help="longest sleep between looks for due work (default 1)")
-    p.add_argument("--batch", type=int, default=100, help="instances claimed at a time")
+    p.add_argument("--batch", type=_count(1), default=100, help="instances claimed at a time")
 
     p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
     p.add_argument("file")
@@ -561,9 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "deploy check: would the installed code strand in-flight instances?")
     p.add_argument("--workflow", help="only this workflow")
-    p.add_argument("--processes", type=int, default=0,
-                   help="checker processes (default: the CPUs, at most 4)")
-    p.add_argument("--examples", type=int, default=3, help="instance ids shown per statement")
+    p.add_argument("--processes", type=_count(0), default=0,
+                   help="checker processes (default 0: the CPUs, at most 4)")
+    p.add_argument("--examples", type=_count(0), default=3,
+                   help="instance ids shown per statement")
 
     p = command("history", "print an instance's journal (every move, when the journal is on)")
     p.add_argument("id")
@@ -579,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the directory to write index.html (and the diagrams' files) in")
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
+    p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
     return parser
 
 
@@ -602,9 +655,20 @@ blank lines and lines starting with # are skipped"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.store = (getattr(args, "sub_store", None) or args.store
-                  or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        if not _is_text(arg):
+            parser.error(f"argument {arg!r} is not UTF-8 text (ids, names and URLs are stored "
+                         "as text): check the shell's encoding")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    store = getattr(args, "sub_store", None)
+    store = args.store if store is None else store
+    if store == "":
+        parser.error("--store is empty (an unset shell variable?): give a store URL")
+    args.store = store or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE
     apps = (args.app or []) + (getattr(args, "sub_app", None) or [])
     if not apps:
         apps = [os.environ.get("GENFLOW_APP", "")]
@@ -620,13 +684,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_store(args.store) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
-    except UnknownWorkflowError as exc:
-        known = ", ".join(sorted(registered())) or "none"
-        _error(f"{exc} (known workflows: {known}; name the module that defines it with --app)")
+    except CheckFailed as exc:  # a finding, not a mistake
+        _error(str(exc))
         return 1
     except GenflowError as exc:
         _error(str(exc))
-        return 1
+        return 2
     except (KeyboardInterrupt, _Interrupted):
         _error("interrupted")
         return 130
@@ -636,9 +699,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` can be stored as text: a command-line argument that was not
+    UTF-8 arrives with lone surrogates (Python's surrogateescape)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (0 would make a worker spin)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
 def _error(message: str) -> None:
     line = " ".join(message.split())  # one line, whatever the message holds
     print(f"genflow: error: {line}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"genflow: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ __all__ = [
     "EventNotReadyError",
     "GenflowError",
     "HandlerError",
+    "InstanceFailedError",
     "InstanceNotFoundError",
+    "InvalidIdError",
     "MoveError",
     "MoveLimitError",
     "NonDeterminismError",
@@ -31,6 +33,7 @@ __all__ = [
     "SerializationError",
     "StaleCallbackError",
     "StepError",
+    "StoreError",
     "UnknownEventError",
     "UnknownThreadError",
     "UnknownWorkflowError",
@@ -94,12 +97,17 @@ class DuplicateThreadError(GenflowError):
 
 
 class StepError(GenflowError):
-    """A step's action raised. The step runs again on the next resume."""
+    """A step's action raised, and its `Retry` policy has no attempt left.
+
+    `attempt` is the number of the attempt that failed (from 1), `retry` the
+    policy that decided. The instance is FAILED until an operator retries it.
+    """
 
     def __init__(self, step: str, thread: str, cause: BaseException) -> None:
         self.step = step
         self.thread = thread
-        self.retry: Any = None  # the step's `Retry` policy, if it has one
+        self.retry: Any = None  # the `Retry` policy that decided
+        self.attempt = 1
         super().__init__(f"step {step!r} in thread {thread!r} failed: {cause!r}")
         self.__cause__ = cause
 
@@ -124,6 +132,11 @@ class EventError(GenflowError):
 
 class WorkflowFinishedError(EventError):
     """The instance has finished (or was cancelled): it takes no more events or moves."""
+
+
+class InstanceFailedError(EventError):
+    """The instance has failed (a step or handler out of attempts, a definition that
+    no longer fits): it takes no events until an operator retries or moves it."""
 
 
 class UnknownThreadError(EventError):
@@ -177,8 +190,16 @@ class InstanceNotFoundError(GenflowError):
     """No instance with that id exists in the store."""
 
 
+class InvalidIdError(GenflowError, ValueError):
+    """An instance id no store can keep (not text, empty, too long, not UTF-8)."""
+
+
 class DuplicateInstanceError(GenflowError):
     """An instance with that id already exists."""
+
+
+class StoreError(GenflowError):
+    """The store itself failed (connection, disk, permissions): not one instance's fault."""
 
 
 class ConcurrencyError(GenflowError):

@@ -20,7 +20,10 @@ from genflow import (
     MAIN_THREAD,
     CallbackRequest,
     CheckpointType,
+    GenflowError,
+    HandlerError,
     State,
+    StepError,
     ThreadStatus,
     WaitEventStatus,
     WorkflowStatus,
@@ -40,6 +43,16 @@ MODES = ("plain", "reload", "crash")
 
 class Crash(Exception):
     """Raised by the crash-mode checkpoint: the process 'dies' right after saving."""
+
+
+def _failure(state: State) -> GenflowError:
+    for thread in state.threads:
+        if thread.error:
+            return StepError(thread.stmt, thread.id, RuntimeError(thread.error))  # (its repr)
+        for event in thread.events:
+            if event.error:
+                return HandlerError("setup", event.event, thread.id, RuntimeError(event.error))
+    return GenflowError(f"instance {state.id!r} failed")
 
 
 def blob(wf: Any, state: State) -> bytes:
@@ -112,6 +125,11 @@ class Run:
                 self.wf, self.state = loads(self.saved)
                 if self.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
                     return
+                if self.state.status is WorkflowStatus.FAILED:
+                    # the crash came right after the failure was saved: what a caller
+                    # then learns is the failed State, so the run reports it as raised
+                    failure = _failure(self.state)
+                    raise failure from failure.__cause__
 
     def send(self, event: str, payload: Any = None, thread: str = MAIN_THREAD) -> Any:
         self._reload()

@@ -26,9 +26,9 @@ from genflow import (
     NotWaitingError,
     On,
     PayloadError,
+    Retry,
     StaleCallbackError,
     Step,
-    StepError,
     UnknownEventError,
     UnknownThreadError,
     Wait,
@@ -329,7 +329,7 @@ class TwoThreads:
     def definition(self):
         yield Go("side", Wait("side wait", On("poke", lambda: self.log.append("poked"))))
         yield Wait("main wait", On("go", lambda: self.log.append("go")))
-        yield Step("work", self.work)
+        yield Step("work", self.work, retry=Retry(attempts=None, backoff=60))
 
     def work(self) -> None:
         if self.fail:
@@ -338,13 +338,15 @@ class TwoThreads:
 
 
 def _stuck() -> Run:
-    """Main thread stuck executing a failing step; thread 'side' waiting."""
+    """Main thread stuck retrying a failing step; thread 'side' waiting."""
     run = Run(TwoThreads())
     run.resume()
     run.send("go")
-    with pytest.raises(StepError):
-        run.resume()
-    assert run.state.thread(MAIN_THREAD).status is genflow.ThreadStatus.EXECUTING
+    run.resume()  # the step fails, and waits a minute for its next attempt
+    main = run.state.thread(MAIN_THREAD)
+    assert main.status is genflow.ThreadStatus.EXECUTING
+    assert main.attempts == 1 and "not yet" in main.error
+    assert main.retry_at == run.clock() + dt.timedelta(seconds=60)
     assert run.state.thread("side").status is genflow.ThreadStatus.WAITING_EVENT
     return run
 
@@ -393,6 +395,7 @@ def test_event_for_a_finished_instance_is_refused() -> None:
     run = _stuck()
     old = request(run.state, "poke", "side")
     run.wf.fail = False
+    run.clock.advance(seconds=60)
     run.step("poke", thread="side")
     assert run.wf.log == ["go", "poked", "worked"]
     assert run.state.status is genflow.WorkflowStatus.FINISHED

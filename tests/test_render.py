@@ -926,12 +926,11 @@ def test_docs_hook_renders_every_marker() -> None:
         page = SimpleNamespace(file=SimpleNamespace(name=name, src_path=f"{name}.md"))
         out = hooks.on_page_markdown(source, page)
         assert not hooks.MARKER.search(out)
-        if dot_program() is not None:  # inline SVG, the Mermaid source folded below it
-            assert out.count('<div class="genflow-diagram"') == len(markers)
-            assert out.count("<svg") == len(markers)
-            blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
-        else:
-            blocks = re.findall(r'<pre class="mermaid">\n(.*?)\n</pre>', out, re.S)
+        # inline SVG with dot (an outline without it), the Mermaid source folded below it
+        kind = "svg" if dot_program() is not None else "outline"
+        assert out.count(f'<div class="genflow-diagram genflow-diagram-{kind}"') == len(markers)
+        assert out.count("<svg") == (len(markers) if kind == "svg" else 0)
+        blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
         assert len(blocks) == len(markers)
         for block in blocks:
             parse_mermaid(htmllib.unescape(block).strip() + "\n")
@@ -999,7 +998,7 @@ def test_cli_diagram_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.M
     app = ["--app", str(CLI_APP)]
     assert main([*app, "start", "cli-order", "--id", "o1"]) == 0
     capsys.readouterr()
-    assert main([*app, *args]) == 1
+    assert main([*app, *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("genflow: error: ") and message in err, err
 
@@ -1008,7 +1007,7 @@ def test_cli_svg(tmp_path: Path) -> None:
     """Through the console script: SVG with dot, one clear line without it."""
     missing = _genflow(tmp_path, "graph", "cli-order", "-o", "o.svg",
                        env={"GENFLOW_DOT": "no-such-dot"})
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr.startswith("genflow: error: SVG needs Graphviz's `no-such-dot` "
                                      "program, which is not installed (apt-get install graphviz)")
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "o.svg").exists()

@@ -171,10 +171,10 @@ def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
     assert run.send(winner, "hi") == "HI"
     assert calls == [("handle", winner, "hi")]
     thread = run.state.threads[0]
-    assert thread.handled == winner and thread.status is ThreadStatus.RESUMING
+    assert thread.won == winner and thread.status is ThreadStatus.RESUMING
     # every event that was set up is torn down on the next resume, the winner too;
     # "c", a plain function with nothing to tear down, is done with at once
-    assert {e.event: e.handled for e in thread.events} == {
+    assert {e.event: e.won for e in thread.events} == {
         "a": winner == "a", "b": winner == "b",
     }
     assert all(e.status is WaitEventStatus.PENDING_TEARDOWN for e in thread.events)

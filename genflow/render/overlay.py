@@ -81,9 +81,9 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
             "id": thread.id,
             "status": thread.status.value,
             "stmt": thread.stmt,
-            "handled": thread.handled,
+            "won": thread.won,
             "node": where.id if where is not None else None,
-            "events": [{"event": e.event, "status": e.status.value, "handled": e.handled,
+            "events": [{"event": e.event, "status": e.status.value, "won": e.won,
                         "error": e.error, "due": _iso(e.due)} for e in thread.events],
             "since": _iso(thread.since),
             "problem": problem,
@@ -135,14 +135,14 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
         if target is None:
             continue
         _add(target, _EVENT_CLASS[event.status])
-        if event.handled:
+        if event.won:
             _add(target, "handled")
         if event.error:
             target.detail["error"] = event.error
         if event.due is not None:
             target.detail["due"] = _iso(event.due)
-    if thread.handled:
-        target = _event_node(graph, node, thread.handled)
+    if thread.won:
+        target = _event_node(graph, node, thread.won)
         if target is not None:
             _add(target, "handled")
     _mark_passed(graph, by_path, len(offset), node.path)

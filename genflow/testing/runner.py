@@ -186,7 +186,7 @@ def thread_words(thread_id: str) -> str:
 
 def positions(state: State) -> dict[str, tuple[Any, ...]]:
     return {
-        t.id: (t.stmt, t.status.value, t.handled,
+        t.id: (t.stmt, t.status.value, t.won,
                tuple((e.event, e.status.value) for e in t.events))
         for t in state.threads
     }
