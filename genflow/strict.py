@@ -22,8 +22,11 @@ each declared type takes (the rule the docs state, in docs/events.md):
 * `X | None` None or an `X`; `int | str` and other unions of primitives the
   member of the value's own type; `Any` anything.
 
-On the way out (`unstructure`, at every save) containers are checked as well:
-a str in a `list[str]` field is a `DataError`, not a list of characters.
+On the way out (`unstructure`, at every save) containers, and the types
+written as strings (datetimes, Decimal, UUID), are checked as well: a str in a
+`list[str]` field is a `DataError`, not a list of characters. Ints, floats and
+strs are not (that would cost every save): `Engine.start` loads its first blob
+back, and `loads` refuses, naming the field, what a step put there wrongly.
 Errors are `DataError` (a `GenflowError`), so a direct use of a converter never
 raises anything a caller cannot catch as genflow's.
 
