@@ -72,3 +72,23 @@ def diagram_html(wf: Any) -> str:
     return (f'<div class="genflow-diagram genflow-diagram-{kind}" style="overflow-x: auto">\n'
             f'{drawn}\n<details><summary>Mermaid source</summary>'
             f'<pre class="mermaid-source">\n{source}\n</pre></details>\n</div>')
+
+
+def on_post_build(config: Any, **_: Any) -> None:
+    """Screenshots of the console for console.md, taken from the code that built
+    the site (docs/scripts/console_screenshots.py). Without Chromium, selenium or
+    the web extra the pictures are left out, and the page says how to get them."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        print("docs: no chromium/chromedriver: the console's screenshots are left out",
+              file=sys.stderr)
+        return
+    script = Path(config["docs_dir"]) / "scripts" / "console_screenshots.py"
+    done = subprocess.run([sys.executable, str(script), str(Path(config["site_dir"]) / "img")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        print(f"docs: the console's screenshots failed: {done.stderr[-1500:]}", file=sys.stderr)

@@ -13,6 +13,10 @@ does not fit, a finished instance, a wrong store URL, a missing module, a
 malformed command line) print one line, `genflow: error: ...`, on stderr and
 exit with status 2, never a traceback; status 1 is a finding (`check` found
 instances the installed code would strand).
+
+The commands that only read (list, show, report, check, history) open the
+store read-only: they write nothing, and a missing SQLite file or a mistyped
+path is an error, never a new empty store.
 """
 
 from __future__ import annotations
@@ -200,6 +204,18 @@ def cmd_graph(engine: Engine | None, args: argparse.Namespace) -> None:
     _write_diagram(build_graph(data, workflow=args.workflow), args)
 
 
+def cmd_serve(engine: Engine, args: argparse.Namespace) -> None:
+    """The web console and HTTP API (genflow.web), until interrupted."""
+    from genflow.web.serve import serve
+
+    print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
+          f"{args.store}", file=sys.stderr, flush=True)
+    serve(engine, host=args.host, port=args.port, token_file=args.token_file,
+          secret_file=args.secret_file, insecure_local=args.insecure_local,
+          max_body=args.max_body, root_path=args.root_path,
+          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url)
+
+
 def cmd_report(engine: Engine, args: argparse.Namespace) -> None:
     from genflow.render.report import write_report
     from genflow.render.svg import dot_program
@@ -364,9 +380,12 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "move": cmd_move,
     "check": cmd_check,
     "history": cmd_history,
+    "serve": cmd_serve,
 }
 #: Commands that need no store.
 STORELESS = {"graph"}
+#: Commands that only read the store: it is opened read-only (nothing written or created).
+READONLY = {"list", "show", "report", "check", "history"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -633,6 +652,26 @@ def build_parser() -> _Parser:
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
     p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
+
+    p = command("serve", "the web console and JSON HTTP API (needs genflow[web])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token-file", metavar="FILE",
+                   help="the access token (default: $GENFLOW_WEB_TOKEN)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="the secret that signs sessions and callback URLs "
+                        "(default: $GENFLOW_WEB_SECRET, else random per process)")
+    p.add_argument("--insecure-local", action="store_true",
+                   help="serve without a token, on loopback only")
+    p.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                   help="largest request body (default 1 MiB)")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a reverse proxy serves the console under")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="trust X-Forwarded-* headers from these proxies (comma-separated)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL outside systems reach the server by, for callback URLs "
+                        "(default: $GENFLOW_WEB_URL)")
     return parser
 
 
@@ -674,14 +713,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
-        if args.command not in ("list", "worker", "report", "history"):
+        if args.command not in ("list", "worker", "report", "history", "serve"):
             _need_workflows()
         if args.command in STORELESS:
             COMMANDS[args.command](None, args)  # type: ignore[arg-type]
             return 0
         from genflow.stores import open_store
 
-        with open_store(args.store) as store:
+        with open_store(args.store, readonly=args.command in READONLY) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
     except CheckFailed as exc:  # a finding, not a mistake

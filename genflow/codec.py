@@ -22,6 +22,7 @@ a well-formed blob costs what it did.
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 import threading
 import typing
 from typing import Any
@@ -108,9 +109,16 @@ def unstructure(obj: Any) -> Any:
     try:
         return converter.unstructure(obj)
     except RecursionError:
-        found = misfit(obj, depth=STORED_DEPTH)
-        where = f"{found[0]}: {found[1]}" if found else "it contains itself"
-        raise SerializationError(f"cannot write {type(obj).__name__}: {where}") from None
+        raise SerializationError(
+            f"cannot write {type(obj).__name__}: {_too_deep(obj, Any)}") from None
+
+
+def _too_deep(value: Any, tp: Any) -> str:
+    """Where a value the converter recursed too deep into goes too deep. cattrs
+    takes a few Python frames a level, so the depth that fits is a fraction of
+    the recursion limit (a value that contains itself goes deeper than any)."""
+    found = misfit(value, tp, depth=min(STORED_DEPTH, sys.getrecursionlimit() // 4))
+    return f"{found[0]}: {found[1]}" if found else "it is nested too deep"
 
 
 def structure(value: Any, cls: Any) -> Any:
@@ -229,9 +237,7 @@ def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> Genflow
     """The error `dumps` raises: where in the data (or the State) the failure is."""
     prefix = f"cannot store workflow {name!r}"
     if isinstance(exc, RecursionError):
-        found = misfit(wf, type(wf), depth=STORED_DEPTH)
-        if found is not None:
-            return SerializationError(f"{prefix}: {found[0]}: {found[1]}")
+        return SerializationError(f"{prefix}: {_too_deep(wf, type(wf))}")
     else:
         failed = _failing_field(wf)
         if failed is not None:

@@ -50,6 +50,7 @@ from genflow.errors import (
     NotWaitingError,
     StepError,
     StoreError,
+    StoreUnavailableError,
     UnknownEventError,
     UnknownThreadError,
     UnknownWorkflowError,
@@ -75,11 +76,15 @@ from genflow.state import (
 )
 from genflow.statements import Retry
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
+from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
 __all__ = ["Engine", "Instance"]
 
 log = logging.getLogger("genflow.engine")
+_worker_log = logging.getLogger("genflow.worker")
+#: waits between attempts while the store fails (a database restarting, a full disk)
+_STORE_BACKOFF = Backoff(first=0.5, factor=2.0, cap=30.0)
 
 _Ops = Generator[Any, Any, Any]
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
@@ -282,28 +287,83 @@ class Engine:
         stop: Callable[[], bool] | None = None,
         idle_sleep: float = 1.0,
         until_idle: bool = False,
+        until_done: bool = False,
         batch: int = 100,
     ) -> int:
-        """The worker loop: run due work until `stop()` is true (or, with
-        `until_idle`, until nothing is due now). Returns instances processed."""
+        """The worker loop: run due work until `stop()` is true, or until there
+        is none left. Returns how many instances it processed.
+
+        * `until_idle`: return once nothing this engine runs is due now, nor due
+          within `idle_sleep` seconds. Work due sooner (a retry after its
+          backoff, a timer about to fire, an instance another worker holds) is
+          waited for and run; instances that only wait for events, and timers
+          further off, leave the worker idle.
+        * `until_done`: return once no instance this engine runs has any due
+          work left (none has a `wake_at`: each finished, failed or waits for
+          an event); until then sleep until the next wake, however far.
+
+        Between rounds the worker sleeps at most `idle_sleep` seconds (less
+        when work falls due sooner), waking early when another process
+        signals new work (`Store.notify_wake`). It sleeps on its clock when
+        the clock can sleep (`FakeClock.sleep` jumps ahead: `until_done`
+        then runs a day of timers at once), else on the store.
+
+        The store's troubles (`StoreError`: a database restarting, locked or
+        unreachable, a full disk) never end the loop: each failed round is
+        logged on `genflow.worker` (a warning with the attempt and the wait)
+        and retried after a capped exponential backoff (0.5 s doubling to
+        30 s). An instance claimed before the failure is never lost: its lease
+        expires and a worker claims it again.
+        """
         total = 0
+        failures = 0
         while stop is None or not stop():
-            done = self.run_due(batch)
+            try:
+                done = self.run_due(batch)
+                next_wake = None if done else self.store.next_wake(self.runs())
+            except StoreError as exc:
+                failures += 1
+                wait = _STORE_BACKOFF.delay(failures)
+                _worker_log.warning(
+                    "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
+                    self.owner, failures, exc, wait,
+                    extra={"attempt": failures, "wait": wait, "error": type(exc).__name__})
+                self._sleep(wait)
+                continue
+            if failures:
+                _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
+                                 self.owner, failures, extra={"attempts": failures})
+                failures = 0
             total += done
             if done:
                 continue
-            if until_idle:
-                return total
-            next_wake = self.store.next_wake(self.runs())
-            pause = idle_sleep
-            if next_wake is not None:
+            if next_wake is None:
+                if until_idle or until_done:
+                    return total
+                pause = idle_sleep
+            else:
                 left = (next_wake - self.clock()).total_seconds()
-                # Due but nothing claimed: other workers hold it. They wake us when
-                # they let it go, and a dead one's lease expires: no hot polling.
-                if left > 0:
-                    pause = min(pause, left)
-            self.store.wait_wake(pause)
+                if until_idle and left > idle_sleep:
+                    return total
+                if left <= 0:
+                    # Due but nothing claimed: other workers hold it. They wake us when
+                    # they let it go, and a dead one's lease expires: no hot polling.
+                    pause = idle_sleep
+                elif until_done and hasattr(self.clock, "sleep"):
+                    pause = left  # no one else makes work appear while a fake clock jumps
+                else:
+                    pause = min(idle_sleep, left)
+            self._sleep(pause)
         return total
+
+    def _sleep(self, seconds: float) -> None:
+        """The worker's wait: on the clock when it can sleep (a FakeClock jumps),
+        else on the store (woken early by `notify_wake`)."""
+        sleep = getattr(self.clock, "sleep", None)
+        if sleep is not None:
+            sleep(seconds)
+        else:
+            self.store.wait_wake(seconds)
 
     # -- operations, one generator each, driven by the core's drivers --
 
@@ -490,12 +550,28 @@ class Engine:
         )
 
     def _acquire(self, instance_id: str, timeout: float) -> InstanceRecord:
+        """Take the instance's lease, waiting up to `timeout` seconds while another
+        worker holds it or the store is unavailable (each failure logged, then
+        retried with backoff: taking one's own lease again only extends it)."""
         instance_id = _checked_id(instance_id)
         deadline = time.monotonic() + timeout
         pause = 0.001
+        failures = 0
         while True:
             now = self.clock()
-            record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
+            try:
+                record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
+            except StoreUnavailableError as exc:
+                failures += 1
+                wait = _STORE_BACKOFF.delay(failures)
+                if time.monotonic() + wait >= deadline:
+                    raise
+                log.warning(
+                    "instance %s: the store failed (attempt %d): %s; next attempt in %.1fs",
+                    instance_id, failures, exc, wait,
+                    extra={"instance": instance_id, "attempt": failures, "wait": wait})
+                time.sleep(wait)
+                continue
             if record is not None:
                 return record
             if time.monotonic() >= deadline:
@@ -597,7 +673,8 @@ class Engine:
     def _record(self, instance_id: str, entries: JournalEntries, *,
                 repair: bool = False) -> None:
         if self.journal or repair:
-            self.store.append_journal(instance_id, entries, self.clock())
+            self.store.append_journal(  # details made plain here: a store knows no types
+                instance_id, [(kind, unstructure(d)) for kind, d in entries], self.clock())
 
 
 class _Saver:

@@ -30,10 +30,14 @@ __all__ = [
     "NonDeterminismError",
     "NotWaitingError",
     "PayloadError",
+    "ReadOnlyStoreError",
     "SerializationError",
     "StaleCallbackError",
     "StepError",
     "StoreError",
+    "StoreFullError",
+    "StoreNotFoundError",
+    "StoreUnavailableError",
     "UnknownEventError",
     "UnknownThreadError",
     "UnknownWorkflowError",
@@ -198,9 +202,37 @@ class DuplicateInstanceError(GenflowError):
     """An instance with that id already exists."""
 
 
-class StoreError(GenflowError):
-    """The store itself failed (connection, disk, permissions): not one instance's fault."""
-
-
 class ConcurrencyError(GenflowError):
     """Another writer changed the instance first (version mismatch); reload and retry."""
+
+
+# -- the store's own troubles ---------------------------------------------------------------
+
+
+class StoreError(GenflowError):
+    """The store could not do what was asked, for a reason of its own (the
+    database, its disk, its server): nothing was written. Each subclass says
+    what to do; this class itself covers the rest (a corrupt file, a server
+    error), and its message carries the database's own words."""
+
+
+class StoreUnavailableError(StoreError):
+    """Transient trouble: the connection was lost, the database is locked or
+    busy, the server is restarting. The store retried for a while first; try
+    again later (a worker does so by itself, with backoff)."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the database's size limit) is full. Nothing was written:
+    free space, and the same call works again."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store was opened read-only, or its file, directory or server refuses
+    writes. Nothing was written."""
+
+
+class StoreNotFoundError(StoreError):
+    """No store where the URL points: a missing SQLite file (read-only opens
+    never create one), a directory that does not exist, a PostgreSQL database
+    or schema without genflow's tables. Check the URL."""

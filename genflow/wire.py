@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import attrs
+from msgpack import fallback as _msgpack_fallback
 
 __all__ = [
     "INT_MAX",
@@ -42,8 +43,9 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 #: a payload may nest containers (lists, dicts) this deep, and no deeper: far
 #: more than any message needs, far less than Python's recursion limit
 MAX_PAYLOAD_DEPTH = 100
-#: msgpack's packer refuses nesting beyond 511; the envelope takes two of them
-STORED_DEPTH = 509
+#: msgpack's packer refuses nesting beyond its recursion limit (511 before
+#: msgpack 1.1, 1024 since); a blob's envelope takes two of those levels
+STORED_DEPTH = getattr(_msgpack_fallback, "DEFAULT_RECURSE_LIMIT", 511) - 2
 
 _SCALARS = frozenset({float, bool, type(None), bytes, bytearray, memoryview})
 _KEYS = (str, int, float, bool, type(None), bytes)

@@ -135,13 +135,14 @@ def test_timer_fires_in_worker_until_idle(cli: Cli) -> None:
 def test_run_a_file_of_actions(cli: Cli) -> None:
     lines = [
         "# an order whose shop never answers, and one that is confirmed",
-        json.dumps({"start": "cli-order", "id": "r1", "data": {"patience": 0.2}}),
+        # patience beyond the worker's idle_sleep (1 s): `work` leaves the timer
+        json.dumps({"start": "cli-order", "id": "r1", "data": {"patience": 1.2}}),
         json.dumps({"send": "r1", "event": "add", "payload": {"name": "diavola"}}),
         json.dumps({"send": "r1", "event": "checkout"}),
         "",
         json.dumps({"start": "cli-order", "id": "r2", "run": False}),
         json.dumps({"work": True}),
-        json.dumps({"sleep": 0.3}),
+        json.dumps({"sleep": 1.3}),
         json.dumps({"work": True}),
         json.dumps({"send": "r2", "event": "checkout"}),
         json.dumps({"send": "r2", "event": "confirm"}),
@@ -157,7 +158,7 @@ def test_run_a_file_of_actions(cli: Cli) -> None:
         "send checkout: r1 waiting for confirm, too slow",
         "start cli-order: r2 resuming (a worker will move it on)",
         "work: processed 1 due instance(s)",  # r2 started; r1's timer is not due yet
-        "sleep: 0.3s",
+        "sleep: 1.3s",
         "work: processed 1 due instance(s)",  # r1's timer fired
         "send checkout: r2 waiting for confirm, too slow",
         "send confirm: r2 finished",
@@ -259,20 +260,23 @@ def shop(cli: Cli) -> Cli:
     return cli
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-charge, "),
-    (["show", "nobody"], "no instance 'nobody'"),
-    (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON"),
+@pytest.mark.parametrize(("args", "message", "code"), [
+    (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-charge, ", 2),
+    (["show", "nobody"], "no instance 'nobody'", 2),
+    (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
     (["send", "o1", "add", "--payload", '{"qty": 2}'],
-     "payload for event 'add' does not fit Item: name: required field missing"),
-    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'"),
-    (["send", "done", "add"], "instance 'done' is finished"),
-    (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'"),
-    (["--store", "sqlite:///no/such/dir/x.db", "list"], "cannot open SQLite store"),
-    (["--app", "no_such_module", "list"], "--app no_such_module: no such module"),
+     "payload for event 'add' does not fit Item: name: required field missing", 2),
+    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'", 2),
+    (["send", "done", "add"], "instance 'done' is finished", 2),
+    (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'", 2),
+    (["--store", "sqlite:///no/such/dir/x.db", "list"], "no such file", 2),
+    (["--store", "sqlite:///no/such/dir/x.db", "start", "cli-order"],
+     "the directory", 2),
+    (["--app", "no_such_module", "list"], "--app no_such_module: no such module", 2),
 ])
-def test_mistakes_through_the_console_script(shop: Cli, args: list[str], message: str) -> None:
-    line = shop.fails(*args, app="--app" not in args)
+def test_mistakes_through_the_console_script(shop: Cli, args: list[str], message: str,
+                                             code: int) -> None:
+    line = shop.fails(*args, app="--app" not in args, code=code)
     assert message in line, line
 
 

@@ -61,4 +61,8 @@ def test_history_with_the_journal_on(cli: Cli) -> None:
 
 
 def test_history_of_an_unknown_instance(cli: Cli) -> None:
+    # no store yet: a read-only command creates none (exit 2, a usage mistake)
+    assert "no such file" in cli.fails("history", "nope", app=False, code=2)
+    assert not (cli.cwd / "genflow.db").exists()
+    cli.engine().store.close()
     assert "no instance 'nope'" in cli.fails("history", "nope", app=False)

@@ -38,6 +38,7 @@ from genflow.engine import Engine
 from genflow.errors import DataError
 from genflow.stores import MemoryStore
 from genflow.stores.base import pack_detail
+from genflow.wire import STORED_DEPTH
 
 
 class Colour(enum.Enum):
@@ -529,7 +530,7 @@ def test_pack_detail_names_what_it_cannot_pack() -> None:
     with pytest.raises(SerializationError, match=r"\['payload'\]\['n'\]: str with a lone"):
         pack_detail({"event": "e", "payload": {"n": "\ud800"}})
     with pytest.raises(SerializationError, match=r"\['payload'\]\[0\].*nested deeper"):
-        pack_detail({"event": "e", "payload": _deep(600)})
+        pack_detail({"event": "e", "payload": _deep(STORED_DEPTH + 10)})
     # the journal is for people: what msgpack does not know is written as its str
     assert msgpack.unpackb(pack_detail({"at": dt.date(2030, 1, 1), "n": 2**70})) == {
         "at": "2030-01-01", "n": str(2**70)}
