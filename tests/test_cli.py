@@ -330,6 +330,7 @@ EVERY_COMMAND: dict[str, list[str]] = {
     "run": ["run", "-"], "cancel": ["cancel", "o1"], "retry": ["retry", "o1"],
     "move": ["move", "o1", "cart?"], "check": ["check"], "history": ["history", "o1"],
     "graph": ["graph", "cli-order"], "report": ["report", "-o", "out"],
+    "serve": ["serve", "--insecure-local", "--port", "0"],
 }
 
 

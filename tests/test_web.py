@@ -286,10 +286,10 @@ def test_genflow_serve_never_serves_without_access(tmp_path: Path) -> None:
     common = ["--store", store, "--app", "tests/web_app.py", "serve"]
     done = _genflow(*common, "--port", str(free_port()), env=env)
     _, err = done.communicate(timeout=60)
-    assert done.returncode == 1 and "needs an access token" in err and "Traceback" not in err
+    assert done.returncode == 2 and "needs an access token" in err and "Traceback" not in err
     done = _genflow(*common, "--insecure-local", "--host", "0.0.0.0", env=env)
     _, err = done.communicate(timeout=60)
-    assert done.returncode == 1 and "loopback only" in err
+    assert done.returncode == 2 and "loopback only" in err
     port = free_port()
     server = _genflow(*common, "--insecure-local", "--port", str(port), env=env)
     try:

@@ -146,9 +146,12 @@ def _thread_view(thread: Any) -> dict[str, Any]:
     return {
         "id": thread.id, "name": thread_name(thread.id), "stmt": thread.stmt,
         "status": thread.status.value, "pc": thread.pc, "since": _iso(thread.since),
-        "handled": thread.handled,
-        "events": [{"event": e.event, "status": e.status.value, "handled": e.handled,
-                    "error": e.error, "due": _iso(e.due), "pc": e.req.pc} for e in thread.events],
+        "won": thread.won, "attempts": thread.attempts, "error": thread.error,
+        "retry_at": _iso(thread.retry_at),
+        "events": [{"event": e.event, "status": e.status.value, "won": e.won,
+                    "error": e.error, "due": _iso(e.due), "pc": e.req.pc,
+                    "attempts": e.attempts, "retry_at": _iso(e.retry_at)}
+                   for e in thread.events],
     }
 
 
