@@ -718,13 +718,27 @@ class _Saver:
         self.notes.clear()
 
     def flush(self, *, release: bool = False, **overrides: Any) -> None:
-        """The operation's last save (if anything is unsaved), dropping the lease."""
-        if self.dirty or overrides or self.notes or self.record.error:
-            assert self.state is not None
+        """The operation's last save (if anything is unsaved, or the row is stale),
+        dropping the lease."""
+        assert self.state is not None
+        if self.dirty or overrides or self.notes or self.record.error or self._stale():
             self.record = self.engine._save(self.record, self.wf, self.state, release=release,
                                             **overrides)
             self.dirty = False
             self._journal()
+
+
+    def _stale(self) -> bool:
+        """Does the row say something else than the State about when it is due, or
+        its status? (A claimed instance with nothing to do, or a State that ended
+        without a move: left as it was, it would be claimed again at every round.)"""
+        record, state = self.record, self.state
+        assert state is not None
+        if record.status != state.status.value:
+            return True
+        due = record.wake_at
+        return due is not None and due <= self.engine.clock() and \
+            self.engine.wake_at(state, due) != due
 
 
 def _positions(state: State) -> dict[str, Any]:
