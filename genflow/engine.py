@@ -381,7 +381,7 @@ class Engine:
         record = self.store.create(
             InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state), wake_at=now,
+                blob=dumps(data, state, check=True), wake_at=now,
             ),
             lease_owner=self.owner if run else None,
             lease_until=now + self.lease if run else None,

@@ -14,6 +14,7 @@ __all__ = [
     "Cancelled",
     "ConcurrencyError",
     "CorruptStateError",
+    "DataError",
     "DefinitionError",
     "DuplicateInstanceError",
     "DuplicateThreadError",
@@ -206,7 +207,15 @@ class CorruptStateError(GenflowError):
 
 
 class SerializationError(GenflowError):
-    """The data cannot be serialised (a type the converter does not know)."""
+    """The data cannot be serialised (a type the converter does not know, an int
+    beyond 64 bits...). The message names the workflow and the field."""
+
+
+class DataError(SerializationError):
+    """A workflow's data does not fit its declared field types (a str where a
+    `list[str]` is declared, a float in an `int` field, an unknown field in
+    start data). The message names the field: `items: expected list[str], got
+    str 'abc'`. Nothing was stored."""
 
 
 class UnknownWorkflowError(GenflowError):

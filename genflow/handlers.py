@@ -1,8 +1,12 @@
 """Event handlers: objects with setup/handle/teardown, or plain typed functions.
 
-A handler's `handle` receives the payload already structured (with the codec's
-cattrs converter) into the type its signature declares, so a payload that does
-not fit is refused before any user code runs.
+A handler's `handle` receives the payload already structured (by the codec's
+strict converter, genflow/strict.py) into the type its signature declares, so a
+payload that does not fit, or that msgpack could not store, is refused with
+`PayloadError` before the handler runs. The declared type is read from the
+annotation of the payload parameter; one that does not resolve (a class local to
+a function, under `from __future__ import annotations`) is kept as its string,
+and the codec refuses it with a `DefinitionError` that says so.
 """
 
 from __future__ import annotations
