@@ -40,7 +40,7 @@ import attrs
 
 import genflow
 from genflow.clock import system_clock
-from genflow.codec import explain, structure, unstructure
+from genflow.codec import structure_data, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
 from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
@@ -425,9 +425,9 @@ def _data(name: str, fields: Any) -> Any:
         raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
                          f"its fields are {known}")
     try:
-        return structure(fields, cls)
-    except Exception as exc:
-        raise UsageError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
+        return structure_data(fields, cls)
+    except GenflowError as exc:
+        raise UsageError(f"the data does not fit workflow {name!r}: {exc}") from None
 
 
 def _summary(instance: Instance) -> str:

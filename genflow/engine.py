@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 
 from genflow.clock import system_clock
-from genflow.codec import dumps, loads, unstructure
+from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
@@ -409,6 +409,7 @@ class Engine:
             req = _request_for(state, event, thread_id)
             if pc is not None:
                 req = attrs.evolve(req, pc=pc)
+            check_payload(payload, event)  # (before the journal's note unstructures it)
             saver.bind(wf, state)
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))

@@ -411,9 +411,9 @@ def test_a_refused_payload_leaves_the_stored_instance_byte_identical(store) -> N
         with pytest.raises(PayloadError):
             engine.send(instance_id, event, payload)
         assert store.get(instance_id) == stored
-    # The engine writes the payload into its journal entry before the core checks
-    # it: nested 600 deep, that write refuses it first, as a typed error.
-    with pytest.raises(GenflowError, match="nested deeper than"):
+    # nested 600 deep: refused as a payload before anything (the journal's entry
+    # included) touches it
+    with pytest.raises(PayloadError, match="nested deeper than"):
         engine.send(instance_id, "anything", _deep(600))
     assert store.get(instance_id) == stored
     assert engine.get(instance_id).data.calls == 0
