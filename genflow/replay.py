@@ -31,6 +31,7 @@ from genflow.statements import (
     For,
     Go,
     On,
+    Raise,
     Return,
     Sleep,
     Step,
@@ -242,7 +243,7 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]],
 
     Returns the `Step`, `Wait` or `WaitFor` it stopped at (with the frames
     standing just after it), `END`, `FAIL`, `(RESTART, loop, loop_path)` or
-    `(ENTER, try, catch)` (the frames standing just after the Try). `Go`
+    `(ENTER, try, catch, how)` (the frames standing just after the Try). `Go`
     statements passed on the way are appended to `spawned` with their paths; the
     caller starts them. `flow` is the thread's `Flow` (changed in place).
     """
@@ -284,6 +285,11 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]],
             stack.append(Frame(stmt, 0, stmt.bodies[0]))
         elif kind is Go:
             spawned.append((stmt, path_of(stack)))
+        elif kind is Raise:
+            flow.failures = [*flow.failures, stmt.failure(flow.failures)]
+            result = unwind(stack, "fail", flow)
+            if result is not None:
+                return result
         elif kind is Return:
             result = unwind(stack, "return", flow)
             if result is not None:
@@ -321,7 +327,7 @@ def unwind(stack: list[Frame], how: str, flow: Flow) -> Any:
     holding the completion back in `flow.unwind` until the Finally ends.
 
     Returns None (go on advancing), `END`, `FAIL`, a RESTART tuple (a loop must
-    be rebuilt) or `(ENTER, try, catch)`.
+    be rebuilt) or `(ENTER, try, catch, how)`.
     """
     loop = how == "break" or how == "continue"
     while len(stack) > 1:
@@ -338,7 +344,7 @@ def unwind(stack: list[Frame], how: str, flow: Flow) -> Any:
                 catch = owner.catching(flow.failures[-1].types)
                 if catch is not None:
                     _pop(stack)
-                    return ENTER, owner, catch
+                    return ENTER, owner, catch, how
             elif frame.branch != 0 and (fin is None or frame.branch != fin.index):
                 _drop_failures(flow, owner.name or "")  # leaving a catch: its failure is done
             if fin is not None and frame.branch != fin.index:
@@ -393,7 +399,7 @@ def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, l
                 stack.append(Frame(owner, frame.branch + 1, _child_body(owner, frame.branch + 1)))
             continue
         yield stmt, stack
-        if type(stmt) is Wait:
+        if isinstance(stmt, Wait):
             for on in stmt.events:
                 yield on, stack
         if stmt.bodies and (into_threads or type(stmt) is not Go):

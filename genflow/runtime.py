@@ -754,7 +754,7 @@ class Operation:
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
             return self._enter_catch(thread, stack, result, flow, new_threads)
         if result is FAIL:
-            return self._fail_at_origin(thread, flow, new_threads)
+            return self._fail_thread(thread, flow, new_threads)
         now = None if type(result) is Step or result is END else self.clock()
         events = self._events(thread, result, state.pc + 1, now) \
             if isinstance(result, Wait) else None
@@ -802,36 +802,21 @@ class Operation:
             state.threads.extend(new_threads)
         return _AFTER_RESUME
 
-    def _fail_at_origin(self, thread: Thread, flow: Flow, new_threads: Any) -> CheckpointType:
-        """A failure went through the thread's Finally bodies and nothing caught
-        it: the instance fails, the thread standing at the statement that failed
-        again (an operator's retry runs it again). A cleanup failing for good while
-        the instance is cancelled only ends its thread."""
+    def _fail_thread(self, thread: Thread, flow: Flow, new_threads: Any) -> CheckpointType:
+        """A failure left a thread's Catch or Finally bodies and nothing caught it:
+        the thread ends with it, as an uncaught exception ends a Python thread,
+        and the instance fails (its cleanup ran: there is no step to run again).
+        A cleanup failing for good while the instance is cancelled only ends its
+        thread."""
         failure = flow.failures[-1]
         state = self.state
-        if state.status is _CANCELLING:
-            state.pc += 1
-            state.threads.remove(thread)
-            return _AFTER_RESUME
-        root = self._root(thread)
-        found = (failure.path and self._replaying(thread, follow, root, failure.step,
-                                                  list(failure.path))) \
-            or self._replaying(thread, search, root, failure.step)
-        if not found:
-            raise NonDeterminismError(state.workflow, thread.id, failure.step,
-                                      "the statement that failed")
-        stack, stmt = found
-        now = None if type(stmt) is Step else self.clock()
-        events = self._events(thread, stmt, state.pc + 1, now) if isinstance(stmt, Wait) \
-            else None
         # -- commit --
         state.pc += 1
-        thread.events = []
-        self._stop_at(thread, stmt, stack, events, now)
-        thread.attempts, thread.error = failure.attempt, f"{failure.type}({failure.message!r})"
-        thread.unwind, thread.failures = "", [f for f in flow.failures[:-1] if f.at]
+        state.threads.remove(thread)
         if new_threads:
             state.threads.extend(new_threads)
+        if state.status is _CANCELLING:
+            return _AFTER_RESUME
         state.status = _FAILED
         self.failing = StepError(failure.step, thread.id,
                                  RecordedFailure(failure.type, failure.message))
@@ -871,7 +856,7 @@ class Operation:
         kind = type(stmt)
         if kind is Step:
             thread.status = _EXECUTING
-        elif kind is Wait:
+        elif isinstance(stmt, Wait):
             assert events is not None
             thread.status = _WAITING_EVENT
             thread.events = events
@@ -1221,7 +1206,7 @@ class Operation:
                 f"thread {thread_id!r} of workflow {state.workflow!r} has no statement "
                 f"{target!r} (statements of other threads do not count)"
             )
-        if found is None or type(found[1]) not in (Step, Wait, WaitFor):
+        if found is None or not isinstance(found[1], (Step, Wait, WaitFor)):
             article = "an" if kind[0] in "AEIOU" else "a"
             raise MoveError(f"{target!r} is {article} {kind}: {article} {kind} cannot be a "
                             "move target; choose a Step, Wait or WaitFor")
@@ -1233,7 +1218,8 @@ class Operation:
             for event in tearing:
                 self._handler(thread, wait, event)
         now = None if type(stmt) is Step else self.clock()
-        events = self._events(thread, stmt, state.pc + 1, now) if type(stmt) is Wait else None
+        events = self._events(thread, stmt, state.pc + 1, now) if isinstance(stmt, Wait) \
+            else None
         # what the thread has set up is torn down first (won=False: nothing won)
         for event in tearing:
             yield from self._teardown(thread, event, retried=False)

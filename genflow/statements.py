@@ -22,6 +22,7 @@ import attrs
 
 from genflow.errors import DefinitionError, DuplicateThreadError, StatementError
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
+from genflow.state import Failure
 
 __all__ = [
     "Body",
@@ -33,6 +34,7 @@ __all__ = [
     "Go",
     "If",
     "On",
+    "Raise",
     "Retry",
     "Return",
     "S",
@@ -459,6 +461,34 @@ class FinallyClause:
 def type_key(cls: type) -> str:
     """How a failure's type is kept (and matched after a reload): module.qualname."""
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Raise(Stmt):
+    """Fail the thread from the definition: with no arguments, inside a Catch
+    body, the failure it caught goes on outward (`raise` in an `except`);
+    `Raise(SomeError, "message")` starts a new failure of that type. A Try
+    catches it as it would a step's; nothing catching it, the instance fails."""
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, error: type[BaseException] | None = None, message: str = ""):
+        if error is not None and not (isinstance(error, type)
+                                      and issubclass(error, BaseException)):
+            raise StatementError(f"Raise takes an exception class, not {error!r}")
+        self.error = error
+        self.message = message
+
+    def failure(self, failures: list[Failure]) -> Failure:
+        """The failure this Raise sends outward, given the thread's failures."""
+        if self.error is None:
+            caught = [f for f in failures if f.at]
+            if not caught:
+                raise DefinitionError("Raise() outside a Catch body: there is no failure "
+                                      "to raise again (give Raise an error class)")
+            return attrs.evolve(caught[-1], at="")
+        return Failure(type=self.error.__qualname__, message=self.message or self.error.__name__,
+                       step="", types=tuple(type_key(c) for c in self.error.__mro__
+                                            if c is not object))
 
 
 class Section(tuple):
