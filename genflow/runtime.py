@@ -1283,6 +1283,8 @@ class Operation:
                 self._reach(thread)
             state.update_status()
             yield from self._checkpoint(_AFTER_CANCEL)
+        if state.status is not _CANCELLING:  # (every thread ended at once)
+            return
         try:
             yield from self.resume(max_moves)
         except FAILURES as exc:
