@@ -15,6 +15,7 @@ __all__ = [
     "CorruptStateError",
     "DefinitionError",
     "DuplicateInstanceError",
+    "DuplicateScheduleError",
     "DuplicateThreadError",
     "EmptyLoopError",
     "EventError",
@@ -29,7 +30,10 @@ __all__ = [
     "NonDeterminismError",
     "NotWaitingError",
     "PayloadError",
+    "QueueNotFoundError",
     "ReadOnlyStoreError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
     "SerializationError",
     "StaleCallbackError",
     "StepError",
@@ -41,11 +45,6 @@ __all__ = [
     "UnknownThreadError",
     "UnknownWorkflowError",
     "WorkflowFinishedError",
-    # schedules, queues and retention
-    "DuplicateScheduleError",
-    "QueueNotFoundError",
-    "ScheduleError",
-    "ScheduleNotFoundError",
 ]
 
 

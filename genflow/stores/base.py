@@ -381,14 +381,16 @@ class Store(abc.ABC):
         raise _unsupported(self, "queues")
 
     def purge(self, before: _dt.datetime, *, statuses: Collection[str],
-              workflow: str | None = None, limit: int = 500, dry_run: bool = False) -> list[str]:
+              workflow: str | None = None, exclude: Collection[str] = (), limit: int = 500,
+              dry_run: bool = False) -> list[str]:
         """Delete up to `limit` instances whose status is one of `statuses` (ended
         ones only) and that last changed before `before`, oldest first, each
         through `delete` (its journal and every row that belongs to it) and
         all in one short transaction, so a purge of millions runs as many
         small batches between the workers' writes. Leased instances are left
-        alone. With `dry_run`, only the ids that would go. Returns the ids."""
-        ids = self._purgeable(before, statuses, workflow, limit)
+        alone; `exclude` names workflows to leave alone. With `dry_run`, only
+        the ids that would go. Returns the ids."""
+        ids = self._purgeable(before, statuses, workflow, exclude, limit)
         if not dry_run and ids:
             with self.transaction():
                 for instance_id in ids:
@@ -396,7 +398,7 @@ class Store(abc.ABC):
         return ids
 
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
-                   workflow: str | None, limit: int) -> list[str]:
+                   workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
         raise _unsupported(self, "retention")
 
     def trim_journal(self, *, before: _dt.datetime | None = None, keep: int | None = None,

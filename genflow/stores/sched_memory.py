@@ -248,13 +248,14 @@ class SchedulingMemory:
     # -- retention --
 
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
-                   workflow: str | None, limit: int) -> list[str]:
+                   workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
         wanted = set(statuses) & set(ENDED)
         with self._lock:
             rows = sorted((r for r in self._rows.values()
                            if r.status in wanted and r.updated_at is not None
                            and r.updated_at < before and lease_free(r, None, utcnow())
-                           and (workflow is None or r.workflow == workflow)),
+                           and (workflow is None or r.workflow == workflow)
+                           and r.workflow not in exclude),
                           key=lambda r: (r.updated_at, r.id))
         return [r.id for r in rows[:limit]]
 

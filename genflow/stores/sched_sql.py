@@ -323,7 +323,7 @@ class SchedulingSQL(SQLStore):
     # -- retention --
 
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
-                   workflow: str | None, limit: int) -> list[str]:
+                   workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
         wanted = sorted(set(statuses) & set(ENDED))
         if not wanted:
             return []
@@ -336,6 +336,9 @@ class SchedulingSQL(SQLStore):
         if workflow is not None:
             text += self._q(" AND workflow = ?")
             params.append(workflow)
+        if exclude:
+            text += " AND NOT " + self._in("workflow", sorted(exclude))
+            params += sorted(exclude)
         text += self._q(" ORDER BY updated_at, id LIMIT ?")
         params.append(limit)
         return [row[0] for row in self._run(self._all, text, params)]
