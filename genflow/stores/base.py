@@ -404,7 +404,8 @@ class Store(abc.ABC):
     def trim_journal(self, *, before: _dt.datetime | None = None, keep: int | None = None,
                      workflow: str | None = None, limit: int = 10_000) -> int:
         """Delete up to `limit` journal entries older than `before`, or beyond
-        the last `keep` of their instance (of `workflow`); how many went."""
+        the last `keep` of their instance (of `workflow`); how many went. An
+        instance's newest entry outlives an age trim, so its numbering goes on."""
         raise _unsupported(self, "retention")
 
     # -- lifecycle --

@@ -159,7 +159,8 @@ class MemoryStore(SchedulingMemory, Store):
         with self._lock:
             journal = self._journal.setdefault(instance_id, [])
             for kind, detail in entries:
-                journal.append(JournalEntry(instance_id, len(journal) + 1, at, kind,
+                seq = journal[-1].seq + 1 if journal else 1  # (trims keep the newest)
+                journal.append(JournalEntry(instance_id, seq, at, kind,
                                            unpack_detail(pack_detail(detail))))
 
     def journal(self, instance_id: str) -> Journal:

@@ -270,7 +270,7 @@ class SchedulingMemory:
                     if row is None or row.workflow != workflow:
                         continue
                 cut = [n for n, e in enumerate(entries)
-                       if (before is not None and e.at < before)
+                       if (before is not None and e.at < before and n < len(entries) - 1)
                        or (keep is not None and n < len(entries) - keep)]
                 cut = cut[:limit - removed]
                 if cut:

@@ -352,7 +352,8 @@ class SchedulingSQL(SQLStore):
         if before is not None:
             removed += self._run(self._exec, self._q(
                 "DELETE FROM <journal> WHERE (instance_id, seq) IN (SELECT j.instance_id, j.seq "
-                f"FROM <journal> j WHERE j.at < ?{only} LIMIT ?)"),
+                "FROM <journal> j WHERE j.at < ? AND j.seq < (SELECT max(seq) FROM <journal> k "
+                f"WHERE k.instance_id = j.instance_id){only} LIMIT ?)"),
                 (self._time_out(before), *extra, limit))
         if keep is not None and removed < limit:
             removed += self._run(self._exec, self._q(
