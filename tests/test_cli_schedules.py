@@ -91,5 +91,5 @@ def test_purge_dry_run_and_statuses(gf):
     assert gf("purge", "--older-than", "7d")[1].startswith("deleted 0 instance(s)")
     assert gf("purge", "--older-than", "0s")[1].startswith("deleted 3 instance(s)")
     assert gf("list")[1].startswith("held\t")
-    code, _, err = gf("purge", "--older-than", "-1d")
+    code, _, err = gf("purge", "--older-than=-1d")
     assert code == 2 and "a duration of 0 or more" in err
