@@ -397,6 +397,9 @@ class Schedules:
         the next turn."""
         engine = self.engine
         now = engine.clock()
+        due = engine.store.next_schedule_due(engine.runs())
+        if due is None or due > now:
+            return 0  # (a read: no write transaction on a round with nothing to fire)
         turn = _Turn(engine, now)
         firings = engine.store.fire_schedules(now, turn.decide, limit=limit,
                                               workflows=engine.runs())

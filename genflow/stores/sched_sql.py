@@ -228,6 +228,10 @@ class SchedulingSQL(SQLStore):
         admitted: list[str] = []
         next_at: _dt.datetime | None = None
         for name in names:
+            if self._run(self._one, self._q(
+                    "SELECT 1 FROM <queue_entries> WHERE queue = ? AND admitted_at IS NULL "
+                    "LIMIT 1"), (name,)) is None:
+                continue  # nothing waits: no write transaction (spent entries go next time)
             ids, at = self._run(self._admit_one, name, now)
             admitted += ids
             if at is not None and (next_at is None or at < next_at):
