@@ -28,6 +28,7 @@ as a separate instance on the queue.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import operator
 from collections.abc import Callable
@@ -131,7 +132,7 @@ class Queues:
         """The queue's limits as stored (`QueueNotFoundError` if none)."""
         return self.engine.store.get_queue(name)
 
-    def list(self) -> list[QueueRecord]:
+    def list(self) -> builtins.list[QueueRecord]:
         return self.engine.store.list_queues()
 
     def counts(self, name: str) -> tuple[int, int]:

@@ -19,6 +19,7 @@ lease closes.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import logging
 import time
@@ -82,7 +83,7 @@ class RetentionRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.policies: list[Retention] = []
+        self.policies: builtins.list[Retention] = []
         #: how often the worker loop applies the policies (at most)
         self.every = _dt.timedelta(minutes=10)
         self.batch = 500
@@ -111,7 +112,7 @@ class RetentionRunner:
         before = (now or utcnow()) - older_than
         store = self.engine.store
         total = 0
-        ids: list[str] = []
+        ids: builtins.list[str] = []
         batches = self.max_batches if max_batches is None else max_batches
         seen: set[str] = set()
         for _ in range(batches):

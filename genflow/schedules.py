@@ -25,6 +25,7 @@ workflow.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import enum
 import hashlib
@@ -205,7 +206,7 @@ class Schedule:
 
     @classmethod
     def unpack(cls, blob: bytes) -> Schedule:
-        return structure(msgpack.unpackb(blob, raw=False), cls)  # type: ignore[no-any-return]
+        return structure(msgpack.unpackb(blob, raw=False), cls)
 
 
 @attrs.frozen
@@ -325,7 +326,7 @@ class Schedules:
     def get(self, schedule_id: str) -> ScheduleInfo:
         return _info(self.engine.store.get_schedule(schedule_id))
 
-    def list(self) -> list[ScheduleInfo]:
+    def list(self) -> builtins.list[ScheduleInfo]:
         return [_info(r) for r in self.engine.store.list_schedules()]
 
     def pause(self, schedule_id: str) -> ScheduleInfo:
@@ -366,7 +367,7 @@ class Schedules:
                            "(it is busy); try again")
 
     def backfill(self, schedule_id: str, start: _dt.datetime,
-                 end: _dt.datetime) -> list[str]:
+                 end: _dt.datetime) -> builtins.list[str]:
         """Start the instance of every tick in [start, end) that has none yet
         (the overlap policy does not apply: each tick runs). Returns the ids
         started. Refused beyond 10,000 ticks (backfill in parts)."""
@@ -379,7 +380,7 @@ class Schedules:
                 raise ScheduleError(f"backfill of {schedule_id!r}: over 10,000 ticks between "
                                     f"{start} and {end}: backfill in parts")
             tick = info.schedule.next_after(tick)
-        started: list[str] = []
+        started: builtins.list[str] = []
         for n in range(0, len(ticks), 500):
             turn = _Turn(self.engine, self.engine.clock(), backfill=ticks[n:n + 500])
             firings = self.engine.store.fire_schedules(turn.now, turn.decide,
@@ -413,7 +414,7 @@ class Schedules:
 
     # -- helpers --
 
-    def _started(self, firings: list[Firing]) -> None:
+    def _started(self, firings: builtins.list[Firing]) -> None:
         engine = self.engine
         created = [i for f in firings for i in f.created]
         for firing in firings:
@@ -425,7 +426,7 @@ class Schedules:
         if created:
             engine.store.notify_wake()
 
-    def _cancel(self, ids: list[str]) -> None:
+    def _cancel(self, ids: builtins.list[str]) -> None:
         for instance_id in ids:
             try:
                 self.engine.cancel(instance_id, timeout=5.0)
@@ -614,7 +615,7 @@ class _Turn:
 
     def _start(self, record: ScheduleRecord, schedule: Schedule, ticks: list[_dt.datetime],
                running: bool, ids: list[str] | None = None) -> Firing:
-        instances = []
+        instances: list[tuple[InstanceRecord, QueueEntry | None]] = []
         skipped = 0
         last_tick, last_instance = record.last_tick, record.last_instance
         for n, tick in enumerate(ticks):

@@ -132,7 +132,7 @@ def test_the_worker_applies_the_policies_at_most_every_so_often(store):
 
 
 def test_bad_policies_are_refused():
-    with pytest.raises(ScheduleError, match="Retention.finished is a timedelta"):
+    with pytest.raises(ScheduleError, match=r"Retention\.finished is a timedelta"):
         Retention(finished=5)  # type: ignore[arg-type]
     with pytest.raises(ScheduleError, match="journal_length is a count"):
         Retention(journal_length=-1)

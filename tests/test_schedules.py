@@ -223,8 +223,8 @@ def test_bad_schedules_are_refused_with_the_reason_and_nothing_written(store, kw
 
 def test_data_that_does_not_fit_the_workflow_is_refused(store):
     engine, _ = engine_on(store)
-    with pytest.raises(ScheduleError, match="the start data does not fit workflow "
-                                            "'sched-report'.*count"):
+    with pytest.raises(ScheduleError, match=r"the start data does not fit workflow "
+                                            r"'sched-report'.*count"):
         engine.schedules.add("bad", Report(count="many"), every=60)  # type: ignore[arg-type]
     with pytest.raises(ScheduleError, match="is an instance of the workflow"):
         engine.schedules.add("bad", "sched-report", every=60)

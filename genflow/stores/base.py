@@ -24,6 +24,7 @@ where that is safe, `StoreFullError`, `ReadOnlyStoreError` and
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import datetime as _dt
 import inspect
@@ -317,7 +318,7 @@ class Store(abc.ABC):
         """The `ScheduleRecord`, or `ScheduleNotFoundError`."""
         raise _unsupported(self, "schedules")
 
-    def list_schedules(self) -> list[ScheduleRecord]:
+    def list_schedules(self) -> builtins.list[ScheduleRecord]:
         """Every schedule, ordered by id."""
         raise _unsupported(self, "schedules")
 
@@ -333,7 +334,7 @@ class Store(abc.ABC):
 
     def fire_schedules(self, now: _dt.datetime, decide: Decide, *, limit: int = 10,
                        workflows: Collection[str] | None = None,
-                       schedule_id: str | None = None) -> list[Firing]:
+                       schedule_id: str | None = None) -> builtins.list[Firing]:
         """In one transaction: lock up to `limit` unpaused schedules due at
         `now` (of `workflows`) that no other caller holds (or the one
         `schedule_id`, due or not), call `decide(record, last_status)` for
@@ -355,7 +356,7 @@ class Store(abc.ABC):
         """The `QueueRecord`, or `QueueNotFoundError`."""
         raise _unsupported(self, "queues")
 
-    def list_queues(self) -> list[QueueRecord]:
+    def list_queues(self) -> builtins.list[QueueRecord]:
         return []
 
     def enqueue(self, record: InstanceRecord, entry: QueueEntry) -> InstanceRecord:
@@ -382,7 +383,7 @@ class Store(abc.ABC):
 
     def purge(self, before: _dt.datetime, *, statuses: Collection[str],
               workflow: str | None = None, exclude: Collection[str] = (), limit: int = 500,
-              dry_run: bool = False) -> list[str]:
+              dry_run: bool = False) -> builtins.list[str]:
         """Delete up to `limit` instances whose status is one of `statuses` (ended
         ones only) and that last changed before `before`, oldest first, each
         through `delete` (its journal and every row that belongs to it) and
@@ -398,7 +399,8 @@ class Store(abc.ABC):
         return ids
 
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
-                   workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
+                   workflow: str | None, exclude: Collection[str],
+                   limit: int) -> builtins.list[str]:
         raise _unsupported(self, "retention")
 
     def trim_journal(self, *, before: _dt.datetime | None = None, keep: int | None = None,

@@ -130,6 +130,7 @@ class SchedulingSQL(SQLStore):
               workflows: Collection[str] | None, schedule_id: str | None) -> list[Firing]:
         select = (f"SELECT {_qualified(_SCHEDULE, 's')}, i.status FROM <schedules> s "
                   "LEFT JOIN <instances> i ON i.id = s.last_instance ")
+        params: list[Any]
         if schedule_id is not None:
             sql, params = select + "WHERE s.id = ?", [schedule_id]
         else:
@@ -211,7 +212,7 @@ class SchedulingSQL(SQLStore):
                     self._time_out(now)))
 
     def enqueue(self, record: InstanceRecord, entry: QueueEntry) -> InstanceRecord:
-        return self._run(self._enqueue, record, entry)  # type: ignore[no-any-return]
+        return self._run(self._enqueue, record, entry)
 
     def _enqueue(self, record: InstanceRecord, entry: QueueEntry) -> InstanceRecord:
         now = utcnow()
