@@ -152,7 +152,7 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         "CREATE INDEX queue_waiting ON {s}.queue_entries (queue, priority, seq) "
         "WHERE admitted_at IS NULL",
         "CREATE INDEX queue_admitted ON {s}.queue_entries (queue) WHERE admitted_at IS NOT NULL",
-        "CREATE INDEX instances_ended ON {s}.instances (updated_at) "
+        "CREATE INDEX instances_ended ON {s}.instances (status, updated_at, id) "
         "WHERE status IN ('finished', 'cancelled', 'failed')",
         "CREATE INDEX journal_at ON {s}.journal (at)",
     )),

@@ -146,7 +146,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "WHERE admitted_at IS NULL",
         "CREATE INDEX queue_admitted ON queue_entries (queue) WHERE admitted_at IS NOT NULL",
         # retention: ended instances by age, journal entries by age
-        "CREATE INDEX instances_ended ON instances (updated_at) "
+        "CREATE INDEX instances_ended ON instances (status, updated_at, id) "
         "WHERE status IN ('finished', 'cancelled', 'failed')",
         "CREATE INDEX journal_at ON journal (at)",
     ),
