@@ -66,7 +66,8 @@ class _Interrupted(Exception):
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
-    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run)
+    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
+                         queue=args.queue, priority=args.priority)
     print(_summary(engine.get(instance_id)))
 
 
@@ -498,10 +499,12 @@ READONLY = {"list", "show", "report", "check", "history"}
 # -- shared helpers -----------------------------------------------------------------------
 
 
-def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool) -> str:
+def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool,
+           queue: str | None = None, priority: int = 0) -> str:
     if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
         raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
-    return engine.start(_data(name, fields), id=instance_id, run=run)
+    return engine.start(_data(name, fields), id=instance_id, run=run, queue=queue,
+                        priority=priority)
 
 
 def _data(name: str, fields: Any) -> Any:
@@ -694,6 +697,9 @@ def build_parser() -> _Parser:
     p.add_argument("--id", help="the instance id (default: a random one)")
     p.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
     p.add_argument("--no-run", action="store_true", help="leave it for a worker to run")
+    p.add_argument("--queue", help="wait for this queue to admit it (genflow.queues)")
+    p.add_argument("--priority", type=int, default=0, help="its priority on the queue "
+                   "(lower first)")
 
     p = command("send", "deliver an event to an instance")
     p.add_argument("id")

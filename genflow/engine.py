@@ -303,7 +303,13 @@ class Engine:
         batch: int = 100,
     ) -> int:
         """The worker loop: run due work until `stop()` is true, or until there
-        is none left. Returns how many instances it processed.
+        is none left. Returns how many instances it processed (ticks fired,
+        admissions and purged rows included).
+
+        Each round first fires the schedules' due ticks (`genflow.schedules`),
+        admits queued instances (`genflow.queues`) and, at most every
+        `retention.every`, applies the retention policies (`genflow.retention`);
+        then it runs the due instances.
 
         * `until_idle`: return once nothing this engine runs is due now, nor due
           within `idle_sleep` seconds. Work due sooner (a retry after its

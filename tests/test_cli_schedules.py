@@ -93,3 +93,19 @@ def test_purge_dry_run_and_statuses(gf):
     assert gf("list")[1].startswith("held\t")
     code, _, err = gf("purge", "--older-than=-1d")
     assert code == 2 and "a duration of 0 or more" in err
+
+
+def test_start_on_a_queue_and_show_the_place(gf):
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("q", concurrency=1))
+    assert gf("start", "sched-job", "--id", "a", "--queue", "q")[0] == 0
+    assert gf("start", "sched-job", "--id", "b", "--queue", "q", "--priority", "3")[0] == 0
+    code, out, _ = gf("show", "b")
+    assert code == 0 and "waits in queue 'q' for admission: position 2, priority 3" in out
+    assert gf("worker", "--until-idle")[0] == 0
+    assert "admitted by queue 'q'" in gf("show", "b")[1]
+    assert "no queue 'nope'" in gf("start", "sched-job", "--queue", "nope")[2]
