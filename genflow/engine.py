@@ -377,10 +377,22 @@ class Engine:
     def _housekeeping(self) -> int:
         """The worker's round before it runs instances: fire due schedule ticks,
         admit queued instances, apply retention (at most every so often)."""
-        fired = self.schedules.run_due()
+        done = 0
+        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due):
+            try:
+                done += part()
+            except StoreError:
+                raise  # the store itself is down: the worker loop waits for it
+            except Exception as exc:  # a bug there must not end the worker loop
+                _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
+                                  getattr(part, "__qualname__", part), type(exc).__name__, exc,
+                                  extra={"error": type(exc).__name__})
+        return done
+
+    def _admit(self) -> int:
         admission = self.queues.admit()
         self._queue_wake = admission.next_at
-        return fired + len(admission.admitted) + self.retention.run_if_due()
+        return len(admission.admitted)
 
     def _next_wake(self, instances_only: bool) -> _dt.datetime | None:
         """When the worker next has something to do: an instance's wake, a queue's

@@ -39,6 +39,7 @@ import msgpack
 
 from genflow.codec import dumps, explain, structure, unstructure
 from genflow.errors import (
+    ConcurrencyError,
     GenflowError,
     ScheduleError,
     WorkflowFinishedError,
@@ -439,11 +440,17 @@ class Schedules:
     def _update(self, schedule_id: str,
                 change: Callable[[ScheduleRecord, Schedule], ScheduleRecord]) -> ScheduleInfo:
         store = self.engine.store
-        record = store.get_schedule(schedule_id)
-        new = change(record, Schedule.unpack(record.spec))
-        if new == record:
-            return _info(record)
-        return _info(store.save_schedule(new, expected_version=record.version))
+        for attempt in range(5):  # a worker firing a tick meanwhile moves the version on
+            record = store.get_schedule(schedule_id)
+            new = change(record, Schedule.unpack(record.spec))
+            if new == record:
+                return _info(record)
+            try:
+                return _info(store.save_schedule(new, expected_version=record.version))
+            except ConcurrencyError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def _checked(self, schedule_id: str, data: Any, **fields: Any) -> Schedule:
         """The schedule, or `ScheduleError` saying what is wrong with it."""
@@ -570,7 +577,13 @@ class _Turn:
         if record.paused or record.next_tick is None or record.due_at is None \
                 or record.due_at > self.now:
             return None  # (a row another turn moved on meanwhile)
-        return self._ticks(record, schedule, last_status)
+        try:
+            return self._ticks(record, schedule, last_status)
+        except Exception as exc:  # one schedule must not stop the worker, nor spin it
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("schedule %s cannot fire: %s; tried again in %s", schedule.id, reason,
+                      ERROR_BACKOFF, extra={"schedule": schedule.id})
+            return Firing(record.replace(due_at=self.now + ERROR_BACKOFF, error=reason))
 
     def _ticks(self, record: ScheduleRecord, schedule: Schedule,
                last_status: str | None) -> Firing:

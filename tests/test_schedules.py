@@ -339,3 +339,43 @@ def _decider(schedules):
     from genflow.schedules import _Turn
 
     return _Turn(schedules.engine, schedules.engine.clock()).decide
+
+
+def test_a_schedule_that_cannot_fire_is_set_aside_and_the_worker_goes_on(store, monkeypatch):
+    from genflow import schedules
+
+    engine, clock = engine_on(store)
+    engine.schedules.add("broken", Report(), every=HOUR)
+    engine.schedules.add("fine", Report(), every=HOUR)
+
+    def explode(self, record, schedule, last_status):
+        if schedule.id == "broken":
+            raise ValueError("a bug in a policy")
+        return real(self, record, schedule, last_status)
+
+    real = schedules._Turn._ticks
+    monkeypatch.setattr(schedules._Turn, "_ticks", explode)
+    clock.now = T0 + HOUR
+    engine.work(until_idle=True)
+    assert ids(engine) == [instance_id_for("fine", T0 + HOUR)]
+    info = engine.schedules.get("broken")
+    assert "a bug in a policy" in info.error
+    assert info.due_at == T0 + HOUR + schedules.ERROR_BACKOFF
+
+
+def test_pause_wins_over_a_concurrent_tick(store, monkeypatch):
+    engine, clock = engine_on(store)
+    engine.schedules.add("h", Report(), every=HOUR)
+    clock.now = T0 + HOUR
+    real = store.save_schedule
+    calls = []
+
+    def fire_first(record, *, expected_version):  # a worker fires a tick in between
+        if not calls:
+            calls.append(1)
+            engine.schedules.run_due()
+        return real(record, expected_version=expected_version)
+
+    monkeypatch.setattr(store, "save_schedule", fire_first)
+    assert engine.schedules.pause("h").paused
+    assert engine.schedules.get("h").paused and engine.schedules.get("h").fired == 1
