@@ -211,7 +211,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, instance_id: str) -> None:
-        """Remove the instance (and its journal). Missing ids are ignored."""
+        """Remove the instance and every row that belongs to it (its journal,
+        its queue entry). Missing ids are ignored. Retention purges through
+        this method, so a table of an instance's rows is emptied here."""
 
     @abc.abstractmethod
     def list(self, *, workflow: str | None = None, status: str | None = None,
