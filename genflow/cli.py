@@ -40,10 +40,11 @@ from typing import Any, NoReturn
 import attrs
 
 import genflow
-from genflow.codec import explain, structure, unstructure
+from genflow.clock import system_clock
+from genflow.codec import structure_data, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
-from genflow.errors import GenflowError
+from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
 
@@ -80,7 +81,22 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
-    instance = engine.get(args.id)
+    try:
+        instance = engine.get(args.id)
+    except (CorruptStateError, UnknownWorkflowError) as exc:
+        # an instance a worker set aside (or one this process cannot load): what
+        # the row says, and why it cannot be shown whole
+        record = engine.store.get(args.id)
+        print(f"instance {record.id} of workflow {record.workflow!r}: {record.status.upper()}, "
+              "cannot be loaded")
+        print(f"  why: {exc}")
+        if record.error:
+            print(f"  recorded: {record.error}")
+        print(f"  last changed {when(record.updated_at, system_clock())}"
+              if record.updated_at else "  never changed")
+        print("  to go on: repair the row's blob (or install the code that wrote it), then "
+              f"`genflow retry {record.id}`")
+        raise CheckFailed(f"instance {record.id!r} cannot be loaded") from exc
     if args.diagram or args.format or args.output:
         if args.json:
             raise UsageError("show takes --json or --diagram, not both")
@@ -519,9 +535,9 @@ def _data(name: str, fields: Any) -> Any:
         raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
                          f"its fields are {known}")
     try:
-        return structure(fields, cls)
-    except Exception as exc:
-        raise UsageError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
+        return structure_data(fields, cls)
+    except GenflowError as exc:
+        raise UsageError(f"the data does not fit workflow {name!r}: {exc}") from None
 
 
 def _summary(instance: Instance) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 
 from genflow.clock import system_clock
-from genflow.codec import dumps, loads, unstructure
+from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
@@ -430,14 +430,14 @@ class Engine:
         if queue is not None:  # it waits for admission: no wake_at, no lease
             self.queues.enqueue(InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state)), data, queue, priority)
+                blob=dumps(data, state, check=True)), data, queue, priority)
             self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
             self.store.notify_wake()
             return instance_id
         record = self.store.create(
             InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state), wake_at=now,
+                blob=dumps(data, state, check=True), wake_at=now,
             ),
             lease_owner=self.owner if run else None,
             lease_until=now + self.lease if run else None,
@@ -465,6 +465,7 @@ class Engine:
             req = _request_for(state, event, thread_id)
             if pc is not None:
                 req = attrs.evolve(req, pc=pc)
+            check_payload(payload, event)  # (before the journal's note unstructures it)
             saver.bind(wf, state)
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
@@ -495,8 +496,8 @@ class Engine:
         saver.flush(release=True)
         left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
         if left:
-            log.warning("instance %s is cancelled, but tearing down %s failed: retried by "
-                        "workers", state.id, ", ".join(left),
+            log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
+                        state.id, state.status.value, ", ".join(left),
                         extra={"instance": state.id, "workflow": state.workflow})
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
@@ -774,13 +775,27 @@ class _Saver:
         self.notes.clear()
 
     def flush(self, *, release: bool = False, **overrides: Any) -> None:
-        """The operation's last save (if anything is unsaved), dropping the lease."""
-        if self.dirty or overrides or self.notes or self.record.error:
-            assert self.state is not None
+        """The operation's last save (if anything is unsaved, or the row is stale),
+        dropping the lease."""
+        assert self.state is not None
+        if self.dirty or overrides or self.notes or self.record.error or self._stale():
             self.record = self.engine._save(self.record, self.wf, self.state, release=release,
                                             **overrides)
             self.dirty = False
             self._journal()
+
+
+    def _stale(self) -> bool:
+        """Does the row say something else than the State about when it is due, or
+        its status? (A claimed instance with nothing to do, or a State that ended
+        without a move: left as it was, it would be claimed again at every round.)"""
+        record, state = self.record, self.state
+        assert state is not None
+        if record.status != state.status.value:
+            return True
+        due = record.wake_at
+        return due is not None and due <= self.engine.clock() and \
+            self.engine.wake_at(state, due) != due
 
 
 def _positions(state: State) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 import msgpack
 
-from genflow.codec import dumps, explain, structure, unstructure
+from genflow.codec import dumps, explain, structure, structure_data, unstructure
 from genflow.errors import (
     ConcurrencyError,
     GenflowError,
@@ -510,9 +510,9 @@ class Schedules:
         queue = fields["queue"]
         if queue is not None:
             engine.queues.get(queue)  # QueueNotFoundError
-        try:
+        try:  # stored plain, made again at each tick: it must come back as it went in
             plain = unstructure(data)
-            back = structure(plain, cls)
+            back = structure_data(plain, cls)
         except Exception as exc:
             raise ScheduleError(f"schedule {schedule_id!r}: the start data does not fit workflow "
                                 f"{name!r}: {explain(exc)}") from None
@@ -545,7 +545,7 @@ class _Turn:
         """The instance a tick starts (and its queue entry), made and serialised."""
         engine = self.engine
         cls = engine._class(schedule.workflow)
-        data = structure(schedule.data, cls)
+        data = structure_data(schedule.data, cls)
         if schedule.factory is not None:
             make = _FACTORIES.get(schedule.factory)
             if make is None:
@@ -558,7 +558,8 @@ class _Turn:
         instance_id = instance_id or instance_id_for(schedule.id, tick)
         state = new_state(instance_id, data)
         record = InstanceRecord(id=instance_id, workflow=schedule.workflow,
-                                status=state.status.value, blob=dumps(data, state),
+                                status=state.status.value,
+                                blob=dumps(data, state, check=True),
                                 wake_at=None if schedule.queue else self.now)
         entry = None
         if schedule.queue is not None:

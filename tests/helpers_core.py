@@ -27,6 +27,7 @@ from genflow import (
     ThreadStatus,
     WaitEventStatus,
     WorkflowStatus,
+    cancel,
     dumps,
     handle_callback,
     loads,
@@ -49,6 +50,9 @@ def _failure(state: State) -> GenflowError:
     for thread in state.threads:
         if thread.error:
             return StepError(thread.stmt, thread.id, RuntimeError(thread.error))  # (its repr)
+        if thread.failures:  # (a failure whose thread ended after its cleanup ran)
+            failure = thread.failures[-1]
+            return StepError(failure.step, thread.id, RuntimeError(failure.message))
         for event in thread.events:
             if event.error:
                 return HandlerError("setup", event.event, thread.id, RuntimeError(event.error))
@@ -130,6 +134,18 @@ class Run:
                     # then learns is the failed State, so the run reports it as raised
                     failure = _failure(self.state)
                     raise failure from failure.__cause__
+
+    def cancel(self) -> None:
+        """Cancel, crash-tested like `resume`: after a crash, cancelling again goes on."""
+        self._reload()
+        while True:
+            try:
+                cancel(self.wf, self.state, self._checkpoint, clock=self.clock)
+                return
+            except Crash:
+                self.wf, self.state = loads(self.saved)
+                if self.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                    return
 
     def send(self, event: str, payload: Any = None, thread: str = MAIN_THREAD) -> Any:
         self._reload()

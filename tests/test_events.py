@@ -130,10 +130,13 @@ def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
     assert run.step("order", ORDER) == 3
     assert run.step("count", 41) == 42
     before = run.blob()
-    for wrong in ("5", 5.5, True, None, [5]):  # primitives must match: no str(), int() guessing
+    for wrong in ("5", 5.5, True, [5]):  # primitives must match: no str(), int() guessing
         with pytest.raises(PayloadError, match="does not fit int"):
             run.send("count", wrong)
         assert run.blob() == before
+    with pytest.raises(PayloadError, match="event 'count' needs a payload of type int"):
+        run.send("count", None)
+    assert run.blob() == before
     assert run.step("count", 5) == 6
     assert run.step("words", ["a", "b"]) is None
     assert run.step("ping") == "pong"

@@ -601,8 +601,8 @@ def _lost_problem(run: Run, scenario: Scenario) -> Problem:
     if others:
         details.append(f"Also lost: {others}.")
     details.append("Whatever is not saved is gone when the instance is resumed in another "
-                   "process: keep it in an ordinary attrs field (or register a hook for its type "
-                   "on genflow.codec.converter).")
+                   "process: keep it in an ordinary attrs field (for a type of your own, teach "
+                   "genflow it with genflow.codec.register_hooks(cls, unstructure, structure)).")
     return Problem("not saved", f"Saving and reloading an instance of {scenario.name!r} loses "
                                 f"data {_at(mark, scenario)}.", tuple(details),
                    event=_event_of(mark.op), checkpoint=f"checkpoint #{mark.index}")
