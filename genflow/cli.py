@@ -77,7 +77,7 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     output = engine.send(args.id, args.event, payload, thread=args.thread)
     print(_summary(engine.get(args.id)))
     if output is not None:
-        print(json.dumps(output, default=str, ensure_ascii=False))
+        print(json.dumps(unstructure(output), default=str, ensure_ascii=False))
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -365,7 +365,8 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
     elif kind == "send":
         output = engine.send(target, str(action["event"]), action.get("payload"),
                              thread=action.get("thread"))
-        reply = f" -> {json.dumps(output, default=str)}" if output is not None else ""
+        reply = f" -> {json.dumps(unstructure(output), default=str)}" if output is not None \
+            else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":
         print(f"work: processed {engine.work(until_idle=True)} due instance(s)")

@@ -56,6 +56,7 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
+from genflow.lease import KEEPER
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.retention import RetentionRunner
@@ -190,8 +191,9 @@ class Engine:
         handler that raises, data the handler left unserialisable...) nothing
         is saved. `thread` picks the thread when several wait for the same
         event; `pc` (from a `CallbackRequest`) makes a stale delivery fail.
-        Returns what the handler returned (unstructured). Timers are fired by
-        the clock only: sending a timer's name is refused.
+        Returns what the handler returned, as it returned it (an attrs object
+        stays one: `genflow.codec.unstructure` makes it plain for a wire).
+        Timers are fired by the clock only: sending a timer's name is refused.
         """
         return drive(self._send(instance_id, event, payload, thread, pc, timeout))
 
@@ -444,6 +446,7 @@ class Engine:
         )
         self._record(instance_id, [("start", {"data": unstructure(data)})])
         if run:
+            KEEPER.hold(self, instance_id)
             saver = _Saver(self, record, data, state)
             try:
                 op = self._operation(data, state, saver)
@@ -473,7 +476,7 @@ class Engine:
             output = yield from self._settle(saver, op, op.deliver(req, payload, self.max_moves))
         finally:
             self._release(instance_id, saver.record)
-        return unstructure(output)
+        return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
         record = self._acquire(instance_id, timeout)
@@ -524,6 +527,7 @@ class Engine:
         records = self.store.claim_due(self.owner, now, now + self.lease, limit,
                                        workflows=self.runs())
         for record in records:
+            KEEPER.hold(self, record.id)
             saver = _Saver(self, record, None, None)
             try:
                 wf, state = self._load(record)
@@ -559,7 +563,11 @@ class Engine:
         elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
             saver.flush(wake_at=self.clock(), release=True)
         elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
-            saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
+            # out of attempts: the core recorded it at a checkpoint (on the thread,
+            # unless the failure ended its thread after its cleanup ran)
+            recorded = any(t.error or any(e.error for e in t.events) for t in state.threads)
+            saver.flush(release=True,
+                        error=None if recorded else f"{type(failure).__name__}: {failure}")
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
             saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
@@ -630,6 +638,7 @@ class Engine:
                 time.sleep(wait)
                 continue
             if record is not None:
+                KEEPER.hold(self, instance_id)  # renewed while a long step runs
                 return record
             if time.monotonic() >= deadline:
                 raise ConcurrencyError(
@@ -705,6 +714,7 @@ class Engine:
         this engine held the lease, no one else could have taken it). `record`
         is the instance as this engine last wrote it: if that write already
         dropped the lease (`_settle`), there is nothing to write."""
+        KEEPER.drop(self, instance_id)
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:
