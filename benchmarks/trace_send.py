@@ -57,7 +57,7 @@ def trace() -> dict[str, int]:
         engine.send(iid, "tick", 1)  # warm: caches, prepared statements
         iid = engine.start(Counter())
         statements: list[str] = []
-        store._db.set_trace_callback(statements.append)  # noqa: SLF001 - measuring
+        store._db.set_trace_callback(statements.append)
         counts = {"entries": 0, "cross": 0, "turns": 0, "replays": 0}
         last_side: list[str] = []
 
@@ -86,7 +86,7 @@ def trace() -> dict[str, int]:
             engine.send(iid, "tick", 2)
         finally:
             sys.setprofile(None)
-        store._db.set_trace_callback(None)  # noqa: SLF001
+        store._db.set_trace_callback(None)
         # SQLite's trace reports a statement again for each trigger it fires
         distinct = [s for i, s in enumerate(statements) if i == 0 or s != statements[i - 1]]
         counts["sql"] = sum(1 for s in distinct
