@@ -29,7 +29,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from genflow.codec import converter
 from genflow.state import State
 from genflow.testing.checker import assert_replay_equivalent
-from genflow.testing.runner import Outcome, Run, same_instance
+from genflow.testing.problems import same_instance
+from genflow.testing.records import Outcome
+from genflow.testing.run import Run
 from genflow.testing.scenario import Scenario, Send, as_send
 from genflow.testing.strategies import _start_strategy, can_send, events
 
@@ -122,13 +124,13 @@ class WorkflowMachine(RuleBasedStateMachine):
             raise AssertionError(f"event {outcome.send} was "
                                  f"{'accepted' if outcome.accepted else 'refused'}, but {why}")
         if other.lost:
-            lost = other.lost[0]
-            raise AssertionError(f"{lost.field!r} is {lost.in_memory!r} in memory but "
-                                 f"{lost.loaded!r} after dumps/loads: it is not saved")
+            lost = other.lost[0].difference
+            raise AssertionError(f"{lost.path!r} is {lost.before!r} in memory but "
+                                 f"{lost.after!r} after dumps/loads: it is not saved")
         if other.failure is not None:
             raise AssertionError(f"reloaded at every checkpoint, the workflow failed: "
                                  f"{other.failure.message}")
-        if not same_instance(plain.blob(), other.blob(), type(plain.wf), frozenset(self.ignore)):
+        if not same_instance(plain.blob(), other.blob(), frozenset(self.ignore)):
             raise AssertionError(
                 "the instance saved and reloaded at every checkpoint differs from the one that "
                 f"never stopped:\n  never stopped: {plain.state}\n  reloaded:      {other.state}"

@@ -31,11 +31,13 @@ from hypothesis import strategies as st
 
 from genflow.codec import converter
 from genflow.errors import GenflowError
+from genflow.handlers import TimerHandler, as_handler
 from genflow.registry import workflow_name
 from genflow.replay import as_body, iter_tree
-from genflow.state import State
-from genflow.statements import On, Timeout
-from genflow.testing.runner import Run, input_type, ready_events, wait_events
+from genflow.state import State, ThreadStatus
+from genflow.statements import On, Wait
+from genflow.testing.driver import statement_at
+from genflow.testing.run import Run, ready_events
 from genflow.testing.scenario import Scenario, Send
 
 __all__ = ["events", "payloads", "runs"]
@@ -265,6 +267,35 @@ def _field_types(cls: type) -> dict[str, Any]:
 # -- events ---------------------------------------------------------------------------------
 
 
+def wait_events(wf: Any, state: State) -> dict[str, list[On]]:
+    """For each thread waiting for events: the `On` statements of its `Wait`,
+    found by replaying the definition on the current data."""
+    found: dict[str, list[On]] = {}
+    for thread in state.threads:
+        if thread.status is not ThreadStatus.WAITING_EVENT:
+            continue
+        wait = statement_at(wf, state, thread, Wait)
+        if wait is not None:
+            found[thread.id] = list(wait.events)
+    return found
+
+
+def input_type(on: On) -> Any:
+    """The payload type the event's handler declares (None: no payload)."""
+    try:
+        return getattr(as_handler(on.handler), "input_type", None)
+    except TypeError:
+        return None
+
+
+def is_timer(on: On) -> bool:
+    """Whether the event arrives by itself (a timer: the clock fires it)."""
+    try:
+        return isinstance(as_handler(on.handler), TimerHandler)
+    except TypeError:
+        return False
+
+
 def catalog(wf: Any) -> dict[str, On]:
     """Every event of the workflow's definition (every branch), by name: the first `On`."""
     found: dict[str, On] = {}
@@ -327,7 +358,7 @@ def _event(
     payload = draw(_payload_for(wf, on, event_payloads, types), label=f"payload of {name!r}")
     many = sum(1 for _, n in ready if n == name) > 1
     return Send(name, payload, thread=thread if many else None, awaited=True,
-                timer=isinstance(on, Timeout))
+                timer=is_timer(on))
 
 
 class _NothingToSend(Exception):
