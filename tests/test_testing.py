@@ -301,7 +301,7 @@ def test_runs_sometimes_deliver_what_nobody_waits_for_and_reach_the_end() -> Non
     drawn: list[Any] = []
 
     @settings(max_examples=40, deadline=None, database=None, derandomize=True)
-    @given(runs(Order, payloads=PAY_IN_FULL))
+    @given(runs(Order, payloads=PAY_IN_FULL, unexpected=0.3))
     def collect(scenario) -> None:
         drawn.append(scenario)
 

@@ -47,16 +47,19 @@ from genflow.testing.compare import differences, extra_attributes
 from genflow.testing.determinism import ShapeProblem, compare_shapes, examine, shape
 from genflow.testing.problems import (
     compare_runs,
+    effect_advice,
     failure_problem,
+    key_words,
     lost_problem,
     misdelivery_problems,
+    repeated_effects,
     shape_problem,
 )
 from genflow.testing.records import Mark
 from genflow.testing.report import Problem, ReplayError, ReplayResult
 from genflow.testing.run import Run
 from genflow.testing.scenario import Scenario, Send, as_scenario
-from genflow.testing.words import at, call_words, event_of
+from genflow.testing.words import at, call_words, cap, event_of
 from genflow.validation import validate
 
 __all__ = ["Problem", "ReplayError", "ReplayResult", "assert_replay_equivalent", "check_replay"]
@@ -260,6 +263,12 @@ def _check(scenario: Scenario, options: _Options) -> ReplayResult:
     if plain.failure is not None:
         problems.append(failure_problem(plain, plain.failure, scenario))
     problems.extend(misdelivery_problems(plain))
+    repeated = repeated_effects(plain_effects)
+    if repeated is not None:
+        key, lines = repeated
+        problems.append(Problem(
+            "effect twice", f"{cap(key_words(key))} repeats an outside effect when it is tried "
+            "again.", (*lines, effect_advice(key[0]))))
     if problems:
         return result()
 

@@ -296,31 +296,35 @@ def examine(wf: Any, allow: Iterable[str] = ()) -> tuple[ShapeProblem | None, Sh
 # -- sets of strings, in another order -------------------------------------------------------
 
 
+#: where each set (by its label) was iterated
+Sites = dict[str, list[str]]
+
+
 class _OrderedSet(set):
     """A set of strings that iterates in sorted (or reversed) order, and notes
     where it was iterated."""
 
-    def __init__(self, items: Any, reverse: bool, label: str, sites: list[str]):
+    def __init__(self, items: Any, reverse: bool, label: str, sites: Sites):
         super().__init__(items)
         self.reverse, self.label, self.sites = reverse, label, sites
 
     def __iter__(self) -> Iterator[Any]:
-        self.sites.append(_caller())
+        self.sites.setdefault(self.label, []).append(_caller())
         return iter(sorted(set.__iter__(self), key=repr, reverse=self.reverse))
 
 
 class _OrderedFrozenset(frozenset):
     reverse: bool
     label: str
-    sites: list[str]
+    sites: Sites
 
-    def __new__(cls, items: Any, reverse: bool, label: str, sites: list[str]) -> Any:
+    def __new__(cls, items: Any, reverse: bool, label: str, sites: Sites) -> Any:
         made = super().__new__(cls, items)
         made.reverse, made.label, made.sites = reverse, label, sites
         return made
 
     def __iter__(self) -> Iterator[Any]:
-        self.sites.append(_caller())
+        self.sites.setdefault(self.label, []).append(_caller())
         return iter(sorted(frozenset.__iter__(self), key=repr, reverse=self.reverse))
 
 
@@ -334,7 +338,7 @@ def _hash_ordered(value: Any) -> bool:
             and all(isinstance(item, (str, bytes)) for item in value))
 
 
-def _reorder(value: Any, reverse: bool, label: str, sites: list[str], found: list[str],
+def _reorder(value: Any, reverse: bool, label: str, sites: Sites, found: list[str],
              depth: int = 0) -> Any:
     """`value` with every set of strings in it iterating in a fixed order."""
     if depth > 6:
@@ -368,7 +372,7 @@ def _reorder(value: Any, reverse: bool, label: str, sites: list[str], found: lis
 
 def _set_order_problem(wf: Any, base: Shape, spaces: list[dict[str, Any]]
                        ) -> ShapeProblem | None:
-    sites: list[str] = []
+    sites: Sites = {}
     shapes = []
     for reverse in (False, True):
         found: list[str] = []
@@ -396,9 +400,10 @@ def _set_order_problem(wf: Any, base: Shape, spaces: list[dict[str, Any]]
     diff = compare_shapes(shapes[0], shapes[1], ("in one order", "in another"))
     if diff is None:
         return None
-    where = ", ".join(dict.fromkeys(_short_site(s) for s in sites)) or "(unknown)"
-    return ShapeProblem("set order", diff, f"{', '.join(dict.fromkeys(found))} (iterated at "
-                                           f"{where})")
+    iterated = "; ".join(
+        f"{label} (iterated at {', '.join(dict.fromkeys(_short_site(s) for s in where))})"
+        for label, where in sites.items()) or "(not found)"
+    return ShapeProblem("set order", diff, iterated)
 
 
 def _short_site(site: str) -> str:

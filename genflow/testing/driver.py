@@ -35,6 +35,7 @@ __all__ = [
     "CrashPlan",
     "Recorder",
     "callback_moves",
+    "current_call",
     "effect_happened",
     "has_async_code",
     "resume_moves",
@@ -87,13 +88,25 @@ _running: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
 
 
 class _Running:
-    """The user call running now, as outside effects see it."""
+    """The user call running now, as outside effects see it: which execution
+    (`key`), which attempt of it (a number no other attempt has)."""
 
-    __slots__ = ("crash_after", "effects")
+    __slots__ = ("attempt", "crash_after", "effects", "key")
+    attempts = 0
 
-    def __init__(self, crash_after: int | None):
+    def __init__(self, key: tuple[str, str, str, int], crash_after: int | None):
         self.effects = 0
         self.crash_after = crash_after
+        self.key = key
+        _Running.attempts += 1
+        self.attempt = _Running.attempts
+
+
+def current_call() -> tuple[tuple[str, str, str, int], int] | None:
+    """(the execution's key, the attempt's number) of the user call running now
+    in a checker's run, for outside effects to say who made them; None outside one."""
+    running = _running.get()
+    return None if running is None else (running.key, running.attempt)
 
 
 def effect_happened() -> None:
@@ -170,7 +183,8 @@ class Recorder:
         self.made += 1
         plan = self.crash
         crash_here = plan is not None and plan.call == number
-        running = _Running(plan.effect if crash_here and plan is not None else None)
+        running = _Running((kind, thread, name, pc),
+                           plan.effect if crash_here and plan is not None else None)
 
         def record(ok: bool, crashed: bool = False) -> None:
             self.calls.append(Call(kind, thread, name, pc, ok, op, saved, running.effects,

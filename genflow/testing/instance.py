@@ -102,7 +102,7 @@ class Instance:
         state: State | None = None,
         asynchronous: bool | None = None,
         on_checkpoint: Callable[[CheckpointType], Any] | None = None,
-        on_reload: Callable[[bytes], Any] | None = None,
+        on_reload: Callable[[bytes, bool], Any] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -113,7 +113,8 @@ class Instance:
         self.kinds: list[CheckpointType] = []
         #: called after each checkpoint is recorded; may raise to stop the operation
         self.on_checkpoint = on_checkpoint
-        #: called when an operation goes on from a loaded blob (a reload, a crash)
+        #: called with (blob, crashed) when an operation goes on from a loaded blob:
+        #: a reload, or (crashed) what a store held when a call of user code crashed
         self.on_reload = on_reload
         #: context stamped on each recorded call: (operation number, mark a store held)
         self.context: Callable[[], tuple[int, int]] = lambda: (-1, 0)
@@ -156,9 +157,9 @@ class Instance:
                                                  self.clock, max_moves))
                 break
             except ResumeFrom as reload:
-                self._load(reload.blob)
+                self._load(reload.blob, False)
             except CrashInCall:
-                self._load(self.saved)
+                self._load(self.saved, True)
             if self.finished:
                 break
         self.saved = self.blob()
@@ -177,7 +178,7 @@ class Instance:
                 output = self.recorder.drive(callback_moves(self.wf, self.state, req, payload))
                 break
             except CrashInCall:
-                self._load(self.saved)
+                self._load(self.saved, True)
         self.saved = self.blob()
         return output
 
@@ -198,10 +199,10 @@ class Instance:
             self._round_trip(blob, None)
             self.wf, self.state = loads(blob)
 
-    def _load(self, blob: bytes) -> None:
+    def _load(self, blob: bytes, crashed: bool) -> None:
         self.wf, self.state = loads(blob)
         if self.on_reload is not None:
-            self.on_reload(blob)
+            self.on_reload(blob, crashed)
 
     def _checkpoint(self, kind: CheckpointType) -> None:
         self.kinds.append(kind)

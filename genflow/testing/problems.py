@@ -39,9 +39,12 @@ from genflow.testing.words import (
 __all__ = [
     "compare_runs",
     "data_lines",
+    "effect_advice",
     "failure_problem",
+    "key_words",
     "lost_problem",
     "misdelivery_problems",
+    "repeated_effects",
     "same_instance",
     "shape_problem",
 ]
@@ -156,15 +159,21 @@ def compare_runs(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[s
                 event = a.number
                 break
 
-    # 5. the same outside effects
+    # 5. the same outside effects, none of them twice for one execution
     if not kind and effects is not None:
-        found = _effects_problem(effects[0], effects[1], label)
+        repeated = repeated_effects(effects[1])
+        if repeated is not None:
+            kind = "effect twice"
+            title = f"{crash_words} makes an outside effect happen twice."
+            details.extend(repeated[1])
+            details.append(effect_advice(repeated[0][0]))
+        found = None if kind else _effects_problem(effects[0], effects[1], label)
         if found is not None:
             kind = "effect twice"
             title = f"{crash_words} makes an outside effect happen {found[0]}."
             details.extend(found[1])
             if other.crashed_in is not None:
-                details.append(_idempotency_advice(other.crashed_in))
+                details.append(effect_advice(other.crashed_in.kind))
 
     # 6. and the same end
     if not same_instance(plain.blob(), other.blob(), ignore):
@@ -282,11 +291,35 @@ def _effects_problem(plain: Any, other: Any, label: str) -> tuple[str, list[str]
     return ("twice" if more else "another way"), lines
 
 
-def _idempotency_advice(call: Call) -> str:
-    if call.kind == "step":
-        return ("A step runs again after a crash; an outside system must see the same request "
-                "twice and act once. Fix: pass genflow.current_step().idempotency_key to the "
-                "service (key=...), and let it drop a request it has seen.")
+def repeated_effects(snapshots: Any) -> tuple[tuple[str, str, str, int], list[str]] | None:
+    """An outside effect made by two attempts of one execution of user code (a
+    retry after a failure, a run again after a crash): the execution's key and
+    lines saying which effect, how often."""
+    attempts: dict[tuple[Any, ...], set[int]] = {}
+    for service in snapshots:
+        for effect in service.effects:
+            if effect.by is not None:
+                key, attempt = effect.by
+                attempts.setdefault((key, effect), set()).add(attempt)
+    for (key, effect), made in attempts.items():
+        if len(made) > 1:
+            return key, [f"{effect.words()} happened in {len(made)} attempts of one execution "
+                         f"of {key_words(key)} (the same thread, the same counter)."]
+    return None
+
+
+def key_words(key: tuple[str, str, str, int]) -> str:
+    kind, thread, name, pc = key
+    return call_words(Call(kind, thread, name, pc, True))
+
+
+def effect_advice(kind: str) -> str:
+    """How to make an outside call of a step (or handler) safe to repeat."""
+    if kind == "step":
+        return ("A step runs again after a failure or a crash; an outside system must see the "
+                "same request twice and act once. Fix: pass "
+                "genflow.current_step().idempotency_key to the service (key=...), and let it "
+                "drop a request it has seen.")
     return ("A handler runs again when its event is delivered again after a crash; key the "
             "outside call by the request (instance, thread, event and counter: "
             "f'{req.instance_id}/{req.thread_id}/{req.event}/{req.pc}') so that the service "

@@ -392,7 +392,10 @@ class Run:
         if adopted is not None:
             raise ResumeFrom(adopted)
 
-    def _reloaded(self, blob: bytes) -> None:
+    def _reloaded(self, blob: bytes, crashed: bool) -> None:
+        if crashed and self.redo_from is not None:
+            # the moves the crashed process made since the last save are gone with it
+            del self.trace[self.redo_from + 1:]
         self._stood = (blob, len(self.calls))
 
     def _mark(self, kind: str, where: str | None = None) -> Mark:

@@ -133,12 +133,8 @@ def _py_guards() -> dict[types.CodeType, tuple[str, str]]:
     add(uuid.uuid4, "uuid", "uuid.uuid4()")
     add(os.getenv, "environment", "os.getenv()")
     add(getattr(os, "getenvb", None), "environment", "os.getenvb()")
-    for environ, label in ((os.environ, "os.environ"),
-                           (getattr(os, "environb", None), "os.environb")):
-        if environ is None:
-            continue
-        for method in ("__getitem__", "__iter__", "__len__"):
-            add(getattr(type(environ), method, None), "environment", label)
+    for method in ("__getitem__", "__iter__", "__len__"):  # os.environ and os.environb
+        add(getattr(type(os.environ), method, None), "environment", "os.environ")
     for name, value in vars(secrets).items():
         if isinstance(value, types.FunctionType) and value.__module__ == "secrets":
             add(value, "secrets", f"secrets.{name}()")
@@ -253,7 +249,7 @@ class Sandbox:
                                          f"{arg.__name__}()", frame)
             elif owner is _SHARED_RANDOM or isinstance(owner, random.SystemRandom):
                 shown = "random" if owner is _SHARED_RANDOM else "random.SystemRandom()"
-                self._found("random", f"{shown}.{arg.__name__}()", frame)
+                self._found("random", f"{shown}.{arg.__name__}()", frame, by_entry=True)
         elif event == "call":
             code = frame.f_code
             reads = _PY_GUARDS.get(code)
@@ -272,14 +268,18 @@ class Sandbox:
         name = f"{event}({_short(args[0])})" if args and event == "open" else event
         self._found(category, name, frame)
 
-    def _found(self, category: str, name: str, frame: Any) -> None:
+    def _found(self, category: str, name: str, frame: Any, by_entry: bool = False) -> None:
+        """A read of `category`; with `by_entry`, named after the library function
+        the user called (random.choice rather than the getrandbits inside it)."""
         if self._busy or threading.get_ident() != self._thread:
             return
         self._busy = True
         try:
-            site = _user_site(frame)
+            site, entry = _user_site(frame)
             if site is None:
                 return
+            if entry is not None and by_entry:
+                name = f"{name.partition('.')[0]}.{entry.f_code.co_name}()"
             if self._allowed(category, name, site):
                 return
             code = site.f_code
@@ -335,22 +335,25 @@ def _install_audit_hook() -> None:
     sys.addaudithook(hook)
 
 
-def _user_site(frame: Any) -> Any:
+def _user_site(frame: Any) -> tuple[Any, Any]:
     """The frame that made a guarded call: the first above the guarded library's
-    own frames. None when the call is made on behalf of an allowed module, or
-    by genflow itself (the walk's own machinery)."""
+    own frames, and the outermost of those (the function the user called).
+    (None, None) when the call is made on behalf of an allowed module, or by
+    genflow itself (the walk's own machinery)."""
+    entry = None
     while frame is not None:
         module = frame.f_globals.get("__name__", "") or ""
         if _is_boundary(frame) or frame.f_code in _PY_GUARDS:
-            return None  # genflow's own, or inside a guarded call already counted
+            return None, None  # genflow's own, or inside a guarded call already counted
         top = module.partition(".")[0]
         if top in _MACHINERY or frame.f_code.co_filename.startswith("<frozen os"):
+            entry = frame
             frame = frame.f_back
             continue
         if module.startswith(_ON_BEHALF) or frame.f_code.co_filename.startswith("<frozen"):
-            return None
-        return frame
-    return None
+            return None, None
+        return frame, entry
+    return None, None
 
 
 def _is_boundary(frame: Any) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from genflow.testing.driver import effect_happened
+from genflow.testing.driver import current_call, effect_happened
 
 __all__ = ["Effect", "FakeService", "Fault", "ServiceState"]
 
@@ -47,6 +47,8 @@ class Effect:
     operation: str
     args: str  # the arguments, as the call gave them (repr)
     key: str | None = None
+    #: who made it, in a checker's run: (the execution's key, the attempt's number)
+    by: Any = attrs.field(default=None, eq=False)
 
     def words(self) -> str:
         key = f", key={self.key!r}" if self.key is not None else ""
@@ -99,7 +101,7 @@ class FakeService:
         if fault is not None and not fault.after_effect:
             raise fault.error
         shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-        self._effects.append(Effect(self.name, operation, shown, key))
+        self._effects.append(Effect(self.name, operation, shown, key, current_call()))
         result = f"{self.name}-{len(self._effects)}"
         if key is not None:
             self._done[(operation, key)] = result
