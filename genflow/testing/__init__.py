@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'genflow[test]'") from exc
 
 from genflow.clock import FakeClock
+from genflow.lint import LintWarning, lint
 from genflow.testing.checker import assert_replay_equivalent, check_replay
 from genflow.testing.determinism import explain_shape_problem, shape_problem
 from genflow.testing.instance import MODES, Instance, Unsaved
@@ -52,6 +53,7 @@ __all__ = [
     "FakeService",
     "Fault",
     "Instance",
+    "LintWarning",
     "Problem",
     "ReplayError",
     "ReplayResult",
@@ -64,6 +66,7 @@ __all__ = [
     "check_determinism",
     "check_replay",
     "events",
+    "lint",
     "payloads",
     "runs",
 ]
