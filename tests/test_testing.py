@@ -15,6 +15,7 @@ import enum
 import random
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 
@@ -663,8 +664,6 @@ TestOrderMachine.settings = settings(max_examples=10, stateful_step_count=8, dea
 
 def test_a_machine_with_rules_of_its_own() -> None:
     class Checked(OrderMachine):
-        full_check = True
-
         @genflow.testing.stateful.invariant()  # type: ignore[misc]
         def never_paid_more_than_the_total(self) -> None:
             if self._plain is not None:
@@ -678,10 +677,21 @@ def test_a_machine_finds_the_seeded_bug() -> None:
     class BrokenMachine(WorkflowMachine):
         workflow = BrokenPizza
 
-    with pytest.raises(AssertionError, match="'paid' is True in memory but False after"):
+    with pytest.raises(AssertionError, match="depends on data that is not saved"):
         run_state_machine_as_test(BrokenMachine, settings=settings(
             max_examples=100, stateful_step_count=10, deadline=None, database=None,
             derandomize=True, phases=[Phase.generate]))  # found is enough: no shrinking
+
+
+def test_a_cheap_machine_compares_a_reloaded_copy_and_shows_the_data() -> None:
+    class CheapMachine(WorkflowMachine):
+        workflow = BrokenPizza
+        cheap = True
+
+    with pytest.raises(AssertionError, match="loses data: paid: True in memory, False after"):
+        run_state_machine_as_test(CheapMachine, settings=settings(
+            max_examples=100, stateful_step_count=10, deadline=None, database=None,
+            derandomize=True, phases=[Phase.generate]))
 
 
 # -- the examples -----------------------------------------------------------------------------
@@ -884,3 +894,28 @@ def test_the_instance_is_started_on_a_fresh_copy_of_the_start_data() -> None:
     assert_replay_equivalent(start, [("add", margherita)])
     assert start.items == [] and new_state("x", start).threads[0].id == MAIN_THREAD
     resume(start, new_state("x", start))  # still usable
+
+
+SEEN: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@genflow.workflow("test-testing-runaway")
+@attrs.define(eq=False)
+class Poller:
+    polls: int = 0
+
+    def definition(self):
+        yield For("polling", self not in SEEN, Step("poll", self.poll))
+        yield Wait("done?", On("done", self.poll))
+
+    def poll(self) -> None:
+        self.polls += 1
+        SEEN.add(self)  # outside the data: a reloaded copy is another object
+
+
+def test_a_run_that_loops_where_the_uninterrupted_one_stopped_is_stopped_early() -> None:
+    result = check_replay(Poller(), [], crashes=False, determinism=False, max_moves=100_000)
+    assert result.kinds == ["runs away"]
+    report = result.report()
+    assert "makes the instance run away" in report
+    assert "moves in operation 0 (the start), where the run that never stopped made 3" in report

@@ -171,6 +171,8 @@ class DataWatch:
         if key in self.seen:
             return
         self.seen.add(key)
+        if len(run.events) != len(self.scenario.events):  # a run the machine drives, event by event
+            self.scenario = self.scenario.with_events(run.events)
         try:
             validate(run.wf)
         except DefinitionError as exc:

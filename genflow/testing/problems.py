@@ -116,15 +116,17 @@ def compare_runs(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[s
             where = f"checkpoint #{mark.index} ({at(mark, scenario)})"
             event = event_of(mark.op)
 
-    # 2. a failure in one run only
-    if other.failure is not None and plain.failure is None and not kind:
+    # 2. a failure in one run only (a run that loops where the other stopped first of all)
+    runaway = other.failure is not None and other.failure.kind == "runaway"
+    if runaway and other.failure is not None:
+        kind, title = "runs away", f"{crash_words} makes the instance run away."
+        details.insert(0, f"{cap(label)}: {other.failure.message}")
+        event = event_of(other.failure.op)
+    elif other.failure is not None and plain.failure is None and not kind:
         failure = other.failure
-        kind = "runs away" if failure.kind == "runaway" else "fails after reload"
+        kind = "fails after reload"
         title = f"{crash_words} makes the instance fail: {failure.message}"
         event = event_of(failure.op)
-        if failure.kind == "runaway":
-            title = f"{crash_words} makes the instance run away."
-            details.append(failure.message)
         if isinstance(failure.error, NonDeterminismError):
             details.append("After the reload, the replayed definition no longer has the "
                            "statement the thread stood at: the shape of definition() depends on "
@@ -140,13 +142,15 @@ def compare_runs(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[s
         call, times, before, same_execution = again
         how = ("for one execution (the same thread, the same counter)" if same_execution else
                "(a new execution: the instance went back to a statement it had passed)")
-        details.insert(0, f"{cap(call_words(call))} ran {times} times in {label} {how}, "
-                          f"{before} time{'s' if before != 1 else ''} in the run that never "
-                          "stopped.")
+        details.insert(1 if runaway else 0,
+                       f"{cap(call_words(call))} ran {times} times in {label} {how}, "
+                       f"{before} time{'s' if before != 1 else ''} in the run that never "
+                       "stopped.")
         if not kind:
             where = ""
-        kind = "step ran twice" if call.kind == "step" else "handler ran twice"
-        title = f"{crash_words} makes {call_words(call)} run again."
+        if not runaway:
+            kind = "step ran twice" if call.kind == "step" else "handler ran twice"
+            title = f"{crash_words} makes {call_words(call)} run again."
 
     # 4. the same outcome for every event
     if not kind:

@@ -82,6 +82,13 @@ def ready_events(state: Any) -> list[tuple[str, str]]:
     ]
 
 
+def _op_words(op: int) -> str:
+    if op == 0:
+        return "start"
+    number = (op + 1) // 2
+    return f"delivery of event #{number}" if op % 2 else f"moves after event #{number}"
+
+
 class Run:
     """One instance driven through a scenario under one policy."""
 
@@ -286,6 +293,13 @@ class Run:
                 raise _Stop(Failure("non-determinism", str(exc), op, len(self.trace) - 1, exc)) \
                     from exc
             except MoveLimitError as exc:
+                if self.twin is not None:
+                    theirs = sum(1 for m in self.twin.trace if m.op == op)
+                    raise _Stop(Failure(
+                        "runaway", f"it made {self._budget(op)} moves in operation {op} (the "
+                        f"{_op_words(op)}), where the run that never stopped made {theirs}: "
+                        "stopped there. A loop whose way out the interruption lost?", op,
+                        len(self.trace) - 1, exc)) from exc
                 raise _Stop(Failure("move limit", str(exc), op, len(self.trace) - 1, exc)) from exc
             except SerializationError as exc:
                 raise _Stop(Failure("not saved", str(exc), op, len(self.trace) - 1, exc)) from exc
