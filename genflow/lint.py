@@ -69,6 +69,8 @@ _CLOCK = {
 }
 #: clock reads only without arguments (with them they compute from what is given)
 _CLOCK_WITHOUT = {"time.gmtime": 0, "time.asctime": 0, "time.strftime": 1}
+#: local time unless given a time zone (the second argument, or tz=)
+_LOCAL_TIME = {"datetime.datetime.fromtimestamp"}
 _UUID = {"uuid.uuid1", "uuid.uuid4"}
 _ENVIRONMENT = {"os.environ", "os.environb", "os.getenv", "os.getenvb"}
 _IO_PREFIXES = ("socket.", "requests.", "httpx.", "urllib.request.", "subprocess.",
@@ -93,6 +95,7 @@ class LintWarning:
     col: int
     code: str
     message: str
+    workflow: str = attrs.field(default="", order=False)  # the workflow's registered name
 
     @property
     def category(self) -> str:
@@ -426,7 +429,7 @@ class _Checker:
         via = "" if self.fn.name == "definition" else ", reached from definition()"
         self.found.append(LintWarning(
             self.module.path, line, getattr(node, "col_offset", 0) + 1, code,
-            f"{where} of {self.workflow.name!r}{via} {what}: {detail}"))
+            f"{where} of {self.workflow.name!r}{via} {what}: {detail}", self.workflow.name))
 
     def _call(self, node: ast.Call) -> None:
         name = self.module.resolve(node.func)
@@ -447,6 +450,9 @@ class _Checker:
         argc = len(node.args) + len(node.keywords)
         if name in _CLOCK or (name in _CLOCK_WITHOUT and argc <= _CLOCK_WITHOUT[name]):
             self.warn(node, "GF101", f"{name}()")
+        elif name in _LOCAL_TIME and len(node.args) < 2 and not any(
+                k.arg == "tz" for k in node.keywords):
+            self.warn(node, "GF101", f"{name}() without tz= (local time: the process's TZ)")
         elif name.startswith(("random.", "numpy.random.")) and not (
                 name in ("random.Random", "random.seed") and argc):
             self.warn(node, "GF102", f"{name}()")

@@ -191,7 +191,10 @@ class DataWatch:
             if diff:
                 lost = [d.words(("in memory", "after a reload")) for d in
                         differences(run.wf, loaded)]
-                found = ShapeProblem("unsaved", diff, "; ".join(lost))
+                found = ShapeProblem("unsaved", diff, "; ".join(lost) or (
+                    "nothing in the data itself: the definition reads something that the "
+                    "object in memory has and a copy loaded from the blob has not (its "
+                    "identity, a registry keyed by it)"))
         if found is not None:
             self.problem = shape_problem(found, mark, self.scenario)
             return

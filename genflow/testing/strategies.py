@@ -19,6 +19,7 @@ import contextlib
 import datetime as _dt
 import decimal
 import enum
+import random
 import sys
 import types
 import typing
@@ -510,6 +511,15 @@ def runs(
 
     @st.composite
     def scenario(draw: Callable[..., Any]) -> Scenario:
+        # steps run while drawing may roll dice: the shared `random` is put back after,
+        # so that drawing stays a function of hypothesis's choices
+        state = random.getstate()
+        try:
+            return drawn(draw)
+        finally:
+            random.setstate(state)
+
+    def drawn(draw: Callable[..., Any]) -> Scenario:
         if reset is not None:
             reset()
         for service in fakes:
@@ -523,7 +533,7 @@ def runs(
         # (a loop taken many times before a branch needs length), the others any
         # length (and shrinking goes to the shortest)
         length = draw(st.integers(min_events, longest), label="events")
-        if guide and draw(st.booleans(), label="as long as allowed?"):
+        if guide and draw(st.integers(0, 3), label="as long as allowed?") != 0:
             length = longest
         sends: list[Send] = []
         while len(sends) < length and sim.failure is None and not sim.misdeliveries:
