@@ -13,10 +13,10 @@ issue's figure asks, and must be found on most of them.
 from __future__ import annotations
 
 import pytest
-
 import toolkit_cases
-from genflow.registry import workflow_name
 from toolkit_cases import CASES, Case, check, linted
+
+from genflow.registry import workflow_name
 
 BROKEN = [c for c in CASES if c.broken and c.kind != "rare branch"]
 CORRECT = [c for c in CASES if not c.broken]

@@ -30,9 +30,9 @@ import weakref
 from typing import Any
 
 import attrs
+import toolkit_helpers
 
 import genflow
-import toolkit_helpers
 from genflow import EventHandler, For, Go, If, On, Step, Timeout, Wait, WaitFor, WaitGroup
 from genflow.testing import FakeService, Fault
 
