@@ -152,18 +152,7 @@ def compare_runs(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[s
             kind = "step ran twice" if call.kind == "step" else "handler ran twice"
             title = f"{crash_words} makes {call_words(call)} run again."
 
-    # 4. the same outcome for every event
-    if not kind:
-        for a, b in zip(plain.outcomes, other.outcomes, strict=False):
-            if not a.same_as(b):
-                kind = "diverged"
-                title = f"{crash_words} changes what event #{a.number} {a.send.event!r} gets."
-                details.append(f"The run that never stopped: {outcome_words(a)}.")
-                details.append(f"{cap(label)}: {outcome_words(b)}.")
-                event = a.number
-                break
-
-    # 5. the same outside effects, none of them twice for one execution
+    # 4. the same outside effects, none of them twice for one execution
     if not kind and effects is not None:
         repeated = repeated_effects(effects[1])
         if repeated is not None:
@@ -178,6 +167,17 @@ def compare_runs(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[s
             details.extend(found[1])
             if other.crashed_in is not None:
                 details.append(effect_advice(other.crashed_in.kind))
+
+    # 5. the same outcome for every event
+    if not kind:
+        for a, b in zip(plain.outcomes, other.outcomes, strict=False):
+            if not a.same_as(b):
+                kind = "diverged"
+                title = f"{crash_words} changes what event #{a.number} {a.send.event!r} gets."
+                details.append(f"The run that never stopped: {outcome_words(a)}.")
+                details.append(f"{cap(label)}: {outcome_words(b)}.")
+                event = a.number
+                break
 
     # 6. and the same end
     if not same_instance(plain.blob(), other.blob(), ignore):

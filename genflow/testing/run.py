@@ -395,8 +395,11 @@ class Run:
         mark = self._mark("after_event", f"after event #{number} {send.event!r} was handled "
                                          f"({thread_words(thread)})")
         adopted = self._adoption(mark)
-        if adopted is not None:
+        if adopted is not None and self.twin is not None:
             instance.wf, instance.state = loads(adopted)
+            for theirs in self.twin.outcomes:  # what the handler chose to return, too
+                if theirs.number == number:
+                    self.outcomes[-1] = attrs.evolve(outcome, output=theirs.output)
 
     # -- checkpoints --
 

@@ -335,6 +335,7 @@ def _event(
     unexpected: float | bool,
     stale: list[str] | None = None,
     guide: _Guide | None = None,
+    left: int = 0,
 ) -> Send:
     ons = wait_events(wf, state)
     ready = [(tid, name) for tid, name in ready_events(state) if tid in ons]
@@ -356,7 +357,7 @@ def _event(
     if not ready:
         raise _NothingToSend()
     if guide is not None:
-        thread, name = guide.choose(draw, ready, {t.id: t.stmt for t in state.threads})
+        thread, name = guide.choose(draw, ready, {t.id: t.stmt for t in state.threads}, left)
     else:
         thread, name = draw(st.sampled_from(ready), label="event")
     on = next(o for o in ons[thread] if o.name == name)
@@ -382,29 +383,37 @@ class _Guide:
     so some scenarios favour one event and neglect another), and a loop that
     must go round many times before the way out is taken. For the second, the
     guide learns which events bring a thread back to the statement it waited
-    at (a loop), draws how many times to go round at that statement, takes
-    only looping events until then and only the others after."""
+    at (a loop), and draws, per statement, how long to stay: until the scenario
+    has only a few events left (the commonest draw), or a number of rounds; it
+    takes only looping events until then, and only the others after."""
+
+    #: draws of a stay below this mean "until this many events are left"
+    FILL = 4
 
     def __init__(self, draw: Any, events: Iterable[str], longest: int):
         self.weights = {name: _LEVELS[draw(st.integers(0, len(_LEVELS) - 1),
                                            label=f"weight of {name!r}")] for name in events}
         self.longest = longest
         self.loops: set[tuple[str, str]] = set()  # (statement, event) that came back there
-        self.stay: dict[str, int] = {}  # times round a statement's loop before leaving
+        self.stay: dict[str, int] = {}  # a draw per statement, see FILL
         self.rounds: dict[str, int] = {}
 
-    def choose(self, draw: Any, ready: list[tuple[str, str]], where: dict[str, str]
-               ) -> tuple[str, str]:
+    def choose(self, draw: Any, ready: list[tuple[str, str]], where: dict[str, str],
+               left: int) -> tuple[str, str]:
         looping = [(t, n) for t, n in ready if (where.get(t, ""), n) in self.loops]
         candidates = ready
         if looping:
             stmt = where[looping[0][0]]
             if stmt not in self.stay:
-                self.stay[stmt] = draw(st.integers(0, self.longest), label=f"rounds of {stmt!r}")
-            if self.rounds.get(stmt, 0) < self.stay[stmt]:
-                candidates = looping
+                self.stay[stmt] = draw(st.integers(0, self.FILL + self.longest),
+                                       label=f"stay at {stmt!r}")
+            stay = self.stay[stmt]
+            if stay < self.FILL:
+                staying = left > stay + 1
             else:
-                candidates = [c for c in ready if c not in looping] or ready
+                staying = self.rounds.get(stmt, 0) < stay - self.FILL
+            leaving = [c for c in ready if c not in looping] or ready
+            candidates = looping if staying else leaving
         return _weighted(draw, candidates, self.weights)
 
     def learn(self, before: str, event: str, after: str | None) -> None:
@@ -529,18 +538,18 @@ def runs(
         sim = Run(base, policy="plain", start_time=start_time, step_retries=0).run()
         longest = max(min_events, max_events)
         steer = _Guide(draw, catalog(sim.wf), longest) if guide else None
-        # the length first, then the events: half the scenarios as long as allowed
-        # (a loop taken many times before a branch needs length), the others any
-        # length (and shrinking goes to the shortest)
-        length = draw(st.integers(min_events, longest), label="events")
-        if guide and draw(st.integers(0, 3), label="as long as allowed?") != 0:
-            length = longest
+        # the length first, then the events. Guided, three in four scenarios are as long
+        # as allowed (a loop taken many times before a branch needs length): one draw,
+        # mapped so that smaller still means shorter, for shrinking
+        spread = (longest - min_events) * (4 if steer is not None else 1)
+        length = min(longest, draw(st.integers(min_events, min_events + spread),
+                                   label="events"))
         sends: list[Send] = []
         while len(sends) < length and sim.failure is None and not sim.misdeliveries:
             stale = sorted({r.event for r in _stale_requests(sim)}) if _odds(unexpected) else []
             try:
                 send = draw(_event(sim.wf, sim.state, event_payloads, type_strategies,
-                                   unexpected, stale, steer))
+                                   unexpected, stale, steer, length - len(sends)))
             except _NothingToSend:
                 break
             except GenflowError:
