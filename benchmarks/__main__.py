@@ -17,7 +17,8 @@ WORKLOADS = {
     "scale": "scale",
 }
 OPTIONAL = {"w3": "w3_durable_steps", "w4": "w4_batch", "postgres": "postgres_workers",
-            "check": "deploy_check", "journal": "journal_cost", "icount": "instructions"}
+            "check": "deploy_check", "journal": "journal_cost", "icount": "instructions",
+            "report": "report_scale", "paging": "console_paging"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """W4 "batch": 10,000 instances of (3 steps, wait one event, 1 step), all started,
 one event each, driven to Finished with the SQLite store.
 
-Instances per second, in one process and with the batch driver's processes.
+Instances per second, in one process and with the batch driver's processes, and
+in one process with the progress lines on (written to a file, as to a CI log:
+what they cost, counting the work due before the last phase included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -39,12 +42,14 @@ class Small:
         self.n += 10
 
 
-def _one_run(instances: int, processes: int) -> float:
+def _one_run(instances: int, processes: int, progress: bool = False) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'w4.db'}"
         starts = [(f"i{k}", Small()) for k in range(instances)]
         events = [(f"i{k}", "go", None) for k in range(instances)]
-        result = drive(url, starts=starts, events=events, processes=processes, progress=False)
+        with open(Path(tmp) / "progress.log", "w") as log, contextlib.redirect_stderr(log):
+            result = drive(url, starts=starts, events=events, processes=processes,
+                           progress=progress)
         store = SQLiteStore(Path(tmp) / "w4.db")
         finished = store.count(status="finished")
         store.close()
@@ -61,4 +66,7 @@ def run(quick: bool = False) -> list[Figure]:
         samples = [_one_run(instances, processes) for _ in range(1 if quick else 3)]
         figures.append(figure("W4 batch", f"{instances:,} instances, {processes} process(es)",
                               samples, unit="inst/s", note="start + 1 event + finish, SQLite"))
+    samples = [_one_run(instances, 1, progress=True) for _ in range(1 if quick else 3)]
+    figures.append(figure("W4 batch", f"{instances:,} instances, 1 process, progress lines on",
+                          samples, unit="inst/s", note="the same, written to a log file"))
     return figures

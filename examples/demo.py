@@ -36,10 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from examples.pizza import CONFIRM_WITHIN, PaymentStatus, PizzaOrder, Stage
-from genflow import EventError, GenflowError, WorkflowStatus
+from genflow import Engine, EventError, GenflowError, WorkflowStatus, open_store
 from genflow.clock import FakeClock, system_clock
-from genflow.engine import Engine
-from genflow.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 ME = f"process {os.getpid()}"

@@ -3,9 +3,20 @@
 A workflow is an attrs class whose `definition()` yields statements. genflow
 persists only the data and each thread's program counter, and resumes an
 instance by replaying the deterministic definition to the saved statement.
+
+What a workflow author uses is here (`__all__`): the statements, `workflow`,
+`Engine` and `open_store`, `Retry`, the handler base, `current_step`,
+`FakeClock`, and the errors one catches (every error: `genflow.errors`). The
+layer the engine is built on, pure operations on an instance's data and
+`State`, is `genflow.lowlevel`; its names are importable from here too, as the
+design contract names them (`genflow.resume`, `genflow.State`, ...).
 """
 
-from genflow.codec import dumps, loads
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from genflow.clock import FakeClock
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
@@ -17,7 +28,9 @@ from genflow.errors import (
     EventNotReadyError,
     GenflowError,
     HandlerError,
+    InstanceFailedError,
     InstanceNotFoundError,
+    InvalidIdError,
     MoveError,
     MoveLimitError,
     NonDeterminismError,
@@ -26,39 +39,44 @@ from genflow.errors import (
     SerializationError,
     StaleCallbackError,
     StepError,
+    StoreError,
     UnknownEventError,
     UnknownThreadError,
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
 from genflow.handlers import EventHandler, Handler
-from genflow.registry import workflow
-from genflow.replay import walk
-from genflow.runtime import (
-    StepContext,
-    cancel,
-    cancel_async,
-    current_step,
-    diagnose,
-    handle_callback,
-    handle_callback_async,
-    move,
-    move_async,
-    resume,
-    resume_async,
-)
-from genflow.state import (
+from genflow.lowlevel import (
     MAIN_THREAD,
     CallbackRequest,
     CheckpointType,
+    Location,
     State,
     Thread,
     ThreadStatus,
     WaitEvent,
     WaitEventStatus,
     WorkflowStatus,
+    cancel,
+    cancel_async,
+    deliver,
+    deliver_async,
+    diagnose,
+    dumps,
+    handle_callback,
+    handle_callback_async,
+    loads,
+    locate,
+    move,
+    move_async,
     new_state,
+    resume,
+    resume_async,
+    validate,
+    walk,
 )
+from genflow.registry import workflow
+from genflow.runtime import StepContext, current_step
 from genflow.statements import (
     Break,
     Case,
@@ -79,78 +97,51 @@ from genflow.statements import (
     WaitFor,
     WaitGroup,
 )
-from genflow.validation import validate
+
+if TYPE_CHECKING:
+    from genflow.engine import Engine, Instance
+    from genflow.stores import open_store
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MAIN_THREAD",
-    "Break",
-    "CallbackRequest",
-    "Case",
-    "CheckpointType",
-    "ConcurrencyError",
-    "Continue",
-    "CorruptStateError",
-    "Default",
-    "DefinitionError",
-    "DuplicateInstanceError",
-    "DuplicateThreadError",
-    "EmptyLoopError",
-    "EventError",
-    "EventHandler",
-    "EventNotReadyError",
-    "For",
-    "GenflowError",
-    "Go",
-    "Handler",
-    "HandlerError",
-    "If",
-    "InstanceNotFoundError",
-    "MoveError",
-    "MoveLimitError",
-    "NonDeterminismError",
-    "NotWaitingError",
-    "On",
-    "PayloadError",
-    "Retry",
-    "Return",
-    "S",
-    "Section",
-    "SerializationError",
-    "StaleCallbackError",
-    "State",
-    "Step",
-    "StepContext",
-    "StepError",
-    "Switch",
-    "Thread",
-    "ThreadStatus",
-    "Timeout",
-    "UnknownEventError",
-    "UnknownThreadError",
-    "UnknownWorkflowError",
-    "Wait",
-    "WaitEvent",
-    "WaitEventStatus",
-    "WaitFor",
-    "WaitGroup",
+# The engine and the stores load on first use: `import genflow` stays the core
+# (a process that only replays definitions, or a test of them, loads no store).
+_LAZY = {"Engine": "genflow.engine", "Instance": "genflow.engine",
+         "open_store": "genflow.stores"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [  # noqa: RUF022 - grouped by what they are for
+    # statements
+    "Break", "Case", "Continue", "Default", "For", "Go", "If", "On", "Retry", "Return",
+    "S", "Section", "Step", "Switch", "Timeout", "Wait", "WaitFor", "WaitGroup",
+    # writing and running workflows
+    "Engine", "EventHandler", "FakeClock", "Handler", "Instance", "StepContext",
+    "current_step", "open_store", "workflow",
+    # the errors a caller catches (all of them: genflow.errors)
+    "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
+    "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
+    "NonDeterminismError", "PayloadError", "StepError", "StoreError", "UnknownEventError",
     "WorkflowFinishedError",
-    "WorkflowStatus",
-    "cancel",
-    "cancel_async",
-    "current_step",
-    "diagnose",
-    "dumps",
-    "handle_callback",
-    "handle_callback_async",
-    "loads",
-    "move",
-    "move_async",
-    "new_state",
-    "resume",
-    "resume_async",
-    "validate",
-    "walk",
-    "workflow",
 ]
+
+# importable from here as the design contract names them; documented in genflow.lowlevel
+_CONTRACT = (
+    MAIN_THREAD, CallbackRequest, CheckpointType, Location, State, Thread, ThreadStatus,
+    WaitEvent, WaitEventStatus, WorkflowStatus, cancel, cancel_async, deliver, deliver_async,
+    diagnose, dumps, handle_callback, handle_callback_async, loads, locate, move, move_async,
+    new_state, resume, resume_async, validate, walk, CorruptStateError, DuplicateThreadError,
+    EmptyLoopError, EventNotReadyError, InvalidIdError, MoveError, MoveLimitError,
+    NotWaitingError, SerializationError, StaleCallbackError, UnknownThreadError,
+    UnknownWorkflowError,
+)

@@ -3,7 +3,9 @@
 `drive()` runs each phase in this process or, with `processes > 1`, in forked
 worker processes that share the store (SQLite file or PostgreSQL). Nothing is
 pickled: children inherit the work list by forking and report progress through
-a shared counter; everything else goes through the store.
+a shared counter; everything else goes through the store. Each phase has its
+progress line (`Progress`): the run-until-idle phase's total is the work due
+when it begins, and grows if more falls due while it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import attrs
 
 from genflow.engine import Engine
 from genflow.errors import GenflowError
+from genflow.state import WorkflowStatus
 from genflow.stores import open_store
 
 __all__ = ["BatchResult", "Progress", "drive"]
@@ -37,28 +40,80 @@ class BatchResult:
 
 
 class Progress:
-    """A one-line progress bar on a terminal (or quiet, with `enabled=False`)."""
+    """One phase's progress: a bar, done of total, the phase's own rate, the time
+    elapsed and the time left (or quiet, with `enabled=False`).
 
-    def __init__(self, total: int, label: str, *, enabled: bool = True, out: TextIO | None = None):
-        self.total = max(total, 1)
+    On a terminal the line is redrawn in place (a carriage return) at most five
+    times a second. Anywhere else (a pipe, a file, a CI log) each update is a
+    plain line of its own, one every `every` seconds and a last one at the end:
+    no carriage returns to garble the log. `total` may grow while the phase runs
+    (work that falls due meanwhile), or be None when it cannot be known: then
+    there is a count but no bar and no ETA. The rate is the phase's: what it
+    has done over the time since it began, in its own `unit`.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, total: int | None, label: str, *, unit: str = "items",
+                 enabled: bool = True, out: TextIO | None = None, tty: bool | None = None,
+                 every: float = 10.0, clock: Callable[[], float] = time.perf_counter):
+        self.total = total
         self.label = label
+        self.unit = unit
         self.enabled = enabled
         self.out = out or sys.stderr
-        self.started = time.perf_counter()
-        self.last = 0.0
+        self.tty = _isatty(self.out) if tty is None else tty
+        self.every = 0.2 if self.tty else every
+        self.clock = clock
+        self.started = clock()
+        self.last = self.started
+        self.drawn = 0  # the length of the line on the terminal now
 
     def show(self, done: int, *, final: bool = False) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (not final and now - self.last < 0.2):
+        """Report `done` items (at most one update per interval, unless `final`)."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not final and now - self.last < self.every:
             return
         self.last = now
-        width = 30
-        filled = int(width * min(done, self.total) / self.total)
-        rate = done / (now - self.started) if now > self.started else 0.0
-        bar = "#" * filled + "." * (width - filled)
-        end = "\n" if final else ""
-        self.out.write(f"\r{self.label:<8} [{bar}] {done:,}/{self.total:,} {rate:,.0f}/s{end}")
+        line = self.line(done, now - self.started, final=final)
+        if self.tty:  # redraw in place, blanking what a longer line left
+            self.out.write("\r" + line.ljust(self.drawn) + ("\n" if final else ""))
+            self.drawn = 0 if final else len(line)
+        else:
+            self.out.write(line + "\n")
         self.out.flush()
+
+    def line(self, done: int, elapsed: float, *, final: bool = False) -> str:
+        """The text of one update: `done` items after `elapsed` seconds."""
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.label:<7}"]
+        total = None if self.total is None else max(self.total, done)
+        if total is None:
+            parts.append(f"{done:,}")
+        else:
+            filled = self.WIDTH * done // total if total else self.WIDTH
+            parts.append(f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done:,}/{total:,}")
+        parts.append(f"{rate:,.{1 if rate < 10 else 0}f} {self.unit}/s")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        if not final and total is not None:
+            parts.append(f"ETA {_duration((total - done) / rate) if rate else '?'}")
+        return "  ".join(parts)
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # no such method; a closed file
+        return False
+
+
+def _duration(seconds: float) -> str:
+    """`0:07`, `12:34`, `1:02:03`: minutes and seconds, hours when there are any."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
 # The work of the current job: set before forking so children inherit it.
@@ -96,12 +151,12 @@ def drive(
     began = time.perf_counter()
     if processes > 1:  # create and migrate the store once, before the workers open it
         open_store(store).close()
-    failed = _phase(store, make, "start", list(starts), processes, progress, _start_one,
-                    commit_every)
-    failed += _phase(store, make, "events", list(events), processes, progress, _send_one,
-                     commit_every)
+    failed = _phase(store, make, "start", "starts", list(starts), processes, progress,
+                    _start_one, commit_every)
+    failed += _phase(store, make, "events", "events", list(events), processes, progress,
+                     _send_one, commit_every)
     with open_store(store) as opened:
-        moved = _work(make(opened), processes, store, make, commit_every)
+        moved = _work(make(opened), processes, store, make, commit_every, progress)
     return BatchResult(len(starts), len(events), moved, failed, time.perf_counter() - began)
 
 
@@ -114,13 +169,13 @@ def _send_one(engine: Engine, item: tuple[str, str, Any]) -> None:
 
 
 def _phase(
-    store: str, make: Callable[[Any], Engine], label: str, items: list[Any],
+    store: str, make: Callable[[Any], Engine], label: str, unit: str, items: list[Any],
     processes: int, progress: bool, action: Callable[[Engine, Any], None], commit_every: int,
 ) -> int:
     """Run `action` on every item; returns how many raised a GenflowError."""
     if not items:
         return 0
-    bar = Progress(len(items), label, enabled=progress)
+    bar = Progress(len(items), label, unit=unit, enabled=progress)
     if processes == 1:
         with open_store(store) as opened:
             failed = _apply(make(opened), items, action, commit_every, bar.show)
@@ -179,8 +234,9 @@ def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
         failures.value += failed
 
 
-def _drain(engine: Engine, commit_every: int) -> int:
-    """Run due work until nothing is due, `commit_every` instances to a commit."""
+def _drain(engine: Engine, commit_every: int, report: Callable[[int], None]) -> int:
+    """Run due work until nothing is due, `commit_every` instances to a commit;
+    `report(moved)` after each commit with how many this call has moved so far."""
     total = 0
     while True:
         with engine.store.transaction():
@@ -188,26 +244,69 @@ def _drain(engine: Engine, commit_every: int) -> int:
         if not moved:
             return total
         total += moved
+        report(total)
+
+
+#: The most records `_due` reads to count the work due (beyond: the total is unknown).
+DUE_SCAN_LIMIT = 100_000
+
+
+def _due(engine: Engine, page: int = 2000) -> int | None:
+    """How many instances this engine runs are due now (their `wake_at` has come):
+    the run-until-idle phase's total. Reads at most `DUE_SCAN_LIMIT` records of the
+    statuses that can be due (None beyond: a store that big is left uncounted)."""
+    store, runs, now = engine.store, engine.runs(), engine.clock()
+    due = read = 0
+    for status in (WorkflowStatus.RESUMING, WorkflowStatus.WAITING, WorkflowStatus.CANCELLED):
+        after = None
+        while True:
+            rows = store.list(status=status.value, limit=page, after=after)
+            due += sum(1 for r in rows
+                       if r.workflow in runs and r.wake_at is not None and r.wake_at <= now)
+            read += len(rows)
+            if read > DUE_SCAN_LIMIT:
+                return None
+            if len(rows) < page:
+                break
+            after = rows[-1].id
+    return due
 
 
 def _work(engine: Engine, processes: int, store: str, make: Callable[[Any], Engine],
-          commit_every: int) -> int:
+          commit_every: int, progress: bool) -> int:
     """Run due work until idle, in `processes` processes sharing the store."""
+    total = _due(engine) if progress else None
+    bar = Progress(total, "work", unit="runs", enabled=progress)
     if processes == 1:
-        return _drain(engine, commit_every)
-    ctx = multiprocessing.get_context("fork")
-    moved = ctx.Value("q", 0)
-    workers = [ctx.Process(target=_work_child, args=(store, make, commit_every, moved))
-               for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return int(moved.value)
+        moved = _drain(engine, commit_every, bar.show)
+    else:
+        ctx = multiprocessing.get_context("fork")
+        shared = ctx.Value("q", 0)
+        workers = [ctx.Process(target=_work_child, args=(store, make, commit_every, shared))
+                   for _ in range(processes)]
+        for worker in workers:
+            worker.start()
+        while any(w.is_alive() for w in workers):
+            bar.show(shared.value)
+            time.sleep(0.05)
+        for worker in workers:
+            worker.join()
+            if worker.exitcode != 0:
+                raise GenflowError(f"batch worker exited with code {worker.exitcode}")
+        moved = int(shared.value)
+    if moved or total:
+        bar.show(moved, final=True)
+    return moved
 
 
-def _work_child(store: str, make: Callable[[Any], Engine], commit_every: int, moved: Any) -> None:
+def _work_child(store: str, make: Callable[[Any], Engine], commit_every: int,
+                moved: Any) -> None:
+    reported = [0]
+
+    def report(count: int) -> None:
+        with moved.get_lock():
+            moved.value += count - reported[0]
+        reported[0] = count
+
     with open_store(store) as opened:
-        count = _drain(make(opened), commit_every)
-    with moved.get_lock():
-        moved.value += count
+        _drain(make(opened), commit_every, report)

@@ -1,5 +1,5 @@
 """The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
-graph, report.
+move, check, history, graph, report.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
@@ -9,18 +9,25 @@ current directory by default. `--store` and `--app` may come before or after
 the command.
 
 User mistakes (an unknown workflow, instance or event, bad JSON, a payload that
-does not fit, a finished instance, a wrong store URL, a missing module) print
-one line, `genflow: error: ...`, on stderr and exit with status 1 (2 for a
-malformed command line), never a traceback.
+does not fit, a finished instance, a wrong store URL, a missing module, a
+malformed command line) print one line, `genflow: error: ...`, on stderr and
+exit with status 2, never a traceback; status 1 is a finding (`check` found
+instances the installed code would strand).
+
+The commands that only read (list, show, report, check, history) open the
+store read-only: they write nothing, and a missing SQLite file or a mistyped
+path is an error, never a new empty store.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -31,10 +38,12 @@ from typing import Any, NoReturn
 
 import attrs
 
+import genflow
+from genflow.clock import system_clock
 from genflow.codec import explain, structure, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
-from genflow.errors import GenflowError, UnknownWorkflowError
+from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
 
@@ -70,7 +79,22 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
-    instance = engine.get(args.id)
+    try:
+        instance = engine.get(args.id)
+    except (CorruptStateError, UnknownWorkflowError) as exc:
+        # an instance a worker set aside (or one this process cannot load): what
+        # the row says, and why it cannot be shown whole
+        record = engine.store.get(args.id)
+        print(f"instance {record.id} of workflow {record.workflow!r}: {record.status.upper()}, "
+              "cannot be loaded")
+        print(f"  why: {exc}")
+        if record.error:
+            print(f"  recorded: {record.error}")
+        print(f"  last changed {when(record.updated_at, system_clock())}"
+              if record.updated_at else "  never changed")
+        print("  to go on: repair the row's blob (or install the code that wrote it), then "
+              f"`genflow retry {record.id}`")
+        raise CheckFailed(f"instance {record.id!r} cannot be loaded") from exc
     if args.diagram or args.format or args.output:
         if args.json:
             raise UsageError("show takes --json or --diagram, not both")
@@ -163,6 +187,8 @@ def cmd_check(engine: Engine, args: argparse.Namespace) -> None:
         if processes == 1:
             raise
         report = check_store(engine.store, workflow=args.workflow)  # a store in one process
+    for warning in report.warnings:
+        _warn(warning)
     print(report.format(examples=args.examples))
     if not report.ok:
         raise CheckFailed(f"the deploy check failed: {len(report.grouped())} statement(s) "
@@ -208,6 +234,18 @@ def cmd_graph(engine: Engine | None, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
     data = _data(args.workflow, fields)
     _write_diagram(build_graph(data, workflow=args.workflow), args)
+
+
+def cmd_serve(engine: Engine, args: argparse.Namespace) -> None:
+    """The web console and HTTP API (genflow.web), until interrupted."""
+    from genflow.web.serve import serve
+
+    print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
+          f"{args.store}", file=sys.stderr, flush=True)
+    serve(engine, host=args.host, port=args.port, token_file=args.token_file,
+          secret_file=args.secret_file, insecure_local=args.insecure_local,
+          max_body=args.max_body, root_path=args.root_path,
+          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url)
 
 
 def cmd_report(engine: Engine, args: argparse.Namespace) -> None:
@@ -295,7 +333,7 @@ def _actions(name: str) -> Iterator[tuple[str, dict[str, Any] | UsageError]]:
     else:
         path = Path(name)
         if not path.is_file():
-            raise UsageError(f"no such file: {path}")
+            raise UsageError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
         try:
             lines, label = path.read_text(encoding="utf-8").splitlines(), str(path)
         except (OSError, UnicodeDecodeError) as exc:
@@ -374,10 +412,13 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "move": cmd_move,
     "check": cmd_check,
     "history": cmd_history,
+    "serve": cmd_serve,
     "lint": cmd_lint,
 }
 #: Commands that need no store.
 STORELESS = {"graph", "lint"}
+#: Commands that only read the store: it is opened read-only (nothing written or created).
+READONLY = {"list", "show", "report", "check", "history"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -498,6 +539,9 @@ def _import_path(app: str) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line on stderr (and the usual exit status 2)."""
 
+    #: the commands' own parsers, so that a mistake after a command points at its --help
+    commands: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"genflow: error: {message} (see `{self.prog} --help`)\n")
 
@@ -513,17 +557,60 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                              "default: $GENFLOW_APP, comma-separated)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The modules a compiled build of genflow would ship as extension modules: the hot path.
+COMPILED_CANDIDATES = ("genflow.replay", "genflow.runtime", "genflow.state", "genflow.codec")
+
+
+def build() -> str:
+    """Which build of genflow is running: "pure Python", or "compiled" and which modules.
+
+    Told from the modules as loaded, not from how the package was installed, so
+    that a stray `.py` tree shadowing a compiled wheel shows up here.
+    """
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = [name for name in COMPILED_CANDIDATES
+                if (importlib.import_module(name).__file__ or "").endswith(suffixes)]
+    if not compiled:
+        return "pure Python"
+    return "compiled: " + ", ".join(name.rpartition(".")[2] for name in compiled)
+
+
+def version_text() -> str:
+    """`genflow --version`: genflow's version, its build, the Python and where it lives."""
+    return (f"genflow {genflow.__version__} ({build()}) on "
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"from {Path(genflow.__file__).parent}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (it imports the core modules)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
+def build_parser() -> _Parser:
     parser = _Parser(prog="genflow", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print genflow's version and build (pure Python or compiled)")
     _global_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
+    parser.commands = {}
+
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         _global_options(p, "sub_")
+        parser.commands[name] = p
         return p
 
     p = command("start", "start an instance of a workflow (runs it until it waits)")
@@ -549,14 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
     p.add_argument("--waiting", metavar="EVENT", help="only instances waiting for this event")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
+    p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
 
     p = command("worker", "run due work (resumes, retries, timers) until stopped")
     p.add_argument("--until-idle", "--once", dest="until_idle", action="store_true",
                    help="return when nothing is due")
-    p.add_argument("--idle-sleep", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--idle-sleep", type=_seconds, default=1.0, metavar="SECONDS",
                    help="longest sleep between looks for due work (default 1)")
-    p.add_argument("--batch", type=int, default=100, help="instances claimed at a time")
+    p.add_argument("--batch", type=_count(1), default=100, help="instances claimed at a time")
 
     p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
     p.add_argument("file")
@@ -578,9 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "deploy check: would the installed code strand in-flight instances?")
     p.add_argument("--workflow", help="only this workflow")
-    p.add_argument("--processes", type=int, default=0,
-                   help="checker processes (default: the CPUs, at most 4)")
-    p.add_argument("--examples", type=int, default=3, help="instance ids shown per statement")
+    p.add_argument("--processes", type=_count(0), default=0,
+                   help="checker processes (default 0: the CPUs, at most 4)")
+    p.add_argument("--examples", type=_count(0), default=3,
+                   help="instance ids shown per statement")
 
     p = command("lint", "static check: what definitions read besides their data (nothing runs)")
     p.add_argument("paths", nargs="+", metavar="PATH", help=".py files or directories")
@@ -599,7 +687,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the directory to write index.html (and the diagrams' files) in")
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
+    p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
+
+    p = command("serve", "the web console and JSON HTTP API (needs genflow[web])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token-file", metavar="FILE",
+                   help="the access token (default: $GENFLOW_WEB_TOKEN)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="the secret that signs sessions and callback URLs "
+                        "(default: $GENFLOW_WEB_SECRET, else random per process)")
+    p.add_argument("--insecure-local", action="store_true",
+                   help="serve without a token, on loopback only")
+    p.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                   help="largest request body (default 1 MiB)")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a reverse proxy serves the console under")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="trust X-Forwarded-* headers from these proxies (comma-separated)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL outside systems reach the server by, for callback URLs "
+                        "(default: $GENFLOW_WEB_URL)")
     return parser
 
 
@@ -622,31 +730,41 @@ blank lines and lines starting with # are skipped"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.store = (getattr(args, "sub_store", None) or args.store
-                  or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        if not _is_text(arg):
+            parser.error(f"argument {arg!r} is not UTF-8 text (ids, names and URLs are stored "
+                         "as text): check the shell's encoding")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    store = getattr(args, "sub_store", None)
+    store = args.store if store is None else store
+    if store == "":
+        parser.error("--store is empty (an unset shell variable?): give a store URL")
+    args.store = store or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE
     apps = (args.app or []) + (getattr(args, "sub_app", None) or [])
     if not apps:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
-        if args.command not in ("list", "worker", "report", "history", "lint"):
+        if args.command not in ("list", "worker", "report", "history", "serve", "lint"):
             _need_workflows()
         if args.command in STORELESS:
             COMMANDS[args.command](None, args)  # type: ignore[arg-type]
             return 0
         from genflow.stores import open_store
 
-        with open_store(args.store) as store:
+        with open_store(args.store, readonly=args.command in READONLY) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
-    except UnknownWorkflowError as exc:
-        known = ", ".join(sorted(registered())) or "none"
-        _error(f"{exc} (known workflows: {known}; name the module that defines it with --app)")
+    except CheckFailed as exc:  # a finding, not a mistake
+        _error(str(exc))
         return 1
     except GenflowError as exc:
         _error(str(exc))
-        return 1
+        return 2
     except (KeyboardInterrupt, _Interrupted):
         _error("interrupted")
         return 130
@@ -656,9 +774,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` can be stored as text: a command-line argument that was not
+    UTF-8 arrives with lone surrogates (Python's surrogateescape)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (0 would make a worker spin)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
 def _error(message: str) -> None:
     line = " ".join(message.split())  # one line, whatever the message holds
     print(f"genflow: error: {line}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"genflow: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

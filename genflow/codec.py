@@ -2,7 +2,7 @@
 
 A blob is a msgpack array, the *envelope*: ``["genflow", FORMAT, workflow name,
 data, state]``. The data goes through cattrs; the `State`, genflow's own and the
-same for every workflow, is written by hand as nested arrays (format 2): four
+same for every workflow, is written by hand as nested arrays (format 2 and 3): four
 times smaller and several times faster than cattrs' dicts, on the path of every
 checkpoint. Format 1 blobs (the State as a dict) still load.
 
@@ -57,8 +57,8 @@ __all__ = [
 ]
 
 MAGIC = "genflow"
-FORMAT = 2
-_READS = (1, 2)
+FORMAT = 3
+_READS = (1, 2, 3)
 #: blobs larger than this are refused on load (and on dump): a guard against
 #: reading a corrupt length prefix as a request for gigabytes.
 MAX_BLOB_SIZE = 64 * 1024 * 1024
@@ -280,13 +280,20 @@ def dumps(wf: Any, state: State) -> bytes:
 def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
     """Load an instance from `dumps` bytes: `(data, state)`.
 
-    `workflows` maps names to classes (default: every registered workflow).
+    `workflows` maps names to the only classes the blob may be an instance of
+    (default: every registered workflow).
     Anything that is not a well-formed genflow blob raises `CorruptStateError`.
     """
     name, raw_data, raw_state = _open_envelope(data)
-    cls = workflows.get(name) if workflows is not None else None
-    if cls is None:
+    if workflows is None:
         cls = workflow_class(name)
+    else:  # only these: a blob of another workflow must not run that workflow's code
+        found = workflows.get(name)
+        if found is None:
+            raise CorruptStateError(
+                f"the blob holds an instance of workflow {name!r}, not of "
+                f"{' or '.join(repr(w) for w in sorted(workflows))}")
+        cls = found
     try:
         wf = structure(raw_data, cls)
     except Exception as exc:
@@ -325,17 +332,23 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
     return name, raw_data, raw_state
 
 
-# -- the State as nested arrays (format 2) ---------------------------------------------------
+# -- the State as nested arrays (formats 2 and 3) ---------------------------------------------
 #
 # State:  [id, workflow, status, pc, [thread...]]
-# Thread: [id, stmt, status, pc, path, [event...], handled, [[go, thread_id, path]...], since]
-# Event:  [event, status, handled, error, due, req.pc, req.setup_data]
+# Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
+#          (format 3, only when the step has failed:) attempts, error, retry_at]
+# Event:  [event, status, won, error, due, req.pc, req.setup_data,
+#          (format 3, only when the handler has failed:) attempts, retry_at]
 # A request's instance, thread and event are those of its State, Thread and event.
+# The failure fields are left off while they hold their defaults, so a blob
+# costs nothing for them until something fails; a format 2 blob is thus a valid
+# format 3 one, and format 3 exists so that an older genflow refuses the longer
+# arrays by the envelope's format rather than misreading them.
 
 
 # Written at every checkpoint, so written plainly: the statuses are `str`
-# enums and go to msgpack as the strings they are (an Enum's `.value` costs
-# ~140 ns in Python 3.11), and empty lists skip their comprehension.
+# enums and go to msgpack as the strings they are (no `.value`), and empty
+# lists skip their comprehension.
 
 
 def _unstructure_state(state: State) -> Any:
@@ -344,15 +357,24 @@ def _unstructure_state(state: State) -> Any:
 
 
 def _unstructure_thread(t: Thread) -> list[Any]:
-    return [
+    raw = [
         t.id, t.stmt, t.status, t.pc, t.path,
-        [[e.event, e.status, e.handled, e.error,
-          None if e.due is None else e.due.isoformat(), e.req.pc,
-          None if e.req.setup_data is None else converter.unstructure(e.req.setup_data)]
-         for e in t.events] if t.events else [],
-        t.handled, [[o.go, o.thread_id, o.path] for o in t.origin] if t.origin else [],
+        [_unstructure_event(e) for e in t.events] if t.events else [],
+        t.won, [[o.go, o.thread_id, o.path] for o in t.origin] if t.origin else [],
         None if t.since is None else t.since.isoformat(),
     ]
+    if t.attempts or t.error or t.retry_at is not None:
+        raw += [t.attempts, t.error, None if t.retry_at is None else t.retry_at.isoformat()]
+    return raw
+
+
+def _unstructure_event(e: WaitEvent) -> list[Any]:
+    raw = [e.event, e.status, e.won, e.error, None if e.due is None else e.due.isoformat(),
+           e.req.pc,
+           None if e.req.setup_data is None else converter.unstructure(e.req.setup_data)]
+    if e.attempts or e.retry_at is not None:
+        raw += [e.attempts, None if e.retry_at is None else e.retry_at.isoformat()]
+    return raw
 
 
 def _want(value: Any, kind: type, what: str) -> Any:
@@ -372,19 +394,24 @@ def _when(value: Any, what: str) -> _dt.datetime | None:
     if value is None:
         return None
     try:
-        return _dt.datetime.fromisoformat(_want(value, str, what))
+        moment = _dt.datetime.fromisoformat(_want(value, str, what))
     except ValueError:
         raise CorruptStateError(f"state does not load: {what} is not a date") from None
+    if moment.tzinfo is None:  # genflow writes UTC; a naive time cannot be compared with it
+        raise CorruptStateError(f"state does not load: {what} {value!r} has no time zone")
+    return moment
 
 
-def _fields(value: Any, count: int, what: str) -> list[Any]:
-    if type(value) is not list or len(value) != count:
-        raise CorruptStateError(f"state does not load: {what} is not a list of {count}")
+def _fields(value: Any, counts: tuple[int, ...], what: str) -> list[Any]:
+    if type(value) is not list or len(value) not in counts:
+        raise CorruptStateError(
+            f"state does not load: {what} is not a list of "
+            f"{' or '.join(str(c) for c in counts)}")
     return value
 
 
 def _structure_state(raw: list[Any]) -> State:
-    sid, workflow, status, pc, threads = _fields(raw, 5, "the state")
+    sid, workflow, status, pc, threads = _fields(raw, (5,), "the state")
     state = State(
         id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
         status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
@@ -394,26 +421,36 @@ def _structure_state(raw: list[Any]) -> State:
 
 
 def _structure_thread(sid: str, raw: Any) -> Thread:
-    tid, stmt, status, pc, path, events, handled, origin, since = _fields(raw, 9, "a thread")
+    _fields(raw, (9, 12), "a thread")
+    tid, stmt, status, pc, path, events, won, origin, since = raw[:9]
     _want(tid, str, "a thread id")
     thread = Thread(
         id=tid, stmt=_want(stmt, str, "a statement name"),
         status=_enum(ThreadStatus, status, "a thread status"), pc=_want(pc, int, "a counter"),
-        path=_ints(path, "a path"), handled=_want(handled, str, "a handled event"),
+        path=_ints(path, "a path"), won=_want(won, str, "the event that won"),
         since=_when(since, "a thread's since"),
     )
+    if len(raw) == 12:
+        thread.attempts = _want(raw[9], int, "a step's attempts")
+        thread.error = _want(raw[10], str, "a step's error")
+        thread.retry_at = _when(raw[11], "a step's retry time")
     for raw_event in _want(events, list, "events"):
-        name, e_status, e_handled, error, due, req_pc, setup = _fields(raw_event, 7, "an event")
+        _fields(raw_event, (7, 9), "an event")
+        name, e_status, e_won, error, due, req_pc, setup = raw_event[:7]
         _want(name, str, "an event name")
-        thread.events.append(WaitEvent(
+        event = WaitEvent(
             event=name,
             req=CallbackRequest(sid, tid, name, _want(req_pc, int, "a counter"), setup),
             status=_enum(WaitEventStatus, e_status, "an event status"),
-            handled=_want(e_handled, bool, "an event's handled"),
+            won=_want(e_won, bool, "an event's won"),
             error=_want(error, str, "an event error"), due=_when(due, "a timer's due time"),
-        ))
+        )
+        if len(raw_event) == 9:
+            event.attempts = _want(raw_event[7], int, "a handler's attempts")
+            event.retry_at = _when(raw_event[8], "a handler's retry time")
+        thread.events.append(event)
     for raw_origin in _want(origin, list, "a thread's origin"):
-        go, thread_id, go_path = _fields(raw_origin, 3, "an origin")
+        go, thread_id, go_path = _fields(raw_origin, (3,), "an origin")
         thread.origin.append(Origin(_want(go, str, "a Go name"),
                                     _want(thread_id, str, "a thread id"),
                                     _ints(go_path, "a path")))

@@ -4,13 +4,26 @@ Run it against the store before new code serves traffic. Each in-flight
 instance is loaded and its definition replayed on its own data with the
 installed classes (nothing runs, nothing is written); every thread whose saved
 statement, starting `Go` or awaited event is gone is reported, grouped by
-workflow and statement, so the fix (put the statement back, or `genflow move`
-the instances off it) is plain.
+workflow and statement.
+
+In flight means the installed code may still have to move it: waiting and
+resuming instances; failed ones, because `genflow retry` runs them again with
+whatever code is deployed (cancel one to give it up for good, and it stops
+counting); cancelled ones only while they still owe a handler's teardown.
+Finished instances, and cancelled ones with nothing left to tear down, are not
+looked at.
+
+A statement the new code lacks cannot be repaired with the new code: `move`,
+`send` and `retry` all replay the definition to find where the thread stands,
+and fail as the check says. So the advice is to keep the old name until the
+check is clean: with the old code still deployed, let the instances move past
+it or `genflow move` them off it, then deploy.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import textwrap
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -20,16 +33,20 @@ import msgpack
 
 from genflow.codec import loads
 from genflow.errors import GenflowError, NonDeterminismError
-from genflow.registry import registered, workflow_name
+from genflow.registry import name_list, registered, workflow_name
 from genflow.runtime import diagnose
 from genflow.state import WorkflowStatus
 from genflow.stores.base import InstanceRecord, Store
 
 __all__ = ["CheckReport", "Problem", "check_store"]
 
-#: statuses of instances that may still move (cancelled ones may owe teardowns)
+#: statuses of instances that may still move: failed ones by `genflow retry`, cancelled
+#: ones while they owe teardowns (see the module's docstring)
 IN_FLIGHT = (WorkflowStatus.RESUMING, WorkflowStatus.WAITING, WorkflowStatus.FAILED,
              WorkflowStatus.CANCELLED)
+
+#: Problem.statement for problems that are not about one statement
+NOT_INSTALLED, BAD_BLOB, BAD_DEFINITION = "(workflow)", "(blob)", "(definition)"
 
 
 @attrs.frozen
@@ -38,16 +55,19 @@ class Problem:
 
     instance_id: str
     workflow: str
-    statement: str  # the missing statement, or "(workflow)" / "(blob)" / "(definition)"
+    statement: str  # the missing statement, or NOT_INSTALLED / BAD_BLOB / BAD_DEFINITION
     thread: str
     message: str
+    status: str = WorkflowStatus.WAITING.value  # the instance's stored status
 
 
 @attrs.frozen
 class CheckReport:
-    checked: int
+    checked: int  #: in-flight instances looked at
     problems: tuple[Problem, ...]
     seconds: float
+    #: things the caller should know that are not problems (a --workflow that names nothing)
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -68,15 +88,36 @@ class CheckReport:
         instances = len({p.instance_id for p in self.problems})
         lines = [f"{instances:,} of {self.checked:,} in-flight instance(s) would break "
                  "with the installed code:"]
+        kinds: set[str] = set()
         for (workflow, statement), problems in self.grouped().items():
             ids = sorted({p.instance_id for p in problems})
             shown = ", ".join(ids[:examples]) + (", ..." if len(ids) > examples else "")
+            failed = len({p.instance_id for p in problems
+                          if p.status == WorkflowStatus.FAILED.value})
+            also = f"; {failed:,} of them failed (`genflow retry` would break)" if failed else ""
             lines.append(f"  workflow {workflow!r}, statement {statement!r}: "
-                         f"{len(ids):,} instance(s) ({shown})")
+                         f"{len(ids):,} instance(s) ({shown}){also}")
             lines.append(f"    {problems[0].message}")
-        lines.append("fix: put the statement back, or `genflow move` these instances "
-                     "off it, then check again")
+            kinds.add(statement if statement in _ADVICE else "")
+        lines.extend(textwrap.fill(_ADVICE[kind], width=88, subsequent_indent="     ")
+                     for kind in sorted(kinds))
         return "\n".join(lines)
+
+
+#: What to do, by kind of problem ("": a statement, Go or event the new code lacks).
+_ADVICE = {
+    "": "fix: keep the old name in the code until this check is clean. The new code cannot "
+        "move these instances (`move`, `send` and `retry` fail as the check did): with the "
+        "old code still deployed, let them move past it or `genflow move` them off it, then "
+        "check again.",
+    NOT_INSTALLED: "fix: import the module that defines the workflow (`genflow --app MODULE "
+                   "check`; in Python, import it before the check), or keep it installed "
+                   "until its instances finish or are cancelled.",
+    BAD_BLOB: "fix: the stored state does not load with the installed classes: make the "
+              "classes read it (field defaults, the same field types), then check again.",
+    BAD_DEFINITION: "fix: the definition raised when replayed on the instance's data: make it "
+                    "handle that data, then check again.",
+}
 
 
 def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | None = None, *,
@@ -98,12 +139,16 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = dict(workflows)
     else:
         classes = {workflow_name(cls): cls for cls in workflows}
+    warnings: tuple[str, ...] = ()
+    if workflow is not None and workflow not in classes:
+        warnings = (f"no workflow {workflow!r} is installed (installed: {name_list(classes)}): its "
+                    "instances, if any, are reported as not installed",)
     if processes == 1:
         checked, problems = _check_share(store, workflow, classes, 0, 1)
     else:
         checked, problems = _check_in_processes(store, workflow, classes, processes)
     problems.sort(key=lambda p: (p.workflow, p.statement, p.instance_id, p.thread))
-    return CheckReport(checked, tuple(problems), time.perf_counter() - began)
+    return CheckReport(checked, tuple(problems), time.perf_counter() - began, warnings)
 
 
 def _check_share(store: Store, workflow: str | None, classes: dict[str, type], index: int,
@@ -112,8 +157,10 @@ def _check_share(store: Store, workflow: str | None, classes: dict[str, type], i
     checked = 0
     problems: list[Problem] = []
     for record in _in_flight(store, workflow, None if count == 1 else (index, count)):
-        checked += 1
-        problems.extend(_check_record(record, classes))
+        found = _check_record(record, classes)
+        if found is not None:
+            checked += 1
+            problems.extend(found)
     return checked, problems
 
 
@@ -168,21 +215,28 @@ def _in_flight(store: Store, workflow: str | None, shard: tuple[int, int] | None
             after = rows[-1].id
 
 
-def _check_record(record: InstanceRecord, classes: dict[str, type]) -> list[Problem]:
+def _check_record(record: InstanceRecord, classes: dict[str, type]) -> list[Problem] | None:
+    """The record's problems, or None when it is not in flight after all (a
+    cancelled instance that owes no teardown)."""
     def problem(statement: str, thread: str, message: str) -> Problem:
-        return Problem(record.id, record.workflow, statement, thread, message)
+        return Problem(record.id, record.workflow, statement, thread, message, record.status)
 
+    cancelled = record.status == WorkflowStatus.CANCELLED.value
+    if cancelled and record.wake_at is None:
+        return None  # nothing left for the engine to do: no event reaches it, no teardown owed
     if record.workflow not in classes:
-        return [problem("(workflow)", "", f"workflow {record.workflow!r} is not installed")]
+        return [problem(NOT_INSTALLED, "", f"workflow {record.workflow!r} is not installed")]
     try:
         wf, state = loads(record.blob, classes)
     except GenflowError as exc:
-        return [problem("(blob)", "", str(exc))]
-    if state.status is WorkflowStatus.CANCELLED:  # only teardowns are still owed
+        return [problem(BAD_BLOB, "", str(exc))]
+    if cancelled:  # only teardowns are still owed
         state.threads = [t for t in state.threads if t.events]
+        if not state.threads:
+            return None
     found: list[Any] = diagnose(wf, state)
     return [
         problem(exc.statement, exc.thread, str(exc)) if isinstance(exc, NonDeterminismError)
-        else problem("(definition)", "", str(exc))
+        else problem(BAD_DEFINITION, "", str(exc))
         for exc in found
     ]

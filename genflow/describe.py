@@ -80,7 +80,7 @@ def _status(state: State, attempts: int, error: str, wake_at: _dt.datetime | Non
         return f"FAILED after {_attempts(attempts)}"
     if error and wake_at is None and state.status is not WorkflowStatus.FINISHED:
         return "STUCK (the last try failed and nothing will retry it)"
-    if error and state.status is WorkflowStatus.RESUMING:
+    if error and (state.status is WorkflowStatus.RESUMING or _retrying(state)):
         return "retrying (the last try failed)"
     return {
         WorkflowStatus.RESUMING: "running (a thread can move on: a worker will move it)",
@@ -113,11 +113,14 @@ def _thread(thread: Thread, now: _dt.datetime) -> list[str]:
     who = thread_name(thread.id)
     since = f" since {when(thread.since, now)}" if thread.since else ""
     status = thread.status
-    if status is ThreadStatus.EXECUTING:
+    if status is ThreadStatus.EXECUTING and thread.retry_at is not None:
+        head = (f"{who}: step {thread.stmt!r} failed {_attempts(thread.attempts)}, next "
+                f"attempt {when(thread.retry_at, now)}: {thread.error}")
+    elif status is ThreadStatus.EXECUTING:
         head = f"{who}: about to run step {thread.stmt!r}"
     elif status is ThreadStatus.RESUMING:
-        if thread.handled:
-            head = f"{who}: got event {thread.handled!r} at {thread.stmt!r}, moving on"
+        if thread.won:
+            head = f"{who}: got event {thread.won!r} at {thread.stmt!r}, moving on"
         elif thread.stmt:
             head = f"{who}: moving on after {thread.stmt!r}"
         else:
@@ -141,14 +144,22 @@ def _event(event: WaitEvent, now: _dt.datetime) -> str:
         WaitEventStatus.PENDING_TEARDOWN: "being torn down",
         WaitEventStatus.TEARDOWN_ERROR: "handler TEARDOWN FAILED (retried by a worker)",
     }[event.status]
-    if event.handled:
+    if event.won:
         text += ", handled"
     if event.due is not None and event.status is WaitEventStatus.SETUP:
         verb = "fires" if event.due > now else "due"
         text += f", {verb} {when(event.due, now)}"
     if event.error:
         text += f": {event.error}"
+    if event.retry_at is not None:
+        text += f" ({_attempts(event.attempts)} failed; next try {when(event.retry_at, now)})"
     return text
+
+
+def _retrying(state: State) -> bool:
+    """Does a step or handler of `state` wait for its next attempt?"""
+    return any(t.retry_at is not None or any(e.retry_at is not None for e in t.events)
+               for t in state.threads)
 
 
 def _data(data: Any) -> list[str]:

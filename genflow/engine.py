@@ -7,7 +7,8 @@ engines (threads, processes, machines) never move one instance at once.
 
 Durability guarantee (what is saved when):
 
-* after every step, handler setup/teardown, condition handler and event: the
+* at every durable checkpoint (`CheckpointType.durable`: after a step, a
+  failed attempt, a handler setup/teardown, a condition handler, an event) the
   instance is saved before anything else runs. A step that finished and was
   checkpointed never runs again;
 * a step interrupted mid-run (crash, lost lease) runs again: steps are *at
@@ -16,15 +17,18 @@ Durability guarantee (what is saved when):
 * moves that only navigate (`AFTER_RESUME`) are not saved on their own: they
   are recomputed identically from the last save.
 
-Each operation is written once, as a generator of core calls (`_Core`); the
-sync API runs it with `_run`, the async API (for `async def` steps and
-handlers) with `_run_async`.
+The core decides every move, retries and failures included; the engine adds
+the store. Each engine operation is one generator that loads the instance,
+`yield from`s one core operation (`genflow.runtime.Operation`), and saves at its
+checkpoints (`_Saver`); it is driven by the core's own `drive` (the sync API)
+or `drive_async` (the async API, for `async def` steps and handlers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import os
 import socket
 import time
@@ -34,22 +38,33 @@ from typing import Any
 
 import attrs
 
-from genflow import runtime
 from genflow.clock import system_clock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
+    CorruptStateError,
     GenflowError,
     HandlerError,
+    InvalidIdError,
     MoveLimitError,
     NotWaitingError,
     StepError,
+    StoreError,
+    StoreUnavailableError,
     UnknownEventError,
     UnknownThreadError,
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
 from genflow.registry import registered, workflow_class, workflow_name
+from genflow.runtime import (
+    DEFAULT_MAX_MOVES,
+    ONCE,
+    Operation,
+    drive,
+    drive_async,
+    reset_failures,
+)
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -61,15 +76,24 @@ from genflow.state import (
 )
 from genflow.statements import Retry
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
+from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
 __all__ = ["Engine", "Instance"]
 
-_NOT_SAVED = frozenset({CheckpointType.AFTER_RESUME})
-_PROGRESS = frozenset({CheckpointType.AFTER_STEP, CheckpointType.AFTER_CONDITION})
-# Handler set-ups and teardowns still to (re)try: the instance needs the engine now.
-_HANDLER_WORK = frozenset({WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR,
-                           WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR})
+log = logging.getLogger("genflow.engine")
+_worker_log = logging.getLogger("genflow.worker")
+#: waits between attempts while the store fails (a database restarting, a full disk)
+_STORE_BACKOFF = Backoff(first=0.5, factor=2.0, cap=30.0)
+
+_Ops = Generator[Any, Any, Any]
+_FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+_FAILED = WorkflowStatus.FAILED
+_WAITING_EVENT = ThreadStatus.WAITING_EVENT
+_SETUP = WaitEventStatus.SETUP
+_SETUP_ERROR = WaitEventStatus.SETUP_ERROR
+#: the longest instance id a store keeps (ids are primary keys on every store)
+MAX_ID_LENGTH = 255
 
 
 @attrs.frozen
@@ -88,74 +112,16 @@ class Instance:
     updated_at: _dt.datetime | None = None
 
 
-# -- core calls, run by a sync or an async driver -------------------------------------------
-
-
-@attrs.frozen
-class _Core:
-    """A call into the pure core: `name` is resume, handle_callback or cancel."""
-
-    name: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = attrs.field(factory=dict)
-
-
-_SYNC: dict[str, Callable[..., Any]] = {
-    "resume": runtime.resume,
-    "handle_callback": runtime.handle_callback,
-    "cancel": runtime.cancel,
-    "move": runtime.move,
-}
-_ASYNC: dict[str, Callable[..., Any]] = {
-    "resume": runtime.resume_async,
-    "handle_callback": runtime.handle_callback_async,
-    "cancel": runtime.cancel_async,
-    "move": runtime.move_async,
-}
-_Ops = Generator[_Core, Any, Any]
-
-
-def _run(op: _Ops) -> Any:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            call = op.throw(error) if error is not None else op.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            value = _SYNC[call.name](*call.args, **call.kwargs)
-        except BaseException as exc:
-            error, value = exc, None
-
-
-async def _run_async(op: _Ops) -> Any:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            call = op.throw(error) if error is not None else op.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            value = await _ASYNC[call.name](*call.args, **call.kwargs)
-        except BaseException as exc:
-            error, value = exc, None
-
-
-# -- the engine ------------------------------------------------------------------------------
-
-
 class Engine:
     """Run workflows over a store.
 
     `workflows` are the registered classes this engine may load (default: every
     registered workflow). `clock` is injectable so timers can be tested with a
     `FakeClock`. `default_retry` applies to steps without their own `Retry`
-    (default: one attempt, so a failing step fails the instance at once).
-    `journal=True` records every move in the store's journal (off by default).
+    (default: one attempt, so a failing step fails the instance at once);
+    `handler_retry` to handler set-ups and teardowns (default: retried forever,
+    backing off to five minutes). `journal=True` records every move in the
+    store's journal (off by default).
     """
 
     def __init__(
@@ -169,16 +135,14 @@ class Engine:
         default_retry: Retry | None = None,
         handler_retry: Retry | None = None,
         journal: bool = False,
-        max_moves: int = runtime.DEFAULT_MAX_MOVES,
+        max_moves: int = DEFAULT_MAX_MOVES,
     ) -> None:
         self.store = store
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = _dt.timedelta(seconds=lease_seconds)
-        self.default_retry = default_retry or Retry(attempts=1)
-        self.handler_retry = handler_retry or Retry(
-            attempts=1_000_000, backoff=1.0, max_backoff=300
-        )
+        self.default_retry = default_retry or ONCE
+        self.handler_retry = handler_retry or Retry(attempts=None, backoff=1.0, max_backoff=300)
         self.journal = journal
         self.max_moves = max_moves
         self.workflows: dict[str, type] | None = (
@@ -197,7 +161,7 @@ class Engine:
         otherwise it is left due for a worker. A duplicate id raises
         `DuplicateInstanceError`.
         """
-        return _run(self._start(data, id, run))
+        return drive(self._start(data, id, run))
 
     def send(
         self,
@@ -212,11 +176,13 @@ class Engine:
         """Deliver `event` with `payload`, then move the instance until it waits.
 
         Atomic: on any error (unknown event, payload that does not fit, a
-        handler that raises...) nothing is saved. `thread` picks the thread when
-        several wait for the same event; `pc` (from a `CallbackRequest`) makes a
-        stale delivery fail. Returns what the handler returned (unstructured).
+        handler that raises, data the handler left unserialisable...) nothing
+        is saved. `thread` picks the thread when several wait for the same
+        event; `pc` (from a `CallbackRequest`) makes a stale delivery fail.
+        Returns what the handler returned (unstructured). Timers are fired by
+        the clock only: sending a timer's name is refused.
         """
-        return _run(self._send(instance_id, event, payload, thread, pc, timeout))
+        return drive(self._send(instance_id, event, payload, thread, pc, timeout))
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -225,8 +191,16 @@ class Engine:
         )
 
     def cancel(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        """Cancel an instance, tearing down the handlers it has set up."""
-        _run(self._cancel(instance_id, timeout))
+        """Cancel an instance, tearing down the handlers it has set up.
+
+        The instance is CANCELLED when this returns. A teardown that fails does
+        not make `cancel` raise: it is recorded on its event, logged as a
+        warning (logger `genflow.engine`), and retried by workers with the
+        engine's `handler_retry` policy (`genflow show` lists it). Refused with
+        nothing changed when the instance has finished, or when the definition
+        no longer has a handler it must tear down (`NonDeterminismError`).
+        """
+        drive(self._cancel(instance_id, timeout))
 
     def move(self, instance_id: str, thread: str, statement: str, *,
              timeout: float = 30.0) -> None:
@@ -237,17 +211,19 @@ class Engine:
         statement or a thread cannot stand there. Recorded in the journal even
         when the journal is off: repairs are always on record.
         """
-        _run(self._move(instance_id, thread, statement, timeout))
+        drive(self._move(instance_id, thread, statement, timeout))
 
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
-        up to `limit`; returns how many were processed."""
-        return _run(self._run_due(limit))
+        up to `limit`; returns how many were processed. An instance that cannot
+        be run at all (a corrupt blob, a row and blob that disagree) is marked
+        failed with the reason and skipped until an operator acts."""
+        return drive(self._run_due(limit))
 
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
-        return await _run_async(self._start(data, id, run))
+        return await drive_async(self._start(data, id, run))
 
     async def send_async(
         self,
@@ -259,23 +235,23 @@ class Engine:
         pc: int | None = None,
         timeout: float = 30.0,
     ) -> Any:
-        return await _run_async(self._send(instance_id, event, payload, thread, pc, timeout))
+        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout))
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        await _run_async(self._cancel(instance_id, timeout))
+        await drive_async(self._cancel(instance_id, timeout))
 
     async def move_async(self, instance_id: str, thread: str, statement: str, *,
                          timeout: float = 30.0) -> None:
-        await _run_async(self._move(instance_id, thread, statement, timeout))
+        await drive_async(self._move(instance_id, thread, statement, timeout))
 
     async def run_due_async(self, limit: int = 100) -> int:
-        return await _run_async(self._run_due(limit))
+        return await drive_async(self._run_due(limit))
 
     # -- reading --
 
     def get(self, instance_id: str) -> Instance:
         """The instance's data, State and bookkeeping (no lease needed)."""
-        return self._instance(self.store.get(instance_id))
+        return self._instance(self.store.get(_checked_id(instance_id)))
 
     def list(
         self, *, workflow: str | None = None, status: WorkflowStatus | str | None = None,
@@ -288,20 +264,22 @@ class Engine:
                                limit=limit, after=after)
 
     def retry(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        """Operator: make a FAILED instance due again (its failing step runs again)."""
+        """Operator: make a FAILED instance due again; its failed step (or
+        handler) runs again, with its whole retry policy."""
         record = self._acquire(instance_id, timeout)
+        saved = record
         try:
             wf, state = self._load(record)
-            if state.status is not WorkflowStatus.FAILED and not record.error:
+            if state.status is not _FAILED and not record.error:
                 raise GenflowError(
                     f"instance {instance_id!r} has not failed (it is {state.status.value})"
                 )
-            state.status = WorkflowStatus.RESUMING
+            reset_failures(state)
             state.update_status()
-            record = self._save(record, wf, state, attempts=0, error="", wake_at=self.clock())
+            saved = self._save(record, wf, state, error="", wake_at=self.clock(), release=True)
             self._record(record.id, [("retry", {"by": self.owner})], repair=True)
         finally:
-            self._release(instance_id)
+            self._release(instance_id, saved)
 
     def work(
         self,
@@ -309,36 +287,95 @@ class Engine:
         stop: Callable[[], bool] | None = None,
         idle_sleep: float = 1.0,
         until_idle: bool = False,
+        until_done: bool = False,
         batch: int = 100,
     ) -> int:
-        """The worker loop: run due work until `stop()` is true (or, with
-        `until_idle`, until nothing is due now). Returns instances processed."""
+        """The worker loop: run due work until `stop()` is true, or until there
+        is none left. Returns how many instances it processed.
+
+        * `until_idle`: return once nothing this engine runs is due now, nor due
+          within `idle_sleep` seconds. Work due sooner (a retry after its
+          backoff, a timer about to fire, an instance another worker holds) is
+          waited for and run; instances that only wait for events, and timers
+          further off, leave the worker idle.
+        * `until_done`: return once no instance this engine runs has any due
+          work left (none has a `wake_at`: each finished, failed or waits for
+          an event); until then sleep until the next wake, however far.
+
+        Between rounds the worker sleeps at most `idle_sleep` seconds (less
+        when work falls due sooner), waking early when another process
+        signals new work (`Store.notify_wake`). It sleeps on its clock when
+        the clock can sleep (`FakeClock.sleep` jumps ahead: `until_done`
+        then runs a day of timers at once), else on the store.
+
+        The store's troubles (`StoreError`: a database restarting, locked or
+        unreachable, a full disk) never end the loop: each failed round is
+        logged on `genflow.worker` (a warning with the attempt and the wait)
+        and retried after a capped exponential backoff (0.5 s doubling to
+        30 s). An instance claimed before the failure is never lost: its lease
+        expires and a worker claims it again.
+        """
         total = 0
+        failures = 0
         while stop is None or not stop():
-            done = self.run_due(batch)
+            try:
+                done = self.run_due(batch)
+                next_wake = None if done else self.store.next_wake(self.runs())
+            except StoreError as exc:
+                failures += 1
+                wait = _STORE_BACKOFF.delay(failures)
+                _worker_log.warning(
+                    "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
+                    self.owner, failures, exc, wait,
+                    extra={"attempt": failures, "wait": wait, "error": type(exc).__name__})
+                self._sleep(wait)
+                continue
+            if failures:
+                _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
+                                 self.owner, failures, extra={"attempts": failures})
+                failures = 0
             total += done
             if done:
                 continue
-            if until_idle:
-                return total
-            next_wake = self.store.next_wake(self.runs())
-            pause = idle_sleep
-            if next_wake is not None:
+            if next_wake is None:
+                if until_idle or until_done:
+                    return total
+                pause = idle_sleep
+            else:
                 left = (next_wake - self.clock()).total_seconds()
-                # Due but nothing claimed: other workers hold it. They wake us when
-                # they let it go, and a dead one's lease expires: no hot polling.
-                if left > 0:
-                    pause = min(pause, left)
-            self.store.wait_wake(pause)
+                if until_idle and left > idle_sleep:
+                    return total
+                if left <= 0:
+                    # Due but nothing claimed: other workers hold it. They wake us when
+                    # they let it go, and a dead one's lease expires: no hot polling.
+                    pause = idle_sleep
+                elif until_done and hasattr(self.clock, "sleep"):
+                    pause = left  # no one else makes work appear while a fake clock jumps
+                else:
+                    pause = min(idle_sleep, left)
+            self._sleep(pause)
         return total
 
-    # -- operations, written once for both drivers --
+    def _sleep(self, seconds: float) -> None:
+        """The worker's wait: on the clock when it can sleep (a FakeClock jumps),
+        else on the store (woken early by `notify_wake`)."""
+        sleep = getattr(self.clock, "sleep", None)
+        if sleep is not None:
+            sleep(seconds)
+        else:
+            self.store.wait_wake(seconds)
+
+    # -- operations, one generator each, driven by the core's drivers --
+
+    def _operation(self, wf: Any, state: State, checkpoint: Any) -> Operation:
+        return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
+                         handler_retry=self.handler_retry)
 
     def _start(self, data: Any, instance_id: str | None, run: bool) -> _Ops:
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
+        instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
-        instance_id = instance_id or uuid.uuid4().hex
         state = new_state(instance_id, data)
         now = self.clock()
         record = self.store.create(
@@ -351,10 +388,12 @@ class Engine:
         )
         self._record(instance_id, [("start", {"data": unstructure(data)})])
         if run:
+            saver = _Saver(self, record, data, state)
             try:
-                record = yield from self._advance(record, data, state, release=True)
+                op = self._operation(data, state, saver)
+                yield from self._settle(saver, op, op.run(self.max_moves))
             finally:
-                self._release(instance_id, record)
+                self._release(instance_id, saver.record)
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
         return instance_id
@@ -364,122 +403,115 @@ class Engine:
         pc: int | None, timeout: float,
     ) -> _Ops:
         record = self._acquire(instance_id, timeout)
+        saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
             req = _request_for(state, event, thread_id)
             if pc is not None:
                 req = attrs.evolve(req, pc=pc)
-            output = yield _Core("handle_callback", (req, wf, state, payload))
-            self._record(instance_id, [("event", {"event": event, "thread": req.thread_id,
-                                                  "payload": payload})])
-            if not self.store.grouping():  # grouped: the resume's final save covers it
-                record = self._save(record, wf, state, attempts=0, error="")
-            record = yield from self._advance(record, wf, state, release=True)
+            saver.bind(wf, state)
+            saver.note(("event", {"event": event, "thread": req.thread_id,
+                                  "payload": unstructure(payload)}))
+            op = self._operation(wf, state, saver)
+            output = yield from self._settle(saver, op, op.deliver(req, payload, self.max_moves))
         finally:
-            self._release(instance_id, record)
+            self._release(instance_id, saver.record)
         return unstructure(output)
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
         record = self._acquire(instance_id, timeout)
+        saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
-            saver = _Saver(self, record, wf, state)
-            try:
-                yield _Core("cancel", (wf, state, saver))
-            finally:
-                saver.flush()
+            saver.bind(wf, state)
+            yield from self._cancel_moves(saver, wf, state)
             self._record(instance_id, [("cancel", {"by": self.owner})], repair=True)
         finally:
-            self._release(instance_id)
+            self._release(instance_id, saver.record)
+
+    def _cancel_moves(self, saver: _Saver, wf: Any, state: State) -> _Ops:
+        """Cancel under the lease: teardowns that fail are retried later, by policy."""
+        op = self._operation(wf, state, saver)
+        try:
+            yield from op.cancel()
+        except HandlerError as exc:  # out of attempts: given up, on record
+            self._record(state.id, [("failure", {"error": str(exc)})])
+        saver.flush(release=True)
+        left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
+        if left:
+            log.warning("instance %s is cancelled, but tearing down %s failed: retried by "
+                        "workers", state.id, ", ".join(left),
+                        extra={"instance": state.id, "workflow": state.workflow})
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
         record = self._acquire(instance_id, timeout)
+        saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
+            saver.bind(wf, state)
             thread = state.thread(thread_id)
             was = "" if thread is None else thread.stmt
-            saver = _Saver(self, record, wf, state)  # saves each teardown as it happens
-            yield _Core("move", (wf, state, thread_id, statement, saver), {"clock": self.clock})
+            op = self._operation(wf, state, saver)  # saves each teardown as it happens
+            yield from op.move(thread_id, statement)
             self._record(instance_id, [("move", {"thread": thread_id, "from": was,
                                                  "to": statement, "by": self.owner})],
                          repair=True)
-            record = self._save(saver.record, wf, state, attempts=0, error="")
-            record = yield from self._advance(record, wf, state, release=True)
+            saver.dirty = True
+            op = self._operation(wf, state, saver)
+            yield from self._settle(saver, op, op.run(self.max_moves))
         finally:
-            self._release(instance_id, record)
+            self._release(instance_id, saver.record)
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
         records = self.store.claim_due(self.owner, now, now + self.lease, limit,
                                        workflows=self.runs())
         for record in records:
-            latest = record
+            saver = _Saver(self, record, None, None)
             try:
                 wf, state = self._load(record)
+                saver.bind(wf, state)
                 if state.status is WorkflowStatus.CANCELLED:
-                    yield from self._cancel_leased(record, wf, state)
+                    yield from self._cancel_moves(saver, wf, state)
                 else:
-                    latest = yield from self._fire_timers(record, wf, state)
+                    op = self._operation(wf, state, saver)
+                    fired = yield from self._settle(saver, op, op.fire_due(now, self.max_moves))
+                    if fired:
+                        self._record(record.id, [("timer", {"event": event, "thread": thread})
+                                                 for thread, event in fired])
             except ConcurrencyError:
                 pass  # someone else moved it first; their write stands
-            except GenflowError as exc:
-                self._fail(record, exc)
+            except StoreError:
+                raise  # the store itself is down: the worker loop waits for it
+            except Exception as exc:  # one instance, whatever it raises, must not stop the worker
+                self._quarantine(saver.record, exc)
             finally:
-                self._release(record.id, latest)
+                self._release(record.id, saver.record)
         return len(records)
 
-    def _cancel_leased(self, record: InstanceRecord, wf: Any, state: State) -> _Ops:
-        saver = _Saver(self, record, wf, state)
-        try:
-            yield _Core("cancel", (wf, state, saver))
-        except HandlerError:
-            pass  # recorded on the event; retried with backoff
-        finally:
-            saver.flush()
-
-    def _fire_timers(self, record: InstanceRecord, wf: Any, state: State) -> _Ops:
-        """Fire every due timer (each thread's earliest), then resume."""
-        now = self.clock()
-        fired = False
-        for thread in list(state.threads):
-            if thread.status is not ThreadStatus.WAITING_EVENT:
-                continue
-            timers = [e for e in thread.events
-                      if e.due is not None and e.due <= now and e.status is WaitEventStatus.SETUP]
-            if timers:
-                timer = min(timers, key=lambda e: e.due)  # type: ignore[arg-type, return-value]
-                yield _Core("handle_callback", (timer.req, wf, state, None))
-                self._record(record.id, [("timer", {"event": timer.event, "thread": thread.id})])
-                fired = True
-        if fired:
-            record = self._save(record, wf, state, attempts=0, error="")
-        return (yield from self._advance(record, wf, state, release=True))
-
-    def _advance(self, record: InstanceRecord, wf: Any, state: State, *,
-                 release: bool = False) -> _Ops:
-        """Resume under the lease, saving at every durable checkpoint; returns
-        the record as last saved. With `release` the operation ends here: its
-        last save also drops the lease (one statement fewer; `_release` then
-        has nothing to write)."""
-        if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
-            return self._save(record, wf, state, release=release)
-        if state.status is WorkflowStatus.FAILED:
-            state.status = WorkflowStatus.RESUMING
-        saver = _Saver(self, record, wf, state)
-        try:
-            yield _Core("resume", (wf, state, saver),
-                        {"clock": self.clock, "max_moves": self.max_moves})
-        except MoveLimitError:
-            saver.flush(wake_at=self.clock(), release=release)
-        except StepError as exc:
-            saver.flush_failure(exc, exc.retry or self.default_retry, release=release)
-        except HandlerError as exc:
-            saver.flush_failure(exc, self.handler_retry, release=release)
-        except GenflowError as exc:  # non-determinism, a broken definition: an operator must act
-            saver.flush_failure(exc, None, release=release)
-        else:
-            saver.flush(release=release)
-        return saver.record
+    def _settle(self, saver: _Saver, op: Operation, moves: _Ops) -> _Ops:
+        """Run a core operation's moves under the lease, saving at its durable
+        checkpoints, and record how they ended; the last save drops the lease.
+        Returns what the operation returned."""
+        state = saver.state
+        assert state is not None
+        result = yield from moves  # a refusal raises here, with nothing saved
+        failure = op.failure
+        if failure is None:
+            saver.flush(release=True)
+        elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
+            saver.flush(wake_at=self.clock(), release=True)
+        elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
+            saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
+        else:  # a definition that no longer fits this instance: an operator must act
+            state.status = _FAILED
+            saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
+        if failure is not None:
+            self._record(state.id, [("failure", {"error": f"{type(failure).__name__}: "
+                                                          f"{failure}"})])
+            log.warning("instance %s: %s", state.id, failure,
+                        extra={"instance": state.id, "workflow": state.workflow})
+        return result
 
     # -- helpers --
 
@@ -493,11 +525,21 @@ class Engine:
         try:
             return self.workflows[name]
         except KeyError:
-            raise UnknownWorkflowError(f"this engine does not run workflow {name!r}") from None
+            raise UnknownWorkflowError(
+                f"this engine does not run workflow {name!r} (it runs "
+                f"{', '.join(repr(w) for w in sorted(self.workflows)) or 'none'}; pass its "
+                "class in Engine(workflows=...))") from None
 
     def _load(self, record: InstanceRecord) -> tuple[Any, State]:
-        self._class(record.workflow)
-        return loads(record.blob, self.workflows)
+        """The instance a row holds, checked against the row: a blob of another
+        workflow or of another instance is refused (`CorruptStateError`), never run."""
+        cls = self._class(record.workflow)
+        wf, state = loads(record.blob, {record.workflow: cls})
+        if state.id != record.id:
+            raise CorruptStateError(
+                f"row {record.id!r} holds the blob of instance {state.id!r}: it was copied "
+                "from another row; restore this row's own blob")
+        return wf, state
 
     def _instance(self, record: InstanceRecord) -> Instance:
         wf, state = self._load(record)
@@ -508,11 +550,28 @@ class Engine:
         )
 
     def _acquire(self, instance_id: str, timeout: float) -> InstanceRecord:
+        """Take the instance's lease, waiting up to `timeout` seconds while another
+        worker holds it or the store is unavailable (each failure logged, then
+        retried with backoff: taking one's own lease again only extends it)."""
+        instance_id = _checked_id(instance_id)
         deadline = time.monotonic() + timeout
         pause = 0.001
+        failures = 0
         while True:
             now = self.clock()
-            record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
+            try:
+                record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
+            except StoreUnavailableError as exc:
+                failures += 1
+                wait = _STORE_BACKOFF.delay(failures)
+                if time.monotonic() + wait >= deadline:
+                    raise
+                log.warning(
+                    "instance %s: the store failed (attempt %d): %s; next attempt in %.1fs",
+                    instance_id, failures, exc, wait,
+                    extra={"instance": instance_id, "attempt": failures, "wait": wait})
+                time.sleep(wait)
+                continue
             if record is not None:
                 return record
             if time.monotonic() >= deadline:
@@ -525,37 +584,56 @@ class Engine:
 
     def wake_at(self, state: State, now: _dt.datetime) -> _dt.datetime | None:
         """When an instance in `state` next needs the engine (None: only an event)."""
-        if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.FAILED):
+        status = state.status
+        if status is WorkflowStatus.RESUMING:  # (first: the save after every step)
+            return now
+        if status is WorkflowStatus.FINISHED or status is _FAILED:
             return None
-        if state.status is WorkflowStatus.RESUMING:  # (first: the save after every step)
-            return now
-        pending = [e for t in state.threads for e in t.events if e.status in _HANDLER_WORK]
-        if state.status is WorkflowStatus.CANCELLED:
-            return now if pending else None
-        if pending:
-            return now
-        dues = [e.due for t in state.threads for e in t.events
-                if e.due is not None and e.status is WaitEventStatus.SETUP]
-        return min(dues) if dues else None
+        cancelled = status is WorkflowStatus.CANCELLED
+        wakes = []
+        for thread in state.threads:
+            if thread.retry_at is not None:
+                wakes.append(thread.retry_at)
+            for event in thread.events:
+                if event.retry_at is not None:
+                    wakes.append(event.retry_at)
+                elif event.status is _SETUP:
+                    if event.due is not None and not cancelled:
+                        wakes.append(event.due)
+                else:  # a setup or teardown to do now
+                    wakes.append(now)
+        return min(wakes) if wakes else None
 
     def _save(self, record: InstanceRecord, wf: Any, state: State, *,
-              attempts: int | None = None, error: str | None = None,
-              wake_at: Any = attrs.NOTHING, release: bool = False) -> InstanceRecord:
-        now = self.clock()  # one reading per save (the system clock costs ~0.25 us a call)
+              error: str | None = None, wake_at: Any = attrs.NOTHING,
+              release: bool = False) -> InstanceRecord:
+        now = self.clock()  # one reading per save
         if wake_at is attrs.NOTHING:
             wake_at = self.wake_at(state, now)
             if wake_at is not None and record.wake_at is not None \
                     and record.wake_at <= wake_at <= now:
                 wake_at = record.wake_at  # already due: keep it (no index update per step)
         waiting: tuple[str, ...] = ()
-        if any(t.status is ThreadStatus.WAITING_EVENT for t in state.threads):  # not after a step
-            waiting = tuple(sorted({e.event for t in state.threads for e in t.events
-                                    if t.status is ThreadStatus.WAITING_EVENT}))
+        attempts = 0
+        failed = ""
+        for thread in state.threads:  # one pass: what it waits for, what failed
+            if thread.attempts:
+                attempts = max(attempts, thread.attempts)
+                failed = f"StepError: step {thread.stmt!r} in thread {thread.id!r} failed: " \
+                         f"{thread.error}"
+            if thread.status is _WAITING_EVENT:
+                waiting += tuple(e.event for e in thread.events)
+            for event in thread.events:
+                if event.attempts:
+                    attempts = max(attempts, event.attempts)
+                    phase = "setup" if event.status is _SETUP_ERROR else "teardown"
+                    failed = f"HandlerError: {phase} of event {event.event!r} in thread " \
+                             f"{thread.id!r} failed: {event.error}"
+        if len(waiting) > 1:
+            waiting = tuple(sorted(set(waiting)))
         new = record.replace(
             status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
-            waiting_for=waiting,
-            attempts=record.attempts if attempts is None else attempts,
-            error=record.error if error is None else error,
+            waiting_for=waiting, attempts=attempts, error=failed if error is None else error,
         )
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
                                 previous=record, release=release)
@@ -569,77 +647,98 @@ class Engine:
         """Let go of an instance; if it is left due, wake idle workers now (while
         this engine held the lease, no one else could have taken it). `record`
         is the instance as this engine last wrote it: if that write already
-        dropped the lease (`_advance(release=True)`), there is nothing to write."""
+        dropped the lease (`_settle`), there is nothing to write."""
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:
             self._left_due.discard(instance_id)
             self.store.notify_wake()
 
-    def _fail(self, record: InstanceRecord, exc: BaseException) -> None:
-        """The instance cannot even be loaded: record why, stop waking it."""
+    def _quarantine(self, record: InstanceRecord, exc: BaseException) -> None:
+        """The instance cannot be run at all (its blob does not load, or does
+        not belong to its row, or the code raised something genflow cannot
+        place): mark the row failed with the reason, its blob untouched, and
+        stop waking it. `genflow show` prints the reason; an operator repairs the
+        row or the code, then retries it."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("instance %s cannot be run and is set aside: %s", record.id, reason,
+                  extra={"instance": record.id, "workflow": record.workflow})
         with contextlib.suppress(GenflowError):
             self.store.save(
-                attrs.evolve(record, error=f"{type(exc).__name__}: {exc}", wake_at=None,
-                             attempts=record.attempts + 1),
+                record.replace(status=_FAILED.value, error=reason, wake_at=None,
+                               attempts=record.attempts + 1),
                 expected_version=record.version, lease_owner=self.owner,
             )
 
     def _record(self, instance_id: str, entries: JournalEntries, *,
                 repair: bool = False) -> None:
         if self.journal or repair:
-            self.store.append_journal(instance_id, entries, self.clock())
+            self.store.append_journal(  # details made plain here: a store knows no types
+                instance_id, [(kind, unstructure(d)) for kind, d in entries], self.clock())
 
 
 class _Saver:
-    """The checkpoint callback of one resume: saves at durable checkpoints and
-    keeps the record (and its version) current."""
+    """The checkpoint callback of one operation: saves at durable checkpoints and
+    keeps the record (and its version) current. `note` queues journal entries
+    that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "record", "state", "wf")
+    __slots__ = ("dirty", "engine", "notes", "record", "state", "wf")
 
-    def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State):
+    def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
         self.record = record
         self.wf = wf
         self.state = state
         self.dirty = False
+        self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
+
+    def bind(self, wf: Any, state: State) -> None:
+        self.wf, self.state = wf, state
+
+    def note(self, entry: tuple[str, dict[str, Any]], *, repair: bool = False) -> None:
+        self.notes.append((entry, repair))
 
     def __call__(self, kind: CheckpointType) -> None:
         engine = self.engine
-        if engine.journal:
-            engine._record(self.record.id, [(kind.value, _positions(self.state))])
-        if kind in _NOT_SAVED or engine.store.grouping():  # (grouped: saved at the end)
+        state = self.state
+        assert state is not None
+        if not kind.durable or engine.store.grouping():  # (grouped: saved at the end)
             self.dirty = True
-            return
-        if kind in _PROGRESS:  # real progress clears a failure streak
-            self.record = engine._save(self.record, self.wf, self.state, attempts=0, error="")
-        else:  # set-ups and teardowns keep counting, so their backoff grows
-            self.record = engine._save(self.record, self.wf, self.state)
-        self.dirty = False
+        else:
+            self.record = engine._save(self.record, self.wf, state)
+            self.dirty = False
+            self._journal()
+        if engine.journal:
+            engine._record(self.record.id, [(kind.value, _positions(state))])
+
+    def _journal(self) -> None:
+        """Write the noted entries: they are on record once what they tell is saved."""
+        for entry, repair in self.notes:
+            self.engine._record(self.record.id, [entry], repair=repair)
+        self.notes.clear()
 
     def flush(self, *, release: bool = False, **overrides: Any) -> None:
-        if self.dirty or overrides or self.record.attempts:
-            if not overrides:
-                overrides = {"attempts": 0, "error": ""}
+        """The operation's last save (if anything is unsaved, or the row is stale),
+        dropping the lease."""
+        assert self.state is not None
+        if self.dirty or overrides or self.notes or self.record.error or self._stale():
             self.record = self.engine._save(self.record, self.wf, self.state, release=release,
                                             **overrides)
             self.dirty = False
+            self._journal()
 
-    def flush_failure(self, exc: GenflowError, policy: Retry | None, *,
-                      release: bool = False) -> None:
-        """Record a failure: retry after a backoff, or mark the instance FAILED."""
-        engine = self.engine
-        attempts = self.record.attempts + 1
-        error = f"{type(exc).__name__}: {exc}"
-        cause = exc.__cause__ or exc
-        if policy is not None and attempts < policy.attempts and policy.retries(cause):
-            wake_at = engine.clock() + _dt.timedelta(seconds=policy.delay(attempts))
-        else:
-            self.state.status = WorkflowStatus.FAILED
-            wake_at = None
-        engine._record(self.record.id, [("failure", {"error": error, "attempt": attempts})])
-        self.record = engine._save(self.record, self.wf, self.state, attempts=attempts,
-                                   error=error, wake_at=wake_at, release=release)
+
+    def _stale(self) -> bool:
+        """Does the row say something else than the State about when it is due, or
+        its status? (A claimed instance with nothing to do, or a State that ended
+        without a move: left as it was, it would be claimed again at every round.)"""
+        record, state = self.record, self.state
+        assert state is not None
+        if record.status != state.status.value:
+            return True
+        due = record.wake_at
+        return due is not None and due <= self.engine.clock() and \
+            self.engine.wake_at(state, due) != due
 
 
 def _positions(state: State) -> dict[str, Any]:
@@ -647,25 +746,50 @@ def _positions(state: State) -> dict[str, Any]:
             "status": state.status.value}
 
 
+def _checked_id(instance_id: Any) -> str:
+    """An instance id as every store can keep it, or `InvalidIdError` at once
+    (before a store sees it: sqlite3 would raise UnicodeEncodeError mid-operation)."""
+    if not isinstance(instance_id, str):
+        raise InvalidIdError(f"an instance id is a str, not {type(instance_id).__name__} "
+                             f"{instance_id!r}")
+    if not instance_id or len(instance_id) > MAX_ID_LENGTH:
+        raise InvalidIdError(f"an instance id has 1 to {MAX_ID_LENGTH} characters, not "
+                             f"{len(instance_id)}")
+    try:
+        instance_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdError(f"instance id {instance_id!r} is not valid text (a lone surrogate?): "
+                             "ids must be encodable as UTF-8") from None
+    if "\x00" in instance_id:
+        raise InvalidIdError(f"instance id {instance_id!r} contains a NUL character")
+    return instance_id
+
+
 def _request_for(state: State, event: str, thread_id: str | None) -> CallbackRequest:
     """The request of the (single) thread waiting for `event`, with a clear error if none."""
-    if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+    if state.status in _FINAL:
         raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
     candidates = [
         (t, e) for t in state.threads for e in t.events
-        if e.event == event and (thread_id is None or t.id == thread_id)
+        if e.event == event and e.due is None and (thread_id is None or t.id == thread_id)
     ]
     if not candidates:
         if thread_id is not None and state.thread(thread_id) is None:
             raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
-        waiting = {t.id: [e.event for e in t.events] for t in state.threads
-                   if t.status is ThreadStatus.WAITING_EVENT}
-        if not waiting:
+        waits = [(t, [e.event for e in t.events if e.due is None],
+                  [e.event for e in t.events if e.due is not None])
+                 for t in state.threads if t.status is _WAITING_EVENT]
+        timer = any(event in timers for _, _, timers in waits)
+        if not waits:
             raise NotWaitingError(
                 f"instance {state.id!r} is not waiting for any event (status {state.status.value})"
             )
+        sendable = sorted({e for _, events, _ in waits for e in events})
         raise UnknownEventError(
-            f"instance {state.id!r} does not wait for {event!r}; it waits for {waiting}"
+            f"instance {state.id!r} does not wait for {event!r}"
+            + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
+            + "; it waits for " + (", ".join(repr(e) for e in sendable) if sendable
+                                   else "no event a sender can send (only timers)")
         )
     if len(candidates) > 1:
         raise UnknownEventError(

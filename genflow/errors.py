@@ -21,15 +21,22 @@ __all__ = [
     "EventNotReadyError",
     "GenflowError",
     "HandlerError",
+    "InstanceFailedError",
     "InstanceNotFoundError",
+    "InvalidIdError",
     "MoveError",
     "MoveLimitError",
     "NonDeterminismError",
     "NotWaitingError",
     "PayloadError",
+    "ReadOnlyStoreError",
     "SerializationError",
     "StaleCallbackError",
     "StepError",
+    "StoreError",
+    "StoreFullError",
+    "StoreNotFoundError",
+    "StoreUnavailableError",
     "UnknownEventError",
     "UnknownThreadError",
     "UnknownWorkflowError",
@@ -93,12 +100,17 @@ class DuplicateThreadError(GenflowError):
 
 
 class StepError(GenflowError):
-    """A step's action raised. The step runs again on the next resume."""
+    """A step's action raised, and its `Retry` policy has no attempt left.
+
+    `attempt` is the number of the attempt that failed (from 1), `retry` the
+    policy that decided. The instance is FAILED until an operator retries it.
+    """
 
     def __init__(self, step: str, thread: str, cause: BaseException) -> None:
         self.step = step
         self.thread = thread
-        self.retry: Any = None  # the step's `Retry` policy, if it has one
+        self.retry: Any = None  # the `Retry` policy that decided
+        self.attempt = 1
         super().__init__(f"step {step!r} in thread {thread!r} failed: {cause!r}")
         self.__cause__ = cause
 
@@ -123,6 +135,11 @@ class EventError(GenflowError):
 
 class WorkflowFinishedError(EventError):
     """The instance has finished (or was cancelled): it takes no more events or moves."""
+
+
+class InstanceFailedError(EventError):
+    """The instance has failed (a step or handler out of attempts, a definition that
+    no longer fits): it takes no events until an operator retries or moves it."""
 
 
 class UnknownThreadError(EventError):
@@ -168,9 +185,45 @@ class InstanceNotFoundError(GenflowError):
     """No instance with that id exists in the store."""
 
 
+class InvalidIdError(GenflowError, ValueError):
+    """An instance id no store can keep (not text, empty, too long, not UTF-8)."""
+
+
 class DuplicateInstanceError(GenflowError):
     """An instance with that id already exists."""
 
 
 class ConcurrencyError(GenflowError):
     """Another writer changed the instance first (version mismatch); reload and retry."""
+
+
+# -- the store's own troubles ---------------------------------------------------------------
+
+
+class StoreError(GenflowError):
+    """The store could not do what was asked, for a reason of its own (the
+    database, its disk, its server): nothing was written. Each subclass says
+    what to do; this class itself covers the rest (a corrupt file, a server
+    error), and its message carries the database's own words."""
+
+
+class StoreUnavailableError(StoreError):
+    """Transient trouble: the connection was lost, the database is locked or
+    busy, the server is restarting. The store retried for a while first; try
+    again later (a worker does so by itself, with backoff)."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the database's size limit) is full. Nothing was written:
+    free space, and the same call works again."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store was opened read-only, or its file, directory or server refuses
+    writes. Nothing was written."""
+
+
+class StoreNotFoundError(StoreError):
+    """No store where the URL points: a missing SQLite file (read-only opens
+    never create one), a directory that does not exist, a PostgreSQL database
+    or schema without genflow's tables. Check the URL."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 
 from genflow.errors import DefinitionError, UnknownWorkflowError
 
-__all__ = ["registered", "workflow", "workflow_class", "workflow_name"]
+__all__ = ["name_list", "registered", "workflow", "workflow_class", "workflow_name"]
 
 T = TypeVar("T", bound=type)
 
@@ -60,7 +60,7 @@ def workflow_name(obj: Any) -> str:
         return str(name)
     if isinstance(obj, str):
         if obj not in _REGISTRY:
-            raise UnknownWorkflowError(f"no workflow is registered as {obj!r}")
+            raise _not_registered(obj)
         return obj
     cls = obj if isinstance(obj, type) else type(obj)
     name = cls.__dict__.get(_NAME_ATTR)
@@ -75,9 +75,32 @@ def workflow_class(name: str) -> type:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownWorkflowError(f"no workflow is registered as {name!r}") from None
+        raise _not_registered(name) from None
+
+
+def _not_registered(name: str) -> UnknownWorkflowError:
+    """The error for a name nothing registered: what to import, and how the CLI does it.
+
+    A workflow is registered when the module that defines it is imported, so
+    the usual cause is a process (a worker, a script, the command line) that
+    never imported it.
+    """
+    return UnknownWorkflowError(
+        f"no workflow is registered as {name!r} (registered: {name_list(_REGISTRY)}): this "
+        "process must import the module that defines it (its "
+        f"@genflow.workflow({name!r}) class registers it on import); the genflow command "
+        "imports it with --app MODULE or --app FILE.py (or GENFLOW_APP)"
+    )
 
 
 def registered() -> dict[str, type]:
     """A copy of the registry: name -> class."""
     return dict(_REGISTRY)
+
+
+def name_list(names: Iterable[str], shown: int = 10) -> str:
+    """Workflow names for a message: `a, b, c`, the first `shown` of many and how
+    many more, or `none`."""
+    ordered = sorted(names)
+    text = ", ".join(ordered[:shown]) or "none"
+    return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")

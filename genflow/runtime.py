@@ -1,26 +1,34 @@
-"""The pure operations on an instance: resume, handle_callback, cancel. No I/O.
+"""The pure operations on an instance: resume, deliver, cancel, move. No I/O.
 
-Each operation is a generator of *moves* written once; a move yields the user
-code it needs to call (`(function, args, step_context)`) to a driver, which calls
-it directly (`resume`) or awaits it when it is a coroutine (`resume_async`).
-So sync and async share every line of the semantics.
+Each operation is a generator written once: it yields every call of user code
+it needs (`(function, args, step_context)`) to a *driver*, which calls it
+directly (`drive`) or awaits it when it is a coroutine (`drive_async`). So sync
+and async share every line of the semantics, and so does the `Engine`, whose
+operations are generators that `yield from` these and are driven the same way.
 
 The move loop (`Operation.resume`) is the one place where threads are scheduled:
 every move is made by the first thread, in creation order, that can move (a
 step may have made an earlier thread's condition true). The order of moves thus
-depends on nothing but the data and `State`, so an instance reloaded at any
-checkpoint goes on exactly as one that never stopped.
+depends on nothing but the data, `State` and the clock's readings, so an
+instance reloaded at any checkpoint goes on exactly as one that never stopped.
+
+Failure is decided here too. A step that raises is tried again by its `Retry`
+policy: the attempt count, the error and the next try time are recorded on its
+thread (a durable checkpoint, `AFTER_FAILURE`), and the thread waits for that
+time while the others go on. When no attempt is left the instance is FAILED and
+the step's `StepError` is raised. Handler set-ups and teardowns are retried the
+same way when a policy is given (the engine gives one); without one, the
+failure is recorded on the event and raised, and the next resume tries again.
 
 Atomicity: a move decides everything first and changes `State` only once
-nothing can fail any more. User code that fails (a step, a handler) has its
-changes to the data rolled back from a snapshot taken before it ran. The one
-exception is by design: a failed handler setup or teardown is *recorded* in the
-event's status and reported through a checkpoint, then retried on the next resume.
+nothing can fail any more. User code that fails has its changes to the data
+rolled back from a snapshot taken before it ran.
 """
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
@@ -28,6 +36,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from genflow.clock import system_clock
 from genflow.codec import converter, structure_payload
 from genflow.errors import (
     DefinitionError,
@@ -35,6 +44,7 @@ from genflow.errors import (
     EventNotReadyError,
     GenflowError,
     HandlerError,
+    InstanceFailedError,
     MoveError,
     MoveLimitError,
     NonDeterminismError,
@@ -46,8 +56,20 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.replay import END, Definition, Frame, advance, find, follow, path_of, search
+from genflow.replay import END, Definition, Frame, advance, find, follow, iter_tree, path_of, search
 from genflow.state import (
+    _AFTER_FAILURE,
+    _AFTER_RESUME,
+    _AFTER_STEP,
+    _CANCELLED,
+    _EXECUTING,
+    _FAILED,
+    _FINISHED,
+    _RESUMING,
+    _SETUP,
+    _WAITING_CONDITION,
+    _WAITING_EVENT,
+    _WF_RESUMING,
     CallbackRequest,
     CheckpointType,
     Origin,
@@ -56,46 +78,42 @@ from genflow.state import (
     ThreadStatus,
     WaitEvent,
     WaitEventStatus,
-    WorkflowStatus,
 )
-from genflow.statements import Go, Step, Stmt, Wait, WaitFor
+from genflow.statements import Go, Retry, Step, Stmt, Switch, Wait, WaitFor
 
 __all__ = [
     "Checkpoint",
+    "Location",
     "Operation",
     "StepContext",
     "cancel",
     "cancel_async",
     "current_step",
+    "deliver",
+    "deliver_async",
     "diagnose",
     "drive",
     "drive_async",
     "handle_callback",
     "handle_callback_async",
+    "locate",
     "move",
     "move_async",
+    "reset_failures",
     "resume",
     "resume_async",
 ]
 
-#: `checkpoint(kind)`: called after each move; save the instance when it matters.
+#: `checkpoint(kind)`: called after each move; save the instance when `kind.durable`.
 Checkpoint = Callable[[CheckpointType], Any]
 Clock = Callable[[], _dt.datetime]
 
 DEFAULT_MAX_MOVES = 100_000
 
-# The enum members the moves use, as module names: in Python 3.11 looking a
-# member up on its class takes the slow path of attribute lookup (the metaclass
-# defines __getattr__), about 70 ns against 10 for a module name, and the
-# move loop does it a few dozen times per step.
-_EXECUTING = ThreadStatus.EXECUTING
-_RESUMING = ThreadStatus.RESUMING
-_WAITING_EVENT = ThreadStatus.WAITING_EVENT
-_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
-_SETUP = WaitEventStatus.SETUP
-_AFTER_STEP = CheckpointType.AFTER_STEP
-_AFTER_RESUME = CheckpointType.AFTER_RESUME
-_FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+#: A step without a policy of its own, and no default given: one attempt.
+ONCE = Retry(attempts=1)
+
+_FINAL = (_FINISHED, _CANCELLED)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -104,6 +122,10 @@ _STANDS_AT: dict[ThreadStatus, type] = {
     _WAITING_EVENT: Wait,
     _WAITING_CONDITION: WaitFor,
 }
+#: What a move can fail with after an operation has begun changing the instance:
+#: `deliver` keeps these apart from a refused event (see `Operation.deliver`).
+FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDeterminismError,
+            DuplicateThreadError)
 
 
 class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
@@ -112,6 +134,8 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
     `idempotency_key` is the same every time *this* execution of the step is
     retried (after a crash or failure) and different for the next execution of
     the same step (in a later loop iteration): pass it to outside systems.
+    `attempt` counts from 1; `now` is the engine's clock reading when the
+    attempt began (a `FakeClock`'s in tests): use it instead of reading a clock.
     """
 
     instance_id: str
@@ -119,6 +143,8 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
     thread_id: str
     step: str
     pc: int
+    attempt: int = 1
+    now: _dt.datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -138,10 +164,6 @@ def current_step() -> StepContext:
     if ctx is None:
         raise GenflowError("current_step() is only available while a step runs")
     return ctx
-
-
-def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -211,7 +233,7 @@ def resume(
     """Move every thread on until each is blocked or finished.
 
     `checkpoint(kind)` is called after every move. On error, data and State are
-    as at the last checkpoint (plus a recorded setup/teardown failure).
+    as at the last checkpoint (which records a failed attempt or set-up).
     """
     drive(Operation(wf, state, checkpoint, clock).resume(max_moves))
 
@@ -228,11 +250,52 @@ async def resume_async(
     await drive_async(Operation(wf, state, checkpoint, clock).resume(max_moves))
 
 
+def deliver(
+    req: CallbackRequest,
+    wf: Any,
+    state: State,
+    payload: Any = None,
+    checkpoint: Checkpoint | None = None,
+    *,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> Any:
+    """Deliver one event and move the instance on until it blocks: the handler
+    runs, `checkpoint(AFTER_EVENT)`, then `resume`. Returns what the handler returned.
+
+    A refused event (`EventError`, a handler that raises) changes nothing. If a
+    move after the event fails, the event stays delivered and the failure is
+    raised as `resume` raises it.
+    """
+    op = Operation(wf, state, checkpoint, clock)
+    output = drive(op.deliver(req, payload, max_moves))
+    if op.failure is not None:
+        raise op.failure
+    return output
+
+
+async def deliver_async(
+    req: CallbackRequest,
+    wf: Any,
+    state: State,
+    payload: Any = None,
+    checkpoint: Checkpoint | None = None,
+    *,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> Any:
+    op = Operation(wf, state, checkpoint, clock)
+    output = await drive_async(op.deliver(req, payload, max_moves))
+    if op.failure is not None:
+        raise op.failure
+    return output
+
+
 def handle_callback(req: CallbackRequest, wf: Any, state: State, payload: Any = None) -> Any:
     """Deliver one event: run its handler and mark the thread to move on.
 
-    Returns what the handler returned. Call `resume` afterwards. On any error
-    nothing has changed.
+    Returns what the handler returned. Call `resume` afterwards (or use
+    `deliver`, which does both). On any error nothing has changed.
     """
     return drive(Operation(wf, state, None, None).callback(req, payload))
 
@@ -246,7 +309,9 @@ async def handle_callback_async(
 def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
     """Cancel the instance: tear down every handler that is set up.
 
-    The instance is CANCELLED at once; a teardown that fails is recorded and
+    Everything the teardowns need is found first: if the definition lost a
+    handler, `NonDeterminismError` is raised and nothing changes. Then the
+    instance is CANCELLED; a teardown that fails is recorded and raised, and
     retried by calling `cancel` again.
     """
     drive(Operation(wf, state, checkpoint, None).cancel())
@@ -273,6 +338,41 @@ def diagnose(wf: Any, state: State) -> list[GenflowError]:
     return problems
 
 
+def reset_failures(state: State) -> None:
+    """An operator's retry: a FAILED instance becomes resumable, and each failed
+    step or handler gets its whole retry policy again."""
+    for thread in state.threads:
+        thread.attempts, thread.error, thread.retry_at = 0, "", None
+        for event in thread.events:
+            event.attempts, event.retry_at = 0, None
+    if state.status is _FAILED:
+        state.status = _WF_RESUMING
+
+
+class Location(NamedTuple):
+    """Where a thread stands in the definition replayed on the current data.
+
+    `statement` is the saved statement (None: the thread has not started);
+    `path` is its path hint within the thread's body (the indices `Thread.path`
+    holds); `origins` holds the path of each `Go` that started the thread,
+    outermost first, each within the body of the thread that ran it.
+    """
+
+    statement: Stmt | None
+    path: list[int]
+    origins: list[list[int]]
+
+
+def locate(wf: Any, state: State, thread_id: str) -> Location:
+    """Find where thread `thread_id` stands, as a move would (nothing runs but
+    the definition; nothing changes). `NonDeterminismError` if it is gone."""
+    operation = Operation(wf, state, None, None)
+    thread = state.thread(thread_id)
+    if thread is None:
+        raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
+    return operation.where(thread)
+
+
 def move(wf: Any, state: State, thread_id: str, statement: str,
          checkpoint: Checkpoint | None = None, *, clock: Clock | None = None) -> None:
     """An operator's repair: make `statement` (a Step, Wait or WaitFor of that
@@ -297,25 +397,36 @@ async def move_async(wf: Any, state: State, thread_id: str, statement: str,
 class Operation:
     """One operation on one instance, as a generator of the user calls it needs.
 
-    `resume()`, `handle_callback()` and the rest are `drive(Operation(...).resume(...))`.
+    `resume()`, `deliver()` and the rest are `drive(Operation(...).resume(...))`.
     Each generator yields `(fn, args, step_context)` for every call of user code
     (a step, a handler's setup/handle/teardown, a condition handler, the
     checkpoint callback) and is sent the result (or thrown its exception). Drive
     one yourself to watch every call: `genflow.testing` does, to tell whether a
-    step ran twice. This is the call-level API; most code wants the functions.
+    step ran twice, and the `Engine` does, to save at each checkpoint. This is
+    the call-level API; most code wants the functions.
+
+    `retry` is the policy of steps without one of their own (default: one
+    attempt); `handler_retry` that of handler set-ups and teardowns (default
+    None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "located", "repaths", "state",
-                 "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "definition", "failure", "handler_retry",
+                 "located", "repaths", "retry", "state", "wf")
 
-    def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None, clock: Clock | None):
+    def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
+                 clock: Clock | None, *, retry: Retry | None = None,
+                 handler_retry: Retry | None = None):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
-        self.clock = clock or _utcnow
+        self.clock = clock or system_clock
+        self.retry = retry or ONCE
+        self.handler_retry = handler_retry
+        #: what the moves after a delivered event failed with (`deliver`)
+        self.failure: GenflowError | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         # Where a move just stood each thread: (thread.pc, frames, statement). The
-        # move that follows (run the step, set up the wait, go on after a handled
+        # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
         # only until user code runs, since conditions and bodies are computed
         # from the data: `_user_code` empties it and counts the calls.
@@ -331,6 +442,20 @@ class Operation:
         state = self.state
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if state.status is _FAILED:  # resuming a failed instance is an operator's retry
+            before = copy.deepcopy(state)
+            reset_failures(state)
+            try:
+                return (yield from self._resume(max_moves))
+            except BaseException:
+                if state.pc == before.pc:  # refused before any move: nothing changed
+                    for field in attrs.fields(State):
+                        setattr(state, field.name, getattr(before, field.name))
+                raise
+        return (yield from self._resume(max_moves))
+
+    def _resume(self, max_moves: int) -> _Moves:
+        state = self.state
         checkpoint = self.checkpoint
         moves = 0
         # threads found blocked since user code last ran: skipped without a replay
@@ -346,7 +471,10 @@ class Operation:
                 if status is _RESUMING and not thread.events:
                     kind = self._forward(thread)
                 elif status is _EXECUTING:
-                    kind = yield from self._run_step(thread)
+                    if thread.retry_at is not None and thread.retry_at > self.clock():
+                        kind = None  # waits for its next attempt
+                    else:
+                        kind = yield from self._run_step(thread)
                 else:
                     kind = yield from self._move(thread)
                 if kind is not None:
@@ -369,23 +497,68 @@ class Operation:
                 )
         state.update_status()
 
+    def run(self, max_moves: int) -> _Moves:
+        """`resume`, with what the moves fail with kept in `self.failure` rather
+        than raised (the engine's way: the failure is recorded, then saved)."""
+        try:
+            yield from self.resume(max_moves)
+        except FAILURES as exc:
+            self.failure = exc
+
+    def deliver(self, req: CallbackRequest, payload: Any, max_moves: int) -> _Moves:
+        """The one delivery operation: the handler runs (`callback`; a refusal
+        changes nothing), checkpoint AFTER_EVENT, then the instance moves on.
+
+        What those moves fail with (a step out of attempts, a definition that
+        raises) is kept in `self.failure`, not raised: the event was delivered
+        and checkpointed, and its sender gets the handler's result either way.
+        """
+        output = yield from self.callback(req, payload)
+        yield from self._checkpoint(CheckpointType.AFTER_EVENT)
+        yield from self.run(max_moves)
+        return output
+
+    def fire_due(self, now: _dt.datetime, max_moves: int) -> _Moves:
+        """Fire each waiting thread's earliest timer that is due at `now`
+        (checkpoint AFTER_EVENT after each), then move on. Returns the (thread,
+        event) pairs fired; failures after them are kept in `self.failure`."""
+        fired: list[tuple[str, str]] = []
+        for thread in list(self.state.threads):
+            if thread.status is not _WAITING_EVENT:
+                continue
+            due = [e for e in thread.events
+                   if e.due is not None and e.due <= now and e.status is _SETUP]
+            if due:
+                timer = min(due, key=_due_time)
+                yield from self.callback(timer.req, None)
+                yield from self._checkpoint(CheckpointType.AFTER_EVENT)
+                fired.append((thread.id, timer.event))
+        yield from self.run(max_moves)
+        return fired
+
     def _checkpoint(self, kind: CheckpointType) -> _Moves:
         self.state.update_status()
         if self.checkpoint is not None:
             yield (self.checkpoint, (kind,), None)
 
     def _move(self, thread: Thread) -> _Moves:
-        """Make one move of `thread`; return its checkpoint kind, or None if blocked."""
+        """A move of `thread` that is neither a step nor a plain forward (those
+        are dispatched by `resume` itself): a teardown, a setup or a condition.
+        Returns the checkpoint kind, or None if the thread is blocked."""
         status = thread.status
-        if status is _EXECUTING:
-            return (yield from self._run_step(thread))
-        if status is _RESUMING:
-            if thread.events:
-                return (yield from self._teardown(thread, thread.events[0]))
-            return self._forward(thread)
+        if status is _RESUMING:  # with events: tear them down, in order, first
+            event = thread.events[0]
+            if event.retry_at is not None and event.retry_at > self.clock():
+                return None
+            return (yield from self._teardown(thread, event))
         if status is _WAITING_EVENT:
+            now = None
             for event in thread.events:
                 if event.status in _NEEDS_SETUP:
+                    if event.retry_at is not None:
+                        now = now or self.clock()
+                        if event.retry_at > now:
+                            continue
                     return (yield from self._setup(thread, event))
             return None
         return (yield from self._check_condition(thread))
@@ -446,6 +619,22 @@ class Operation:
             )
         return found
 
+    def where(self, thread: Thread) -> Location:
+        """`locate`'s answer for people and tools: the statement and the paths."""
+        body: Any = self.definition
+        origins: list[list[int]] = []
+        for origin in thread.origin:
+            found = self._find(thread, body, origin.go, origin.path)
+            if found is None or type(found[1]) is not Go:
+                raise NonDeterminismError(self.state.workflow, thread.id, origin.go,
+                                          "the Go statement that started the thread")
+            origins.append(path_of(found[0]))
+            body = found[1].body_for(origin.thread_id)
+        if not thread.stmt:
+            return Location(None, [], origins)
+        stack, stmt = self.locate(thread, None)
+        return Location(stmt, path_of(stack), origins)
+
     def _path(self, thread: Thread) -> list[int]:
         """The path hint of the statement `thread` was located at: the same as
         before unless `locate` found it by name."""
@@ -468,9 +657,9 @@ class Operation:
         try:
             if not thread.stmt:
                 stack = [Frame(None, 0, self._root(thread))]
-            elif thread.handled:
+            elif thread.won:
                 stack, wait = self.locate(thread, Wait)
-                index, _ = self._on(thread, wait, thread.handled)
+                index, _ = self._on(thread, wait, thread.won)
                 stack.append(Frame(wait, index, wait.bodies[index]))
             else:
                 stack, _ = self.locate(thread, None)
@@ -512,8 +701,10 @@ class Operation:
         thread.stmt = stmt.name
         thread.path = path_of(stack)
         thread.pc = self.state.pc
-        thread.handled = ""
+        thread.won = ""
         thread.since = now
+        if thread.attempts:  # a failed step's count belongs to that step
+            thread.attempts, thread.error, thread.retry_at = 0, "", None
         kind = type(stmt)
         if kind is Step:
             thread.status = _EXECUTING
@@ -565,17 +756,42 @@ class Operation:
         state = self.state
         _, step = self.locate(thread, Step)
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
-        ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name, thread.pc))
+        ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
+                                       thread.pc, thread.attempts + 1, self.clock()))
         try:
             yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
         except StepError as exc:
-            exc.retry = step.retry  # the engine's retry policy for this step
-            raise
+            return (yield from self._step_failed(thread, step, exc))
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
         thread.pc = state.pc
+        if thread.attempts:
+            thread.attempts, thread.error, thread.retry_at = 0, "", None
         return _AFTER_STEP
+
+    def _step_failed(self, thread: Thread, step: Step, exc: StepError) -> _Moves:
+        """Record a failed attempt of `step` on its thread: retried by its policy
+        after a backoff (the thread waits, the others go on), or, with no
+        attempt left, the instance FAILED and `exc` raised."""
+        policy = step.retry or self.retry
+        attempt = thread.attempts + 1
+        cause = exc.__cause__ or exc
+        exc.retry, exc.attempt = policy, attempt
+        state = self.state
+        # -- commit: the attempt is counted; the thread stays at the step, with
+        # the same counter, so the retry keeps the step's idempotency key --
+        state.pc += 1
+        thread.path = self._path(thread)
+        thread.attempts = attempt
+        thread.error = repr(cause)
+        if policy.retries(cause) and policy.allows(attempt + 1):
+            thread.retry_at = self.clock() + _dt.timedelta(seconds=policy.delay(attempt))
+            return _AFTER_FAILURE
+        thread.retry_at = None
+        state.status = _FAILED
+        yield from self._checkpoint(_AFTER_FAILURE)
+        raise exc
 
     def _check_condition(self, thread: Thread) -> _Moves:
         _, wait_for = self.locate(thread, WaitFor)
@@ -624,9 +840,12 @@ class Operation:
         """Keep where `thread` stands for the next move (no user code ran)."""
         self.located[thread.id] = (thread.pc, stack, stmt)
 
+    def _handler(self, thread: Thread, wait: Wait, event: WaitEvent) -> Any:
+        return as_handler(self._on(thread, wait, event.event)[1].handler)
+
     def _setup(self, thread: Thread, event: WaitEvent) -> _Moves:
         stack, wait = self.locate(thread, Wait)
-        handler = as_handler(self._on(thread, wait, event.event)[1].handler)
+        handler = self._handler(thread, wait, event)
         if isinstance(handler, TimerHandler):
             event.due = handler.due(self.clock())
             self._keep(thread, stack, wait)
@@ -638,37 +857,66 @@ class Operation:
             try:
                 event.req.setup_data = yield (handler.setup, (event.req,), None)
             except Exception as exc:
-                event.status = WaitEventStatus.SETUP_ERROR
-                event.error = repr(exc)
-                yield from self._checkpoint(CheckpointType.AFTER_SETUP)
-                raise HandlerError("setup", event.event, thread.id, exc) from exc
+                return (yield from self._handler_failed(
+                    thread, event, "setup", exc, WaitEventStatus.SETUP_ERROR,
+                    CheckpointType.AFTER_SETUP, self.handler_retry))
         event.status = _SETUP
         event.error = ""
+        event.attempts, event.retry_at = 0, None
         return CheckpointType.AFTER_SETUP
 
-    def _teardown(self, thread: Thread, event: WaitEvent) -> _Moves:
+    def _teardown(self, thread: Thread, event: WaitEvent, *, retried: bool = True) -> _Moves:
         stack, wait = self.locate(thread, Wait)
-        handler = as_handler(self._on(thread, wait, event.event)[1].handler)
+        handler = self._handler(thread, wait, event)
         if isinstance(handler, TimerHandler) or not overrides(handler, "teardown"):
             self._keep(thread, stack, wait)  # nothing to call: no user code runs
         else:
             self._user_code()
             try:
-                yield (handler.teardown, (event.req, event.handled), None)
+                yield (handler.teardown, (event.req, event.won), None)
             except Exception as exc:
-                event.status = WaitEventStatus.TEARDOWN_ERROR
-                event.error = repr(exc)
-                yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
-                raise HandlerError("teardown", event.event, thread.id, exc) from exc
+                return (yield from self._handler_failed(
+                    thread, event, "teardown", exc, WaitEventStatus.TEARDOWN_ERROR,
+                    CheckpointType.AFTER_TEARDOWN, self.handler_retry if retried else None))
         thread.events.remove(event)
         return CheckpointType.AFTER_TEARDOWN
+
+    def _handler_failed(self, thread: Thread, event: WaitEvent, phase: str, exc: Exception,
+                        status: WaitEventStatus, kind: CheckpointType,
+                        policy: Retry | None) -> _Moves:
+        """Record a failed setup or teardown on its event. With a policy and an
+        attempt left, its retry waits for a backoff while the others go on;
+        otherwise the failure is checkpointed and raised (with no policy, the next
+        resume tries again; with one exhausted, the instance is FAILED)."""
+        event.status = status
+        event.error = repr(exc)
+        error = HandlerError(phase, event.event, thread.id, exc)
+        error.__cause__ = exc
+        if policy is not None:
+            attempt = event.attempts + 1
+            event.attempts = attempt
+            if policy.retries(exc) and policy.allows(attempt + 1):
+                event.retry_at = self.clock() + _dt.timedelta(seconds=policy.delay(attempt))
+                return kind
+            event.retry_at = None
+            self.state.status = _FAILED
+        yield from self._checkpoint(kind)
+        raise error
 
     # -- events --
 
     def callback(self, req: CallbackRequest, payload: Any) -> _Moves:
+        """Run the handler of the event `req` names (a timer's too: this is the
+        low-level call; the Engine fires timers by the clock only and refuses
+        their names from senders)."""
         state = self.state
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if state.status is _FAILED:
+            raise InstanceFailedError(
+                f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
+                "(Engine.retry, `genflow retry`) or move the failed thread before sending events"
+            )
         if req.instance_id != state.id:
             raise UnknownThreadError(
                 f"callback is for instance {req.instance_id!r}, not {state.id!r}"
@@ -690,7 +938,7 @@ class Operation:
         if event is None:
             raise UnknownEventError(
                 f"thread {thread.id!r} waits at {thread.stmt!r} for "
-                f"{[e.event for e in thread.events]}, not for {req.event!r}"
+                f"{_event_words(thread)}, not for {req.event!r}"
             )
         if event.status is not _SETUP:
             raise EventNotReadyError(
@@ -714,12 +962,12 @@ class Operation:
         )
         # -- commit: this event wins the select; every set-up event is torn down --
         state.pc += 1
-        event.handled = True
+        event.won = True
         thread.events = teardowns
         for e in teardowns:
             e.status = WaitEventStatus.PENDING_TEARDOWN
         thread.status = _RESUMING
-        thread.handled = req.event
+        thread.won = req.event
         thread.path = self._path(thread)
         thread.pc = state.pc
         thread.since = None
@@ -733,11 +981,11 @@ class Operation:
         if not thread.stmt:
             self._root(thread)  # the Go statements that started it are still there
             return
-        waits = thread.status is _WAITING_EVENT or thread.handled or thread.events
+        waits = thread.status is _WAITING_EVENT or thread.won or thread.events
         kind = Wait if waits else _STANDS_AT.get(thread.status)
         _, stmt = self.locate(thread, kind)
         if kind is Wait:
-            for name in {e.event for e in thread.events} | ({thread.handled} - {""}):
+            for name in {e.event for e in thread.events} | ({thread.won} - {""}):
                 self._on(thread, stmt, name)
 
     def move(self, thread_id: str, target: str) -> _Moves:
@@ -747,53 +995,111 @@ class Operation:
         thread = state.thread(thread_id)
         if thread is None:
             raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
-        found = self._find(thread, self._root(thread), target, None)
-        if found is None:
+        root = self._root(thread)
+        found = self._find(thread, root, target, None)
+        kind = type(found[1]).__name__ if found is not None else \
+            self._kind_named(thread, root, target)
+        if kind is None:
             raise MoveError(
                 f"thread {thread_id!r} of workflow {state.workflow!r} has no statement "
                 f"{target!r} (statements of other threads do not count)"
             )
+        if found is None or type(found[1]) not in (Step, Wait, WaitFor):
+            article = "an" if kind[0] in "AEIOU" else "a"
+            raise MoveError(f"{target!r} is {article} {kind}: {article} {kind} cannot be a "
+                            "move target; choose a Step, Wait or WaitFor")
         stack, stmt = found
-        if type(stmt) not in (Step, Wait, WaitFor):
-            raise MoveError(
-                f"{target!r} is a {type(stmt).__name__}: a thread can only be moved to a "
-                "Step, a Wait or a WaitFor"
-            )
+        # everything the teardowns need is found before anything changes
+        tearing = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
+        if tearing:
+            _, wait = self.locate(thread, Wait)
+            for event in tearing:
+                self._handler(thread, wait, event)
         now = None if type(stmt) is Step else self.clock()
         events = self._events(thread, stmt, state.pc + 1, now) if type(stmt) is Wait else None
-        # what the thread has set up is torn down first (handled=False: nothing won)
-        for event in [e for e in thread.events
-                      if e.status is _SETUP or e.status in _TEARING_DOWN]:
-            yield from self._teardown(thread, event)
+        # what the thread has set up is torn down first (won=False: nothing won)
+        for event in tearing:
+            yield from self._teardown(thread, event, retried=False)
             yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
         # -- commit --
         state.pc += 1
         thread.events = []
         self._stop_at(thread, stmt, stack, events, now)
-        if state.status is WorkflowStatus.FAILED:
-            state.status = WorkflowStatus.RESUMING
+        if state.status is _FAILED:
+            state.status = _WF_RESUMING
         state.update_status()
+
+    def _kind_named(self, thread: Thread, root: Any, name: str) -> str | None:
+        """The kind of the statement (or branch) of this thread called `name`, if any."""
+        for stmt, _ in self._replaying(thread, lambda: list(iter_tree(root, into_threads=False))):
+            if isinstance(stmt, Switch):
+                if any(case.name == name for case in stmt.cases):
+                    return type(stmt).__name__  # an If or a Switch: its branches are its names
+            elif stmt.name == name:
+                return type(stmt).__name__
+        return None
 
     def cancel(self) -> _Moves:
         state = self.state
-        if state.status is WorkflowStatus.FINISHED:
+        if state.status is _FINISHED:
             raise WorkflowFinishedError(f"instance {state.id!r} has finished")
         pending = [e for t in state.threads for e in t.events if e.status in _TEARING_DOWN]
-        if state.status is WorkflowStatus.CANCELLED and not pending:
+        if state.status is _CANCELLED and not pending:
             raise WorkflowFinishedError(f"instance {state.id!r} is already cancelled")
-        state.status = WorkflowStatus.CANCELLED
+        # everything the teardowns need is found before anything changes: a
+        # definition that lost a handler refuses the cancel, the instance as it was
+        tearing: list[tuple[Thread, list[WaitEvent]]] = []
         for thread in state.threads:
-            thread.events = [
-                e for e in thread.events
-                if e.status is _SETUP or e.status in _TEARING_DOWN
-            ]
-            for e in thread.events:
-                e.status = WaitEventStatus.PENDING_TEARDOWN
+            events = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
+            if events:
+                _, wait = self.locate(thread, Wait)
+                for event in events:
+                    self._handler(thread, wait, event)
+            tearing.append((thread, events))
+        # -- commit --
+        state.status = _CANCELLED
+        for thread, events in tearing:
+            thread.events = events
+            for e in events:
+                if e.status is _SETUP:
+                    e.status = WaitEventStatus.PENDING_TEARDOWN
         yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
+        now = self.clock()
         for thread in state.threads:
             while thread.events:
-                kind = yield from self._teardown(thread, thread.events[0])
+                event = thread.events[0]
+                if event.retry_at is not None and event.retry_at > now:
+                    break  # its retry is due later: a worker tears it down then
+                kind = yield from self._teardown(thread, event)
                 yield from self._checkpoint(kind)
+                if thread.events and thread.events[0] is event:
+                    break  # it failed and waits for its retry
+
+
+def _failure_words(state: State) -> str:
+    for thread in state.threads:
+        if thread.error:
+            return f"step {thread.stmt!r}: {thread.error}"
+        for event in thread.events:
+            if event.error:
+                return f"handler of {event.event!r}: {event.error}"
+    return "see its error"
+
+
+def _due_time(event: WaitEvent) -> _dt.datetime:
+    assert event.due is not None
+    return event.due
+
+
+def _event_words(thread: Thread) -> str:
+    """The events a thread waits for, as a sender can send them (timers apart)."""
+    events = [e.event for e in thread.events if e.due is None]
+    timers = [e.event for e in thread.events if e.due is not None]
+    words = ", ".join(repr(e) for e in events) or "no event a sender can send"
+    if timers:
+        words += f" (and the timer{'s' if len(timers) > 1 else ''} "
+        words += ", ".join(repr(t) for t in timers) + ")"
+    return words
 
 
 def _restore(wf: Any, snapshot: Any) -> None:

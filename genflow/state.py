@@ -60,11 +60,21 @@ class WaitEventStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as be
 
 class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     AFTER_STEP = "after_step"  #: a step ran: save, or it may run again
-    AFTER_SETUP = "after_setup"  #: a handler was set up
-    AFTER_TEARDOWN = "after_teardown"  #: a handler was torn down
+    AFTER_SETUP = "after_setup"  #: a handler was set up (or its setup failed)
+    AFTER_TEARDOWN = "after_teardown"  #: a handler was torn down (or its teardown failed)
     AFTER_RESUME = "after_resume"  #: a thread moved to its next stop (nothing ran)
     AFTER_CONDITION = "after_condition"  #: a WaitFor's condition held and its handler ran
-    AFTER_EVENT = "after_event"  #: an event's handler ran (handle_callback)
+    AFTER_EVENT = "after_event"  #: an event's handler ran (`deliver`)
+    AFTER_FAILURE = "after_failure"  #: a step failed: its attempt is counted, a retry due
+
+    @property
+    def durable(self) -> bool:
+        """Must the instance be saved at this checkpoint? Every checkpoint but
+        AFTER_RESUME records something that happened outside the definition (user
+        code ran, an attempt failed); AFTER_RESUME only navigates, and a replay
+        from the last durable checkpoint makes the same move again. The engine
+        saves exactly these, and the testing toolkit crashes exactly here."""
+        return self is not CheckpointType.AFTER_RESUME
 
 
 @attrs.define(slots=True)
@@ -89,10 +99,15 @@ class WaitEvent:
     event: str
     req: CallbackRequest
     status: WaitEventStatus = WaitEventStatus.PENDING_SETUP
-    handled: bool = False
+    #: this event won its wait: its teardown is told so.
+    won: bool = False
     error: str = ""
     #: for timers: when the event fires by itself (UTC).
     due: _dt.datetime | None = None
+    #: failed setups or teardowns of this handler so far, and when the next try is due
+    #: (None: at once). They belong to the handler, not to the instance.
+    attempts: int = 0
+    retry_at: _dt.datetime | None = None
 
 
 @attrs.define(slots=True)
@@ -120,12 +135,18 @@ class Thread:
     pc: int = 0
     path: list[int] = attrs.field(factory=list)
     events: list[WaitEvent] = attrs.field(factory=list)
-    #: the event whose handler ran; its `On` body runs next.
-    handled: str = ""
+    #: the event that won the thread's wait (its handler ran); its `On` body runs next.
+    won: str = ""
     #: the chain of `Go` statements that started this thread (empty for main).
     origin: list[Origin] = attrs.field(factory=list)
     #: when the thread began to wait (UTC), for operators.
     since: _dt.datetime | None = None
+    #: failed attempts of the step the thread stands at, the last one's error, and
+    #: when the next attempt is due. They belong to this step: nothing else that
+    #: happens to the instance resets them; the step's success or a move does.
+    attempts: int = 0
+    error: str = ""
+    retry_at: _dt.datetime | None = None
 
 
 @attrs.define(slots=True)
@@ -146,30 +167,53 @@ class State:
         return None
 
     def update_status(self) -> None:
-        """Derive the status from the threads (the engine sets FAILED, `cancel` CANCELLED)."""
-        if self.status is _CANCELLED:
+        """Derive the status from the threads. FAILED and CANCELLED are set by the
+        moves that decide them and stay until an operator (or `cancel`) acts.
+
+        A step or handler waiting for its retry time counts as waiting, like a
+        timer: the instance needs the engine at a time, not now."""
+        if self.status is _CANCELLED or self.status is _FAILED:
             return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
             return
-        # plain loops and module names for the members (Enum lookups are slow in
-        # Python 3.11): this runs at every checkpoint, so it is on the hot path
+        # plain loops and module names for the members: this runs at every
+        # checkpoint, so it is on the hot path
         for thread in self.threads:
-            if thread.status is _EXECUTING or thread.status is _RESUMING:
-                self.status = _WF_RESUMING
-                return
-            for event in thread.events:
-                if event.status is not _SETUP:
+            status = thread.status
+            if status is _RESUMING:  # moving on, or tearing its events down in order
+                events = thread.events
+                if not events or events[0].retry_at is None:
                     self.status = _WF_RESUMING
                     return
+            elif status is _EXECUTING:
+                if thread.retry_at is None:
+                    self.status = _WF_RESUMING
+                    return
+            else:
+                for event in thread.events:  # a setup to do now
+                    if event.status is not _SETUP and event.retry_at is None:
+                        self.status = _WF_RESUMING
+                        return
         self.status = WorkflowStatus.WAITING
 
 
-_CANCELLED = WorkflowStatus.CANCELLED
+# The enum members the hot paths compare with, as module names, in one place
+# (runtime imports them from here): in Python 3.11 looking a member up on its
+# class takes the slow path of attribute lookup (the metaclass defines
+# __getattr__), and the move loop does it a few dozen times per step.
 _WF_RESUMING = WorkflowStatus.RESUMING
+_FINISHED = WorkflowStatus.FINISHED
+_FAILED = WorkflowStatus.FAILED
+_CANCELLED = WorkflowStatus.CANCELLED
 _EXECUTING = ThreadStatus.EXECUTING
 _RESUMING = ThreadStatus.RESUMING
+_WAITING_EVENT = ThreadStatus.WAITING_EVENT
+_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
 _SETUP = WaitEventStatus.SETUP
+_AFTER_STEP = CheckpointType.AFTER_STEP
+_AFTER_RESUME = CheckpointType.AFTER_RESUME
+_AFTER_FAILURE = CheckpointType.AFTER_FAILURE
 
 
 def new_state(id: str, workflow: Any) -> State:

@@ -59,28 +59,46 @@ class Stmt:
 
 @attrs.frozen
 class Retry:
-    """How the engine retries a failing step: `attempts` in all, waiting
-    `backoff * factor**(n-1)` seconds (capped at `max_backoff`) before attempt n+1,
-    for exceptions that are instances of `on`."""
+    """How a failing step (or handler) is tried again: `attempts` in all (None:
+    forever), waiting `backoff * factor**(n-1)` seconds, capped at `max_backoff`,
+    after failed attempt n; only for exceptions that are instances of `on` and
+    of none of `never` (an error a retry cannot mend, such as a refused card).
 
-    attempts: int = 3
+    The attempt count and the next try belong to the step: the core records them
+    on the thread, so an event for another thread neither resets nor hurries them.
+    """
+
+    attempts: int | None = 3
     backoff: float = 1.0
     factor: float = 2.0
     max_backoff: float = 300.0
     on: tuple[type[BaseException], ...] = (Exception,)
+    never: tuple[type[BaseException], ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("Retry.attempts must be at least 1")
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError("Retry.attempts must be at least 1 (or None: retry forever)")
         if self.backoff < 0 or self.factor < 1 or self.max_backoff < 0:
             raise ValueError("Retry backoff must be >= 0 and factor >= 1")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        return min(self.max_backoff, self.backoff * self.factor ** (attempt - 1))
+        if self.factor == 1 or self.backoff == 0:
+            return min(self.max_backoff, self.backoff)
+        # factor**n overflows a float long before a forever-retrying step stops:
+        # past the cap the delay is the cap
+        try:
+            return min(self.max_backoff, self.backoff * self.factor ** (attempt - 1))
+        except OverflowError:
+            return self.max_backoff
 
     def retries(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.on)
+        """May a failure with `exc` be tried again (given attempts are left)?"""
+        return isinstance(exc, self.on) and not isinstance(exc, self.never)
+
+    def allows(self, attempt: int) -> bool:
+        """Is attempt number `attempt` (1-based) within the policy?"""
+        return self.attempts is None or attempt <= self.attempts
 
 
 class Step(Stmt):

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import Any
 
-from genflow.errors import DefinitionError
+from genflow.errors import DefinitionError, UnknownWorkflowError
 from genflow.handlers import as_handler
-from genflow.replay import as_body, iter_tree
-from genflow.statements import Break, Continue, For, Go, On, Step, Stmt, Wait, WaitFor
+from genflow.registry import workflow_name
+from genflow.replay import Frame, as_body, iter_tree
+from genflow.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    On,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+)
 
 __all__ = ["validate"]
+
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def validate(definition: Any) -> None:
@@ -19,19 +35,70 @@ def validate(definition: Any) -> None:
     branch is checked whatever its condition: names present and unique (the
     keys that let in-flight instances survive code changes), Break/Continue
     inside a loop of the same thread, waits with distinct events and usable
-    handlers, steps with callable actions.
+    handlers, steps with callable actions. When building the definition raises
+    (the user's `definition()`, or a body that holds something that is not a
+    statement), the problem says where: the thread, the statement whose body
+    was being built, the last statement built before it, and the user's line
+    that raised.
     """
     problems: list[str] = []
     seen: dict[str, str] = {}
+    stack: list[Frame] = []
+    last: dict[Frame, Stmt] = {}  # each frame's last statement built
     try:
         for stmt, stack in iter_tree(as_body(definition)):
+            if not isinstance(stmt, On):
+                last[stack[-1]] = stmt
             _check(stmt, stack, seen, problems)
     except DefinitionError as exc:
-        problems.append(str(exc))
+        problems.append(f"{_where(stack, last)}: {exc}")
     except Exception as exc:
-        problems.append(f"building the definition raised {exc!r}")
+        problems.append(f"{_where(stack, last)}: building the definition raised "
+                        f"{exc!r}{_user_line(exc)}")
     if problems:
-        raise DefinitionError("invalid definition:\n  - " + "\n  - ".join(problems))
+        raise DefinitionError(f"invalid definition{_of(definition)}:\n  - "
+                              + "\n  - ".join(problems))
+
+
+def _of(definition: Any) -> str:
+    """` of workflow 'name'` for a registered workflow's instance, else ``."""
+    if isinstance(definition, (Stmt, list, tuple)) or callable(definition):
+        return ""
+    try:
+        return f" of workflow {workflow_name(definition)!r}"
+    except UnknownWorkflowError:
+        return ""
+
+
+def _where(stack: list[Frame], last: dict[Frame, Stmt]) -> str:
+    """Where the walk stood: the thread, the statement whose body it was in, and
+    the last statement built in that body."""
+    if not stack:
+        return "main thread, before its first statement"
+    go = next((f.owner for f in reversed(stack) if isinstance(f.owner, Go)), None)
+    parts = ["main thread" if go is None else f"thread of Go {go.name!r}"]
+    frame = stack[-1]
+    owner = frame.owner
+    if isinstance(owner, Switch):  # If, Switch: the branch is named by its case
+        parts.append(f"in the branch {owner.cases[frame.branch].name!r} of {type(owner).__name__}")
+    elif isinstance(owner, Wait):
+        parts.append(f"in the body of event {owner.events[frame.branch].name!r} "
+                     f"of Wait {owner.name!r}")
+    elif owner is not None and owner is not go:
+        parts.append(f"in the body of {type(owner).__name__} {owner.name!r}")
+    built = last.get(stack[-1])
+    parts.append(f"after statement {built.name!r}" if built is not None and built.name
+                 else "before its first statement" if built is None
+                 else f"after a {type(built).__name__}()")
+    return ", ".join(parts)
+
+
+def _user_line(exc: BaseException) -> str:
+    """` (file.py, line 12, in definition)`: the innermost frame outside genflow."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not Path(frame.filename).resolve().is_relative_to(_PACKAGE):
+            return f" ({Path(frame.filename).name}, line {frame.lineno}, in {frame.name})"
+    return ""
 
 
 def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[str]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cli_app
 import pytest
 
-from genflow import WorkflowStatus
+from genflow import WaitEventStatus, WorkflowStatus
 from genflow.cli import main
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
@@ -52,8 +52,9 @@ class Cli:
             assert done.returncode == 0, f"{args}: {done.stderr}"
         return done
 
-    def fails(self, *args: str, app: bool = True, code: int = 1) -> str:
-        """The command fails with `code` and one `genflow: error:` line; returns it."""
+    def fails(self, *args: str, app: bool = True, code: int = 2) -> str:
+        """The command fails with `code` (2: a mistake; 1: a finding, as `check` makes) and
+        one `genflow: error:` line; returns it."""
         done = self(*args, app=app, ok=False)
         assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
         lines = done.stderr.splitlines()
@@ -134,13 +135,14 @@ def test_timer_fires_in_worker_until_idle(cli: Cli) -> None:
 def test_run_a_file_of_actions(cli: Cli) -> None:
     lines = [
         "# an order whose shop never answers, and one that is confirmed",
-        json.dumps({"start": "cli-order", "id": "r1", "data": {"patience": 0.2}}),
+        # patience beyond the worker's idle_sleep (1 s): `work` leaves the timer
+        json.dumps({"start": "cli-order", "id": "r1", "data": {"patience": 1.2}}),
         json.dumps({"send": "r1", "event": "add", "payload": {"name": "diavola"}}),
         json.dumps({"send": "r1", "event": "checkout"}),
         "",
         json.dumps({"start": "cli-order", "id": "r2", "run": False}),
         json.dumps({"work": True}),
-        json.dumps({"sleep": 0.3}),
+        json.dumps({"sleep": 1.3}),
         json.dumps({"work": True}),
         json.dumps({"send": "r2", "event": "checkout"}),
         json.dumps({"send": "r2", "event": "confirm"}),
@@ -156,7 +158,7 @@ def test_run_a_file_of_actions(cli: Cli) -> None:
         "send checkout: r1 waiting for confirm, too slow",
         "start cli-order: r2 resuming (a worker will move it on)",
         "work: processed 1 due instance(s)",  # r2 started; r1's timer is not due yet
-        "sleep: 0.3s",
+        "sleep: 1.3s",
         "work: processed 1 due instance(s)",  # r1's timer fired
         "send checkout: r2 waiting for confirm, too slow",
         "send confirm: r2 finished",
@@ -211,7 +213,10 @@ def test_setup_error_shown_then_a_worker_retries_it_until_sigterm(cli: Cli) -> N
                               stderr=subprocess.PIPE, text=True)
     try:
         engine = cli.engine()
-        _wait_for(lambda: engine.get("w1").status is WorkflowStatus.WAITING)  # backoff: 1 s
+        # backoff: 1 s; the setup waiting for its retry counts as waiting too, so
+        # wait for the set-up event itself
+        _wait_for(lambda: engine.get("w1").state.threads[0].events[0].status
+                  is WaitEventStatus.SETUP)
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=10)
     finally:
@@ -255,20 +260,23 @@ def shop(cli: Cli) -> Cli:
     return cli
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["start", "pizza"], "no workflow is registered as 'pizza' (known workflows: cli-charge, "),
-    (["show", "nobody"], "no instance 'nobody'"),
-    (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON"),
+@pytest.mark.parametrize(("args", "message", "code"), [
+    (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-charge, ", 2),
+    (["show", "nobody"], "no instance 'nobody'", 2),
+    (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
     (["send", "o1", "add", "--payload", '{"qty": 2}'],
-     "payload for event 'add' does not fit Item: required field missing @ $.name"),
-    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'"),
-    (["send", "done", "add"], "instance 'done' is finished"),
-    (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'"),
-    (["--store", "sqlite:///no/such/dir/x.db", "list"], "cannot open SQLite store"),
-    (["--app", "no_such_module", "list"], "--app no_such_module: no such module"),
+     "payload for event 'add' does not fit Item: required field missing @ $.name", 2),
+    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'", 2),
+    (["send", "done", "add"], "instance 'done' is finished", 2),
+    (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'", 2),
+    (["--store", "sqlite:///no/such/dir/x.db", "list"], "no such file", 2),
+    (["--store", "sqlite:///no/such/dir/x.db", "start", "cli-order"],
+     "the directory", 2),
+    (["--app", "no_such_module", "list"], "--app no_such_module: no such module", 2),
 ])
-def test_mistakes_through_the_console_script(shop: Cli, args: list[str], message: str) -> None:
-    line = shop.fails(*args, app="--app" not in args)
+def test_mistakes_through_the_console_script(shop: Cli, args: list[str], message: str,
+                                             code: int) -> None:
+    line = shop.fails(*args, app="--app" not in args, code=code)
     assert message in line, line
 
 
@@ -311,8 +319,87 @@ def inproc(shop: Cli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
 ])
 def test_more_mistakes(inproc, args: list[str], message: str) -> None:
     code, out, err = inproc(*args, app="--app" not in args)
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("genflow: error: ") and message in err, err
+
+
+#: every command, with what it needs besides the store (ids of the `shop` fixture)
+EVERY_COMMAND: dict[str, list[str]] = {
+    "start": ["start", "cli-order"], "send": ["send", "o1", "checkout"],
+    "show": ["show", "o1"], "list": ["list"], "worker": ["worker", "--until-idle"],
+    "run": ["run", "-"], "cancel": ["cancel", "o1"], "retry": ["retry", "o1"],
+    "move": ["move", "o1", "cart?"], "check": ["check"], "history": ["history", "o1"],
+    "graph": ["graph", "cli-order"], "report": ["report", "-o", "out"],
+    "serve": ["serve", "--insecure-local", "--port", "0"],
+    "lint": ["lint", "app.py"],
+}
+
+
+def test_every_command_is_covered() -> None:
+    from genflow.cli import COMMANDS
+
+    assert set(EVERY_COMMAND) == set(COMMANDS)
+
+
+def _one_line(code: int, out: str, err: str, expected_code: int = 2) -> str:
+    assert code == expected_code and out == "", (code, out, err)
+    assert err.count("\n") == 1 and err.startswith("genflow: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("command", sorted(EVERY_COMMAND))
+def test_every_command_with_an_unknown_option(inproc, command: str) -> None:
+    err = _one_line(*inproc(*EVERY_COMMAND[command], "--bogus"))
+    assert f"unrecognized arguments: --bogus (see `genflow {command} --help`)" in err
+
+
+@pytest.mark.parametrize("command", sorted(set(EVERY_COMMAND) - {"graph", "lint"}))
+def test_every_command_on_a_store_that_cannot_be_opened(inproc, command: str) -> None:
+    err = _one_line(*inproc("--store", "sqlite:///no/such/dir/x.db", *EVERY_COMMAND[command]))
+    assert "no/such/dir" in err  # the path the user got wrong
+
+
+@pytest.mark.parametrize("command", ["send", "show", "cancel", "retry", "move", "history"])
+def test_every_command_on_an_instance_that_does_not_exist(inproc, command: str) -> None:
+    args = ["nope" if arg == "o1" else arg for arg in EVERY_COMMAND[command]]
+    assert "no instance 'nope'" in _one_line(*inproc(*args))
+
+
+@pytest.mark.parametrize("command", ["start", "graph"])
+def test_every_command_on_a_workflow_that_is_not_registered(inproc, command: str) -> None:
+    err = _one_line(*inproc(command, "cli-ordr"))
+    # (this process has registered the suite's other workflows too)
+    assert re.search(r"no workflow is registered as 'cli-ordr' \(registered: [^)]*\): this "
+                     "process must import the module that defines it", err), err
+    assert "--app MODULE" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["send", "o1", "chekout"], "instance 'o1' does not wait for 'chekout'"),
+    (["list", "--limit", "-1"], "argument --limit: must be at least 0, not -1"),
+    (["report", "-o", "out", "--limit", "x"], "argument --limit: not a whole number: 'x'"),
+    (["worker", "--batch", "0"], "argument --batch: must be at least 1, not 0"),
+    (["worker", "--idle-sleep", "0"], "argument --idle-sleep: must be a number of seconds above"),
+    (["worker", "--idle-sleep", "nan"], "argument --idle-sleep: must be a number of seconds"),
+    (["check", "--processes", "-1"], "argument --processes: must be at least 0, not -1"),
+    (["check", "--examples", "-1"], "argument --examples: must be at least 0, not -1"),
+    (["--store", "", "list"], "--store is empty (an unset shell variable?)"),
+    (["show", "o\udcff"], "argument 'o\\udcff' is not UTF-8 text"),
+    (["send", "o1", "add", "--payload", '"\udcff"'], "is not UTF-8 text"),
+    (["run", "."], "not a file: ."),
+])
+def test_bad_arguments(inproc, args: list[str], message: str) -> None:
+    assert message in _one_line(*inproc(*args))
+
+
+def test_check_warns_when_the_workflow_named_is_not_installed(inproc) -> None:
+    code, out, err = inproc("check", "--workflow", "cli-ordr", "--processes", "1")
+    assert code == 0 and out.startswith("ok: the installed code can move on all 0 ")
+    assert re.fullmatch(r"genflow: warning: no workflow 'cli-ordr' is installed \(installed: "
+                        r"[^)]*cli-order[^)]*\): its instances, if any, are reported as not "
+                        r"installed\n", err), err
+    code, out, err = inproc("check", "--workflow", "cli-order", "--processes", "1")
+    assert (code, err) == (0, "") and " all 1 in-flight " in out  # o1; `done` has finished
 
 
 def test_commands_that_need_workflows_say_so(shop: Cli) -> None:
@@ -328,7 +415,7 @@ def test_broken_apps(inproc, tmp_path: Path) -> None:
                          ("raising_app.py", "importing it raised RuntimeError: no config"),
                          ("dep_app", "cannot import it: No module named 'no_such_dependency'")]:
         code, _, err = inproc("--app", app, "list", app=False)
-        assert code == 1 and err.count("\n") == 1 and message in err, err
+        assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
 def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -347,7 +434,7 @@ def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> N
     ]
     (Path.cwd() / "bad.jsonl").write_text("\n".join(lines))
     code, out, err = inproc("run", "bad.jsonl", "--keep-going")
-    assert code == 1
+    assert code == 2
     errors = err.splitlines()
     assert [e.split(":")[3] for e in errors[:-1]] == [str(n) for n in range(2, 11)]
     assert "not valid JSON" in errors[0] and "must be a JSON object" in errors[1]
@@ -359,7 +446,7 @@ def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> N
     assert out.startswith("send add: o1 waiting") and "instance o1 of workflow" in out
 
     code, out, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
-    assert code == 1 and err == "genflow: error: bad.jsonl:2: the line is not valid JSON: " \
+    assert code == 2 and err == "genflow: error: bad.jsonl:2: the line is not valid JSON: " \
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
 
 

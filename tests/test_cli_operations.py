@@ -29,6 +29,11 @@ def test_deploy_check_move_and_history(cli: Cli) -> None:
                                    "would strand in-flight instances")
     assert "1 of 2 in-flight instance(s) would break" in done.stdout
     assert "workflow 'cli-order', statement 'confirmed?': 1 instance(s) (o1)" in done.stdout
+    assert "fix: keep the old name in the code until this check is clean" in done.stdout
+    # the advice is true: under the new code the instance cannot be moved or sent to
+    for args in (["move", "o1", "cart?"], ["send", "o1", "confirm"]):
+        line = cli.fails("--app", str(V2), *args, app=False)
+        assert "saved statement 'confirmed?' is not in the replayed definition" in line
 
     line = cli.fails("move", "o1", "nowhere")
     assert "has no statement 'nowhere'" in line
@@ -56,4 +61,8 @@ def test_history_with_the_journal_on(cli: Cli) -> None:
 
 
 def test_history_of_an_unknown_instance(cli: Cli) -> None:
+    # no store yet: a read-only command creates none (exit 2, a usage mistake)
+    assert "no such file" in cli.fails("history", "nope", app=False, code=2)
+    assert not (cli.cwd / "genflow.db").exists()
+    cli.engine().store.close()
     assert "no instance 'nope'" in cli.fails("history", "nope", app=False)

@@ -391,7 +391,7 @@ def _states(draw: st.DrawFn) -> genflow.State:
         thread = genflow.Thread(
             id=tid, stmt=draw(st.text(max_size=6)),
             status=draw(st.sampled_from(genflow.ThreadStatus)), pc=draw(st.integers(0, 2**62)),
-            path=draw(_paths), handled=draw(st.text(max_size=4)), since=draw(_when_st),
+            path=draw(_paths), won=draw(st.text(max_size=4)), since=draw(_when_st),
             origin=[Origin(go, t, p) for go, t, p in
                     draw(st.lists(st.tuples(_names, _names, _paths), max_size=2))],
         )
@@ -403,7 +403,7 @@ def _states(draw: st.DrawFn) -> genflow.State:
                 event, genflow.CallbackRequest(sid, tid, event, draw(st.integers(0, 2**62)),
                                                setup),
                 status=draw(st.sampled_from(genflow.WaitEventStatus)),
-                handled=draw(st.booleans()), error=draw(st.text(max_size=5)), due=draw(_when_st),
+                won=draw(st.booleans()), error=draw(st.text(max_size=5)), due=draw(_when_st),
             ))
         state.threads.append(thread)
     return state

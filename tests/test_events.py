@@ -25,9 +25,9 @@ from genflow import (
     NotWaitingError,
     On,
     PayloadError,
+    Retry,
     StaleCallbackError,
     Step,
-    StepError,
     UnknownEventError,
     UnknownThreadError,
     Wait,
@@ -133,7 +133,7 @@ def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
     before = run.blob()
     for wrong in ("5", 5.5, True, None, [5]):  # primitives must match: no str(), int() guessing
         with pytest.raises(PayloadError, match="does not fit int"):
-            run.deliver("count", wrong)
+            run.handle_callback("count", wrong)
         assert run.blob() == before
     assert run.send("count", 5) == 6
     assert run.send("words", ["a", "b"]) is None
@@ -203,7 +203,7 @@ def test_payload_that_does_not_fit_is_refused_naming_the_field(event, payload, n
 def test_handler_that_raises_is_rolled_back_and_the_event_can_come_again(mode: str) -> None:
     run = Instance(Shop(broken=True), mode=mode)
     run.resume()
-    err = _changes_nothing(run, lambda: run.deliver("fragile", 3), HandlerError)
+    err = _changes_nothing(run, lambda: run.handle_callback("fragile", 3), HandlerError)
     assert (err.phase, err.event, err.thread) == ("handle", "fragile", MAIN_THREAD)
     assert isinstance(err.__cause__, LookupError)
     assert run.wf.counts == [] and run.wf.pings == 0
@@ -234,9 +234,10 @@ def test_handler_object_payload_type_comes_from_its_annotation() -> None:
     run = Instance(Signed())
     run.resume()
     req = request(run.state, "sign")
-    _changes_nothing(run, lambda: run.deliver("sign", {"sku": 3}), PayloadError)
-    _changes_nothing(run, lambda: run.deliver("sign", {"sku": "pen", "qty": "2"}), PayloadError)
-    assert run.deliver("sign", {"sku": "pen", "qty": 2}) == f"penx2 sig:{MAIN_THREAD}"
+    _changes_nothing(run, lambda: run.handle_callback("sign", {"sku": 3}), PayloadError)
+    _changes_nothing(run, lambda: run.handle_callback("sign", {"sku": "pen", "qty": "2"}),
+                     PayloadError)
+    assert run.handle_callback("sign", {"sku": "pen", "qty": 2}) == f"penx2 sig:{MAIN_THREAD}"
     assert req.setup_data == f"sig:{MAIN_THREAD}"
 
 
@@ -266,8 +267,8 @@ def test_handler_without_input_type_takes_no_payload_and_is_not_mutated() -> Non
     validate(Ducky())
     run = Instance(Ducky())
     run.resume()
-    _changes_nothing(run, lambda: run.deliver("quack", "loud"), PayloadError)
-    assert run.deliver("quack") == "quack None"
+    _changes_nothing(run, lambda: run.handle_callback("quack", "loud"), PayloadError)
+    assert run.handle_callback("quack") == "quack None"
 
 
 def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -312,7 +313,7 @@ def test_decorated_handlers_keep_their_own_payload_types(event, payload, logged_
     fresh = Instance(Decorated())
     fresh.resume()
     with pytest.raises(PayloadError):
-        fresh.deliver("ping", {"sku": "a", "qty": 1})
+        fresh.handle_callback("ping", {"sku": "a", "qty": 1})
 
 
 # -- refusals ----------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class TwoThreads:
     def definition(self):
         yield Go("side", Wait("side wait", On("poke", lambda: self.log.append("poked"))))
         yield Wait("main wait", On("go", lambda: self.log.append("go")))
-        yield Step("work", self.work)
+        yield Step("work", self.work, retry=Retry(attempts=None, backoff=60))
 
     def work(self) -> None:
         if self.fail:
@@ -336,13 +337,15 @@ class TwoThreads:
 
 
 def _stuck() -> Instance:
-    """Main thread stuck executing a failing step; thread 'side' waiting."""
+    """Main thread stuck retrying a failing step; thread 'side' waiting."""
     run = Instance(TwoThreads())
     run.resume()
-    run.deliver("go")
-    with pytest.raises(StepError):
-        run.resume()
-    assert run.state.thread(MAIN_THREAD).status is genflow.ThreadStatus.EXECUTING
+    run.handle_callback("go")
+    run.resume()  # the step fails, and waits a minute for its next attempt
+    main = run.state.thread(MAIN_THREAD)
+    assert main.status is genflow.ThreadStatus.EXECUTING
+    assert main.attempts == 1 and "not yet" in main.error
+    assert main.retry_at == run.clock() + dt.timedelta(seconds=60)
     assert run.state.thread("side").status is genflow.ThreadStatus.WAITING_EVENT
     return run
 
@@ -383,15 +386,16 @@ def test_event_before_setup_is_not_ready() -> None:
     run = _stuck()
     event = run.state.thread("side").events[0]
     event.status = WaitEventStatus.PENDING_SETUP
-    _changes_nothing(run, lambda: run.deliver("poke", thread="side"), EventNotReadyError)
+    _changes_nothing(run, lambda: run.handle_callback("poke", thread="side"), EventNotReadyError)
     event.status = WaitEventStatus.SETUP_ERROR
-    _changes_nothing(run, lambda: run.deliver("poke", thread="side"), EventNotReadyError)
+    _changes_nothing(run, lambda: run.handle_callback("poke", thread="side"), EventNotReadyError)
 
 
 def test_event_for_a_finished_instance_is_refused() -> None:
     run = _stuck()
     old = request(run.state, "poke", "side")
     run.wf.fail = False
+    run.clock.advance(seconds=60)
     run.send("poke", thread="side")
     assert run.wf.log == ["go", "poked", "worked"]
     assert run.state.status is genflow.WorkflowStatus.FINISHED
@@ -478,7 +482,7 @@ def test_only_handlers_that_do_something_make_moves(kind: str, mode: str) -> Non
     assert thread.events[1].due == thread.since + dt.timedelta(seconds=60)
     CALLED.clear()
     run.kinds.clear()
-    run.deliver("go", "now")
+    run.handle_callback("go", "now")
     # only a teardown that does something is left to do; the timer is done with
     assert [e.event for e in run.state.threads[0].events] == (["go"] if tears_down else [])
     run.resume()

@@ -273,7 +273,7 @@ def test_pizza_add_refuses_bad_payload(payload, field):
     run.resume()
     run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.deliver("add", payload)
+        run.handle_callback("add", payload)
     assert run.send("add", {"pizza": "funghi"})["total"] == "20.00"  # the cart still works
 
 
@@ -288,19 +288,19 @@ def test_pizza_cart_events_refuse_bad_payload(event, payload, field):
     run.resume()
     run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.deliver(event, payload)
+        run.handle_callback(event, payload)
 
 
 def test_pizza_handlers_refuse_without_changing_anything():
     run = Instance(PizzaOrder())
     run.resume()
     with unchanged(run), pytest.raises(HandlerError, match="cart is empty"):
-        run.deliver("checkout", ADA)
+        run.handle_callback("checkout", ADA)
     run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(HandlerError, match="no funghi"):
-        run.deliver("remove", {"pizza": "funghi"})
+        run.handle_callback("remove", {"pizza": "funghi"})
     with unchanged(run), pytest.raises(HandlerError, match="no diavola"):
-        run.deliver("remove", {"pizza": "diavola", "size": "large"})
+        run.handle_callback("remove", {"pizza": "diavola", "size": "large"})
 
 
 def test_pizza_refuses_unknown_and_early_events():
@@ -322,9 +322,10 @@ def test_pizza_refuses_stale_requests_and_foreign_webhooks():
     run.send("checkout", ADA)
     run.send("confirm", {"manager": "Grace"})
     with unchanged(run), pytest.raises(HandlerError, match="unknown charge"):
-        run.deliver("payment", {"reference": "ch_someone_else", "ok": True}, thread="take payment")
+        run.handle_callback("payment", {"reference": "ch_someone_else", "ok": True},
+                            thread="take payment")
     with unchanged(run), pytest.raises(PayloadError, match="ok"):
-        run.deliver("payment", {"reference": run.wf.payment_ref}, thread="take payment")
+        run.handle_callback("payment", {"reference": run.wf.payment_ref}, thread="take payment")
 
 
 # -- approval --------------------------------------------------------------------------------
@@ -446,7 +447,7 @@ def test_approval_refuses_bad_payload(payload, field):
     run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
     run.resume()
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.deliver("decision", payload)
+        run.handle_callback("decision", payload)
     assert len(INBOX.items) == 1  # the request is still open
 
 
@@ -454,7 +455,7 @@ def test_approval_refuses_the_wrong_approver_and_unknown_events():
     run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
     run.resume()
     with unchanged(run), pytest.raises(HandlerError, match="mallory may not answer for lead"):
-        run.deliver("decision", {"approver": "mallory", "approve": True})
+        run.handle_callback("decision", {"approver": "mallory", "approve": True})
     req = request(run.state, "decision")
     with unchanged(run), pytest.raises(UnknownEventError):
         handle_callback(attrs.evolve(req, event="approve"), run.wf, run.state, None)

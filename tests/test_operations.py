@@ -3,18 +3,22 @@ moves, and the journal."""
 
 from __future__ import annotations
 
+import contextlib
+
 import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import genflow
+import genflow.registry
 from genflow import EventHandler, Go, If, On, Step, ThreadStatus, Wait, WorkflowStatus
 from genflow.clock import FakeClock
 from genflow.deploy import check_store
 from genflow.engine import Engine
 from genflow.errors import (
     GenflowError,
+    HandlerError,
     MoveError,
     NonDeterminismError,
     UnknownThreadError,
@@ -273,3 +277,121 @@ def test_the_check_in_several_processes_finds_the_same(engine):
     assert [p.instance_id for p in alone.problems] == ["p00", "p03", "p06", "p09"]
     with pytest.raises(GenflowError, match="cannot be opened"):
         check_store(MemoryStore(), processes=2)
+
+
+# -- what the check counts as in flight, and what it advises -------------------------------
+
+#: switches the tests flip: a renamed wait (a deploy), a teardown or a step that fails
+TICKET = {"renamed": False, "step renamed": False, "teardown fails": False,
+          "step fails": False}
+
+
+class Webhook(EventHandler):
+    def handle(self, req, payload: str) -> None:
+        pass
+
+    def teardown(self, req, handled):
+        if TICKET["teardown fails"]:
+            raise ConnectionError("the webhook service is down")
+
+
+@genflow.workflow("ops-ticket")
+@attrs.define
+class Ticket:
+    def definition(self):
+        yield Wait("sorting?" if TICKET["renamed"] else "triage?", On("triaged", Webhook()))
+        yield Step("archive" if TICKET["step renamed"] else "file", self.file)
+
+    def file(self) -> None:
+        if TICKET["step fails"]:
+            raise ConnectionError("the archive is down")
+
+
+@pytest.fixture
+def tickets(store):
+    """An engine on every store kind, with instances in every status."""
+    TICKET.update(dict.fromkeys(TICKET, False))
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Ticket(), id="waiting")
+    engine.send(engine.start(Ticket(), id="finished"), "triaged", "ok")
+    engine.cancel(engine.start(Ticket(), id="cancelled"))
+    TICKET["step fails"] = True
+    engine.send(engine.start(Ticket(), id="failed"), "triaged", "ok")  # "file" fails: FAILED
+    TICKET["teardown fails"] = True
+    owing = engine.start(Ticket(), id="owes a teardown")
+    with contextlib.suppress(HandlerError):  # cancelled; its teardown is retried later
+        engine.cancel(owing)
+    TICKET.update({"teardown fails": False, "step fails": False})
+    statuses = {r.id: r.status for r in store.list()}
+    assert statuses == {"waiting": "waiting", "finished": "finished", "cancelled": "cancelled",
+                        "failed": "failed", "owes a teardown": "cancelled"}
+    yield engine
+    TICKET.update(dict.fromkeys(TICKET, False))
+
+
+def test_the_check_counts_what_the_code_may_still_move(tickets):
+    """Waiting, failed (a retry runs it again) and cancelled-but-owing-a-teardown count;
+    finished and cleanly cancelled instances do not, not even as 'not installed'."""
+    assert check_store(tickets.store).checked == 3
+    report = check_store(tickets.store, workflows={})
+    assert sorted(p.instance_id for p in report.problems) == [
+        "failed", "owes a teardown", "waiting"]
+    assert "fix: import the module that defines the workflow (`genflow --app MODULE check`" \
+        in " ".join(report.format().split())
+
+
+def test_a_rename_is_reported_for_every_instance_that_stands_on_it(tickets):
+    TICKET["renamed"] = True
+    report = check_store(tickets.store)
+    assert report.checked == 3
+    assert sorted(p.instance_id for p in report.problems) == ["owes a teardown", "waiting"]
+    assert report.format(examples=5).splitlines() == [
+        "2 of 3 in-flight instance(s) would break with the installed code:",
+        "  workflow 'ops-ticket', statement 'triage?': 2 instance(s) (owes a teardown, waiting)",
+        "    workflow 'ops-ticket', thread '_main_': saved statement 'triage?' is not in the "
+        "replayed definition (waiting_event)",
+        "fix: keep the old name in the code until this check is clean. The new code cannot move",
+        "     these instances (`move`, `send` and `retry` fail as the check did): with the old",
+        "     code still deployed, let them move past it or `genflow move` them off it, then",
+        "     check again.",
+    ]
+
+
+def test_the_advice_after_a_rename_is_true(tickets):
+    """Under the new code, move and send fail as the check says; under the old code a
+    move clears the check, and the new code then runs the instance."""
+    TICKET["renamed"] = True
+    before = tickets.store.get("waiting")
+    for attempt in (lambda: tickets.move("waiting", "_main_", "file"),
+                    lambda: tickets.send("waiting", "triaged", "ok")):
+        with pytest.raises(NonDeterminismError, match="triage"):
+            attempt()
+    after = tickets.store.get("waiting")
+    assert (after.blob, after.version) == (before.blob, before.version)
+    TICKET["renamed"] = False  # the old code, still deployed
+    tickets.move("waiting", "_main_", "file")
+    tickets.retry("failed")  # its step works now: it finishes
+    TICKET["renamed"] = True
+    assert [p.instance_id for p in check_store(tickets.store).problems] == ["owes a teardown"]
+    assert tickets.get("waiting").status is WorkflowStatus.FINISHED
+
+
+def test_a_failed_instance_counts_until_it_is_cancelled(tickets):
+    """A failed instance is in flight: `retry` runs it with the installed code. Giving
+    it up for good is cancelling it, and then it stops counting."""
+    TICKET["step renamed"] = True  # "file", where the failed instance stands, is gone
+    report = check_store(tickets.store)
+    assert [(p.instance_id, p.statement) for p in report.problems] == [("failed", "file")]
+    assert "1 instance(s) (failed); 1 of them failed (`genflow retry` would break)" \
+        in report.format()
+    tickets.cancel("failed")
+    assert check_store(tickets.store).ok
+
+
+def test_the_check_warns_of_a_workflow_name_nothing_installs(tickets):
+    report = check_store(tickets.store, workflow="ops-tickets")
+    assert report.ok and report.checked == 0
+    installed = genflow.registry.name_list(genflow.registry.registered())
+    assert report.warnings == (f"no workflow 'ops-tickets' is installed (installed: {installed})"
+                               ": its instances, if any, are reported as not installed",)
+    assert check_store(tickets.store, workflow="ops-ticket").warnings == ()

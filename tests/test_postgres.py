@@ -25,7 +25,12 @@ from pg_app import PgOrder, SlowSteps, Tally, expected
 
 from genflow import WorkflowStatus
 from genflow.engine import Engine
-from genflow.errors import GenflowError
+from genflow.errors import (
+    GenflowError,
+    ReadOnlyStoreError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 from genflow.stores import InstanceRecord, open_store
 
 pytestmark = pytest.mark.postgres
@@ -137,8 +142,9 @@ def test_open_store_url_names_the_schema(dsn, schema):
         store.create(rec("a"))
     with PostgresStore(dsn, schema=schema) as store:
         assert store.get("a").workflow == "wf"
-    with pytest.raises(GenflowError, match="cannot open PostgreSQL store"):
-        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StoreUnavailableError, match=r"cannot open the store: .*unavailable"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+                      retry_seconds=0.5)
 
 
 @pytest.mark.parametrize("name", ["1st", "a-b", "x" * 64, "semi;colon", 'quo"te'])
@@ -179,6 +185,80 @@ def test_batch_drive_on_postgres_with_processes(dsn, schema):
     with open_store(url) as store:
         assert store.count(status="finished") == 40
         assert Engine(store).get("t7").data.seen == ["x7"]
+
+
+# -- faults, read-only, fork ----------------------------------------------------------------------
+
+
+def test_a_killed_connection_is_replaced_without_the_caller_noticing(dsn, pg):
+    """A server restart kills every pooled connection: the next call fails on a
+    dead one, drops the dead ones and succeeds on a new one."""
+    import psycopg
+
+    pg.create(rec("a"))
+    pids = {pg._one("SELECT pg_backend_pid()")[0] for _ in range(3)}
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert pg.get("a").blob == b"x"
+    saved = pg.save(rec("a", blob=b"y"), expected_version=1)
+    assert saved.version == 2 and pg.get("a").blob == b"y"
+
+
+def test_readonly_postgres_refuses_writes_and_needs_the_schema(dsn, schema, pg):
+    from genflow.stores.postgres import PostgresStore
+
+    pg.create(rec("a"))
+    with PostgresStore(dsn, schema=schema, readonly=True) as reader:
+        assert reader.get("a").blob == b"x" and reader.count() == 1
+        with pytest.raises(ReadOnlyStoreError, match="opened read-only"):
+            reader.save(rec("a", blob=b"y"), expected_version=1)
+        with pytest.raises(ReadOnlyStoreError, match="opened read-only"):
+            reader.claim_due("w", T0, T0, 5)
+    assert pg.get("a").version == 1
+    missing = fresh_schema()
+    with pytest.raises(StoreNotFoundError, match="holds no genflow store"):
+        PostgresStore(dsn, schema=missing, readonly=True)
+    with pytest.raises(StoreNotFoundError, match="holds no genflow store"):
+        open_store(with_schema(dsn, missing), readonly=True)
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as admin:  # a read-only open created nothing
+        assert admin.execute("SELECT to_regnamespace(%s)", (missing,)).fetchone()[0] is None
+
+
+def test_a_missing_database_is_store_not_found(dsn):
+    import psycopg
+
+    from genflow.stores.postgres import PostgresStore
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info["dbname"] = "genflow_no_such_database"
+    with pytest.raises(StoreNotFoundError, match="no such database"):
+        PostgresStore(psycopg.conninfo.make_conninfo(**info), retry_seconds=1)
+
+
+def _use_inherited(store, out) -> None:
+    try:
+        out.put(("ok", store.get("a").blob, store.count()))
+    except BaseException as exc:  # pragma: no cover - reported to the parent
+        out.put(("error", repr(exc), 0))
+
+
+def test_a_forked_child_gets_connections_of_its_own(pg):
+    """The child may use the store it inherited: it gets a pool of its own, and
+    the parent's connections stay the parent's (both go on working)."""
+    pg.create(rec("a"))
+    before = pg._one("SELECT pg_backend_pid()")[0]
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_use_inherited, args=(pg, out))
+    child.start()
+    assert out.get(timeout=60) == ("ok", b"x", 1)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert pg._one("SELECT pg_backend_pid()")[0] == before  # the same connection, unharmed
+    assert pg.get("a").version == 1
 
 
 # -- claims and wake-ups across processes ---------------------------------------------------------

@@ -215,7 +215,7 @@ def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
         for run, label in ((steady, "steady"), (crashy, "crashy")):
-            run.deliver(event, thread=thread)
+            run.handle_callback(event, thread=thread)
             _settle(run, label)
         assert crashy.blob() == steady.blob()
     assert crashy.kinds == steady.kinds
@@ -270,5 +270,5 @@ def test_events_the_instance_is_not_waiting_for_change_nothing(tree, data) -> No
         if not ready:
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
-        run.deliver(event, thread=thread)
+        run.handle_callback(event, thread=thread)
         _settle(run, "bogus")

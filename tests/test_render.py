@@ -24,7 +24,6 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterable
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -73,8 +72,9 @@ from genflow.render import (
     to_svg,
     to_text,
 )
+from genflow.render.formats import STYLES
 from genflow.render.report import write_report
-from genflow.stores import SQLiteStore
+from genflow.stores import MemoryStore, SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `tests`
@@ -926,12 +926,11 @@ def test_docs_hook_renders_every_marker() -> None:
         page = SimpleNamespace(file=SimpleNamespace(name=name, src_path=f"{name}.md"))
         out = hooks.on_page_markdown(source, page)
         assert not hooks.MARKER.search(out)
-        if dot_program() is not None:  # inline SVG, the Mermaid source folded below it
-            assert out.count('<div class="genflow-diagram"') == len(markers)
-            assert out.count("<svg") == len(markers)
-            blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
-        else:
-            blocks = re.findall(r'<pre class="mermaid">\n(.*?)\n</pre>', out, re.S)
+        # inline SVG with dot (an outline without it), the Mermaid source folded below it
+        kind = "svg" if dot_program() is not None else "outline"
+        assert out.count(f'<div class="genflow-diagram genflow-diagram-{kind}"') == len(markers)
+        assert out.count("<svg") == (len(markers) if kind == "svg" else 0)
+        blocks = re.findall(r'<pre class="mermaid-source">\n(.*?)\n</pre>', out, re.S)
         assert len(blocks) == len(markers)
         for block in blocks:
             parse_mermaid(htmllib.unescape(block).strip() + "\n")
@@ -999,7 +998,7 @@ def test_cli_diagram_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.M
     app = ["--app", str(CLI_APP)]
     assert main([*app, "start", "cli-order", "--id", "o1"]) == 0
     capsys.readouterr()
-    assert main([*app, *args]) == 1
+    assert main([*app, *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("genflow: error: ") and message in err, err
 
@@ -1008,7 +1007,7 @@ def test_cli_svg(tmp_path: Path) -> None:
     """Through the console script: SVG with dot, one clear line without it."""
     missing = _genflow(tmp_path, "graph", "cli-order", "-o", "o.svg",
                        env={"GENFLOW_DOT": "no-such-dot"})
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr.startswith("genflow: error: SVG needs Graphviz's `no-such-dot` "
                                      "program, which is not installed (apt-get install graphviz)")
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "o.svg").exists()
@@ -1039,66 +1038,76 @@ def _report_engine(path: Path) -> Engine:
     return engine
 
 
-class _Page(HTMLParser):
-    """The report's table rows and instance sections, as a browser's DOM gives them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, str] = {}
-        self.sections: dict[str, dict[str, int]] = {}
-        self.current: str | None = None
-
-    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs_)
-        if tag == "tr" and a.get("data-id") is not None:
-            self.rows[str(a["data-id"])] = str(a["data-status"])
-        if tag == "section" and a.get("data-id") is not None:
-            self.current = str(a["data-id"])
-            self.sections[self.current] = {}
-        if self.current is not None:
-            counts = self.sections[self.current]
-            keys = [tag] + [f"{tag}.{c}" for c in (a.get("class") or "").split()]
-            for key in keys:
-                counts[key] = counts.get(key, 0) + 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "section":
-            self.current = None
-
-
 STATUSES = {"order-1": "waiting", 'seed <1> & "2"': "finished", "workers-1": "waiting",
             "fails-1": "failed"}
+
+
+def _report_data(index: Path) -> dict[str, Any]:
+    text = index.read_text()
+    raw = text.split('<script type="application/json" id="gf-data">', 1)[1].split("</script>")[0]
+    return json.loads(raw)
 
 
 def test_report_files(tmp_path: Path) -> None:
     engine = _report_engine(tmp_path / "store.db")
     index = write_report(engine, tmp_path / "report", svg=False)
-    page = _Page()
-    page.feed(index.read_text())
-    assert page.rows == STATUSES
-    assert set(page.sections) == set(STATUSES)
-    for counts in page.sections.values():
-        assert counts.get("div.diagram-outline") == 1 and "svg" not in counts
-    files = sorted(p.name for p in (tmp_path / "report" / "instances").iterdir())
-    assert len(files) == 3 * len(STATUSES) and not any(f.endswith(".svg") for f in files)
+    data = _report_data(index)
+    assert {r["id"]: r["status"] for r in data["rows"]} == STATUSES
+    assert set(data["views"]) == set(STATUSES)
+    # one drawing per definition (four workflows), every instance's marks laid on it
     text = index.read_text()
-    assert "<script" not in text and "http://" not in text and "https://" not in text
-    assert "seed &lt;1&gt; &amp; &quot;2&quot;" in text
+    assert text.count('<template class="gf-diagram-src"') == 4
+    assert {v["diagram"] for v in data["views"].values()} == set(
+        re.findall(r'data-key="([0-9a-f]+)"', text))
+    failed = data["views"]["fails-1"]
+    explode = [n for n, marks in failed["marks"].items() if "failed" in marks]
+    assert len(explode) == 1 and f"gf-n-{explode[0]}" in text
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text)  # nothing fetched
+    assert "seed \\u003c1\\u003e" in text  # no raw < in the page's data
+    ids = re.findall(r' id="([^"]+)"', text)
+    assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
+    files = sorted(p.suffix for p in (tmp_path / "report" / "diagrams").iterdir())
+    assert files == [".dot"] * 4 + [".mmd"] * 4
     # only some: a status
-    index = write_report(engine, tmp_path / "failed", status="failed", svg=False)
-    page = _Page()
-    page.feed(index.read_text())
-    assert page.rows == {"fails-1": "failed"}
+    data = _report_data(write_report(engine, tmp_path / "failed", status="failed", svg=False))
+    assert [r["id"] for r in data["rows"]] == ["fails-1"]
     # a workflow whose code is not loaded: listed, with the reason it is not drawn
     partial = Engine(engine.store, [PizzaOrder])
-    index = write_report(partial, tmp_path / "partial", svg=False)
-    page = _Page()
-    page.feed(index.read_text())
-    assert page.rows == STATUSES
-    assert page.sections["workers-1"].get("p.problem") == 1
-    assert "div.diagram-outline" not in page.sections["workers-1"]
-    assert "does not run workflow &#x27;render-workers&#x27;" in index.read_text()
+    data = _report_data(write_report(partial, tmp_path / "partial", svg=False))
+    assert {r["id"] for r in data["rows"]} == set(STATUSES)
+    assert "does not run workflow 'render-workers'" in data["views"]["workers-1"]["problems"][0]
     engine.store.close()
+
+
+def test_legend_colours_are_distinct() -> None:
+    from genflow.render.views import legend
+
+    def rgb(color: str) -> tuple[int, ...]:
+        return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+
+    def far(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+        return float(sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5)
+
+    entries = legend()
+    assert len({e["mark"] for e in entries}) == len(entries)
+    for i, one in enumerate(entries):
+        for other in entries[i + 1:]:
+            apart = far(rgb(one["fill"]), rgb(other["fill"])) + far(rgb(one["stroke"]),
+                                                                   rgb(other["stroke"]))
+            assert apart > 60, (one["mark"], other["mark"], apart)
+
+
+def test_a_failed_step_is_marked_failed_not_executing() -> None:
+    engine = Engine(MemoryStore(), [Fails])
+    engine.start(Fails(), id="f")
+    instance = engine.get("f")
+    graph = instance_graph(instance.data, instance.state, error=instance.error)
+    node = graph.named("explode")
+    assert node is not None and {"current", "executing", "failed"} <= set(node.classes)
+    from genflow.render.formats import display_class
+
+    assert display_class(node) == "failed"
+    assert display_class(graph.named("prepare")) == "done"
 
 
 def _png_pixels(path: Path) -> dict[bytes, int]:
@@ -1159,32 +1168,19 @@ def test_report_in_a_headless_browser(tmp_path: Path, svg: bool) -> None:
     engine = _report_engine(tmp_path / "store.db")
     index = write_report(engine, tmp_path / "report", svg=svg)
     engine.store.close()
-    dom = _chromium(["--dump-dom", index.as_uri()], tmp_path)
-    page = _Page()
-    page.feed(dom)
-    assert page.rows == STATUSES  # the instance table, as the browser parsed it
-    for instance_id, counts in page.sections.items():
-        if svg:
-            assert counts.get("svg") == 1 and counts.get("g", 0) > 10, (instance_id, counts)
-        else:
-            assert counts.get("div.gf-outline") == 1, (instance_id, counts)
-            assert counts.get("div.gf-row", 0) > 1, (instance_id, counts)
-    assert dom.count("<summary>Mermaid source</summary>") == len(STATUSES)
-
-    # and it shows: a screenshot of one instance's page has its diagram's marks in colour
-    engine = Engine(SQLiteStore(tmp_path / "store.db"), [PizzaOrder, SeedReadme, Workers,
-                                                          Fails, Everything])
-    one = write_report(engine, tmp_path / "one", workflow="pizza-order", svg=svg)
-    engine.store.close()
+    dom = _chromium(["--virtual-time-budget=2000", "--dump-dom", index.as_uri() + "#i=fails-1"],
+                    tmp_path)
+    rows = dict(re.findall(r'<tr data-id="([^"]+)" data-status="([a-z]+)"', dom))
+    assert {htmllib.unescape(k): v for k, v in rows.items()} == STATUSES
+    assert 'id="gf-instance" data-id="fails-1"' in dom  # the one picked is shown
+    assert re.search(r'class="[^"]*gf-n-n_explode[^"]*m-failed', dom), "explode is not failed"
     shot = tmp_path / "shot.png"
-    _chromium(["--force-color-profile=srgb", "--hide-scrollbars", "--window-size=1000,2200",
-               f"--screenshot={shot}", one.as_uri()], tmp_path)
+    _chromium(["--force-color-profile=srgb", "--hide-scrollbars", "--window-size=1200,1600",
+               "--virtual-time-budget=2000", f"--screenshot={shot}",
+               index.as_uri() + "#i=fails-1"], tmp_path)
     pixels = _png_pixels(shot)
-    # "listening" fills the payment thread's two events (the legend's swatch is tiny)
-    listening = pixels.get(bytes.fromhex("e7f5ff"), 0)
-    waiting = pixels.get(bytes.fromhex("ffd8a8"), 0)
-    assert listening > 1500, listening
-    assert waiting > 1500, waiting
+    failed = pixels.get(bytes.fromhex(STYLES["failed"][0][1:]), 0)
+    assert failed > 1500, failed  # the failed step's fill (the legend's swatch is tiny)
 
 
 def test_a_deeply_nested_definition_draws_without_recursion() -> None:
@@ -1235,6 +1231,7 @@ def test_a_thread_inside_an_events_body() -> None:
     a = graph.event("outer", "a")
     assert a is not None and "handled" in a.classes
     taken = [e for e in graph.edges if "taken" in e.classes]
+    # the branch taken: into the event, and on from it into its body
     assert [(graph.node(e.source).name, graph.node(e.target).name) for e in taken] == [
-        ("outer", "a")]
+        ("outer", "a"), ("a", "after a")]
     assert "c" not in _marks(graph, "handled")

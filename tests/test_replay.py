@@ -244,7 +244,7 @@ def test_a_statement_found_by_name_gets_its_new_path_hint(deploy, edit: str) -> 
     run.resume()
     deploy(EDITS[edit])
     stale = list(run.state.threads[0].path)
-    run.deliver("go")  # found by name: the hint it leaves is the wait's real path
+    run.handle_callback("go")  # found by name: the hint it leaves is the wait's real path
     assert run.state.threads[0].path == _real_path(run.wf, "wait")
     if edit == "insert before":
         assert stale == [1, 0, 1] and run.state.threads[0].path == [3, 0, 2]
@@ -323,7 +323,7 @@ def test_vanished_statement_after_the_event_is_refused_on_resume(deploy) -> None
     deploy(V1)
     run = Instance(Edit())
     run.resume()
-    run.deliver("go")
+    run.handle_callback("go")
     deploy(lambda wf: [wf.s("a"), wf.s("c"), wf.s("d")])
     _refused(run, lambda: resume(run.wf, run.state), "wait")
 

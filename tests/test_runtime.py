@@ -169,13 +169,13 @@ def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
     pc = run.state.threads[0].pc
     assert sorted(calls) == [("setup", "a", pc), ("setup", "b", pc)]
     calls.clear()
-    assert run.deliver(winner, "hi") == "HI"
+    assert run.handle_callback(winner, "hi") == "HI"
     assert calls == [("handle", winner, "hi")]
     thread = run.state.threads[0]
-    assert thread.handled == winner and thread.status is ThreadStatus.RESUMING
+    assert thread.won == winner and thread.status is ThreadStatus.RESUMING
     # every event that was set up is torn down on the next resume, the winner too;
     # "c", a plain function with nothing to tear down, is done with at once
-    assert {e.event: e.handled for e in thread.events} == {
+    assert {e.event: e.won for e in thread.events} == {
         "a": winner == "a", "b": winner == "b",
     }
     assert all(e.status is WaitEventStatus.PENDING_TEARDOWN for e in thread.events)
@@ -206,7 +206,7 @@ def test_second_callback_for_the_same_wait_is_stale() -> None:
         with pytest.raises(StaleCallbackError):
             handle_callback(first[event], run.wf, run.state, payload)
         assert run.blob() == before
-    assert run.deliver("c") is None
+    assert run.handle_callback("c") is None
     run.resume()
     assert run.wf.log == ["A", "c handled"]
     assert run.state.status is WorkflowStatus.FINISHED
@@ -242,7 +242,7 @@ def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
         assert run.kinds[-1] is CheckpointType.AFTER_SETUP  # the failure was reported
         assert run.blob() == run.checkpointed
         with pytest.raises(EventNotReadyError):
-            run.deliver("b", "early")
+            run.handle_callback("b", "early")
         assert [c for c in calls if c[0] == "setup"] == [("setup", "a", run.state.threads[0].pc)]
         assert attempt == 2 - failures[("b", "setup")]
     run.resume()
@@ -260,7 +260,7 @@ def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
     run = Instance(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
-    run.deliver("b", "x")
+    run.handle_callback("b", "x")
     with pytest.raises(HandlerError) as err:
         run.resume()
     assert (err.value.phase, err.value.event) == ("teardown", "a")
@@ -632,7 +632,7 @@ def test_event_that_is_set_up_wins_over_one_whose_setup_failed() -> None:
     run = Instance(Select())
     with pytest.raises(HandlerError):
         run.resume()
-    assert run.deliver("a", "first") == "FIRST"
+    assert run.handle_callback("a", "first") == "FIRST"
     thread = run.state.threads[0]
     # b failed to set up and c was not set up yet: nothing of them to tear down
     assert [(e.event, e.status) for e in thread.events] == [

@@ -330,7 +330,7 @@ def setup_data(run: Instance) -> None:
     pc = run.state.threads[0].pc
     assert events["left"].req.setup_data == f"token-left-{pc}"
     assert events["right"].req.setup_data == f"token-right-{pc}"
-    assert run.deliver("right", 7) == f"right:7:token-right-{pc}"
+    assert run.handle_callback("right", 7) == f"right:7:token-right-{pc}"
     run.resume()
     assert run.wf.winner == "right"
     assert run.state.status is WorkflowStatus.FINISHED

@@ -9,6 +9,8 @@ import attrs
 import pytest
 
 import genflow
+import genflow.engine
+import genflow.registry
 from genflow import (
     Break,
     Case,
@@ -31,6 +33,7 @@ from genflow import (
     validate,
     walk,
 )
+from genflow.stores import MemoryStore
 
 
 def nop() -> None:
@@ -198,6 +201,49 @@ def test_validate_takes_a_workflow_instance() -> None:
     assert "'same' is used twice" in _problems(Bad(flag=True))
 
 
+@genflow.workflow("statements-raises")
+@attrs.define
+class Raises:
+    """A definition that raises where `where` says: the problem must say where too."""
+
+    where: str = ""
+
+    def definition(self):
+        if self.where == "first":
+            [][0]  # the IndexError of issue 13
+        yield Step("begin", nop)
+        yield If(True, "big order", self.branch())
+        yield Go("courier", self.courier)
+
+    def branch(self):
+        yield Step("discount", nop)
+        if self.where == "branch":
+            raise KeyError("rate")
+
+    def courier(self):
+        yield Wait("pickup", On("picked", nop))
+        if self.where == "thread":
+            yield 42
+
+
+@pytest.mark.parametrize(("where", "words"), [
+    ("first", "main thread, before its first statement: building the definition raised "
+              "IndexError('list index out of range') (test_statements.py, line "),
+    ("branch", "main thread, in the branch 'big order' of If, after statement 'discount': "
+               "building the definition raised KeyError('rate') (test_statements.py, line "),
+    ("thread", "thread of Go 'courier', after statement 'pickup': 42 is not a statement"),
+])
+def test_a_definition_that_raises_says_which_workflow_thread_and_statement(where, words):
+    validate(Raises())
+    text = _problems(Raises(where=where))
+    assert text.startswith("invalid definition of workflow 'statements-raises':\n  - "), text
+    assert words in text, text
+    line = {"first": "in definition)", "branch": "in branch)", "thread": None}[where]
+    assert line is None or line in text
+    with pytest.raises(DefinitionError, match="workflow 'statements-raises'"):
+        genflow.engine.Engine(MemoryStore()).start(Raises(where=where))  # start validates
+
+
 # -- walk ----------------------------------------------------------------------------------
 
 
@@ -261,3 +307,26 @@ def test_walk_takes_a_statement_or_a_workflow() -> None:
     names.clear()
     walk(Flow(), lambda s: bool(names.append(s.name)))
     assert names == ["deep"]
+
+
+def test_an_unknown_workflow_says_what_to_import() -> None:
+    """The usual cause is a process that never imported the defining module."""
+    for lookup in (genflow.registry.workflow_class, genflow.registry.workflow_name,
+                   lambda name: genflow.new_state("x", name)):
+        with pytest.raises(genflow.UnknownWorkflowError) as err:
+            lookup("statements-nobody")
+        text = str(err.value)
+        assert text.startswith("no workflow is registered as 'statements-nobody' (registered: ")
+        assert genflow.registry.name_list(genflow.registry.registered()) in text
+        assert text.endswith(
+            "): this process must import the module that defines it (its "
+            "@genflow.workflow('statements-nobody') class registers it on import); the genflow "
+            "command imports it with --app MODULE or --app FILE.py (or GENFLOW_APP)")
+
+
+def test_a_long_list_of_names_is_cut_short() -> None:
+    names = [f"w{n:02}" for n in range(12)]
+    assert genflow.registry.name_list(names) == (
+        "w00, w01, w02, w03, w04, w05, w06, w07, w08, w09 and 2 more")
+    assert genflow.registry.name_list(names[:3]) == "w00, w01, w02"
+    assert genflow.registry.name_list([]) == "none"

@@ -18,6 +18,7 @@ from genflow.errors import (
     DuplicateInstanceError,
     GenflowError,
     InstanceNotFoundError,
+    StoreNotFoundError,
 )
 from genflow.stores import InstanceRecord, MemoryStore, SQLiteStore, open_store
 
@@ -432,7 +433,8 @@ def test_open_store_refuses_bad_urls(url, message, tmp_path, monkeypatch):
 def test_sqlite_refuses_garbage_and_newer_schemas(tmp_path):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(GenflowError, match="cannot open SQLite store"):
+    with pytest.raises(StoreNotFoundError, match=r"cannot open the store: .* is not an SQLite "
+                       r"database .*check the path"):
         SQLiteStore(garbage)
     newer = tmp_path / "newer.db"
     SQLiteStore(newer).close()

@@ -77,8 +77,8 @@ def test_the_static_check_flags_what_it_can_see_in_the_file() -> None:
         "a module frozenset iterated", "a set built in definition()",
         "local time of a stored timestamp", "a global a step changes",
         "a class attribute a step changes", "a Python if on data a step changes"}
-    assert "cat-clock-helper" not in LINTED  # behind a helper: the sandbox sees it, not lint
-    warning = LINTED["cat-clock"][0]
+    assert "toolkit-clock-helper" not in LINTED  # behind a helper: the sandbox sees it, not lint
+    warning = LINTED["toolkit-clock"][0]
     assert warning.path.endswith("toolkit_cases.py") and warning.code == "GF101"
     assert str(warning).startswith(f"{warning.path}:{warning.line}:")
     assert toolkit_cases.__name__ == "toolkit_cases"

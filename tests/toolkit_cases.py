@@ -67,7 +67,7 @@ def noop() -> None:
 # -- the determinism sandbox ------------------------------------------------------------------
 
 
-@genflow.workflow("cat-clock")
+@genflow.workflow("toolkit-clock")
 @attrs.define
 class ClockLunch:
     served: int = 0
@@ -80,7 +80,7 @@ class ClockLunch:
         self.served += 1
 
 
-@genflow.workflow("cat-localtime")
+@genflow.workflow("toolkit-localtime")
 @attrs.define
 class LocalTime:
     opened: bool = False
@@ -93,7 +93,7 @@ class LocalTime:
         self.opened = True
 
 
-@genflow.workflow("cat-clock-helper")
+@genflow.workflow("toolkit-clock-helper")
 @attrs.define
 class HelperClock:
     def definition(self):
@@ -101,7 +101,7 @@ class HelperClock:
         yield Wait("done?", On("done", noop))
 
 
-@genflow.workflow("cat-random")
+@genflow.workflow("toolkit-random")
 @attrs.define
 class Raffle:
     tickets: int = 0
@@ -114,14 +114,14 @@ class Raffle:
         self.tickets += 1
 
 
-@genflow.workflow("cat-uuid")
+@genflow.workflow("toolkit-uuid")
 @attrs.define
 class Tracked:
     def definition(self):
         yield Step(f"track {uuid.uuid4().hex[:8]}", noop)
 
 
-@genflow.workflow("cat-environ")
+@genflow.workflow("toolkit-environ")
 @attrs.define
 class Flagged:
     def definition(self):
@@ -129,21 +129,21 @@ class Flagged:
         yield Wait("done?", On("done", noop))
 
 
-@genflow.workflow("cat-env-helper")
+@genflow.workflow("toolkit-env-helper")
 @attrs.define
 class Regional:
     def definition(self):
         yield Step(f"ship from {toolkit_helpers.region()}", noop)
 
 
-@genflow.workflow("cat-secrets")
+@genflow.workflow("toolkit-secrets")
 @attrs.define
 class Token:
     def definition(self):
         yield If(secrets.randbelow(2) == 0, "lucky?", Step("bonus", noop))
 
 
-@genflow.workflow("cat-file")
+@genflow.workflow("toolkit-file")
 @attrs.define
 class Configured:
     def definition(self):
@@ -152,14 +152,14 @@ class Configured:
         yield If(fast, "fast?", Step("skip", noop))
 
 
-@genflow.workflow("cat-network")
+@genflow.workflow("toolkit-network")
 @attrs.define
 class HostBound:
     def definition(self):
         yield Step(f"run on {socket.gethostname()}", noop)
 
 
-@genflow.workflow("cat-set-field")
+@genflow.workflow("toolkit-set-field")
 @attrs.define
 class Tagged:
     tags: set[str] = attrs.field(factory=lambda: {"red", "green", "blue"})
@@ -172,7 +172,7 @@ class Tagged:
 REGIONS = frozenset({"eu", "us", "ap", "sa"})
 
 
-@genflow.workflow("cat-set-global")
+@genflow.workflow("toolkit-set-global")
 @attrs.define
 class Everywhere:
     def definition(self):
@@ -183,7 +183,7 @@ class Everywhere:
 # -- only another process shows it ---------------------------------------------------------
 
 
-@genflow.workflow("cat-set-built")
+@genflow.workflow("toolkit-set-built")
 @attrs.define
 class Deduplicated:
     regions: list[str] = attrs.field(factory=lambda: ["eu", "us", "eu", "ap", "sa", "af"])
@@ -193,7 +193,7 @@ class Deduplicated:
             yield Step(f"bill {region}", noop)
 
 
-@genflow.workflow("cat-timezone")
+@genflow.workflow("toolkit-timezone")
 @attrs.define
 class Brunch:
     ordered_at: float = 1_700_000_000.0  # kept in the data: right; read in local time: wrong
@@ -206,7 +206,7 @@ class Brunch:
 # -- what a save and reload loses ------------------------------------------------------------
 
 
-@genflow.workflow("cat-init-false")
+@genflow.workflow("toolkit-init-false")
 @attrs.define
 class Charged:
     charges: int = 0
@@ -221,7 +221,7 @@ class Charged:
         self.paid = True
 
 
-@genflow.workflow("cat-attribute")
+@genflow.workflow("toolkit-attribute")
 @attrs.define(slots=False)
 class Remembered:
     count: int = 0
@@ -236,7 +236,7 @@ class Remembered:
         self.remembered = True
 
 
-@genflow.workflow("cat-cached-property")
+@genflow.workflow("toolkit-cached-property")
 @attrs.define(slots=False)
 class Basket:
     prices: list[int] = attrs.field(factory=list)
@@ -253,7 +253,7 @@ class Basket:
         self.prices.append(6)
 
 
-@genflow.workflow("cat-tuple-in-any")
+@genflow.workflow("toolkit-tuple-in-any")
 @attrs.define
 class Ledger:
     history: list[Any] = attrs.field(factory=list)
@@ -266,7 +266,7 @@ class Ledger:
         self.history.append(("paid", 1))  # a tuple: saved as an array, loaded as a list
 
 
-@genflow.workflow("cat-decimal-in-any")
+@genflow.workflow("toolkit-decimal-in-any")
 @attrs.define
 class Totals:
     totals: dict[str, Any] = attrs.field(factory=dict)
@@ -285,7 +285,7 @@ class Totals:
 FEATURES = {"express": False}
 
 
-@genflow.workflow("cat-global")
+@genflow.workflow("toolkit-global")
 @attrs.define
 class Express:
     steps: int = 0
@@ -304,7 +304,7 @@ def reset_features() -> None:
     FEATURES["express"] = False
 
 
-@genflow.workflow("cat-class-attribute")
+@genflow.workflow("toolkit-class-attribute")
 @attrs.define
 class Counter:
     seen: int = 0
@@ -324,7 +324,7 @@ def reset_counter() -> None:
     Counter.limit = 1
 
 
-@genflow.workflow("cat-python-if")
+@genflow.workflow("toolkit-python-if")
 @attrs.define
 class Welcome:
     welcomed: bool = False
@@ -338,7 +338,7 @@ class Welcome:
         self.welcomed = True
 
 
-@genflow.workflow("cat-duplicate-name")
+@genflow.workflow("toolkit-duplicate-name")
 @attrs.define
 class Packing:
     items: list[str] = attrs.field(factory=list)
@@ -355,7 +355,7 @@ class Packing:
 # -- outside effects --------------------------------------------------------------------------
 
 
-@genflow.workflow("cat-charge-twice")
+@genflow.workflow("toolkit-charge-twice")
 @attrs.define
 class Checkout:
     receipt: str = ""
@@ -368,7 +368,7 @@ class Checkout:
         self.receipt = bank.charge(25)  # no idempotency key: a crash inside charges twice
 
 
-@genflow.workflow("cat-handler-twice")
+@genflow.workflow("toolkit-handler-twice")
 @attrs.define
 class Refunds:
     refunded: int = 0
@@ -381,7 +381,7 @@ class Refunds:
         self.refunded += 1
 
 
-@genflow.workflow("cat-retry-twice")
+@genflow.workflow("toolkit-retry-twice")
 @attrs.define
 class Signup:
     mailed: bool = False
@@ -397,7 +397,7 @@ class Signup:
 # -- found only by search that reaches far -------------------------------------------------
 
 
-@genflow.workflow("cat-rare-branch")
+@genflow.workflow("toolkit-rare-branch")
 @attrs.define(slots=False)
 class Bulk:
     items: int = 0
@@ -422,7 +422,7 @@ class Bulk:
 _SEEN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-@genflow.workflow("cat-runaway")
+@genflow.workflow("toolkit-runaway")
 @attrs.define(eq=False)
 class Poller:
     polls: int = 0
@@ -447,7 +447,7 @@ class Courier(EventHandler):
         return crm.assign(payload, key=key)
 
 
-@genflow.workflow("cat-ok-order")
+@genflow.workflow("toolkit-ok-order")
 @attrs.define
 class Order:
     items: list[str] = attrs.field(factory=list)
@@ -494,7 +494,7 @@ class Order:
         self.paid += amount
 
 
-@genflow.workflow("cat-ok-stored-choice")
+@genflow.workflow("toolkit-ok-stored-choice")
 @attrs.define
 class Lottery:
     draw: float = -1.0
@@ -513,7 +513,7 @@ class Lottery:
         self.ticket = uuid.uuid4().hex
 
 
-@genflow.workflow("cat-ok-nan")
+@genflow.workflow("toolkit-ok-nan")
 @attrs.define
 class Ratio:
     ratio: float = math.nan
@@ -527,7 +527,7 @@ class Ratio:
         self.checked = True  # the ratio stays NaN: equal to itself after a reload
 
 
-@genflow.workflow("cat-ok-sorted-set")
+@genflow.workflow("toolkit-ok-sorted-set")
 @attrs.define
 class Labels:
     tags: set[str] = attrs.field(factory=lambda: {"red", "green", "blue"})
@@ -538,7 +538,7 @@ class Labels:
         yield If("red" in self.tags and len(self.tags) > 1, "red?", Step("alarm", noop))
 
 
-@genflow.workflow("cat-ok-logging")
+@genflow.workflow("toolkit-ok-logging")
 @attrs.define
 class Logged:
     def definition(self):
@@ -549,7 +549,7 @@ class Logged:
 SIZES = ("small", "large")
 
 
-@genflow.workflow("cat-ok-constant")
+@genflow.workflow("toolkit-ok-constant")
 @attrs.define
 class Sized:
     size: str = "small"
@@ -558,7 +558,7 @@ class Sized:
         yield If(self.size in SIZES, "known size?", Step("bake", noop))
 
 
-@genflow.workflow("cat-ok-keyed")
+@genflow.workflow("toolkit-ok-keyed")
 @attrs.define
 class KeyedCheckout:
     receipt: str = ""
@@ -573,7 +573,7 @@ class KeyedCheckout:
         self.receipt = bank.charge(25, key=genflow.current_step().idempotency_key)
 
 
-@genflow.workflow("cat-ok-keyed-retry")
+@genflow.workflow("toolkit-ok-keyed-retry")
 @attrs.define
 class KeyedSignup:
     mailed: bool = False
@@ -586,7 +586,7 @@ class KeyedSignup:
         self.mailed = True
 
 
-@genflow.workflow("cat-ok-allowed")
+@genflow.workflow("toolkit-ok-allowed")
 @attrs.define
 class Tuned:
     def definition(self):
@@ -596,7 +596,7 @@ class Tuned:
             log.debug("tuned")
 
 
-@genflow.workflow("cat-ok-exact-types")
+@genflow.workflow("toolkit-ok-exact-types")
 @attrs.define
 class Exact:
     pair: tuple[int, ...] = (0, 0)
@@ -614,7 +614,7 @@ class Exact:
         self.when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
-@genflow.workflow("cat-ok-seeded")
+@genflow.workflow("toolkit-ok-seeded")
 @attrs.define
 class Seeded:
     seed: int = 7
@@ -626,7 +626,7 @@ class Seeded:
         yield If(time.gmtime(self.when).tm_hour < 12, "am?", Step("am", noop))
 
 
-@genflow.workflow("cat-ok-async")
+@genflow.workflow("toolkit-ok-async")
 @attrs.define
 class AsyncFetch:
     seen: list[str] = attrs.field(factory=list)

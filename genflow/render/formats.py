@@ -20,22 +20,26 @@ from genflow.render.overlay import CLASSES, thread_label
 
 __all__ = ["STYLES", "outline_html", "to_dict", "to_dot", "to_json", "to_mermaid", "to_text"]
 
-#: Fill, border and border width of each mark (the same in every format).
+#: Fill, border and border width of each mark (the same in every format). Every
+#: pair differs from every other at a glance (tests/test_render.py measures it):
+#: the legend means nothing if two marks look alike.
 STYLES: dict[str, tuple[str, str, int]] = {
-    "error": ("#ffc9c9", "#c92a2a", 3),
+    "failed": ("#ff8787", "#c92a2a", 4),
+    "error": ("#fcc2d7", "#a61e4d", 3),
     "executing": ("#fff3bf", "#e67700", 3),
     "waiting": ("#ffd8a8", "#d9480f", 3),
     "moving": ("#d0ebff", "#1864ab", 3),
-    "start": ("#d0ebff", "#1864ab", 3),
+    "start": ("#e5dbff", "#5f3dc4", 3),
     "handled": ("#b2f2bb", "#2b8a3e", 2),
-    "listening": ("#e7f5ff", "#1c7ed6", 2),
-    "pending": ("#f1f3f5", "#868e96", 2),
-    "finished": ("#b2f2bb", "#2b8a3e", 3),
-    "active": ("#f8f9fa", "#495057", 2),
-    "done": ("#ebfbee", "#40c057", 1),
+    "listening": ("#99e9f2", "#0b7285", 2),
+    "pending": ("#dee2e6", "#868e96", 2),
+    "finished": ("#96f2d7", "#087f5b", 3),
+    "active": ("#ffffff", "#495057", 2),
+    "done": ("#ebfbee", "#74b816", 1),
 }
 #: What each mark means, for legends.
 MEANING: dict[str, str] = {
+    "failed": "the step that failed (the instance failed, or waits to retry it)",
     "executing": "a thread is about to run this step",
     "waiting": "a thread waits here",
     "moving": "a thread is done here and moves on",
@@ -48,7 +52,10 @@ MEANING: dict[str, str] = {
     "active": "a loop, branch or wait the thread is inside",
     "finished": "the instance has finished",
 }
-TAKEN = ("#e67700", 3)
+#: The colour and width of the edge into the branch a thread took (no mark shares it).
+TAKEN = ("#ae3ec9", 4)
+#: What the taken edge means, for legends.
+TAKEN_MEANING = "the branch taken"
 
 
 def display_class(node: Node) -> str | None:
@@ -157,10 +164,12 @@ def _mermaid_text(text: str) -> str:
     return out.replace("\n", "<br>")
 
 
-def to_mermaid(graph: Graph, *, direction: str = "TD") -> str:
-    """The graph as a Mermaid flowchart (`flowchart TD`)."""
-    lines = [f"%% genflow: {title(graph)}"]
-    lines.extend(f"%% warning: {' '.join(problem.split())}" for problem in problems(graph))
+def to_mermaid(graph: Graph, *, direction: str = "TD", plain: bool = False) -> str:
+    """The graph as a Mermaid flowchart (`flowchart TD`); `plain`: the definition
+    alone, whatever marks the graph carries."""
+    lines = [f"%% genflow: {f'workflow {graph.workflow}' if plain else title(graph)}"]
+    if not plain:
+        lines.extend(f"%% warning: {' '.join(p.split())}" for p in problems(graph))
     lines.append(f"flowchart {direction}")
     for what, item, depth in _layout(graph):
         pad = "    " * (depth + 1)
@@ -171,16 +180,17 @@ def to_mermaid(graph: Graph, *, direction: str = "TD") -> str:
             lines.append(f"{pad}end")
         else:
             left, right = _MERMAID_SHAPES.get(item.kind, ('["', '"]'))
-            lines.append(f"{pad}{item.id}{left}{_mermaid_text(node_text(item))}{right}")
+            text = item.label if plain else node_text(item)
+            lines.append(f"{pad}{item.id}{left}{_mermaid_text(text)}{right}")
     taken = []
     for index, edge in enumerate(graph.edges):
         arrow = _MERMAID_ARROWS.get(edge.kind, "-->")
         label = f'|"{_mermaid_text(edge.label)}"|' if edge.label else ""
         lines.append(f"    {edge.source} {arrow}{label} {edge.target}")
-        if "taken" in edge.classes:
+        if "taken" in edge.classes and not plain:
             taken.append(index)
     used: dict[str, list[str]] = {}
-    for node in graph.nodes:
+    for node in [] if plain else graph.nodes:
         cls = display_class(node)
         if cls is not None:
             used.setdefault(cls, []).append(node.id)
@@ -207,7 +217,8 @@ _DOT_SHAPES: dict[str, dict[str, str]] = {
     NodeKind.LOOP: {"shape": "hexagon"},
     NodeKind.WAIT: {"shape": "box", "style": "rounded,bold"},
     NodeKind.EVENT: {"shape": "cds"},
-    NodeKind.TIMER: {"shape": "cds", "style": "dashed"},
+    # a box, not the events' `cds`: a timer's two-line label spilled out of the arrow
+    NodeKind.TIMER: {"shape": "box", "style": "rounded,dashed", "margin": "0.15,0.06"},
     NodeKind.WAITFOR: {"shape": "trapezium"},
     NodeKind.GO: {"shape": "component"},
     NodeKind.OTHER: {"shape": "box"},
@@ -231,10 +242,20 @@ def _dot_attrs(attrs_: dict[str, str]) -> str:
     return ", ".join(f"{key}={_dot_string(value)}" for key, value in attrs_.items())
 
 
-def to_dot(graph: Graph, *, rankdir: str = "TB") -> str:
-    """The graph in Graphviz's DOT language (`dot -Tsvg` draws it)."""
+def to_dot(graph: Graph, *, rankdir: str = "TB", id_prefix: str = "gf",
+           plain: bool = False) -> str:
+    """The graph in Graphviz's DOT language (`dot -Tsvg` draws it).
+
+    Every element of the SVG `dot` draws gets an id starting with `id_prefix`
+    (give each diagram of one page its own), and each node and edge a class
+    naming it (``gf-n-<node id>``, ``gf-e-<edge index>``), so a page can lay an
+    instance's marks on a diagram drawn once (`genflow.render.views`).
+    `plain` draws the definition alone, whatever marks the graph carries.
+    """
     heading = "\n".join([title(graph), *(f"warning: {p}" for p in problems(graph))])
-    top = {"rankdir": rankdir, "label": heading, "labelloc": "t",
+    if plain:
+        heading = f"workflow {graph.workflow}"
+    top = {"rankdir": rankdir, "label": heading, "labelloc": "t", "id": id_prefix,
            "fontname": "Helvetica", "compound": "true", "newrank": "true"}
     lines = [
         f"digraph {_dot_string(graph.workflow)} {{",
@@ -247,50 +268,53 @@ def to_dot(graph: Graph, *, rankdir: str = "TB") -> str:
         if what == "open":
             style = "rounded,dashed" if item.kind == "subflow" else "rounded,filled"
             fill = "#f8f9fa" if item.kind == "thread" else "white"
-            box = {"label": cluster_text(item), "style": style, "fillcolor": fill,
-                   "color": "#868e96"}
+            box = {"label": item.label if plain else cluster_text(item), "style": style,
+                   "fillcolor": fill,
+                   "color": "#868e96", "id": f"{id_prefix}-{item.id}"}
             lines.append(f"{pad}subgraph {_dot_string('cluster_' + item.id)} {{")
             lines.append(f"{pad}    graph [{_dot_attrs(box)}];")
         elif what == "close":
             lines.append(f"{pad}}}")
         else:
-            lines.append(f"{pad}{_dot_string(item.id)} [{_dot_attrs(_dot_node(item))}];")
-    for edge in graph.edges:
+            lines.append(f"{pad}{_dot_string(item.id)} "
+                         f"[{_dot_attrs(_dot_node(item, id_prefix, plain))}];")
+    for index, edge in enumerate(graph.edges):
         lines.append(f"    {_dot_string(edge.source)} -> {_dot_string(edge.target)}"
-                     f" [{_dot_attrs(_dot_edge(edge))}];")
+                     f" [{_dot_attrs(_dot_edge(edge, index, id_prefix, plain))}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _dot_node(node: Node) -> dict[str, str]:
+def _dot_node(node: Node, id_prefix: str = "gf", plain: bool = False) -> dict[str, str]:
     out = dict(_DOT_SHAPES.get(node.kind, {"shape": "box"}))
-    out["label"] = node_text(node)
+    out["label"] = node.label if plain else node_text(node)
     styles = [s for s in out.get("style", "").split(",") if s]
-    cls = display_class(node)
+    cls = None if plain else display_class(node)
     if cls is not None:
         fill, stroke, width = STYLES[cls]
         out["fillcolor"], out["color"], out["penwidth"] = fill, stroke, str(width)
         if cls == "active":
             styles.append("dashed")
     out["style"] = ",".join(dict.fromkeys([*styles, "filled"]))
-    if node.kind in (NodeKind.START, NodeKind.END) and node.parent is not None:
-        out["label"] = node_text(node)
     out["tooltip"] = f"{node.kind} {node.name or node.label}".strip()
-    if node.classes:
-        out["class"] = " ".join(node.classes)
+    out["id"] = f"{id_prefix}-{node.id}"
+    out["class"] = " ".join([f"gf-n-{node.id}", f"gf-{node.kind}",
+                             *([] if plain else node.classes)])
     return out
 
 
-def _dot_edge(edge: Edge) -> dict[str, str]:
+def _dot_edge(edge: Edge, index: int = 0, id_prefix: str = "gf",
+              plain: bool = False) -> dict[str, str]:
     out = dict(_DOT_EDGES.get(edge.kind, {}))
     if edge.label:
         out["label"] = edge.label
     if edge.kind == EdgeKind.REPEAT:
         out["constraint"] = "false"
-    if "taken" in edge.classes:
+    if "taken" in edge.classes and not plain:
         color, width = TAKEN
         out["color"], out["penwidth"] = color, str(width)
-    out["class"] = " ".join([edge.kind, *edge.classes])
+    out["id"] = f"{id_prefix}-e{index}"
+    out["class"] = " ".join([f"gf-e-{index}", edge.kind, *([] if plain else edge.classes)])
     return out
 
 
@@ -314,12 +338,14 @@ def to_json(graph: Graph, *, indent: int | None = 2) -> str:
 
 # -- a plain outline ---------------------------------------------------------------------------
 
-_MARKS = {"executing": "▶", "waiting": "⏸", "moving": "↷", "start": "▷", "handled": "✔",
-          "listening": "◉", "pending": "…", "error": "✖", "done": "✓", "active": "·",
+_MARKS = {"failed": "✘", "executing": "▶", "waiting": "⏸", "moving": "↷", "start": "▷",
+          "handled": "✔", "listening": "◉", "pending": "…", "error": "✖", "done": "✓",
+          "active": "·",
           "finished": "■"}
 
 
-def _outline_rows(graph: Graph) -> Iterator[tuple[str, int, str, Node | None]]:
+def _outline_rows(graph: Graph, plain: bool = False
+                  ) -> Iterator[tuple[str, int, str, Node | None]]:
     """(text, indent, mark, node) per row, in definition order: a row per node (start
     and end nodes only when marked), a row naming each branch of a decision and a
     row per Break, Continue and Return."""
@@ -340,7 +366,7 @@ def _outline_rows(graph: Graph) -> Iterator[tuple[str, int, str, Node | None]]:
         return node.depth + extra
 
     for node in sorted(graph.nodes, key=lambda n: _outline_key(n, by_id)):
-        if node.kind in (NodeKind.START, NodeKind.END) and not node.classes:
+        if node.kind in (NodeKind.START, NodeKind.END) and (plain or not node.classes):
             continue
         if len(node.path) >= 3:
             decision = decisions.get(tuple(node.path[:-2]))
@@ -349,8 +375,8 @@ def _outline_rows(graph: Graph) -> Iterator[tuple[str, int, str, Node | None]]:
                 shown.add((decision.id, branch))
                 case = decision.detail["cases"][branch]
                 yield f"{case['name']}:", indent(decision) + 1, " ", None
-        cls = display_class(node)
-        text = node_text(node)
+        cls = None if plain else display_class(node)
+        text = node.label if plain else node_text(node)
         if node.kind == NodeKind.DECISION:
             text += " " + " / ".join(str(case["name"]) for case in node.detail["cases"])
         yield text, indent(node), _MARKS.get(cls or "", " "), node
@@ -378,17 +404,22 @@ def to_text(graph: Graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def outline_html(graph: Graph) -> str:
-    """The outline as HTML (a diagram that shows without any program or script)."""
-    rows = [f'<div class="gf-problem">{html.escape(problem)}</div>'
-            for problem in problems(graph)]
-    for text, depth, mark, node in _outline_rows(graph):
-        cls = display_class(node) if node is not None else None
+def outline_html(graph: Graph, *, plain: bool = False) -> str:
+    """The outline as HTML (a diagram that shows without any program or script).
+
+    Each node's row has the class ``gf-n-<node id>``, as in `to_dot`'s SVG, so a
+    page can lay marks on it; `plain` leaves the graph's own marks out.
+    """
+    rows = [] if plain else [f'<div class="gf-problem">{html.escape(problem)}</div>'
+                             for problem in problems(graph)]
+    for text, depth, mark, node in _outline_rows(graph, plain):
+        cls = display_class(node) if node is not None and not plain else None
         fill, stroke, _ = STYLES.get(cls or "", ("transparent", "transparent", 0))
         kind = node.kind if node is not None else "branch"
-        ident = f' data-node="{html.escape(node.id)}"' if node is not None else ""
+        ident = (f' data-node="{html.escape(node.id)}"' if node is not None else "")
+        names = f"gf-row gf-{kind} {cls or ''}" + (f" gf-n-{node.id}" if node is not None else "")
         rows.append(
-            f'<div class="gf-row gf-{kind} {cls or ""}"{ident} '
+            f'<div class="{names.strip()}"{ident} '
             f'style="margin-left:{depth * 1.5:g}em;background:{fill};border-color:{stroke}">'
             f'<span class="gf-mark">{mark}</span> '
             f"{html.escape(text).replace(chr(10), '<br>')}</div>"

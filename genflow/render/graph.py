@@ -25,6 +25,7 @@ writes Mermaid, DOT, JSON and a plain outline.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 import typing
 from collections.abc import Callable
@@ -599,7 +600,17 @@ def _event_label(name: str, detail: dict[str, Any]) -> str:
 def _return_type(fn: Any) -> str | None:
     if fn is None:
         return None
-    target = getattr(fn, "__func__", fn)
+    try:
+        return _return_type_of(getattr(fn, "__func__", fn))
+    except TypeError:  # not hashable: look it up each time
+        return _return_type_of.__wrapped__(getattr(fn, "__func__", fn))
+
+
+@functools.lru_cache(maxsize=4096)
+def _return_type_of(target: Any) -> str | None:
+    """The return annotation's name. Cached by function: every drawing of a
+    definition rebuilds its bound methods, and `get_type_hints` was half the
+    cost of building a graph (a report draws one per instance)."""
     try:
         hints = typing.get_type_hints(target)
     except Exception:

@@ -14,7 +14,9 @@ instance's *current data* and marks it with the instance's `State`:
   position in each body it is inside are ``done``; the loops, decisions, waits
   and lanes it is inside are ``active`` and the edges into the branches it took
   are ``taken``;
-* a finished instance's end node is ``finished``.
+* a finished instance's end node is ``finished``;
+* the step a failed instance stopped at (or whose last try failed, while it
+  waits to be retried) is ``failed``, drawn red, before ``executing``.
 
 There is no event history, so "done" is read from the thread's position, not
 from a log: a loop's earlier iterations leave no mark, and inside a decision
@@ -43,7 +45,7 @@ __all__ = ["CLASSES", "instance_graph", "mark_instance"]
 
 #: Every class an overlay puts on nodes and edges, most telling first (a format
 #: that draws one style per node picks the first that applies).
-CLASSES = ("error", "executing", "waiting", "moving", "start", "handled", "listening",
+CLASSES = ("failed", "error", "executing", "waiting", "moving", "start", "handled", "listening",
            "pending", "finished", "active", "done", "taken", "current")
 
 _EVENT_CLASS = {
@@ -71,8 +73,11 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
     by_path = {tuple(node.path): node for node in graph.nodes
                if node.path and node.kind not in (NodeKind.EVENT, NodeKind.TIMER)}
     threads = []
+    error = str(info.get("error") or "")
     for thread in state.threads:
         where = _mark_thread(graph, by_path, wf, thread)
+        if where is not None and _failed_here(state, thread, error):
+            _add(where, "failed")
         problem = "" if where is not None else (
             f"{thread_name(thread.id)} stands at {thread.stmt!r}, which the definition "
             "drawn does not contain (see `genflow check`)" if thread.stmt else
@@ -81,9 +86,9 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
             "id": thread.id,
             "status": thread.status.value,
             "stmt": thread.stmt,
-            "handled": thread.handled,
+            "won": thread.won,
             "node": where.id if where is not None else None,
-            "events": [{"event": e.event, "status": e.status.value, "handled": e.handled,
+            "events": [{"event": e.event, "status": e.status.value, "won": e.won,
                         "error": e.error, "due": _iso(e.due)} for e in thread.events],
             "since": _iso(thread.since),
             "problem": problem,
@@ -135,18 +140,29 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
         if target is None:
             continue
         _add(target, _EVENT_CLASS[event.status])
-        if event.handled:
+        if event.won:
             _add(target, "handled")
         if event.error:
             target.detail["error"] = event.error
         if event.due is not None:
             target.detail["due"] = _iso(event.due)
-    if thread.handled:
-        target = _event_node(graph, node, thread.handled)
+    if thread.won:
+        target = _event_node(graph, node, thread.won)
         if target is not None:
             _add(target, "handled")
     _mark_passed(graph, by_path, len(offset), node.path)
     return node
+
+
+def _failed_here(state: State, thread: Thread, error: str) -> bool:
+    """Did the step `thread` is about to run fail? Yes when the instance failed
+    there, or when the last error (a `StepError`, whose message names the step and
+    the thread) is that step's and a retry is due."""
+    if thread.status is not ThreadStatus.EXECUTING:
+        return False
+    if state.status is WorkflowStatus.FAILED:
+        return True
+    return bool(error) and f"step {thread.stmt!r} in thread {thread.id!r}" in error
 
 
 def _locate(wf: Any, thread: Thread
@@ -210,10 +226,15 @@ def _mark_passed(graph: Graph, by_path: dict[tuple[int, ...], Node], first: int,
             _add(owner, "active")
             branch = path[level + 1]
             for edge in graph.edges_from(owner.id):
-                if edge.branch == branch and edge.kind in (EdgeKind.BRANCH, EdgeKind.EVENT):
+                if edge.kind == EdgeKind.LOOP or (
+                        edge.branch == branch and edge.kind in (EdgeKind.BRANCH, EdgeKind.EVENT)):
                     _add_edge(edge, "taken")
-                    if edge.kind == EdgeKind.EVENT:
-                        _add(graph.node(edge.target), "handled")
+                    if edge.kind == EdgeKind.EVENT:  # and on from the event into its body
+                        event = graph.node(edge.target)
+                        _add(event, "handled")
+                        for inner in graph.edges_from(event.id):
+                            if inner.branch == branch:
+                                _add_edge(inner, "taken")
 
 
 def _add(node: Node, *classes: str) -> None:

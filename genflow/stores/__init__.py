@@ -7,6 +7,10 @@
   ending in `.db`/`.sqlite`) — `SQLiteStore`, the embedded default; the query
   `?synchronous=FULL` sets SQLite's durability;
 * `postgresql://...` — `PostgresStore` (`pip install genflow[postgres]`).
+
+`open_store(url, readonly=True)` opens a store for reading only: it writes
+nothing, creates nothing (a missing SQLite file is `StoreNotFoundError`, not a
+new empty store), and refuses writes with `ReadOnlyStoreError`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import importlib
 from typing import Any
 from urllib.parse import parse_qsl
 
-from genflow.errors import GenflowError
+from genflow.errors import GenflowError, StoreNotFoundError
 from genflow.stores.base import InstanceRecord, JournalEntry, Store
 from genflow.stores.memory import MemoryStore
 from genflow.stores.sqlite import SQLiteStore, sqlite_path
@@ -23,30 +27,32 @@ from genflow.stores.sqlite import SQLiteStore, sqlite_path
 __all__ = ["InstanceRecord", "JournalEntry", "MemoryStore", "SQLiteStore", "Store", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names; a clear `GenflowError` for anything else."""
+def open_store(url: str, *, readonly: bool = False) -> Store:
+    """Open the store a URL names (read-only with `readonly`); a clear
+    `GenflowError` for anything else."""
     base, _, query = url.partition("?")
     options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
     if base in ("memory:", "memory://"):
         _no_options(url, options)
-        return MemoryStore()
+        return MemoryStore(readonly=readonly)
     if base.startswith("sqlite:"):
         unknown = set(options) - {"synchronous"}
         if unknown:
             raise GenflowError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}")
-        return SQLiteStore(sqlite_path(base), **options)
+        return SQLiteStore(sqlite_path(base), readonly=readonly, **options)
     if base.startswith(("postgresql:", "postgres:")):
         try:
             postgres = importlib.import_module("genflow.stores.postgres")
         except ImportError as exc:
             raise GenflowError(
-                f"the PostgreSQL store needs psycopg 3: pip install 'genflow[postgres]' ({exc})"
+                "the PostgreSQL store needs psycopg 3 and psycopg_pool: "
+                f"pip install 'genflow[postgres]' ({exc})"
             ) from None
-        return postgres.PostgresStore(url)
+        return postgres.PostgresStore(url, readonly=readonly)
     if "://" not in base and base.endswith((".db", ".sqlite", ".sqlite3")):
         _no_options(url, options)
-        return SQLiteStore(base)
-    raise GenflowError(
+        return SQLiteStore(base, readonly=readonly)
+    raise StoreNotFoundError(
         f"unknown store URL {url!r}: use memory:, sqlite:///path.db or postgresql://..."
     )
 

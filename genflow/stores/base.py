@@ -13,6 +13,12 @@ version, wake_at, lease) and guarantees three things the engine builds on:
 
 The optional journal (`append_journal` / `journal`) is write-only for the engine:
 resume never reads it, so it cannot make resuming slower as an instance ages.
+Its details arrive plain (made so by the engine): the store only packs them.
+
+A store's own failures (its database, disk or server) are `StoreError`s:
+`StoreUnavailableError` for transient ones, retried inside the store first
+where that is safe, `StoreFullError`, `ReadOnlyStoreError` and
+`StoreNotFoundError`. No driver exception leaves a store method.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ from typing import Any
 import attrs
 import msgpack
 
-from genflow.codec import unstructure
 from genflow.errors import ConcurrencyError, GenflowError
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
@@ -80,8 +85,8 @@ class InstanceRecord:
         lease_until: Any = _KEEP, created_at: Any = _KEEP, updated_at: Any = _KEEP,
     ) -> InstanceRecord:
         """A copy with the fields given changed: `attrs.evolve`, written out
-        field by field because every save makes two of these (2.5 -> 1.2 us
-        each; `evolve` and a dict of the fields cost the same 2.5 us)."""
+        field by field because every save makes two of these, and `evolve`
+        (or a dict of the fields) costs twice as much (see benchmarks/)."""
         return InstanceRecord(
             self.id if id is _KEEP else id,
             self.workflow if workflow is _KEEP else workflow,
@@ -116,8 +121,11 @@ class JournalEntry:
 
 
 def pack_detail(detail: dict[str, Any]) -> bytes:
-    """A journal entry's detail as msgpack (every store keeps the same, plain form)."""
-    return msgpack.packb(unstructure(detail), use_bin_type=True, default=str)
+    """A journal entry's detail as msgpack (every store keeps the same form).
+
+    Details come plain from the engine; anything that is not (a caller's
+    datetime) is kept as its `str`, so a journal write never fails on it."""
+    return msgpack.packb(detail, use_bin_type=True, default=str)
 
 
 def unpack_detail(data: bytes) -> dict[str, Any]:
@@ -145,6 +153,9 @@ def lease_free(record: InstanceRecord, owner: str | None, now: _dt.datetime) -> 
 
 class Store(abc.ABC):
     """Abstract store. Datetimes are timezone-aware UTC both ways."""
+
+    #: opened for reading only: every write raises `ReadOnlyStoreError`
+    readonly: bool = False
 
     # -- instances --
 

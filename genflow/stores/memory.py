@@ -2,7 +2,8 @@
 
 It keeps the same guarantees as the durable stores (compare-and-swap, leases,
 due work) so code tested against it behaves the same on SQLite or PostgreSQL;
-only durability is missing.
+only durability is missing. `readonly=True` refuses every write with
+`ReadOnlyStoreError`, as the durable stores opened read-only do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import zlib
 from collections.abc import Collection
 
-from genflow.errors import DuplicateInstanceError, InstanceNotFoundError
+from genflow.errors import DuplicateInstanceError, InstanceNotFoundError, ReadOnlyStoreError
 from genflow.stores.base import (
     InstanceRecord,
     Journal,
@@ -33,7 +34,8 @@ __all__ = ["MemoryStore"]
 class MemoryStore(Store):
     """Thread-safe in-memory store (one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, readonly: bool = False) -> None:
+        self.readonly = readonly
         self._rows: dict[str, InstanceRecord] = {}
         self._journal: dict[str, Journal] = {}
         self._lock = threading.Condition()
@@ -41,6 +43,7 @@ class MemoryStore(Store):
 
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
+        self._writable()
         now = utcnow()
         stored = record.replace(version=1, lease_owner=lease_owner,
                               lease_until=lease_until, created_at=now, updated_at=now)
@@ -58,6 +61,7 @@ class MemoryStore(Store):
              lease_owner: str | None = None,
              previous: InstanceRecord | None = None,
              release: bool = False) -> InstanceRecord:
+        self._writable()
         with self._lock:
             current = self._row(record.id)
             refused = refused_save(record.id, current.version, current.lease_owner,
@@ -75,6 +79,7 @@ class MemoryStore(Store):
         return stored
 
     def delete(self, instance_id: str) -> None:
+        self._writable()
         with self._lock:
             self._rows.pop(instance_id, None)
             self._journal.pop(instance_id, None)
@@ -98,6 +103,7 @@ class MemoryStore(Store):
 
     def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
                 until: _dt.datetime) -> InstanceRecord | None:
+        self._writable()
         with self._lock:
             row = self._row(instance_id)
             if not lease_free(row, owner, now):
@@ -107,6 +113,7 @@ class MemoryStore(Store):
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
                   limit: int, workflows: Collection[str] | None = None) -> Records:
+        self._writable()
         with self._lock:
             due = sorted(
                 (r for r in self._rows.values()
@@ -121,6 +128,7 @@ class MemoryStore(Store):
             return claimed
 
     def release(self, instance_id: str, owner: str) -> None:
+        self._writable()
         with self._lock:
             row = self._rows.get(instance_id)
             if row is not None and row.lease_owner == owner:
@@ -144,6 +152,7 @@ class MemoryStore(Store):
 
     def append_journal(self, instance_id: str, entries: JournalEntries,
                        at: _dt.datetime) -> None:
+        self._writable()
         with self._lock:
             journal = self._journal.setdefault(instance_id, [])
             for kind, detail in entries:
@@ -153,6 +162,10 @@ class MemoryStore(Store):
     def journal(self, instance_id: str) -> Journal:
         with self._lock:
             return list(self._journal.get(instance_id, ()))
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyStoreError("this MemoryStore was opened read-only: nothing was written")
 
     def _row(self, instance_id: str) -> InstanceRecord:
         try:

@@ -10,6 +10,13 @@ compare exactly and `wake_at` is an ordinary index.
 what WAL promises: a commit is lost only if the *machine* loses power before
 the next checkpoint. `synchronous=FULL` survives that too, at the cost of an
 fsync per commit (see the W3 benchmark).
+
+Opening writes nothing unless the file is new or its schema old (a worker
+starts on a full disk); `readonly=True` opens the file with `mode=ro`, never
+creates one, and refuses a file that holds no genflow store. A failed
+statement is rolled back by SQLite, so the store retries the transient ones
+(locked past the busy timeout, a disk I/O error) for `retry_seconds` before
+it raises `StoreUnavailableError`; a full disk is `StoreFullError` at once.
 """
 
 from __future__ import annotations
@@ -27,25 +34,19 @@ from itertools import compress
 from operator import ne
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from genflow.errors import (
-    ConcurrencyError,
     DuplicateInstanceError,
     GenflowError,
-    InstanceNotFoundError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFullError,
+    StoreNotFoundError,
+    StoreUnavailableError,
 )
-from genflow.stores.base import (
-    InstanceRecord,
-    Journal,
-    JournalEntries,
-    JournalEntry,
-    Records,
-    Store,
-    pack_detail,
-    refused_save,
-    unpack_detail,
-    utcnow,
-)
+from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
+from genflow.stores.sql import COLUMNS, SQLStore, statements, unencodable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -107,10 +108,13 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     ),
 )
 
-_COLUMNS = ("id, workflow, status, blob, version, wake_at, waiting_for, attempts, error, "
-            "lease_owner, lease_until, created_at, updated_at")
 # RETURNING (one statement where a transaction of two was needed) came in 3.35.
 _MIN_SQLITE = (3, 35)
+
+# SQLite's primary result codes (an extended code's low byte)
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
+    3, 5, 6, 8, 10, 11, 13, 14, 26)
+_CONSTRAINT_PRIMARYKEY = 1555
 
 
 def _to_us(value: _dt.datetime | None) -> int | None:
@@ -122,14 +126,13 @@ def _to_us(value: _dt.datetime | None) -> int | None:
 
 
 def _from_us(value: int | None) -> _dt.datetime | None:
-    # timedelta's positional arguments: 0.36 us against 0.53 with `microseconds=`
-    # (a record read has four of these)
+    # timedelta's positional arguments: cheaper than `microseconds=` (a record
+    # read has four of these)
     return None if value is None else _EPOCH + _dt.timedelta(0, 0, value)
 
 
 # `waiting_for` as the JSON text its column holds, and back. A handful of
-# event-name sets recur across instances, so both directions are cached
-# (json.dumps ~1.3 us, json.loads ~1 us; a cache hit ~0.1 us).
+# event-name sets recur across instances, so both directions are cached.
 @functools.lru_cache(maxsize=4096)
 def _waiting_out(events: tuple[str, ...]) -> str:
     return json.dumps(events)
@@ -149,6 +152,7 @@ def _same(value: Any) -> Any:
 _SAVED = ("status", "wake_at", "waiting_for", "attempts", "error")
 _SAVED_OUT: tuple[Callable[[Any], Any], ...] = (_same, _to_us, _waiting_out, _same, _same)
 _ALL_SAVED = tuple(range(len(_SAVED)))
+_REFUSED: Any = object()  # `_save_row`: no row matched
 
 
 @functools.cache
@@ -159,9 +163,9 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
     The compare-and-swap is its WHERE clause (and the waits index follows by
     trigger), so a save is one statement and a durable step costs one commit.
     `held`: the saver holds the lease, so the lease condition is an equality
-    and the stored owner is known after the write, without `RETURNING` (which
-    costs ~2.5 us a save: a result row to fetch, and the commit happens on
-    that second step). Otherwise the row's owner is returned."""
+    and the stored owner is known after the write, without `RETURNING` (a
+    result row to fetch, and the commit would happen on that second step).
+    Otherwise the row's owner is returned."""
     columns = "".join(f"{_SAVED[i]}=?, " for i in changed)
     if release:
         columns += "lease_owner=NULL, lease_until=NULL, "
@@ -173,35 +177,29 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
             "RETURNING lease_owner")
 
 
-def _only(workflows: Collection[str] | None) -> tuple[str, list[str]]:
-    """An `AND workflow IN (...)` clause and its parameters (empty for None)."""
-    if workflows is None:
-        return "", []
-    names = sorted(workflows)
-    return f" AND workflow IN ({','.join('?' * len(names))})" if names else " AND 0", names
-
-
-def _record(row: tuple[Any, ...]) -> InstanceRecord:
-    (id_, workflow, status, blob, version, wake_at, waiting, attempts, error,
-     lease_owner, lease_until, created_at, updated_at) = row
-    return InstanceRecord(
-        id=id_, workflow=workflow, status=status, blob=bytes(blob), version=version,
-        wake_at=_from_us(wake_at), waiting_for=_waiting_in(waiting),
-        attempts=attempts, error=error, lease_owner=lease_owner,
-        lease_until=_from_us(lease_until), created_at=_from_us(created_at),
-        updated_at=_from_us(updated_at),
-    )
-
-
-class SQLiteStore(Store):
+class SQLiteStore(SQLStore):
     """Instances in one SQLite file (WAL). Safe to share between threads and processes.
 
     `path` may be `":memory:"` for a private, non-durable database.
     `synchronous` is SQLite's `PRAGMA synchronous` (NORMAL or FULL).
+    `busy_timeout` is how long a statement waits for another process's write
+    lock; `retry_seconds`, how long a transient fault is retried after that.
+    `readonly` opens an existing store for reading only (writes raise
+    `ReadOnlyStoreError`).
     """
 
+    _catch = (sqlite3.Error, UnicodeEncodeError)
+    _sql = statements("instances", "journal")
+    _shard_clause = "rowid % ? = ?"  # rowids are stable while the file lives
+    _waiting_clause = "id IN (SELECT instance_id FROM waits WHERE event = ?)"
+    _time_out = staticmethod(_to_us)
+    _time_in = staticmethod(_from_us)
+    _waiting_out = staticmethod(_waiting_out)
+    _waiting_in = staticmethod(_waiting_in)
+
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
-                 busy_timeout: float = 30.0) -> None:
+                 busy_timeout: float = 30.0, readonly: bool = False,
+                 retry_seconds: float = 10.0) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise GenflowError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
@@ -210,58 +208,166 @@ class SQLiteStore(Store):
         self.path = str(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
+        self.readonly = readonly
+        self.retry_seconds = retry_seconds
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction()`: statements join its commit
         self._group_thread: int | None = None
         self._wake = threading.Condition()
         self._woken = False
         try:
-            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
+            if readonly and self.path != ":memory:":
+                self._db = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True,
+                                           timeout=busy_timeout, isolation_level=None,
+                                           check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=busy_timeout,
+                                           isolation_level=None, check_same_thread=False)
             self._saves = self._db.cursor()  # one cursor for every save: not one made per save
-            self._set_up(time.monotonic() + busy_timeout)
-        except sqlite3.DatabaseError as exc:
-            raise GenflowError(f"cannot open SQLite store {self.path!r}: {exc}") from None
+            self._run(self._set_up)
+        except StoreError as exc:
+            self._close_quietly()
+            raise type(exc)(f"cannot open the store: {exc}") from exc.__cause__
+        except sqlite3.Error as exc:  # raised by connect itself
+            self._close_quietly()
+            error = self._translate(exc)
+            raise type(error)(f"cannot open the store: {error}") from exc
+        except BaseException:
+            self._close_quietly()
+            raise
 
-    def _set_up(self, deadline: float) -> None:
-        """WAL mode and the schema. Switching a new file to WAL can fail at once
-        with "database is locked" when another process opens it at the same
-        moment (SQLite's busy timeout does not cover it), so that is retried."""
-        pause = 0.005
-        while True:
-            try:
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if mode == "wal" or self.path == ":memory:":
-                    break
-                problem = f"the journal mode stayed {mode!r}"
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                problem = str(exc)
-            if time.monotonic() + pause > deadline:
-                raise GenflowError(f"cannot switch SQLite store {self.path!r} to WAL: {problem}")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
-        self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+
+    def _set_up(self) -> None:
+        """WAL mode and the schema, writing only what is missing: a store that
+        is set up already opens without a write (on a full disk, too)."""
+        db = self._db
+        if not self.readonly and self.path != ":memory:":
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                # can fail at once with "database is locked" when another
+                # process opens a new file at the same moment: `_run` retries
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode != "wal":
+                    raise StoreError(f"SQLite store {self.path!r}: the journal mode stayed "
+                                     f"{mode!r}, not WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        current = self._schema_version()
+        if current == SCHEMA_VERSION:
+            return
+        self._refuse_newer(current)
+        if self.readonly:
+            if current is None:
+                raise StoreNotFoundError(
+                    f"SQLite store {self.path!r}: the file holds no genflow store (no "
+                    "genflow_schema table): check the path")
+            raise ReadOnlyStoreError(
+                f"SQLite store {self.path!r} has schema version {current}, this genflow "
+                f"needs {SCHEMA_VERSION}: open it once read-write (a worker) to migrate it")
         self._migrate()
 
     # -- schema --
 
+    def _schema_version(self) -> int | None:
+        """The schema's version (None: no genflow tables), read without a write lock."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'genflow_schema'").fetchone() is None:
+            return None
+        row = self._db.execute("SELECT version FROM genflow_schema").fetchone()
+        return row[0] if row else 0
+
+    def _refuse_newer(self, current: int | None) -> None:
+        if current is not None and current > SCHEMA_VERSION:
+            raise GenflowError(
+                f"{self.path!r} has schema version {current}; this genflow knows up to "
+                f"{SCHEMA_VERSION}: upgrade genflow"
+            )
+
     def _migrate(self) -> None:
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS genflow_schema (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM genflow_schema").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise GenflowError(
-                    f"{self.path!r} has schema version {current}; this genflow knows up to "
-                    f"{SCHEMA_VERSION}: upgrade genflow"
-                )
+            current = self._schema_version() or 0  # another process may have migrated
+            self._refuse_newer(current)
+            if current == SCHEMA_VERSION:
+                return
             for migration in _MIGRATIONS[current:]:
                 for statement in migration:
                     db.execute(statement)
             db.execute("DELETE FROM genflow_schema")
             db.execute("INSERT INTO genflow_schema VALUES (?)", (SCHEMA_VERSION,))
+
+    # -- faults --
+
+    def _translate(self, exc: BaseException) -> StoreError:
+        where = f"SQLite store {self.path!r}"
+        if isinstance(exc, UnicodeEncodeError):
+            return unencodable(where, exc)
+        text = str(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary == _FULL:
+            return StoreFullError(f"{where} is full ({text}): free space on its disk (or "
+                                  "raise its size limit); nothing was written")
+        if primary in (_READONLY, _PERM):
+            if self.readonly:
+                return ReadOnlyStoreError(f"{where} was opened read-only ({text}): open it "
+                                          "read-write to change it; nothing was written")
+            return ReadOnlyStoreError(f"{where} refuses writes ({text}): make the file, its "
+                                      "directory and its -wal and -shm files writable by this "
+                                      "user; nothing was written")
+        if primary in (_BUSY, _LOCKED):
+            return StoreUnavailableError(
+                f"{where} is busy ({text}): another process held its write lock for over "
+                f"{self.busy_timeout:g}s; try again later (workers retry by themselves)")
+        if primary == _IOERR:
+            return StoreUnavailableError(f"{where} met a disk I/O error ({text}): check the "
+                                         "disk; nothing was written")
+        if primary == _CANTOPEN:
+            if self.readonly and not os.path.exists(self.path):
+                return StoreNotFoundError(f"{where}: no such file (a read-only command never "
+                                          "creates one): check the path")
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                return StoreNotFoundError(f"{where}: the directory {folder!r} does not exist: "
+                                          "check the path")
+            return StoreNotFoundError(f"{where} cannot be opened ({text}): check the path and "
+                                      "that this user may read the file and its directory")
+        if primary == _NOTADB:
+            return StoreNotFoundError(f"{where} is not an SQLite database ({text}): check the "
+                                      "path")
+        if primary == _CORRUPT:
+            return StoreError(f"{where} is corrupt ({text}): restore it from a backup")
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
+            return StoreError(f"{where} is closed: open it again")
+        return StoreError(f"{where} failed: {text}")
+
+    # -- the driver's primitives --
+
+    def _one(self, sql: str, params: Any = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Any = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _exec(self, sql: str, params: Any = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, params).rowcount
+
+    def _insert(self, sql: str, params: Any, instance_id: str) -> None:
+        try:
+            with self._lock:  # one statement (and its trigger): atomic by itself
+                self._db.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _CONSTRAINT_PRIMARYKEY:
+                raise
+            raise DuplicateInstanceError(f"instance {instance_id!r} already exists") from None
+
+    # -- grouping writes --
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -270,19 +376,36 @@ class SQLiteStore(Store):
             if self._grouped:  # nested: the outer one commits
                 yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._group_statement("BEGIN IMMEDIATE")
             self._grouped = True
             self._group_thread = threading.get_ident()
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback("ROLLBACK")
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback("ROLLBACK")
+                    raise self._translate(exc) from exc
             finally:
                 self._grouped = False
                 self._group_thread = None
+
+    def _group_statement(self, statement: str) -> None:
+        try:
+            self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _rollback(self, statements: str) -> None:
+        """Undo an unfinished write, unless SQLite has already (a full disk or an
+        I/O error may roll the transaction back by itself)."""
+        if self._db.in_transaction:
+            for statement in statements.split("; "):
+                self._db.execute(statement)
 
     def grouping(self) -> bool:
         return self._group_thread == threading.get_ident()
@@ -300,40 +423,12 @@ class SQLiteStore(Store):
             db.execute(begin)
             try:
                 yield db
+                db.execute(commit)
             except BaseException:
-                for statement in rollback.split("; "):
-                    db.execute(statement)
+                self._rollback(rollback)
                 raise
-            db.execute(commit)
 
     # -- instances --
-
-    def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
-               lease_until: _dt.datetime | None = None) -> InstanceRecord:
-        now = utcnow()
-        stored = record.replace(version=1, lease_owner=lease_owner,
-                              lease_until=lease_until, created_at=now, updated_at=now)
-        try:
-            now_us = _to_us(now)
-            with self._lock:  # one statement (and its trigger): atomic by itself
-                self._db.execute(
-                    f"INSERT INTO instances ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (stored.id, stored.workflow, stored.status, stored.blob, 1,
-                     _to_us(stored.wake_at), _waiting_out(tuple(stored.waiting_for)),
-                     stored.attempts, stored.error, lease_owner, _to_us(lease_until),
-                     now_us, now_us),
-                )
-        except sqlite3.IntegrityError:
-            raise DuplicateInstanceError(f"instance {record.id!r} already exists") from None
-        return stored
-
-    def get(self, instance_id: str) -> InstanceRecord:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM instances WHERE id = ?",
-                                   (instance_id,)).fetchone()
-        if row is None:
-            raise InstanceNotFoundError(f"no instance {instance_id!r}")
-        return _record(row)
 
     def save(self, record: InstanceRecord, *, expected_version: int,
              lease_owner: str | None = None,
@@ -345,7 +440,7 @@ class SQLiteStore(Store):
         values = (record.status, record.wake_at, waiting, record.attempts, record.error)
         # Naming an indexed column in SET rewrites its index entries even when
         # the value is the same, so with `previous` only what changed is set:
-        # a step's save then writes the blob and the version (W3: ~30 us less).
+        # a step's save then writes the blob and the version.
         changed = _ALL_SAVED if previous is None else tuple(compress(_ALL_SAVED, map(
             ne, values, (previous.status, previous.wake_at, tuple(previous.waiting_for),
                          previous.attempts, previous.error))))
@@ -353,119 +448,65 @@ class SQLiteStore(Store):
         params += (record.blob, expected_version + 1, _to_us(now), record.id, expected_version)
         # The engine saves what it leased: then the lease condition is
         # `lease_owner = ?`, and if that fails (the row changed, or its lease
-        # was dropped) the general statement below decides, and says why.
+        # was dropped) the general statement decides, and `_refused` says why.
         held = (lease_owner is not None and previous is not None
                 and previous.lease_owner == lease_owner)
-        with self._lock:
-            if held and self._saves.execute(_save_sql(changed, True, release),
-                                            (*params, lease_owner)).rowcount == 1:
-                holder = lease_owner
-            else:
-                row = self._db.execute(_save_sql(changed, False, release),
-                                       (*params, lease_owner, lease_owner)).fetchone()
-                if row is None:
-                    current = self.get(record.id)  # raises InstanceNotFoundError
-                    raise refused_save(record.id, current.version, current.lease_owner,
-                                       expected_version, lease_owner) or ConcurrencyError(
-                        f"instance {record.id!r} changed while it was saved: reload and retry")
-                holder = row[0]
+        try:  # `_save_row` inlined: this is the hot path of every durable step
+            with self._lock:
+                if held and self._saves.execute(_save_sql(changed, True, release),
+                                                (*params, lease_owner)).rowcount == 1:
+                    holder = lease_owner
+                else:
+                    row = self._db.execute(_save_sql(changed, False, release),
+                                           (*params, lease_owner, lease_owner)).fetchone()
+                    holder = _REFUSED if row is None else row[0]
+        except self._catch as exc:
+            holder = self._again(exc, self._save_row, changed, held, release, params,
+                                 lease_owner)
+        if holder is _REFUSED:
+            return self._refused(record, expected_version, lease_owner, now)
         if release:
             return record.replace(version=expected_version + 1, updated_at=now,
                                   lease_owner=None, lease_until=None, waiting_for=waiting)
         return record.replace(version=expected_version + 1, updated_at=now,
                               lease_owner=holder, waiting_for=waiting)
 
+    def _save_row(self, changed: tuple[int, ...], held: bool, release: bool,
+                  params: list[Any], lease_owner: str | None) -> Any:
+        """The save's statement: the row's lease owner after it, or `_REFUSED`."""
+        with self._lock:
+            if held and self._saves.execute(_save_sql(changed, True, release),
+                                            (*params, lease_owner)).rowcount == 1:
+                return lease_owner
+            row = self._db.execute(_save_sql(changed, False, release),
+                                   (*params, lease_owner, lease_owner)).fetchone()
+        return _REFUSED if row is None else row[0]
+
     def delete(self, instance_id: str) -> None:
+        self._run(self._delete_rows, instance_id)
+
+    def _delete_rows(self, instance_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM journal WHERE instance_id = ?", (instance_id,))
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
 
-    def _where(self, workflow: str | None, status: str | None, waiting: str | None,
-               after: str | None = None,
-               shard: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if shard is not None:  # rowids are stable while the file lives
-            clauses.append("rowid % ? = ?")
-            params.extend((shard[1], shard[0]))
-        if workflow is not None:
-            clauses.append("workflow = ?")
-            params.append(workflow)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if waiting is not None:
-            clauses.append("id IN (SELECT instance_id FROM waits WHERE event = ?)")
-            params.append(waiting)
-        if after is not None:
-            clauses.append("id > ?")
-            params.append(after)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-    def list(self, *, workflow: str | None = None, status: str | None = None,
-             limit: int | None = None, after: str | None = None,
-             waiting: str | None = None, shard: tuple[int, int] | None = None) -> Records:
-        where, params = self._where(workflow, status, waiting, after, shard)
-        sql = f"SELECT {_COLUMNS} FROM instances{where} ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [_record(row) for row in rows]
-
-    def count(self, *, workflow: str | None = None, status: str | None = None,
-              waiting: str | None = None) -> int:
-        where, params = self._where(workflow, status, waiting)
-        with self._lock:
-            return int(self._db.execute(f"SELECT count(*) FROM instances{where}",
-                                        params).fetchone()[0])
-
     # -- leases and due work --
-
-    def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
-                until: _dt.datetime) -> InstanceRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
-                "(lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL "
-                f"OR lease_until <= ?) RETURNING {_COLUMNS}",
-                (owner, _to_us(until), instance_id, owner, _to_us(now)),
-            ).fetchone()
-        if row is None:
-            self.get(instance_id)  # InstanceNotFoundError if that is why
-            return None
-        return _record(row)
 
     def claim_due(self, owner: str, now: _dt.datetime, until: _dt.datetime,
                   limit: int, workflows: Collection[str] | None = None) -> Records:
         now_us = _to_us(now)
-        only, names = _only(workflows)
-        with self._lock:  # one statement: two claimers never share a row
-            rows = self._db.execute(
-                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                "SELECT id FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
-                f"AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?){only} "
-                f"ORDER BY wake_at, id LIMIT ?) RETURNING {_COLUMNS}",
-                (owner, _to_us(until), now_us, now_us, *names, limit),
-            ).fetchall()
-        # RETURNING gives no order: earliest first, as promised
-        return sorted((_record(row) for row in rows), key=lambda r: (r.wake_at, r.id))
+        only, names = self._only(workflows)
+        rows = self._run(  # one statement: two claimers never share a row
+            self._all,
+            "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            "SELECT id FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
+            f"AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?){only} "
+            f"ORDER BY wake_at, id LIMIT ?) RETURNING {COLUMNS}",
+            (owner, _to_us(until), now_us, now_us, *names, limit),
+        )
+        return self._earliest_first([self._record(row) for row in rows])
 
-    def release(self, instance_id: str, owner: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE instances SET lease_owner = NULL, lease_until = NULL "
-                "WHERE id = ? AND lease_owner = ?",
-                (instance_id, owner),
-            )
-
-    def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
-        only, names = _only(workflows)
-        with self._lock:
-            row = self._db.execute("SELECT min(wake_at) FROM instances "
-                                   f"WHERE wake_at IS NOT NULL{only}", names).fetchone()
-        return _from_us(row[0])
+    # -- waking idle workers --
 
     def notify_wake(self) -> None:
         with self._wake:
@@ -474,10 +515,11 @@ class SQLiteStore(Store):
 
     def wait_wake(self, seconds: float) -> None:
         """Sleep up to `seconds`; wake early on a notification in this process or
-        on any commit by another process (SQLite's `data_version` moves)."""
+        on any commit by another process (SQLite's `data_version` moves). If
+        the file cannot be read meanwhile, just sleep: the trouble shows on
+        the next real call."""
         deadline = time.monotonic() + seconds
-        with self._lock:
-            seen = self._db.execute("PRAGMA data_version").fetchone()[0]
+        seen = self._data_version()
         while True:
             with self._wake:
                 left = deadline - time.monotonic()
@@ -485,37 +527,43 @@ class SQLiteStore(Store):
                     self._woken = False
                     return
                 self._wake.wait(min(left, 0.05))
+            if seen is not None and self._data_version() not in (seen, None):
+                return
+
+    def _data_version(self) -> int | None:
+        try:
             with self._lock:
-                if self._db.execute("PRAGMA data_version").fetchone()[0] != seen:
-                    return
+                return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
 
     # -- journal --
 
     def append_journal(self, instance_id: str, entries: JournalEntries,
                        at: _dt.datetime) -> None:
+        if entries:
+            self._run(self._append_rows, instance_id,
+                      [(kind, pack_detail(detail)) for kind, detail in entries], _to_us(at))
+
+    def _append_rows(self, instance_id: str, packed: list[tuple[str, bytes]],
+                     at_us: int) -> None:
         with self._write() as db:
             last = db.execute("SELECT max(seq) FROM journal WHERE instance_id = ?",
                               (instance_id,)).fetchone()[0] or 0
             db.executemany(
                 "INSERT INTO journal (instance_id, seq, at, kind, detail) VALUES (?,?,?,?,?)",
-                [(instance_id, last + n, _to_us(at), kind, pack_detail(detail))
-                 for n, (kind, detail) in enumerate(entries, 1)],
+                [(instance_id, last + n, at_us, kind, detail)
+                 for n, (kind, detail) in enumerate(packed, 1)],
             )
 
-    def journal(self, instance_id: str) -> Journal:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, at, kind, detail FROM journal WHERE instance_id = ? ORDER BY seq",
-                (instance_id,),
-            ).fetchall()
-        return [JournalEntry(instance_id, seq, _from_us(at), kind,  # type: ignore[arg-type]
-                             unpack_detail(detail)) for seq, at, kind, detail in rows]
+    # -- lifecycle --
 
     def reopen(self) -> SQLiteStore:
         if self.path == ":memory:":
             raise GenflowError("a private ':memory:' SQLite database cannot be opened again")
         return SQLiteStore(self.path, synchronous=self.synchronous,
-                           busy_timeout=self.busy_timeout)
+                           busy_timeout=self.busy_timeout, readonly=self.readonly,
+                           retry_seconds=self.retry_seconds)
 
     def close(self) -> None:
         with self._lock:
@@ -529,10 +577,13 @@ def sqlite_path(url: str) -> Path | str:
     """The file of an `sqlite:///relative/or//absolute` URL (`:memory:` allowed)."""
     rest = url[len("sqlite://"):]
     if not rest.startswith("/"):
-        raise GenflowError(f"SQLite URLs look like sqlite:///path/to/file.db, not {url!r}")
+        raise StoreNotFoundError(
+            f"SQLite URLs look like sqlite:///path/to/file.db (three slashes: "
+            f"sqlite:////abs/path.db for an absolute path), not {url!r}")
     rest = rest[1:]
     if rest == ":memory:":
         return rest
     if not rest:
-        raise GenflowError(f"the SQLite URL {url!r} names no file")
+        raise StoreNotFoundError(f"the SQLite URL {url!r} names no file: "
+                                 "use sqlite:///path/to/file.db")
     return Path(rest)

@@ -26,41 +26,44 @@ import attrs
 from genflow import runtime
 from genflow.errors import GenflowError
 from genflow.replay import as_body, iter_tree
-from genflow.state import CallbackRequest, State, Thread, ThreadStatus
-from genflow.statements import Stmt, WaitFor
+from genflow.state import CallbackRequest, CheckpointType, State, Thread, ThreadStatus
+from genflow.statements import Retry, Stmt, WaitFor
 from genflow.testing.records import Call
 
 __all__ = [
     "CrashInCall",
     "CrashPlan",
     "Recorder",
-    "callback_moves",
     "current_call",
     "effect_happened",
     "has_async_code",
-    "resume_moves",
+    "operation",
     "statement_at",
 ]
 
 Moves = Generator[Any, Any, Any]
 
 
-def resume_moves(wf: Any, state: State, checkpoint: Any, clock: Any, max_moves: int) -> Moves:
-    """The moves of `resume` (every thread on until blocked)."""
-    return runtime.Operation(wf, state, checkpoint, clock).resume(max_moves)
-
-
-def callback_moves(wf: Any, state: State, req: CallbackRequest, payload: Any) -> Moves:
-    """The moves of `handle_callback` (deliver one event)."""
-    return runtime.Operation(wf, state, None, None).callback(req, payload)
+def operation(wf: Any, state: State, checkpoint: Any, clock: Any, *,
+              retry: Retry | None = None, handler_retry: Retry | None = None
+              ) -> runtime.Operation:
+    """One operation of the core on the instance: `.resume(max_moves)`,
+    `.deliver(req, payload, max_moves)`, `.fire_due(now, max_moves)`,
+    `.callback(req, payload)` are its moves; `.failure` what a delivery's moves
+    failed with. `retry` is the policy of steps without one of their own,
+    `handler_retry` that of handler set-ups and teardowns."""
+    return runtime.Operation(wf, state, checkpoint, clock, retry=retry,
+                             handler_retry=handler_retry)
 
 
 def statement_at(wf: Any, state: State, thread: Thread, kind: type) -> Any:
-    """The statement `thread` stands at, replayed on the current data (None if gone)."""
+    """The statement `thread` stands at, replayed on the current data, if it is
+    a `kind` (None if it is gone or is not one)."""
     try:
-        return runtime.Operation(wf, state, None, None).locate(thread, kind)[1]
+        found = runtime.locate(wf, state, thread.id).statement
     except GenflowError:
         return None
+    return found if isinstance(found, kind) else None
 
 
 # -- simulated crashes inside user code ---------------------------------------------------
@@ -138,6 +141,7 @@ class Recorder:
         self.calls: list[Call] = []
         self.crash: CrashPlan | None = None
         self.made = 0  # user calls made (the crash plan counts them)
+        self.handled: Any = None  # what the last event handler returned
 
     def drive(self, moves: Moves) -> Any:
         recorded = self._recorded(moves)
@@ -196,6 +200,8 @@ class Recorder:
                 raise CrashInCall("simulated crash after the call returned, before its "
                                   "checkpoint")
             record(True)
+            if kind == "handle":
+                self.handled = result
             return result
 
         def call(*a: Any) -> Any:
@@ -234,8 +240,6 @@ class Recorder:
 
 def _is_checkpoint(fn: Any, args: tuple[Any, ...], ctx: Any) -> bool:
     """The checkpoint callback is the one call whose only argument is a kind."""
-    from genflow.state import CheckpointType
-
     return ctx is None and len(args) == 1 and isinstance(args[0], CheckpointType)
 
 

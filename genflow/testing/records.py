@@ -26,20 +26,19 @@ __all__ = [
     "positions",
 ]
 
-#: Marks a store saves: the start, an event handled, every checkpoint but a move
-#: that only navigates (AFTER_RESUME: recomputed from the last save, and saved
-#: when the operation ends).
-DURABLE = frozenset({"start", *(k.value for k in CheckpointType
-                                if k is not CheckpointType.AFTER_RESUME)})
+#: Marks a store saves: the start, and every checkpoint the core calls durable
+#: (all but a move that only navigates, which a replay from the last save makes
+#: again, and which is saved when its operation ends).
+DURABLE = frozenset({"start", *(k.value for k in CheckpointType if k.durable)})
 
-#: where one thread stands: (statement, status, handled event, ((event, status), ...))
+#: where one thread stands: (statement, status, the event that won, ((event, status), ...))
 Position = tuple[Any, ...]
 
 
 def positions(state: State) -> dict[str, Position]:
     """Where each live thread stands, as plain values a run can compare."""
     return {
-        t.id: (t.stmt, t.status.value, t.handled,
+        t.id: (t.stmt, t.status.value, t.won,
                tuple((e.event, e.status.value) for e in t.events))
         for t in state.threads
     }
@@ -72,7 +71,7 @@ class Mark:
     """A checkpoint of a run (or the start, index 0, or an event handled)."""
 
     index: int
-    kind: str  # a CheckpointType value, "start" or "after_event"
+    kind: str  # a CheckpointType value, or "start"
     op: int
     where: str  # in words: what the move that ended here did
     blob: bytes  # the instance as it stands here

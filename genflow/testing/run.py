@@ -1,8 +1,11 @@
 """`Run`: one instance driven through a `Scenario`, recording everything a check compares.
 
-A run drives an `Instance` as the engine would: start (resume), then for each
-event deliver it and resume again (operation 0 is the start, then 2k-1 the
-k-th event and 2k the resume after it). It records
+A run drives an `Instance` as the engine would: operation 0 starts it (a
+resume), operation k delivers the k-th event (the core's delivery: the
+handler, checkpoint AFTER_EVENT, the moves after it), or, for a timer, moves
+the clock to its due time and fires what is due. A failed step or handler that
+its policy retries later makes the clock move to the retry, as a worker would
+when it is due. It records
 
 * a *trace*: one `Mark` per checkpoint, with the blob the instance has at that
   moment and the blob a store would hold (the last durable one; a move that
@@ -14,8 +17,9 @@ k-th event and 2k the resume after it). It records
 Policies: ``plain`` never stops; ``reload`` saves and reloads at every
 checkpoint (the `Instance`'s reload mode). A run that *crashes* is built from
 another: `Run.from_mark` crashes right after one of its checkpoints (it reloads
-the blob a store held then and goes on), `Run.crashing_in` inside one of its
-calls of user code (after the call's outside effect, before its checkpoint).
+the blob a store held then, finishes that operation, as a worker resumes an
+instance left moving, and goes on), `Run.crashing_in` inside one of its calls
+of user code (after the call's outside effect, before its checkpoint).
 
 A run built against a *twin* (the run that never stopped) keeps to it where
 the difference is the workflow's right: a step that runs again after a crash
@@ -52,8 +56,9 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
 )
+from genflow.statements import Retry
 from genflow.testing.driver import CrashPlan
-from genflow.testing.instance import Instance, ResumeFrom, Unsaved
+from genflow.testing.instance import Instance, ResumeFrom, Unsaved, recorded_failure
 from genflow.testing.records import DURABLE, Call, Failure, Lost, Mark, Outcome, positions
 from genflow.testing.scenario import Scenario, Send
 from genflow.testing.words import thread_words, where_words
@@ -63,6 +68,8 @@ __all__ = ["Run", "ready_events"]
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 #: moves a run may make in one operation beyond its twin's before it is a runaway
 RUNAWAY_SLACK = 50
+#: times the clock moves to a retry in one operation before a step counts as failing
+RETRY_ROUNDS = 20
 
 
 class _Stop(Exception):
@@ -83,14 +90,14 @@ def ready_events(state: Any) -> list[tuple[str, str]]:
 
 
 def _op_words(op: int) -> str:
-    if op == 0:
-        return "start"
-    number = (op + 1) // 2
-    return f"delivery of event #{number}" if op % 2 else f"moves after event #{number}"
+    return "start" if op <= 0 else f"delivery of event #{op}"
 
 
 class Run:
-    """One instance driven through a scenario under one policy."""
+    """One instance driven through a scenario under one policy.
+
+    `step_retries` is how many times a failing step (or handler set-up) without
+    a policy of its own is tried again before the run reports it failing."""
 
     def __init__(
         self,
@@ -128,10 +135,12 @@ class Run:
         self.adopted: list[tuple[int, Call]] = []
         self.next_op = 0
         self.op = -1
+        self.finish_op = False  # a crash run first finishes the operation it crashed in
         self.crashed_at: int | None = None
         self.redo_from: int | None = None
         self.crashed_in: Call | None = None
         self.offset = 0  # a mark of this run stands for the twin's mark index + offset
+        self._delivering: tuple[int, Send, str] | None = None
         self.instance = self._instance(scenario.data(), None, FakeClock(start_time),
                                        asynchronous)
         self._stood: tuple[bytes | None, int] = (self.instance.checkpointed, 0)
@@ -144,10 +153,11 @@ class Run:
 
     def _instance(self, wf: Any, state: Any, clock: FakeClock,
                   asynchronous: bool | None) -> Instance:
+        attempts = Retry(attempts=self.step_retries + 1, backoff=0)
         instance = Instance(wf, "reload" if self.policy == "reload" else "plain",
                             instance_id=self.scenario.instance_id, clock=clock, state=state,
-                            asynchronous=asynchronous, on_checkpoint=self._checkpoint,
-                            on_reload=self._reloaded)
+                            asynchronous=asynchronous, retry=attempts, handler_retry=attempts,
+                            on_checkpoint=self._checkpoint, on_reload=self._reloaded)
         instance.context = lambda: (self.op, self.trace[-1].saved if self.trace else 0)
         return instance
 
@@ -156,7 +166,8 @@ class Run:
     @classmethod
     def from_mark(cls, base: Run, index: int, *, twin: Run | None = None) -> Run:
         """A run that crashes right after `base`'s checkpoint `index`: it reloads
-        the blob a store held then and goes on (plain) to the end."""
+        the blob a store held then, finishes that operation and goes on (plain)
+        to the end."""
         mark = base.trace[index]
         run = cls.__new__(cls)
         run.scenario = base.scenario
@@ -168,8 +179,9 @@ class Run:
         run.twin = twin
         run.services = base.services
         run.trace = list(base.trace[: index + 1])
-        run.next_op = mark.op + 1 if mark.kind in ("start", "after_event") else mark.op
-        run.outcomes = [o for o in base.outcomes if o.op < run.next_op]
+        run.next_op = mark.op + 1
+        run.finish_op = mark.kind != "start"
+        run.outcomes = [o for o in base.outcomes if o.op <= mark.op]
         run.failure = None
         run.lost = []
         run.misdeliveries = []
@@ -181,11 +193,11 @@ class Run:
         run.redo_from = mark.saved
         run.crashed_in = None
         run.offset = mark.saved - index
+        run._delivering = None
         wf, state = loads(base.trace[mark.saved].blob)
         run.instance = run._instance(wf, state, FakeClock(mark.now),
                                      base.instance.recorder.asynchronous)
         run.instance.recorder.calls.extend(base.calls[: mark.calls])
-        run.instance.recorder.made = 0
         run._stood = (base.trace[mark.saved].blob, len(run.calls))
         run._before = (None, 0)
         return run
@@ -198,11 +210,14 @@ class Run:
         the checkpoint that would save its work; it reloads what a store held and
         goes on, running the call again."""
         call = base.calls[call_index]
+        saved = base.trace[call.saved]
         run = cls.from_mark(base, call.saved, twin=twin)
         run.crashed_at = None
         run.redo_from = call.saved
         run.crashed_in = call
         run.offset = 0
+        if saved.op < call.op:  # the call is the next operation's: that one is redone
+            run.finish_op = False
         run.instance.recorder.crash = CrashPlan(0, effect)
         return run
 
@@ -230,7 +245,7 @@ class Run:
 
     @property
     def ops(self) -> int:
-        return 2 * len(self.events) + 1
+        return len(self.events) + 1
 
     @property
     def finished(self) -> bool:
@@ -251,16 +266,24 @@ class Run:
 
     def run(self) -> Run:
         """Run every remaining operation (stops at a failure)."""
+        if self.finish_op and self.failure is None:
+            self.finish_op = False
+            try:
+                self._guarded(lambda: self._finish_operation(self.op))
+            except _Stop as stop:
+                self.failure = stop.failure
         while self.next_op < self.ops and self.failure is None:
             op = self.next_op
             self.next_op += 1
             self.op = op
             self.issued_at[op] = len(self.issued)
             try:
-                if op % 2 == 0:
-                    self._resume_op(op)
+                if op == 0:
+                    self._guarded(lambda: self.instance.resume(max_moves=self._budget(0)))
+                    self._guarded(lambda: self._retries(0))
+                    self._stored(0)
                 else:
-                    self._event_op(op, op // 2)
+                    self._event_op(op)
             except _Stop as stop:
                 self.failure = stop.failure
             self._note_requests()
@@ -273,43 +296,66 @@ class Run:
         found = [o for o in self.outcomes if o.number == len(self.events)]
         return found[0] if found else None
 
-    def _resume_op(self, op: int) -> None:
-        failures = 0
-        instance = self.instance
-        while not self.finished:
-            try:
-                instance.resume(max_moves=self._budget(op))
-                break
-            except (StepError, HandlerError) as exc:
-                failures += 1
-                if failures > self.step_retries:
-                    kind = "step failed" if isinstance(exc, StepError) else "handler failed"
-                    raise _Stop(Failure(kind, str(exc), op, len(self.trace) - 1, exc)) from exc
-            except Unsaved as exc:
-                index = len(self.trace) - 1
-                self.lost.extend(Lost(index, d) for d in exc.differences)
-                raise _Stop(Failure("not saved", str(exc), op, index, exc)) from exc
-            except NonDeterminismError as exc:
-                raise _Stop(Failure("non-determinism", str(exc), op, len(self.trace) - 1, exc)) \
-                    from exc
-            except MoveLimitError as exc:
-                if self.twin is not None:
-                    theirs = sum(1 for m in self.twin.trace if m.op == op)
-                    raise _Stop(Failure(
-                        "runaway", f"it made {self._budget(op)} moves in operation {op} (the "
-                        f"{_op_words(op)}), where the run that never stopped made {theirs}: "
-                        "stopped there. A loop whose way out the interruption lost?", op,
-                        len(self.trace) - 1, exc)) from exc
-                raise _Stop(Failure("move limit", str(exc), op, len(self.trace) - 1, exc)) from exc
-            except SerializationError as exc:
-                raise _Stop(Failure("not saved", str(exc), op, len(self.trace) - 1, exc)) from exc
-            except GenflowError as exc:
-                raise _Stop(Failure("definition", f"{type(exc).__name__}: {exc}", op,
-                                    len(self.trace) - 1, exc)) from exc
-        # the engine saves at the end of an operation, whatever its last checkpoint
+    def _finish_operation(self, op: int) -> None:
+        """What a worker does for an instance a crash left moving: resume it."""
+        if self.state.status is WorkflowStatus.FAILED:  # saved failed: nothing moves it
+            raise recorded_failure(self.state)
+        if not self.finished:
+            self.instance.resume(max_moves=self._budget(op))
+        self._retries(op)
+        self._stored(op)
+
+    def _retries(self, op: int) -> None:
+        """Move the clock to each retry its policy asks for, and resume."""
+        for _ in range(RETRY_ROUNDS):
+            due = self.instance.retry_due()
+            if due is None or self.finished:
+                return
+            if due > self.clock.now:
+                self.clock.now = due
+            self.instance.resume(max_moves=self._budget(op))
+        if self.instance.retry_due() is not None:
+            raise _Stop(Failure("step failed", f"still failing after {RETRY_ROUNDS} retries "
+                                "its policy asked for", op, len(self.trace) - 1))
+
+    def _stored(self, op: int) -> None:
+        """The engine saves at the end of an operation, whatever its last checkpoint."""
         last = self.trace[-1] if self.trace else None
         if last is not None and last.op == op and last.saved != last.index:
             self.trace[-1] = attrs.evolve(last, saved=last.index)
+
+    def _guarded(self, operation: Callable[[], Any]) -> Any:
+        """Run an operation of the instance; what the workflow fails with becomes
+        this run's `failure` (`_Stop`)."""
+        try:
+            return operation()
+        except (GenflowError, Unsaved) as exc:
+            raise self._stop(exc) from exc
+
+    def _stop(self, exc: BaseException) -> _Stop:
+        """The `_Stop` that ends this run for `exc`."""
+        op = self.op
+        index = len(self.trace) - 1
+        if isinstance(exc, (StepError, HandlerError)):
+            kind = "step failed" if isinstance(exc, StepError) else "handler failed"
+            return _Stop(Failure(kind, str(exc), op, index, exc))
+        if isinstance(exc, Unsaved):
+            self.lost.extend(Lost(index, d) for d in exc.differences)
+            return _Stop(Failure("not saved", str(exc), op, index, exc))
+        if isinstance(exc, NonDeterminismError):
+            return _Stop(Failure("non-determinism", str(exc), op, index, exc))
+        if isinstance(exc, MoveLimitError):
+            if self.twin is not None:
+                theirs = sum(1 for m in self.twin.trace if m.op == op)
+                return _Stop(Failure(
+                    "runaway", f"it made {self._budget(op)} moves in operation {op} (the "
+                    f"{_op_words(op)}), where the run that never stopped made {theirs}: "
+                    "stopped there. A loop whose way out the interruption lost?", op, index,
+                    exc))
+            return _Stop(Failure("move limit", str(exc), op, index, exc))
+        if isinstance(exc, SerializationError):
+            return _Stop(Failure("not saved", str(exc), op, index, exc))
+        return _Stop(Failure("definition", f"{type(exc).__name__}: {exc}", op, index, exc))
 
     def _budget(self, op: int) -> int:
         """Moves this operation may make: its twin's for the same operation and
@@ -319,18 +365,22 @@ class Run:
         theirs = sum(1 for m in self.twin.trace if m.op == op)
         return min(self.max_moves, theirs + RUNAWAY_SLACK + 1)
 
-    def _event_op(self, op: int, index: int) -> None:
-        send = self.events[index]
-        number = index + 1
+    # -- events --
+
+    def _event_op(self, number: int) -> None:
+        send = self.events[number - 1]
         target = None if send.stale else self._target(send)
+        instance = self.instance
+        self._guarded(instance.between_operations)
+        if target is not None and send.timer:
+            self._fire(number, send, *target)
+            return
         if target is not None:
-            thread_id, req, due = target
-            if due is not None and due > self.clock.now:
-                self.clock.now = due  # a timer fires when it is due
-            self._deliver(op, number, send, req, thread_id, awaited=True)
+            thread_id, req, _ = target
+            self._deliver(number, send, req, thread_id, awaited=True)
         else:
             req = self._bogus(send)
-            self._deliver(op, number, send, req, req.thread_id, awaited=False)
+            self._deliver(number, send, req, req.thread_id, awaited=False)
 
     def _target(self, send: Send) -> tuple[str, CallbackRequest, Any] | None:
         for thread in self.state.threads:
@@ -363,51 +413,80 @@ class Run:
             return CallbackRequest(state.id, threads[0].id, send.event, pc)
         return CallbackRequest(state.id, send.thread or MAIN_THREAD, send.event, state.pc)
 
-    def _deliver(
-        self, op: int, number: int, send: Send, req: CallbackRequest, thread: str, awaited: bool
-    ) -> None:
+    def _fire(self, number: int, send: Send, thread: str, req: CallbackRequest,
+              due: Any) -> None:
+        """A timer fires when it is due: the clock moves there, what is due fires."""
+        if due is not None and due > self.clock.now:
+            self.clock.now = due
+        self._delivering = (number, send, thread)
+        fired = self._guarded(lambda: self.instance.fire_due(max_moves=self._budget(number)))
+        accepted = (thread, send.event) in fired
+        outcome = Outcome(number, number, send, thread, True, accepted,
+                          error="" if accepted else "the timer did not fire",
+                          error_type="" if accepted else "NotFired")
+        self.outcomes.append(outcome)
+        self._guarded(lambda: self._retries(number))
+        self._stored(number)
+
+    def _deliver(self, number: int, send: Send, req: CallbackRequest, thread: str,
+                 awaited: bool) -> None:
         instance = self.instance
-        try:
-            instance.between_operations()
-        except Unsaved as exc:
-            index = len(self.trace) - 1
-            self.lost.extend(Lost(index, d) for d in exc.differences)
-            raise _Stop(Failure("not saved", str(exc), op, index, exc)) from exc
         before = self.blob()
         self._stood = (before, len(self.calls))
+        self._delivering = (number, send, thread)
+        outcome = None
         try:
-            output = instance.deliver_request(req, send.wire_payload())
+            output = instance.send_request(req, send.wire_payload(),
+                                           max_moves=self._budget(number))
+        except Unsaved as exc:
+            raise self._stop(exc) from exc
         except GenflowError as exc:
-            outcome = Outcome(number, op, send, thread, awaited, False,
-                              error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            if not self.trace or self.trace[-1].op != number:  # refused: no AFTER_EVENT
+                refused = Outcome(number, number, send, thread, awaited, False,
+                                  error=f"{type(exc).__name__}: {exc}",
+                                  error_type=type(exc).__name__)
+                self.outcomes.append(refused)
+                if self.blob() != before:
+                    self.misdeliveries.append((refused, "refusing it changed the instance"))
+                    instance.wf, instance.state = loads(before)
+                elif not awaited and not isinstance(exc, EventError):
+                    self.misdeliveries.append((refused, f"it was refused with "
+                                                        f"{type(exc).__name__}, not with an "
+                                                        "EventError"))
+                return
+            # delivered; the moves after it failed
+            outcome = Outcome(number, number, send, thread, awaited, True,
+                              output=unstructure(instance.recorder.handled))
             self.outcomes.append(outcome)
-            if self.blob() != before:
-                self.misdeliveries.append((outcome, "refusing it changed the instance"))
-                instance.wf, instance.state = loads(before)
-            elif not awaited and not isinstance(exc, EventError):
-                self.misdeliveries.append((outcome, f"it was refused with {type(exc).__name__}, "
-                                                    "not with an EventError"))
-            return
-        outcome = Outcome(number, op, send, thread, awaited, True, output=unstructure(output))
+            raise self._stop(exc) from exc
+        outcome = Outcome(number, number, send, thread, awaited, True, output=unstructure(output))
         self.outcomes.append(outcome)
         if not awaited:
             self.misdeliveries.append((outcome, "nobody waited for it"))
-        mark = self._mark("after_event", f"after event #{number} {send.event!r} was handled "
-                                         f"({thread_words(thread)})")
-        adopted = self._adoption(mark)
-        if adopted is not None and self.twin is not None:
-            instance.wf, instance.state = loads(adopted)
-            for theirs in self.twin.outcomes:  # what the handler chose to return, too
-                if theirs.number == number:
-                    self.outcomes[-1] = attrs.evolve(outcome, output=theirs.output)
+        self._guarded(lambda: self._retries(number))
+        self._stored(number)
 
     # -- checkpoints --
 
     def _checkpoint(self, kind: CheckpointType) -> None:
-        mark = self._mark(kind.value)
+        where = None
+        if kind is CheckpointType.AFTER_EVENT and self._delivering is not None:
+            number, send, thread = self._delivering
+            what = "timer" if send.timer else "event"
+            where = (f"after {what} #{number} {send.event!r} "
+                     f"{'fired' if send.timer else 'was handled'} ({thread_words(thread)})")
+        mark = self._mark(kind.value, where)
         adopted = self._adoption(mark)
         if adopted is not None:
+            if kind is CheckpointType.AFTER_EVENT and self.twin is not None:
+                self._adopt_output(mark)
             raise ResumeFrom(adopted)
+
+    def _adopt_output(self, mark: Mark) -> None:
+        """What the handler chose to return, too, when its run is the twin's."""
+        assert self.twin is not None
+        self.instance.recorder.handled = next(
+            (o.output for o in self.twin.outcomes if o.op == mark.op), None)
 
     def _reloaded(self, blob: bytes, crashed: bool) -> None:
         if crashed and self.redo_from is not None:

@@ -59,8 +59,8 @@ def outcome_words(outcome: Outcome) -> str:
 
 
 def event_of(op: int) -> int:
-    """The 1-based event an operation belongs to (0: the start)."""
-    return (op + 1) // 2 if op >= 0 else 0
+    """The 1-based event an operation delivers (0: the start)."""
+    return max(op, 0)
 
 
 def at(mark: Mark, scenario: Scenario) -> str:
@@ -68,7 +68,7 @@ def at(mark: Mark, scenario: Scenario) -> str:
     if mark.kind == "start":
         return "when the instance was created"
     event = event_of(mark.op)
-    if mark.kind == "after_event":
+    if mark.kind == CheckpointType.AFTER_EVENT.value:
         return mark.where
     return f"{mark.where}, {during(event, scenario)}"
 
@@ -107,6 +107,8 @@ def where_words(kind: str, before: dict[str, Position], now: dict[str, Position]
         return "after a condition held"
     if kind == CheckpointType.AFTER_RESUME.value:
         return _moved(before, now)
+    if kind == CheckpointType.AFTER_FAILURE.value and last is not None:
+        return f"after {call_words(last)} failed (an attempt counted, a retry due)"
     if last is not None:
         return f"after {call_words(last)} ran ({kind.replace('_', ' ')})"
     return kind.replace("_", " ")
@@ -157,7 +159,7 @@ def positions_words(where: dict[str, Position]) -> str:
     if not where:
         return "finished (no thread left)"
     parts = []
-    for tid, (stmt, status, handled, events) in where.items():
+    for tid, (stmt, status, won, events) in where.items():
         who = thread_words(tid)
         if status == ThreadStatus.EXECUTING.value:
             parts.append(f"{who} about to run step {stmt!r}")
@@ -166,8 +168,8 @@ def positions_words(where: dict[str, Position]) -> str:
             parts.append(f"{who} waiting at {stmt!r} for {names}")
         elif status == ThreadStatus.WAITING_CONDITION.value:
             parts.append(f"{who} waiting at {stmt!r} for its condition")
-        elif handled:
-            parts.append(f"{who} moving on after event {handled!r} of {stmt!r}")
+        elif won:
+            parts.append(f"{who} moving on after event {won!r} of {stmt!r}")
         elif stmt:
             parts.append(f"{who} moving on after {stmt!r}")
         else:

@@ -1,0 +1,537 @@
+"""The web application: the console's pages and the JSON HTTP API, one Starlette app.
+
+`create_app(engine, access=..., secret=...)` builds it over an `Engine`, using
+only the engine's public API (start, send, get, list, cancel, retry, move and
+the store's list, count and journal). Engine calls run in Starlette's thread
+pool: they block on the store, never on the event loop.
+
+Pages (HTML, drawn by the shared script of `genflow.render.views`): the
+instance list with filters and keyset paging, one instance (live: it polls its
+view), the workflows. API: see `genflow.web.openapi.ROUTES`. Every refusal is
+a `GenflowError` answered 4xx with its type and message (`genflow.web.errors`);
+anything else is a bug, logged on the ``genflow.web`` logger and answered 500
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from genflow.engine import Engine
+from genflow.errors import (
+    GenflowError,
+    InstanceNotFoundError,
+    NotWaitingError,
+    StaleCallbackError,
+    UnknownEventError,
+    UnknownThreadError,
+    WorkflowFinishedError,
+)
+from genflow.registry import registered
+from genflow.render.svg import dot_program
+from genflow.render.views import Diagrams, asset, marks_css
+from genflow.web import pages
+from genflow.web.access import Access, Sessions, TokenAccess
+from genflow.web.catalog import WorkflowInfo, catalog
+from genflow.web.errors import (
+    AccessDeniedError,
+    CallbackGoneError,
+    NotFoundError,
+    RequestError,
+    status_for,
+)
+from genflow.web.inputs import as_object, field, parse_json, read_body, workflow_data
+from genflow.web.listing import Filters, list_rows
+from genflow.web.openapi import openapi
+from genflow.web.signing import CallbackSigner
+from genflow.web.views import instance_json, view_of
+from genflow.web.views import plain as _plain
+
+__all__ = ["WebConfig", "create_app"]
+
+log = logging.getLogger("genflow.web")
+
+#: The default limit of a request body (`genflow serve --max-body`).
+MAX_BODY = 1 << 20
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What a callback's delivery meets when its wait is over: answered 410 Gone.
+_WAIT_OVER = (InstanceNotFoundError, StaleCallbackError, UnknownEventError, UnknownThreadError,
+              NotWaitingError, WorkflowFinishedError)
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class WebConfig:
+    """What the endpoints share: the engine, the access check and the server's keys."""
+
+    def __init__(self, engine: Engine, access: Access, secret: bytes, *, max_body: int,
+                 title: str, poll_ms: int, svg: bool, send_timeout: float,
+                 callback_url: str):
+        self.engine = engine
+        self.access = access
+        self.sessions = Sessions(secret)
+        self.signer = CallbackSigner(secret, callback_url)
+        self.max_body = max_body
+        self.title = title
+        self.poll_ms = poll_ms
+        self.diagrams = Diagrams(svg=svg)
+        self.send_timeout = send_timeout
+        self._catalog: list[WorkflowInfo] | None = None
+
+    def catalog(self) -> list[WorkflowInfo]:
+        if self._catalog is None:
+            known = self.engine.workflows if self.engine.workflows is not None else registered()
+            self._catalog = catalog(known)
+        return self._catalog
+
+    def user(self, request: Request) -> str:
+        """Who sent `request` (or `AccessDeniedError`); a change made with the session
+        cookie must carry its CSRF header."""
+        user = self.access(request)
+        if user is not None:
+            return user
+        cookie = request.cookies.get(Sessions.cookie)
+        user = self.sessions.user(cookie)
+        if user is None or cookie is None:
+            raise AccessDeniedError(
+                "this route needs a token: send `Authorization: Bearer <token>`, or log in "
+                "to the console at /login")
+        if request.method not in _SAFE and not secrets.compare_digest(
+                request.headers.get("x-genflow-csrf", ""), self.sessions.csrf(cookie)):
+            raise AccessDeniedError("a change made with the console's session needs its "
+                                    "X-Genflow-CSRF header: reload the page")
+        return user
+
+
+def create_app(engine: Engine, *, access: Access | None = None, token: str | None = None,
+               secret: bytes | None = None, max_body: int = MAX_BODY,
+               title: str = "genflow", poll_ms: int = 2000, svg: bool | None = None,
+               send_timeout: float = 10.0, callback_url: str = "") -> Starlette:
+    """The console and the API over `engine`.
+
+    `access` is the check every route runs (`genflow.web.access`); `token` is
+    the shorthand for `TokenAccess(token)`. One of them is required: the app
+    never serves without a check (`LocalAccess` is the explicit opt-out).
+    `secret` signs session cookies and callback URLs (default: random, so both
+    die with the process). `callback_url` is the public URL callback URLs start
+    with (`GENFLOW_WEB_URL`).
+    """
+    if access is None:
+        if token is None:
+            raise GenflowError("the console needs an access check: a token (GENFLOW_WEB_TOKEN, "
+                               "--token-file) or an Access of your own; --insecure-local "
+                               "serves without one, on loopback only")
+        access = TokenAccess(token)
+    config = WebConfig(engine, access, secret or secrets.token_bytes(32), max_body=max_body,
+                       title=title, poll_ms=poll_ms,
+                       svg=dot_program() is not None if svg is None else svg,
+                       send_timeout=send_timeout, callback_url=callback_url)
+
+    def guarded(fn: Callable[[Request, WebConfig, str], Awaitable[Response]],
+                *, html: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                user = config.user(request)
+            except AccessDeniedError as exc:
+                if html and getattr(config.access, "login", False):
+                    target = urllib.parse.quote(request.url.path)
+                    return RedirectResponse(f"{_base(request)}/login?next={target}", 303)
+                return await _error_response(request, exc)
+            return await fn(request, config, user)
+        return endpoint
+
+    routes = [
+        Route("/", lambda r: RedirectResponse(f"{_base(r)}/instances", 303)),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/static/gf.js", static_js),
+        Route("/static/gf.css", static_css),
+        Route("/instances", guarded(page_instances, html=True)),
+        Route("/instances/{id}", guarded(page_instance, html=True)),
+        Route("/workflows", guarded(page_workflows, html=True)),
+        Route("/console/instances/{id}/view", guarded(console_view)),
+        Route("/console/instances/{id}/{action}", guarded(console_action), methods=["POST"]),
+        Route("/api/v1/openapi.json", guarded(api_openapi)),
+        Route("/api/v1/workflows", guarded(api_workflows)),
+        Route("/api/v1/instances", guarded(api_list)),
+        Route("/api/v1/instances", guarded(api_start), methods=["POST"]),
+        Route("/api/v1/instances/{id}", guarded(api_get)),
+        Route("/api/v1/instances/{id}/journal", guarded(api_journal)),
+        Route("/api/v1/instances/{id}/events/{event}", guarded(api_send), methods=["POST"]),
+        Route("/api/v1/instances/{id}/cancel", guarded(api_cancel), methods=["POST"]),
+        Route("/api/v1/instances/{id}/retry", guarded(api_retry), methods=["POST"]),
+        Route("/api/v1/instances/{id}/move", guarded(api_move), methods=["POST"]),
+        Route("/api/v1/workflows/{workflow}/instances", guarded(api_start_typed),
+              methods=["POST"]),
+        Route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}",
+              guarded(api_send_typed), methods=["POST"]),
+        Route("/api/v1/callbacks/{token}", api_callback, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={
+        GenflowError: _error_response, HTTPException: _http_error, Exception: _bug},
+        middleware=[Middleware(_SecurityHeaders)])
+    app.state.config = config
+    return app
+
+
+class _SecurityHeaders:
+    """Headers on every response: no inline script, no framing, no sniffing, no caching
+    (unless the response says otherwise)."""
+
+    _ADD = [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"), (b"cache-control", b"no-store")]
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((k, v) for k, v in self._ADD if k not in present)]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    return "/api/" not in path and "/console/" not in path and \
+        "text/html" in request.headers.get("accept", "")
+
+
+async def _error_response(request: Request, exc: Exception) -> Response:
+    status = status_for(exc)
+    if status >= 500:
+        return await _bug(request, exc)
+    body = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    if _wants_html(request):
+        return HTMLResponse(pages.error_page(request, status, type(exc).__name__, str(exc)),
+                            status)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    message = {404: f"no route {request.url.path!r}: see /api/v1/openapi.json",
+               405: f"{request.method} is not allowed on {request.url.path!r}"}.get(
+        exc.status_code, str(exc.detail))
+    return JSONResponse({"error": {"type": kind, "message": message}}, exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _bug(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc,
+              extra={"path": request.url.path})
+    return JSONResponse({"error": {"type": "InternalError", "message":
+                                   "the server failed unexpectedly (logged on genflow.web): "
+                                   "this is a bug, please report it"}}, 500)
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _json(value: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(value, status)
+
+
+# -- static, login ------------------------------------------------------------------------------
+
+_ASSETS: dict[str, str] = {}
+
+
+def _asset(name: str) -> str:
+    if name not in _ASSETS:
+        _ASSETS[name] = asset(name) + ("\n" + marks_css() if name.endswith(".css") else "")
+    return _ASSETS[name]
+
+
+async def static_js(request: Request) -> Response:
+    return Response(_asset("gf.js"), media_type="text/javascript",
+                    headers={"Cache-Control": "max-age=300"})
+
+
+async def static_css(request: Request) -> Response:
+    return Response(_asset("gf.css"), media_type="text/css",
+                    headers={"Cache-Control": "max-age=300"})
+
+
+async def login_form(request: Request) -> Response:
+    config: WebConfig = request.app.state.config
+    return HTMLResponse(pages.login_page(request, config.title,
+                                         request.query_params.get("next", ""), ""))
+
+
+async def login(request: Request) -> Response:
+    config: WebConfig = request.app.state.config
+    body = await read_body(request, 16 * 1024)
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0]
+    target = (form.get("next") or [""])[0]
+    check = getattr(config.access, "user_of", None)
+    user = check(token) if check is not None and token else None
+    if user is None:
+        return HTMLResponse(pages.login_page(request, config.title, target,
+                                             "That token is not valid."), 401)
+    if not target.startswith("/") or target.startswith("//"):
+        target = f"{_base(request)}/instances"
+    response = RedirectResponse(target, 303)
+    response.set_cookie(Sessions.cookie, config.sessions.issue(user), httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https",
+                        path=f"{_base(request)}/", max_age=int(config.sessions.seconds))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse(f"{_base(request)}/login", 303)
+    response.delete_cookie(Sessions.cookie, path=f"{_base(request)}/")
+    return response
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+
+def _csrf(request: Request, config: WebConfig) -> str:
+    cookie = request.cookies.get(Sessions.cookie)
+    return config.sessions.csrf(cookie) if cookie else ""
+
+
+async def page_instances(request: Request, config: WebConfig, user: str) -> Response:
+    filters = Filters.from_query(request.query_params)
+    rows, after = await run_in_threadpool(list_rows, config.engine, filters)
+    total = None
+    if not filters.q:
+        total = await run_in_threadpool(
+            config.engine.store.count, workflow=filters.workflow,
+            status=filters.store_status(), waiting=filters.waiting)
+    return HTMLResponse(pages.list_page(request, config, user, filters, rows, after, total))
+
+
+async def page_instance(request: Request, config: WebConfig, user: str) -> Response:
+    view = await run_in_threadpool(view_of, config, request.path_params["id"])
+    diagram = config.diagrams.get(view["diagram"]) if view.get("diagram") else None
+    return HTMLResponse(pages.instance_page(request, config, user, view, diagram,
+                                            _csrf(request, config)))
+
+
+async def page_workflows(request: Request, config: WebConfig, user: str) -> Response:
+    infos = await run_in_threadpool(config.catalog)
+    return HTMLResponse(await run_in_threadpool(pages.workflows_page, request, config, user,
+                                                infos))
+
+
+async def console_view(request: Request, config: WebConfig, user: str) -> Response:
+    return _json(await run_in_threadpool(view_of, config, request.path_params["id"]))
+
+
+_ACTIONS = ("send", "retry", "cancel", "move")
+
+
+async def console_action(request: Request, config: WebConfig, user: str) -> Response:
+    """An operator's action from the console (confirmed in the page): done through
+    the engine, then recorded in the journal with who asked."""
+    action = request.path_params["action"]
+    if action not in _ACTIONS:
+        raise NotFoundError(f"no console action {action!r}: use one of {', '.join(_ACTIONS)}")
+    instance_id = request.path_params["id"]
+    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
+                     "the body")
+    engine = config.engine
+
+    def run() -> tuple[str, dict[str, Any]]:
+        if action == "send":
+            event = field(body, "event", str, required=True)
+            payload = body.get("payload")
+            thread = field(body, "thread", str)
+            engine.send(instance_id, event, payload, thread=thread,
+                        timeout=config.send_timeout)
+            detail = {"event": event, "thread": thread, "payload": payload}
+            message = f"sent {event!r}"
+        elif action == "retry":
+            engine.retry(instance_id, timeout=config.send_timeout)
+            detail, message = {}, "due again: a worker runs its failed step"
+        elif action == "cancel":
+            engine.cancel(instance_id, timeout=config.send_timeout)
+            detail, message = {}, "cancelled"
+        else:
+            thread = field(body, "thread", str, default="_main_")
+            statement = field(body, "statement", str, required=True)
+            engine.move(instance_id, thread, statement, timeout=config.send_timeout)
+            detail = {"thread": thread, "to": statement}
+            message = f"moved {thread} to {statement!r}"
+        engine.store.append_journal(instance_id, [("operator", {
+            "action": action, "by": user, "via": "console", **detail,
+            "what": detail.get("event") or detail.get("to") or ""})], engine.clock())
+        return message, view_of(config, instance_id)
+
+    message, view = await run_in_threadpool(run)
+    return _json({"message": f"{instance_id}: {message}", "view": view})
+
+
+# -- the JSON API -------------------------------------------------------------------------------
+
+
+async def api_openapi(request: Request, config: WebConfig, user: str) -> Response:
+    base = _base(request) or "/"
+    return _json(openapi(await run_in_threadpool(config.catalog), title=config.title,
+                         server_url=base))
+
+
+async def api_workflows(request: Request, config: WebConfig, user: str) -> Response:
+    infos = await run_in_threadpool(config.catalog)
+    return _json({"workflows": [{"name": i.name, "problem": i.problem, "events": [
+        {"name": e.name, "payload": e.takes_payload, "handler": e.handler} for e in i.events]}
+        for i in infos]})
+
+
+async def api_list(request: Request, config: WebConfig, user: str) -> Response:
+    filters = Filters.from_query(request.query_params)
+    rows, after = await run_in_threadpool(list_rows, config.engine, filters)
+    return _json({"items": rows, "next": after})
+
+
+async def api_start(request: Request, config: WebConfig, user: str) -> Response:
+    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
+                     "the body")
+    name = field(body, "workflow", str, required=True)
+    return await _start(config, name, body.get("data"), field(body, "id", str),
+                        field(body, "run", bool, default=True))
+
+
+async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
+    data = parse_json(await read_body(request, config.max_body), empty={})
+    query = request.query_params
+    run = query.get("run", "true").lower()
+    if run not in ("true", "false", "1", "0"):
+        raise RequestError(f"run must be true or false, not {run!r}")
+    return await _start(config, request.path_params["workflow"], data, query.get("id"),
+                        run in ("true", "1"))
+
+
+async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
+                 run: bool) -> Response:
+    if instance_id is not None and not instance_id:
+        raise RequestError("an instance id must not be empty")
+
+    def start() -> dict[str, Any]:
+        data = workflow_data(name, fields)
+        started = config.engine.start(data, id=instance_id, run=run)
+        return instance_json(config.engine.get(started))
+
+    return _json(await run_in_threadpool(start), 201)
+
+
+async def api_get(request: Request, config: WebConfig, user: str) -> Response:
+    instance = await run_in_threadpool(config.engine.get, request.path_params["id"])
+    return _json(instance_json(instance))
+
+
+async def api_journal(request: Request, config: WebConfig, user: str) -> Response:
+    instance_id = request.path_params["id"]
+
+    def read() -> list[dict[str, Any]]:
+        config.engine.store.get(instance_id)  # InstanceNotFoundError
+        return [{"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "detail": e.detail}
+                for e in config.engine.store.journal(instance_id)]
+
+    return _json({"entries": _plain(await run_in_threadpool(read))})
+
+
+async def api_send(request: Request, config: WebConfig, user: str) -> Response:
+    return await _send(request, config, None)
+
+
+async def api_send_typed(request: Request, config: WebConfig, user: str) -> Response:
+    return await _send(request, config, request.path_params["workflow"])
+
+
+async def _send(request: Request, config: WebConfig, workflow: str | None) -> Response:
+    instance_id, event = request.path_params["id"], request.path_params["event"]
+    payload = parse_json(await read_body(request, config.max_body))
+    thread = request.query_params.get("thread")
+    engine = config.engine
+
+    def send() -> dict[str, Any]:
+        if workflow is not None:
+            record = engine.store.get(instance_id)
+            if record.workflow != workflow:
+                raise InstanceNotFoundError(f"instance {instance_id!r} is a {record.workflow!r}, "
+                                            f"not a {workflow!r}")
+        output = engine.send(instance_id, event, payload, thread=thread,
+                             timeout=config.send_timeout)
+        return {"output": output, "instance": instance_json(engine.get(instance_id))}
+
+    return _json(await run_in_threadpool(send))
+
+
+async def api_cancel(request: Request, config: WebConfig, user: str) -> Response:
+    return await _operate(config, request.path_params["id"], config.engine.cancel)
+
+
+async def api_retry(request: Request, config: WebConfig, user: str) -> Response:
+    return await _operate(config, request.path_params["id"], config.engine.retry)
+
+
+async def api_move(request: Request, config: WebConfig, user: str) -> Response:
+    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
+                     "the body")
+    thread = field(body, "thread", str, default="_main_")
+    statement = field(body, "statement", str, required=True)
+    return await _operate(config, request.path_params["id"],
+                          lambda i, timeout: config.engine.move(i, thread, statement,
+                                                                timeout=timeout))
+
+
+async def _operate(config: WebConfig, instance_id: str, operation: Any) -> Response:
+    def run() -> dict[str, Any]:
+        operation(instance_id, timeout=config.send_timeout)
+        return instance_json(config.engine.get(instance_id))
+
+    return _json(await run_in_threadpool(run))
+
+
+async def api_callback(request: Request) -> Response:
+    """A signed callback URL: its token names one wait (instance, thread, event,
+    counter); a wait that is over answers 410 and changes nothing. The signature
+    is the credential: an outside system holds the URL, not a token."""
+    config: WebConfig = request.app.state.config
+    try:
+        req = config.signer.verify(request.path_params["token"])
+        payload = parse_json(await read_body(request, config.max_body))
+        engine = config.engine
+
+        def deliver() -> dict[str, Any]:
+            try:
+                output = engine.deliver(req, payload, timeout=config.send_timeout)
+            except _WAIT_OVER as exc:
+                raise CallbackGoneError(f"this callback's wait is over: {exc}") from None
+            return {"output": output, "instance": instance_json(engine.get(req.instance_id))}
+
+        return _json(await run_in_threadpool(deliver))
+    except GenflowError as exc:
+        return await _error_response(request, exc)
+

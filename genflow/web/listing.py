@@ -1,0 +1,113 @@
+"""The instance list: filters read from a query string, keyset paging by id.
+
+Paging is by id (`Store.list(after=...)`), never by offset: page 1,000 of
+100,000 instances costs what page 1 costs, one indexed range read
+(`benchmarks/console_paging.py` measures it). `q` finds ids that start with
+it: the same range read, from `q` on, stopped at the first id that does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from genflow.engine import Engine
+from genflow.errors import InstanceNotFoundError
+from genflow.render.views import row_view
+from genflow.state import WorkflowStatus
+from genflow.web.errors import RequestError
+
+__all__ = ["MAX_LIMIT", "Filters", "list_rows"]
+
+MAX_LIMIT = 500
+_STATUSES = [s.value for s in WorkflowStatus]
+
+
+@attrs.frozen
+class Filters:
+    workflow: str | None = None
+    status: str | None = None
+    waiting: str | None = None
+    failed: bool = False
+    q: str = ""
+    after: str | None = None
+    limit: int = 50
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filters:
+        """The filters of a query string; a value that does not fit is a `RequestError`."""
+        def text(name: str) -> str | None:
+            value = query.get(name)
+            return value if value else None
+
+        status = text("status")
+        if status is not None and status not in _STATUSES:
+            raise RequestError(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
+        failed = (query.get("failed") or "false").lower()
+        if failed not in ("true", "false", "1", "0", "on", "off"):
+            raise RequestError(f"failed must be true or false, not {failed!r}")
+        raw_limit = query.get("limit") or "50"
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise RequestError(f"limit must be a whole number, not {raw_limit!r}") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise RequestError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        return cls(workflow=text("workflow"), status=status, waiting=text("waiting"),
+                   failed=failed in ("true", "1", "on"), q=query.get("q") or "",
+                   after=text("after"), limit=limit)
+
+    def store_status(self) -> str | None:
+        return "failed" if self.failed else self.status
+
+    def empty(self) -> bool:
+        """Do the filters contradict each other (failed, and another status)?"""
+        return self.failed and self.status not in (None, "failed")
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The query string that gives these filters (with `changes`)."""
+        values = {**attrs.asdict(self), **changes}
+        out = {}
+        for key, value in values.items():
+            if key == "limit" and value == 50:
+                continue
+            if value in (None, "", False):
+                continue
+            out[key] = "true" if value is True else str(value)
+        return out
+
+
+def list_rows(engine: Engine, filters: Filters) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of rows, and the `after` of the next page (None: this is the last)."""
+    if filters.empty():
+        return [], None
+    limit, q = filters.limit, filters.q
+    status = filters.store_status()
+    rows: list[dict[str, Any]] = []
+    cursor = filters.after
+    if q and (cursor is None or cursor < q):
+        try:  # the id itself (`after` is exclusive)
+            record = engine.store.get(q)
+        except InstanceNotFoundError:
+            pass
+        else:
+            if _fits(record, filters.workflow, status, filters.waiting):
+                rows.append(row_view(record))
+        cursor = q
+    page = engine.list(workflow=filters.workflow, status=status, waiting=filters.waiting,
+                       after=cursor, limit=limit + 1 - len(rows))
+    for record in page:
+        if q and not record.id.startswith(q):
+            break  # ids are in order: none after this one starts with `q`
+        rows.append(row_view(record))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, rows[-1]["id"] if more and rows else None
+
+
+def _fits(record: Any, workflow: str | None, status: str | None, waiting: str | None) -> bool:
+    return ((workflow is None or record.workflow == workflow)
+            and (status is None or record.status == status)
+            and (waiting is None or waiting in record.waiting_for))

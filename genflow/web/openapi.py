@@ -1,0 +1,198 @@
+"""The HTTP API's OpenAPI 3.1 description, generated from the installed workflows.
+
+The generic routes take any JSON. Beside them, each workflow known to the
+server gets typed operations whose schemas come from its code
+(`genflow.web.catalog`, `genflow.web.schema`): starting it takes its data's
+fields, and each of its events has an operation whose request body is the
+schema of the handler's payload annotation. A client generated from this
+description (openapi-generator, oapi-codegen...) gets one typed method per
+event.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from genflow.state import WorkflowStatus
+from genflow.web.catalog import WorkflowInfo
+from genflow.web.schema import SchemaBuilder
+
+__all__ = ["ROUTES", "openapi"]
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_INSTANCE = {"$ref": "#/components/schemas/Instance"}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string",
+       "minLength": 1}, "description": "the instance's id"}
+
+#: (method, path, operation id, summary): the routes every server has, in the
+#: order the docs list them (docs/console.md's reference is checked against it).
+ROUTES: list[tuple[str, str, str, str]] = [
+    ("get", "/api/v1/instances", "list_instances",
+     "List instances: filters and keyset paging"),
+    ("post", "/api/v1/instances", "start_instance", "Start an instance of any workflow"),
+    ("get", "/api/v1/instances/{id}", "get_instance", "One instance: data, threads, waits"),
+    ("get", "/api/v1/instances/{id}/journal", "get_journal", "An instance's journal"),
+    ("post", "/api/v1/instances/{id}/events/{event}", "send_event",
+     "Deliver an event (any JSON payload)"),
+    ("post", "/api/v1/instances/{id}/cancel", "cancel_instance", "Cancel an instance"),
+    ("post", "/api/v1/instances/{id}/retry", "retry_instance", "Make a failed instance due again"),
+    ("post", "/api/v1/instances/{id}/move", "move_thread",
+     "Repair: make a statement a thread's next stop"),
+    ("post", "/api/v1/callbacks/{token}", "deliver_callback",
+     "Answer one wait through a signed callback URL"),
+    ("get", "/api/v1/workflows", "list_workflows", "The workflows this server runs, with events"),
+    ("get", "/api/v1/openapi.json", "openapi", "This description"),
+]
+
+
+def _responses(ok: dict[str, Any] | None, *codes: int, created: bool = False
+               ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    good = "201" if created else "200"
+    out[good] = {"description": "done", "content": {"application/json": {
+        "schema": ok or {"type": "object"}}}}
+    words = {400: "the body is not JSON", 401: "no valid token",
+             403: "a forged or altered callback token", 404: "no such instance or workflow",
+             409: "refused in the instance's present state (nothing changed)",
+             410: "the wait this callback answered is over",
+             413: "the body is over the server's size limit",
+             422: "the input does not fit (nothing changed)"}
+    for code in codes:
+        out[str(code)] = {"description": words[code],
+                          "content": {"application/json": {"schema": _ERROR}}}
+    return out
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
+            server_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI document for a server running `workflows`."""
+    builder = SchemaBuilder()
+    statuses = [s.value for s in WorkflowStatus]
+    paths: dict[str, Any] = {}
+
+    def op(method: str, path: str, **spec: Any) -> None:
+        paths.setdefault(path, {})[method] = spec
+
+    listing = {"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+        "next": {"type": ["string", "null"], "description": "`after` for the next page"}}}
+    op("get", "/api/v1/instances", operationId="list_instances",
+       summary=ROUTES[0][3], parameters=[
+           {"name": "workflow", "in": "query", "schema": {"type": "string"}},
+           {"name": "status", "in": "query", "schema": {"type": "string", "enum": statuses}},
+           {"name": "waiting", "in": "query", "schema": {"type": "string"},
+            "description": "only instances waiting for this event"},
+           {"name": "failed", "in": "query", "schema": {"type": "boolean"},
+            "description": "only failed instances"},
+           {"name": "q", "in": "query", "schema": {"type": "string"},
+            "description": "only ids that start with this"},
+           {"name": "after", "in": "query", "schema": {"type": "string"},
+            "description": "the `next` of the previous page"},
+           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                       "maximum": 500}}],
+       responses=_responses(listing, 401, 422))
+    start = {"type": "object", "required": ["workflow"], "properties": {
+        "workflow": {"type": "string"}, "data": {"type": "object"},
+        "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"}}}
+    op("post", "/api/v1/instances", operationId="start_instance", summary=ROUTES[1][3],
+       requestBody=_body(start), responses=_responses(_INSTANCE, 400, 401, 404, 409, 413, 422,
+                                                       created=True))
+    op("get", "/api/v1/instances/{id}", operationId="get_instance", summary=ROUTES[2][3],
+       parameters=[_ID], responses=_responses(_INSTANCE, 401, 404))
+    op("get", "/api/v1/instances/{id}/journal", operationId="get_journal",
+       summary=ROUTES[3][3], parameters=[_ID],
+       responses=_responses({"type": "object", "properties": {"entries": {"type": "array"}}},
+                            401, 404))
+    event_param = {"name": "event", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1}}
+    thread_param = {"name": "thread", "in": "query", "schema": {"type": "string"},
+                    "description": "the waiting thread, when several wait for the event"}
+    sent = {"type": "object", "required": ["output", "instance"],
+            "properties": {"output": {}, "instance": _INSTANCE}}
+    op("post", "/api/v1/instances/{id}/events/{event}", operationId="send_event",
+       summary=ROUTES[4][3], parameters=[_ID, event_param, thread_param],
+       requestBody=_body({}, required=False),
+       responses=_responses(sent, 400, 401, 404, 409, 413, 422))
+    for name, what in (("cancel", 5), ("retry", 6)):
+        op("post", f"/api/v1/instances/{{id}}/{name}", operationId=ROUTES[what][2],
+           summary=ROUTES[what][3], parameters=[_ID],
+           responses=_responses(_INSTANCE, 401, 404, 409))
+    move = {"type": "object", "required": ["statement"], "properties": {
+        "thread": {"type": "string"}, "statement": {"type": "string"}}}
+    op("post", "/api/v1/instances/{id}/move", operationId="move_thread", summary=ROUTES[7][3],
+       parameters=[_ID], requestBody=_body(move),
+       responses=_responses(_INSTANCE, 400, 401, 404, 409, 413, 422))
+    op("post", "/api/v1/callbacks/{token}", operationId="deliver_callback",
+       summary=ROUTES[8][3], security=[],
+       parameters=[{"name": "token", "in": "path", "required": True,
+                    "schema": {"type": "string"}}],
+       requestBody=_body({}, required=False),
+       responses=_responses(sent, 400, 403, 404, 409, 410, 413, 422))
+    op("get", "/api/v1/workflows", operationId="list_workflows", summary=ROUTES[9][3],
+       responses=_responses({"type": "object"}, 401))
+    op("get", "/api/v1/openapi.json", operationId="openapi", summary=ROUTES[10][3],
+       responses=_responses({"type": "object"}, 401))
+
+    for info in workflows:
+        slug = _slug(info.name)
+        data = builder.schema(info.cls)
+        op("post", f"/api/v1/workflows/{info.name}/instances",
+           operationId=f"start_{slug}", summary=f"Start a {info.name}",
+           tags=[info.name], parameters=[
+               {"name": "id", "in": "query", "schema": {"type": "string", "minLength": 1}},
+               {"name": "run", "in": "query", "schema": {"type": "boolean"}}],
+           requestBody=_body(data, required=False),
+           responses=_responses(_INSTANCE, 400, 401, 409, 413, 422, created=True))
+        for event in info.events:
+            body = builder.schema(event.payload_type) if event.takes_payload \
+                else {"type": "null"}
+            op("post", f"/api/v1/workflows/{info.name}/instances/{{id}}/events/{event.name}",
+               operationId=f"send_{slug}_{_slug(event.name)}",
+               summary=f"{info.name}: deliver {event.name!r}", tags=[info.name],
+               description=f"Handled by `{event.handler}`.",
+               parameters=[_ID, thread_param],
+               requestBody=_body(body, required=event.takes_payload),
+               responses=_responses(sent, 400, 401, 404, 409, 413, 422))
+
+    components = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Row": {"type": "object", "required": ["id", "workflow", "status"], "properties": {
+            "id": {"type": "string"}, "workflow": {"type": "string"},
+            "status": {"type": "string", "enum": statuses},
+            "waiting_for": {"type": "array", "items": {"type": "string"}},
+            "wake_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
+            "error": {"type": "string"}, "attempts": {"type": "integer"},
+            "version": {"type": "integer"}}},
+        "Instance": {"type": "object", "required": ["id", "workflow", "status", "version"],
+                     "properties": {
+            "id": {"type": "string"}, "workflow": {"type": "string"},
+            "status": {"type": "string", "enum": statuses}, "version": {"type": "integer"},
+            "attempts": {"type": "integer"}, "error": {"type": "string"},
+            "wake_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
+            "waiting_for": {"type": "array", "items": {"type": "string"}},
+            "data": {}, "threads": {"type": "array", "items": {"type": "object"}}}},
+        **builder.components,
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"{title} HTTP API", "version": "1",
+                 "description": "Start instances, deliver events, read and repair them. "
+                                "Every refusal is a 4xx with the error's type and message; "
+                                "a refused request changes nothing."},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"token": []}],
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"

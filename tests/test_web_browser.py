@@ -1,0 +1,169 @@
+"""The console in a real browser: headless Chromium driven by selenium.
+
+Log in, filter the list, open a failed instance (its step drawn red, the
+timeline with its attempt and error), send an event through the confirmed
+dialog and see the instance move, then see it move again, live, when an
+outside system delivers an event. Screenshots are read pixel by pixel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="pip install 'genflow[webtest]'")
+Image = pytest.importorskip("PIL.Image", reason="pip install 'genflow[webtest]' (Pillow)")
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from examples.pizza import PizzaOrder  # noqa: E402
+from genflow.engine import Engine  # noqa: E402
+from genflow.render.formats import STYLES  # noqa: E402
+from genflow.stores import SQLiteStore  # noqa: E402
+from tests.web_app import Fails, Hooks, Order, Pair  # noqa: E402
+from tests.web_helpers import SECRET, TOKEN, serving  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="chromium and chromedriver are not installed (apt-get install chromium "
+           "chromium-driver)")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--force-color-profile=srgb", "--hide-scrollbars", "--window-size=1400,2000"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="genflow-chromium-")
+    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def pixels(path: Path, color: str, tolerance: int = 6) -> int:
+    """How many pixels of the screenshot are `color` (#rrggbb), give or take."""
+    want = tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+    image = Image.open(path).convert("RGB")
+    return sum(count for count, rgb in image.getcolors(1 << 24)
+               if all(abs(a - b) <= tolerance for a, b in zip(rgb, want, strict=True)))
+
+
+def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
+    monkeypatch.setenv("GENFLOW_WEB_SECRET", SECRET.decode())
+    store = SQLiteStore(tmp_path / "store.db")
+    engine = Engine(store, [Order, Fails, Pair, Hooks, PizzaOrder], journal=True)
+    engine.start(Order(), id="order-1")
+    engine.send("order-1", "add", {"name": "funghi"})
+    engine.start(Order(), id="order-2")
+    engine.start(Fails(), id="fails-1")
+    engine.start(PizzaOrder(), id="pizza-1")
+    wait = WebDriverWait(browser, 20)
+    with serving(engine, poll_ms=300) as base:
+        monkeypatch.setenv("GENFLOW_WEB_URL", base)
+        browser.get(f"{base}/instances")
+        wait.until(lambda d: "/login" in d.current_url)
+        browser.find_element(By.ID, "gf-token").send_keys(TOKEN)
+        browser.find_element(By.ID, "gf-login").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
+        listed = [r.get_attribute("data-id") for r in
+                  browser.find_elements(By.CSS_SELECTOR, "#instances tbody tr")]
+        assert listed == ["fails-1", "order-1", "order-2", "pizza-1"]
+
+        # filter: failed only
+        Select(browser.find_element(By.NAME, "workflow")).select_by_visible_text("web-fails")
+        browser.find_element(By.ID, "gf-filter").click()
+        wait.until(lambda d: "workflow=web-fails" in d.current_url)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#instances tbody tr")
+        assert [(r.get_attribute("data-id"), r.get_attribute("data-status")) for r in rows] == [
+            ("fails-1", "failed")]
+
+        # the failed instance: its step red, its timeline with the attempt and the error
+        browser.find_element(By.LINK_TEXT, "fails-1").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gf-timeline tbody tr"))
+        time.sleep(0.3)  # the marks are laid on the next frame
+        failed_rows = browser.find_elements(By.CSS_SELECTOR, "#gf-timeline tr.o-failed")
+        assert len(failed_rows) == 1
+        cells = [c.text for c in failed_rows[0].find_elements(By.TAG_NAME, "td")]
+        assert cells[:3] == ["step", "explode", "main"] and cells[5] == "1"
+        assert "boom" in cells[7] and cells[4]  # a duration
+        assert [c.text for c in browser.find_elements(
+            By.CSS_SELECTOR, "#gf-timeline tr.o-done td:nth-child(2)")] == ["prepare"]
+        marked = browser.find_elements(By.CSS_SELECTOR, ".gf-diagram .m-failed")
+        assert len(marked) == 1
+        shot = tmp_path / "failed.png"
+        browser.save_screenshot(str(shot))
+        red = pixels(shot, STYLES["failed"][0])
+        assert red > 2000, red  # the step's fill (the legend's swatch is ~200)
+        assert pixels(shot, "#e03131", 2) >= 6 * 14  # the failed attempt's timeline bar
+        assert pixels(shot, "#2f9e44", 2) >= 6 * 14  # the step that ran fine
+
+        # every label stays inside its shape (the pizza's timers' used to spill out)
+        browser.get(f"{base}/instances/pizza-1")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gf-diagram g.gf-timer"))
+        spills = browser.execute_script("""
+            const out = [];
+            for (const node of document.querySelectorAll('.gf-diagram g.node')) {
+              const shape = node.querySelector('polygon, ellipse, path');
+              if (!shape) continue;
+              for (const text of node.querySelectorAll('text:not(.gf-badge)')) {
+                const t = text.getBBox();  // each corner of the text inside the shape's fill
+                const corners = [[t.x + 1, t.y + 1], [t.x + t.width - 1, t.y + 1],
+                                 [t.x + 1, t.y + t.height - 1],
+                                 [t.x + t.width - 1, t.y + t.height - 1]];
+                if (!corners.every(([x, y]) => shape.isPointInFill(new DOMPoint(x, y))))
+                  out.push(node.querySelector('title').textContent);
+              }
+            }
+            return [out, document.querySelectorAll('.gf-diagram g.node').length];""")
+        assert spills[0] == [] and spills[1] > 8, spills
+        assert browser.find_elements(By.CSS_SELECTOR, ".gf-diagram g.gf-timer")
+
+        # an operator sends an event, confirmed in a dialog; the instance moves
+        browser.get(f"{base}/instances/order-1")
+        wait.until(lambda d: d.find_elements(By.ID, "gf-act-send"))
+        version = browser.find_element(By.ID, "gf-instance").get_attribute("data-version")
+        browser.find_element(By.ID, "gf-act-send").click()
+        Select(browser.find_element(By.ID, "gf-send-event")).select_by_visible_text("close")
+        browser.find_element(By.ID, "gf-confirm").click()
+        wait.until(lambda d: "sent 'close'" in d.find_element(By.ID, "gf-message").text)
+        panel = browser.find_element(By.ID, "gf-instance")
+        assert panel.get_attribute("data-version") != version
+        assert "waiting_event at 'payment'" in browser.find_element(By.ID, "gf-threads").text
+        assert engine.get("order-1").state.threads[0].stmt == "payment"
+        assert [(e.kind, e.detail.get("action")) for e in engine.store.journal("order-1")
+                if e.kind == "operator"] == [("operator", "send")]
+        events = browser.find_elements(By.CSS_SELECTOR, "#gf-events tbody tr")
+        assert [e.find_elements(By.TAG_NAME, "td")[2].text for e in events] == ["add", "close"]
+        assert '"funghi"' in events[0].text
+
+        # live: an outside system pays through the signed callback URL; the page follows
+        url = engine.get("order-1").state.threads[0].events[0].req.setup_data["url"]
+        from tests.web_helpers import call
+
+        status, _, _ = call("POST", url, 12, token=None)
+        assert status == 200
+        wait.until(lambda d: d.find_element(By.ID, "gf-instance")
+                   .get_attribute("data-status") == "finished")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gf-diagram .m-finished ellipse"))
+        fill = browser.execute_script(
+            "return getComputedStyle(document.querySelector("
+            "'.gf-diagram .m-finished ellipse')).fill")
+        assert fill == "rgb(150, 242, 215)" == "rgb({}, {}, {})".format(
+            *(int(STYLES["finished"][0][i:i + 2], 16) for i in (1, 3, 5)))
+    store.close()
