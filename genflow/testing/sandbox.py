@@ -49,7 +49,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -216,7 +216,7 @@ class Sandbox:
         _install_audit_hook()
         self._previous = sys.getprofile()
         _ACTIVE = self
-        sys.setprofile(self._profile)
+        sys.setprofile(self._profiler())
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -232,37 +232,52 @@ class Sandbox:
 
     # -- hooks --
 
-    def _profile(self, frame: Any, event: str, arg: Any) -> None:
-        if event == "c_call":
-            guard = _C_GUARDS.get(id(arg))
-            if guard is not None:
-                category, name, max_args = guard
-                if max_args == _ANY_ARGS or _argument_count(frame) <= max_args:
-                    self._found(category, name, frame)
-                return
-            owner = getattr(arg, "__self__", None)
-            if owner is None or isinstance(owner, types.ModuleType):
-                return
-            if isinstance(owner, type):
-                if issubclass(owner, _dt.date) and arg.__name__ in _DATE_READS:
-                    self._found("clock", f"{owner.__module__}.{owner.__qualname__}."
-                                         f"{arg.__name__}()", frame)
-            elif owner is _SHARED_RANDOM or isinstance(owner, random.SystemRandom):
-                shown = "random" if owner is _SHARED_RANDOM else "random.SystemRandom()"
-                self._found("random", f"{shown}.{arg.__name__}()", frame, by_entry=True)
-        elif event == "call":
-            code = frame.f_code
-            reads = _PY_GUARDS.get(code)
-            if reads is not None:
-                if code is _SEED_CODE and frame.f_locals.get("a") is not None:
-                    return  # random.Random(seed): a generator of your own, seeded
-                self._found(reads[0], reads[1], frame.f_back)
-            else:
+    def _profiler(self) -> Callable[[Any, str, Any], None]:
+        """The profile function: called for every call and return while the walk
+        runs, so it is a closure over locals and returns at once for what is
+        not guarded (most events)."""
+        c_guards, py_guards, found = _C_GUARDS, _PY_GUARDS, self._found
+        spaces, namespaces = self._spaces, self.namespaces
+        module_type, shared, system = types.ModuleType, _SHARED_RANDOM, random.SystemRandom
+        date, date_reads, seed_code = _dt.date, _DATE_READS, _SEED_CODE
+        last = [None]  # the globals of the last call seen (consecutive calls share them)
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "c_call":
+                guard = c_guards.get(id(arg))
+                if guard is not None:
+                    if guard[2] == _ANY_ARGS or _argument_count(frame) <= guard[2]:
+                        found(guard[0], guard[1], frame)
+                    return
+                owner = getattr(arg, "__self__", None)
+                kind = type(owner)
+                if kind is module_type or owner is None:
+                    return
+                if kind is type:
+                    if arg.__name__ in date_reads and issubclass(owner, date):
+                        found("clock", f"{owner.__module__}.{owner.__qualname__}."
+                                       f"{arg.__name__}()", frame)
+                elif owner is shared or kind is system:
+                    shown = "random" if owner is shared else "random.SystemRandom()"
+                    found("random", f"{shown}.{arg.__name__}()", frame, by_entry=True)
+            elif event == "call":
+                code = frame.f_code
+                reads = py_guards.get(code)
+                if reads is not None:
+                    if code is seed_code and frame.f_locals.get("a") is not None:
+                        return  # random.Random(seed): a generator of your own, seeded
+                    found(reads[0], reads[1], frame.f_back)
+                    return
                 space = frame.f_globals
-                if id(space) not in self._spaces:
-                    self._spaces.add(id(space))
+                if space is last[0]:
+                    return
+                last[0] = space
+                if id(space) not in spaces:
+                    spaces.add(id(space))
                     if not _is_library(space):
-                        self.namespaces[id(space)] = space
+                        namespaces[id(space)] = space
+
+        return profile
 
     def audit(self, category: str, event: str, args: tuple[Any, ...], frame: Any) -> None:
         name = f"{event}({_short(args[0])})" if args and event == "open" else event
