@@ -81,7 +81,7 @@ def check_determinism(wf: object, *, allow: tuple[str, ...] | list[str] = ()) ->
     found = shape_problem(wf, allow)
     if found is None:
         return None
-    title, lines = explain_shape_problem(found, workflow_name(wf), "its current data")
+    title, lines = explain_shape_problem(found, workflow_name(wf), "of the instance as it is")
     return "\n".join([title, *("  " + line for line in lines)])
 
 

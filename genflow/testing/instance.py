@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from genflow.clock import FakeClock
-from genflow.codec import dumps, loads
+from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
 from genflow.runtime import DEFAULT_MAX_MOVES, FAILURES
 from genflow.state import (
@@ -176,9 +176,11 @@ class Instance:
     def send(self, event: str, payload: Any = None, thread: str = MAIN_THREAD, *,
              max_moves: int = DEFAULT_MAX_MOVES) -> Any:
         """Deliver an event the way `Engine.send` does (`runtime.deliver`: the
-        handler, checkpoint AFTER_EVENT, then the moves); the handler's output."""
+        handler, checkpoint AFTER_EVENT, then the moves); the handler's output.
+        The payload is sent as over the wire (`Pizza(...)` as its mapping)."""
         self.between_operations()
-        return self.send_request(self.request(event, thread), payload, max_moves=max_moves)
+        return self.send_request(self.request(event, thread), unstructure(payload),
+                                 max_moves=max_moves)
 
     def send_request(self, req: CallbackRequest, payload: Any = None, *,
                      max_moves: int = DEFAULT_MAX_MOVES) -> Any:
@@ -243,7 +245,7 @@ class Instance:
         """Run the event's handler alone (`genflow.handle_callback`: no
         checkpoint, no moves; call `resume` after); returns its output."""
         self.between_operations()
-        return self.handle_request(self.request(event, thread), payload)
+        return self.handle_request(self.request(event, thread), unstructure(payload))
 
     def handle_request(self, req: CallbackRequest, payload: Any = None) -> Any:
         while True:

@@ -20,6 +20,7 @@ What the pytest plugin (`genflow.pytest_plugin`) runs, usable on its own:
 from __future__ import annotations
 
 import importlib
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -63,7 +64,7 @@ def workflows_of(module: str | types.ModuleType) -> list[type]:
 
 def options_for(cls: type) -> dict[str, Any]:
     """What the workflow's module says about testing it (`genflow_testing`)."""
-    module = importlib.import_module(cls.__module__)
+    module = sys.modules.get(cls.__module__)
     given_options: Mapping[Any, Any] = getattr(module, "genflow_testing", {}) or {}
     for key in (cls, workflow_name(cls), cls.__name__):
         if key in given_options:
