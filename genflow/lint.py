@@ -199,9 +199,6 @@ class _Module:
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)
             node = node.value
-        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-            inner = self.resolve(node.func)  # pathlib.Path(...).read_text
-            return ".".join([inner, *reversed(parts)]) if inner else None
         if not isinstance(node, ast.Name):
             return None
         base = self.imports.get(node.id)
@@ -566,21 +563,21 @@ def _class_attributes(cls: ast.ClassDef) -> dict[str, ast.expr | None]:
 
 def _changed_attribute(tree: ast.Module, cls: str, attr: str) -> int:
     """The line where the file changes class attribute `cls.attr` (0: nowhere):
-    `cls.attr = ...`, `self.attr = ...` in the class's own methods, a mutating call."""
-    for klass in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
-        own = klass.name == cls
-        for node in ast.walk(klass if own else tree):
+    `cls.attr = ...` (or a mutating call on it) anywhere, `self.attr = ...` in
+    the class's own methods."""
+    own = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls),
+               None)
+    for scope, owner in ((tree, cls), (own, "self")):
+        if scope is None:
+            continue
+        for node in ast.walk(scope):
             for target in _written(node):
-                root = target
-                while isinstance(root, ast.Subscript) or (
-                        isinstance(root, ast.Attribute) and root.attr != attr):
-                    root = root.value
-                if isinstance(root, ast.Attribute) and root.attr == attr and isinstance(
-                        root.value, ast.Name) and (root.value.id == cls or (
-                            own and root.value.id == "self")):
+                while isinstance(target, ast.Subscript) or (
+                        isinstance(target, ast.Attribute) and target.attr != attr):
+                    target = target.value
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
+                        and target.value.id == owner:
                     return getattr(node, "lineno", 0)
-        if own:
-            break
     return 0
 
 
