@@ -39,11 +39,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
-import msgpack
 
-from genflow.codec import loads, unstructure
+from genflow.codec import loads
 from genflow.errors import DefinitionError
-from genflow.testing.compare import differences, extra_attributes
+from genflow.testing.compare import data_key, differences
+from genflow.testing.crossprocess import replay_elsewhere
 from genflow.testing.determinism import ShapeProblem, compare_shapes, examine, shape
 from genflow.testing.problems import (
     compare_runs,
@@ -211,16 +211,6 @@ class DataWatch:
         return None
 
 
-def data_key(wf: Any) -> bytes:
-    """The data as bytes, to tell distinct data apart (attributes that are not fields too)."""
-    extra = {name: getattr(wf, name) for name in extra_attributes(wf)}
-    try:
-        key = bytes(msgpack.packb(unstructure(wf), use_bin_type=True))
-    except Exception:
-        key = repr(unstructure(wf)).encode()
-    return key + repr(extra).encode() if extra else key
-
-
 def _prepare(options: _Options) -> None:
     """Before a run from the start: fakes afresh."""
     if options.reset is not None:
@@ -278,8 +268,6 @@ def _check(scenario: Scenario, options: _Options) -> ReplayResult:
         return result()
 
     if options.processes:
-        from genflow.testing.crossprocess import replay_elsewhere
-
         found, processes = replay_elsewhere(plain, options.processes)
         if found is not None:
             problems.append(found)

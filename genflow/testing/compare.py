@@ -19,8 +19,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import msgpack
 
-__all__ = ["MISSING", "Difference", "differences", "extra_attributes", "same"]
+from genflow.codec import unstructure
+
+__all__ = ["MISSING", "Difference", "data_key", "differences", "extra_attributes", "same"]
 
 
 class _Missing:
@@ -109,6 +112,16 @@ def extra_attributes(wf: Any) -> list[str]:
         return []
     names = {f.name for f in attrs.fields(type(wf))} if attrs.has(type(wf)) else set()
     return [name for name in own if name not in names]
+
+
+def data_key(wf: Any) -> bytes:
+    """The data as bytes, to tell distinct data apart (attributes that are not fields too)."""
+    extra = {name: getattr(wf, name) for name in extra_attributes(wf)}
+    try:
+        key = bytes(msgpack.packb(unstructure(wf), use_bin_type=True))
+    except Exception:
+        key = repr(unstructure(wf)).encode()
+    return key + repr(extra).encode() if extra else key
 
 
 def type_name(value: Any) -> str:

@@ -38,6 +38,7 @@ import msgpack
 
 from genflow.codec import loads
 from genflow.errors import GenflowError
+from genflow.testing.compare import data_key
 from genflow.testing.determinism import Node, Shape, ShapeProblem, canonical, compare_shapes, shape
 from genflow.testing.problems import shape_problem
 from genflow.testing.report import Problem
@@ -173,8 +174,6 @@ def replay_elsewhere(plain: Run, processes: int) -> tuple[Problem | None, int]:
     """Walk the definition on every distinct data `plain` saved, here and in
     `processes` children; the first difference as a `Problem`, and how many
     children were used."""
-    from genflow.testing.checker import data_key
-
     cls = plain.scenario.workflow
     marks, seen = [], set()
     for mark in plain.trace:

@@ -33,7 +33,8 @@ from genflow.deploy import IN_FLIGHT, CheckReport, check_store
 from genflow.errors import GenflowError
 from genflow.registry import registered, workflow_name
 from genflow.stores.base import Store
-from genflow.testing.checker import assert_replay_equivalent, data_key
+from genflow.testing.checker import assert_replay_equivalent
+from genflow.testing.compare import data_key
 from genflow.testing.determinism import examine, explain_shape_problem
 from genflow.testing.strategies import runs
 
