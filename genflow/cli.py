@@ -40,7 +40,7 @@ import attrs
 
 import genflow
 from genflow.clock import system_clock
-from genflow.codec import explain, structure, unstructure
+from genflow.codec import structure_data, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
 from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
@@ -75,7 +75,7 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     output = engine.send(args.id, args.event, payload, thread=args.thread)
     print(_summary(engine.get(args.id)))
     if output is not None:
-        print(json.dumps(output, default=str, ensure_ascii=False))
+        print(json.dumps(unstructure(output), default=str, ensure_ascii=False))
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -379,7 +379,8 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
     elif kind == "send":
         output = engine.send(target, str(action["event"]), action.get("payload"),
                              thread=action.get("thread"))
-        reply = f" -> {json.dumps(output, default=str)}" if output is not None else ""
+        reply = f" -> {json.dumps(unstructure(output), default=str)}" if output is not None \
+            else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":
         print(f"work: processed {engine.work(until_idle=True)} due instance(s)")
@@ -442,9 +443,9 @@ def _data(name: str, fields: Any) -> Any:
         raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
                          f"its fields are {known}")
     try:
-        return structure(fields, cls)
-    except Exception as exc:
-        raise UsageError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
+        return structure_data(fields, cls)
+    except GenflowError as exc:
+        raise UsageError(f"the data does not fit workflow {name!r}: {exc}") from None
 
 
 def _summary(instance: Instance) -> str:

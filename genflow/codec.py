@@ -6,37 +6,41 @@ same for every workflow, is written by hand as nested arrays (format 2 and 3): f
 times smaller and several times faster than cattrs' dicts, on the path of every
 checkpoint. Format 1 blobs (the State as a dict) still load.
 
-The converter is built once; its hooks make datetimes, dates, times,
-timedeltas, decimals and UUIDs round-trip exactly (datetimes as ISO 8601
-strings, so naive and fixed-offset values come back as they went in;
-timedeltas as ``[days, seconds, microseconds]``).
+The converters are strict (genflow/strict.py says what each type takes):
+nothing is coerced, on the way in or out. Payloads and start data come from
+outside, so a key that names no field is refused; a stored blob may hold a
+field its class has since dropped, so `loads` ignores it (adding a field with a
+default keeps old blobs loadable; removing one ignores the old value).
 
-Adding a field with a default to a workflow class keeps old blobs loadable;
-removing one ignores the old value.
+Every failure is a `GenflowError` naming the field: `PayloadError` for a
+payload, `DataError` for data that does not fit its types, `SerializationError`
+for data msgpack cannot hold, `CorruptStateError` for a blob that does not load.
+Finding the field costs a second walk, made only once something has failed:
+a well-formed blob costs what it did.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import decimal
+import sys
 import threading
-import types
 import typing
-import uuid
-from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from typing import Any
 
-import attrs
-import cattrs
 import msgpack
-from cattrs.gen import make_dict_structure_fn
-from cattrs.v import format_exception
 
-from genflow.errors import CorruptStateError, PayloadError, SerializationError
+from genflow.errors import (
+    CorruptStateError,
+    DataError,
+    DefinitionError,
+    GenflowError,
+    PayloadError,
+    SerializationError,
+)
 from genflow.registry import workflow_class, workflow_name
 from genflow.state import (
     CallbackRequest,
+    Failure,
     Origin,
     State,
     Thread,
@@ -45,13 +49,31 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
 )
+from genflow.strict import Converters, explain, misfit_error
+from genflow.wire import (
+    MAX_PAYLOAD_DEPTH,
+    STORED_DEPTH,
+    Key,
+    children,
+    describe,
+    misfit,
+    path_text,
+    type_name,
+)
 
 __all__ = [
     "FORMAT",
     "MAX_BLOB_SIZE",
+    "MAX_PAYLOAD_DEPTH",
+    "check_payload",
     "converter",
     "dumps",
+    "explain",
+    "load_state",
     "loads",
+    "register_hooks",
+    "structure",
+    "structure_data",
     "structure_payload",
     "unstructure",
 ]
@@ -63,218 +85,217 @@ _READS = (1, 2, 3)
 #: reading a corrupt length prefix as a request for gigabytes.
 MAX_BLOB_SIZE = 64 * 1024 * 1024
 
+#: for what genflow stored itself: unknown keys are fields since removed
+_stored = Converters.build(forbid_extra_keys=False)
+#: for what comes from outside (payloads, start data): an unknown key is a mistake
+_incoming = Converters.build(forbid_extra_keys=True)
 
-def _configure(conv: cattrs.Converter) -> cattrs.Converter:
-    def _iso(cls: type) -> Any:
-        def structure(value: Any, _: Any) -> Any:
-            if isinstance(value, cls):
-                return value
-            if not isinstance(value, str):
-                raise TypeError(f"expected an ISO 8601 string for {cls.__name__}, got {value!r}")
-            return cls.fromisoformat(value)  # type: ignore[attr-defined]
-
-        return structure
-
-    for cls in (_dt.datetime, _dt.date, _dt.time):
-        conv.register_unstructure_hook(cls, lambda v: v.isoformat())
-        conv.register_structure_hook(cls, _iso(cls))
-    # [days, seconds, microseconds], timedelta's own exact form: a count of
-    # microseconds overflows msgpack's 64 bits beyond 292 years.
-    conv.register_unstructure_hook(_dt.timedelta, lambda v: [v.days, v.seconds, v.microseconds])
-    conv.register_structure_hook(_dt.timedelta, _structure_timedelta)
-
-    def _attrs(cls: type) -> Any:
-        # cattrs reads fields with `in`, so a list or a string would silently
-        # become an instance full of defaults: refuse anything but a mapping.
-        fields_from: Any = make_dict_structure_fn(cls, conv)
-
-        def structure(value: Any, _: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise TypeError(f"expected a mapping for {cls.__qualname__}, got {value!r}")
-            return fields_from(value, cls)
-
-        return structure
-
-    conv.register_structure_hook_factory(attrs.has, _attrs)
-    # cattrs would call str(), int()... on anything: a dict would become a str
-    # and 2.9 an int. Payloads come from outside, so primitives must match.
-    for primitive, accepts in _PRIMITIVES.items():
-        conv.register_structure_hook(primitive, _strict(primitive, accepts))
-    conv.register_unstructure_hook(decimal.Decimal, str)
-    conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(str(v)))
-    conv.register_unstructure_hook(uuid.UUID, str)
-    conv.register_structure_hook(
-        uuid.UUID, lambda v, _: v if isinstance(v, uuid.UUID) else uuid.UUID(v)
-    )
-    # `int | str` and other unions of primitives: the value's own type picks the
-    # member (unions with classes in them still need a hook of their own)
-    conv.register_structure_hook_factory(_is_primitive_union, _primitive_union)
-    return conv
-
-
-_PRIMITIVES: dict[type, tuple[type, ...]] = {
-    str: (str,),
-    int: (int,),
-    float: (float, int),
-    bool: (bool,),
-    bytes: (bytes, bytearray),
-}
-
-
-def _is_primitive_union(tp: Any) -> bool:
-    return (typing.get_origin(tp) in (typing.Union, types.UnionType)
-            and all(arg in _PRIMITIVES or arg is type(None) for arg in typing.get_args(tp)))
-
-
-def _primitive_union(tp: Any) -> Any:
-    members = typing.get_args(tp)
-
-    def structure(value: Any, _: Any) -> Any:
-        for member in members:  # the exact type first: True is no int, 1 no float
-            if type(value) is member:
-                return value
-        if float in members and type(value) is int:
-            return _strict(float, _PRIMITIVES[float])(value, float)
-        raise TypeError(f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-
-    return structure
-
-
-def _strict(cls: type, accepts: tuple[type, ...]) -> Any:
-    def structure(value: Any, tp: Any) -> Any:
-        if tp is not cls:  # a subclass, such as a str-based enum: its own constructor checks
-            return tp(value)
-        if type(value) is cls:
-            return value
-        # bool is an int to Python, but not a number to a workflow author
-        if isinstance(value, accepts) and (cls is bool or not isinstance(value, bool)):
-            converted = cls(value)
-            if converted != value:  # an int too large for a float's 53 bits
-                raise TypeError(f"{value!r} cannot be a {cls.__name__} exactly")
-            return converted
-        raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
-
-    return structure
-
-
-def _structure_timedelta(value: Any, _: Any) -> _dt.timedelta:
-    if isinstance(value, _dt.timedelta):
-        return value
-    if isinstance(value, (list, tuple)):
-        days, seconds, microseconds = map(int, value)
-        return _dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
-    return _dt.timedelta(microseconds=int(value))  # a count of microseconds (older blobs)
-
-
-#: msgpack has no sets: write them as lists (the field's type brings them back).
-_SETS: dict[type, Any] = {AbstractSet: list}
-
-#: The converter genflow uses for data, State and payloads. Register hooks for
-#: your own types on it (before the first dump or load of a class that uses them).
-converter = _configure(
-    cattrs.Converter(detailed_validation=False, unstruct_collection_overrides=_SETS)
-)
-# Same hooks, but errors that name the offending field: used to explain a
-# failure, never on the fast path.
-_explaining = _configure(
-    cattrs.Converter(detailed_validation=True, unstruct_collection_overrides=_SETS)
-)
+#: The converter genflow uses for stored data and State. To teach genflow a
+#: type of your own, call `register_hooks` (it teaches every converter).
+converter = _stored.fast
 
 
 def register_hooks(cls: type, unstructure_hook: Any, structure_hook: Any) -> None:
-    """Teach genflow's converter a type of your own (both directions)."""
-    for conv in (converter, _explaining):
-        conv.register_unstructure_hook(cls, unstructure_hook)
-        conv.register_structure_hook(cls, structure_hook)
+    """Teach genflow a type of your own, both ways: `unstructure_hook(value)`
+    returns plain values msgpack holds, `structure_hook(plain, cls)` the value.
+    Call it before the first dump or load of a class that uses the type."""
+    for converters in (_stored, _incoming):
+        converters.register(cls, unstructure_hook, structure_hook)
 
 
 def unstructure(obj: Any) -> Any:
-    return converter.unstructure(obj)
+    """`obj` as plain values, by its own type (for a reply, a journal entry, a
+    display). A value nested too deep, or one that contains itself, is a
+    `SerializationError` saying where, never a `RecursionError`."""
+    try:
+        return converter.unstructure(obj)
+    except RecursionError:
+        raise SerializationError(
+            f"cannot write {type(obj).__name__}: {_too_deep(obj, Any)}") from None
+
+
+def _too_deep(value: Any, tp: Any) -> str:
+    """Where a value the converter recursed too deep into goes too deep. cattrs
+    takes a few Python frames a level, so the depth that fits is a fraction of
+    the recursion limit (a value that contains itself goes deeper than any)."""
+    found = misfit(value, tp, depth=min(STORED_DEPTH, sys.getrecursionlimit() // 4))
+    return f"{found[0]}: {found[1]}" if found else "it is nested too deep"
 
 
 def structure(value: Any, cls: Any) -> Any:
-    """Structure `value` into `cls`; on failure raise the explaining converter's error."""
+    """Structure stored `value` into `cls`; on failure raise the explaining
+    converter's error, field by field (`explain` words it)."""
+    return _stored.structure(value, cls)
+
+
+def structure_data(value: Any, cls: Any) -> Any:
+    """Data from outside (start data as JSON, fields typed by hand) as a `cls`,
+    or `DataError` naming the field. Unknown keys are refused."""
     try:
-        return converter.structure(value, cls)
-    except Exception:
-        return _explaining.structure(value, cls)  # raises with field paths (or succeeds)
+        return _incoming.structure(value, cls)
+    except Exception as exc:
+        raise DataError(explain(exc)) from exc
 
 
-def explain(exc: BaseException) -> str:
-    """A one-line account of a (possibly nested) cattrs validation error."""
-    if isinstance(exc, cattrs.BaseValidationError):
-        parts = []
-        for message in cattrs.transform_error(exc, format_exception=_format_leaf):
-            parts.append(message)
-        return "; ".join(parts) or str(exc)
-    return f"{type(exc).__name__}: {exc}"
+# -- payloads ---------------------------------------------------------------------------------
 
 
-def _format_leaf(exc: BaseException, tp: Any) -> str:
-    """cattrs' wording, plus the exception's own words when cattrs has no type to
-    name: an attrs validator's ValueError ("'pizza' must be in ...") is the only
-    place the offending field is named."""
-    message = format_exception(exc, tp)
-    if tp is None and isinstance(exc, (ValueError, TypeError)):
-        # attrs validators raise ValueError(text, attribute, ...): keep the text.
-        words = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-        if words and words not in message:
-            message = f"{message}: {words}"
-    return message
+def check_payload(payload: Any, event: str, input_type: Any = Any) -> None:
+    """Refuse a payload msgpack cannot hold, before any user code sees it: an int
+    beyond 64 bits, a str with a lone surrogate, nesting deeper than
+    `MAX_PAYLOAD_DEPTH`. `PayloadError` names the event and the field."""
+    if payload is None:
+        return
+    found = misfit(payload, input_type, depth=MAX_PAYLOAD_DEPTH)
+    if found is not None:
+        where, why = found
+        raise PayloadError(f"payload for event {event!r} is refused: "
+                           f"{f'{where}: ' if where else ''}{why}")
 
 
 def structure_payload(payload: Any, input_type: Any, event: str) -> Any:
-    """The payload as the handler's declared type, or `PayloadError` naming the field."""
+    """The payload as the handler's declared type, checked in full (`check_payload`),
+    or `PayloadError` naming the event and the field."""
     if input_type is None:
         if payload is not None:
-            raise PayloadError(f"event {event!r} takes no payload, got {payload!r}")
+            raise PayloadError(f"event {event!r} takes no payload, got {describe(payload)}")
         return None
+    if isinstance(input_type, (str, typing.ForwardRef)):
+        raise DefinitionError(
+            f"the payload type of event {event!r} is the name {type_name(input_type)!r}, "
+            "which does not resolve: with `from __future__ import annotations`, define "
+            "the class at module level (not inside a function)")
+    check_payload(payload, event, input_type)
     if input_type is Any:
         return payload
     try:
-        return structure(payload, input_type)
+        return _incoming.structure(payload, input_type)
     except Exception as exc:
-        raise PayloadError(f"payload for event {event!r} does not fit {_type_name(input_type)}: "
-                           f"{explain(exc)}") from exc
+        if payload is None:
+            raise PayloadError(
+                f"event {event!r} needs a payload of type {type_name(input_type)}") from None
+        raise PayloadError(f"payload for event {event!r} does not fit "
+                           f"{type_name(input_type)}: {explain(exc)}") from exc
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__qualname__", None) or repr(tp)
+# -- blobs -----------------------------------------------------------------------------------
 
 
 # One msgpack Packer per thread, reused: `msgpack.packb` builds a Packer (and
-# its buffer) at every call, 40% of its cost for a State-sized blob (1.04 ->
-# 0.62 us). A Packer is not shared between threads: its buffer is its state.
+# its buffer) at every call, 40% of its cost for a State-sized blob. A Packer
+# is not shared between threads: its buffer is its state (and a failed `pack`
+# empties it).
 _packers = threading.local()
 
 
-def _packer() -> msgpack.Packer:
-    try:
-        return _packers.packer
-    except AttributeError:
-        _packers.packer = msgpack.Packer(use_bin_type=True)
-        return _packers.packer
+def _new_packer() -> msgpack.Packer:
+    _packers.packer = msgpack.Packer(use_bin_type=True)
+    return _packers.packer
 
 
-def dumps(wf: Any, state: State) -> bytes:
-    """Serialise an instance (its data and State) to msgpack bytes."""
+def dumps(wf: Any, state: State, check: bool = False) -> bytes:
+    """Serialise an instance (its data and State) to msgpack bytes.
+
+    With `check` (the engine's `start`), the blob is also loaded back, so data
+    whose fields hold the wrong types (attrs does not check them) is refused
+    with `DataError` before it is ever stored: every other save trusts that
+    the code keeps the types it declared, and a blob that does not load is
+    refused by `loads`, naming the field.
+    """
     name = workflow_name(wf)
     if name != state.workflow:
         raise SerializationError(
             f"data is a {name!r} workflow but the state belongs to {state.workflow!r}"
         )
+    try:  # (the Packer fetched here, not by a call: dumps runs at every checkpoint)
+        packer = _packers.packer
+    except AttributeError:
+        packer = _new_packer()
     try:
-        blob = _packer().pack(
+        blob = packer.pack(
             [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)]
         )
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(
-            f"cannot serialise workflow {name!r}: {exc} (register a hook on "
-            "genflow.codec.converter for custom types)"
-        ) from exc
+    except Exception as exc:  # RecursionError too: a cycle, or data nested too deep
+        raise _not_stored(wf, state, name, exc) from exc
     if len(blob) > MAX_BLOB_SIZE:
         raise SerializationError(f"blob of {len(blob)} bytes exceeds MAX_BLOB_SIZE")
+    if check:
+        _loads_back(blob, type(wf), name)
     return blob
+
+
+def _loads_back(blob: bytes, cls: type, name: str) -> None:
+    try:
+        _stored.structure(_open_envelope(blob)[1], cls)
+    except Exception as exc:
+        raise DataError(f"{_MISFIT.format(name=name)}: {explain(exc)}") from exc
+
+
+_MISFIT = "the data of workflow {name!r} does not fit its types"
+
+
+def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> GenflowError:
+    """The error `dumps` raises: where in the data (or the State) the failure is."""
+    prefix = f"cannot store workflow {name!r}"
+    if isinstance(exc, RecursionError):
+        return SerializationError(f"{prefix}: {_too_deep(wf, type(wf))}")
+    else:
+        failed = _failing_field(wf)
+        if failed is not None:
+            where, error = failed
+            if isinstance(error, DataError):
+                return DataError(f"{_MISFIT.format(name=name)}: {where}: {error}")
+            return SerializationError(f"{prefix}: {where}: {error}")
+        try:
+            raw = converter.unstructure(wf)
+        except Exception:
+            raw = None
+        found = misfit(raw, type(wf), depth=STORED_DEPTH, stored=True)
+        if found is not None:
+            return SerializationError(f"{prefix}: {found[0]}: {found[1]}")
+    for thread in state.threads:
+        for event in thread.events:
+            found = misfit(converter.unstructure(event.req.setup_data), depth=STORED_DEPTH,
+                           stored=True)
+            if found is not None:
+                where = f" {found[0]}" if found[0] else ""
+                return SerializationError(
+                    f"{prefix}: the setup data of event {event.event!r} in thread "
+                    f"{thread.id!r}{where}: {found[1]}")
+    return SerializationError(f"{prefix}: {type(exc).__name__}: {exc}")
+
+
+def _failing_field(wf: Any) -> tuple[str, BaseException] | None:
+    """The deepest part (`customer.tags`, `items[2].when`) the converter cannot write."""
+    path: list[Any] = []
+    obj, tp = wf, type(wf)
+    found: tuple[str, BaseException] | None = None
+    for _ in range(STORED_DEPTH):
+        for step, part, part_tp in children(obj, tp) or ():
+            if isinstance(step, Key):
+                continue
+            try:
+                converter.unstructure(part, part_tp)
+            except RecursionError:  # a cycle: `_not_stored` finds where it goes too deep
+                return found
+            except Exception as exc:
+                path.append(step)
+                found = (path_text(path), _as_misfit(part_tp, part, exc))
+                obj, tp = part, part_tp
+                break
+        else:
+            break
+    return found
+
+
+def _as_misfit(tp: Any, value: Any, exc: BaseException) -> BaseException:
+    """A field's value of the wrong class says so, whatever the converter tripped on."""
+    if isinstance(exc, DataError):
+        return exc
+    origin = typing.get_origin(tp) or tp
+    if isinstance(origin, type) and value is not None and not isinstance(value, origin):
+        return misfit_error(tp, value)
+    return exc
 
 
 def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
@@ -336,7 +357,11 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 #
 # State:  [id, workflow, status, pc, [thread...]]
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
-#          (format 3, only when the step has failed:) attempts, error, retry_at]
+#          (format 3, only when the step has failed, or what follows is set:)
+#          attempts, error, retry_at,
+#          (format 3, only inside a Try's handling or for a daemon thread:)
+#          enter, unwind, [failure...], daemon]
+# Failure: [type, message, step, attempt, [type name...], path, at]
 # Event:  [event, status, won, error, due, req.pc, req.setup_data,
 #          (format 3, only when the handler has failed:) attempts, retry_at]
 # A request's instance, thread and event are those of its State, Thread and event.
@@ -363,8 +388,13 @@ def _unstructure_thread(t: Thread) -> list[Any]:
         t.won, [[o.go, o.thread_id, o.path] for o in t.origin] if t.origin else [],
         None if t.since is None else t.since.isoformat(),
     ]
-    if t.attempts or t.error or t.retry_at is not None:
+    flow = t.enter or t.unwind or t.failures or t.daemon
+    if flow or t.attempts or t.error or t.retry_at is not None:
         raw += [t.attempts, t.error, None if t.retry_at is None else t.retry_at.isoformat()]
+        if flow:
+            raw += [t.enter, t.unwind,
+                    [[f.type, f.message, f.step, f.attempt, list(f.types), list(f.path), f.at]
+                     for f in t.failures], t.daemon]
     return raw
 
 
@@ -421,7 +451,7 @@ def _structure_state(raw: list[Any]) -> State:
 
 
 def _structure_thread(sid: str, raw: Any) -> Thread:
-    _fields(raw, (9, 12), "a thread")
+    _fields(raw, (9, 12, 16), "a thread")
     tid, stmt, status, pc, path, events, won, origin, since = raw[:9]
     _want(tid, str, "a thread id")
     thread = Thread(
@@ -430,10 +460,15 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
         path=_ints(path, "a path"), won=_want(won, str, "the event that won"),
         since=_when(since, "a thread's since"),
     )
-    if len(raw) == 12:
+    if len(raw) >= 12:
         thread.attempts = _want(raw[9], int, "a step's attempts")
         thread.error = _want(raw[10], str, "a step's error")
         thread.retry_at = _when(raw[11], "a step's retry time")
+    if len(raw) == 16:
+        thread.enter = _want(raw[12], str, "the branch a thread enters")
+        thread.unwind = _want(raw[13], str, "what a thread unwinds with")
+        thread.failures = [_structure_failure(f) for f in _want(raw[14], list, "failures")]
+        thread.daemon = _want(raw[15], bool, "a thread's daemon flag")
     for raw_event in _want(events, list, "events"):
         _fields(raw_event, (7, 9), "an event")
         name, e_status, e_won, error, due, req_pc, setup = raw_event[:7]
@@ -455,6 +490,18 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
                                     _want(thread_id, str, "a thread id"),
                                     _ints(go_path, "a path")))
     return thread
+
+
+def _structure_failure(raw: Any) -> Failure:
+    kind, message, step, attempt, types, path, at = _fields(raw, (7,), "a failure")
+    for name in _want(types, list, "a failure's types"):
+        _want(name, str, "a failure's type")
+    return Failure(
+        type=_want(kind, str, "a failure's type"), message=_want(message, str, "a message"),
+        step=_want(step, str, "a failure's step"), attempt=_want(attempt, int, "an attempt"),
+        types=tuple(types), path=tuple(_ints(path, "a failure's path")),
+        at=_want(at, str, "the Try that caught a failure"),
+    )
 
 
 # value -> member, for the State's enums: a dict lookup, far cheaper than `cls(value)`

@@ -40,10 +40,11 @@ from genflow.stores.base import InstanceRecord, Store
 
 __all__ = ["CheckReport", "Problem", "check_store"]
 
-#: statuses of instances that may still move: failed ones by `genflow retry`, cancelled
-#: ones while they owe teardowns (see the module's docstring)
+#: statuses of instances that may still move: failed ones by `genflow retry`, cancelling
+#: ones (their cleanup runs), cancelled ones while they owe teardowns (an older genflow
+#: wrote those; see the module's docstring)
 IN_FLIGHT = (WorkflowStatus.RESUMING, WorkflowStatus.WAITING, WorkflowStatus.FAILED,
-             WorkflowStatus.CANCELLED)
+             WorkflowStatus.CANCELLING, WorkflowStatus.CANCELLED)
 
 #: Problem.statement for problems that are not about one statement
 NOT_INSTALLED, BAD_BLOB, BAD_DEFINITION = "(workflow)", "(blob)", "(definition)"

@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 
 from genflow.clock import system_clock
-from genflow.codec import dumps, loads, unstructure
+from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
@@ -56,6 +56,7 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
+from genflow.lease import KEEPER
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
@@ -179,8 +180,9 @@ class Engine:
         handler that raises, data the handler left unserialisable...) nothing
         is saved. `thread` picks the thread when several wait for the same
         event; `pc` (from a `CallbackRequest`) makes a stale delivery fail.
-        Returns what the handler returned (unstructured). Timers are fired by
-        the clock only: sending a timer's name is refused.
+        Returns what the handler returned, as it returned it (an attrs object
+        stays one: `genflow.codec.unstructure` makes it plain for a wire).
+        Timers are fired by the clock only: sending a timer's name is refused.
         """
         return drive(self._send(instance_id, event, payload, thread, pc, timeout))
 
@@ -381,13 +383,14 @@ class Engine:
         record = self.store.create(
             InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state), wake_at=now,
+                blob=dumps(data, state, check=True), wake_at=now,
             ),
             lease_owner=self.owner if run else None,
             lease_until=now + self.lease if run else None,
         )
         self._record(instance_id, [("start", {"data": unstructure(data)})])
         if run:
+            KEEPER.hold(self, instance_id)
             saver = _Saver(self, record, data, state)
             try:
                 op = self._operation(data, state, saver)
@@ -409,6 +412,7 @@ class Engine:
             req = _request_for(state, event, thread_id)
             if pc is not None:
                 req = attrs.evolve(req, pc=pc)
+            check_payload(payload, event)  # (before the journal's note unstructures it)
             saver.bind(wf, state)
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
@@ -416,7 +420,7 @@ class Engine:
             output = yield from self._settle(saver, op, op.deliver(req, payload, self.max_moves))
         finally:
             self._release(instance_id, saver.record)
-        return unstructure(output)
+        return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
         record = self._acquire(instance_id, timeout)
@@ -439,8 +443,8 @@ class Engine:
         saver.flush(release=True)
         left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
         if left:
-            log.warning("instance %s is cancelled, but tearing down %s failed: retried by "
-                        "workers", state.id, ", ".join(left),
+            log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
+                        state.id, state.status.value, ", ".join(left),
                         extra={"instance": state.id, "workflow": state.workflow})
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
@@ -467,6 +471,7 @@ class Engine:
         records = self.store.claim_due(self.owner, now, now + self.lease, limit,
                                        workflows=self.runs())
         for record in records:
+            KEEPER.hold(self, record.id)
             saver = _Saver(self, record, None, None)
             try:
                 wf, state = self._load(record)
@@ -502,7 +507,11 @@ class Engine:
         elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
             saver.flush(wake_at=self.clock(), release=True)
         elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
-            saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
+            # out of attempts: the core recorded it at a checkpoint (on the thread,
+            # unless the failure ended its thread after its cleanup ran)
+            recorded = any(t.error or any(e.error for e in t.events) for t in state.threads)
+            saver.flush(release=True,
+                        error=None if recorded else f"{type(failure).__name__}: {failure}")
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
             saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
@@ -573,6 +582,7 @@ class Engine:
                 time.sleep(wait)
                 continue
             if record is not None:
+                KEEPER.hold(self, instance_id)  # renewed while a long step runs
                 return record
             if time.monotonic() >= deadline:
                 raise ConcurrencyError(
@@ -648,6 +658,7 @@ class Engine:
         this engine held the lease, no one else could have taken it). `record`
         is the instance as this engine last wrote it: if that write already
         dropped the lease (`_settle`), there is nothing to write."""
+        KEEPER.drop(self, instance_id)
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "Cancelled",
     "ConcurrencyError",
     "CorruptStateError",
+    "DataError",
     "DefinitionError",
     "DuplicateInstanceError",
     "DuplicateThreadError",
@@ -30,9 +32,12 @@ __all__ = [
     "NotWaitingError",
     "PayloadError",
     "ReadOnlyStoreError",
+    "RecordedFailure",
     "SerializationError",
     "StaleCallbackError",
+    "StatementError",
     "StepError",
+    "StepTimeoutError",
     "StoreError",
     "StoreFullError",
     "StoreNotFoundError",
@@ -54,6 +59,12 @@ class GenflowError(Exception):
 class DefinitionError(GenflowError):
     """The definition itself is wrong: duplicate names, a Break outside a loop,
     something that is not a statement, or `definition()` raised."""
+
+
+class StatementError(DefinitionError, ValueError):
+    """A statement (or a `Retry`) was built with an argument it cannot take (a
+    negative duration, a naive datetime, errors that are not exception classes).
+    Also a `ValueError`, as arguments of the wrong value are in Python."""
 
 
 class EmptyLoopError(DefinitionError):
@@ -115,6 +126,28 @@ class StepError(GenflowError):
         self.__cause__ = cause
 
 
+class StepTimeoutError(GenflowError):
+    """An attempt of a step ran past its `timeout`: it counts as failed (retried by
+    the step's policy, catchable with `Catch(errors=StepTimeoutError)`)."""
+
+
+class RecordedFailure(Exception):
+    """A failure as the State recorded it, for a `StepError` raised after a
+    reload or after `Finally` bodies ran (the original exception object is not
+    kept: only its type names and message are)."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        super().__init__(f"{type_name}: {message}")
+
+
+class Cancelled(BaseException):
+    """Cancellation, as a thread's `Try` sees it: `Catch(errors=Cancelled)` runs
+    its body as cleanup when the instance is cancelled. Never raised by genflow;
+    a `BaseException`, as `asyncio.CancelledError` is, so that `Catch()`'s
+    default `errors=Exception` does not take it for a failure."""
+
+
 class HandlerError(GenflowError):
     """An event handler's setup, handle or teardown raised (or a WaitFor handler)."""
 
@@ -174,7 +207,15 @@ class CorruptStateError(GenflowError):
 
 
 class SerializationError(GenflowError):
-    """The data cannot be serialised (a type the converter does not know)."""
+    """The data cannot be serialised (a type the converter does not know, an int
+    beyond 64 bits...). The message names the workflow and the field."""
+
+
+class DataError(SerializationError):
+    """A workflow's data does not fit its declared field types (a str where a
+    `list[str]` is declared, a float in an `int` field, an unknown field in
+    start data). The message names the field: `items: expected list[str], got
+    str 'abc'`. Nothing was stored."""
 
 
 class UnknownWorkflowError(GenflowError):

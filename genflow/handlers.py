@@ -1,8 +1,12 @@
 """Event handlers: objects with setup/handle/teardown, or plain typed functions.
 
-A handler's `handle` receives the payload already structured (with the codec's
-cattrs converter) into the type its signature declares, so a payload that does
-not fit is refused before any user code runs.
+A handler's `handle` receives the payload already structured (by the codec's
+strict converter, genflow/strict.py) into the type its signature declares, so a
+payload that does not fit, or that msgpack could not store, is refused with
+`PayloadError` before the handler runs. The declared type is read from the
+annotation of the payload parameter; one that does not resolve (a class local to
+a function, under `from __future__ import annotations`) is kept as its string,
+and the codec refuses it with a `DefinitionError` that says so.
 """
 
 from __future__ import annotations
@@ -87,18 +91,25 @@ class FunctionHandler(EventHandler):
 
 
 class TimerHandler(EventHandler):
-    """The handler behind `Timeout`: its setup fixes the due time; the engine fires it."""
+    """The handler behind `Timeout`: its setup fixes the due time (`after` the
+    wait began, or `at` a given time); the engine fires it."""
 
-    __slots__ = ("after",)
+    __slots__ = ("after", "at")
     input_type = None
 
-    def __init__(self, after: float):
+    def __init__(self, after: float | None, at: _dt.datetime | None = None):
         self.after = after
+        self.at = at
 
     def due(self, now: _dt.datetime) -> _dt.datetime:
+        if self.at is not None:
+            return self.at
+        assert self.after is not None
         return now + _dt.timedelta(seconds=self.after)
 
     def __repr__(self) -> str:
+        if self.at is not None:
+            return f"TimerHandler(at={self.at.isoformat()})"
         return f"TimerHandler(after={self.after}s)"
 
 

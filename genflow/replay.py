@@ -31,18 +31,24 @@ from genflow.statements import (
     For,
     Go,
     On,
+    Raise,
     Return,
+    Sleep,
     Step,
     Stmt,
     Switch,
+    Try,
     Wait,
     WaitFor,
 )
 
 __all__ = [
     "END",
+    "ENTER",
+    "FAIL",
     "RESTART",
     "Definition",
+    "Flow",
     "Frame",
     "advance",
     "as_body",
@@ -51,14 +57,33 @@ __all__ = [
     "iter_tree",
     "path_of",
     "search",
+    "unwind",
     "walk",
 ]
 
 #: `advance` results besides a statement: the thread ended / a loop whose body
-#: was a one-shot generator must be rebuilt by a fresh replay before it repeats.
+#: was a one-shot generator must be rebuilt by a fresh replay before it repeats /
+#: a failure reached the thread's top with no `Try` to catch it / the thread must
+#: enter a `Catch` (a move of its own: what it caught goes into the data first).
 END = "end"
 RESTART = "restart"
+FAIL = "fail"
+ENTER = "enter"
 _EXHAUSTED = object()
+
+
+class Flow:
+    """What a thread carries through a replay besides its place: the completion
+    (`unwind`: break, continue, return, fail, cancel) that a `Finally` it runs
+    must go on with when it ends, and the failures its `Try`s handle (objects
+    with `types` and `at`, innermost last). `advance` changes it; the runtime
+    copies it back to the thread when the move commits."""
+
+    __slots__ = ("failures", "unwind")
+
+    def __init__(self, unwind: str = "", failures: list[Any] | None = None):
+        self.unwind = unwind
+        self.failures = failures if failures is not None else []
 
 
 class Frame:
@@ -212,28 +237,38 @@ def search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
     return None
 
 
-def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
+def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]],
+            flow: Flow | None = None) -> Any:
     """Run forward until the thread stops.
 
     Returns the `Step`, `Wait` or `WaitFor` it stopped at (with the frames
-    standing just after it), `END`, or `(RESTART, loop, loop_path)`. `Go` statements passed
-    on the way are appended to `spawned` with their paths; the caller starts them.
+    standing just after it), `END`, `FAIL`, `(RESTART, loop, loop_path)` or
+    `(ENTER, try, catch, how)` (the frames standing just after the Try). `Go`
+    statements passed on the way are appended to `spawned` with their paths; the
+    caller starts them. `flow` is the thread's `Flow` (changed in place).
     """
+    if flow is None:
+        flow = Flow()
     while True:
         frame = stack[-1]
         stmt = frame.next()
         if stmt is None:
             _pop(stack)
+            owner = frame.owner
+            if type(owner) is Try:  # a branch of a Try ended (its own frame is below)
+                result = _leave(stack, frame, owner, flow)
+                if result is not None:
+                    return result
+                continue
             if not stack:
                 return END
-            owner = frame.owner
             if type(owner) is For and owner.cond:
                 restart = _repeat(stack, frame, owner)
                 if restart is not None:
                     return restart
             continue
         kind = type(stmt)
-        if kind is Step or kind is Wait:
+        if kind is Step or kind is Wait or kind is Sleep:
             return stmt
         if kind is For:
             if stmt.cond:
@@ -246,27 +281,86 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]]) -> Any:
                 if case.cond:
                     stack.append(Frame(stmt, index, stmt.bodies[index]))
                     break
+        elif kind is Try:
+            stack.append(Frame(stmt, 0, stmt.bodies[0]))
         elif kind is Go:
             spawned.append((stmt, path_of(stack)))
+        elif kind is Raise:
+            flow.failures = [*flow.failures, stmt.failure(flow.failures)]
+            result = unwind(stack, "fail", flow)
+            if result is not None:
+                return result
         elif kind is Return:
-            return END
+            result = unwind(stack, "return", flow)
+            if result is not None:
+                return result
         elif kind is Break or kind is Continue:
-            loop_frame = _unwind_to_loop(stack, kind)
-            if kind is Continue and loop_frame.owner.cond:  # type: ignore[union-attr]
-                restart = _repeat(stack, loop_frame, loop_frame.owner)  # type: ignore[arg-type]
-                if restart is not None:
-                    return restart
+            result = unwind(stack, "break" if kind is Break else "continue", flow)
+            if result is not None:
+                return result
         else:
             raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
 
 
-def _unwind_to_loop(stack: list[Frame], kind: type) -> Frame:
-    """Pop frames up to and including the innermost loop body; return that frame."""
+def _leave(stack: list[Frame], frame: Frame, owner: Try, flow: Flow) -> Any:
+    """A branch of `owner` ran to its end: the Finally next, or on after the Try
+    (with the completion the Finally held back, if any)."""
+    branch = frame.branch
+    fin = owner.finally_
+    if branch != 0 and (fin is None or branch != fin.index):  # a catch is done with
+        _drop_failures(flow, owner.name or "")
+    if fin is not None and branch != fin.index:
+        stack.append(Frame(owner, fin.index, owner.bodies[fin.index]))
+        return None
+    if flow.unwind:  # a Finally that held a completion back: it goes on outward now
+        how, flow.unwind = flow.unwind, ""
+        return unwind(stack, how, flow)
+    _drop_failures(flow, owner.name or "")
+    return None
+
+
+def unwind(stack: list[Frame], how: str, flow: Flow) -> Any:
+    """Leave the frames outward with a completion: `break` and `continue` stop at
+    the innermost loop, `return` and `cancel` at the thread's top; `fail` at the
+    first Try whose Catch matches `flow.failures[-1]`, and `cancel` at a Catch of
+    `Cancelled`. A Try with a Finally on the way takes the thread into its Finally,
+    holding the completion back in `flow.unwind` until the Finally ends.
+
+    Returns None (go on advancing), `END`, `FAIL`, a RESTART tuple (a loop must
+    be rebuilt) or `(ENTER, try, catch, how)`.
+    """
+    loop = how == "break" or how == "continue"
     while len(stack) > 1:
-        frame = _pop(stack)
-        if type(frame.owner) is For:
-            return frame
-    raise DefinitionError(f"{kind.__name__}() outside a For loop (in this thread)")
+        frame = stack[-1]
+        owner = frame.owner
+        if loop and type(owner) is For:
+            _pop(stack)
+            if how == "continue" and owner.cond:
+                return _repeat(stack, frame, owner)
+            return None
+        if type(owner) is Try:
+            fin = owner.finally_
+            if frame.branch == 0 and (how == "fail" or how == "cancel") and flow.failures:
+                catch = owner.catching(flow.failures[-1].types)
+                if catch is not None:
+                    _pop(stack)
+                    return ENTER, owner, catch, how
+            elif frame.branch != 0 and (fin is None or frame.branch != fin.index):
+                _drop_failures(flow, owner.name or "")  # leaving a catch: its failure is done
+            if fin is not None and frame.branch != fin.index:
+                _pop(stack)
+                flow.unwind = how
+                stack.append(Frame(owner, fin.index, owner.bodies[fin.index]))
+                return None
+        _pop(stack)
+    if loop:
+        raise DefinitionError(f"{how.capitalize()}() outside a For loop (in this thread)")
+    return FAIL if how == "fail" else END
+
+
+def _drop_failures(flow: Flow, at: str) -> None:
+    if flow.failures:
+        flow.failures = [f for f in flow.failures if f.at != at]
 
 
 def _pop(stack: list[Frame]) -> Frame:
@@ -305,7 +399,7 @@ def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, l
                 stack.append(Frame(owner, frame.branch + 1, _child_body(owner, frame.branch + 1)))
             continue
         yield stmt, stack
-        if type(stmt) is Wait:
+        if isinstance(stmt, Wait):
             for on in stmt.events:
                 yield on, stack
         if stmt.bodies and (into_threads or type(stmt) is not Go):

@@ -27,6 +27,7 @@ rolled back from a snapshot taken before it ran.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import copy
 import datetime as _dt
@@ -39,6 +40,7 @@ import attrs
 from genflow.clock import system_clock
 from genflow.codec import converter, structure_payload
 from genflow.errors import (
+    Cancelled,
     DefinitionError,
     DuplicateThreadError,
     EventNotReadyError,
@@ -49,29 +51,49 @@ from genflow.errors import (
     MoveLimitError,
     NonDeterminismError,
     NotWaitingError,
+    RecordedFailure,
     StaleCallbackError,
     StepError,
+    StepTimeoutError,
     UnknownEventError,
     UnknownThreadError,
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.replay import END, Definition, Frame, advance, find, follow, iter_tree, path_of, search
+from genflow.replay import (
+    END,
+    FAIL,
+    RESTART,
+    Definition,
+    Flow,
+    Frame,
+    advance,
+    find,
+    follow,
+    iter_tree,
+    path_of,
+    search,
+    unwind,
+)
 from genflow.state import (
+    _AFTER_CANCEL,
     _AFTER_FAILURE,
     _AFTER_RESUME,
     _AFTER_STEP,
     _CANCELLED,
+    _CANCELLING,
     _EXECUTING,
     _FAILED,
     _FINISHED,
     _RESUMING,
     _SETUP,
+    _UNWINDING,
     _WAITING_CONDITION,
     _WAITING_EVENT,
     _WF_RESUMING,
     CallbackRequest,
     CheckpointType,
+    Failure,
     Origin,
     State,
     Thread,
@@ -79,7 +101,7 @@ from genflow.state import (
     WaitEvent,
     WaitEventStatus,
 )
-from genflow.statements import Go, Retry, Step, Stmt, Switch, Wait, WaitFor
+from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
 
 __all__ = [
     "Checkpoint",
@@ -129,13 +151,18 @@ FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDetermi
 
 
 class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
-    """Where the running step stands; `current_step()` returns it inside a step.
+    """Where the running step (or handler) stands; `current_step()` returns it.
 
     `idempotency_key` is the same every time *this* execution of the step is
     retried (after a crash or failure) and different for the next execution of
     the same step (in a later loop iteration): pass it to outside systems.
     `attempt` counts from 1; `now` is the engine's clock reading when the
     attempt began (a `FakeClock`'s in tests): use it instead of reading a clock.
+    `deadline` is when the attempt times out (for a step with `timeout=`);
+    `failure` the `Failure` a `Try` of the thread handles (in a Catch body).
+    For a handler, `step` is its Wait's name and `event` the event's (None for
+    a step). Nothing here makes a definition non-deterministic: the definition
+    itself sees none of it.
     """
 
     instance_id: str
@@ -145,6 +172,9 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
     pc: int
     attempt: int = 1
     now: _dt.datetime | None = None
+    deadline: _dt.datetime | None = None
+    failure: Failure | None = None
+    event: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -162,7 +192,7 @@ def current_step() -> StepContext:
     """The context of the step running now (raises outside a step)."""
     ctx = _current.get()
     if ctx is None:
-        raise GenflowError("current_step() is only available while a step runs")
+        raise GenflowError("current_step() is only available while a step or handler runs")
     return ctx
 
 
@@ -306,19 +336,31 @@ async def handle_callback_async(
     return await drive_async(Operation(wf, state, None, None).callback(req, payload))
 
 
-def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
-    """Cancel the instance: tear down every handler that is set up.
+def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None, *,
+           clock: Clock | None = None, max_moves: int = DEFAULT_MAX_MOVES) -> None:
+    """Cancel the instance: cancellation reaches every thread.
 
-    Everything the teardowns need is found first: if the definition lost a
-    handler, `NonDeterminismError` is raised and nothing changes. Then the
-    instance is CANCELLED; a teardown that fails is recorded and raised, and
-    retried by calling `cancel` again.
+    Everything it needs is found first: if the definition lost a statement or
+    handler a thread needs, `NonDeterminismError` is raised and nothing changes.
+    Then the instance is CANCELLING: each thread's handlers are torn down, then
+    it runs its cleanup (`Catch(errors=Cancelled)` and `Finally` bodies of the
+    `Try`s it is in) durably and ends; the instance is CANCELLED when every
+    thread has ended. A teardown that fails is recorded and raised; calling
+    `cancel` (or `resume`) again goes on where it stopped (it never restarts).
     """
-    drive(Operation(wf, state, checkpoint, None).cancel())
+    op = Operation(wf, state, checkpoint, clock)
+    drive(op.cancel(max_moves))
+    if op.failure is not None:
+        raise op.failure
 
 
-async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = None) -> None:
-    await drive_async(Operation(wf, state, checkpoint, None).cancel())
+async def cancel_async(wf: Any, state: State, checkpoint: Checkpoint | None = None, *,
+                       clock: Clock | None = None,
+                       max_moves: int = DEFAULT_MAX_MOVES) -> None:
+    op = Operation(wf, state, checkpoint, clock)
+    await drive_async(op.cancel(max_moves))
+    if op.failure is not None:
+        raise op.failure
 
 
 def diagnose(wf: Any, state: State) -> list[GenflowError]:
@@ -410,8 +452,8 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "failure", "handler_retry",
-                 "located", "repaths", "retry", "state", "wf")
+    __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
+                 "handler_retry", "located", "repaths", "retry", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -424,6 +466,9 @@ class Operation:
         self.handler_retry = handler_retry
         #: what the moves after a delivered event failed with (`deliver`)
         self.failure: GenflowError | None = None
+        #: a failure that reached a thread's top after its Finally bodies ran:
+        #: raised by the loop once its checkpoint is made
+        self.failing: StepError | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
@@ -489,6 +534,9 @@ class Operation:
             if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
                 state.update_status()
                 yield (checkpoint, (kind,), None)
+            if kind is _AFTER_FAILURE and self.failing is not None:
+                failing, self.failing = self.failing, None
+                raise failing
             if moves >= max_moves:
                 state.update_status()
                 raise MoveLimitError(
@@ -546,7 +594,9 @@ class Operation:
         are dispatched by `resume` itself): a teardown, a setup or a condition.
         Returns the checkpoint kind, or None if the thread is blocked."""
         status = thread.status
-        if status is _RESUMING:  # with events: tear them down, in order, first
+        if status is _RESUMING or status is _UNWINDING:  # tear events down, in order, first
+            if not thread.events:  # (UNWINDING: then the thread leaves its statement)
+                return self._forward(thread)
             event = thread.events[0]
             if event.retry_at is not None and event.retry_at > self.clock():
                 return None
@@ -652,8 +702,15 @@ class Operation:
     # -- moves --
 
     def _forward(self, thread: Thread) -> CheckpointType:
-        """Run a thread forward to its next stop (navigation only: no user code)."""
+        """Run a thread forward to its next stop (navigation only: no user code).
+
+        From after its statement, or into the On body of the event that won its
+        wait, or into the Try branch it enters; an UNWINDING thread first
+        leaves its statement outward with what it carries (a failure, a
+        cancellation) for the Catch or Finally that applies."""
         spawned: list[tuple[Go, list[int]]] = []
+        flow = Flow(thread.unwind, thread.failures[:]) if thread.unwind or thread.failures \
+            else Flow()
         try:
             if not thread.stmt:
                 stack = [Frame(None, 0, self._root(thread))]
@@ -661,17 +718,30 @@ class Operation:
                 stack, wait = self.locate(thread, Wait)
                 index, _ = self._on(thread, wait, thread.won)
                 stack.append(Frame(wait, index, wait.bodies[index]))
+            elif thread.enter:
+                stack, try_ = self.locate(thread, Try)
+                index = try_.branch(thread.enter)
+                if index is None:
+                    raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt,
+                                              f"its branch {thread.enter!r} is gone")
+                stack.append(Frame(try_, index, try_.bodies[index]))
             else:
                 stack, _ = self.locate(thread, None)
-            result = advance(stack, spawned)
-            while type(result) is tuple:  # a loop over a one-shot generator: replay afresh
+            if thread.status is _UNWINDING:
+                how, flow.unwind = flow.unwind, ""
+                result = unwind(stack, how, flow)
+                if result is None:
+                    result = advance(stack, spawned, flow)
+            else:
+                result = advance(stack, spawned, flow)
+            while type(result) is tuple and result[0] is RESTART:  # a one-shot loop: afresh
                 loop, loop_path = result[1], result[2]
                 found = self._find(thread, self._root(thread), loop.name, loop_path)
                 if found is None:  # pragma: no cover - the data did not change since
                     raise NonDeterminismError(self.state.workflow, thread.id, loop.name, "loop")
                 stack = found[0]
                 stack.append(Frame(found[1], 0, found[1].bodies[0], fresh=True))
-                result = advance(stack, spawned)
+                result = advance(stack, spawned, flow)
         except GenflowError:
             raise
         except Exception as exc:
@@ -681,18 +751,95 @@ class Operation:
             ) from exc
         new_threads = self._spawn(thread, spawned) if spawned else ()
         state = self.state
+        if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
+            return self._enter_catch(thread, stack, result, flow, new_threads)
+        if result is FAIL:
+            return self._fail_thread(thread, flow, new_threads)
         now = None if type(result) is Step or result is END else self.clock()
-        events = self._events(thread, result, state.pc + 1, now) if type(result) is Wait else None
+        events = self._events(thread, result, state.pc + 1, now) \
+            if isinstance(result, Wait) else None
         # -- commit --
         state.pc += 1
         if result is END:
             state.threads.remove(thread)
+            if not thread.daemon:
+                self._cancel_daemons()
         else:
             self._stop_at(thread, result, stack, events, now)
+            if flow.unwind or flow.failures or thread.failures:
+                thread.unwind, thread.failures = flow.unwind, flow.failures
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
             state.threads.extend(new_threads)
         return _AFTER_RESUME
+
+    def _enter_catch(self, thread: Thread, stack: list[Frame], result: Any, flow: Flow,
+                     new_threads: Any) -> CheckpointType:
+        """Stand the thread at a Try, about to enter the Catch that caught what it
+        carries; the failure goes into the data field the Catch names first
+        (before the catch body is replayed on the data)."""
+        _, try_, catch, how = result
+        failure = attrs.evolve(flow.failures[-1], at=try_.name)
+        flow.failures[-1] = failure
+        state = self.state
+        if catch.into is not None:
+            setattr(self.wf, catch.into, failure)
+            self._user_code()  # the data changed: what was located from it is stale
+        # -- commit --
+        state.pc += 1
+        thread.stmt = try_.name
+        thread.path = path_of(stack)
+        thread.pc = state.pc
+        thread.status = _RESUMING
+        thread.won = ""
+        thread.enter = catch.name
+        thread.unwind = "cancel" if how == "cancel" else ""
+        thread.failures = flow.failures
+        thread.events = []
+        thread.since = None
+        thread.attempts, thread.error, thread.retry_at = 0, "", None
+        if new_threads:
+            state.threads.extend(new_threads)
+        return _AFTER_RESUME
+
+    def _fail_thread(self, thread: Thread, flow: Flow, new_threads: Any) -> CheckpointType:
+        """A failure left a thread's Catch or Finally bodies and nothing caught it:
+        the thread ends with it, as an uncaught exception ends a Python thread,
+        and the instance fails (its cleanup ran: there is no step to run again).
+        A cleanup failing for good while the instance is cancelled only ends its
+        thread."""
+        failure = flow.failures[-1]
+        state = self.state
+        # -- commit --
+        state.pc += 1
+        state.threads.remove(thread)
+        if new_threads:
+            state.threads.extend(new_threads)
+        if state.status is _CANCELLING:
+            return _AFTER_RESUME
+        state.status = _FAILED
+        self.failing = StepError(failure.step, thread.id,
+                                 RecordedFailure(failure.type, failure.message))
+        self.failing.attempt = failure.attempt
+        return _AFTER_FAILURE
+
+    def _cancel_daemons(self) -> None:
+        """The last non-daemon thread ended: cancellation reaches the daemon threads."""
+        threads = self.state.threads
+        if threads and all(t.daemon for t in threads):
+            for thread in threads:
+                if thread.unwind != "cancel":
+                    self._reach(thread)
+
+    def _reach(self, thread: Thread) -> None:
+        """Cancellation reaches `thread` (commit only: the caller found what it needs)."""
+        _tear_down_all(thread)
+        thread.status = _UNWINDING
+        thread.unwind = "cancel"
+        thread.failures = [*thread.failures, Failure(
+            type="Cancelled", message="the instance was cancelled", step=thread.stmt,
+            types=_CANCELLED_TYPES, path=tuple(thread.path))]
+        thread.retry_at = None
 
     def _stop_at(self, thread: Thread, stmt: Any, stack: list[Frame],
                  events: list[WaitEvent] | None, now: _dt.datetime | None) -> None:
@@ -702,13 +849,14 @@ class Operation:
         thread.path = path_of(stack)
         thread.pc = self.state.pc
         thread.won = ""
+        thread.enter = ""
         thread.since = now
         if thread.attempts:  # a failed step's count belongs to that step
             thread.attempts, thread.error, thread.retry_at = 0, "", None
         kind = type(stmt)
         if kind is Step:
             thread.status = _EXECUTING
-        elif kind is Wait:
+        elif isinstance(stmt, Wait):
             assert events is not None
             thread.status = _WAITING_EVENT
             thread.events = events
@@ -749,19 +897,26 @@ class Operation:
                 )
             taken.add(go.id)
             origin = [*parent.origin, Origin(go.name or "", go.id, path)]
-            threads.append(Thread(id=go.id, origin=origin))
+            threads.append(Thread(id=go.id, origin=origin, daemon=go.daemon))
         return threads
 
     def _run_step(self, thread: Thread) -> _Moves:
         state = self.state
-        _, step = self.locate(thread, Step)
+        stack, step = self.locate(thread, Step)
+        now = self.clock()
+        action = step.action
+        deadline = None
+        if step.timeout is not None:
+            deadline = now + _dt.timedelta(seconds=step.timeout)
+            action = _timed(action, step, self.clock)
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
-                                       thread.pc, thread.attempts + 1, self.clock()))
+                                       thread.pc, thread.attempts + 1, now, deadline,
+                                       thread.failures[-1] if thread.failures else None, None))
         try:
-            yield from self._run_user_code(step.action, (), ctx, thread, "step", step.name)
+            yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
         except StepError as exc:
-            return (yield from self._step_failed(thread, step, exc))
+            return (yield from self._step_failed(thread, step, stack, exc))
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
@@ -770,10 +925,12 @@ class Operation:
             thread.attempts, thread.error, thread.retry_at = 0, "", None
         return _AFTER_STEP
 
-    def _step_failed(self, thread: Thread, step: Step, exc: StepError) -> _Moves:
+    def _step_failed(self, thread: Thread, step: Step, stack: list[Frame],
+                     exc: StepError) -> _Moves:
         """Record a failed attempt of `step` on its thread: retried by its policy
-        after a backoff (the thread waits, the others go on), or, with no
-        attempt left, the instance FAILED and `exc` raised."""
+        after a backoff (the thread waits, the others go on); with no attempt
+        left, the thread unwinds to the Try that applies, or, when none does,
+        the instance is FAILED and `exc` raised."""
         policy = step.retry or self.retry
         attempt = thread.attempts + 1
         cause = exc.__cause__ or exc
@@ -789,6 +946,14 @@ class Operation:
             thread.retry_at = self.clock() + _dt.timedelta(seconds=policy.delay(attempt))
             return _AFTER_FAILURE
         thread.retry_at = None
+        types = _type_keys(type(cause))
+        if _applies(stack, types):  # a Try on the way: the thread leaves the step for it
+            thread.status = _UNWINDING
+            thread.unwind = "fail"
+            thread.failures = [*thread.failures, Failure(
+                type=type(cause).__qualname__, message=str(cause), step=step.name or "",
+                attempt=attempt, types=types, path=tuple(thread.path))]
+            return _AFTER_FAILURE
         state.status = _FAILED
         yield from self._checkpoint(_AFTER_FAILURE)
         raise exc
@@ -855,11 +1020,12 @@ class Operation:
         else:
             self._user_code()
             try:
-                event.req.setup_data = yield (handler.setup, (event.req,), None)
+                event.req.setup_data = yield (handler.setup, (event.req,),
+                                              self._handler_context(thread, wait, event))
             except Exception as exc:
                 return (yield from self._handler_failed(
                     thread, event, "setup", exc, WaitEventStatus.SETUP_ERROR,
-                    CheckpointType.AFTER_SETUP, self.handler_retry))
+                    CheckpointType.AFTER_SETUP, self.handler_retry, stack))
         event.status = _SETUP
         event.error = ""
         event.attempts, event.retry_at = 0, None
@@ -873,7 +1039,8 @@ class Operation:
         else:
             self._user_code()
             try:
-                yield (handler.teardown, (event.req, event.won), None)
+                yield (handler.teardown, (event.req, event.won),
+                       self._handler_context(thread, wait, event))
             except Exception as exc:
                 return (yield from self._handler_failed(
                     thread, event, "teardown", exc, WaitEventStatus.TEARDOWN_ERROR,
@@ -881,9 +1048,15 @@ class Operation:
         thread.events.remove(event)
         return CheckpointType.AFTER_TEARDOWN
 
+    def _handler_context(self, thread: Thread, wait: Wait, event: WaitEvent) -> StepContext:
+        state = self.state
+        return _new_tuple(StepContext, (
+            state.id, state.workflow, thread.id, wait.name, thread.pc, event.attempts + 1,
+            self.clock(), None, thread.failures[-1] if thread.failures else None, event.event))
+
     def _handler_failed(self, thread: Thread, event: WaitEvent, phase: str, exc: Exception,
                         status: WaitEventStatus, kind: CheckpointType,
-                        policy: Retry | None) -> _Moves:
+                        policy: Retry | None, stack: list[Frame] | None = None) -> _Moves:
         """Record a failed setup or teardown on its event. With a policy and an
         attempt left, its retry waits for a backoff while the others go on;
         otherwise the failure is checkpointed and raised (with no policy, the next
@@ -899,9 +1072,27 @@ class Operation:
                 event.retry_at = self.clock() + _dt.timedelta(seconds=policy.delay(attempt))
                 return kind
             event.retry_at = None
-            self.state.status = _FAILED
+            types = _type_keys(type(exc))
+            if phase == "setup" and stack is not None and _applies(stack, types):
+                # a Try on the way: the thread leaves its Wait for it
+                thread.events.remove(event)
+                self._unwind_from(thread, Failure(
+                    type=type(exc).__qualname__, message=str(exc), step=thread.stmt,
+                    attempt=attempt, types=types, path=tuple(thread.path)))
+                return kind
+            if self.state.status is not _CANCELLING:
+                self.state.status = _FAILED
         yield from self._checkpoint(kind)
         raise error
+
+    def _unwind_from(self, thread: Thread, failure: Failure) -> None:
+        """The thread leaves its statement outward with `failure` (commit only)."""
+        _tear_down_all(thread)
+        self.state.pc += 1
+        thread.status = _UNWINDING
+        thread.unwind = "fail"
+        thread.failures = [*thread.failures, failure]
+        thread.since = None
 
     # -- events --
 
@@ -957,8 +1148,16 @@ class Operation:
             if e.status is _SETUP
             and overrides(self._on(thread, wait, e.event)[1].handler, "teardown")
         ]
+        if isinstance(on, Timeout) and on.raises is not None:  # a timer declared an error
+            self._unwind_from(thread, Failure(
+                type=on.raises.__qualname__, message=f"timer {req.event!r} fired",
+                step=thread.stmt, types=_type_keys(on.raises), path=tuple(thread.path)))
+            thread.pc = state.pc
+            state.update_status()
+            return None
         output = yield from self._run_user_code(
-            handler.handle, (event.req, value), None, thread, "handle", req.event
+            handler.handle, (event.req, value), self._handler_context(thread, wait, event),
+            thread, "handle", req.event
         )
         # -- commit: this event wins the select; every set-up event is torn down --
         state.pc += 1
@@ -982,8 +1181,11 @@ class Operation:
             self._root(thread)  # the Go statements that started it are still there
             return
         waits = thread.status is _WAITING_EVENT or thread.won or thread.events
-        kind = Wait if waits else _STANDS_AT.get(thread.status)
+        kind = Try if thread.enter else Wait if waits else _STANDS_AT.get(thread.status)
         _, stmt = self.locate(thread, kind)
+        if kind is Try and stmt.branch(thread.enter) is None:
+            raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt,
+                                      f"its branch {thread.enter!r} is gone")
         if kind is Wait:
             for name in {e.event for e in thread.events} | ({thread.won} - {""}):
                 self._on(thread, stmt, name)
@@ -1004,7 +1206,7 @@ class Operation:
                 f"thread {thread_id!r} of workflow {state.workflow!r} has no statement "
                 f"{target!r} (statements of other threads do not count)"
             )
-        if found is None or type(found[1]) not in (Step, Wait, WaitFor):
+        if found is None or not isinstance(found[1], (Step, Wait, WaitFor)):
             article = "an" if kind[0] in "AEIOU" else "a"
             raise MoveError(f"{target!r} is {article} {kind}: {article} {kind} cannot be a "
                             "move target; choose a Step, Wait or WaitFor")
@@ -1016,7 +1218,8 @@ class Operation:
             for event in tearing:
                 self._handler(thread, wait, event)
         now = None if type(stmt) is Step else self.clock()
-        events = self._events(thread, stmt, state.pc + 1, now) if type(stmt) is Wait else None
+        events = self._events(thread, stmt, state.pc + 1, now) if isinstance(stmt, Wait) \
+            else None
         # what the thread has set up is torn down first (won=False: nothing won)
         for event in tearing:
             yield from self._teardown(thread, event, retried=False)
@@ -1039,31 +1242,57 @@ class Operation:
                 return type(stmt).__name__
         return None
 
-    def cancel(self) -> _Moves:
+    def cancel(self, max_moves: int = DEFAULT_MAX_MOVES) -> _Moves:
+        """Cancellation reaches every thread; then the moves run until blocked
+        (teardowns, then each thread's cleanup). Failures of those moves are
+        kept in `self.failure`. On an instance already CANCELLING, the moves go
+        on where they stopped: a second cancel never restarts the cleanup."""
         state = self.state
         if state.status is _FINISHED:
             raise WorkflowFinishedError(f"instance {state.id!r} has finished")
+        if state.status is _CANCELLED:
+            yield from self._legacy_cancelled()
+            return
+        if state.status is not _CANCELLING:
+            # Everything the cancellation needs is found before anything changes: a
+            # definition that lost a handler that must be torn down refuses it, the
+            # instance as it was. A thread whose statement is gone otherwise (an
+            # instance broken by a deploy, which is what operators cancel) cannot
+            # be replayed to its cleanup: it ends at once.
+            lost: list[Thread] = []
+            for thread in state.threads:
+                owes = [e for e in thread.events
+                        if e.status is _SETUP or e.status in _TEARING_DOWN]
+                if owes:
+                    _, wait = self.locate(thread, Wait)
+                    for event in owes:
+                        self._handler(thread, wait, event)
+                elif thread.stmt:
+                    try:
+                        self.locate(thread, Try if thread.enter else None)
+                    except NonDeterminismError:
+                        lost.append(thread)
+            # -- commit --
+            state.status = _CANCELLING
+            state.pc += 1
+            for thread in lost:
+                state.threads.remove(thread)
+            for thread in state.threads:
+                self._reach(thread)
+            state.update_status()
+            yield from self._checkpoint(_AFTER_CANCEL)
+        try:
+            yield from self._resume(max_moves)
+        except FAILURES as exc:
+            self.failure = exc
+
+    def _legacy_cancelled(self) -> _Moves:
+        """A CANCELLED instance with teardowns left (written before CANCELLING
+        existed): tear them down."""
+        state = self.state
         pending = [e for t in state.threads for e in t.events if e.status in _TEARING_DOWN]
-        if state.status is _CANCELLED and not pending:
+        if not pending:
             raise WorkflowFinishedError(f"instance {state.id!r} is already cancelled")
-        # everything the teardowns need is found before anything changes: a
-        # definition that lost a handler refuses the cancel, the instance as it was
-        tearing: list[tuple[Thread, list[WaitEvent]]] = []
-        for thread in state.threads:
-            events = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
-            if events:
-                _, wait = self.locate(thread, Wait)
-                for event in events:
-                    self._handler(thread, wait, event)
-            tearing.append((thread, events))
-        # -- commit --
-        state.status = _CANCELLED
-        for thread, events in tearing:
-            thread.events = events
-            for e in events:
-                if e.status is _SETUP:
-                    e.status = WaitEventStatus.PENDING_TEARDOWN
-        yield from self._checkpoint(CheckpointType.AFTER_TEARDOWN)
         now = self.clock()
         for thread in state.threads:
             while thread.events:
@@ -1107,3 +1336,62 @@ def _restore(wf: Any, snapshot: Any) -> None:
     fresh = converter.structure(snapshot, type(wf))
     for field in attrs.fields(type(wf)):
         object.__setattr__(wf, field.name, getattr(fresh, field.name))
+
+
+#: how cancellation is kept on a thread's failures (what `Catch(errors=Cancelled)` matches)
+_CANCELLED_TYPES = (type_key(Cancelled), type_key(BaseException))
+
+
+def _type_keys(cls: type) -> tuple[str, ...]:
+    """A failure's class and its bases, as `Catch` matches them (also after a reload)."""
+    return tuple(type_key(c) for c in cls.__mro__ if c is not object)
+
+
+def _applies(stack: list[Frame], types: tuple[str, ...]) -> bool:
+    """Is there a Try on the way out of `stack` that a failure of `types` reaches
+    (a Catch that matches, from its body, or a Finally)?"""
+    for frame in stack:
+        owner = frame.owner
+        if type(owner) is Try:
+            fin = owner.finally_
+            if fin is not None and frame.branch != fin.index:
+                return True
+            if frame.branch == 0 and owner.catching(types) is not None:
+                return True
+    return False
+
+
+def _timed(action: Callable[[], Any], step: Step, clock: Clock) -> Callable[[], Any]:
+    """`action` within `step.timeout`: an async step is cancelled at its timeout;
+    a sync one cannot be interrupted, so its overrun (by the engine's clock) fails
+    it when it returns."""
+    seconds = step.timeout
+    assert seconds is not None
+
+    def attempt() -> Any:
+        began = clock()
+        result = action()
+        if result is not None and inspect.isawaitable(result):
+            return _within(result, step.name or "", seconds)
+        if (clock() - began).total_seconds() > seconds:
+            raise StepTimeoutError(f"step {step.name!r} ran past its timeout of {seconds}s "
+                                   "(a sync step is not interrupted: its result is dropped)")
+        return result
+
+    return attempt
+
+
+async def _within(awaitable: Any, name: str, seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise StepTimeoutError(f"step {name!r} was cancelled at its timeout of {seconds}s") \
+            from None
+
+
+def _tear_down_all(thread: Thread) -> None:
+    """What the thread has set up is to be torn down; what it has not is dropped."""
+    thread.events = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
+    for event in thread.events:
+        if event.status is _SETUP:
+            event.status = WaitEventStatus.PENDING_TEARDOWN

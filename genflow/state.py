@@ -20,6 +20,7 @@ __all__ = [
     "MAIN_THREAD",
     "CallbackRequest",
     "CheckpointType",
+    "Failure",
     "State",
     "Thread",
     "ThreadStatus",
@@ -34,10 +35,11 @@ MAIN_THREAD = "_main_"
 
 class WorkflowStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
     RESUMING = "resuming"  #: at least one thread can move on: call resume()
-    WAITING = "waiting"  #: every thread waits for an event or a condition
+    WAITING = "waiting"  #: every thread waits for an event, a condition or a time
     FINISHED = "finished"  #: every thread has ended
     FAILED = "failed"  #: a step exhausted its retries; an operator may retry it
-    CANCELLED = "cancelled"  #: cancelled; its handlers were torn down
+    CANCELLING = "cancelling"  #: cancelled: its threads run their cleanup, then end
+    CANCELLED = "cancelled"  #: cancelled; every thread has ended, its handlers torn down
 
 
 class ThreadStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
@@ -45,6 +47,11 @@ class ThreadStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as befor
     RESUMING = "resuming"  #: `stmt` is done (or "" = not started): continue after it
     WAITING_EVENT = "waiting_event"  #: waits at the `Wait` named `stmt`
     WAITING_CONDITION = "waiting_condition"  #: waits at the `WaitFor` named `stmt`
+    #: the thread leaves `stmt` outward carrying `Thread.unwind` ("fail": its step
+    #: failed for good; "cancel": cancellation reached it): its handlers are torn
+    #: down first, then it enters the nearest `Catch` or `Finally` that applies,
+    #: or ends (a failure nothing catches fails the instance)
+    UNWINDING = "unwinding"
 
 
 class WaitEventStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
@@ -66,6 +73,7 @@ class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as bef
     AFTER_CONDITION = "after_condition"  #: a WaitFor's condition held and its handler ran
     AFTER_EVENT = "after_event"  #: an event's handler ran (`deliver`)
     AFTER_FAILURE = "after_failure"  #: a step failed: its attempt is counted, a retry due
+    AFTER_CANCEL = "after_cancel"  #: cancellation reached every thread (cleanup follows)
 
     @property
     def durable(self) -> bool:
@@ -110,6 +118,27 @@ class WaitEvent:
     retry_at: _dt.datetime | None = None
 
 
+@attrs.frozen
+class Failure:
+    """A failure a `Try` handles: what failed, how, and where.
+
+    `type` is the exception's class name, `types` the module-qualified names of
+    that class and its bases (what `Catch(errors=...)` matches, also after a
+    reload), `step` the statement that failed and `path` its place in its
+    thread (an instance that fails for good after its `Finally` bodies ran
+    stands there again, for an operator's retry), `attempt` the attempts made.
+    `at` is the `Try` that caught it ("" while it travels outward).
+    """
+
+    type: str
+    message: str
+    step: str
+    attempt: int = 1
+    types: tuple[str, ...] = ()
+    path: tuple[int, ...] = ()
+    at: str = ""
+
+
 @attrs.define(slots=True)
 class Origin:
     """The `Go` statement that started a thread, and its path hint."""
@@ -147,6 +176,17 @@ class Thread:
     attempts: int = 0
     error: str = ""
     retry_at: _dt.datetime | None = None
+    #: the branch (a Catch or the Finally) of the `Try` named `stmt` the thread
+    #: enters next ("": it goes on after `stmt`).
+    enter: str = ""
+    #: what a `Finally` the thread runs must go on with when it ends: "break",
+    #: "continue", "return", "fail" or "cancel" ("": nothing, go on after the Try).
+    unwind: str = ""
+    #: the failures the thread's `Try`s handle (innermost last), and the one
+    #: travelling outward (`at` "").
+    failures: list[Failure] = attrs.field(factory=list)
+    #: started by `Go(daemon=True)`: cancelled when the main thread ends.
+    daemon: bool = False
 
 
 @attrs.define(slots=True)
@@ -174,28 +214,35 @@ class State:
         timer: the instance needs the engine at a time, not now."""
         if self.status is _CANCELLED or self.status is _FAILED:
             return
+        if self.status is _CANCELLING:  # until every thread has ended its cleanup
+            if not self.threads:
+                self.status = _CANCELLED
+            return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
             return
+        self.status = _WF_RESUMING if self.movable() else WorkflowStatus.WAITING
+
+    def movable(self) -> bool:
+        """Can a thread move now (a step to run, a setup or teardown to do, a
+        thread to move on)? Else every thread waits: for an event, a condition,
+        or a time (a timer, a retry)."""
         # plain loops and module names for the members: this runs at every
         # checkpoint, so it is on the hot path
         for thread in self.threads:
             status = thread.status
-            if status is _RESUMING:  # moving on, or tearing its events down in order
+            if status is _RESUMING or status is _UNWINDING:  # moving on, or tearing down
                 events = thread.events
                 if not events or events[0].retry_at is None:
-                    self.status = _WF_RESUMING
-                    return
+                    return True
             elif status is _EXECUTING:
                 if thread.retry_at is None:
-                    self.status = _WF_RESUMING
-                    return
+                    return True
             else:
                 for event in thread.events:  # a setup to do now
                     if event.status is not _SETUP and event.retry_at is None:
-                        self.status = _WF_RESUMING
-                        return
-        self.status = WorkflowStatus.WAITING
+                        return True
+        return False
 
 
 # The enum members the hot paths compare with, as module names, in one place
@@ -206,6 +253,8 @@ _WF_RESUMING = WorkflowStatus.RESUMING
 _FINISHED = WorkflowStatus.FINISHED
 _FAILED = WorkflowStatus.FAILED
 _CANCELLED = WorkflowStatus.CANCELLED
+_CANCELLING = WorkflowStatus.CANCELLING
+_UNWINDING = ThreadStatus.UNWINDING
 _EXECUTING = ThreadStatus.EXECUTING
 _RESUMING = ThreadStatus.RESUMING
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
@@ -214,6 +263,7 @@ _SETUP = WaitEventStatus.SETUP
 _AFTER_STEP = CheckpointType.AFTER_STEP
 _AFTER_RESUME = CheckpointType.AFTER_RESUME
 _AFTER_FAILURE = CheckpointType.AFTER_FAILURE
+_AFTER_CANCEL = CheckpointType.AFTER_CANCEL
 
 
 def new_state(id: str, workflow: Any) -> State:

@@ -13,10 +13,16 @@ of them, generators, and generator functions (called lazily, once per replay, so
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 from collections.abc import Callable
+from types import GeneratorType
 from typing import Any
 
 import attrs
+
+from genflow.errors import DefinitionError, DuplicateThreadError, StatementError
+from genflow.handlers import EventHandler, TimerHandler, takes_argument
+from genflow.state import Failure
 
 __all__ = [
     "Body",
@@ -28,14 +34,17 @@ __all__ = [
     "Go",
     "If",
     "On",
+    "Raise",
     "Retry",
     "Return",
     "S",
     "Section",
+    "Sleep",
     "Step",
     "Stmt",
     "Switch",
     "Timeout",
+    "Try",
     "Wait",
     "WaitFor",
     "WaitGroup",
@@ -77,9 +86,9 @@ class Retry:
 
     def __attrs_post_init__(self) -> None:
         if self.attempts is not None and self.attempts < 1:
-            raise ValueError("Retry.attempts must be at least 1 (or None: retry forever)")
-        if self.backoff < 0 or self.factor < 1 or self.max_backoff < 0:
-            raise ValueError("Retry backoff must be >= 0 and factor >= 1")
+            raise StatementError("Retry.attempts must be at least 1 (or None: retry forever)")
+        if not (self.backoff >= 0 and self.factor >= 1 and self.max_backoff >= 0):
+            raise StatementError("Retry backoff must be >= 0 and factor >= 1")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -102,14 +111,24 @@ class Retry:
 
 
 class Step(Stmt):
-    """Run `action()` (a callable of no arguments, often a bound method)."""
+    """Run `action()` (a callable of no arguments, often a bound method).
 
-    __slots__ = ("action", "name", "retry")
+    `retry` is its `Retry` policy (default: the engine's). `timeout` (seconds or
+    a timedelta) bounds one attempt: an `async` step is cancelled at its timeout;
+    a sync step cannot be interrupted safely, so one that overruns counts as
+    failed when it returns (its changes to the data rolled back). Either way
+    the attempt fails with `StepTimeoutError`, retried by the policy and
+    catchable like any failure.
+    """
 
-    def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None):
+    __slots__ = ("action", "name", "retry", "timeout")
+
+    def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
+                 timeout: float | _dt.timedelta | None = None):
         self.name = name
         self.action = action
         self.retry = retry
+        self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
 
 
 class Case(Stmt):
@@ -211,13 +230,19 @@ class On(Stmt):
     `handler` is an object with `setup`/`handle`/`teardown` (see
     `genflow.handlers.Handler`) or a plain function whose single annotated
     parameter is the payload's type (no parameter: the event carries no payload).
+    A bare trigger needs no handler: `On("go", *body)` (what follows the name is
+    then all body: a statement, a list, a generator or a generator function;
+    `None` as the handler says so explicitly). Such an event carries no payload.
     """
 
     __slots__ = ("bodies", "handler", "name")
 
-    def __init__(self, event: str, handler: Any, *body: Body):
+    def __init__(self, event: str, handler: Any = None, *body: Body):
         self.name = event
-        self.handler = handler
+        if handler is not None and _is_body(handler):
+            body = (handler, *body)
+            handler = None
+        self.handler = _NO_HANDLER if handler is None else handler
         self.bodies = (body,)
 
     @property
@@ -226,18 +251,36 @@ class On(Stmt):
 
 
 class Timeout(On):
-    """An event that arrives by itself `after` (seconds or a timedelta) the wait began."""
+    """An event that arrives by itself: `after` (seconds or a timedelta) the wait
+    began, or `at` an aware datetime, typically computed from the data (a
+    deadline across several waits: `Timeout("expired", at=self.deadline)`).
 
-    __slots__ = ("after",)
+    With `raises` (an exception class), the timer firing fails the thread with
+    that error at the Wait instead of running a body: a `Try`'s `Catch` can
+    handle it, and uncaught it fails the instance.
+    """
 
-    def __init__(self, name: str, after: float | _dt.timedelta, *body: Body):
-        from genflow.handlers import TimerHandler  # handlers depend on statements, not back
+    __slots__ = ("after", "at", "raises")
 
-        seconds = after.total_seconds() if isinstance(after, _dt.timedelta) else float(after)
-        if seconds < 0:
-            raise ValueError(f"Timeout {name!r}: `after` must not be negative")
+    def __init__(self, name: str, after: float | _dt.timedelta | None = None, *body: Body,
+                 at: _dt.datetime | None = None,
+                 raises: type[BaseException] | None = None):
+        if (after is None) == (at is None):
+            raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
+        seconds = None if after is None else _seconds(f"Timeout {name!r}", after)
+        if at is not None and (not isinstance(at, _dt.datetime) or at.tzinfo is None):
+            raise StatementError(
+                f"Timeout {name!r}: `at` must be an aware datetime (UTC), got {at!r}; "
+                "naive times are ambiguous across machines and time zones")
+        if raises is not None and not (isinstance(raises, type)
+                                       and issubclass(raises, BaseException)):
+            raise StatementError(f"Timeout {name!r}: `raises` must be an exception class")
+        if raises is not None and body:
+            raise StatementError(f"Timeout {name!r}: a timer that raises has no body")
         self.after = seconds
-        super().__init__(name, TimerHandler(seconds), *body)
+        self.at = at
+        self.raises = raises
+        super().__init__(name, TimerHandler(seconds, at), *body)
 
 
 class Wait(Stmt):
@@ -261,6 +304,21 @@ class Wait(Stmt):
         return None
 
 
+class Sleep(Wait):
+    """Sleep durably: a `Wait` whose one event is a timer, `seconds` (or a
+    timedelta) from when the sleep began, or `until` an aware datetime."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
+                 until: _dt.datetime | None = None):
+        super().__init__(name, Timeout(WAKE, seconds, at=until))
+
+
+#: the name of a `Sleep`'s timer
+WAKE = "wake"
+
+
 class WaitFor(Stmt):
     """Block the thread until `cond` holds (re-checked whenever other threads
     move), then run `handler()` if given."""
@@ -279,22 +337,158 @@ class Go(Stmt):
     `id` names the thread (default: the statement's name); threads started in a
     loop need distinct ids. A callable body that takes one parameter is called
     with the thread's id, so one definition can serve many threads.
+
+    A `daemon` thread is a helper (a reminder timer, an inbox): when the main
+    thread ends, daemon threads still running are cancelled (their `Finally`
+    and `Catch(errors=Cancelled)` bodies run, their handlers are torn down) and
+    the instance finishes. Without `daemon`, the instance waits for every thread.
     """
 
-    __slots__ = ("bodies", "body", "id", "name")
+    __slots__ = ("bodies", "body", "daemon", "id", "name")
 
-    def __init__(self, name: str, body: Body, id: str | None = None):
+    def __init__(self, name: str, body: Body, id: str | None = None, *, daemon: bool = False):
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
+        self.daemon = daemon
         self.bodies = ((body,),)
 
     def body_for(self, thread_id: str) -> tuple[Any, ...]:
-        from genflow.handlers import takes_argument
-
         if callable(self.body) and takes_argument(self.body):
             return (self.body(thread_id),)
         return (self.body,)
+
+
+class Try(Stmt):
+    """`Try(name, *body).Catch(name, *body, errors=...).Finally(name, *body)`.
+
+    When a step of the body fails for good (its retries used up), or a handler's
+    setup or teardown does, or a timer declared with `raises=` fires, the thread
+    leaves the body at once for the first `Catch` whose `errors` (an exception
+    class or a tuple of them, default `Exception`) match the failure's type or
+    one of its bases; nothing caught, the failure goes on outward, and the
+    instance fails if no `Try` catches it. The failure (a `genflow.Failure`:
+    type, message, step, attempt) is `current_step().failure` in the catch body,
+    and with `into="field"` it is also put into that field of the data. It is
+    persisted, so a crash inside a catch body resumes inside it.
+
+    `Finally` runs after the body and after any catch: on success, on failure
+    (then the failure goes on outward), on cancellation, and when `Break`,
+    `Continue` or `Return` leave the body (they take effect after it).
+    Cancellation reaches a thread as `genflow.Cancelled`: `Catch(errors=Cancelled)`
+    runs its body as cleanup; the thread then ends (after its Finally).
+    """
+
+    __slots__ = ("bodies", "catches", "finally_", "name")
+
+    def __init__(self, name: str, *body: Body):
+        self.name = name
+        self.bodies: tuple[tuple[Any, ...], ...] = (body,)
+        #: per branch index (1, 2...): the Catch or Finally that owns that body
+        self.catches: list[CatchClause] = []
+        self.finally_: FinallyClause | None = None
+
+    def Catch(self, name: str, *body: Body,
+              errors: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+              into: str | None = None) -> Try:
+        if self.finally_ is not None:
+            raise DefinitionError(f"Try {self.name!r}: a Catch cannot follow the Finally")
+        self.catches.append(CatchClause(name, errors, into, len(self.bodies)))
+        self.bodies = (*self.bodies, body)
+        return self
+
+    def Finally(self, name: str, *body: Body) -> Try:
+        if self.finally_ is not None:
+            raise DefinitionError(f"Try {self.name!r} has two Finally branches")
+        self.finally_ = FinallyClause(name, len(self.bodies))
+        self.bodies = (*self.bodies, body)
+        return self
+
+    def branch(self, name: str) -> int | None:
+        """The body index of the branch called `name` (a Catch or the Finally)."""
+        for catch in self.catches:
+            if catch.name == name:
+                return catch.index
+        if self.finally_ is not None and self.finally_.name == name:
+            return self.finally_.index
+        return None
+
+    def catching(self, types: Any) -> CatchClause | None:
+        """The first Catch whose errors match a failure of these type names."""
+        for catch in self.catches:
+            if any(name in types for name in catch.names):
+                return catch
+        return None
+
+    def branch_name(self, index: int) -> str:
+        if self.finally_ is not None and index == self.finally_.index:
+            return self.finally_.name
+        return self.catches[index - 1].name
+
+    def __repr__(self) -> str:
+        return f"Try({self.name!r})"
+
+
+class CatchClause:
+    """A `Try`'s branch for failures of `errors`; see `Try.Catch`."""
+
+    __slots__ = ("errors", "index", "into", "name", "names")
+
+    def __init__(self, name: str, errors: Any, into: str | None, index: int):
+        if not isinstance(errors, tuple):
+            errors = (errors,)
+        for error in errors:
+            if not (isinstance(error, type) and issubclass(error, BaseException)):
+                raise StatementError(
+                    f"Catch {name!r}: errors must be exception classes, got {error!r}")
+        self.name = name
+        self.errors: tuple[type[BaseException], ...] = errors
+        self.names = tuple(type_key(error) for error in errors)
+        self.into = into
+        self.index = index
+
+
+class FinallyClause:
+    """A `Try`'s branch that always runs; see `Try.Finally`."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str, index: int):
+        self.name = name
+        self.index = index
+
+
+def type_key(cls: type) -> str:
+    """How a failure's type is kept (and matched after a reload): module.qualname."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Raise(Stmt):
+    """Fail the thread from the definition: with no arguments, inside a Catch
+    body, the failure it caught goes on outward (`raise` in an `except`);
+    `Raise(SomeError, "message")` starts a new failure of that type. A Try
+    catches it as it would a step's; nothing catching it, the instance fails."""
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, error: type[BaseException] | None = None, message: str = ""):
+        if error is not None and not (isinstance(error, type)
+                                      and issubclass(error, BaseException)):
+            raise StatementError(f"Raise takes an exception class, not {error!r}")
+        self.error = error
+        self.message = message
+
+    def failure(self, failures: list[Failure]) -> Failure:
+        """The failure this Raise sends outward, given the thread's failures."""
+        if self.error is None:
+            caught = [f for f in failures if f.at]
+            if not caught:
+                raise DefinitionError("Raise() outside a Catch body: there is no failure "
+                                      "to raise again (give Raise an error class)")
+            return attrs.evolve(caught[-1], at="")
+        return Failure(type=self.error.__qualname__, message=self.message or self.error.__name__,
+                       step="", types=tuple(type_key(c) for c in self.error.__mro__
+                                            if c is not object))
 
 
 class Section(tuple):
@@ -341,14 +535,10 @@ class _Tracked:
 
     def add(self) -> None:
         if self.thread_id in self.group.pending:
-            from genflow.errors import DuplicateThreadError
-
             raise DuplicateThreadError(f"WaitGroup already tracks thread {self.thread_id!r}")
         self.group.pending.append(self.thread_id)
 
     def body(self, thread_id: str) -> list[Any]:
-        from genflow.handlers import takes_argument
-
         inner = self.inner
         if callable(inner) and takes_argument(inner):
             inner = inner(thread_id)
@@ -359,3 +549,30 @@ class _Tracked:
                 pending.remove(thread_id)
 
         return [inner, Step(f"{self.name}: done", done)]
+
+
+def _seconds(what: str, value: float | _dt.timedelta) -> float:
+    seconds = value.total_seconds() if isinstance(value, _dt.timedelta) else float(value)
+    if not seconds >= 0:  # (NaN too)
+        raise StatementError(f"{what}: a duration must not be negative, got {value!r}")
+    return seconds
+
+
+def _is_body(obj: Any) -> bool:
+    """Is what was given to `On` after the event's name a body rather than a handler?"""
+    if isinstance(obj, (Stmt, list, tuple, GeneratorType)):
+        return True
+    func = getattr(obj, "__func__", obj)
+    return inspect.isgeneratorfunction(func)
+
+
+class _NoHandler(EventHandler):
+    """The handler of `On(event, *body)`: the event carries no payload, does nothing."""
+
+    input_type = None
+
+    def __repr__(self) -> str:
+        return "no handler"
+
+
+_NO_HANDLER = _NoHandler()

@@ -6,6 +6,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from genflow.errors import DefinitionError, UnknownWorkflowError
 from genflow.handlers import as_handler
 from genflow.registry import workflow_name
@@ -16,9 +18,11 @@ from genflow.statements import (
     For,
     Go,
     On,
+    Raise,
     Step,
     Stmt,
     Switch,
+    Try,
     Wait,
     WaitFor,
 )
@@ -49,7 +53,7 @@ def validate(definition: Any) -> None:
         for stmt, stack in iter_tree(as_body(definition)):
             if not isinstance(stmt, On):
                 last[stack[-1]] = stmt
-            _check(stmt, stack, seen, problems)
+            _check(stmt, stack, seen, problems, definition)
     except DefinitionError as exc:
         problems.append(f"{_where(stack, last)}: {exc}")
     except Exception as exc:
@@ -101,7 +105,28 @@ def _user_line(exc: BaseException) -> str:
     return ""
 
 
-def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[str]) -> None:
+def _check_try(stmt: Try, seen: dict[str, str], problems: list[str], definition: Any) -> None:
+    if not stmt.catches and stmt.finally_ is None:
+        problems.append(f"Try {stmt.name!r} has neither a Catch nor a Finally")
+    branches: list[Any] = [*stmt.catches, *([stmt.finally_] if stmt.finally_ else [])]
+    for branch in branches:
+        kind = "Catch" if branch in stmt.catches else "Finally"
+        if not isinstance(branch.name, str) or not branch.name:
+            problems.append(f"a {kind} of Try {stmt.name!r} has no name (got {branch.name!r})")
+        elif branch.name in seen:
+            problems.append(f"name {branch.name!r} is used twice ({seen[branch.name]} and {kind})")
+        else:
+            seen[branch.name] = kind
+    for catch in stmt.catches:
+        cls = type(definition)
+        if catch.into is not None and attrs.has(cls) and \
+                catch.into not in {f.name for f in attrs.fields(cls)}:
+            problems.append(f"Catch {catch.name!r}: into={catch.into!r} is not a field of "
+                            f"{cls.__name__} (add `{catch.into}: genflow.Failure | None = None`)")
+
+
+def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[str],
+           definition: Any = None) -> None:
     kind = type(stmt).__name__
     if isinstance(stmt, On):
         try:
@@ -135,6 +160,14 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
         problems.append(f"step {stmt.name!r}: action {stmt.action!r} is not callable")
     if isinstance(stmt, WaitFor) and stmt.handler is not None and not callable(stmt.handler):
         problems.append(f"WaitFor {stmt.name!r}: handler is not callable")
+    if isinstance(stmt, Try):
+        _check_try(stmt, seen, problems, definition)
+    if isinstance(stmt, Raise) and stmt.error is None and not any(
+            isinstance(f.owner, Try) and f.branch != 0
+            and (f.owner.finally_ is None or f.branch != f.owner.finally_.index)
+            for f in stack):
+        problems.append("Raise() outside a Catch body: there is no failure to raise again "
+                        "(give Raise an error class)")
     if isinstance(stmt, Wait):
         if not stmt.events:
             problems.append(f"Wait {stmt.name!r} has no events")

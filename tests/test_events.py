@@ -131,10 +131,13 @@ def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
     assert run.send("order", ORDER) == 3
     assert run.send("count", 41) == 42
     before = run.blob()
-    for wrong in ("5", 5.5, True, None, [5]):  # primitives must match: no str(), int() guessing
+    for wrong in ("5", 5.5, True, [5]):  # primitives must match: no str(), int() guessing
         with pytest.raises(PayloadError, match="does not fit int"):
             run.handle_callback("count", wrong)
         assert run.blob() == before
+    with pytest.raises(PayloadError, match="event 'count' needs a payload of type int"):
+        run.handle_callback("count", None)
+    assert run.blob() == before
     assert run.send("count", 5) == 6
     assert run.send("words", ["a", "b"]) is None
     assert run.send("ping") == "pong"

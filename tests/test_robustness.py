@@ -185,14 +185,18 @@ def test_cancel_does_not_raise_when_a_teardown_fails(engine, caplog):
     with caplog.at_level(logging.WARNING, logger="genflow.engine"):
         assert engine.cancel(iid) is None
     inst = engine.get(iid)
-    assert inst.status is WorkflowStatus.CANCELLED
+    assert inst.status is WorkflowStatus.CANCELLING  # cancelled; a teardown still owed
+    with pytest.raises(genflow.EventError):
+        engine.send(iid, "go", "x")  # it takes no more events
     assert any("webhook service down" in r.getMessage() for r in caplog.records)
     event = inst.state.threads[0].events[0]
     assert event.attempts == 1 and event.retry_at is not None  # a worker retries it
     for _ in range(3):
         engine.clock.advance(seconds=600)
         engine.run_due()
-    assert engine.get(iid).state.threads[0].events == [] and CALLS["teardown"] == 3
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.CANCELLED and inst.state.threads == []
+    assert CALLS["teardown"] == 3
 
 
 # -- ids that no store can keep ---------------------------------------------------------------

@@ -563,7 +563,7 @@ def test_idempotency_key_is_stable_across_retries_and_new_per_execution(mode: st
 
 
 def test_current_step_outside_a_step_is_an_error() -> None:
-    with pytest.raises(GenflowError, match="only available while a step runs"):
+    with pytest.raises(GenflowError, match="only available while a step or handler runs"):
         genflow.current_step()
 
 
@@ -576,12 +576,14 @@ def test_cancel_tears_down_handlers_and_ends_the_instance(mode: str) -> None:
     run.resume()
     pc = run.state.threads[0].pc
     calls.clear()
+    seen = len(run.kinds)
     cancel(run.wf, run.state, run.kinds.append)
     assert run.state.status is WorkflowStatus.CANCELLED
     assert sorted(calls) == sorted([("teardown", "a", False, f"a@{pc}"),
                                     ("teardown", "b", False, f"b@{pc}")])
-    assert run.state.threads[0].events == []
-    assert run.kinds[-1] is CheckpointType.AFTER_TEARDOWN
+    assert run.state.threads == []  # torn down, then ended: it had no cleanup to run
+    assert run.kinds[seen] is CheckpointType.AFTER_CANCEL
+    assert run.kinds[-1] is CheckpointType.AFTER_RESUME
     before = dumps(run.wf, run.state)
     for op in (
         lambda: resume(run.wf, run.state),
@@ -594,8 +596,7 @@ def test_cancel_tears_down_handlers_and_ends_the_instance(mode: str) -> None:
 
 
 def request_for(run: Instance) -> Any:
-    thread = run.state.threads[0]
-    return genflow.CallbackRequest(run.state.id, thread.id, "a", thread.pc)
+    return genflow.CallbackRequest(run.state.id, genflow.MAIN_THREAD, "a", run.state.pc)
 
 
 def test_cancel_retries_a_failed_teardown() -> None:
@@ -605,13 +606,13 @@ def test_cancel_retries_a_failed_teardown() -> None:
     pc = run.state.threads[0].pc
     with pytest.raises(HandlerError):
         cancel(run.wf, run.state)
-    assert run.state.status is WorkflowStatus.CANCELLED
+    assert run.state.status is WorkflowStatus.CANCELLING  # until the teardown is done
     left = run.state.threads[0].events
     assert [(e.event, e.status) for e in left] == [
         ("b", WaitEventStatus.TEARDOWN_ERROR), ("c", WaitEventStatus.PENDING_TEARDOWN),
     ]
-    cancel(run.wf, run.state)
-    assert run.state.threads[0].events == []
+    cancel(run.wf, run.state)  # goes on where it stopped
+    assert run.state.threads == [] and run.state.status is WorkflowStatus.CANCELLED
     assert ("teardown", "b", False, f"b@{pc}") in calls
 
 

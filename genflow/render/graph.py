@@ -499,7 +499,8 @@ class _Builder:
         wait = op.node
         detail = {"index": len(op.events), **_handler_detail(on)}
         if isinstance(on, Timeout):
-            kind, label = NodeKind.TIMER, f"timeout {on.name}\nafter {_duration(on.after)}"
+            when = f"after {_duration(on.after)}" if on.after is not None else "at a set time"
+            kind, label = NodeKind.TIMER, f"timeout {on.name}\n{when}"
         else:
             kind, label = NodeKind.EVENT, _event_label(on.name or "", detail)
         node = self.add_node(kind, label, name=on.name, parent=wait.id, cluster=wait.cluster,

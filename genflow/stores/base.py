@@ -34,7 +34,8 @@ from typing import Any
 import attrs
 import msgpack
 
-from genflow.errors import ConcurrencyError, GenflowError
+from genflow.errors import ConcurrencyError, GenflowError, SerializationError
+from genflow.wire import STORED_DEPTH, misfit
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
            "refused_save", "unpack_detail", "utcnow"]
@@ -124,8 +125,15 @@ def pack_detail(detail: dict[str, Any]) -> bytes:
     """A journal entry's detail as msgpack (every store keeps the same form).
 
     Details come plain from the engine; anything that is not (a caller's
-    datetime) is kept as its `str`, so a journal write never fails on it."""
-    return msgpack.packb(detail, use_bin_type=True, default=str)
+    datetime) is kept as its `str`, so a journal write never fails on it. What
+    msgpack cannot hold even so (a lone surrogate, nesting too deep) is a
+    `SerializationError` naming the place."""
+    try:
+        return msgpack.packb(detail, use_bin_type=True, default=str)
+    except Exception as exc:
+        found = misfit(detail, depth=STORED_DEPTH)
+        why = f"{found[0]}: {found[1]}" if found else f"{type(exc).__name__}: {exc}"
+        raise SerializationError(f"journal entry cannot be stored: {why}") from exc
 
 
 def unpack_detail(data: bytes) -> dict[str, Any]:

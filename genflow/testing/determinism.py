@@ -115,7 +115,7 @@ _SKIPPED = ("name", "bodies", "body")
 _NOTHING = object()
 
 
-def _decisions(stmt: Stmt) -> tuple[Any, ...]:
+def _decisions(stmt: Any) -> tuple[Any, ...]:
     found = []
     for slot in _slots(type(stmt)):
         if slot in _SKIPPED:
@@ -133,8 +133,11 @@ def _plain(value: Any) -> Any:
                                            _dt.date, _dt.time, _dt.timedelta,
                                            decimal.Decimal)):
         return value
-    if isinstance(value, Stmt):
-        return (type(value).__name__, value.name, _decisions(value))
+    if isinstance(value, type):  # an exception a Catch matches, a Timeout raises
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Stmt) or (hasattr(type(value), "__slots__") and not callable(value)):
+        # a statement, or a part of one (a Try's Catch and Finally clauses)
+        return (type(value).__name__, getattr(value, "name", None), _decisions(value))
     if isinstance(value, (list, tuple)):
         items = [_plain(item) for item in value]
         return _NOTHING if any(item is _NOTHING for item in items) else tuple(items)

@@ -169,14 +169,14 @@ class Recorder:
                 value, error = None, exc
 
     def _recording(self, fn: Callable[..., Any], args: tuple[Any, ...], ctx: Any) -> Any:
-        if ctx is not None:
-            kind, thread, name, pc = "step", ctx.thread_id, ctx.step, ctx.pc
-        elif args and isinstance(args[0], CallbackRequest):
+        if args and isinstance(args[0], CallbackRequest):  # a handler (it has a context too)
             req = args[0]
             kind = getattr(fn, "__name__", "handle")
             if kind not in ("setup", "handle", "teardown"):
                 kind = "handle"
             thread, name, pc = req.thread_id, req.event, req.pc
+        elif ctx is not None:
+            kind, thread, name, pc = "step", ctx.thread_id, ctx.step, ctx.pc
         else:
             kind, thread, name, pc = "condition handler", "", _fn_name(fn), -1
             holding = self._condition_holding()

@@ -95,6 +95,9 @@ def recorded_failure(state: State) -> GenflowError:
     for thread in state.threads:
         if thread.error:
             return StepError(thread.stmt, thread.id, RuntimeError(thread.error))
+        if thread.failures:  # a failure whose thread ended after its cleanup ran
+            failure = thread.failures[-1]
+            return StepError(failure.step, thread.id, RuntimeError(failure.message))
         for event in thread.events:
             if event.error:
                 return HandlerError("setup", event.event, thread.id, RuntimeError(event.error))
@@ -240,6 +243,29 @@ class Instance:
                    for t in self.state.threads if t.status is ThreadStatus.WAITING_EVENT
                    for e in t.events)
 
+    def cancel(self, *, max_moves: int = DEFAULT_MAX_MOVES) -> None:
+        """Cancel the instance (`runtime.cancel`: cancellation reaches every
+        thread, which runs its cleanup), with this mode's reloads and crashes:
+        after one, cancelling again goes on where it stood."""
+        self.between_operations()
+        self._moves, self._limit = 0, max_moves
+        while True:
+            op = self._operation()
+            try:
+                self.recorder.drive(op.cancel(max_moves))
+                failure = op.failure
+                break
+            except ResumeFrom as reload:
+                self._load(reload.blob, False)
+            except CrashInCall:
+                self._load(self.saved, True)
+            if self.finished:
+                failure = None
+                break
+        self.saved = self.blob()
+        if failure is not None:
+            raise failure
+
     def handle_callback(self, event: str, payload: Any = None,
                         thread: str = MAIN_THREAD) -> Any:
         """Run the event's handler alone (`genflow.handle_callback`: no
@@ -322,6 +348,8 @@ class Instance:
         since, self._seen = self._seen, len(calls)
         if self.mode == "plain" or any(not c.ok for c in calls[since:]):
             return  # (after a failed attempt the core raises or retries next: let it)
+        if self.mode == "reload" and self.state.status is WorkflowStatus.FAILED:
+            return  # the instance failed: the core raises next (a crash here is crash mode's)
         self._moves += 1
         if self._moves >= self._limit:  # the core's own count restarts at each reload
             raise MoveLimitError(

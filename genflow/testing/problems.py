@@ -428,8 +428,8 @@ def lost_problem(run: Run, scenario: Scenario) -> Problem:
     if others:
         details.append(f"Also lost: {', '.join(others)}.")
     details.append("Whatever is not saved is gone when the instance is resumed in another "
-                   "process: keep it in an ordinary attrs field (or register hooks for its type "
-                   "with genflow.codec.register_hooks).")
+                   "process: keep it in an ordinary attrs field (for a type of your own, teach "
+                   "genflow it with genflow.codec.register_hooks(cls, unstructure, structure)).")
     return Problem("not saved", f"Saving and reloading an instance of {scenario.name!r} loses "
                                 f"data {at(mark, scenario)}.", tuple(details),
                    event=event_of(mark.op), checkpoint=f"checkpoint #{mark.index}")

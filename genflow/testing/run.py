@@ -297,10 +297,14 @@ class Run:
         return found[0] if found else None
 
     def _finish_operation(self, op: int) -> None:
-        """What a worker does for an instance a crash left moving: resume it."""
+        """What a worker does for an instance a crash left moving: fire the timers
+        still due (a crash may come between two that fired together), resume it."""
         if self.state.status is WorkflowStatus.FAILED:  # saved failed: nothing moves it
             raise recorded_failure(self.state)
-        if not self.finished:
+        timer = op >= 1 and self.events[op - 1].timer
+        if timer and not self.finished:
+            self.instance.fire_due(max_moves=self._budget(op))
+        elif not self.finished:
             self.instance.resume(max_moves=self._budget(op))
         self._retries(op)
         self._stored(op)
@@ -472,9 +476,13 @@ class Run:
         where = None
         if kind is CheckpointType.AFTER_EVENT and self._delivering is not None:
             number, send, thread = self._delivering
-            what = "timer" if send.timer else "event"
-            where = (f"after {what} #{number} {send.event!r} "
-                     f"{'fired' if send.timer else 'was handled'} ({thread_words(thread)})")
+            last = self.calls[-1] if self.calls else None
+            if send.timer and last is not None and last.kind == "handle":
+                # the timers due at that time fire together, each thread's own
+                where = f"after timer {last.name!r} fired ({thread_words(last.thread)})"
+            else:
+                where = (f"after event #{number} {send.event!r} was handled "
+                         f"({thread_words(thread)})")
         mark = self._mark(kind.value, where)
         adopted = self._adoption(mark)
         if adopted is not None:

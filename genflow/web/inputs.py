@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 
-from genflow.codec import explain, structure
+from genflow.codec import structure_data
+from genflow.errors import GenflowError
 from genflow.registry import workflow_class
 from genflow.web.errors import MalformedJSONError, PayloadTooLargeError, RequestError
 
@@ -107,6 +108,6 @@ def workflow_data(name: str, fields: Any) -> Any:
     if unknown:
         raise RequestError(f"workflow {name!r} has no field(s) {unknown}; its fields are {known}")
     try:
-        return structure(fields, cls)
-    except Exception as exc:
-        raise RequestError(f"the data does not fit workflow {name!r}: {explain(exc)}") from None
+        return structure_data(fields, cls)
+    except GenflowError as exc:
+        raise RequestError(f"the data does not fit workflow {name!r}: {exc}") from None

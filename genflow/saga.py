@@ -1,0 +1,100 @@
+"""Compensation (a saga) on top of `Try`/`Catch` and the workflow's data.
+
+A saga is a run of steps each of which, once done, has an action that undoes it
+(a refund for a charge, a release for a reservation). If a later part fails,
+the compensations of the steps that were done run in reverse order, each as a
+durable step with its own retry policy:
+
+    saga: Saga = attrs.field(factory=Saga)   # a field of the workflow's data
+
+    yield Try("transfer",
+        self.saga.step("withdraw", self.withdraw, compensate=self.refund),
+        self.saga.step("deposit", self.deposit, compensate=self.take_back),
+    ).Catch("roll back", self.saga.compensate(), Raise())
+
+Which steps are done is data (`Saga.done`, saved with each step's own
+checkpoint), so the compensations that run are exactly those of the steps that
+completed, across crashes. The compensation callables are not data: each
+replay of the definition registers them again as `step` builds its statements.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from genflow.errors import DefinitionError
+from genflow.statements import Retry, Step
+
+__all__ = ["Saga"]
+
+#: A compensation retries until it succeeds (backing off to five minutes): an undo
+#: that gives up would leave the books wrong. Pass `compensate_retry` to choose.
+UNTIL_DONE = Retry(attempts=None, backoff=1.0, max_backoff=300.0)
+
+
+@attrs.define(eq=False)
+class Saga:
+    """The compensations owed by a saga: keep one as a field of the data."""
+
+    #: the steps done whose compensation is owed, in the order they were done
+    done: list[str] = attrs.field(factory=list)
+
+    def step(self, name: str, action: Callable[[], Any], *,
+             compensate: Callable[[], Any], retry: Retry | None = None,
+             timeout: float | _dt.timedelta | None = None,
+             compensate_retry: Retry | None = None) -> Step:
+        """A `Step` that, once done, makes `compensate` owed (in the same checkpoint)."""
+        _compensations(self)[name] = (compensate, compensate_retry or UNTIL_DONE)
+        done = self.done
+
+        def run() -> Any:
+            result = action()
+            if hasattr(result, "__await__"):
+                return _then(result, lambda: _record(done, name))
+            _record(done, name)
+            return result
+
+        run.__qualname__ = getattr(action, "__qualname__", name)
+        return Step(name, run, retry=retry, timeout=timeout)
+
+    def compensate(self) -> list[Step]:
+        """The compensations owed, newest first, each a step named `undo <step>`."""
+        known = _compensations(self)
+        steps = []
+        for name in reversed(self.done):
+            if name not in known:
+                raise DefinitionError(
+                    f"saga step {name!r} is done but this definition no longer builds it, so "
+                    "its compensation is unknown: keep the step (or its name) in the code")
+            undo, retry = known[name]
+            steps.append(Step(f"undo {name}", undo, retry=retry))
+        return steps
+
+
+def _record(done: list[str], name: str) -> None:
+    if name not in done:
+        done.append(name)
+
+
+async def _then(awaitable: Any, after: Callable[[], None]) -> Any:
+    result = await awaitable
+    after()
+    return result
+
+
+#: each saga's compensations, registered afresh by every replay (callables are not data)
+_REGISTRY: weakref.WeakKeyDictionary[Saga, dict[str, tuple[Callable[[], Any], Retry]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _compensations(saga: Saga) -> dict[str, tuple[Callable[[], Any], Retry]]:
+    try:
+        return _REGISTRY[saga]
+    except KeyError:
+        _REGISTRY[saga] = {}
+        return _REGISTRY[saga]
