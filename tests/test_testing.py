@@ -921,3 +921,30 @@ def test_a_run_that_loops_where_the_uninterrupted_one_stopped_is_stopped_early()
     # stopped early: the uninterrupted run's 3 moves and a few dozen more, not 100,000
     assert "it made 54 moves in operation 0 (the start), where the run that never stopped " \
            "made 3" in report
+
+
+@genflow.workflow("test-testing-branch")
+@attrs.define(slots=False)
+class Greeting:
+    greeted: int = 0
+
+    def definition(self):
+        yield Step("check", self.check)
+        yield If(getattr(self, "vip", False), "vip?", Step("vip greeting", self.greet)).Else(
+            "regular", Step("regular greeting", self.greet))
+
+    def check(self) -> None:
+        self.vip = True  # an attribute: a crash loses it
+
+    def greet(self) -> None:
+        self.greeted += 1
+
+
+def test_a_report_says_another_branch_not_ran_again() -> None:
+    result = check_replay(Greeting(), [], determinism=False, reload=False)
+    assert result.kinds == ["diverged"]
+    report = result.report()
+    assert "makes the instance take another branch." in report
+    assert ("The main thread goes to 'vip greeting' in the run that never stopped, to "
+            "'regular greeting' in the run that crashed right after checkpoint #") in report
+    assert "run again" not in report

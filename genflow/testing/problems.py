@@ -254,8 +254,25 @@ def _what_differs(plain: Run, other: Run, expected: Mark, got: Mark, label: str
                                                        f"{call_words(theirs[0])} where the run "
                                                        "that never stopped ran none."]
     if expected.positions != got.positions:
-        return "the instance take another path", []
+        return _where_threads_part(expected.positions, got.positions, label)
     return "the instance hold other data", []
+
+
+def _where_threads_part(mine: dict[str, Any], theirs: dict[str, Any], label: str
+                        ) -> tuple[str, list[str]]:
+    """Threads that stand elsewhere: another branch (the same thread, another
+    statement), another thread (one that only one run has)."""
+    for tid, pos in mine.items():
+        other = theirs.get(tid)
+        if other is not None and other[0] != pos[0] and pos[0] and other[0]:
+            return "the instance take another branch", [
+                f"{cap(thread_words(tid))} goes to {pos[0]!r} in the run that never stopped, "
+                f"to {other[0]!r} in {label}."]
+    lines = [f"{cap(thread_words(t))} goes to {mine[t][0]!r} in the run that never stopped "
+             f"and has ended in {label}." for t in sorted(set(mine) - set(theirs))]
+    lines += [f"{cap(thread_words(t))} has ended in the run that never stopped and goes to "
+              f"{theirs[t][0]!r} in {label}." for t in sorted(set(theirs) - set(mine))]
+    return "the instance take another path", lines
 
 
 def _ran_again(plain: Run, other: Run) -> tuple[Call, int, int, bool] | None:
