@@ -57,7 +57,9 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
+from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
+from genflow.retention import RetentionRunner
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
     ONCE,
@@ -66,6 +68,7 @@ from genflow.runtime import (
     drive_async,
     reset_failures,
 )
+from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -152,17 +155,25 @@ class Engine:
         # Instances this engine saved as due while it held them: it wakes the
         # other workers when it lets them go (`_release`), not at every save.
         self._left_due: set[str] = set()
+        #: schedules, queues and retention (genflow.schedules, .queues, .retention)
+        self.schedules = Schedules(self)
+        self.queues = Queues(self)
+        self.retention = RetentionRunner(self)
+        self._queue_wake: _dt.datetime | None = None
 
     # -- public sync API --
 
-    def start(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
+    def start(self, data: Any, *, id: str | None = None, run: bool = True,
+              queue: str | None = None, priority: int = 0) -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
         otherwise it is left due for a worker. A duplicate id raises
-        `DuplicateInstanceError`.
+        `DuplicateInstanceError`. With `queue`, it waits until that queue
+        admits it (`genflow.queues`; lower `priority` first), then a worker
+        runs it.
         """
-        return drive(self._start(data, id, run))
+        return drive(self._start(data, id, run, queue, priority))
 
     def send(
         self,
@@ -224,8 +235,9 @@ class Engine:
 
     # -- public async API --
 
-    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
-        return await drive_async(self._start(data, id, run))
+    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
+                          queue: str | None = None, priority: int = 0) -> str:
+        return await drive_async(self._start(data, id, run, queue, priority))
 
     async def send_async(
         self,
@@ -293,7 +305,13 @@ class Engine:
         batch: int = 100,
     ) -> int:
         """The worker loop: run due work until `stop()` is true, or until there
-        is none left. Returns how many instances it processed.
+        is none left. Returns how many instances it processed (ticks fired,
+        admissions and purged rows included).
+
+        Each round first fires the schedules' due ticks (`genflow.schedules`),
+        admits queued instances (`genflow.queues`) and, at most every
+        `retention.every`, applies the retention policies (`genflow.retention`);
+        then it runs the due instances.
 
         * `until_idle`: return once nothing this engine runs is due now, nor due
           within `idle_sleep` seconds. Work due sooner (a retry after its
@@ -321,8 +339,8 @@ class Engine:
         failures = 0
         while stop is None or not stop():
             try:
-                done = self.run_due(batch)
-                next_wake = None if done else self.store.next_wake(self.runs())
+                done = self._housekeeping() + self.run_due(batch)
+                next_wake = None if done else self._next_wake(until_done)
             except StoreError as exc:
                 failures += 1
                 wait = _STORE_BACKOFF.delay(failures)
@@ -358,6 +376,36 @@ class Engine:
             self._sleep(pause)
         return total
 
+    def _housekeeping(self) -> int:
+        """The worker's round before it runs instances: fire due schedule ticks,
+        admit queued instances, apply retention (at most every so often)."""
+        done = 0
+        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due):
+            try:
+                done += part()
+            except StoreError:
+                raise  # the store itself is down: the worker loop waits for it
+            except Exception as exc:  # a bug there must not end the worker loop
+                _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
+                                  getattr(part, "__qualname__", part), type(exc).__name__, exc,
+                                  extra={"error": type(exc).__name__})
+        return done
+
+    def _admit(self) -> int:
+        admission = self.queues.admit()
+        self._queue_wake = admission.next_at
+        return len(admission.admitted)
+
+    def _next_wake(self, instances_only: bool) -> _dt.datetime | None:
+        """When the worker next has something to do: an instance's wake, a queue's
+        rate limit letting one more in, a schedule's tick (not with `until_done`,
+        which waits for instances only: a schedule never runs out of ticks)."""
+        wakes = [self.store.next_wake(self.runs()), self._queue_wake]
+        if not instances_only:
+            wakes.append(self.schedules.next_due(self.clock()))
+        present = [w for w in wakes if w is not None]
+        return min(present) if present else None
+
     def _sleep(self, seconds: float) -> None:
         """The worker's wait: on the clock when it can sleep (a FakeClock jumps),
         else on the store (woken early by `notify_wake`)."""
@@ -373,13 +421,21 @@ class Engine:
         return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
                          handler_retry=self.handler_retry)
 
-    def _start(self, data: Any, instance_id: str | None, run: bool) -> _Ops:
+    def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
+               priority: int = 0) -> _Ops:
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
         now = self.clock()
+        if queue is not None:  # it waits for admission: no wake_at, no lease
+            self.queues.enqueue(InstanceRecord(
+                id=instance_id, workflow=name, status=state.status.value,
+                blob=dumps(data, state, check=True)), data, queue, priority)
+            self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
+            self.store.notify_wake()
+            return instance_id
         record = self.store.create(
             InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
