@@ -19,7 +19,7 @@ WORKLOADS = {
 OPTIONAL = {"w3": "w3_durable_steps", "w4": "w4_batch", "postgres": "postgres_workers",
             "check": "deploy_check", "journal": "journal_cost", "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
-            "sched": "schedules_queues", "trace": "trace_send"}
+            "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit"}
 
 
 def main(argv: list[str] | None = None) -> int:
