@@ -17,7 +17,7 @@ import attrs
 
 import genflow
 from genflow import On, Step, Wait
-from genflow.batch import drive
+from genflow.batch import run_batch
 from genflow.stores import SQLiteStore
 
 from .common import Figure, figure
@@ -48,7 +48,7 @@ def _one_run(instances: int, processes: int, progress: bool = False) -> float:
         starts = [(f"i{k}", Small()) for k in range(instances)]
         events = [(f"i{k}", "go", None) for k in range(instances)]
         with open(Path(tmp) / "progress.log", "w") as log, contextlib.redirect_stderr(log):
-            result = drive(url, starts=starts, events=events, processes=processes,
+            result = run_batch(url, starts=starts, events=events, processes=processes,
                            progress=progress)
         store = SQLiteStore(Path(tmp) / "w4.db")
         finished = store.count(status="finished")

@@ -1,6 +1,6 @@
 """Drive many instances in one job: start them, deliver events, run until idle.
 
-`drive()` runs each phase in this process or, with `processes > 1`, in forked
+`run_batch()` runs each phase in this process or, with `processes > 1`, in forked
 worker processes that share the store (SQLite file or PostgreSQL). Nothing is
 pickled: children inherit the work list by forking and report progress through
 a shared counter; everything else goes through the store. Each phase has its
@@ -23,7 +23,7 @@ from genflow.errors import GenflowError
 from genflow.state import WorkflowStatus
 from genflow.stores import open_store
 
-__all__ = ["BatchResult", "Progress", "drive"]
+__all__ = ["BatchResult", "Progress", "drive", "run_batch"]
 
 
 @attrs.frozen
@@ -120,7 +120,7 @@ def _duration(seconds: float) -> str:
 _JOB: list[Any] = []
 
 
-def drive(
+def run_batch(
     store: str,
     *,
     starts: Sequence[tuple[str | None, Any]] = (),
@@ -159,6 +159,10 @@ def drive(
         moved = _work(make(opened), processes, store, make, commit_every, progress)
     return BatchResult(len(starts), len(events), moved, failed, time.perf_counter() - began)
 
+
+
+#: `run_batch`'s name in earlier releases (`drive` now names the core's driver only)
+drive = run_batch
 
 def _start_one(engine: Engine, item: tuple[str | None, Any]) -> None:
     engine.start(item[1], id=item[0])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import genflow
 from genflow import On, Step, Timeout, Wait
-from genflow.batch import Progress, drive
+from genflow.batch import Progress, run_batch
 from genflow.engine import Engine
 from genflow.errors import GenflowError
 from genflow.stores import SQLiteStore
@@ -48,7 +48,7 @@ def test_drive_starts_delivers_and_finishes(tmp_path, processes):
     # events for the even ones, one for an instance that does not exist, one malformed
     events = [(f"i{k:03}", "go", f"p{k}") for k in range(0, 120, 2)]
     events += [("missing", "go", "x"), ("i001", "go", {"not": "a string"})]
-    result = drive(url, starts=starts, events=events, processes=processes, progress=False)
+    result = run_batch(url, starts=starts, events=events, processes=processes, progress=False)
     assert (result.started, result.delivered, result.failed) == (120, 62, 2)
     assert result.moved == 60  # the odd ones' timers fired in the work phase
     assert result.per_second > 0
@@ -63,9 +63,9 @@ def test_drive_starts_delivers_and_finishes(tmp_path, processes):
 
 def test_drive_refuses_bad_settings():
     with pytest.raises(ValueError, match="at least 1"):
-        drive("memory:", processes=0)
+        run_batch("memory:", processes=0)
     with pytest.raises(GenflowError, match="in-memory"):
-        drive("memory:", processes=2)
+        run_batch("memory:", processes=2)
 
 
 class FakeClock:
@@ -155,7 +155,7 @@ def test_drive_shows_each_phase_with_its_own_total_and_rate(tmp_path, capsys, pr
     url = f"sqlite:///{tmp_path / 'p.db'}"
     starts = [(f"i{k:03}", Small()) for k in range(40)]
     events = [(f"i{k:03}", "go", "ops") for k in range(0, 40, 2)]
-    result = drive(url, starts=starts, events=events, processes=processes)
+    result = run_batch(url, starts=starts, events=events, processes=processes)
     assert result.moved == 20  # the odd ones' timers
     err = capsys.readouterr().err
     assert "\r" not in err

@@ -172,15 +172,15 @@ def test_reopen_is_a_new_store_on_the_same_schema(pg):
 
 
 def test_batch_drive_on_postgres_with_processes(dsn, schema):
-    from genflow.batch import drive
+    from genflow.batch import run_batch
 
     url = with_schema(dsn, schema)
     starts = [(f"t{k}", Tally()) for k in range(40)]
     events = [(f"t{k}", "add", f"x{k}") for k in range(40)]
     events += [(f"t{k}", "close", None) for k in range(40)]
-    result = drive(url, starts=starts, events=events[:40], processes=2, progress=False)
+    result = run_batch(url, starts=starts, events=events[:40], processes=2, progress=False)
     assert (result.started, result.delivered, result.failed) == (40, 40, 0)
-    result = drive(url, events=events[40:], processes=2, progress=False, commit_every=7)
+    result = run_batch(url, events=events[40:], processes=2, progress=False, commit_every=7)
     assert result.failed == 0
     with open_store(url) as store:
         assert store.count(status="finished") == 40
