@@ -588,6 +588,8 @@ class Engine:
         status = state.status
         if status is WorkflowStatus.RESUMING:  # (first: the save after every step)
             return now
+        if status is WorkflowStatus.CANCELLING and state.movable():
+            return now  # cleanup left to run (a crash stopped it): a worker goes on with it
         if status is WorkflowStatus.FINISHED or status is _FAILED:
             return None
         cancelled = status is WorkflowStatus.CANCELLED
