@@ -271,11 +271,12 @@ class Timeout(On):
         # `at=None` given is a deadline the data has not set yet (a step sets it
         # before the wait begins): the definition must build meanwhile, since the
         # engine validates and the diagrams draw a fresh instance
-        if after is None and at is _NOT_GIVEN or after is not None and at is not None \
-                and at is not _NOT_GIVEN:
-            raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
         if at is _NOT_GIVEN:
+            if after is None:
+                raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
             at = None
+        elif after is not None and at is not None:
+            raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
         seconds = None if after is None else _seconds(f"Timeout {name!r}", after)
         if at is not None and (not isinstance(at, _dt.datetime) or at.tzinfo is None):
             raise StatementError(
