@@ -407,7 +407,8 @@ class _Builder:
             cluster, end = owner.lane[0].id, owner.lane[2]
         if owner.group is not None:  # a Try's body is in its cluster, its branches not
             cluster = owner.group[0] if frame.branch == 0 else owner.group[1]
-            if frame.branch == len(owner.stmt.bodies) - 1 and owner.stmt.finally_:
+            fin = getattr(owner.stmt, "finally_", None)
+            if fin is not None and frame.branch == fin.index:
                 self.join_finally(owner)
         # a Wait's bodies hang under its events, one level deeper
         depth = parent.depth + (2 if isinstance(owner.stmt, Wait) else 1)
@@ -491,7 +492,7 @@ class _Builder:
         node = self.statement_node(stmt, context, cluster, path)
         self.connect(context.pending, node.id)
         context.pending = [_Exit(node.id)]
-        if kind is Raise:  # nothing after it runs: its failure goes where it is caught
+        if isinstance(stmt, Raise):  # nothing after it runs: its failure goes where caught
             context.pending = []
             self.fail_edges(node, _raised(stmt, self.contexts), self.outward(context))
         if stmt.bodies or isinstance(stmt, (Switch, For, Wait, Go)):
