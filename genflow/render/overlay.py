@@ -37,12 +37,11 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from genflow.describe import thread_name
+from genflow.describe import carries, thread_name
 from genflow.render.graph import EdgeKind, Graph, Node, NodeKind, build_graph
 from genflow.replay import Definition, find, path_of
 from genflow.state import (
     MAIN_THREAD,
-    Failure,
     State,
     Thread,
     ThreadStatus,
@@ -199,38 +198,6 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
     if not thread.enter:
         _mark_passed(graph, by_path, len(offset), node.path, thread)
     return node
-
-
-def carries(thread: Thread) -> str:
-    """What `thread` carries, in words ("" if nothing): the failure or the
-    cancellation it unwinds with, the failure a Catch it is in handles, or what
-    a Finally it runs goes on with when it ends."""
-    failure = thread.failures[-1] if thread.failures else None
-    if thread.status is ThreadStatus.UNWINDING:
-        return f"unwinding: {_what(thread.unwind, failure)}"
-    if thread.enter:
-        return f"caught {_failure_words(failure)}" if failure is not None else ""
-    if thread.unwind:
-        return f"after the Finally: {_what(thread.unwind, failure)}"
-    caught = [f for f in thread.failures if f.at]
-    if caught:
-        return f"handling {_failure_words(caught[-1])}"
-    return ""
-
-
-def _what(how: str, failure: Failure | None) -> str:
-    if how == "cancel":
-        return "cancelled"
-    if how == "fail":
-        return f"fails with {_failure_words(failure)}" if failure is not None else "fails"
-    return how  # break, continue, return
-
-
-def _failure_words(failure: Failure) -> str:
-    where = f" (step {failure.step!r}" + (
-        f", {failure.attempt} attempts)" if failure.attempt > 1 else ")") if failure.step else ""
-    return f"{failure.type}: {failure.message}{where}" if failure.message else \
-        f"{failure.type}{where}"
 
 
 def _named(graph: Graph, name: str) -> Node | None:
