@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from genflow.clock import FakeClock
 from genflow.errors import (
+    Cancelled,
     ConcurrencyError,
     CorruptStateError,
     DefinitionError,
@@ -77,6 +78,7 @@ from genflow.lowlevel import (
 )
 from genflow.registry import workflow
 from genflow.runtime import StepContext, current_step
+from genflow.state import Failure
 from genflow.statements import (
     Break,
     Case,
@@ -86,13 +88,16 @@ from genflow.statements import (
     Go,
     If,
     On,
+    Raise,
     Retry,
     Return,
     S,
     Section,
+    Sleep,
     Step,
     Switch,
     Timeout,
+    Try,
     Wait,
     WaitFor,
     WaitGroup,
@@ -123,13 +128,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [  # noqa: RUF022 - grouped by what they are for
     # statements
-    "Break", "Case", "Continue", "Default", "For", "Go", "If", "On", "Retry", "Return",
-    "S", "Section", "Step", "Switch", "Timeout", "Wait", "WaitFor", "WaitGroup",
+    "Break", "Case", "Continue", "Default", "For", "Go", "If", "On", "Raise", "Retry",
+    "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try", "Wait", "WaitFor",
+    "WaitGroup",
     # writing and running workflows
-    "Engine", "EventHandler", "FakeClock", "Handler", "Instance", "StepContext",
+    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "StepContext",
     "current_step", "open_store", "workflow",
-    # the errors a caller catches (all of them: genflow.errors)
-    "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
+    # the errors a caller catches (all of them: genflow.errors), and cancellation as a
+    # Catch sees it
+    "Cancelled", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
     "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
     "NonDeterminismError", "PayloadError", "StepError", "StoreError", "UnknownEventError",
     "WorkflowFinishedError",

@@ -78,7 +78,8 @@ def when(moment: _dt.datetime, now: _dt.datetime) -> str:
 
 def _status(state: State, attempts: int, error: str, wake_at: _dt.datetime | None) -> str:
     if state.status is WorkflowStatus.FAILED:
-        return f"FAILED after {_attempts(attempts)}"
+        # (no attempts on record: a failure that left its cleanup ended its thread)
+        return f"FAILED after {_attempts(attempts)}" if attempts else "FAILED"
     if error and wake_at is None and state.status is not WorkflowStatus.FINISHED:
         return "STUCK (the last try failed and nothing will retry it)"
     if error and (state.status is WorkflowStatus.RESUMING or _retrying(state)):

@@ -503,7 +503,13 @@ class Engine:
         elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
             saver.flush(wake_at=self.clock(), release=True)
         elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
-            saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
+            # out of attempts: the core recorded it at a checkpoint, on its thread; a
+            # failure that left its thread's cleanup uncaught ended the thread, so the
+            # row keeps what it was
+            if any(t.error or any(e.error for e in t.events) for t in state.threads):
+                saver.flush(release=True)
+            else:
+                saver.flush(error=f"{type(failure).__name__}: {failure}", release=True)
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
             saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)

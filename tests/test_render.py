@@ -1430,7 +1430,7 @@ def test_step_labels_sleep_and_daemon_threads() -> None:
     go = graph.named("reminder", NodeKind.GO)
     assert go is not None and go.label == "Go reminder\ndaemon" and go.detail["daemon"]
     assert graph.cluster(go.detail["lane"]).label == (
-        "thread reminder, daemon: cancelled when the main thread ends")
+        "thread reminder (daemon)")
     # a bare trigger has no handler, so no payload or result types
     bare = build_graph(Cancellable()).named("ping")
     assert bare is not None and bare.label == "on ping" and bare.detail["handler"] is None
@@ -1618,3 +1618,35 @@ def test_a_sleeping_thread_shows_its_due_time_and_a_failed_end() -> None:
     assert state2.status.value == "failed" and state2.threads == []
     assert [n.kind for n in graph.nodes if "failed" in n.classes] == [NodeKind.FAILS]
     assert "✘ fails" in to_text(graph)
+
+
+@genflow.workflow("render-slow-cleanup")
+@attrs.define
+class SlowCleanup:
+    def definition(self):
+        yield Try("work", Wait("go?", On("go"))).Finally(
+            "cleanup", Wait("confirm?", On("confirmed")), Step("tidy", self.noop))
+
+    def noop(self) -> None:
+        pass
+
+
+def test_the_console_view_and_report_of_a_cancelling_instance(tmp_path: Path) -> None:
+    from genflow.render.views import Diagrams, instance_view
+
+    engine = Engine(SQLiteStore(tmp_path / "s.db"), [SlowCleanup])
+    engine.start(SlowCleanup(), id="slow")
+    engine.cancel("slow")  # its cleanup waits for a confirmation: it stays CANCELLING
+    instance = engine.get("slow")
+    assert instance.status.value == "cancelling"
+    view = instance_view(instance, now=engine.clock(), diagrams=Diagrams(svg=False))
+    assert view["status"] == "cancelling" and not view["problems"]
+    assert "cancelling (its threads run their cleanup, then end)" in view["text"]
+    confirm = next(node for node, names in view["at"].items() if names == ["main"])
+    assert "waiting" in view["marks"][confirm]
+    assert view["notes"][confirm] == "after the Finally: cancelled"
+    data = _report_data(write_report(engine, tmp_path / "report", svg=False))
+    assert {r["id"]: r["status"] for r in data["rows"]} == {"slow": "cancelling"}
+    engine.send("slow", "confirmed")
+    assert engine.get("slow").status.value == "cancelled"
+    engine.store.close()

@@ -589,8 +589,8 @@ class _Builder:
             label = f"thread {go.name} (one per id)"
         else:
             label = f"thread {go.name}" + (f" (id {go.id})" if go.id != go.name else "")
-        if go.daemon:
-            label += ", daemon: cancelled when the main thread ends"
+        if go.daemon:  # (cancelled when the main thread ends)
+            label += " (daemon)"
         lane = self.add_cluster("thread", label, cluster, go.name or "")
         node.detail["lane"] = lane.id
         depth = node.depth + 1
@@ -722,8 +722,9 @@ class _Builder:
         for node in self.graph.nodes:
             if node.kind == NodeKind.FAILS and node.detail.get("end") == end.id:
                 return node
+        lane = end.id.removeprefix("n_").removesuffix("end")  # "" for the main thread
         return self.add_node(NodeKind.FAILS, "fails", parent=end.parent, cluster=end.cluster,
-                             depth=end.depth, id_text=f"{end.id} fails",
+                             depth=end.depth, id_text=f"{lane}fails",
                              detail={"end": end.id})
 
     def subflow_cluster(self, base: str | None, frame: Frame) -> str | None:
