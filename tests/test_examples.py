@@ -913,3 +913,39 @@ def test_a_crash_at_any_save_ends_as_an_uninterrupted_run(make_store, scenario, 
             break
     else:
         raise AssertionError("the operation never ended without a crash")
+
+
+#: Temporal's money-transfer workflow (temporalio/money-transfer-project-template-python,
+#: workflows.py), in lines of code: what docs/statements.md compares genflow's with
+TEMPORAL_WORKFLOW_LINES = 46
+
+
+def _code_lines(source: str) -> int:
+    """Lines of code: neither blank nor a comment nor part of a docstring."""
+    import ast
+
+    strings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            strings.update(range(node.lineno, node.end_lineno + 1))
+    return sum(1 for number, line in enumerate(source.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and number not in strings)
+
+
+def test_the_money_transfer_is_no_longer_than_temporals():
+    import re
+
+    page = (ROOT / "docs" / "statements.md").read_text()
+    [block] = [b for b in re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)
+               if '@genflow.workflow("doc-transfer")' in b]
+    quoted = re.search(r"genflow's workflow above, with its steps: \*\*(\d+) lines\*\*", page)
+    assert quoted is not None and int(quoted[1]) == _code_lines(block)
+    assert f"**{TEMPORAL_WORKFLOW_LINES} lines** for the workflow" in page
+    assert _code_lines(block) <= TEMPORAL_WORKFLOW_LINES
+    # the page shows the example's own workflow
+    example = (ROOT / "examples" / "money_transfer.py").read_text()
+    start = example.index("RETRY = ")
+    end = example.index("\n\n\ndef main")
+    assert block[block.index("RETRY = "):].strip() == \
+        example[start:end].strip().replace('"money-transfer"', '"doc-transfer"')
