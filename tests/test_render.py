@@ -1026,7 +1026,7 @@ def test_docs_hook_renders_every_marker() -> None:
     assert spec is not None and spec.loader is not None
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
-    for name in ("statements", "diagrams"):
+    for name in ("statements", "diagrams", "failure"):
         source = (ROOT / "docs" / f"{name}.md").read_text()
         markers = hooks.MARKER.findall(source)
         assert markers, name
