@@ -40,6 +40,7 @@ from genflow.errors import (
     SerializationError,
     StaleCallbackError,
     StepError,
+    StepTimeoutError,
     StoreError,
     UnknownEventError,
     UnknownThreadError,
@@ -105,6 +106,8 @@ from genflow.statements import (
 
 if TYPE_CHECKING:
     from genflow.engine import Engine, Instance
+    from genflow.lease import heartbeat
+    from genflow.saga import Saga
     from genflow.stores import open_store
 
 __version__ = "0.1.0"
@@ -112,7 +115,7 @@ __version__ = "0.1.0"
 # The engine and the stores load on first use: `import genflow` stays the core
 # (a process that only replays definitions, or a test of them, loads no store).
 _LAZY = {"Engine": "genflow.engine", "Instance": "genflow.engine",
-         "open_store": "genflow.stores"}
+         "open_store": "genflow.stores", "heartbeat": "genflow.lease", "Saga": "genflow.saga"}
 
 
 def __getattr__(name: str) -> Any:
@@ -132,14 +135,13 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try", "Wait", "WaitFor",
     "WaitGroup",
     # writing and running workflows
-    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "StepContext",
-    "current_step", "open_store", "workflow",
-    # the errors a caller catches (all of them: genflow.errors), and cancellation as a
-    # Catch sees it
+    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Saga",
+    "StepContext", "current_step", "heartbeat", "open_store", "workflow",
+    # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
     "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "NonDeterminismError", "PayloadError", "StepError", "StoreError", "UnknownEventError",
-    "WorkflowFinishedError",
+    "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
+    "UnknownEventError", "WorkflowFinishedError",
 ]
 
 # importable from here as the design contract names them; documented in genflow.lowlevel

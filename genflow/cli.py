@@ -1,5 +1,5 @@
 """The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
-move, check, history, graph, report.
+move, check, history, graph, report, schedule, purge.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
@@ -22,6 +22,7 @@ path is an error, never a new empty store.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import importlib
 import importlib.machinery
 import importlib.util
@@ -66,7 +67,8 @@ class _Interrupted(Exception):
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
-    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run)
+    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
+                         queue=args.queue, priority=args.priority)
     print(_summary(engine.get(instance_id)))
 
 
@@ -75,7 +77,7 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     output = engine.send(args.id, args.event, payload, thread=args.thread)
     print(_summary(engine.get(args.id)))
     if output is not None:
-        print(json.dumps(output, default=str, ensure_ascii=False))
+        print(json.dumps(unstructure(output), default=str, ensure_ascii=False))
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -363,7 +365,8 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
     elif kind == "send":
         output = engine.send(target, str(action["event"]), action.get("payload"),
                              thread=action.get("thread"))
-        reply = f" -> {json.dumps(output, default=str)}" if output is not None else ""
+        reply = f" -> {json.dumps(unstructure(output), default=str)}" if output is not None \
+            else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":
         print(f"work: processed {engine.work(until_idle=True)} due instance(s)")
@@ -382,7 +385,113 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
         print(f"retry: {target} is due again")
 
 
+# -- schedules and retention (genflow.schedules, genflow.retention) ------------------------
+
+
+def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
+    """`genflow schedule add|list|show|pause|resume|trigger|delete`."""
+    schedules = engine.schedules
+    action = args.schedule_action
+    if action == "add":
+        fields = _json(args.data, "--data") if args.data is not None else {}
+        info = schedules.add(
+            args.id, _data(args.workflow, fields), cron=args.cron,
+            every=None if args.every is None else _dt.timedelta(seconds=args.every),
+            timezone=args.tz, factory=args.factory, jitter=args.jitter,
+            catchup=args.catchup, catchup_window=args.window, overlap=args.overlap,
+            queue=args.queue, priority=args.priority, paused=args.paused)
+        print(_schedule_line(info, engine))
+    elif action == "list":
+        infos = schedules.list()
+        for info in infos:
+            print(_schedule_line(info, engine))
+        if not infos:
+            print("no schedules", file=sys.stderr)
+    elif action == "show":
+        print(_schedule_text(schedules.get(args.id), engine, args.next))
+    elif action in ("pause", "resume"):
+        info = getattr(schedules, action)(args.id)
+        print(_schedule_line(info, engine))
+    elif action == "trigger":
+        started = schedules.trigger(args.id)
+        print(f"started {started}" if started else
+              f"{args.id}: skipped (its previous run is still going: overlap policy 'skip')")
+    elif action == "delete":
+        schedules.delete(args.id)
+        print(f"deleted schedule {args.id} (the instances it started stay)")
+
+
+def _schedule_line(info: Any, engine: Engine) -> str:
+    schedule = info.schedule
+    if info.paused:
+        state = "paused"
+    elif info.due_at is None:
+        state = "ended (no tick left)"
+    else:
+        state = f"next {when(info.due_at, engine.clock())}"
+    return "\t".join([schedule.id, schedule.workflow, schedule.spec_text, state])
+
+
+def _schedule_text(info: Any, engine: Engine, count: int) -> str:
+    schedule = info.schedule
+    now = engine.clock()
+    lines = [f"schedule {schedule.id}: starts workflow {schedule.workflow!r} "
+             f"{schedule.spec_text}" + (" (PAUSED)" if info.paused else ""),
+             f"  catch-up: {schedule.catchup.value}"
+             + (f" within {schedule.window}" if schedule.window is not None else "")
+             + f"; overlap: {schedule.overlap.value}"
+             + (f"; jitter up to {schedule.jitter}" if schedule.jitter else "")
+             + (f"; on queue {schedule.queue!r}" if schedule.queue else "")
+             + (f"; data from factory {schedule.factory!r}" if schedule.factory else ""),
+             f"  fired {info.fired} tick(s), skipped {info.skipped}"
+             + (f"; last: {info.last_instance}" if info.last_instance else "")]
+    if info.error:
+        lines.append(f"  ERROR: the next tick could not start its instance: {info.error}")
+    fires = info.next_fire_times(count)
+    if fires:
+        lines.append("  next fire times:")
+        lines += [f"    {when(moment, now)}" for moment in fires]
+    elif info.paused:
+        lines.append("  paused: no tick fires until `genflow schedule resume`")
+    else:
+        lines.append("  no tick left (past its end)")
+    lines.append(f"  data: {json.dumps(schedule.data, default=str, ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def cmd_purge(engine: Engine, args: argparse.Namespace) -> None:
+    """Delete ended instances older than --older-than, in batches."""
+    statuses = args.status or ["finished", "cancelled", "failed"]
+    report = engine.retention.purge(
+        _dt.timedelta(seconds=args.older_than), statuses=statuses, workflow=args.workflow,
+        dry_run=args.dry_run, max_batches=1 << 30)
+    what = ", ".join(statuses)
+    if args.dry_run:
+        print(f"would delete {report.instances} instance(s) ({what}) last changed over "
+              f"{_dt.timedelta(seconds=args.older_than)} ago (dry run: nothing deleted)")
+    else:
+        print(f"deleted {report.instances} instance(s) ({what}) last changed over "
+              f"{_dt.timedelta(seconds=args.older_than)} ago, with their journals")
+
+
+def _duration(text: str) -> float:
+    """An argparse type: `90`, `90s`, `30m`, `12h`, `7d` or `2w`, in seconds (0 or more)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 90s, 30m, 12h or "
+                                         "7d)") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration of 0 or more, not {text}")
+    return value
+
+
+
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
+    "schedule": cmd_schedule,
+    "purge": cmd_purge,
     "start": cmd_start,
     "send": cmd_send,
     "show": cmd_show,
@@ -407,10 +516,12 @@ READONLY = {"list", "show", "report", "check", "history"}
 # -- shared helpers -----------------------------------------------------------------------
 
 
-def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool) -> str:
+def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool,
+           queue: str | None = None, priority: int = 0) -> str:
     if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
         raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
-    return engine.start(_data(name, fields), id=instance_id, run=run)
+    return engine.start(_data(name, fields), id=instance_id, run=run, queue=queue,
+                        priority=priority)
 
 
 def _data(name: str, fields: Any) -> Any:
@@ -452,9 +563,11 @@ def _summary(instance: Instance) -> str:
 
 
 def _describe(engine: Engine, instance: Instance) -> str:
+    place = engine.queues.place(instance.id)
     return describe(instance.state, instance.data, now=engine.clock(),
                     attempts=instance.attempts, error=instance.error,
-                    wake_at=instance.wake_at, updated_at=instance.updated_at)
+                    wake_at=instance.wake_at, updated_at=instance.updated_at,
+                    queue=None if place is None else place.text())
 
 
 def _json(text: str, what: str) -> Any:
@@ -601,6 +714,9 @@ def build_parser() -> _Parser:
     p.add_argument("--id", help="the instance id (default: a random one)")
     p.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
     p.add_argument("--no-run", action="store_true", help="leave it for a worker to run")
+    p.add_argument("--queue", help="wait for this queue to admit it (genflow.queues)")
+    p.add_argument("--priority", type=int, default=0, help="its priority on the queue "
+                   "(lower first)")
 
     p = command("send", "deliver an event to an instance")
     p.add_argument("id")
@@ -688,7 +804,55 @@ def build_parser() -> _Parser:
     p.add_argument("--public-url", metavar="URL",
                    help="the URL outside systems reach the server by, for callback URLs "
                         "(default: $GENFLOW_WEB_URL)")
+    _schedule_commands(command)
     return parser
+
+
+def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """`genflow schedule ...` and `genflow purge` (genflow.schedules, genflow.retention)."""
+    p = command("schedule", "schedules: start a workflow on a cron expression or an interval")
+    actions = p.add_subparsers(dest="schedule_action", required=True, metavar="ACTION",
+                               parser_class=_Parser)
+    add = actions.add_parser("add", help="add a schedule", description="add a schedule")
+    add.add_argument("id", help="the schedule's id (its instances are ID@TICK)")
+    add.add_argument("workflow", help="the workflow's registered name")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression, as '0 2 * * *'")
+    when.add_argument("--every", type=_seconds, metavar="SECONDS", help="an interval")
+    add.add_argument("--tz", default="UTC", help="the cron's time zone (default UTC)")
+    add.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
+    add.add_argument("--factory", help="a registered factory that makes each tick's data")
+    add.add_argument("--jitter", type=_duration, default=0, metavar="DURATION",
+                     help="fire each tick up to this much later (the same on every worker)")
+    add.add_argument("--catchup", choices=["skip", "all", "latest"], default="skip",
+                     help="ticks missed while no worker ran (default skip)")
+    add.add_argument("--window", type=_duration, metavar="DURATION",
+                     help="the catch-up window (default: 1m for skip, unbounded otherwise)")
+    add.add_argument("--overlap", choices=["skip", "allow", "cancel"], default="skip",
+                     help="while the previous tick's instance runs (default skip)")
+    add.add_argument("--queue", help="start the ticks' instances on this queue")
+    add.add_argument("--priority", type=int, default=0, help="their priority on the queue")
+    add.add_argument("--paused", action="store_true", help="add it paused")
+    actions.add_parser("list", help="list schedules", description="list schedules"
+                       ).set_defaults(readonly=True)
+    show = actions.add_parser("show", help="a schedule, its state and its next fire times",
+                              description="a schedule, its state and its next fire times")
+    show.add_argument("id")
+    show.add_argument("--next", type=_count(1), default=5, help="fire times shown (default 5)")
+    show.set_defaults(readonly=True)
+    for name, text in (("pause", "stop firing until resumed"),
+                       ("resume", "fire again from the next tick"),
+                       ("trigger", "fire one tick now (under the overlap policy)"),
+                       ("delete", "remove the schedule (its instances stay)")):
+        actions.add_parser(name, help=text, description=text).add_argument("id")
+
+    p = command("purge", "delete ended instances (and their journals) older than a duration")
+    p.add_argument("--older-than", type=_duration, required=True, metavar="DURATION",
+                   help="last changed longer ago than this: 90s, 30m, 12h, 7d")
+    p.add_argument("--status", action="append", choices=["finished", "cancelled", "failed"],
+                   help="only this status (repeatable; default: all three)")
+    p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
 
 def _diagram_options(p: argparse.ArgumentParser) -> None:
@@ -729,14 +893,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
-        if args.command not in ("list", "worker", "report", "history", "serve"):
+        if args.command not in ("list", "worker", "report", "history", "serve", "schedule",
+                                "purge"):
             _need_workflows()
         if args.command in STORELESS:
             COMMANDS[args.command](None, args)  # type: ignore[arg-type]
             return 0
         from genflow.stores import open_store
 
-        with open_store(args.store, readonly=args.command in READONLY) as store:
+        readonly = args.command in READONLY or getattr(args, "readonly", False)
+        with open_store(args.store, readonly=readonly) as store:
             journal = os.environ.get("GENFLOW_JOURNAL", "") not in ("", "0")
             COMMANDS[args.command](Engine(store, journal=journal), args)
     except CheckFailed as exc:  # a finding, not a mistake

@@ -40,17 +40,21 @@ def describe(
     error: str = "",
     wake_at: _dt.datetime | None = None,
     updated_at: _dt.datetime | None = None,
+    queue: str | None = None,
 ) -> str:
     """A few lines of plain text about an instance.
 
     `attempts`, `error`, `wake_at` and `updated_at` are the store's bookkeeping
     (see `genflow.engine.Instance`); `now` is the clock to say "in 5m" against.
+    `queue` says where it stands in its queue (`genflow.queues.QueuePlace.text`).
     """
     now = now or _dt.datetime.now(_dt.UTC)
     lines = [f"instance {state.id} of workflow {state.workflow!r}: "
              f"{_status(state, attempts, error, wake_at)}"]
     if updated_at is not None:
         lines.append(f"  last changed {when(updated_at, now)}")
+    if queue is not None:
+        lines.append(f"  {queue}")
     lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
     for thread in state.threads:
         lines.extend("  " + line for line in _thread(thread, now))

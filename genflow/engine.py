@@ -56,7 +56,10 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
+from genflow.lease import KEEPER
+from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
+from genflow.retention import RetentionRunner
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
     ONCE,
@@ -65,6 +68,7 @@ from genflow.runtime import (
     drive_async,
     reset_failures,
 )
+from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
@@ -92,6 +96,8 @@ _FAILED = WorkflowStatus.FAILED
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _SETUP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
+#: threads that move as soon as a worker runs them (a step to run, a thread to move on)
+_CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
 #: the longest instance id a store keeps (ids are primary keys on every store)
 MAX_ID_LENGTH = 255
 
@@ -151,17 +157,25 @@ class Engine:
         # Instances this engine saved as due while it held them: it wakes the
         # other workers when it lets them go (`_release`), not at every save.
         self._left_due: set[str] = set()
+        #: schedules, queues and retention (genflow.schedules, .queues, .retention)
+        self.schedules = Schedules(self)
+        self.queues = Queues(self)
+        self.retention = RetentionRunner(self)
+        self._queue_wake: _dt.datetime | None = None
 
     # -- public sync API --
 
-    def start(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
+    def start(self, data: Any, *, id: str | None = None, run: bool = True,
+              queue: str | None = None, priority: int = 0) -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
         otherwise it is left due for a worker. A duplicate id raises
-        `DuplicateInstanceError`.
+        `DuplicateInstanceError`. With `queue`, it waits until that queue
+        admits it (`genflow.queues`; lower `priority` first), then a worker
+        runs it.
         """
-        return drive(self._start(data, id, run))
+        return drive(self._start(data, id, run, queue, priority))
 
     def send(
         self,
@@ -179,8 +193,9 @@ class Engine:
         handler that raises, data the handler left unserialisable...) nothing
         is saved. `thread` picks the thread when several wait for the same
         event; `pc` (from a `CallbackRequest`) makes a stale delivery fail.
-        Returns what the handler returned (unstructured). Timers are fired by
-        the clock only: sending a timer's name is refused.
+        Returns what the handler returned, as it returned it (an attrs object
+        stays one: `genflow.codec.unstructure` makes it plain for a wire).
+        Timers are fired by the clock only: sending a timer's name is refused.
         """
         return drive(self._send(instance_id, event, payload, thread, pc, timeout))
 
@@ -222,8 +237,9 @@ class Engine:
 
     # -- public async API --
 
-    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True) -> str:
-        return await drive_async(self._start(data, id, run))
+    async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
+                          queue: str | None = None, priority: int = 0) -> str:
+        return await drive_async(self._start(data, id, run, queue, priority))
 
     async def send_async(
         self,
@@ -291,7 +307,13 @@ class Engine:
         batch: int = 100,
     ) -> int:
         """The worker loop: run due work until `stop()` is true, or until there
-        is none left. Returns how many instances it processed.
+        is none left. Returns how many instances it processed (ticks fired,
+        admissions and purged rows included).
+
+        Each round first fires the schedules' due ticks (`genflow.schedules`),
+        admits queued instances (`genflow.queues`) and, at most every
+        `retention.every`, applies the retention policies (`genflow.retention`);
+        then it runs the due instances.
 
         * `until_idle`: return once nothing this engine runs is due now, nor due
           within `idle_sleep` seconds. Work due sooner (a retry after its
@@ -319,8 +341,8 @@ class Engine:
         failures = 0
         while stop is None or not stop():
             try:
-                done = self.run_due(batch)
-                next_wake = None if done else self.store.next_wake(self.runs())
+                done = self._housekeeping() + self.run_due(batch)
+                next_wake = None if done else self._next_wake(until_done)
             except StoreError as exc:
                 failures += 1
                 wait = _STORE_BACKOFF.delay(failures)
@@ -356,6 +378,36 @@ class Engine:
             self._sleep(pause)
         return total
 
+    def _housekeeping(self) -> int:
+        """The worker's round before it runs instances: fire due schedule ticks,
+        admit queued instances, apply retention (at most every so often)."""
+        done = 0
+        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due):
+            try:
+                done += part()
+            except StoreError:
+                raise  # the store itself is down: the worker loop waits for it
+            except Exception as exc:  # a bug there must not end the worker loop
+                _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
+                                  getattr(part, "__qualname__", part), type(exc).__name__, exc,
+                                  extra={"error": type(exc).__name__})
+        return done
+
+    def _admit(self) -> int:
+        admission = self.queues.admit()
+        self._queue_wake = admission.next_at
+        return len(admission.admitted)
+
+    def _next_wake(self, instances_only: bool) -> _dt.datetime | None:
+        """When the worker next has something to do: an instance's wake, a queue's
+        rate limit letting one more in, a schedule's tick (not with `until_done`,
+        which waits for instances only: a schedule never runs out of ticks)."""
+        wakes = [self.store.next_wake(self.runs()), self._queue_wake]
+        if not instances_only:
+            wakes.append(self.schedules.next_due(self.clock()))
+        present = [w for w in wakes if w is not None]
+        return min(present) if present else None
+
     def _sleep(self, seconds: float) -> None:
         """The worker's wait: on the clock when it can sleep (a FakeClock jumps),
         else on the store (woken early by `notify_wake`)."""
@@ -371,13 +423,21 @@ class Engine:
         return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
                          handler_retry=self.handler_retry)
 
-    def _start(self, data: Any, instance_id: str | None, run: bool) -> _Ops:
+    def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
+               priority: int = 0) -> _Ops:
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
         now = self.clock()
+        if queue is not None:  # it waits for admission: no wake_at, no lease
+            self.queues.enqueue(InstanceRecord(
+                id=instance_id, workflow=name, status=state.status.value,
+                blob=dumps(data, state, check=True)), data, queue, priority)
+            self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
+            self.store.notify_wake()
+            return instance_id
         record = self.store.create(
             InstanceRecord(
                 id=instance_id, workflow=name, status=state.status.value,
@@ -388,6 +448,7 @@ class Engine:
         )
         self._record(instance_id, [("start", {"data": unstructure(data)})])
         if run:
+            KEEPER.hold(self, instance_id)
             saver = _Saver(self, record, data, state)
             try:
                 op = self._operation(data, state, saver)
@@ -417,7 +478,7 @@ class Engine:
             output = yield from self._settle(saver, op, op.deliver(req, payload, self.max_moves))
         finally:
             self._release(instance_id, saver.record)
-        return unstructure(output)
+        return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
         record = self._acquire(instance_id, timeout)
@@ -468,6 +529,7 @@ class Engine:
         records = self.store.claim_due(self.owner, now, now + self.lease, limit,
                                        workflows=self.runs())
         for record in records:
+            KEEPER.hold(self, record.id)
             saver = _Saver(self, record, None, None)
             try:
                 wf, state = self._load(record)
@@ -503,13 +565,11 @@ class Engine:
         elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
             saver.flush(wake_at=self.clock(), release=True)
         elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
-            # out of attempts: the core recorded it at a checkpoint, on its thread; a
-            # failure that left its thread's cleanup uncaught ended the thread, so the
-            # row keeps what it was
-            if any(t.error or any(e.error for e in t.events) for t in state.threads):
-                saver.flush(release=True)
-            else:
-                saver.flush(error=f"{type(failure).__name__}: {failure}", release=True)
+            # out of attempts: the core recorded it at a checkpoint (on the thread,
+            # unless the failure ended its thread after its cleanup ran)
+            recorded = any(t.error or any(e.error for e in t.events) for t in state.threads)
+            saver.flush(release=True,
+                        error=None if recorded else f"{type(failure).__name__}: {failure}")
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
             saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
@@ -580,6 +640,7 @@ class Engine:
                 time.sleep(wait)
                 continue
             if record is not None:
+                KEEPER.hold(self, instance_id)  # renewed while a long step runs
                 return record
             if time.monotonic() >= deadline:
                 raise ConcurrencyError(
@@ -594,15 +655,16 @@ class Engine:
         status = state.status
         if status is WorkflowStatus.RESUMING:  # (first: the save after every step)
             return now
-        if status is WorkflowStatus.CANCELLING and state.movable():
-            return now  # cleanup left to run (a crash stopped it): a worker goes on with it
         if status is WorkflowStatus.FINISHED or status is _FAILED:
             return None
         cancelled = status is WorkflowStatus.CANCELLED
+        cancelling = status is WorkflowStatus.CANCELLING
         wakes = []
         for thread in state.threads:
             if thread.retry_at is not None:
                 wakes.append(thread.retry_at)
+            elif cancelling and not thread.events and thread.status in _CAN_MOVE:
+                wakes.append(now)  # cleanup left to run (a crash stopped it): go on with it
             for event in thread.events:
                 if event.retry_at is not None:
                     wakes.append(event.retry_at)
@@ -657,6 +719,7 @@ class Engine:
         this engine held the lease, no one else could have taken it). `record`
         is the instance as this engine last wrote it: if that write already
         dropped the lease (`_settle`), there is nothing to write."""
+        KEEPER.drop(self, instance_id)
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:

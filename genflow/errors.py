@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "DefinitionError",
     "DuplicateInstanceError",
+    "DuplicateScheduleError",
     "DuplicateThreadError",
     "EmptyLoopError",
     "EventError",
@@ -31,8 +32,11 @@ __all__ = [
     "NonDeterminismError",
     "NotWaitingError",
     "PayloadError",
+    "QueueNotFoundError",
     "ReadOnlyStoreError",
     "RecordedFailure",
+    "ScheduleError",
+    "ScheduleNotFoundError",
     "SerializationError",
     "StaleCallbackError",
     "StatementError",
@@ -268,3 +272,24 @@ class StoreNotFoundError(StoreError):
     """No store where the URL points: a missing SQLite file (read-only opens
     never create one), a directory that does not exist, a PostgreSQL database
     or schema without genflow's tables. Check the URL."""
+
+
+# -- schedules, queues and retention --------------------------------------------------------
+
+
+class ScheduleError(GenflowError, ValueError):
+    """A schedule, queue or retention policy that cannot work, refused when it is
+    made (a bad cron expression, an unknown time zone or workflow, start data
+    that does not fit the workflow's types, a limit below 1): nothing was written."""
+
+
+class DuplicateScheduleError(GenflowError):
+    """A schedule with that id already exists."""
+
+
+class ScheduleNotFoundError(GenflowError):
+    """No schedule with that id exists in the store."""
+
+
+class QueueNotFoundError(GenflowError):
+    """No queue of that name is defined in the store (`engine.queues.define`)."""

@@ -73,17 +73,23 @@ _EXHAUSTED = object()
 
 
 class Flow:
-    """What a thread carries through a replay besides its place: the completion
-    (`unwind`: break, continue, return, fail, cancel) that a `Finally` it runs
-    must go on with when it ends, and the failures its `Try`s handle (objects
-    with `types` and `at`, innermost last). `advance` changes it; the runtime
-    copies it back to the thread when the move commits."""
+    """What one run forward of a thread carries and produces besides its place:
+    the completion (`unwind`: break, continue, return, fail, cancel) that a
+    `Finally` it runs must go on with when it ends, the failures its `Try`s
+    handle (objects with `types` and `at`, innermost last), and the `Go`
+    statements it passed (`spawned`, with their paths). `advance` changes it;
+    the runtime commits it to the thread when the move commits."""
 
-    __slots__ = ("failures", "unwind")
+    __slots__ = ("failures", "spawned", "unwind")
 
     def __init__(self, unwind: str = "", failures: list[Any] | None = None):
         self.unwind = unwind
-        self.failures = failures if failures is not None else []
+        self.failures = failures if failures is not None else _NONE
+        self.spawned: list[tuple[Go, list[int]]] | None = None
+
+
+#: the failures of a thread that has none (never changed in place: replaced)
+_NONE: list[Any] = []
 
 
 class Frame:
@@ -237,18 +243,15 @@ def search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
     return None
 
 
-def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]],
-            flow: Flow | None = None) -> Any:
+def advance(stack: list[Frame], flow: Flow) -> Any:
     """Run forward until the thread stops.
 
     Returns the `Step`, `Wait` or `WaitFor` it stopped at (with the frames
     standing just after it), `END`, `FAIL`, `(RESTART, loop, loop_path)` or
     `(ENTER, try, catch, how)` (the frames standing just after the Try). `Go`
-    statements passed on the way are appended to `spawned` with their paths; the
-    caller starts them. `flow` is the thread's `Flow` (changed in place).
+    statements passed on the way are added to `flow.spawned` with their paths;
+    the caller starts them. `flow` is the thread's `Flow` (changed in place).
     """
-    if flow is None:
-        flow = Flow()
     while True:
         frame = stack[-1]
         stmt = frame.next()
@@ -284,9 +287,11 @@ def advance(stack: list[Frame], spawned: list[tuple[Go, list[int]]],
         elif kind is Try:
             stack.append(Frame(stmt, 0, stmt.bodies[0]))
         elif kind is Go:
-            spawned.append((stmt, path_of(stack)))
+            if flow.spawned is None:
+                flow.spawned = []
+            flow.spawned.append((stmt, path_of(stack)))
         elif kind is Raise:
-            flow.failures = [*flow.failures, stmt.failure(flow.failures)]
+            flow.failures = [*flow.failures, stmt.failure(flow.failures)]  # (a new list)
             result = unwind(stack, "fail", flow)
             if result is not None:
                 return result

@@ -156,8 +156,8 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
     `idempotency_key` is the same every time *this* execution of the step is
     retried (after a crash or failure) and different for the next execution of
     the same step (in a later loop iteration): pass it to outside systems.
-    `attempt` counts from 1; `now` is the engine's clock reading when the
-    attempt began (a `FakeClock`'s in tests): use it instead of reading a clock.
+    `attempt` counts from 1; `now` is the engine's clock (a `FakeClock` in
+    tests): use it instead of reading a clock of your own.
     `deadline` is when the attempt times out (for a step with `timeout=`);
     `failure` the `Failure` a `Try` of the thread handles (in a Catch body).
     For a handler, `step` is its Wait's name and `event` the event's (None for
@@ -171,10 +171,15 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
     step: str
     pc: int
     attempt: int = 1
-    now: _dt.datetime | None = None
+    clock: Clock = system_clock
     deadline: _dt.datetime | None = None
     failure: Failure | None = None
     event: str | None = None
+
+    @property
+    def now(self) -> _dt.datetime:
+        """The engine's clock now (read when asked: most steps never ask)."""
+        return self.clock()
 
     @property
     def idempotency_key(self) -> str:
@@ -488,19 +493,7 @@ class Operation:
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
         if state.status is _FAILED:  # resuming a failed instance is an operator's retry
-            before = copy.deepcopy(state)
-            reset_failures(state)
-            try:
-                return (yield from self._resume(max_moves))
-            except BaseException:
-                if state.pc == before.pc:  # refused before any move: nothing changed
-                    for field in attrs.fields(State):
-                        setattr(state, field.name, getattr(before, field.name))
-                raise
-        return (yield from self._resume(max_moves))
-
-    def _resume(self, max_moves: int) -> _Moves:
-        state = self.state
+            return (yield from self._retrying(max_moves))
         checkpoint = self.checkpoint
         moves = 0
         # threads found blocked since user code last ran: skipped without a replay
@@ -531,12 +524,13 @@ class Operation:
             if self.calls != calls:  # user code ran: blocked threads may move now
                 calls = self.calls
                 blocked.clear()
+                if self.failing is not None:  # a thread ended with a failure: saved, raised
+                    failing, self.failing = self.failing, None
+                    yield from self._checkpoint(kind)
+                    raise failing
             if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
                 state.update_status()
                 yield (checkpoint, (kind,), None)
-            if kind is _AFTER_FAILURE and self.failing is not None:
-                failing, self.failing = self.failing, None
-                raise failing
             if moves >= max_moves:
                 state.update_status()
                 raise MoveLimitError(
@@ -544,6 +538,20 @@ class Operation:
                     "(a loop of steps that never waits?); resume again to go on"
                 )
         state.update_status()
+
+    def _retrying(self, max_moves: int) -> _Moves:
+        """`resume` of a FAILED instance: each failed step or handler gets its
+        whole policy again; refused before any move, nothing has changed."""
+        state = self.state
+        before = copy.deepcopy(state)
+        reset_failures(state)
+        try:
+            return (yield from self.resume(max_moves))
+        except BaseException:
+            if state.pc == before.pc:
+                for field in attrs.fields(State):
+                    setattr(state, field.name, getattr(before, field.name))
+            raise
 
     def run(self, max_moves: int) -> _Moves:
         """`resume`, with what the moves fail with kept in `self.failure` rather
@@ -708,8 +716,7 @@ class Operation:
         wait, or into the Try branch it enters; an UNWINDING thread first
         leaves its statement outward with what it carries (a failure, a
         cancellation) for the Catch or Finally that applies."""
-        spawned: list[tuple[Go, list[int]]] = []
-        flow = Flow(thread.unwind, thread.failures[:]) if thread.unwind or thread.failures \
+        flow = Flow(thread.unwind, thread.failures) if thread.unwind or thread.failures \
             else Flow()
         try:
             if not thread.stmt:
@@ -731,9 +738,9 @@ class Operation:
                 how, flow.unwind = flow.unwind, ""
                 result = unwind(stack, how, flow)
                 if result is None:
-                    result = advance(stack, spawned, flow)
+                    result = advance(stack, flow)
             else:
-                result = advance(stack, spawned, flow)
+                result = advance(stack, flow)
             while type(result) is tuple and result[0] is RESTART:  # a one-shot loop: afresh
                 loop, loop_path = result[1], result[2]
                 found = self._find(thread, self._root(thread), loop.name, loop_path)
@@ -741,7 +748,7 @@ class Operation:
                     raise NonDeterminismError(self.state.workflow, thread.id, loop.name, "loop")
                 stack = found[0]
                 stack.append(Frame(found[1], 0, found[1].bodies[0], fresh=True))
-                result = advance(stack, spawned, flow)
+                result = advance(stack, flow)
         except GenflowError:
             raise
         except Exception as exc:
@@ -749,7 +756,7 @@ class Operation:
                 f"definition() of workflow {self.state.workflow!r} raised while running "
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
-        new_threads = self._spawn(thread, spawned) if spawned else ()
+        new_threads = self._spawn(thread, flow.spawned) if flow.spawned else ()
         state = self.state
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
             return self._enter_catch(thread, stack, result, flow, new_threads)
@@ -766,8 +773,8 @@ class Operation:
                 self._cancel_daemons()
         else:
             self._stop_at(thread, result, stack, events, now)
-            if flow.unwind or flow.failures or thread.failures:
-                thread.unwind, thread.failures = flow.unwind, flow.failures
+            if flow.failures is not thread.failures or flow.unwind != thread.unwind:
+                thread.unwind, thread.failures = flow.unwind, list(flow.failures)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
             state.threads.extend(new_threads)
@@ -821,6 +828,7 @@ class Operation:
         self.failing = StepError(failure.step, thread.id,
                                  RecordedFailure(failure.type, failure.message))
         self.failing.attempt = failure.attempt
+        self.calls += 1  # the loop looks for `failing` only when something like user code ran
         return _AFTER_FAILURE
 
     def _cancel_daemons(self) -> None:
@@ -849,10 +857,9 @@ class Operation:
         thread.path = path_of(stack)
         thread.pc = self.state.pc
         thread.won = ""
-        thread.enter = ""
         thread.since = now
-        if thread.attempts:  # a failed step's count belongs to that step
-            thread.attempts, thread.error, thread.retry_at = 0, "", None
+        if thread.attempts or thread.enter:  # a failed step's count belongs to that step
+            thread.attempts, thread.error, thread.retry_at, thread.enter = 0, "", None, ""
         kind = type(stmt)
         if kind is Step:
             thread.status = _EXECUTING
@@ -903,16 +910,11 @@ class Operation:
     def _run_step(self, thread: Thread) -> _Moves:
         state = self.state
         stack, step = self.locate(thread, Step)
-        now = self.clock()
-        action = step.action
-        deadline = None
-        if step.timeout is not None:
-            deadline = now + _dt.timedelta(seconds=step.timeout)
-            action = _timed(action, step, self.clock)
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
-                                       thread.pc, thread.attempts + 1, now, deadline,
+                                       thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None))
+        action = step.action if step.timeout is None else _timed(step, ctx)
         try:
             yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
         except StepError as exc:
@@ -1052,7 +1054,7 @@ class Operation:
         state = self.state
         return _new_tuple(StepContext, (
             state.id, state.workflow, thread.id, wait.name, thread.pc, event.attempts + 1,
-            self.clock(), None, thread.failures[-1] if thread.failures else None, event.event))
+            self.clock, None, thread.failures[-1] if thread.failures else None, event.event))
 
     def _handler_failed(self, thread: Thread, event: WaitEvent, phase: str, exc: Exception,
                         status: WaitEventStatus, kind: CheckpointType,
@@ -1281,8 +1283,10 @@ class Operation:
                 self._reach(thread)
             state.update_status()
             yield from self._checkpoint(_AFTER_CANCEL)
+        if state.status is not _CANCELLING:  # (every thread ended at once)
+            return
         try:
-            yield from self._resume(max_moves)
+            yield from self.resume(max_moves)
         except FAILURES as exc:
             self.failure = exc
 
@@ -1361,15 +1365,17 @@ def _applies(stack: list[Frame], types: tuple[str, ...]) -> bool:
     return False
 
 
-def _timed(action: Callable[[], Any], step: Step, clock: Clock) -> Callable[[], Any]:
-    """`action` within `step.timeout`: an async step is cancelled at its timeout;
-    a sync one cannot be interrupted, so its overrun (by the engine's clock) fails
-    it when it returns."""
+def _timed(step: Step, ctx: StepContext) -> Callable[[], Any]:
+    """The step's action within its timeout: an async step is cancelled at its
+    timeout; a sync one cannot be interrupted, so its overrun (by the engine's
+    clock) fails it when it returns. The step sees its deadline in `ctx`."""
     seconds = step.timeout
     assert seconds is not None
+    action, clock = step.action, ctx.clock
 
     def attempt() -> Any:
         began = clock()
+        _current.set(ctx._replace(deadline=began + _dt.timedelta(seconds=seconds)))
         result = action()
         if result is not None and inspect.isawaitable(result):
             return _within(result, step.name or "", seconds)

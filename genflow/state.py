@@ -221,12 +221,6 @@ class State:
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
             return
-        self.status = _WF_RESUMING if self.movable() else WorkflowStatus.WAITING
-
-    def movable(self) -> bool:
-        """Can a thread move now (a step to run, a setup or teardown to do, a
-        thread to move on)? Else every thread waits: for an event, a condition,
-        or a time (a timer, a retry)."""
         # plain loops and module names for the members: this runs at every
         # checkpoint, so it is on the hot path
         for thread in self.threads:
@@ -234,15 +228,18 @@ class State:
             if status is _RESUMING or status is _UNWINDING:  # moving on, or tearing down
                 events = thread.events
                 if not events or events[0].retry_at is None:
-                    return True
+                    self.status = _WF_RESUMING
+                    return
             elif status is _EXECUTING:
                 if thread.retry_at is None:
-                    return True
+                    self.status = _WF_RESUMING
+                    return
             else:
                 for event in thread.events:  # a setup to do now
                     if event.status is not _SETUP and event.retry_at is None:
-                        return True
-        return False
+                        self.status = _WF_RESUMING
+                        return
+        self.status = WorkflowStatus.WAITING
 
 
 # The enum members the hot paths compare with, as module names, in one place

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 from collections.abc import Callable
-from types import GeneratorType
+from inspect import CO_GENERATOR
+from types import FunctionType, GeneratorType, MethodType
 from typing import Any
 
 import attrs
@@ -242,11 +243,15 @@ class On(Stmt):
 
     def __init__(self, event: str, handler: Any = None, *body: Body):
         self.name = event
-        if handler is not None and _is_body(handler):
-            body = (handler, *body)
-            handler = None
-        self.handler = _NO_HANDLER if handler is None else handler
         self.bodies = (body,)
+        if type(handler) is MethodType and not handler.__func__.__code__.co_flags & CO_GENERATOR:
+            self.handler: Any = handler  # the common case, first: every replay builds Ons
+        elif handler is None or _is_body(handler):
+            self.handler = _NO_HANDLER
+            if handler is not None:
+                self.bodies = ((handler, *body),)
+        else:
+            self.handler = handler
 
     @property
     def event(self) -> str:
@@ -571,11 +576,17 @@ def _seconds(what: str, value: float | _dt.timedelta) -> float:
 
 
 def _is_body(obj: Any) -> bool:
-    """Is what was given to `On` after the event's name a body rather than a handler?"""
+    """Is what was given to `On` after the event's name a body rather than a handler?
+    (Every replay builds its `On`s again: the common case, a plain function or a
+    bound method, is answered from its code's flags alone.)"""
+    kind = type(obj)
+    if kind is MethodType:
+        return bool(obj.__func__.__code__.co_flags & CO_GENERATOR)
+    if kind is FunctionType:
+        return bool(obj.__code__.co_flags & CO_GENERATOR)
     if isinstance(obj, (Stmt, list, tuple, GeneratorType)):
         return True
-    func = getattr(obj, "__func__", obj)
-    return inspect.isgeneratorfunction(func)
+    return inspect.isgeneratorfunction(getattr(obj, "__func__", obj))
 
 
 class _NoHandler(EventHandler):

@@ -331,6 +331,7 @@ EVERY_COMMAND: dict[str, list[str]] = {
     "move": ["move", "o1", "cart?"], "check": ["check"], "history": ["history", "o1"],
     "graph": ["graph", "cli-order"], "report": ["report", "-o", "out"],
     "serve": ["serve", "--insecure-local", "--port", "0"],
+    "schedule": ["schedule", "list"], "purge": ["purge", "--older-than", "7d"],
 }
 
 

@@ -24,18 +24,29 @@ where that is safe, `StoreFullError`, `ReadOnlyStoreError` and
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
 import datetime as _dt
 import inspect
 import time
 from collections.abc import Collection, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import msgpack
 
 from genflow.errors import ConcurrencyError, GenflowError, SerializationError
 from genflow.wire import STORED_DEPTH, misfit
+
+if TYPE_CHECKING:
+    from genflow.stores.scheduling import (
+        Admission,
+        Decide,
+        Firing,
+        QueueEntry,
+        QueueRecord,
+        ScheduleRecord,
+    )
 
 __all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
            "refused_save", "unpack_detail", "utcnow"]
@@ -159,6 +170,11 @@ def lease_free(record: InstanceRecord, owner: str | None, now: _dt.datetime) -> 
             or record.lease_until is None or record.lease_until <= now)
 
 
+def _unsupported(store: Store, what: str) -> GenflowError:
+    return GenflowError(f"{type(store).__name__} keeps no {what}: use MemoryStore, SQLiteStore "
+                        "or PostgresStore")
+
+
 class Store(abc.ABC):
     """Abstract store. Datetimes are timezone-aware UTC both ways."""
 
@@ -203,7 +219,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, instance_id: str) -> None:
-        """Remove the instance (and its journal). Missing ids are ignored."""
+        """Remove the instance and every row that belongs to it (its journal,
+        its queue entry). Missing ids are ignored. Retention purges through
+        this method, so a table of an instance's rows is emptied here."""
 
     @abc.abstractmethod
     def list(self, *, workflow: str | None = None, status: str | None = None,
@@ -298,6 +316,109 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def journal(self, instance_id: str) -> Journal:
         """The instance's journal, oldest first."""
+
+    # -- schedules, queues and retention (genflow.schedules, .queues, .retention;
+    # -- the records and the admission rule: genflow.stores.scheduling) --
+
+    def create_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Insert a `ScheduleRecord` (version 1); `DuplicateScheduleError` if its id exists."""
+        raise _unsupported(self, "schedules")
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The `ScheduleRecord`, or `ScheduleNotFoundError`."""
+        raise _unsupported(self, "schedules")
+
+    def list_schedules(self) -> builtins.list[ScheduleRecord]:
+        """Every schedule, ordered by id."""
+        raise _unsupported(self, "schedules")
+
+    def save_schedule(self, record: ScheduleRecord, *,
+                      expected_version: int) -> ScheduleRecord:
+        """Replace a schedule's row if it is still at `expected_version`
+        (`ConcurrencyError` otherwise, `ScheduleNotFoundError` if it is gone)."""
+        raise _unsupported(self, "schedules")
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Remove a schedule (its instances stay); whether it existed."""
+        raise _unsupported(self, "schedules")
+
+    def fire_schedules(self, now: _dt.datetime, decide: Decide, *, limit: int = 10,
+                       workflows: Collection[str] | None = None,
+                       schedule_id: str | None = None) -> builtins.list[Firing]:
+        """In one transaction: lock up to `limit` unpaused schedules due at
+        `now` (of `workflows`) that no other caller holds (or the one
+        `schedule_id`, due or not), call `decide(record, last_status)` for
+        each, and write what it returns (`Firing`): its instances (ids that
+        exist are left alone) with their queue entries, and the schedule.
+        Returns the firings, each with the ids it created. (A store that
+        keeps no schedules has none to fire.)"""
+        return []
+
+    def next_schedule_due(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
+        """The earliest `due_at` of the unpaused schedules (of `workflows`)."""
+        return None
+
+    def put_queue(self, record: QueueRecord) -> None:
+        """Create or replace a `QueueRecord` (every worker reads the limits from here)."""
+        raise _unsupported(self, "queues")
+
+    def get_queue(self, name: str) -> QueueRecord:
+        """The `QueueRecord`, or `QueueNotFoundError`."""
+        raise _unsupported(self, "queues")
+
+    def list_queues(self) -> builtins.list[QueueRecord]:
+        return []
+
+    def enqueue(self, record: InstanceRecord, entry: QueueEntry) -> InstanceRecord:
+        """`create` the instance (no `wake_at`: it waits) and its `QueueEntry`,
+        in one transaction. `DuplicateInstanceError` if the id exists."""
+        raise _unsupported(self, "queues")
+
+    def admit(self, now: _dt.datetime,
+              queues: Collection[str] | None = None) -> Admission | None:
+        """One admission round over each queue (or those named) that no other
+        caller is admitting: entries admitted by `plan_admission` get
+        `admitted_at = now` and their instances `wake_at = now`, in the
+        queue's own transaction. Returns an `Admission`."""
+        return None
+
+    def queue_entry(self, instance_id: str) -> tuple[QueueEntry, int] | None:
+        """The instance's `QueueEntry` and its position among the waiting
+        (1 = next; 0 = admitted), or None when it is on no queue."""
+        return None
+
+    def queue_counts(self, name: str) -> tuple[int, int]:
+        """(waiting, running) entries of a queue."""
+        raise _unsupported(self, "queues")
+
+    def purge(self, before: _dt.datetime, *, statuses: Collection[str],
+              workflow: str | None = None, exclude: Collection[str] = (), limit: int = 500,
+              dry_run: bool = False) -> builtins.list[str]:
+        """Delete up to `limit` instances whose status is one of `statuses` (ended
+        ones only) and that last changed before `before`, oldest first, each
+        through `delete` (its journal and every row that belongs to it) and
+        all in one short transaction, so a purge of millions runs as many
+        small batches between the workers' writes. Leased instances are left
+        alone; `exclude` names workflows to leave alone. With `dry_run`, only
+        the ids that would go. Returns the ids."""
+        ids = self._purgeable(before, statuses, workflow, exclude, limit)
+        if not dry_run and ids:
+            with self.transaction():
+                for instance_id in ids:
+                    self.delete(instance_id)
+        return ids
+
+    def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
+                   workflow: str | None, exclude: Collection[str],
+                   limit: int) -> builtins.list[str]:
+        raise _unsupported(self, "retention")
+
+    def trim_journal(self, *, before: _dt.datetime | None = None, keep: int | None = None,
+                     workflow: str | None = None, limit: int = 10_000) -> int:
+        """Delete up to `limit` journal entries older than `before`, or beyond
+        the last `keep` of their instance (of `workflow`); how many went. An
+        instance's newest entry outlives an age trim, so its numbering goes on."""
+        raise _unsupported(self, "retention")
 
     # -- lifecycle --
 

@@ -27,11 +27,12 @@ from genflow.stores.base import (
     unpack_detail,
     utcnow,
 )
+from genflow.stores.sched_memory import SchedulingMemory
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(Store):
+class MemoryStore(SchedulingMemory, Store):
     """Thread-safe in-memory store (one process)."""
 
     def __init__(self, *, readonly: bool = False) -> None:
@@ -40,6 +41,7 @@ class MemoryStore(Store):
         self._journal: dict[str, Journal] = {}
         self._lock = threading.Condition()
         self._woken = False
+        self._init_scheduling()  # schedules, queues: genflow.stores.sched_memory
 
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
@@ -83,6 +85,7 @@ class MemoryStore(Store):
         with self._lock:
             self._rows.pop(instance_id, None)
             self._journal.pop(instance_id, None)
+            self._delete_queue_entry(instance_id)
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
@@ -156,7 +159,8 @@ class MemoryStore(Store):
         with self._lock:
             journal = self._journal.setdefault(instance_id, [])
             for kind, detail in entries:
-                journal.append(JournalEntry(instance_id, len(journal) + 1, at, kind,
+                seq = journal[-1].seq + 1 if journal else 1  # (trims keep the newest)
+                journal.append(JournalEntry(instance_id, seq, at, kind,
                                            unpack_detail(pack_detail(detail))))
 
     def journal(self, instance_id: str) -> Journal:

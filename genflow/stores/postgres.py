@@ -62,7 +62,8 @@ from genflow.errors import (
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
 from genflow.stores.pg_listener import Listener, channel
 from genflow.stores.pg_pool import Pool
-from genflow.stores.sql import COLUMNS, SQLStore, statements, unencodable
+from genflow.stores.sched_sql import SchedulingSQL
+from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresStore", "split_dsn"]
 
@@ -107,6 +108,54 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         )
         """,
     )),
+    ("schedules, queues and retention (genflow.stores.sched_sql)", (
+        """
+        CREATE TABLE {s}.schedules (
+            id            text PRIMARY KEY,
+            workflow      text NOT NULL,
+            spec          bytea NOT NULL,
+            next_tick     timestamptz,
+            due_at        timestamptz,
+            paused        integer NOT NULL DEFAULT 0,
+            last_tick     timestamptz,
+            last_instance text,
+            fired         bigint NOT NULL DEFAULT 0,
+            skipped       bigint NOT NULL DEFAULT 0,
+            error         text NOT NULL DEFAULT '',
+            version       bigint NOT NULL,
+            created_at    timestamptz NOT NULL,
+            updated_at    timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX schedules_due ON {s}.schedules (due_at) WHERE due_at IS NOT NULL",
+        """
+        CREATE TABLE {s}.queues (
+            name        text PRIMARY KEY,
+            concurrency integer,
+            per_key     integer,
+            rate        integer,
+            period      double precision,
+            updated_at  timestamptz NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE {s}.queue_entries (
+            seq         bigserial PRIMARY KEY,
+            instance_id text NOT NULL UNIQUE,
+            queue       text NOT NULL,
+            key         text NOT NULL,
+            priority    integer NOT NULL,
+            enqueued_at timestamptz NOT NULL,
+            admitted_at timestamptz
+        )
+        """,
+        "CREATE INDEX queue_waiting ON {s}.queue_entries (queue, priority, seq) "
+        "WHERE admitted_at IS NULL",
+        "CREATE INDEX queue_admitted ON {s}.queue_entries (queue) WHERE admitted_at IS NOT NULL",
+        "CREATE INDEX instances_ended ON {s}.instances (status, updated_at, id) "
+        "WHERE status IN ('finished', 'cancelled', 'failed')",
+        "CREATE INDEX journal_at ON {s}.journal (at)",
+    )),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -148,7 +197,7 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(SchedulingSQL):
     """Instances in a PostgreSQL schema, shared by any number of processes and machines.
 
     `dsn` is a libpq connection string or `postgresql://` URL; a URL may carry
@@ -169,6 +218,8 @@ class PostgresStore(SQLStore):
     _waiting_clause = "cardinality(waiting_for) > 0 AND waiting_for @> ARRAY[%s]::text[]"
     _time_out = staticmethod(_aware)
     _waiting_out = staticmethod(_as_list)
+    _lock_rows = " FOR UPDATE SKIP LOCKED"
+    _lock_schedules = " FOR UPDATE OF s SKIP LOCKED"
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 8,
                  migrate: bool = True, prepare_threshold: int | None = 5,
@@ -203,6 +254,7 @@ class PostgresStore(SQLStore):
         self._pool_size = pool_size
         self._prepare_threshold = prepare_threshold
         s = sql.Identifier(self.schema).as_string()
+        self._prefix = f"{s}."  # schedules, queues: genflow.stores.sched_sql
         self._sql = statements(f"{s}.instances", f"{s}.journal", "%s") | self._statements(s)
         try:
             self._run(self._open_schema, migrate and not readonly)
@@ -240,7 +292,8 @@ class PostgresStore(SQLStore):
             "save_release": save.replace("<release>",
                                          "lease_owner = NULL, lease_until = NULL, "),
             "delete": (
-                f"WITH j AS (DELETE FROM {s}.journal WHERE instance_id = %(id)s) "
+                f"WITH j AS (DELETE FROM {s}.journal WHERE instance_id = %(id)s), "
+                f"q AS (DELETE FROM {s}.queue_entries WHERE instance_id = %(id)s) "
                 f"DELETE FROM {s}.instances WHERE id = %(id)s"
             ),
             "claim": claim.replace("<only>", ""),

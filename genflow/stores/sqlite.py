@@ -46,11 +46,11 @@ from genflow.errors import (
     StoreUnavailableError,
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
-from genflow.stores.sql import COLUMNS, SQLStore, statements, unencodable
+from genflow.stores.sched_sql import SchedulingSQL
+from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
@@ -106,7 +106,53 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
             PRIMARY KEY (instance_id, seq)
         ) WITHOUT ROWID""",
     ),
+    # schedules, queues and retention (genflow.stores.sched_sql)
+    (
+        """CREATE TABLE schedules (
+            id            TEXT PRIMARY KEY,
+            workflow      TEXT NOT NULL,
+            spec          BLOB NOT NULL,
+            next_tick     INTEGER,
+            due_at        INTEGER,
+            paused        INTEGER NOT NULL DEFAULT 0,
+            last_tick     INTEGER,
+            last_instance TEXT,
+            fired         INTEGER NOT NULL DEFAULT 0,
+            skipped       INTEGER NOT NULL DEFAULT 0,
+            error         TEXT NOT NULL DEFAULT '',
+            version       INTEGER NOT NULL,
+            created_at    INTEGER NOT NULL,
+            updated_at    INTEGER NOT NULL
+        )""",
+        "CREATE INDEX schedules_due ON schedules (due_at) WHERE due_at IS NOT NULL",
+        """CREATE TABLE queues (
+            name        TEXT PRIMARY KEY,
+            concurrency INTEGER,
+            per_key     INTEGER,
+            rate        INTEGER,
+            period      REAL,
+            updated_at  INTEGER NOT NULL
+        )""",
+        """CREATE TABLE queue_entries (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            instance_id TEXT NOT NULL UNIQUE,
+            queue       TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            priority    INTEGER NOT NULL,
+            enqueued_at INTEGER NOT NULL,
+            admitted_at INTEGER
+        )""",
+        "CREATE INDEX queue_waiting ON queue_entries (queue, priority, seq) "
+        "WHERE admitted_at IS NULL",
+        "CREATE INDEX queue_admitted ON queue_entries (queue) WHERE admitted_at IS NOT NULL",
+        # retention: ended instances by age, journal entries by age
+        "CREATE INDEX instances_ended ON instances (status, updated_at, id) "
+        "WHERE status IN ('finished', 'cancelled', 'failed')",
+        "CREATE INDEX journal_at ON journal (at)",
+    ),
 )
+
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 # RETURNING (one statement where a transaction of two was needed) came in 3.35.
 _MIN_SQLITE = (3, 35)
@@ -177,7 +223,7 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
             "RETURNING lease_owner")
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(SchedulingSQL):
     """Instances in one SQLite file (WAL). Safe to share between threads and processes.
 
     `path` may be `":memory:"` for a private, non-durable database.
@@ -488,6 +534,7 @@ class SQLiteStore(SQLStore):
     def _delete_rows(self, instance_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM journal WHERE instance_id = ?", (instance_id,))
+            db.execute("DELETE FROM queue_entries WHERE instance_id = ?", (instance_id,))
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
 
     # -- leases and due work --

@@ -151,8 +151,17 @@ _REAL_DATETIME = _dt.datetime
 _REAL_DATE = _dt.date
 
 
+class _RealInstances(type):
+    """The shifted classes stand in for `datetime`/`date` while patched in, so
+    the values the data already holds must still be instances of them (the
+    core checks `isinstance(at, datetime)` for `Timeout(at=...)`)."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, cls.__mro__[1])
+
+
 def _shifted_classes(shift: _dt.timedelta) -> tuple[type, type]:
-    class ShiftedDatetime(_REAL_DATETIME):
+    class ShiftedDatetime(_REAL_DATETIME, metaclass=_RealInstances):
         @classmethod
         def now(cls, tz: Any = None) -> Any:
             return _REAL_DATETIME.now(tz) + shift
@@ -165,7 +174,7 @@ def _shifted_classes(shift: _dt.timedelta) -> tuple[type, type]:
         def today(cls) -> Any:
             return _REAL_DATETIME.now() + shift
 
-    class ShiftedDate(_REAL_DATE):
+    class ShiftedDate(_REAL_DATE, metaclass=_RealInstances):
         @classmethod
         def today(cls) -> Any:
             return (_REAL_DATETIME.now() + shift).date()

@@ -667,6 +667,7 @@ _STOPS = {
     ThreadStatus.WAITING_EVENT.value: "moved on to wait {!r}",
     ThreadStatus.WAITING_CONDITION.value: "moved on to WaitFor {!r}",
     ThreadStatus.RESUMING.value: "moved on after {!r}",
+    ThreadStatus.UNWINDING.value: "left {!r} outward (a failure or a cancellation)",
 }
 
 

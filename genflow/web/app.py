@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from genflow.codec import unstructure
 from genflow.engine import Engine
 from genflow.errors import (
     GenflowError,
@@ -483,7 +484,7 @@ async def _send(request: Request, config: WebConfig, workflow: str | None) -> Re
                                             f"not a {workflow!r}")
         output = engine.send(instance_id, event, payload, thread=thread,
                              timeout=config.send_timeout)
-        return {"output": output, "instance": instance_json(engine.get(instance_id))}
+        return {"output": unstructure(output), "instance": instance_json(engine.get(instance_id))}
 
     return _json(await run_in_threadpool(send))
 
@@ -529,7 +530,8 @@ async def api_callback(request: Request) -> Response:
                 output = engine.deliver(req, payload, timeout=config.send_timeout)
             except _WAIT_OVER as exc:
                 raise CallbackGoneError(f"this callback's wait is over: {exc}") from None
-            return {"output": output, "instance": instance_json(engine.get(req.instance_id))}
+            return {"output": unstructure(output),
+                    "instance": instance_json(engine.get(req.instance_id))}
 
         return _json(await run_in_threadpool(deliver))
     except GenflowError as exc:
