@@ -14,6 +14,7 @@ tests that need them are skipped with a reason otherwise:
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import html as htmllib
 import importlib.util
@@ -32,6 +33,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import genflow
 from genflow import (
@@ -1650,3 +1653,78 @@ def test_the_console_view_and_report_of_a_cancelling_instance(tmp_path: Path) ->
     engine.send("slow", "confirmed")
     assert engine.get("slow").status.value == "cancelled"
     engine.store.close()
+
+
+@genflow.workflow("render-maze")
+@attrs.define
+class Maze:
+    """Try/Catch/Finally nested in loops and threads; `fails` says which step
+    fails (each once), so every placement of failures can be drawn."""
+
+    fails: list[str] = attrs.field(factory=list)
+    rounds: int = 0
+
+    def definition(self):
+        yield Go("side", self.side, daemon=True)
+        yield For("rounds", self.rounds < 2,
+            Try("round",
+                Step("a", lambda: self.maybe("a")),
+                Try("inner", Step("b", lambda: self.maybe("b"))).Catch(
+                    "inner catch", Step("b2", lambda: self.maybe("b2")), errors=Declined),
+            ).Catch("round catch", Step("c", lambda: self.maybe("c")), Raise(), errors=Expired
+            ).Catch("any", Step("e", lambda: self.maybe("e"))
+            ).Finally("round end", Step("d", self.next_round)),
+        )
+
+    def side(self):
+        yield Try("side try", For("ticks", True, Sleep("tick", 60), Step("s", self.noop))
+                  ).Finally("side end", Step("t", self.noop))
+
+    def maybe(self, name: str) -> None:
+        key = f"{name}{self.rounds}"
+        if key in self.fails:
+            self.fails.remove(key)
+            raise (Declined if name == "b" else Expired if name == "a" else KeyError)(key)
+
+    def next_round(self) -> None:
+        self.rounds += 1
+
+    def noop(self) -> None:
+        pass
+
+
+@settings(max_examples=30, deadline=None)
+@given(fails=st.lists(st.sampled_from(["a0", "b0", "b1", "c0", "b20", "e0", "a1", "e1"]),
+                      unique=True, max_size=4),
+       cancel=st.booleans())
+def test_every_thread_is_drawn_where_it_stands_at_every_checkpoint(fails, cancel) -> None:
+    wf = Maze(fails=list(fails))
+    state = new_state("maze", wf)
+    drawn: list[tuple[Graph, Any]] = []
+
+    def checkpoint(kind: Any) -> None:
+        drawn.append((instance_graph(wf, state), copy.deepcopy(state)))
+
+    with contextlib.suppress(genflow.StepError):
+        resume(wf, state, checkpoint)
+    if cancel and state.status.value not in ("finished", "failed"):
+        genflow.cancel(wf, state, checkpoint)
+    assert drawn
+    for graph, seen in drawn:
+        placed = {t["id"]: t for t in graph.instance["threads"]}  # type: ignore[index]
+        for thread in seen.threads:
+            where = placed[thread.id]
+            assert where["problem"] == "" and where["node"] is not None, where
+            node = graph.node(where["node"])
+            assert thread.id in node.threads
+            if thread.enter:  # drawn at the Catch it enters
+                assert (node.kind, node.name) == (NodeKind.CATCH, thread.enter)
+                assert "caught" in node.classes
+            elif thread.stmt:
+                assert node.name == thread.stmt
+            assert ("unwinding" in node.classes) == any(
+                t.status.value == "unwinding" for t in seen.threads if t.id in node.threads)
+        ids = [cls for node in graph.nodes for cls in node.classes]
+        assert ids.count("caught") <= len(seen.threads) * 2
+    parse_mermaid(to_mermaid(drawn[-1][0]))
+    parse_dot(to_dot(drawn[-1][0]))

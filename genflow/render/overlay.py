@@ -142,9 +142,12 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
         graph.cluster(lane).threads.append(thread.id)
     if path is None:  # not started: the thread stands at its start node
         start = _start_node(graph, lane)
-        if start is not None:
-            _add(start, "current", "start")
+        if start is not None:  # (cancelled before it started: it ends from there)
+            unwinding = thread.status is ThreadStatus.UNWINDING
+            _add(start, "current", "unwinding" if unwinding else "start")
             start.threads.append(thread.id)
+            if unwinding:
+                start.detail.setdefault("carries", []).append(carries(thread))
         return start
     node = by_path.get(tuple(offset + path))
     if node is None or node.name != thread.stmt or node.kind in _BRANCHES:
