@@ -213,6 +213,22 @@ class CheckFailed(GenflowError):
     """The deploy check found instances the installed code cannot move on."""
 
 
+def cmd_lint(engine: Engine | None, args: argparse.Namespace) -> None:
+    """The static check of definitions (genflow.lint): exit non-zero on a warning."""
+    from genflow.lint import lint
+
+    try:
+        warnings = lint(*args.paths)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UsageError(str(exc).removeprefix("genflow lint: ")) from None
+    for warning in warnings:
+        print(warning)
+    files = len({w.path for w in warnings})
+    if warnings:
+        raise CheckFailed(f"{len(warnings)} lint warning(s) in {files} file(s)")
+    print(f"no lint warnings in {', '.join(args.paths)}")
+
+
 def cmd_graph(engine: Engine | None, args: argparse.Namespace) -> None:
     """Draw a workflow's definition (on a default instance, or on --data)."""
     from genflow.render import build_graph
@@ -506,9 +522,10 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "check": cmd_check,
     "history": cmd_history,
     "serve": cmd_serve,
+    "lint": cmd_lint,
 }
 #: Commands that need no store.
-STORELESS = {"graph"}
+STORELESS = {"graph", "lint"}
 #: Commands that only read the store: it is opened read-only (nothing written or created).
 READONLY = {"list", "show", "report", "check", "history"}
 
@@ -769,6 +786,9 @@ def build_parser() -> _Parser:
     p.add_argument("--examples", type=_count(0), default=3,
                    help="instance ids shown per statement")
 
+    p = command("lint", "static check: what definitions read besides their data (nothing runs)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".py files or directories")
+
     p = command("history", "print an instance's journal (every move, when the journal is on)")
     p.add_argument("id")
 
@@ -894,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import_apps([a.strip() for app in apps for a in app.split(",") if a.strip()])
         if args.command not in ("list", "worker", "report", "history", "serve", "schedule",
-                                "purge"):
+                                "purge", "lint"):
             _need_workflows()
         if args.command in STORELESS:
             COMMANDS[args.command](None, args)  # type: ignore[arg-type]

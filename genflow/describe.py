@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 from typing import Any
 
+from genflow.clock import system_clock
 from genflow.codec import unstructure
 from genflow.state import (
     MAIN_THREAD,
@@ -48,7 +49,7 @@ def describe(
     (see `genflow.engine.Instance`); `now` is the clock to say "in 5m" against.
     `queue` says where it stands in its queue (`genflow.queues.QueuePlace.text`).
     """
-    now = now or _dt.datetime.now(_dt.UTC)
+    now = now or system_clock()
     lines = [f"instance {state.id} of workflow {state.workflow!r}: "
              f"{_status(state, attempts, error, wake_at)}"]
     if updated_at is not None:

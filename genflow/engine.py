@@ -452,7 +452,8 @@ class Engine:
             saver = _Saver(self, record, data, state)
             try:
                 op = self._operation(data, state, saver)
-                yield from self._settle(saver, op, op.run(self.max_moves))
+                yield from op.run(self.max_moves)
+                self._settle(saver, op)
             finally:
                 self._release(instance_id, saver.record)
         else:
@@ -475,7 +476,8 @@ class Engine:
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
             op = self._operation(wf, state, saver)
-            output = yield from self._settle(saver, op, op.deliver(req, payload, self.max_moves))
+            output = yield from op.deliver(req, payload, self.max_moves)
+            self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
         return output
@@ -520,7 +522,8 @@ class Engine:
                          repair=True)
             saver.dirty = True
             op = self._operation(wf, state, saver)
-            yield from self._settle(saver, op, op.run(self.max_moves))
+            yield from op.run(self.max_moves)
+            self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
 
@@ -538,7 +541,8 @@ class Engine:
                     yield from self._cancel_moves(saver, wf, state)
                 else:
                     op = self._operation(wf, state, saver)
-                    fired = yield from self._settle(saver, op, op.fire_due(now, self.max_moves))
+                    fired = yield from op.fire_due(now, self.max_moves)
+                    self._settle(saver, op)
                     if fired:
                         self._record(record.id, [("timer", {"event": event, "thread": thread})
                                                  for thread, event in fired])
@@ -552,13 +556,12 @@ class Engine:
                 self._release(record.id, saver.record)
         return len(records)
 
-    def _settle(self, saver: _Saver, op: Operation, moves: _Ops) -> _Ops:
-        """Run a core operation's moves under the lease, saving at its durable
-        checkpoints, and record how they ended; the last save drops the lease.
-        Returns what the operation returned."""
+    def _settle(self, saver: _Saver, op: Operation) -> None:
+        """Record how a core operation's moves ended (they ran under the lease,
+        saved at every durable checkpoint, a refusal raised before anything was
+        saved); the last save drops the lease."""
         state = saver.state
         assert state is not None
-        result = yield from moves  # a refusal raises here, with nothing saved
         failure = op.failure
         if failure is None:
             saver.flush(release=True)
@@ -578,7 +581,6 @@ class Engine:
                                                           f"{failure}"})])
             log.warning("instance %s: %s", state.id, failure,
                         extra={"instance": state.id, "workflow": state.workflow})
-        return result
 
     # -- helpers --
 

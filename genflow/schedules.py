@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 import msgpack
 
+from genflow.clock import system_clock
 from genflow.codec import dumps, explain, structure, structure_data, unstructure
 from genflow.errors import (
     ConcurrencyError,
@@ -472,7 +473,7 @@ class Schedules:
             if not isinstance(cron, str):
                 raise ScheduleError(f"schedule {schedule_id!r}: cron is a text, not {cron!r}")
             try:
-                _cron(cron, _dt.datetime.now(_dt.UTC))
+                _cron(cron, system_clock())
             except GenflowError:
                 raise
             except Exception as exc:

@@ -12,7 +12,6 @@ from typing import Any
 import attrs
 import msgpack
 import pytest
-from helpers_core import Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from genflow import (
 from genflow.codec import structure_payload
 from genflow.errors import PayloadError
 from genflow.state import Origin
+from genflow.testing import Instance
 
 
 class Colour(enum.Enum):
@@ -149,7 +149,7 @@ def test_rich_data_round_trips_exactly(bag: Bag) -> None:
 @settings(max_examples=30, deadline=None)
 @given(bags, st.data())
 def test_state_with_timers_and_events_round_trips(bag: Bag, data: st.DataObject) -> None:
-    run = Run(bag)
+    run = Instance(bag)
     run.clock.advance(seconds=data.draw(st.integers(0, 10**6)))
     run.resume()
     again, state = loads(run.blob())
@@ -256,7 +256,7 @@ def test_loads_takes_an_explicit_name_to_class_mapping() -> None:
 
 
 def _good() -> bytes:
-    run = Run(Bag(maybe=1, points=[[Point(1, 2.5, "p")]]))
+    run = Instance(Bag(maybe=1, points=[[Point(1, 2.5, "p")]]))
     run.resume()
     return run.blob()
 

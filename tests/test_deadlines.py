@@ -14,7 +14,6 @@ import datetime as dt
 
 import attrs
 import pytest
-from helpers_core import MODES, Run
 
 import genflow
 from genflow import On, Step, Timeout, Wait, WorkflowStatus, current_step
@@ -23,7 +22,7 @@ from genflow.errors import DefinitionError, StatementError
 from genflow.render import build_graph
 from genflow.statements import Sleep
 from genflow.stores import MemoryStore
-from genflow.testing import FakeClock
+from genflow.testing import MODES, FakeClock, Instance
 
 
 @genflow.workflow("deadline-later")
@@ -52,7 +51,7 @@ def test_a_definition_whose_deadline_is_not_set_yet_validates_and_draws():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_the_deadline_set_by_a_step_is_the_timers_due_time(mode):
-    run = Run(Later(), mode=mode)
+    run = Instance(Later(), mode=mode)
     run.resume()
     [_, timer] = run.state.threads[0].events
     assert timer.due == run.wf.deadline == run.clock() + dt.timedelta(seconds=180)
@@ -77,7 +76,7 @@ def test_a_wait_that_begins_with_the_time_unset_is_refused_clearly():
         def definition(self):
             yield Wait("code?", On("code"), Timeout("expired", at=self.deadline))
 
-    run = Run(Never())
+    run = Instance(Never())
     with pytest.raises(DefinitionError, match=r"Timeout 'expired'.*not set.*before the Wait"):
         run.resume()
 

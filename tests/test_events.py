@@ -11,7 +11,6 @@ from typing import Any
 
 import attrs
 import pytest
-from helpers_core import MODES, Run, request
 
 import genflow
 from genflow import (
@@ -38,6 +37,8 @@ from genflow import (
     resume,
     validate,
 )
+from genflow.testing import MODES, Instance
+from genflow.testing.instance import request
 
 
 class Size(enum.Enum):
@@ -125,22 +126,22 @@ ORDER = {
 
 @pytest.mark.parametrize("mode", MODES)
 def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
-    run = Run(Shop(), mode=mode)
+    run = Instance(Shop(), mode=mode)
     run.resume()
-    assert run.step("order", ORDER) == 3
-    assert run.step("count", 41) == 42
+    assert run.send("order", ORDER) == 3
+    assert run.send("count", 41) == 42
     before = run.blob()
     for wrong in ("5", 5.5, True, [5]):  # primitives must match: no str(), int() guessing
         with pytest.raises(PayloadError, match="does not fit int"):
-            run.send("count", wrong)
+            run.handle_callback("count", wrong)
         assert run.blob() == before
     with pytest.raises(PayloadError, match="event 'count' needs a payload of type int"):
-        run.send("count", None)
+        run.handle_callback("count", None)
     assert run.blob() == before
-    assert run.step("count", 5) == 6
-    assert run.step("words", ["a", "b"]) is None
-    assert run.step("ping") == "pong"
-    assert run.step("raw", {"as": ["given"]}) is None
+    assert run.send("count", 5) == 6
+    assert run.send("words", ["a", "b"]) is None
+    assert run.send("ping") == "pong"
+    assert run.send("raw", {"as": ["given"]}) is None
     order = run.wf.orders[0]
     assert order == Order(
         number=7,
@@ -153,11 +154,11 @@ def test_payloads_are_structured_into_the_annotated_type(mode: str) -> None:
     assert order.note is None
     assert (run.wf.counts, run.wf.words, run.wf.pings) == ([41, 5], ["a", "b"], 1)
     assert run.wf.raw == [{"as": ["given"]}]
-    run.step("close")
+    run.send("close")
     assert run.state.status is genflow.WorkflowStatus.FINISHED
 
 
-def _changes_nothing(run: Run, op: Callable[[], Any], error: type[Exception]) -> Exception:
+def _changes_nothing(run: Instance, op: Callable[[], Any], error: type[Exception]) -> Exception:
     before = run.blob()
     with pytest.raises(error) as err:
         op()
@@ -190,7 +191,7 @@ BAD_PAYLOADS = [
 
 @pytest.mark.parametrize(("event", "payload", "named"), BAD_PAYLOADS)
 def test_payload_that_does_not_fit_is_refused_naming_the_field(event, payload, named) -> None:
-    run = Run(Shop())
+    run = Instance(Shop())
     run.resume()
     req = request(run.state, event)
     deliver = lambda: handle_callback(req, run.wf, run.state, payload)  # noqa: E731
@@ -198,19 +199,19 @@ def test_payload_that_does_not_fit_is_refused_naming_the_field(event, payload, n
     assert named in str(err)
     assert repr(event) in str(err)
     # the instance still takes a good event afterwards
-    assert run.step("ping") == "pong"
+    assert run.send("ping") == "pong"
 
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_handler_that_raises_is_rolled_back_and_the_event_can_come_again(mode: str) -> None:
-    run = Run(Shop(broken=True), mode=mode)
+    run = Instance(Shop(broken=True), mode=mode)
     run.resume()
-    err = _changes_nothing(run, lambda: run.send("fragile", 3), HandlerError)
+    err = _changes_nothing(run, lambda: run.handle_callback("fragile", 3), HandlerError)
     assert (err.phase, err.event, err.thread) == ("handle", "fragile", MAIN_THREAD)
     assert isinstance(err.__cause__, LookupError)
     assert run.wf.counts == [] and run.wf.pings == 0
     run.wf.broken = False
-    run.step("fragile", 4)
+    run.send("fragile", 4)
     assert (run.wf.counts, run.wf.pings) == ([4], 100)
 
 
@@ -233,12 +234,13 @@ class Signed:
 
 def test_handler_object_payload_type_comes_from_its_annotation() -> None:
     assert Sign.input_type is Line
-    run = Run(Signed())
+    run = Instance(Signed())
     run.resume()
     req = request(run.state, "sign")
-    _changes_nothing(run, lambda: run.send("sign", {"sku": 3}), PayloadError)
-    _changes_nothing(run, lambda: run.send("sign", {"sku": "pen", "qty": "2"}), PayloadError)
-    assert run.send("sign", {"sku": "pen", "qty": 2}) == f"penx2 sig:{MAIN_THREAD}"
+    _changes_nothing(run, lambda: run.handle_callback("sign", {"sku": 3}), PayloadError)
+    _changes_nothing(run, lambda: run.handle_callback("sign", {"sku": "pen", "qty": "2"}),
+                     PayloadError)
+    assert run.handle_callback("sign", {"sku": "pen", "qty": 2}) == f"penx2 sig:{MAIN_THREAD}"
     assert req.setup_data == f"sig:{MAIN_THREAD}"
 
 
@@ -266,10 +268,10 @@ class Ducky:
 
 def test_handler_without_input_type_takes_no_payload_and_is_not_mutated() -> None:
     validate(Ducky())
-    run = Run(Ducky())
+    run = Instance(Ducky())
     run.resume()
-    _changes_nothing(run, lambda: run.send("quack", "loud"), PayloadError)
-    assert run.send("quack") == "quack None"
+    _changes_nothing(run, lambda: run.handle_callback("quack", "loud"), PayloadError)
+    assert run.handle_callback("quack") == "quack None"
 
 
 def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -307,14 +309,14 @@ class Decorated:
     [("ping", None, "ping"), ("line", {"sku": "a", "qty": 1}, Line("a", 1)), ("n", 3, 3)],
 )
 def test_decorated_handlers_keep_their_own_payload_types(event, payload, logged_value) -> None:
-    run = Run(Decorated())
+    run = Instance(Decorated())
     run.resume()
-    run.step(event, payload)
+    run.send(event, payload)
     assert run.wf.log == [logged_value]
-    fresh = Run(Decorated())
+    fresh = Instance(Decorated())
     fresh.resume()
     with pytest.raises(PayloadError):
-        fresh.send("ping", {"sku": "a", "qty": 1})
+        fresh.handle_callback("ping", {"sku": "a", "qty": 1})
 
 
 # -- refusals ----------------------------------------------------------------------------------
@@ -337,11 +339,11 @@ class TwoThreads:
         self.log.append("worked")
 
 
-def _stuck() -> Run:
+def _stuck() -> Instance:
     """Main thread stuck retrying a failing step; thread 'side' waiting."""
-    run = Run(TwoThreads())
+    run = Instance(TwoThreads())
     run.resume()
-    run.send("go")
+    run.handle_callback("go")
     run.resume()  # the step fails, and waits a minute for its next attempt
     main = run.state.thread(MAIN_THREAD)
     assert main.status is genflow.ThreadStatus.EXECUTING
@@ -351,7 +353,8 @@ def _stuck() -> Run:
     return run
 
 
-REFUSALS: dict[str, tuple[type[Exception], Callable[[Run, CallbackRequest], CallbackRequest]]] = {
+Forge = Callable[[Instance, CallbackRequest], CallbackRequest]
+REFUSALS: dict[str, tuple[type[Exception], Forge]] = {
     "unknown event": (UnknownEventError, lambda run, req: attrs.evolve(req, event="shove")),
     "unknown thread": (UnknownThreadError, lambda run, req: attrs.evolve(req, thread_id="ghost")),
     "other instance": (UnknownThreadError, lambda run, req: attrs.evolve(req, instance_id="i-2")),
@@ -386,9 +389,9 @@ def test_event_before_setup_is_not_ready() -> None:
     run = _stuck()
     event = run.state.thread("side").events[0]
     event.status = WaitEventStatus.PENDING_SETUP
-    _changes_nothing(run, lambda: run.send("poke", thread="side"), EventNotReadyError)
+    _changes_nothing(run, lambda: run.handle_callback("poke", thread="side"), EventNotReadyError)
     event.status = WaitEventStatus.SETUP_ERROR
-    _changes_nothing(run, lambda: run.send("poke", thread="side"), EventNotReadyError)
+    _changes_nothing(run, lambda: run.handle_callback("poke", thread="side"), EventNotReadyError)
 
 
 def test_event_for_a_finished_instance_is_refused() -> None:
@@ -396,7 +399,7 @@ def test_event_for_a_finished_instance_is_refused() -> None:
     old = request(run.state, "poke", "side")
     run.wf.fail = False
     run.clock.advance(seconds=60)
-    run.step("poke", thread="side")
+    run.send("poke", thread="side")
     assert run.wf.log == ["go", "poked", "worked"]
     assert run.state.status is genflow.WorkflowStatus.FINISHED
     _changes_nothing(run, lambda: handle_callback(old, run.wf, run.state), WorkflowFinishedError)
@@ -469,7 +472,7 @@ class Listens:
 @pytest.mark.parametrize("kind", sorted(HANDLERS))
 def test_only_handlers_that_do_something_make_moves(kind: str, mode: str) -> None:
     CALLED.clear()
-    run = Run(Listens(kind), mode=mode)
+    run = Instance(Listens(kind), mode=mode)
     run.resume()
     sets_up = kind in ("setup only", "duck")
     tears_down = kind in ("duck", "instance teardown")
@@ -482,7 +485,7 @@ def test_only_handlers_that_do_something_make_moves(kind: str, mode: str) -> Non
     assert thread.events[1].due == thread.since + dt.timedelta(seconds=60)
     CALLED.clear()
     run.kinds.clear()
-    run.send("go", "now")
+    run.handle_callback("go", "now")
     # only a teardown that does something is left to do; the timer is done with
     assert [e.event for e in run.state.threads[0].events] == (["go"] if tears_down else [])
     run.resume()

@@ -1,7 +1,7 @@
 """The examples run to completion, in every mode, and refuse bad input without changing.
 
 Each scenario runs through the pure core (`resume` / `handle_callback`) in the
-modes of `helpers_core`: in memory, with `dumps`/`loads` between every
+modes of `genflow.testing.Instance`: in memory, with `dumps`/`loads` between every
 operation, and "crashing" after every checkpoint. All modes must end with the
 same data and the same blob. The README's demo runs in a subprocess.
 """
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers_core import MODES, Run, request
 
 import genflow
 from genflow import (
@@ -35,6 +34,8 @@ from genflow import (
 )
 from genflow.codec import unstructure
 from genflow.stores import SQLiteStore
+from genflow.testing import MODES, Instance
+from genflow.testing.instance import request
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `tests`
@@ -58,12 +59,12 @@ modes = pytest.mark.parametrize("mode", MODES)
 
 
 def same_in_every_mode(scenario, *args):
-    """Run `scenario(mode, *args)` in every mode; the final blobs must be identical."""
+    """Instance `scenario(mode, *args)` in every mode; the final blobs must be identical."""
     blobs = {mode: scenario(mode, *args).blob() for mode in MODES}
     assert len(set(blobs.values())) == 1, "modes ended differently"
 
 
-def unchanged(run: Run):
+def unchanged(run: Instance):
     """A context manager asserting the instance's blob is the same after the block."""
 
     class _Same:
@@ -79,13 +80,13 @@ def unchanged(run: Run):
 # -- the seed's README workflow ------------------------------------------------------------
 
 
-def seed_run(mode: str) -> Run:
-    run = Run(seed_readme.SeedReadme(), mode=mode)
+def seed_run(mode: str) -> Instance:
+    run = Instance(seed_readme.SeedReadme(), mode=mode)
     run.resume()
     assert run.wf.log == "lllll" and run.wf.i == 0
-    run.step("event")
+    run.send("event")
     assert run.wf.log == "lllllha"
-    run.step("event")
+    run.send("event")
     return run
 
 
@@ -130,34 +131,34 @@ def test_seed_readme_with_dumps_loads_between_every_call():
 ADA = {"customer": "Ada", "address": "1 Analytical Way"}
 
 
-def pizza_checked_out(mode: str) -> Run:
+def pizza_checked_out(mode: str) -> Instance:
     """An order with two lines, checked out: waiting for the manager."""
-    run = Run(PizzaOrder(), mode=mode, instance_id="order-1")
+    run = Instance(PizzaOrder(), mode=mode, instance_id="order-1")
     run.resume()
-    assert run.step("add", {"pizza": "margherita", "size": "large", "quantity": 2}) == {
+    assert run.send("add", {"pizza": "margherita", "size": "large", "quantity": 2}) == {
         "lines": ["2x large margherita"], "total": "23.00"}
-    run.step("add", {"pizza": "hawaiian", "size": "small"})
-    run.step("add", {"pizza": "diavola"})
-    run.step("add", {"pizza": "margherita", "size": "large"})  # same line, one more
-    out = run.step("remove", {"pizza": "hawaiian"})
+    run.send("add", {"pizza": "hawaiian", "size": "small"})
+    run.send("add", {"pizza": "diavola"})
+    run.send("add", {"pizza": "margherita", "size": "large"})  # same line, one more
+    out = run.send("remove", {"pizza": "hawaiian"})
     assert out == {"lines": ["3x large margherita", "1x medium diavola"], "total": "45.00"}
-    run.step("checkout", ADA)
+    run.send("checkout", ADA)
     assert run.wf.stage is Stage.AWAITING_CONFIRMATION
     return run
 
 
-def pizza_delivered(mode: str) -> Run:
+def pizza_delivered(mode: str) -> Instance:
     run = pizza_checked_out(mode)
-    run.step("confirm", {"manager": "Grace"})
+    run.send("confirm", {"manager": "Grace"})
     # The kitchen cooked while the payment thread asked for the charge.
     assert run.wf.kitchen == ["dough made", "toppings on", "baked", "boxed"]
     assert run.wf.payment is PaymentStatus.PENDING
     waits = {t.id: t.stmt for t in run.state.threads}
     assert waits == {"_main_": "payment settled", "take payment": "await payment"}
     ref = run.wf.payment_ref
-    assert run.step("payment", {"reference": ref, "ok": True}, thread="take payment") == "thanks"
+    assert run.send("payment", {"reference": ref, "ok": True}, thread="take payment") == "thanks"
     assert run.wf.stage is Stage.OUT_FOR_DELIVERY
-    run.step("delivered", {"driver": "Linus"})
+    run.send("delivered", {"driver": "Linus"})
     return run
 
 
@@ -200,11 +201,11 @@ def test_pizza_delivered_same_in_every_mode():
     same_in_every_mode(pizza_delivered)
 
 
-def pizza_unconfirmed(mode: str) -> Run:
+def pizza_unconfirmed(mode: str) -> Instance:
     run = pizza_checked_out(mode)
     [timer] = [e for e in run.state.threads[0].events if e.event == "manager silent"]
     assert timer.due == run.clock() + pizza.CONFIRM_WITHIN
-    run.step("manager silent")  # what the engine does when the timer is due
+    run.send("manager silent")  # what the engine does when the timer is due
     return run
 
 
@@ -226,21 +227,21 @@ def test_pizza_manager_silent_same_in_every_mode():
 @modes
 def test_pizza_rejected(mode):
     run = pizza_checked_out(mode)
-    run.step("reject", {"manager": "Grace", "reason": "oven broken"})
+    run.send("reject", {"manager": "Grace", "reason": "oven broken"})
     assert run.state.status is WorkflowStatus.FINISHED
     assert (run.wf.stage, run.wf.cancel_reason) == (
         Stage.CANCELLED, "rejected by Grace: oven broken")
     assert run.wf.payment is PaymentStatus.NOT_REQUESTED
 
 
-def pizza_payment_failed(mode: str, how: str) -> Run:
+def pizza_payment_failed(mode: str, how: str) -> Instance:
     run = pizza_checked_out(mode)
-    run.step("confirm", {"manager": "Grace"})
+    run.send("confirm", {"manager": "Grace"})
     if how == "declined":
-        run.step("payment", {"reference": run.wf.payment_ref, "ok": False,
+        run.send("payment", {"reference": run.wf.payment_ref, "ok": False,
                              "message": "card declined"}, thread="take payment")
     else:
-        run.step("payment deadline", thread="take payment")
+        run.send("payment deadline", thread="take payment")
     return run
 
 
@@ -283,12 +284,12 @@ def test_pizza_validates():
     (None, "AddItem"),
 ])
 def test_pizza_add_refuses_bad_payload(payload, field):
-    run = Run(PizzaOrder(), instance_id="order-1")
+    run = Instance(PizzaOrder(), instance_id="order-1")
     run.resume()
-    run.step("add", {"pizza": "diavola"})
+    run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.send("add", payload)
-    assert run.step("add", {"pizza": "funghi"})["total"] == "20.00"  # the cart still works
+        run.handle_callback("add", payload)
+    assert run.send("add", {"pizza": "funghi"})["total"] == "20.00"  # the cart still works
 
 
 @pytest.mark.parametrize(("event", "payload", "field"), [
@@ -298,27 +299,27 @@ def test_pizza_add_refuses_bad_payload(payload, field):
     ("checkout", {"customer": "", "address": "here"}, "customer"),
 ])
 def test_pizza_cart_events_refuse_bad_payload(event, payload, field):
-    run = Run(PizzaOrder())
+    run = Instance(PizzaOrder())
     run.resume()
-    run.step("add", {"pizza": "diavola"})
+    run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.send(event, payload)
+        run.handle_callback(event, payload)
 
 
 def test_pizza_handlers_refuse_without_changing_anything():
-    run = Run(PizzaOrder())
+    run = Instance(PizzaOrder())
     run.resume()
     with unchanged(run), pytest.raises(HandlerError, match="cart is empty"):
-        run.send("checkout", ADA)
-    run.step("add", {"pizza": "diavola"})
+        run.handle_callback("checkout", ADA)
+    run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(HandlerError, match="no funghi"):
-        run.send("remove", {"pizza": "funghi"})
+        run.handle_callback("remove", {"pizza": "funghi"})
     with unchanged(run), pytest.raises(HandlerError, match="no diavola"):
-        run.send("remove", {"pizza": "diavola", "size": "large"})
+        run.handle_callback("remove", {"pizza": "diavola", "size": "large"})
 
 
 def test_pizza_refuses_unknown_and_early_events():
-    run = Run(PizzaOrder())
+    run = Instance(PizzaOrder())
     run.resume()
     add = request(run.state, "add")
     for event in ["confirm", "delivered", "refund", "payment"]:
@@ -327,18 +328,19 @@ def test_pizza_refuses_unknown_and_early_events():
 
 
 def test_pizza_refuses_stale_requests_and_foreign_webhooks():
-    run = Run(PizzaOrder())
+    run = Instance(PizzaOrder())
     run.resume()
     old_add = request(run.state, "add")
-    run.step("add", {"pizza": "diavola"})
+    run.send("add", {"pizza": "diavola"})
     with unchanged(run), pytest.raises(StaleCallbackError):
         handle_callback(old_add, run.wf, run.state, {"pizza": "funghi"})
-    run.step("checkout", ADA)
-    run.step("confirm", {"manager": "Grace"})
+    run.send("checkout", ADA)
+    run.send("confirm", {"manager": "Grace"})
     with unchanged(run), pytest.raises(HandlerError, match="unknown charge"):
-        run.send("payment", {"reference": "ch_someone_else", "ok": True}, thread="take payment")
+        run.handle_callback("payment", {"reference": "ch_someone_else", "ok": True},
+                            thread="take payment")
     with unchanged(run), pytest.raises(PayloadError, match="ok"):
-        run.send("payment", {"reference": run.wf.payment_ref}, thread="take payment")
+        run.handle_callback("payment", {"reference": run.wf.payment_ref}, thread="take payment")
 
 
 # -- approval --------------------------------------------------------------------------------
@@ -351,18 +353,19 @@ def empty_inbox():
     INBOX.clear()
 
 
-def answer(run: Run, approver: str, approve: bool, comment: str = "") -> str:
+def answer(run: Instance, approver: str, approve: bool, comment: str = "") -> str:
     """Answer the one open request of `approver` through the inbox, as they would."""
     [item] = INBOX.for_approver(approver)
     assert item.req == request(run.state, "decision")  # the inbox holds the live request
     assert item.req.setup_data == item.token
-    out = run.step("decision", {"approver": approver, "approve": approve, "comment": comment})
+    out = run.send("decision", {"approver": approver, "approve": approve, "comment": comment})
     assert item.token not in INBOX.items  # teardown withdrew it
     return out
 
 
-def approval_two_levels(mode: str, finance_approves: bool = True) -> Run:
-    run = Run(Purchase(requester="ada", item="a 3D printer", amount=Decimal("1800")), mode=mode)
+def approval_two_levels(mode: str, finance_approves: bool = True) -> Instance:
+    run = Instance(Purchase(requester="ada", item="a 3D printer", amount=Decimal("1800")),
+                   mode=mode)
     run.resume()
     assert [i.approver for i in INBOX.items.values()] == ["lead"]
     assert answer(run, "lead", True).startswith("approved")
@@ -401,21 +404,21 @@ def test_approval_same_in_every_mode():
 
 @modes
 def test_approval_cheap_purchase_needs_only_the_lead(mode):
-    run = Run(Purchase(requester="bob", item="a keyboard", amount=Decimal("80")), mode=mode)
+    run = Instance(Purchase(requester="bob", item="a keyboard", amount=Decimal("80")), mode=mode)
     run.resume()
     answer(run, "lead", True)
     assert run.wf.ordered and run.wf.approvers == ["lead"]
     assert run.state.status is WorkflowStatus.FINISHED and INBOX.items == {}
 
 
-def approval_expired(mode: str) -> Run:
-    run = Run(Purchase(requester="ada", item="a chair", amount=Decimal("200")), mode=mode)
+def approval_expired(mode: str) -> Instance:
+    run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")), mode=mode)
     run.resume()
     stale = []
     for _ in range(approval.MAX_REMINDERS + 1):
         [item] = INBOX.items.values()
         stale.append(item.req)
-        run.step("approver silent")  # the timer wins; the request is withdrawn
+        run.send("approver silent")  # the timer wins; the request is withdrawn
         assert item.token not in INBOX.items
     for req in stale:  # answers to withdrawn requests are refused
         with unchanged(run), pytest.raises(genflow.EventError):
@@ -434,10 +437,10 @@ def test_approval_expires_after_reminders(mode):
 
 
 def test_approval_reminder_makes_the_old_request_stale():
-    run = Run(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
+    run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
     run.resume()
     [first] = INBOX.items.values()
-    run.step("approver silent")
+    run.send("approver silent")
     [second] = INBOX.items.values()
     assert second.req.pc > first.req.pc
     with unchanged(run), pytest.raises(StaleCallbackError):
@@ -456,18 +459,18 @@ def test_approval_reminder_makes_the_old_request_stale():
     ("approve", "mapping"),
 ])
 def test_approval_refuses_bad_payload(payload, field):
-    run = Run(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
+    run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
     run.resume()
     with unchanged(run), pytest.raises(PayloadError, match=field):
-        run.send("decision", payload)
+        run.handle_callback("decision", payload)
     assert len(INBOX.items) == 1  # the request is still open
 
 
 def test_approval_refuses_the_wrong_approver_and_unknown_events():
-    run = Run(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
+    run = Instance(Purchase(requester="ada", item="a chair", amount=Decimal("200")))
     run.resume()
     with unchanged(run), pytest.raises(HandlerError, match="mallory may not answer for lead"):
-        run.send("decision", {"approver": "mallory", "approve": True})
+        run.handle_callback("decision", {"approver": "mallory", "approve": True})
     req = request(run.state, "decision")
     with unchanged(run), pytest.raises(UnknownEventError):
         handle_callback(attrs.evolve(req, event="approve"), run.wf, run.state, None)
@@ -539,7 +542,7 @@ def fresh_services():
     yield
 
 
-def through_retries(run: Run) -> None:
+def through_retries(run: Instance) -> None:
     """Resume, moving the clock to each retry that falls due, until nothing retries."""
     while True:
         run.resume()
@@ -549,10 +552,10 @@ def through_retries(run: Run) -> None:
         run.clock.now = min(due)
 
 
-def transfer(mode: str, target: str = "bob", *, balance: int = 100, outage: int = 0) -> Run:
+def transfer(mode: str, target: str = "bob", *, balance: int = 100, outage: int = 0) -> Instance:
     BANK.reset({"alice": balance, "bob": 0})
     BANK.outage = outage
-    run = Run(MoneyTransfer("alice", target, 40, "T-1"), mode=mode)
+    run = Instance(MoneyTransfer("alice", target, 40, "T-1"), mode=mode)
     try:
         through_retries(run)
     except genflow.GenflowError:
@@ -598,7 +601,7 @@ def test_insufficient_funds_fail_the_withdrawal_and_nothing_is_refunded(mode):
 def test_a_bank_outage_is_retried_backing_off_to_two_seconds(mode):
     BANK.reset({"alice": 100, "bob": 0})
     BANK.outage = 4
-    run = Run(MoneyTransfer("alice", "bob", 40, "T-1"), mode=mode)
+    run = Instance(MoneyTransfer("alice", "bob", 40, "T-1"), mode=mode)
     start, waits = run.clock(), []
     while True:
         run.resume()
@@ -630,14 +633,14 @@ def test_transfers_end_the_same_in_every_mode():
         assert len(blobs) == 1, target
 
 
-def sms(mode: str, *codes: str, expire: bool = False) -> Run:
-    run = Run(SmsVerification(phone="+44 1"), mode=mode)
+def sms(mode: str, *codes: str, expire: bool = False) -> Instance:
+    run = Instance(SmsVerification(phone="+44 1"), mode=mode)
     run.resume()
     for code in codes:
-        run.step("code", run.wf.code if code == "right" else code)
+        run.send("code", run.wf.code if code == "right" else code)
     if expire:
         run.clock.advance(sms_verification.WITHIN)
-        run.step("expired")  # what the engine does when the timer is due
+        run.send("expired")  # what the engine does when the timer is due
     return run
 
 
@@ -652,15 +655,15 @@ def test_sms_verified_on_the_second_try(mode):
 
 @modes
 def test_sms_three_tries_share_one_deadline(mode):
-    run = Run(SmsVerification(phone="+44 1"), mode=mode)
+    run = Instance(SmsVerification(phone="+44 1"), mode=mode)
     run.resume()
     start = run.clock()
     for _ in range(2):
         run.clock.advance(seconds=60)
-        run.step("code", "000000")
+        run.send("code", "000000")
         [_, timer] = run.state.threads[0].events
         assert timer.due == start + sms_verification.WITHIN  # a wrong code buys no time
-    run.step("code", "111111")
+    run.send("code", "111111")
     assert run.wf.outcome == "wrong code" and run.state.status is WorkflowStatus.FINISHED
     assert GATEWAY.sent[-1] == ("+44 1", "Too many wrong codes: ask for a new one.")
 
@@ -679,14 +682,14 @@ def test_sms_ends_the_same_in_every_mode():
         assert len(blobs) == 1
 
 
-def seat(mode: str, ending: str) -> Run:
-    run = Run(SeatHold(seat="A1", customer="ada@example.com"), mode=mode)
+def seat(mode: str, ending: str) -> Instance:
+    run = Instance(SeatHold(seat="A1", customer="ada@example.com"), mode=mode)
     run.resume()
-    run.step("wake", thread="reminders")  # five minutes: a reminder
+    run.send("wake", thread="reminders")  # five minutes: a reminder
     if ending == "paid":
-        run.step("paid")
+        run.send("paid")
     elif ending == "expired":
-        run.step("hold over")
+        run.send("hold over")
     else:
         run.cancel()
     return run

@@ -1,6 +1,6 @@
 """Failure, time and cancellation inside a definition (issue 15), on the pure core.
 
-Every scenario runs in the three modes of helpers_core (plain; reloaded at every
+Every scenario runs in the three modes of genflow.testing.Instance (plain; reloaded at every
 checkpoint; crashed after every checkpoint and resumed from the saved blob) and
 must end the same way: Try/Catch/Finally, Raise, cancellation with cleanup,
 daemon threads, Sleep and absolute timeouts, step timeouts, current_step().
@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 import pytest
-from helpers_core import MODES, Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +43,7 @@ from genflow.runtime import resume_async
 from genflow.saga import Saga
 from genflow.state import Failure, new_state
 from genflow.statements import Break, Continue, Raise, Sleep, Try
+from genflow.testing import MODES, Instance
 
 LOG: list[str] = []
 FAIL: dict[str, int] = {}  # step name -> failures left
@@ -102,7 +102,7 @@ class Transfer:
 @pytest.mark.parametrize("mode", MODES)
 def test_a_caught_failure_runs_the_catch_then_the_finally_then_goes_on(mode):
     FAIL["deposit"] = 2  # both attempts fail
-    run = Run(Transfer(), mode=mode)
+    run = Instance(Transfer(), mode=mode)
     run.resume()
     assert run.state.status is WorkflowStatus.FINISHED
     assert [n for n in LOG if n != "deposit"] == ["withdraw", "refund", "close", "done"]
@@ -117,7 +117,7 @@ def test_a_caught_failure_runs_the_catch_then_the_finally_then_goes_on(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_success_runs_the_finally_and_no_catch(mode):
-    run = Run(Transfer(), mode=mode)
+    run = Instance(Transfer(), mode=mode)
     run.resume()
     assert LOG == ["withdraw", "deposit", "notify", "close", "done"]
     assert run.wf.failure is None and run.state.status is WorkflowStatus.FINISHED
@@ -136,7 +136,7 @@ def test_a_failure_no_catch_matches_runs_the_finally_and_fails_the_instance(mode
                       ).Finally("f", Step("close", act("close")))
             yield Step("after", act("after"))
 
-    run = Run(Uncaught(), mode=mode)
+    run = Instance(Uncaught(), mode=mode)
     with pytest.raises(GenflowError):
         run.resume()
     assert LOG == ["deposit", "close"]
@@ -154,7 +154,7 @@ def test_without_any_try_a_failure_fails_at_the_step_as_before(mode):
         def definition(self):
             yield Step("deposit", act("deposit"))
 
-    run = Run(Plain(), mode=mode)
+    run = Instance(Plain(), mode=mode)
     with pytest.raises(StepError):
         run.resume()
     assert run.state.status is WorkflowStatus.FAILED
@@ -172,7 +172,7 @@ def test_a_crash_inside_a_catch_body_resumes_inside_it(mode):
             yield Try("t", Step("deposit", act("deposit"))
                       ).Catch("c", Step("undo 1", act("undo 1")), Step("undo 2", act("undo 2")))
 
-    run = Run(LongCatch(), mode=mode)
+    run = Instance(LongCatch(), mode=mode)
     run.resume()
     assert LOG == ["deposit", "undo 1", "undo 2"]  # each once, also when crashed between
     assert run.state.status is WorkflowStatus.FINISHED
@@ -194,7 +194,7 @@ def test_nested_trys_the_inner_catch_wins_and_raise_goes_outward(mode):
                 Step("unreached", act("unreached")),
             ).Catch("outer catch", Step("alert", act("alert")), into="outer")
 
-    run = Run(Nested(), mode=mode)
+    run = Instance(Nested(), mode=mode)
     run.resume()
     assert LOG == ["charge", "log", "alert"]
     assert run.wf.outer is not None and run.wf.outer.step == "charge"
@@ -228,7 +228,7 @@ def test_break_continue_and_return_run_the_finally_first(mode, how):
         def cleanup(self) -> None:
             LOG.append(f"cleanup {self.n}")
 
-    run = Run(Jump(), mode=mode)
+    run = Instance(Jump(), mode=mode)
     run.resume()
     expected = {
         "break": ["count 1", "cleanup 1", "after"],
@@ -251,7 +251,7 @@ def test_raise_starts_a_failure_from_the_definition(mode):
                 If(self.balance < 0, "overdrawn", Raise(Declined, "balance below zero")),
             ).Catch("handle", Step("notify", act("notify")), errors=Declined, into="caught")
 
-    run = Run(Overdraft(), mode=mode)
+    run = Instance(Overdraft(), mode=mode)
     run.resume()
     assert LOG == ["notify"] and run.wf.caught is not None
     assert (run.wf.caught.type, run.wf.caught.message) == ("Declined", "balance below zero")
@@ -297,7 +297,7 @@ class Cancellable:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_cancellation_runs_the_cleanup_durably_then_the_instance_is_cancelled(mode):
-    run = Run(Cancellable(), mode=mode)
+    run = Instance(Cancellable(), mode=mode)
     run.resume()
     assert run.state.status is WorkflowStatus.WAITING
     run.cancel()
@@ -317,13 +317,13 @@ def test_a_second_cancel_during_cleanup_does_not_restart_it(mode):
                 "f", Step("first", act("first")), Wait("confirm?", On("confirmed")),
                 Step("second", act("second")))
 
-    run = Run(SlowCleanup(), mode=mode)
+    run = Instance(SlowCleanup(), mode=mode)
     run.resume()
     run.cancel()
     assert LOG == ["first"] and run.state.status is WorkflowStatus.CANCELLING
     run.cancel()  # goes on where it stands: waiting in the cleanup, nothing run again
     assert LOG == ["first"]
-    run.step("confirmed")
+    run.send("confirmed")
     assert LOG == ["first", "second"] and run.state.status is WorkflowStatus.CANCELLED
 
 
@@ -341,12 +341,12 @@ def test_daemon_threads_are_cancelled_when_the_main_thread_ends(mode):
                                     Step("remind", act("remind")))
                       ).Finally("stop reminding", Step("bye", act("bye")))
 
-    run = Run(Monitor(), mode=mode)
+    run = Instance(Monitor(), mode=mode)
     run.resume()
     run.clock.advance(seconds=3600)
     run.resume()
     assert LOG == []  # a timer fires by its due time, through the engine or a callback
-    run.step("done")
+    run.send("done")
     assert LOG == ["bye"] and run.state.status is WorkflowStatus.FINISHED
 
 
@@ -378,11 +378,11 @@ def test_one_deadline_across_several_waits(mode):
             self.tries += 1
             self.verified = code == "1234"
 
-    run = Run(Verify(), mode=mode)
+    run = Instance(Verify(), mode=mode)
     run.resume()
     start = run.clock()
     for _ in range(2):
-        run.step("code", "0000")
+        run.send("code", "0000")
     due = run.state.threads[0].events[1].due
     assert due == start + dt.timedelta(seconds=180)  # the same deadline for every try
     run.clock.advance(seconds=181)
@@ -411,7 +411,7 @@ def test_sleep_is_a_durable_wait_with_only_a_timer(mode):
             yield Sleep("nap", dt.timedelta(minutes=5))
             yield Step("up", act("up"))
 
-    run = Run(Nap(), mode=mode)
+    run = Instance(Nap(), mode=mode)
     run.resume()
     event = run.state.threads[0].events[0]
     assert event.due == run.clock() + dt.timedelta(minutes=5)
@@ -440,7 +440,7 @@ def test_current_step_gives_the_clock_attempt_deadline_and_key():
             if ctx.attempt < 2:
                 raise Transient("once")
 
-    run = Run(Context())
+    run = Instance(Context())
     run.resume()
     run.clock.advance(seconds=10)
     run.resume()
@@ -458,7 +458,7 @@ def test_retry_forever_and_errors_that_are_never_retried():
 
 
 def test_a_sync_step_that_overruns_its_timeout_fails_its_attempt():
-    run: Run
+    run: Instance
 
     @genflow.workflow("f-overrun")
     @attrs.define
@@ -472,7 +472,7 @@ def test_a_sync_step_that_overruns_its_timeout_fails_its_attempt():
             run.clock.advance(seconds=6)  # the step took six seconds of the engine's clock
             self.done = True
 
-    run = Run(Overrun())
+    run = Instance(Overrun())
     with pytest.raises(StepError) as err:
         run.resume()
     assert isinstance(err.value.__cause__, StepTimeoutError)
@@ -506,11 +506,11 @@ def test_on_without_a_handler_is_a_bare_trigger():
         def definition(self):
             yield Wait("w", On("go", Step("after go", act("after go"))))
 
-    run = Run(Trigger())
+    run = Instance(Trigger())
     run.resume()
     with pytest.raises(genflow.PayloadError, match="takes no payload"):
-        run.send("go", "a payload")
-    run.step("go")
+        run.handle_callback("go", "a payload")
+    run.send("go")
     assert LOG == ["after go"]
 
 
@@ -533,7 +533,7 @@ class Trip:
 @pytest.mark.parametrize("mode", MODES)
 def test_a_saga_compensates_what_was_done_in_reverse_order(mode):
     FAIL["car"] = 1
-    run = Run(Trip(), mode=mode)
+    run = Instance(Trip(), mode=mode)
     run.resume()
     assert LOG == ["flight", "hotel", "car", "cancel hotel", "cancel flight"]
     assert run.wf.saga.done == ["flight", "hotel"]
@@ -600,7 +600,7 @@ def test_failures_placed_anywhere_end_the_same_in_every_mode(fails):
     outcomes = []
     for mode in MODES:
         LOG.clear()
-        run = Run(Maze(fails=list(fails)), mode=mode)
+        run = Instance(Maze(fails=list(fails)), mode=mode)
         try:
             run.resume()
             error = None

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 import attrs
-from helpers_core import Run, ready_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +40,8 @@ from genflow import (
     validate,
 )
 from genflow.statements import Case
+from genflow.testing import Instance
+from genflow.testing.run import ready_events
 
 # -- trees -------------------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ ACTIVE = [""]
 ATTEMPTED: dict[str, set[str]] = {}
 
 
-def _settle(run: Run, label: str) -> None:
+def _settle(run: Instance, label: str) -> None:
     """Resume, and again after each failed step (it is rolled back and runs again)."""
     ACTIVE[0] = label
     for _ in range(100):
@@ -182,13 +183,13 @@ def _settle(run: Run, label: str) -> None:
             return
         except StepError as err:
             assert "fails once" in str(err)
-            assert run.blob() == run.saved
+            assert run.blob() == run.checkpointed
     raise AssertionError("a flaky step failed more than once")
 
 
-def _start(tree: list[Any], label: str, mode: str) -> Run:
+def _start(tree: list[Any], label: str, mode: str) -> Instance:
     ATTEMPTED.pop(label, None)
-    run = Run(_flow(tree), mode=mode)
+    run = Instance(_flow(tree), mode=mode)
     _settle(run, label)
     return run
 
@@ -214,7 +215,7 @@ def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
         for run, label in ((steady, "steady"), (crashy, "crashy")):
-            run.send(event, thread=thread)
+            run.handle_callback(event, thread=thread)
             _settle(run, label)
         assert crashy.blob() == steady.blob()
     assert crashy.kinds == steady.kinds
@@ -223,7 +224,7 @@ def test_reloading_at_every_checkpoint_ends_where_never_stopping_does(tree, data
         assert all(t.status is genflow.ThreadStatus.WAITING_CONDITION for t in steady.state.threads)
 
 
-def _bogus(run: Run, issued: list[CallbackRequest], pick: int) -> CallbackRequest | None:
+def _bogus(run: Instance, issued: list[CallbackRequest], pick: int) -> CallbackRequest | None:
     """A request the instance is not waiting for, of one of several kinds."""
     state = run.state
     live = {(e.req.thread_id, e.req.event, e.req.pc) for t in state.threads for e in t.events}
@@ -269,5 +270,5 @@ def test_events_the_instance_is_not_waiting_for_change_nothing(tree, data) -> No
         if not ready:
             break
         thread, event = data.draw(st.sampled_from(ready), label="event")
-        run.send(event, thread=thread)
+        run.handle_callback(event, thread=thread)
         _settle(run, "bogus")

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 
 import attrs
 import pytest
-from helpers_core import MODES, Run, blob, request
 
 import genflow
 from genflow import (
@@ -33,7 +32,10 @@ from genflow import (
     validate,
     walk,
 )
+from genflow.codec import dumps
 from genflow.replay import Definition, path_of, search
+from genflow.testing import MODES, Instance
+from genflow.testing.instance import request
 
 DEPTH = 500
 
@@ -94,25 +96,25 @@ def shallow_stack(room: int = 150) -> Iterator[None]:
 @pytest.mark.parametrize("shape", ["ifs", "loops", "generators"])
 @pytest.mark.parametrize("mode", MODES)
 def test_deep_definition_resumes_without_recursion(shape: str, mode: str) -> None:
-    run = Run(Deep(shape=shape), mode=mode)
+    run = Instance(Deep(shape=shape), mode=mode)
     run.resume()  # warm up: cattrs builds its converters for these classes
-    run = Run(Deep(shape=shape), mode=mode, instance_id="i-2")
+    run = Instance(Deep(shape=shape), mode=mode, instance_id="i-2")
     with shallow_stack():
         run.resume()
     thread = run.state.threads[0]
     assert thread.stmt == "deep wait"
     assert len(thread.path) == 2 * DEPTH + 1  # an index per level, a branch between
     with shallow_stack():
-        run.step("poke")
+        run.send("poke")
     assert run.wf.log == ["before", "poked", "after"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 
 def test_deep_definition_found_by_name_when_the_hint_is_useless() -> None:
-    run = Run(Deep())
+    run = Instance(Deep())
     run.resume()
     run.state.threads[0].path = [7, 0, 3]  # points nowhere
-    run.step("poke")
+    run.send("poke")
     assert run.wf.log == ["before", "poked", "after"]
 
 
@@ -198,12 +200,12 @@ EDITS = {
 @pytest.mark.parametrize("mode", MODES)
 def test_edit_before_the_saved_statement_resumes_at_it(deploy, edit: str, mode: str) -> None:
     deploy(V1)
-    run = Run(Edit(), mode=mode)
+    run = Instance(Edit(), mode=mode)
     run.resume()
     assert run.wf.log == ["a", "b"]
     assert run.state.threads[0].stmt == "wait"
     deploy(EDITS[edit])
-    run.step("go")
+    run.send("go")
     # nothing before the wait ran again, and everything after it ran once
     assert run.wf.log == ["a", "b", "<go>", "c", "d"]
     assert run.state.status is WorkflowStatus.FINISHED
@@ -219,7 +221,7 @@ def test_edit_before_an_executing_step_runs_that_step(deploy, mode: str) -> None
         wf.log.append("risky")
 
     deploy(lambda wf: [wf.s("a"), Step("risky", lambda: risky(wf)), wf.s("z")])
-    run = Run(Edit(), mode=mode)
+    run = Instance(Edit(), mode=mode)
     with pytest.raises(StepError):
         run.resume()
     assert run.state.threads[0].status is ThreadStatus.EXECUTING
@@ -238,11 +240,11 @@ def _real_path(wf: Any, name: str) -> list[int]:
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_a_statement_found_by_name_gets_its_new_path_hint(deploy, edit: str) -> None:
     deploy(V1)
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     deploy(EDITS[edit])
     stale = list(run.state.threads[0].path)
-    run.send("go")  # found by name: the hint it leaves is the wait's real path
+    run.handle_callback("go")  # found by name: the hint it leaves is the wait's real path
     assert run.state.threads[0].path == _real_path(run.wf, "wait")
     if edit == "insert before":
         assert stale == [1, 0, 1] and run.state.threads[0].path == [3, 0, 2]
@@ -256,7 +258,7 @@ def test_a_step_found_by_name_gets_its_new_path_hint(deploy) -> None:
             raise RuntimeError("boom")
 
     deploy(lambda wf: [wf.s("a"), Step("risky", lambda: risky(wf))])
-    run = Run(Edit())
+    run = Instance(Edit())
     with pytest.raises(StepError):
         run.resume()
     deploy(lambda wf: [wf.s("new"), If(True, "wrap", Step("risky", lambda: risky(wf)))])
@@ -281,18 +283,18 @@ def test_edit_before_a_go_keeps_its_thread(deploy, mode: str) -> None:
         ]
 
     deploy(v1)
-    run = Run(Edit(), mode=mode)
+    run = Instance(Edit(), mode=mode)
     run.resume()
     assert [t.id for t in run.state.threads] == ["child"]
     deploy(v2)
-    run.step("go", thread="child")
+    run.send("go", thread="child")
     assert run.wf.log == ["main", "c1", "<go>", "c2"]
 
 
 # -- non-determinism ----------------------------------------------------------------------
 
 
-def _refused(run: Run, op: Callable[[], Any], statement: str, thread: str = MAIN_THREAD):
+def _refused(run: Instance, op: Callable[[], Any], statement: str, thread: str = MAIN_THREAD):
     before = run.blob()
     with pytest.raises(NonDeterminismError) as err:
         op()
@@ -307,7 +309,7 @@ def _refused(run: Run, op: Callable[[], Any], statement: str, thread: str = MAIN
 
 def test_vanished_wait_is_refused_on_callback_and_resume(deploy) -> None:
     deploy(V1)
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     deploy(lambda wf: [wf.s("a"), wf.s("b"), wf.s("c"), wf.s("d")])
     req = request(run.state, "go")
@@ -319,16 +321,16 @@ def test_vanished_wait_is_refused_on_callback_and_resume(deploy) -> None:
 
 def test_vanished_statement_after_the_event_is_refused_on_resume(deploy) -> None:
     deploy(V1)
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
-    run.send("go")
+    run.handle_callback("go")
     deploy(lambda wf: [wf.s("a"), wf.s("c"), wf.s("d")])
     _refused(run, lambda: resume(run.wf, run.state), "wait")
 
 
 def test_vanished_executing_step_is_refused(deploy) -> None:
     deploy(lambda wf: [wf.s("a"), Step("b", lambda: 1 / 0)])
-    run = Run(Edit())
+    run = Instance(Edit())
     with pytest.raises(StepError):
         run.resume()
     deploy(lambda wf: [wf.s("a"), wf.s("c")])
@@ -337,7 +339,7 @@ def test_vanished_executing_step_is_refused(deploy) -> None:
 
 def test_vanished_go_is_refused_naming_it(deploy) -> None:
     deploy(lambda wf: [Go("child", wf.w("child wait", "go"))])
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     deploy(lambda wf: [wf.w("child wait", "go")])  # same wait, but no longer in a thread
     req = request(run.state, "go", "child")
@@ -347,7 +349,7 @@ def test_vanished_go_is_refused_naming_it(deploy) -> None:
 
 def test_wait_that_became_a_step_is_refused(deploy) -> None:
     deploy(V1)
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     deploy(lambda wf: [wf.s("a"), wf.s("b"), wf.s("wait"), wf.s("c")])
     req = request(run.state, "go")
@@ -357,7 +359,7 @@ def test_wait_that_became_a_step_is_refused(deploy) -> None:
 
 def test_step_that_became_a_wait_is_refused(deploy) -> None:
     deploy(lambda wf: [Step("b", lambda: 1 / 0)])
-    run = Run(Edit())
+    run = Instance(Edit())
     with pytest.raises(StepError):
         run.resume()
     deploy(lambda wf: [wf.w("b", "go")])
@@ -366,7 +368,7 @@ def test_step_that_became_a_wait_is_refused(deploy) -> None:
 
 def test_event_removed_from_a_wait_is_refused(deploy) -> None:
     deploy(lambda wf: [wf.w("wait", "go", "stop")])
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     deploy(lambda wf: [wf.w("wait", "stop")])
     req = request(run.state, "go")
@@ -376,7 +378,7 @@ def test_event_removed_from_a_wait_is_refused(deploy) -> None:
 
 def test_waitfor_that_became_a_step_is_refused(deploy) -> None:
     deploy(lambda wf: [WaitFor("until", not wf.flag)])
-    run = Run(Edit())
+    run = Instance(Edit())
     run.resume()
     assert run.state.threads[0].status is ThreadStatus.WAITING_CONDITION
     deploy(lambda wf: [wf.s("until")])
@@ -423,10 +425,10 @@ class OneShot:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_generator_object_inside_a_loop_body_runs_every_iteration(mode: str) -> None:
-    run = Run(OneShot(), mode=mode)
+    run = Instance(OneShot(), mode=mode)
     run.resume()
     while run.state.threads:
-        run.step("e")
+        run.send("e")
     assert run.wf.log == [
         "0.1", "after 0.1", "0.2", "0.3", "after 0.3",
         "1.1", "after 1.1", "1.2", "1.3", "after 1.3",
@@ -436,9 +438,9 @@ def test_generator_object_inside_a_loop_body_runs_every_iteration(mode: str) -> 
 def test_reloaded_and_never_stopped_one_shot_runs_agree() -> None:
     ends = []
     for mode in MODES:
-        run = Run(OneShot(), mode=mode)
+        run = Instance(OneShot(), mode=mode)
         run.resume()
         while run.state.threads:
-            run.step("e")
-        ends.append(blob(run.wf, run.state))
+            run.send("e")
+        ends.append(dumps(run.wf, run.state))
     assert ends[0] == ends[1] == ends[2]

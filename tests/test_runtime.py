@@ -11,7 +11,6 @@ from typing import Any
 
 import attrs
 import pytest
-from helpers_core import MODES, Run, request
 
 import genflow
 from genflow import (
@@ -51,6 +50,8 @@ from genflow import (
     resume_async,
 )
 from genflow.clock import FakeClock
+from genflow.testing import MODES, Instance
+from genflow.testing.instance import request
 
 #: what handlers did outside the data, in order
 calls: list[tuple[Any, ...]] = []
@@ -117,7 +118,7 @@ class EmptyLoop:
 
 @pytest.mark.parametrize("kind", ["false branch", "no body", "continue only", "go only"])
 def test_empty_loop_iteration_is_an_error_that_changes_nothing(kind: str) -> None:
-    run = Run(EmptyLoop(kind=kind))
+    run = Instance(EmptyLoop(kind=kind))
     before = run.blob()
     with pytest.raises(EmptyLoopError, match="'spin'"):
         run.resume()
@@ -126,11 +127,11 @@ def test_empty_loop_iteration_is_an_error_that_changes_nothing(kind: str) -> Non
 
 
 def test_loop_that_becomes_empty_fails_at_its_last_checkpoint() -> None:
-    run = Run(EmptyLoop(kind="after two steps"))
+    run = Instance(EmptyLoop(kind="after two steps"))
     with pytest.raises(EmptyLoopError):
         run.resume()
     assert run.wf.i == 2
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
     with pytest.raises(EmptyLoopError):  # deterministic: the same again
         run.resume()
 
@@ -163,12 +164,12 @@ class Select:
 @pytest.mark.parametrize("winner", ["a", "b"])
 def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
     loser = "b" if winner == "a" else "a"
-    run = Run(Select(), mode=mode)
+    run = Instance(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
     assert sorted(calls) == [("setup", "a", pc), ("setup", "b", pc)]
     calls.clear()
-    assert run.send(winner, "hi") == "HI"
+    assert run.handle_callback(winner, "hi") == "HI"
     assert calls == [("handle", winner, "hi")]
     thread = run.state.threads[0]
     assert thread.won == winner and thread.status is ThreadStatus.RESUMING
@@ -189,7 +190,7 @@ def test_select_exactly_one_event_wins(winner: str, mode: str) -> None:
 
 
 def test_second_callback_for_the_same_wait_is_stale() -> None:
-    run = Run(Select(rounds=2))
+    run = Instance(Select(rounds=2))
     run.resume()
     first = {e.event: e.req for e in run.state.threads[0].events}
     handle_callback(first["a"], run.wf, run.state, "x")
@@ -205,14 +206,14 @@ def test_second_callback_for_the_same_wait_is_stale() -> None:
         with pytest.raises(StaleCallbackError):
             handle_callback(first[event], run.wf, run.state, payload)
         assert run.blob() == before
-    assert run.send("c") is None
+    assert run.handle_callback("c") is None
     run.resume()
     assert run.wf.log == ["A", "c handled"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 
 def test_forged_future_counter_is_refused() -> None:
-    run = Run(Select())
+    run = Instance(Select())
     run.resume()
     req = request(run.state, "a")
     forged = attrs.evolve(req, pc=req.pc + 5)
@@ -228,7 +229,7 @@ def test_forged_future_counter_is_refused() -> None:
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
     failures[("b", "setup")] = 2
-    run = Run(Select(), mode=mode)
+    run = Instance(Select(), mode=mode)
     for attempt in (1, 2):
         with pytest.raises(HandlerError) as err:
             run.resume()
@@ -239,9 +240,9 @@ def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
         assert events["a"].status is WaitEventStatus.SETUP  # set up once, not redone
         assert run.state.status is WorkflowStatus.RESUMING
         assert run.kinds[-1] is CheckpointType.AFTER_SETUP  # the failure was reported
-        assert run.blob() == run.saved
+        assert run.blob() == run.checkpointed
         with pytest.raises(EventNotReadyError):
-            run.send("b", "early")
+            run.handle_callback("b", "early")
         assert [c for c in calls if c[0] == "setup"] == [("setup", "a", run.state.threads[0].pc)]
         assert attempt == 2 - failures[("b", "setup")]
     run.resume()
@@ -249,17 +250,17 @@ def test_failed_setup_is_recorded_and_retried(mode: str) -> None:
     assert events["b"].status is WaitEventStatus.SETUP and events["b"].error == ""
     assert events["b"].req.setup_data == f"b@{run.state.threads[0].pc}"
     assert run.state.status is WorkflowStatus.WAITING
-    run.step("b", "go")
+    run.send("b", "go")
     assert run.wf.log == ["B"]
 
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
     failures[("a", "teardown")] = 1
-    run = Run(Select(), mode=mode)
+    run = Instance(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
-    run.send("b", "x")
+    run.handle_callback("b", "x")
     with pytest.raises(HandlerError) as err:
         run.resume()
     assert (err.value.phase, err.value.event) == ("teardown", "a")
@@ -267,7 +268,7 @@ def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
     assert (event.event, event.status) == ("a", WaitEventStatus.TEARDOWN_ERROR)
     assert "a teardown unavailable" in event.error
     assert run.wf.log == []  # the winner's body waits for every teardown
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
     run.resume()
     assert run.wf.log == ["B"]
     teardowns = [c for c in calls if c[0] == "teardown"]
@@ -280,14 +281,14 @@ def test_failed_teardown_is_recorded_and_retried(mode: str) -> None:
 
 
 def test_counter_grows_on_every_move_and_requests_carry_it() -> None:
-    run = Run(Select(rounds=3))
+    run = Instance(Select(rounds=3))
     seen = []
     run.resume()
     for _ in range(3):
         thread = run.state.threads[0]
         assert all(e.req.pc == thread.pc for e in thread.events)
         seen.append(thread.pc)
-        run.step("c")
+        run.send("c")
     assert seen == sorted(set(seen))  # strictly increasing
 
 
@@ -318,12 +319,12 @@ class Gate:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_waitfor_wakes_when_another_threads_step_makes_it_true(mode: str) -> None:
-    run = Run(Gate(), mode=mode)
+    run = Instance(Gate(), mode=mode)
     run.resume()
     main = run.state.thread(MAIN_THREAD)
     assert (main.stmt, main.status) == ("gate", ThreadStatus.WAITING_CONDITION)
     assert run.state.status is WorkflowStatus.WAITING
-    run.step("knock", thread="opener")
+    run.send("knock", thread="opener")
     # every move is made by the first thread that can move: once the opener's step
     # makes the gate's condition true, the main thread goes first
     assert run.wf.log == ["knocked", "opened", "through", "inside", "handler", "opener done"]
@@ -347,11 +348,11 @@ def test_waitfor_handler_failure_rolls_back_and_retries() -> None:
             if broken["on"]:
                 raise ValueError("no")
 
-    run = Run(Broken())
+    run = Instance(Broken())
     with pytest.raises(HandlerError) as err:
         run.resume()
     assert err.value.phase == "condition handler" and err.value.event == "ready"
-    assert run.wf.n == 0 and run.blob() == run.saved
+    assert run.wf.n == 0 and run.blob() == run.checkpointed
     assert run.state.threads[0].status is ThreadStatus.WAITING_CONDITION
     broken["on"] = False
     run.resume()
@@ -374,11 +375,11 @@ def test_waitgroup_duplicate_id_is_refused_in_its_add_step() -> None:
         def count(self) -> None:
             self.started += 1
 
-    run = Run(Dup())
+    run = Instance(Dup())
     with pytest.raises(StepError) as err:
         run.resume()
     assert isinstance(err.value.__cause__, DuplicateThreadError)
-    assert run.wf.wg.pending == ["same"] and run.blob() == run.saved
+    assert run.wf.wg.pending == ["same"] and run.blob() == run.checkpointed
 
 
 # -- move limit --------------------------------------------------------------------------------
@@ -397,10 +398,10 @@ class Runaway:
 
 
 def test_runaway_loop_hits_the_move_limit_at_a_checkpoint() -> None:
-    run = Run(Runaway())
+    run = Instance(Runaway())
     with pytest.raises(MoveLimitError):
         run.resume(max_moves=41)
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
     assert len(run.kinds) == 41
     first = run.wf.n
     assert first == 20  # forward, step, forward, step...
@@ -431,7 +432,7 @@ class Timer:
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_gets_its_due_time_from_the_resume_clock(mode: str) -> None:
     start = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
-    run = Run(Timer(), mode=mode, clock=FakeClock(start))
+    run = Instance(Timer(), mode=mode, clock=FakeClock(start))
     run.resume()
     events = {e.event: e for e in run.state.threads[0].events}
     assert events["answer"].due is None
@@ -439,7 +440,7 @@ def test_timeout_gets_its_due_time_from_the_resume_clock(mode: str) -> None:
     assert events["way too slow"].due == start + dt.timedelta(hours=1)
     assert run.state.threads[0].since == start
     run.clock.advance(seconds=301)
-    run.step("too slow")
+    run.send("too slow")
     assert run.wf.log == ["expired"]
     assert run.state.status is WorkflowStatus.FINISHED
 
@@ -505,14 +506,14 @@ def test_async_steps_and_handlers_run_with_the_async_api() -> None:
 
 
 def test_sync_resume_refuses_an_async_step_cleanly() -> None:
-    run = Run(AsyncFlow())
+    run = Instance(AsyncFlow(), asynchronous=False)  # driven as `resume` would
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a never-awaited coroutine would warn
         with pytest.raises(StepError, match="resume_async") as err:
             run.resume()
         gc.collect()
     assert err.value.step == "fetch"
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
     assert run.state.threads[0].status is ThreadStatus.EXECUTING
     asyncio.run(resume_async(run.wf, run.state))  # the async API takes over from there
     assert run.wf.log == ["fetched in fetch"]
@@ -548,7 +549,7 @@ class Context:
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_idempotency_key_is_stable_across_retries_and_new_per_execution(mode: str) -> None:
     failures[("call out", "step")] = 2
-    run = Run(Context(), instance_id="ctx-1", mode=mode)
+    run = Instance(Context(), instance_id="ctx-1", mode=mode)
     for _ in range(2):
         with pytest.raises(StepError):
             run.resume()
@@ -557,7 +558,7 @@ def test_idempotency_key_is_stable_across_retries_and_new_per_execution(mode: st
     assert len(tried) == 3 and len(set(tried)) == 1
     assert tried[0].startswith(f"ctx-1/{MAIN_THREAD}/call out/")
     assert run.wf.keys == tried[:1]  # failed attempts were rolled back
-    run.step("next")
+    run.send("next")
     assert len(run.wf.keys) == 2 and run.wf.keys[1] != run.wf.keys[0]
 
 
@@ -571,7 +572,7 @@ def test_current_step_outside_a_step_is_an_error() -> None:
 
 @pytest.mark.parametrize("mode", MODES[:2])
 def test_cancel_tears_down_handlers_and_ends_the_instance(mode: str) -> None:
-    run = Run(Select(), mode=mode)
+    run = Instance(Select(), mode=mode)
     run.resume()
     pc = run.state.threads[0].pc
     calls.clear()
@@ -594,13 +595,13 @@ def test_cancel_tears_down_handlers_and_ends_the_instance(mode: str) -> None:
         assert dumps(run.wf, run.state) == before
 
 
-def request_for(run: Run) -> Any:
+def request_for(run: Instance) -> Any:
     return genflow.CallbackRequest(run.state.id, genflow.MAIN_THREAD, "a", run.state.pc)
 
 
 def test_cancel_retries_a_failed_teardown() -> None:
     failures[("b", "teardown")] = 1
-    run = Run(Select())
+    run = Instance(Select())
     run.resume()
     pc = run.state.threads[0].pc
     with pytest.raises(HandlerError):
@@ -616,11 +617,11 @@ def test_cancel_retries_a_failed_teardown() -> None:
 
 
 def test_cancel_async_and_finished_instances() -> None:
-    run = Run(Select())
+    run = Instance(Select())
     run.resume()
     asyncio.run(cancel_async(run.wf, run.state))
     assert run.state.status is WorkflowStatus.CANCELLED
-    done = Run(EmptyLoop(kind="none"))
+    done = Instance(EmptyLoop(kind="none"))
     done.resume()
     assert done.state.status is WorkflowStatus.FINISHED
     with pytest.raises(WorkflowFinishedError):
@@ -629,10 +630,10 @@ def test_cancel_async_and_finished_instances() -> None:
 
 def test_event_that_is_set_up_wins_over_one_whose_setup_failed() -> None:
     failures[("b", "setup")] = 1
-    run = Run(Select())
+    run = Instance(Select())
     with pytest.raises(HandlerError):
         run.resume()
-    assert run.send("a", "first") == "FIRST"
+    assert run.handle_callback("a", "first") == "FIRST"
     thread = run.state.threads[0]
     # b failed to set up and c was not set up yet: nothing of them to tear down
     assert [(e.event, e.status) for e in thread.events] == [

@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 import pytest
-from helpers_core import MODES, Run, blob
 
 import genflow
 from genflow import (
@@ -33,6 +32,8 @@ from genflow import (
     WaitGroup,
     WorkflowStatus,
 )
+from genflow.codec import dumps
+from genflow.testing import MODES, Instance
 
 #: outside effects of handlers and steps, keyed by instance id (not workflow data)
 EFFECTS: dict[str, list[Any]] = {}
@@ -40,7 +41,7 @@ EFFECTS: dict[str, list[Any]] = {}
 FAILS: dict[str, int] = {}
 
 
-def effects(run: Run) -> list[Any]:
+def effects(run: Instance) -> list[Any]:
     return EFFECTS.setdefault(run.state.id, [])
 
 
@@ -283,17 +284,17 @@ class SubFlows:
 
 
 # -- scenarios -------------------------------------------------------------------------
-# Each takes a fresh Run and returns nothing; it asserts as it goes.
+# Each takes a fresh Instance and returns nothing; it asserts as it goes.
 
 
-def empty(run: Run) -> None:
+def empty(run: Instance) -> None:
     run.resume()
     assert run.state.status is WorkflowStatus.FINISHED
     assert run.state.threads == []
     assert run.kinds == [CheckpointType.AFTER_RESUME]
 
 
-def single(run: Run) -> None:
+def single(run: Instance) -> None:
     run.resume()
     assert run.wf.done == 1
     assert run.state.status is WorkflowStatus.FINISHED
@@ -304,7 +305,7 @@ def single(run: Run) -> None:
     ]
 
 
-def flaky(run: Run) -> None:
+def flaky(run: Instance) -> None:
     FAILS[run.state.id] = 2
     for _ in range(2):
         with pytest.raises(StepError) as err:
@@ -314,7 +315,7 @@ def flaky(run: Run) -> None:
         assert isinstance(err.value.__cause__, RuntimeError)
         # rolled back: what the failing step changed is gone; earlier steps stay
         assert (run.wf.before, run.wf.attempts, run.wf.after) == (1, 0, 0)
-        assert run.blob() == run.saved
+        assert run.blob() == run.checkpointed
         thread = run.state.threads[0]
         assert (thread.stmt, thread.status) == ("flaky", ThreadStatus.EXECUTING)
     run.resume()
@@ -322,14 +323,14 @@ def flaky(run: Run) -> None:
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-def setup_data(run: Run) -> None:
+def setup_data(run: Instance) -> None:
     run.resume()
     assert run.state.status is WorkflowStatus.WAITING
     events = {e.event: e for e in run.state.threads[0].events}
     pc = run.state.threads[0].pc
     assert events["left"].req.setup_data == f"token-left-{pc}"
     assert events["right"].req.setup_data == f"token-right-{pc}"
-    assert run.send("right", 7) == f"right:7:token-right-{pc}"
+    assert run.handle_callback("right", 7) == f"right:7:token-right-{pc}"
     run.resume()
     assert run.wf.winner == "right"
     assert run.state.status is WorkflowStatus.FINISHED
@@ -341,21 +342,21 @@ def setup_data(run: Run) -> None:
     ], key=repr)
 
 
-def loops(run: Run) -> None:
+def loops(run: Instance) -> None:
     run.resume()
     assert run.wf.log == ["0.0", "1.0", "1.1", "2.0", "2.1", "2.2", "after"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-def jumps(run: Run) -> None:
+def jumps(run: Instance) -> None:
     run.resume()
     assert run.wf.log == ["2", "4", "loop done"]
     assert run.wf.i == 6
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-def branches(x: int, expected: list[str]) -> Callable[[Run], None]:
-    def scenario(run: Run) -> None:
+def branches(x: int, expected: list[str]) -> Callable[[Instance], None]:
+    def scenario(run: Instance) -> None:
         run.wf.x = x
         run.resume()
         assert run.wf.log == expected
@@ -365,46 +366,46 @@ def branches(x: int, expected: list[str]) -> Callable[[Run], None]:
     return scenario
 
 
-def threads(run: Run) -> None:
+def threads(run: Instance) -> None:
     run.resume()
     ids = [t.id for t in run.state.threads]
     assert ids == ["w0", "w1", "w2"]  # main finished after starting them
     assert all(t.status is ThreadStatus.WAITING_EVENT for t in run.state.threads)
     assert all(t.stmt == "go?" for t in run.state.threads)
-    run.step("go", thread="w1")
+    run.send("go", thread="w1")
     assert run.wf.log == ["w1 got go", "w1 worked"]
     assert [t.id for t in run.state.threads] == ["w0", "w2"]
-    run.step("go", thread="w2")
-    run.step("go", thread="w0")
+    run.send("go", thread="w2")
+    run.send("go", thread="w0")
     assert run.wf.log[2:] == ["w2 got go", "w2 worked", "w0 got go", "w0 worked"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-def duplicate_thread(run: Run) -> None:
+def duplicate_thread(run: Instance) -> None:
     run.wf.reuse_id = True
     with pytest.raises(DuplicateThreadError, match="'w'"):
         run.resume()
     # the first thread started; the second Go was refused with nothing changed
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
     assert [t.id for t in run.state.threads] == [MAIN_THREAD, "w"]
     assert run.wf.started == 1
     with pytest.raises(DuplicateThreadError):  # and again: it is deterministic
         run.resume()
-    assert run.blob() == run.saved
+    assert run.blob() == run.checkpointed
 
 
-def waitgroup(run: Run) -> None:
+def waitgroup(run: Instance) -> None:
     run.resume()
     main = run.state.thread(MAIN_THREAD)
     assert main is not None and main.status is ThreadStatus.WAITING_CONDITION
     assert main.stmt == "all done"
     assert run.wf.wg.pending == ["job0", "job1", "job2"]
     for job in ("job2", "job0"):
-        run.step("finish", thread=job)
+        run.send("finish", thread=job)
         assert job not in run.wf.wg.pending
         assert run.state.thread(MAIN_THREAD).status is ThreadStatus.WAITING_CONDITION
     assert "joined" not in run.wf.log
-    run.step("finish", thread="job1")
+    run.send("finish", thread="job1")
     assert run.wf.log == [
         "job2 finished", "job0 finished", "job1 finished", "joined", "report 4",
     ]
@@ -412,18 +413,18 @@ def waitgroup(run: Run) -> None:
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-def subflows(run: Run) -> None:
+def subflows(run: Instance) -> None:
     run.resume()
     assert run.wf.log == [
         "a1", "a2", "l1", "l2", "obj", "fn", "nested1", "nested2", "b1", "b2", "fn2",
     ]
     assert run.state.threads[0].stmt == "w"
-    run.step("e")
+    run.send("e")
     assert run.wf.log[-2:] == ["c1", "c2"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 
-SCENARIOS: list[tuple[type, Callable[[Run], None]]] = [
+SCENARIOS: list[tuple[type, Callable[[Instance], None]]] = [
     (Empty, empty),
     (Single, single),
     (FlakyStep, flaky),
@@ -445,18 +446,18 @@ IDS = [scenario.__name__ for _, scenario in SCENARIOS]
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("cls", "scenario"), SCENARIOS, ids=IDS)
-def test_scenario(cls: type, scenario: Callable[[Run], None], mode: str) -> None:
-    run = Run(cls(), mode=mode, instance_id=f"{scenario.__name__}-{mode}")
+def test_scenario(cls: type, scenario: Callable[[Instance], None], mode: str) -> None:
+    run = Instance(cls(), mode=mode, instance_id=f"{scenario.__name__}-{mode}")
     scenario(run)
 
 
 @pytest.mark.parametrize(("cls", "scenario"), SCENARIOS, ids=IDS)
-def test_modes_end_identically(cls: type, scenario: Callable[[Run], None]) -> None:
+def test_modes_end_identically(cls: type, scenario: Callable[[Instance], None]) -> None:
     ends = {}
     for mode in MODES:
-        run = Run(cls(), mode=mode, instance_id=f"same-{scenario.__name__}")
+        run = Instance(cls(), mode=mode, instance_id=f"same-{scenario.__name__}")
         EFFECTS.pop(run.state.id, None)
         scenario(run)
-        ends[mode] = (blob(run.wf, run.state), list(EFFECTS.get(run.state.id, [])))
+        ends[mode] = (dumps(run.wf, run.state), list(EFFECTS.get(run.state.id, [])))
     assert ends["reload"] == ends["plain"]
     assert ends["crash"] == ends["plain"]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import msgpack
 
+from genflow.clock import system_clock
 from genflow.errors import ConcurrencyError, GenflowError, SerializationError
 from genflow.wire import STORED_DEPTH, misfit
 
@@ -58,9 +59,8 @@ Journal = list["JournalEntry"]
 JournalEntries = list[tuple[str, dict[str, Any]]]
 
 
-def utcnow() -> _dt.datetime:
-    """Bookkeeping time (created_at, updated_at): the system's, not the engine's clock."""
-    return _dt.datetime.now(_dt.UTC)
+#: bookkeeping time (created_at, updated_at): the system's clock, not the engine's
+utcnow = system_clock
 
 
 _KEEP: Any = object()  # `InstanceRecord.replace`: this field as it is

@@ -2,18 +2,30 @@
 
 For one scenario (start data and events) the checker runs:
 
-1. the instance uninterrupted, in memory (the reference);
-2. the instance saved and reloaded (`dumps`/`loads`) at every checkpoint and
+1. the instance uninterrupted, in memory (the reference), and on every
+   distinct data it reaches: `validate`, and the definition walked in the
+   determinism sandbox and in other worlds (`genflow.testing.determinism`);
+2. optionally, every checkpoint's blob replayed in fresh interpreters with
+   another `PYTHONHASHSEED`, `TZ` and environment (`genflow.testing.crossprocess`);
+3. the instance saved and reloaded (`dumps`/`loads`) at every checkpoint and
    between operations, going on from the loaded copy;
-3. for each checkpoint in turn, a run that crashes right after it: memory is
-   discarded, the blob a store held at that moment is loaded (a move that only
-   navigated is not saved, so that is the checkpoint before), and the run goes on.
+4. for each checkpoint in turn, a run that crashes right after it: memory is
+   discarded, the blob a store held at that moment is loaded, and the run
+   goes on;
+5. with outside services watched (`services=[...]`, see
+   `genflow.testing.services`), for each call of user code, a run that crashes
+   inside it: after each outside effect, before the checkpoint that would save
+   the call's work.
 
-Every run must pass the same checkpoints with the same data and State, give
-each event the same outcome, end the same, and call user code the same way:
-a step that finished before a checkpoint must never run again. On top, the
-definition is replayed in other worlds at every distinct data it went through
-(see `genflow.testing.determinism`).
+Every run must pass the same checkpoints with the same data and State (compared
+exactly: types too), give each event the same outcome, do the same outside
+effects, end the same, and call user code the same way: a step that finished
+before a checkpoint must never run again. A value that a step stores and
+chooses anew when it runs again (a timestamp, a random id) is data: the run
+takes the first run's choice and goes on (`ReplayResult.notes` says so).
+
+`reset` (a function) is called before each run (and `runs()` calls it before
+drawing each scenario), so fakes of outside systems start each run afresh.
 
 Problems come back as `Problem`s with a plain-words report, naming the events,
 the checkpoint where the runs part and the statement at fault. Outside a
@@ -23,110 +35,34 @@ shrinks it).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
-from genflow.codec import loads, unstructure
-from genflow.errors import DefinitionError, NonDeterminismError
-from genflow.state import State, ThreadStatus
-from genflow.testing import determinism
-from genflow.testing.runner import (
-    Failure,
-    Mark,
-    Outcome,
-    Run,
-    data_diff,
-    same_instance,
-    thread_words,
+from genflow.codec import loads
+from genflow.errors import DefinitionError
+from genflow.testing.compare import data_key, differences
+from genflow.testing.crossprocess import replay_elsewhere
+from genflow.testing.determinism import ShapeProblem, compare_shapes, examine, shape
+from genflow.testing.problems import (
+    compare_runs,
+    effect_advice,
+    failure_problem,
+    key_words,
+    lost_problem,
+    misdelivery_problems,
+    repeated_effects,
+    shape_problem,
 )
+from genflow.testing.records import Mark
+from genflow.testing.report import Problem, ReplayError, ReplayResult
+from genflow.testing.run import Run
 from genflow.testing.scenario import Scenario, Send, as_scenario
+from genflow.testing.words import at, call_words, cap, event_of
 from genflow.validation import validate
 
 __all__ = ["Problem", "ReplayError", "ReplayResult", "assert_replay_equivalent", "check_replay"]
-
-
-class ReplayError(AssertionError):
-    """A workflow is not replay-equivalent (or not deterministic); the message is the report."""
-
-    def __init__(self, result: ReplayResult):
-        super().__init__(result.report())
-        self.result = result
-
-
-@attrs.frozen
-class Problem:
-    """One thing wrong, in words a workflow author understands."""
-
-    kind: str  # short and stable: "step ran twice", "diverged", "non-deterministic", ...
-    title: str
-    details: tuple[str, ...] = ()
-    #: the event during which it shows (0: while starting; None: at the end)
-    event: int | None = None
-    #: the checkpoint where the runs part, in words
-    checkpoint: str = ""
-
-    def text(self) -> str:
-        lines = [self.title]
-        if self.checkpoint:
-            lines.append(f"  where: {self.checkpoint}")
-        lines.extend("  " + line for line in self.details)
-        return "\n".join(lines)
-
-
-@attrs.define
-class ReplayResult:
-    """What `check_replay` found. `data` and `state` are where the uninterrupted run ended."""
-
-    scenario: Scenario
-    problems: list[Problem]
-    outcomes: list[Outcome]
-    data: Any
-    state: State
-    checkpoints: int
-    crash_runs: int
-    shrunk_from: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def kinds(self) -> list[str]:
-        return [p.kind for p in self.problems]
-
-    def report(self) -> str:
-        name = self.scenario.name
-        cls = self.scenario.workflow.__qualname__
-        if self.ok:
-            return (f"{cls} ({name!r}) is replay-equivalent on {len(self.scenario.events)} "
-                    f"events: {self.checkpoints} checkpoints, {self.crash_runs} simulated crashes.")
-        lines = [f"genflow.testing: workflow {name!r} ({cls}) failed its replay check."]
-        count = len(self.scenario.events)
-        what = "Event sequence"
-        if self.shrunk_from is not None and self.shrunk_from != count:
-            what += f" (shrunk from {self.shrunk_from} to {count} events)"
-        lines.append("")
-        lines.append(f"{what}, starting from {_short(self.scenario.data(), 200)}:")
-        outcomes = {o.number: o for o in self.outcomes}
-        if not self.scenario.events:
-            lines.append("  (none: the problem shows while the instance starts)")
-        for number, send in enumerate(self.scenario.events, 1):
-            outcome = outcomes.get(number)
-            suffix = f" -> {outcome.words()}" if outcome is not None else " -> (not reached)"
-            lines.append(f"  {number}. {send}{suffix}")
-        for index, problem in enumerate(self.problems, 1):
-            lines.append("")
-            head = f"Problem {index}: " if len(self.problems) > 1 else "Problem: "
-            lines.append(head + problem.text())
-        return "\n".join(lines)
-
-    def raise_for_problems(self) -> ReplayResult:
-        if self.problems:
-            raise ReplayError(self)
-        return self
 
 
 def check_replay(
@@ -137,6 +73,11 @@ def check_replay(
     crashes: bool = True,
     determinism: bool = True,
     ignore: Iterable[str] = (),
+    allow: Iterable[str] = (),
+    reset: Callable[[], Any] | None = None,
+    services: Sequence[Any] = (),
+    crash_in_calls: bool | None = None,
+    cross_process: bool | int = False,
     step_retries: int = 2,
     shrink: bool | None = None,
     start_time: Any = None,
@@ -149,15 +90,29 @@ def check_replay(
 
     `workflow` is a `Scenario` (from `runs()`), a workflow instance (the start
     data) or a class (started with its defaults); `events` are `Send`s, event
-    names or `(event, payload[, thread])` tuples. `ignore` names data fields
-    whose values may differ between runs (a step that stores the time or a
-    random id). `shrink` (default: only outside a hypothesis test) removes
-    events while the same problem remains, to report the shortest sequence.
-    `max_moves` bounds one resume (a loop of steps that never waits fails).
+    names or `(event, payload[, thread])` tuples.
+
+    `allow` lets the definition make reads the sandbox would report (see
+    `genflow.testing.sandbox`); `reset` is called before each run (default: the
+    scenario's own, from `runs(reset=...)`); `services` are the
+    `FakeService`s whose effects must happen as often in every run as in the
+    one that never stopped (reset before each run, restored to the moment of
+    each crash); `crash_in_calls` crashes inside each call of user code too
+    (default: when there are services); `cross_process` replays every
+    checkpoint in fresh interpreters (True: two, or the number given); `ignore`
+    names data fields whose values may differ between runs. `shrink`
+    (default: only outside a hypothesis test) removes events while the same
+    problem remains. `max_moves` bounds one resume (a loop of steps that never
+    waits fails).
     """
     scenario = as_scenario(workflow, events, instance_id)
-    options = _Options(reload, crashes, determinism, frozenset(ignore), step_retries,
-                       start_time, max_moves)
+    services = tuple(services) or scenario.services
+    options = _Options(
+        reload, crashes, determinism, frozenset(ignore), tuple(allow),
+        reset if reset is not None else scenario.reset, services,
+        bool(services) if crash_in_calls is None else crash_in_calls,
+        2 if cross_process is True else int(cross_process), step_retries, start_time,
+        max_moves)
     result = _check(scenario, options)
     if result.problems and _should_shrink(shrink):
         result = _shrink(result, options)
@@ -182,439 +137,201 @@ class _Options:
     crashes: bool
     determinism: bool
     ignore: frozenset[str]
+    allow: tuple[str, ...]
+    reset: Callable[[], Any] | None
+    services: tuple[Any, ...]
+    crash_in_calls: bool
+    processes: int
     step_retries: int
     start_time: Any
     max_moves: int
 
 
-class _ShapeWatch:
-    """Replays the definition in other worlds at each new data the plain run reaches."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.seen: set[bytes] = set()
-        self.references: list[tuple[Mark, determinism.Shape]] = []
-        self.problem: tuple[determinism.ShapeProblem, Mark] | None = None
+class DataWatch:
+    """At each distinct data a run reaches (at a durable mark): `validate`, and
+    the definition examined in the sandbox and other worlds (and after a save
+    and reload). Keeps each data's shape to replay it again at the end (`later`)."""
 
     #: distinct data examined at most (a long scenario repeats itself)
     LIMIT = 200
 
+    def __init__(self, scenario: Scenario, *, determinism: bool = True,
+                 allow: Iterable[str] = ()):
+        self.scenario = scenario
+        self.determinism = determinism
+        self.allow = tuple(allow)
+        self.seen: set[bytes] = set()
+        self.references: list[tuple[Mark, Any]] = []
+        self.problem: Problem | None = None
+
     def __call__(self, run: Run, mark: Mark) -> None:
-        if not self.enabled or self.problem is not None or not mark.durable:
+        if self.problem is not None or not mark.durable or len(self.seen) >= self.LIMIT:
             return
-        if len(self.seen) >= self.LIMIT:
-            return
-        key = _data_key(run.wf)
+        key = data_key(run.wf)
         if key in self.seen:
             return
         self.seen.add(key)
-        found, base = determinism.examine(run.wf)
+        if len(run.events) != len(self.scenario.events):  # a run the machine drives, event by event
+            self.scenario = self.scenario.with_events(run.events)
+        try:
+            validate(run.wf)
+        except DefinitionError as exc:
+            where = at(mark, self.scenario)
+            self.problem = Problem(
+                "invalid definition", f"The definition of {self.scenario.name!r} is invalid "
+                f"on the data {where}.", tuple(str(exc).splitlines()),
+                event=event_of(mark.op), checkpoint=where)
+            return
+        if not self.determinism:
+            return
+        found, base = examine(run.wf, self.allow)
         if found is None:
             loaded, _ = loads(mark.blob)
-            diff = determinism.compare_shapes(base, determinism.reference(loaded),
-                                              ("in memory", "after a save and reload"))
+            diff = compare_shapes(base, shape(loaded), ("in memory", "after a save and reload"))
             if diff:
-                lost = [name for name, _, _ in data_diff(run.wf, loaded)]
-                lost.extend(n for n in _extra_attributes(run.wf))
-                found = determinism.ShapeProblem("unsaved", diff, ", ".join(map(repr, lost)))
+                lost = [d.words(("in memory", "after a reload")) for d in
+                        differences(run.wf, loaded)]
+                found = ShapeProblem("unsaved", diff, "; ".join(lost) or (
+                    "nothing in the data itself: the definition reads something that the "
+                    "object in memory has and a copy loaded from the blob has not (its "
+                    "identity, a registry keyed by it)"))
         if found is not None:
-            self.problem = (found, mark)
+            self.problem = shape_problem(found, mark, self.scenario)
             return
         self.references.append((mark, base))
 
-    def later(self, cls: type) -> tuple[determinism.ShapeProblem, Mark] | None:
-        """Replay the data of every mark again, now that the runs are over."""
+    def later(self) -> Problem | None:
+        """Replay the data of every mark again, now that the runs are over: a
+        shape that changed depends on something outside the saved data."""
         for mark, ref in self.references:
             wf, _ = loads(mark.blob)
-            diff = determinism.compare_shapes(ref, determinism.reference(wf),
-                                              ("then", "at the end of the run"))
+            diff = compare_shapes(ref, shape(wf), ("then", "at the end of the run"))
             if diff:
-                return determinism.ShapeProblem("outside", diff), mark
+                return shape_problem(ShapeProblem("outside", diff), mark, self.scenario)
         return None
 
 
-def _extra_attributes(wf: Any) -> list[str]:
-    names = {f.name for f in attrs.fields(type(wf))}
-    return [n for n in getattr(wf, "__dict__", {}) if n not in names]
+def _prepare(options: _Options) -> None:
+    """Before a run from the start: fakes afresh."""
+    if options.reset is not None:
+        options.reset()
+    for service in options.services:
+        service.reset()
 
 
-def _data_key(wf: Any) -> bytes:
-    import msgpack
+def _restore(options: _Options, mark: Mark) -> None:
+    """Before a run that crashed at `mark`: fakes as the world was then."""
+    if options.reset is not None:
+        options.reset()
+    for service, snapshot in zip(options.services, mark.services, strict=False):
+        service.restore(snapshot)
 
-    extra = {name: getattr(wf, name) for name in _extra_attributes(wf)}
-    try:
-        key = bytes(msgpack.packb(unstructure(wf), use_bin_type=True))
-    except Exception:
-        key = repr(unstructure(wf)).encode()
-    return key + repr(extra).encode() if extra else key
+
+def _effects(options: _Options) -> tuple[Any, ...]:
+    return tuple(service.snapshot() for service in options.services)
 
 
 def _check(scenario: Scenario, options: _Options) -> ReplayResult:
-    name = scenario.name
     problems: list[Problem] = []
-    try:
-        validate(scenario.data())
-    except DefinitionError as exc:
-        problems.append(Problem("invalid definition", f"The definition of {name!r} is invalid.",
-                                tuple(str(exc).splitlines()), event=0))
-    watch = _ShapeWatch(options.determinism)
+    notes: list[str] = []
+    watch = DataWatch(scenario, determinism=options.determinism, allow=options.allow)
+    _prepare(options)
     plain = Run(scenario, policy="plain", start_time=options.start_time,
                 step_retries=options.step_retries, max_moves=options.max_moves,
-                on_mark=watch).run()
+                on_mark=watch, services=options.services).run()
+    plain_effects = _effects(options)
     crash_runs = 0
+    processes = 0
 
     def result() -> ReplayResult:
         return ReplayResult(scenario, problems, list(plain.outcomes), plain.wf, plain.state,
-                            len(plain.trace) - 1, crash_runs)
+                            len(plain.trace) - 1, crash_runs, processes=processes,
+                            notes=sorted(set(notes)))
 
     if watch.problem is not None:
-        found, mark = watch.problem
-        title, lines = determinism.explain_shape_problem(found, name, _at(mark, scenario))
-        problems.append(Problem("non-deterministic", title, tuple(lines), event=_event_of(mark.op),
-                                checkpoint=_at(mark, scenario)))
+        problems.append(watch.problem)
         return result()
-    if _later_problem(watch, scenario, problems):
+    later = watch.later() if options.determinism else None
+    if later is not None:
+        problems.append(later)
         return result()
     if plain.failure is not None:
-        problems.append(_failure_problem(plain, plain.failure, scenario))
-    problems.extend(_misdelivery_problems(plain))
+        problems.append(failure_problem(plain, plain.failure, scenario))
+    problems.extend(misdelivery_problems(plain))
+    repeated = repeated_effects(plain_effects)
+    if repeated is not None:
+        key, lines = repeated
+        problems.append(Problem(
+            "effect twice", f"{cap(key_words(key))} repeats an outside effect when it is tried "
+            "again.", (*lines, effect_advice(key[0]))))
     if problems:
         return result()
 
-    if options.reload:
-        again = Run(scenario, policy="reload", start_time=options.start_time,
-                    step_retries=options.step_retries, max_moves=options.max_moves).run()
-        if again.lost:
-            problems.append(_lost_problem(again, scenario))
+    if options.processes:
+        found, processes = replay_elsewhere(plain, options.processes)
+        if found is not None:
+            problems.append(found)
             return result()
-        found_problem = _compare(plain, again, scenario, options.ignore,
-                                 "the run saved and reloaded at every checkpoint")
-        if found_problem is not None:
-            _later_problem(watch, scenario, problems)  # the likely cause, when there is one
-            problems.append(found_problem)
+
+    def compared(other: Run, label: str, effects: bool) -> bool:
+        notes.extend(f"{call_words(call)} chose other values when it ran again ({label}): "
+                     "taken as data" for _, call in other.adopted)
+        found = compare_runs(plain, other, scenario, options.ignore, label,
+                             (plain_effects, _effects(options)) if effects else None)
+        if found is None:
+            return False
+        later = watch.later() if options.determinism else None
+        if later is not None:  # the likely cause, when there is one
+            problems.append(later)
+        problems.append(found)
+        return True
+
+    if options.reload:
+        _prepare(options)
+        again = Run(scenario, policy="reload", start_time=options.start_time,
+                    step_retries=options.step_retries, max_moves=options.max_moves,
+                    twin=plain, services=options.services).run()
+        if again.lost:
+            problems.append(lost_problem(again, scenario))
+            return result()
+        if compared(again, "the run saved and reloaded at every checkpoint",
+                    bool(options.services)):
             return result()
 
     if options.crashes:
         for mark in plain.trace[1:]:
             if _failed_before(plain, mark):
                 continue  # a failure checkpoint: the retry count is not part of the blob
-            crashed = Run.from_mark(plain, mark.index).run()
+            _restore(options, mark)
+            crashed = Run.from_mark(plain, mark.index, twin=plain).run()
             crash_runs += 1
-            label = f"the run that crashed right after checkpoint #{mark.index}"
-            found_problem = _compare(plain, crashed, scenario, options.ignore, label)
-            if found_problem is not None:
-                _later_problem(watch, scenario, problems)
-                problems.append(found_problem)
+            if compared(crashed, f"the run that crashed right after checkpoint #{mark.index}",
+                        bool(options.services)):
                 return result()
 
-    _later_problem(watch, scenario, problems)
+    if options.crash_in_calls:
+        for index, call in enumerate(plain.calls):
+            if not call.ok:
+                continue
+            for effect in range(call.effects) if call.effects else [None]:
+                _restore(options, plain.trace[call.saved])
+                crashed = Run.crashing_in(plain, index, effect, twin=plain).run()
+                crash_runs += 1
+                inside = "right after its outside effect" if effect is not None else (
+                    "after it returned")
+                label = (f"the run that crashed inside {call_words(call)} "
+                         f"({inside}{f' #{effect + 1}' if effect is not None else ''})")
+                if compared(crashed, label, bool(options.services)):
+                    return result()
     return result()
 
 
-def _later_problem(watch: _ShapeWatch, scenario: Scenario, problems: list[Problem]) -> bool:
-    """Replay the data of every checkpoint again: has the shape changed since?"""
-    if not watch.enabled:
-        return False
-    later = watch.later(scenario.workflow)
-    if later is None:
-        return False
-    found, mark = later
-    at = _at(mark, scenario)
-    title, lines = determinism.explain_shape_problem(found, scenario.name, at)
-    problems.append(Problem("non-deterministic", title, tuple(lines), event=_event_of(mark.op),
-                            checkpoint=at))
-    return True
-
-
 def _failed_before(run: Run, mark: Mark) -> bool:
-    """Whether the checkpoint reports a failure (a setup or teardown that raised)."""
-    return mark.calls > 0 and not run.calls[mark.calls - 1].ok
-
-
-# -- comparing two runs ------------------------------------------------------------------
-
-
-def _compare(plain: Run, other: Run, scenario: Scenario, ignore: frozenset[str],
-             label: str) -> Problem | None:
-    cls = scenario.workflow
-    start_other = (other.crashed_at + 1) if other.crashed_at is not None else 1
-    start_plain = (other.redo_from + 1) if other.redo_from is not None else 1
-    crash_words = ""
-    if other.crashed_at is not None:
-        mark = plain.trace[other.crashed_at]
-        crash_words = f"A crash right after checkpoint #{mark.index} ({_at(mark, scenario)})"
-        if other.redo_from != mark.index:
-            saved = plain.trace[other.redo_from or 0]
-            crash_words += (f", reloading the blob saved at checkpoint #{saved.index} "
-                            "(a move that only navigates is not saved)")
-        else:
-            crash_words += ", reloading the blob saved there"
-    else:
-        crash_words = "Saving and reloading the instance at every checkpoint"
-
-    details: list[str] = []
-    kind = ""
-    title = ""
-    where = ""
-    event: int | None = None
-
-    # 1. the runs must pass the same checkpoints
-    mine, theirs = plain.trace[start_plain:], other.trace[start_other:]
-    for expected, got in zip(mine, theirs, strict=False):
-        if expected.kind == got.kind and same_instance(expected.blob, got.blob, cls, ignore):
-            continue
-        kind, title = "diverged", f"{crash_words} makes the instance take another path."
-        where = f"checkpoint #{expected.index} ({_at(expected, scenario)})"
-        details.append(f"Checkpoint #{expected.index} of the run that never stopped: "
-                       f"{expected.where}; then {_positions_words(expected)}.")
-        details.append(f"The same checkpoint of {label}: {got.where}; then "
-                       f"{_positions_words(got)}.")
-        details.extend(_data_lines(expected.blob, got.blob, ignore))
-        event = _event_of(expected.op)
-        break
-    else:
-        if len(mine) != len(theirs) and other.failure is None:
-            shorter = "fewer" if len(theirs) < len(mine) else "more"
-            kind = "diverged"
-            title = f"{crash_words} makes the instance pass {shorter} checkpoints."
-            index = min(len(mine), len(theirs))
-            mark = mine[index] if index < len(mine) else plain.trace[-1]
-            where = f"checkpoint #{mark.index} ({_at(mark, scenario)})"
-            event = _event_of(mark.op)
-
-    # 2. a failure in one run only
-    if other.failure is not None and plain.failure is None and not kind:
-        failure = other.failure
-        kind = "fails after reload"
-        title = f"{crash_words} makes the instance fail: {failure.message}"
-        event = _event_of(failure.op)
-        if isinstance(failure.error, NonDeterminismError):
-            details.append("After the reload, the replayed definition no longer has the "
-                           "statement the thread stood at: the shape of definition() depends on "
-                           "something the blob does not hold (a field with init=False, an "
-                           "attribute that is not a field, a global).")
-        # the plain run's checkpoint that matches the failing run's last one
-        same = failure.mark - start_other + start_plain
-        same = max(0, min(same, len(plain.trace) - 1))
-        details.extend(_data_lines(plain.trace[same].blob, other.trace[-1].blob, ignore))
-
-    # 3. user code must run the same: nothing twice
-    ran_twice = _ran_twice(plain, other)
-    if ran_twice:
-        what, times_plain, times_other = ran_twice
-        details.insert(0, f"{_cap(what)} ran {times_other} times in {label}, {times_plain} "
-                          f"time{'s' if times_plain != 1 else ''} in the run that never stopped.")
-        if not kind:
-            where = ""
-        kind = "step ran twice" if what.startswith("step") else "handler ran twice"
-        title = f"{crash_words} makes {what} run again."
-
-    # 4. the same outcome for every event
-    if not kind:
-        for a, b in zip(plain.outcomes, other.outcomes, strict=False):
-            if not a.same_as(b):
-                kind = "diverged"
-                title = f"{crash_words} changes what event #{a.number} {a.send.event!r} gets."
-                details.append(f"The run that never stopped: {a.words()}.")
-                details.append(f"{_cap(label)}: {b.words()}.")
-                event = a.number
-                break
-
-    # 5. and the same end
-    if not same_instance(plain.blob(), other.blob(), cls, ignore):
-        if not kind:
-            kind, title = "diverged", f"{crash_words} makes the instance end elsewhere."
-            details.append(f"The run that never stopped ends {_state_words(plain.state)}; "
-                           f"{label} ends {_state_words(other.state)}.")
-            details.extend(_data_lines(plain.blob(), other.blob(), ignore))
-        else:
-            details.extend("In the end, " + line
-                           for line in _data_lines(plain.blob(), other.blob(), ignore))
-    if not kind:
-        return None
-    if ignore:
-        details.append(f"(fields ignored: {', '.join(sorted(ignore))})")
-    elif any(line.startswith("field ") for line in details):
-        details.append("If a step stores the time or a random value in such a field, that is "
-                       "expected: pass ignore=[...] with its name, or make the step "
-                       "deterministic in tests.")
-    return Problem(kind, title, tuple(details), event=event, checkpoint=where)
-
-
-def _ran_twice(plain: Run, other: Run) -> tuple[str, int, int] | None:
-    ok_plain = [c for c in plain.calls if c.ok]
-    ok_other = [c for c in other.calls if c.ok]
-    if [c.key for c in ok_plain] == [c.key for c in ok_other]:
-        return None
-    per_key = Counter(c.key for c in ok_other)
-    for call in ok_other:
-        if per_key[call.key] > 1 and call.kind != "handle":
-            return call.words(), 1, per_key[call.key]
-    count_plain = Counter((c.kind, c.thread, c.name) for c in ok_plain)
-    count_other = Counter((c.kind, c.thread, c.name) for c in ok_other)
-    for call in ok_other:
-        key = (call.kind, call.thread, call.name)
-        if count_other[key] > count_plain[key]:
-            return call.words(), count_plain[key], count_other[key]
-    return None
-
-
-# -- words --------------------------------------------------------------------------------
-
-
-def _event_of(op: int) -> int:
-    return (op + 1) // 2 if op >= 0 else 0
-
-
-def _at(mark: Mark, scenario: Scenario) -> str:
-    if mark.kind == "start":
-        return "when the instance was created"
-    event = _event_of(mark.op)
-    during = "while the instance started" if event == 0 else (
-        f"after event #{event} {scenario.events[event - 1].event!r}")
-    if mark.kind == "after_event":
-        return mark.where
-    return f"{mark.where}, {during}"
-
-
-def _positions_words(mark: Mark) -> str:
-    if not mark.positions:
-        return "finished (no thread left)"
-    parts = []
-    for tid, (stmt, status, handled, events) in mark.positions.items():
-        who = thread_words(tid)
-        if status == ThreadStatus.EXECUTING.value:
-            parts.append(f"{who} about to run step {stmt!r}")
-        elif status == ThreadStatus.WAITING_EVENT.value:
-            names = ", ".join(repr(e) for e, _ in events)
-            parts.append(f"{who} waiting at {stmt!r} for {names}")
-        elif status == ThreadStatus.WAITING_CONDITION.value:
-            parts.append(f"{who} waiting at {stmt!r} for its condition")
-        elif handled:
-            parts.append(f"{who} moving on after event {handled!r} of {stmt!r}")
-        elif stmt:
-            parts.append(f"{who} moving on after {stmt!r}")
-        else:
-            parts.append(f"{who} at its start")
-    return "; ".join(parts)
-
-
-def _state_words(state: State) -> str:
-    if not state.threads:
-        return state.status.value
-    from genflow.testing.runner import positions
-
-    fake = Mark(0, "", 0, "", b"", 0, 0, None, positions(state))
-    return f"{state.status.value} ({_positions_words(fake)})"
-
-
-def _data_lines(blob_a: bytes, blob_b: bytes, ignore: frozenset[str]) -> list[str]:
-    a, _ = loads(blob_a)
-    b, _ = loads(blob_b)
-    return [f"field {name!r}: {_short(va)} in the run that never stopped, {_short(vb)} in the "
-            "other" for name, va, vb in data_diff(a, b, ignore)]
-
-
-def _failure_problem(run: Run, failure: Failure, scenario: Scenario) -> Problem:
-    name = scenario.name
-    if not run.trace:  # not even the start data could be saved
-        return Problem("not saved", f"The start data of {name!r} cannot be saved.",
-                       (failure.message,), event=0)
-    mark = run.trace[max(failure.mark, 0)]
-    event = _event_of(failure.op)
-    during = "while the instance started" if event == 0 else (
-        f"after event #{event} {scenario.events[event - 1].event!r}")
-    err = failure.error
-    if isinstance(err, NonDeterminismError):
-        arrived = _arrival(run, err.thread, err.statement)
-        before, _ = loads(arrived.blob)
-        after = run.wf
-        changed = data_diff(before, after)
-        steps = [c.words() for c in run.calls[arrived.calls:] if c.ok and c.kind == "step"]
-        lines = determinism.vanished(before, after, err.statement, changed, steps)
-        lines.insert(0, str(err))
-        return Problem(
-            "non-deterministic",
-            f"Statement {err.statement!r} vanished from the definition of {name!r} {during}: "
-            f"{thread_words(err.thread)} stood at it.",
-            tuple(lines), event=event, checkpoint=_at(mark, scenario))
-    if failure.kind == "step failed":
-        return Problem("step failed", f"A step of {name!r} keeps failing {during}.",
-                       (failure.message,
-                        f"(tried {run.step_retries + 1} times; the engine would retry it with "
-                        "backoff, then mark the instance FAILED)"),
-                       event=event, checkpoint=_at(mark, scenario))
-    if failure.kind == "handler failed":
-        return Problem("handler failed", f"An event handler of {name!r} keeps failing {during}.",
-                       (failure.message,), event=event, checkpoint=_at(mark, scenario))
-    if failure.kind == "move limit":
-        return Problem("move limit", f"{name!r} does not stop moving {during}.",
-                       (failure.message, "A loop of steps that never waits? If the loop is meant "
-                        "to be that long, raise check_replay(..., max_moves=...)."),
-                       event=event, checkpoint=_at(mark, scenario))
-    if failure.kind == "not saved":
-        return Problem("not saved", f"The instance of {name!r} cannot be saved {during}.",
-                       (failure.message,), event=event, checkpoint=_at(mark, scenario))
-    return Problem(failure.kind.replace(" ", "-") if failure.kind != "definition" else
-                   "definition error", f"Running {name!r} failed {during}.", (failure.message,),
-                   event=event, checkpoint=_at(mark, scenario))
-
-
-def _arrival(run: Run, thread: str, statement: str) -> Mark:
-    """The first mark of the latest stretch where `thread` stood at `statement`."""
-    found = run.trace[-1]
-    for mark in reversed(run.trace):
-        pos = mark.positions.get(thread)
-        if pos is None or pos[0] != statement:
-            break
-        found = mark
-    return found
-
-
-def _misdelivery_problems(run: Run) -> list[Problem]:
-    problems = []
-    for outcome, why in run.misdeliveries[:1]:
-        state = "accepted" if outcome.accepted else "refused"
-        problems.append(Problem(
-            "event not refused cleanly" if outcome.accepted or "changed" in why
-            else "wrong refusal",
-            f"Event #{outcome.number} {outcome.send.event!r} was {state}, but {why}.",
-            (f"It was sent to {thread_words(outcome.thread or '')} "
-             f"({'which waited for it' if outcome.awaited else 'which did not wait for it'}).",
-             "Every refusal must be an EventError that leaves data and State unchanged."),
-            event=outcome.number))
-    return problems
-
-
-def _lost_problem(run: Run, scenario: Scenario) -> Problem:
-    lost = run.lost[0]
-    mark = run.trace[lost.mark]
-    if lost.attribute:
-        why = (f"`{lost.field}` is set on the workflow object but is not an attrs field, so it "
-               "is not saved: after a reload it is gone.")
-    else:
-        why = (f"field {lost.field!r} is {_short(lost.in_memory)} in memory but "
-               f"{_short(lost.loaded)} after dumps/loads: the blob does not keep it (a field with "
-               "init=False, or a type the converter cannot round-trip).")
-    others = ", ".join(repr(x.field) for x in run.lost[1:])
-    details = [why]
-    if others:
-        details.append(f"Also lost: {others}.")
-    details.append("Whatever is not saved is gone when the instance is resumed in another "
-                   "process: keep it in an ordinary attrs field (for a type of your own, teach "
-                   "genflow it with genflow.codec.register_hooks(cls, unstructure, structure)).")
-    return Problem("not saved", f"Saving and reloading an instance of {scenario.name!r} loses "
-                                f"data {_at(mark, scenario)}.", tuple(details),
-                   event=_event_of(mark.op), checkpoint=f"checkpoint #{mark.index}")
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    """Whether the call just before `mark` failed (the checkpoint records the failure)."""
+    if mark.index == 0:
+        return False
+    before = run.trace[mark.index - 1]
+    return any(not c.ok for c in run.calls[before.calls:mark.calls])
 
 
 # -- shrinking ------------------------------------------------------------------------------
@@ -663,4 +380,3 @@ def _shrink(result: ReplayResult, options: _Options) -> ReplayResult:
         index -= 1
     best.shrunk_from = len(scenario.events)
     return best
-

@@ -1,48 +1,59 @@
 """Catch definitions whose shape depends on something other than the saved data.
 
 The *shape* of a definition on some data is every statement `definition()`
-yields on it, over every branch, with what the data decides: each condition,
-each timeout, each thread id. genflow replays the definition many times per
-move, on the current data; if the shape changes while the data does not, an
+yields on it, over every branch, with what the data decided about each: a
+condition, a timeout, a thread id, the events of a wait. genflow replays the
+definition many times per move, on the current data, in whatever process
+resumes the instance; if the shape changes while the data does not, an
 in-flight instance may find its saved statement gone, or run a branch that an
 uninterrupted run would not have run.
 
-`shape_problem(wf)` replays the definition on the same data several times:
-twice as it is, with `random` seeded differently, and with the clock moved on
-(the `time.time`, `datetime.datetime.now/utcnow/today` and `datetime.date.today`
-the workflow's modules see). The first difference is explained in words,
-naming the statement. `vanished` explains the other classic mistake: a Python
-`if` on data that a step changes, which makes the statement a thread stands at
-disappear from the replay.
+`examine(wf)` walks the definition on `wf`'s data:
+
+1. inside the `genflow.testing.sandbox.Sandbox`, which names every read of the
+   clock, randomness, ids, the environment, files, the network (any module,
+   any import style), with the statement it was made for;
+2. a second time, to catch what changes on its own from one replay to the next;
+3. twice more when the data (or a module the definition ran) holds sets or
+   frozensets of strings or bytes: their iteration order depends on
+   `PYTHONHASHSEED`, so they are made to iterate in sorted, then reversed,
+   order; a shape that follows is reported with the set and where it was iterated.
+
+Statements are read generically (their slots: plain values and the statements
+they hold), so statements added to genflow later need nothing here.
+`vanished` explains the other classic mistake: a Python `if` on data that a
+step changes, which makes the statement a thread stands at disappear.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import datetime as _dt
-import random
+import decimal
+import enum
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
 
 from genflow.replay import as_body, iter_tree
-from genflow.statements import For, Go, On, Step, Switch, Timeout, Wait, WaitFor
+from genflow.statements import Stmt
+from genflow.testing.sandbox import CATEGORIES, Sandbox, Violation
 
 __all__ = [
     "Node",
     "Shape",
     "ShapeProblem",
+    "canonical",
     "compare_shapes",
     "examine",
     "explain_shape_problem",
-    "reference",
+    "name_of",
     "shape",
     "shape_problem",
+    "statement_words",
     "vanished",
-    "world",
 ]
 
 
@@ -56,8 +67,7 @@ class Node:
     detail: tuple[Any, ...] = ()
 
     def words(self) -> str:
-        label = f"{self.kind} {self.name!r}" if self.name else self.kind
-        return label
+        return f"{self.kind} {self.name!r}" if self.name else self.kind
 
 
 @attrs.frozen
@@ -66,35 +76,104 @@ class Shape:
     error: str = ""  # definition() raised while being walked
 
 
-def shape(wf: Any) -> Shape:
-    """The shape of `wf`'s definition on its current data (every branch)."""
+def name_of(stmt: Stmt) -> str | None:
+    """A statement's name; for one without a name of its own that holds named
+    statements (a Switch, an If: its cases), the first of theirs."""
+    if stmt.name is not None:
+        return stmt.name
+    for slot in _slots(type(stmt)):
+        value = getattr(stmt, slot, None)
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, Stmt) and item.name:
+                    return item.name
+    return None
+
+
+def statement_words(stmt: Stmt) -> str:
+    name = name_of(stmt)
+    return f"{type(stmt).__name__} {name!r}" if name else type(stmt).__name__
+
+
+def shape(wf: Any, sandbox: Sandbox | None = None) -> Shape:
+    """The shape of `wf`'s definition on its current data (every branch); with
+    a `sandbox`, each read it records is tagged with the statement built next."""
     nodes: list[Node] = []
     try:
         for stmt, stack in iter_tree(as_body(wf)):
-            nodes.append(_node(stmt, len(stack)))
+            if sandbox is not None:
+                sandbox.tag(statement_words(stmt))
+            nodes.append(Node(len(stack), type(stmt).__name__, name_of(stmt), _decisions(stmt)))
     except Exception as exc:
         return Shape(tuple(nodes), f"{type(exc).__name__}: {exc}")
     return Shape(tuple(nodes))
 
 
-def _node(stmt: Any, depth: int) -> Node:
-    kind = type(stmt).__name__
-    detail: tuple[Any, ...] = ()
-    if isinstance(stmt, Switch):
-        detail = tuple((case.name, case.cond) for case in stmt.cases)
-        return Node(depth, kind, stmt.cases[0].name if stmt.cases else None, detail)
-    if isinstance(stmt, (For, WaitFor)):
-        detail = (("condition", stmt.cond),)
-    elif isinstance(stmt, Timeout):
-        detail = (("after", stmt.after),)
-    elif isinstance(stmt, Go):
-        detail = (("thread id", stmt.id),)
-    elif isinstance(stmt, Wait):
-        detail = (("events", tuple(on.name for on in stmt.events)),)
-    elif isinstance(stmt, (Step, On)):
-        detail = ()
-    return Node(depth, kind, stmt.name, detail)
+# -- what a statement holds that the data decides ------------------------------------------
 
+_SKIPPED = ("name", "bodies", "body")
+_NOTHING = object()
+
+
+def _decisions(stmt: Any) -> tuple[Any, ...]:
+    found = []
+    for slot in _slots(type(stmt)):
+        if slot in _SKIPPED:
+            continue
+        value = _plain(getattr(stmt, slot, None))
+        if value is not _NOTHING:
+            found.append((slot, value))
+    return tuple(found)
+
+
+def _plain(value: Any) -> Any:
+    """`value` as a shape records it: plain values and statements; callables,
+    handler objects and anything else of the user's are not part of a shape."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, enum.Enum,
+                                           _dt.date, _dt.time, _dt.timedelta,
+                                           decimal.Decimal)):
+        return value
+    if isinstance(value, type):  # an exception a Catch matches, a Timeout raises
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Stmt) or (hasattr(type(value), "__slots__") and not callable(value)):
+        # a statement, or a part of one (a Try's Catch and Finally clauses)
+        return (type(value).__name__, getattr(value, "name", None), _decisions(value))
+    if isinstance(value, (list, tuple)):
+        items = [_plain(item) for item in value]
+        return _NOTHING if any(item is _NOTHING for item in items) else tuple(items)
+    return _NOTHING
+
+
+def _slots(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = vars(klass).get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def canonical(found: Shape) -> list[Any]:
+    """A shape as plain msgpack-able values, the same in every process (for
+    the cross-process check)."""
+    return [[n.depth, n.kind, n.name, _canon(n.detail)] for n in found.nodes] + (
+        [["error", found.error]] if found.error else [])
+
+
+def _canon(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_canon(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    return repr(value)
+
+
+# -- comparing shapes ---------------------------------------------------------------------
 
 #: how the two replays compared are called in a report
 Labels = tuple[str, str]
@@ -111,7 +190,8 @@ def compare_shapes(a: Shape, b: Shape, labels: Labels = _ANY_TWO) -> str | None:
         if x == y:
             continue
         if (x.kind, x.name) == (y.kind, y.name):
-            return f"statement {x.name!r} ({x.kind}): " + _detail_diff(x, y, labels)
+            return f"statement {x.name!r} ({x.kind}): " + _detail_diff(x.detail, y.detail,
+                                                                      labels)
         names_a = {(n.kind, n.name) for n in a.nodes}
         names_b = {(n.kind, n.name) for n in b.nodes}
         if (x.kind, x.name) not in names_b:
@@ -131,225 +211,270 @@ def compare_shapes(a: Shape, b: Shape, labels: Labels = _ANY_TWO) -> str | None:
             f"{in_b if a.error else in_a}: {a.error or b.error}")
 
 
-def _detail_diff(x: Node, y: Node, labels: Labels) -> str:
+_SLOT_WORDS = {"cond": "condition", "after": "timeout", "id": "thread id", "events": "events"}
+
+
+def _detail_diff(x: tuple[Any, ...], y: tuple[Any, ...], labels: Labels,
+                 owner: str = "") -> str:
+    """The first slot that differs; `owner` names the statement it belongs to
+    when it is held by another (a branch of a Switch, an event of a Wait)."""
     in_a, in_b = labels
-    if x.kind in ("If", "Switch"):
-        for (name, c1), (_, c2) in zip(x.detail, y.detail, strict=False):
-            if c1 != c2:
-                return f"the condition of branch {name!r} is {c1} {in_a} and {c2} {in_b}"
-    for (label, v1), (_, v2) in zip(x.detail, y.detail, strict=False):
-        if v1 != v2:
-            return f"its {label} is {v1!r} {in_a} and {v2!r} {in_b}"
+    for (slot, v1), (_, v2) in zip(x, y, strict=False):
+        if v1 == v2:
+            continue
+        inner = _nested_diff(v1, v2, labels)
+        if inner is not None:
+            return inner
+        what = _SLOT_WORDS.get(slot, slot)
+        whose = f"the {what} of {owner}" if owner else f"its {what}"
+        return f"{whose} is {_shown(v1)} {in_a} and {_shown(v2)} {in_b}"
     return f"it differs {in_a} and {in_b}"
 
 
-# -- replaying in another world -----------------------------------------------------------
-
-_REAL_TIME = time.time
-_REAL_TIME_NS = time.time_ns
-_REAL_DATETIME = _dt.datetime
-_REAL_DATE = _dt.date
-
-
-class _RealInstances(type):
-    """The shifted classes stand in for `datetime`/`date` while patched in, so
-    the values the data already holds must still be instances of them (the
-    core checks `isinstance(at, datetime)` for `Timeout(at=...)`)."""
-
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, cls.__mro__[1])
-
-
-def _shifted_classes(shift: _dt.timedelta) -> tuple[type, type]:
-    class ShiftedDatetime(_REAL_DATETIME, metaclass=_RealInstances):
-        @classmethod
-        def now(cls, tz: Any = None) -> Any:
-            return _REAL_DATETIME.now(tz) + shift
-
-        @classmethod
-        def utcnow(cls) -> Any:
-            return _REAL_DATETIME.now(_dt.UTC).replace(tzinfo=None) + shift
-
-        @classmethod
-        def today(cls) -> Any:
-            return _REAL_DATETIME.now() + shift
-
-    class ShiftedDate(_REAL_DATE, metaclass=_RealInstances):
-        @classmethod
-        def today(cls) -> Any:
-            return (_REAL_DATETIME.now() + shift).date()
-
-    return ShiftedDatetime, ShiftedDate
-
-
-def _namespaces(wf: Any) -> list[dict[str, Any]]:
-    """The global namespaces of the workflow class's module and methods."""
-    spaces: dict[int, dict[str, Any]] = {}
-    for klass in type(wf).__mro__:
-        if klass is object:
+def _nested_diff(v1: Any, v2: Any, labels: Labels) -> str | None:
+    """The difference inside statements a statement holds (a Switch's cases, a
+    Wait's events), naming the inner statement."""
+    if not (isinstance(v1, tuple) and isinstance(v2, tuple) and len(v1) == len(v2)):
+        return None
+    for a, b in zip(v1, v2, strict=True):
+        if a == b:
             continue
-        module = sys.modules.get(klass.__module__)
-        if module is not None:
-            spaces[id(vars(module))] = vars(module)
-        for value in vars(klass).values():
-            fn = getattr(value, "__func__", value)
-            space = getattr(fn, "__globals__", None)
-            if isinstance(space, dict):
-                spaces[id(space)] = space
-    return list(spaces.values())
+        if _is_statement(a) and _is_statement(b) and a[:2] == b[:2]:
+            kind, name = a[0], a[1]
+            owner = f"branch {name!r}" if kind in ("Case", "_Otherwise") else f"{kind} {name!r}"
+            return _detail_diff(a[2], b[2], labels, owner)
+        return None
+    return None
 
 
-@contextlib.contextmanager
-def world(
-    wf: Any, *, shift: _dt.timedelta | None = None, seed: int | None = None
-) -> Iterator[None]:
-    """Replay `wf`'s definition with the clock moved on by `shift` and/or
-    `random` seeded with `seed`; everything is put back afterwards."""
-    patches: list[tuple[Any, str, Any]] = []
-
-    def patch(target: Any, name: str, value: Any) -> None:
-        old = target[name] if isinstance(target, dict) else getattr(target, name)
-        patches.append((target, name, old))
-        if isinstance(target, dict):
-            target[name] = value
-        else:
-            setattr(target, name, value)
-
-    random_state = random.getstate() if seed is not None else None
-    try:
-        if seed is not None:
-            random.seed(seed)
-        if shift is not None:
-            seconds = shift.total_seconds()
-            shifted_dt, shifted_date = _shifted_classes(shift)
-
-            def fake_time() -> float:
-                return _REAL_TIME() + seconds
-
-            def fake_time_ns() -> int:
-                return _REAL_TIME_NS() + int(seconds * 1e9)
-
-            swaps = {
-                id(_REAL_TIME): fake_time,
-                id(_REAL_TIME_NS): fake_time_ns,
-                id(_REAL_DATETIME): shifted_dt,
-                id(_REAL_DATE): shifted_date,
-            }
-            patch(time, "time", fake_time)
-            patch(time, "time_ns", fake_time_ns)
-            patch(_dt, "datetime", shifted_dt)
-            patch(_dt, "date", shifted_date)
-            for space in _namespaces(wf):
-                for name, value in list(space.items()):
-                    swap = swaps.get(id(value))
-                    if swap is not None:
-                        patch(space, name, swap)
-        yield
-    finally:
-        for target, name, old in reversed(patches):
-            if isinstance(target, dict):
-                target[name] = old
-            else:
-                setattr(target, name, old)
-        if random_state is not None:
-            random.setstate(random_state)
+def _is_statement(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 3 and isinstance(value[2], tuple)
 
 
-#: clock moves tried: within the day (every hour of it lies within 7 hours of one
-#: of them, and the half hour flips), then days, weeks, a year on
-_SHIFTS = (
-    _dt.timedelta(hours=5, minutes=31, seconds=17),
-    _dt.timedelta(hours=11),
-    _dt.timedelta(hours=17),
-    _dt.timedelta(days=1),
-    _dt.timedelta(days=3),
-    _dt.timedelta(days=40),
-    _dt.timedelta(days=400),
-)
-_SEEDS = (1, 2, 3)
-REFERENCE_SEED = _SEEDS[0]
+def _shown(value: Any) -> str:
+    if _is_statement(value):
+        return f"{value[0]} {value[1]!r}"
+    if isinstance(value, tuple) and all(_is_statement(v) for v in value):
+        return "(" + ", ".join(repr(v[1]) for v in value) + ")"
+    return repr(value) if not isinstance(value, bool) else str(value)
 
 
-def reference(wf: Any) -> Shape:
-    """The shape with `random` seeded as every other check seeds it (for comparing later)."""
-    with world(wf, seed=REFERENCE_SEED):
-        return shape(wf)
+# -- examining one data ---------------------------------------------------------------------
 
 
 @attrs.frozen
 class ShapeProblem:
-    cause: str  # "replays", "randomness", "clock", "outside"
+    """Why the shape depends on more than the data.
+
+    `cause`: "sandbox" (a read the sandbox records), "replays" (it changes on
+    its own), "set order", "unsaved" (differs after a save and reload),
+    "outside" (differs later, on the same saved data), "process" (differs in
+    another process)."""
+
+    cause: str
     difference: str
     detail: str = ""
+    violations: tuple[Violation, ...] = ()
 
 
-def shape_problem(wf: Any) -> ShapeProblem | None:
-    """Replay the definition on `wf`'s data in several worlds; the first difference."""
-    return examine(wf)[0]
+def shape_problem(wf: Any, allow: Iterable[str] = ()) -> ShapeProblem | None:
+    """The first way `wf`'s definition depends on more than its data (None: none found)."""
+    return examine(wf, allow)[0]
 
 
-def examine(wf: Any) -> tuple[ShapeProblem | None, Shape]:
-    """`shape_problem`, and the reference shape (as `reference(wf)` gives it)."""
-    seeded = []
-    for seed in (_SEEDS[0], *_SEEDS):
-        with world(wf, seed=seed):
-            seeded.append(shape(wf))
-    diff = compare_shapes(seeded[0], seeded[1], ("in one replay", "in the next"))
-    base = seeded[0]
-    if diff:  # same data, same seed: it changes on its own
-        return ShapeProblem("replays", diff), base
-    for other in seeded[2:]:
-        diff = compare_shapes(base, other, ("with one seed", "with another"))
-        if diff:
-            return ShapeProblem("randomness", diff), base
-    for shift in _SHIFTS:
-        with world(wf, seed=_SEEDS[0], shift=shift):
-            moved = shape(wf)
-        diff = compare_shapes(base, moved, ("now", f"{_span(shift)} later"))
-        if diff:
-            return ShapeProblem("clock", diff, _span(shift)), base
-    return None, base
+def examine(wf: Any, allow: Iterable[str] = ()) -> tuple[ShapeProblem | None, Shape]:
+    """`shape_problem`, and the shape of the definition on `wf`'s data (for later comparisons)."""
+    with Sandbox(allow) as box:
+        first = shape(wf, box)
+    box.tag("(the end of definition())")
+    if box.violations:
+        return ShapeProblem("sandbox", "", violations=tuple(box.violations)), first
+    again = shape(wf)
+    diff = compare_shapes(first, again, ("in one replay", "in the next"))
+    if diff:
+        return ShapeProblem("replays", diff), again
+    return _set_order_problem(wf, again, list(box.namespaces.values())), again
 
 
-def _span(delta: _dt.timedelta) -> str:
-    days, hours, minutes = delta.days, delta.seconds // 3600, delta.seconds // 60 % 60
-    parts = []
-    for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
-        if count:
-            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
-    return " ".join(parts)
+# -- sets of strings, in another order -------------------------------------------------------
+
+
+#: where each set (by its label) was iterated
+Sites = dict[str, list[str]]
+
+
+class _OrderedSet(set):
+    """A set of strings that iterates in sorted (or reversed) order, and notes
+    where it was iterated."""
+
+    def __init__(self, items: Any, reverse: bool, label: str, sites: Sites):
+        super().__init__(items)
+        self.reverse, self.label, self.sites = reverse, label, sites
+
+    def __iter__(self) -> Iterator[Any]:
+        self.sites.setdefault(self.label, []).append(_caller())
+        return iter(sorted(set.__iter__(self), key=repr, reverse=self.reverse))
+
+
+class _OrderedFrozenset(frozenset):
+    reverse: bool
+    label: str
+    sites: Sites
+
+    def __new__(cls, items: Any, reverse: bool, label: str, sites: Sites) -> Any:
+        made = super().__new__(cls, items)
+        made.reverse, made.label, made.sites = reverse, label, sites
+        return made
+
+    def __iter__(self) -> Iterator[Any]:
+        self.sites.setdefault(self.label, []).append(_caller())
+        return iter(sorted(frozenset.__iter__(self), key=repr, reverse=self.reverse))
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _hash_ordered(value: Any) -> bool:
+    return (type(value) in (set, frozenset) and len(value) > 1
+            and all(isinstance(item, (str, bytes)) for item in value))
+
+
+def _reorder(value: Any, reverse: bool, label: str, sites: Sites, found: list[str],
+             depth: int = 0) -> Any:
+    """`value` with every set of strings in it iterating in a fixed order."""
+    if depth > 6:
+        return value
+    if _hash_ordered(value):
+        found.append(label)
+        kind = _OrderedSet if type(value) is set else _OrderedFrozenset
+        return kind(value, reverse, label, sites)
+    if type(value) in (list, tuple):
+        items = [_reorder(v, reverse, f"{label}[{i}]", sites, found, depth + 1)
+                 for i, v in enumerate(value)]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if type(value) is dict:
+        entries = {k: _reorder(v, reverse, f"{label}[{k!r}]", sites, found, depth + 1)
+                   for k, v in value.items()}
+        return value if all(entries[k] is value[k] for k in value) else entries
+    if attrs.has(type(value)):
+        changes = {f.name: _reorder(getattr(value, f.name), reverse, f"{label}.{f.name}",
+                                    sites, found, depth + 1)
+                   for f in attrs.fields(type(value))}
+        if all(changes[f.name] is getattr(value, f.name) for f in attrs.fields(type(value))):
+            return value
+        clone = copy.copy(value)
+        for name, item in changes.items():
+            object.__setattr__(clone, name, item)
+        return clone
+    return value
+
+
+def _set_order_problem(wf: Any, base: Shape, spaces: list[dict[str, Any]]
+                       ) -> ShapeProblem | None:
+    sites: Sites = {}
+    shapes = []
+    for reverse in (False, True):
+        found: list[str] = []
+        clone = copy.copy(wf)
+        for field in attrs.fields(type(wf)):
+            value = getattr(wf, field.name)
+            ordered = _reorder(value, reverse, field.name, sites, found)
+            if ordered is not value:
+                object.__setattr__(clone, field.name, ordered)
+        swapped: list[tuple[dict[str, Any], str, Any]] = []
+        for space in spaces:
+            for name, value in list(space.items()):
+                if _hash_ordered(value):
+                    label = f"{space.get('__name__')}.{name}"
+                    found.append(label)
+                    space[name] = _reorder(value, reverse, label, sites, [])
+                    swapped.append((space, name, value))
+        if not found:
+            return None
+        try:
+            shapes.append(shape(clone))
+        finally:
+            for space, name, value in swapped:
+                space[name] = value
+    diff = compare_shapes(shapes[0], shapes[1], ("in one order", "in another"))
+    if diff is None:
+        return None
+    iterated = "; ".join(
+        f"{label} (iterated at {', '.join(dict.fromkeys(_short_site(s) for s in where))})"
+        for label, where in sites.items()) or "(not found)"
+    return ShapeProblem("set order", diff, iterated)
+
+
+def _short_site(site: str) -> str:
+    from genflow.testing.sandbox import _shown_path
+
+    path, _, line = site.rpartition(":")
+    return f"{_shown_path(path)}:{line}"
+
+
+# -- in words --------------------------------------------------------------------------------
+
+_FIXES = {
+    "clock": "read the time in a step and keep it in the data (self.ordered_at = ...), "
+             "compare against that field, or wait with Timeout(...)",
+    "random": "draw the random value in a step and keep it in the data; branch on that field",
+    "uuid": "make the id in a step and keep it in the data",
+    "environment": "read the setting in a step (or when the instance starts) and keep it "
+                   "in the data",
+    "secrets": "make the token in a step and keep it in the data",
+    "files": "read the file in a step and keep what matters in the data",
+    "network": "call the service in a step and keep its answer in the data",
+    "processes": "run the program in a step and keep its result in the data",
+}
 
 
 def explain_shape_problem(
     problem: ShapeProblem, workflow: str, where: str
 ) -> tuple[str, list[str]]:
     """A title and lines of advice for a shape that depends on more than the data."""
-    if problem.cause == "clock":
-        title = f"definition() of {workflow!r} depends on the clock"
+    if problem.cause == "sandbox":
+        first = problem.violations[0]
+        reads = CATEGORIES[first.category]
+        title = f"definition() of {workflow!r} reads {reads}"
+        statement = (f"while building statement {first.statement}" if first.statement and
+                     not first.statement.startswith("(") else "at the end of definition()")
         lines = [
-            f"The same data ({where}) replayed now and with the clock moved on: "
-            f"{problem.difference}.",
-            "An instance resumed later would take another path than the one it was on.",
-            "Fix: read the time in a step and keep it in the data (e.g. self.ordered_at = now()), "
-            "compare against that field, or wait with Timeout(...).",
+            f"call: {first.words()}",
+            f"{statement}, on the data {where}.",
+            "definition() is replayed at every move, in whatever process resumes the "
+            "instance: an instance resumed later or elsewhere would take another path.",
+            f"Fix: {_FIXES[first.category]}.",
+            f"To allow it on purpose: end the line with `# genflow: allow[{first.category}]`, "
+            f"or pass allow=[{first.category!r}].",
         ]
-    elif problem.cause == "randomness":
-        title = f"definition() of {workflow!r} depends on randomness"
+        others = problem.violations[1:]
+        if others:
+            lines.append("Also read: " + "; ".join(
+                f"{CATEGORIES[v.category]}, {v.call} at {v.where}" for v in others[:5]))
+    elif problem.cause == "set order":
+        title = f"definition() of {workflow!r} depends on the iteration order of a set"
         lines = [
-            f"The same data ({where}) replayed with `random` seeded differently: "
-            f"{problem.difference}.",
-            "Fix: draw the random value in a step and keep it in the data; branch on that field.",
+            f"The same data ({where}) with its sets of strings iterated in one order and in "
+            f"another: {problem.difference}.",
+            f"The sets: {problem.detail}.",
+            "A set of strings iterates in an order that changes with PYTHONHASHSEED: another "
+            "process would build another shape.",
+            "Fix: iterate sorted(...) of it, or keep a list in the data.",
         ]
     elif problem.cause == "unsaved":
         title = f"definition() of {workflow!r} depends on data that is not saved"
         lines = [
             f"The data ({where}) replayed in memory and after a save and reload: "
             f"{problem.difference}.",
-            f"Not kept by a save and reload: {problem.detail or 'some attribute'} (a field with "
-            "init=False, an attribute that is not an attrs field, or a type the converter "
-            "does not round-trip).",
+            f"Not kept by a save and reload: {problem.detail or 'an attribute'}.",
+            "(A field with init=False, an attribute that is not an attrs field, or a type "
+            "the converter gives back as another type.)",
             "An instance resumed in another process would take another path, or run steps "
-            "again. Fix: keep it in an ordinary attrs field.",
+            "again. Fix: keep it in an ordinary attrs field of its exact type.",
         ]
     elif problem.cause == "outside":
         title = f"definition() of {workflow!r} depends on something outside the saved data"
@@ -361,12 +486,23 @@ def explain_shape_problem(
             "field, a file or a database.",
             "Fix: keep what decides the shape in a field of the workflow, changed by a step.",
         ]
+    elif problem.cause == "process":
+        title = f"definition() of {workflow!r} takes another shape in another process"
+        lines = [
+            f"The data saved ({where}) replayed here and in a fresh interpreter "
+            f"({problem.detail}): {problem.difference}.",
+            "Something the definition reads differs between processes: the iteration order "
+            "of a set of strings (PYTHONHASHSEED), the local time zone (TZ), an environment "
+            "variable.",
+            "Fix: iterate sorted(...) of sets, compute times in UTC in a step, read settings "
+            "in a step and keep them in the data.",
+        ]
     else:
         title = f"definition() of {workflow!r} gives another shape on every replay"
         lines = [
             f"The same data ({where}) replayed twice: {problem.difference}.",
             "It reads something that changes from one call to the next (random numbers, a "
-            "counter, uuid4(), an outside system).",
+            "counter, an outside system).",
             "Fix: compute such values in a step and keep them in the data.",
         ]
     lines.append("Rule: the shape of definition() may only depend on the saved data "
@@ -375,10 +511,10 @@ def explain_shape_problem(
 
 
 def vanished(
-    before: Any, after: Any, statement: str, changed: list[tuple[str, Any, Any]],
-    steps: list[str],
+    before: Any, after: Any, statement: str, changed: list[str], steps: list[str],
 ) -> list[str]:
-    """Why `statement` is in the definition on `before` and not on `after`, in words."""
+    """Why `statement` is in the definition on `before` and not on `after`, in words.
+    `changed` are the data's differences in words, `steps` the steps that ran."""
     present_before = any(n.name == statement for n in shape(before).nodes)
     present_after = any(n.name == statement for n in shape(after).nodes)
     lines = []
@@ -388,8 +524,7 @@ def vanished(
     else:
         lines.append(f"Statement {statement!r} cannot be found by the replay any more.")
     if changed:
-        lines.append("The data changed in between: " + "; ".join(
-            f"{name} {_short(a)} -> {_short(b)}" for name, a, b in changed))
+        lines.append("The data changed in between: " + "; ".join(changed))
     if steps:
         lines.append("by " + ", ".join(steps) + ".")
     lines.append(
@@ -399,8 +534,3 @@ def vanished(
         "every statement stays in the definition."
     )
     return lines
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

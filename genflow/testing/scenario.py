@@ -10,7 +10,7 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -90,12 +90,15 @@ def as_send(item: Any) -> Send:
 @attrs.define(repr=False)
 class Scenario:
     """A workflow class, its start data (unstructured, so every run starts afresh)
-    and the events to deliver, in order."""
+    and the events to deliver, in order; `reset` and `services`, when `runs()`
+    was given them, go with it to the check (see `check_replay`)."""
 
     workflow: type
     start: Any
     events: list[Send] = attrs.field(factory=list)
     instance_id: str = "test-1"
+    reset: Callable[[], Any] | None = attrs.field(default=None, eq=False)
+    services: tuple[Any, ...] = attrs.field(default=(), eq=False)
 
     def data(self) -> Any:
         """A fresh copy of the start data."""
@@ -106,7 +109,7 @@ class Scenario:
         return workflow_name(self.workflow)
 
     def with_events(self, events: Iterable[Send]) -> Scenario:
-        return Scenario(self.workflow, self.start, list(events), self.instance_id)
+        return attrs.evolve(self, events=list(events))
 
     def __repr__(self) -> str:
         return f"Scenario({self.data()!r}, {self.events!r})"

@@ -19,11 +19,12 @@ import contextlib
 import datetime as _dt
 import decimal
 import enum
+import random
 import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -31,11 +32,13 @@ from hypothesis import strategies as st
 
 from genflow.codec import converter
 from genflow.errors import GenflowError
+from genflow.handlers import TimerHandler, as_handler
 from genflow.registry import workflow_name
 from genflow.replay import as_body, iter_tree
-from genflow.state import State
-from genflow.statements import On, Timeout
-from genflow.testing.runner import Run, input_type, ready_events, wait_events
+from genflow.state import State, ThreadStatus
+from genflow.statements import On, Wait
+from genflow.testing.driver import statement_at
+from genflow.testing.run import Run, ready_events
 from genflow.testing.scenario import Scenario, Send
 
 __all__ = ["events", "payloads", "runs"]
@@ -265,6 +268,35 @@ def _field_types(cls: type) -> dict[str, Any]:
 # -- events ---------------------------------------------------------------------------------
 
 
+def wait_events(wf: Any, state: State) -> dict[str, list[On]]:
+    """For each thread waiting for events: the `On` statements of its `Wait`,
+    found by replaying the definition on the current data."""
+    found: dict[str, list[On]] = {}
+    for thread in state.threads:
+        if thread.status is not ThreadStatus.WAITING_EVENT:
+            continue
+        wait = statement_at(wf, state, thread, Wait)
+        if wait is not None:
+            found[thread.id] = list(wait.events)
+    return found
+
+
+def input_type(on: On) -> Any:
+    """The payload type the event's handler declares (None: no payload)."""
+    try:
+        return getattr(as_handler(on.handler), "input_type", None)
+    except TypeError:
+        return None
+
+
+def is_timer(on: On) -> bool:
+    """Whether the event arrives by itself (a timer: the clock fires it)."""
+    try:
+        return isinstance(as_handler(on.handler), TimerHandler)
+    except TypeError:
+        return False
+
+
 def catalog(wf: Any) -> dict[str, On]:
     """Every event of the workflow's definition (every branch), by name: the first `On`."""
     found: dict[str, On] = {}
@@ -302,6 +334,8 @@ def _event(
     types: Strategies,
     unexpected: float | bool,
     stale: list[str] | None = None,
+    guide: _Guide | None = None,
+    left: int = 0,
 ) -> Send:
     ons = wait_events(wf, state)
     ready = [(tid, name) for tid, name in ready_events(state) if tid in ons]
@@ -322,16 +356,83 @@ def _event(
         return Send(name, payload, awaited=False, stale=is_stale)
     if not ready:
         raise _NothingToSend()
-    thread, name = draw(st.sampled_from(ready), label="event")
+    if guide is not None:
+        thread, name = guide.choose(draw, ready, {t.id: t.stmt for t in state.threads}, left)
+    else:
+        thread, name = draw(st.sampled_from(ready), label="event")
     on = next(o for o in ons[thread] if o.name == name)
     payload = draw(_payload_for(wf, on, event_payloads, types), label=f"payload of {name!r}")
     many = sum(1 for _, n in ready if n == name) > 1
     return Send(name, payload, thread=thread if many else None, awaited=True,
-                timer=isinstance(on, Timeout))
+                timer=is_timer(on))
 
 
 class _NothingToSend(Exception):
     pass
+
+
+#: how much a scenario favours an event, by level: even, much more often, much less
+_LEVELS = (4, 16, 1)
+
+
+class _Guide:
+    """The coverage guide of one scenario being drawn (see `runs`).
+
+    Two things make a rare branch rare: an event that must win over others many
+    times (swarm testing answers it: each scenario draws a weight per event,
+    so some scenarios favour one event and neglect another), and a loop that
+    must go round many times before the way out is taken. For the second, the
+    guide learns which events bring a thread back to the statement it waited
+    at (a loop), and draws, per statement, how long to stay: until the scenario
+    has only a few events left (the commonest draw), or a number of rounds; it
+    takes only looping events until then, and only the others after."""
+
+    #: draws of a stay below this mean "until this many events are left"
+    FILL = 4
+
+    def __init__(self, draw: Any, events: Iterable[str], longest: int):
+        self.weights = {name: _LEVELS[draw(st.integers(0, len(_LEVELS) - 1),
+                                           label=f"weight of {name!r}")] for name in events}
+        self.longest = longest
+        self.loops: set[tuple[str, str]] = set()  # (statement, event) that came back there
+        self.stay: dict[str, int] = {}  # a draw per statement, see FILL
+        self.rounds: dict[str, int] = {}
+
+    def choose(self, draw: Any, ready: list[tuple[str, str]], where: dict[str, str],
+               left: int) -> tuple[str, str]:
+        looping = [(t, n) for t, n in ready if (where.get(t, ""), n) in self.loops]
+        candidates = ready
+        if looping:
+            stmt = where[looping[0][0]]
+            if stmt not in self.stay:
+                self.stay[stmt] = draw(st.integers(0, self.FILL + self.longest),
+                                       label=f"stay at {stmt!r}")
+            stay = self.stay[stmt]
+            if stay < self.FILL:
+                staying = left > stay + 1
+            else:
+                staying = self.rounds.get(stmt, 0) < stay - self.FILL
+            leaving = [c for c in ready if c not in looping] or ready
+            candidates = looping if staying else leaving
+        return _weighted(draw, candidates, self.weights)
+
+    def learn(self, before: str, event: str, after: str | None) -> None:
+        """The thread that waited at `before` took `event` and now waits at `after`."""
+        if after == before:
+            self.loops.add((before, event))
+            self.rounds[before] = self.rounds.get(before, 0) + 1
+
+
+def _weighted(draw: Any, ready: list[tuple[str, str]], weights: Mapping[str, int]
+              ) -> tuple[str, str]:
+    """One of `ready`, each as likely as its event's weight (shrinks to the first)."""
+    total = sum(weights.get(name, _LEVELS[0]) for _, name in ready)
+    pick = draw(st.integers(0, total - 1), label="event")
+    for choice in ready:
+        pick -= weights.get(choice[1], _LEVELS[0])
+        if pick < 0:
+            return choice
+    return ready[-1]  # pragma: no cover - the weights add up to total
 
 
 def events(
@@ -387,6 +488,9 @@ def runs(
     unexpected: float | bool = 0.1,
     instance_id: str = "test-1",
     start_time: Any = None,
+    reset: Callable[[], Any] | None = None,
+    services: Iterable[Any] = (),
+    guide: bool = True,
 ) -> st.SearchStrategy[Scenario]:
     """Scenarios for `workflow`: start data and events the instance can receive.
 
@@ -396,37 +500,90 @@ def runs(
     with probability `unexpected` it is one nobody waits for, or an old request
     for an earlier wait. Drawing stops at `max_events` or when nothing can be
     sent any more (the instance finished, or only waits for conditions).
+
+    The workflow runs while a scenario is drawn, so it meets your fakes then
+    too: `reset` (a function) is called, and `services` (`FakeService`s) are
+    reset, before each scenario is drawn; both go with the scenario to
+    `check_replay`, which resets them again before each of its runs.
+
+    `guide` steers the search toward what has not been reached: each scenario
+    favours some events and neglects others (a long run of one event before
+    another is then likely), and hypothesis is told (`target`) how many of the
+    definition's statements a scenario reached, so it explores from the ones
+    that reach most.
     """
     workflow_name(workflow)
     start_strategy = _start_strategy(workflow, start)
     event_payloads = dict(payloads or {})
     type_strategies = dict(types or {})
+    fakes = tuple(services)
 
     @st.composite
     def scenario(draw: Callable[..., Any]) -> Scenario:
+        # steps run while drawing may roll dice: the shared `random` is put back after,
+        # so that drawing stays a function of hypothesis's choices
+        state = random.getstate()
+        try:
+            return drawn(draw)
+        finally:
+            random.setstate(state)
+
+    def drawn(draw: Callable[..., Any]) -> Scenario:
+        if reset is not None:
+            reset()
+        for service in fakes:
+            service.reset()
         data = draw(start_strategy, label="start")
-        base = Scenario(workflow, converter.unstructure(data), [], instance_id)
+        base = Scenario(workflow, converter.unstructure(data), [], instance_id, reset, fakes)
         sim = Run(base, policy="plain", start_time=start_time, step_retries=0).run()
+        longest = max(min_events, max_events)
+        steer = _Guide(draw, catalog(sim.wf), longest) if guide else None
+        # the length first, then the events. Guided, three in four scenarios are as long
+        # as allowed (a loop taken many times before a branch needs length): one draw,
+        # mapped so that smaller still means shorter, for shrinking
+        spread = (longest - min_events) * (4 if steer is not None else 1)
+        length = min(longest, draw(st.integers(min_events, min_events + spread),
+                                   label="events"))
         sends: list[Send] = []
-        while len(sends) < max_events and sim.failure is None and not sim.misdeliveries:
-            if len(sends) >= min_events and draw(st.integers(0, 9), label="more?") == 0:
-                break
+        while len(sends) < length and sim.failure is None and not sim.misdeliveries:
             stale = sorted({r.event for r in _stale_requests(sim)}) if _odds(unexpected) else []
             try:
                 send = draw(_event(sim.wf, sim.state, event_payloads, type_strategies,
-                                   unexpected, stale))
+                                   unexpected, stale, steer, length - len(sends)))
             except _NothingToSend:
                 break
             except GenflowError:
                 break
             sends.append(send)
-            sim.send(send)
+            waited = {t.id: t.stmt for t in sim.state.threads}
+            outcome = sim.send(send)
+            if steer is not None and outcome is not None and outcome.accepted and outcome.thread:
+                now = sim.state.thread(outcome.thread)
+                steer.learn(waited.get(outcome.thread, ""), send.event,
+                            now.stmt if now is not None else None)
             odds = _odds(unexpected)
             if sim.finished and (not odds or draw(st.integers(0, 99)) < 100 - odds):
                 break
-        return Scenario(workflow, base.start, sends, instance_id)
+        if steer is not None:
+            _target(sim)
+        return attrs.evolve(base, events=sends)
 
     return scenario()
+
+
+def _target(run: Run) -> None:
+    """Tell hypothesis how far the scenario reached: the statements the instance
+    stood at or ran, then (a gradient toward them: longer loops, more data)
+    the events it took."""
+    reached = {pos[0] for mark in run.trace for pos in mark.positions.values()}
+    reached.update(call.name for call in run.calls)
+    accepted = sum(1 for o in run.outcomes if o.accepted)
+    try:
+        from hypothesis import target
+
+        target(float(len(reached) * 1000 + accepted), label="genflow: statements reached")
+    except Exception:  # outside a test (`.example()`), or drawn twice in one test case
+        pass
 
 
 def _stale_requests(run: Run) -> list[Any]:
