@@ -16,8 +16,9 @@ WORKLOADS = {
     "w2": "w2_long_running",
     "scale": "scale",
 }
-OPTIONAL = {"w3": "w3_durable_steps", "w4": "w4_batch", "postgres": "postgres_workers",
-            "check": "deploy_check", "journal": "journal_cost", "icount": "instructions",
+OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch",
+            "postgres": "postgres_workers", "check": "deploy_check", "journal": "journal_cost",
+            "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
             "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit"}
 

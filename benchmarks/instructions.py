@@ -22,21 +22,21 @@ from .common import Figure
 
 _RUNS = """
 import sys
-from benchmarks.w1_seed_loop import {fn}
+from {module} import {fn}
 for _ in range(int(sys.argv[1])):
     {fn}()
 """
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def instructions(fn: str, runs: int) -> int:
-    """Instructions executed by `runs` calls of `benchmarks.w1_seed_loop.<fn>`."""
+def instructions(fn: str, runs: int, module: str = "benchmarks.w1_seed_loop") -> int:
+    """Instructions executed by `runs` calls of `<module>.<fn>`."""
     root = Path(__file__).resolve().parent.parent
     counts = []
     for n in (10, 10 + runs):
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-c", _RUNS.format(fn=fn), str(n)],
+             sys.executable, "-c", _RUNS.format(module=module, fn=fn), str(n)],
             cwd=root, capture_output=True, text=True, check=True,
         )
         found = _COLLECTED.search(done.stderr)

@@ -17,6 +17,7 @@ from genflow.clock import system_clock
 from genflow.codec import unstructure
 from genflow.state import (
     MAIN_THREAD,
+    Failure,
     State,
     Thread,
     ThreadStatus,
@@ -25,7 +26,7 @@ from genflow.state import (
     WorkflowStatus,
 )
 
-__all__ = ["describe", "thread_name", "when"]
+__all__ = ["carries", "describe", "thread_name", "when"]
 
 #: Longer data values are cut (`genflow show --json` prints them whole).
 MAX_VALUE = 300
@@ -82,7 +83,8 @@ def when(moment: _dt.datetime, now: _dt.datetime) -> str:
 
 def _status(state: State, attempts: int, error: str, wake_at: _dt.datetime | None) -> str:
     if state.status is WorkflowStatus.FAILED:
-        return f"FAILED after {_attempts(attempts)}"
+        # (no attempts on record: a failure that left its cleanup ended its thread)
+        return f"FAILED after {_attempts(attempts)}" if attempts else "FAILED"
     if error and wake_at is None and state.status is not WorkflowStatus.FINISHED:
         return "STUCK (the last try failed and nothing will retry it)"
     if error and (state.status is WorkflowStatus.RESUMING or _retrying(state)):
@@ -91,6 +93,7 @@ def _status(state: State, attempts: int, error: str, wake_at: _dt.datetime | Non
         WorkflowStatus.RESUMING: "running (a thread can move on: a worker will move it)",
         WorkflowStatus.WAITING: "waiting",
         WorkflowStatus.FINISHED: "finished",
+        WorkflowStatus.CANCELLING: "cancelling (its threads run their cleanup, then end)",
         WorkflowStatus.CANCELLED: "cancelled",
     }[state.status]
 
@@ -123,8 +126,12 @@ def _thread(thread: Thread, now: _dt.datetime) -> list[str]:
                 f"attempt {when(thread.retry_at, now)}: {thread.error}")
     elif status is ThreadStatus.EXECUTING:
         head = f"{who}: about to run step {thread.stmt!r}"
+    elif status is ThreadStatus.UNWINDING:
+        head = f"{who}: leaving {thread.stmt!r} outward"
     elif status is ThreadStatus.RESUMING:
-        if thread.won:
+        if thread.enter:
+            head = f"{who}: entering {thread.enter!r} of Try {thread.stmt!r}"
+        elif thread.won:
             head = f"{who}: got event {thread.won!r} at {thread.stmt!r}, moving on"
         elif thread.stmt:
             head = f"{who}: moving on after {thread.stmt!r}"
@@ -135,9 +142,45 @@ def _thread(thread: Thread, now: _dt.datetime) -> list[str]:
     else:
         head = f"{who}: waiting at {thread.stmt!r}{since} until its condition holds"
     lines = [head]
+    note = carries(thread)
+    if note:
+        lines.append(f"  {note}")
     for event in thread.events:
         lines.append("  - " + _event(event, now))
     return lines
+
+
+def carries(thread: Thread) -> str:
+    """What `thread` carries, in words ("" if nothing): the failure or the
+    cancellation it unwinds with, the failure a Catch it is in (or enters)
+    handles, or what a Finally it runs goes on with when it ends."""
+    failure = thread.failures[-1] if thread.failures else None
+    if thread.status is ThreadStatus.UNWINDING:
+        return f"unwinding: {_completion(thread.unwind, failure)}"
+    if thread.enter:
+        return f"caught {_failure_words(failure)}" if failure is not None else ""
+    caught = [f for f in thread.failures if f.at]
+    handling = f"handling {_failure_words(caught[-1])}" if caught else ""
+    if thread.unwind:  # (a catch of cancellation: the thread ends after it)
+        then = _completion(thread.unwind, failure)
+        return f"{handling}; then {then}" if handling else f"after the Finally: {then}"
+    return handling
+
+
+def _completion(how: str, failure: Failure | None) -> str:
+    if how == "cancel":
+        return "cancelled"
+    if how == "fail":
+        return f"fails with {_failure_words(failure)}" if failure is not None else "fails"
+    return how  # break, continue, return
+
+
+def _failure_words(failure: Failure) -> str:
+    text = f"{failure.type}: {failure.message}" if failure.message else failure.type
+    if failure.step:
+        text += f" (step {failure.step!r}" + (
+            f", {_attempts(failure.attempt)})" if failure.attempt > 1 else ")")
+    return text
 
 
 def _event(event: WaitEvent, now: _dt.datetime) -> str:

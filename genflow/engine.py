@@ -96,6 +96,8 @@ _FAILED = WorkflowStatus.FAILED
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _SETUP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
+#: threads that move as soon as a worker runs them (a step to run, a thread to move on)
+_CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
 #: the longest instance id a store keeps (ids are primary keys on every store)
 MAX_ID_LENGTH = 255
 
@@ -658,10 +660,13 @@ class Engine:
         if status is WorkflowStatus.FINISHED or status is _FAILED:
             return None
         cancelled = status is WorkflowStatus.CANCELLED
+        cancelling = status is WorkflowStatus.CANCELLING
         wakes = []
         for thread in state.threads:
             if thread.retry_at is not None:
                 wakes.append(thread.retry_at)
+            elif cancelling and not thread.events and thread.status in _CAN_MOVE:
+                wakes.append(now)  # cleanup left to run (a crash stopped it): go on with it
             for event in thread.events:
                 if event.retry_at is not None:
                     wakes.append(event.retry_at)

@@ -94,17 +94,23 @@ class TimerHandler(EventHandler):
     """The handler behind `Timeout`: its setup fixes the due time (`after` the
     wait began, or `at` a given time); the engine fires it."""
 
-    __slots__ = ("after", "at")
+    __slots__ = ("after", "at", "name")
     input_type = None
 
-    def __init__(self, after: float | None, at: _dt.datetime | None = None):
+    def __init__(self, after: float | None, at: _dt.datetime | None = None, name: str = ""):
         self.after = after
         self.at = at
+        self.name = name
 
     def due(self, now: _dt.datetime) -> _dt.datetime:
         if self.at is not None:
             return self.at
-        assert self.after is not None
+        if self.after is None:  # `at=None`: a time the data was to set by now
+            from genflow.errors import DefinitionError
+
+            raise DefinitionError(
+                f"Timeout {self.name!r}: its time (`at`) was not set when the wait began; "
+                "set the field it reads in a step before the Wait")
         return now + _dt.timedelta(seconds=self.after)
 
     def __repr__(self) -> str:

@@ -54,6 +54,9 @@ __all__ = [
 #: What a statement body may contain (see the module docstring).
 Body = Any
 
+#: `Timeout(at=...)` / `Sleep(until=...)` not given (None given: not set yet)
+_NOT_GIVEN: Any = object()
+
 
 class Stmt:
     """Base class of every statement. `name` is `None` for unnamed ones (Break...)."""
@@ -268,9 +271,16 @@ class Timeout(On):
     __slots__ = ("after", "at", "raises")
 
     def __init__(self, name: str, after: float | _dt.timedelta | None = None, *body: Body,
-                 at: _dt.datetime | None = None,
+                 at: _dt.datetime | None = _NOT_GIVEN,
                  raises: type[BaseException] | None = None):
-        if (after is None) == (at is None):
+        # `at=None` given is a deadline the data has not set yet (a step sets it
+        # before the wait begins): the definition must build meanwhile, since the
+        # engine validates and the diagrams draw a fresh instance
+        if at is _NOT_GIVEN:
+            if after is None:
+                raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
+            at = None
+        elif after is not None and at is not None:
             raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
         seconds = None if after is None else _seconds(f"Timeout {name!r}", after)
         if at is not None and (not isinstance(at, _dt.datetime) or at.tzinfo is None):
@@ -285,7 +295,7 @@ class Timeout(On):
         self.after = seconds
         self.at = at
         self.raises = raises
-        super().__init__(name, TimerHandler(seconds, at), *body)
+        super().__init__(name, TimerHandler(seconds, at, name), *body)
 
 
 class Wait(Stmt):
@@ -316,7 +326,9 @@ class Sleep(Wait):
     __slots__ = ()
 
     def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
-                 until: _dt.datetime | None = None):
+                 until: _dt.datetime | None = _NOT_GIVEN):
+        if seconds is None and until is _NOT_GIVEN:
+            raise StatementError(f"Sleep {name!r}: give `seconds` or `until`")
         super().__init__(name, Timeout(WAKE, seconds, at=until))
 
 

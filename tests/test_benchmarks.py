@@ -70,3 +70,18 @@ def test_w3_one_save_per_step(tmp_path) -> None:
 
 def test_w4_every_instance_finishes() -> None:
     assert w4_batch._one_run(60, 1) > 0
+
+
+def test_w3_in_a_try_runs_the_same_steps_and_its_finally(tmp_path) -> None:
+    from benchmarks import w3_try
+
+    store = SQLiteStore(tmp_path / "w3try.db")
+    plain, wrapped = w3_try.compare(store, 1)
+    assert len(plain) == len(wrapped) == 1
+    engine = Engine(store)
+    iid = engine.start(w3_try.HundredStepsInTry())
+    data = engine.get(iid).data
+    assert (data.i, data.closed) == (w3_durable_steps.STEPS, True)
+    # a save per step and one for the Finally's step: the Try itself saves nothing
+    assert store.get(iid).version <= w3_durable_steps.STEPS + 4
+    store.close()

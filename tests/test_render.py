@@ -13,6 +13,9 @@ tests that need them are skipped with a reason otherwise:
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime as dt
 import html as htmllib
 import importlib.util
 import json
@@ -30,6 +33,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import genflow
 from genflow import (
@@ -55,10 +60,12 @@ from genflow import (
 )
 from genflow.cli import main
 from genflow.engine import Engine
+from genflow.errors import Cancelled
 from genflow.render import (
     DotNotFoundError,
     EdgeKind,
     Graph,
+    Node,
     NodeKind,
     build_graph,
     dot_program,
@@ -72,8 +79,11 @@ from genflow.render import (
     to_svg,
     to_text,
 )
+from genflow.render import formats as _formats
 from genflow.render.formats import STYLES
 from genflow.render.report import write_report
+from genflow.state import Failure
+from genflow.statements import Raise, Sleep, Try
 from genflow.stores import MemoryStore, SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,11 +221,100 @@ class Fails:
         raise RuntimeError("boom")
 
 
+@genflow.workflow("render-cancellable")
+@attrs.define
+class Cancellable:
+    def definition(self):
+        yield Go("helper", self.helper)
+        yield Try("main work",
+            Wait("approval?", On("approve")),
+        ).Catch("on cancel", Step("release hold", self.noop), errors=Cancelled
+        ).Finally("always", Step("audit", self.noop))
+        yield Step("ship", self.noop)
+
+    def helper(self):
+        yield Wait("ping?", On("ping"))
+
+    def noop(self) -> None:
+        pass
+
+
+class Declined(Exception):
+    pass
+
+
+class Expired(Exception):
+    pass
+
+
+@genflow.workflow("render-failure")
+@attrs.define
+class Failing:
+    deadline: dt.datetime | None = None
+    n: int = 0
+    failure: Failure | None = None
+
+    def definition(self):
+        yield Go("reminder", self.reminder, daemon=True)
+        yield Step("charge", self.noop, timeout=5,
+                   retry=Retry(attempts=None, max_backoff=2, never=(Declined,)))
+        yield For("tries", self.n < 3,
+            Try("attempt",
+                Step("send code", self.noop),
+                Wait("code?", On("code", self.noop),
+                     Timeout("expired", at=self.deadline, raises=Expired)),
+                If(self.n > 1, "too many", Raise(Declined, "too many tries")),
+                If(self.n > 5, "way too many", Break()),
+            ).Catch("declined", Step("notify", self.noop), Raise(), errors=Declined,
+                    into="failure"
+            ).Catch("expired", Step("log expiry", self.noop), errors=Expired
+            ).Finally("count", Step("count", self.count)),
+        )
+        yield Try("outer", Step("risky", self.noop)).Catch("anything", Step("recover", self.noop))
+
+    def reminder(self):
+        yield For("forever", True, Sleep("a while", 3600), Step("remind", self.noop))
+
+    def noop(self) -> None:
+        pass
+
+    def count(self) -> None:
+        self.n += 1
+
+
+@genflow.workflow("render-transfer")
+@attrs.define
+class Transfer:
+    failure: Failure | None = None
+    fail: str = "deposit"
+
+    def definition(self):
+        yield Try("move money",
+            Step("deposit", self.deposit, retry=Retry(attempts=2, backoff=0)),
+        ).Catch("refund", Step("give back", self.noop), errors=Declined, into="failure"
+        ).Finally("close", Step("close books", self.noop))
+        yield Step("done", self.noop)
+
+    def deposit(self) -> None:
+        if self.fail == "deposit":
+            raise Declined("card declined")
+        if self.fail == "other":
+            raise KeyError("no account")
+
+    def noop(self) -> None:
+        pass
+
+
 # -- parsing the formats back ---------------------------------------------------------------------
 
-_MERMAID_OPENERS = [("(((", NodeKind.END), ("((", NodeKind.START), ("[[", NodeKind.GO),
-                    ("[/", NodeKind.WAITFOR), ("([", NodeKind.WAIT), ("{{", NodeKind.LOOP),
-                    ("{", NodeKind.DECISION), (">", "event"), ("[", NodeKind.STEP)]
+#: the shape (opener, closer) of each node kind as genflow writes it (a fails end
+#: is drawn as an end, a Sleep as a wait: they differ by their labels)
+_MERMAID_SHAPES = {("(((", ")))"): NodeKind.END, ("((", "))"): NodeKind.START,
+                   ("[[", "]]"): NodeKind.GO, ("[/", "\\]"): NodeKind.WAITFOR,
+                   ("([", "])"): NodeKind.WAIT, ("{{", "}}"): NodeKind.LOOP,
+                   ("{", "}"): NodeKind.DECISION, (">", "]"): "event", ("[", "]"): NodeKind.STEP,
+                   ("(", ")"): NodeKind.TRY, ("[\\", "/]"): NodeKind.CATCH,
+                   ("[\\", "\\]"): NodeKind.FINALLY, ("[/", "/]"): NodeKind.RAISE}
 
 
 def _unmermaid(text: str) -> str:
@@ -293,13 +392,14 @@ def parse_mermaid(text: str) -> Parsed:
         else:
             m = re.fullmatch(r'(\w+)(\W+?)"(.*)"(\W+)', line)
             assert m, f"not a Mermaid line genflow writes: {line!r}"
-            shape = next(kind for opener, kind in _MERMAID_OPENERS if m[2] == opener)
+            shape = _MERMAID_SHAPES[(m[2], m[4])]
             assert m[1] not in out.nodes, f"node {m[1]} declared twice"
             out.nodes[m[1]] = (shape, _unmermaid(m[3]))
             out.member[m[1]] = open_clusters[-1] if open_clusters else None
     assert not open_clusters, "a subgraph is not closed"
-    for src, _, _, dst in out.edges:
-        assert src in out.nodes and dst in out.nodes, f"edge {src} -> {dst}: undeclared node"
+    for src, _, _, dst in out.edges:  # (an edge may leave a cluster: a Try's body)
+        assert (src in out.nodes or src in out.clusters) and dst in out.nodes, \
+            f"edge {src} -> {dst}: undeclared node"
     for ids in out.classes.values():
         assert ids <= set(out.nodes)
     return out
@@ -624,7 +724,8 @@ def test_json_is_the_graph_as_data() -> None:
 
 @needs_dot
 @pytest.mark.parametrize("wf", [PizzaOrder(), Purchase(), SeedReadme(), Everything(),
-                                Workers()], ids=lambda wf: type(wf).__name__)
+                                Workers(), Failing(), Cancellable()],
+                         ids=lambda wf: type(wf).__name__)
 def test_dot_draws_every_example(wf: Any) -> None:
     svg = check_dot(to_dot(wf))
     assert "<svg" in svg
@@ -877,6 +978,15 @@ def _mermaid_cases() -> dict[str, str]:
     resume(seed, seed_state)
     seed_state.threads[0].stmt = "gone"
     cases["misplaced-thread"] = to_mermaid(seed, seed_state)
+    cases["Failing"] = to_mermaid(Failing())
+    transfer = Transfer()
+    for kind, graph in _graphs_at_checkpoints(transfer, new_state("t", transfer))[2:5]:
+        cases[f"transfer-{kind}-{len(cases)}"] = _formats.to_mermaid(graph)
+    cancellable = Cancellable()
+    state = new_state("c", cancellable)
+    resume(cancellable, state)
+    cases["cancelling"] = _formats.to_mermaid(
+        _graphs_at_checkpoints(cancellable, state, "cancel")[0][1])
     return cases
 
 
@@ -919,7 +1029,7 @@ def test_docs_hook_renders_every_marker() -> None:
     assert spec is not None and spec.loader is not None
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
-    for name in ("statements", "diagrams"):
+    for name in ("statements", "diagrams", "failure"):
         source = (ROOT / "docs" / f"{name}.md").read_text()
         markers = hooks.MARKER.findall(source)
         assert markers, name
@@ -1235,3 +1345,386 @@ def test_a_thread_inside_an_events_body() -> None:
     assert [(graph.node(e.source).name, graph.node(e.target).name) for e in taken] == [
         ("outer", "a"), ("a", "after a")]
     assert "c" not in _marks(graph, "handled")
+
+
+# -- failure: Try/Catch/Finally, Raise, raising timers, Sleep, daemons ----------------------------
+
+
+def _kinds_of(graph: Graph, node: str) -> list[tuple[str, str, str, str | None]]:
+    """(kind, target name or kind, label, tail) of each edge leaving `node`."""
+    out = []
+    for edge in graph.edges_from(node):
+        target = graph.node(edge.target)
+        out.append((edge.kind, target.name or target.kind, edge.label, edge.tail))
+    return sorted(out, key=str)
+
+
+def test_a_try_is_a_cluster_with_its_catches_and_finally_after_it() -> None:
+    graph = build_graph(Failing())
+    head = graph.named("attempt", NodeKind.TRY)
+    assert head is not None and head.label == "Try attempt"
+    group = graph.cluster(head.cluster)  # type: ignore[arg-type]
+    assert group.kind == "try" and group.parent is None
+    inside = {n.name for n in graph.nodes if n.cluster == group.id and n.name}
+    assert inside == {"attempt", "send code", "code?", "code", "expired"}
+    catches = {n.name: n.label for n in graph.nodes if n.kind == NodeKind.CATCH}
+    assert catches == {"declined": "Catch declined\nDeclined\ninto failure",
+                       "expired": "Catch expired\nExpired",
+                       "anything": "Catch anything\nException"}
+    fin = graph.named("count", NodeKind.FINALLY)
+    assert fin is not None and fin.label == "Finally count" and fin.cluster is None
+    # failure edges leave the body's cluster for each Catch, and for the Finally
+    # (failures no Catch takes, and cancellation, reach it too)
+    fails = [(k, t, label, tail) for k, t, label, tail in _kinds_of(graph, head.id)
+             if k == EdgeKind.FAIL]
+    assert fails == [(EdgeKind.FAIL, "count", "other failures / cancel", group.id),
+                     (EdgeKind.FAIL, "declined", "Declined", group.id),
+                     (EdgeKind.FAIL, "expired", "Expired", group.id)]
+    assert _one_edge(graph, head.id, _id(graph, "send code")).kind == EdgeKind.NEXT
+    # the body's end and each catch's end join at the Finally; the Finally goes on
+    into_finally = {(graph.node(e.source).name or graph.node(e.source).kind, e.kind)
+                    for e in graph.edges_to(fin.id) if e.kind != EdgeKind.FAIL}
+    assert into_finally == {(NodeKind.DECISION, EdgeKind.ELSE),  # past "way too many"
+                            (NodeKind.DECISION, EdgeKind.BREAK),  # its Break: the Finally first
+                            ("log expiry", EdgeKind.NEXT)}
+    count = _id(graph, "count", NodeKind.STEP)
+    assert _one_edge(graph, fin.id, count).kind == EdgeKind.NEXT
+    assert _one_edge(graph, count, _id(graph, "tries")).kind == EdgeKind.REPEAT
+    brk = _one_edge(graph, count, _id(graph, "outer"))  # then the Break leaves the loop
+    assert (brk.kind, brk.label) == (EdgeKind.BREAK, "break")
+    # a Try that catches every Exception: only cancellation is left for a Finally
+    # (it has none), and it goes on after its catch
+    outer = graph.named("outer", NodeKind.TRY)
+    assert outer is not None
+    assert [t for k, t, _, _ in _kinds_of(graph, outer.id) if k == EdgeKind.FAIL] == ["anything"]
+    assert _one_edge(graph, _id(graph, "recover"), _main_end(graph)).kind == EdgeKind.NEXT
+    assert _one_edge(graph, _id(graph, "risky"), _main_end(graph)).kind == EdgeKind.NEXT
+
+
+def test_raise_and_a_raising_timer_go_where_they_are_caught() -> None:
+    graph = build_graph(Failing())
+    raises = {n.label: n for n in graph.nodes if n.kind == NodeKind.RAISE}
+    assert set(raises) == {"Raise Declined\ntoo many tries", "Raise\n(again)"}
+    new = raises["Raise Declined\ntoo many tries"]
+    assert _kinds_of(graph, new.id) == [(EdgeKind.FAIL, "declined", "", None)]
+    assert graph.edges_to(new.id)[0].label == "too many"  # the If's branch into it
+    # Raise() in the Catch: no enclosing Try catches it, so it fails the thread
+    again = raises["Raise\n(again)"]
+    assert _kinds_of(graph, again.id) == [(EdgeKind.FAIL, NodeKind.FAILS, "", None)]
+    fails = graph.node(graph.edges_from(again.id)[0].target)
+    assert (fails.label, fails.parent, fails.cluster) == ("fails", None, None)
+    assert _one_edge(graph, _id(graph, "notify"), again.id).kind == EdgeKind.NEXT
+    # the timer that raises: a failure edge to its Catch, nothing after it
+    timer = graph.event("code?", "expired")
+    assert timer is not None and timer.label == "timeout expired\nat a set time\nraises Expired"
+    assert _kinds_of(graph, timer.id) == [(EdgeKind.FAIL, "expired", "", None)]
+
+
+def test_step_labels_sleep_and_daemon_threads() -> None:
+    graph = build_graph(Failing())
+    charge = graph.named("charge")
+    assert charge is not None
+    assert charge.label == "charge\nretry: forever\nnever retried: Declined\ntimeout 5s"
+    assert charge.detail["retry"]["never"] == ["Declined"] and charge.detail["timeout"] == 5
+    nap = graph.named("a while")
+    assert nap is not None and (nap.kind, nap.label) == (NodeKind.SLEEP, "Sleep a while\nfor 1h")
+    assert graph.event("a while", "wake") is None  # a Sleep is its own timer
+    assert _one_edge(graph, nap.id, _id(graph, "remind")).kind == EdgeKind.NEXT
+    go = graph.named("reminder", NodeKind.GO)
+    assert go is not None and go.label == "Go reminder\ndaemon" and go.detail["daemon"]
+    assert graph.cluster(go.detail["lane"]).label == (
+        "thread reminder (daemon)")
+    # a bare trigger has no handler, so no payload or result types
+    bare = build_graph(Cancellable()).named("ping")
+    assert bare is not None and bare.label == "on ping" and bare.detail["handler"] is None
+
+
+def test_failure_statements_in_every_format() -> None:
+    graph = build_graph(Failing())
+    m = parse_mermaid(to_mermaid(graph))
+    head = m.by_label("Try attempt")
+    assert m.nodes[head][0] == NodeKind.TRY
+    group = m.member[head]
+    assert group is not None and m.clusters[group] == " "
+    # a failure edge starts at the Try's cluster (its whole body can fail)
+    out = {(m.nodes[dst][1].split("\n")[0], label) for src, style, label, dst in m.edges
+           if src == group and style == "-.->"}
+    assert out == {("Catch declined", "Declined"), ("Catch expired", "Expired"),
+                   ("Finally count", "other failures / cancel")}
+    assert m.nodes[m.by_label("Catch declined")][0] == NodeKind.CATCH
+    assert m.nodes[m.by_label("Finally count")][0] == NodeKind.FINALLY
+    assert m.nodes[m.by_label("Raise Declined")][0] == NodeKind.RAISE
+    assert m.nodes[m.by_label("fails")][0] == NodeKind.END
+    assert m.clusters_of(m.by_label("send code")) == [" "]
+    assert "linkStyle" in to_mermaid(graph)  # failure edges are red, marks or not
+    d = parse_dot(to_dot(graph))
+    assert d.nodes[d.by_label("Catch declined")][0] == "invhouse"
+    assert d.nodes[d.by_label("Finally count")][0] == "house"
+    assert {e[0] for e in d.edges if e[2] == "Declined"} == {head}
+    assert 'ltail="cluster_' in to_dot(graph)
+    text = to_text(graph)
+    assert ("    Try attempt\n      send code\n" in text
+            and "\n    Catch declined; Declined; into failure\n      notify\n      Raise; (again)\n"
+            in text and "\n    Finally count\n      count\n" in text), text
+    assert "fails" not in text  # an end shows only when an instance marks it
+    if dot_program():
+        check_dot(to_dot(graph))
+
+
+# -- failure on an instance ---------------------------------------------------------------------
+
+
+def _graphs_at_checkpoints(wf: Any, state: Any, op: str = "resume") -> list[tuple[str, Graph]]:
+    """The instance drawn at every checkpoint of one operation: (checkpoint, graph)."""
+    seen: list[tuple[str, Graph]] = []
+
+    def checkpoint(kind: Any) -> None:
+        seen.append((kind.value, instance_graph(wf, state)))
+
+    run = {"resume": resume, "cancel": genflow.cancel}[op]
+    with contextlib.suppress(genflow.StepError):  # (an uncaught failure: still drawn)
+        run(wf, state, checkpoint)
+    return seen
+
+
+def _at(graph: Graph, thread: str = "_main_") -> Node:
+    found = [n for n in graph.nodes if thread in n.threads]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_an_instance_unwinding_entering_and_inside_a_catch() -> None:
+    wf = Transfer()
+    state = new_state("t-1", wf)
+    graphs = _graphs_at_checkpoints(wf, state)[1:]  # (the first: about to run deposit)
+    kinds = [kind for kind, _ in graphs]
+    assert kinds[:5] == ["after_failure", "after_failure", "after_resume", "after_resume",
+                         "after_step"]
+    # the step failed for good: the thread leaves it outward, carrying the failure
+    unwinding = graphs[1][1]
+    node = _at(unwinding)
+    assert node.name == "deposit" and {"current", "unwinding"} <= set(node.classes)
+    assert node.detail["carries"] == [
+        "unwinding: fails with Declined: card declined (step 'deposit', 2 attempts)"]
+    assert "unwinding" not in {c for n in graphs[0][1].nodes for c in n.classes}  # 1st try
+    # at the Try, about to enter the Catch: drawn at the Catch, the failure edge taken
+    entering = graphs[2][1]
+    node = _at(entering)
+    assert (node.kind, node.name) == (NodeKind.CATCH, "refund")
+    assert {"current", "caught"} <= set(node.classes)
+    assert node.detail["carries"] == ["caught Declined: card declined (step 'deposit', "
+                                      "2 attempts)"]
+    taken = [(entering.node(e.source).name, entering.node(e.target).name)
+             for e in entering.edges if "taken" in e.classes]
+    assert taken == [("move money", "refund")]
+    assert "active" in entering.named("move money", NodeKind.TRY).classes  # type: ignore
+    from genflow.render.formats import display_class
+
+    assert display_class(node) == "caught"
+    # inside the catch body: the Catch stays caught, the step is about to run
+    inside = graphs[3][1]
+    node = _at(inside)
+    assert node.name == "give back" and "executing" in node.classes
+    assert node.detail["carries"] == ["handling Declined: card declined (step 'deposit', "
+                                      "2 attempts)"]
+    assert "caught" in inside.named("refund", NodeKind.CATCH).classes  # type: ignore
+    assert [inside.node(e.target).name for e in inside.edges if "taken" in e.classes] == [
+        "refund"]
+    m = parse_mermaid(to_mermaid(inside))
+    assert m.nodes[node.id][1] == ("give back\n▶ main\nhandling Declined: card declined "
+                                   "(step 'deposit', 2 attempt…")
+    assert node.id in m.classes["executing"]
+    if dot_program():
+        check_dot(to_dot(inside))
+    assert state.status.value == "finished" and wf.failure is not None
+
+
+def test_a_finally_that_holds_an_uncaught_failure_back() -> None:
+    wf = Transfer(fail="other")
+    state = new_state("t-2", wf)
+    graphs = _graphs_at_checkpoints(wf, state)
+    in_finally = next(g for kind, g in graphs if _at(g).name == "close books")
+    node = _at(in_finally)
+    assert node.detail["carries"] == [
+        "after the Finally: fails with KeyError: 'no account' (step 'deposit', 2 attempts)"]
+    fin = in_finally.named("close", NodeKind.FINALLY)
+    assert fin is not None and "active" in fin.classes
+    taken = [(e.kind, in_finally.node(e.target).name) for e in in_finally.edges
+             if "taken" in e.classes]
+    assert taken == [(EdgeKind.FAIL, "close")]
+    assert state.status.value == "failed" and state.threads == []
+
+
+def test_a_cancelling_instance_and_a_cancelled_one() -> None:
+    wf = Cancellable()
+    state = new_state("c-1", wf)
+    resume(wf, state)
+    graphs = _graphs_at_checkpoints(wf, state, "cancel")
+    first = graphs[0][1]
+    assert graphs[0][0] == "after_cancel" and first.instance["status"] == "cancelling"
+    for thread, stmt in (("_main_", "approval?"), ("helper", "ping?")):
+        node = _at(first, thread)
+        assert node.name == stmt and "unwinding" in node.classes
+        assert node.detail["carries"] == ["unwinding: cancelled"]
+    assert "instance c-1 (cancelling)" in to_mermaid(first).splitlines()[0]
+    cleanup = next(g for _, g in graphs if _at(g).name == "release hold")
+    assert _at(cleanup).detail["carries"] == [
+        "handling Cancelled: the instance was cancelled (step 'approval?'); then cancelled"]
+    assert "caught" in cleanup.named("on cancel", NodeKind.CATCH).classes  # type: ignore
+    audit = next(g for _, g in graphs if _at(g).name == "audit")
+    assert _at(audit).detail["carries"] == ["after the Finally: cancelled"]
+    done = instance_graph(wf, state)
+    assert state.status.value == "cancelled"
+    assert _marks(done, "cancelled") == {_main_end(done)}
+
+
+def test_describe_words_a_cancelling_instance_and_its_unwinding_threads() -> None:
+    from genflow.describe import describe
+
+    wf = Cancellable()
+    state = new_state("c-2", wf)
+    resume(wf, state)
+
+    def stop(kind: Any) -> None:  # the process stops right after cancellation reached it
+        raise KeyError(kind)
+
+    with pytest.raises(KeyError):
+        genflow.cancel(wf, state, stop)
+    text = describe(state, wf)
+    assert "instance c-2 of workflow 'render-cancellable': cancelling (its threads run " \
+           "their cleanup, then end)" in text
+    assert "main thread: leaving 'approval?' outward\n    unwinding: cancelled" in text
+
+
+def test_a_sleeping_thread_shows_its_due_time_and_a_failed_end() -> None:
+    wf = Failing(deadline=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    state = new_state("s-1", wf)
+    resume(wf, state)
+    graph = instance_graph(wf, state)
+    timer = graph.event("code?", "expired")
+    assert timer is not None and timer.detail["due"] == "2030-01-01T00:00:00+00:00"
+    nap = graph.named("a while")
+    assert nap is not None and "waiting" in nap.classes and nap.detail["due"]
+    assert "\ndue " in to_mermaid(graph).replace("<br>", "\n")
+
+    @genflow.workflow("render-reraise")
+    @attrs.define
+    class Reraise:
+        def definition(self):
+            yield Try("t", Raise(Declined, "no")).Catch("c", Raise())
+
+    wf2 = Reraise()
+    state2 = new_state("r-1", wf2)
+    with pytest.raises(genflow.StepError):
+        resume(wf2, state2)
+    graph = instance_graph(wf2, state2)
+    assert state2.status.value == "failed" and state2.threads == []
+    assert [n.kind for n in graph.nodes if "failed" in n.classes] == [NodeKind.FAILS]
+    assert "✘ fails" in to_text(graph)
+
+
+@genflow.workflow("render-slow-cleanup")
+@attrs.define
+class SlowCleanup:
+    def definition(self):
+        yield Try("work", Wait("go?", On("go"))).Finally(
+            "cleanup", Wait("confirm?", On("confirmed")), Step("tidy", self.noop))
+
+    def noop(self) -> None:
+        pass
+
+
+def test_the_console_view_and_report_of_a_cancelling_instance(tmp_path: Path) -> None:
+    from genflow.render.views import Diagrams, instance_view
+
+    engine = Engine(SQLiteStore(tmp_path / "s.db"), [SlowCleanup])
+    engine.start(SlowCleanup(), id="slow")
+    engine.cancel("slow")  # its cleanup waits for a confirmation: it stays CANCELLING
+    instance = engine.get("slow")
+    assert instance.status.value == "cancelling"
+    view = instance_view(instance, now=engine.clock(), diagrams=Diagrams(svg=False))
+    assert view["status"] == "cancelling" and not view["problems"]
+    assert "cancelling (its threads run their cleanup, then end)" in view["text"]
+    confirm = next(node for node, names in view["at"].items() if names == ["main"])
+    assert "waiting" in view["marks"][confirm]
+    assert view["notes"][confirm] == "after the Finally: cancelled"
+    data = _report_data(write_report(engine, tmp_path / "report", svg=False))
+    assert {r["id"]: r["status"] for r in data["rows"]} == {"slow": "cancelling"}
+    engine.send("slow", "confirmed")
+    assert engine.get("slow").status.value == "cancelled"
+    engine.store.close()
+
+
+@genflow.workflow("render-maze")
+@attrs.define
+class Maze:
+    """Try/Catch/Finally nested in loops and threads; `fails` says which step
+    fails (each once), so every placement of failures can be drawn."""
+
+    fails: list[str] = attrs.field(factory=list)
+    rounds: int = 0
+
+    def definition(self):
+        yield Go("side", self.side, daemon=True)
+        yield For("rounds", self.rounds < 2,
+            Try("round",
+                Step("a", lambda: self.maybe("a")),
+                Try("inner", Step("b", lambda: self.maybe("b"))).Catch(
+                    "inner catch", Step("b2", lambda: self.maybe("b2")), errors=Declined),
+            ).Catch("round catch", Step("c", lambda: self.maybe("c")), Raise(), errors=Expired
+            ).Catch("any", Step("e", lambda: self.maybe("e"))
+            ).Finally("round end", Step("d", self.next_round)),
+        )
+
+    def side(self):
+        yield Try("side try", For("ticks", True, Sleep("tick", 60), Step("s", self.noop))
+                  ).Finally("side end", Step("t", self.noop))
+
+    def maybe(self, name: str) -> None:
+        key = f"{name}{self.rounds}"
+        if key in self.fails:
+            self.fails.remove(key)
+            raise (Declined if name == "b" else Expired if name == "a" else KeyError)(key)
+
+    def next_round(self) -> None:
+        self.rounds += 1
+
+    def noop(self) -> None:
+        pass
+
+
+@settings(max_examples=30, deadline=None)
+@given(fails=st.lists(st.sampled_from(["a0", "b0", "b1", "c0", "b20", "e0", "a1", "e1"]),
+                      unique=True, max_size=4),
+       cancel=st.booleans())
+def test_every_thread_is_drawn_where_it_stands_at_every_checkpoint(fails, cancel) -> None:
+    wf = Maze(fails=list(fails))
+    state = new_state("maze", wf)
+    drawn: list[tuple[Graph, Any]] = []
+
+    def checkpoint(kind: Any) -> None:
+        drawn.append((instance_graph(wf, state), copy.deepcopy(state)))
+
+    with contextlib.suppress(genflow.StepError):
+        resume(wf, state, checkpoint)
+    if cancel and state.status.value not in ("finished", "failed"):
+        genflow.cancel(wf, state, checkpoint)
+    assert drawn
+    for graph, seen in drawn:
+        placed = {t["id"]: t for t in graph.instance["threads"]}  # type: ignore[index]
+        for thread in seen.threads:
+            where = placed[thread.id]
+            assert where["problem"] == "" and where["node"] is not None, where
+            node = graph.node(where["node"])
+            assert thread.id in node.threads
+            if thread.enter:  # drawn at the Catch it enters
+                assert (node.kind, node.name) == (NodeKind.CATCH, thread.enter)
+                assert "caught" in node.classes
+            elif thread.stmt:
+                assert node.name == thread.stmt
+            assert ("unwinding" in node.classes) == any(
+                t.status.value == "unwinding" for t in seen.threads if t.id in node.threads)
+        ids = [cls for node in graph.nodes for cls in node.classes]
+        assert ids.count("caught") <= len(seen.threads) * 2
+    parse_mermaid(to_mermaid(drawn[-1][0]))
+    parse_dot(to_dot(drawn[-1][0]))

@@ -26,23 +26,28 @@ __all__ = ["STYLES", "outline_html", "to_dict", "to_dot", "to_json", "to_mermaid
 STYLES: dict[str, tuple[str, str, int]] = {
     "failed": ("#ff8787", "#c92a2a", 4),
     "error": ("#fcc2d7", "#a61e4d", 3),
+    "unwinding": ("#eebefa", "#862e9c", 3),
     "executing": ("#fff3bf", "#e67700", 3),
     "waiting": ("#ffd8a8", "#d9480f", 3),
     "moving": ("#d0ebff", "#1864ab", 3),
+    "caught": ("#ffec99", "#5c940d", 3),
     "start": ("#e5dbff", "#5f3dc4", 3),
     "handled": ("#b2f2bb", "#2b8a3e", 2),
     "listening": ("#99e9f2", "#0b7285", 2),
     "pending": ("#dee2e6", "#868e96", 2),
     "finished": ("#96f2d7", "#087f5b", 3),
+    "cancelled": ("#ced4da", "#343a40", 3),
     "active": ("#ffffff", "#495057", 2),
     "done": ("#ebfbee", "#74b816", 1),
 }
 #: What each mark means, for legends.
 MEANING: dict[str, str] = {
     "failed": "the step that failed (the instance failed, or waits to retry it)",
+    "unwinding": "a thread leaves this statement with a failure or a cancellation",
     "executing": "a thread is about to run this step",
     "waiting": "a thread waits here",
     "moving": "a thread is done here and moves on",
+    "caught": "the Catch that caught what a thread carries (its body runs)",
     "start": "a thread that has not started yet",
     "listening": "an event the thread listens for",
     "pending": "an event whose handler is being set up or torn down",
@@ -51,6 +56,7 @@ MEANING: dict[str, str] = {
     "done": "passed in the current iteration",
     "active": "a loop, branch or wait the thread is inside",
     "finished": "the instance has finished",
+    "cancelled": "the instance was cancelled (its cleanup ran)",
 }
 #: The colour and width of the edge into the branch a thread took (no mark shares it).
 TAKEN = ("#ae3ec9", 4)
@@ -71,10 +77,12 @@ def node_text(node: Node) -> str:
     text = node.label
     if node.threads:
         text += "\n▶ " + ", ".join(thread_label(t) for t in node.threads)
-    if node.kind == NodeKind.TIMER and node.detail.get("due"):
+    if node.kind in (NodeKind.TIMER, NodeKind.SLEEP) and node.detail.get("due"):
         text += f"\ndue {node.detail['due'][:19].replace('T', ' ')}"
     if node.detail.get("error"):
         text += f"\nerror: {_cut(node.detail['error'], 60)}"
+    for note in node.detail.get("carries", ()):
+        text += f"\n{_cut(note, 60)}"
     return text
 
 
@@ -146,6 +154,12 @@ _MERMAID_SHAPES = {
     NodeKind.TIMER: ('>"', '"]'),
     NodeKind.WAITFOR: ('[/"', '"\\]'),
     NodeKind.GO: ('[["', '"]]'),
+    NodeKind.SLEEP: ('(["', '"])'),
+    NodeKind.TRY: ('("', '")'),
+    NodeKind.CATCH: ('[\\"', '"/]'),
+    NodeKind.FINALLY: ('[\\"', '"\\]'),
+    NodeKind.RAISE: ('[/"', '"/]'),
+    NodeKind.FAILS: ('((("', '")))'),
     NodeKind.OTHER: ('["', '"]'),
 }
 _MERMAID_ARROWS = {
@@ -153,8 +167,11 @@ _MERMAID_ARROWS = {
     EdgeKind.BREAK: "-.->",
     EdgeKind.CONTINUE: "-.->",
     EdgeKind.RETURN: "-.->",
+    EdgeKind.FAIL: "-.->",
     EdgeKind.ELSE: "-->",
 }
+#: How failure edges look in every format (a definition's own style, not a mark).
+FAIL_COLOR = "#c92a2a"
 
 
 def _mermaid_text(text: str) -> str:
@@ -174,7 +191,8 @@ def to_mermaid(graph: Graph, *, direction: str = "TD", plain: bool = False) -> s
     for what, item, depth in _layout(graph):
         pad = "    " * (depth + 1)
         if what == "open":
-            lines.append(f'{pad}subgraph {item.id}["{_mermaid_text(cluster_text(item))}"]')
+            text = _mermaid_text(cluster_text(item)) or " "  # (Mermaid needs a title)
+            lines.append(f'{pad}subgraph {item.id}["{text}"]')
             lines.append(f"{pad}    direction TB")
         elif what == "close":
             lines.append(f"{pad}end")
@@ -182,13 +200,16 @@ def to_mermaid(graph: Graph, *, direction: str = "TD", plain: bool = False) -> s
             left, right = _MERMAID_SHAPES.get(item.kind, ('["', '"]'))
             text = item.label if plain else node_text(item)
             lines.append(f"{pad}{item.id}{left}{_mermaid_text(text)}{right}")
-    taken = []
+    taken, failing = [], []
     for index, edge in enumerate(graph.edges):
         arrow = _MERMAID_ARROWS.get(edge.kind, "-->")
         label = f'|"{_mermaid_text(edge.label)}"|' if edge.label else ""
-        lines.append(f"    {edge.source} {arrow}{label} {edge.target}")
+        # an edge that leaves a cluster's border starts at the cluster (a Try's body)
+        lines.append(f"    {edge.tail or edge.source} {arrow}{label} {edge.target}")
         if "taken" in edge.classes and not plain:
             taken.append(index)
+        elif edge.kind == EdgeKind.FAIL:
+            failing.append(index)
     used: dict[str, list[str]] = {}
     for node in [] if plain else graph.nodes:
         cls = display_class(node)
@@ -199,6 +220,8 @@ def to_mermaid(graph: Graph, *, direction: str = "TD", plain: bool = False) -> s
         dash = ",stroke-dasharray:5 3" if cls == "active" else ""
         lines.append(f"    classDef {cls} fill:{fill},stroke:{stroke},stroke-width:{width}px{dash}")
         lines.append(f"    class {','.join(ids)} {cls}")
+    if failing:
+        lines.append(f"    linkStyle {','.join(map(str, failing))} stroke:{FAIL_COLOR}")
     if taken:
         color, width = TAKEN
         lines.append(f"    linkStyle {','.join(map(str, taken))} "
@@ -221,6 +244,13 @@ _DOT_SHAPES: dict[str, dict[str, str]] = {
     NodeKind.TIMER: {"shape": "box", "style": "rounded,dashed", "margin": "0.15,0.06"},
     NodeKind.WAITFOR: {"shape": "trapezium"},
     NodeKind.GO: {"shape": "component"},
+    NodeKind.SLEEP: {"shape": "box", "style": "rounded,bold,dashed", "margin": "0.15,0.06"},
+    NodeKind.TRY: {"shape": "tab"},
+    NodeKind.CATCH: {"shape": "invhouse"},
+    NodeKind.FINALLY: {"shape": "house"},
+    NodeKind.RAISE: {"shape": "octagon", "color": FAIL_COLOR},
+    NodeKind.FAILS: {"shape": "doublecircle", "width": "0.4", "fixedsize": "true",
+                     "fontsize": "9", "color": FAIL_COLOR},
     NodeKind.OTHER: {"shape": "box"},
 }
 _DOT_EDGES: dict[str, dict[str, str]] = {
@@ -230,6 +260,7 @@ _DOT_EDGES: dict[str, dict[str, str]] = {
     EdgeKind.RETURN: {"style": "dashed"},
     EdgeKind.REPEAT: {"color": "#495057"},
     EdgeKind.ELSE: {"style": "dotted"},
+    EdgeKind.FAIL: {"style": "dashed", "color": FAIL_COLOR, "fontcolor": FAIL_COLOR},
 }
 
 
@@ -310,6 +341,8 @@ def _dot_edge(edge: Edge, index: int = 0, id_prefix: str = "gf",
         out["label"] = edge.label
     if edge.kind == EdgeKind.REPEAT:
         out["constraint"] = "false"
+    if edge.tail is not None:  # drawn from the cluster's border (`compound`)
+        out["ltail"] = f"cluster_{edge.tail}"
     if "taken" in edge.classes and not plain:
         color, width = TAKEN
         out["color"], out["penwidth"] = color, str(width)
@@ -338,9 +371,12 @@ def to_json(graph: Graph, *, indent: int | None = 2) -> str:
 
 # -- a plain outline ---------------------------------------------------------------------------
 
+#: nodes the outline shows only when an instance marks them
+_ENDS = (NodeKind.START, NodeKind.END, NodeKind.FAILS)
+
 _MARKS = {"failed": "✘", "executing": "▶", "waiting": "⏸", "moving": "↷", "start": "▷",
           "handled": "✔", "listening": "◉", "pending": "…", "error": "✖", "done": "✓",
-          "active": "·",
+          "active": "·", "unwinding": "↑", "caught": "⤵", "cancelled": "□",
           "finished": "■"}
 
 
@@ -366,7 +402,7 @@ def _outline_rows(graph: Graph, plain: bool = False
         return node.depth + extra
 
     for node in sorted(graph.nodes, key=lambda n: _outline_key(n, by_id)):
-        if node.kind in (NodeKind.START, NodeKind.END) and (plain or not node.classes):
+        if node.kind in _ENDS and (plain or not node.classes):
             continue
         if len(node.path) >= 3:
             decision = decisions.get(tuple(node.path[:-2]))
@@ -388,7 +424,7 @@ def _outline_key(node: Node, by_id: dict[str, Node]) -> list[int]:
     """Definition order, with each event of a Wait just before its own body."""
     if node.kind in (NodeKind.EVENT, NodeKind.TIMER) and node.parent is not None:
         return [*by_id[node.parent].path, node.detail.get("index", 0), -1]
-    if node.kind in (NodeKind.START, NodeKind.END):
+    if node.kind in _ENDS:
         edge = -1 if node.kind == NodeKind.START else 1 << 30
         if node.parent is None:
             return [edge]

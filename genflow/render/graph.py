@@ -14,7 +14,15 @@ statement tree into a control-flow graph:
   head, to the thread's end), so nothing after them is reached;
 * clusters: each `Go` body is a lane of its own (the thread it starts), and
   statements that come from a `yield from self.sub_flow()` are grouped under
-  the sub-flow's name.
+  the sub-flow's name;
+* failure: a `Try` is a cluster holding its head and its body; each `Catch`
+  (its error types, the field it puts the failure `into`) and the `Finally`
+  are branch nodes after it. Failure edges leave the body's cluster for each
+  Catch (and for the Finally, which failures no Catch takes and cancellation
+  also reach); the body's and each catch's ends join at the Finally, a
+  Break/Continue/Return inside goes through it first. A `Raise` (and a timer
+  declared with `raises=`) has a failure edge to each enclosing Catch it can
+  reach, and to its thread's ``fails`` end when none is sure to catch it.
 
 The walk keeps an explicit stack of contexts beside the replay's frames (no
 recursion), so a deeply nested definition draws as well as it resumes.
@@ -34,8 +42,8 @@ from typing import Any
 
 import attrs
 
-from genflow.errors import DefinitionError, GenflowError
-from genflow.handlers import FunctionHandler, TimerHandler, as_handler
+from genflow.errors import Cancelled, DefinitionError, GenflowError
+from genflow.handlers import EventHandler, FunctionHandler, TimerHandler, as_handler
 from genflow.replay import Frame, as_body, iter_tree, path_of
 from genflow.statements import (
     Break,
@@ -44,11 +52,15 @@ from genflow.statements import (
     Go,
     If,
     On,
+    Raise,
+    Retry,
     Return,
+    Sleep,
     Step,
     Stmt,
     Switch,
     Timeout,
+    Try,
     Wait,
     WaitFor,
 )
@@ -78,6 +90,12 @@ class NodeKind:
     TIMER = "timer"  #: a `Timeout` of a Wait
     WAITFOR = "waitfor"
     GO = "go"  #: starts a thread (its lane is a cluster)
+    SLEEP = "sleep"  #: a `Sleep`: a wait for its timer alone
+    TRY = "try"  #: a `Try`'s head (its body is a cluster with it)
+    CATCH = "catch"  #: a `Catch` of a Try: where the failures it matches go
+    FINALLY = "finally"  #: the `Finally` of a Try
+    RAISE = "raise"  #: a `Raise`
+    FAILS = "fails"  #: where a thread ends when a failure leaves it uncaught
     OTHER = "statement"  #: a statement kind genflow does not know (drawn as a box)
 
 
@@ -95,6 +113,9 @@ class EdgeKind:
     RETURN = "return"
     EVENT = "event"  #: from a Wait to one of its events
     SPAWN = "spawn"  #: from a Go to the start of the thread it starts
+    #: a failure's way: out of a Try's body (`Edge.tail`) into a Catch or the
+    #: Finally, or from a Raise or a raising timer to where it is caught
+    FAIL = "fail"
 
 
 @attrs.define(eq=False)
@@ -128,14 +149,18 @@ class Edge:
     target: str
     kind: str = EdgeKind.NEXT
     label: str = ""
-    #: for edges into a branch (of a decision, a Wait's event), the branch's index.
+    #: for edges into a branch (of a decision, a Wait's event, a Try), the branch's index.
     branch: int | None = None
     classes: list[str] = attrs.field(factory=list)
+    #: the cluster the edge leaves from its border (a Try's body: every statement
+    #: in it can fail); `source` is a node inside it (the Try's head).
+    tail: str | None = None
 
 
 @attrs.define(eq=False)
 class Cluster:
-    """A group of nodes: a thread's lane (`kind` "thread") or a sub-flow ("subflow")."""
+    """A group of nodes: a thread's lane (`kind` "thread"), a sub-flow ("subflow")
+    or a Try and its body ("try")."""
 
     id: str
     kind: str
@@ -245,7 +270,8 @@ class _Exit:
 class _Open:
     """A compound statement whose bodies the walk is inside (or just passed)."""
 
-    __slots__ = ("breaks", "events", "exits", "lane", "node", "stmt")
+    __slots__ = ("branches", "breaks", "events", "exits", "group", "held", "held_exits",
+                 "joined", "lane", "node", "stmt")
 
     def __init__(self, stmt: Stmt, node: Node):
         self.stmt = stmt
@@ -255,16 +281,32 @@ class _Open:
         self.breaks: list[_Exit] = []  # For: Break edges, leaving the loop
         self.events: list[Node] = []  # Wait: its event nodes, in order
         self.lane: tuple[Cluster, Node, Node] | None = None  # Go: cluster, start, end
+        # Try: its cluster and the one around it; its Catch/Finally nodes by branch;
+        # the jumps (Break, Continue, Return) that go through its Finally, and
+        # their edges into it; whether the Finally has been joined yet
+        self.group: tuple[str, str | None] | None = None
+        self.branches: dict[int, Node] = {}
+        self.held: list[Stmt] = []
+        self.held_exits: list[_Exit] = []
+        self.joined = False
 
     def entry(self, branch: int) -> list[_Exit]:
-        """The dangling edges a branch body starts with."""
+        """The dangling edges a branch body starts with (a Try's Finally: its node,
+        once `_Builder.join_finally` has joined what runs before it)."""
         stmt = self.stmt
         if isinstance(stmt, Switch):
             return [_Exit(self.node.id, EdgeKind.BRANCH, stmt.cases[branch].name or "", branch)]
         if isinstance(stmt, For):
             return [_Exit(self.node.id, EdgeKind.LOOP)]
+        if isinstance(stmt, Sleep):  # no event node: the Sleep is its own timer
+            return [_Exit(self.node.id)]
         if isinstance(stmt, Wait):
+            on = stmt.events[branch]
+            if isinstance(on, Timeout) and on.raises is not None:
+                return []  # the timer fails the thread: nothing after it runs
             return [_Exit(self.events[branch].id, EdgeKind.NEXT, "", branch)]
+        if isinstance(stmt, Try) and branch:
+            return [_Exit(self.branches[branch].id)]
         if isinstance(stmt, Go) and self.lane is not None:
             return [_Exit(self.lane[1].id)]
         return [_Exit(self.node.id)]
@@ -363,6 +405,11 @@ class _Builder:
         cluster = owner.node.cluster
         if owner.lane is not None:
             cluster, end = owner.lane[0].id, owner.lane[2]
+        if owner.group is not None:  # a Try's body is in its cluster, its branches not
+            cluster = owner.group[0] if frame.branch == 0 else owner.group[1]
+            fin = getattr(owner.stmt, "finally_", None)
+            if fin is not None and frame.branch == fin.index:
+                self.join_finally(owner)
         # a Wait's bodies hang under its events, one level deeper
         depth = parent.depth + (2 if isinstance(owner.stmt, Wait) else 1)
         self.contexts.append(_Context(frame, owner, owner.entry(frame.branch), cluster,
@@ -396,8 +443,34 @@ class _Builder:
             assert op.lane is not None
             self.connect(exits, op.lane[2].id)
             context.pending = [_Exit(op.node.id)]
+        elif isinstance(stmt, Try) and stmt.finally_ is not None:
+            self.join_finally(op)  # (an empty Finally body is never walked)
+            exits = op.exits.get(stmt.finally_.index, op.entry(stmt.finally_.index))
+            context.pending = list(exits)
+            chain = self.outward(context)
+            for jump in op.held:  # each jump held back by the Finally goes on after it
+                self.jump_edges(jump, list(exits), chain)
         else:
             context.pending = exits
+
+    def join_finally(self, op: _Open) -> None:
+        """Edges into a Try's Finally: from the ends of its body and of each catch,
+        and from the jumps that leave them (once, before the Finally's body)."""
+        if op.joined:
+            return
+        op.joined = True
+        fin = op.stmt.finally_  # type: ignore[attr-defined]
+        exits = []
+        for branch in range(fin.index):
+            exits.extend(op.exits.get(branch, op.entry(branch)))
+        self.connect([*exits, *op.held_exits], op.branches[fin.index].id)
+
+    def outward(self, context: _Context) -> list[_Context]:
+        """The contexts from `context` (on the stack, or just popped) outward."""
+        for index in range(len(self.contexts) - 1, -1, -1):
+            if self.contexts[index] is context:
+                return self.contexts[index::-1]
+        return [context, *reversed(self.contexts)]
 
     # -- statements --
 
@@ -406,7 +479,8 @@ class _Builder:
         context = self.contexts[-1]
         op = context.open
         if isinstance(stmt, On) and op is not None and isinstance(op.stmt, Wait):
-            self.event(op, stmt, context)
+            if not isinstance(op.stmt, Sleep):  # (a Sleep's timer is the Sleep itself)
+                self.event(op, stmt, context)
             return
         self.close(context)
         path = path_of(stack)
@@ -418,10 +492,15 @@ class _Builder:
         node = self.statement_node(stmt, context, cluster, path)
         self.connect(context.pending, node.id)
         context.pending = [_Exit(node.id)]
+        if isinstance(stmt, Raise):  # nothing after it runs: its failure goes where caught
+            context.pending = []
+            self.fail_edges(node, _raised(stmt, self.contexts), self.outward(context))
         if stmt.bodies or isinstance(stmt, (Switch, For, Wait, Go)):
             context.open = _Open(stmt, node)
             if isinstance(stmt, Go):
                 self.lane(context.open, stmt, node, cluster)
+            elif isinstance(stmt, Try):
+                self.try_group(context.open, stmt, node, cluster)
 
     def statement_node(self, stmt: Stmt, context: _Context, cluster: str | None,
                        path: list[int]) -> Node:
@@ -437,12 +516,34 @@ class _Builder:
             detail: dict[str, Any] = {"action": _callable_name(stmt.action)}
             label = name or "step"
             if stmt.retry is not None:
-                detail["retry"] = {"attempts": stmt.retry.attempts,
-                                   "backoff": stmt.retry.backoff,
-                                   "factor": stmt.retry.factor,
-                                   "max_backoff": stmt.retry.max_backoff}
-                label += f"\nretry: {stmt.retry.attempts} attempts"
+                detail["retry"] = _retry_detail(stmt.retry)
+                label += f"\nretry: {_attempts(stmt.retry)}"
+                if stmt.retry.never:
+                    label += f"\nnever retried: {_names(stmt.retry.never)}"
+            if stmt.timeout is not None:
+                detail["timeout"] = stmt.timeout
+                label += f"\ntimeout {_duration(stmt.timeout)}"
             return node(NodeKind.STEP, label, detail=detail)
+        if isinstance(stmt, Sleep):
+            timer = stmt.events[0]
+            assert isinstance(timer, Timeout)
+            when = f"for {_duration(timer.after)}" if timer.after is not None else \
+                "until a set time"
+            return node(NodeKind.SLEEP, f"Sleep {name}\n{when}",
+                        detail={"after": timer.after, "timer": timer.name})
+        if isinstance(stmt, Try):
+            return node(NodeKind.TRY, f"Try {name}", id_text=f"try {name}")
+        if isinstance(stmt, Raise):
+            if stmt.error is None:
+                return self.add_node(NodeKind.RAISE, "Raise\n(again)", parent=parent,
+                                     cluster=cluster, depth=depth, path=path, id_text="raise",
+                                     detail={"error": None})
+            label = f"Raise {stmt.error.__name__}" + (
+                f"\n{_cut(stmt.message)}" if stmt.message else "")
+            return self.add_node(NodeKind.RAISE, label, parent=parent, cluster=cluster,
+                                 depth=depth, path=path, id_text=f"raise {stmt.error.__name__}",
+                                 detail={"error": stmt.error.__qualname__,
+                                         "message": stmt.message})
         if isinstance(stmt, Switch):
             cases = [{"name": case.name, "cond": case.cond, "otherwise": case.otherwise}
                      for case in stmt.cases]
@@ -467,7 +568,10 @@ class _Builder:
             in_loop = self.in_loop()
             label = f"Go {name}" + (f"\nthread {stmt.id}" if stmt.id != name and not in_loop
                                     else "")
-            return node(NodeKind.GO, label, detail={"thread": stmt.id, "in_loop": in_loop})
+            if stmt.daemon:
+                label += "\ndaemon"
+            return node(NodeKind.GO, label, detail={"thread": stmt.id, "in_loop": in_loop,
+                                                    "daemon": stmt.daemon})
         return node(NodeKind.OTHER, f"{type(stmt).__name__} {name or ''}".strip(),
                     detail={"statement": type(stmt).__name__})
 
@@ -485,6 +589,8 @@ class _Builder:
             label = f"thread {go.name} (one per id)"
         else:
             label = f"thread {go.name}" + (f" (id {go.id})" if go.id != go.name else "")
+        if go.daemon:  # (cancelled when the main thread ends)
+            label += " (daemon)"
         lane = self.add_cluster("thread", label, cluster, go.name or "")
         node.detail["lane"] = lane.id
         depth = node.depth + 1
@@ -501,6 +607,9 @@ class _Builder:
         if isinstance(on, Timeout):
             when = f"after {_duration(on.after)}" if on.after is not None else "at a set time"
             kind, label = NodeKind.TIMER, f"timeout {on.name}\n{when}"
+            if on.raises is not None:
+                label += f"\nraises {on.raises.__name__}"
+                detail["raises"] = on.raises.__qualname__
         else:
             kind, label = NodeKind.EVENT, _event_label(on.name or "", detail)
         node = self.add_node(kind, label, name=on.name, parent=wait.id, cluster=wait.cluster,
@@ -509,33 +618,114 @@ class _Builder:
         self.graph.edges.append(Edge(wait.id, node.id, EdgeKind.EVENT, "",
                                      len(op.events)))
         op.events.append(node)
+        if isinstance(on, Timeout) and on.raises is not None:
+            self.fail_edges(node, _Raised((on.raises,), exact=True), self.outward(context))
 
     def jump(self, stmt: Stmt, context: _Context) -> None:
         """Break, Continue, Return: edges from where the body stands; nothing after runs."""
         pending, context.pending = context.pending, []
-        if isinstance(stmt, Return):
-            assert context.end is not None
-            self.connect(pending, context.end.id, kind=EdgeKind.RETURN, label="return")
-            return
-        for outer in reversed(self.contexts):
+        self.jump_edges(stmt, pending, self.outward(context))
+
+    def jump_edges(self, stmt: Stmt, pending: list[_Exit], chain: list[_Context]) -> None:
+        """The edges of a jump from `pending`, walking the contexts of `chain`
+        outward: to a loop's head or past it, to the thread's end, or into the
+        Finally of a Try on the way (which takes the jump on after its body)."""
+        word = type(stmt).__name__.lower()
+        kind = {"break": EdgeKind.BREAK, "continue": EdgeKind.CONTINUE}.get(word,
+                                                                          EdgeKind.RETURN)
+        labelled = [_Exit(p.source, kind, " · ".join(x for x in (p.label, word) if x), p.branch)
+                    for p in pending]
+        for outer in chain:
             owner = outer.owner
             if owner is None or isinstance(owner.stmt, Go):
                 break
-            if isinstance(owner.stmt, For):
+            if isinstance(owner.stmt, Try):
+                fin = owner.stmt.finally_
+                if fin is not None and outer.branch != fin.index:
+                    owner.held_exits.extend(labelled)
+                    if not any(type(held) is type(stmt) for held in owner.held):
+                        owner.held.append(stmt)
+                    return
+            elif isinstance(owner.stmt, For) and not isinstance(stmt, Return):
                 if isinstance(stmt, Break):
-                    owner.breaks.extend(
-                        _Exit(p.source, EdgeKind.BREAK,
-                              " · ".join(x for x in (p.label, "break") if x), p.branch)
-                        for p in pending)
+                    owner.breaks.extend(labelled)
                 else:
-                    self.connect(pending, owner.node.id, kind=EdgeKind.CONTINUE,
-                                 label="continue")
+                    self.connect(labelled, owner.node.id)
                 return
+        if isinstance(stmt, Return):
+            end = chain[0].end
+            assert end is not None
+            self.connect(labelled, end.id)
+            return
         # outside a loop (validate() reports it): draw it as a statement that ends here
+        context = chain[0]
         node = self.add_node(NodeKind.OTHER, f"{type(stmt).__name__}() outside a loop",
                              cluster=context.cluster, depth=context.depth,
                              id_text=type(stmt).__name__)
         self.connect(pending, node.id)
+
+    def try_group(self, op: _Open, stmt: Try, node: Node, cluster: str | None) -> None:
+        """A Try's cluster (its head and body), its Catch and Finally nodes after
+        it, and the failure edges from the body to them."""
+        # (no title: its head node, the first thing in it, says "Try <name>")
+        group = self.add_cluster("try", "", cluster, stmt.name or "")
+        node.cluster = group.id
+        node.detail["group"] = group.id
+        op.group = (group.id, cluster)
+        for catch in stmt.catches:
+            words = _names(catch.errors)
+            label = f"Catch {catch.name}\n{words}" + (f"\ninto {catch.into}" if catch.into
+                                                      else "")
+            branch = self.add_node(
+                NodeKind.CATCH, label, name=catch.name, parent=node.id, cluster=cluster,
+                depth=node.depth, path=[*node.path, catch.index], id_text=f"catch {catch.name}",
+                detail={"branch": catch.index, "errors": [e.__qualname__ for e in catch.errors],
+                        "into": catch.into})
+            op.branches[catch.index] = branch
+            self.graph.edges.append(Edge(node.id, branch.id, EdgeKind.FAIL, words,
+                                         catch.index, tail=group.id))
+        fin = stmt.finally_
+        if fin is not None:
+            branch = self.add_node(NodeKind.FINALLY, f"Finally {fin.name}", name=fin.name,
+                                   parent=node.id, cluster=cluster, depth=node.depth,
+                                   path=[*node.path, fin.index], id_text=f"finally {fin.name}",
+                                   detail={"branch": fin.index})
+            op.branches[fin.index] = branch
+            words = _uncaught(stmt)
+            if words:
+                self.graph.edges.append(Edge(node.id, branch.id, EdgeKind.FAIL, words,
+                                             fin.index, tail=group.id))
+
+    def fail_edges(self, source: Node, raised: _Raised, chain: list[_Context]) -> None:
+        """Failure edges from `source` to each Catch of an enclosing Try's body
+        that can catch what it raises, up to the first sure to; to the thread's
+        ``fails`` end if none is."""
+        for outer in chain:
+            owner = outer.owner
+            if owner is None or isinstance(owner.stmt, Go):
+                break
+            if not isinstance(owner.stmt, Try) or outer.branch != 0:
+                continue
+            for catch in owner.stmt.catches:
+                sure, can = raised.caught_by(catch.errors)
+                if can:
+                    self.graph.edges.append(Edge(source.id, owner.branches[catch.index].id,
+                                                 EdgeKind.FAIL, "", catch.index))
+                if sure:
+                    return
+        end = chain[0].end
+        assert end is not None
+        self.graph.edges.append(Edge(source.id, self.fails(end).id, EdgeKind.FAIL))
+
+    def fails(self, end: Node) -> Node:
+        """The ``fails`` end beside a thread's `end` (made when first needed)."""
+        for node in self.graph.nodes:
+            if node.kind == NodeKind.FAILS and node.detail.get("end") == end.id:
+                return node
+        lane = end.id.removeprefix("n_").removesuffix("end")  # "" for the main thread
+        return self.add_node(NodeKind.FAILS, "fails", parent=end.parent, cluster=end.cluster,
+                             depth=end.depth, id_text=f"{lane}fails",
+                             detail={"end": end.id})
 
     def subflow_cluster(self, base: str | None, frame: Frame) -> str | None:
         """The innermost sub-flow cluster of the statement `frame` just produced.
@@ -560,6 +750,72 @@ class _Builder:
         return cluster
 
 
+# -- what a failure can reach ---------------------------------------------------------------------
+
+
+class _Raised:
+    """What a Raise (or a raising timer) sends outward: exactly `types[0]`
+    (`exact`), or some subclass of one of `types` (a Raise() re-raising what a
+    Catch of `types` caught; empty: it cannot be told)."""
+
+    __slots__ = ("exact", "types")
+
+    def __init__(self, types: tuple[type[BaseException], ...], *, exact: bool):
+        self.types = types
+        self.exact = exact
+
+    def caught_by(self, errors: tuple[type[BaseException], ...]) -> tuple[bool, bool]:
+        """(sure to be caught, can be caught) by a Catch of `errors`."""
+        if not self.types:
+            return False, False
+        sure = all(issubclass(t, errors) for t in self.types)
+        if self.exact:
+            return sure, sure
+        can = sure or any(issubclass(e, t) for t in self.types for e in errors)
+        return sure, can
+
+
+def _raised(stmt: Raise, contexts: list[_Context]) -> _Raised:
+    if stmt.error is not None:
+        return _Raised((stmt.error,), exact=True)
+    for context in reversed(contexts):  # Raise(): what the innermost Catch caught
+        owner = context.owner
+        if owner is not None and isinstance(owner.stmt, Try) and context.branch:
+            catch = next((c for c in owner.stmt.catches if c.index == context.branch), None)
+            if catch is not None:
+                return _Raised(catch.errors, exact=False)
+    return _Raised((), exact=False)
+
+
+def _uncaught(stmt: Try) -> str:
+    """What reaches a Try's Finally without a Catch taking it, in words ("" if nothing)."""
+    errors = tuple(e for catch in stmt.catches for e in catch.errors)
+    words = []
+    if not issubclass(Exception, errors):
+        words.append("other failures" if stmt.catches else "failure")
+    if not issubclass(Cancelled, errors):
+        words.append("cancel")
+    return " / ".join(words)
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return ", ".join(t.__name__ for t in types)
+
+
+def _attempts(retry: Retry) -> str:
+    return "forever" if retry.attempts is None else f"{retry.attempts} attempts"
+
+
+def _retry_detail(retry: Retry) -> dict[str, Any]:
+    return {"attempts": retry.attempts, "backoff": retry.backoff, "factor": retry.factor,
+            "max_backoff": retry.max_backoff, "never": [e.__qualname__ for e in retry.never]}
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # -- handler types and labels -------------------------------------------------------------------
 
 
@@ -574,6 +830,9 @@ def _handler_detail(on: On) -> dict[str, Any]:
         fn: Any = handler.fn
         takes, name = handler.takes_payload, _callable_name(fn)
         input_type = handler.input_type if takes else None
+    elif type(handler).handle is EventHandler.handle:  # `On(event, *body)`: no handler
+        return {"handler": None, "payload": False, "input": None, "output": None,
+                "timer": False}
     else:
         fn = getattr(type(handler), "handle", None)
         name = type(handler).__name__

@@ -14,9 +14,18 @@ instance's *current data* and marks it with the instance's `State`:
   position in each body it is inside are ``done``; the loops, decisions, waits
   and lanes it is inside are ``active`` and the edges into the branches it took
   are ``taken``;
-* a finished instance's end node is ``finished``;
+* a finished instance's end node is ``finished``, a cancelled one's
+  ``cancelled``;
 * the step a failed instance stopped at (or whose last try failed, while it
-  waits to be retried) is ``failed``, drawn red, before ``executing``.
+  waits to be retried) is ``failed``, drawn red, before ``executing``;
+* failure and cancellation: a thread that leaves its statement outward
+  (UNWINDING, its handlers torn down first) marks it ``unwinding``; a thread
+  standing at a `Try` about to enter a Catch (`Thread.enter`) is drawn at that
+  Catch, ``caught``, with the failure edge into it ``taken``, and so is the
+  Catch whose body a thread is in. What a thread carries (the failure it
+  unwinds with or handles, the cancellation or jump a Finally holds back until
+  it ends) is its node's note (`Node.detail["carries"]`), so a CANCELLING
+  instance shows each thread's cleanup as cancellation's.
 
 There is no event history, so "done" is read from the thread's position, not
 from a log: a loop's earlier iterations leave no mark, and inside a decision
@@ -28,7 +37,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from genflow.describe import thread_name
+from genflow.describe import carries, thread_name
 from genflow.render.graph import EdgeKind, Graph, Node, NodeKind, build_graph
 from genflow.replay import Definition, find, path_of
 from genflow.state import (
@@ -45,8 +54,18 @@ __all__ = ["CLASSES", "instance_graph", "mark_instance"]
 
 #: Every class an overlay puts on nodes and edges, most telling first (a format
 #: that draws one style per node picks the first that applies).
-CLASSES = ("failed", "error", "executing", "waiting", "moving", "start", "handled", "listening",
-           "pending", "finished", "active", "done", "taken", "current")
+CLASSES = ("failed", "error", "unwinding", "executing", "waiting", "moving", "caught", "start",
+           "handled", "listening", "pending", "finished", "cancelled", "active", "done",
+           "taken", "current")
+
+#: the nodes of a Try's branches (a thread is drawn at one only while it enters it)
+_BRANCHES = (NodeKind.CATCH, NodeKind.FINALLY)
+#: how an instance with no main thread left ended: the node marked, and its mark
+_ENDINGS = {
+    WorkflowStatus.FINISHED: (NodeKind.END, "finished"),
+    WorkflowStatus.CANCELLED: (NodeKind.END, "cancelled"),
+    WorkflowStatus.FAILED: (NodeKind.FAILS, "failed"),  # (a failure left its cleanup)
+}
 
 _EVENT_CLASS = {
     WaitEventStatus.PENDING_SETUP: "pending",
@@ -91,12 +110,17 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
             "events": [{"event": e.event, "status": e.status.value, "won": e.won,
                         "error": e.error, "due": _iso(e.due)} for e in thread.events],
             "since": _iso(thread.since),
+            "enter": thread.enter,
+            "unwind": thread.unwind,
+            "carries": carries(thread),
             "problem": problem,
         })
-    if not state.threads and state.status is WorkflowStatus.FINISHED:
+    ending = _ENDINGS.get(state.status)
+    if ending is not None and not any(t.id == MAIN_THREAD for t in state.threads):
+        kind, cls = ending
         for node in graph.nodes:
-            if node.kind == NodeKind.END and node.parent is None:
-                _add(node, "finished")
+            if node.kind == kind and node.parent is None:
+                _add(node, cls)
     graph.instance = {"id": state.id, "status": state.status.value, "pc": state.pc,
                       "threads": threads, **{k: _plain(v) for k, v in info.items()}}
     return graph
@@ -118,21 +142,41 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
         graph.cluster(lane).threads.append(thread.id)
     if path is None:  # not started: the thread stands at its start node
         start = _start_node(graph, lane)
-        if start is not None:
-            _add(start, "current", "start")
+        if start is not None:  # (cancelled before it started: it ends from there)
+            unwinding = thread.status is ThreadStatus.UNWINDING
+            _add(start, "current", "unwinding" if unwinding else "start")
             start.threads.append(thread.id)
+            if unwinding:
+                start.detail.setdefault("carries", []).append(carries(thread))
         return start
     node = by_path.get(tuple(offset + path))
-    if node is None or node.name != thread.stmt:
-        node = graph.named(thread.stmt)  # the path hint is stale: the name decides
+    if node is None or node.name != thread.stmt or node.kind in _BRANCHES:
+        node = _named(graph, thread.stmt)  # the path hint is stale: the name decides
         if node is None:
             return None
+    if thread.enter:  # at a Try, about to enter its Catch: drawn at the Catch
+        branch = _branch_node(graph, node, thread.enter)
+        if branch is None:
+            return None
+        _add(node, "active")
+        for edge in graph.edges_from(node.id):
+            if edge.target == branch.id and edge.kind == EdgeKind.FAIL:
+                _add_edge(edge, "taken")
+        _mark_passed(graph, by_path, len(offset), node.path, thread)
+        node = branch
     node.threads.append(thread.id)
+    note = carries(thread)
+    if note:
+        node.detail.setdefault("carries", []).append(note)
     status = thread.status
-    if status is ThreadStatus.EXECUTING:
+    if thread.enter:
+        _add(node, "current", "caught")
+    elif status is ThreadStatus.EXECUTING:
         _add(node, "current", "executing")
     elif status is ThreadStatus.RESUMING:
         _add(node, "current", "moving")
+    elif status is ThreadStatus.UNWINDING:
+        _add(node, "current", "unwinding")
     else:
         _add(node, "current", "waiting")
     for event in thread.events:
@@ -146,12 +190,34 @@ def _mark_thread(graph: Graph, by_path: dict[tuple[int, ...], Node], wf: Any,
             target.detail["error"] = event.error
         if event.due is not None:
             target.detail["due"] = _iso(event.due)
+    if node.kind == NodeKind.SLEEP:  # a Sleep is its own timer
+        for event in thread.events:
+            if event.due is not None:
+                node.detail["due"] = _iso(event.due)
     if thread.won:
         target = _event_node(graph, node, thread.won)
         if target is not None:
             _add(target, "handled")
-    _mark_passed(graph, by_path, len(offset), node.path)
+    if not thread.enter:
+        _mark_passed(graph, by_path, len(offset), node.path, thread)
     return node
+
+
+def _named(graph: Graph, name: str) -> Node | None:
+    """The node a thread at statement `name` stands at (not a Catch or Finally
+    of the same name: a branch is never a thread's statement)."""
+    for node in graph.nodes:
+        if node.name == name and node.kind not in _BRANCHES and node.kind not in (
+                NodeKind.EVENT, NodeKind.TIMER):
+            return node
+    return None
+
+
+def _branch_node(graph: Graph, try_node: Node, name: str) -> Node | None:
+    for node in graph.nodes:
+        if node.parent == try_node.id and node.name == name and node.kind in _BRANCHES:
+            return node
+    return None
 
 
 def _failed_here(state: State, thread: Thread, error: str) -> bool:
@@ -208,7 +274,7 @@ def _event_node(graph: Graph, wait: Node, event: str) -> Node | None:
 
 
 def _mark_passed(graph: Graph, by_path: dict[tuple[int, ...], Node], first: int,
-                 path: list[int]) -> None:
+                 path: list[int], thread: Thread) -> None:
     """Mark what the thread passed in the current iteration of each body it is in.
 
     `path` alternates statement indices and branch indices: [i0, b1, i1, b2, i2...].
@@ -225,6 +291,9 @@ def _mark_passed(graph: Graph, by_path: dict[tuple[int, ...], Node], first: int,
                 continue
             _add(owner, "active")
             branch = path[level + 1]
+            if owner.kind == NodeKind.TRY:
+                _mark_branch(graph, owner, branch, thread)
+                continue
             for edge in graph.edges_from(owner.id):
                 if edge.kind == EdgeKind.LOOP or (
                         edge.branch == branch and edge.kind in (EdgeKind.BRANCH, EdgeKind.EVENT)):
@@ -235,6 +304,28 @@ def _mark_passed(graph: Graph, by_path: dict[tuple[int, ...], Node], first: int,
                         for inner in graph.edges_from(event.id):
                             if inner.branch == branch:
                                 _add_edge(inner, "taken")
+
+
+def _mark_branch(graph: Graph, owner: Node, branch: int, thread: Thread) -> None:
+    """A thread inside branch `branch` of the Try `owner`: a Catch it is in is
+    ``caught`` (the failure edge into it taken); the Finally is ``active``, its
+    failure edge taken only when a failure or cancellation brought it there."""
+    if branch == 0:
+        return
+    for edge in graph.edges_from(owner.id):
+        if edge.branch != branch:
+            continue
+        target = graph.node(edge.target)
+        if target.kind == NodeKind.CATCH:
+            _add(target, "caught")
+            _add_edge(edge, "taken")
+        elif target.kind == NodeKind.FINALLY and edge.kind == EdgeKind.FAIL \
+                and thread.unwind in ("fail", "cancel"):
+            _add_edge(edge, "taken")
+    for node in graph.nodes:
+        if node.parent == owner.id and node.detail.get("branch") == branch \
+                and node.kind == NodeKind.FINALLY:
+            _add(node, "active")
 
 
 def _add(node: Node, *classes: str) -> None:

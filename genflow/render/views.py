@@ -48,6 +48,7 @@ from genflow.render.graph import Cluster, Edge, Graph, Node, build_graph
 from genflow.render.overlay import CLASSES, instance_graph, mark_instance, thread_label
 from genflow.render.svg import dot_svg
 from genflow.replay import as_body, iter_tree
+from genflow.statements import Raise, Try
 
 if TYPE_CHECKING:
     from genflow.engine import Instance
@@ -134,6 +135,7 @@ def marks_of(graph: Graph) -> dict[str, Any]:
             note.append(f"due {node.detail['due'][:19].replace('T', ' ')} UTC")
         if node.detail.get("error"):
             note.append(f"error: {node.detail['error']}")
+        note.extend(node.detail.get("carries", ()))
         if note:
             notes[node.id] = "; ".join(note)
     taken = [index for index, edge in enumerate(graph.edges) if "taken" in edge.classes]
@@ -341,11 +343,23 @@ def walk_key(wf: Any, workflow: str) -> str:
             retry = getattr(stmt, "retry", None)
             extra = (getattr(retry, "attempts", "") if retry is not None else
                      getattr(stmt, "after", "") or _qualname(getattr(stmt, "handler", None)))
+            extra = f"{extra}\1{_failure_key(stmt)}"
             digest.update(f"\0{type(stmt).__qualname__}\1{stmt.name}\1{len(stack)}"
                           f"\1{extra}".encode())
     except Exception as exc:  # build_graph will say what is wrong with the definition
         digest.update(f"\0error {exc!r}".encode())
     return digest.hexdigest()
+
+
+def _failure_key(stmt: Any) -> str:
+    """What the failure statements' labels show beyond a statement's kind and name."""
+    if isinstance(stmt, Try):
+        return repr([(c.name, c.names, c.into) for c in stmt.catches]) + repr(
+            stmt.finally_.name if stmt.finally_ is not None else None)
+    if isinstance(stmt, Raise):
+        return f"{stmt.error!r} {stmt.message}"
+    return (f"{getattr(stmt, 'timeout', '')} {getattr(stmt, 'raises', '')} "
+            f"{getattr(stmt, 'daemon', '')} {getattr(getattr(stmt, 'retry', None), 'never', '')}")
 
 
 def _qualname(obj: Any) -> str:
@@ -361,7 +375,8 @@ def _unmarked_copy(graph: Graph) -> Graph:
         graph.workflow,
         nodes=[Node(n.id, n.kind, n.label, n.name, n.parent, n.cluster, n.depth, n.path,
                     dict(n.detail)) for n in graph.nodes],
-        edges=[Edge(e.source, e.target, e.kind, e.label, e.branch) for e in graph.edges],
+        edges=[Edge(e.source, e.target, e.kind, e.label, e.branch, tail=e.tail)
+               for e in graph.edges],
         clusters=[Cluster(c.id, c.kind, c.label, c.parent, c.name) for c in graph.clusters],
     )
 
@@ -373,7 +388,8 @@ def structure_key(graph: Graph) -> str:
     for node in graph.nodes:
         digest.update(f"\0n{node.id}\1{node.kind}\1{node.label}\1{node.cluster}".encode())
     for edge in graph.edges:
-        digest.update(f"\0e{edge.source}\1{edge.target}\1{edge.kind}\1{edge.label}".encode())
+        digest.update(f"\0e{edge.source}\1{edge.target}\1{edge.kind}\1{edge.label}"
+                      f"\1{edge.tail}".encode())
     for cluster in graph.clusters:
         digest.update(f"\0c{cluster.id}\1{cluster.label}\1{cluster.parent}".encode())
     return digest.hexdigest()[:12]
