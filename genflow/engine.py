@@ -96,6 +96,7 @@ _FAILED = WorkflowStatus.FAILED
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _SETUP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
+_UNWINDING = ThreadStatus.UNWINDING
 #: threads that move as soon as a worker runs them (a step to run, a thread to move on)
 _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
 #: the longest instance id a store keeps (ids are primary keys on every store)
@@ -290,6 +291,11 @@ class Engine:
                 raise GenflowError(
                     f"instance {instance_id!r} has not failed (it is {state.status.value})"
                 )
+            if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
+                raise GenflowError(
+                    f"instance {instance_id!r} cannot be retried: a failure nothing caught "
+                    "ended its thread after the thread's Catch and Finally bodies ran, so there "
+                    "is no step to run again; cancel it, or move the thread to a statement")
             reset_failures(state)
             state.update_status()
             saved = self._save(record, wf, state, error="", wake_at=self.clock(), release=True)
@@ -568,11 +574,7 @@ class Engine:
         elif isinstance(failure, MoveLimitError):  # consistent: go on at the next round
             saver.flush(wake_at=self.clock(), release=True)
         elif isinstance(failure, (StepError, HandlerError)) and state.status is _FAILED:
-            # out of attempts: the core recorded it at a checkpoint (on the thread,
-            # unless the failure ended its thread after its cleanup ran)
-            recorded = any(t.error or any(e.error for e in t.events) for t in state.threads)
-            saver.flush(release=True,
-                        error=None if recorded else f"{type(failure).__name__}: {failure}")
+            saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
             saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
@@ -694,6 +696,11 @@ class Engine:
                 attempts = max(attempts, thread.attempts)
                 failed = f"StepError: step {thread.stmt!r} in thread {thread.id!r} failed: " \
                          f"{thread.error}"
+            elif thread.unwind == "fail" and thread.status is _UNWINDING and thread.failures:
+                uncaught = thread.failures[-1]  # (it ended the thread after its cleanup)
+                attempts = max(attempts, uncaught.attempt)
+                failed = f"StepError: step {uncaught.step!r} in thread {thread.id!r} failed: " \
+                         f"{uncaught.type}: {uncaught.message}"
             if thread.status is _WAITING_EVENT:
                 waiting += tuple(e.event for e in thread.events)
             for event in thread.events:

@@ -814,19 +814,25 @@ class Operation:
 
     def _fail_thread(self, thread: Thread, flow: Flow, new_threads: Any) -> CheckpointType:
         """A failure left a thread's Catch or Finally bodies and nothing caught it:
-        the thread ends with it, as an uncaught exception ends a Python thread,
-        and the instance fails (its cleanup ran: there is no step to run again).
+        the instance fails. The thread stays, UNWINDING with the failure it
+        carries, so the State says why (and an operator's retry meets the same
+        failure again: its cleanup already ran, there is no step to run again).
         A cleanup failing for good while the instance is cancelled only ends its
         thread."""
         failure = flow.failures[-1]
         state = self.state
         # -- commit --
         state.pc += 1
-        state.threads.remove(thread)
         if new_threads:
             state.threads.extend(new_threads)
         if state.status is _CANCELLING:
+            state.threads.remove(thread)
             return _AFTER_RESUME
+        thread.status = _UNWINDING
+        thread.unwind = "fail"
+        thread.failures = list(flow.failures)
+        thread.events = []
+        thread.pc = state.pc
         state.status = _FAILED
         self.failing = StepError(failure.step, thread.id,
                                  RecordedFailure(failure.type, failure.message))
@@ -1316,6 +1322,9 @@ def _failure_words(state: State) -> str:
     for thread in state.threads:
         if thread.error:
             return f"step {thread.stmt!r}: {thread.error}"
+        if thread.unwind == "fail" and thread.failures:
+            failure = thread.failures[-1]
+            return f"step {failure.step!r}: {failure.type}({failure.message!r}), uncaught"
         for event in thread.events:
             if event.error:
                 return f"handler of {event.event!r}: {event.error}"

@@ -577,7 +577,8 @@ def test_transfer_goes_through(mode):
 @modes
 def test_a_deposit_to_an_invalid_account_is_refunded_then_fails(mode):
     run = transfer(mode, "nobody")
-    assert run.state.status is WorkflowStatus.FAILED and run.state.threads == []
+    assert run.state.status is WorkflowStatus.FAILED
+    assert [t.status for t in run.state.threads] == [genflow.ThreadStatus.UNWINDING]
     assert (run.wf.withdrawn, run.wf.deposited, run.wf.refunded) == (
         "withdraw-0001", "", "deposit-0002")
     assert BANK.balances == {"alice": 100, "bob": 0}  # no money vanished
@@ -616,12 +617,12 @@ def test_a_bank_outage_is_retried_backing_off_to_two_seconds(mode):
     assert (run.clock() - start).total_seconds() == 7
 
 
-@pytest.mark.xfail(strict=True, reason="an operator's retry (resume of a FAILED instance) "
-                   "whose failure ended its thread after its cleanup finds no thread and "
-                   "FINISHES it, nothing run (reported: issue 15)")
 def test_retrying_a_transfer_that_failed_after_its_refund_does_not_finish_it():
     run = transfer("plain", "nobody")
-    assert run.state.status is WorkflowStatus.FAILED and run.state.threads == []
+    assert run.state.status is WorkflowStatus.FAILED
+    (thread,) = run.state.threads  # it stays, carrying the failure that ended it
+    assert thread.status is genflow.ThreadStatus.UNWINDING and thread.unwind == "fail"
+    assert thread.failures[-1].type == "InvalidAccount"
     with contextlib.suppress(genflow.GenflowError):  # refused, or the deposit fails again
         resume(run.wf, run.state)
     assert run.state.status is not WorkflowStatus.FINISHED
@@ -906,14 +907,11 @@ def test_the_samples_through_the_engine(make_store, scenario):
     assert (status, data[expected[1]]) == (expected[0], expected[2])
     for kind, made in calls.items():
         assert len(made) == len(set(map(repr, made))), (kind, made)  # each call once
-    if status is WorkflowStatus.FAILED:  # the row says why, though no thread is left
+    if status is WorkflowStatus.FAILED:  # the row says why: the State keeps the failure
         error = Engine(make_store(), [MoneyTransfer]).get("plain").error
         assert "InvalidAccount: account 'nobody' does not exist" in error
 
 
-@pytest.mark.xfail(strict=True, reason="the core keeps no trace of a failure that ended its "
-                   "thread after its cleanup; the engine writes its words in a second save, "
-                   "which a crash can prevent (reported: issue 15)")
 def test_a_crash_between_a_failure_that_ended_its_thread_and_its_words(tmp_path):
     store = SQLiteStore(tmp_path / "s.db")
     saves = 0

@@ -141,7 +141,8 @@ def test_a_failure_no_catch_matches_runs_the_finally_and_fails_the_instance(mode
         run.resume()
     assert LOG == ["deposit", "close"]
     assert run.state.status is WorkflowStatus.FAILED
-    assert run.state.threads == []  # the thread ended with the failure, after its cleanup
+    (thread,) = run.state.threads  # it carries the failure that ended it, after its cleanup
+    assert thread.status is genflow.ThreadStatus.UNWINDING and thread.unwind == "fail"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -116,7 +116,10 @@ def mark_instance(graph: Graph, wf: Any, state: State, **info: Any) -> Graph:
             "problem": problem,
         })
     ending = _ENDINGS.get(state.status)
-    if ending is not None and not any(t.id == MAIN_THREAD for t in state.threads):
+    main = state.thread(MAIN_THREAD)
+    uncaught = main is not None and main.status is ThreadStatus.UNWINDING \
+        and main.unwind == "fail" and state.status is WorkflowStatus.FAILED
+    if ending is not None and (main is None or uncaught):  # (a failure left its cleanup)
         kind, cls = ending
         for node in graph.nodes:
             if node.kind == kind and node.parent is None:
