@@ -42,6 +42,7 @@ from genflow.state import (
     CallbackRequest,
     Failure,
     Origin,
+    Parent,
     State,
     Thread,
     ThreadStatus,
@@ -355,7 +356,7 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 
 # -- the State as nested arrays (formats 2 and 3) ---------------------------------------------
 #
-# State:  [id, workflow, status, pc, [thread...]]
+# State:  [id, workflow, status, pc, [thread...], (format 3, a child's:) [parent, event, index]]
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
 #          (format 3, only when the step has failed, or what follows is set:)
 #          attempts, error, retry_at,
@@ -377,8 +378,12 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 
 
 def _unstructure_state(state: State) -> Any:
-    return [state.id, state.workflow, state.status, state.pc,
-            [_unstructure_thread(t) for t in state.threads]]
+    raw = [state.id, state.workflow, state.status, state.pc,
+           [_unstructure_thread(t) for t in state.threads]]
+    if state.parent is not None:  # (format 3: a child's parent, appended only when set)
+        parent = state.parent
+        raw.append([parent.instance_id, parent.event, parent.index])
+    return raw
 
 
 def _unstructure_thread(t: Thread) -> list[Any]:
@@ -441,11 +446,17 @@ def _fields(value: Any, counts: tuple[int, ...], what: str) -> list[Any]:
 
 
 def _structure_state(raw: list[Any]) -> State:
-    sid, workflow, status, pc, threads = _fields(raw, (5,), "the state")
+    _fields(raw, (5, 6), "the state")
+    sid, workflow, status, pc, threads = raw[:5]
     state = State(
         id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
         status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
     )
+    if len(raw) == 6:
+        parent_id, event, index = _fields(raw[5], (3,), "a parent")
+        state.parent = Parent(_want(parent_id, str, "a parent's id"),
+                              _want(event, str, "a parent's event"),
+                              _want(index, int, "a child's index"))
     state.threads = [_structure_thread(state.id, t) for t in _want(threads, list, "threads")]
     return state
 

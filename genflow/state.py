@@ -21,6 +21,7 @@ __all__ = [
     "CallbackRequest",
     "CheckpointType",
     "Failure",
+    "Parent",
     "State",
     "Thread",
     "ThreadStatus",
@@ -189,6 +190,17 @@ class Thread:
     daemon: bool = False
 
 
+@attrs.frozen
+class Parent:
+    """The instance that started this one as a child, and how it learns the
+    child's end: event `event` of `instance_id`, as child number `index` of
+    the statement that started it (`genflow.children`)."""
+
+    instance_id: str
+    event: str
+    index: int = 0
+
+
 @attrs.define(slots=True)
 class State:
     """An instance's position: everything but its data."""
@@ -199,6 +211,8 @@ class State:
     threads: list[Thread] = attrs.field(factory=list)
     #: grows by one on every move of any thread.
     pc: int = 0
+    #: set for a child workflow: whom to tell when it ends
+    parent: Parent | None = None
 
     def thread(self, thread_id: str) -> Thread | None:
         for thread in self.threads:
