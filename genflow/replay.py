@@ -303,6 +303,8 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
             result = unwind(stack, "break" if kind is Break else "continue", flow)
             if result is not None:
                 return result
+        elif isinstance(stmt, Wait):  # a Wait of another kind (Child, Children)
+            return stmt
         else:
             raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
 
