@@ -380,3 +380,47 @@ def test_catch_childfailed_by_type(store):
     assert (error.child_id, error.workflow, error.status, error.error) == (
         "c1", "ch-quote", "failed", "boom")
     assert str(error) == "child 'c1' (ch-quote) failed: boom"
+
+
+# -- the toolkit: a parent tested with fake children ----------------------------------
+
+
+@pytest.mark.parametrize("mode", ["plain", "reload", "crash"])
+def test_the_toolkit_tests_a_parent_with_a_fake_child_result(mode):
+    from genflow.outbox import StartIntent
+    from genflow.testing import Instance
+
+    run = Instance(One("acme"), mode, instance_id="p")
+    run.resume()
+    [start] = run.outbox  # asked for once, whatever the crashes
+    assert isinstance(start, StartIntent) and start.id == "p/quote/1"
+    assert start.workflow == "ch-quote" and start.parent.instance_id == "p"
+    run.finish_child("quote", GetQuote("acme", price=99))
+    assert run.finished and run.wf.price == 99
+
+
+@pytest.mark.parametrize("mode", ["plain", "crash"])
+def test_the_toolkit_fails_a_fake_child(mode):
+    from genflow.testing import Instance
+
+    run = Instance(Buy(["a", "b"]), mode, instance_id="p")
+    run.resume()
+    assert len(run.outbox) == 2
+    run.finish_child("quotes", GetQuote("a", quote=Quote("a", 1)), index=0)
+    assert not run.finished  # one of two
+    run.fail_child("quotes", "closed", index=1, workflow="ch-quote")
+    assert run.finished and run.wf.failure.type == "ChildFailed"
+    assert "closed" in run.wf.failure.message
+
+
+def test_the_diagram_draws_children_and_where_their_failure_goes():
+    from genflow.render import build_graph, to_mermaid
+
+    graph = build_graph(Buy(["a", "b"], first=1))
+    [node] = [n for n in graph.nodes if n.kind == "child"]
+    assert node.label == "Children quotes\n2 x ch-quote\nfirst 1"
+    assert node.detail["on_cancel"] == "cancel" and node.detail["into"] == "quotes"
+    catch = next(n for n in graph.nodes if n.kind == "catch")
+    assert any(e.source == node.id and e.target == catch.id and e.kind == "fail"
+               for e in graph.edges)
+    assert "child ended" not in to_mermaid(graph)  # no event node: it is its own event
