@@ -120,7 +120,7 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
     limit = args.limit if args.limit > 0 else None
     records = engine.list(workflow=args.workflow, status=args.status,
-                          waiting=args.waiting, limit=limit)
+                          waiting=args.waiting, limit=limit, parent=args.parent)
     now = engine.clock()
     for r in records:
         details = []
@@ -584,7 +584,9 @@ def _describe(engine: Engine, instance: Instance) -> str:
     return describe(instance.state, instance.data, now=engine.clock(),
                     attempts=instance.attempts, error=instance.error,
                     wake_at=instance.wake_at, updated_at=instance.updated_at,
-                    queue=None if place is None else place.text())
+                    queue=None if place is None else place.text(),
+                    children=[(r.id, r.status) for r in engine.list(parent=instance.id)],
+                    outbox=engine.store.list_outbox(origin=instance.id))
 
 
 def _json(text: str, what: str) -> Any:
@@ -752,6 +754,7 @@ def build_parser() -> _Parser:
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
     p.add_argument("--waiting", metavar="EVENT", help="only instances waiting for this event")
+    p.add_argument("--parent", metavar="ID", help="only the children of this instance")
     p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
 
     p = command("worker", "run due work (resumes, retries, timers) until stopped")
