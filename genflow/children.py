@@ -48,7 +48,7 @@ from genflow.registry import workflow_name
 from genflow.state import CallbackRequest, Parent, State, WorkflowStatus
 from genflow.statements import On, Retry, Wait
 
-__all__ = ["CHILD_EVENT", "Child", "ChildReport", "Children", "child_effects"]
+__all__ = ["CHILD_EVENT", "Child", "ChildReport", "Children", "child_effects", "child_ids"]
 
 #: the event a child's report arrives as (a space in it: no sender types it by chance)
 CHILD_EVENT = "child ended"
@@ -117,11 +117,17 @@ class Children(Wait):
         self.on_cancel = on_cancel
         super().__init__(name, On(CHILD_EVENT, _ChildrenHandler(self)))
 
-    def child_ids(self, instance_id: str, pc: int) -> list[str]:
+    def kept(self, instance_id: str, pc: int) -> dict[str, Any]:
+        """What the wait keeps on its event (`setup_data`, saved with the State):
+        its children's ids (derived ones as their common stem: a fan-out's blob
+        does not grow by an id per child), the policy, the reports so far."""
+        kept: dict[str, Any] = {"policy": self.on_cancel, "arrived": []}
         if self.ids is not None:
-            return self.ids
-        base = f"{instance_id}/{self.name}/{pc}"
-        return [base] if self.single else [f"{base}/{i}" for i in range(len(self.items))]
+            kept["ids"] = self.ids
+        else:
+            kept["stem"] = f"{instance_id}/{self.name}/{pc}"
+            kept["n"] = None if self.single else len(self.items)
+        return kept
 
     @property
     def needed(self) -> int:
@@ -161,12 +167,13 @@ class _ChildrenHandler(EventHandler):
     def setup(self, req: CallbackRequest) -> Any:
         ctx = current_step()
         stmt = self.stmt
-        ids = stmt.child_ids(req.instance_id, req.pc)
+        kept = stmt.kept(req.instance_id, req.pc)
+        ids = child_ids(kept)
         outbox = ctx._outbox()
         for index, (item, child_id) in enumerate(zip(stmt.items, ids, strict=True)):
             outbox.start("", item, child_id, None,
                          Parent(req.instance_id, CHILD_EVENT, index, req.thread_id, req.pc))
-        return {"ids": ids, "arrived": [], "policy": stmt.on_cancel}
+        return kept
 
     def teardown(self, req: CallbackRequest, handled: bool) -> None:
         kept = req.setup_data or {}
@@ -174,12 +181,22 @@ class _ChildrenHandler(EventHandler):
             return
         arrived = {index for index, _ in kept.get("arrived", ())}
         outbox = current_step()._outbox()
-        for index, child_id in enumerate(kept.get("ids", ())):
+        for index, child_id in enumerate(child_ids(kept)):
             if index not in arrived:
                 outbox.intents.append(CancelIntent(child_id))
 
     def __repr__(self) -> str:
         return "child workflows"
+
+
+def child_ids(kept: Any) -> list[str]:
+    """The ids of the children a wait started, from what it keeps."""
+    if not isinstance(kept, dict):
+        return []
+    if "ids" in kept:
+        return list(kept["ids"])
+    stem, count = kept.get("stem", ""), kept.get("n")
+    return [stem] if count is None else [f"{stem}/{i}" for i in range(count)]
 
 
 def child_effects(wf: Any, state: State, error: str | None = None) -> list[SendIntent]:

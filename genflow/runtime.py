@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from genflow.children import CHILD_EVENT, Children, ChildReport
+from genflow.children import CHILD_EVENT, Children, ChildReport, child_ids
 from genflow.clock import system_clock
 from genflow.codec import converter, structure_payload
 from genflow.context import StepContext, _current, current_step
@@ -1164,7 +1164,7 @@ class Operation:
         data), or fails with `ChildFailed` when one did not finish."""
         state = self.state
         kept = event.req.setup_data or {}
-        ids = list(kept.get("ids", ()))
+        ids = child_ids(kept)
         arrived = [list(a) for a in kept.get("arrived", ())]
         index = report.index
         if not 0 <= index < len(ids) or ids[index] != report.id:

@@ -35,7 +35,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
-from genflow.children import ChildReport
+from genflow.children import ChildReport, child_ids
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
@@ -329,7 +329,7 @@ class Instance:
         if found is None or found.stmt != statement or not found.events:
             raise GenflowError(f"thread {thread!r} does not wait at {statement!r} for children")
         event = found.events[0]
-        ids = (event.req.setup_data or {}).get("ids", [])
+        ids = child_ids(event.req.setup_data)
         if not 0 <= index < len(ids):
             raise GenflowError(f"{statement!r} started {len(ids)} children: no number {index}")
         return event.req, ids[index]
