@@ -73,7 +73,8 @@ class ChildReport:
 
 class Children(Wait):
     """Start one child instance per item of `items` (workflow instances: each
-    item's class is the child's workflow) and wait for them.
+    item's class is the child's workflow) and wait for them. Over no items,
+    the statement is passed at once (nothing started; `into` keeps its value).
 
     `ids`: the children's ids (from the parent's data), one per item; default
     derived from the parent. `into`: the parent's field that receives the
@@ -93,9 +94,6 @@ class Children(Wait):
         self.items = list(items)
         self.single = False
         what = f"{type(self).__name__} {name!r}"
-        if not self.items:
-            raise StatementError(f"{what} has no children to start: wrap it in an If "
-                                 "when the list may be empty")
         for item in self.items:
             workflow_name(item)  # UnknownWorkflowError: an item that is no workflow
         self.ids = None if ids is None else [str(i) for i in ids]
@@ -103,7 +101,7 @@ class Children(Wait):
                                      or len(set(self.ids)) != len(self.ids)):
             raise StatementError(f"{what}: give one distinct id per child "
                                  f"({len(self.items)} children, ids {self.ids!r})")
-        if first is not None and not 1 <= first <= len(self.items):
+        if first is not None and not 1 <= first <= max(1, len(self.items)):
             raise StatementError(f"{what}: first={first!r} must be 1 to {len(self.items)}")
         if on_cancel not in _POLICIES:
             raise StatementError(f"{what}: on_cancel is 'cancel' or 'abandon', not "

@@ -278,7 +278,6 @@ def test_a_child_whose_data_does_not_store_fails_the_wait_and_starts_nothing(sto
 
 
 @pytest.mark.parametrize(("make", "words"), [
-    (lambda: Children("c", []), "no children"),
     (lambda: Children("c", [GetQuote("a")], first=2), "first=2 must be 1 to 1"),
     (lambda: Children("c", [GetQuote("a"), GetQuote("b")], ids=["x", "x"]), "distinct id"),
     (lambda: Child("c", GetQuote("a"), on_cancel="ignore"), "'cancel' or 'abandon'"),
@@ -424,3 +423,26 @@ def test_the_diagram_draws_children_and_where_their_failure_goes():
     assert any(e.source == node.id and e.target == catch.id and e.kind == "fail"
                for e in graph.edges)
     assert "child ended" not in to_mermaid(graph)  # no event node: it is its own event
+
+
+def test_a_fan_out_over_nothing_is_passed(store):
+    @workflow("ch-empty")
+    @attrs.define
+    class Empty:
+        names: list[str] = attrs.field(factory=list)
+        quotes: list[Quote] = attrs.field(factory=list)
+        after: bool = False
+
+        def definition(self):  # type: ignore[no-untyped-def]
+            yield Children("quotes", [GetQuote(n) for n in self.names], into="quotes",
+                           result="quote")
+            yield Step("after", self.done)
+
+        def done(self) -> None:
+            self.after = True
+
+    engine = _engine(store)
+    pid = engine.start(Empty())
+    got = engine.get(pid)
+    assert got.status.value == "finished" and got.data.after and got.data.quotes == []
+    assert engine.list(parent=pid) == []
