@@ -1066,11 +1066,8 @@ def _together(store, scenario, key, crash_at=None):  # type: ignore[no-untyped-d
 
     SHOP.inventory = 10 ** 6
     clock = FakeClock()
-    with _dies_at(store, crash_at) as count:
-        try:
-            TOGETHER[scenario](Engine(store, clock=clock, lease_seconds=10), key)
-        except _Crash:
-            pass
+    with _dies_at(store, crash_at) as count, contextlib.suppress(_Crash):
+        TOGETHER[scenario](Engine(store, clock=clock, lease_seconds=10), key)
     clock.advance(seconds=60)  # the dead process's leases run out
     result = TOGETHER[scenario](Engine(store, clock=clock, lease_seconds=10), key)
     assert store.list_outbox(limit=5) == []
