@@ -446,3 +446,97 @@ def test_a_fan_out_over_nothing_is_passed(store):
     got = engine.get(pid)
     assert got.status.value == "finished" and got.data.after and got.data.quotes == []
     assert engine.list(parent=pid) == []
+
+
+# -- forged or stray reports: refused, the parent byte-identical ----------------------
+
+
+@pytest.mark.parametrize("payload", [
+    {"index": 0, "id": "someone-else", "workflow": "ch-quote", "status": "finished"},
+    {"index": 7, "id": "p/quote/1", "workflow": "ch-quote", "status": "finished"},
+    {"index": "zero"},
+    None,
+])
+def test_a_forged_report_is_refused_and_changes_nothing(store, payload):
+    from genflow.errors import EventError
+
+    engine = _engine(store)
+    engine.start(One("acme"), id="p")
+    before = store.get("p")
+    with pytest.raises(EventError):
+        engine.send("p", "child ended", payload)
+    after = store.get("p")
+    assert (after.blob, after.version, after.status, after.wake_at, after.waiting_for) == (
+        before.blob, before.version, before.status, before.wake_at, before.waiting_for)
+    engine.work(until_idle=True)  # the real child still reports
+    assert engine.get("p").data.price == 40
+
+
+def test_children_started_from_async_steps_and_the_async_api(store):
+    import asyncio
+
+    @workflow("ch-async")
+    @attrs.define
+    class AsyncParent:
+        price: int = 0
+        started: str = ""
+
+        def definition(self):  # type: ignore[no-untyped-def]
+            yield Step("start one", self.start_one)
+            yield Child("quote", GetQuote("asyncco"), into="price", result="price")
+
+        async def start_one(self) -> None:
+            self.started = current_step().start(GetQuote("side"), id="side-quote")
+
+    from genflow import current_step
+
+    async def main() -> None:
+        engine = _engine(store)
+        await engine.start_async(AsyncParent(), id="ap")
+        for _ in range(3):
+            await engine.run_due_async()
+
+    asyncio.run(main())
+    engine = _engine(store)
+    engine.work(until_idle=True)
+    assert engine.get("ap").data.price == 70 and engine.get("side-quote").data.price == 40
+
+
+def test_show_and_the_console_link_parent_and_children(store):
+    from genflow.cli import _describe
+    from genflow.render.views import instance_view
+
+    engine = _engine(store)
+    engine.start(Buy(["a", "wait"]), id="p")
+    engine.work(until_idle=True)
+    text = _describe(engine, engine.get("p"))
+    assert "children: 1 of 2 ended (p/quotes/1/0, p/quotes/1/1)" in text
+    assert "  child p/quotes/1/0: finished\n  child p/quotes/1/1: waiting" in text
+    assert "child number 1 of instance p" in _describe(engine, engine.get("p/quotes/1/1"))
+    view = instance_view(engine.get("p/quotes/1/1"), now=engine.clock())
+    assert view["parent"] == {"id": "p", "index": 1}
+    view = instance_view(engine.get("p"), now=engine.clock(),
+                         children=[(r.id, r.status) for r in engine.list(parent="p")])
+    assert view["children"] == [{"id": "p/quotes/1/0", "status": "finished"},
+                                {"id": "p/quotes/1/1", "status": "waiting"}]
+
+
+def test_show_lists_a_letter_not_delivered_yet(store):
+    from genflow.cli import _describe
+
+    @workflow("ch-late")
+    @attrs.define
+    class Late:
+        def definition(self):  # type: ignore[no-untyped-def]
+            yield Step("tell", self.tell)
+
+        def tell(self) -> None:
+            from genflow import current_step
+
+            current_step().send("quiet", "go")  # it waits for no "go" yet
+
+    engine = _engine(store)
+    engine.start(GetQuote("x", wait=True), id="quiet", run=False)
+    engine.start(Late(), id="late")
+    text = _describe(engine, engine.get("late"))
+    assert "outbox: event 'go' to quiet, due " in text and "1 attempt" in text

@@ -39,7 +39,9 @@ def view_of(config: WebConfig, instance_id: str) -> dict[str, Any]:
     engine = config.engine
     instance = engine.get(instance_id)
     return instance_view(instance, now=engine.clock(), journal=engine.store.journal(instance_id),
-                         diagrams=config.diagrams)
+                         diagrams=config.diagrams,
+                         children=[(r.id, r.status) for r in engine.list(parent=instance_id)],
+                         outbox=engine.store.list_outbox(origin=instance_id))
 
 
 def plain(value: Any) -> Any:
