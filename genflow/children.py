@@ -38,13 +38,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import msgpack
 
 from genflow.codec import unstructure
 from genflow.context import current_step
 from genflow.errors import StatementError
 from genflow.handlers import EventHandler, takes_argument
 from genflow.outbox import CancelIntent, SendIntent, StartIntent
-from genflow.registry import workflow_name
 from genflow.state import CallbackRequest, Parent, State, WorkflowStatus
 from genflow.statements import On, Retry, Wait
 
@@ -94,8 +94,6 @@ class Children(Wait):
         self.items = list(items)
         self.single = False
         what = f"{type(self).__name__} {name!r}"
-        for item in self.items:
-            workflow_name(item)  # UnknownWorkflowError: an item that is no workflow
         self.ids = None if ids is None else [str(i) for i in ids]
         if self.ids is not None and (len(self.ids) != len(self.items)
                                      or len(set(self.ids)) != len(self.ids)):
@@ -119,7 +117,7 @@ class Children(Wait):
         """What the wait keeps on its event (`setup_data`, saved with the State):
         its children's ids (derived ones as their common stem: a fan-out's blob
         does not grow by an id per child), the policy, the reports so far."""
-        kept: dict[str, Any] = {"policy": self.on_cancel, "arrived": []}
+        kept: dict[str, Any] = {"policy": self.on_cancel, "arrived": b""}
         if self.ids is not None:
             kept["ids"] = self.ids
         else:
@@ -177,7 +175,7 @@ class _ChildrenHandler(EventHandler):
         kept = req.setup_data or {}
         if kept.get("policy") != "cancel":
             return
-        arrived = {index for index, _ in kept.get("arrived", ())}
+        arrived = {index for index, _ in arrived_of(kept)}
         outbox = current_step()._outbox()
         for index, child_id in enumerate(child_ids(kept)):
             if index not in arrived:
@@ -195,6 +193,20 @@ def child_ids(kept: Any) -> list[str]:
         return list(kept["ids"])
     stem, count = kept.get("stem", ""), kept.get("n")
     return [stem] if count is None else [f"{stem}/{i}" for i in range(count)]
+
+
+def arrived_of(kept: Any) -> list[list[Any]]:
+    """The reports a wait has counted, as [index, result] pairs in arrival order.
+    They are kept packed (msgpack bytes) on the wait's event: a fan-out's State
+    is saved at every report, and bytes cost nothing to write again."""
+    raw = kept.get("arrived", b"") if isinstance(kept, dict) else b""
+    if isinstance(raw, (bytes, bytearray)):
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False) if raw else []
+    return [list(pair) for pair in raw]
+
+
+def keep_arrived(kept: dict[str, Any], arrived: list[list[Any]]) -> dict[str, Any]:
+    return {**kept, "arrived": msgpack.packb(arrived, use_bin_type=True)}
 
 
 def child_effects(wf: Any, state: State, error: str | None = None) -> list[SendIntent]:

@@ -13,7 +13,7 @@ import datetime as _dt
 import json
 from typing import Any
 
-from genflow.children import child_ids
+from genflow.children import arrived_of, child_ids
 from genflow.clock import system_clock
 from genflow.codec import unstructure
 from genflow.state import (
@@ -202,7 +202,7 @@ def _failure_words(failure: Failure) -> str:
 def _event(event: WaitEvent, now: _dt.datetime) -> str:
     if event.event == "child ended" and isinstance(event.req.setup_data, dict):  # (children)
         kept = event.req.setup_data
-        ids, arrived = child_ids(kept), kept.get("arrived", [])
+        ids, arrived = child_ids(kept), arrived_of(kept)
         shown = ", ".join(ids[:3]) + (f", ... {ids[-1]}" if len(ids) > 3 else "")
         return f"children: {len(arrived)} of {len(ids)} ended ({shown})"
     kind = "timer" if event.due is not None else "event"

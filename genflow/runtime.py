@@ -36,7 +36,14 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from genflow.children import CHILD_EVENT, Children, ChildReport, child_ids
+from genflow.children import (
+    CHILD_EVENT,
+    Children,
+    ChildReport,
+    arrived_of,
+    child_ids,
+    keep_arrived,
+)
 from genflow.clock import system_clock
 from genflow.codec import converter, structure_payload
 from genflow.context import StepContext, _current, current_step
@@ -1165,7 +1172,7 @@ class Operation:
         state = self.state
         kept = event.req.setup_data or {}
         ids = child_ids(kept)
-        arrived = [list(a) for a in kept.get("arrived", ())]
+        arrived = arrived_of(kept)
         index = report.index
         if not 0 <= index < len(ids) or ids[index] != report.id:
             raise UnknownEventError(
@@ -1175,7 +1182,7 @@ class Operation:
             return None  # told twice (a failed child retried by an operator): counted once
         if report.status != "finished":
             failure = ChildFailed(report.id, report.workflow, report.status, report.error)
-            event.req.setup_data = {**kept, "arrived": [*arrived, [index, None]]}  # (not cancelled)
+            event.req.setup_data = keep_arrived(kept, [*arrived, [index, None]])  # (no cancel)
             self._unwind_from(thread, Failure(
                 type="ChildFailed", message=str(failure), step=thread.stmt,
                 types=_type_keys(ChildFailed), path=tuple(thread.path)))
@@ -1189,7 +1196,7 @@ class Operation:
                                    f"(Children {wait.name!r}, result=)")
             value = value[wait.result]
         arrived.append([index, value])
-        kept = {**kept, "arrived": arrived}
+        kept = keep_arrived(kept, arrived)
         if len(arrived) < wait.needed:  # -- commit: the wait goes on --
             state.pc += 1
             event.req.setup_data = kept
