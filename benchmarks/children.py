@@ -35,7 +35,7 @@ from genflow.stores import SQLiteStore, Store
 from .common import Figure, figure
 
 
-@genflow.workflow("bench-kid")
+@genflow.workflow("kidbench")
 @attrs.define
 class Kid:
     n: int = 0
@@ -48,7 +48,7 @@ class Kid:
         self.out = self.n + 1
 
 
-@genflow.workflow("bench-kid-inline")
+@genflow.workflow("kidbench-inline")
 @attrs.define
 class Inline:
     n: int = 0
@@ -61,7 +61,7 @@ class Inline:
         self.out = self.n + 1
 
 
-@genflow.workflow("bench-kid-parent")
+@genflow.workflow("kidbench-parent")
 @attrs.define
 class WithChild:
     n: int = 0
@@ -71,7 +71,7 @@ class WithChild:
         yield Child("work", Kid(self.n), into="out", result="out")
 
 
-@genflow.workflow("bench-kid-fanout")
+@genflow.workflow("kidbench-fanout")
 @attrs.define
 class FanOut:
     width: int = 10

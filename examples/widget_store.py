@@ -67,7 +67,7 @@ class Shop:
 SHOP = Shop(inventory=1)
 
 
-@genflow.workflow("checkout")
+@genflow.workflow("widget-checkout")
 @attrs.define
 class Checkout:
     order: str = ""

@@ -90,9 +90,9 @@ class Children(Wait):
 
     def __init__(self, name: str, items: Iterable[Any], *, ids: Iterable[str] | None = None,
                  into: str | None = None, result: str | None = None, handler: Any = None,
-                 first: int | None = None, on_cancel: str = "cancel"):
+                 first: int | None = None, on_cancel: str = "cancel", _single: bool = False):
         self.items = list(items)
-        self.single = False
+        self.single = _single
         what = f"{type(self).__name__} {name!r}"
         self.ids = None if ids is None else [str(i) for i in ids]
         if self.ids is not None and (len(self.ids) != len(self.items)
@@ -111,19 +111,9 @@ class Children(Wait):
         self.handler = handler
         self.first = first
         self.on_cancel = on_cancel
-        super().__init__(name, On(CHILD_EVENT, _ChildrenHandler(self)))
-
-    def kept(self, instance_id: str, pc: int) -> dict[str, Any]:
-        """What the wait keeps on its event (`setup_data`, saved with the State):
-        its children's ids (derived ones as their common stem: a fan-out's blob
-        does not grow by an id per child), the policy, the reports so far."""
-        kept: dict[str, Any] = {"policy": self.on_cancel, "arrived": b""}
-        if self.ids is not None:
-            kept["ids"] = self.ids
-        else:
-            kept["stem"] = f"{instance_id}/{self.name}/{pc}"
-            kept["n"] = None if self.single else len(self.items)
-        return kept
+        # (the handler holds what its setup needs, not the statement: no cycle)
+        super().__init__(name, On(CHILD_EVENT, _ChildrenHandler(
+            name, self.items, self.ids, _single, on_cancel)))
 
     @property
     def needed(self) -> int:
@@ -141,8 +131,7 @@ class Child(Children):
     def __init__(self, name: str, data: Any, *, id: str | None = None, into: str | None = None,
                  result: str | None = None, handler: Any = None, on_cancel: str = "cancel"):
         super().__init__(name, [data], ids=None if id is None else [id], into=into,
-                         result=result, handler=handler, on_cancel=on_cancel)
-        self.single = True
+                         result=result, handler=handler, on_cancel=on_cancel, _single=True)
 
 
 class _ChildrenHandler(EventHandler):
@@ -152,21 +141,34 @@ class _ChildrenHandler(EventHandler):
     child that cannot be started (its data does not store) fails the thread
     at the wait, as a step would."""
 
-    __slots__ = ("stmt",)
+    __slots__ = ("ids", "items", "name", "on_cancel", "single")
     input_type = ChildReport
     #: its own retry policy (the core's `_setup` reads it): one attempt
     retry = Retry(attempts=1)
 
-    def __init__(self, stmt: Children) -> None:
-        self.stmt = stmt
+    def __init__(self, name: str, items: list[Any], ids: list[str] | None, single: bool,
+                 on_cancel: str) -> None:
+        self.name, self.items, self.ids = name, items, ids
+        self.single, self.on_cancel = single, on_cancel
+
+    def kept(self, instance_id: str, pc: int) -> dict[str, Any]:
+        """What the wait keeps on its event (`setup_data`, saved with the State):
+        its children's ids (derived ones as their common stem: a fan-out's blob
+        does not grow by an id per child), the policy, the reports so far."""
+        kept: dict[str, Any] = {"policy": self.on_cancel, "arrived": b""}
+        if self.ids is not None:
+            kept["ids"] = self.ids
+        else:
+            kept["stem"] = f"{instance_id}/{self.name}/{pc}"
+            kept["n"] = None if self.single else len(self.items)
+        return kept
 
     def setup(self, req: CallbackRequest) -> Any:
         ctx = current_step()
-        stmt = self.stmt
-        kept = stmt.kept(req.instance_id, req.pc)
+        kept = self.kept(req.instance_id, req.pc)
         ids = child_ids(kept)
         outbox = ctx._outbox()
-        for index, (item, child_id) in enumerate(zip(stmt.items, ids, strict=True)):
+        for index, (item, child_id) in enumerate(zip(self.items, ids, strict=True)):
             outbox.start("", item, child_id, None,
                          Parent(req.instance_id, CHILD_EVENT, index, req.thread_id, req.pc))
         return kept

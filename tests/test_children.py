@@ -35,7 +35,7 @@ class Quote:
     price: int
 
 
-@workflow("ch-quote")
+@workflow("kid-quote")
 @attrs.define
 class GetQuote:
     supplier: str
@@ -57,7 +57,7 @@ class GetQuote:
         self.quote = Quote(self.supplier, self.price)
 
 
-@workflow("ch-buy")
+@workflow("kid-buy")
 @attrs.define
 class Buy:
     suppliers: list[str]
@@ -84,7 +84,7 @@ class Buy:
         self.best = min(self.quotes, key=lambda q: q.price)
 
 
-@workflow("ch-one")
+@workflow("kid-one")
 @attrs.define
 class One:
     supplier: str
@@ -109,7 +109,7 @@ def test_a_child_s_result_reaches_the_parent_typed(store):
     engine = _engine(store)
     pid = engine.start(One("acme"), id="p")
     [child] = engine.list(parent=pid)
-    assert child.id == "p/quote/1" and child.workflow == "ch-quote"
+    assert child.id == "p/quote/1" and child.workflow == "kid-quote"
     assert engine.get(child.id).state.parent.instance_id == "p"
     engine.work(until_idle=True)
     parent = engine.get(pid)
@@ -162,14 +162,14 @@ def test_a_failed_child_is_a_childfailed_the_parent_catches(store):
     assert parent.status.value == "finished" and parent.data.best is None
     failure = parent.data.failure
     assert failure.type == "ChildFailed" and failure.at == "buy"
-    assert f"child '{pid}/quotes/1/1' (ch-quote) failed" in failure.message
+    assert f"child '{pid}/quotes/1/1' (kid-quote) failed" in failure.message
     assert "xclosed is closed" in failure.message
     statuses = [r.status for r in engine.list(parent=pid)]
     assert statuses == ["finished", "failed", "cancelled"]  # the one still running: cancelled
 
 
 def test_an_uncaught_child_failure_fails_the_parent(store):
-    @workflow("ch-bare")
+    @workflow("kid-bare")
     @attrs.define
     class Bare:
         price: int = 0
@@ -218,7 +218,7 @@ def test_a_child_id_from_the_data_and_one_that_belongs_to_someone_else(store):
 
 
 def test_a_child_in_a_loop_gets_new_children_each_time(store):
-    @workflow("ch-loop")
+    @workflow("kid-loop")
     @attrs.define
     class Loop:
         n: int = 0
@@ -246,7 +246,7 @@ def test_a_child_in_a_loop_gets_new_children_each_time(store):
 
 
 def test_an_unknown_child_workflow_is_refused_when_the_parent_starts(store):
-    @workflow("ch-bad-kind")
+    @workflow("kid-bad-kind")
     @attrs.define
     class BadKind:
         def definition(self):  # type: ignore[no-untyped-def]
@@ -260,7 +260,7 @@ def test_an_unknown_child_workflow_is_refused_when_the_parent_starts(store):
 
 
 def test_a_child_whose_data_does_not_store_fails_the_wait_and_starts_nothing(store):
-    @workflow("ch-bad-data")
+    @workflow("kid-bad-data")
     @attrs.define
     class BadData:
         failure: Failure | None = None
@@ -292,7 +292,7 @@ def test_misuse_is_refused_with_words_that_say_what_to_do(make, words):
 def test_into_must_be_a_field():
     from genflow import validate
 
-    @workflow("ch-no-field")
+    @workflow("kid-no-field")
     @attrs.define
     class NoField:
         def definition(self):  # type: ignore[no-untyped-def]
@@ -374,10 +374,10 @@ def test_a_crash_anywhere_in_any_fan_out_ends_as_the_uninterrupted_run(suppliers
 
 def test_catch_childfailed_by_type(store):
     assert issubclass(ChildFailed, Exception)
-    error = ChildFailed("c1", "ch-quote", "failed", "boom")
+    error = ChildFailed("c1", "kid-quote", "failed", "boom")
     assert (error.child_id, error.workflow, error.status, error.error) == (
-        "c1", "ch-quote", "failed", "boom")
-    assert str(error) == "child 'c1' (ch-quote) failed: boom"
+        "c1", "kid-quote", "failed", "boom")
+    assert str(error) == "child 'c1' (kid-quote) failed: boom"
 
 
 # -- the toolkit: a parent tested with fake children ----------------------------------
@@ -392,7 +392,7 @@ def test_the_toolkit_tests_a_parent_with_a_fake_child_result(mode):
     run.resume()
     [start] = run.outbox  # asked for once, whatever the crashes
     assert isinstance(start, StartIntent) and start.id == "p/quote/1"
-    assert start.workflow == "ch-quote" and start.parent.instance_id == "p"
+    assert start.workflow == "kid-quote" and start.parent.instance_id == "p"
     run.finish_child("quote", GetQuote("acme", price=99))
     assert run.finished and run.wf.price == 99
 
@@ -406,7 +406,7 @@ def test_the_toolkit_fails_a_fake_child(mode):
     assert len(run.outbox) == 2
     run.finish_child("quotes", GetQuote("a", quote=Quote("a", 1)), index=0)
     assert not run.finished  # one of two
-    run.fail_child("quotes", "closed", index=1, workflow="ch-quote")
+    run.fail_child("quotes", "closed", index=1, workflow="kid-quote")
     assert run.finished and run.wf.failure.type == "ChildFailed"
     assert "closed" in run.wf.failure.message
 
@@ -416,7 +416,7 @@ def test_the_diagram_draws_children_and_where_their_failure_goes():
 
     graph = build_graph(Buy(["a", "b"], first=1))
     [node] = [n for n in graph.nodes if n.kind == "child"]
-    assert node.label == "Children quotes\n2 x ch-quote\nfirst 1"
+    assert node.label == "Children quotes\n2 x kid-quote\nfirst 1"
     assert node.detail["on_cancel"] == "cancel" and node.detail["into"] == "quotes"
     catch = next(n for n in graph.nodes if n.kind == "catch")
     assert any(e.source == node.id and e.target == catch.id and e.kind == "fail"
@@ -425,7 +425,7 @@ def test_the_diagram_draws_children_and_where_their_failure_goes():
 
 
 def test_a_fan_out_over_nothing_is_passed(store):
-    @workflow("ch-empty")
+    @workflow("kid-empty")
     @attrs.define
     class Empty:
         names: list[str] = attrs.field(factory=list)
@@ -451,8 +451,8 @@ def test_a_fan_out_over_nothing_is_passed(store):
 
 
 @pytest.mark.parametrize("payload", [
-    {"index": 0, "id": "someone-else", "workflow": "ch-quote", "status": "finished"},
-    {"index": 7, "id": "p/quote/1", "workflow": "ch-quote", "status": "finished"},
+    {"index": 0, "id": "someone-else", "workflow": "kid-quote", "status": "finished"},
+    {"index": 7, "id": "p/quote/1", "workflow": "kid-quote", "status": "finished"},
     {"index": "zero"},
     None,
 ])
@@ -474,7 +474,7 @@ def test_a_forged_report_is_refused_and_changes_nothing(store, payload):
 def test_children_started_from_async_steps_and_the_async_api(store):
     import asyncio
 
-    @workflow("ch-async")
+    @workflow("kid-async")
     @attrs.define
     class AsyncParent:
         price: int = 0
@@ -523,7 +523,7 @@ def test_show_and_the_console_link_parent_and_children(store):
 def test_show_lists_a_letter_not_delivered_yet(store):
     from genflow.cli import _describe
 
-    @workflow("ch-late")
+    @workflow("kid-late")
     @attrs.define
     class Late:
         def definition(self):  # type: ignore[no-untyped-def]

@@ -1046,7 +1046,7 @@ def _devices(engine, key):  # type: ignore[no-untyped-def]
 
 
 def _widgets(engine, key):  # type: ignore[no-untyped-def]
-    if not any(r.id == key for r in engine.list(workflow="checkout")):
+    if not any(r.id == key for r in engine.list(workflow="widget-checkout")):
         engine.start(Checkout(), id=key)
     engine.work(until_idle=True, idle_sleep=30)
     if "payment status" in engine.store.get(key).waiting_for:
@@ -1112,3 +1112,9 @@ def test_the_samples_that_work_together_are_no_longer_than_the_peers(name, start
     assert lines <= PEER_LINES[name], (name, lines)
     page = (ROOT / "docs" / "together.md").read_text()
     assert f"**{lines} lines**" in page and f"**{PEER_LINES[name]} lines**" in page
+
+
+def test_the_toolkit_checks_a_workflow_with_children():
+    from genflow.testing.suite import check_workflow
+
+    check_workflow(ProvisionNewDevices, examples=10)  # replays, reloads, crashes agree
