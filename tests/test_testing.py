@@ -1011,7 +1011,8 @@ def _report(index: int, child_id: str, child: Any) -> Any:
 def test_example_child_workflow() -> None:
     from examples.child_workflow import ComposeGreeting, Greeting
 
-    assert_replay_equivalent(ComposeGreeting("Hello", "World")).data.text == "Hello, World!"
+    assert assert_replay_equivalent(ComposeGreeting("Hello", "World")).data.text == \
+        "Hello, World!"
     child = ComposeGreeting("Hello", "World", text="Hello, World!")
     result = assert_replay_equivalent(Greeting("World"),
                                       [("child ended", _report(0, "test-1/compose/1", child))])
