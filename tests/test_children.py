@@ -4,6 +4,8 @@ cancellation reaching the children; on every store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -539,3 +541,22 @@ def test_show_lists_a_letter_not_delivered_yet(store):
     engine.start(Late(), id="late")
     text = _describe(engine, engine.get("late"))
     assert "outbox: event 'go' to quiet, due " in text and "1 attempt" in text
+
+
+def test_genflow_list_parent_and_show(tmp_path, monkeypatch, capsys):
+    from genflow.cli import main
+    from genflow.stores import SQLiteStore
+
+    db = tmp_path / "kids.db"
+    engine = Engine(SQLiteStore(db))
+    engine.start(Buy(["a", "wait"]), id="p")
+    engine.work(until_idle=True)
+    engine.store.close()
+    monkeypatch.delenv("GENFLOW_APP", raising=False)
+    app = str(Path(__file__))
+    assert main(["--app", app, "--store", f"sqlite:///{db}", "list", "--parent", "p"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:3] for line in out] == [
+        ["p/quotes/1/0", "kid-quote", "finished"], ["p/quotes/1/1", "kid-quote", "waiting"]]
+    assert main(["--app", app, "--store", f"sqlite:///{db}", "show", "p/quotes/1/1"]) == 0
+    assert "child number 1 of instance p" in capsys.readouterr().out
