@@ -325,6 +325,23 @@ class SchedulingSQL(SQLStore):
             (name,))
         return int(waiting[0]), int(running[0])
 
+    def queue_entries(self, queue: str, *, waiting: bool = True,
+                      after: tuple[int, int] | None = None,
+                      limit: int = 100) -> list[QueueEntry]:
+        # the waiting: the range of the index `queue_waiting` (queue, priority, seq);
+        # the admitted: those of `queue_admitted`, as few as the admission reads each round
+        sql = (f"SELECT {_ENTRY} FROM <queue_entries> WHERE queue = ? AND admitted_at IS "
+               + ("NULL" if waiting else "NOT NULL"))
+        params: list[Any] = [queue]
+        if after is not None:
+            sql += " AND (priority > ? OR (priority = ? AND seq > ?))"
+            params += [after[0], after[0], after[1]]
+        sql += " ORDER BY priority, seq LIMIT ?"
+        params.append(max(limit, 0))
+        t = self._time_in
+        return [QueueEntry(i, q, k, p, s, t(e), t(a))
+                for i, q, k, p, s, e, a in self._run(self._all, self._q(sql), params)]
+
     # -- retention --
 
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
