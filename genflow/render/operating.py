@@ -117,7 +117,7 @@ def queues_data(engine: Engine, *, waiting: int = 0) -> list[dict[str, Any]]:
 
 
 def _a(href: str | None, text: str, **attributes: str) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{esc(v)}"' for k, v in attributes.items())
+    extra = "".join(f' {k.rstrip("_")}="{esc(v)}"' for k, v in attributes.items())
     return f'<a href="{esc(href)}"{extra}>{esc(text)}</a>' if href else esc(text)
 
 

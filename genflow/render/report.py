@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ def write_report(
         f"{esc(now.astimezone(_dt.UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}. {esc(drawn)}</p>"
         "<noscript><p class=\"problem\">This report draws its list and diagrams with a "
         "script: allow scripts for this file.</p></noscript>"
+        + operating_html(engine, {r["id"] for r in data["rows"]})
     )
     index = root / "index.html"
     index.write_text(page_html(title=title, body=body, data=data,
@@ -120,3 +122,35 @@ def _unloaded(row: dict[str, Any]) -> dict[str, Any]:
     """The view of an instance that cannot be loaded: its row, and why."""
     return {**row, "text": "", "threads": [], "diagram": None, "marks": {}, "taken": [],
             "at": {}, "notes": {}, "timeline": [], "events": [], "problems": [row["problem"]]}
+
+
+#: the waiting instances the report lists per queue
+REPORT_WAITING = 50
+
+
+def operating_html(engine: Engine, shown: set[str]) -> str:
+    """The report's schedules and queues sections: the console's tables
+    (`genflow.render.operating`), static; an instance in the report is linked."""
+    from genflow.render import operating
+
+    def instance(instance_id: str) -> str | None:
+        return f"#i={urllib.parse.quote(instance_id, safe='')}" if instance_id in shown else None
+
+    schedules = operating.schedules_data(engine)
+    queues = operating.queues_data(engine, waiting=REPORT_WAITING)
+    if not schedules and not queues:
+        return ""
+    parts = ['<section id="gf-report-schedules"><h2>Schedules</h2>',
+             operating.schedules_table(schedules, instance=instance, started=lambda _: None),
+             '</section><section id="gf-report-queues"><h2>Queues</h2>',
+             operating.queues_table(queues, queue=lambda name: f"#q-{name}",
+                                    members=lambda _: None)]
+    for view in queues:
+        name = html.escape(view["name"])
+        more = (f" (the first {REPORT_WAITING} of {view['waiting']})"
+                if view.get("more_waiting") else "")
+        parts.append(f'<h3 id="q-{name}">{name}: waiting for admission{html.escape(more)}</h3>'
+                     + operating.waiting_table(view["first_waiting"], instance=instance,
+                                               name=view["name"]))
+    parts.append("</section>")
+    return "".join(parts)
