@@ -345,3 +345,20 @@ def test_the_report_shows_schedules_and_queues(tmp_path) -> None:
     assert "data-action=" not in page  # the report is static: no actions
     empty = write_report(Engine(MemoryStore(), [Report]), tmp_path / "empty", svg=False)
     assert "gf-report-schedules" not in empty.read_text()
+
+
+def test_the_instance_page_says_where_it_waits_in_its_queue() -> None:
+    from genflow.web.access import LocalAccess
+    from genflow.web.app import WebConfig
+    from genflow.web.views import view_of
+
+    engine, _ = engine_on(MemoryStore())
+    engine.queues.define(Queue("jobs", concurrency=1))
+    first, second = queued(engine, "jobs", 2)
+    engine.queues.admit()
+    config = WebConfig(engine, LocalAccess(), b"s" * 32, max_body=1000, title="t", poll_ms=1,
+                       svg=False, send_timeout=1, callback_url="")
+    view = view_of(config, second)
+    assert view["queue"] == "waits in queue 'jobs' for admission: position 1"
+    assert "\n  waits in queue 'jobs' for admission: position 1\n" in view["text"]
+    assert view_of(config, first)["queue"] == "admitted by queue 'jobs'"
