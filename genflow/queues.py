@@ -153,8 +153,9 @@ class Queues:
         """One page of the instances waiting in queue `name`, in admission order,
         each with its position (1 = admitted next), and the cursor of the next
         page (None: this is the last). `after` is the cursor a page gave: a
-        keyset, so a page deep in a long queue costs what the first costs (the
-        first position of a page is counted once, as `place` counts it)."""
+        keyset, so reading a page deep in a long queue costs what the first
+        costs; the first position of a page is counted once, as `place` counts
+        it (an index range as long as the position)."""
         self.get(name)  # QueueNotFoundError
         phase, key = _cursor(after)
         if phase == "a":
