@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from genflow.engine import Engine
 
 __all__ = ["Catchup", "Overlap", "Schedule", "ScheduleInfo", "Schedules", "factory",
-           "instance_id_for", "schedule_of"]
+           "info_of", "instance_id_for", "schedule_of"]
 
 log = logging.getLogger("genflow.schedules")
 
@@ -719,6 +719,12 @@ class _Turn:
         assert self.backfill is not None
         made = [self.instance(schedule, tick) for tick in self.backfill]
         return Firing(record.replace(fired=record.fired + len(made)), tuple(made))
+
+
+def info_of(record: ScheduleRecord) -> ScheduleInfo:
+    """The `ScheduleInfo` of a stored row (whatever unpacking its spec raises,
+    for a row this genflow cannot read)."""
+    return _info(record)
 
 
 def _info(record: ScheduleRecord) -> ScheduleInfo:

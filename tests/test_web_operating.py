@@ -362,3 +362,30 @@ def test_the_instance_page_says_where_it_waits_in_its_queue() -> None:
     assert view["queue"] == "waits in queue 'jobs' for admission: position 1"
     assert "\n  waits in queue 'jobs' for admission: position 1\n" in view["text"]
     assert view_of(config, first)["queue"] == "admitted by queue 'jobs'"
+
+
+def test_an_unreadable_schedule_is_shown_and_refused_not_a_500(store) -> None:
+    from genflow.render.operating import schedules_data
+    from tests.web_helpers import call, serving
+
+    engine, _ = engine_on(store)
+    engine.schedules.add("fine", Report(), every=60)
+    engine.schedules.add("broken", Report(), every=60)
+    record = store.get_schedule("broken")
+    store.save_schedule(record.replace(spec=b"\xc1 not msgpack"), expected_version=record.version)
+    views = {v["id"]: v for v in schedules_data(engine)}
+    assert views["fine"]["state"] == "active"
+    assert views["broken"]["state"] == "unreadable" and "unreadable" in views["broken"]["error"]
+    with serving(engine) as base:
+        status, body, _ = call("GET", f"{base}{API}/schedules")
+        assert status == 200 and [s["state"] for s in body["items"]] == ["unreadable", "active"]
+        status, body, _ = call("GET", f"{base}{API}/schedules/broken")
+        assert status == 200 and body["state"] == "unreadable"
+        before = store.get_schedule("broken")
+        for action in ("pause", "resume", "trigger"):
+            status, body, _ = call("POST", f"{base}{API}/schedules/broken/{action}")
+            assert (status, body["error"]["type"]) == (422, "ScheduleError"), body
+            assert "delete it" in body["error"]["message"]
+        assert store.get_schedule("broken") == before
+        status, page, _ = call("GET", f"{base}/schedules")
+        assert status == 200 and 'data-schedule="broken" data-state="unreadable"' in page

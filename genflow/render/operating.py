@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from genflow.engine import Engine
     from genflow.schedules import ScheduleInfo
-    from genflow.stores.scheduling import QueueEntry, QueueRecord
+    from genflow.stores.scheduling import QueueEntry, QueueRecord, ScheduleRecord
 
-__all__ = ["MAX_FIRE_TIMES", "queue_view", "queues_data", "queues_table", "schedule_view",
+__all__ = ["MAX_FIRE_TIMES", "queue_view", "queues_data", "queues_table", "record_view",
+           "schedule_view",
            "schedules_data", "schedules_table", "waiting_table", "waiting_view"]
 
 #: the most fire times a schedule's view lists
@@ -91,11 +92,35 @@ def limits_text(record: QueueRecord) -> str:
     return ", ".join(parts) or "no limit"
 
 
+def record_view(record: ScheduleRecord, now: _dt.datetime, *, fire_times: int = 5
+                ) -> dict[str, Any]:
+    """A stored schedule's view; a row whose definition this genflow cannot read
+    (written by another version, damaged) is shown as such, with the reason, and
+    the page around it still shows."""
+    from genflow.schedules import info_of
+
+    try:
+        return schedule_view(info_of(record), now, fire_times=fire_times)
+    except Exception as exc:
+        reason = f"unreadable schedule: {type(exc).__name__}: {exc}"
+    return {
+        "id": record.id, "workflow": record.workflow, "spec": "", "cron": None,
+        "every": None, "timezone": "", "paused": record.paused, "state": "unreadable",
+        "catchup": "", "catchup_window": None, "overlap": "", "jitter": 0.0, "queue": None,
+        "priority": 0, "factory": None, "start": None, "end": None,
+        "next_tick": _iso(record.next_tick), "due_at": _iso(record.due_at),
+        "next_fire_times": [], "last_tick": _iso(record.last_tick),
+        "last_instance": record.last_instance, "fired": record.fired,
+        "skipped": record.skipped, "error": reason, "version": record.version, "data": None,
+        "as_of": _iso(now),
+    }
+
+
 def schedules_data(engine: Engine, *, fire_times: int = FIRE_TIMES) -> list[dict[str, Any]]:
     """Every schedule's view (the store lists schedules by id)."""
     now = engine.clock()
-    return [schedule_view(info, now, fire_times=fire_times)
-            for info in engine.schedules.list()]
+    return [record_view(record, now, fire_times=fire_times)
+            for record in engine.store.list_schedules()]
 
 
 def queues_data(engine: Engine, *, waiting: int = 0) -> list[dict[str, Any]]:

@@ -588,8 +588,12 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
                             f"{', '.join(_SCHEDULE_ACTIONS)}")
     schedules = config.engine.schedules
     started = None
+    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                 config.engine.clock())
+    if view["state"] == "unreadable":  # ScheduleNotFoundError above; this: refused, as it is
+        raise ScheduleError(f"schedule {schedule_id!r} is not read, so no {action}: "
+                            f"{view['error']} (delete it, or run the genflow that wrote it)")
     if action == "trigger":
-        schedules.get(schedule_id)  # ScheduleNotFoundError before anything fires
         try:
             started = schedules.trigger(schedule_id)
         except GenflowError:
@@ -603,7 +607,8 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
         getattr(schedules, action)(schedule_id)
         message = "paused: no tick fires until it is resumed" if action == "pause" else \
             "resumed: it fires from its next tick"
-    view = operating.schedule_view(schedules.get(schedule_id), config.engine.clock())
+    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                 config.engine.clock())
     return message, view, started
 
 
@@ -669,8 +674,8 @@ async def api_schedule(request: Request, config: WebConfig, user: str) -> Respon
     engine = config.engine
 
     def read() -> dict[str, Any]:
-        info = engine.schedules.get(request.path_params["id"])
-        return operating.schedule_view(info, engine.clock(), fire_times=fire_times)
+        record = engine.store.get_schedule(request.path_params["id"])
+        return operating.record_view(record, engine.clock(), fire_times=fire_times)
 
     return _json(await run_in_threadpool(read))
 
