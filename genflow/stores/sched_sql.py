@@ -337,6 +337,7 @@ class SchedulingSQL(SQLStore):
         base = (f"SELECT {_ENTRY} FROM <queue_entries> WHERE queue = ? AND admitted_at IS "
                 + ("NULL" if waiting else "NOT NULL"))
         limit = max(limit, 0)
+        parts: list[tuple[str, list[Any]]]
         if after is None:
             parts = [(" ORDER BY priority, seq LIMIT ?", [queue])]
         else:
