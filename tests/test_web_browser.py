@@ -223,4 +223,22 @@ def test_schedules_page_pauses_a_schedule_in_a_browser(tmp_path: Path, browser) 
             ("queued-1", "1"), ("queued-2", "2")]
         browser.find_element(By.LINK_TEXT, "queued-2").click()
         wait.until(lambda d: d.find_elements(By.ID, "gf-describe"))
+        assert "waits in queue 'orders' for admission: position 2" in browser.find_element(
+            By.ID, "gf-describe").text
+
+        # the instance list's filters: started by a schedule, in a queue
+        started = engine.schedules.trigger("nightly")
+        browser.get(f"{base}/instances")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
+        Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("nightly")
+        browser.find_element(By.ID, "gf-filter").click()
+        wait.until(lambda d: "schedule=nightly" in d.current_url)
+        assert [r.get_attribute("data-id") for r in browser.find_elements(
+            By.CSS_SELECTOR, "#instances tbody tr")] == [started]
+        Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("any")
+        Select(browser.find_element(By.NAME, "queue")).select_by_visible_text("orders")
+        browser.find_element(By.ID, "gf-filter").click()
+        wait.until(lambda d: "queue=orders" in d.current_url)
+        assert [r.get_attribute("data-id") for r in browser.find_elements(
+            By.CSS_SELECTOR, "#instances tbody tr")] == ["queued-0", "queued-1", "queued-2"]
     store.close()
