@@ -242,3 +242,36 @@ def test_schedules_page_pauses_a_schedule_in_a_browser(tmp_path: Path, browser) 
         assert [r.get_attribute("data-id") for r in browser.find_elements(
             By.CSS_SELECTOR, "#instances tbody tr")] == ["queued-0", "queued-1", "queued-2"]
     store.close()
+
+
+def test_the_reports_schedule_and_queue_filters(tmp_path: Path, browser) -> None:
+    import datetime as dt
+
+    from genflow.queues import Queue
+    from genflow.render.report import write_report
+
+    store = SQLiteStore(tmp_path / "store.db")
+    engine = Engine(store, [Order, Fails, Pair, Hooks])
+    engine.queues.define(Queue("orders", concurrency=1))
+    engine.schedules.add("hourly", Order(), every=dt.timedelta(hours=1), overlap="allow")
+    started = engine.schedules.trigger("hourly")
+    for n in range(2):
+        engine.start(Order(), id=f"queued-{n}", queue="orders")
+    engine.start(Order(), id="plain")
+    index = write_report(engine, tmp_path / "report", svg=False)
+    store.close()
+    wait = WebDriverWait(browser, 20)
+    browser.get(index.as_uri())
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
+
+    def shown() -> list[str]:
+        return [r.get_attribute("data-id") for r in
+                browser.find_elements(By.CSS_SELECTOR, "#instances tbody tr")]
+
+    assert shown() == sorted([started, "queued-0", "queued-1", "plain"])
+    Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("hourly")
+    assert shown() == [started]
+    Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("any")
+    Select(browser.find_element(By.NAME, "queue")).select_by_visible_text("orders")
+    assert shown() == ["queued-0", "queued-1"]
+    assert browser.find_elements(By.CSS_SELECTOR, '#gf-schedules tr[data-schedule="hourly"]')

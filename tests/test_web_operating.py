@@ -343,6 +343,14 @@ def test_the_report_shows_schedules_and_queues(tmp_path) -> None:
     assert 'data-id="job-001" data-position="1"' in page
     assert 'data-id="job-002" data-position="2"' in page
     assert "data-action=" not in page  # the report is static: no actions
+    from genflow.render.report import report_data
+    from genflow.render.views import Diagrams
+
+    data = report_data(engine, Diagrams(svg=False))
+    marks = {r["id"]: (r["schedule"], r["queue"]) for r in data["rows"]}
+    assert marks == {started: ("nightly", None), "job-000": (None, "jobs"),
+                     "job-001": (None, "jobs"), "job-002": (None, "jobs")}
+    assert (data["schedules"], data["queues"]) == (["nightly"], ["jobs"])
     empty = write_report(Engine(MemoryStore(), [Report]), tmp_path / "empty", svg=False)
     assert "gf-report-schedules" not in empty.read_text()
 

@@ -1,7 +1,9 @@
 """A static HTML report of a store's instances: one self-contained page.
 
 `write_report(engine, directory)` writes ``index.html``: the instance list with
-search and filters (workflow, status, waiting for, failed), and each instance
+search and filters (workflow, status, waiting for, failed, and the schedule and
+queue when the store has some), the schedules and queues tables of the console
+(`genflow.render.operating`), and each instance
 as the console shows it (`genflow.render.views`: its diagram with the marks of
 its threads, `describe`'s words, the timeline of its steps and the events it
 received when the journal is on). Everything is inline (the stylesheet, the
@@ -113,9 +115,35 @@ def report_data(engine: Engine, diagrams: Diagrams, *, workflow: str | None = No
             continue
         views[record.id] = instance_view(instance, now=now, diagrams=diagrams, data=False,
                                          journal=engine.store.journal(record.id))
+    schedules, queues = _operating_marks(engine, rows)
     return {"mode": "report", "rows": rows, "views": views, "legend": legend(),
             "workflows": sorted({r["workflow"] for r in rows}),
-            "statuses": [s.value for s in WorkflowStatus], "events": sorted(events)}
+            "statuses": [s.value for s in WorkflowStatus], "events": sorted(events),
+            "schedules": schedules, "queues": queues}
+
+
+def _operating_marks(engine: Engine, rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Mark each row with the schedule that started it and the queue that holds it
+    (the report's filters, as the console's); the names to filter by."""
+    from genflow.schedules import schedule_of
+
+    known = {r.id for r in engine.store.list_schedules()}
+    by_id = {row["id"]: row for row in rows}
+    for row in rows:
+        started = schedule_of(row["id"])
+        row["schedule"] = started[0] if started is not None and started[0] in known else None
+        row["queue"] = None
+    queues = [q.name for q in engine.queues.list()]
+    for name in queues:  # what each queue holds, read once by pages
+        after = None
+        while True:
+            entries, after = engine.queues.entries(name, after=after, limit=500)
+            for entry in entries:
+                if entry.instance_id in by_id:
+                    by_id[entry.instance_id]["queue"] = name
+            if after is None:
+                break
+    return sorted({r["schedule"] for r in rows if r["schedule"]}), queues
 
 
 def _unloaded(row: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,8 @@ const GF = (() => {
     if (filters.status && row.status !== filters.status) return false;
     if (filters.waiting && !(row.waiting_for || []).includes(filters.waiting)) return false;
     if (filters.failed && !row.failed) return false;
+    if (filters.schedule && row.schedule !== filters.schedule) return false;
+    if (filters.queue && row.queue !== filters.queue) return false;
     return true;
   }
 
@@ -273,7 +275,10 @@ const GF = (() => {
       select("status", "status", data.statuses || []),
       select("waiting", "waiting for", data.events || []),
       el("label", {}, "failed", el("input", { type: "checkbox", name: "failed",
-        onchange: (e) => { filters.failed = e.target.checked; changed(); } })));
+        onchange: (e) => { filters.failed = e.target.checked; changed(); } })),
+      (data.schedules || []).length ? select("schedule", "started by schedule",
+        data.schedules) : "",
+      (data.queues || []).length ? select("queue", "in queue", data.queues) : "");
   }
 
   // -- the console -------------------------------------------------------------------------
