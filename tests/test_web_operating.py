@@ -397,3 +397,37 @@ def test_an_unreadable_schedule_is_shown_and_refused_not_a_500(store) -> None:
         assert store.get_schedule("broken") == before
         status, page, _ = call("GET", f"{base}/schedules")
         assert status == 200 and 'data-schedule="broken" data-state="unreadable"' in page
+
+
+@given(kinds=st.lists(st.booleans(), max_size=30), page=st.integers(1, 7),
+       scan=st.integers(1, 12), admit=st.integers(0, 5))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_queue_filter_pages_cover_the_matches_once(kinds, page, scan, admit) -> None:
+    """Two workflows on one queue, the list filtered by one of them, any page size
+    and any bound on the entries read per page: the pages, followed by their
+    `next`, give every match once, in the queue's order (short pages allowed)."""
+    from genflow.web import listing
+
+    engine, _ = engine_on(MemoryStore())
+    engine.queues.define(Queue("q", concurrency=admit or None))
+    ids = []
+    for n, is_job in enumerate(kinds):
+        data = Job(n=n) if is_job else Report()
+        ids.append(engine.start(data, id=f"i{n:03d}", queue="q"))
+    if admit:
+        engine.queues.admit()
+    order = [e.instance_id for e in engine.queues.entries("q", limit=100)[0]]
+    want = [i for i in order if engine.store.get(i).workflow == "sched-job"]
+    old, listing._QUEUE_SCAN = listing._QUEUE_SCAN, scan
+    try:
+        seen, after = [], None
+        for _ in range(len(ids) + 2):
+            rows, after = listing.list_rows(engine, listing.Filters(
+                queue="q", workflow="sched-job", limit=page, after=after))
+            assert len(rows) <= page
+            seen += [r["id"] for r in rows]
+            if after is None:
+                break
+        assert seen == want
+    finally:
+        listing._QUEUE_SCAN = old
