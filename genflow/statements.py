@@ -123,16 +123,26 @@ class Step(Stmt):
     failed when it returns (its changes to the data rolled back). Either way
     the attempt fails with `StepTimeoutError`, retried by the policy and
     catchable like any failure.
+
+    `blocking=True` says a sync `action` blocks (it waits on I/O): the async
+    API runs it in a worker thread (asyncio's default executor), on its own
+    copy of the data, so that the other threads' steps run meanwhile; the sync
+    API runs it as any step. An `async def` action never blocks: refused.
     """
 
-    __slots__ = ("action", "name", "retry", "timeout")
+    __slots__ = ("action", "blocking", "name", "retry", "timeout")
 
     def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
-                 timeout: float | _dt.timedelta | None = None):
+                 timeout: float | _dt.timedelta | None = None, blocking: bool = False):
         self.name = name
         self.action = action
         self.retry = retry
         self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
+        if blocking and _is_coroutine_function(action):
+            raise StatementError(
+                f"Step {name!r}: blocking=True is for a sync action that blocks (it runs in a "
+                "worker thread); an async def action already lets the others run: drop it")
+        self.blocking = blocking
 
 
 class Case(Stmt):
@@ -566,6 +576,11 @@ class _Tracked:
                 pending.remove(thread_id)
 
         return [inner, Step(f"{self.name}: done", done)]
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    fn = getattr(fn, "func", fn)  # functools.partial
+    return inspect.iscoroutinefunction(fn)
 
 
 def _seconds(what: str, value: float | _dt.timedelta) -> float:

@@ -158,13 +158,18 @@ class Recorder:
                 call = moves.throw(error) if error is not None else moves.send(value)
             except StopIteration as stop:
                 return stop.value
-            fn, args, ctx = call
-            if checkpoint is None and _is_checkpoint(fn, args, ctx):
-                checkpoint = fn
-            if fn is not checkpoint:
-                fn = self._recording(fn, args, ctx)
+            if call is runtime.NEXT or call is runtime.CANCEL:  # (steps at once)
+                passed = call
+            else:
+                fn, args, ctx = call
+                if checkpoint is None and _is_checkpoint(fn, args, ctx):
+                    checkpoint = fn
+                if fn is not checkpoint:
+                    fn = self._recording(fn, args, ctx)
+                passed = runtime.Start(fn, args, ctx) if type(call) is runtime.Start \
+                    else (fn, args, ctx)
             try:
-                value, error = (yield (fn, args, ctx)), None
+                value, error = (yield passed), None
             except BaseException as exc:
                 value, error = None, exc
 
