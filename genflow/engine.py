@@ -62,6 +62,7 @@ from genflow.registry import registered, workflow_class, workflow_name
 from genflow.retention import RetentionRunner
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
+    DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
     drive,
@@ -128,7 +129,9 @@ class Engine:
     (default: one attempt, so a failing step fails the instance at once);
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
-    store's journal (off by default).
+    store's journal (off by default). `parallel_steps` bounds how many steps
+    of one instance the async API runs at once (1: one at a time, as the sync
+    API; see "Steps at once" in docs/statements.md).
     """
 
     def __init__(
@@ -143,7 +146,12 @@ class Engine:
         handler_retry: Retry | None = None,
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
+        if type(parallel_steps) is not int or parallel_steps < 1:
+            raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
+                               f"a time), not {parallel_steps!r}")
+        self.parallel_steps = parallel_steps
         self.store = store
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -427,7 +435,7 @@ class Engine:
 
     def _operation(self, wf: Any, state: State, checkpoint: Any) -> Operation:
         return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
-                         handler_retry=self.handler_retry)
+                         handler_retry=self.handler_retry, parallel_steps=self.parallel_steps)
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
                priority: int = 0) -> _Ops:

@@ -38,7 +38,7 @@ from typing import Any
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
-from genflow.runtime import DEFAULT_MAX_MOVES, FAILURES
+from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -122,6 +122,7 @@ class Instance:
         handler_retry: Retry | None = None,
         on_checkpoint: Callable[[CheckpointType], Any] | None = None,
         on_reload: Callable[[bytes, bool], Any] | None = None,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -131,6 +132,7 @@ class Instance:
         self.clock = clock if clock is not None else FakeClock()
         self.retry = retry
         self.handler_retry = handler_retry
+        self.parallel_steps = parallel_steps
         self.kinds: list[CheckpointType] = []
         #: called after each checkpoint is recorded; may raise to stop the operation
         self.on_checkpoint = on_checkpoint
@@ -292,7 +294,7 @@ class Instance:
 
     def _operation(self) -> Any:
         return operation(self.wf, self.state, self._checkpoint, self.clock, retry=self.retry,
-                         handler_retry=self.handler_retry)
+                         handler_retry=self.handler_retry, parallel_steps=self.parallel_steps)
 
     def _moves_on(self, max_moves: int, keep: bool = False) -> GenflowError | None:
         """Resume until blocked, going on from each reload or crash; with `keep`,
