@@ -558,9 +558,8 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("alone", "base", "calls", "checkpoint", "clock", "conflicts", "definition",
-                 "failing", "failure", "flights", "handler_retry", "located", "parallel_steps",
-                 "repaths", "retry", "state", "wf")
+    __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failing", "failure",
+                 "handler_retry", "located", "parallel_steps", "repaths", "retry", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -588,16 +587,15 @@ class Operation:
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
-        # Steps at once (a driver that runs them: `drive_async`): at most
-        # `parallel_steps` running, each on its own copy of the data, by
-        # (thread id, counter); `base` is the data they started from, as plain
-        # values, with the `calls` it was read at; `alone`, the threads whose
-        # result clashed, to run again on their own; `conflicts` records those.
+        # Steps at once, under a driver that runs them (`drive_async`): at most
+        # `parallel_steps`; what they need is made when the first starts.
         self.parallel_steps = parallel_steps
-        self.flights: dict[tuple[str, int], _Flight] = {}
-        self.base: tuple[int, Any] | None = None
-        self.alone: set[str] = set()
-        self.conflicts: list[Conflict] = []
+        self.at_once: _AtOnce | None = None
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        """Steps run at once whose result clashed, and that ran again alone."""
+        return [] if self.at_once is None else self.at_once.conflicts
 
     # -- the scheduling loop --
 
@@ -614,7 +612,7 @@ class Operation:
         calls = self.calls
         # Under a driver that runs steps at once, a thread at a step waits until
         # no thread can move otherwise; then every due step starts (`_at_once`).
-        at_once = self.parallel_steps > 1 and _at_once.get()
+        at_once = _at_once.get() and self.parallel_steps > 1
         try:
             while True:
                 for thread in state.threads:
@@ -661,14 +659,16 @@ class Operation:
                         "(a loop of steps that never waits?); resume again to go on"
                     )
         except BaseException as exc:
-            if self.flights and not isinstance(exc, GeneratorExit):
+            running = self.at_once
+            if running is not None and running.flights and not isinstance(exc, GeneratorExit):
                 # what runs still is dropped, as a crash would drop it: each runs
                 # again at the next move of its thread
-                self.flights.clear()
+                running.flights.clear()
                 yield CANCEL
             raise
-        if self.flights:  # (steps of threads that cancellation reached meanwhile)
-            self.flights.clear()
+        running = self.at_once
+        if running is not None and running.flights:  # (threads cancellation reached)
+            running.flights.clear()
             yield CANCEL
         state.update_status()
 
@@ -683,7 +683,9 @@ class Operation:
         applied while it ran (its thread is in `alone`): once the others have
         ended, and before anything new starts.
         """
-        state, flights, alone = self.state, self.flights, self.alone
+        if self.at_once is None:
+            self.at_once = _AtOnce()
+        state, flights, alone = self.state, self.at_once.flights, self.at_once.alone
         while True:
             now = None
             due = []
@@ -724,9 +726,10 @@ class Operation:
     def _start(self, thread: Thread, stack: list[Frame], step: Step) -> _Moves:
         """Start `thread`'s step on its own copy of the data (`Start`): None if it
         runs on, else the kind of the move that applied it (it ended at once)."""
-        state, wf = self.state, self.wf
-        if self.base is None or self.base[0] != self.calls:
-            self.base = (self.calls, converter.unstructure(wf))
+        state, wf, running = self.state, self.wf, self.at_once
+        assert running is not None
+        if running.base is None or running.base[0] != self.calls:
+            running.base = (self.calls, converter.unstructure(wf))
         # (from values of its own: structuring may share them with the object)
         copy = converter.structure(converter.unstructure(wf), type(wf))
         _, own = Operation(copy, state, None, self.clock).locate(thread, Step)
@@ -736,13 +739,13 @@ class Operation:
         action = own.action if own.timeout is None else _timed(own, ctx)
         if own.blocking:
             action = _in_worker(action)
-        flight = _Flight(thread, thread.pc, stack, step, self.base[1], copy, self.calls)
+        flight = _Flight(thread, thread.pc, stack, step, running.base[1], copy, self.calls)
         try:
             outcome = yield Start(action, (), ctx)
         except BaseException as exc:
             return (yield from self._landed(flight, None, exc))
         if outcome is PENDING:
-            self.flights[(thread.id, thread.pc)] = flight
+            running.flights[(thread.id, thread.pc)] = flight
             return None
         return (yield from self._landed(flight, outcome, None))
 
@@ -763,8 +766,9 @@ class Operation:
             return (yield from self._step_failed(thread, step, flight.stack, failure))
         clash = self._merge(flight)
         if clash is not None:
-            self.conflicts.append(Conflict(thread.id, step.name or "", clash))
-            self.alone.add(thread.id)
+            assert self.at_once is not None
+            self.at_once.conflicts.append(Conflict(thread.id, step.name or "", clash))
+            self.at_once.alone.add(thread.id)
             return None
         # -- commit (as `_run_step`'s) --
         state = self.state
@@ -1692,6 +1696,21 @@ class Conflict(NamedTuple):
     place: str
 
 
+class _AtOnce:
+    """The steps running at once, by (thread id, counter), each on its own copy
+    of the data; `base`, the data they started from as plain values, with the
+    `calls` it was read at; `alone`, the threads whose result clashed, to run
+    again on their own; `conflicts` records those."""
+
+    __slots__ = ("alone", "base", "conflicts", "flights")
+
+    def __init__(self) -> None:
+        self.flights: dict[tuple[str, int], _Flight] = {}
+        self.base: tuple[int, Any] | None = None
+        self.alone: set[str] = set()
+        self.conflicts: list[Conflict] = []
+
+
 class _Flight:
     """A step started at once: where its thread stood, the data it began from
     (plain values, as `base`, and its copy, which it changes), the `calls` then."""
@@ -1730,7 +1749,7 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is dict:
         return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
     if type(a) is list:
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -1750,7 +1769,7 @@ def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> Non
         out.extend(((*path, k), _GONE) for k in base if k not in after)
         out.extend(((*path, k), after[k]) for k in added)
     elif type(base) is list and type(after) is list and len(base) == len(after):
-        for i, (x, y) in enumerate(zip(base, after)):
+        for i, (x, y) in enumerate(zip(base, after, strict=True)):
             _writes(x, y, (*path, i), out)
     else:
         out.append((path, after))

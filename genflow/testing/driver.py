@@ -159,6 +159,7 @@ class Recorder:
                 call = moves.throw(error) if error is not None else moves.send(value)
             except StopIteration as stop:
                 return stop.value
+            passed: Any
             if call is runtime.NEXT or call is runtime.CANCEL:  # (steps at once)
                 passed = call
             else:
