@@ -138,6 +138,8 @@ class Step(Stmt):
         self.action = action
         self.retry = retry
         self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
+        if not isinstance(blocking, bool):
+            raise StatementError(f"Step {name!r}: blocking is True or False, not {blocking!r}")
         if blocking and _is_coroutine_function(action):
             raise StatementError(
                 f"Step {name!r}: blocking=True is for a sync action that blocks (it runs in a "

@@ -251,12 +251,12 @@ class Failing:
     timeout: float | None = None
 
     def definition(self):
-        yield Go("a", Step("a", functools.partial(self.act, "a", 3),
+        yield Go("go a", Step("a", functools.partial(self.act, "a", 3),
                            retry=Retry(attempts=2, backoff=0)), id="a")
-        yield Go("b", Try("b try", Step("b", functools.partial(self.act, "b", 1),
+        yield Go("go b", Try("b try", Step("b", functools.partial(self.act, "b", 1),
                                         timeout=self.timeout))
                  .Catch("b failed", Step("b caught", self.catch), into="failure"), id="b")
-        yield Go("c", Step("c", functools.partial(self.act, "c", 2)), id="c")
+        yield Go("go c", Step("c", functools.partial(self.act, "c", 2)), id="c")
 
     async def act(self, name: str, pauses: int) -> None:
         if self.timeout is not None and name == "b":
@@ -409,6 +409,8 @@ def test_blocking_is_refused_for_an_async_step() -> None:
 
     with pytest.raises(StatementError, match="blocking=True is for a sync action"):
         Step("s", act, blocking=True)
+    with pytest.raises(StatementError, match="blocking is True or False"):
+        Step("s", lambda: None, blocking="yes")  # type: ignore[arg-type]
 
 
 # -- the toolkit and the engine ------------------------------------------------------------
@@ -507,3 +509,17 @@ def test_engine_parallel_steps_is_checked() -> None:
     engine = Engine(MemoryStore(), parallel_steps=1)
     asyncio.run(engine.start_async(Fan()))
     assert GAUGE.peak == 1
+
+
+def test_engine_a_step_at_once_out_of_attempts_fails_the_instance_then_retries(make_store):
+    DOWN.update({"a": 2})
+    engine = Engine(make_store(), [Failing], clock=FakeClock())
+    iid = asyncio.run(engine.start_async(Failing()))
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.FAILED
+    assert "step 'a' in thread 'a' failed" in inst.error and "a is down" in inst.error
+    assert inst.data.done == {"b": True, "c": True}  # the others were applied meanwhile
+    engine.retry(iid)
+    asyncio.run(engine.run_due_async())
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.FINISHED and sorted(inst.data.done) == ["a", "b", "c"]
