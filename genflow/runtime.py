@@ -594,7 +594,7 @@ class Operation:
 
     @property
     def conflicts(self) -> list[Conflict]:
-        """Steps run at once whose result clashed, and that ran again alone."""
+        """Steps run at once whose writes conflicted, and that ran again alone."""
         return [] if self.at_once is None else self.at_once.conflicts
 
     # -- the scheduling loop --
@@ -679,7 +679,7 @@ class Operation:
         move that applied one; None when no step is left to start or wait for.
 
         A step found alone (nothing else running) runs as the sync API runs it,
-        on the data itself; so does a step whose result clashed with what was
+        on the data itself; so does a step whose writes conflicted with what was
         applied while it ran (its thread is in `alone`): once the others have
         ended, and before anything new starts.
         """
@@ -753,7 +753,7 @@ class Operation:
         """A step started at once has ended: a failure goes to `_step_failed` as
         when the step runs alone; a result is merged into the data (`_merge`)
         and the step's move made. None when nothing was applied: its thread was
-        cancelled meanwhile, or its writes clashed (it runs again, alone)."""
+        cancelled meanwhile, or its writes conflicted (it runs again, alone)."""
         thread, step = flight.thread, flight.step
         if not flight.current():
             return None
@@ -764,10 +764,10 @@ class Operation:
             failure = StepError(step.name or "", thread.id, error)
             failure.__cause__ = error
             return (yield from self._step_failed(thread, step, flight.stack, failure))
-        clash = self._merge(flight)
-        if clash is not None:
+        conflict = self._merge(flight)
+        if conflict is not None:
             assert self.at_once is not None
-            self.at_once.conflicts.append(Conflict(thread.id, step.name or "", clash))
+            self.at_once.conflicts.append(Conflict(thread.id, step.name or "", conflict))
             self.at_once.alone.add(thread.id)
             return None
         # -- commit (as `_run_step`'s) --
@@ -785,7 +785,7 @@ class Operation:
         changed meanwhile: the copy's fields are taken as they are. Otherwise
         each value it wrote (a field, a key, an index, as deep as the data
         goes) is written over the data as it is now, unless one of them has
-        changed since the step began: a clash, whose place is returned and
+        changed since the step began: a conflict, whose place is returned and
         where nothing is written."""
         wf, copy = self.wf, flight.copy
         if self.calls == flight.calls + 1:  # (only its own landing since it began)
@@ -1699,7 +1699,7 @@ class Conflict(NamedTuple):
 class _AtOnce:
     """The steps running at once, by (thread id, counter), each on its own copy
     of the data; `base`, the data they started from as plain values, with the
-    `calls` it was read at; `alone`, the threads whose result clashed, to run
+    `calls` it was read at; `alone`, the threads whose writes conflicted, to run
     again on their own; `conflicts` records those."""
 
     __slots__ = ("alone", "base", "conflicts", "flights")

@@ -3,7 +3,7 @@ the data, merged when it ends, one durable checkpoint per step applied.
 
 What must hold, whatever order the steps end in and wherever a crash falls:
 the data ends as the run with one step at a time ends (the steps write
-disjoint places, or clash and run again alone); a failing step behaves as it
+disjoint places, or conflict and run again alone); a failing step behaves as it
 does alone; a crash drops the steps in flight, which run again.
 """
 
@@ -70,7 +70,7 @@ CANCELLED: list[int] = []
 @attrs.define
 class Fan:
     """Each thread writes its own index of `results` and its own key of
-    `by_name`; every thread also adds to `count`, a clash the core resolves by
+    `by_name`; every thread also adds to `count`, a conflict the core resolves by
     running the later step again, alone."""
 
     n: int = 6
@@ -149,12 +149,12 @@ def test_one_at_a_time_is_the_sync_order() -> None:
     assert GAUGE.peak == 1 and wf.total == 55
 
 
-def test_a_clash_is_run_again_alone_and_recorded() -> None:
+def test_a_conflict_is_run_again_alone_and_recorded() -> None:
     wf = Fan()
     state = new_state("fan-1", wf)
     op = Operation(wf, state, None, None)
     asyncio.run(drive_async(op.resume(1000)))
-    assert wf.count == 6  # no addition lost to a clash, none made twice
+    assert wf.count == 6  # no addition lost to a conflict, none made twice
     assert op.conflicts and {c.place for c in op.conflicts} == {"count"}
     assert all(c.step.startswith("count ") for c in op.conflicts)
 
