@@ -731,15 +731,15 @@ class Operation:
         if running.base is None or running.base[0] != self.calls:
             running.base = (self.calls, converter.unstructure(wf))
         # (from values of its own: structuring may share them with the object)
-        copy = converter.structure(converter.unstructure(wf), type(wf))
-        _, own = Operation(copy, state, None, self.clock).locate(thread, Step)
+        mine = converter.structure(converter.unstructure(wf), type(wf))
+        _, own = Operation(mine, state, None, self.clock).locate(thread, Step)
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
                                        thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None))
         action = own.action if own.timeout is None else _timed(own, ctx)
         if own.blocking:
             action = _in_worker(action)
-        flight = _Flight(thread, thread.pc, stack, step, running.base[1], copy, self.calls)
+        flight = _Flight(thread, thread.pc, stack, step, running.base[1], mine, self.calls)
         try:
             outcome = yield Start(action, (), ctx)
         except BaseException as exc:
@@ -787,13 +787,13 @@ class Operation:
         goes) is written over the data as it is now, unless one of them has
         changed since the step began: a conflict, whose place is returned and
         where nothing is written."""
-        wf, copy = self.wf, flight.copy
+        wf, mine = self.wf, flight.mine
         if self.calls == flight.calls + 1:  # (only its own landing since it began)
             for field in attrs.fields(type(wf)):
-                object.__setattr__(wf, field.name, getattr(copy, field.name))
+                object.__setattr__(wf, field.name, getattr(mine, field.name))
             return None
         writes: list[tuple[tuple[Any, ...], Any]] = []
-        _writes(flight.base, converter.unstructure(copy), (), writes)
+        _writes(flight.base, converter.unstructure(mine), (), writes)
         if not writes:
             return None
         now = converter.unstructure(wf)
@@ -1713,14 +1713,15 @@ class _AtOnce:
 
 class _Flight:
     """A step started at once: where its thread stood, the data it began from
-    (plain values, as `base`, and its copy, which it changes), the `calls` then."""
+    (plain values, as `base`, and `mine`, its own copy, which it changes), the
+    `calls` then."""
 
-    __slots__ = ("base", "calls", "copy", "pc", "stack", "step", "thread")
+    __slots__ = ("base", "calls", "mine", "pc", "stack", "step", "thread")
 
     def __init__(self, thread: Thread, pc: int, stack: list[Frame], step: Step, base: Any,
-                 copy: Any, calls: int):
+                 mine: Any, calls: int):
         self.thread, self.pc, self.stack, self.step = thread, pc, stack, step
-        self.base, self.copy, self.calls = base, copy, calls
+        self.base, self.mine, self.calls = base, mine, calls
 
     def current(self) -> bool:
         """Does its thread still stand at this step? (Cancellation moves it on.)"""
