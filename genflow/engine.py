@@ -15,7 +15,10 @@ Durability guarantee (what is saved when):
   least once*. Inside a step, `genflow.current_step().idempotency_key` is the
   same for every re-run of that execution: pass it to outside systems;
 * moves that only navigate (`AFTER_RESUME`) are not saved on their own: they
-  are recomputed identically from the last save.
+  are recomputed identically from the last save;
+* under the async API, steps of different threads run at once, each on its
+  own copy of the data: a save made while some run holds none of their
+  writes, and a crash then drops them: they run again.
 
 The core decides every move, retries and failures included; the engine adds
 the store. Each engine operation is one generator that loads the instance,

@@ -12,6 +12,15 @@ step may have made an earlier thread's condition true). The order of moves thus
 depends on nothing but the data, `State` and the clock's readings, so an
 instance reloaded at any checkpoint goes on exactly as one that never stopped.
 
+Under a driver that runs steps at once (`drive_async`), a thread standing at
+a step waits until no thread can move otherwise; then every due step starts,
+each on its own copy of the data, and each is applied, with its checkpoint, as
+it ends (`Operation._at_once`). The order they end in is recorded by those
+checkpoints; what each wrote is merged place by place, and a step whose
+writes conflict with what was applied while it ran runs again alone. So a
+checkpoint never saves half a step, and a crash drops the steps in flight,
+which run again, as a crash drops a step run alone.
+
 Failure is decided here too. A step that raises is tried again by its `Retry`
 policy: the attempt count, the error and the next try time are recorded on its
 thread (a durable checkpoint, `AFTER_FAILURE`), and the thread waits for that
