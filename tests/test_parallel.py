@@ -523,3 +523,39 @@ def test_engine_a_step_at_once_out_of_attempts_fails_the_instance_then_retries(m
     asyncio.run(engine.run_due_async())
     inst = engine.get(iid)
     assert inst.status is WorkflowStatus.FINISHED and sorted(inst.data.done) == ["a", "b", "c"]
+
+
+@genflow.workflow("par-backoff")
+@attrs.define
+class Backoff:
+    done: dict[str, bool] = attrs.field(factory=dict)
+
+    def definition(self):
+        for name in ("a", "b", "c"):
+            yield Go(f"go {name}", Step(name, functools.partial(self.act, name),
+                                        retry=Retry(attempts=3, backoff=5, factor=1)),
+                     id=name)
+
+    async def act(self, name: str) -> None:
+        await _call(name)
+        self.done[name] = True
+
+
+def test_a_backoff_keeps_its_thread_waiting_while_the_others_are_applied() -> None:
+    DOWN.update({"a": 1})
+    clock = FakeClock()
+    wf = Backoff()
+    state = new_state("bo-1", wf)
+    kinds: list[CheckpointType] = []
+    asyncio.run(resume_async(wf, state, kinds.append, clock=clock))
+    assert wf.done == {"b": True, "c": True} and state.status is WorkflowStatus.WAITING
+    thread = state.thread("a")
+    assert thread is not None and thread.attempts == 1 and thread.retry_at is not None
+    assert (thread.retry_at - clock()).total_seconds() == 5
+    assert kinds.count(CheckpointType.AFTER_FAILURE) == 1
+    asyncio.run(resume_async(wf, state, clock=clock))  # not due yet: nothing runs
+    assert RAN.count("a") == 1
+    clock.advance(seconds=5)
+    asyncio.run(resume_async(wf, state, clock=clock))
+    assert wf.done == {"a": True, "b": True, "c": True}
+    assert state.status is WorkflowStatus.FINISHED and RAN.count("a") == 2
