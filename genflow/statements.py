@@ -138,13 +138,9 @@ class Step(Stmt):
         self.action = action
         self.retry = retry
         self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
-        if not isinstance(blocking, bool):
-            raise StatementError(f"Step {name!r}: blocking is True or False, not {blocking!r}")
-        if blocking and _is_coroutine_function(action):
-            raise StatementError(
-                f"Step {name!r}: blocking=True is for a sync action that blocks (it runs in a "
-                "worker thread); an async def action already lets the others run: drop it")
         self.blocking = blocking
+        if blocking is not False:  # (a Step is built at every replay: checked when set)
+            _check_blocking(name, action, blocking)
 
 
 class Case(Stmt):
@@ -580,9 +576,13 @@ class _Tracked:
         return [inner, Step(f"{self.name}: done", done)]
 
 
-def _is_coroutine_function(fn: Any) -> bool:
-    fn = getattr(fn, "func", fn)  # functools.partial
-    return inspect.iscoroutinefunction(fn)
+def _check_blocking(name: str, action: Any, blocking: Any) -> None:
+    if blocking is not True:
+        raise StatementError(f"Step {name!r}: blocking is True or False, not {blocking!r}")
+    if inspect.iscoroutinefunction(getattr(action, "func", action)):  # (functools.partial)
+        raise StatementError(
+            f"Step {name!r}: blocking=True is for a sync action that blocks (it runs in a "
+            "worker thread); an async def action already lets the others run: drop it")
 
 
 def _seconds(what: str, value: float | _dt.timedelta) -> float:
