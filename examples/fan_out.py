@@ -45,7 +45,8 @@ class FileShare:
         self.files = files if files is not None else {
             "site": {f"page-{n:02}.html": 1000 + n for n in range(25)}}
 
-    def list(self, root: str) -> list[str]:
+    async def list(self, root: str) -> list[str]:
+        await asyncio.sleep(0)  # (a call to the share)
         return sorted(self.files[root])
 
     def size(self, root: str, name: str) -> int:
@@ -101,8 +102,8 @@ class Backup:
         yield WaitFor("all copied", -1 not in self.sizes)  # the fan-in
         yield Step("add up", self.add_up)
 
-    def list_files(self) -> None:
-        self.files = SHARE.list(self.root)
+    async def list_files(self) -> None:
+        self.files = await SHARE.list(self.root)
         self.sizes = [-1] * len(self.files)
 
     async def copy(self, i: int) -> None:
