@@ -17,6 +17,7 @@ creation included): the `w2_event`, `w3_instance` and `w4_batch` below.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ def instructions(fn: str, runs: int, module: str = "benchmarks.w1_seed_loop",
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
              sys.executable, "-c", _RUNS.format(module=module, fn=fn), str(n)],
             cwd=root, capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # str hashes vary the count otherwise
         )
         found = _COLLECTED.search(done.stderr)
         if found is None:

@@ -68,11 +68,14 @@ from genflow.replay import (
     Flow,
     Frame,
     advance,
+    done_reading,
     find,
     follow,
     iter_tree,
     path_of,
+    reading,
     search,
+    tracer,
     unwind,
 )
 from genflow.state import (
@@ -136,6 +139,18 @@ DEFAULT_MAX_MOVES = 100_000
 ONCE = Retry(attempts=1)
 
 _FINAL = (_FINISHED, _CANCELLED)
+#: the types a field's saved value has as it is (no unstructuring): compared directly
+_PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
+#: Recording what a replay reads costs more than most replays (Python-level
+#: properties), so it is done where it has paid: per workflow class and statement
+#: a thread replays from ((recording class, statement, forward?) -> tries left;
+#: -1: it has paid, always record). Replays from a statement recorded `_TRIES`
+#: times without once being kept across user code are not recorded any more.
+#: Correctness never depends on it: unrecorded frames are dropped when user code
+#: runs, as when nothing is recorded at all.
+_PAYS: dict[tuple[type, str, bool], int] = {}
+_TRIES = 3
+_GATES = 4096  # at most this many statements remembered (then forgotten, relearned)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -458,7 +473,11 @@ class Operation:
     """
 
     __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "state", "wf")
+                 "handler_retry", "located", "repaths", "retry", "state", "tracer", "wf")
+
+    #: keep what a replay located across user code that changed nothing it read
+    #: (False: replay after all user code, the rule's reference in the tests)
+    reuse = True
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -475,6 +494,8 @@ class Operation:
         #: raised by the loop once its checkpoint is made
         self.failing: StepError | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
+        #: the class that records what replays read (None: every user code replays)
+        self.tracer = tracer(type(wf)) if self.reuse else None
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -662,15 +683,30 @@ class Operation:
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
-        root = self._root(thread)
-        found = thread.path and self._replaying(thread, follow, root, thread.stmt, thread.path)
-        if not found:  # off its path hint (an edit moved it): found by name
-            found = self._replaying(thread, search, root, thread.stmt)
-            if found is None:
-                raise NonDeterminismError(
-                    self.state.workflow, thread.id, thread.stmt, thread.status.value
-                )
-            self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, False)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
+        try:
+            root = self._root(thread)
+            found = thread.path and self._replaying(thread, follow, root, thread.stmt,
+                                                    thread.path)
+            if not found:  # off its path hint (an edit moved it): found by name
+                found = self._replaying(thread, search, root, thread.stmt)
+                if found is None:
+                    raise NonDeterminismError(
+                        self.state.workflow, thread.id, thread.stmt, thread.status.value
+                    )
+                self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        found[0][0].reads = None if reads is None else (gate, reads)
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
                 self.state.workflow,
@@ -721,6 +757,15 @@ class Operation:
         cancellation) for the Catch or Finally that applies."""
         flow = Flow(thread.unwind, thread.failures) if thread.unwind or thread.failures \
             else Flow()
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, True)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
         try:
             if not thread.stmt:
                 stack = [Frame(None, 0, self._root(thread))]
@@ -759,6 +804,17 @@ class Operation:
                 f"definition() of workflow {self.state.workflow!r} raised while running "
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        if tracer is not None and stack:  # (empty at the thread's end)
+            root = stack[0]
+            if reads is None:  # this replay's reads unknown: the stack is not kept
+                root.reads = None
+            elif root.reads is None:
+                root.reads = (gate, reads)
+            else:
+                root.reads = (gate, root.reads[1] | reads)
         new_threads = self._spawn(thread, flow.spawned) if flow.spawned else ()
         state = self.state
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
@@ -924,6 +980,8 @@ class Operation:
                                        thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None))
         action = step.action if step.timeout is None else _timed(step, ctx)
+        if stack[0].reads is not None:  # kept if the step changes nothing its replay read
+            self.located[thread.id] = (thread.pc, stack, step)
         try:
             yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
         except StepError as exc:
@@ -931,7 +989,10 @@ class Operation:
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         if thread.attempts:
             thread.attempts, thread.error, thread.retry_at = 0, "", None
         return _AFTER_STEP
@@ -970,9 +1031,11 @@ class Operation:
         raise exc
 
     def _check_condition(self, thread: Thread) -> _Moves:
-        _, wait_for = self.locate(thread, WaitFor)
+        stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait_for)
         if wait_for.handler is not None:
             yield from self._run_user_code(
                 wait_for.handler, (), None, thread, "condition handler", wait_for.name
@@ -981,7 +1044,10 @@ class Operation:
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         return CheckpointType.AFTER_CONDITION
 
@@ -994,18 +1060,62 @@ class Operation:
         phase: str,
         name: str,
     ) -> _Moves:
-        """Call user code that may change the data; roll the data back if it fails."""
-        snapshot = converter.unstructure(self.wf)
-        self._user_code()
+        """Call user code that may change the data; roll the data back if it fails.
+
+        What was located before it stays located if the code changed no field
+        its replay read (their saved values compared before and after)."""
+        wf = self.wf
+        snapshot = converter.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
         try:
-            return (yield (fn, args, ctx))
+            output = yield (fn, args, ctx)
         except BaseException as exc:
-            _restore(self.wf, snapshot)
+            _restore(wf, snapshot)
             if not isinstance(exc, Exception):
                 raise
             if phase == "step":
                 raise StepError(name, thread.id, exc) from exc
             raise HandlerError(phase, name, thread.id, exc) from exc
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
+        return output
+
+    def _keep_unchanged(self, kept: dict[str, tuple[int, list[Frame], Stmt]],
+                        snapshot: dict[str, Any]) -> None:
+        """Locate again what was located before user code ran, if the code
+        changed no field its replay read (`snapshot`: the data before it ran)."""
+        wf = self.wf
+        now = None
+        for thread_id, entry in kept.items():
+            recorded = entry[1][0].reads
+            if recorded is None:
+                continue
+            gate, reads = recorded
+            for field in reads:
+                before = snapshot.get(field, snapshot)  # (not saved: never the same)
+                value = getattr(wf, field)
+                if type(value) in _PLAIN:  # saved as it is
+                    if type(before) is not type(value) or before != value:
+                        break
+                else:
+                    if now is None:
+                        now = converter.unstructure(wf)
+                    if before != now.get(field, snapshot):
+                        break
+            else:
+                for frame in entry[1]:  # the thread stopped in each: none ran empty
+                    frame.fresh = False
+                self.located[thread_id] = entry
+                _PAYS[gate] = -1
+
+    def _moved(self, thread: Thread, pc: int) -> None:
+        """The thread moved on at its statement to counter `pc`: where it stands
+        (if still located) is where it stood."""
+        cached = self.located.get(thread.id)
+        if cached is not None and cached[0] == thread.pc:
+            self.located[thread.id] = (pc, cached[1], cached[2])
+        thread.pc = pc
 
     def _user_code(self) -> None:
         """User code is about to run: what was located from the data may be stale."""
@@ -1147,7 +1257,7 @@ class Operation:
                 f"event {req.event!r} is {event.status.value}, not set up: "
                 "resume the instance first"
             )
-        _, wait = self.locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
@@ -1166,6 +1276,8 @@ class Operation:
             thread.pc = state.pc
             state.update_status()
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait)
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), self._handler_context(thread, wait, event),
             thread, "handle", req.event
@@ -1179,7 +1291,10 @@ class Operation:
         thread.status = _RESUMING
         thread.won = req.event
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         state.update_status()
         return output
@@ -1316,6 +1431,13 @@ class Operation:
                 yield from self._checkpoint(kind)
                 if thread.events and thread.events[0] is event:
                     break  # it failed and waits for its retry
+
+
+def _try(gate: tuple[type, str, bool], left: int) -> None:
+    """A recording from `gate` is tried: one try fewer left (see `_PAYS`)."""
+    if len(_PAYS) >= _GATES:
+        _PAYS.clear()
+    _PAYS[gate] = left - 1
 
 
 def _failure_words(state: State) -> str:
