@@ -93,16 +93,11 @@ class Flow:
     statements it passed (`spawned`, with their paths). `advance` changes it;
     the runtime commits it to the thread when the move commits."""
 
-    __slots__ = ("failures", "spawned", "unwind")
-
-    def __init__(self, unwind: str = "", failures: list[Any] | None = None):
-        self.unwind = unwind
-        self.failures = failures if failures is not None else _NONE
-        self.spawned: list[tuple[Go, list[int]]] | None = None
-
-
-#: the failures of a thread that has none (never changed in place: replaced)
-_NONE: list[Any] = []
+    # No __slots__ and no __init__: a move builds one for every run forward, and
+    # `Flow()` that only the class's defaults fill is the cheapest object to make.
+    unwind: str = ""
+    failures: list[Any] = []  # (never changed in place: replaced)
+    spawned: list[tuple[Go, list[int]]] | None = None
 
 
 class Frame:
@@ -223,11 +218,15 @@ def follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | 
     i = 0
     while True:
         target = path[i]
-        stmt = None
+        stmt: Any = None
         while frame.index < target:
-            stmt = frame.next()
-            if stmt is None:
-                return None
+            stmt = next(frame.top, _EXHAUSTED)  # `frame.next()`, inlined (here and below)
+            if isinstance(stmt, Stmt):
+                frame.index += 1
+            else:
+                stmt = frame._flatten(stmt)
+                if stmt is None:
+                    return None
         if i == last:
             return (stack, stmt) if stmt is not None and stmt.name == name else None
         if stmt is None or type(stmt) is Go:  # a negative index: not a path genflow wrote
@@ -271,9 +270,15 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
     """
     while True:
         frame = stack[-1]
-        stmt = frame.next()
+        stmt: Any = next(frame.top, _EXHAUSTED)
+        if isinstance(stmt, Stmt):
+            frame.index += 1
+        else:
+            stmt = frame._flatten(stmt)
         if stmt is None:
-            _pop(stack)
+            stack.pop()  # `_pop`, inlined
+            if frame.one_shot and stack:
+                stack[-1].one_shot = True
             owner = frame.owner
             if type(owner) is Try:  # a branch of a Try ended (its own frame is below)
                 result = _leave(stack, frame, owner, flow)

@@ -473,7 +473,8 @@ class Operation:
     """
 
     __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "state", "tracer", "wf")
+                 "handler_retry", "located", "repaths", "retry", "state", "tracer",
+                 "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -496,6 +497,9 @@ class Operation:
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
         self.tracer = tracer(type(wf)) if self.reuse else None
+        #: the data's snapshot before user code runs (looked up once per operation:
+        #: hooks registered later are seen by the next one)
+        self.unstructure = converter.get_unstructure_hook(type(wf))
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -671,10 +675,11 @@ class Operation:
         except GenflowError:
             raise
         except Exception as exc:
-            raise DefinitionError(
-                f"definition() of workflow {self.state.workflow!r} raised while replaying "
-                f"thread {thread.id!r}: {exc!r}"
-            ) from exc
+            raise self._raised(thread, exc) from exc
+
+    def _raised(self, thread: Thread, exc: Exception) -> DefinitionError:
+        return DefinitionError(f"definition() of workflow {self.state.workflow!r} raised while "
+                               f"replaying thread {thread.id!r}: {exc!r}")
 
     def locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
         """The frames standing after `thread`'s saved statement, and the statement,
@@ -693,15 +698,21 @@ class Operation:
                 if left > 0:
                     _try(gate, left)
         try:
-            root = self._root(thread)
-            found = thread.path and self._replaying(thread, follow, root, thread.stmt,
-                                                    thread.path)
-            if not found:  # off its path hint (an edit moved it): found by name
-                found = self._replaying(thread, search, root, thread.stmt)
-                if found is None:
-                    raise NonDeterminismError(
-                        self.state.workflow, thread.id, thread.stmt, thread.status.value
-                    )
+            root = self._root(thread) if thread.origin else self.definition
+            try:  # (`_replaying`, inlined: a replay is the commonest call of a move)
+                found = follow(root, thread.stmt, thread.path) if thread.path else None
+                searched = found is None
+                if searched:  # off its path hint (an edit moved it): found by name
+                    found = search(root, thread.stmt)
+            except GenflowError:
+                raise
+            except Exception as exc:
+                raise self._raised(thread, exc) from exc
+            if found is None:
+                raise NonDeterminismError(
+                    self.state.workflow, thread.id, thread.stmt, thread.status.value
+                )
+            if searched:
                 self.repaths[thread.id] = (thread.pc, path_of(found[0]))
         finally:
             if reads is not None:
@@ -755,8 +766,9 @@ class Operation:
         wait, or into the Try branch it enters; an UNWINDING thread first
         leaves its statement outward with what it carries (a failure, a
         cancellation) for the Catch or Finally that applies."""
-        flow = Flow(thread.unwind, thread.failures) if thread.unwind or thread.failures \
-            else Flow()
+        flow = Flow()
+        if thread.unwind or thread.failures:
+            flow.unwind, flow.failures = thread.unwind, thread.failures
         tracer = self.tracer
         reads = None
         if tracer is not None:  # record what this replay reads, where that has paid
@@ -832,7 +844,8 @@ class Operation:
                 self._cancel_daemons()
         else:
             self._stop_at(thread, result, stack, events, now)
-            if flow.failures is not thread.failures or flow.unwind != thread.unwind:
+            if flow.unwind != thread.unwind or (flow.failures is not thread.failures
+                                                and (flow.failures or thread.failures)):
                 thread.unwind, thread.failures = flow.unwind, list(flow.failures)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
@@ -982,10 +995,22 @@ class Operation:
         action = step.action if step.timeout is None else _timed(step, ctx)
         if stack[0].reads is not None:  # kept if the step changes nothing its replay read
             self.located[thread.id] = (thread.pc, stack, step)
+        # `_run_user_code`, inlined (one generator less on the hot path)
+        wf = self.wf
+        snapshot = self.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
         try:
-            yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
-        except StepError as exc:
-            return (yield from self._step_failed(thread, step, stack, exc))
+            yield (action, (), ctx)
+        except BaseException as exc:
+            _restore(wf, snapshot)
+            if not isinstance(exc, Exception):
+                raise
+            error = StepError(step.name, thread.id, exc)
+            error.__cause__, error.__suppress_context__ = exc, True
+            return (yield from self._step_failed(thread, step, stack, error))
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
@@ -1065,7 +1090,7 @@ class Operation:
         What was located before it stays located if the code changed no field
         its replay read (their saved values compared before and after)."""
         wf = self.wf
-        snapshot = converter.unstructure(wf)
+        snapshot = self.unstructure(wf)
         kept, self.located = self.located, {}
         self.calls += 1
         try:
@@ -1100,7 +1125,7 @@ class Operation:
                         break
                 else:
                     if now is None:
-                        now = converter.unstructure(wf)
+                        now = self.unstructure(wf)
                     if before != now.get(field, snapshot):
                         break
             else:
@@ -1246,8 +1271,10 @@ class Operation:
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
                 f"(it is {thread.status.value} at {thread.stmt!r})"
             )
-        event = next((e for e in thread.events if e.event == req.event), None)
-        if event is None:
+        for event in thread.events:
+            if event.event == req.event:
+                break
+        else:
             raise UnknownEventError(
                 f"thread {thread.id!r} waits at {thread.stmt!r} for "
                 f"{_event_words(thread)}, not for {req.event!r}"
@@ -1267,7 +1294,8 @@ class Operation:
         teardowns = [
             e for e in thread.events
             if e.status is _SETUP
-            and overrides(self._on(thread, wait, e.event)[1].handler, "teardown")
+            and overrides(on.handler if e is event else self._on(thread, wait, e.event)[1].handler,
+                          "teardown")
         ]
         if isinstance(on, Timeout) and on.raises is not None:  # a timer declared an error
             self._unwind_from(thread, Failure(
