@@ -473,8 +473,8 @@ class Operation:
     """
 
     __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "state", "tracer",
-                 "unstructure", "wf")
+                 "handler_retry", "located", "repaths", "retry", "started", "state",
+                 "tracer", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -507,6 +507,10 @@ class Operation:
         # from the data: `_user_code` empties it and counts the calls.
         self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
         self.calls = 0
+        # Threads started by a move, not moved yet: (`calls` then, their Go). Their
+        # first move takes the Go from here instead of replaying the thread that
+        # ran it, until user code runs (a fan-out of N threads: N replays fewer).
+        self.started: dict[str, tuple[int, Go]] = {}
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
@@ -778,9 +782,15 @@ class Operation:
                 reads = reading(self.wf, tracer)
                 if left > 0:
                     _try(gate, left)
+        started = None
         try:
             if not thread.stmt:
-                stack = [Frame(None, 0, self._root(thread))]
+                started = self.started.pop(thread.id, None) if self.started else None
+                if started is not None and started[0] == self.calls:
+                    body = started[1].body_for(thread.id)  # its Go, just passed
+                else:
+                    started, body = None, self._root(thread)
+                stack = [Frame(None, 0, body)]
             elif thread.won:
                 stack, wait = self.locate(thread, Wait)
                 index, _ = self._on(thread, wait, thread.won)
@@ -821,13 +831,16 @@ class Operation:
                 done_reading(self.wf, reads)
         if tracer is not None and stack:  # (empty at the thread's end)
             root = stack[0]
-            if reads is None:  # this replay's reads unknown: the stack is not kept
+            if reads is None or started is not None:  # reads unknown: the stack is not kept
                 root.reads = None
             elif root.reads is None:
                 root.reads = (gate, reads)
             else:
                 root.reads = (gate, root.reads[1] | reads)
         new_threads = self._spawn(thread, flow.spawned) if flow.spawned else ()
+        if new_threads:
+            for go, _ in flow.spawned or ():  # (each thread's first move takes its Go from here)
+                self.started[go.id] = (self.calls, go)
         state = self.state
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
             return self._enter_catch(thread, stack, result, flow, new_threads)

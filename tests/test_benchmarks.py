@@ -85,3 +85,16 @@ def test_w3_in_a_try_runs_the_same_steps_and_its_finally(tmp_path) -> None:
     # a save per step and one for the Finally's step: the Try itself saves nothing
     assert store.get(iid).version <= w3_durable_steps.STEPS + 4
     store.close()
+
+
+def test_w5_the_last_statement_and_the_last_thread_are_reached() -> None:
+    from benchmarks import w5_scale
+
+    for n in (10, 100):
+        wf = w5_scale.one_event(w5_scale.waiting(w5_scale.Long(size=n)))
+        assert isinstance(wf, w5_scale.Long) and wf.done == n
+        blob = w5_scale.waiting(w5_scale.FanOut(threads=n))
+        _, state = loads(blob)
+        assert len(state.threads) == n
+        wf = w5_scale.one_event(blob, n - 1)
+        assert isinstance(wf, w5_scale.FanOut) and wf.done == 1
