@@ -23,7 +23,7 @@ from .common import Figure, figure, per_call_us
 SIZES = (10, 100, 1000)
 
 
-@genflow.workflow("bench-w5-long")
+@genflow.workflow("scale-w5-long")
 @attrs.define
 class Long:
     size: int = 10
@@ -41,7 +41,7 @@ class Long:
         self.done += 1
 
 
-@genflow.workflow("bench-w5-fanout")
+@genflow.workflow("scale-w5-fanout")
 @attrs.define
 class FanOut:
     threads: int = 10
