@@ -90,11 +90,14 @@ from genflow.replay import (
     Flow,
     Frame,
     advance,
+    done_reading,
     find,
     follow,
     iter_tree,
     path_of,
+    reading,
     search,
+    tracer,
     unwind,
 )
 from genflow.state import (
@@ -166,6 +169,18 @@ DEFAULT_PARALLEL_STEPS = 100
 ONCE = Retry(attempts=1)
 
 _FINAL = (_FINISHED, _CANCELLED)
+#: the types a field's saved value has as it is (no unstructuring): compared directly
+_PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
+#: Recording what a replay reads costs more than most replays (Python-level
+#: properties), so it is done where it has paid: per workflow class and statement
+#: a thread replays from ((recording class, statement, forward?) -> tries left;
+#: -1: it has paid, always record). Replays from a statement recorded `_TRIES`
+#: times without once being kept across user code are not recorded any more.
+#: Correctness never depends on it: unrecorded frames are dropped when user code
+#: runs, as when nothing is recorded at all.
+_PAYS: dict[tuple[type, str, bool], int] = {}
+_TRIES = 3
+_GATES = 4096  # at most this many statements remembered (then forgotten, relearned)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -534,7 +549,11 @@ class Operation:
 
     __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failing", "failure",
                  "handler_retry", "located", "outbox", "parallel_steps", "repaths", "retry",
-                 "state", "wf")
+                 "started", "state", "tracer", "unstructure", "wf")
+
+    #: keep what a replay located across user code that changed nothing it read
+    #: (False: replay after all user code, the rule's reference in the tests)
+    reuse = True
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -552,6 +571,11 @@ class Operation:
         #: raised by the loop once its checkpoint is made
         self.failing: StepError | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
+        #: the class that records what replays read (None: every user code replays)
+        self.tracer = tracer(type(wf)) if self.reuse else None
+        #: the data's snapshot before user code runs (looked up once per operation:
+        #: hooks registered later are seen by the next one)
+        self.unstructure = converter.get_unstructure_hook(type(wf))
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -559,6 +583,10 @@ class Operation:
         # from the data: `_user_code` empties it and counts the calls.
         self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
         self.calls = 0
+        # Threads started by a move, not moved yet: (`calls` then, their Go). Their
+        # first move takes the Go from here instead of replaying the thread that
+        # ran it, until user code runs (a fan-out of N threads: N replays fewer).
+        self.started: dict[str, tuple[int, Go]] = {}
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
@@ -904,10 +932,11 @@ class Operation:
         except GenflowError:
             raise
         except Exception as exc:
-            raise DefinitionError(
-                f"definition() of workflow {self.state.workflow!r} raised while replaying "
-                f"thread {thread.id!r}: {exc!r}"
-            ) from exc
+            raise self._raised(thread, exc) from exc
+
+    def _raised(self, thread: Thread, exc: Exception) -> DefinitionError:
+        return DefinitionError(f"definition() of workflow {self.state.workflow!r} raised while "
+                               f"replaying thread {thread.id!r}: {exc!r}")
 
     def locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
         """The frames standing after `thread`'s saved statement, and the statement,
@@ -916,15 +945,36 @@ class Operation:
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
-        root = self._root(thread)
-        found = thread.path and self._replaying(thread, follow, root, thread.stmt, thread.path)
-        if not found:  # off its path hint (an edit moved it): found by name
-            found = self._replaying(thread, search, root, thread.stmt)
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, False)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
+        try:
+            root = self._root(thread) if thread.origin else self.definition
+            try:  # (`_replaying`, inlined: a replay is the commonest call of a move)
+                found = follow(root, thread.stmt, thread.path) if thread.path else None
+                searched = found is None
+                if searched:  # off its path hint (an edit moved it): found by name
+                    found = search(root, thread.stmt)
+            except GenflowError:
+                raise
+            except Exception as exc:
+                raise self._raised(thread, exc) from exc
             if found is None:
                 raise NonDeterminismError(
                     self.state.workflow, thread.id, thread.stmt, thread.status.value
                 )
-            self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+            if searched:
+                self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        found[0][0].reads = None if reads is None else (gate, reads)
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
                 self.state.workflow,
@@ -973,11 +1023,27 @@ class Operation:
         wait, or into the Try branch it enters; an UNWINDING thread first
         leaves its statement outward with what it carries (a failure, a
         cancellation) for the Catch or Finally that applies."""
-        flow = Flow(thread.unwind, thread.failures) if thread.unwind or thread.failures \
-            else Flow()
+        flow = Flow()
+        if thread.unwind or thread.failures:
+            flow.unwind, flow.failures = thread.unwind, thread.failures
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, True)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
+        started = None
         try:
             if not thread.stmt:
-                stack = [Frame(None, 0, self._root(thread))]
+                started = self.started.pop(thread.id, None) if self.started else None
+                if started is not None and started[0] == self.calls:
+                    body = started[1].body_for(thread.id)  # its Go, just passed
+                else:
+                    started, body = None, self._root(thread)
+                stack = [Frame(None, 0, body)]
             elif thread.won:
                 stack, wait = self.locate(thread, Wait)
                 index, _ = self._on(thread, wait, thread.won)
@@ -1013,7 +1079,21 @@ class Operation:
                 f"definition() of workflow {self.state.workflow!r} raised while running "
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        if tracer is not None and stack:  # (empty at the thread's end)
+            root = stack[0]
+            if reads is None or started is not None:  # reads unknown: the stack is not kept
+                root.reads = None
+            elif root.reads is None:
+                root.reads = (gate, reads)
+            else:
+                root.reads = (gate, root.reads[1] | reads)
         new_threads = self._spawn(thread, flow.spawned) if flow.spawned else ()
+        if new_threads:
+            for go, _ in flow.spawned or ():  # (each thread's first move takes its Go from here)
+                self.started[go.id] = (self.calls, go)
         state = self.state
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
             return self._enter_catch(thread, stack, result, flow, new_threads)
@@ -1030,7 +1110,8 @@ class Operation:
                 self._cancel_daemons()
         else:
             self._stop_at(thread, result, stack, events, now)
-            if flow.failures is not thread.failures or flow.unwind != thread.unwind:
+            if flow.unwind != thread.unwind or (flow.failures is not thread.failures
+                                                and (flow.failures or thread.failures)):
                 thread.unwind, thread.failures = flow.unwind, list(flow.failures)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
@@ -1179,14 +1260,33 @@ class Operation:
                                        thread.failures[-1] if thread.failures else None, None,
                                        self.outbox))
         action = step.action if step.timeout is None else _timed(step, ctx)
+        if stack[0].reads is not None:  # kept if the step changes nothing its replay read
+            self.located[thread.id] = (thread.pc, stack, step)
+        # `_run_user_code`, inlined (one generator less on the hot path)
+        wf = self.wf
+        snapshot = self.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
+        asked = len(self.outbox.intents)
         try:
-            yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
-        except StepError as exc:
-            return (yield from self._step_failed(thread, step, stack, exc))
+            yield (action, (), ctx)
+        except BaseException as exc:
+            _restore(wf, snapshot)
+            del self.outbox.intents[asked:]  # what it asked for goes with its changes
+            if not isinstance(exc, Exception):
+                raise
+            error = StepError(step.name, thread.id, exc)
+            error.__cause__, error.__suppress_context__ = exc, True
+            return (yield from self._step_failed(thread, step, stack, error))
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         if thread.attempts:
             thread.attempts, thread.error, thread.retry_at = 0, "", None
         return _AFTER_STEP
@@ -1225,9 +1325,11 @@ class Operation:
         raise exc
 
     def _check_condition(self, thread: Thread) -> _Moves:
-        _, wait_for = self.locate(thread, WaitFor)
+        stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait_for)
         if wait_for.handler is not None:
             yield from self._run_user_code(
                 wait_for.handler, (), None, thread, "condition handler", wait_for.name
@@ -1236,7 +1338,10 @@ class Operation:
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         return CheckpointType.AFTER_CONDITION
 
@@ -1249,20 +1354,65 @@ class Operation:
         phase: str,
         name: str,
     ) -> _Moves:
-        """Call user code that may change the data; roll the data back if it fails."""
-        snapshot = converter.unstructure(self.wf)
-        self._user_code()
+        """Call user code that may change the data; roll the data back if it fails
+        (and what it asked of the outbox).
+
+        What was located before it stays located if the code changed no field
+        its replay read (their saved values compared before and after)."""
+        wf = self.wf
+        snapshot = self.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
         asked = len(self.outbox.intents)
         try:
-            return (yield (fn, args, ctx))
+            output = yield (fn, args, ctx)
         except BaseException as exc:
-            _restore(self.wf, snapshot)
+            _restore(wf, snapshot)
             del self.outbox.intents[asked:]  # what it asked for goes with its changes
             if not isinstance(exc, Exception):
                 raise
             if phase == "step":
                 raise StepError(name, thread.id, exc) from exc
             raise HandlerError(phase, name, thread.id, exc) from exc
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
+        return output
+
+    def _keep_unchanged(self, kept: dict[str, tuple[int, list[Frame], Stmt]],
+                        snapshot: dict[str, Any]) -> None:
+        """Locate again what was located before user code ran, if the code
+        changed no field its replay read (`snapshot`: the data before it ran)."""
+        wf = self.wf
+        now = None
+        for thread_id, entry in kept.items():
+            recorded = entry[1][0].reads
+            if recorded is None:
+                continue
+            gate, reads = recorded
+            for field in reads:
+                before = snapshot.get(field, snapshot)  # (not saved: never the same)
+                value = getattr(wf, field)
+                if type(value) in _PLAIN:  # saved as it is
+                    if type(before) is not type(value) or before != value:
+                        break
+                else:
+                    if now is None:
+                        now = self.unstructure(wf)
+                    if before != now.get(field, snapshot):
+                        break
+            else:
+                for frame in entry[1]:  # the thread stopped in each: none ran empty
+                    frame.fresh = False
+                self.located[thread_id] = entry
+                _PAYS[gate] = -1
+
+    def _moved(self, thread: Thread, pc: int) -> None:
+        """The thread moved on at its statement to counter `pc`: where it stands
+        (if still located) is where it stood."""
+        cached = self.located.get(thread.id)
+        if cached is not None and cached[0] == thread.pc:
+            self.located[thread.id] = (pc, cached[1], cached[2])
+        thread.pc = pc
 
     def _user_code(self) -> None:
         """User code is about to run: what was located from the data may be stale."""
@@ -1399,8 +1549,10 @@ class Operation:
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
                 f"(it is {thread.status.value} at {thread.stmt!r})"
             )
-        event = next((e for e in thread.events if e.event == req.event), None)
-        if event is None:
+        for event in thread.events:
+            if event.event == req.event:
+                break
+        else:
             raise UnknownEventError(
                 f"thread {thread.id!r} waits at {thread.stmt!r} for "
                 f"{_event_words(thread)}, not for {req.event!r}"
@@ -1410,7 +1562,7 @@ class Operation:
                 f"event {req.event!r} is {event.status.value}, not set up: "
                 "resume the instance first"
             )
-        _, wait = self.locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
@@ -1422,7 +1574,8 @@ class Operation:
         teardowns = [
             e for e in thread.events
             if e.status is _SETUP
-            and overrides(self._on(thread, wait, e.event)[1].handler, "teardown")
+            and overrides(on.handler if e is event else self._on(thread, wait, e.event)[1].handler,
+                          "teardown")
         ]
         if isinstance(on, Timeout) and on.raises is not None:  # a timer declared an error
             self._unwind_from(thread, Failure(
@@ -1431,6 +1584,8 @@ class Operation:
             thread.pc = state.pc
             state.update_status()
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait)
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), self._handler_context(thread, wait, event),
             thread, "handle", req.event
@@ -1444,7 +1599,10 @@ class Operation:
         thread.status = _RESUMING
         thread.won = req.event
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         state.update_status()
         return output
@@ -1652,6 +1810,13 @@ class Operation:
                 yield from self._checkpoint(kind)
                 if thread.events and thread.events[0] is event:
                     break  # it failed and waits for its retry
+
+
+def _try(gate: tuple[type, str, bool], left: int) -> None:
+    """A recording from `gate` is tried: one try fewer left (see `_PAYS`)."""
+    if len(_PAYS) >= _GATES:
+        _PAYS.clear()
+    _PAYS[gate] = left - 1
 
 
 def _failure_words(state: State) -> str:

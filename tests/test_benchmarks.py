@@ -94,3 +94,16 @@ def test_fan_out_backs_up_25_files_at_once_and_one_at_a_time() -> None:
     for parallel in (100, 1):
         fan_out.wall_ms(MemoryStore(), parallel)  # (checks the backup itself)
         assert STORAGE.peak == (25 if parallel > 1 else 1)
+
+
+def test_w5_the_last_statement_and_the_last_thread_are_reached() -> None:
+    from benchmarks import w5_scale
+
+    for n in (10, 100):
+        wf = w5_scale.one_event(w5_scale.waiting(w5_scale.Long(size=n)))
+        assert isinstance(wf, w5_scale.Long) and wf.done == n
+        blob = w5_scale.waiting(w5_scale.FanOut(threads=n))
+        _, state = loads(blob)
+        assert len(state.threads) == n
+        wf = w5_scale.one_event(blob, n - 1)
+        assert isinstance(wf, w5_scale.FanOut) and wf.done == 1

@@ -967,7 +967,9 @@ class Poller:
     polls: int = 0
 
     def definition(self):
-        yield For("polling", self not in SEEN, Step("poll", self.poll))
+        # reads `polls`, which each poll changes: the definition is replayed after
+        # every poll, and in the run that never stops it then sees SEEN
+        yield For("polling", self not in SEEN and self.polls >= 0, Step("poll", self.poll))
         yield Wait("done?", On("done", self.poll))
 
     def poll(self) -> None:
