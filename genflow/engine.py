@@ -57,6 +57,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
+from genflow.observe import Observer, fields
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.retention import RetentionRunner
@@ -128,7 +129,9 @@ class Engine:
     (default: one attempt, so a failing step fails the instance at once);
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
-    store's journal (off by default).
+    store's journal, and each step run and handler call with its start, end
+    and attempt (off by default). `otel=False` keeps OpenTelemetry out of this
+    engine even when it is installed (`genflow.observe`).
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class Engine:
         handler_retry: Retry | None = None,
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
+        otel: bool = True,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -163,6 +167,8 @@ class Engine:
         self.queues = Queues(self)
         self.retention = RetentionRunner(self)
         self._queue_wake: _dt.datetime | None = None
+        #: logs, spans, metrics and the journal's timings (genflow.observe)
+        self.observer = Observer(self, otel=otel)
 
     # -- public sync API --
 
@@ -176,7 +182,7 @@ class Engine:
         admits it (`genflow.queues`; lower `priority` first), then a worker
         runs it.
         """
-        return drive(self._start(data, id, run, queue, priority))
+        return drive(self._start(data, id, run, queue, priority), self.observer.watching())
 
     def send(
         self,
@@ -198,7 +204,8 @@ class Engine:
         stays one: `genflow.codec.unstructure` makes it plain for a wire).
         Timers are fired by the clock only: sending a timer's name is refused.
         """
-        return drive(self._send(instance_id, event, payload, thread, pc, timeout))
+        return drive(self._send(instance_id, event, payload, thread, pc, timeout),
+                     self.observer.watching())
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -216,7 +223,7 @@ class Engine:
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """
-        drive(self._cancel(instance_id, timeout))
+        drive(self._cancel(instance_id, timeout), self.observer.watching())
 
     def move(self, instance_id: str, thread: str, statement: str, *,
              timeout: float = 30.0) -> None:
@@ -227,20 +234,21 @@ class Engine:
         statement or a thread cannot stand there. Recorded in the journal even
         when the journal is off: repairs are always on record.
         """
-        drive(self._move(instance_id, thread, statement, timeout))
+        drive(self._move(instance_id, thread, statement, timeout), self.observer.watching())
 
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        return drive(self._run_due(limit))
+        return drive(self._run_due(limit), self.observer.watching())
 
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
                           queue: str | None = None, priority: int = 0) -> str:
-        return await drive_async(self._start(data, id, run, queue, priority))
+        return await drive_async(self._start(data, id, run, queue, priority),
+                                 self.observer.watching())
 
     async def send_async(
         self,
@@ -252,17 +260,19 @@ class Engine:
         pc: int | None = None,
         timeout: float = 30.0,
     ) -> Any:
-        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout))
+        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout),
+                                 self.observer.watching())
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        await drive_async(self._cancel(instance_id, timeout))
+        await drive_async(self._cancel(instance_id, timeout), self.observer.watching())
 
     async def move_async(self, instance_id: str, thread: str, statement: str, *,
                          timeout: float = 30.0) -> None:
-        await drive_async(self._move(instance_id, thread, statement, timeout))
+        await drive_async(self._move(instance_id, thread, statement, timeout),
+                          self.observer.watching())
 
     async def run_due_async(self, limit: int = 100) -> int:
-        return await drive_async(self._run_due(limit))
+        return await drive_async(self._run_due(limit), self.observer.watching())
 
     # -- reading --
 
@@ -355,12 +365,12 @@ class Engine:
                 _worker_log.warning(
                     "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     self.owner, failures, exc, wait,
-                    extra={"attempt": failures, "wait": wait, "error": type(exc).__name__})
+                    extra=fields(wait=wait, store_attempt=failures, error=type(exc).__name__))
                 self._sleep(wait)
                 continue
             if failures:
                 _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
-                                 self.owner, failures, extra={"attempts": failures})
+                                 self.owner, failures, extra=fields(store_attempts=failures))
                 failures = 0
             total += done
             if done:
@@ -396,7 +406,7 @@ class Engine:
             except Exception as exc:  # a bug there must not end the worker loop
                 _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
                                   getattr(part, "__qualname__", part), type(exc).__name__, exc,
-                                  extra={"error": type(exc).__name__})
+                                  extra=fields(error=type(exc).__name__))
         return done
 
     def _admit(self) -> int:
@@ -426,8 +436,10 @@ class Engine:
     # -- operations, one generator each, driven by the core's drivers --
 
     def _operation(self, wf: Any, state: State, checkpoint: Any) -> Operation:
-        return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
-                         handler_retry=self.handler_retry)
+        op = Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
+                       handler_retry=self.handler_retry)
+        checkpoint.op = op
+        return op
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
                priority: int = 0) -> _Ops:
@@ -436,6 +448,8 @@ class Engine:
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
+        watch = self.observer.begin("start", instance_id)
+        self.observer.keep_trace(state)
         now = self.clock()
         if queue is not None:  # it waits for admission: no wake_at, no lease
             self.queues.enqueue(InstanceRecord(
@@ -443,6 +457,7 @@ class Engine:
                 blob=dumps(data, state, check=True)), data, queue, priority)
             self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
             self.store.notify_wake()
+            watch.end()
             return instance_id
         record = self.store.create(
             InstanceRecord(
@@ -462,15 +477,22 @@ class Engine:
                 self._settle(saver, op)
             finally:
                 self._release(instance_id, saver.record)
+                watch.end()
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
+            watch.end()
         return instance_id
 
     def _send(
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
         pc: int | None, timeout: float,
     ) -> _Ops:
-        record = self._acquire(instance_id, timeout)
+        watch = self.observer.begin("send", instance_id)
+        try:
+            record = self._acquire(instance_id, timeout)
+        except BaseException:
+            watch.end()
+            raise
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
@@ -481,23 +503,29 @@ class Engine:
             saver.bind(wf, state)
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
+            self.observer.keep_trace(state)
             op = self._operation(wf, state, saver)
             output = yield from op.deliver(req, payload, self.max_moves)
             self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
+            watch.end()
         return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
-        record = self._acquire(instance_id, timeout)
-        saver = _Saver(self, record, None, None)
+        watch = self.observer.begin("cancel", instance_id)
+        saver = None
         try:
+            record = self._acquire(instance_id, timeout)
+            saver = _Saver(self, record, None, None)
             wf, state = self._load(record)
             saver.bind(wf, state)
             yield from self._cancel_moves(saver, wf, state)
             self._record(instance_id, [("cancel", {"by": self.owner})], repair=True)
         finally:
-            self._release(instance_id, saver.record)
+            if saver is not None:
+                self._release(instance_id, saver.record)
+            watch.end()
 
     def _cancel_moves(self, saver: _Saver, wf: Any, state: State) -> _Ops:
         """Cancel under the lease: teardowns that fail are retried later, by policy."""
@@ -511,10 +539,15 @@ class Engine:
         if left:
             log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
                         state.id, state.status.value, ", ".join(left),
-                        extra={"instance": state.id, "workflow": state.workflow})
+                        extra=fields(state.id, state.workflow))
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
-        record = self._acquire(instance_id, timeout)
+        watch = self.observer.begin("move", instance_id)
+        try:
+            record = self._acquire(instance_id, timeout)
+        except BaseException:
+            watch.end()
+            raise
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
@@ -532,6 +565,7 @@ class Engine:
             self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
+            watch.end()
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
@@ -540,9 +574,11 @@ class Engine:
         for record in records:
             KEEPER.hold(self, record.id)
             saver = _Saver(self, record, None, None)
+            watch = None
             try:
                 wf, state = self._load(record)
                 saver.bind(wf, state)
+                watch = self.observer.begin("run", record.id, state)
                 if state.status is WorkflowStatus.CANCELLED:
                     yield from self._cancel_moves(saver, wf, state)
                 else:
@@ -560,6 +596,8 @@ class Engine:
                 self._quarantine(saver.record, exc)
             finally:
                 self._release(record.id, saver.record)
+                if watch is not None:
+                    watch.end()
         return len(records)
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
@@ -581,8 +619,7 @@ class Engine:
         if failure is not None:
             self._record(state.id, [("failure", {"error": f"{type(failure).__name__}: "
                                                           f"{failure}"})])
-            log.warning("instance %s: %s", state.id, failure,
-                        extra={"instance": state.id, "workflow": state.workflow})
+            self.observer.settled(state, failure)
 
     # -- helpers --
 
@@ -640,7 +677,7 @@ class Engine:
                 log.warning(
                     "instance %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     instance_id, failures, exc, wait,
-                    extra={"instance": instance_id, "attempt": failures, "wait": wait})
+                    extra=fields(instance_id, wait=wait, store_attempt=failures))
                 time.sleep(wait)
                 continue
             if record is not None:
@@ -729,6 +766,8 @@ class Engine:
         is the instance as this engine last wrote it: if that write already
         dropped the lease (`_settle`), there is nothing to write."""
         KEEPER.drop(self, instance_id)
+        if self.observer.pending:  # step calls whose timings no checkpoint wrote
+            self._record(instance_id, self.observer.take(instance_id))
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:
@@ -743,7 +782,7 @@ class Engine:
         row or the code, then retries it."""
         reason = f"{type(exc).__name__}: {exc}"
         log.error("instance %s cannot be run and is set aside: %s", record.id, reason,
-                  extra={"instance": record.id, "workflow": record.workflow})
+                  extra=fields(record.id, record.workflow, error=reason))
         with contextlib.suppress(GenflowError):
             self.store.save(
                 record.replace(status=_FAILED.value, error=reason, wake_at=None,
@@ -763,7 +802,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "notes", "record", "state", "wf")
+    __slots__ = ("dirty", "engine", "notes", "op", "record", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -772,6 +811,7 @@ class _Saver:
         self.state = state
         self.dirty = False
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
+        self.op: Operation | None = None  # (set by `Engine._operation`)
 
     def bind(self, wf: Any, state: State) -> None:
         self.wf, self.state = wf, state
@@ -789,8 +829,12 @@ class _Saver:
             self.record = engine._save(self.record, self.wf, state)
             self.dirty = False
             self._journal()
+        op = self.op
+        if (op is not None and op.failed is not None) or log.isEnabledFor(logging.DEBUG):
+            engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
         if engine.journal:
-            engine._record(self.record.id, [(kind.value, _positions(state))])
+            engine._record(self.record.id, [*engine.observer.take(state.id),
+                                            (kind.value, _positions(state))])
 
     def _journal(self) -> None:
         """Write the noted entries: they are on record once what they tell is saved."""

@@ -33,7 +33,7 @@ import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -207,8 +207,23 @@ _Call = tuple[Callable[..., Any], tuple[Any, ...], StepContext | None]
 _Moves = Generator[_Call, Any, Any]
 
 
-def drive(moves: _Moves) -> Any:
-    """Run an operation's moves (see `Operation`), calling the user code they yield."""
+class Watcher(Protocol):
+    """What a driver calls user code through when something watches it (the
+    engine's `genflow.observe.Observer`: spans, timings, logs)."""
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], ctx: StepContext) -> Any: ...
+
+    async def call_async(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                         ctx: StepContext) -> Any: ...
+
+
+def drive(moves: _Moves, watch: Watcher | None = None) -> Any:
+    """Run an operation's moves (see `Operation`), calling the user code they yield.
+
+    With `watch`, each step and handler call (those with a `StepContext`) is
+    made through `watch.call`; without, this loop is all there is."""
+    if watch is not None:
+        return _drive_watched(moves, watch)
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -231,7 +246,42 @@ def drive(moves: _Moves) -> Any:
                 _current.reset(token)
 
 
-async def drive_async(moves: _Moves) -> Any:
+def _drive_watched(moves: _Moves, watch: Watcher) -> Any:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = moves.throw(error) if error is not None else moves.send(value)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        fn, args, ctx = call
+        token = _current.set(ctx) if ctx is not None else None
+        try:
+            value = fn(*args) if ctx is None else watch.call(_sync_only(fn), args, ctx)
+            if value is not None and inspect.isawaitable(value):
+                getattr(value, "close", lambda: None)()
+                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+        except BaseException as exc:
+            error, value = exc, None
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+
+def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, refusing a coroutine it returns (the sync driver's rule) inside the watch."""
+    def call(*args: Any) -> Any:
+        value = fn(*args)
+        if value is not None and inspect.isawaitable(value):
+            getattr(value, "close", lambda: None)()
+            raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+        return value
+    call.__name__ = getattr(fn, "__name__", "call")
+    return call
+
+
+async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
     """As `drive`, awaiting what user code returns when it is awaitable."""
     value: Any = None
     error: BaseException | None = None
@@ -244,6 +294,9 @@ async def drive_async(moves: _Moves) -> Any:
         fn, args, ctx = call
         token = _current.set(ctx) if ctx is not None else None
         try:
+            if watch is not None and ctx is not None:
+                value = await watch.call_async(fn, args, ctx)
+                continue
             value = fn(*args)
             if value is not None and inspect.isawaitable(value):
                 value = await value
@@ -457,7 +510,7 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
+    __slots__ = ("calls", "checkpoint", "clock", "definition", "failed", "failing", "failure",
                  "handler_retry", "located", "repaths", "retry", "state", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
@@ -474,6 +527,9 @@ class Operation:
         #: a failure that reached a thread's top after its Finally bodies ran:
         #: raised by the loop once its checkpoint is made
         self.failing: StepError | None = None
+        #: the (thread, event or None) whose step or handler failed last: its
+        #: attempt, error and next try are on it (the engine logs them)
+        self.failed: tuple[Thread, WaitEvent | None] | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
@@ -947,6 +1003,7 @@ class Operation:
         cause = exc.__cause__ or exc
         exc.retry, exc.attempt = policy, attempt
         state = self.state
+        self.failed = (thread, None)
         # -- commit: the attempt is counted; the thread stays at the step, with
         # the same counter, so the retry keeps the step's idempotency key --
         state.pc += 1
@@ -1074,6 +1131,7 @@ class Operation:
         resume tries again; with one exhausted, the instance is FAILED)."""
         event.status = status
         event.error = repr(exc)
+        self.failed = (thread, event)
         error = HandlerError(phase, event.event, thread.id, exc)
         error.__cause__ = exc
         if policy is not None:

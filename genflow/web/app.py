@@ -40,6 +40,7 @@ from genflow.errors import (
     UnknownThreadError,
     WorkflowFinishedError,
 )
+from genflow.observe import fields
 from genflow.registry import registered
 from genflow.render.svg import dot_program
 from genflow.render.views import Diagrams, asset, marks_css
@@ -246,7 +247,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _bug(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc,
-              extra={"path": request.url.path})
+              extra=fields(path=request.url.path))
     return JSONResponse({"error": {"type": "InternalError", "message":
                                    "the server failed unexpectedly (logged on genflow.web): "
                                    "this is a bug, please report it"}}, 500)
