@@ -131,7 +131,9 @@ class Engine:
     backing off to five minutes). `journal=True` records every move in the
     store's journal, and each step run and handler call with its start, end
     and attempt (off by default). `otel=False` keeps OpenTelemetry out of this
-    engine even when it is installed (`genflow.observe`).
+    engine even when it is installed (`genflow.observe`); `tracer_provider` and
+    `meter_provider` are the OpenTelemetry providers to use instead of the
+    global ones (as instrumentations take them).
     """
 
     def __init__(
@@ -147,6 +149,8 @@ class Engine:
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
         otel: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -168,7 +172,8 @@ class Engine:
         self.retention = RetentionRunner(self)
         self._queue_wake: _dt.datetime | None = None
         #: logs, spans, metrics and the journal's timings (genflow.observe)
-        self.observer = Observer(self, otel=otel)
+        self.observer = Observer(self, otel=otel, tracer_provider=tracer_provider,
+                                 meter_provider=meter_provider)
 
     # -- public sync API --
 

@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from genflow.state import CheckpointType, State, ThreadStatus, WorkflowStatus
 
@@ -156,10 +158,30 @@ class Metrics:
     * ``genflow.due.backlog``: instances due now and not yet claimed (a gauge, read
       from the store when the SDK collects);
     * ``genflow.step.duration``: seconds per step run and handler call (a histogram).
+
+    Made once per meter provider and shared by the engines that use it.
     """
 
-    def __init__(self, api: Any, engine: Engine) -> None:
-        meter = api.metrics.get_meter("genflow")
+    _made: ClassVar[dict[int, Metrics]] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def of(cls, api: Any, engine: Engine, provider: Any) -> Metrics:
+        with cls._lock:
+            key = id(provider)  # (None: the global provider)
+            made = cls._made.get(key)
+            if made is None:
+                made = cls._made[key] = cls(api, provider)
+            made.engines.add(engine)
+            return made
+
+    def __init__(self, api: Any, provider: Any = None) -> None:
+        from genflow import __version__
+
+        #: the engines whose due backlog the gauge reads (each with its store)
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self.provider = provider  # (kept: its id is this one's key)
+        meter = api.metrics.get_meter("genflow", __version__, meter_provider=provider)
         self.steps = meter.create_counter("genflow.steps", unit="{run}",
                                           description="step runs and handler calls")
         self.failures = meter.create_counter("genflow.step.failures", unit="{run}",
@@ -177,7 +199,9 @@ class Metrics:
         observation = api.metrics.Observation
 
         def backlog(_options: Any) -> list[Any]:
-            return [observation(engine.store.count_due(engine.clock(), engine.runs()))]
+            return [observation(engine.store.count_due(engine.clock(), engine.runs()),
+                                {"genflow.engine": engine.owner})
+                    for engine in list(self.engines)]
 
         meter.create_observable_gauge("genflow.due.backlog", [backlog], unit="{instance}",
                                       description="instances due now, not yet claimed")
@@ -216,16 +240,18 @@ class Observer:
     when it is installed.
     """
 
-    def __init__(self, engine: Engine, *, otel: bool = True) -> None:
+    def __init__(self, engine: Engine, *, otel: bool = True, tracer_provider: Any = None,
+                 meter_provider: Any = None) -> None:
         self.engine = engine
-        self.api = _Otel.get() if otel else None
+        self.api: Any = _Otel.get() if otel else None
         self.tracer: Any = None
         self.metrics: Metrics | None = None
         if self.api is not None:
             from genflow import __version__
 
-            self.tracer = self.api.trace.get_tracer("genflow", __version__)
-            self.metrics = Metrics(self.api, engine)
+            self.tracer = self.api.trace.get_tracer("genflow", __version__,
+                                                    tracer_provider=tracer_provider)
+            self.metrics = Metrics.of(self.api, engine, meter_provider)
         #: journal entries of the step calls not written yet, per instance
         self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
@@ -303,8 +329,11 @@ class Observer:
         if failure is None:
             return
         thread = next((t for t in state.threads if t.attempts), None)
-        extra = fields(state.id, state.workflow, thread and thread.id, thread and thread.stmt,
-                       thread and thread.attempts, error=type(failure).__name__)
+        if thread is None:
+            extra = fields(state.id, state.workflow, error=type(failure).__name__)
+        else:
+            extra = fields(state.id, state.workflow, thread.id, thread.stmt, thread.attempts,
+                           error=type(failure).__name__)
         if state.status is _FAILED:
             log.error("instance %s failed: %s", state.id, failure, extra=extra)
             if self.metrics is not None:

@@ -275,6 +275,15 @@ class Store(abc.ABC):
         """The earliest `wake_at` of all instances (of `workflows`): how long a
         worker may sleep."""
 
+    def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:
+        """How many instances (of `workflows`) are due at `now` and leased to no
+        one: the backlog a worker has yet to claim (the metric
+        ``genflow.due.backlog``). This default pages through the store; the
+        stores count in one query."""
+        return sum(1 for r in self.scan() if r.wake_at is not None and r.wake_at <= now
+                   and (r.lease_owner is None or r.lease_until is None or r.lease_until <= now)
+                   and (workflows is None or r.workflow in workflows))
+
     # -- grouping writes --
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:

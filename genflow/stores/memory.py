@@ -130,6 +130,12 @@ class MemoryStore(SchedulingMemory, Store):
                 claimed.append(row)
             return claimed
 
+    def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._rows.values()
+                       if r.wake_at is not None and r.wake_at <= now and lease_free(r, None, now)
+                       and (workflows is None or r.workflow in workflows))
+
     def release(self, instance_id: str, owner: str) -> None:
         self._writable()
         with self._lock:

@@ -1,0 +1,679 @@
+"""Logs, traces, metrics and the journal's timings (genflow.observe).
+
+Logging is checked through a handler that keeps each record's `__dict__` (what a
+JSON formatter prints); OpenTelemetry through the SDK's in-memory exporters,
+handed to the engine as its providers (no global state shared between tests).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import genflow
+from genflow import For, On, Step, Wait, current_step
+from genflow.codec import dumps, loads
+from genflow.engine import Engine
+from genflow.errors import CorruptStateError, UnknownEventError
+from genflow.handlers import Handler
+from genflow.observe import FIELDS, current_traceparent, traced
+from genflow.state import Parent, new_state
+from genflow.statements import Retry, Try
+from genflow.stores import MemoryStore
+from genflow.testing import FakeClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+
+@genflow.workflow("obs-flaky")
+@attrs.define
+class Flaky:
+    """A step that fails `fails` times, then a wait, then a last step."""
+
+    fails: int = 1
+    done: int = 0
+
+    def definition(self):
+        yield Step("charge", self.charge, retry=Retry(attempts=3, backoff=5))
+        yield Wait("confirm", On("confirmed", self.confirmed))
+        yield Step("ship", self.ship)
+
+    def charge(self) -> None:
+        if current_step().attempt <= self.fails:
+            raise ConnectionError("the bank is down")
+
+    def confirmed(self, payload: str) -> str:
+        return f"ok {payload}"
+
+    def ship(self) -> None:
+        self.done += 1
+
+
+@genflow.workflow("obs-broken")
+@attrs.define
+class Broken:
+    def definition(self):
+        yield Step("explode", self.explode)
+
+    def explode(self) -> None:
+        raise ValueError("no")
+
+
+@genflow.workflow("obs-caught")
+@attrs.define
+class Caught:
+    handled: bool = False
+
+    def definition(self):
+        yield Try("attempt", Step("explode", self.explode, retry=Retry(attempts=1))).Catch(
+            "recover", Step("handle", self.handle), errors=ValueError)
+
+    def explode(self) -> None:
+        raise ValueError("no")
+
+    def handle(self) -> None:
+        self.handled = True
+
+
+class Hook(Handler):
+    """A handler with a setup (a call of user code on the way into the wait)."""
+
+    def setup(self, req):
+        return {"url": f"https://example.test/{req.instance_id}"}
+
+    def handle(self, req, payload: Any = None) -> str:
+        return "done"
+
+
+@genflow.workflow("obs-hooked")
+@attrs.define
+class Hooked:
+    n: int = 0
+
+    def definition(self):
+        yield For("loop", self.n < 2, Step("tick", self.tick))
+        yield Wait("hook", On("called", Hook()))
+
+    def tick(self) -> None:
+        self.n += 1
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    """Every record's `__dict__`, as a JSON formatter sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.dicts: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.dicts.append({**record.__dict__, "message": record.getMessage()})
+
+    def at(self, level: str) -> list[dict[str, Any]]:
+        return [d for d in self.dicts if d["levelname"] == level]
+
+
+@pytest.fixture
+def records():
+    handler = Records()
+    top = logging.getLogger("genflow")
+    level = top.level
+    top.addHandler(handler)
+    top.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        top.removeHandler(handler)
+        top.setLevel(level)
+
+
+def _engine(**kw: Any) -> tuple[Engine, FakeClock]:
+    clock = FakeClock()
+    return Engine(MemoryStore(), clock=clock, otel=False, **kw), clock
+
+
+def test_every_record_carries_the_fields_and_a_json_formatter_shows_them(records):
+    engine, clock = _engine()
+    engine.start(Flaky(fails=1), id="f1")
+    clock.advance(seconds=10)
+    engine.run_due()
+    engine.send("f1", "confirmed", "yes")
+    engine.start(Broken(), id="b1")
+    assert records.dicts
+    for record in records.dicts:
+        assert record["name"].startswith("genflow."), record["name"]
+        for name in FIELDS:
+            assert name in record, (name, record["message"])
+        json.dumps({k: record[k] for k in (*FIELDS, "message", "levelname")}, default=str)
+    steps = [r for r in records.at("DEBUG") if r["statement"] == "ship"]
+    assert steps and all(r["instance_id"] == "f1" and r["workflow"] == "obs-flaky"
+                         and r["thread_id"] == "_main_" and r["attempt"] == 1 for r in steps)
+
+
+def test_a_step_that_will_be_retried_is_a_warning_with_its_attempt_and_next_try(records):
+    engine, clock = _engine()
+    engine.start(Flaky(fails=2), id="f2")
+    warnings = records.at("WARNING")
+    assert len(warnings) == 1
+    (warning,) = warnings
+    assert (warning["instance_id"], warning["workflow"], warning["thread_id"],
+            warning["statement"], warning["attempt"]) == ("f2", "obs-flaky", "_main_",
+                                                          "charge", 1)
+    assert warning["retry_at"] == clock.now + __import__("datetime").timedelta(seconds=5)
+    assert "next try at" in warning["message"] and "the bank is down" in warning["message"]
+    clock.advance(seconds=5)
+    engine.run_due()
+    assert [w["attempt"] for w in records.at("WARNING")] == [1, 2]
+    assert not records.at("ERROR")
+
+
+def test_an_instance_that_fails_is_an_error(records):
+    engine, _ = _engine()
+    engine.start(Broken(), id="b2")
+    errors = records.at("ERROR")
+    assert len(errors) == 1
+    assert errors[0]["instance_id"] == "b2" and errors[0]["statement"] == "explode"
+    assert errors[0]["attempt"] == 1 and "failed" in errors[0]["message"]
+
+
+def test_a_failure_a_try_handles_is_a_warning_not_an_error(records):
+    engine, _ = _engine()
+    engine.start(Caught(), id="c1")
+    assert engine.get("c1").data.handled
+    assert not records.at("ERROR")
+    (warning,) = records.at("WARNING")
+    assert warning["statement"] == "explode" and "Try" in warning["message"]
+
+
+def test_moves_are_debug_records_and_nothing_is_made_when_debug_is_off(records):
+    engine, _ = _engine()
+    logging.getLogger("genflow").setLevel(logging.INFO)
+    engine.start(Flaky(fails=0), id="quiet")
+    assert records.dicts == []
+    logging.getLogger("genflow").setLevel(logging.DEBUG)
+    engine.send("quiet", "confirmed", "y")
+    moves = [r for r in records.at("DEBUG") if r.get("move")]
+    assert [m["move"] for m in moves][:2] == ["after_event", "after_resume"]
+
+
+def test_heartbeat_logs_its_note_with_the_fields(records):
+    from genflow.lease import heartbeat
+
+    @genflow.workflow("obs-beat")
+    @attrs.define
+    class Beat:
+        def definition(self):
+            yield Step("long", self.long)
+
+        def long(self) -> None:
+            heartbeat("half done")
+
+    engine, _ = _engine()
+    engine.start(Beat(), id="hb")
+    (note,) = [r for r in records.at("INFO") if "half done" in r["message"]]
+    assert (note["instance_id"], note["thread_id"], note["statement"], note["attempt"]) == (
+        "hb", "_main_", "long", 1)
+
+
+# -- nothing printed --------------------------------------------------------------------------
+
+#: where genflow/ writes to a standard stream, each for a reason
+_MAY_PRINT = {
+    "genflow/cli.py": "the command line's own output",
+    "genflow/batch.py": "Progress: the progress line a caller asks for (progress=True)",
+    "genflow/testing/crossprocess.py": "a child process's main: its answers go to stdout",
+}
+
+
+def test_the_library_prints_nothing_outside_the_cli():
+    found = []
+    for path in sorted((ROOT / "genflow").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in _MAY_PRINT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id == "print":
+                found.append(f"{rel}:{node.lineno}: print(")
+            if isinstance(node, ast.Attribute) and node.attr in ("stderr", "stdout") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                found.append(f"{rel}:{node.lineno}: sys.{node.attr}")
+    assert found == []
+
+
+def test_an_engine_at_work_writes_nothing_to_stdout_or_stderr(capfd):
+    """Warnings and errors go to the `genflow` loggers only (their NullHandler keeps
+    Python's last-resort handler from printing them)."""
+    code = textwrap.dedent("""
+        from genflow.engine import Engine
+        from genflow.stores import MemoryStore
+        from tests.test_observe import Broken, Flaky
+        engine = Engine(MemoryStore())
+        engine.start(Flaky(fails=1))
+        engine.start(Broken())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+# -- the journal's timings ----------------------------------------------------------------------
+
+
+def test_the_journal_records_each_step_run_and_handler_call_with_start_end_and_attempt():
+    engine, clock = _engine(journal=True)
+    engine.start(Flaky(fails=1), id="j1")
+    clock.advance(seconds=10)
+    engine.run_due()
+    engine.send("j1", "confirmed", "yes")
+    entries = engine.store.journal("j1")
+    steps = [(e.kind, e.detail["step"], e.detail["attempt"], e.detail.get("error"))
+             for e in entries if e.kind in ("step", "handler")]
+    assert steps == [("step", "charge", 1, "ConnectionError: the bank is down"),
+                     ("step", "charge", 2, None), ("handler", "confirm", 1, None),
+                     ("step", "ship", 1, None)]
+    first, second = [e.detail for e in entries if e.kind == "step"][:2]
+    assert first["start"] == first["end"] == "2030-01-01T00:00:00+00:00"
+    assert second["start"] == "2030-01-01T00:00:10+00:00"
+    handler = next(e.detail for e in entries if e.kind == "handler")
+    assert (handler["event"], handler["phase"], handler["thread"]) == ("confirmed", "handle",
+                                                                       "_main_")
+    assert all(e.detail["seconds"] >= 0 for e in entries if e.kind in ("step", "handler"))
+    # each step's entry is written before the checkpoint that saved its result
+    kinds = [e.kind for e in entries]
+    assert kinds[kinds.index("handler") + 1] == "after_event"
+
+
+def test_a_step_that_advances_the_clock_has_that_duration():
+    @genflow.workflow("obs-slow")
+    @attrs.define
+    class Slow:
+        def definition(self):
+            yield Step("slow", self.slow)
+
+        def slow(self) -> None:
+            current_step().clock.advance(seconds=90)  # (a FakeClock: the step takes 90 s)
+
+    engine, _ = _engine(journal=True)
+    engine.start(Slow(), id="slow")
+    (detail,) = [e.detail for e in engine.store.journal("slow") if e.kind == "step"]
+    assert (detail["start"], detail["end"]) == ("2030-01-01T00:00:00+00:00",
+                                                "2030-01-01T00:01:30+00:00")
+
+
+def test_handler_setups_are_timed_too():
+    engine, _ = _engine(journal=True)
+    engine.start(Hooked(), id="h1")
+    handlers = [e.detail for e in engine.store.journal("h1") if e.kind == "handler"]
+    assert [(h["phase"], h["event"], h["step"]) for h in handlers] == [
+        ("setup", "called", "hook")]
+
+
+def test_a_refused_send_leaves_its_handler_call_on_record_and_the_instance_unchanged():
+    @genflow.workflow("obs-refuse")
+    @attrs.define
+    class Refuse:
+        def definition(self):
+            yield Wait("w", On("go", self.go))
+
+        def go(self, payload: int) -> None:
+            raise ValueError("refused")
+
+    engine, _ = _engine(journal=True)
+    engine.start(Refuse(), id="r1")
+    before = engine.store.get("r1")
+    with pytest.raises(genflow.errors.HandlerError):
+        engine.send("r1", "go", 1)
+    after = engine.store.get("r1")
+    assert (after.blob, after.version, after.status, after.wake_at, after.waiting_for) == (
+        before.blob, before.version, before.status, before.wake_at, before.waiting_for)
+    (call,) = [e.detail for e in engine.store.journal("r1") if e.kind == "handler"]
+    assert call["error"] == "ValueError: refused"
+
+
+def test_with_the_journal_off_no_otel_and_no_debug_the_driver_is_not_watched():
+    engine, _ = _engine()
+    logging.getLogger("genflow").setLevel(logging.WARNING)
+    assert engine.observer.watching() is None
+    engine.start(Flaky(fails=0), id="plain")
+    assert engine.store.journal("plain") == [] and engine.observer.pending == {}
+
+
+# -- the trace context in the State ----------------------------------------------------------------
+
+
+_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@given(parent=st.none() | st.builds(Parent, st.text(min_size=1, max_size=5),
+                                     st.text(min_size=1, max_size=5), st.integers(0, 9)),
+       trace=st.none() | st.just(_TRACEPARENT))
+def test_the_trace_context_round_trips_in_the_blob_and_costs_nothing_when_absent(parent, trace):
+    data = Flaky()
+    state = new_state("i", data)
+    plain = dumps(data, state)
+    state.parent, state.trace = parent, trace
+    blob = dumps(data, state)
+    _, back = loads(blob, {"obs-flaky": Flaky})
+    assert (back.parent, back.trace) == (parent, trace)
+    if parent is None and trace is None:
+        assert blob == plain
+
+
+@pytest.mark.parametrize("bad", [7, b"x", ["00-..."], {}])
+def test_a_trace_context_that_is_not_text_is_a_corrupt_state(bad):
+    import msgpack
+
+    data = Flaky()
+    state = new_state("i", data)
+    state.trace = _TRACEPARENT
+    blob = dumps(data, state)
+    envelope = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    text = json.dumps(envelope, default=repr)
+    assert _TRACEPARENT in text  # (where it is, to corrupt it)
+
+    def swap(value: Any) -> Any:
+        if value == _TRACEPARENT:
+            return bad
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    corrupt = msgpack.packb(swap(envelope), use_bin_type=True)
+    with pytest.raises(CorruptStateError, match="trace context"):
+        loads(corrupt, {"obs-flaky": Flaky})
+
+
+# -- OpenTelemetry ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def otel():
+    """A tracer and a meter provider of the SDK, with in-memory exporters."""
+    pytest.importorskip("opentelemetry.sdk.trace", reason="the otel-test extra is not "
+                        "installed (pip install -e '.[otel-test]')")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+
+    class Otel:
+        tracer = tracer_provider.get_tracer("the-caller")
+
+        @staticmethod
+        def engine(store=None, **kw: Any) -> tuple[Engine, FakeClock]:
+            clock = kw.pop("clock", None) or FakeClock()
+            return Engine(store or MemoryStore(), clock=clock, tracer_provider=tracer_provider,
+                          meter_provider=meter_provider, **kw), clock
+
+        @staticmethod
+        def spans() -> list[Any]:
+            return list(exporter.get_finished_spans())
+
+        @staticmethod
+        def metrics() -> dict[str, list[Any]]:
+            found: dict[str, list[Any]] = {}
+            data = reader.get_metrics_data()
+            for resource in data.resource_metrics if data else ():
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        found.setdefault(metric.name, []).extend(metric.data.data_points)
+            return found
+
+    return Otel
+
+
+def _named(spans: list[Any], name: str) -> list[Any]:
+    return [s for s in spans if s.name == name]
+
+
+def test_a_span_per_operation_step_and_handler_with_the_attributes(otel):
+    engine, clock = otel.engine()
+    engine.start(Flaky(fails=1), id="s1")
+    clock.advance(seconds=10)
+    engine.run_due()
+    engine.send("s1", "confirmed", "yes")
+    spans = otel.spans()
+    names = [s.name for s in spans]
+    assert names.count("genflow.step charge") == 2
+    assert {"genflow.start", "genflow.run", "genflow.send", "genflow.handle confirmed",
+            "genflow.step ship"} <= set(names)
+    failed, passed = _named(spans, "genflow.step charge")
+    assert dict(failed.attributes) == {
+        "genflow.instance_id": "s1", "genflow.workflow": "obs-flaky",
+        "genflow.thread_id": "_main_", "genflow.statement": "charge", "genflow.attempt": 1,
+        "genflow.kind": "step", "genflow.outcome": "error"}
+    assert failed.status.status_code.name == "ERROR"
+    assert "the bank is down" in failed.status.description
+    assert [e.name for e in failed.events] == ["exception"]
+    assert passed.attributes["genflow.attempt"] == 2
+    assert passed.attributes["genflow.outcome"] == "ok"
+    assert passed.status.status_code.name == "UNSET"
+    (handle,) = _named(spans, "genflow.handle confirmed")
+    assert handle.attributes["genflow.event"] == "confirmed"
+    assert handle.attributes["genflow.statement"] == "confirm"
+    # each step is a child of its operation's span
+    by_id = {s.context.span_id: s for s in spans}
+    assert by_id[failed.parent.span_id].name == "genflow.start"
+    assert by_id[passed.parent.span_id].name == "genflow.run"
+    assert by_id[handle.parent.span_id].name == "genflow.send"
+
+
+def test_a_failed_instance_marks_its_operation_span(otel):
+    engine, _ = otel.engine()
+    engine.start(Broken(), id="fb")
+    (start,) = _named(otel.spans(), "genflow.start")
+    assert start.status.status_code.name == "ERROR"
+    assert start.attributes["genflow.status"] == "failed"
+
+
+def test_the_callers_trace_reaches_the_steps_a_worker_runs_later(otel, tmp_path):
+    """`start(run=False)` in a request's span; a worker (another engine, another
+    store connection, no span of its own) runs the steps later: they are in the
+    caller's trace, under its span, through the traceparent the State keeps."""
+    from genflow.stores import SQLiteStore
+
+    path = tmp_path / "t.db"
+    caller_engine, clock = otel.engine(SQLiteStore(path))
+    with otel.tracer.start_as_current_span("POST /orders") as request:
+        caller_engine.start(Flaky(fails=0), id="t1", run=False)
+    assert caller_engine.get("t1").state.trace is not None
+    worker, _ = otel.engine(SQLiteStore(path), clock=clock)
+    assert current_traceparent() is None  # the worker runs outside any span
+    worker.run_due()
+    spans = otel.spans()
+    by_id = {s.context.span_id: s for s in spans}
+    (step,) = _named(spans, "genflow.step charge")
+    assert step.context.trace_id == request.get_span_context().trace_id
+    chain = []
+    span = step
+    while span.parent is not None:
+        span = by_id[span.parent.span_id]
+        chain.append(span.name)
+    assert chain == ["genflow.run", "genflow.start", "POST /orders"]
+
+
+def test_a_send_carries_its_callers_trace_into_the_moves_after_it(otel):
+    engine, _ = otel.engine()
+    engine.start(Flaky(fails=0), id="t2")
+    with otel.tracer.start_as_current_span("webhook") as hook:
+        engine.send("t2", "confirmed", "yes")
+    (ship,) = _named(otel.spans(), "genflow.step ship")
+    assert ship.context.trace_id == hook.get_span_context().trace_id
+    assert engine.get("t2").state.trace.split("-")[1] == f"{hook.get_span_context().trace_id:032x}"
+
+
+def test_traced_and_current_traceparent_carry_a_trace_across(otel):
+    engine, _ = otel.engine()
+    with otel.tracer.start_as_current_span("producer") as producer:
+        carried = current_traceparent()
+    assert carried is not None and current_traceparent() is None
+    engine.start(Flaky(fails=0), id="t3")
+    with traced(carried):
+        engine.send("t3", "confirmed", "yes")
+    (send,) = _named(otel.spans(), "genflow.send")
+    assert send.context.trace_id == producer.get_span_context().trace_id
+    assert send.parent.span_id == producer.get_span_context().span_id
+    with traced(None):  # nothing to carry: a no-op
+        assert current_traceparent() is None
+
+
+def test_without_a_recording_span_the_blob_keeps_no_trace(otel):
+    engine, _ = otel.engine(otel=True)
+    plain, _ = _engine()
+    engine.start(Flaky(fails=0), id="n1", run=False)
+    plain.start(Flaky(fails=0), id="n1", run=False)
+    # the engine's own start span is recorded (so the instance is in its trace)
+    assert engine.get("n1").state.trace is not None
+    off, _ = otel.engine(otel=False)
+    off.start(Flaky(fails=0), id="n2", run=False)
+    assert off.get("n2").state.trace is None
+    assert off.store.get("n2").blob == plain.store.get("n1").blob.replace(b"n1", b"n2")
+
+
+def test_the_metrics(otel):
+    engine, clock = otel.engine()
+    engine.start(Flaky(fails=1), id="m1")
+    engine.start(Broken(), id="m2")
+    engine.start(Flaky(fails=0), id="m3", run=False)
+    found = otel.metrics()
+
+    def total(name: str, **attrs_: str) -> float:
+        return sum(p.value for p in found.get(name, ())
+                   if all(p.attributes.get(f"genflow.{k}") == v for k, v in attrs_.items()))
+
+    assert total("genflow.steps", workflow="obs-flaky", outcome="error") == 1
+    assert total("genflow.steps", workflow="obs-broken", outcome="error") == 1
+    assert total("genflow.step.failures") == 2
+    assert total("genflow.step.retries", workflow="obs-flaky") == 1
+    assert total("genflow.instance.failures", workflow="obs-broken") == 1
+    (backlog,) = [p for p in found["genflow.due.backlog"]
+                  if p.attributes["genflow.engine"] == engine.owner]
+    assert backlog.value == 1  # m3, left due for a worker
+    durations = found["genflow.step.duration"]
+    assert sum(p.count for p in durations) == 2
+    clock.advance(seconds=10)
+    engine.run_due()
+    found = otel.metrics()
+    assert total("genflow.steps", workflow="obs-flaky", outcome="ok") == 2  # m1's retry, m3
+
+
+def test_async_steps_are_spanned_and_timed_as_well(otel):
+    import asyncio
+
+    @genflow.workflow("obs-async")
+    @attrs.define
+    class Later:
+        def definition(self):
+            yield Step("wait_a_bit", self.wait_a_bit)
+
+        async def wait_a_bit(self) -> None:
+            await asyncio.sleep(0)
+
+    engine, _ = otel.engine(journal=True)
+    asyncio.run(engine.start_async(Later(), id="a1"))
+    (step,) = _named(otel.spans(), "genflow.step wait_a_bit")
+    assert step.attributes["genflow.outcome"] == "ok"
+    assert [e.kind for e in engine.store.journal("a1")].count("step") == 1
+
+
+def test_an_async_step_on_the_sync_api_is_refused_inside_its_span(otel):
+    @genflow.workflow("obs-async-refused")
+    @attrs.define
+    class Later:
+        def definition(self):
+            yield Step("a", self.a)
+
+        async def a(self) -> None:
+            pass
+
+    engine, _ = otel.engine()
+    engine.start(Later(), id="a2")
+    assert "use the async API" in engine.get("a2").error
+    (step,) = _named(otel.spans(), "genflow.step a")
+    assert step.status.status_code.name == "ERROR"
+
+
+def test_a_refused_send_is_a_span_with_its_error(otel):
+    engine, _ = otel.engine()
+    engine.start(Flaky(fails=0), id="r2")
+    with pytest.raises(UnknownEventError):
+        engine.send("r2", "nope")
+    (send,) = _named(otel.spans(), "genflow.send")
+    assert send.attributes["genflow.instance_id"] == "r2"
+
+
+def test_genflow_imports_and_runs_without_opentelemetry():
+    code = textwrap.dedent("""
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "opentelemetry" or name.startswith("opentelemetry."):
+                    raise ImportError(f"blocked: {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import genflow
+        from genflow.engine import Engine
+        from genflow.observe import current_traceparent, otel_available, traced
+        from genflow.stores import MemoryStore
+        from tests.test_observe import Flaky
+        engine = Engine(MemoryStore(), journal=True)
+        engine.start(Flaky(fails=1), id="x")
+        with traced("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
+            assert current_traceparent() is None
+        assert not otel_available() and engine.observer.tracer is None
+        assert engine.get("x").state.trace is None
+        assert not [m for m in sys.modules if m.startswith("opentelemetry")]
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
+
+
+# -- the store's due backlog ---------------------------------------------------------------
+
+
+def test_count_due_counts_the_unleased_due_instances(store):
+    import datetime as dt
+
+    clock = FakeClock()
+    engine = Engine(store, clock=clock, otel=False)
+    for k in range(3):
+        engine.start(Flaky(fails=0), id=f"d{k}", run=False)
+    engine.start(Flaky(fails=0), id="waits")  # waits for an event: not due
+    now = clock.now
+    assert store.count_due(now) == 3
+    assert store.count_due(now, {"obs-flaky"}) == 3
+    assert store.count_due(now, {"someone-else"}) == 0
+    assert store.count_due(now - dt.timedelta(seconds=1)) == 0
+    store.acquire("d0", "w", now, now + dt.timedelta(seconds=60))
+    assert store.count_due(now) == 2
+    assert store.count_due(now + dt.timedelta(seconds=61)) == 3  # its lease expired
