@@ -370,12 +370,12 @@ class Engine:
                 _worker_log.warning(
                     "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     self.owner, failures, exc, wait,
-                    extra=fields(wait=wait, store_attempt=failures, error=type(exc).__name__))
+                    extra=fields(attempt=failures, wait=wait, error=type(exc).__name__))
                 self._sleep(wait)
                 continue
             if failures:
                 _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
-                                 self.owner, failures, extra=fields(store_attempts=failures))
+                                 self.owner, failures, extra=fields(attempts=failures))
                 failures = 0
             total += done
             if done:
@@ -578,6 +578,8 @@ class Engine:
                                        workflows=self.runs())
         for record in records:
             KEEPER.hold(self, record.id)
+            if record.taken_from is not None:
+                self.observer.took_over(record.id, record.workflow, record.taken_from)
             saver = _Saver(self, record, None, None)
             watch = None
             try:
@@ -682,7 +684,7 @@ class Engine:
                 log.warning(
                     "instance %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     instance_id, failures, exc, wait,
-                    extra=fields(instance_id, wait=wait, store_attempt=failures))
+                    extra=fields(instance_id, attempt=failures, wait=wait))
                 time.sleep(wait)
                 continue
             if record is not None:

@@ -677,3 +677,41 @@ def test_count_due_counts_the_unleased_due_instances(store):
     store.acquire("d0", "w", now, now + dt.timedelta(seconds=60))
     assert store.count_due(now) == 2
     assert store.count_due(now + dt.timedelta(seconds=61)) == 3  # its lease expired
+
+
+def test_a_lease_taken_over_from_a_dead_worker_is_a_warning_and_a_metric(store, records):
+    """A worker died mid-step (its lease left to expire): the next worker's claim says
+    whose lease it took over, on every store; a free instance's claim says nothing."""
+    import datetime as dt
+
+    clock = FakeClock()
+    engine = Engine(store, clock=clock, otel=False, lease_seconds=30)
+    engine.start(Flaky(fails=0), id="orphan", run=False)
+    engine.start(Flaky(fails=0), id="free", run=False)
+    now = clock.now
+    assert store.acquire("orphan", "dead-worker", now, now + dt.timedelta(seconds=30))
+    assert [r.taken_from for r in store.claim_due("w1", now, now, 10)] == [None]  # "free"
+    store.release("free", "w1")
+    clock.advance(seconds=31)
+    claimed = {r.id: r.taken_from for r in store.claim_due("w2", clock.now, clock.now, 10)}
+    assert claimed == {"orphan": "dead-worker", "free": None}
+    assert store.get("orphan").taken_from is None  # (one claim's news, never stored)
+    for record_id in claimed:
+        store.release(record_id, "w2")
+    assert store.acquire("orphan", "dead-again", clock.now, clock.now)  # expires at once
+    clock.advance(seconds=1)
+    engine.run_due()
+    (warning,) = [r for r in records.at("WARNING") if "taken over" in r["message"]]
+    assert (warning["instance_id"], warning["workflow"], warning["previous_owner"]) == (
+        "orphan", "obs-flaky", "dead-again")
+
+
+def test_takeovers_are_counted(otel):
+
+    engine, clock = otel.engine()
+    engine.start(Flaky(fails=0), id="o1", run=False)
+    engine.store.acquire("o1", "dead", clock.now, clock.now)
+    clock.advance(seconds=1)
+    engine.run_due()
+    (point,) = otel.metrics()["genflow.lease.takeovers"]
+    assert point.value == 1 and point.attributes["genflow.workflow"] == "obs-flaky"

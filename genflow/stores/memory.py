@@ -126,8 +126,9 @@ class MemoryStore(SchedulingMemory, Store):
             )[:limit]
             claimed = []
             for row in due:
+                previous = row.lease_owner  # (an expired lease: lease_free)
                 row = self._rows[row.id] = row.replace(lease_owner=owner, lease_until=until)
-                claimed.append(row)
+                claimed.append(row if previous is None else row.replace(taken_from=previous))
             return claimed
 
     def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:

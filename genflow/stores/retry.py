@@ -64,7 +64,7 @@ def retry(call: Callable[[], T], first: BaseException,
         if not isinstance(error, StoreUnavailableError) or time.monotonic() + wait > deadline:
             raise error from exc
         log.warning("%s: %s (retry %d in %.2fs)", label, error, attempt, wait,
-                    extra=fields(store=label, store_attempt=attempt, wait=wait))
+                    extra=fields(attempt=attempt, store=label, wait=wait))
         time.sleep(wait)
         try:
             if before is not None:
