@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from genflow.engine import Engine
     from genflow.runtime import StepContext
 
-__all__ = ["FIELDS", "Observer", "current_traceparent", "fields", "otel_available", "traced"]
+__all__ = ["FIELDS", "JsonFormatter", "Observer", "configure_logging", "current_traceparent",
+           "fields", "otel_available", "traced"]
 
 log = logging.getLogger("genflow.engine")
 logging.getLogger("genflow").addHandler(logging.NullHandler())  # a library prints nothing
@@ -71,6 +72,54 @@ def fields(instance_id: str | None = None, workflow: str | None = None,
     more.update(instance_id=instance_id, workflow=workflow, thread_id=thread_id,
                 statement=statement, attempt=attempt)
     return more
+
+
+#: what every LogRecord has: the rest of its __dict__ came in by `extra=`
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the `FIELDS`
+    and every other field given by `extra=` (the CLI's ``--log-format json``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+            "logger": record.name, "message": record.getMessage()}
+        line.update({name: getattr(record, name, None) for name in FIELDS})
+        line.update({k: v for k, v in record.__dict__.items()
+                     if k not in _STANDARD and k not in line})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str | int = "WARNING", format: str = "text",
+                      stream: Any = None) -> logging.Handler:
+    """Send genflow's records at `level` and above to `stream` (stderr), as text or
+    JSON (`JsonFormatter`): what the CLI does. An application that configures
+    logging itself needs none of this."""
+    if isinstance(level, str):
+        if level.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+        level = logging.getLevelNamesMapping()[level.upper()]
+    if format not in ("text", "json"):
+        raise ValueError(f"unknown log format {format!r}: use text or json")
+    handler = logging.StreamHandler(stream)  # (None: stderr)
+    handler.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    top = logging.getLogger("genflow")
+    for old in _CONFIGURED:  # (configured again: the new handler replaces the last one)
+        top.removeHandler(old)
+    _CONFIGURED[:] = [handler]
+    top.addHandler(handler)
+    top.setLevel(level)
+    return handler
+
+
+_CONFIGURED: list[logging.Handler] = []
 
 
 def step_fields(ctx: StepContext, **more: Any) -> dict[str, Any]:

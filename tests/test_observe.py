@@ -32,45 +32,12 @@ from genflow.state import Parent, new_state
 from genflow.statements import Retry, Try
 from genflow.stores import MemoryStore
 from genflow.testing import FakeClock
+from tests.obs_app import Broken, Flaky
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- workflows ------------------------------------------------------------------------------
-
-
-@genflow.workflow("obs-flaky")
-@attrs.define
-class Flaky:
-    """A step that fails `fails` times, then a wait, then a last step."""
-
-    fails: int = 1
-    done: int = 0
-
-    def definition(self):
-        yield Step("charge", self.charge, retry=Retry(attempts=3, backoff=5))
-        yield Wait("confirm", On("confirmed", self.confirmed))
-        yield Step("ship", self.ship)
-
-    def charge(self) -> None:
-        if current_step().attempt <= self.fails:
-            raise ConnectionError("the bank is down")
-
-    def confirmed(self, payload: str) -> str:
-        return f"ok {payload}"
-
-    def ship(self) -> None:
-        self.done += 1
-
-
-@genflow.workflow("obs-broken")
-@attrs.define
-class Broken:
-    def definition(self):
-        yield Step("explode", self.explode)
-
-    def explode(self) -> None:
-        raise ValueError("no")
 
 
 @genflow.workflow("obs-caught")
@@ -263,7 +230,7 @@ def test_an_engine_at_work_writes_nothing_to_stdout_or_stderr(capfd):
     code = textwrap.dedent("""
         from genflow.engine import Engine
         from genflow.stores import MemoryStore
-        from tests.test_observe import Broken, Flaky
+        from tests.obs_app import Broken, Flaky
         engine = Engine(MemoryStore())
         engine.start(Flaky(fails=1))
         engine.start(Broken())
@@ -642,7 +609,7 @@ def test_genflow_imports_and_runs_without_opentelemetry():
         from genflow.engine import Engine
         from genflow.observe import current_traceparent, otel_available, traced
         from genflow.stores import MemoryStore
-        from tests.test_observe import Flaky
+        from tests.obs_app import Flaky
         engine = Engine(MemoryStore(), journal=True)
         engine.start(Flaky(fails=1), id="x")
         with traced("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
@@ -715,3 +682,36 @@ def test_takeovers_are_counted(otel):
     engine.run_due()
     (point,) = otel.metrics()["genflow.lease.takeovers"]
     assert point.value == 1 and point.attributes["genflow.workflow"] == "obs-flaky"
+
+
+# -- the CLI prints the records ------------------------------------------------------------------
+
+
+def test_the_cli_prints_genflows_records_as_json_lines(tmp_path, capsys):
+    from genflow.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    code = main(["--store", url, "--app", "tests.obs_app", "--log-format", "json",
+                 "start", "obs-flaky", "--id", "c1", "--data", '{"fails": 1}'])
+    assert code == 0
+    err = capsys.readouterr().err
+    (line,) = [json.loads(text) for text in err.splitlines()]
+    assert (line["level"], line["logger"], line["instance_id"], line["workflow"],
+            line["thread_id"], line["statement"], line["attempt"]) == (
+        "WARNING", "genflow.engine", "c1", "obs-flaky", "_main_", "charge", 1)
+    assert line["retry_at"] and "the bank is down" in line["error"]
+    code = main(["--store", url, "--app", "tests.obs_app", "start", "obs-broken",
+                 "--id", "c2", "--log-level", "error"])
+    err = capsys.readouterr().err
+    assert code == 0 and "ERROR genflow.engine: instance c2 failed" in err
+    assert "WARNING" not in err
+
+
+def test_a_bad_log_level_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    from genflow.cli import main
+
+    monkeypatch.setenv("GENFLOW_LOG_LEVEL", "loud")
+    with pytest.raises(SystemExit) as stop:
+        main(["--store", f"sqlite:///{tmp_path / 'x.db'}", "list"])
+    assert stop.value.code == 2
+    assert "unknown log level 'loud'" in capsys.readouterr().err
