@@ -115,6 +115,13 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
                          indent=2, default=str, ensure_ascii=False))
         return
     print(_describe(engine, instance))
+    from genflow.render.views import timeline, timeline_text
+
+    lines = timeline_text(timeline(engine.store.journal(instance.id)))
+    if lines:  # (the journal on: each step run, with its duration)
+        print("  last steps (from the journal):")
+        for line in lines:
+            print(f"    {line}")
 
 
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:

@@ -715,3 +715,78 @@ def test_a_bad_log_level_is_a_usage_error(tmp_path, capsys, monkeypatch):
         main(["--store", f"sqlite:///{tmp_path / 'x.db'}", "list"])
     assert stop.value.code == 2
     assert "unknown log level 'loud'" in capsys.readouterr().err
+
+
+# -- the timeline: console, report and `genflow show` ----------------------------------------------
+
+
+def _timed_engine(tmp_path):
+    from genflow.stores import SQLiteStore
+
+    clock = FakeClock()
+    engine = Engine(SQLiteStore(tmp_path / "tl.db"), clock=clock, journal=True, otel=False)
+    engine.start(Flaky(fails=1), id="tl")
+    clock.advance(seconds=10)
+    engine.run_due()
+    clock.advance(seconds=5)
+    engine.send("tl", "confirmed", "yes")
+    engine.start(Broken(), id="bad")
+    return engine
+
+
+def test_the_timeline_has_one_row_per_run_with_its_attempt_duration_and_error(tmp_path):
+    from genflow.render.views import timeline
+
+    engine = _timed_engine(tmp_path)
+    rows = timeline(engine.store.journal("tl"))
+    runs = [(r["kind"], r["label"], r["attempt"], r["outcome"], r["start"][11:19])
+            for r in rows if r["kind"] in ("step", "handler")]
+    assert runs == [("step", "charge", 1, "failed", "00:00:00"),
+                    ("step", "charge", 2, "done", "00:00:10"),
+                    ("handler", "handle confirmed (confirm)", 1, "done", "00:00:15"),
+                    ("step", "ship", 1, "done", "00:00:15")]
+    assert rows[1]["error"] == "ConnectionError: the bank is down"
+    assert all(r["duration"] == 0.0 for r in rows if r["kind"] == "step")  # a FakeClock
+    bad = timeline(engine.store.journal("bad"))
+    assert [(r["label"], r["outcome"]) for r in bad if r["outcome"] == "failed"] == [
+        ("explode", "failed")]  # the instance's failure is told by its step's row
+
+
+def test_the_console_and_report_views_carry_the_timed_rows(tmp_path):
+    from genflow.render.views import instance_view
+
+    engine = _timed_engine(tmp_path)
+    view = instance_view(engine.get("tl"), now=engine.clock(),
+                         journal=engine.store.journal("tl"))
+    assert [r["label"] for r in view["timeline"] if r["kind"] == "step"] == [
+        "charge", "charge", "ship"]
+
+
+def test_show_prints_the_last_steps_with_their_durations(tmp_path, capsys):
+    from genflow.cli import main
+
+    engine = _timed_engine(tmp_path)
+    engine.store.close()
+    assert main(["--store", f"sqlite:///{tmp_path / 'tl.db'}", "--app", "tests.obs_app",
+                 "show", "tl"]) == 0
+    out = capsys.readouterr().out
+    tail = out.split("  last steps (from the journal):\n", 1)[1].splitlines()
+    assert tail == [
+        "    2030-01-01 00:00:00  charge          main thread  attempt 1  0.000s  failed: "
+        "ConnectionError: the bank is down",
+        "    2030-01-01 00:00:10  charge          main thread  attempt 2  0.000s  done",
+        "    2030-01-01 00:00:15  handle confirmed (confirm)  main thread  attempt 1  0.000s  "
+        "done",
+        "    2030-01-01 00:00:15  ship            main thread  attempt 1  0.000s  done"]
+
+
+def test_show_without_the_journal_prints_no_steps(tmp_path, capsys):
+    from genflow.cli import main
+    from genflow.stores import SQLiteStore
+
+    engine = Engine(SQLiteStore(tmp_path / "off.db"), otel=False)
+    engine.start(Flaky(fails=0), id="off")
+    engine.store.close()
+    assert main(["--store", f"sqlite:///{tmp_path / 'off.db'}", "--app", "tests.obs_app",
+                 "show", "off"]) == 0
+    assert "last steps" not in capsys.readouterr().out
