@@ -809,7 +809,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "notes", "op", "record", "state", "wf")
+    __slots__ = ("debug", "dirty", "engine", "notes", "op", "record", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -819,6 +819,7 @@ class _Saver:
         self.dirty = False
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
         self.op: Operation | None = None  # (set by `Engine._operation`)
+        self.debug = log.isEnabledFor(logging.DEBUG)  # (once: moves are debug records)
 
     def bind(self, wf: Any, state: State) -> None:
         self.wf, self.state = wf, state
@@ -837,7 +838,7 @@ class _Saver:
             self.dirty = False
             self._journal()
         op = self.op
-        if (op is not None and op.failed is not None) or log.isEnabledFor(logging.DEBUG):
+        if self.debug or (op is not None and op.failed is not None):
             engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
         if engine.journal:
             engine._record(self.record.id, [*engine.observer.take(state.id),

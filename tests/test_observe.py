@@ -790,3 +790,17 @@ def test_show_without_the_journal_prints_no_steps(tmp_path, capsys):
     assert main(["--store", f"sqlite:///{tmp_path / 'off.db'}", "--app", "tests.obs_app",
                  "show", "off"]) == 0
     assert "last steps" not in capsys.readouterr().out
+
+
+def test_the_benchmark_cases_run_what_they_say():
+    pytest.importorskip("opentelemetry.sdk.trace")
+    from benchmarks import observability
+
+    for fn, _ in observability.CASES:
+        getattr(observability, fn)()
+    sdk = observability._engine("run_sdk")
+    assert sdk.observer.tracer is not None and sdk.store.count() == 0
+    assert observability._engine("run_off").observer.watching() is None or \
+        logging.getLogger("genflow").isEnabledFor(logging.DEBUG)
+    journal = observability._engine("run_journal")
+    assert journal.journal and journal.observer.api is None
