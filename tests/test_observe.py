@@ -804,3 +804,46 @@ def test_the_benchmark_cases_run_what_they_say():
         logging.getLogger("genflow").isEnabledFor(logging.DEBUG)
     journal = observability._engine("run_journal")
     assert journal.journal and journal.observer.api is None
+
+
+def test_every_logging_call_in_genflow_gives_the_fields():
+    """Statically: each `log.<level>(...)` of genflow/ passes `extra=fields(...)` (or
+    `step_fields`), so no record lacks the five fields, whatever path logs it."""
+    missing = []
+    for path in sorted((ROOT / "genflow").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("debug", "info", "warning", "error", "exception",
+                                           "critical") \
+                    and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id.endswith("log"):
+                extra = next((k.value for k in node.keywords if k.arg == "extra"), None)
+                made = isinstance(extra, ast.Call) and isinstance(extra.func, ast.Name) \
+                    and extra.func.id in ("fields", "step_fields")
+                if not made and not (isinstance(extra, ast.Name) and extra.id == "extra"):
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert missing == []
+
+
+def test_the_http_api_takes_the_callers_traceparent_header(otel):
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from genflow.web.app import create_app
+
+    engine, _ = otel.engine(workflows=[Flaky])
+    client = TestClient(create_app(engine, token="t" * 16))
+    headers = {"Authorization": "Bearer " + "t" * 16, "traceparent": _TRACEPARENT}
+    started = client.post("/api/v1/instances", json={"workflow": "obs-flaky", "id": "h1",
+                                                     "data": {"fails": 0}}, headers=headers)
+    assert started.status_code == 201, started.text
+    sent = client.post("/api/v1/instances/h1/events/confirmed", json="yes", headers=headers)
+    assert sent.status_code == 200, sent.text
+    spans = otel.spans()
+    caller = int(_TRACEPARENT.split("-")[1], 16)
+    for name in ("genflow.start", "genflow.step charge", "genflow.send", "genflow.step ship"):
+        (span,) = _named(spans, name)
+        assert span.context.trace_id == caller, name
+    (start,) = _named(spans, "genflow.start")
+    assert start.parent.span_id == int(_TRACEPARENT.split("-")[2], 16)
