@@ -454,7 +454,16 @@ class Engine:
         validate(data)
         state = new_state(instance_id, data)
         watch = self.observer.begin("start", instance_id)
-        self.observer.keep_trace(state)
+        try:
+            self.observer.keep_trace(state)
+            return (yield from self._started(data, state, name, run, queue, priority))
+        finally:
+            watch.end()
+
+    def _started(self, data: Any, state: State, name: str, run: bool, queue: str | None,
+                 priority: int) -> _Ops:
+        """`start`, the instance made: stored (or queued for admission), then run."""
+        instance_id = state.id
         now = self.clock()
         if queue is not None:  # it waits for admission: no wake_at, no lease
             self.queues.enqueue(InstanceRecord(
@@ -462,7 +471,6 @@ class Engine:
                 blob=dumps(data, state, check=True)), data, queue, priority)
             self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
             self.store.notify_wake()
-            watch.end()
             return instance_id
         record = self.store.create(
             InstanceRecord(
@@ -482,10 +490,8 @@ class Engine:
                 self._settle(saver, op)
             finally:
                 self._release(instance_id, saver.record)
-                watch.end()
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
-            watch.end()
         return instance_id
 
     def _send(
@@ -513,8 +519,8 @@ class Engine:
             output = yield from op.deliver(req, payload, self.max_moves)
             self._settle(saver, op)
         finally:
-            self._release(instance_id, saver.record)
             watch.end()
+            self._release(instance_id, saver.record)
         return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
@@ -528,9 +534,9 @@ class Engine:
             yield from self._cancel_moves(saver, wf, state)
             self._record(instance_id, [("cancel", {"by": self.owner})], repair=True)
         finally:
+            watch.end()
             if saver is not None:
                 self._release(instance_id, saver.record)
-            watch.end()
 
     def _cancel_moves(self, saver: _Saver, wf: Any, state: State) -> _Ops:
         """Cancel under the lease: teardowns that fail are retried later, by policy."""
@@ -569,8 +575,8 @@ class Engine:
             yield from op.run(self.max_moves)
             self._settle(saver, op)
         finally:
-            self._release(instance_id, saver.record)
             watch.end()
+            self._release(instance_id, saver.record)
 
     def _run_due(self, limit: int) -> _Ops:
         now = self.clock()
@@ -602,9 +608,9 @@ class Engine:
             except Exception as exc:  # one instance, whatever it raises, must not stop the worker
                 self._quarantine(saver.record, exc)
             finally:
-                self._release(record.id, saver.record)
                 if watch is not None:
                     watch.end()
+                self._release(record.id, saver.record)
         return len(records)
 
     def _settle(self, saver: _Saver, op: Operation) -> None:

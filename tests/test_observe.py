@@ -847,3 +847,19 @@ def test_the_http_api_takes_the_callers_traceparent_header(otel):
         assert span.context.trace_id == caller, name
     (start,) = _named(spans, "genflow.start")
     assert start.parent.span_id == int(_TRACEPARENT.split("-")[2], 16)
+
+
+def test_a_refused_operation_leaves_no_span_current(otel):
+    from genflow.errors import DuplicateInstanceError, InvalidIdError
+
+    engine, _ = otel.engine()
+    engine.start(Flaky(fails=0), id="dup")
+    with pytest.raises(DuplicateInstanceError):
+        engine.start(Flaky(fails=0), id="dup")
+    with pytest.raises(InvalidIdError):
+        engine.send("", "confirmed", "x")
+    with pytest.raises(genflow.errors.InstanceNotFoundError):
+        engine.cancel("nobody")
+    assert current_traceparent() is None  # every operation's span was ended and detached
+    starts = _named(otel.spans(), "genflow.start")
+    assert len(starts) == 2
