@@ -27,6 +27,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
 import platform
 import signal
@@ -975,6 +976,20 @@ blank lines and lines starting with # are skipped"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: `genflow ...` (returns the exit status). genflow's logging
+    is configured for the command and put back as it was after it (a program or a
+    test that calls this keeps its own)."""
+    top = logging.getLogger("genflow")
+    level, handlers = top.level, list(top.handlers)
+    try:
+        return _main(argv)
+    finally:
+        for handler in [h for h in top.handlers if h not in handlers]:
+            top.removeHandler(handler)
+        top.setLevel(level)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     for arg in argv:

@@ -60,6 +60,9 @@ logging.getLogger("genflow").addHandler(logging.NullHandler())  # a library prin
 FIELDS = ("instance_id", "workflow", "thread_id", "statement", "attempt")
 
 _DEBUG = logging.DEBUG
+#: the API's providers until an SDK is installed: nothing is recorded
+_IDLE = ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider",
+         "NoOpMeterProvider")
 _FAILED = WorkflowStatus.FAILED
 _UNWINDING = ThreadStatus.UNWINDING
 _AFTER_FAILURE = CheckpointType.AFTER_FAILURE
@@ -293,6 +296,7 @@ class Observer:
                  meter_provider: Any = None) -> None:
         self.engine = engine
         self.api: Any = _Otel.get() if otel else None
+        self.explicit = tracer_provider is not None or meter_provider is not None
         self.tracer: Any = None
         self.metrics: Metrics | None = None
         if self.api is not None:
@@ -305,9 +309,19 @@ class Observer:
         self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     def watching(self) -> Observer | None:
-        if self.engine.journal or self.api is not None or log.isEnabledFor(_DEBUG):
+        if self.engine.journal or log.isEnabledFor(_DEBUG) or self._live():
             return self
         return None
+
+    def _live(self) -> bool:
+        """Does OpenTelemetry record anything? The API alone (its proxy providers,
+        until an application installs an SDK) makes no span worth a step's cost."""
+        if self.api is None:
+            return False
+        if self.explicit:
+            return True
+        return type(self.api.trace.get_tracer_provider()).__name__ not in _IDLE or \
+            type(self.api.metrics.get_meter_provider()).__name__ not in _IDLE
 
     # -- operations --
 

@@ -96,6 +96,15 @@ class Records(logging.Handler):
         return [d for d in self.dicts if d["levelname"] == level]
 
 
+@pytest.fixture(autouse=True)
+def _genflow_level():
+    """Each test leaves the `genflow` logger's level as it found it."""
+    top = logging.getLogger("genflow")
+    level = top.level
+    yield
+    top.setLevel(level)
+
+
 @pytest.fixture
 def records():
     handler = Records()
@@ -863,3 +872,31 @@ def test_a_refused_operation_leaves_no_span_current(otel):
     assert current_traceparent() is None  # every operation's span was ended and detached
     starts = _named(otel.spans(), "genflow.start")
     assert len(starts) == 2
+
+
+def test_the_api_without_an_sdk_leaves_the_driver_unwatched():
+    """Installed but idle (the global providers are the API's proxies until an SDK
+    is set): steps are called as without OpenTelemetry; an engine given providers
+    is watched."""
+    pytest.importorskip("opentelemetry.trace")
+    from opentelemetry import metrics, trace
+
+    if type(trace.get_tracer_provider()).__name__ != "ProxyTracerProvider" or \
+            type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
+        pytest.skip("an SDK is installed globally in this process")
+    logging.getLogger("genflow").setLevel(logging.WARNING)
+    idle = Engine(MemoryStore())
+    assert idle.observer.api is not None and idle.observer.watching() is None
+    from opentelemetry.sdk.trace import TracerProvider
+
+    given_one = Engine(MemoryStore(), tracer_provider=TracerProvider())
+    assert given_one.observer.watching() is given_one.observer
+
+
+def test_the_cli_puts_genflows_logging_back_after_a_command(tmp_path):
+    from genflow.cli import main
+
+    top = logging.getLogger("genflow")
+    before = (top.level, list(top.handlers))
+    main(["--store", f"sqlite:///{tmp_path / 'r.db'}", "--log-level", "debug", "list"])
+    assert (top.level, list(top.handlers)) == before
