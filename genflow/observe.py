@@ -3,7 +3,7 @@
 * **Logs**: the standard `logging` module, one logger per layer (`genflow.engine`:
   operations, steps, moves; `genflow.worker`: the worker loop; `genflow.store`: a
   store's retries; `genflow.schedules`, `genflow.queues`, `genflow.retention`,
-  `genflow.web`). Every record carries the fields of `FIELDS` (`instance_id`,
+  `genflow.web`). Every record carries the fields of `FIELDS` (`instance`,
   `workflow`, `thread_id`, `statement`, `attempt`; None where one does not apply),
   so a JSON formatter shows them. `thread_id`, not `thread`: a `LogRecord` has a
   `thread` of its own (the OS thread). The library prints nothing: its top
@@ -57,7 +57,7 @@ log = logging.getLogger("genflow.engine")
 logging.getLogger("genflow").addHandler(logging.NullHandler())  # a library prints nothing
 
 #: the fields every genflow log record carries (`extra=`), None where one does not apply
-FIELDS = ("instance_id", "workflow", "thread_id", "statement", "attempt")
+FIELDS = ("instance", "workflow", "thread_id", "statement", "attempt")
 
 _DEBUG = logging.DEBUG
 #: the API's providers until an SDK is installed: nothing is recorded
@@ -72,7 +72,7 @@ def fields(instance_id: str | None = None, workflow: str | None = None,
            thread_id: str | None = None, statement: str | None = None,
            attempt: int | None = None, **more: Any) -> dict[str, Any]:
     """The `extra=` of a genflow log record: the five `FIELDS`, and `more`."""
-    more.update(instance_id=instance_id, workflow=workflow, thread_id=thread_id,
+    more.update(instance=instance_id, workflow=workflow, thread_id=thread_id,
                 statement=statement, attempt=attempt)
     return more
 

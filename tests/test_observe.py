@@ -138,7 +138,7 @@ def test_every_record_carries_the_fields_and_a_json_formatter_shows_them(records
             assert name in record, (name, record["message"])
         json.dumps({k: record[k] for k in (*FIELDS, "message", "levelname")}, default=str)
     steps = [r for r in records.at("DEBUG") if r["statement"] == "ship"]
-    assert steps and all(r["instance_id"] == "f1" and r["workflow"] == "obs-flaky"
+    assert steps and all(r["instance"] == "f1" and r["workflow"] == "obs-flaky"
                          and r["thread_id"] == "_main_" and r["attempt"] == 1 for r in steps)
 
 
@@ -148,7 +148,7 @@ def test_a_step_that_will_be_retried_is_a_warning_with_its_attempt_and_next_try(
     warnings = records.at("WARNING")
     assert len(warnings) == 1
     (warning,) = warnings
-    assert (warning["instance_id"], warning["workflow"], warning["thread_id"],
+    assert (warning["instance"], warning["workflow"], warning["thread_id"],
             warning["statement"], warning["attempt"]) == ("f2", "obs-flaky", "_main_",
                                                           "charge", 1)
     assert warning["retry_at"] == clock.now + __import__("datetime").timedelta(seconds=5)
@@ -164,7 +164,7 @@ def test_an_instance_that_fails_is_an_error(records):
     engine.start(Broken(), id="b2")
     errors = records.at("ERROR")
     assert len(errors) == 1
-    assert errors[0]["instance_id"] == "b2" and errors[0]["statement"] == "explode"
+    assert errors[0]["instance"] == "b2" and errors[0]["statement"] == "explode"
     assert errors[0]["attempt"] == 1 and "failed" in errors[0]["message"]
 
 
@@ -203,7 +203,7 @@ def test_heartbeat_logs_its_note_with_the_fields(records):
     engine, _ = _engine()
     engine.start(Beat(), id="hb")
     (note,) = [r for r in records.at("INFO") if "half done" in r["message"]]
-    assert (note["instance_id"], note["thread_id"], note["statement"], note["attempt"]) == (
+    assert (note["instance"], note["thread_id"], note["statement"], note["attempt"]) == (
         "hb", "_main_", "long", 1)
 
 
@@ -678,7 +678,7 @@ def test_a_lease_taken_over_from_a_dead_worker_is_a_warning_and_a_metric(store, 
     clock.advance(seconds=1)
     engine.run_due()
     (warning,) = [r for r in records.at("WARNING") if "taken over" in r["message"]]
-    assert (warning["instance_id"], warning["workflow"], warning["previous_owner"]) == (
+    assert (warning["instance"], warning["workflow"], warning["previous_owner"]) == (
         "orphan", "obs-flaky", "dead-again")
 
 
@@ -705,7 +705,7 @@ def test_the_cli_prints_genflows_records_as_json_lines(tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     (line,) = [json.loads(text) for text in err.splitlines()]
-    assert (line["level"], line["logger"], line["instance_id"], line["workflow"],
+    assert (line["level"], line["logger"], line["instance"], line["workflow"],
             line["thread_id"], line["statement"], line["attempt"]) == (
         "WARNING", "genflow.engine", "c1", "obs-flaky", "_main_", "charge", 1)
     assert line["retry_at"] and "the bank is down" in line["error"]
