@@ -448,7 +448,7 @@ class Observer:
         self._after(watch, ctx, None)
         return value
 
-    def _before(self, fn: Callable[..., Any], ctx: StepContext) -> tuple[Any, ...]:
+    def _before(self, fn: Callable[..., Any], ctx: StepContext) -> list[Any]:
         kind = "step" if ctx.event is None else getattr(fn, "__name__", "handle")
         span = token = None
         if self.tracer is not None:
@@ -466,10 +466,10 @@ class Observer:
             log.debug("instance %s: %s %r of thread %s starts (attempt %d)", ctx.instance_id,
                       kind, ctx.step if ctx.event is None else ctx.event, ctx.thread_id,
                       ctx.attempt, extra=step_fields(ctx, kind=kind))
-        return kind, span, token, self.engine.clock() if self.engine.journal else None, \
-            time.perf_counter()
+        return [kind, span, token, self.engine.clock() if self.engine.journal else None,
+                time.perf_counter()]
 
-    def _after(self, watch: tuple[Any, ...], ctx: StepContext,
+    def _after(self, watch: list[Any], ctx: StepContext,
                error: BaseException | None) -> None:
         kind, span, token, started, t0 = watch
         seconds = time.perf_counter() - t0
@@ -480,7 +480,8 @@ class Observer:
                 span.set_status(api.trace.Status(api.trace.StatusCode.ERROR,
                                                  f"{type(error).__name__}: {error}"))
             span.set_attribute("genflow.outcome", "ok" if error is None else "error")
-            api.context.detach(token)
+            if token is not None:
+                api.context.detach(token)
             span.end()
         if self.metrics is not None:
             labels = {"genflow.workflow": ctx.workflow, "genflow.kind": kind,
@@ -504,6 +505,30 @@ class Observer:
                       ctx.instance_id, kind, ctx.step if ctx.event is None else ctx.event,
                       ctx.thread_id, "ended" if error is None else f"raised {error!r}",
                       seconds, ctx.attempt, extra=step_fields(ctx, kind=kind, seconds=seconds))
+
+    # (the async driver's steps at once: begun here, ended by the task that runs them)
+
+    def open_call(self, fn: Callable[..., Any], ctx: StepContext) -> list[Any]:
+        return self._before(fn, ctx)
+
+    def close_call(self, opened: list[Any], ctx: StepContext,
+                   error: BaseException | None) -> None:
+        self._after(opened, ctx, error)
+
+    def leave(self, opened: list[Any]) -> None:
+        """The driver goes on while the call runs in its task: out of its span."""
+        if opened[2] is not None:
+            self.api.context.detach(opened[2])
+            opened[2] = None
+
+    async def finish(self, awaitable: Any, opened: list[Any], ctx: StepContext) -> Any:
+        try:
+            value = await awaitable
+        except BaseException as exc:
+            self._after(opened, ctx, exc)
+            raise
+        self._after(opened, ctx, None)
+        return value
 
     def take(self, instance_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The journal entries of the step calls not written yet (emptied)."""

@@ -41,7 +41,7 @@ from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
 from genflow.outbox import Intent
 from genflow.registry import workflow_name
-from genflow.runtime import DEFAULT_MAX_MOVES, FAILURES
+from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -125,6 +125,7 @@ class Instance:
         handler_retry: Retry | None = None,
         on_checkpoint: Callable[[CheckpointType], Any] | None = None,
         on_reload: Callable[[bytes, bool], Any] | None = None,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -134,6 +135,7 @@ class Instance:
         self.clock = clock if clock is not None else FakeClock()
         self.retry = retry
         self.handler_retry = handler_retry
+        self.parallel_steps = parallel_steps
         self.kinds: list[CheckpointType] = []
         #: called after each checkpoint is recorded; may raise to stop the operation
         self.on_checkpoint = on_checkpoint
@@ -299,7 +301,8 @@ class Instance:
 
     def _operation(self) -> Any:
         self._op = operation(self.wf, self.state, self._checkpoint, self.clock,
-                             retry=self.retry, handler_retry=self.handler_retry)
+                             retry=self.retry, handler_retry=self.handler_retry,
+                             parallel_steps=self.parallel_steps)
         return self._op
 
     # -- child workflows (`Child`, `Children`): their ends, faked --
