@@ -900,3 +900,48 @@ def test_the_cli_puts_genflows_logging_back_after_a_command(tmp_path):
     before = (top.level, list(top.handlers))
     main(["--store", f"sqlite:///{tmp_path / 'r.db'}", "--log-level", "debug", "list"])
     assert (top.level, list(top.handlers)) == before
+
+
+def test_async_steps_run_at_once_are_each_spanned_and_timed(otel):
+    import asyncio
+
+    from genflow import Go
+
+    @genflow.workflow("obs-at-once")
+    @attrs.define
+    class Both:
+        """Each step writes a field of its own: no conflict, each runs once."""
+
+        a_in: bool = False
+        b_in: bool = False
+        c_in: bool = False
+
+        def definition(self):
+            yield Go("left", Step("a", self.a), id="l")
+            yield Go("right", Step("b", self.b), id="r")
+            yield Step("c", self.c)
+
+        async def a(self) -> None:
+            await asyncio.sleep(0.01)
+            self.a_in = current_traceparent() is not None
+
+        async def b(self) -> None:
+            await asyncio.sleep(0)
+            self.b_in = current_traceparent() is not None
+
+        def c(self) -> None:
+            self.c_in = current_traceparent() is not None
+
+    engine, _ = otel.engine(journal=True)
+    asyncio.run(engine.start_async(Both(), id="both"))
+    spans = otel.spans()
+    by_id = {s.context.span_id: s for s in spans}
+    for name in ("genflow.step a", "genflow.step b", "genflow.step c"):
+        (span,) = _named(spans, name)
+        assert by_id[span.parent.span_id].name == "genflow.start", name
+        assert span.attributes["genflow.outcome"] == "ok"
+    data = engine.get("both").data
+    assert data.a_in and data.b_in and data.c_in  # each step ran inside its own span
+    steps = [e.detail["step"] for e in engine.store.journal("both") if e.kind == "step"]
+    assert sorted(steps) == ["a", "b", "c"]
+    assert current_traceparent() is None
