@@ -126,7 +126,7 @@ def run_batch(
     starts: Sequence[tuple[str | None, Any]] = (),
     events: Sequence[tuple[str, str, Any]] = (),
     processes: int = 1,
-    progress: bool = True,
+    progress: bool = False,
     engine: Callable[[Any], Engine] | None = None,
     commit_every: int = 100,
 ) -> BatchResult:
@@ -139,7 +139,8 @@ def run_batch(
     (`Store.transaction`): a commit is the cost of a durable write, so this is
     most of a batch's speed. The price: a crash loses the uncommitted group,
     whose steps then run again (at least once, as always); `commit_every=1`
-    commits every checkpoint.
+    commits every checkpoint. `progress=True` writes each phase's progress to
+    stderr (`Progress`); off by default: a library prints nothing unasked.
     """
     if commit_every < 1:
         raise ValueError("commit_every must be at least 1")

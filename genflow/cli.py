@@ -27,6 +27,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
 import platform
 import signal
@@ -115,6 +116,13 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
                          indent=2, default=str, ensure_ascii=False))
         return
     print(_describe(engine, instance))
+    from genflow.render.views import timeline, timeline_text
+
+    lines = timeline_text(timeline(engine.store.journal(instance.id)))
+    if lines:  # (the journal on: each step run, with its duration)
+        print("  last steps (from the journal):")
+        for line in lines:
+            print(f"    {line}")
 
 
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
@@ -735,6 +743,16 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                         default=suppress,
                         help="module or .py file that defines workflows (repeatable; "
                              "default: $GENFLOW_APP, comma-separated)")
+    parser.add_argument("--log-level", dest=f"{prefix}log_level", metavar="LEVEL",
+                        default=suppress, type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="genflow's log records at this level and above go to stderr "
+                             "(default: $GENFLOW_LOG_LEVEL or WARNING)")
+    parser.add_argument("--log-format", dest=f"{prefix}log_format", default=suppress,
+                        choices=["text", "json"],
+                        help="log lines as text or one JSON object each, with the instance, "
+                             "workflow, thread, statement and attempt (default: "
+                             "$GENFLOW_LOG_FORMAT or text)")
 
 
 #: The modules a compiled build of genflow would ship as extension modules: the hot path.
@@ -965,6 +983,20 @@ blank lines and lines starting with # are skipped"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: `genflow ...` (returns the exit status). genflow's logging
+    is configured for the command and put back as it was after it (a program or a
+    test that calls this keeps its own)."""
+    top = logging.getLogger("genflow")
+    level, handlers = top.level, list(top.handlers)
+    try:
+        return _main(argv)
+    finally:
+        for handler in [h for h in top.handlers if h not in handlers]:
+            top.removeHandler(handler)
+        top.setLevel(level)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     for arg in argv:
@@ -979,6 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if store == "":
         parser.error("--store is empty (an unset shell variable?): give a store URL")
     args.store = store or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE
+    _logging(parser, args)
     apps = (args.app or []) + (getattr(args, "sub_app", None) or [])
     if not apps:
         apps = [os.environ.get("GENFLOW_APP", "")]
@@ -1009,6 +1042,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
+
+
+def _logging(parser: _Parser, args: argparse.Namespace) -> None:
+    """The CLI prints genflow's log records (the library only logs): to stderr,
+    at --log-level, as text or JSON."""
+    from genflow.observe import configure_logging
+
+    level = getattr(args, "sub_log_level", None) or args.log_level \
+        or os.environ.get("GENFLOW_LOG_LEVEL") or "WARNING"
+    form = getattr(args, "sub_log_format", None) or args.log_format \
+        or os.environ.get("GENFLOW_LOG_FORMAT") or "text"
+    try:
+        configure_logging(level, form)
+    except ValueError as exc:
+        parser.error(f"{exc} ($GENFLOW_LOG_LEVEL, $GENFLOW_LOG_FORMAT)")
 
 
 def _is_text(value: str) -> bool:

@@ -358,7 +358,8 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 # -- the State as nested arrays (formats 2 and 3) ---------------------------------------------
 #
 # State:  [id, workflow, status, pc, [thread...],
-#          (format 3, a child's:) [parent, event, index, thread, pc]]
+#          (format 3, a child's:) [parent, event, index, thread, pc],
+#          (format 3, when traced: nil for no parent) traceparent]
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
 #          (format 3, only when the step has failed, or what follows is set:)
 #          attempts, error, retry_at,
@@ -385,6 +386,10 @@ def _unstructure_state(state: State) -> Any:
     if state.parent is not None:  # (format 3: a child's parent, appended only when set)
         parent = state.parent
         raw.append([parent.instance_id, parent.event, parent.index, parent.thread, parent.pc])
+    if state.trace is not None:  # (format 3: the caller's trace, appended only when set)
+        if state.parent is None:
+            raw.append(None)
+        raw.append(state.trace)
     return raw
 
 
@@ -448,13 +453,15 @@ def _fields(value: Any, counts: tuple[int, ...], what: str) -> list[Any]:
 
 
 def _structure_state(raw: list[Any]) -> State:
-    _fields(raw, (5, 6), "the state")
+    _fields(raw, (5, 6, 7), "the state")
     sid, workflow, status, pc, threads = raw[:5]
     state = State(
         id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
         status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
     )
-    if len(raw) == 6:
+    if len(raw) == 7:
+        state.trace = _want(raw[6], str, "the trace context")
+    if len(raw) == 6 or (len(raw) == 7 and raw[5] is not None):
         fields = _fields(raw[5], (3, 5), "a parent")
         parent_id, event, index = fields[:3]
         state.parent = Parent(_want(parent_id, str, "a parent's id"),

@@ -62,6 +62,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
+from genflow.observe import Observer, fields
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
@@ -135,9 +136,14 @@ class Engine:
     (default: one attempt, so a failing step fails the instance at once);
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
-    store's journal (off by default). `parallel_steps` bounds how many steps
+    store's journal, and each step run and handler call with its start, end
+    and attempt (off by default). `parallel_steps` bounds how many steps
     of one instance the async API runs at once (1: one at a time, as the sync
-    API; see "Steps at once" in docs/statements.md).
+    API; see "Steps at once" in docs/statements.md). `otel=False` keeps
+    OpenTelemetry out of this engine even when it is installed
+    (`genflow.observe`); `tracer_provider` and `meter_provider` are the
+    OpenTelemetry providers to use instead of the global ones (as
+    instrumentations take them).
     """
 
     def __init__(
@@ -153,6 +159,9 @@ class Engine:
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
         parallel_steps: int = DEFAULT_PARALLEL_STEPS,
+        otel: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         if type(parallel_steps) is not int or parallel_steps < 1:
             raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
@@ -179,6 +188,9 @@ class Engine:
         #: the transactional outbox's relay (genflow.relay)
         self.outbox = Relay(self)
         self._queue_wake: _dt.datetime | None = None
+        #: logs, spans, metrics and the journal's timings (genflow.observe)
+        self.observer = Observer(self, otel=otel, tracer_provider=tracer_provider,
+                                 meter_provider=meter_provider)
 
     # -- public sync API --
 
@@ -192,7 +204,8 @@ class Engine:
         admits it (`genflow.queues`; lower `priority` first), then a worker
         runs it.
         """
-        return drive(self._relaying(self._start(data, id, run, queue, priority)))
+        return drive(self._relaying(self._start(data, id, run, queue, priority)),
+                     self.observer.watching())
 
     def send(
         self,
@@ -215,7 +228,7 @@ class Engine:
         Timers are fired by the clock only: sending a timer's name is refused.
         """
         return drive(self._relaying(self._send(instance_id, event, payload, thread, pc,
-                                               timeout)))
+                                               timeout)), self.observer.watching())
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -233,7 +246,7 @@ class Engine:
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """
-        drive(self._relaying(self._cancel(instance_id, timeout)))
+        drive(self._relaying(self._cancel(instance_id, timeout)), self.observer.watching())
 
     def move(self, instance_id: str, thread: str, statement: str, *,
              timeout: float = 30.0) -> None:
@@ -244,20 +257,22 @@ class Engine:
         statement or a thread cannot stand there. Recorded in the journal even
         when the journal is off: repairs are always on record.
         """
-        drive(self._relaying(self._move(instance_id, thread, statement, timeout)))
+        drive(self._relaying(self._move(instance_id, thread, statement, timeout)),
+              self.observer.watching())
 
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        return drive(self._relaying(self._run_due(limit)))
+        return drive(self._relaying(self._run_due(limit)), self.observer.watching())
 
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
                           queue: str | None = None, priority: int = 0) -> str:
-        return await drive_async(self._relaying(self._start(data, id, run, queue, priority)))
+        return await drive_async(self._relaying(self._start(data, id, run, queue, priority)),
+                                 self.observer.watching())
 
     async def send_async(
         self,
@@ -270,17 +285,20 @@ class Engine:
         timeout: float = 30.0,
     ) -> Any:
         return await drive_async(self._relaying(self._send(instance_id, event, payload, thread,
-                                                           pc, timeout)))
+                                                           pc, timeout)),
+                                 self.observer.watching())
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        await drive_async(self._relaying(self._cancel(instance_id, timeout)))
+        await drive_async(self._relaying(self._cancel(instance_id, timeout)),
+                          self.observer.watching())
 
     async def move_async(self, instance_id: str, thread: str, statement: str, *,
                          timeout: float = 30.0) -> None:
-        await drive_async(self._relaying(self._move(instance_id, thread, statement, timeout)))
+        await drive_async(self._relaying(self._move(instance_id, thread, statement, timeout)),
+                          self.observer.watching())
 
     async def run_due_async(self, limit: int = 100) -> int:
-        return await drive_async(self._relaying(self._run_due(limit)))
+        return await drive_async(self._relaying(self._run_due(limit)), self.observer.watching())
 
     # -- reading --
 
@@ -388,12 +406,12 @@ class Engine:
                 _worker_log.warning(
                     "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     self.owner, failures, exc, wait,
-                    extra={"attempt": failures, "wait": wait, "error": type(exc).__name__})
+                    extra=fields(attempt=failures, wait=wait, error=type(exc).__name__))
                 self._sleep(wait)
                 continue
             if failures:
                 _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
-                                 self.owner, failures, extra={"attempts": failures})
+                                 self.owner, failures, extra=fields(attempts=failures))
                 failures = 0
             total += done
             if done:
@@ -430,12 +448,12 @@ class Engine:
             except Exception as exc:  # a bug there must not end the worker loop
                 _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
                                   getattr(part, "__qualname__", part), type(exc).__name__, exc,
-                                  extra={"error": type(exc).__name__})
+                                  extra=fields(error=type(exc).__name__))
         return done
 
     def _relay_due(self) -> int:
         """The outbox rows left for any worker (a relay that died, a retry due)."""
-        return int(drive(self._relaying(self.outbox.run())))
+        return int(drive(self._relaying(self.outbox.run()), self.observer.watching()))
 
     def _relaying(self, ops: _Ops) -> _Ops:
         """An operation, then the relay of the outbox rows it committed."""
@@ -494,6 +512,17 @@ class Engine:
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
+        watch = self.observer.begin("start", instance_id)
+        try:
+            self.observer.keep_trace(state)
+            return (yield from self._started(data, state, name, run, queue, priority))
+        finally:
+            watch.end()
+
+    def _started(self, data: Any, state: State, name: str, run: bool, queue: str | None,
+                 priority: int) -> _Ops:
+        """`start`, the instance made: stored (or queued for admission), then run."""
+        instance_id = state.id
         now = self.clock()
         if queue is not None:  # it waits for admission: no wake_at, no lease
             self.queues.enqueue(InstanceRecord(
@@ -528,7 +557,12 @@ class Engine:
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
         pc: int | None, timeout: float, *, moves: bool = True,
     ) -> _Ops:
-        record = self._acquire(instance_id, timeout)
+        watch = self.observer.begin("send", instance_id)
+        try:
+            record = self._acquire(instance_id, timeout)
+        except BaseException:
+            watch.end()
+            raise
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
@@ -539,23 +573,29 @@ class Engine:
             saver.bind(wf, state)
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
+            self.observer.keep_trace(state)
             op = self._operation(wf, state, saver)
             output = yield from op.deliver(req, payload, self.max_moves if moves else 0)
             self._settle(saver, op)
         finally:
+            watch.end()
             self._release(instance_id, saver.record)
         return output
 
     def _cancel(self, instance_id: str, timeout: float) -> _Ops:
-        record = self._acquire(instance_id, timeout)
-        saver = _Saver(self, record, None, None)
+        watch = self.observer.begin("cancel", instance_id)
+        saver = None
         try:
+            record = self._acquire(instance_id, timeout)
+            saver = _Saver(self, record, None, None)
             wf, state = self._load(record)
             saver.bind(wf, state)
             yield from self._cancel_moves(saver, wf, state)
             self._record(instance_id, [("cancel", {"by": self.owner})], repair=True)
         finally:
-            self._release(instance_id, saver.record)
+            watch.end()
+            if saver is not None:
+                self._release(instance_id, saver.record)
 
     def _cancel_moves(self, saver: _Saver, wf: Any, state: State) -> _Ops:
         """Cancel under the lease: teardowns that fail are retried later, by policy."""
@@ -569,10 +609,15 @@ class Engine:
         if left:
             log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
                         state.id, state.status.value, ", ".join(left),
-                        extra={"instance": state.id, "workflow": state.workflow})
+                        extra=fields(state.id, state.workflow))
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
-        record = self._acquire(instance_id, timeout)
+        watch = self.observer.begin("move", instance_id)
+        try:
+            record = self._acquire(instance_id, timeout)
+        except BaseException:
+            watch.end()
+            raise
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
@@ -589,6 +634,7 @@ class Engine:
             yield from op.run(self.max_moves)
             self._settle(saver, op)
         finally:
+            watch.end()
             self._release(instance_id, saver.record)
 
     def _run_due(self, limit: int) -> _Ops:
@@ -597,10 +643,14 @@ class Engine:
                                        workflows=self.runs())
         for record in records:
             KEEPER.hold(self, record.id)
+            if record.taken_from is not None:
+                self.observer.took_over(record.id, record.workflow, record.taken_from)
             saver = _Saver(self, record, None, None)
+            watch = None
             try:
                 wf, state = self._load(record)
                 saver.bind(wf, state)
+                watch = self.observer.begin("run", record.id, state)
                 if state.status is WorkflowStatus.CANCELLED:
                     yield from self._cancel_moves(saver, wf, state)
                 else:
@@ -617,6 +667,8 @@ class Engine:
             except Exception as exc:  # one instance, whatever it raises, must not stop the worker
                 self._quarantine(saver.record, exc)
             finally:
+                if watch is not None:
+                    watch.end()
                 self._release(record.id, saver.record)
         return len(records)
 
@@ -669,8 +721,7 @@ class Engine:
         if failure is not None:
             self._record(state.id, [("failure", {"error": f"{type(failure).__name__}: "
                                                           f"{failure}"})])
-            log.warning("instance %s: %s", state.id, failure,
-                        extra={"instance": state.id, "workflow": state.workflow})
+            self.observer.settled(state, failure)
 
     # -- helpers --
 
@@ -728,7 +779,7 @@ class Engine:
                 log.warning(
                     "instance %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     instance_id, failures, exc, wait,
-                    extra={"instance": instance_id, "attempt": failures, "wait": wait})
+                    extra=fields(instance_id, attempt=failures, wait=wait))
                 time.sleep(wait)
                 continue
             if record is not None:
@@ -817,6 +868,8 @@ class Engine:
         is the instance as this engine last wrote it: if that write already
         dropped the lease (`_settle`), there is nothing to write."""
         KEEPER.drop(self, instance_id)
+        if self.observer.pending:  # step calls whose timings no checkpoint wrote
+            self._record(instance_id, self.observer.take(instance_id))
         if record is None or record.lease_owner is not None:
             self.store.release(instance_id, self.owner)
         if instance_id in self._left_due:
@@ -831,7 +884,7 @@ class Engine:
         row or the code, then retries it."""
         reason = f"{type(exc).__name__}: {exc}"
         log.error("instance %s cannot be run and is set aside: %s", record.id, reason,
-                  extra={"instance": record.id, "workflow": record.workflow})
+                  extra=fields(record.id, record.workflow, error=reason))
         with contextlib.suppress(GenflowError):
             self.store.save(
                 record.replace(status=_FAILED.value, error=reason, wake_at=None,
@@ -851,7 +904,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "notes", "op", "record", "state", "wf")
+    __slots__ = ("debug", "dirty", "engine", "notes", "op", "record", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -861,6 +914,7 @@ class _Saver:
         self.dirty = False
         self.op: Operation | None = None  # whose outbox its saves write
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
+        self.debug = log.isEnabledFor(logging.DEBUG)  # (once: moves are debug records)
 
     def bind(self, wf: Any, state: State) -> None:
         self.wf, self.state = wf, state
@@ -878,8 +932,12 @@ class _Saver:
             self._write()
             self.dirty = False
             self._journal()
+        op = self.op
+        if self.debug or (op is not None and op.failed is not None):
+            engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
         if engine.journal:
-            engine._record(self.record.id, [(kind.value, _positions(state))])
+            engine._record(self.record.id, [*engine.observer.take(state.id),
+                                            (kind.value, _positions(state))])
 
     def _journal(self) -> None:
         """Write the noted entries: they are on record once what they tell is saved."""

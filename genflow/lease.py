@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from genflow.errors import GenflowError
+from genflow.observe import fields
 from genflow.runtime import current_step
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class _Keeper:
             renewed = engine.store.acquire(instance_id, engine.owner, now, now + engine.lease)
         except GenflowError as exc:  # the store's trouble: the next round tries again
             log.warning("instance %s: renewing its lease failed: %s", instance_id, exc,
-                        extra={"instance": instance_id})
+                        extra=fields(instance_id))
             return False
         with self._cond:
             key = (id(engine), instance_id)
@@ -75,7 +76,7 @@ class _Keeper:
                 self._held[key] = (engine, time.monotonic())
         if renewed is None:
             log.warning("instance %s: its lease was taken over by another worker while a "
-                        "step ran", instance_id, extra={"instance": instance_id})
+                        "step ran", instance_id, extra=fields(instance_id))
         return renewed is not None
 
     def _run(self) -> None:
@@ -116,7 +117,6 @@ def heartbeat(note: str | None = None, **details: Any) -> bool:
                  "note": note, **details}
         engine._record(ctx.instance_id, [("heartbeat", entry)])
         log.info("instance %s, step %r: %s", ctx.instance_id, ctx.step, note or details,
-                 extra={"instance": ctx.instance_id, "workflow": ctx.workflow,
-                        "thread": ctx.thread_id, "statement": ctx.step,
-                        "attempt": ctx.attempt})
+                 extra=fields(ctx.instance_id, ctx.workflow, ctx.thread_id, ctx.step,
+                              ctx.attempt))
     return renewed

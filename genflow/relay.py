@@ -49,6 +49,7 @@ from genflow.errors import (
     UnknownEventError,
     WorkflowFinishedError,
 )
+from genflow.observe import fields
 from genflow.outbox import CancelIntent, Intent, SendIntent, StartIntent
 from genflow.stores.base import InstanceRecord, OutboxEntry
 from genflow.stores.retry import Backoff
@@ -220,7 +221,7 @@ class Relay:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("outbox: event %r from %s to %s cannot be delivered, given up: %s",
                     entry.event or entry.kind, entry.origin, entry.target, error,
-                    extra={"instance": entry.origin, "target": entry.target})
+                    extra=fields(entry.origin, target=entry.target, error=error))
         self.engine.store.retry_outbox(entry.seq, None, entry.attempts + 1, error)
 
 

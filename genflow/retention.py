@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from genflow.errors import ScheduleError
+from genflow.observe import fields
 from genflow.stores.base import utcnow
 from genflow.stores.scheduling import ENDED
 
@@ -132,7 +133,7 @@ class RetentionRunner:
                 break
         if total and not dry_run:
             log.info("purged %d instance(s) last changed before %s", total, before,
-                     extra={"workflow": workflow, "count": total})
+                     extra=fields(workflow=workflow, count=total))
         return PurgeReport(total, 0, tuple(ids), dry_run, time.perf_counter() - started)
 
     def run(self, *, now: _dt.datetime | None = None, dry_run: bool = False) -> PurgeReport:

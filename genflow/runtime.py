@@ -42,7 +42,7 @@ import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -237,8 +237,31 @@ _at_once: contextvars.ContextVar[bool] = contextvars.ContextVar("genflow_at_once
                                                                 default=False)
 
 
-def drive(moves: _Moves) -> Any:
-    """Run an operation's moves (see `Operation`), calling the user code they yield."""
+class Watcher(Protocol):
+    """What a driver calls user code through when something watches it (the
+    engine's `genflow.observe.Observer`: spans, timings, logs)."""
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], ctx: StepContext) -> Any: ...
+
+    async def call_async(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                         ctx: StepContext) -> Any: ...
+
+    def open_call(self, fn: Callable[..., Any], ctx: StepContext) -> Any: ...
+
+    def close_call(self, opened: Any, ctx: StepContext, error: BaseException | None) -> None: ...
+
+    def leave(self, opened: Any) -> None: ...
+
+    async def finish(self, awaitable: Any, opened: Any, ctx: StepContext) -> Any: ...
+
+
+def drive(moves: _Moves, watch: Watcher | None = None) -> Any:
+    """Run an operation's moves (see `Operation`), calling the user code they yield.
+
+    With `watch`, each step and handler call (those with a `StepContext`) is
+    made through `watch.call`; without, this loop is all there is."""
+    if watch is not None:
+        return _drive_watched(moves, watch)
     value: Any = None
     error: BaseException | None = None
     # (one at a time, also when called from a step the async driver runs)
@@ -267,7 +290,42 @@ def drive(moves: _Moves) -> Any:
             _at_once.reset(at_once)
 
 
-async def drive_async(moves: _Moves) -> Any:
+def _drive_watched(moves: _Moves, watch: Watcher) -> Any:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = moves.throw(error) if error is not None else moves.send(value)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        fn, args, ctx = call
+        token = _current.set(ctx) if ctx is not None else None
+        try:
+            value = fn(*args) if ctx is None else watch.call(_sync_only(fn), args, ctx)
+            if value is not None and inspect.isawaitable(value):
+                getattr(value, "close", lambda: None)()
+                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+        except BaseException as exc:
+            error, value = exc, None
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+
+def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, refusing a coroutine it returns (the sync driver's rule) inside the watch."""
+    def call(*args: Any) -> Any:
+        value = fn(*args)
+        if value is not None and inspect.isawaitable(value):
+            getattr(value, "close", lambda: None)()
+            raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+        return value
+    call.__name__ = getattr(fn, "__name__", "call")
+    return call
+
+
+async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
     """As `drive`, awaiting what user code returns when it is awaitable.
 
     It also runs steps at once: a `Start` call that returns an awaitable
@@ -276,7 +334,8 @@ async def drive_async(moves: _Moves) -> Any:
     sends back `(its StepContext, result, exception)`; `CANCEL` cancels every
     task still running and waits for them. Whatever is left running when the
     moves end (they raised) is cancelled the same way: a step the core did
-    not apply is a step a crash interrupted.
+    not apply is a step a crash interrupted. With `watch`, each step and
+    handler call is made through it (`Watcher`), those left running too.
     """
     value: Any = None
     error: BaseException | None = None
@@ -302,6 +361,9 @@ async def drive_async(moves: _Moves) -> Any:
             fn, args, ctx = call
             token = _current.set(ctx) if ctx is not None else None
             try:
+                if watch is not None and ctx is not None:
+                    value = await _watched(watch, call, flights)
+                    continue
                 value = fn(*args)
                 if value is not None and inspect.isawaitable(value):
                     if type(call) is Start:
@@ -319,6 +381,28 @@ async def drive_async(moves: _Moves) -> Any:
         if flights:
             await _cancel_all(flights)
         _at_once.reset(at_once)
+
+
+async def _watched(watch: Watcher, call: Any, flights: dict[asyncio.Future[Any], StepContext]
+                   ) -> Any:
+    """`drive_async`'s call of user code through `watch`: a `Start` whose call
+    returns an awaitable is left running as a task (its span and timing end
+    with it), as unwatched."""
+    fn, args, ctx = call
+    if type(call) is not Start:
+        return await watch.call_async(fn, args, ctx)
+    opened = watch.open_call(fn, ctx)
+    try:
+        value = fn(*args)
+    except BaseException as exc:
+        watch.close_call(opened, ctx, exc)
+        raise
+    if value is None or not inspect.isawaitable(value):
+        watch.close_call(opened, ctx, None)
+        return value
+    flights[asyncio.ensure_future(watch.finish(value, opened, ctx))] = ctx  # (sees its span)
+    watch.leave(opened)  # the driver goes on outside the step's span
+    return PENDING
 
 
 async def _landing(flights: dict[asyncio.Future[Any], StepContext]
@@ -547,9 +631,9 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "outbox", "parallel_steps", "repaths", "retry",
-                 "started", "state", "tracer", "unstructure", "wf")
+    __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failed", "failing",
+                 "failure", "handler_retry", "located", "outbox", "parallel_steps", "repaths",
+                 "retry", "started", "state", "tracer", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -570,6 +654,9 @@ class Operation:
         #: a failure that reached a thread's top after its Finally bodies ran:
         #: raised by the loop once its checkpoint is made
         self.failing: StepError | None = None
+        #: the (thread, event or None) whose step or handler failed last: its
+        #: attempt, error and next try are on it (the engine logs them)
+        self.failed: tuple[Thread, WaitEvent | None] | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
         self.tracer = tracer(type(wf)) if self.reuse else None
@@ -1302,6 +1389,7 @@ class Operation:
         cause = exc.__cause__ or exc
         exc.retry, exc.attempt = policy, attempt
         state = self.state
+        self.failed = (thread, None)
         # -- commit: the attempt is counted; the thread stays at the step, with
         # the same counter, so the retry keeps the step's idempotency key --
         state.pc += 1
@@ -1487,6 +1575,7 @@ class Operation:
         resume tries again; with one exhausted, the instance is FAILED)."""
         event.status = status
         event.error = repr(exc)
+        self.failed = (thread, event)
         error = HandlerError(phase, event.event, thread.id, exc)
         error.__cause__ = exc
         if policy is not None:

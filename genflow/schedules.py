@@ -46,6 +46,7 @@ from genflow.errors import (
     ScheduleError,
     WorkflowFinishedError,
 )
+from genflow.observe import fields
 from genflow.registry import workflow_name
 from genflow.state import new_state
 from genflow.stores.base import InstanceRecord
@@ -339,7 +340,7 @@ class Schedules:
         stored = engine.store.create_schedule(record)
         engine.store.notify_wake()
         log.info("schedule %s added: %s, workflow %s", schedule.id, schedule.spec_text,
-                 schedule.workflow, extra={"schedule": schedule.id, "workflow": schedule.workflow})
+                 schedule.workflow, extra=fields(workflow=schedule.workflow, schedule=schedule.id))
         return _info(stored)
 
     def get(self, schedule_id: str) -> ScheduleInfo:
@@ -467,8 +468,8 @@ class Schedules:
         for firing in firings:
             for instance_id in firing.created:
                 log.info("schedule %s started %s", firing.schedule.id, instance_id,
-                         extra={"schedule": firing.schedule.id, "instance": instance_id,
-                                "workflow": firing.schedule.workflow})
+                         extra=fields(instance_id, firing.schedule.workflow,
+                                      schedule=firing.schedule.id))
                 engine._record(instance_id, [("start", {"schedule": firing.schedule.id})])
         if created:
             engine.store.notify_wake()
@@ -481,7 +482,7 @@ class Schedules:
                 pass  # it ended meanwhile: the tick fires next turn all the same
             except GenflowError as exc:
                 log.warning("schedule: cannot cancel the previous run %s yet: %s", instance_id,
-                            exc, extra={"instance": instance_id})
+                            exc, extra=fields(instance_id))
 
     def _update(self, schedule_id: str,
                 change: Callable[[ScheduleRecord, Schedule], ScheduleRecord]) -> ScheduleInfo:
@@ -629,7 +630,8 @@ class _Turn:
         except Exception as exc:  # one schedule must not stop the worker, nor spin it
             reason = f"{type(exc).__name__}: {exc}"
             log.error("schedule %s cannot fire: %s; tried again in %s", schedule.id, reason,
-                      ERROR_BACKOFF, extra={"schedule": schedule.id})
+                      ERROR_BACKOFF, extra=fields(workflow=schedule.workflow,
+                                                      schedule=schedule.id))
             return Firing(record.replace(due_at=self.now + ERROR_BACKOFF, error=reason))
 
     def _ticks(self, record: ScheduleRecord, schedule: Schedule,
@@ -662,7 +664,8 @@ class _Turn:
         if len(fire) < len(due) or (due and due[0] > record.next_tick):
             log.info("schedule %s catches up (%s): ticks from %s to %s missed, %d started",
                      schedule.id, schedule.catchup.value, record.next_tick,
-                     due[-1] if due else now, len(fire), extra={"schedule": schedule.id})
+                     due[-1] if due else now, len(fire), extra=fields(workflow=schedule.workflow,
+                                                       schedule=schedule.id))
         running = last_status is not None and last_status not in ENDED
         if schedule.overlap is Overlap.CANCEL:
             fire = fire[-1:]
@@ -688,7 +691,7 @@ class _Turn:
                 reason = f"{type(exc).__name__}: {explain(exc)}"
                 log.error("schedule %s: the tick of %s cannot start its instance: %s; tried "
                           "again in %s", schedule.id, tick, reason, ERROR_BACKOFF,
-                          extra={"schedule": schedule.id, "workflow": schedule.workflow})
+                          extra=fields(workflow=schedule.workflow, schedule=schedule.id))
                 if self.manual:
                     raise
                 # the schedule stays at this tick, looked at again after the backoff

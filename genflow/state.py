@@ -217,6 +217,10 @@ class State:
     pc: int = 0
     #: set for a child workflow: whom to tell when it ends
     parent: Parent | None = None
+    #: the W3C ``traceparent`` of the operation that last moved the instance for
+    #: a caller (`start`, `send`), when OpenTelemetry traced it: the steps a worker
+    #: runs later are in that trace (`genflow.observe`). The core never reads it.
+    trace: str | None = None
 
     def thread(self, thread_id: str) -> Thread | None:
         for thread in self.threads:

@@ -155,7 +155,7 @@ def test_drive_shows_each_phase_with_its_own_total_and_rate(tmp_path, capsys, pr
     url = f"sqlite:///{tmp_path / 'p.db'}"
     starts = [(f"i{k:03}", Small()) for k in range(40)]
     events = [(f"i{k:03}", "go", "ops") for k in range(0, 40, 2)]
-    result = run_batch(url, starts=starts, events=events, processes=processes)
+    result = run_batch(url, starts=starts, events=events, processes=processes, progress=True)
     assert result.moved == 20  # the odd ones' timers
     err = capsys.readouterr().err
     assert "\r" not in err

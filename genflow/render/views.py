@@ -171,20 +171,36 @@ def timeline(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
     """The instance's life as rows: steps (thread, start, end, attempt, outcome,
     error), events received, and operator actions, oldest first.
 
-    A step's run is read from the positions the journal records: a thread seen
-    ``executing`` a step starts it (at that entry's time), the next ``after_step``
-    ends it, a ``failure`` ends it in error (its ``attempt`` counts the tries).
-    An entry that carries its own ``start`` (and ``end``, ``attempt``, ``step``,
-    ``thread``, ``error``) is taken as it is.
+    The engine's journal records each step run and handler call with its own
+    ``start``, ``end``, ``attempt`` (``step`` and ``handler`` entries, see
+    `genflow.observe`): those are taken as they are, one row each. A journal
+    written before them (positions only) is read from the positions: a thread
+    seen ``executing`` a step starts it (at that entry's time), the next
+    ``after_step`` ends it, a ``failure`` ends it in error (its ``attempt``
+    counts the tries).
     """
     rows: list[dict[str, Any]] = []
     running: dict[str, dict[str, Any]] = {}  # thread -> its step's open row
     tries: dict[tuple[str, str], int] = {}  # (thread, step) -> failed tries so far
+    timed = False  # from the first timed entry on, positions tell no runs
     for entry in entries:
         detail = entry.detail if isinstance(entry.detail, dict) else {}
         at = _iso(entry.at)
         if "start" in detail:  # an entry with its own timings
+            if not timed:  # the runs positions opened are told again by these entries
+                timed = True
+                rows = [r for r in rows if r not in running.values()]
+                running.clear()
             rows.append(_timed(entry, detail))
+            continue
+        if timed and entry.kind == "failure":
+            error = str(detail.get("error", ""))
+            if not error.startswith(("StepError", "HandlerError")):  # (a run's: its row says)
+                rows.append({"kind": "failure", "label": "failure", "start": at, "end": at,
+                             "outcome": "failed", "error": error,
+                             "attempt": detail.get("attempt")})
+            continue
+        if timed and isinstance(detail.get("threads"), list):
             continue
         if entry.kind == "failure":
             open_rows = list(running.values())
@@ -238,12 +254,30 @@ def timeline(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
 
 def _timed(entry: JournalEntry, detail: dict[str, Any]) -> dict[str, Any]:
     error = str(detail.get("error") or "")
-    return {"kind": "step", "label": str(detail.get("step") or detail.get("statement")
-                                          or entry.kind),
+    label = str(detail.get("step") or detail.get("statement") or entry.kind)
+    if entry.kind == "handler":  # a handler's setup, handle or teardown, at its Wait
+        label = f"{detail.get('phase', 'handle')} {detail.get('event', '')} ({label})"
+    return {"kind": "handler" if entry.kind == "handler" else "step", "label": label,
             "thread": detail.get("thread"), "start": _iso_any(detail.get("start")),
             "end": _iso_any(detail.get("end")), "attempt": detail.get("attempt"),
             "outcome": "failed" if error else ("done" if detail.get("end") else "running"),
             "error": error}
+
+
+def timeline_text(rows: Sequence[dict[str, Any]], *, last: int = 10) -> list[str]:
+    """The last `last` step runs and handler calls of a `timeline`, a line each
+    (`genflow show`): when, what, thread, attempt, duration, outcome and error."""
+    runs = [r for r in rows if r["kind"] in ("step", "handler", "failure")][-last:]
+    lines = []
+    for row in runs:
+        start = (row.get("start") or "")[:19].replace("T", " ")
+        took = "" if row.get("duration") is None else f"{row['duration']:.3f}s"
+        thread = thread_name(row["thread"]) if row.get("thread") else ""
+        attempt = f"attempt {row['attempt']}" if row.get("attempt") else ""
+        outcome = row["outcome"] + (f": {row['error']}" if row.get("error") else "")
+        lines.append("  ".join(part for part in (
+            start, f"{row['label']:<14}", thread, attempt, took, outcome) if part))
+    return lines
 
 
 def _action_label(kind: str, detail: dict[str, Any]) -> str:

@@ -73,7 +73,9 @@ class InstanceRecord:
     `wake_at` is when the engine should next look at the instance (None: only an
     event can move it). `attempts` and `error` describe the last failing step for
     retry policies and operators. `waiting_for` lists the event names it waits
-    for, so operators can find instances without decoding blobs.
+    for, so operators can find instances without decoding blobs. `taken_from`
+    is set by `Store.claim_due` only (never stored, not compared): the worker
+    whose expired lease the claim took over (it died or hung mid-operation).
     """
 
     id: str
@@ -89,16 +91,19 @@ class InstanceRecord:
     lease_until: _dt.datetime | None = None
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+    taken_from: str | None = attrs.field(default=None, eq=False)
 
     def replace(
         self, *, id: Any = _KEEP, workflow: Any = _KEEP, status: Any = _KEEP, blob: Any = _KEEP,
         version: Any = _KEEP, wake_at: Any = _KEEP, waiting_for: Any = _KEEP,
         attempts: Any = _KEEP, error: Any = _KEEP, lease_owner: Any = _KEEP,
         lease_until: Any = _KEEP, created_at: Any = _KEEP, updated_at: Any = _KEEP,
+        taken_from: Any = None,
     ) -> InstanceRecord:
         """A copy with the fields given changed: `attrs.evolve`, written out
         field by field because every save makes two of these, and `evolve`
-        (or a dict of the fields) costs twice as much (see benchmarks/)."""
+        (or a dict of the fields) costs twice as much (see benchmarks/).
+        `taken_from` is not kept: it tells of one claim only."""
         return InstanceRecord(
             self.id if id is _KEEP else id,
             self.workflow if workflow is _KEEP else workflow,
@@ -113,6 +118,7 @@ class InstanceRecord:
             self.lease_until if lease_until is _KEEP else lease_until,
             self.created_at if created_at is _KEEP else created_at,
             self.updated_at if updated_at is _KEEP else updated_at,
+            taken_from,
         )
 
 
@@ -296,7 +302,8 @@ class Store(abc.ABC):
         lease, earliest first, to `owner` until `until`. Two concurrent callers
         never receive the same instance (PostgreSQL: FOR UPDATE SKIP LOCKED).
         With `workflows`, only instances of those workflows (the ones the
-        caller can run) are claimed."""
+        caller can run) are claimed. A record whose lease had expired in
+        another worker's hands says whose (`taken_from`)."""
 
     @abc.abstractmethod
     def release(self, instance_id: str, owner: str) -> None:
@@ -306,6 +313,15 @@ class Store(abc.ABC):
     def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
         """The earliest `wake_at` of all instances (of `workflows`): how long a
         worker may sleep."""
+
+    def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:
+        """How many instances (of `workflows`) are due at `now` and leased to no
+        one: the backlog a worker has yet to claim (the metric
+        ``genflow.due.backlog``). This default pages through the store; the
+        stores count in one query."""
+        return sum(1 for r in self.scan() if r.wake_at is not None and r.wake_at <= now
+                   and (r.lease_owner is None or r.lease_until is None or r.lease_until <= now)
+                   and (workflows is None or r.workflow in workflows))
 
     # -- grouping writes --
 

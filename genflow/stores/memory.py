@@ -168,9 +168,16 @@ class MemoryStore(SchedulingMemory, Store):
             )[:limit]
             claimed = []
             for row in due:
+                previous = row.lease_owner  # (an expired lease: lease_free)
                 row = self._rows[row.id] = row.replace(lease_owner=owner, lease_until=until)
-                claimed.append(row)
+                claimed.append(row if previous is None else row.replace(taken_from=previous))
             return claimed
+
+    def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._rows.values()
+                       if r.wake_at is not None and r.wake_at <= now and lease_free(r, None, now)
+                       and (workflows is None or r.workflow in workflows))
 
     def release(self, instance_id: str, owner: str) -> None:
         self._writable()

@@ -274,11 +274,11 @@ class PostgresStore(OutboxSQL):
     @staticmethod
     def _statements(s: str) -> dict[str, str]:
         claim = (
-            f"WITH due AS (SELECT id FROM {s}.instances WHERE wake_at <= %(now)s "
-            f"AND {_LEASE_FREE}<only> ORDER BY wake_at, id LIMIT %(limit)s "
+            f"WITH due AS (SELECT id, lease_owner AS was FROM {s}.instances WHERE wake_at <= "
+            f"%(now)s AND {_LEASE_FREE}<only> ORDER BY wake_at, id LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED) "
             f"UPDATE {s}.instances i SET lease_owner = %(owner)s, lease_until = %(until)s "
-            f"FROM due WHERE i.id = due.id RETURNING {_qualified('i')}"
+            f"FROM due WHERE i.id = due.id RETURNING {_qualified('i')}, due.was"
         )
         save = (
             f"UPDATE {s}.instances SET status = %(status)s, blob = %(blob)s, "
@@ -544,7 +544,9 @@ class PostgresStore(OutboxSQL):
             # a store that claims work belongs to a worker: listen from its first claim
             self._listener.start()
         rows = self._run(self._all, query, params)
-        return self._earliest_first([self._record(row) for row in rows])
+        return self._earliest_first([
+            self._record(row[:-1]) if row[-1] is None
+            else self._record(row[:-1]).replace(taken_from=row[-1]) for row in rows])
 
     # -- waking idle workers: LISTEN/NOTIFY --
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import attrs
 
 from genflow.errors import StoreError, StoreUnavailableError
+from genflow.observe import fields
 
 __all__ = ["Backoff", "retry"]
 
@@ -63,7 +64,7 @@ def retry(call: Callable[[], T], first: BaseException,
         if not isinstance(error, StoreUnavailableError) or time.monotonic() + wait > deadline:
             raise error from exc
         log.warning("%s: %s (retry %d in %.2fs)", label, error, attempt, wait,
-                    extra={"store": label, "attempt": attempt, "wait": wait})
+                    extra=fields(attempt=attempt, store=label, wait=wait))
         time.sleep(wait)
         try:
             if before is not None:

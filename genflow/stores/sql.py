@@ -58,6 +58,8 @@ _STATEMENTS = {
     "release": ("UPDATE {i} SET lease_owner = NULL, lease_until = NULL "
                 "WHERE id = ? AND lease_owner = ?"),
     "next_wake": "SELECT min(wake_at) FROM {i} WHERE wake_at IS NOT NULL",
+    "count_due": ("SELECT count(*) FROM {i} WHERE wake_at IS NOT NULL AND wake_at <= ? AND "
+                  "(lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?)"),
     "journal": "SELECT seq, at, kind, detail FROM {j} WHERE instance_id = ? ORDER BY seq",
 }
 
@@ -261,6 +263,12 @@ class SQLStore(Store):
         only, names = self._only(workflows)
         row = self._run(self._one, self._sql["next_wake"] + only, names)
         return None if row is None else self._time_in(row[0])
+
+    def count_due(self, now: _dt.datetime, workflows: Collection[str] | None = None) -> int:
+        only, names = self._only(workflows)
+        at = self._time_out(now)
+        row = self._run(self._one, self._sql["count_due"] + only, [at, at, *names])
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _earliest_first(records: Records) -> Records:

@@ -546,15 +546,27 @@ class SQLiteStore(OutboxSQL):
                   limit: int, workflows: Collection[str] | None = None) -> Records:
         now_us = _to_us(now)
         only, names = self._only(workflows)
-        rows = self._run(  # one statement: two claimers never share a row
-            self._all,
-            "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id IN ("
-            "SELECT id FROM instances WHERE wake_at IS NOT NULL AND wake_at <= ? "
-            f"AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?){only} "
-            f"ORDER BY wake_at, id LIMIT ?) RETURNING {COLUMNS}",
-            (owner, _to_us(until), now_us, now_us, *names, limit),
-        )
-        return self._earliest_first([self._record(row) for row in rows])
+
+        def claim() -> Records:
+            # One write transaction (two claimers never share a row): which rows, and
+            # whose expired leases among them (RETURNING shows only the new owner).
+            with self._write() as db:
+                due = db.execute(
+                    "SELECT id, lease_owner FROM instances WHERE wake_at IS NOT NULL AND "
+                    "wake_at <= ? AND (lease_owner IS NULL OR lease_until IS NULL OR "
+                    f"lease_until <= ?){only} ORDER BY wake_at, id LIMIT ?",
+                    (now_us, now_us, *names, limit)).fetchall()
+                if not due:
+                    return []
+                rows = db.execute(
+                    "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE id IN "
+                    f"({','.join('?' * len(due))}) RETURNING {COLUMNS}",
+                    (owner, _to_us(until), *(row[0] for row in due))).fetchall()
+            was = {row[0]: row[1] for row in due if row[1] is not None}
+            return [self._record(row) if row[0] not in was
+                    else self._record(row).replace(taken_from=was[row[0]]) for row in rows]
+
+        return self._earliest_first(self._run(claim))
 
     # -- waking idle workers --
 

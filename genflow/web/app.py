@@ -41,6 +41,7 @@ from genflow.errors import (
     UnknownThreadError,
     WorkflowFinishedError,
 )
+from genflow.observe import fields, traced
 from genflow.registry import registered
 from genflow.render import operating
 from genflow.render.svg import dot_program
@@ -249,7 +250,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _bug(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc,
-              extra={"path": request.url.path})
+              extra=fields(path=request.url.path))
     return JSONResponse({"error": {"type": "InternalError", "message":
                                    "the server failed unexpectedly (logged on genflow.web): "
                                    "this is a bug, please report it"}}, 500)
@@ -424,7 +425,7 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
                      "the body")
     name = field(body, "workflow", str, required=True)
     return await _start(config, name, body.get("data"), field(body, "id", str),
-                        field(body, "run", bool, default=True))
+                        field(body, "run", bool, default=True), _traceparent(request))
 
 
 async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
@@ -434,17 +435,24 @@ async def api_start_typed(request: Request, config: WebConfig, user: str) -> Res
     if run not in ("true", "false", "1", "0"):
         raise RequestError(f"run must be true or false, not {run!r}")
     return await _start(config, request.path_params["workflow"], data, query.get("id"),
-                        run in ("true", "1"))
+                        run in ("true", "1"), _traceparent(request))
+
+
+def _traceparent(request: Request) -> str | None:
+    """The caller's W3C trace context (a ``traceparent`` header): the spans of the
+    operation it asks for, and of the steps a worker runs later, are in its trace."""
+    return request.headers.get("traceparent")
 
 
 async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
-                 run: bool) -> Response:
+                 run: bool, traceparent: str | None = None) -> Response:
     if instance_id is not None and not instance_id:
         raise RequestError("an instance id must not be empty")
 
     def start() -> dict[str, Any]:
         data = workflow_data(name, fields)
-        started = config.engine.start(data, id=instance_id, run=run)
+        with traced(traceparent):
+            started = config.engine.start(data, id=instance_id, run=run)
         return instance_json(config.engine.get(started))
 
     return _json(await run_in_threadpool(start), 201)
@@ -486,8 +494,9 @@ async def _send(request: Request, config: WebConfig, workflow: str | None) -> Re
             if record.workflow != workflow:
                 raise InstanceNotFoundError(f"instance {instance_id!r} is a {record.workflow!r}, "
                                             f"not a {workflow!r}")
-        output = engine.send(instance_id, event, payload, thread=thread,
-                             timeout=config.send_timeout)
+        with traced(_traceparent(request)):
+            output = engine.send(instance_id, event, payload, thread=thread,
+                                 timeout=config.send_timeout)
         return {"output": unstructure(output), "instance": instance_json(engine.get(instance_id))}
 
     return _json(await run_in_threadpool(send))
@@ -652,7 +661,7 @@ async def console_schedule_action(request: Request, config: WebConfig, user: str
     def run() -> dict[str, Any]:
         message, view, started = _schedule_action(config, schedule_id, action)
         log.info("schedule %s: %s by %s (console)", schedule_id, action, user,
-                 extra={"schedule": schedule_id, "user": user})
+                 extra=fields(schedule=schedule_id, user=user))
         if started is not None:
             engine.store.append_journal(started, [("operator", {
                 "action": "trigger", "by": user, "via": "console", "schedule": schedule_id,

@@ -17,6 +17,7 @@ from typing import Any
 
 from genflow.engine import Engine
 from genflow.errors import GenflowError
+from genflow.observe import fields
 from genflow.web.access import LocalAccess, TokenAccess, is_loopback
 
 __all__ = ["serve"]
@@ -72,7 +73,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8080,
     secret = secret_text.encode() if secret_text else secrets.token_bytes(32)
     if not secret_text:
         log.warning("no GENFLOW_WEB_SECRET: sessions and callback URLs last as long as this "
-                    "process")
+                    "process", extra=fields())
     url = public_url if public_url is not None else os.environ.get("GENFLOW_WEB_URL", "")
     app = create_app(engine, access=access, secret=secret, max_body=max_body,
                      callback_url=url)
