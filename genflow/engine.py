@@ -62,7 +62,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
-from genflow.observe import Observer, fields
+from genflow.observe import Observer, current_traceparent, fields
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
@@ -493,6 +493,8 @@ class Engine:
                        handler_retry=self.handler_retry,
                        parallel_steps=self.parallel_steps)
         op.outbox.exists = self._exists
+        if self.observer.api is not None:  # what it starts joins the asking step's trace
+            op.outbox.traceparent = current_traceparent
         if isinstance(checkpoint, _Saver):
             checkpoint.op = op  # its saves write what the op's user code asked for
         return op

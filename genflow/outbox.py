@@ -75,13 +75,17 @@ class Outbox:
     """The intents of one operation, in the order they were asked for.
 
     `exists(instance_id)` (given by the engine) says whether a send's target
-    is there; `origin` is the instance whose user code asks."""
+    is there; `origin` is the instance whose user code asks. `traceparent()`
+    (given by the engine when OpenTelemetry traces it) is the trace context of
+    the code that asks: an instance it starts (a child too) keeps it, so its
+    steps are in the same trace."""
 
-    __slots__ = ("exists", "intents")
+    __slots__ = ("exists", "intents", "traceparent")
 
     def __init__(self) -> None:
         self.intents: list[Intent] = []
         self.exists: Callable[[str], bool] | None = None
+        self.traceparent: Callable[[], str | None] | None = None
 
     def take(self) -> list[Intent]:
         """The intents asked for so far, handed over (to a save) and forgotten here."""
@@ -100,6 +104,8 @@ class Outbox:
             raise StatementError(f"start: an instance id is a non-empty str, not {id!r}")
         state = new_state(id, data)
         state.parent = parent
+        if self.traceparent is not None:
+            state.trace = self.traceparent()
         blob = dumps(data, state, check=True)  # SerializationError / DataError now
         self.intents.append(StartIntent(id, name, blob, _aware(at, "start"), parent))
         return id

@@ -828,7 +828,7 @@ class Operation:
         _, own = Operation(mine, state, None, self.clock).locate(thread, Step)
         # its own outbox too: what it asks for lands with its writes, or goes with them
         box = Outbox()
-        box.exists = self.outbox.exists
+        box.exists, box.traceparent = self.outbox.exists, self.outbox.traceparent
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
                                        thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None,

@@ -945,3 +945,42 @@ def test_async_steps_run_at_once_are_each_spanned_and_timed(otel):
     steps = [e.detail["step"] for e in engine.store.journal("both") if e.kind == "step"]
     assert sorted(steps) == ["a", "b", "c"]
     assert current_traceparent() is None
+
+
+@genflow.workflow("obs-kid")
+@attrs.define
+class Kid:
+    n: int = 0
+    doubled: int = 0
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("double", self.double)
+
+    def double(self) -> None:
+        self.doubled = 2 * self.n
+
+
+@genflow.workflow("obs-parent")
+@attrs.define
+class ParentOfKid:
+    result: int = 0
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        from genflow import Child
+
+        yield Child("kid", Kid(n=21), into="result", result="doubled")
+
+
+def test_a_child_and_an_outbox_start_join_the_trace_of_the_step_that_asks(otel):
+    """The caller's trace reaches the child's steps, run by a worker later:
+    the child keeps the traceparent of the parent's operation that started it."""
+    engine, _ = otel.engine()
+    with otel.tracer.start_as_current_span("POST /parents") as request:
+        engine.start(ParentOfKid(), id="p1")
+    (kid,) = engine.list(parent="p1")
+    assert engine.get(kid.id).state.trace is not None
+    worker, _ = otel.engine(engine.store)
+    worker.work(until_idle=True, idle_sleep=0.01)
+    assert engine.get("p1").data.result == 42
+    (step,) = _named(otel.spans(), "genflow.step double")
+    assert step.context.trace_id == request.get_span_context().trace_id
