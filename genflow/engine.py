@@ -43,20 +43,18 @@ from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
+    DuplicateInstanceError,
     GenflowError,
     HandlerError,
     InvalidIdError,
     MoveLimitError,
-    NotWaitingError,
     StepError,
     StoreError,
     StoreUnavailableError,
-    UnknownEventError,
-    UnknownThreadError,
     UnknownWorkflowError,
-    WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
+from genflow.mailbox import DEFAULT_SIZE, Kept
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.retention import RetentionRunner
@@ -66,12 +64,14 @@ from genflow.runtime import (
     Operation,
     drive,
     drive_async,
+    request_for,
     reset_failures,
 )
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
+    Message,
     State,
     ThreadStatus,
     WaitEventStatus,
@@ -128,7 +128,8 @@ class Engine:
     (default: one attempt, so a failing step fails the instance at once);
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
-    store's journal (off by default).
+    store's journal (off by default). `mailbox_size` bounds the messages an
+    instance keeps for events no thread waits for yet (docs/mailbox.md).
     """
 
     def __init__(
@@ -143,7 +144,12 @@ class Engine:
         handler_retry: Retry | None = None,
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
+        mailbox_size: int = DEFAULT_SIZE,
     ) -> None:
+        if not isinstance(mailbox_size, int) or mailbox_size < 0:
+            raise GenflowError(f"mailbox_size is a count of messages (0 or more), not "
+                               f"{mailbox_size!r}")
+        self.mailbox_size = mailbox_size
         self.store = store
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -167,16 +173,20 @@ class Engine:
     # -- public sync API --
 
     def start(self, data: Any, *, id: str | None = None, run: bool = True,
-              queue: str | None = None, priority: int = 0) -> str:
+              queue: str | None = None, priority: int = 0,
+              if_exists: str = "raise") -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
         otherwise it is left due for a worker. A duplicate id raises
-        `DuplicateInstanceError`. With `queue`, it waits until that queue
-        admits it (`genflow.queues`; lower `priority` first), then a worker
-        runs it.
+        `DuplicateInstanceError`; with `if_exists="return"` it returns the id
+        of the instance that exists instead, untouched (`data` is not compared
+        with it: the first start's data won; an instance of another workflow
+        under that id is still refused). With `queue`, it waits until that
+        queue admits it (`genflow.queues`; lower `priority` first), then a
+        worker runs it.
         """
-        return drive(self._start(data, id, run, queue, priority))
+        return drive(self._start(data, id, run, queue, priority, if_exists))
 
     def send(
         self,
@@ -186,6 +196,8 @@ class Engine:
         *,
         thread: str | None = None,
         pc: int | None = None,
+        keep: bool | None = None,
+        start: Any = None,
         timeout: float = 30.0,
     ) -> Any:
         """Deliver `event` with `payload`, then move the instance until it waits.
@@ -197,8 +209,21 @@ class Engine:
         Returns what the handler returned, as it returned it (an attrs object
         stays one: `genflow.codec.unstructure` makes it plain for a wire).
         Timers are fired by the clock only: sending a timer's name is refused.
+
+        An event no thread waits for now (or one behind older kept messages
+        of its event) is kept in the instance's mailbox, in order, and
+        delivered when a thread waits for it; `send` then returns a
+        `genflow.mailbox.Kept` (or the handler's output, when the moves of
+        this call delivered it). `keep=False` refuses it instead, as the
+        event's `On(keep=...)` or the workflow's default may; an event no
+        statement of the workflow can ever wait for is refused either way,
+        with the list of its events. A `pc` is one wait's request: never kept.
+
+        `start` (data of the instance's workflow) is signal-with-start: when no
+        instance `instance_id` exists, it is started from `start` with this
+        event already kept, in one write, and run until it waits.
         """
-        return drive(self._send(instance_id, event, payload, thread, pc, timeout))
+        return drive(self._send(instance_id, event, payload, thread, pc, timeout, keep, start))
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -239,8 +264,9 @@ class Engine:
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
-                          queue: str | None = None, priority: int = 0) -> str:
-        return await drive_async(self._start(data, id, run, queue, priority))
+                          queue: str | None = None, priority: int = 0,
+                          if_exists: str = "raise") -> str:
+        return await drive_async(self._start(data, id, run, queue, priority, if_exists))
 
     async def send_async(
         self,
@@ -250,9 +276,12 @@ class Engine:
         *,
         thread: str | None = None,
         pc: int | None = None,
+        keep: bool | None = None,
+        start: Any = None,
         timeout: float = 30.0,
     ) -> Any:
-        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout))
+        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout,
+                                            keep, start))
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
         await drive_async(self._cancel(instance_id, timeout))
@@ -430,29 +459,51 @@ class Engine:
                          handler_retry=self.handler_retry)
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
-               priority: int = 0) -> _Ops:
+               priority: int = 0, if_exists: str = "raise", mail: Any = None) -> _Ops:
+        """Start an instance; `mail` (event, payload, thread) is signal-with-start's
+        event, kept in the new State before its first write (it returns what
+        `send` returns then, or `_EXISTS` when the instance exists)."""
+        if if_exists not in ("raise", "return"):
+            raise GenflowError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
+        kept: Kept | None = None
+        if mail is not None:  # the checks of a send, before anything is written
+            event, payload, thread_id = mail
+            check_payload(payload, event)
+            kept = yield from self._operation(data, state, None).keep(
+                event, payload, thread=thread_id, keep=True, limit=max(self.mailbox_size, 1))
         now = self.clock()
-        if queue is not None:  # it waits for admission: no wake_at, no lease
-            self.queues.enqueue(InstanceRecord(
-                id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state, check=True)), data, queue, priority)
-            self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
-            self.store.notify_wake()
-            return instance_id
-        record = self.store.create(
-            InstanceRecord(
-                id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state, check=True), wake_at=now,
-            ),
-            lease_owner=self.owner if run else None,
-            lease_until=now + self.lease if run else None,
-        )
-        self._record(instance_id, [("start", {"data": unstructure(data)})])
+        try:
+            if queue is not None:  # it waits for admission: no wake_at, no lease
+                self.queues.enqueue(InstanceRecord(
+                    id=instance_id, workflow=name, status=state.status.value,
+                    blob=dumps(data, state, check=True)), data, queue, priority)
+                self._record(instance_id,
+                             [("start", {"data": unstructure(data), "queue": queue})])
+                self.store.notify_wake()
+                return instance_id
+            record = self.store.create(
+                InstanceRecord(
+                    id=instance_id, workflow=name, status=state.status.value,
+                    blob=dumps(data, state, check=True), wake_at=now,
+                ),
+                lease_owner=self.owner if run else None,
+                lease_until=now + self.lease if run else None,
+            )
+        except DuplicateInstanceError:
+            if mail is None and if_exists == "raise":
+                raise
+            self._same_workflow(instance_id, name)
+            return _EXISTS if mail is not None else instance_id
+        entries: list[tuple[str, dict[str, Any]]] = [("start", {"data": unstructure(data)})]
+        if mail is not None:
+            entries.append(("event", {"event": mail[0], "thread": mail[2],
+                                      "payload": unstructure(mail[1])}))
+        self._record(instance_id, entries)
         if run:
             KEEPER.hold(self, instance_id)
             saver = _Saver(self, record, data, state)
@@ -462,27 +513,52 @@ class Engine:
                 self._settle(saver, op)
             finally:
                 self._release(instance_id, saver.record)
+            if kept is not None and op.taken and kept.seq in op.taken:
+                return op.taken[kept.seq]
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
-        return instance_id
+        return kept if kept is not None else instance_id
+
+    def _same_workflow(self, instance_id: str, name: str) -> None:
+        """`if_exists="return"` and signal-with-start take an existing instance
+        only of the same workflow: another workflow's under that id is a mistake."""
+        existing = self.store.get(instance_id)
+        if existing.workflow != name:
+            raise DuplicateInstanceError(
+                f"instance {instance_id!r} exists, as an instance of workflow "
+                f"{existing.workflow!r}, not {name!r}: choose another id")
 
     def _send(
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
-        pc: int | None, timeout: float,
+        pc: int | None, timeout: float, keep: bool | None = None, start: Any = None,
     ) -> _Ops:
+        if start is not None:
+            if pc is not None:
+                raise GenflowError("send(start=...) takes no pc: a new instance has no "
+                                   "request to answer")
+            sent = yield from self._start(start, instance_id, True,
+                                          mail=(event, payload, thread_id))
+            if sent is not _EXISTS:
+                return sent
         record = self._acquire(instance_id, timeout)
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
-            req = _request_for(state, event, thread_id)
-            if pc is not None:
-                req = attrs.evolve(req, pc=pc)
             check_payload(payload, event)  # (before the journal's note unstructures it)
             saver.bind(wf, state)
-            saver.note(("event", {"event": event, "thread": req.thread_id,
-                                  "payload": unstructure(payload)}))
             op = self._operation(wf, state, saver)
-            output = yield from op.deliver(req, payload, self.max_moves)
+            if pc is not None:  # one wait's request: delivered to it, or refused
+                req = attrs.evolve(request_for(state, event, thread_id), pc=pc)
+                saver.note(("event", {"event": event, "thread": req.thread_id,
+                                      "payload": unstructure(payload)}))
+                output = yield from op.deliver(req, payload, self.max_moves)
+            else:
+                saver.note(("event", {"event": event, "thread": thread_id,
+                                      "payload": unstructure(payload)}))
+                output = yield from op.send(event, payload, thread=thread_id, keep=keep,
+                                            limit=self.mailbox_size, max_moves=self.max_moves)
+                if isinstance(output, Kept) and self.journal:
+                    saver.note(("kept", {"event": event, "seq": output.seq}))
             self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
@@ -506,6 +582,7 @@ class Engine:
             yield from op.cancel()
         except HandlerError as exc:  # out of attempts: given up, on record
             self._record(state.id, [("failure", {"error": str(exc)})])
+        self._note_mailbox(saver, op)
         saver.flush(release=True)
         left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
         if left:
@@ -562,12 +639,27 @@ class Engine:
                 self._release(record.id, saver.record)
         return len(records)
 
+    def _note_mailbox(self, saver: _Saver, op: Operation) -> None:
+        """Put on record what the moves did with kept messages: each one set aside
+        undelivered always (a signal not delivered is never silent), each one
+        delivered when the journal is on."""
+        if op.taken and self.journal:
+            for seq in op.taken:
+                saver.note(("taken", {"seq": seq}))
+        for message in op.set_aside or ():
+            saver.note(("undelivered", _message_entry(message)), repair=True)
+            log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
+                        message.seq, message.event, message.reason,
+                        extra={"instance": saver.record.id, "event": message.event})
+        op.taken = op.set_aside = None
+
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,
         saved at every durable checkpoint, a refusal raised before anything was
         saved); the last save drops the lease."""
         state = saver.state
         assert state is not None
+        self._note_mailbox(saver, op)
         failure = op.failure
         if failure is None:
             saver.flush(release=True)
@@ -846,34 +938,10 @@ def _checked_id(instance_id: Any) -> str:
     return instance_id
 
 
-def _request_for(state: State, event: str, thread_id: str | None) -> CallbackRequest:
-    """The request of the (single) thread waiting for `event`, with a clear error if none."""
-    if state.status in _FINAL:
-        raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
-    candidates = [
-        (t, e) for t in state.threads for e in t.events
-        if e.event == event and e.due is None and (thread_id is None or t.id == thread_id)
-    ]
-    if not candidates:
-        if thread_id is not None and state.thread(thread_id) is None:
-            raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
-        waits = [(t, [e.event for e in t.events if e.due is None],
-                  [e.event for e in t.events if e.due is not None])
-                 for t in state.threads if t.status is _WAITING_EVENT]
-        timer = any(event in timers for _, _, timers in waits)
-        if not waits:
-            raise NotWaitingError(
-                f"instance {state.id!r} is not waiting for any event (status {state.status.value})"
-            )
-        sendable = sorted({e for _, events, _ in waits for e in events})
-        raise UnknownEventError(
-            f"instance {state.id!r} does not wait for {event!r}"
-            + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
-            + "; it waits for " + (", ".join(repr(e) for e in sendable) if sendable
-                                   else "no event a sender can send (only timers)")
-        )
-    if len(candidates) > 1:
-        raise UnknownEventError(
-            f"threads {[t.id for t, _ in candidates]} all wait for {event!r}: pass thread=..."
-        )
-    return candidates[0][1].req
+def _message_entry(message: Message) -> dict[str, Any]:
+    return {"seq": message.seq, "event": message.event, "thread": message.thread,
+            "payload": message.payload, "reason": message.reason}
+
+
+#: `_start`'s answer to signal-with-start when the instance exists: send to it
+_EXISTS: Any = object()
