@@ -119,6 +119,7 @@ __all__ = [
     "deliver",
     "deliver_async",
     "diagnose",
+    "direct_request",
     "drive",
     "drive_async",
     "handle_callback",
@@ -1264,15 +1265,11 @@ class Operation:
         """The one send operation (see `send`): delivered now, or kept and the
         instance moved on. What the moves fail with is kept in `self.failure`."""
         state = self.state
-        waiting = _waiting(state, event, thread)
-        box = state.mailbox
-        ahead = box is not None and any(
-            m.event == event and (thread is None or not m.thread or m.thread == thread)
-            for m in box.kept)
-        if len(waiting) == 1 and waiting[0][1].status is _SETUP and not ahead:
-            return (yield from self.deliver(waiting[0][1].req, payload, max_moves))
+        req = direct_request(state, event, thread)
+        if req is not None:
+            return (yield from self.deliver(req, payload, max_moves))
         kept = yield from self.keep(event, payload, thread=thread, keep=keep, limit=limit)
-        if waiting or state.status is _WF_RESUMING:  # a move may take it now
+        if _waiting(state, event, thread) or state.status is _WF_RESUMING:  # a move may take it
             try:
                 yield from self.resume(max_moves)
             except FAILURES as exc:
@@ -1521,6 +1518,22 @@ def _waiting(state: State, event: str, thread_id: str | None) -> list[tuple[Thre
     return [(t, e) for t in state.threads if t.status is _WAITING_EVENT
             and (thread_id is None or t.id == thread_id)
             for e in t.events if e.event == event and e.due is None]
+
+
+def direct_request(state: State, event: str, thread_id: str | None) -> CallbackRequest | None:
+    """The request a send of `event` is delivered to at once: the one thread
+    (of `thread_id`, if given) waiting for it with its handler set up, and no
+    message of that event kept ahead of it (a send never overtakes). None: the
+    send keeps the event, or refuses it."""
+    waiting = _waiting(state, event, thread_id)
+    if len(waiting) != 1 or waiting[0][1].status is not _SETUP:
+        return None
+    box = state.mailbox
+    if box is not None and any(m.event == event and (thread_id is None or not m.thread
+                                                     or m.thread == thread_id)
+                               for m in box.kept):
+        return None
+    return waiting[0][1].req
 
 
 def _next_message(thread: Thread, kept: list[Message]) -> Message | None:
