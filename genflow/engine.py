@@ -651,7 +651,6 @@ class Engine:
             log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
                         message.seq, message.event, message.reason,
                         extra={"instance": saver.record.id, "event": message.event})
-        op.taken = op.set_aside = None
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,

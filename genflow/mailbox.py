@@ -17,7 +17,8 @@ import attrs
 
 from genflow.errors import DefinitionError, GenflowError
 from genflow.replay import as_body, iter_tree
-from genflow.statements import On, Timeout
+from genflow.state import MAIN_THREAD
+from genflow.statements import Go, On, Timeout
 
 __all__ = ["DEFAULT_SIZE", "KEPT_UNDELIVERED", "Kept", "keeps", "sendable"]
 
@@ -40,24 +41,28 @@ class Kept:
     kept: int
 
 
-def sendable(wf: Any) -> tuple[dict[str, list[On]], set[str]]:
-    """The events a sender may send to an instance with data `wf`: each event's
-    `On` statements anywhere in the definition (every branch, every thread,
-    replayed on this data: a definition depends on its data), and apart, the
-    names that are only ever timers."""
+def sendable(wf: Any) -> tuple[dict[str, list[On]], set[str], set[str]]:
+    """What a sender may send to an instance with data `wf`: each event's `On`
+    statements anywhere in the definition (every branch, every thread, replayed
+    on this data: a definition depends on its data); the names that are only
+    ever timers; and the ids of the threads its `Go` statements start (a
+    message may be addressed to one before it runs)."""
     events: dict[str, list[On]] = {}
     timers: set[str] = set()
+    threads = {MAIN_THREAD}
     try:
         for stmt, _ in iter_tree(as_body(wf)):
             if isinstance(stmt, Timeout):
                 timers.add(stmt.name or "")
             elif isinstance(stmt, On):
                 events.setdefault(stmt.name or "", []).append(stmt)
+            elif type(stmt) is Go:
+                threads.add(stmt.id)
     except GenflowError:
         raise
     except Exception as exc:
         raise DefinitionError(f"definition() raised while listing its events: {exc!r}") from exc
-    return events, timers - set(events)
+    return events, timers - set(events), threads
 
 
 def keeps(wf: Any, ons: list[On], keep: bool | None) -> bool:

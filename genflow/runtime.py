@@ -1286,9 +1286,11 @@ class Operation:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
         if state.status is _FAILED:
             raise InstanceFailedError(_failed_words(state))
-        if thread is not None and state.thread(thread) is None:
-            raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread!r}")
-        events, timers = sendable(self.wf)
+        events, timers, threads = sendable(self.wf)
+        if thread is not None and state.thread(thread) is None and thread not in threads:
+            raise UnknownThreadError(
+                f"instance {state.id!r} has no thread {thread!r}, live or to come (its Go "
+                f"statements start {', '.join(repr(t) for t in sorted(threads))})")
         ons = events.get(event)
         if ons is None:
             raise UnknownEventError(_unknown_event(state, event, events, timers))
