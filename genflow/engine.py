@@ -646,7 +646,7 @@ class Engine:
         if op.taken and self.journal:
             for seq in op.taken:
                 saver.note(("taken", {"seq": seq}))
-        for message in op.set_aside or ():
+        for message in op.set_aside_since():
             saver.note(("undelivered", _message_entry(message)), repair=True)
             log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
                         message.seq, message.event, message.reason,

@@ -17,7 +17,7 @@ import attrs
 
 from genflow.errors import DefinitionError, GenflowError
 from genflow.replay import as_body, iter_tree
-from genflow.state import MAIN_THREAD
+from genflow.state import KEPT_UNDELIVERED, MAIN_THREAD
 from genflow.statements import Go, On, Timeout
 
 __all__ = ["DEFAULT_SIZE", "KEPT_UNDELIVERED", "Kept", "keeps", "sendable"]
@@ -25,8 +25,6 @@ __all__ = ["DEFAULT_SIZE", "KEPT_UNDELIVERED", "Kept", "keeps", "sendable"]
 #: how many messages an instance keeps at most, unless the engine says otherwise
 #: (`Engine(mailbox_size=...)`): a send beyond it is refused (`MailboxFullError`)
 DEFAULT_SIZE = 100
-#: how many undelivered messages a State keeps on view (the newest; the journal has all)
-KEPT_UNDELIVERED = 100
 
 
 @attrs.frozen

@@ -62,7 +62,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
-from genflow.mailbox import DEFAULT_SIZE, KEPT_UNDELIVERED, Kept, keeps, sendable
+from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.replay import (
     END,
     FAIL,
@@ -146,6 +146,7 @@ ONCE = Retry(attempts=1)
 
 _FINAL = (_FINISHED, _CANCELLED)
 _AFTER_MAILBOX = CheckpointType.AFTER_MAILBOX
+_NO_SEQS: frozenset[int] = frozenset()
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -521,9 +522,8 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "set_aside", "state",
-                 "taken", "wf")
+    __slots__ = ("aside", "calls", "checkpoint", "clock", "definition", "failing", "failure",
+                 "handler_retry", "located", "repaths", "retry", "state", "taken", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -550,10 +550,11 @@ class Operation:
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
-        # Kept messages this operation delivered (seq -> the handler's output)
-        # and set aside undelivered: the engine puts them on record.
+        # Kept messages this operation delivered (seq -> the handler's output),
+        # and those undelivered when it began: the engine puts the changes on record.
         self.taken: dict[int, Any] | None = None
-        self.set_aside: list[Message] | None = None
+        box = state.mailbox
+        self.aside = _NO_SEQS if box is None else frozenset(m.seq for m in box.undelivered)
 
     # -- the scheduling loop --
 
@@ -607,8 +608,6 @@ class Operation:
                     "(a loop of steps that never waits?); resume again to go on"
                 )
         state.update_status()
-        if state.mailbox is not None and state.mailbox.kept and state.status in _FINAL:
-            yield from self._close_mailbox()
 
     def _retrying(self, max_moves: int) -> _Moves:
         """`resume` of a FAILED instance: each failed step or handler gets its
@@ -1334,7 +1333,7 @@ class Operation:
             output = yield from self.callback(event.req, message.payload)
         except (HandlerError, PayloadError) as exc:
             box.kept.remove(message)
-            self._set_aside([attrs.evolve(message, reason=f"{type(exc).__name__}: {exc}")])
+            box.set_aside([attrs.evolve(message, reason=f"{type(exc).__name__}: {exc}")])
             return _AFTER_MAILBOX
         box.kept.remove(message)
         if self.taken is None:
@@ -1342,24 +1341,14 @@ class Operation:
         self.taken[message.seq] = output
         return CheckpointType.AFTER_EVENT
 
-    def _close_mailbox(self) -> _Moves:
-        """The instance ended with messages kept: they are set aside, undelivered."""
-        state = self.state
-        box = state.mailbox
-        assert box is not None
-        why = ("the instance was cancelled" if state.status is _CANCELLED
-               else "the instance finished") + " before a thread waited for it"
-        self._set_aside([attrs.evolve(m, reason=why) for m in box.kept])
-        box.kept = []
-        yield from self._checkpoint(_AFTER_MAILBOX)
-
-    def _set_aside(self, messages: list[Message]) -> None:
+    def set_aside_since(self) -> list[Message]:
+        """The messages set aside undelivered since this operation began (a
+        handler refused one; the instance ended with some kept): for the record."""
         box = self.state.mailbox
-        assert box is not None
-        box.undelivered = [*box.undelivered, *messages][-KEPT_UNDELIVERED:]
-        if self.set_aside is None:
-            self.set_aside = []
-        self.set_aside.extend(messages)
+        if box is None or not box.undelivered:
+            return []
+        before = self.aside
+        return [m for m in box.undelivered if m.seq not in before]
 
     # -- operators --
 
@@ -1470,8 +1459,6 @@ class Operation:
             state.update_status()
             yield from self._checkpoint(_AFTER_CANCEL)
         if state.status is not _CANCELLING:  # (every thread ended at once)
-            if state.mailbox is not None and state.mailbox.kept:
-                yield from self._close_mailbox()
             return
         try:
             yield from self.resume(max_moves)

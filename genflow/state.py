@@ -78,7 +78,7 @@ class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as bef
     AFTER_FAILURE = "after_failure"  #: a step failed: its attempt is counted, a retry due
     AFTER_CANCEL = "after_cancel"  #: cancellation reached every thread (cleanup follows)
     #: the mailbox changed on its own: a message was kept (no thread waited for
-    #: it), or the kept ones were set aside as undelivered when the instance ended
+    #: it), or one a handler refused was set aside undelivered
     AFTER_MAILBOX = "after_mailbox"
 
     @property
@@ -240,6 +240,19 @@ class Mailbox:
     kept: list[Message] = attrs.field(factory=list)
     undelivered: list[Message] = attrs.field(factory=list)
 
+    def set_aside(self, messages: list[Message]) -> None:
+        """Put `messages` (each with its reason) among the undelivered ones."""
+        self.undelivered = [*self.undelivered, *messages][-KEPT_UNDELIVERED:]
+
+    def close(self, why: str) -> None:
+        """The instance ended: what is kept is set aside, undelivered, with `why`."""
+        self.set_aside([attrs.evolve(m, reason=why) for m in self.kept])
+        self.kept = []
+
+
+#: how many undelivered messages a State keeps on view (the newest; the journal has all)
+KEPT_UNDELIVERED = 100
+
 
 @attrs.define(slots=True)
 class State:
@@ -273,9 +286,14 @@ class State:
         if self.status is _CANCELLING:  # until every thread has ended its cleanup
             if not self.threads:
                 self.status = _CANCELLED
+                if self.mailbox is not None and self.mailbox.kept:  # in the same move
+                    self.mailbox.close("the instance was cancelled before a thread waited "
+                                       "for it")
             return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
+            if self.mailbox is not None and self.mailbox.kept:  # in the same move
+                self.mailbox.close("the instance finished before a thread waited for it")
             return
         # plain loops and module names for the members: this runs at every
         # checkpoint, so it is on the hot path
