@@ -32,6 +32,7 @@ from genflow.errors import (
     InstanceFailedError,
     InstanceNotFoundError,
     InvalidIdError,
+    MailboxFullError,
     MoveError,
     MoveLimitError,
     NonDeterminismError,
@@ -48,6 +49,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import EventHandler, Handler
+from genflow.mailbox import Kept
 from genflow.lowlevel import (
     MAIN_THREAD,
     CallbackRequest,
@@ -135,12 +137,12 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try", "Wait", "WaitFor",
     "WaitGroup",
     # writing and running workflows
-    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Saga",
+    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Kept", "Saga",
     "StepContext", "current_step", "heartbeat", "open_store", "workflow",
     # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
     "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
+    "MailboxFullError", "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
     "UnknownEventError", "WorkflowFinishedError",
 ]
 
