@@ -49,7 +49,6 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import EventHandler, Handler
-from genflow.mailbox import Kept
 from genflow.lowlevel import (
     MAIN_THREAD,
     CallbackRequest,
@@ -79,6 +78,7 @@ from genflow.lowlevel import (
     validate,
     walk,
 )
+from genflow.mailbox import Kept
 from genflow.registry import workflow
 from genflow.runtime import StepContext, current_step
 from genflow.state import Failure
@@ -142,8 +142,8 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
     "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "MailboxFullError", "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
-    "UnknownEventError", "WorkflowFinishedError",
+    "MailboxFullError", "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError",
+    "StoreError", "UnknownEventError", "WorkflowFinishedError",
 ]
 
 # importable from here as the design contract names them; documented in genflow.lowlevel
