@@ -31,7 +31,7 @@ from genflow.errors import (
 from genflow.mailbox import Kept
 from genflow.runtime import resume, send
 from genflow.state import CheckpointType, Mailbox, Message, new_state
-from genflow.testing import Instance
+from genflow.testing import Instance, Send, check_replay
 from genflow.validation import validate
 
 # -- workflows ---------------------------------------------------------------------------------
@@ -413,6 +413,21 @@ def test_a_crash_at_any_durable_checkpoint_loses_no_message_and_repeats_none(cra
     assert seen["n"] > crash_at or crash_at >= 6  # (the scenario has 6 durable checkpoints)
     assert run.wf.items == ["tea", "milk"] and run.finished
     assert run.state.mailbox.kept == [] and run.state.mailbox.undelivered == []
+
+
+def test_check_replay_crashes_a_kept_then_taken_send_at_every_checkpoint():
+    """The checker runs the scenario uninterrupted, reloaded at every checkpoint
+    and crashed at each in turn: the same outcome every time, nothing lost."""
+    scenario = [Send("item", {"name": "tea"}, keep=True), Send("item", {"name": "jam"},
+                                                              keep=True),
+                Send("approve"), Send("give up 2", timer=True)]
+    result = check_replay(Order(rounds=3), scenario)
+    assert result.ok, result.report()
+    assert [o.output for o in result.outcomes] == [{"kept": 0}, {"kept": 1}, "approved", None]
+    assert result.data.items == ["tea", "jam"] and result.data.shipped
+    assert result.crash_runs >= 5 and all(o.accepted for o in result.outcomes)
+    refused = check_replay(Order(), [Send("refund", keep=True)])
+    assert [o.error_type for o in refused.outcomes] == ["UnknownEventError"]
 
 
 # -- the engine, on every store ----------------------------------------------------------------
