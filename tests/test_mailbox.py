@@ -6,6 +6,7 @@ the CLI and crashes at every save."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import attrs
@@ -623,3 +624,62 @@ def test_a_crash_after_any_save_loses_no_message_and_repeats_none(make_store):
             break  # every save has been crashed after once
         crash_after += 1
     assert crash_after >= 5
+
+
+@genflow.workflow("mail-napping-loop")
+@attrs.define
+class NappingLoop:
+    """Naps before each wait: most messages arrive while no thread waits."""
+
+    n: int = 12
+    got: list[int] = attrs.field(factory=list)
+
+    def definition(self):
+        for k in range(self.n):
+            yield genflow.Sleep(f"nap {k}", 1)
+            yield Wait(f"take {k}", On("msg", self.take))
+
+    def take(self, value: int) -> None:
+        self.got.append(value)
+
+
+def test_concurrent_senders_each_message_once_in_each_senders_order(make_store, store_kind):
+    """Four senders at once (each its own engine, as processes are), a worker
+    firing the naps meanwhile: every message taken once, each sender's in the
+    order it sent them."""
+    import threading
+
+    if store_kind == "memory":
+        pytest.skip("one process's store: the engines here stand for processes")
+    clock = FakeClock()
+    Engine(make_store(), clock=clock).start(NappingLoop(), id="n")
+    errors: list[BaseException] = []
+
+    def sender(who: int) -> None:
+        engine = Engine(make_store(), clock=clock, lease_seconds=3600)
+        try:
+            for k in range(3):
+                engine.send("n", "msg", who * 10 + k, timeout=60)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(who,)) for who in range(4)]
+    for thread in threads:
+        thread.start()
+    # (the fake clock runs fast: leases long enough that none expires mid-send)
+    worker = Engine(make_store(), clock=clock, lease_seconds=3600)
+    while any(thread.is_alive() for thread in threads):
+        clock.advance(seconds=1)
+        worker.run_due()
+        time.sleep(0.005)
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for _ in range(30):
+        clock.advance(seconds=1)
+        worker.run_due()
+    got = worker.get("n").data.got
+    assert sorted(got) == sorted(who * 10 + k for who in range(4) for k in range(3))
+    for who in range(4):
+        assert [v for v in got if v // 10 == who] == [who * 10 + k for k in range(3)]
+    assert worker.get("n").status is WorkflowStatus.FINISHED
