@@ -555,10 +555,16 @@ class Engine:
             else:
                 saver.note(("event", {"event": event, "thread": thread_id,
                                       "payload": unstructure(payload)}))
+                if record.wake_at is None and state.status is WorkflowStatus.RESUMING:
+                    # its queue has not admitted it: kept, and left for the queue (not due)
+                    output = yield from self._operation(wf, state, None).keep(
+                        event, payload, thread=thread_id, keep=keep, limit=self.mailbox_size)
+                    self._note_kept(saver, output)
+                    saver.flush(release=True, wake_at=None)
+                    return output
                 output = yield from op.send(event, payload, thread=thread_id, keep=keep,
                                             limit=self.mailbox_size, max_moves=self.max_moves)
-                if isinstance(output, Kept) and self.journal:
-                    saver.note(("kept", {"event": event, "seq": output.seq}))
+                self._note_kept(saver, output)
             self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
@@ -638,6 +644,10 @@ class Engine:
             finally:
                 self._release(record.id, saver.record)
         return len(records)
+
+    def _note_kept(self, saver: _Saver, output: Any) -> None:
+        if isinstance(output, Kept) and self.journal:
+            saver.note(("kept", {"event": output.event, "seq": output.seq}))
 
     def _note_mailbox(self, saver: _Saver, op: Operation) -> None:
         """Put on record what the moves did with kept messages: each one set aside

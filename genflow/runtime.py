@@ -1288,8 +1288,8 @@ class Operation:
         events, timers, threads = sendable(self.wf)
         if thread is not None and state.thread(thread) is None and thread not in threads:
             raise UnknownThreadError(
-                f"instance {state.id!r} has no thread {thread!r}, live or to come (its Go "
-                f"statements start {', '.join(repr(t) for t in sorted(threads))})")
+                f"instance {state.id!r} has no live thread {thread!r}, nor does a Go of its "
+                f"definition start one (they start {', '.join(repr(t) for t in sorted(threads))})")
         ons = events.get(event)
         if ons is None:
             raise UnknownEventError(_unknown_event(state, event, events, timers))

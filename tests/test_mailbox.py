@@ -683,3 +683,20 @@ def test_concurrent_senders_each_message_once_in_each_senders_order(make_store, 
     for who in range(4):
         assert [v for v in got if v // 10 == who] == [who * 10 + k for k in range(3)]
     assert worker.get("n").status is WorkflowStatus.FINISHED
+
+
+def test_an_event_for_an_instance_its_queue_has_not_admitted_is_kept_for_later(make_store):
+    from genflow.queues import Queue
+
+    engine = Engine(make_store(), clock=FakeClock())
+    engine.queues.define(Queue("orders", concurrency=1))
+    engine.start(Order(rounds=0), id="first", queue="orders")
+    engine.start(Order(rounds=0), id="second", queue="orders")
+    engine.work(until_idle=True)  # "first" is admitted and waits; "second" is queued
+    assert engine.send("second", "approve") == Kept("second", "approve", 0, 1)
+    second = engine.get("second")
+    assert second.state.threads[0].stmt == "" and second.wake_at is None  # not run by us
+    engine.send("first", "approve")  # "first" finishes: the queue admits "second"
+    engine.work(until_idle=True)
+    assert engine.get("second").data.approved
+    assert engine.get("second").status is WorkflowStatus.FINISHED
