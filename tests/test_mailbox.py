@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import genflow
@@ -700,3 +700,34 @@ def test_an_event_for_an_instance_its_queue_has_not_admitted_is_kept_for_later(m
     engine.work(until_idle=True)
     assert engine.get("second").data.approved
     assert engine.get("second").status is WorkflowStatus.FINISHED
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.sampled_from(["send", "tick", "work"]), min_size=1, max_size=16))
+def test_any_interleaving_through_the_engine_delivers_in_order_once_each(make_store, plan):
+    """Sends, clock ticks and worker rounds in any order, on every store: the
+    instance takes the messages in the order sent, each once, none lost."""
+    engine = Engine(make_store(), clock=FakeClock(), mailbox_size=20)
+    iid = engine.start(NappingLoop(n=5), id=f"h{len(engine.store.list())}")
+    sent: list[int] = []
+    for action in plan:
+        if action == "send":
+            try:
+                engine.send(iid, "msg", len(sent))
+            except WorkflowFinishedError:
+                break
+            sent.append(len(sent))
+        elif action == "tick":
+            engine.clock.advance(seconds=1)
+        else:
+            engine.run_due()
+    engine.clock.advance(seconds=10)
+    engine.work(until_idle=True)
+    inst = engine.get(iid)
+    box = inst.state.mailbox
+    kept = [] if box is None else [m.payload for m in box.kept]
+    undelivered = [] if box is None else [m.payload for m in box.undelivered]
+    got = inst.data.got
+    assert got == sent[:len(got)] and got + kept + undelivered == sent
+    assert len(got) == min(5, len(sent))
