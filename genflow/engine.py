@@ -44,8 +44,10 @@ from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
     DuplicateInstanceError,
+    EventError,
     GenflowError,
     HandlerError,
+    InstanceNotFoundError,
     InvalidIdError,
     MoveLimitError,
     StepError,
@@ -473,9 +475,17 @@ class Engine:
         kept: Kept | None = None
         if mail is not None:  # the checks of a send, before anything is written
             event, payload, thread_id = mail
-            check_payload(payload, event)
-            kept = yield from self._operation(data, state, None).keep(
-                event, payload, thread=thread_id, keep=True, limit=max(self.mailbox_size, 1))
+            try:
+                check_payload(payload, event)
+                kept = yield from self._operation(data, state, None).keep(
+                    event, payload, thread=thread_id, keep=True,
+                    limit=max(self.mailbox_size, 1))
+            except EventError as refused:
+                try:  # an instance that exists: its own definition decides, not `data`'s
+                    self.store.get(instance_id)
+                except InstanceNotFoundError:
+                    raise refused from None
+                return _EXISTS
         now = self.clock()
         try:
             if queue is not None:  # it waits for admission: no wake_at, no lease

@@ -546,6 +546,15 @@ def test_signal_with_start_refuses_with_nothing_written(engine):
         engine.send("taken", "approve", start=Order())
 
 
+def test_signal_with_start_to_an_instance_that_exists_asks_its_own_definition(engine):
+    engine.start(Order(rounds=1), id="o11")
+    # Order(rounds=0) has no wait for "item": the instance that exists has one
+    assert isinstance(engine.send("o11", "item", {"name": "tea"}, start=Order(rounds=0)), Kept)
+    with pytest.raises(UnknownEventError):
+        engine.send("o12", "item", {"name": "tea"}, start=Order(rounds=0))
+    assert engine.store.count() == 1
+
+
 def test_idempotent_start(engine):
     assert engine.start(Order(), id="o9") == "o9"
     before = row(engine, "o9")
