@@ -208,7 +208,10 @@ def test_ids_that_cannot_be_stored_are_refused_at_the_api(engine, bad):
     for call in (lambda: engine.send(bad, "set", 1), lambda: engine.get(bad),
                  lambda: engine.cancel(bad), lambda: engine.retry(bad),
                  lambda: engine.move(bad, "_main_", "use"),
-                 lambda: engine.start(Big(), id=bad)):
+                 lambda: engine.start(Big(), id=bad),
+                 lambda: engine.start(Big(), id=bad, if_exists="return"),
+                 lambda: engine.send(bad, "set", 1, start=Big()),
+                 lambda: engine.send(bad, "set", 1, keep=False)):
         with pytest.raises(InvalidIdError):
             call()
     assert engine.store.count() == 1 and engine.get(iid).status is WorkflowStatus.WAITING
