@@ -192,7 +192,9 @@ class Instance:
         in the mailbox (checkpoint AFTER_MAILBOX; a `Kept`) and the instance
         moved on, which delivers it once a thread waits for it. `thread` (the
         main thread, when it waits for the event, if not given) addresses one
-        thread. The payload is sent as over the wire (`Pizza(...)` as its mapping)."""
+        thread. The payload is sent as over the wire (`Pizza(...)` as its mapping).
+        A kept send that a reload or crash interrupted answers its `Kept`, even
+        when the moves after it took the message (compare blobs, not answers)."""
         self.between_operations()
         payload = unstructure(payload)
         waits = _waits_for(self.state, event, MAIN_THREAD if thread is None else thread)
