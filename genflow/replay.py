@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from types import GeneratorType
 from typing import Any
 
+from genflow.children import Children
 from genflow.errors import DefinitionError, EmptyLoopError
 from genflow.statements import (
     Break,
@@ -303,6 +304,10 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
             result = unwind(stack, "break" if kind is Break else "continue", flow)
             if result is not None:
                 return result
+        elif isinstance(stmt, Wait):  # a Wait of another kind (Child, Children)
+            if type(stmt) is Children and not stmt.items:
+                continue  # a fan-out over nothing: nothing to start, nothing to wait for
+            return stmt
         else:
             raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
 

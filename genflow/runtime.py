@@ -28,7 +28,6 @@ rolled back from a snapshot taken before it ran.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import copy
 import datetime as _dt
 import inspect
@@ -37,10 +36,20 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from genflow.children import (
+    CHILD_EVENT,
+    Children,
+    ChildReport,
+    arrived_of,
+    child_ids,
+    keep_arrived,
+)
 from genflow.clock import system_clock
 from genflow.codec import check_payload, converter, structure_payload, unstructure
+from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
+    ChildFailed,
     DefinitionError,
     DuplicateThreadError,
     EventNotReadyError,
@@ -62,7 +71,9 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
+from genflow.handlers import _payload_parameter as _handler_input
 from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
+from genflow.outbox import Outbox
 from genflow.replay import (
     END,
     FAIL,
@@ -161,55 +172,7 @@ FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDetermi
             DuplicateThreadError)
 
 
-class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
-    """Where the running step (or handler) stands; `current_step()` returns it.
-
-    `idempotency_key` is the same every time *this* execution of the step is
-    retried (after a crash or failure) and different for the next execution of
-    the same step (in a later loop iteration): pass it to outside systems.
-    `attempt` counts from 1; `now` is the engine's clock (a `FakeClock` in
-    tests): use it instead of reading a clock of your own.
-    `deadline` is when the attempt times out (for a step with `timeout=`);
-    `failure` the `Failure` a `Try` of the thread handles (in a Catch body).
-    For a handler, `step` is its Wait's name and `event` the event's (None for
-    a step). Nothing here makes a definition non-deterministic: the definition
-    itself sees none of it.
-    """
-
-    instance_id: str
-    workflow: str
-    thread_id: str
-    step: str
-    pc: int
-    attempt: int = 1
-    clock: Clock = system_clock
-    deadline: _dt.datetime | None = None
-    failure: Failure | None = None
-    event: str | None = None
-
-    @property
-    def now(self) -> _dt.datetime:
-        """The engine's clock now (read when asked: most steps never ask)."""
-        return self.clock()
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.instance_id}/{self.thread_id}/{self.step}/{self.pc}"
-
-
 _new_tuple = tuple.__new__
-
-_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
-    "genflow_step", default=None
-)
-
-
-def current_step() -> StepContext:
-    """The context of the step running now (raises outside a step)."""
-    ctx = _current.get()
-    if ctx is None:
-        raise GenflowError("current_step() is only available while a step or handler runs")
-    return ctx
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -523,7 +486,8 @@ class Operation:
     """
 
     __slots__ = ("aside", "calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "state", "taken", "wf")
+                 "handler_retry", "located", "outbox", "repaths", "retry", "state", "taken",
+                 "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -550,6 +514,9 @@ class Operation:
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
+        #: the effects on other instances user code asked for (`genflow.outbox`),
+        #: taken by the engine's next save
+        self.outbox = Outbox()
         # Kept messages this operation delivered (seq -> the handler's output),
         # and those undelivered when it began: the engine puts the changes on record.
         self.taken: dict[int, Any] | None = None
@@ -641,6 +608,8 @@ class Operation:
         """
         output = yield from self.callback(req, payload)
         yield from self._checkpoint(CheckpointType.AFTER_EVENT)
+        if max_moves <= 0:  # the event only (the outbox's relay: a worker moves it on)
+            return output
         try:  # (`run`, inlined: one generator less on every yield of the moves)
             yield from self.resume(max_moves)
         except FAILURES as exc:
@@ -997,7 +966,8 @@ class Operation:
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
                                        thread.pc, thread.attempts + 1, self.clock, None,
-                                       thread.failures[-1] if thread.failures else None, None))
+                                       thread.failures[-1] if thread.failures else None, None,
+                                       self.outbox))
         action = step.action if step.timeout is None else _timed(step, ctx)
         try:
             yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
@@ -1072,10 +1042,12 @@ class Operation:
         """Call user code that may change the data; roll the data back if it fails."""
         snapshot = converter.unstructure(self.wf)
         self._user_code()
+        asked = len(self.outbox.intents)
         try:
             return (yield (fn, args, ctx))
         except BaseException as exc:
             _restore(self.wf, snapshot)
+            del self.outbox.intents[asked:]  # what it asked for goes with its changes
             if not isinstance(exc, Exception):
                 raise
             if phase == "step":
@@ -1105,13 +1077,16 @@ class Operation:
             self._keep(thread, stack, wait)
         else:
             self._user_code()
+            asked = len(self.outbox.intents)
             try:
                 event.req.setup_data = yield (handler.setup, (event.req,),
                                               self._handler_context(thread, wait, event))
             except Exception as exc:
+                del self.outbox.intents[asked:]
                 return (yield from self._handler_failed(
                     thread, event, "setup", exc, WaitEventStatus.SETUP_ERROR,
-                    CheckpointType.AFTER_SETUP, self.handler_retry, stack))
+                    CheckpointType.AFTER_SETUP,
+                    getattr(handler, "retry", None) or self.handler_retry, stack))
         event.status = _SETUP
         event.error = ""
         event.attempts, event.retry_at = 0, None
@@ -1124,10 +1099,12 @@ class Operation:
             self._keep(thread, stack, wait)  # nothing to call: no user code runs
         else:
             self._user_code()
+            asked = len(self.outbox.intents)
             try:
                 yield (handler.teardown, (event.req, event.won),
                        self._handler_context(thread, wait, event))
             except Exception as exc:
+                del self.outbox.intents[asked:]
                 return (yield from self._handler_failed(
                     thread, event, "teardown", exc, WaitEventStatus.TEARDOWN_ERROR,
                     CheckpointType.AFTER_TEARDOWN, self.handler_retry if retried else None))
@@ -1138,7 +1115,8 @@ class Operation:
         state = self.state
         return _new_tuple(StepContext, (
             state.id, state.workflow, thread.id, wait.name, thread.pc, event.attempts + 1,
-            self.clock, None, thread.failures[-1] if thread.failures else None, event.event))
+            self.clock, None, thread.failures[-1] if thread.failures else None, event.event,
+            self.outbox))
 
     def _handler_failed(self, thread: Thread, event: WaitEvent, phase: str, exc: Exception,
                         status: WaitEventStatus, kind: CheckpointType,
@@ -1224,6 +1202,8 @@ class Operation:
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
         value = structure_payload(payload, input_type, req.event)
+        if isinstance(wait, Children):  # a child's report: counted on the wait
+            return (yield from self._arrive(thread, wait, event, value))
         # what must be torn down: set-up events whose handler's teardown does
         # something (the rest are done with at once, like their setup)
         teardowns = [
@@ -1349,6 +1329,77 @@ class Operation:
             return []
         before = self.aside
         return [m for m in box.undelivered if m.seq not in before]
+
+    def _arrive(self, thread: Thread, wait: Children, event: WaitEvent,
+                report: ChildReport) -> _Moves:
+        """A child's report reached its parent's wait (`genflow.children`): counted;
+        the wait goes on when enough children finished (their results into the
+        data), or fails with `ChildFailed` when one did not finish."""
+        state = self.state
+        kept = event.req.setup_data or {}
+        ids = child_ids(kept)
+        arrived = arrived_of(kept)
+        index = report.index
+        if not 0 <= index < len(ids) or ids[index] != report.id:
+            raise UnknownEventError(
+                f"wait {wait.name!r} of instance {state.id!r} did not start child "
+                f"{report.id!r} (as number {index}): it waits for {ids!r}")
+        if any(a[0] == index for a in arrived):
+            return None  # told twice (a failed child retried by an operator): counted once
+        if report.status != "finished":
+            failure = ChildFailed(report.id, report.workflow, report.status, report.error)
+            event.req.setup_data = keep_arrived(kept, [*arrived, [index, None]])  # (no cancel)
+            self._unwind_from(thread, Failure(
+                type="ChildFailed", message=str(failure), step=thread.stmt,
+                types=_type_keys(ChildFailed), path=tuple(thread.path)))
+            thread.pc = state.pc
+            state.update_status()
+            return None
+        value = report.data
+        if wait.result is not None:
+            if not isinstance(value, dict) or wait.result not in value:
+                raise PayloadError(f"child {report.id!r} has no field {wait.result!r} "
+                                   f"(Children {wait.name!r}, result=)")
+            value = value[wait.result]
+        arrived.append([index, value])
+        kept = keep_arrived(kept, arrived)
+        if len(arrived) < wait.needed:  # -- commit: the wait goes on --
+            state.pc += 1
+            event.req.setup_data = kept
+            state.update_status()
+            return None
+        results: Any = arrived[0][1] if wait.single else \
+            [v for _, v in (arrived if wait.first else sorted(arrived))]
+        if wait.into is not None:
+            field = attrs.fields_dict(type(self.wf)).get(wait.into)
+            if field is None:
+                raise DefinitionError(f"Children {wait.name!r}: into={wait.into!r} is not a "
+                                      f"field of {type(self.wf).__name__}")
+            typed = structure_payload(results, Any if field.type is None else _resolved(
+                type(self.wf), wait.into), CHILD_EVENT)
+            setattr(self.wf, wait.into, typed)
+            self._user_code()
+        if wait.handler is not None:
+            _, input_type = _handler_input(wait.handler)
+            typed = structure_payload(results, input_type, CHILD_EVENT)
+            yield from self._run_user_code(wait.handler, (typed,),
+                                           self._handler_context(thread, wait, event),
+                                           thread, "handle", wait.name or CHILD_EVENT)
+        # -- commit: the wait won; children still running are torn down (cancelled) --
+        state.pc += 1
+        event.won = True
+        event.req.setup_data = kept
+        left = len(arrived) < len(ids) and kept.get("policy") == "cancel"
+        if left:
+            event.status = WaitEventStatus.PENDING_TEARDOWN
+        thread.events = [event] if left else []
+        thread.status = _RESUMING
+        thread.won = CHILD_EVENT
+        thread.path = self._path(thread)
+        thread.pc = state.pc
+        thread.since = None
+        state.update_status()
+        return None
 
     # -- operators --
 
@@ -1602,6 +1653,16 @@ def _event_words(thread: Thread) -> str:
         words += f" (and the timer{'s' if len(timers) > 1 else ''} "
         words += ", ".join(repr(t) for t in timers) + ")"
     return words
+
+
+def _resolved(cls: type, field: str) -> Any:
+    """A field's declared type, resolved (string annotations too)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(cls).get(field, Any)
+    except Exception:
+        return Any
 
 
 def _restore(wf: Any, snapshot: Any) -> None:

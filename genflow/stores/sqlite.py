@@ -46,7 +46,7 @@ from genflow.errors import (
     StoreUnavailableError,
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
-from genflow.stores.sched_sql import SchedulingSQL
+from genflow.stores.outbox_sql import OUTBOX_SQLITE, OutboxSQL
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -150,6 +150,8 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "WHERE status IN ('finished', 'cancelled', 'failed')",
         "CREATE INDEX journal_at ON journal (at)",
     ),
+    # the outbox and children links (genflow.stores.outbox_sql)
+    OUTBOX_SQLITE,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -223,7 +225,7 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
             "RETURNING lease_owner")
 
 
-class SQLiteStore(SchedulingSQL):
+class SQLiteStore(OutboxSQL):
     """Instances in one SQLite file (WAL). Safe to share between threads and processes.
 
     `path` may be `":memory:"` for a private, non-durable database.
@@ -535,6 +537,7 @@ class SQLiteStore(SchedulingSQL):
         with self._write() as db:
             db.execute("DELETE FROM journal WHERE instance_id = ?", (instance_id,))
             db.execute("DELETE FROM queue_entries WHERE instance_id = ?", (instance_id,))
+            self._delete_links(instance_id)
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
 
     # -- leases and due work --
