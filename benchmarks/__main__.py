@@ -21,7 +21,8 @@ OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch",
             "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
             "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit",
-            "children": "children", "oppages": "operating_pages", "mailbox": "mailbox"}
+            "children": "children", "oppages": "operating_pages", "fanout": "fan_out",
+            "mailbox": "mailbox"}
 
 
 def main(argv: list[str] | None = None) -> int:

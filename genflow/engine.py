@@ -15,7 +15,10 @@ Durability guarantee (what is saved when):
   least once*. Inside a step, `genflow.current_step().idempotency_key` is the
   same for every re-run of that execution: pass it to outside systems;
 * moves that only navigate (`AFTER_RESUME`) are not saved on their own: they
-  are recomputed identically from the last save.
+  are recomputed identically from the last save;
+* under the async API, steps of different threads run at once, each on its
+  own copy of the data: a save made while some run holds none of their
+  writes, and a crash then drops them: they run again.
 
 The core decides every move, retries and failures included; the engine adds
 the store. Each engine operation is one generator that loads the instance,
@@ -64,6 +67,7 @@ from genflow.relay import Relay
 from genflow.retention import RetentionRunner
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
+    DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
     drive,
@@ -134,6 +138,9 @@ class Engine:
     backing off to five minutes). `journal=True` records every move in the
     store's journal (off by default). `mailbox_size` bounds the messages an
     instance keeps for events no thread waits for yet (docs/mailbox.md).
+    `parallel_steps` bounds how many steps of one instance the async API runs
+    at once (1: one at a time, as the sync API; see "Steps at once" in
+    docs/statements.md).
     """
 
     def __init__(
@@ -149,11 +156,16 @@ class Engine:
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
         mailbox_size: int = DEFAULT_SIZE,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if not isinstance(mailbox_size, int) or mailbox_size < 0:
             raise GenflowError(f"mailbox_size is a count of messages (0 or more), not "
                                f"{mailbox_size!r}")
         self.mailbox_size = mailbox_size
+        if type(parallel_steps) is not int or parallel_steps < 1:
+            raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
+                               f"a time), not {parallel_steps!r}")
+        self.parallel_steps = parallel_steps
         self.store = store
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -491,7 +503,8 @@ class Engine:
 
     def _operation(self, wf: Any, state: State, checkpoint: Any) -> Operation:
         op = Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
-                       handler_retry=self.handler_retry)
+                       handler_retry=self.handler_retry,
+                       parallel_steps=self.parallel_steps)
         op.outbox.exists = self._exists
         if isinstance(checkpoint, _Saver):
             checkpoint.op = op  # its saves write what the op's user code asked for

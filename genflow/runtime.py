@@ -12,6 +12,15 @@ step may have made an earlier thread's condition true). The order of moves thus
 depends on nothing but the data, `State` and the clock's readings, so an
 instance reloaded at any checkpoint goes on exactly as one that never stopped.
 
+Under a driver that runs steps at once (`drive_async`), a thread standing at
+a step waits until no thread can move otherwise; then every due step starts,
+each on its own copy of the data, and each is applied, with its checkpoint, as
+it ends (`Operation._at_once`). The order they end in is recorded by those
+checkpoints; what each wrote is merged place by place, and a step whose
+writes conflict with what was applied while it ran runs again alone. So a
+checkpoint never saves half a step, and a crash drops the steps in flight,
+which run again, as a crash drops a step run alone.
+
 Failure is decided here too. A step that raises is tried again by its `Retry`
 policy: the attempt count, the error and the next try time are recorded on its
 thread (a durable checkpoint, `AFTER_FAILURE`), and the thread waits for that
@@ -28,6 +37,7 @@ rolled back from a snapshot taken before it ran.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import datetime as _dt
 import inspect
@@ -120,9 +130,15 @@ from genflow.state import (
 from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
 
 __all__ = [
+    "CANCEL",
+    "DEFAULT_PARALLEL_STEPS",
+    "NEXT",
+    "PENDING",
     "Checkpoint",
+    "Conflict",
     "Location",
     "Operation",
+    "Start",
     "StepContext",
     "cancel",
     "cancel_async",
@@ -151,6 +167,8 @@ Checkpoint = Callable[[CheckpointType], Any]
 Clock = Callable[[], _dt.datetime]
 
 DEFAULT_MAX_MOVES = 100_000
+#: how many steps of one instance a driver that runs them at once runs together
+DEFAULT_PARALLEL_STEPS = 100
 
 #: A step without a policy of its own, and no default given: one attempt.
 ONCE = Retry(attempts=1)
@@ -178,54 +196,147 @@ _new_tuple = tuple.__new__
 # -- drivers ----------------------------------------------------------------------------
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], StepContext | None]
-_Moves = Generator[_Call, Any, Any]
+_Moves = Generator[Any, Any, Any]
+
+
+class Start(NamedTuple):
+    """A step's call that a driver may leave running (yielded by the core only
+    to a driver that runs steps at once: `drive_async`). Call it as any call;
+    if it returns an awaitable, send back `PENDING` instead of awaiting it, and
+    the call's outcome later, at a `NEXT`."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    ctx: StepContext
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"genflow.runtime.{self.name}"
+
+
+#: sent back for a `Start` whose call is left running
+PENDING = _Signal("PENDING")
+#: yielded: wait for the first started call to end; send `(ctx, result, exception)`
+NEXT = _Signal("NEXT")
+#: yielded: cancel every started call still running, and wait for them to end
+CANCEL = _Signal("CANCEL")
+
+#: does the driver now running the moves run steps at once? (`drive_async` does)
+_at_once: contextvars.ContextVar[bool] = contextvars.ContextVar("genflow_at_once",
+                                                                default=False)
 
 
 def drive(moves: _Moves) -> Any:
     """Run an operation's moves (see `Operation`), calling the user code they yield."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            call = moves.throw(error) if error is not None else moves.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        fn, args, ctx = call
-        token = _current.set(ctx) if ctx is not None else None
-        try:
-            value = fn(*args)
-            if value is not None and inspect.isawaitable(value):
-                getattr(value, "close", lambda: None)()
-                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
-        except BaseException as exc:
-            error, value = exc, None
-        finally:
-            if token is not None:
-                _current.reset(token)
+    # (one at a time, also when called from a step the async driver runs)
+    at_once = _at_once.set(False) if _at_once.get() else None
+    try:
+        while True:
+            try:
+                call = moves.throw(error) if error is not None else moves.send(value)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            fn, args, ctx = call
+            token = _current.set(ctx) if ctx is not None else None
+            try:
+                value = fn(*args)
+                if value is not None and inspect.isawaitable(value):
+                    getattr(value, "close", lambda: None)()
+                    raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+            except BaseException as exc:
+                error, value = exc, None
+            finally:
+                if token is not None:
+                    _current.reset(token)
+    finally:
+        if at_once is not None:
+            _at_once.reset(at_once)
 
 
 async def drive_async(moves: _Moves) -> Any:
-    """As `drive`, awaiting what user code returns when it is awaitable."""
+    """As `drive`, awaiting what user code returns when it is awaitable.
+
+    It also runs steps at once: a `Start` call that returns an awaitable
+    becomes a task and `PENDING` is sent back at once; `NEXT` waits for the
+    first of those tasks to end (the earliest started, when several have) and
+    sends back `(its StepContext, result, exception)`; `CANCEL` cancels every
+    task still running and waits for them. Whatever is left running when the
+    moves end (they raised) is cancelled the same way: a step the core did
+    not apply is a step a crash interrupted.
+    """
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            call = moves.throw(error) if error is not None else moves.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        fn, args, ctx = call
-        token = _current.set(ctx) if ctx is not None else None
-        try:
-            value = fn(*args)
-            if value is not None and inspect.isawaitable(value):
-                value = await value
-        except BaseException as exc:
-            error, value = exc, None
-        finally:
-            if token is not None:
-                _current.reset(token)
+    flights: dict[asyncio.Future[Any], StepContext] = {}  # in the order they started
+    at_once = _at_once.set(True)
+    try:
+        while True:
+            try:
+                call = moves.throw(error) if error is not None else moves.send(value)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            if call is NEXT:
+                try:
+                    value = await _landing(flights)
+                except BaseException as exc:  # (this task was cancelled)
+                    error, value = exc, None
+                continue
+            if call is CANCEL:
+                await _cancel_all(flights)
+                value = None
+                continue
+            fn, args, ctx = call
+            token = _current.set(ctx) if ctx is not None else None
+            try:
+                value = fn(*args)
+                if value is not None and inspect.isawaitable(value):
+                    if type(call) is Start:
+                        assert ctx is not None
+                        flights[asyncio.ensure_future(value)] = ctx
+                        value = PENDING
+                    else:
+                        value = await value
+            except BaseException as exc:
+                error, value = exc, None
+            finally:
+                if token is not None:
+                    _current.reset(token)
+    finally:
+        if flights:
+            await _cancel_all(flights)
+        _at_once.reset(at_once)
+
+
+async def _landing(flights: dict[asyncio.Future[Any], StepContext]
+                   ) -> tuple[StepContext, Any, BaseException | None]:
+    """The first started call to have ended: its context, result and exception."""
+    if not flights:
+        raise RuntimeError("NEXT with no call started: the core waits for nothing")
+    done = next((f for f in flights if f.done()), None)
+    if done is None:
+        await asyncio.wait(list(flights), return_when=asyncio.FIRST_COMPLETED)
+        done = next(f for f in flights if f.done())
+    ctx = flights.pop(done)
+    if done.cancelled():
+        return ctx, None, asyncio.CancelledError()
+    error = done.exception()
+    return ctx, (None if error is not None else done.result()), error
+
+
+async def _cancel_all(flights: dict[asyncio.Future[Any], StepContext]) -> None:
+    for future in flights:
+        future.cancel()
+    await asyncio.gather(*flights, return_exceptions=True)
+    flights.clear()
 
 
 # -- public operations -------------------------------------------------------------------
@@ -485,13 +596,14 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("aside", "calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "outbox", "repaths", "retry", "state", "taken",
-                 "wf")
+    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition", "failing",
+                 "failure", "handler_retry", "located", "outbox", "parallel_steps", "repaths",
+                 "retry", "state", "taken", "wf")
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
-                 handler_retry: Retry | None = None):
+                 handler_retry: Retry | None = None,
+                 parallel_steps: int = DEFAULT_PARALLEL_STEPS):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
@@ -517,11 +629,20 @@ class Operation:
         #: the effects on other instances user code asked for (`genflow.outbox`),
         #: taken by the engine's next save
         self.outbox = Outbox()
+        # Steps at once, under a driver that runs them (`drive_async`): at most
+        # `parallel_steps`; what they need is made when the first starts.
+        self.parallel_steps = parallel_steps
+        self.at_once: _AtOnce | None = None
         # Kept messages this operation delivered (seq -> the handler's output),
         # and those undelivered when it began: the engine puts the changes on record.
         self.taken: dict[int, Any] | None = None
         box = state.mailbox
         self.aside = _NO_SEQS if box is None else frozenset(m.seq for m in box.undelivered)
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        """Steps run at once whose writes conflicted, and that ran again alone."""
+        return [] if self.at_once is None else self.at_once.conflicts
 
     # -- the scheduling loop --
 
@@ -536,45 +657,208 @@ class Operation:
         # threads found blocked since user code last ran: skipped without a replay
         blocked: set[str] = set()
         calls = self.calls
-        while True:
-            for thread in state.threads:
-                if thread.id in blocked:
-                    continue
-                # The two commonest moves are dispatched here, without the
-                # generator `_move` would add to every call of user code.
-                status = thread.status
-                if status is _RESUMING and not thread.events:
-                    kind = self._forward(thread)
-                elif status is _EXECUTING:
-                    if thread.retry_at is not None and thread.retry_at > self.clock():
-                        kind = None  # waits for its next attempt
+        # Under a driver that runs steps at once, a thread at a step waits until
+        # no thread can move otherwise; then every due step starts (`_at_once`).
+        at_once = _at_once.get() and self.parallel_steps > 1
+        try:
+            while True:
+                for thread in state.threads:
+                    if thread.id in blocked:
+                        continue
+                    # The two commonest moves are dispatched here, without the
+                    # generator `_move` would add to every call of user code.
+                    status = thread.status
+                    if status is _RESUMING and not thread.events:
+                        kind = self._forward(thread)
+                    elif status is _EXECUTING:
+                        if thread.retry_at is not None and thread.retry_at > self.clock():
+                            kind = None  # waits for its next attempt
+                        elif at_once:
+                            continue  # it starts with the others' steps, below
+                        else:
+                            kind = yield from self._run_step(thread)
                     else:
-                        kind = yield from self._run_step(thread)
+                        kind = yield from self._move(thread)
+                    if kind is not None:
+                        break
+                    blocked.add(thread.id)
                 else:
-                    kind = yield from self._move(thread)
-                if kind is not None:
-                    break
-                blocked.add(thread.id)
-            else:
-                break
-            moves += 1
-            if self.calls != calls:  # user code ran: blocked threads may move now
-                calls = self.calls
-                blocked.clear()
-                if self.failing is not None:  # a thread ended with a failure: saved, raised
-                    failing, self.failing = self.failing, None
-                    yield from self._checkpoint(kind)
-                    raise failing
-            if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
-                state.update_status()
-                yield (checkpoint, (kind,), None)
-            if moves >= max_moves:
-                state.update_status()
-                raise MoveLimitError(
-                    f"instance {state.id!r} made {moves} moves in one resume "
-                    "(a loop of steps that never waits?); resume again to go on"
-                )
+                    if not at_once:
+                        break
+                    kind = yield from self._at_once()
+                    if kind is None:
+                        break
+                moves += 1
+                if self.calls != calls:  # user code ran: blocked threads may move now
+                    calls = self.calls
+                    blocked.clear()
+                    if self.failing is not None:  # a thread ended with a failure: saved, raised
+                        failing, self.failing = self.failing, None
+                        yield from self._checkpoint(kind)
+                        raise failing
+                if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
+                    state.update_status()
+                    yield (checkpoint, (kind,), None)
+                if moves >= max_moves:
+                    state.update_status()
+                    raise MoveLimitError(
+                        f"instance {state.id!r} made {moves} moves in one resume "
+                        "(a loop of steps that never waits?); resume again to go on"
+                    )
+        except BaseException as exc:
+            running = self.at_once
+            if running is not None and running.flights and not isinstance(exc, GeneratorExit):
+                # what runs still is dropped, as a crash would drop it: each runs
+                # again at the next move of its thread
+                running.flights.clear()
+                yield CANCEL
+            raise
+        running = self.at_once
+        if running is not None and running.flights:  # (threads cancellation reached)
+            running.flights.clear()
+            yield CANCEL
         state.update_status()
+
+    def _at_once(self) -> _Moves:
+        """No thread can move but by its step: start every due step (at most
+        `parallel_steps` at once), each on its own copy of the data, then
+        apply the first to end (`_landed`). Returns the checkpoint kind of the
+        move that applied one; None when no step is left to start or wait for.
+
+        A step found alone (nothing else running) runs as the sync API runs it,
+        on the data itself; so does a step whose writes conflicted with what was
+        applied while it ran (its thread is in `alone`): once the others have
+        ended, and before anything new starts.
+        """
+        if self.at_once is None:
+            self.at_once = _AtOnce()
+        state, flights, alone = self.state, self.at_once.flights, self.at_once.alone
+        while True:
+            now = None
+            due = []
+            for thread in state.threads:
+                if thread.status is _EXECUTING and (thread.id, thread.pc) not in flights:
+                    if thread.retry_at is not None:
+                        now = now or self.clock()
+                        if thread.retry_at > now:
+                            continue
+                    due.append(thread)
+            running = sum(1 for flight in flights.values() if flight.current())
+            if not due and not running:
+                return None
+            solo = next((t for t in due if t.id in alone), None) if alone else None
+            if solo is not None:
+                if not running:
+                    alone.discard(solo.id)
+                    return (yield from self._run_step(solo))
+            elif due:
+                stack, step = self.locate(due[0], Step)
+                if len(due) == 1 and not running and not step.blocking:
+                    self._keep(due[0], stack, step)
+                    return (yield from self._run_step(due[0]))
+                for thread in due[:max(self.parallel_steps - running, 0)]:
+                    if thread is not due[0]:
+                        stack, step = self.locate(thread, Step)
+                    kind = yield from self._start(thread, stack, step)
+                    if kind is not None:
+                        return kind
+            if flights:
+                ctx, result, error = yield NEXT
+                flight = flights.pop((ctx.thread_id, ctx.pc), None)
+                if flight is not None:
+                    kind = yield from self._landed(flight, result, error)
+                    if kind is not None:
+                        return kind
+
+    def _start(self, thread: Thread, stack: list[Frame], step: Step) -> _Moves:
+        """Start `thread`'s step on its own copy of the data (`Start`): None if it
+        runs on, else the kind of the move that applied it (it ended at once)."""
+        state, wf, running = self.state, self.wf, self.at_once
+        assert running is not None
+        if running.base is None or running.base[0] != self.calls:
+            running.base = (self.calls, converter.unstructure(wf))
+        # (from values of its own: structuring may share them with the object)
+        mine = converter.structure(converter.unstructure(wf), type(wf))
+        _, own = Operation(mine, state, None, self.clock).locate(thread, Step)
+        # its own outbox too: what it asks for lands with its writes, or goes with them
+        box = Outbox()
+        box.exists = self.outbox.exists
+        ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
+                                       thread.pc, thread.attempts + 1, self.clock, None,
+                                       thread.failures[-1] if thread.failures else None, None,
+                                       box))
+        action = own.action if own.timeout is None else _timed(own, ctx)
+        if own.blocking:
+            action = _in_worker(action)
+        flight = _Flight(thread, thread.pc, stack, step, running.base[1], mine, self.calls, box)
+        try:
+            outcome = yield Start(action, (), ctx)
+        except BaseException as exc:
+            return (yield from self._landed(flight, None, exc))
+        if outcome is PENDING:
+            running.flights[(thread.id, thread.pc)] = flight
+            return None
+        return (yield from self._landed(flight, outcome, None))
+
+    def _landed(self, flight: _Flight, result: Any, error: BaseException | None) -> _Moves:
+        """A step started at once has ended: a failure goes to `_step_failed` as
+        when the step runs alone; a result is merged into the data (`_merge`)
+        and the step's move made. None when nothing was applied: its thread was
+        cancelled meanwhile, or its writes conflicted (it runs again, alone)."""
+        thread, step = flight.thread, flight.step
+        if not flight.current():
+            return None
+        self._user_code()
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error
+            failure = StepError(step.name or "", thread.id, error)
+            failure.__cause__ = error
+            return (yield from self._step_failed(thread, step, flight.stack, failure))
+        conflict = self._merge(flight)
+        if conflict is not None:
+            assert self.at_once is not None
+            self.at_once.conflicts.append(Conflict(thread.id, step.name or "", conflict))
+            self.at_once.alone.add(thread.id)
+            return None
+        # -- commit (as `_run_step`'s), with what it asked of other instances --
+        self.outbox.intents.extend(flight.outbox.intents)
+        state = self.state
+        state.pc += 1
+        thread.status = _RESUMING
+        thread.path = self._path(thread)
+        thread.pc = state.pc
+        if thread.attempts:
+            thread.attempts, thread.error, thread.retry_at = 0, "", None
+        return _AFTER_STEP
+
+    def _merge(self, flight: _Flight) -> str | None:
+        """Write what the step changed in its copy into the data. Nothing else
+        changed meanwhile: the copy's fields are taken as they are. Otherwise
+        each value it wrote (a field, a key, an index, as deep as the data
+        goes) is written over the data as it is now, unless one of them has
+        changed since the step began: a conflict, whose place is returned and
+        where nothing is written."""
+        wf, mine = self.wf, flight.mine
+        if self.calls == flight.calls + 1:  # (only its own landing since it began)
+            for field in attrs.fields(type(wf)):
+                object.__setattr__(wf, field.name, getattr(mine, field.name))
+            return None
+        writes: list[tuple[tuple[Any, ...], Any]] = []
+        _writes(flight.base, converter.unstructure(mine), (), writes)
+        if not writes:
+            return None
+        now = converter.unstructure(wf)
+        for path, _ in writes:
+            if not _writable(now, flight.base, path):
+                return path_words(path)
+        for path, value in writes:
+            _put(now, path, value)
+        try:
+            _restore(wf, now)
+        except Exception:  # the values together do not make the data (a validator)
+            return path_words(writes[0][0])
+        return None
 
     def _retrying(self, max_moves: int) -> _Moves:
         """`resume` of a FAILED instance: each failed step or handler gets its
@@ -1731,3 +2015,139 @@ def _tear_down_all(thread: Thread) -> None:
     for event in thread.events:
         if event.status is _SETUP:
             event.status = WaitEventStatus.PENDING_TEARDOWN
+
+
+# -- steps at once ------------------------------------------------------------------------
+
+
+class Conflict(NamedTuple):
+    """A step started at once whose result was not applied: it wrote where the
+    data changed while it ran (`place`, as `results[3]`); it ran again alone."""
+
+    thread_id: str
+    step: str
+    place: str
+
+
+class _AtOnce:
+    """The steps running at once, by (thread id, counter), each on its own copy
+    of the data; `base`, the data they started from as plain values, with the
+    `calls` it was read at; `alone`, the threads whose writes conflicted, to run
+    again on their own; `conflicts` records those."""
+
+    __slots__ = ("alone", "base", "conflicts", "flights")
+
+    def __init__(self) -> None:
+        self.flights: dict[tuple[str, int], _Flight] = {}
+        self.base: tuple[int, Any] | None = None
+        self.alone: set[str] = set()
+        self.conflicts: list[Conflict] = []
+
+
+class _Flight:
+    """A step started at once: where its thread stood, the data it began from
+    (plain values, as `base`, and `mine`, its own copy, which it changes), the
+    `calls` then, and its own `outbox` (applied with its writes)."""
+
+    __slots__ = ("base", "calls", "mine", "outbox", "pc", "stack", "step", "thread")
+
+    def __init__(self, thread: Thread, pc: int, stack: list[Frame], step: Step, base: Any,
+                 mine: Any, calls: int, outbox: Outbox):
+        self.thread, self.pc, self.stack, self.step = thread, pc, stack, step
+        self.base, self.mine, self.calls, self.outbox = base, mine, calls, outbox
+
+    def current(self) -> bool:
+        """Does its thread still stand at this step? (Cancellation moves it on.)"""
+        thread = self.thread
+        return thread.status is _EXECUTING and thread.pc == self.pc
+
+
+def _in_worker(action: Callable[[], Any]) -> Callable[[], Any]:
+    """A blocking step's call: it runs in a worker thread, and the driver awaits it."""
+    def attempt() -> Any:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, contextvars.copy_context().run, action)
+
+    return attempt
+
+
+_GONE: Any = _Signal("GONE")  # a key a step deleted
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the store keeps them: 1, 1.0 and True differ, so does key order."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> None:
+    """What turned `base` into `after`, as (path, value) writes: into dicts key by
+    key and lists of one length index by index; anything else whole."""
+    if _same(base, after):
+        return
+    if type(base) is dict and type(after) is dict:
+        kept = [k for k in base if k in after]
+        added = [k for k in after if k not in base]
+        if list(after) != kept + added:  # reordered: the whole dict
+            out.append((path, after))
+            return
+        for k in kept:
+            _writes(base[k], after[k], (*path, k), out)
+        out.extend(((*path, k), _GONE) for k in base if k not in after)
+        out.extend(((*path, k), after[k]) for k in added)
+    elif type(base) is list and type(after) is list and len(base) == len(after):
+        for i, (x, y) in enumerate(zip(base, after, strict=True)):
+            _writes(x, y, (*path, i), out)
+    else:
+        out.append((path, after))
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if type(value) is dict:
+            value = value.get(key, _GONE)
+        elif type(value) is list and type(key) is int and 0 <= key < len(value):
+            value = value[key]
+        else:
+            return _GONE
+    return value
+
+
+def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
+    """May a write at `path` made from `base` go over `now`: is the value there,
+    and the container holding it, as the step saw them?"""
+    if not _same(_at(now, path), _at(base, path)):
+        return False
+    parent = _at(now, path[:-1])
+    was = _at(base, path[:-1])
+    if type(parent) is not type(was) or type(parent) not in (dict, list):
+        return False
+    return type(parent) is dict or path[-1] < len(parent)
+
+
+def _put(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    parent = _at(data, path[:-1])
+    if value is _GONE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+
+
+def path_words(path: tuple[Any, ...]) -> str:
+    """`results[3]`, `by_name['ada'].total`: a place in the data, as code names it."""
+    words = ""
+    for i, key in enumerate(path):
+        if i == 0:
+            words = str(key)
+        elif type(key) is int:
+            words += f"[{key}]"
+        else:
+            words += f"[{key!r}]"
+    return words

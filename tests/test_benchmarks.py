@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgpack
 
 import genflow
-from benchmarks import w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
+from benchmarks import fan_out, w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
 from genflow import dumps, loads, new_state, resume
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
@@ -99,3 +99,12 @@ def test_mailbox_the_kept_and_the_direct_run_end_alike() -> None:
     assert kept_state.mailbox.kept == kept_state.mailbox.undelivered == []
     keep, deliver = mailbox.walk_us(20, 2)
     assert len(keep) == len(deliver) == 7
+
+
+def test_fan_out_backs_up_25_files_at_once_and_one_at_a_time() -> None:
+    from examples.fan_out import STORAGE
+    from genflow.stores import MemoryStore
+
+    for parallel in (100, 1):
+        fan_out.wall_ms(MemoryStore(), parallel)  # (checks the backup itself)
+        assert STORAGE.peak == (25 if parallel > 1 else 1)

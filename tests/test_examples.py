@@ -8,6 +8,7 @@ same data and the same blob. The README's demo runs in a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -45,6 +46,7 @@ if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `t
 from examples import (  # noqa: E402
     approval,
     early_signals,
+    fan_out,
     money_transfer,
     pizza,
     seat_hold,
@@ -53,6 +55,7 @@ from examples import (  # noqa: E402
 )
 from examples.approval import INBOX, Purchase  # noqa: E402
 from examples.early_signals import WAREHOUSE, Payment, Shipment  # noqa: E402
+from examples.fan_out import STORAGE, Backup  # noqa: E402
 from examples.money_transfer import BANK, MoneyTransfer  # noqa: E402
 from examples.pizza import PaymentStatus, PizzaOrder, Size, Stage  # noqa: E402
 from examples.seat_hold import MAILER, VENUE, SeatHold  # noqa: E402
@@ -1198,3 +1201,74 @@ def test_the_toolkit_checks_a_workflow_with_children():
     from genflow.testing.suite import check_workflow
 
     check_workflow(ProvisionNewDevices, examples=10)  # replays, reloads, crashes agree
+# -- Azure's fan-out/fan-in: 25 copies at once ------------------------------------------------
+
+BACKED_UP = sum(1000 + n for n in range(25))
+
+
+def test_fan_out_runs_its_25_copies_at_once_through_the_engine(make_store, capsys):
+    STORAGE.reset()
+    engine = Engine(make_store(), [Backup], clock=FakeClock())
+    iid = asyncio.run(engine.start_async(Backup()))
+    backup = engine.get(iid)
+    assert backup.status is WorkflowStatus.FINISHED and backup.data.total == BACKED_UP
+    assert STORAGE.peak == 25 and len(STORAGE.calls) == 25 and len(STORAGE.stored) == 25
+    assert backup.version >= 27  # a save per step applied: the list, 25 copies, the sum
+    STORAGE.reset()
+    fan_out.main()
+    assert capsys.readouterr().out == "finished: 25 files, 25300 bytes, 25 uploads at once\n"
+
+
+def test_fan_out_one_step_at_a_time_ends_the_same(make_store):
+    STORAGE.reset()
+    engine = Engine(make_store(), [Backup], clock=FakeClock(), parallel_steps=1)
+    iid = asyncio.run(engine.start_async(Backup()))
+    assert STORAGE.peak == 1
+    assert engine.get(iid).data == Backup(files=[f"page-{n:02}.html" for n in range(25)],
+                                          sizes=[1000 + n for n in range(25)],
+                                          total=BACKED_UP)
+
+
+def test_fan_out_ends_the_same_in_every_mode():
+    """Crash mode crashes at every durable checkpoint: each crash drops the
+    copies still running, which run again (same key: stored once)."""
+    blobs = set()
+    for mode in MODES:
+        STORAGE.reset()
+        run = Instance(Backup(), mode, asynchronous=True)
+        run.resume()
+        assert run.wf.total == BACKED_UP and len(STORAGE.stored) == 25, mode
+        blobs.add(run.blob())
+    assert len(blobs) == 1
+
+
+@pytest.mark.parametrize("lose", [False, True], ids=["after-a-save", "instead-of-a-save"])
+def test_fan_out_a_crash_at_any_save_loses_no_copy(make_store, lose):
+    store = make_store()
+    expected = None
+    for n in range(1, 60):
+        STORAGE.reset()
+        clock = FakeClock()
+        iid = f"backup-{n}"
+        died = False
+        try:
+            asyncio.run(Engine(DyingStore(store, n, lose=lose), [Backup],
+                               clock=clock).start_async(Backup(), id=iid))
+        except Died:
+            died = True
+        clock.advance(seconds=120)  # the dead process's lease runs out
+        survivor = Engine(store, [Backup], clock=clock)
+        for _ in range(5):
+            if survivor.get(iid).status is WorkflowStatus.FINISHED:
+                break
+            asyncio.run(survivor.run_due_async())
+        backup = survivor.get(iid)
+        assert backup.status is WorkflowStatus.FINISHED and backup.data.total == BACKED_UP, n
+        assert len(STORAGE.stored) == 25, n  # each copy stored once, whatever ran again
+        expected = expected or backup.data
+        assert backup.data == expected, n
+        if not died:
+            assert n > 27, f"the start made only {n - 1} saves"
+            break
+    else:
+        raise AssertionError("the start never ended without a crash")

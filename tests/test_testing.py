@@ -841,6 +841,18 @@ def test_example_early_signals() -> None:
     WAREHOUSE.clear()
 
 
+def test_example_fan_out() -> None:
+    from examples.fan_out import STORAGE, Backup
+
+    # the checker moves one step at a time; Instance in crash mode runs them at
+    # once (tests/test_examples.py)
+    STORAGE.reset()
+    result = assert_replay_equivalent(Backup())
+    assert result.state.status.value == "finished" and result.data.total == 25300
+    assert len(STORAGE.stored) == 25  # one blob per key, whatever ran again
+    STORAGE.reset()
+
+
 def test_every_example_has_a_toolkit_test() -> None:
     modules = {p.stem for p in (ROOT / "examples").glob("*.py")} - {"__init__", "demo"}
     tested = {name[len("test_example_"):] for name in globals() if name.startswith("test_example_")}

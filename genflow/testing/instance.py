@@ -42,7 +42,7 @@ from genflow.errors import GenflowError, HandlerError, MoveLimitError, Serializa
 from genflow.mailbox import Kept
 from genflow.outbox import Intent
 from genflow.registry import workflow_name
-from genflow.runtime import DEFAULT_MAX_MOVES, FAILURES, direct_request
+from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES, direct_request
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -133,6 +133,7 @@ class Instance:
         handler_retry: Retry | None = None,
         on_checkpoint: Callable[[CheckpointType], Any] | None = None,
         on_reload: Callable[[bytes, bool], Any] | None = None,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -142,6 +143,7 @@ class Instance:
         self.clock = clock if clock is not None else FakeClock()
         self.retry = retry
         self.handler_retry = handler_retry
+        self.parallel_steps = parallel_steps
         self.kinds: list[CheckpointType] = []
         #: called after each checkpoint is recorded; may raise to stop the operation
         self.on_checkpoint = on_checkpoint
@@ -347,7 +349,8 @@ class Instance:
 
     def _operation(self) -> Any:
         self._op = operation(self.wf, self.state, self._checkpoint, self.clock,
-                             retry=self.retry, handler_retry=self.handler_retry)
+                             retry=self.retry, handler_retry=self.handler_retry,
+                             parallel_steps=self.parallel_steps)
         return self._op
 
     # -- child workflows (`Child`, `Children`): their ends, faked --
