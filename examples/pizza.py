@@ -235,7 +235,8 @@ class PizzaOrder:
         yield self.wg.wait("payment settled")
         yield If(self.payment is PaymentStatus.PAID, "paid",
             Step("dispatch driver", self.dispatch),
-            Wait("at the door", On("delivered", self.on_delivered)),
+            # a report before the driver left is a mistake: refused, not kept
+            Wait("at the door", On("delivered", self.on_delivered, keep=False)),
         ).Else("unpaid",
             Step("cancel unpaid order", self.cancel_unpaid),
         )

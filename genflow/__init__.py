@@ -34,6 +34,7 @@ from genflow.errors import (
     InstanceFailedError,
     InstanceNotFoundError,
     InvalidIdError,
+    MailboxFullError,
     MoveError,
     MoveLimitError,
     NonDeterminismError,
@@ -79,6 +80,7 @@ from genflow.lowlevel import (
     validate,
     walk,
 )
+from genflow.mailbox import Kept
 from genflow.registry import workflow
 from genflow.runtime import StepContext, current_step
 from genflow.state import Failure
@@ -137,13 +139,13 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     "Raise", "Retry", "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try",
     "Wait", "WaitFor", "WaitGroup",
     # writing and running workflows
-    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Saga",
+    "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Kept", "Saga",
     "StepContext", "current_step", "heartbeat", "open_store", "workflow",
     # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ChildFailed", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError",
     "EventError", "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
-    "UnknownEventError", "WorkflowFinishedError",
+    "MailboxFullError", "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError",
+    "StoreError", "UnknownEventError", "WorkflowFinishedError",
 ]
 
 # importable from here as the design contract names them; documented in genflow.lowlevel

@@ -46,6 +46,7 @@ from genflow.codec import structure_data, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
 from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
+from genflow.mailbox import Kept
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
 
@@ -69,16 +70,29 @@ class _Interrupted(Exception):
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
     instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
-                         queue=args.queue, priority=args.priority)
+                         queue=args.queue, priority=args.priority, if_exists=args.if_exists)
     print(_summary(engine.get(instance_id)))
 
 
 def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     payload = _json(args.payload, "--payload") if args.payload is not None else None
-    output = engine.send(args.id, args.event, payload, thread=args.thread)
+    if args.data is not None and args.start is None:
+        raise UsageError("--data is the data of --start WORKFLOW: give both")
+    start = None if args.start is None else _data(
+        args.start, _json(args.data, "--data") if args.data is not None else {})
+    output = engine.send(args.id, args.event, payload, thread=args.thread,
+                         keep=False if args.no_keep else None, start=start)
     print(_summary(engine.get(args.id)))
     if output is not None:
-        print(json.dumps(unstructure(output), default=str, ensure_ascii=False))
+        print(_reply(output))
+
+
+def _reply(output: Any) -> str:
+    """A send's answer: the handler's output as JSON, or where the event was kept."""
+    if isinstance(output, Kept):
+        return (f"kept as message {output.seq} ({output.kept} kept): delivered when a thread "
+                f"waits for {output.event!r}")
+    return json.dumps(unstructure(output), default=str, ensure_ascii=False)
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -391,8 +405,8 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> None:
 
 #: Action -> (its keys besides the action's own, the required ones).
 ACTIONS: dict[str, tuple[set[str], set[str]]] = {
-    "start": ({"id", "data", "run"}, set()),
-    "send": ({"event", "payload", "thread"}, {"event"}),
+    "start": ({"id", "data", "run", "if_exists"}, set()),
+    "send": ({"event", "payload", "thread", "keep", "start", "data"}, {"event"}),
     "work": (set(), set()),
     "sleep": (set(), set()),
     "show": (set(), set()),
@@ -449,13 +463,24 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
 
     if kind == "start":
         instance_id = _start(engine, target, action.get("data", {}), action.get("id"),
-                             run=bool(action.get("run", True)))
+                             run=bool(action.get("run", True)),
+                             if_exists=action.get("if_exists", "raise"))
         print(f"start {target}: {_summary(engine.get(instance_id))}")
     elif kind == "send":
+        keep = action.get("keep")
+        if keep is not None and not isinstance(keep, bool):
+            raise UsageError(f"'send' action: 'keep' is true, false or null, not {keep!r}")
+        start = action.get("start")
+        if "data" in action and start is None:
+            raise UsageError("'send' action: 'data' is the data of 'start' (a workflow): "
+                             "give both")
+        if start is not None and not isinstance(start, str):
+            raise UsageError(f"'send' action: 'start' names a workflow, not {start!r}")
         output = engine.send(target, str(action["event"]), action.get("payload"),
-                             thread=action.get("thread"))
-        reply = f" -> {json.dumps(unstructure(output), default=str)}" if output is not None \
-            else ""
+                             thread=action.get("thread"), keep=keep,
+                             start=None if start is None else _data(start,
+                                                                     action.get("data", {})))
+        reply = f" -> {_reply(output)}" if output is not None else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":
         print(f"work: processed {engine.work(until_idle=True)} due instance(s)")
@@ -607,11 +632,13 @@ READONLY = {"list", "show", "report", "check", "history"}
 
 
 def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool,
-           queue: str | None = None, priority: int = 0) -> str:
+           queue: str | None = None, priority: int = 0, if_exists: Any = "raise") -> str:
     if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
         raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
+    if if_exists not in ("raise", "return"):
+        raise UsageError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
     return engine.start(_data(name, fields), id=instance_id, run=run, queue=queue,
-                        priority=priority)
+                        priority=priority, if_exists=if_exists)
 
 
 def _data(name: str, fields: Any) -> Any:
@@ -819,12 +846,20 @@ def build_parser() -> _Parser:
     p.add_argument("--queue", help="wait for this queue to admit it (genflow.queues)")
     p.add_argument("--priority", type=int, default=0, help="its priority on the queue "
                    "(lower first)")
+    p.add_argument("--if-exists", choices=("raise", "return"), default="raise",
+                   help="when an instance with --id exists: fail (raise), or show it (return)")
 
-    p = command("send", "deliver an event to an instance")
+    p = command("send", "deliver an event to an instance (kept until it waits for it)")
     p.add_argument("id")
     p.add_argument("event")
     p.add_argument("--payload", metavar="JSON", help="the event's payload as JSON")
     p.add_argument("--thread", help="the waiting thread, when several wait for the event")
+    p.add_argument("--no-keep", action="store_true",
+                   help="refuse the event unless a thread waits for it now (default: kept)")
+    p.add_argument("--start", metavar="WORKFLOW",
+                   help="signal-with-start: start the instance (of this workflow, from --data) "
+                   "if it does not exist")
+    p.add_argument("--data", metavar="JSON", help="with --start: the workflow's fields")
 
     p = command("show", "explain an instance: status, threads, waits, timers, errors, data")
     p.add_argument("id")

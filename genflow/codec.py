@@ -42,6 +42,8 @@ from genflow.registry import workflow_class, workflow_name
 from genflow.state import (
     CallbackRequest,
     Failure,
+    Mailbox,
+    Message,
     Origin,
     Parent,
     State,
@@ -358,8 +360,11 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 # -- the State as nested arrays (formats 2 and 3) ---------------------------------------------
 #
 # State:  [id, workflow, status, pc, [thread...],
-#          (format 3, a child's:) [parent, event, index, thread, pc],
-#          (format 3, when traced: nil for no parent) traceparent]
+#          (format 3, a child's:) [parent, event, index, thread, pc] or None,
+#          (format 3, when traced:) traceparent or None,
+#          (format 3, once it kept a message:) [sent, [message...], [message...]]]
+# Message: [seq, event, payload, thread, sent_at, reason] (the kept ones, then the undelivered)
+# (each optional element is written only when it or one after it is set: nil pads)
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
 #          (format 3, only when the step has failed, or what follows is set:)
 #          attempts, error, retry_at,
@@ -386,11 +391,20 @@ def _unstructure_state(state: State) -> Any:
     if state.parent is not None:  # (format 3: a child's parent, appended only when set)
         parent = state.parent
         raw.append([parent.instance_id, parent.event, parent.index, parent.thread, parent.pc])
-    if state.trace is not None:  # (format 3: the caller's trace, appended only when set)
+    if state.trace is not None or state.mailbox is not None:
         if state.parent is None:
             raw.append(None)
-        raw.append(state.trace)
+        raw.append(state.trace)  # (format 3: the caller's trace, or nil before a mailbox)
+    if state.mailbox is not None:  # (format 3: appended only once a message was kept)
+        box = state.mailbox
+        raw.append([box.sent, [_unstructure_message(m) for m in box.kept],
+                    [_unstructure_message(m) for m in box.undelivered]])
     return raw
+
+
+def _unstructure_message(m: Message) -> list[Any]:
+    return [m.seq, m.event, m.payload, m.thread,
+            None if m.sent_at is None else m.sent_at.isoformat(), m.reason]
 
 
 def _unstructure_thread(t: Thread) -> list[Any]:
@@ -453,15 +467,21 @@ def _fields(value: Any, counts: tuple[int, ...], what: str) -> list[Any]:
 
 
 def _structure_state(raw: list[Any]) -> State:
-    _fields(raw, (5, 6, 7), "the state")
+    _fields(raw, (5, 6, 7, 8), "the state")
     sid, workflow, status, pc, threads = raw[:5]
     state = State(
         id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
         status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
     )
-    if len(raw) == 7:
+    if len(raw) >= 7 and raw[6] is not None:
         state.trace = _want(raw[6], str, "the trace context")
-    if len(raw) == 6 or (len(raw) == 7 and raw[5] is not None):
+    if len(raw) == 8:
+        sent, kept, undelivered = _fields(raw[7], (3,), "a mailbox")
+        state.mailbox = Mailbox(
+            _want(sent, int, "a mailbox's count"),
+            [_structure_message(m) for m in _want(kept, list, "kept messages")],
+            [_structure_message(m) for m in _want(undelivered, list, "undelivered messages")])
+    if len(raw) >= 6 and raw[5] is not None:
         fields = _fields(raw[5], (3, 5), "a parent")
         parent_id, event, index = fields[:3]
         state.parent = Parent(_want(parent_id, str, "a parent's id"),
@@ -515,6 +535,13 @@ def _structure_thread(sid: str, raw: Any) -> Thread:
                                     _want(thread_id, str, "a thread id"),
                                     _ints(go_path, "a path")))
     return thread
+
+
+def _structure_message(raw: Any) -> Message:
+    seq, event, payload, thread, sent_at, reason = _fields(raw, (6,), "a message")
+    return Message(_want(seq, int, "a message's number"), _want(event, str, "a message's event"),
+                   payload, _want(thread, str, "a message's thread"),
+                   _when(sent_at, "a message's time"), _want(reason, str, "a message's reason"))
 
 
 def _structure_failure(raw: Any) -> Failure:

@@ -19,6 +19,8 @@ from genflow.codec import unstructure
 from genflow.state import (
     MAIN_THREAD,
     Failure,
+    Mailbox,
+    Message,
     State,
     Thread,
     ThreadStatus,
@@ -66,6 +68,8 @@ def describe(
     lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
     for thread in state.threads:
         lines.extend("  " + line for line in _thread(thread, now))
+    if state.mailbox is not None:
+        lines.extend("  " + line for line in _mailbox(state.mailbox, now))
     for child_id, status in children or ():
         lines.append(f"  child {child_id}: {status}")
     for entry in outbox or ():
@@ -223,6 +227,35 @@ def _event(event: WaitEvent, now: _dt.datetime) -> str:
     if event.retry_at is not None:
         text += f" ({_attempts(event.attempts)} failed; next try {when(event.retry_at, now)})"
     return text
+
+
+def _mailbox(box: Mailbox, now: _dt.datetime) -> list[str]:
+    """The messages kept for the instance (oldest first: delivered in this
+    order) and those set aside undelivered, with why."""
+    lines = []
+    if box.kept:
+        lines.append(f"mailbox: {_count(len(box.kept), 'message')} kept until a thread waits "
+                     "for its event (oldest first):")
+        lines.extend(f"  - {_message(m, now)}" for m in box.kept)
+    if box.undelivered:
+        lines.append(f"undelivered: {_count(len(box.undelivered), 'message')} set aside:")
+        lines.extend(f"  - {_message(m, now)}: {m.reason}" for m in box.undelivered)
+    return lines
+
+
+def _message(message: Message, now: _dt.datetime) -> str:
+    text = f"#{message.seq} {message.event!r}"
+    if message.thread:
+        text += f" for {thread_name(message.thread)}"
+    if message.sent_at is not None:
+        text += f", sent {when(message.sent_at, now)}"
+    if message.payload is not None:
+        text += f", payload {_value(message.payload)}"
+    return text
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _retrying(state: State) -> bool:

@@ -47,21 +47,20 @@ from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
     CorruptStateError,
+    DuplicateInstanceError,
+    EventError,
     GenflowError,
     HandlerError,
     InstanceNotFoundError,
     InvalidIdError,
     MoveLimitError,
-    NotWaitingError,
     StepError,
     StoreError,
     StoreUnavailableError,
-    UnknownEventError,
-    UnknownThreadError,
     UnknownWorkflowError,
-    WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
+from genflow.mailbox import DEFAULT_SIZE, Kept
 from genflow.observe import Observer, current_traceparent, fields
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
@@ -74,12 +73,14 @@ from genflow.runtime import (
     Operation,
     drive,
     drive_async,
+    request_for,
     reset_failures,
 )
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
     CheckpointType,
+    Message,
     State,
     ThreadStatus,
     WaitEventStatus,
@@ -137,13 +138,14 @@ class Engine:
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
     store's journal, and each step run and handler call with its start, end
-    and attempt (off by default). `parallel_steps` bounds how many steps
-    of one instance the async API runs at once (1: one at a time, as the sync
-    API; see "Steps at once" in docs/statements.md). `otel=False` keeps
-    OpenTelemetry out of this engine even when it is installed
-    (`genflow.observe`); `tracer_provider` and `meter_provider` are the
-    OpenTelemetry providers to use instead of the global ones (as
-    instrumentations take them).
+    and attempt (off by default). `mailbox_size` bounds the messages an
+    instance keeps for events no thread waits for yet (docs/mailbox.md).
+    `parallel_steps` bounds how many steps of one instance the async API runs
+    at once (1: one at a time, as the sync API; see "Steps at once" in
+    docs/statements.md). `otel=False` keeps OpenTelemetry out of this engine
+    even when it is installed (`genflow.observe`); `tracer_provider` and
+    `meter_provider` are the OpenTelemetry providers to use instead of the
+    global ones (as instrumentations take them).
     """
 
     def __init__(
@@ -158,11 +160,16 @@ class Engine:
         handler_retry: Retry | None = None,
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
+        mailbox_size: int = DEFAULT_SIZE,
         parallel_steps: int = DEFAULT_PARALLEL_STEPS,
         otel: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
+        if not isinstance(mailbox_size, int) or mailbox_size < 0:
+            raise GenflowError(f"mailbox_size is a count of messages (0 or more), not "
+                               f"{mailbox_size!r}")
+        self.mailbox_size = mailbox_size
         if type(parallel_steps) is not int or parallel_steps < 1:
             raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
                                f"a time), not {parallel_steps!r}")
@@ -195,16 +202,20 @@ class Engine:
     # -- public sync API --
 
     def start(self, data: Any, *, id: str | None = None, run: bool = True,
-              queue: str | None = None, priority: int = 0) -> str:
+              queue: str | None = None, priority: int = 0,
+              if_exists: str = "raise") -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
         otherwise it is left due for a worker. A duplicate id raises
-        `DuplicateInstanceError`. With `queue`, it waits until that queue
-        admits it (`genflow.queues`; lower `priority` first), then a worker
-        runs it.
+        `DuplicateInstanceError`; with `if_exists="return"` it returns the id
+        of the instance that exists instead, untouched (`data` is not compared
+        with it: the first start's data won; an instance of another workflow
+        under that id is still refused). With `queue`, it waits until that
+        queue admits it (`genflow.queues`; lower `priority` first), then a
+        worker runs it.
         """
-        return drive(self._relaying(self._start(data, id, run, queue, priority)),
+        return drive(self._relaying(self._start(data, id, run, queue, priority, if_exists)),
                      self.observer.watching())
 
     def send(
@@ -215,6 +226,8 @@ class Engine:
         *,
         thread: str | None = None,
         pc: int | None = None,
+        keep: bool | None = None,
+        start: Any = None,
         timeout: float = 30.0,
     ) -> Any:
         """Deliver `event` with `payload`, then move the instance until it waits.
@@ -226,9 +239,23 @@ class Engine:
         Returns what the handler returned, as it returned it (an attrs object
         stays one: `genflow.codec.unstructure` makes it plain for a wire).
         Timers are fired by the clock only: sending a timer's name is refused.
+
+        An event no thread waits for now (or one behind older kept messages
+        of its event) is kept in the instance's mailbox, in order, and
+        delivered when a thread waits for it; `send` then returns a
+        `genflow.mailbox.Kept` (or the handler's output, when the moves of
+        this call delivered it). `keep=False` refuses it instead, as the
+        event's `On(keep=...)` or the workflow's default may; an event no
+        statement of the workflow can ever wait for is refused either way,
+        with the list of its events. A `pc` is one wait's request: never kept.
+
+        `start` (data of the instance's workflow) is signal-with-start: when no
+        instance `instance_id` exists, it is started from `start` with this
+        event already kept, in one write, and run until it waits.
         """
         return drive(self._relaying(self._send(instance_id, event, payload, thread, pc,
-                                               timeout)), self.observer.watching())
+                                               timeout, keep, start)),
+                     self.observer.watching())
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -270,8 +297,10 @@ class Engine:
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
-                          queue: str | None = None, priority: int = 0) -> str:
-        return await drive_async(self._relaying(self._start(data, id, run, queue, priority)),
+                          queue: str | None = None, priority: int = 0,
+                          if_exists: str = "raise") -> str:
+        return await drive_async(self._relaying(self._start(data, id, run, queue, priority,
+                                                            if_exists)),
                                  self.observer.watching())
 
     async def send_async(
@@ -282,10 +311,12 @@ class Engine:
         *,
         thread: str | None = None,
         pc: int | None = None,
+        keep: bool | None = None,
+        start: Any = None,
         timeout: float = 30.0,
     ) -> Any:
         return await drive_async(self._relaying(self._send(instance_id, event, payload, thread,
-                                                           pc, timeout)),
+                                                           pc, timeout, keep, start)),
                                  self.observer.watching())
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
@@ -508,7 +539,12 @@ class Engine:
         return True
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
-               priority: int = 0) -> _Ops:
+               priority: int = 0, if_exists: str = "raise", mail: Any = None) -> _Ops:
+        """Start an instance; `mail` (event, payload, thread) is signal-with-start's
+        event, kept in the new State before its first write (it returns what
+        `send` returns then, or `_EXISTS` when the instance exists)."""
+        if if_exists not in ("raise", "return"):
+            raise GenflowError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
@@ -517,31 +553,58 @@ class Engine:
         watch = self.observer.begin("start", instance_id)
         try:
             self.observer.keep_trace(state)
-            return (yield from self._started(data, state, name, run, queue, priority))
+            return (yield from self._started(data, state, name, run, queue, priority,
+                                            if_exists, mail))
         finally:
             watch.end()
 
     def _started(self, data: Any, state: State, name: str, run: bool, queue: str | None,
-                 priority: int) -> _Ops:
-        """`start`, the instance made: stored (or queued for admission), then run."""
+                 priority: int, if_exists: str, mail: Any) -> _Ops:
+        """`start`, the State made: signal-with-start's event kept in it, stored
+        (or queued for admission), then run."""
         instance_id = state.id
+        kept: Kept | None = None
+        if mail is not None:  # the checks of a send, before anything is written
+            event, payload, thread_id = mail
+            try:
+                check_payload(payload, event)
+                kept = yield from self._operation(data, state, None).keep(
+                    event, payload, thread=thread_id, keep=True,
+                    limit=max(self.mailbox_size, 1))
+            except EventError as refused:
+                try:  # an instance that exists: its own definition decides, not `data`'s
+                    self.store.get(instance_id)
+                except InstanceNotFoundError:
+                    raise refused from None
+                return _EXISTS
         now = self.clock()
-        if queue is not None:  # it waits for admission: no wake_at, no lease
-            self.queues.enqueue(InstanceRecord(
-                id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state, check=True)), data, queue, priority)
-            self._record(instance_id, [("start", {"data": unstructure(data), "queue": queue})])
-            self.store.notify_wake()
-            return instance_id
-        record = self.store.create(
-            InstanceRecord(
-                id=instance_id, workflow=name, status=state.status.value,
-                blob=dumps(data, state, check=True), wake_at=now,
-            ),
-            lease_owner=self.owner if run else None,
-            lease_until=now + self.lease if run else None,
-        )
-        self._record(instance_id, [("start", {"data": unstructure(data)})])
+        try:
+            if queue is not None:  # it waits for admission: no wake_at, no lease
+                self.queues.enqueue(InstanceRecord(
+                    id=instance_id, workflow=name, status=state.status.value,
+                    blob=dumps(data, state, check=True)), data, queue, priority)
+                self._record(instance_id,
+                             [("start", {"data": unstructure(data), "queue": queue})])
+                self.store.notify_wake()
+                return instance_id
+            record = self.store.create(
+                InstanceRecord(
+                    id=instance_id, workflow=name, status=state.status.value,
+                    blob=dumps(data, state, check=True), wake_at=now,
+                ),
+                lease_owner=self.owner if run else None,
+                lease_until=now + self.lease if run else None,
+            )
+        except DuplicateInstanceError:
+            if mail is None and if_exists == "raise":
+                raise
+            self._same_workflow(instance_id, name)
+            return _EXISTS if mail is not None else instance_id
+        entries: list[tuple[str, dict[str, Any]]] = [("start", {"data": unstructure(data)})]
+        if mail is not None:
+            entries.append(("event", {"event": mail[0], "thread": mail[2],
+                                      "payload": unstructure(mail[1])}))
+        self._record(instance_id, entries)
         if run:
             KEEPER.hold(self, instance_id)
             saver = _Saver(self, record, data, state)
@@ -551,14 +614,34 @@ class Engine:
                 self._settle(saver, op)
             finally:
                 self._release(instance_id, saver.record)
+            if kept is not None and op.taken and kept.seq in op.taken:
+                return op.taken[kept.seq]
         else:
             self.store.notify_wake()  # due now: an idle worker may take it at once
-        return instance_id
+        return kept if kept is not None else instance_id
+
+    def _same_workflow(self, instance_id: str, name: str) -> None:
+        """`if_exists="return"` and signal-with-start take an existing instance
+        only of the same workflow: another workflow's under that id is a mistake."""
+        existing = self.store.get(instance_id)
+        if existing.workflow != name:
+            raise DuplicateInstanceError(
+                f"instance {instance_id!r} exists, as an instance of workflow "
+                f"{existing.workflow!r}, not {name!r}: choose another id")
 
     def _send(
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
-        pc: int | None, timeout: float, *, moves: bool = True,
+        pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
+        moves: bool = True,
     ) -> _Ops:
+        if start is not None:
+            if pc is not None:
+                raise GenflowError("send(start=...) takes no pc: a new instance has no "
+                                   "request to answer")
+            sent = yield from self._start(start, instance_id, True,
+                                          mail=(event, payload, thread_id))
+            if sent is not _EXISTS:
+                return sent
         watch = self.observer.begin("send", instance_id)
         try:
             record = self._acquire(instance_id, timeout)
@@ -568,16 +651,30 @@ class Engine:
         saver = _Saver(self, record, None, None)
         try:
             wf, state = self._load(record)
-            req = _request_for(state, event, thread_id)
-            if pc is not None:
-                req = attrs.evolve(req, pc=pc)
             check_payload(payload, event)  # (before the journal's note unstructures it)
             saver.bind(wf, state)
-            saver.note(("event", {"event": event, "thread": req.thread_id,
-                                  "payload": unstructure(payload)}))
             self.observer.keep_trace(state)
             op = self._operation(wf, state, saver)
-            output = yield from op.deliver(req, payload, self.max_moves if moves else 0)
+            if pc is not None:  # one wait's request: delivered to it, or refused
+                req = attrs.evolve(request_for(state, event, thread_id), pc=pc)
+                saver.note(("event", {"event": event, "thread": req.thread_id,
+                                      "payload": unstructure(payload)}))
+                output = yield from op.deliver(req, payload,
+                                                self.max_moves if moves else 0)
+            else:
+                saver.note(("event", {"event": event, "thread": thread_id,
+                                      "payload": unstructure(payload)}))
+                if record.wake_at is None and state.status is WorkflowStatus.RESUMING:
+                    # its queue has not admitted it: kept, and left for the queue (not due)
+                    output = yield from self._operation(wf, state, None).keep(
+                        event, payload, thread=thread_id, keep=keep, limit=self.mailbox_size)
+                    self._note_kept(saver, output)
+                    saver.flush(release=True, wake_at=None)
+                    return output
+                output = yield from op.send(event, payload, thread=thread_id, keep=keep,
+                                            limit=self.mailbox_size,
+                                            max_moves=self.max_moves if moves else 0)
+                self._note_kept(saver, output)
             self._settle(saver, op)
         finally:
             watch.end()
@@ -606,6 +703,7 @@ class Engine:
             yield from op.cancel()
         except HandlerError as exc:  # out of attempts: given up, on record
             self._record(state.id, [("failure", {"error": str(exc)})])
+        self._note_mailbox(saver, op)
         saver.flush(release=True)
         left = [f"{e.event!r} ({e.error})" for t in state.threads for e in t.events if e.error]
         if left:
@@ -674,6 +772,24 @@ class Engine:
                 self._release(record.id, saver.record)
         return len(records)
 
+    def _note_kept(self, saver: _Saver, output: Any) -> None:
+        if isinstance(output, Kept) and self.journal:
+            saver.note(("kept", {"event": output.event, "seq": output.seq}))
+
+    def _note_mailbox(self, saver: _Saver, op: Operation) -> None:
+        """Put on record what the moves did with kept messages: each one set aside
+        undelivered always (a signal not delivered is never silent), each one
+        delivered when the journal is on."""
+        if op.taken and self.journal:
+            for seq in op.taken:
+                saver.note(("taken", {"seq": seq}))
+        for message in op.set_aside_since():
+            saver.note(("undelivered", _message_entry(message)), repair=True)
+            log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
+                        message.seq, message.event, message.reason,
+                        extra=fields(saver.record.id, saver.record.workflow,
+                                     thread_id=message.thread, event=message.event))
+
     def _run_one(self, instance_id: str) -> _Ops:
         """Move one instance on if it is due and free (the relay, after a delivery);
         busy or not due, it is left to the workers."""
@@ -710,6 +826,7 @@ class Engine:
         saved); the last save drops the lease."""
         state = saver.state
         assert state is not None
+        self._note_mailbox(saver, op)
         failure = op.failure
         if failure is None:
             saver.flush(release=True)
@@ -1010,34 +1127,10 @@ def _checked_id(instance_id: Any) -> str:
     return instance_id
 
 
-def _request_for(state: State, event: str, thread_id: str | None) -> CallbackRequest:
-    """The request of the (single) thread waiting for `event`, with a clear error if none."""
-    if state.status in _FINAL:
-        raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
-    candidates = [
-        (t, e) for t in state.threads for e in t.events
-        if e.event == event and e.due is None and (thread_id is None or t.id == thread_id)
-    ]
-    if not candidates:
-        if thread_id is not None and state.thread(thread_id) is None:
-            raise UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
-        waits = [(t, [e.event for e in t.events if e.due is None],
-                  [e.event for e in t.events if e.due is not None])
-                 for t in state.threads if t.status is _WAITING_EVENT]
-        timer = any(event in timers for _, _, timers in waits)
-        if not waits:
-            raise NotWaitingError(
-                f"instance {state.id!r} is not waiting for any event (status {state.status.value})"
-            )
-        sendable = sorted({e for _, events, _ in waits for e in events})
-        raise UnknownEventError(
-            f"instance {state.id!r} does not wait for {event!r}"
-            + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
-            + "; it waits for " + (", ".join(repr(e) for e in sendable) if sendable
-                                   else "no event a sender can send (only timers)")
-        )
-    if len(candidates) > 1:
-        raise UnknownEventError(
-            f"threads {[t.id for t, _ in candidates]} all wait for {event!r}: pass thread=..."
-        )
-    return candidates[0][1].req
+def _message_entry(message: Message) -> dict[str, Any]:
+    return {"seq": message.seq, "event": message.event, "thread": message.thread,
+            "payload": message.payload, "reason": message.reason}
+
+
+#: `_start`'s answer to signal-with-start when the instance exists: send to it
+_EXISTS: Any = object()

@@ -28,6 +28,7 @@ __all__ = [
     "InstanceFailedError",
     "InstanceNotFoundError",
     "InvalidIdError",
+    "MailboxFullError",
     "MoveError",
     "MoveLimitError",
     "NonDeterminismError",
@@ -218,6 +219,11 @@ class EventNotReadyError(EventError):
 
 class PayloadError(EventError):
     """The payload does not fit the handler's declared input type."""
+
+
+class MailboxFullError(EventError):
+    """The instance keeps as many undelivered messages as its mailbox holds
+    (`Engine(mailbox_size=...)`): this one was refused, nothing changed."""
 
 
 # -- state, codec, stores ----------------------------------------------------------------

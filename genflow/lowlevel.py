@@ -29,6 +29,8 @@ from genflow.runtime import (
     reset_failures,
     resume,
     resume_async,
+    send,
+    send_async,
 )
 from genflow.state import (
     MAIN_THREAD,
@@ -74,6 +76,8 @@ __all__ = [
     "reset_failures",
     "resume",
     "resume_async",
+    "send",
+    "send_async",
     "validate",
     "walk",
 ]

@@ -18,11 +18,13 @@ _REGISTRY: dict[str, type] = {}
 _NAME_ATTR = "__genflow_workflow__"
 
 
-def workflow(name: str) -> Callable[[T], T]:
+def workflow(name: str, *, keep: bool | None = None) -> Callable[[T], T]:
     """Register an attrs class as the workflow called `name`.
 
     The name is stored in every blob, so it must stay stable for as long as
-    instances of the workflow exist.
+    instances of the workflow exist. `keep` is the default of its events sent
+    while no thread waits for them (`On(keep=...)`; None: kept, see
+    docs/mailbox.md).
     """
     if not isinstance(name, str) or not name:
         raise DefinitionError("a workflow needs a non-empty string name")
@@ -43,6 +45,8 @@ def workflow(name: str) -> Callable[[T], T]:
                 f"{existing.__qualname__}"
             )
         setattr(cls, _NAME_ATTR, name)
+        if keep is not None:
+            cls.__genflow_keep__ = bool(keep)  # type: ignore[attr-defined]
         _REGISTRY[name] = cls
         return cls  # type: ignore[return-value]  # attrs.has() narrowed T away
 

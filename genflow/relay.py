@@ -212,8 +212,8 @@ class Relay:
 
     def deliver(self, entry: OutboxEntry, payload: Any) -> _Ops:
         """The delivery itself, inside the transaction that deletes the row:
-        the event and its checkpoint, no moves. (With a durable mailbox, this
-        is the one line that keeps an early event for the target.)"""
+        the event and its checkpoint, no moves. An event the target does not
+        wait for yet is kept in its mailbox here (docs/mailbox.md)."""
         yield from self.engine._send(entry.target, entry.event, payload, entry.thread,
                                      entry.pc, _BUSY_TIMEOUT, moves=False)
 

@@ -55,7 +55,7 @@ from genflow.children import (
     keep_arrived,
 )
 from genflow.clock import system_clock
-from genflow.codec import converter, structure_payload
+from genflow.codec import check_payload, converter, structure_payload, unstructure
 from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
@@ -66,6 +66,7 @@ from genflow.errors import (
     GenflowError,
     HandlerError,
     InstanceFailedError,
+    MailboxFullError,
     MoveError,
     MoveLimitError,
     NonDeterminismError,
@@ -81,6 +82,7 @@ from genflow.errors import (
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
 from genflow.handlers import _payload_parameter as _handler_input
+from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.outbox import Outbox
 from genflow.replay import (
     END,
@@ -119,6 +121,8 @@ from genflow.state import (
     CallbackRequest,
     CheckpointType,
     Failure,
+    Mailbox,
+    Message,
     Origin,
     State,
     Thread,
@@ -145,6 +149,7 @@ __all__ = [
     "deliver",
     "deliver_async",
     "diagnose",
+    "direct_request",
     "drive",
     "drive_async",
     "handle_callback",
@@ -152,9 +157,12 @@ __all__ = [
     "locate",
     "move",
     "move_async",
+    "request_for",
     "reset_failures",
     "resume",
     "resume_async",
+    "send",
+    "send_async",
 ]
 
 #: `checkpoint(kind)`: called after each move; save the instance when `kind.durable`.
@@ -181,6 +189,8 @@ _PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
 _PAYS: dict[tuple[type, str, bool], int] = {}
 _TRIES = 3
 _GATES = 4096  # at most this many statements remembered (then forgotten, relearned)
+_AFTER_MAILBOX = CheckpointType.AFTER_MAILBOX
+_NO_SEQS: frozenset[int] = frozenset()
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -515,6 +525,60 @@ async def handle_callback_async(
     return await drive_async(Operation(wf, state, None, None).callback(req, payload))
 
 
+def send(
+    wf: Any,
+    state: State,
+    event: str,
+    payload: Any = None,
+    checkpoint: Checkpoint | None = None,
+    *,
+    thread: str | None = None,
+    keep: bool | None = None,
+    limit: int = DEFAULT_SIZE,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> Any:
+    """Send `event`: delivered (as `deliver`) when a thread waits for it now and
+    nothing older of that event is kept; otherwise kept in the instance's
+    mailbox (`checkpoint(AFTER_MAILBOX)`) for the move that finds a thread
+    waiting for it, then the instance moves on. Returns the handler's output
+    when the event was handled during this call, else a `Kept`.
+
+    `keep` overrides what the event's `On`s declare (default: kept). Refused
+    with nothing changed: an event no statement of the definition can wait for
+    (`UnknownEventError`, listing the events), a payload that does not fit a
+    handler of the event (`PayloadError`), a mailbox holding `limit` messages
+    (`MailboxFullError`), and what `deliver` refuses.
+    """
+    op = Operation(wf, state, checkpoint, clock)
+    output = drive(op.send(event, payload, thread=thread, keep=keep, limit=limit,
+                           max_moves=max_moves))
+    if op.failure is not None:
+        raise op.failure
+    return output
+
+
+async def send_async(
+    wf: Any,
+    state: State,
+    event: str,
+    payload: Any = None,
+    checkpoint: Checkpoint | None = None,
+    *,
+    thread: str | None = None,
+    keep: bool | None = None,
+    limit: int = DEFAULT_SIZE,
+    clock: Clock | None = None,
+    max_moves: int = DEFAULT_MAX_MOVES,
+) -> Any:
+    op = Operation(wf, state, checkpoint, clock)
+    output = await drive_async(op.send(event, payload, thread=thread, keep=keep, limit=limit,
+                                       max_moves=max_moves))
+    if op.failure is not None:
+        raise op.failure
+    return output
+
+
 def cancel(wf: Any, state: State, checkpoint: Checkpoint | None = None, *,
            clock: Clock | None = None, max_moves: int = DEFAULT_MAX_MOVES) -> None:
     """Cancel the instance: cancellation reaches every thread.
@@ -631,9 +695,9 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failed", "failing",
-                 "failure", "handler_retry", "located", "outbox", "parallel_steps", "repaths",
-                 "retry", "started", "state", "tracer", "unstructure", "wf")
+    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition", "failed",
+                 "failing", "failure", "handler_retry", "located", "outbox", "parallel_steps",
+                 "repaths", "retry", "started", "state", "taken", "tracer", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -684,6 +748,11 @@ class Operation:
         # `parallel_steps`; what they need is made when the first starts.
         self.parallel_steps = parallel_steps
         self.at_once: _AtOnce | None = None
+        # Kept messages this operation delivered (seq -> the handler's output),
+        # and those undelivered when it began: the engine puts the changes on record.
+        self.taken: dict[int, Any] | None = None
+        box = state.mailbox
+        self.aside = _NO_SEQS if box is None else frozenset(m.seq for m in box.undelivered)
 
     @property
     def conflicts(self) -> list[Conflict]:
@@ -990,6 +1059,11 @@ class Operation:
                         if event.retry_at > now:
                             continue
                     return (yield from self._setup(thread, event))
+            box = self.state.mailbox
+            if box is not None and box.kept:  # a kept message it waits for: delivered now
+                message = _next_message(thread, box.kept)
+                if message is not None:
+                    return (yield from self._take(thread, message))
             return None
         return (yield from self._check_condition(thread))
 
@@ -1617,10 +1691,7 @@ class Operation:
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
         if state.status is _FAILED:
-            raise InstanceFailedError(
-                f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
-                "(Engine.retry, `genflow retry`) or move the failed thread before sending events"
-            )
+            raise InstanceFailedError(_failed_words(state))
         if req.instance_id != state.id:
             raise UnknownThreadError(
                 f"callback is for instance {req.instance_id!r}, not {state.id!r}"
@@ -1695,6 +1766,100 @@ class Operation:
         thread.since = None
         state.update_status()
         return output
+
+    # -- the mailbox --
+
+    def send(self, event: str, payload: Any, *, thread: str | None = None,
+             keep: bool | None = None, limit: int = DEFAULT_SIZE,
+             max_moves: int = DEFAULT_MAX_MOVES) -> _Moves:
+        """The one send operation (see `send`): delivered now, or kept and the
+        instance moved on. What the moves fail with is kept in `self.failure`."""
+        state = self.state
+        req = direct_request(state, event, thread)
+        if req is not None:
+            return (yield from self.deliver(req, payload, max_moves))
+        kept = yield from self.keep(event, payload, thread=thread, keep=keep, limit=limit)
+        if _waiting(state, event, thread) or state.status is _WF_RESUMING:  # a move may take it
+            try:
+                yield from self.resume(max_moves)
+            except FAILURES as exc:
+                self.failure = exc
+        taken = self.taken
+        return taken.get(kept.seq, kept) if taken else kept
+
+    def keep(self, event: str, payload: Any, *, thread: str | None = None,
+             keep: bool | None = None, limit: int = DEFAULT_SIZE) -> _Moves:
+        """Keep `event` in the mailbox (checkpoint AFTER_MAILBOX; no move): the
+        checks a delivery makes come first, and a refusal changes nothing."""
+        state = self.state
+        if state.status in _FINAL:
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if state.status is _FAILED:
+            raise InstanceFailedError(_failed_words(state))
+        events, timers, threads = sendable(self.wf)
+        if thread is not None and state.thread(thread) is None and thread not in threads:
+            raise UnknownThreadError(
+                f"instance {state.id!r} has no live thread {thread!r}, nor does a Go of its "
+                f"definition start one (they start {', '.join(repr(t) for t in sorted(threads))})")
+        ons = events.get(event)
+        if ons is None:
+            raise UnknownEventError(_unknown_event(state, event, events, timers))
+        waiting = _waiting(state, event, thread)
+        if len(waiting) > 1 and thread is None:
+            raise UnknownEventError(
+                f"threads {[t.id for t, _ in waiting]} all wait for {event!r}: pass thread=...")
+        if state.status is _CANCELLING or not keeps(self.wf, ons, keep):
+            raise request_refusal(state, event, thread)  # (cancelled: it takes no more)
+        check_payload(payload, event)
+        plain: Any = None
+        for handler in {id(h): h for h in (as_handler(on.handler) for on in ons)}.values():
+            value = structure_payload(payload, getattr(handler, "input_type", None), event)
+            if plain is None and value is not None:
+                plain = unstructure(value)
+        box = state.mailbox
+        if box is not None and len(box.kept) >= limit:
+            raise MailboxFullError(
+                f"instance {state.id!r} keeps {len(box.kept)} messages no thread has waited "
+                f"for yet (its mailbox holds {limit}): {event!r} is refused; let the instance "
+                "take them (does it still wait for what it was sent?) or raise mailbox_size")
+        # -- commit --
+        if box is None:
+            box = state.mailbox = Mailbox()
+        message = Message(box.sent, event, plain, thread or "", self.clock())
+        box.sent += 1
+        box.kept.append(message)
+        yield from self._checkpoint(_AFTER_MAILBOX)
+        return Kept(state.id, event, message.seq, len(box.kept))
+
+    def _take(self, thread: Thread, message: Message) -> _Moves:
+        """Deliver the kept `message` to `thread`, which waits for its event:
+        it leaves the mailbox in the same commit as its handler's work. A
+        handler (or a deploy's new payload type) that refuses it sets it aside
+        as undelivered, with why; the thread waits on."""
+        state = self.state
+        box = state.mailbox
+        assert box is not None
+        event = next(e for e in thread.events if e.event == message.event and e.due is None)
+        try:
+            output = yield from self.callback(event.req, message.payload)
+        except (HandlerError, PayloadError) as exc:
+            box.kept.remove(message)
+            box.set_aside([attrs.evolve(message, reason=f"{type(exc).__name__}: {exc}")])
+            return _AFTER_MAILBOX
+        box.kept.remove(message)
+        if self.taken is None:
+            self.taken = {}
+        self.taken[message.seq] = output
+        return CheckpointType.AFTER_EVENT
+
+    def set_aside_since(self) -> list[Message]:
+        """The messages set aside undelivered since this operation began (a
+        handler refused one; the instance ended with some kept): for the record."""
+        box = self.state.mailbox
+        if box is None or not box.undelivered:
+            return []
+        before = self.aside
+        return [m for m in box.undelivered if m.seq not in before]
 
     def _arrive(self, thread: Thread, wait: Children, event: WaitEvent,
                 report: ChildReport) -> _Moves:
@@ -1919,6 +2084,97 @@ def _failure_words(state: State) -> str:
             if event.error:
                 return f"handler of {event.event!r}: {event.error}"
     return "see its error"
+
+
+def _failed_words(state: State) -> str:
+    return (f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
+            "(Engine.retry, `genflow retry`) or move the failed thread before sending events")
+
+
+def _waiting(state: State, event: str, thread_id: str | None) -> list[tuple[Thread, WaitEvent]]:
+    """The threads (of `thread_id`, if given) that wait for `event` (not a timer) now."""
+    return [(t, e) for t in state.threads if t.status is _WAITING_EVENT
+            and (thread_id is None or t.id == thread_id)
+            for e in t.events if e.event == event and e.due is None]
+
+
+def direct_request(state: State, event: str, thread_id: str | None) -> CallbackRequest | None:
+    """The request a send of `event` is delivered to at once: the one thread
+    (of `thread_id`, if given) waiting for it with its handler set up, and no
+    message of that event kept ahead of it (a send never overtakes). None: the
+    send keeps the event, or refuses it."""
+    waiting = _waiting(state, event, thread_id)
+    if len(waiting) != 1 or waiting[0][1].status is not _SETUP:
+        return None
+    box = state.mailbox
+    if box is not None and any(m.event == event and (thread_id is None or not m.thread
+                                                     or m.thread == thread_id)
+                               for m in box.kept):
+        return None
+    return waiting[0][1].req
+
+
+def _next_message(thread: Thread, kept: list[Message]) -> Message | None:
+    """The oldest kept message `thread` may take: for an event it waits for
+    (set up, not a timer), addressed to it or to any thread."""
+    names = {e.event for e in thread.events if e.status is _SETUP and e.due is None}
+    for message in kept:
+        if message.event in names and (not message.thread or message.thread == thread.id):
+            return message
+    return None
+
+
+def _unknown_event(state: State, event: str, events: dict[str, Any], timers: set[str]) -> str:
+    words = ", ".join(repr(e) for e in sorted(events)) or "none"
+    now = request_refusal(state, event, None)
+    if event in timers:
+        return (f"{now}; {event!r} is a timer of workflow {state.workflow!r}: timers fire by "
+                f"themselves when they are due; the events a sender can send are {words}")
+    return (f"{now}; workflow {state.workflow!r} has no event {event!r} at all (no statement "
+            f"of it can ever wait for one): its events are {words}")
+
+
+def request_for(state: State, event: str, thread_id: str | None) -> CallbackRequest:
+    """The request of the (single) thread waiting for `event` now, or the
+    refusal that says why there is none (`request_refusal`)."""
+    if state.status in _FINAL:
+        raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+    candidates = [
+        (t, e) for t in state.threads for e in t.events
+        if e.event == event and e.due is None and (thread_id is None or t.id == thread_id)
+    ]
+    if not candidates:
+        raise request_refusal(state, event, thread_id)
+    if len(candidates) > 1:
+        raise UnknownEventError(
+            f"threads {[t.id for t, _ in candidates]} all wait for {event!r}: pass thread=..."
+        )
+    return candidates[0][1].req
+
+
+def request_refusal(state: State, event: str, thread_id: str | None) -> GenflowError:
+    """Why `event` cannot be delivered to `state` now (an event not kept)."""
+    if state.status in _FINAL:
+        return WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+    if thread_id is not None and state.thread(thread_id) is None:
+        return UnknownThreadError(f"instance {state.id!r} has no live thread {thread_id!r}")
+    waits = [(t, [e.event for e in t.events if e.due is None],
+              [e.event for e in t.events if e.due is not None])
+             for t in state.threads if t.status is _WAITING_EVENT]
+    for thread, events, _ in waits:
+        if event in events and (thread_id is None or thread.id == thread_id):
+            return EventNotReadyError(f"the handler of event {event!r} is not set up yet: "
+                                      "resume the instance first")
+    timer = any(event in timers for _, _, timers in waits)
+    if not waits:
+        return NotWaitingError(
+            f"instance {state.id!r} is not waiting for any event (status {state.status.value})")
+    sendable_now = sorted({e for _, events, _ in waits for e in events})
+    return UnknownEventError(
+        f"instance {state.id!r} does not wait for {event!r}"
+        + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
+        + "; it waits for " + (", ".join(repr(e) for e in sendable_now) if sendable_now
+                               else "no event a sender can send (only timers)"))
 
 
 def _due_time(event: WaitEvent) -> _dt.datetime:

@@ -21,6 +21,8 @@ __all__ = [
     "CallbackRequest",
     "CheckpointType",
     "Failure",
+    "Mailbox",
+    "Message",
     "Parent",
     "State",
     "Thread",
@@ -75,6 +77,9 @@ class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as bef
     AFTER_EVENT = "after_event"  #: an event's handler ran (`deliver`)
     AFTER_FAILURE = "after_failure"  #: a step failed: its attempt is counted, a retry due
     AFTER_CANCEL = "after_cancel"  #: cancellation reached every thread (cleanup follows)
+    #: the mailbox changed on its own: a message was kept (no thread waited for
+    #: it), or one a handler refused was set aside undelivered
+    AFTER_MAILBOX = "after_mailbox"
 
     @property
     def durable(self) -> bool:
@@ -205,6 +210,54 @@ class Parent:
     pc: int = 0
 
 
+@attrs.frozen
+class Message:
+    """An event kept in an instance's mailbox until a thread waits for it.
+
+    `seq` is its number among every message the instance ever kept (their
+    order: the oldest is delivered first); `payload` the payload as plain
+    values, checked against the event's handlers when it was sent; `thread`
+    the only thread that may take it ("": any); `sent_at` when it was kept.
+    `reason` says why it was set aside undelivered ("" while it is kept).
+    """
+
+    seq: int
+    event: str
+    payload: Any = None
+    thread: str = ""
+    sent_at: _dt.datetime | None = None
+    reason: str = ""
+
+
+@attrs.define(slots=True)
+class Mailbox:
+    """The messages an instance keeps (`genflow.runtime.Operation.send`).
+
+    `kept` are waiting for a thread to wait for their event, oldest first;
+    `undelivered` were set aside: the instance ended with them still kept, or
+    the handler that took one refused it (at most `limit` of these are kept,
+    the newest; the journal has every one). `sent` counts every message ever
+    kept: the next one's `seq`.
+    """
+
+    sent: int = 0
+    kept: list[Message] = attrs.field(factory=list)
+    undelivered: list[Message] = attrs.field(factory=list)
+
+    def set_aside(self, messages: list[Message]) -> None:
+        """Put `messages` (each with its reason) among the undelivered ones."""
+        self.undelivered = [*self.undelivered, *messages][-KEPT_UNDELIVERED:]
+
+    def close(self, why: str) -> None:
+        """The instance ended: what is kept is set aside, undelivered, with `why`."""
+        self.set_aside([attrs.evolve(m, reason=why) for m in self.kept])
+        self.kept = []
+
+
+#: how many undelivered messages a State keeps on view (the newest; the journal has all)
+KEPT_UNDELIVERED = 100
+
+
 @attrs.define(slots=True)
 class State:
     """An instance's position: everything but its data."""
@@ -221,6 +274,8 @@ class State:
     #: a caller (`start`, `send`), when OpenTelemetry traced it: the steps a worker
     #: runs later are in that trace (`genflow.observe`). The core never reads it.
     trace: str | None = None
+    #: the events kept for it until a thread waits for them (None: it never kept one)
+    mailbox: Mailbox | None = None
 
     def thread(self, thread_id: str) -> Thread | None:
         for thread in self.threads:
@@ -239,9 +294,14 @@ class State:
         if self.status is _CANCELLING:  # until every thread has ended its cleanup
             if not self.threads:
                 self.status = _CANCELLED
+                if self.mailbox is not None and self.mailbox.kept:  # in the same move
+                    self.mailbox.close("the instance was cancelled before a thread waited "
+                                       "for it")
             return
         if not self.threads:
             self.status = WorkflowStatus.FINISHED
+            if self.mailbox is not None and self.mailbox.kept:  # in the same move
+                self.mailbox.close("the instance finished before a thread waited for it")
             return
         # plain loops and module names for the members: this runs at every
         # checkpoint, so it is on the hot path

@@ -245,13 +245,19 @@ class On(Stmt):
     A bare trigger needs no handler: `On("go", *body)` (what follows the name is
     then all body: a statement, a list, a generator or a generator function;
     `None` as the handler says so explicitly). Such an event carries no payload.
+
+    `keep` says what becomes of this event when it is sent while no thread
+    waits for it: kept in the instance's mailbox until one does (True), or
+    refused (False); None: the workflow's default (`@workflow(keep=...)`),
+    else kept. Every `On` of one event must agree (docs/mailbox.md).
     """
 
-    __slots__ = ("bodies", "handler", "name")
+    __slots__ = ("bodies", "handler", "keep", "name")
 
-    def __init__(self, event: str, handler: Any = None, *body: Body):
+    def __init__(self, event: str, handler: Any = None, *body: Body, keep: bool | None = None):
         self.name = event
         self.bodies = (body,)
+        self.keep = keep
         if type(handler) is MethodType and not handler.__func__.__code__.co_flags & CO_GENERATOR:
             self.handler: Any = handler  # the common case, first: every replay builds Ons
         elif handler is None or _is_body(handler):

@@ -50,16 +50,27 @@ def validate(definition: Any) -> None:
     seen: dict[str, str] = {}
     stack: list[Frame] = []
     last: dict[Frame, Stmt] = {}  # each frame's last statement built
+    keeps: dict[str, set[bool]] = {}  # the `keep=` each event's Ons declare
     try:
         for stmt, stack in iter_tree(as_body(definition)):
             if not isinstance(stmt, On):
                 last[stack[-1]] = stmt
+            elif stmt.keep is not None:
+                keeps.setdefault(stmt.name or "", set()).add(stmt.keep)
             _check(stmt, stack, seen, problems, definition)
     except DefinitionError as exc:
         problems.append(f"{_where(stack, last)}: {exc}")
     except Exception as exc:
         problems.append(f"{_where(stack, last)}: building the definition raised "
                         f"{exc!r}{_user_line(exc)}")
+    for name, declared in sorted(keeps.items()):
+        if declared - {True, False}:
+            problems.append(f"event {name!r}: keep= is True, False or None, not "
+                            f"{sorted(declared - {True, False}, key=repr)[0]!r}")
+        elif len(declared) > 1:
+            problems.append(f"event {name!r} is declared both keep=True and keep=False: every "
+                            "On of one event must agree (a sender cannot tell which Wait a "
+                            "message is for)")
     if problems:
         raise DefinitionError(f"invalid definition{_of(definition)}:\n  - "
                               + "\n  - ".join(problems))

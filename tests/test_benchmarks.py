@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgpack
 
+import genflow
 from benchmarks import fan_out, w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
 from genflow import dumps, loads, new_state, resume
 from genflow.engine import Engine
@@ -85,6 +86,19 @@ def test_w3_in_a_try_runs_the_same_steps_and_its_finally(tmp_path) -> None:
     # a save per step and one for the Finally's step: the Try itself saves nothing
     assert store.get(iid).version <= w3_durable_steps.STEPS + 4
     store.close()
+
+
+def test_mailbox_the_kept_and_the_direct_run_end_alike() -> None:
+    from benchmarks import mailbox
+
+    (direct, direct_state), (kept, kept_state) = mailbox.core_direct(), mailbox.core_kept()
+    assert (direct.a, direct.b) == (kept.a, kept.b) == (1, 2)
+    assert direct_state.status is kept_state.status is genflow.WorkflowStatus.FINISHED
+    assert direct_state.mailbox is None  # nothing was kept: no mailbox at all
+    assert kept_state.mailbox is not None and kept_state.mailbox.sent == 1
+    assert kept_state.mailbox.kept == kept_state.mailbox.undelivered == []
+    keep, deliver = mailbox.walk_us(20, 2)
+    assert len(keep) == len(deliver) == 7
 
 
 def test_fan_out_backs_up_25_files_at_once_and_one_at_a_time() -> None:

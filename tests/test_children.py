@@ -23,6 +23,7 @@ from genflow import (
     Step,
     Try,
     Wait,
+    WorkflowStatus,
     workflow,
 )
 from genflow.errors import DefinitionError, StatementError
@@ -534,13 +535,36 @@ def test_show_lists_a_letter_not_delivered_yet(store):
         def tell(self) -> None:
             from genflow import current_step
 
-            current_step().send("quiet", "go")  # it waits for no "go" yet
+            current_step().send("quiet", "go")  # its definition has no "go": refused
 
     engine = _engine(store)
-    engine.start(GetQuote("x", wait=True), id="quiet", run=False)
+    # (a "go" for an instance that will wait for one is kept in its mailbox and
+    # delivered at once: docs/mailbox.md; this one can never take it)
+    engine.start(GetQuote("x"), id="quiet", run=False)
     engine.start(Late(), id="late")
     text = _describe(engine, engine.get("late"))
     assert "outbox: event 'go' to quiet, due " in text and "1 attempt" in text
+
+
+def test_a_letter_to_an_instance_not_waiting_yet_is_kept_and_taken(store):
+    @workflow("kid-early")
+    @attrs.define
+    class Early:
+        def definition(self):  # type: ignore[no-untyped-def]
+            yield Step("tell", self.tell)
+
+        def tell(self) -> None:
+            from genflow import current_step
+
+            current_step().send("held", "go")  # "held" is not waiting for it yet
+
+    engine = _engine(store)
+    engine.start(GetQuote("x", wait=True), id="held", run=False)
+    engine.start(Early(), id="early")
+    engine.work(until_idle=True)
+    assert engine.get("held").status is WorkflowStatus.FINISHED  # the kept "go" was taken
+    assert engine.get("held").state.mailbox.kept == []
+    assert engine.store.list_outbox(origin="early") == []  # delivered: its row is gone
 
 
 def test_genflow_list_parent_and_show(tmp_path, monkeypatch, capsys):

@@ -110,6 +110,28 @@ def test_order_across_processes(cli: Cli) -> None:
     assert engine.get("o2").status is WorkflowStatus.CANCELLED
 
 
+def test_early_events_signal_with_start_and_starting_once(cli: Cli) -> None:
+    assert cli("start", "cli-order", "--id", "m1").stdout == "m1 waiting for add, checkout\n"
+    out = cli("send", "m1", "confirm").stdout  # not awaited yet: kept
+    assert out == ("m1 waiting for add, checkout\n"
+                   "kept as message 0 (1 kept): delivered when a thread waits for 'confirm'\n")
+    shown = cli("show", "m1").stdout
+    assert "mailbox: 1 message kept until a thread waits for its event (oldest first):" in shown
+    assert "#0 'confirm', sent" in shown
+    assert cli("send", "m1", "checkout").stdout == "m1 finished\n"  # the kept one was taken
+    # starting once: the second start shows the instance as it is
+    assert cli("start", "cli-order", "--id", "m1", "--if-exists", "return").stdout == \
+        "m1 finished\n"
+    assert "already exists" in cli.fails("start", "cli-order", "--id", "m1")
+    # signal-with-start: m2 does not exist, so it starts from --data with the event in
+    out = cli("send", "m2", "add", "--payload", '{"name": "tea"}', "--start", "cli-order",
+              "--data", '{"customer": "bo"}').stdout
+    assert out == "m2 waiting for add, checkout\n1\n"
+    assert cli.engine().get("m2").data.customer == "bo"
+    assert "--data is the data of --start WORKFLOW" in cli.fails("send", "m2", "add",
+                                                                 "--data", "{}")
+
+
 def test_timer_fires_in_worker_until_idle(cli: Cli) -> None:
     script = "\n".join(json.dumps(action) for action in [
         {"start": "cli-order", "id": "quick", "data": {"patience": 0}},
@@ -266,7 +288,8 @@ def shop(cli: Cli) -> Cli:
     (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
     (["send", "o1", "add", "--payload", '{"qty": 2}'],
      "payload for event 'add' does not fit Item: name: required field missing", 2),
-    (["send", "o1", "confirm"], "instance 'o1' does not wait for 'confirm'", 2),
+    (["send", "o1", "confirm", "--no-keep"], "instance 'o1' does not wait for 'confirm'", 2),
+    (["send", "o1", "refund"], "workflow 'cli-order' has no event 'refund' at all", 2),
     (["send", "done", "add"], "instance 'done' is finished", 2),
     (["--store", "mysql://db", "list"], "unknown store URL 'mysql://db'", 2),
     (["--store", "sqlite:///no/such/dir/x.db", "list"], "no such file", 2),

@@ -34,6 +34,7 @@ from genflow import (
     resume,
 )
 from genflow.codec import unstructure
+from genflow.mailbox import Kept
 from genflow.stores import SQLiteStore
 from genflow.testing import MODES, Instance
 from genflow.testing.instance import request
@@ -44,6 +45,7 @@ if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `t
 
 from examples import (  # noqa: E402
     approval,
+    early_signals,
     fan_out,
     money_transfer,
     pizza,
@@ -52,6 +54,7 @@ from examples import (  # noqa: E402
     sms_verification,
 )
 from examples.approval import INBOX, Purchase  # noqa: E402
+from examples.early_signals import WAREHOUSE, Payment, Shipment  # noqa: E402
 from examples.fan_out import STORAGE, Backup  # noqa: E402
 from examples.money_transfer import BANK, MoneyTransfer  # noqa: E402
 from examples.pizza import PaymentStatus, PizzaOrder, Size, Stage  # noqa: E402
@@ -740,6 +743,62 @@ def test_the_failure_samples_validate_and_main_prints(capsys):
     assert "T-2: failed" in out and "InvalidAccount: account 'nobody' does not exist" in out
 
 
+# -- early signals: the payment before the wait for it (docs/mailbox.md) ---------------------
+
+
+def shipment(mode: str) -> Instance:
+    run = Instance(Shipment("A-1", 4200), mode=mode)
+    run.resume()
+    payment = Payment("pay-77", 4200)
+    assert run.send("paid", payment) == Kept("i-1", "paid", 0, 1)  # it is still being packed
+    assert run.send("paid", payment) == Kept("i-1", "paid", 1, 2)  # notified twice
+    run.send("packed", "Grace")
+    return run
+
+
+@modes
+def test_early_signals_the_payment_before_its_wait_is_taken_once(mode):
+    WAREHOUSE.clear()
+    run = shipment(mode)
+    assert run.finished and run.wf.payment == Payment("pay-77", 4200) and run.wf.shipped
+    assert WAREHOUSE.log == ["reserve A-1", "ship A-1"]
+    [again] = run.state.mailbox.undelivered  # the second notification, on view
+    assert (again.seq, again.reason) == (1, "the instance finished before a thread waited "
+                                            "for it")
+
+
+def test_early_signals_same_in_every_mode():
+    same_in_every_mode(shipment)
+
+
+def test_early_signals_a_wrong_amount_is_refused_when_it_is_taken():
+    run = Instance(Shipment("A-1", 4200))
+    run.resume()
+    run.send("paid", Payment("pay-1", 100))  # kept: the handler's own check runs later
+    run.send("paid", Payment("pay-2", 4200))
+    run.send("packed", "Grace")
+    assert run.wf.payment == Payment("pay-2", 4200) and run.finished
+    [refused] = run.state.mailbox.undelivered
+    assert refused.payload["reference"] == "pay-1"
+    assert "paid 100, the order costs 4200" in refused.reason
+
+
+def test_early_signals_refuses_what_no_wait_takes_and_main_prints(capsys):
+    run = Instance(Shipment("A-1", 4200))
+    run.resume()
+    with unchanged(run), pytest.raises(UnknownEventError, match="its events are 'packed', "
+                                                                  "'paid'"):
+        run.send("refund")
+    with unchanged(run), pytest.raises(genflow.PayloadError, match="amount"):
+        run.send("paid", {"reference": "pay-1"})
+    genflow.validate(Shipment())
+    WAREHOUSE.clear()
+    early_signals.main()
+    out = capsys.readouterr().out
+    assert "Kept(instance_id='A-1', event='paid', seq=1, kept=2)" in out
+    assert "finished ['reserve A-1', 'ship A-1', 'reserve B-2', 'ship B-2']" in out
+
+
 # -- the samples through the Engine, on every store; crashes anywhere ------------------------
 
 
@@ -791,10 +850,11 @@ class DyingStore:
 def outside_calls():
     """Every call the samples made to the outside systems, in order."""
     return {"bank": list(BANK.calls), "sms": list(GATEWAY.sent), "venue": list(VENUE.calls),
-            "mail": list(MAILER.calls)}
+            "mail": list(MAILER.calls), "warehouse": list(WAREHOUSE.log)}
 
 
 def reset_services():
+    WAREHOUSE.clear()
     BANK.reset({"alice": 100, "bob": 0})
     GATEWAY.clear()
     VENUE.clear()
@@ -844,11 +904,22 @@ def _sms_expires(engine, instance_id):  # the deadline's timer fails the wait in
     engine.run_due()
 
 
+def _shipment_setup(engine, instance_id):
+    engine.start(Shipment("A-1", 4200), id=instance_id)
+    engine.send(instance_id, "paid", {"reference": "pay-77", "amount": 4200})  # kept
+
+
+def _shipment_packed(engine, instance_id):  # the wait for payment begins: the kept one taken
+    engine.send(instance_id, "packed", "Grace")
+
+
 SCENARIOS = {
     "catch body (transfer refund)": (_transfer_setup, _transfer_operation, [MoneyTransfer]),
     "catch body (sms expiry)": (_sms_setup, _sms_expires, [SmsVerification]),
     "finally (seat hold expiry)": (_seat_setup, _seat_expires, [SeatHold]),
     "cancellation cleanup": (_seat_setup, _seat_cancel, [SeatHold]),
+    "a kept event taken when its wait begins (early signals)": (
+        _shipment_setup, _shipment_packed, [Shipment]),
 }
 
 
@@ -874,7 +945,14 @@ def _run(make_store, scenario, instance_id, n=None, lose=False):
         # process's lease has run out
         clock.advance(seconds=engine.lease.total_seconds())
         fresh.cancel(instance_id)
+    if died and operation is _shipment_packed and lose \
+            and not fresh.get(instance_id).data.packed_by:
+        # the send was lost with its save: its sender (told of the failure) sends again
+        clock.advance(seconds=engine.lease.total_seconds())
+        fresh.send(instance_id, "packed", "Grace")
     fresh.work(until_done=True)
+    box = fresh.get(instance_id).state.mailbox
+    assert box is None or box.kept == [], box  # nothing left behind, whatever the crash
     result, calls = outcome(fresh, instance_id), outside_calls()
     # what comes from the instance's id (idempotency keys, the SMS code made from one)
     # is the same in every run but for the id
@@ -906,6 +984,8 @@ def test_the_samples_through_the_engine(make_store, scenario):
                                        ["expired after 1 reminders"]),
         "cancellation cleanup": (WorkflowStatus.CANCELLED, "log",
                                  ["cancelled after 1 reminders"]),
+        "a kept event taken when its wait begins (early signals)": (
+            WorkflowStatus.FINISHED, "payment", {"reference": "pay-77", "amount": 4200}),
     }[scenario]
     assert (status, data[expected[1]]) == (expected[0], expected[2])
     for kind, made in calls.items():

@@ -208,7 +208,10 @@ def test_ids_that_cannot_be_stored_are_refused_at_the_api(engine, bad):
     for call in (lambda: engine.send(bad, "set", 1), lambda: engine.get(bad),
                  lambda: engine.cancel(bad), lambda: engine.retry(bad),
                  lambda: engine.move(bad, "_main_", "use"),
-                 lambda: engine.start(Big(), id=bad)):
+                 lambda: engine.start(Big(), id=bad),
+                 lambda: engine.start(Big(), id=bad, if_exists="return"),
+                 lambda: engine.send(bad, "set", 1, start=Big()),
+                 lambda: engine.send(bad, "set", 1, keep=False)):
         with pytest.raises(InvalidIdError):
             call()
     assert engine.store.count() == 1 and engine.get(iid).status is WorkflowStatus.WAITING
@@ -281,9 +284,33 @@ def test_a_blob_of_another_workflow_never_runs_that_workflows_code(make_store):
 # -- a refused operation leaves the row as it was: every operation, any input ------------------
 
 
-def _ops(engine: Engine, iid: str) -> dict[str, Any]:
+@genflow.workflow("robust-later")
+@attrs.define
+class Later:
+    """Waits for "first", then for "then": a "then" sent before is kept."""
+
+    got: list[int] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("first", On("first"))
+        yield Wait("then", On("then", self.on_then))
+
+    def on_then(self, value: int) -> None:
+        self.got.append(value)
+
+
+def _ops(engine: Engine, iid: str, later: str = "later") -> dict[str, Any]:
     return {
         "start again": lambda arg: engine.start(Big(), id=iid),
+        "start if_exists": lambda arg: engine.start(Big(), id=iid, if_exists=arg),
+        "start other if_exists": lambda arg: engine.start(Later(), id=iid, if_exists="return"),
+        "send no keep": lambda arg: engine.send(iid, arg, 1, keep=False),
+        "send with start": lambda arg: engine.send(iid, arg, 1, start=Big()),
+        "send with start, another workflow": lambda arg: engine.send(iid, "set", 1,
+                                                                     start=Later()),
+        "keep": lambda arg: engine.send(later, "then", arg),
+        "keep to a thread": lambda arg: engine.send(later, "then", 1, thread=arg),
+        "keep an unknown event": lambda arg: engine.send(later, arg, 1),
         "send": lambda arg: engine.send(iid, arg, 1),
         "send payload": lambda arg: engine.send(iid, "set", arg),
         "deliver": lambda arg: engine.deliver(
@@ -299,21 +326,28 @@ def _ops(engine: Engine, iid: str) -> dict[str, Any]:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(calls=st.lists(st.tuples(
     st.sampled_from(["start again", "send", "send payload", "deliver", "move a ghost",
-                     "move", "retry", "run_due"]),
-    st.one_of(st.sampled_from(["set", "late", "nope", "use", "set?", "_main_", "ghost"]),
+                     "move", "retry", "run_due", "start if_exists", "start other if_exists",
+                     "send no keep", "send with start", "send with start, another workflow",
+                     "keep", "keep to a thread", "keep an unknown event"]),
+    st.one_of(st.sampled_from(["set", "late", "nope", "use", "set?", "_main_", "ghost",
+                               "then", "first", "return", "raise"]),
               st.integers(min_value=-2 ** 70, max_value=2 ** 70), st.text(max_size=3),
               st.none())),
     min_size=1, max_size=6))
 def test_any_refused_operation_leaves_the_row_byte_identical(make_store, calls):
-    engine = Engine(make_store(), clock=FakeClock())
-    iid = engine.start(Big(), id=f"p{len(engine.store.list())}")
-    ops = _ops(engine, iid)
+    """Every operation, any argument: refused with a typed error and both rows
+    (an instance that waits, one whose mailbox holds at most two) as they were."""
+    engine = Engine(make_store(), clock=FakeClock(), mailbox_size=2)
+    n = len(engine.store.list())
+    iid = engine.start(Big(), id=f"p{n}")
+    later = engine.start(Later(), id=f"later{n}")
+    ops = _ops(engine, iid, later)
     for name, arg in calls:
-        before = row(engine, iid)
+        before = row(engine, iid), row(engine, later)
         try:
             ops[name](arg)
         except GenflowError:
-            assert row(engine, iid) == before, name
+            assert (row(engine, iid), row(engine, later)) == before, name
         except TypeError:
             pytest.fail(f"{name}({arg!r}) raised an untyped error")
 

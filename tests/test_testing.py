@@ -823,6 +823,24 @@ def test_example_seat_hold() -> None:
     MAILER.clear()
 
 
+def test_example_early_signals() -> None:
+    from examples.early_signals import WAREHOUSE, Shipment
+
+    paid = {"reference": "pay-77", "amount": 4200}
+    result = assert_replay_equivalent(Shipment("A-1", 4200), [
+        Send("paid", paid, keep=True), Send("paid", paid, keep=True), Send("packed", "Grace")])
+    assert result.data.shipped and result.data.payment.reference == "pay-77"
+    assert [m.seq for m in result.state.mailbox.undelivered] == [1]  # notified twice
+
+    @FEW
+    @given(runs(Shipment, max_events=5))
+    def any_order(scenario) -> None:
+        assert_replay_equivalent(scenario)
+
+    any_order()
+    WAREHOUSE.clear()
+
+
 def test_example_fan_out() -> None:
     from examples.fan_out import STORAGE, Backup
 

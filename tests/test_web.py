@@ -148,6 +148,20 @@ def _refusals(base: str) -> list[tuple[str, str, object, bytes | None, str | Non
         ("GET", f"{i}?status=sleeping", None, None, TOKEN, 422, "RequestError"),
         ("POST", f"{base}{API}/callbacks/abc.def", None, None, None, 403, "BadSignatureError"),
         ("GET", f"{base}{API}/nowhere", None, None, TOKEN, 404, "NotFoundError"),
+        ("POST", f"{i}/o-1/events/approve?keep=maybe", None, None, TOKEN, 422, "RequestError"),
+        ("POST", f"{i}/o-1/events/approve?keep=false", {"by": "ann"}, None, TOKEN, 409,
+         "UnknownEventError"),
+        ("POST", f"{i}/o-1/events/refund", None, None, TOKEN, 409, "UnknownEventError"),
+        ("POST", i, {"workflow": "web-order", "id": "o-1", "if_exists": "ignore"}, None, TOKEN,
+         422, "RequestError"),
+        ("POST", i, {"workflow": "web-order", "send": {"event": "add"}}, None, TOKEN, 422,
+         "RequestError"),
+        ("POST", i, {"workflow": "web-order", "id": "new-1", "send": {"event": "nope"}}, None,
+         TOKEN, 409, "UnknownEventError"),
+        ("POST", i, {"workflow": "web-order", "id": "new-1", "send": {"event": "add",
+                                                                       "bogus": 1}},
+         None, TOKEN, 422, "RequestError"),
+        ("POST", f"{typed}?id=o-1&if_exists=maybe", {}, None, TOKEN, 422, "RequestError"),
     ]
 
 
@@ -179,6 +193,50 @@ def test_refused_requests_change_nothing(make_store) -> None:
         assert (response.status, answer["error"]["type"]) == (413, "PayloadTooLargeError")
         connection.close()
         assert rows(engine.store) == before
+
+
+def test_early_events_signal_with_start_and_starting_once(make_store) -> None:
+    engine = _engine(make_store)
+    with serving(engine) as base:
+        status, body, _ = call("POST", f"{base}{API}/workflows/web-order/instances?id=m-1", {})
+        assert status == 201
+        # "paid" is awaited only after the cart closes: kept until then
+        status, body, _ = call("POST", f"{base}{API}/instances/m-1/events/approve", {"by": "ann"})
+        assert status == 200 and body["output"] is None
+        assert body["kept"] == {"event": "approve", "seq": 0, "kept": 1}
+        [kept] = body["instance"]["mailbox"]["kept"]
+        assert (kept["event"], kept["payload"], kept["seq"]) == (
+            "approve", {"by": "ann", "note": ""}, 0)  # checked, as the handler takes it
+        for n in range(3):
+            call("POST", f"{base}{API}/instances/m-1/events/add", {"name": f"pizza {n}"})
+        status, body, _ = call("POST", f"{base}{API}/instances/m-1/events/close")
+        # a big order waits for approval: the kept "approve" was taken at once
+        assert body["instance"]["data"]["approved_by"] == "ann"
+        assert body["instance"]["mailbox"] == {"kept": [], "undelivered": []}
+        assert body["instance"]["waiting_for"] == ["paid"]
+        # signal-with-start: m-2 does not exist, so it starts with the event delivered
+        status, body, _ = call("POST", f"{base}{API}/instances", {
+            "workflow": "web-order", "id": "m-2", "send": {"event": "add",
+                                                          "payload": {"name": "funghi"}}})
+        assert status == 200 and body["output"] == 1 and body["kept"] is None
+        status, body, _ = call("POST", f"{base}{API}/instances", {
+            "workflow": "web-order", "id": "m-2", "send": {"event": "add",
+                                                          "payload": {"name": "diavola"}}})
+        assert status == 200 and body["output"] == 2  # it existed: an ordinary send
+        # starting once: the second start answers with the instance as it is
+        for url, data in ((f"{base}{API}/instances", {"workflow": "web-order", "id": "m-2",
+                                                      "if_exists": "return"}),
+                          (f"{base}{API}/workflows/web-order/instances?id=m-2&if_exists=return",
+                           {})):
+            status, body, _ = call("POST", url, data)
+            assert status == 201 and body["id"] == "m-2" and len(body["data"]["items"]) == 2
+        assert engine.store.count() == 2
+        spec = call("GET", f"{base}{API}/openapi.json")[1]
+        send_op = spec["paths"]["/api/v1/instances/{id}/events/{event}"]["post"]
+        assert "keep" in [p["name"] for p in send_op["parameters"]]
+        start_body = spec["paths"]["/api/v1/instances"]["post"]["requestBody"]
+        assert {"if_exists", "send"} <= set(
+            start_body["content"]["application/json"]["schema"]["properties"])
 
 
 def test_callback_urls_answer_exactly_one_wait(make_store, monkeypatch) -> None:

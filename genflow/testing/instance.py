@@ -39,9 +39,10 @@ from genflow.children import ChildReport, child_ids
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
+from genflow.mailbox import Kept
 from genflow.outbox import Intent
 from genflow.registry import workflow_name
-from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES
+from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES, direct_request
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -91,6 +92,13 @@ def request(state: State, event: str, thread: str = MAIN_THREAD) -> CallbackRequ
         if waiting.event == event:
             return waiting.req
     raise AssertionError(f"thread {thread!r} does not wait for {event!r}: {found}")
+
+
+def _waits_for(state: State, event: str, thread: str) -> CallbackRequest | None:
+    found = state.thread(thread)
+    if found is None or found.status is not ThreadStatus.WAITING_EVENT:
+        return None
+    return next((e.req for e in found.events if e.event == event), None)
 
 
 def recorded_failure(state: State) -> GenflowError:
@@ -185,14 +193,54 @@ class Instance:
         self._moves_on(max_moves)
         self.saved = self.blob()
 
-    def send(self, event: str, payload: Any = None, thread: str = MAIN_THREAD, *,
-             max_moves: int = DEFAULT_MAX_MOVES) -> Any:
-        """Deliver an event the way `Engine.send` does (`runtime.deliver`: the
-        handler, checkpoint AFTER_EVENT, then the moves); the handler's output.
-        The payload is sent as over the wire (`Pizza(...)` as its mapping)."""
+    def send(self, event: str, payload: Any = None, thread: str | None = None, *,
+             keep: bool | None = None, max_moves: int = DEFAULT_MAX_MOVES) -> Any:
+        """Send an event the way `Engine.send` does (`Operation.send`): delivered
+        to the thread waiting for it (the handler, checkpoint AFTER_EVENT, then
+        the moves; the handler's output), or, when none waits for it now, kept
+        in the mailbox (checkpoint AFTER_MAILBOX; a `Kept`) and the instance
+        moved on, which delivers it once a thread waits for it. `thread` (the
+        main thread, when it waits for the event, if not given) addresses one
+        thread. The payload is sent as over the wire (`Pizza(...)` as its mapping).
+        A kept send that a reload or crash interrupted answers its `Kept`, even
+        when the moves after it took the message (compare blobs, not answers)."""
         self.between_operations()
-        return self.send_request(self.request(event, thread), unstructure(payload),
-                                 max_moves=max_moves)
+        payload = unstructure(payload)
+        waits = _waits_for(self.state, event, MAIN_THREAD if thread is None else thread)
+        req = waits or direct_request(self.state, event, thread)  # (a timer too: by hand)
+        if req is not None:
+            return self.send_request(req, payload, max_moves=max_moves)
+        return self._keep(event, payload, thread, keep, max_moves)
+
+    def _keep(self, event: str, payload: Any, thread: str | None, keep: bool | None,
+              max_moves: int) -> Any:
+        """A send that keeps the event: a crash before its save sends it again
+        (as a sender whose request failed would); after it, the moves go on
+        from what the store holds, as a worker's would."""
+        self._moves, self._limit = 0, max_moves
+        box = self.state.mailbox
+        seq = 0 if box is None else box.sent
+        while True:
+            op = self._operation()
+            try:
+                output = self.recorder.drive(op.send(event, payload, thread=thread, keep=keep,
+                                                     max_moves=max_moves))
+                failure = op.failure
+                break
+            except ResumeFrom as reload:
+                self._load(reload.blob, False)
+            except CrashInCall:
+                self._load(self.saved, True)
+            box = self.state.mailbox
+            if box is None or box.sent <= seq:
+                continue  # the keep was lost with the process: sent again
+            output = Kept(self.state.id, event, seq, len(box.kept))
+            failure = self._moves_on(max_moves, keep=True)
+            break
+        self.saved = self.blob()
+        if failure is not None:
+            raise failure
+        return output
 
     def send_request(self, req: CallbackRequest, payload: Any = None, *,
                      max_moves: int = DEFAULT_MAX_MOVES) -> Any:

@@ -387,6 +387,8 @@ class Run:
         if target is not None:
             thread_id, req, _ = target
             self._deliver(number, send, req, thread_id, awaited=True)
+        elif send.keep and not send.stale:
+            self._keep(number, send)
         else:
             req = self._bogus(send)
             self._deliver(number, send, req, req.thread_id, awaited=False)
@@ -472,6 +474,38 @@ class Run:
         self.outcomes.append(outcome)
         if not awaited:
             self.misdeliveries.append((outcome, "nobody waited for it"))
+        self._guarded(lambda: self._retries(number))
+        self._stored(number)
+
+    def _keep(self, number: int, send: Send) -> None:
+        """A send no thread waits for, kept (`Instance.send`): its outcome is the
+        message's number, whenever it is taken (a crash may part the two)."""
+        instance = self.instance
+        before = self.blob()
+        self._stood = (before, len(self.calls))
+        self._delivering = (number, send, send.thread or MAIN_THREAD)
+        box = self.state.mailbox
+        seq = 0 if box is None else box.sent
+        try:
+            instance._keep(send.event, send.wire_payload(), send.thread, None,
+                           self._budget(number))
+        except Unsaved as exc:
+            raise self._stop(exc) from exc
+        except GenflowError as exc:
+            if not self.trace or self.trace[-1].op != number:  # refused: nothing kept
+                refused = Outcome(number, number, send, send.thread, False, False,
+                                  error=f"{type(exc).__name__}: {exc}",
+                                  error_type=type(exc).__name__)
+                self.outcomes.append(refused)
+                if self.blob() != before:
+                    self.misdeliveries.append((refused, "refusing it changed the instance"))
+                    instance.wf, instance.state = loads(before)
+                return
+            self.outcomes.append(Outcome(number, number, send, send.thread, False, True,
+                                         output={"kept": seq}))
+            raise self._stop(exc) from exc
+        self.outcomes.append(Outcome(number, number, send, send.thread, False, True,
+                                     output={"kept": seq}))
         self._guarded(lambda: self._retries(number))
         self._stored(number)
 

@@ -29,7 +29,10 @@ class Send:
     `awaited` records what the strategy that drew it knew (None: nobody said);
     `stale` asks for a request issued for an *earlier* wait, like a second
     click on an old link. Neither changes how the event is delivered: the
-    runner looks at the instance's State each time.
+    runner looks at the instance's State each time. `keep` sends it as
+    `Engine.send` does: when no thread waits for it then, it is kept in the
+    mailbox and taken when one does (without it, such an event is delivered
+    to a request for the wrong wait, to see it refused).
     """
 
     event: str
@@ -38,6 +41,7 @@ class Send:
     awaited: bool | None = None
     stale: bool = False
     timer: bool = False
+    keep: bool = False
 
     def wire_payload(self) -> Any:
         """The payload as it arrives over the wire (what `handle_callback` structures)."""
@@ -53,6 +57,8 @@ class Send:
             text += " (timer fires)"
         if self.stale:
             text += " (an old request, for an earlier wait)"
+        elif self.keep:
+            text += " (kept until awaited)"
         elif self.awaited is False:
             text += " (not awaited)"
         return text
@@ -65,7 +71,7 @@ class Send:
             value = getattr(self, name)
             if value is not None:
                 args.append(f"{name}={value!r}")
-        for name in ("stale", "timer"):
+        for name in ("stale", "timer", "keep"):
             if getattr(self, name):
                 args.append(f"{name}=True")
         return f"Send({', '.join(args)})"

@@ -41,6 +41,7 @@ from genflow.errors import (
     UnknownThreadError,
     WorkflowFinishedError,
 )
+from genflow.mailbox import Kept
 from genflow.observe import fields, traced
 from genflow.registry import registered
 from genflow.render import operating
@@ -424,18 +425,30 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
                      "the body")
     name = field(body, "workflow", str, required=True)
-    return await _start(config, name, body.get("data"), field(body, "id", str),
-                        field(body, "run", bool, default=True), _traceparent(request))
+    instance_id = field(body, "id", str)
+    send = field(body, "send", dict)
+    if send is not None:  # signal-with-start: deliver this event, starting the instance
+        unknown = sorted(set(send) - {"event", "payload", "thread", "keep"})
+        if unknown:
+            raise RequestError(f"'send' takes event, payload, thread and keep, not {unknown}")
+        if instance_id is None:
+            raise RequestError("signal-with-start ('send') needs the instance's 'id'")
+        return await _send_starting(config, name, body.get("data"), instance_id,
+                                    field(send, "event", str, required=True), send.get("payload"),
+                                    field(send, "thread", str), field(send, "keep", bool),
+                                    _traceparent(request))
+    return await _start(config, name, body.get("data"), instance_id,
+                        field(body, "run", bool, default=True),
+                        _if_exists(field(body, "if_exists", str, default="raise")),
+                        _traceparent(request))
 
 
 async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
     data = parse_json(await read_body(request, config.max_body), empty={})
     query = request.query_params
-    run = query.get("run", "true").lower()
-    if run not in ("true", "false", "1", "0"):
-        raise RequestError(f"run must be true or false, not {run!r}")
     return await _start(config, request.path_params["workflow"], data, query.get("id"),
-                        run in ("true", "1"), _traceparent(request))
+                        _flag(query, "run", True) is True,
+                        _if_exists(query.get("if_exists", "raise")), _traceparent(request))
 
 
 def _traceparent(request: Request) -> str | None:
@@ -444,18 +457,60 @@ def _traceparent(request: Request) -> str | None:
     return request.headers.get("traceparent")
 
 
+def _if_exists(value: str) -> str:
+    if value not in ("raise", "return"):
+        raise RequestError(f"if_exists is 'raise' or 'return', not {value!r}")
+    return value
+
+
+def _flag(query: Any, name: str, default: bool | None) -> bool | None:
+    """A true/false query parameter (absent: `default`)."""
+    value = query.get(name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise RequestError(f"{name} must be true or false, not {value!r}")
+    return value.lower() in ("true", "1")
+
+
 async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
-                 run: bool, traceparent: str | None = None) -> Response:
+                 run: bool, if_exists: str = "raise", traceparent: str | None = None) -> Response:
     if instance_id is not None and not instance_id:
         raise RequestError("an instance id must not be empty")
 
     def start() -> dict[str, Any]:
         data = workflow_data(name, fields)
         with traced(traceparent):
-            started = config.engine.start(data, id=instance_id, run=run)
+            started = config.engine.start(data, id=instance_id, run=run, if_exists=if_exists)
         return instance_json(config.engine.get(started))
 
     return _json(await run_in_threadpool(start), 201)
+
+
+async def _send_starting(config: WebConfig, name: str, fields: Any, instance_id: str,
+                         event: str, payload: Any, thread: str | None,
+                         keep: bool | None, traceparent: str | None = None) -> Response:
+    if not instance_id:
+        raise RequestError("an instance id must not be empty")
+    engine = config.engine
+
+    def send() -> dict[str, Any]:
+        data = workflow_data(name, fields)
+        with traced(traceparent):
+            output = engine.send(instance_id, event, payload, thread=thread, keep=keep,
+                                 start=data, timeout=config.send_timeout)
+        return _sent(output, engine.get(instance_id))
+
+    return _json(await run_in_threadpool(send))
+
+
+def _sent(output: Any, instance: Any) -> dict[str, Any]:
+    """A send's answer: the handler's output, or (`kept`) where the event waits."""
+    if isinstance(output, Kept):
+        return {"output": None, "kept": {"event": output.event, "seq": output.seq,
+                                         "kept": output.kept},
+                "instance": instance_json(instance)}
+    return {"output": unstructure(output), "kept": None, "instance": instance_json(instance)}
 
 
 async def api_get(request: Request, config: WebConfig, user: str) -> Response:
@@ -486,6 +541,7 @@ async def _send(request: Request, config: WebConfig, workflow: str | None) -> Re
     instance_id, event = request.path_params["id"], request.path_params["event"]
     payload = parse_json(await read_body(request, config.max_body))
     thread = request.query_params.get("thread")
+    keep = _flag(request.query_params, "keep", None)
     engine = config.engine
 
     def send() -> dict[str, Any]:
@@ -495,9 +551,9 @@ async def _send(request: Request, config: WebConfig, workflow: str | None) -> Re
                 raise InstanceNotFoundError(f"instance {instance_id!r} is a {record.workflow!r}, "
                                             f"not a {workflow!r}")
         with traced(_traceparent(request)):
-            output = engine.send(instance_id, event, payload, thread=thread,
+            output = engine.send(instance_id, event, payload, thread=thread, keep=keep,
                                  timeout=config.send_timeout)
-        return {"output": unstructure(output), "instance": instance_json(engine.get(instance_id))}
+        return _sent(output, engine.get(instance_id))
 
     return _json(await run_in_threadpool(send))
 

@@ -116,7 +116,16 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
        responses=_responses(listing, 401, 404, 422))
     start = {"type": "object", "required": ["workflow"], "properties": {
         "workflow": {"type": "string"}, "data": {"type": "object"},
-        "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"}}}
+        "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"},
+        "if_exists": {"type": "string", "enum": ["raise", "return"],
+                      "description": "an instance with this id exists: 409 (raise), or "
+                                     "answer with it, untouched (return)"},
+        "send": {"type": "object", "required": ["event"],
+                 "description": "signal-with-start: deliver this event to instance `id`, "
+                                "starting it from `data` if it does not exist (in one write); "
+                                "answered as a send",
+                 "properties": {"event": {"type": "string"}, "payload": {},
+                                "thread": {"type": "string"}, "keep": {"type": "boolean"}}}}}
     op("post", "/api/v1/instances", operationId="start_instance", summary=ROUTES[1][3],
        requestBody=_body(start), responses=_responses(_INSTANCE, 400, 401, 404, 409, 413, 422,
                                                        created=True))
@@ -130,10 +139,19 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                    "schema": {"type": "string", "minLength": 1}}
     thread_param = {"name": "thread", "in": "query", "schema": {"type": "string"},
                     "description": "the waiting thread, when several wait for the event"}
+    keep_param = {"name": "keep", "in": "query", "schema": {"type": "boolean"},
+                  "description": "when no thread waits for the event now: keep it until one "
+                                 "does (true), or refuse it (false); default: as the event "
+                                 "declares (kept)"}
     sent = {"type": "object", "required": ["output", "instance"],
-            "properties": {"output": {}, "instance": _INSTANCE}}
+            "properties": {"output": {}, "instance": _INSTANCE, "kept": {
+                "type": ["object", "null"],
+                "description": "set when the event was kept in the instance's mailbox "
+                               "rather than delivered (`output` is then null)",
+                "properties": {"event": {"type": "string"}, "seq": {"type": "integer"},
+                               "kept": {"type": "integer"}}}}}
     op("post", "/api/v1/instances/{id}/events/{event}", operationId="send_event",
-       summary=ROUTES[4][3], parameters=[_ID, event_param, thread_param],
+       summary=ROUTES[4][3], parameters=[_ID, event_param, thread_param, keep_param],
        requestBody=_body({}, required=False),
        responses=_responses(sent, 400, 401, 404, 409, 413, 422))
     for name, what in (("cancel", 5), ("retry", 6)):
@@ -165,7 +183,9 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
            operationId=f"start_{slug}", summary=f"Start a {info.name}",
            tags=[info.name], parameters=[
                {"name": "id", "in": "query", "schema": {"type": "string", "minLength": 1}},
-               {"name": "run", "in": "query", "schema": {"type": "boolean"}}],
+               {"name": "run", "in": "query", "schema": {"type": "boolean"}},
+               {"name": "if_exists", "in": "query",
+                "schema": {"type": "string", "enum": ["raise", "return"]}}],
            requestBody=_body(data, required=False),
            responses=_responses(_INSTANCE, 400, 401, 409, 413, 422, created=True))
         for event in info.events:
@@ -175,7 +195,7 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                operationId=f"send_{slug}_{_slug(event.name)}",
                summary=f"{info.name}: deliver {event.name!r}", tags=[info.name],
                description=f"Handled by `{event.handler}`.",
-               parameters=[_ID, thread_param],
+               parameters=[_ID, thread_param, keep_param],
                requestBody=_body(body, required=event.takes_payload),
                responses=_responses(sent, 400, 401, 404, 409, 413, 422))
 
@@ -197,7 +217,11 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "attempts": {"type": "integer"}, "error": {"type": "string"},
             "wake_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
             "waiting_for": {"type": "array", "items": {"type": "string"}},
-            "data": {}, "threads": {"type": "array", "items": {"type": "object"}}}},
+            "data": {}, "threads": {"type": "array", "items": {"type": "object"}},
+            "mailbox": {"type": "object", "description": "events kept until a thread waits "
+                        "for them (oldest first), and those set aside undelivered",
+                        "properties": {"kept": {"type": "array"},
+                                       "undelivered": {"type": "array"}}}}},
         **_OPERATING_SCHEMAS,
         **builder.components,
     }
