@@ -97,6 +97,7 @@ _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _SETUP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
 _UNWINDING = ThreadStatus.UNWINDING
+_RESUMING = WorkflowStatus.RESUMING
 #: threads that move as soon as a worker runs them (a step to run, a thread to move on)
 _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
 #: the longest instance id a store keeps (ids are primary keys on every store)
@@ -682,12 +683,20 @@ class Engine:
     def _save(self, record: InstanceRecord, wf: Any, state: State, *,
               error: str | None = None, wake_at: Any = attrs.NOTHING,
               release: bool = False) -> InstanceRecord:
+        """Save `state` over `record` (compare-and-swap on its version, under this
+        engine's lease). This runs at every durable checkpoint, so it is written
+        for the commonest save, a step's (RESUMING, one thread, nothing failed):
+        one clock reading, one record built, no pass it does not need."""
         now = self.clock()  # one reading per save
+        status = state.status
         if wake_at is attrs.NOTHING:
-            wake_at = self.wake_at(state, now)
-            if wake_at is not None and record.wake_at is not None \
-                    and record.wake_at <= wake_at <= now:
-                wake_at = record.wake_at  # already due: keep it (no index update per step)
+            due = record.wake_at
+            if status is _RESUMING:  # after a step: due now, or kept if already due
+                wake_at = due if due is not None and due <= now else now
+            else:
+                wake_at = self.wake_at(state, now)
+                if wake_at is not None and due is not None and due <= wake_at <= now:
+                    wake_at = due  # already due: keep it (no index update per step)
         waiting: tuple[str, ...] = ()
         attempts = 0
         failed = ""
@@ -696,25 +705,27 @@ class Engine:
                 attempts = max(attempts, thread.attempts)
                 failed = f"StepError: step {thread.stmt!r} in thread {thread.id!r} failed: " \
                          f"{thread.error}"
-            elif thread.unwind == "fail" and thread.status is _UNWINDING and thread.failures:
+            elif thread.status is _UNWINDING and thread.unwind == "fail" and thread.failures:
                 uncaught = thread.failures[-1]  # (it ended the thread after its cleanup)
                 attempts = max(attempts, uncaught.attempt)
                 failed = f"StepError: step {uncaught.step!r} in thread {thread.id!r} failed: " \
                          f"{uncaught.type}: {uncaught.message}"
-            if thread.status is _WAITING_EVENT:
-                waiting += tuple(e.event for e in thread.events)
-            for event in thread.events:
-                if event.attempts:
-                    attempts = max(attempts, event.attempts)
-                    phase = "setup" if event.status is _SETUP_ERROR else "teardown"
-                    failed = f"HandlerError: {phase} of event {event.event!r} in thread " \
-                             f"{thread.id!r} failed: {event.error}"
+            events = thread.events
+            if events:
+                if thread.status is _WAITING_EVENT:
+                    waiting += tuple(e.event for e in events)
+                for event in events:
+                    if event.attempts:
+                        attempts = max(attempts, event.attempts)
+                        phase = "setup" if event.status is _SETUP_ERROR else "teardown"
+                        failed = f"HandlerError: {phase} of event {event.event!r} in " \
+                                 f"thread {thread.id!r} failed: {event.error}"
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
-        new = record.replace(
-            status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
-            waiting_for=waiting, attempts=attempts, error=failed if error is None else error,
-        )
+        new = InstanceRecord(  # positionally: `replace` would be a second call per save
+            record.id, record.workflow, status.value, dumps(wf, state), record.version,
+            wake_at, waiting, attempts, failed if error is None else error,
+            record.lease_owner, record.lease_until, record.created_at, record.updated_at)
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
                                 previous=record, release=release)
         if wake_at is not None and wake_at <= now:
