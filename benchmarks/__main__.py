@@ -20,7 +20,8 @@ OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch",
             "postgres": "postgres_workers", "check": "deploy_check", "journal": "journal_cost",
             "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
-            "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit"}
+            "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit",
+            "group": "group_commit", "scale1m": "batch_scale", "timers": "timers_scale"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import inspect
 import logging
 import os
 import socket
@@ -68,6 +69,7 @@ from genflow.runtime import (
     drive_async,
     reset_failures,
 )
+from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -235,7 +237,9 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        return drive(self._run_due(limit))
+        if self.store.grouping():  # inside `transaction()`: one commit for all anyway
+            return drive(self._run_due(limit))
+        return self._run_round(limit)
 
     # -- public async API --
 
@@ -534,34 +538,98 @@ class Engine:
         finally:
             self._release(instance_id, saver.record)
 
-    def _run_due(self, limit: int) -> _Ops:
+    def _claim(self, limit: int) -> tuple[_dt.datetime, Records]:
         now = self.clock()
-        records = self.store.claim_due(self.owner, now, now + self.lease, limit,
-                                       workflows=self.runs())
+        return now, self.store.claim_due(self.owner, now, now + self.lease, limit,
+                                         workflows=self.runs())
+
+    def _run_due(self, limit: int) -> _Ops:
+        now, records = self._claim(limit)
         for record in records:
-            KEEPER.hold(self, record.id)
-            saver = _Saver(self, record, None, None)
-            try:
-                wf, state = self._load(record)
-                saver.bind(wf, state)
-                if state.status is WorkflowStatus.CANCELLED:
-                    yield from self._cancel_moves(saver, wf, state)
-                else:
-                    op = self._operation(wf, state, saver)
-                    fired = yield from op.fire_due(now, self.max_moves)
-                    self._settle(saver, op)
-                    if fired:
-                        self._record(record.id, [("timer", {"event": event, "thread": thread})
-                                                 for thread, event in fired])
-            except ConcurrencyError:
-                pass  # someone else moved it first; their write stands
-            except StoreError:
-                raise  # the store itself is down: the worker loop waits for it
-            except Exception as exc:  # one instance, whatever it raises, must not stop the worker
-                self._quarantine(saver.record, exc)
-            finally:
-                self._release(record.id, saver.record)
+            yield from self._due_one(record, now, shared=False)
         return len(records)
+
+    def _run_round(self, limit: int) -> int:
+        """`run_due` of the sync API: the claimed instances move side by side,
+        and the saves they reach together share one commit (`_together`)."""
+        now, records = self._claim(limit)
+        if len(records) < 2:
+            for record in records:
+                drive(self._due_one(record, now, shared=False))
+        else:
+            self._together([self._due_one(record, now, shared=True) for record in records])
+        return len(records)
+
+    def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
+        """Run one claimed instance's due work under the lease `claim_due` took.
+        `shared`: its saves may share a commit with other instances' (`_together`)."""
+        KEEPER.hold(self, record.id)
+        saver = _Saver(self, record, None, None)
+        saver.shared = shared
+        try:
+            wf, state = self._load(record)
+            saver.bind(wf, state)
+            if state.status is WorkflowStatus.CANCELLED:
+                yield from self._cancel_moves(saver, wf, state)
+            else:
+                op = self._operation(wf, state, saver)
+                fired = yield from op.fire_due(now, self.max_moves)
+                yield (self._settle, (saver, op), None)  # (a save: `_together` groups it)
+                if fired:
+                    self._record(record.id, [("timer", {"event": event, "thread": thread})
+                                             for thread, event in fired])
+        except ConcurrencyError:
+            pass  # someone else moved it first; their write stands
+        except StoreError:
+            raise  # the store itself is down: the worker loop waits for it
+        except Exception as exc:  # one instance, whatever it raises, must not stop the worker
+            self._quarantine(saver.record, exc)
+        finally:
+            self._release(record.id, saver.record)
+
+    def _together(self, ops: list[_Ops]) -> None:
+        """Drive several instances' operations side by side, as `drive` drives
+        one: each runs until it yields a call (user code, or a save: a
+        checkpoint or its last save); the user code runs at once, and the saves
+        reached in the same turn run in one transaction, so they share a
+        commit. Each instance still goes on only after its own save has
+        committed (a commit that fails is raised into every operation whose
+        save it held), so what a checkpoint guarantees does not change; a
+        crash loses at most the saves of one turn, whose steps then run again,
+        as a crash in a step would make them."""
+        settle = self._settle
+        live: list[list[Any]] = [[op, None, None] for op in ops]  # op, value, error
+        try:
+            while live:
+                saves: list[tuple[list[Any], Any]] = []
+                going = []
+                for entry in live:
+                    op, value, error = entry
+                    try:
+                        call = op.throw(error) if error is not None else op.send(value)
+                    except StopIteration:
+                        continue
+                    going.append(entry)
+                    fn = call[0]
+                    if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
+                        saves.append((entry, call))  # (a checkpoint that saves, a last save)
+                        continue
+                    entry[1], entry[2] = _call(call)
+                live = going
+                if len(saves) == 1:
+                    entry, call = saves[0]
+                    entry[1], entry[2] = _call(call)
+                elif saves:
+                    try:
+                        with self.store.transaction():
+                            for entry, call in saves:
+                                entry[1], entry[2] = _call(call)
+                    except BaseException as exc:  # not committed: no save of the turn stands
+                        for entry, _ in saves:
+                            entry[1], entry[2] = None, exc
+        finally:
+            for entry in live:  # (an operation raised: the others stop, releasing)
+                entry[0].close()
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,
@@ -774,7 +842,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "notes", "record", "state", "wf")
+    __slots__ = ("dirty", "engine", "notes", "record", "shared", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -782,6 +850,10 @@ class _Saver:
         self.wf = wf
         self.state = state
         self.dirty = False
+        #: saved at each durable checkpoint even inside `transaction()`: the
+        #: transaction is `Engine._together`'s, which shares one commit between
+        #: the saves of one turn (not a batch's, which saves once per operation)
+        self.shared = False
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
 
     def bind(self, wf: Any, state: State) -> None:
@@ -794,7 +866,8 @@ class _Saver:
         engine = self.engine
         state = self.state
         assert state is not None
-        if not kind.durable or engine.store.grouping():  # (grouped: saved at the end)
+        if not kind.durable or (engine.store.grouping() and not self.shared):
+            # (grouped: saved at the end)
             self.dirty = True
         else:
             self.record = engine._save(self.record, self.wf, state)
@@ -831,6 +904,24 @@ class _Saver:
         due = record.wake_at
         return due is not None and due <= self.engine.clock() and \
             self.engine.wake_at(state, due) != due
+
+
+def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | None]:
+    """Run one call an operation yielded, as `runtime.drive` runs it: its value
+    and the exception it raised (to throw back into the operation)."""
+    fn, args, ctx = call
+    token = _current_step.set(ctx) if ctx is not None else None
+    try:
+        value = fn(*args)
+        if value is not None and inspect.isawaitable(value):
+            getattr(value, "close", lambda: None)()
+            raise TypeError(f"{fn!r} is async: use the async API (run_due_async, ...)")
+        return value, None
+    except BaseException as exc:
+        return None, exc
+    finally:
+        if token is not None:
+            _current_step.reset(token)
 
 
 def _positions(state: State) -> dict[str, Any]:
