@@ -791,7 +791,7 @@ class Engine:
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
         new = InstanceRecord(  # positionally: `replace` would be a second call per save
-            record.id, record.workflow, status.value, dumps(wf, state), record.version,
+            record.id, record.workflow, status._value_, dumps(wf, state), record.version,
             wake_at, waiting, attempts, failed if error is None else error,
             record.lease_owner, record.lease_until, record.created_at, record.updated_at)
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
