@@ -21,6 +21,7 @@ OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch",
             "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
             "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit",
+            "oppages": "operating_pages",
             "group": "group_commit", "scale1m": "batch_scale", "timers": "timers_scale"}
 
 

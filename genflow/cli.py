@@ -119,11 +119,11 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
 
 def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
     limit = args.limit if args.limit > 0 else None
-    records = engine.list(workflow=args.workflow, status=args.status,
-                          waiting=args.waiting, limit=limit)
+    records = _listed(engine, args, limit)
     now = engine.clock()
+    schedules = {r.id for r in engine.store.list_schedules()}
     for r in records:
-        details = []
+        details = _operating_details(engine, r, schedules)
         if r.waiting_for:
             details.append(f"waits for {', '.join(r.waiting_for)}")
         if r.wake_at is not None:
@@ -135,6 +135,67 @@ def cmd_list(engine: Engine, args: argparse.Namespace) -> None:
         print("no instances", file=sys.stderr)
     elif limit is not None and len(records) == limit:
         print(f"(only the first {limit}: use --limit)", file=sys.stderr)
+
+
+def _listed(engine: Engine, args: argparse.Namespace, limit: int | None) -> list[Any]:
+    """The records `list` prints: of a schedule (`--schedule`, its ids' range), of a
+    queue (`--queue`: running, then waiting in admission order), or any."""
+    def fits(r: Any) -> bool:
+        return ((args.workflow is None or r.workflow == args.workflow)
+                and (args.status is None or r.status == args.status)
+                and (args.waiting is None or args.waiting in r.waiting_for)
+                and (args.schedule is None or _started_by(r.id) == args.schedule))
+
+    if args.queue is not None:
+        found: list[Any] = []
+        after = None
+        while limit is None or len(found) < limit:
+            entries, after = engine.queues.entries(args.queue, after=after, limit=500)
+            for entry in entries:
+                try:
+                    record = engine.store.get(entry.instance_id)
+                except GenflowError:
+                    continue  # deleted meanwhile
+                if fits(record):
+                    found.append(record)
+            if after is None:
+                break
+        return found[:limit] if limit is not None else found
+    if args.schedule is not None:
+        found, after = [], None
+        while limit is None or len(found) < limit:
+            page = engine.schedules.instances(args.schedule, workflow=args.workflow,
+                                              status=args.status, waiting=args.waiting,
+                                              after=after, limit=1000)
+            found += page
+            if len(page) < 1000:
+                break
+            after = page[-1].id
+        return found[:limit] if limit is not None else found
+    return list(engine.list(workflow=args.workflow, status=args.status, waiting=args.waiting,
+                            limit=limit))
+
+
+def _started_by(instance_id: str) -> str | None:
+    from genflow.schedules import schedule_of
+
+    started = schedule_of(instance_id)
+    return None if started is None else started[0]
+
+
+def _operating_details(engine: Engine, record: Any, schedules: set[str]) -> list[str]:
+    """`list`'s marks of an instance a schedule started, and of one waiting in a queue
+    (its queue and position: asked of the store only for a row that can be waiting,
+    never due and not ended)."""
+    details = []
+    started = _started_by(record.id)
+    if started is not None and started in schedules:
+        details.append(f"started by schedule {started}")
+    if record.wake_at is None and record.status == WorkflowStatus.RESUMING.value:
+        place = engine.queues.place(record.id)
+        if place is not None and place.admitted_at is None:
+            details.append(place.text())
+    return details
 
 
 def cmd_worker(engine: Engine, args: argparse.Namespace) -> None:
@@ -752,6 +813,9 @@ def build_parser() -> _Parser:
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--status", choices=STATUSES, help="only this status")
     p.add_argument("--waiting", metavar="EVENT", help="only instances waiting for this event")
+    p.add_argument("--schedule", metavar="ID", help="only the instances this schedule started")
+    p.add_argument("--queue", metavar="NAME",
+                   help="only the instances this queue holds (running, then waiting)")
     p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
 
     p = command("worker", "run due work (resumes, retries, timers) until stopped")

@@ -43,7 +43,7 @@ from genflow.stores.scheduling import Admission, QueueEntry, QueueRecord
 if TYPE_CHECKING:
     from genflow.engine import Engine
 
-__all__ = ["Queue", "QueuePlace", "Queues"]
+__all__ = ["Queue", "QueuePlace", "Queues", "cursor_after"]
 
 
 @attrs.frozen
@@ -148,6 +148,51 @@ class Queues:
         return QueuePlace(entry.queue, entry.key, entry.priority, position, entry.enqueued_at,
                           entry.admitted_at)
 
+    def waiting(self, name: str, *, after: str | None = None, limit: int = 50
+                ) -> tuple[builtins.list[tuple[QueueEntry, int]], str | None]:
+        """One page of the instances waiting in queue `name`, in admission order,
+        each with its position (1 = admitted next), and the cursor of the next
+        page (None: this is the last). `after` is the cursor a page gave: a
+        keyset, so reading a page deep in a long queue costs what the first
+        costs; the first position of a page is counted once, as `place` counts
+        it (an index range as long as the position)."""
+        self.get(name)  # QueueNotFoundError
+        phase, key = _cursor(after)
+        if phase == "a":
+            raise ScheduleError("this cursor pages a queue's instances, not its waiting ones: "
+                                "start again from the first page")
+        store = self.engine.store
+        page = store.queue_entries(name, waiting=True, after=key, limit=limit + 1)
+        more, page = len(page) > limit, page[:limit]
+        first = 1
+        if page:
+            found = store.queue_entry(page[0].instance_id)
+            first = found[1] if found is not None and found[1] > 0 else 1
+        out = [(entry, first + n) for n, entry in enumerate(page)]
+        return out, cursor_after(page[-1]) if more and page else None
+
+    def entries(self, name: str, *, after: str | None = None, limit: int = 100
+                ) -> tuple[builtins.list[QueueEntry], str | None]:
+        """One page of every instance queue `name` holds: first the admitted ones it
+        still counts (running, or within the rate window), then the waiting ones,
+        each part in admission order; and the cursor of the next page (None: the
+        last). An instance that ended leaves the queue at the next admission round,
+        so the ended ones are not here (the instance list's other filters find them)."""
+        self.get(name)  # QueueNotFoundError
+        store = self.engine.store
+        phase, key = _cursor(after)
+        out: builtins.list[QueueEntry] = []
+        if phase in (None, "a"):
+            out = store.queue_entries(name, waiting=False, after=key, limit=limit + 1)
+            key = None
+        if len(out) <= limit:
+            out += store.queue_entries(name, waiting=True, after=key,
+                                       limit=limit + 1 - len(out))
+        more, out = len(out) > limit, out[:limit]
+        if not more or not out:
+            return out, None
+        return out, cursor_after(out[-1])
+
     def admit(self) -> Admission:
         """One admission round over every queue; what it admitted."""
         return self.engine.store.admit(self.engine.clock()) or Admission()
@@ -172,3 +217,27 @@ class Queues:
                 priority: int) -> InstanceRecord:
         entry = self.entry_for(queue, record.id, data, priority)
         return self.engine.store.enqueue(record, entry)
+
+
+def cursor_after(entry: QueueEntry) -> str:
+    """The cursor of the page that follows `entry` (`Queues.entries`, `.waiting`)."""
+    phase = "w" if entry.admitted_at is None else "a"
+    return f"{phase}{entry.priority}:{entry.seq}"
+
+
+def _cursor(text: str | None) -> tuple[str | None, tuple[int, int] | None]:
+    """A page's cursor (`a` admitted / `w` waiting, then priority:seq), read back."""
+    if not text:
+        return None, None
+    phase, body = text[:1], text[1:]
+    priority, _, seq = body.partition(":")
+    try:
+        if phase not in ("a", "w"):
+            raise ValueError(phase)
+        key = (int(priority), int(seq))
+        if not all(-2**63 <= n < 2**63 for n in key):
+            raise ValueError(key)
+        return phase, key
+    except ValueError:
+        raise ScheduleError(f"{text!r} is not a cursor of a queue's page: give the `next` the "
+                            "previous page answered (or none for the first page)") from None

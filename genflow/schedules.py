@@ -30,6 +30,7 @@ import datetime as _dt
 import enum
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from genflow.engine import Engine
 
 __all__ = ["Catchup", "Overlap", "Schedule", "ScheduleInfo", "Schedules", "factory",
-           "instance_id_for"]
+           "info_of", "instance_id_for", "schedule_of"]
 
 log = logging.getLogger("genflow.schedules")
 
@@ -242,6 +243,22 @@ def instance_id_for(schedule_id: str, tick: _dt.datetime) -> str:
     return f"{schedule_id}@{_stamp(tick)}"
 
 
+_STARTED = re.compile(r"(.+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z)", re.S)
+
+
+def schedule_of(instance_id: str) -> tuple[str, _dt.datetime] | None:
+    """(schedule id, tick) of an id `instance_id_for` made, else None. (An id
+    of that shape given by hand reads the same: check the schedule exists.)"""
+    match = _STARTED.fullmatch(instance_id)
+    if match is None:
+        return None
+    try:
+        tick = _dt.datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return match.group(1), tick
+
+
 def _stamp(tick: _dt.datetime) -> str:
     tick = tick.astimezone(_dt.UTC)
     text = tick.strftime("%Y-%m-%dT%H:%M:%S")
@@ -351,6 +368,34 @@ class Schedules:
         """Remove the schedule (the instances it started stay)."""
         if not self.engine.store.delete_schedule(schedule_id):
             self.engine.store.get_schedule(schedule_id)  # ScheduleNotFoundError
+
+    def instances(self, schedule_id: str, *, workflow: str | None = None,
+                  status: str | None = None, waiting: str | None = None,
+                  after: str | None = None, limit: int = 100) -> builtins.list[InstanceRecord]:
+        """The instances schedule `schedule_id` started (its ticks, triggers and
+        backfills), ordered by id, which is tick order; `after` pages (an id).
+        Their ids all start with ``ID@`` (`instance_id_for`), so this is one
+        range read of the store's id order from there, stopped at the first id
+        past it. The schedule need not exist any more: its instances stay."""
+        prefix = f"{schedule_id}@"
+        cursor = after if after is not None and after > prefix else prefix
+        found: builtins.list[InstanceRecord] = []
+        while len(found) < limit:
+            want = limit - len(found) + 1
+            page = self.engine.list(workflow=workflow, status=status, waiting=waiting,
+                                    after=cursor, limit=want)
+            for record in page:
+                if not record.id.startswith(prefix):
+                    return found  # ids are in order: none after this one is the schedule's
+                started = schedule_of(record.id)
+                if started is not None and started[0] == schedule_id:
+                    found.append(record)
+                    if len(found) == limit:
+                        return found
+            if len(page) < want:
+                break
+            cursor = page[-1].id
+        return found
 
     def trigger(self, schedule_id: str) -> str | None:
         """Fire one tick now, paused or not, under the overlap policy; the id
@@ -674,6 +719,12 @@ class _Turn:
         assert self.backfill is not None
         made = [self.instance(schedule, tick) for tick in self.backfill]
         return Firing(record.replace(fired=record.fired + len(made)), tuple(made))
+
+
+def info_of(record: ScheduleRecord) -> ScheduleInfo:
+    """The `ScheduleInfo` of a stored row (whatever unpacking its spec raises,
+    for a row this genflow cannot read)."""
+    return _info(record)
 
 
 def _info(record: ScheduleRecord) -> ScheduleInfo:

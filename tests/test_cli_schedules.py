@@ -109,3 +109,49 @@ def test_start_on_a_queue_and_show_the_place(gf):
     assert gf("worker", "--until-idle")[0] == 0
     assert "admitted by queue 'q'" in gf("show", "b")[1]
     assert "no queue 'nope'" in gf("start", "sched-job", "--queue", "nope")[2]
+
+
+def test_list_marks_and_filters_schedules_and_queues(gf):
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("q", concurrency=1))
+    assert gf("schedule", "add", "nightly", "sched-report", "--cron", "0 2 * * *")[0] == 0
+    assert gf("schedule", "add", "night", "sched-report", "--cron", "0 3 * * *")[0] == 0
+    started = gf("schedule", "trigger", "nightly")[1].split()[1]
+    other = gf("schedule", "trigger", "night")[1].split()[1]
+    for name in ("a", "b", "c"):
+        assert gf("start", "sched-job", "--id", name, "--queue", "q", "--data",
+                  '{"hold": true}', "--priority", "1" if name == "c" else "0")[0] == 0
+    # an id shaped like a schedule's, of no schedule: not marked
+    assert gf("start", "sched-report", "--id", "ghost@2030-01-01T00:00:00Z", "--no-run")[0] == 0
+    lines = {line.split("\t")[0]: line.split("\t")[3] for line in gf("list")[1].splitlines()}
+    assert lines[started].startswith("started by schedule nightly; wakes ")
+    assert lines[other].startswith("started by schedule night; wakes ")
+    assert lines["a"] == "waits in queue 'q' for admission: position 1"
+    assert lines["c"] == "waits in queue 'q' for admission: position 3, priority 1"
+    assert "schedule" not in lines["ghost@2030-01-01T00:00:00Z"]
+
+    def ids(*args: str) -> list[str]:
+        code, out, err = gf("list", *args)
+        assert code == 0, err
+        return [line.split("\t")[0] for line in out.splitlines()]
+
+    assert ids("--schedule", "nightly") == [started]  # not night@..., a prefix of nightly
+    assert ids("--schedule", "night") == [other]
+    assert ids("--schedule", "nope") == []
+    assert ids("--queue", "q") == ["a", "b", "c"]  # admission order: priority, then arrival
+    assert ids("--queue", "q", "--limit", "2") == ["a", "b"]
+    assert gf("worker", "--until-idle")[0] == 0
+    # `a` admitted (running: it holds its slot, waiting for `done`), b and c still wait
+    assert ids("--queue", "q") == ["a", "b", "c"]
+    assert ids("--queue", "q", "--status", "waiting") == ["a"]
+    lines = {line.split("\t")[0]: line for line in gf("list")[1].splitlines()}
+    assert "queue" not in lines["a"] and "position 1" in lines["b"]
+    assert gf("send", "a", "done")[0] == 0
+    assert gf("worker", "--until-idle")[0] == 0  # a ended: b admitted, a leaves the queue
+    assert ids("--queue", "q") == ["b", "c"]
+    code, _, err = gf("list", "--queue", "nope")
+    assert code == 2 and "no queue 'nope'" in err

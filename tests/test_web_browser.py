@@ -167,3 +167,111 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
         assert fill == "rgb(150, 242, 215)" == "rgb({}, {}, {})".format(
             *(int(STYLES["finished"][0][i:i + 2], 16) for i in (1, 3, 5)))
     store.close()
+
+
+def test_schedules_page_pauses_a_schedule_in_a_browser(tmp_path: Path, browser) -> None:
+    """Open the schedules page, pause a schedule through its confirmed dialog, see it
+    paused (on the page and in the store); Back leaves it as it was."""
+    import datetime as dt
+
+    from genflow.queues import Queue
+
+    store = SQLiteStore(tmp_path / "store.db")
+    engine = Engine(store, [Order, Fails, Pair, Hooks])
+    engine.queues.define(Queue("orders", concurrency=1))
+    engine.schedules.add("hourly", Order(), every=dt.timedelta(hours=1), queue="orders")
+    engine.schedules.add("nightly", Order(), cron="0 2 * * *", timezone="Europe/Paris")
+    for n in range(3):
+        engine.start(Order(), id=f"queued-{n}", queue="orders")
+    engine.queues.admit()
+    wait = WebDriverWait(browser, 20)
+    with serving(engine) as base:
+        browser.get(f"{base}/login")
+        browser.find_element(By.ID, "gf-token").send_keys(TOKEN)
+        browser.find_element(By.ID, "gf-login").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances"))
+        browser.find_element(By.LINK_TEXT, "Schedules").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gf-schedules tbody tr"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#gf-schedules tbody tr")
+        assert [(r.get_attribute("data-schedule"), r.get_attribute("data-state"))
+                for r in rows] == [("hourly", "active"), ("nightly", "active")]
+        pause = 'tr[data-schedule="nightly"] button[data-action="pause"]'
+        browser.find_element(By.CSS_SELECTOR, pause).click()  # then Back: nothing happens
+        wait.until(lambda d: d.find_elements(By.ID, "gf-dialog"))
+        assert "Pause schedule nightly?" in browser.find_element(By.ID, "gf-dialog").text
+        browser.find_element(By.ID, "gf-dialog-cancel").click()
+        assert not engine.schedules.get("nightly").paused
+        browser.find_element(By.CSS_SELECTOR, pause).click()
+        wait.until(lambda d: d.find_elements(By.ID, "gf-confirm"))
+        browser.find_element(By.ID, "gf-confirm").click()
+        wait.until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, 'tr[data-schedule="nightly"][data-state="paused"]'))
+        assert "nightly: paused" in browser.find_element(By.ID, "gf-message").text
+        assert engine.schedules.get("nightly").paused
+        assert not engine.schedules.get("hourly").paused
+        assert browser.find_elements(
+            By.CSS_SELECTOR, 'tr[data-schedule="nightly"] button[data-action="resume"]')
+
+        # the queues page: counts, and the waiting instances with their positions
+        browser.find_element(By.LINK_TEXT, "Queues").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gf-queues tbody tr"))
+        row = browser.find_element(By.CSS_SELECTOR, '#gf-queues tr[data-queue="orders"]')
+        assert (row.get_attribute("data-running"), row.get_attribute("data-waiting")) == (
+            "1", "2")
+        assert [(r.get_attribute("data-id"), r.get_attribute("data-position")) for r in
+                browser.find_elements(By.CSS_SELECTOR, ".gf-waiting tbody tr")] == [
+            ("queued-1", "1"), ("queued-2", "2")]
+        browser.find_element(By.LINK_TEXT, "queued-2").click()
+        wait.until(lambda d: d.find_elements(By.ID, "gf-describe"))
+        assert "waits in queue 'orders' for admission: position 2" in browser.find_element(
+            By.ID, "gf-describe").text
+
+        # the instance list's filters: started by a schedule, in a queue
+        started = engine.schedules.trigger("nightly")
+        browser.get(f"{base}/instances")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
+        Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("nightly")
+        browser.find_element(By.ID, "gf-filter").click()
+        wait.until(lambda d: "schedule=nightly" in d.current_url)
+        assert [r.get_attribute("data-id") for r in browser.find_elements(
+            By.CSS_SELECTOR, "#instances tbody tr")] == [started]
+        Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("any")
+        Select(browser.find_element(By.NAME, "queue")).select_by_visible_text("orders")
+        browser.find_element(By.ID, "gf-filter").click()
+        wait.until(lambda d: "queue=orders" in d.current_url)
+        assert [r.get_attribute("data-id") for r in browser.find_elements(
+            By.CSS_SELECTOR, "#instances tbody tr")] == ["queued-0", "queued-1", "queued-2"]
+    store.close()
+
+
+def test_the_reports_schedule_and_queue_filters(tmp_path: Path, browser) -> None:
+    import datetime as dt
+
+    from genflow.queues import Queue
+    from genflow.render.report import write_report
+
+    store = SQLiteStore(tmp_path / "store.db")
+    engine = Engine(store, [Order, Fails, Pair, Hooks])
+    engine.queues.define(Queue("orders", concurrency=1))
+    engine.schedules.add("hourly", Order(), every=dt.timedelta(hours=1), overlap="allow")
+    started = engine.schedules.trigger("hourly")
+    for n in range(2):
+        engine.start(Order(), id=f"queued-{n}", queue="orders")
+    engine.start(Order(), id="plain")
+    index = write_report(engine, tmp_path / "report", svg=False)
+    store.close()
+    wait = WebDriverWait(browser, 20)
+    browser.get(index.as_uri())
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
+
+    def shown() -> list[str]:
+        return [r.get_attribute("data-id") for r in
+                browser.find_elements(By.CSS_SELECTOR, "#instances tbody tr")]
+
+    assert shown() == sorted([started, "queued-0", "queued-1", "plain"])
+    Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("hourly")
+    assert shown() == [started]
+    Select(browser.find_element(By.NAME, "schedule")).select_by_visible_text("any")
+    Select(browser.find_element(By.NAME, "queue")).select_by_visible_text("orders")
+    assert shown() == ["queued-0", "queued-1"]
+    assert browser.find_elements(By.CSS_SELECTOR, '#gf-schedules tr[data-schedule="hourly"]')

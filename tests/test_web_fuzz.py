@@ -37,6 +37,11 @@ def live(tmp_path_factory: pytest.TempPathFactory):
         engine.start(Order(), id=f"o{n}")
     engine.start(Fails(), id="f0")
     engine.start(Pair(), id="p0")
+    from genflow.queues import Queue
+
+    engine.queues.define(Queue("q0", concurrency=1))  # a schedule and a queue to read
+    engine.schedules.add("s0", Order(), every=3600, queue="q0")
+    engine.start(Order(), id="o-queued", queue="q0")
     with serving(engine) as base:
         yield base, engine
     store.close()

@@ -3,9 +3,10 @@
 `python docs/scripts/console_screenshots.py DIR` starts the console over a
 throwaway SQLite store holding a few pizza orders (one failed, one waiting
 for its payment), opens it in headless Chromium (selenium) and writes
-``console-list.png``, ``console-instance.png`` and ``console-failed.png`` into
-DIR. docs/hooks.py runs it after every build, so the pictures always show the
-console of the code that built the site; nothing is checked in.
+``console-list.png``, ``console-instance.png``, ``console-failed.png``,
+``console-schedules.png`` and ``console-queues.png`` into DIR. docs/hooks.py
+runs it after every build, so the pictures always show the console of the code
+that built the site; nothing is checked in.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-SHOTS = ("console-list.png", "console-instance.png", "console-failed.png")
+SHOTS = ("console-list.png", "console-instance.png", "console-failed.png",
+         "console-schedules.png", "console-queues.png")
 
 
 def main(out: Path) -> int:
@@ -46,6 +48,22 @@ def main(out: Path) -> int:
             engine.send(order, "checkout", {"customer": "Ada", "address": "1 Analytical Way"})
     engine.send("order-2", "confirm", {"manager": "Grace"})
     engine.start(Fails(), id="refund-7")
+    import datetime as dt
+
+    from genflow.queues import Queue
+
+    engine.queues.define(Queue("kitchen", concurrency=2, per_key=1, key="customer"))
+    engine.queues.define(Queue("couriers", concurrency=5, rate=10, per=60))
+    engine.schedules.add("nightly-orders", Order(), cron="0 2 * * *", timezone="Europe/Paris",
+                         jitter=dt.timedelta(minutes=5), catchup="all",
+                         catchup_window=dt.timedelta(hours=6))
+    engine.schedules.add("lunch-rush", PizzaOrder(), every=dt.timedelta(minutes=15),
+                         queue="kitchen", overlap="allow")
+    engine.schedules.trigger("nightly-orders")
+    engine.schedules.pause("lunch-rush")
+    for n, customer in enumerate(["Ada", "Grace", "Ada", "Edsger", "Barbara", "Ada"]):
+        engine.start(PizzaOrder(customer=customer), id=f"kitchen-{n + 1}", queue="kitchen")
+    engine.queues.admit()
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -68,6 +86,11 @@ def main(out: Path) -> int:
                 driver.get(f"{base}/instances/{instance}")
                 wait.until(lambda d: d.find_elements(By.ID, "gf-timeline"))
                 time.sleep(0.3)  # the marks are laid on the next frame
+                driver.save_screenshot(str(out / name))
+            for name, page, table in ((SHOTS[3], "schedules", "gf-schedules"),
+                                      (SHOTS[4], "queues", "gf-queues")):
+                driver.get(f"{base}/{page}")
+                wait.until(lambda d, table=table: d.find_elements(By.ID, table))
                 driver.save_screenshot(str(out / name))
     finally:
         driver.quit()

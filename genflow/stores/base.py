@@ -391,6 +391,16 @@ class Store(abc.ABC):
         """(waiting, running) entries of a queue."""
         raise _unsupported(self, "queues")
 
+    def queue_entries(self, queue: str, *, waiting: bool = True,
+                      after: tuple[int, int] | None = None,
+                      limit: int = 100) -> builtins.list[QueueEntry]:
+        """One page of a queue's entries in admission order (priority, then
+        `seq`), after the entry `after` = (priority, seq): the waiting ones
+        (`waiting`), or the admitted ones the queue still holds (running, or
+        within its rate window). A keyset read of the index the admission
+        reads; at most `limit` entries (a store keeping no queues has none)."""
+        return []
+
     def purge(self, before: _dt.datetime, *, statuses: Collection[str],
               workflow: str | None = None, exclude: Collection[str] = (), limit: int = 500,
               dry_run: bool = False) -> builtins.list[str]:

@@ -242,6 +242,16 @@ class SchedulingMemory:
                     running += 1
             return waiting, running
 
+    def queue_entries(self, queue: str, *, waiting: bool = True,
+                      after: tuple[int, int] | None = None,
+                      limit: int = 100) -> list[QueueEntry]:
+        with self._lock:
+            found = sorted((e for e in self._entries.values() if e.queue == queue
+                            and (e.admitted_at is None) == waiting
+                            and (after is None or (e.priority, e.seq) > after)),
+                           key=lambda e: (e.priority, e.seq))
+        return found[:max(limit, 0)]
+
     def _delete_queue_entry(self, instance_id: str) -> None:
         self._entries.pop(instance_id, None)
 

@@ -314,10 +314,12 @@ class SchedulingSQL(SQLStore):
                            self._time_in(admitted_at))
         if entry.admitted_at is not None:
             return entry, 0
+        # two ranges of the index `queue_waiting` (an OR of them would read it all)
         ahead = self._run(self._one, self._q(
-            "SELECT count(*) FROM <queue_entries> WHERE queue = ? AND admitted_at IS NULL "
-            "AND (priority < ? OR (priority = ? AND seq < ?))"),
-            (queue, priority, priority, seq))
+            "SELECT (SELECT count(*) FROM <queue_entries> WHERE queue = ? AND admitted_at IS NULL "
+            "AND priority < ?) + (SELECT count(*) FROM <queue_entries> WHERE queue = ? "
+            "AND admitted_at IS NULL AND priority = ? AND seq < ?)"),
+            (queue, priority, queue, priority, seq))
         return entry, int(ahead[0]) + 1
 
     def queue_counts(self, name: str) -> tuple[int, int]:
@@ -330,6 +332,32 @@ class SchedulingSQL(SQLStore):
             f"WHERE q.queue = ? AND q.admitted_at IS NOT NULL AND i.status NOT IN ({_ENDED_SQL})"),
             (name,))
         return int(waiting[0]), int(running[0])
+
+    def queue_entries(self, queue: str, *, waiting: bool = True,
+                      after: tuple[int, int] | None = None,
+                      limit: int = 100) -> list[QueueEntry]:
+        # the waiting: ranges of the index `queue_waiting` (queue, priority, seq); the
+        # admitted: those of `queue_admitted`, as few as the admission reads each round.
+        # After (p, s): the rest of priority p, then the priorities above it: two seeks
+        # (a row value `(priority, seq) > (p, s)` seeks on the priority alone in SQLite)
+        base = (f"SELECT {_ENTRY} FROM <queue_entries> WHERE queue = ? AND admitted_at IS "
+                + ("NULL" if waiting else "NOT NULL"))
+        limit = max(limit, 0)
+        parts: list[tuple[str, list[Any]]]
+        if after is None:
+            parts = [(" ORDER BY priority, seq LIMIT ?", [queue])]
+        else:
+            parts = [(" AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                      [queue, after[0], after[1]]),
+                     (" AND priority > ? ORDER BY priority, seq LIMIT ?", [queue, after[0]])]
+        t = self._time_in
+        found: list[QueueEntry] = []
+        for tail, params in parts:
+            if len(found) >= limit:
+                break
+            rows = self._run(self._all, self._q(base + tail), [*params, limit - len(found)])
+            found += [QueueEntry(i, q, k, p, s, t(e), t(a)) for i, q, k, p, s, e, a in rows]
+        return found
 
     # -- retention --
 

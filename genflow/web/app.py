@@ -35,12 +35,14 @@ from genflow.errors import (
     GenflowError,
     InstanceNotFoundError,
     NotWaitingError,
+    ScheduleError,
     StaleCallbackError,
     UnknownEventError,
     UnknownThreadError,
     WorkflowFinishedError,
 )
 from genflow.registry import registered
+from genflow.render import operating
 from genflow.render.svg import dot_program
 from genflow.render.views import Diagrams, asset, marks_css
 from genflow.web import pages
@@ -54,7 +56,7 @@ from genflow.web.errors import (
     status_for,
 )
 from genflow.web.inputs import as_object, field, parse_json, read_body, workflow_data
-from genflow.web.listing import Filters, list_rows
+from genflow.web.listing import MAX_LIMIT, Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
 from genflow.web.views import instance_json, view_of
@@ -180,6 +182,7 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
         Route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}",
               guarded(api_send_typed), methods=["POST"]),
         Route("/api/v1/callbacks/{token}", api_callback, methods=["POST"]),
+        *_operating_routes(guarded),
     ]
     app = Starlette(routes=routes, exception_handlers={
         GenflowError: _error_response, HTTPException: _http_error, Exception: _bug},
@@ -325,11 +328,12 @@ async def page_instances(request: Request, config: WebConfig, user: str) -> Resp
     filters = Filters.from_query(request.query_params)
     rows, after = await run_in_threadpool(list_rows, config.engine, filters)
     total = None
-    if not filters.q:
+    if filters.counted():
         total = await run_in_threadpool(
             config.engine.store.count, workflow=filters.workflow,
             status=filters.store_status(), waiting=filters.waiting)
-    return HTMLResponse(pages.list_page(request, config, user, filters, rows, after, total))
+    return HTMLResponse(await run_in_threadpool(pages.list_page, request, config, user, filters,
+                                                rows, after, total))
 
 
 async def page_instance(request: Request, config: WebConfig, user: str) -> Response:
@@ -537,3 +541,159 @@ async def api_callback(request: Request) -> Response:
     except GenflowError as exc:
         return await _error_response(request, exc)
 
+
+
+# -- schedules and queues: the console's pages and the API --------------------------------------
+
+
+def _operating_routes(guarded: Any) -> list[Route]:
+    return [
+        Route("/schedules", guarded(page_schedules, html=True)),
+        Route("/queues", guarded(page_queues, html=True)),
+        Route("/queues/{name}", guarded(page_queue, html=True)),
+        Route("/console/schedules/{id}/{action}", guarded(console_schedule_action),
+              methods=["POST"]),
+        Route("/api/v1/schedules", guarded(api_schedules)),
+        Route("/api/v1/schedules/{id}", guarded(api_schedule)),
+        Route("/api/v1/schedules/{id}/{action}", guarded(api_schedule_action),
+              methods=["POST"]),
+        Route("/api/v1/queues", guarded(api_queues)),
+        Route("/api/v1/queues/{name}", guarded(api_queue)),
+    ]
+
+
+#: what an operator may do to a schedule (`Schedules.pause`, `.resume`, `.trigger`)
+_SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
+#: the waiting instances the queues page shows per queue (its own page has them all, paged)
+_FIRST_WAITING = 10
+
+
+def _whole(query: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _schedule_action(config: WebConfig, schedule_id: str, action: str
+                     ) -> tuple[str, dict[str, Any], str | None]:
+    """Do `action` to the schedule: (what was done, the schedule's view, the instance
+    a trigger started)."""
+    if action not in _SCHEDULE_ACTIONS:
+        raise NotFoundError(f"no schedule action {action!r}: use one of "
+                            f"{', '.join(_SCHEDULE_ACTIONS)}")
+    schedules = config.engine.schedules
+    started = None
+    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                 config.engine.clock())
+    if view["state"] == "unreadable":  # ScheduleNotFoundError above; this: refused, as it is
+        raise ScheduleError(f"schedule {schedule_id!r} is not read, so no {action}: "
+                            f"{view['error']} (delete it, or run the genflow that wrote it)")
+    if action == "trigger":
+        try:
+            started = schedules.trigger(schedule_id)
+        except GenflowError:
+            raise
+        except Exception as exc:  # its factory failed: the tick's transaction wrote nothing
+            raise ScheduleError(f"schedule {schedule_id!r}: the tick could not start its "
+                                f"instance: {type(exc).__name__}: {exc}") from None
+        message = (f"triggered: started {started}" if started else
+                   "triggered, but skipped: its previous run is still going (overlap 'skip')")
+    else:
+        getattr(schedules, action)(schedule_id)
+        message = "paused: no tick fires until it is resumed" if action == "pause" else \
+            "resumed: it fires from its next tick"
+    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                 config.engine.clock())
+    return message, view, started
+
+
+async def page_schedules(request: Request, config: WebConfig, user: str) -> Response:
+    views = await run_in_threadpool(operating.schedules_data, config.engine)
+    return HTMLResponse(pages.schedules_page(request, config, user, views,
+                                             _csrf(request, config)))
+
+
+async def page_queues(request: Request, config: WebConfig, user: str) -> Response:
+    views = await run_in_threadpool(operating.queues_data, config.engine,
+                                    waiting=_FIRST_WAITING)
+    return HTMLResponse(pages.queues_page(request, config, user, views))
+
+
+async def page_queue(request: Request, config: WebConfig, user: str) -> Response:
+    view, waiting, after = await run_in_threadpool(_queue, config, request)
+    return HTMLResponse(pages.queue_page(request, config, user, view, waiting, after,
+                                         first=not request.query_params.get("after")))
+
+
+def _queue(config: WebConfig, request: Request
+           ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+    name = request.path_params["name"]
+    limit = _whole(request.query_params, "limit", 50, 1, MAX_LIMIT)
+    queues = config.engine.queues
+    record = queues.get(name)  # QueueNotFoundError: 404
+    page, after = queues.waiting(name, after=request.query_params.get("after") or None,
+                                 limit=limit)
+    view = operating.queue_view(record, *queues.counts(name))
+    return view, [operating.waiting_view(e, p) for e, p in page], after
+
+
+async def console_schedule_action(request: Request, config: WebConfig, user: str) -> Response:
+    """An operator's pause / resume / trigger from the schedules page (confirmed in
+    the page; the session's CSRF header checked by `WebConfig.user`). A trigger's
+    instance gets an `operator` journal entry saying who asked."""
+    schedule_id, action = request.path_params["id"], request.path_params["action"]
+    engine = config.engine
+
+    def run() -> dict[str, Any]:
+        message, view, started = _schedule_action(config, schedule_id, action)
+        log.info("schedule %s: %s by %s (console)", schedule_id, action, user,
+                 extra={"schedule": schedule_id, "user": user})
+        if started is not None:
+            engine.store.append_journal(started, [("operator", {
+                "action": "trigger", "by": user, "via": "console", "schedule": schedule_id,
+                "what": schedule_id})], engine.clock())
+        return {"message": f"{schedule_id}: {message}", "schedule": view, "started": started}
+
+    return _json(await run_in_threadpool(run))
+
+
+async def api_schedules(request: Request, config: WebConfig, user: str) -> Response:
+    fire_times = _whole(request.query_params, "next", 5, 0, operating.MAX_FIRE_TIMES)
+    views = await run_in_threadpool(operating.schedules_data, config.engine,
+                                    fire_times=fire_times)
+    return _json({"items": views})
+
+
+async def api_schedule(request: Request, config: WebConfig, user: str) -> Response:
+    fire_times = _whole(request.query_params, "next", 5, 0, operating.MAX_FIRE_TIMES)
+    engine = config.engine
+
+    def read() -> dict[str, Any]:
+        record = engine.store.get_schedule(request.path_params["id"])
+        return operating.record_view(record, engine.clock(), fire_times=fire_times)
+
+    return _json(await run_in_threadpool(read))
+
+
+async def api_schedule_action(request: Request, config: WebConfig, user: str) -> Response:
+    schedule_id, action = request.path_params["id"], request.path_params["action"]
+
+    def run() -> dict[str, Any]:
+        _, view, started = _schedule_action(config, schedule_id, action)
+        return {"schedule": view, "started": started} if action == "trigger" else view
+
+    return _json(await run_in_threadpool(run))
+
+
+async def api_queues(request: Request, config: WebConfig, user: str) -> Response:
+    return _json({"items": await run_in_threadpool(operating.queues_data, config.engine)})
+
+
+async def api_queue(request: Request, config: WebConfig, user: str) -> Response:
+    view, waiting, after = await run_in_threadpool(_queue, config, request)
+    return _json({**view, "waiting_instances": waiting, "next": after})

@@ -11,12 +11,16 @@ from genflow.errors import (
     ConcurrencyError,
     DefinitionError,
     DuplicateInstanceError,
+    DuplicateScheduleError,
     EventError,
     GenflowError,
     HandlerError,
     InstanceNotFoundError,
     MoveError,
     PayloadError,
+    QueueNotFoundError,
+    ScheduleError,
+    ScheduleNotFoundError,
     SerializationError,
     StaleCallbackError,
     UnknownWorkflowError,
@@ -75,6 +79,11 @@ _STATUSES: list[tuple[type[BaseException], int]] = [
     (HandlerError, 422),
     (SerializationError, 422),
     (DefinitionError, 422),
+    # schedules and queues (genflow.schedules, genflow.queues)
+    (ScheduleNotFoundError, 404),
+    (QueueNotFoundError, 404),
+    (DuplicateScheduleError, 409),
+    (ScheduleError, 422),
     (GenflowError, 409),
 ]
 

@@ -43,6 +43,18 @@ ROUTES: list[tuple[str, str, str, str]] = [
      "Answer one wait through a signed callback URL"),
     ("get", "/api/v1/workflows", "list_workflows", "The workflows this server runs, with events"),
     ("get", "/api/v1/openapi.json", "openapi", "This description"),
+    ("get", "/api/v1/schedules", "list_schedules",
+     "Every schedule: its definition, next fire times and last tick"),
+    ("get", "/api/v1/schedules/{id}", "get_schedule", "One schedule"),
+    ("post", "/api/v1/schedules/{id}/pause", "pause_schedule",
+     "Pause a schedule: no tick fires until it is resumed"),
+    ("post", "/api/v1/schedules/{id}/resume", "resume_schedule",
+     "Resume a schedule from its next tick after now"),
+    ("post", "/api/v1/schedules/{id}/trigger", "trigger_schedule",
+     "Fire one tick now, under the overlap policy"),
+    ("get", "/api/v1/queues", "list_queues", "Every queue: its limits, running and waiting"),
+    ("get", "/api/v1/queues/{name}", "get_queue",
+     "One queue and its waiting instances in admission order, paged"),
 ]
 
 
@@ -53,7 +65,8 @@ def _responses(ok: dict[str, Any] | None, *codes: int, created: bool = False
     out[good] = {"description": "done", "content": {"application/json": {
         "schema": ok or {"type": "object"}}}}
     words = {400: "the body is not JSON", 401: "no valid token",
-             403: "a forged or altered callback token", 404: "no such instance or workflow",
+             403: "a forged or altered callback token",
+             404: "no such instance, workflow, schedule or queue",
              409: "refused in the instance's present state (nothing changed)",
              410: "the wait this callback answered is over",
              413: "the body is over the server's size limit",
@@ -91,11 +104,16 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "description": "only failed instances"},
            {"name": "q", "in": "query", "schema": {"type": "string"},
             "description": "only ids that start with this"},
+           {"name": "schedule", "in": "query", "schema": {"type": "string"},
+            "description": "only the instances this schedule started (ids `ID@tick`)"},
+           {"name": "queue", "in": "query", "schema": {"type": "string"},
+            "description": "only the instances this queue holds: running, then waiting in "
+                           "admission order (its own `next`)"},
            {"name": "after", "in": "query", "schema": {"type": "string"},
             "description": "the `next` of the previous page"},
            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                        "maximum": 500}}],
-       responses=_responses(listing, 401, 422))
+       responses=_responses(listing, 401, 404, 422))
     start = {"type": "object", "required": ["workflow"], "properties": {
         "workflow": {"type": "string"}, "data": {"type": "object"},
         "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"}}}
@@ -138,6 +156,8 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
     op("get", "/api/v1/openapi.json", operationId="openapi", summary=ROUTES[10][3],
        responses=_responses({"type": "object"}, 401))
 
+    _operating(op)
+
     for info in workflows:
         slug = _slug(info.name)
         data = builder.schema(info.cls)
@@ -178,12 +198,14 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "wake_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
             "waiting_for": {"type": "array", "items": {"type": "string"}},
             "data": {}, "threads": {"type": "array", "items": {"type": "object"}}}},
+        **_OPERATING_SCHEMAS,
         **builder.components,
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": f"{title} HTTP API", "version": "1",
-                 "description": "Start instances, deliver events, read and repair them. "
+                 "description": "Start instances, deliver events, read and repair them; "
+                                "read, pause, resume and trigger schedules; read queues. "
                                 "Every refusal is a 4xx with the error's type and message; "
                                 "a refused request changes nothing."},
         "servers": [{"url": server_url}],
@@ -196,3 +218,87 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+
+
+# -- schedules and queues ---------------------------------------------------------------------
+
+_SCHEDULE = {"$ref": "#/components/schemas/Schedule"}
+_QUEUE = {"$ref": "#/components/schemas/Queue"}
+_TIME = {"type": ["string", "null"], "description": "ISO 8601"}
+_NUMBER = {"type": ["number", "null"]}
+_OPERATING_SCHEMAS: dict[str, Any] = {
+    "Schedule": {"type": "object", "required": ["id", "workflow", "spec", "paused", "state",
+                                                "next_fire_times"], "properties": {
+        "id": {"type": "string"}, "workflow": {"type": "string"},
+        "spec": {"type": "string", "description": "`cron '0 2 * * *' (UTC)` / `every 0:15:00`"},
+        "cron": {"type": ["string", "null"]},
+        "every": {**_NUMBER, "description": "the interval in seconds"},
+        "timezone": {"type": "string"}, "paused": {"type": "boolean"},
+        "state": {"type": "string", "enum": ["active", "paused", "ended"]},
+        "catchup": {"type": "string", "enum": ["skip", "all", "latest"]},
+        "catchup_window": {**_NUMBER, "description": "seconds (null: no window)"},
+        "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]},
+        "jitter": {"type": "number"}, "queue": {"type": ["string", "null"]},
+        "priority": {"type": "integer"}, "factory": {"type": ["string", "null"]},
+        "start": _TIME, "end": _TIME, "next_tick": _TIME, "due_at": _TIME,
+        "next_fire_times": {"type": "array", "items": {"type": "string"}},
+        "last_tick": _TIME, "last_instance": {"type": ["string", "null"]},
+        "fired": {"type": "integer"}, "skipped": {"type": "integer"},
+        "error": {"type": "string"}, "version": {"type": "integer"}, "data": {},
+        "as_of": _TIME}},
+    "Queue": {"type": "object", "required": ["name", "waiting", "running"], "properties": {
+        "name": {"type": "string"}, "concurrency": {"type": ["integer", "null"]},
+        "per_key": {"type": ["integer", "null"]}, "rate": {"type": ["integer", "null"]},
+        "period": {**_NUMBER, "description": "the rate's period in seconds"},
+        "limits": {"type": "string"}, "waiting": {"type": "integer"},
+        "running": {"type": "integer"}, "updated_at": _TIME}},
+    "Waiting": {"type": "object", "required": ["id", "position"], "properties": {
+        "id": {"type": "string"}, "position": {"type": "integer", "minimum": 1},
+        "key": {"type": "string"}, "priority": {"type": "integer"},
+        "enqueued_at": _TIME}},
+}
+
+
+def _operating(op: Any) -> None:
+    """The schedules' and queues' operations (`ROUTES` from list_schedules on)."""
+    summary = {operation: text for _, _, operation, text in ROUTES}
+    sid = {"name": "id", "in": "path", "required": True,
+           "schema": {"type": "string", "minLength": 1}, "description": "the schedule's id"}
+    fire_times = {"name": "next", "in": "query", "description": "how many next fire times",
+                  "schema": {"type": "integer", "minimum": 0, "maximum": 100}}
+    items = {"type": "object", "required": ["items"], "properties": {
+        "items": {"type": "array", "items": _SCHEDULE}}}
+    op("get", "/api/v1/schedules", operationId="list_schedules", tags=["schedules"],
+       summary=summary["list_schedules"], parameters=[fire_times],
+       responses=_responses(items, 401, 422))
+    op("get", "/api/v1/schedules/{id}", operationId="get_schedule", tags=["schedules"],
+       summary=summary["get_schedule"], parameters=[sid, fire_times],
+       responses=_responses(_SCHEDULE, 401, 404, 422))
+    for action in ("pause", "resume"):
+        op("post", f"/api/v1/schedules/{{id}}/{action}", operationId=f"{action}_schedule",
+           tags=["schedules"], summary=summary[f"{action}_schedule"], parameters=[sid],
+           responses=_responses(_SCHEDULE, 401, 404, 409))
+    triggered = {"type": "object", "required": ["schedule", "started"], "properties": {
+        "schedule": _SCHEDULE, "started": {
+            "type": ["string", "null"],
+            "description": "the instance the tick started (null: the overlap policy skipped it)"}}}
+    op("post", "/api/v1/schedules/{id}/trigger", operationId="trigger_schedule",
+       tags=["schedules"], summary=summary["trigger_schedule"], parameters=[sid],
+       responses=_responses(triggered, 401, 404, 409, 422))
+    queues = {"type": "object", "required": ["items"], "properties": {
+        "items": {"type": "array", "items": _QUEUE}}}
+    op("get", "/api/v1/queues", operationId="list_queues", tags=["queues"],
+       summary=summary["list_queues"], responses=_responses(queues, 401))
+    one = {"allOf": [_QUEUE, {"type": "object", "required": ["waiting_instances", "next"],
+                              "properties": {
+        "waiting_instances": {"type": "array", "items": {"$ref": "#/components/schemas/Waiting"}},
+        "next": {"type": ["string", "null"], "description": "`after` for the next page"}}}]}
+    op("get", "/api/v1/queues/{name}", operationId="get_queue", tags=["queues"],
+       summary=summary["get_queue"], parameters=[
+           {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1}, "description": "the queue's name"},
+           {"name": "after", "in": "query", "schema": {"type": "string"},
+            "description": "the `next` of the previous page"},
+           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                       "maximum": 500}}],
+       responses=_responses(one, 401, 404, 422))

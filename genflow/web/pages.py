@@ -13,6 +13,7 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from genflow.render import operating
 from genflow.render.graph import build_graph
 from genflow.render.views import Diagram, diagrams_html, legend, page_html
 from genflow.state import WorkflowStatus
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
     from genflow.web.catalog import WorkflowInfo
     from genflow.web.listing import Filters
 
-__all__ = ["NAV", "error_page", "instance_page", "list_page", "login_page", "workflows_page"]
+__all__ = ["NAV", "error_page", "instance_page", "list_page", "login_page", "queue_page",
+           "queues_page", "schedules_page", "workflows_page"]
 
 #: The console's resources: (title, path), in the title bar of every page.
 NAV = [("Instances", "/instances"), ("Workflows", "/workflows"),
+       ("Schedules", "/schedules"), ("Queues", "/queues"),
        ("API", "/api/v1/openapi.json")]
 esc = html.escape
 
@@ -66,6 +69,7 @@ def list_page(request: Request, config: WebConfig, user: str, filters: Filters,
         + select("waiting", "waiting for", events, filters.waiting)
         + f'<label>failed<input type="checkbox" name="failed" value="true"'
           f'{" checked" if filters.failed else ""}></label>'
+        + _operating_filters(config, filters, select)
         + '<button type="submit" id="gf-filter">filter</button></form>')
     shown = f"{len(rows)} shown"
     summary = (f"{total} instance(s) match; {shown}" if total is not None else shown)
@@ -138,3 +142,79 @@ def login_page(request: Request, title: str, target: str, problem: str) -> str:
 def error_page(request: Request, status: int, kind: str, message: str) -> str:
     body = (f"<h1>{status}: {esc(kind)}</h1><p class=\"problem\">{esc(message)}</p>")
     return _page(request, f"{status} {kind}", body, {"mode": "static"})
+
+
+# -- schedules and queues (genflow.render.operating draws their tables) ----------------------
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _links(base: str) -> dict[str, Any]:
+    quote = urllib.parse.quote
+
+    def query(name: str, value: str) -> str:
+        return f"{base}/instances?{urllib.parse.urlencode({name: value})}"
+
+    return {"instance": lambda i: f"{base}/instances/{quote(i, safe='')}",
+            "started": lambda sid: query("schedule", sid),
+            "queue": lambda name: f"{base}/queues/{quote(name, safe='')}",
+            "members": lambda name: query("queue", name)}
+
+
+def _operating_filters(config: WebConfig, filters: Filters, select: Any) -> str:
+    """The instance list's schedule and queue filters (their names from the store)."""
+    store = config.engine.store
+    schedules = [r.id for r in store.list_schedules()]
+    queues = [q.name for q in store.list_queues()]
+    for current, known in ((filters.schedule, schedules), (filters.queue, queues)):
+        if current is not None and current not in known:
+            known.append(current)  # a deleted schedule's instances stay: keep it selectable
+    return (select("schedule", "started by schedule", schedules, filters.schedule)
+            + select("queue", "in queue", queues, filters.queue))
+
+
+def schedules_page(request: Request, config: WebConfig, user: str,
+                   views: list[dict[str, Any]], csrf: str) -> str:
+    links = _links(_base(request))
+    body = ('<h1>Schedules</h1><div id="gf-message"></div>'
+            + operating.schedules_table(views, instance=links["instance"],
+                                        started=links["started"], actions=True))
+    return _page(request, f"{config.title}: schedules", body,
+                 {"mode": "schedules", "csrf": csrf}, user)
+
+
+def queues_page(request: Request, config: WebConfig, user: str,
+                views: list[dict[str, Any]]) -> str:
+    links = _links(_base(request))
+    parts = ["<h1>Queues</h1>", operating.queues_table(views, queue=links["queue"],
+                                                      members=links["members"])]
+    for view in views:
+        parts.append(f'<section class="gf-queue-waiting" id="q-{esc(view["name"])}">'
+                     f'<h2>{esc(view["name"])}: waiting for admission</h2>'
+                     + operating.waiting_table(view.get("first_waiting", []),
+                                               instance=links["instance"], name=view["name"]))
+        if view.get("more_waiting"):
+            parts.append(f'<p><a href="{esc(links["queue"](view["name"]))}">all '
+                         f'{view["waiting"]} waiting →</a></p>')
+        parts.append("</section>")
+    return _page(request, f"{config.title}: queues", "".join(parts), {"mode": "static"}, user)
+
+
+def queue_page(request: Request, config: WebConfig, user: str, view: dict[str, Any],
+               waiting: list[dict[str, Any]], after: str | None, first: bool) -> str:
+    base = _base(request)
+    links = _links(base)
+    here = links["queue"](view["name"])
+    pager = "".join([
+        f'<a href="{esc(here)}">← first page</a> ' if not first else "",
+        f'<a id="gf-next" href="{esc(here)}?{esc(urllib.parse.urlencode({"after": after}))}">'
+        "next page →</a>" if after else ""])
+    body = (f"<h1>Queue {esc(view['name'])}</h1>"
+            + operating.queues_table([view], queue=links["queue"], members=links["members"])
+            + "<h2>Waiting for admission, in admission order</h2>"
+            + operating.waiting_table(waiting, instance=links["instance"], name=view["name"])
+            + f'<div class="gf-pager">{pager}</div>')
+    return _page(request, f"{config.title}: queue {view['name']}", body, {"mode": "static"},
+                 user)

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from genflow.codec import unstructure
+from genflow.describe import describe
 from genflow.render.views import instance_view
 from genflow.state import ThreadStatus
 
@@ -38,8 +39,17 @@ def view_of(config: WebConfig, instance_id: str) -> dict[str, Any]:
     """The console's view of one instance (`genflow.render.views.instance_view`)."""
     engine = config.engine
     instance = engine.get(instance_id)
-    return instance_view(instance, now=engine.clock(), journal=engine.store.journal(instance_id),
+    now = engine.clock()
+    view = instance_view(instance, now=now, journal=engine.store.journal(instance_id),
                          diagrams=config.diagrams)
+    place = engine.queues.place(instance_id)
+    if place is not None:  # where it stands in its queue, in `genflow show`'s words
+        view["queue"] = place.text()
+        view["text"] = describe(instance.state, instance.data, now=now,
+                                attempts=instance.attempts, error=instance.error,
+                                wake_at=instance.wake_at, updated_at=instance.updated_at,
+                                queue=place.text())
+    return view
 
 
 def plain(value: Any) -> Any:

@@ -4,7 +4,8 @@
  * genflow.render.views; `data.mode` says which page it is:
  *   "report"   every instance of the static report, filtered and paged here;
  *   "list"     one page of the console's instance list (paged by the server);
- *   "instance" one instance in the console, kept live by polling the server.
+ *   "instance" one instance in the console, kept live by polling the server;
+ *   "schedules" the console's schedules (tables drawn by the server): its actions.
  * Every text is put in with textContent (never innerHTML): payloads and data
  * are whatever outside systems sent.
  */
@@ -79,6 +80,8 @@ const GF = (() => {
     if (filters.status && row.status !== filters.status) return false;
     if (filters.waiting && !(row.waiting_for || []).includes(filters.waiting)) return false;
     if (filters.failed && !row.failed) return false;
+    if (filters.schedule && row.schedule !== filters.schedule) return false;
+    if (filters.queue && row.queue !== filters.queue) return false;
     return true;
   }
 
@@ -272,7 +275,10 @@ const GF = (() => {
       select("status", "status", data.statuses || []),
       select("waiting", "waiting for", data.events || []),
       el("label", {}, "failed", el("input", { type: "checkbox", name: "failed",
-        onchange: (e) => { filters.failed = e.target.checked; changed(); } })));
+        onchange: (e) => { filters.failed = e.target.checked; changed(); } })),
+      (data.schedules || []).length ? select("schedule", "started by schedule",
+        data.schedules) : "",
+      (data.queues || []).length ? select("queue", "in queue", data.queues) : "");
   }
 
   // -- the console -------------------------------------------------------------------------
@@ -424,12 +430,55 @@ const GF = (() => {
     setInterval(refresh, data.poll_ms || 2000);
   }
 
+  // -- the schedules page: its actions, each confirmed, posted with the CSRF header -------
+
+  function schedules(data) {
+    const message = document.getElementById("gf-message");
+    const say = (ok, text) => message && message.replaceChildren(
+      el("div", { class: `gf-message ${ok ? "ok" : "bad"}`, text }));
+    const said = sessionStorage.getItem("gf-message");
+    if (said) {
+      sessionStorage.removeItem("gf-message");
+      say(true, said);
+    }
+    for (const button of document.querySelectorAll("button.gf-schedule-action")) {
+      button.addEventListener("click", () => {
+        const { action, schedule, confirm } = button.dataset;
+        const box = el("dialog", { id: "gf-dialog" });
+        const form = el("form", { method: "dialog" }, el("strong", { text: confirm }),
+          el("div", { class: "gf-actions" },
+            el("button", { type: "button", id: "gf-dialog-cancel",
+              onclick: () => { box.close(); box.remove(); } }, "Back"),
+            el("button", { type: "submit", id: "gf-confirm", class: "danger" },
+              `Yes, ${action}`)));
+        form.addEventListener("submit", async (event) => {
+          event.preventDefault();
+          box.close();
+          box.remove();
+          try {
+            const result = await call(`/console/schedules/${encodeURIComponent(schedule)}/` +
+              action, { method: "POST", headers: { "Content-Type": "application/json" },
+              body: "{}" });
+            sessionStorage.setItem("gf-message", result.message);
+            location.reload();
+          } catch (error) {
+            say(false, error.message);
+          }
+        });
+        box.append(form);
+        document.body.append(box);
+        box.showModal();
+      });
+    }
+  }
+
   function start() {
     const data = JSON.parse(document.getElementById("gf-data").textContent);
     window.GF_DATA = data;
     if (data.mode === "report") report(data);
     else if (data.mode === "list") list(data);
     else if (data.mode === "instance") instance(data);
+    else if (data.mode === "schedules") schedules(data);
   }
 
   return { start, applyMarks, timelineTable, matches };
