@@ -34,7 +34,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -587,7 +587,7 @@ class Engine:
         finally:
             self._release(record.id, saver.record)
 
-    def _together(self, ops: list[_Ops]) -> None:
+    def _together(self, ops: Sequence[_Ops]) -> None:
         """Drive several instances' operations side by side, as `drive` drives
         one: each runs until it yields a call (user code, or a save: a
         checkpoint or its last save); the user code runs at once, and the saves
