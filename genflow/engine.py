@@ -102,6 +102,9 @@ _UNWINDING = ThreadStatus.UNWINDING
 _RESUMING = WorkflowStatus.RESUMING
 #: threads that move as soon as a worker runs them (a step to run, a thread to move on)
 _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
+#: how long a save waits for others to share its commit in a worker round, at
+#: most (`Engine._together`): user code that takes as long has them saved first
+_SHARE_BUDGET = 0.001
 #: the longest instance id a store keeps (ids are primary keys on every store)
 MAX_ID_LENGTH = 255
 
@@ -589,47 +592,74 @@ class Engine:
 
     def _together(self, ops: Sequence[_Ops]) -> None:
         """Drive several instances' operations side by side, as `drive` drives
-        one: each runs until it yields a call (user code, or a save: a
-        checkpoint or its last save); the user code runs at once, and the saves
-        reached in the same turn run in one transaction, so they share a
-        commit. Each instance still goes on only after its own save has
-        committed (a commit that fails is raised into every operation whose
-        save it held), so what a checkpoint guarantees does not change; a
-        crash loses at most the saves of one turn, whose steps then run again,
-        as a crash in a step would make them."""
+        one: each turn, each operation runs until its next save (a durable
+        checkpoint, or its last save), and the saves of a turn run in one
+        transaction, so they share a commit. Each instance goes on only after
+        its own save has committed (a commit that fails is raised into every
+        operation whose save it held), so what a checkpoint guarantees does
+        not change.
+
+        While saves wait for the turn's commit, other instances' user code
+        runs, and a crash then would run their finished steps again (at least
+        once, as a crash in a step would). So the waiting is bounded: when
+        user code is slow (the last call took `_SHARE_BUDGET` or more) or the
+        oldest waiting save has waited that long, the waiting saves commit
+        before the next user code runs. Quick steps share commits; slow ones
+        are saved as they end, as one instance at a time would be."""
         settle = self._settle
         live: list[list[Any]] = [[op, None, None] for op in ops]  # op, value, error
+        clock = time.perf_counter
+        budget = _SHARE_BUDGET
+        slow = False
         try:
             while live:
                 saves: list[tuple[list[Any], Any]] = []
+                since = 0.0
                 going = []
                 for entry in live:
-                    op, value, error = entry
-                    try:
-                        call = op.throw(error) if error is not None else op.send(value)
-                    except StopIteration:
-                        continue
-                    going.append(entry)
-                    fn = call[0]
-                    if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
-                        saves.append((entry, call))  # (a checkpoint that saves, a last save)
-                        continue
-                    entry[1], entry[2] = _call(call)
+                    op = entry[0]
+                    while True:  # run this one until it reaches a save, or ends
+                        value, error = entry[1], entry[2]
+                        entry[1] = entry[2] = None
+                        try:
+                            call = op.throw(error) if error is not None else op.send(value)
+                        except StopIteration:
+                            break
+                        fn = call[0]
+                        if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
+                            if not saves:
+                                since = clock()
+                            saves.append((entry, call))  # (a checkpoint that saves, a last save)
+                            going.append(entry)
+                            break
+                        if type(fn) is not _Saver and saves and (
+                                slow or clock() - since >= budget):
+                            self._save_together(saves)  # before user code: they waited enough
+                            saves = []
+                        began = clock()
+                        entry[1], entry[2] = _call(call)
+                        if type(fn) is not _Saver:
+                            slow = clock() - began >= budget
                 live = going
-                if len(saves) == 1:
-                    entry, call = saves[0]
-                    entry[1], entry[2] = _call(call)
-                elif saves:
-                    try:
-                        with self.store.transaction():
-                            for entry, call in saves:
-                                entry[1], entry[2] = _call(call)
-                    except BaseException as exc:  # not committed: no save of the turn stands
-                        for entry, _ in saves:
-                            entry[1], entry[2] = None, exc
+                self._save_together(saves)
         finally:
             for entry in live:  # (an operation raised: the others stop, releasing)
                 entry[0].close()
+
+    def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
+        """Run the saves of a turn in one transaction; each one's outcome goes
+        back to its operation (a failed commit: to every one of them)."""
+        if len(saves) == 1:
+            entry, call = saves[0]
+            entry[1], entry[2] = _call(call)
+        elif saves:
+            try:
+                with self.store.transaction():
+                    for entry, call in saves:
+                        entry[1], entry[2] = _call(call)
+            except BaseException as exc:  # not committed: no save of the turn stands
+                for entry, _ in saves:
+                    entry[1], entry[2] = None, exc
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,
