@@ -16,12 +16,12 @@ WORKLOADS = {
     "w2": "w2_long_running",
     "scale": "scale",
 }
-OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch",
+OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch", "w5": "w5_scale",
             "postgres": "postgres_workers", "check": "deploy_check", "journal": "journal_cost",
             "icount": "instructions",
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
             "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit",
-            "oppages": "operating_pages",
+            "children": "children", "oppages": "operating_pages", "fanout": "fan_out",
             "group": "group_commit", "scale1m": "batch_scale", "timers": "timers_scale"}
 
 

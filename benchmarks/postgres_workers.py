@@ -24,7 +24,6 @@ import attrs
 import genflow
 from genflow import For, Step
 from genflow.engine import Engine
-from genflow.runtime import drive
 
 from .common import Figure, figure
 
@@ -86,9 +85,7 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
 
 def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = True) -> None:
     store = _store(url, schema, synchronous_commit=sync)
-    engine = Engine(store)
-    if not shared:  # a round's instances one after the other, a commit per save (as before)
-        engine.run_due = lambda limit=100: drive(engine._run_due(limit))  # type: ignore[method-assign]
+    engine = Engine(store, share_commits=shared)  # (off: one after the other, as before)
     go.wait()
     done = engine.work(until_idle=True, batch=10)
     with moved.get_lock():

@@ -48,7 +48,7 @@ def fire_all(url: str, n: int) -> float:
     clock = FakeClock()
 
     def make(store: Any) -> Engine:
-        return Engine(store, clock=clock)
+        return Engine(store, clock=clock, share_commits=True)
 
     run_batch(url, starts=((f"t{k:07}", Nap()) for k in range(n)), engine=make,
               progress=False, commit_every=500)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from genflow.children import Child, Children
 from genflow.clock import FakeClock
 from genflow.errors import (
     Cancelled,
+    ChildFailed,
     ConcurrencyError,
     CorruptStateError,
     DefinitionError,
@@ -131,15 +133,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [  # noqa: RUF022 - grouped by what they are for
     # statements
-    "Break", "Case", "Continue", "Default", "For", "Go", "If", "On", "Raise", "Retry",
-    "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try", "Wait", "WaitFor",
-    "WaitGroup",
+    "Break", "Case", "Child", "Children", "Continue", "Default", "For", "Go", "If", "On",
+    "Raise", "Retry", "Return", "S", "Section", "Sleep", "Step", "Switch", "Timeout", "Try",
+    "Wait", "WaitFor", "WaitGroup",
     # writing and running workflows
     "Engine", "EventHandler", "FakeClock", "Failure", "Handler", "Instance", "Saga",
     "StepContext", "current_step", "heartbeat", "open_store", "workflow",
     # the errors a caller catches (all of them: genflow.errors)
-    "Cancelled", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError", "EventError",
-    "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
+    "Cancelled", "ChildFailed", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError",
+    "EventError", "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
     "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError", "StoreError",
     "UnknownEventError", "WorkflowFinishedError",
 ]

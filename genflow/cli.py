@@ -144,7 +144,11 @@ def _listed(engine: Engine, args: argparse.Namespace, limit: int | None) -> list
         return ((args.workflow is None or r.workflow == args.workflow)
                 and (args.status is None or r.status == args.status)
                 and (args.waiting is None or args.waiting in r.waiting_for)
-                and (args.schedule is None or _started_by(r.id) == args.schedule))
+                and (args.schedule is None or _started_by(r.id) == args.schedule)
+                and (args.parent is None or r.id in children))
+
+    children = {child for child, _ in engine.store.children(args.parent)} \
+        if args.parent is not None else set()
 
     if args.queue is not None:
         found: list[Any] = []
@@ -167,13 +171,13 @@ def _listed(engine: Engine, args: argparse.Namespace, limit: int | None) -> list
             page = engine.schedules.instances(args.schedule, workflow=args.workflow,
                                               status=args.status, waiting=args.waiting,
                                               after=after, limit=1000)
-            found += page
+            found += [r for r in page if args.parent is None or r.id in children]
             if len(page) < 1000:
                 break
             after = page[-1].id
         return found[:limit] if limit is not None else found
     return list(engine.list(workflow=args.workflow, status=args.status, waiting=args.waiting,
-                            limit=limit))
+                            limit=limit, parent=args.parent))
 
 
 def _started_by(instance_id: str) -> str | None:
@@ -645,7 +649,9 @@ def _describe(engine: Engine, instance: Instance) -> str:
     return describe(instance.state, instance.data, now=engine.clock(),
                     attempts=instance.attempts, error=instance.error,
                     wake_at=instance.wake_at, updated_at=instance.updated_at,
-                    queue=None if place is None else place.text())
+                    queue=None if place is None else place.text(),
+                    children=[(r.id, r.status) for r in engine.list(parent=instance.id)],
+                    outbox=engine.store.list_outbox(origin=instance.id))
 
 
 def _json(text: str, what: str) -> Any:
@@ -816,6 +822,7 @@ def build_parser() -> _Parser:
     p.add_argument("--schedule", metavar="ID", help="only the instances this schedule started")
     p.add_argument("--queue", metavar="NAME",
                    help="only the instances this queue holds (running, then waiting)")
+    p.add_argument("--parent", metavar="ID", help="only the children of this instance")
     p.add_argument("--limit", type=_count(0), default=100, help="at most this many (0: all)")
 
     p = command("worker", "run due work (resumes, retries, timers) until stopped")

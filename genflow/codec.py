@@ -27,6 +27,7 @@ import threading
 import typing
 from typing import Any
 
+import attrs
 import msgpack
 
 from genflow.errors import (
@@ -356,7 +357,8 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 
 # -- the State as nested arrays (formats 2 and 3) ---------------------------------------------
 #
-# State:  [id, workflow, status, pc, [thread...], (format 3, a child's:) [parent, event, index]]
+# State:  [id, workflow, status, pc, [thread...],
+#          (format 3, a child's:) [parent, event, index, thread, pc]]
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
 #          (format 3, only when the step has failed, or what follows is set:)
 #          attempts, error, retry_at,
@@ -382,7 +384,7 @@ def _unstructure_state(state: State) -> Any:
            [_unstructure_thread(t) for t in state.threads]]
     if state.parent is not None:  # (format 3: a child's parent, appended only when set)
         parent = state.parent
-        raw.append([parent.instance_id, parent.event, parent.index])
+        raw.append([parent.instance_id, parent.event, parent.index, parent.thread, parent.pc])
     return raw
 
 
@@ -453,10 +455,15 @@ def _structure_state(raw: list[Any]) -> State:
         status=_enum(WorkflowStatus, status, "the status"), pc=_want(pc, int, "the counter"),
     )
     if len(raw) == 6:
-        parent_id, event, index = _fields(raw[5], (3,), "a parent")
+        fields = _fields(raw[5], (3, 5), "a parent")
+        parent_id, event, index = fields[:3]
         state.parent = Parent(_want(parent_id, str, "a parent's id"),
                               _want(event, str, "a parent's event"),
                               _want(index, int, "a child's index"))
+        if len(fields) == 5:
+            state.parent = attrs.evolve(state.parent,
+                                        thread=_want(fields[3], str, "a parent's thread"),
+                                        pc=_want(fields[4], int, "a parent's counter"))
     state.threads = [_structure_thread(state.id, t) for t in _want(threads, list, "threads")]
     return state
 

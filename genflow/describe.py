@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 from typing import Any
 
+from genflow.children import arrived_of, child_ids
 from genflow.clock import system_clock
 from genflow.codec import unstructure
 from genflow.state import (
@@ -42,12 +43,16 @@ def describe(
     wake_at: _dt.datetime | None = None,
     updated_at: _dt.datetime | None = None,
     queue: str | None = None,
+    children: list[tuple[str, str]] | None = None,
+    outbox: list[Any] | None = None,
 ) -> str:
     """A few lines of plain text about an instance.
 
     `attempts`, `error`, `wake_at` and `updated_at` are the store's bookkeeping
     (see `genflow.engine.Instance`); `now` is the clock to say "in 5m" against.
     `queue` says where it stands in its queue (`genflow.queues.QueuePlace.text`).
+    `children` are its children's (id, status) (`Engine.list(parent=...)`);
+    `outbox` the entries it wrote that are not delivered yet (`OutboxEntry`).
     """
     now = now or system_clock()
     lines = [f"instance {state.id} of workflow {state.workflow!r}: "
@@ -56,9 +61,20 @@ def describe(
         lines.append(f"  last changed {when(updated_at, now)}")
     if queue is not None:
         lines.append(f"  {queue}")
+    if state.parent is not None:
+        lines.append(f"  child number {state.parent.index} of instance {state.parent.instance_id}")
     lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
     for thread in state.threads:
         lines.extend("  " + line for line in _thread(thread, now))
+    for child_id, status in children or ():
+        lines.append(f"  child {child_id}: {status}")
+    for entry in outbox or ():
+        what = "cancel" if entry.kind == "cancel" else f"event {entry.event!r}"
+        how = f"given up: {entry.error}" if entry.due_at is None else (
+            f"due {when(entry.due_at, now)}"
+            + (f" ({_attempts(entry.attempts)} not delivered: {entry.error})"
+               if entry.attempts else ""))
+        lines.append(f"  outbox: {what} to {entry.target}, {how}")
     if data is not None:
         lines.extend("  " + line for line in _data(data))
     return "\n".join(lines)
@@ -184,6 +200,11 @@ def _failure_words(failure: Failure) -> str:
 
 
 def _event(event: WaitEvent, now: _dt.datetime) -> str:
+    if event.event == "child ended" and isinstance(event.req.setup_data, dict):  # (children)
+        kept = event.req.setup_data
+        ids, arrived = child_ids(kept), arrived_of(kept)
+        shown = ", ".join(ids[:3]) + (f", ... {ids[-1]}" if len(ids) > 3 else "")
+        return f"children: {len(arrived)} of {len(ids)} ended ({shown})"
     kind = "timer" if event.due is not None else "event"
     text = f"{kind} {event.event!r}: " + {
         WaitEventStatus.PENDING_SETUP: "not set up yet",

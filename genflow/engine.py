@@ -15,7 +15,10 @@ Durability guarantee (what is saved when):
   least once*. Inside a step, `genflow.current_step().idempotency_key` is the
   same for every re-run of that execution: pass it to outside systems;
 * moves that only navigate (`AFTER_RESUME`) are not saved on their own: they
-  are recomputed identically from the last save.
+  are recomputed identically from the last save;
+* under the async API, steps of different threads run at once, each on its
+  own copy of the data: a save made while some run holds none of their
+  writes, and a crash then drops them: they run again.
 
 The core decides every move, retries and failures included; the engine adds
 the store. Each engine operation is one generator that loads the instance,
@@ -39,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from genflow.children import child_effects
 from genflow.clock import system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
@@ -46,6 +50,7 @@ from genflow.errors import (
     CorruptStateError,
     GenflowError,
     HandlerError,
+    InstanceNotFoundError,
     InvalidIdError,
     MoveLimitError,
     NotWaitingError,
@@ -60,9 +65,11 @@ from genflow.errors import (
 from genflow.lease import KEEPER
 from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
+from genflow.relay import Relay
 from genflow.retention import RetentionRunner
 from genflow.runtime import (
     DEFAULT_MAX_MOVES,
+    DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
     drive,
@@ -134,7 +141,9 @@ class Engine:
     (default: one attempt, so a failing step fails the instance at once);
     `handler_retry` to handler set-ups and teardowns (default: retried forever,
     backing off to five minutes). `journal=True` records every move in the
-    store's journal (off by default).
+    store's journal (off by default). `parallel_steps` bounds how many steps
+    of one instance the async API runs at once (1: one at a time, as the sync
+    API; see "Steps at once" in docs/statements.md).
     """
 
     def __init__(
@@ -149,7 +158,16 @@ class Engine:
         handler_retry: Retry | None = None,
         journal: bool = False,
         max_moves: int = DEFAULT_MAX_MOVES,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
+        share_commits: bool = False,
     ) -> None:
+        #: worker rounds move their instances side by side, sharing commits
+        #: (`_together`; docs/stores.md, "Speed of the store")
+        self.share_commits = share_commits
+        if type(parallel_steps) is not int or parallel_steps < 1:
+            raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
+                               f"a time), not {parallel_steps!r}")
+        self.parallel_steps = parallel_steps
         self.store = store
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -168,6 +186,8 @@ class Engine:
         self.schedules = Schedules(self)
         self.queues = Queues(self)
         self.retention = RetentionRunner(self)
+        #: the transactional outbox's relay (genflow.relay)
+        self.outbox = Relay(self)
         self._queue_wake: _dt.datetime | None = None
 
     # -- public sync API --
@@ -182,7 +202,7 @@ class Engine:
         admits it (`genflow.queues`; lower `priority` first), then a worker
         runs it.
         """
-        return drive(self._start(data, id, run, queue, priority))
+        return drive(self._relaying(self._start(data, id, run, queue, priority)))
 
     def send(
         self,
@@ -204,7 +224,8 @@ class Engine:
         stays one: `genflow.codec.unstructure` makes it plain for a wire).
         Timers are fired by the clock only: sending a timer's name is refused.
         """
-        return drive(self._send(instance_id, event, payload, thread, pc, timeout))
+        return drive(self._relaying(self._send(instance_id, event, payload, thread, pc,
+                                               timeout)))
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
@@ -222,7 +243,7 @@ class Engine:
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """
-        drive(self._cancel(instance_id, timeout))
+        drive(self._relaying(self._cancel(instance_id, timeout)))
 
     def move(self, instance_id: str, thread: str, statement: str, *,
              timeout: float = 30.0) -> None:
@@ -233,22 +254,24 @@ class Engine:
         statement or a thread cannot stand there. Recorded in the journal even
         when the journal is off: repairs are always on record.
         """
-        drive(self._move(instance_id, thread, statement, timeout))
+        drive(self._relaying(self._move(instance_id, thread, statement, timeout)))
 
     def run_due(self, limit: int = 100) -> int:
         """Move every instance whose work is due now (resumes, retries, timers),
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        if self.store.grouping():  # inside `transaction()`: one commit for all anyway
-            return drive(self._run_due(limit))
-        return self._run_round(limit)
+        if self.store.grouping() or not self.share_commits:
+            return drive(self._relaying(self._run_due(limit)))
+        moved = self._run_round(limit)
+        drive(self.outbox.after())  # the relay of the outbox rows the round committed
+        return moved
 
     # -- public async API --
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
                           queue: str | None = None, priority: int = 0) -> str:
-        return await drive_async(self._start(data, id, run, queue, priority))
+        return await drive_async(self._relaying(self._start(data, id, run, queue, priority)))
 
     async def send_async(
         self,
@@ -260,17 +283,18 @@ class Engine:
         pc: int | None = None,
         timeout: float = 30.0,
     ) -> Any:
-        return await drive_async(self._send(instance_id, event, payload, thread, pc, timeout))
+        return await drive_async(self._relaying(self._send(instance_id, event, payload, thread,
+                                                           pc, timeout)))
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
-        await drive_async(self._cancel(instance_id, timeout))
+        await drive_async(self._relaying(self._cancel(instance_id, timeout)))
 
     async def move_async(self, instance_id: str, thread: str, statement: str, *,
                          timeout: float = 30.0) -> None:
-        await drive_async(self._move(instance_id, thread, statement, timeout))
+        await drive_async(self._relaying(self._move(instance_id, thread, statement, timeout)))
 
     async def run_due_async(self, limit: int = 100) -> int:
-        return await drive_async(self._run_due(limit))
+        return await drive_async(self._relaying(self._run_due(limit)))
 
     # -- reading --
 
@@ -281,10 +305,25 @@ class Engine:
     def list(
         self, *, workflow: str | None = None, status: WorkflowStatus | str | None = None,
         waiting: str | None = None, limit: int | None = None, after: str | None = None,
+        parent: str | None = None,
     ) -> Records:
         """Stored records filtered by workflow, status and an event they wait
-        for (blobs not decoded)."""
+        for (blobs not decoded); with `parent`, only that instance's children
+        (`genflow.children`), in the order they were started."""
         status_value = status.value if isinstance(status, WorkflowStatus) else status
+        if parent is not None:
+            found = []
+            for child, _ in self.store.children(_checked_id(parent)):
+                try:
+                    record = self.store.get(child)
+                except GenflowError:
+                    continue  # purged since
+                if (workflow is None or record.workflow == workflow) and \
+                        (status_value is None or record.status == status_value) and \
+                        (waiting is None or waiting in record.waiting_for) and \
+                        (after is None or record.id > after):
+                    found.append(record)
+            return found if limit is None else found[:limit]
         return self.store.list(workflow=workflow, status=status_value, waiting=waiting,
                                limit=limit, after=after)
 
@@ -396,7 +435,8 @@ class Engine:
         """The worker's round before it runs instances: fire due schedule ticks,
         admit queued instances, apply retention (at most every so often)."""
         done = 0
-        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due):
+        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due,
+                     self._relay_due):
             try:
                 done += part()
             except StoreError:
@@ -407,6 +447,16 @@ class Engine:
                                   extra={"error": type(exc).__name__})
         return done
 
+    def _relay_due(self) -> int:
+        """The outbox rows left for any worker (a relay that died, a retry due)."""
+        return int(drive(self._relaying(self.outbox.run())))
+
+    def _relaying(self, ops: _Ops) -> _Ops:
+        """An operation, then the relay of the outbox rows it committed."""
+        result = yield from ops
+        yield from self.outbox.after()
+        return result
+
     def _admit(self) -> int:
         admission = self.queues.admit()
         self._queue_wake = admission.next_at
@@ -416,7 +466,8 @@ class Engine:
         """When the worker next has something to do: an instance's wake, a queue's
         rate limit letting one more in, a schedule's tick (not with `until_done`,
         which waits for instances only: a schedule never runs out of ticks)."""
-        wakes = [self.store.next_wake(self.runs()), self._queue_wake]
+        wakes = [self.store.next_wake(self.runs()), self._queue_wake,
+                 self.store.next_outbox_due()]
         if not instances_only:
             wakes.append(self.schedules.next_due(self.clock()))
         present = [w for w in wakes if w is not None]
@@ -434,8 +485,21 @@ class Engine:
     # -- operations, one generator each, driven by the core's drivers --
 
     def _operation(self, wf: Any, state: State, checkpoint: Any) -> Operation:
-        return Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
-                         handler_retry=self.handler_retry)
+        op = Operation(wf, state, checkpoint, self.clock, retry=self.default_retry,
+                       handler_retry=self.handler_retry,
+                       parallel_steps=self.parallel_steps)
+        op.outbox.exists = self._exists
+        if isinstance(checkpoint, _Saver):
+            checkpoint.op = op  # its saves write what the op's user code asked for
+        return op
+
+    def _exists(self, instance_id: str) -> bool:
+        """Is there such an instance (an outbox send's target)?"""
+        try:
+            self.store.get(_checked_id(instance_id))
+        except InstanceNotFoundError:
+            return False
+        return True
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
                priority: int = 0) -> _Ops:
@@ -476,7 +540,7 @@ class Engine:
 
     def _send(
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
-        pc: int | None, timeout: float,
+        pc: int | None, timeout: float, *, moves: bool = True,
     ) -> _Ops:
         record = self._acquire(instance_id, timeout)
         saver = _Saver(self, record, None, None)
@@ -490,7 +554,7 @@ class Engine:
             saver.note(("event", {"event": event, "thread": req.thread_id,
                                   "payload": unstructure(payload)}))
             op = self._operation(wf, state, saver)
-            output = yield from op.deliver(req, payload, self.max_moves)
+            output = yield from op.deliver(req, payload, self.max_moves if moves else 0)
             self._settle(saver, op)
         finally:
             self._release(instance_id, saver.record)
@@ -660,6 +724,36 @@ class Engine:
             except BaseException as exc:  # not committed: no save of the turn stands
                 for entry, _ in saves:
                     entry[1], entry[2] = None, exc
+
+    def _run_one(self, instance_id: str) -> _Ops:
+        """Move one instance on if it is due and free (the relay, after a delivery);
+        busy or not due, it is left to the workers."""
+        now = self.clock()
+        try:
+            record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
+        except InstanceNotFoundError:
+            return
+        if record is None:
+            return
+        saver = _Saver(self, record, None, None)
+        KEEPER.hold(self, instance_id)
+        try:
+            if record.wake_at is None or record.wake_at > now \
+                    or record.workflow not in self.runs():
+                return
+            wf, state = self._load(record)
+            saver.bind(wf, state)
+            op = self._operation(wf, state, saver)
+            yield from op.run(self.max_moves)
+            self._settle(saver, op)
+        except ConcurrencyError:
+            pass
+        except StoreError:
+            raise
+        except Exception as exc:
+            self._quarantine(saver.record, exc)
+        finally:
+            self._release(instance_id, saver.record)
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,
@@ -872,7 +966,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("dirty", "engine", "notes", "record", "shared", "state", "wf")
+    __slots__ = ("dirty", "engine", "notes", "op", "record", "shared", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -884,6 +978,7 @@ class _Saver:
         #: transaction is `Engine._together`'s, which shares one commit between
         #: the saves of one turn (not a batch's, which saves once per operation)
         self.shared = False
+        self.op: Operation | None = None  # whose outbox its saves write
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
 
     def bind(self, wf: Any, state: State) -> None:
@@ -900,7 +995,7 @@ class _Saver:
             # (grouped: saved at the end)
             self.dirty = True
         else:
-            self.record = engine._save(self.record, self.wf, state)
+            self._write()
             self.dirty = False
             self._journal()
         if engine.journal:
@@ -917,10 +1012,25 @@ class _Saver:
         dropping the lease."""
         assert self.state is not None
         if self.dirty or overrides or self.notes or self.record.error or self._stale():
-            self.record = self.engine._save(self.record, self.wf, self.state, release=release,
-                                            **overrides)
+            self._write(release=release, **overrides)
             self.dirty = False
             self._journal()
+
+    def _write(self, **overrides: Any) -> None:
+        """The save, and in its transaction the effects its moves asked for
+        (`genflow.relay`): outbox intents, a child's report to its parent."""
+        engine, state = self.engine, self.state
+        assert state is not None
+        op = self.op
+        intents = op.outbox.take() if op is not None and op.outbox.intents else None
+        if state.parent is not None and state.status.value != self.record.status:
+            intents = [*(intents or ()), *child_effects(self.wf, state, overrides.get("error"))]
+        if not intents:
+            self.record = engine._save(self.record, self.wf, state, **overrides)
+            return
+        with engine.store.transaction():
+            self.record = engine._save(self.record, self.wf, state, **overrides)
+            engine.outbox.write(self.record.id, intents)
 
 
     def _stale(self) -> bool:

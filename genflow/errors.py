@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "Cancelled",
+    "ChildFailed",
     "ConcurrencyError",
     "CorruptStateError",
     "DataError",
@@ -58,6 +59,22 @@ class GenflowError(Exception):
 
 
 # -- definitions ---------------------------------------------------------------------
+
+
+class ChildFailed(GenflowError):
+    """A child workflow (`Child`, `Children`) did not finish: it failed, or was
+    cancelled, or could not be started (its id belongs to another instance).
+    The parent's thread fails at its wait with this error: a `Try` catches it
+    (`Catch(errors=ChildFailed)`), its `Failure.message` naming the child, its
+    workflow and the child's own error. Uncaught, the parent fails."""
+
+    def __init__(self, child_id: str, workflow: str, status: str, error: str = "") -> None:
+        self.child_id = child_id
+        self.workflow = workflow
+        self.status = status
+        self.error = error
+        super().__init__(f"child {child_id!r} ({workflow}) {status}"
+                         + (f": {error}" if error else ""))
 
 
 class DefinitionError(GenflowError):

@@ -16,14 +16,25 @@ Two modes share the frames:
   wait for, a condition to wait for, or its end.
 
 Nothing here changes data or `State`; `genflow.runtime` commits what a move decided.
+
+**Reads.** A replay's frames stay valid after user code ran if the code changed
+no field the replay read: the definition is a function of the data, so on the
+same values of what it read it builds the same statements. `reading(wf)` swaps
+`wf`'s class for a subclass whose fields record their reads (`Frame.reads` of a
+stack's root keeps them); `genflow.runtime` compares those fields' saved values
+before and after the code ran, and replays only if one changed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from types import GeneratorType
+from types import GeneratorType, MemberDescriptorType
 from typing import Any
 
+import attrs
+
+from genflow.children import Children
 from genflow.errors import DefinitionError, EmptyLoopError
 from genflow.statements import (
     Break,
@@ -52,11 +63,14 @@ __all__ = [
     "Frame",
     "advance",
     "as_body",
+    "done_reading",
     "find",
     "follow",
     "iter_tree",
     "path_of",
+    "reading",
     "search",
+    "tracer",
     "unwind",
     "walk",
 ]
@@ -80,16 +94,11 @@ class Flow:
     statements it passed (`spawned`, with their paths). `advance` changes it;
     the runtime commits it to the thread when the move commits."""
 
-    __slots__ = ("failures", "spawned", "unwind")
-
-    def __init__(self, unwind: str = "", failures: list[Any] | None = None):
-        self.unwind = unwind
-        self.failures = failures if failures is not None else _NONE
-        self.spawned: list[tuple[Go, list[int]]] | None = None
-
-
-#: the failures of a thread that has none (never changed in place: replaced)
-_NONE: list[Any] = []
+    # No __slots__ and no __init__: a move builds one for every run forward, and
+    # `Flow()` that only the class's defaults fill is the cheapest object to make.
+    unwind: str = ""
+    failures: list[Any] = []  # (never changed in place: replaced)
+    spawned: list[tuple[Go, list[int]]] | None = None
 
 
 class Frame:
@@ -105,9 +114,13 @@ class Frame:
     consumed, so this body cannot simply be iterated again.
     """
 
-    __slots__ = ("branch", "fresh", "index", "its", "one_shot", "owner", "top")
+    __slots__ = ("branch", "fresh", "index", "its", "one_shot", "owner", "reads", "top")
 
     def __init__(self, owner: Stmt | None, branch: int, body: Any, fresh: bool = False):
+        #: on a stack's root frame: (the recording's key, the fields of the data its
+        #: replays read), set by `genflow.runtime` (None: not recorded, so the
+        #: stack is dropped whenever user code runs)
+        self.reads: tuple[Any, set[str]] | None = None
         self.owner = owner
         self.branch = branch
         self.top = iter(body)  # its[-1], kept apart for `next`'s fast path
@@ -206,11 +219,15 @@ def follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | 
     i = 0
     while True:
         target = path[i]
-        stmt = None
+        stmt: Any = None
         while frame.index < target:
-            stmt = frame.next()
-            if stmt is None:
-                return None
+            stmt = next(frame.top, _EXHAUSTED)  # `frame.next()`, inlined (here and below)
+            if isinstance(stmt, Stmt):
+                frame.index += 1
+            else:
+                stmt = frame._flatten(stmt)
+                if stmt is None:
+                    return None
         if i == last:
             return (stack, stmt) if stmt is not None and stmt.name == name else None
         if stmt is None or type(stmt) is Go:  # a negative index: not a path genflow wrote
@@ -254,9 +271,15 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
     """
     while True:
         frame = stack[-1]
-        stmt = frame.next()
+        stmt: Any = next(frame.top, _EXHAUSTED)
+        if isinstance(stmt, Stmt):
+            frame.index += 1
+        else:
+            stmt = frame._flatten(stmt)
         if stmt is None:
-            _pop(stack)
+            stack.pop()  # `_pop`, inlined
+            if frame.one_shot and stack:
+                stack[-1].one_shot = True
             owner = frame.owner
             if type(owner) is Try:  # a branch of a Try ended (its own frame is below)
                 result = _leave(stack, frame, owner, flow)
@@ -303,6 +326,10 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
             result = unwind(stack, "break" if kind is Break else "continue", flow)
             if result is not None:
                 return result
+        elif isinstance(stmt, Wait):  # a Wait of another kind (Child, Children)
+            if type(stmt) is Children and not stmt.items:
+                continue  # a fan-out over nothing: nothing to start, nothing to wait for
+            return stmt
         else:
             raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
 
@@ -434,3 +461,80 @@ def walk(stmt: Any, fn: Callable[[Stmt], Any]) -> bool:
     workflow instance), depth first over every branch; stop as soon as `fn`
     returns True. Returns whether it stopped early."""
     return any(fn(node) for node, _ in iter_tree(as_body(stmt)))
+
+
+# -- reads ------------------------------------------------------------------------------
+
+#: a workflow class -> the subclass that records field reads (None: it cannot)
+_TRACERS: dict[type, type | None] = {}
+#: one recording at a time in the process: a replay in another thread meanwhile
+#: records nothing (its frames are then not kept across user code)
+_RECORDING = threading.Lock()
+#: the fields read since `reading` began (the recording properties add to it)
+_reads: set[str] = set()
+
+
+def tracer(cls: type) -> type | None:
+    """The subclass of `cls` that records field reads (None: `cls` cannot have one)."""
+    try:
+        return _TRACERS[cls]
+    except KeyError:
+        made = _TRACERS[cls] = _tracer(cls)
+        return made
+
+
+def reading(wf: Any, as_: type | None) -> set[str] | None:
+    """Record the fields of `wf` read from now until `done_reading(wf, ...)`,
+    with `as_` (its class's `tracer`): the set they go into, or None if they are
+    not recorded (no tracer, or a recording is under way: an outer `reading` of
+    this thread records them, or another thread's, and then nothing is)."""
+    if as_ is None or not _RECORDING.acquire(False):
+        return None
+    global _reads
+    reads = _reads = set()
+    wf.__class__ = as_
+    return reads
+
+
+def done_reading(wf: Any, reads: set[str] | None) -> None:
+    """End what `reading(wf)` began (which returned `reads`)."""
+    if reads is not None:
+        wf.__class__ = type(wf).__base__
+        _RECORDING.release()
+
+
+def _tracer(cls: type) -> type | None:
+    """A subclass of `cls` adding nothing but a property per field that records
+    its reads; None when `cls` does not lend itself (no slots, a custom
+    `__getattribute__`, `__setattr__` or metaclass, a field that is not a plain slot)."""
+    if (not attrs.has(cls) or type(cls) is not type or cls.__dictoffset__
+            or cls.__getattribute__ is not object.__getattribute__
+            or cls.__setattr__ is not object.__setattr__):
+        return None
+    namespace: dict[str, Any] = {"__slots__": (), "__module__": cls.__module__,
+                                 "__qualname__": cls.__qualname__}
+    for field in attrs.fields(cls):
+        member = next((k.__dict__[field.name] for k in cls.__mro__ if field.name in k.__dict__),
+                      None)
+        if type(member) is not MemberDescriptorType:
+            return None
+        namespace[field.name] = _recording(field.name, member)
+    for key in ("__genflow_workflow__",):  # what the registry reads off a class
+        if key in cls.__dict__:
+            namespace[key] = cls.__dict__[key]
+    try:
+        made = type(cls.__name__, (cls,), namespace)
+    except Exception:  # an __init_subclass__ that refuses, for instance: no recording
+        return None
+    _TRACERS[made] = None  # (a recording's class records nothing more)
+    return made
+
+
+def _recording(name: str, member: Any) -> property:
+    get = member.__get__
+
+    def read(obj: Any) -> Any:
+        _reads.add(name)
+        return get(obj)
+
+    return property(read, member.__set__, member.__delete__)

@@ -12,6 +12,15 @@ step may have made an earlier thread's condition true). The order of moves thus
 depends on nothing but the data, `State` and the clock's readings, so an
 instance reloaded at any checkpoint goes on exactly as one that never stopped.
 
+Under a driver that runs steps at once (`drive_async`), a thread standing at
+a step waits until no thread can move otherwise; then every due step starts,
+each on its own copy of the data, and each is applied, with its checkpoint, as
+it ends (`Operation._at_once`). The order they end in is recorded by those
+checkpoints; what each wrote is merged place by place, and a step whose
+writes conflict with what was applied while it ran runs again alone. So a
+checkpoint never saves half a step, and a crash drops the steps in flight,
+which run again, as a crash drops a step run alone.
+
 Failure is decided here too. A step that raises is tried again by its `Retry`
 policy: the attempt count, the error and the next try time are recorded on its
 thread (a durable checkpoint, `AFTER_FAILURE`), and the thread waits for that
@@ -37,10 +46,20 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from genflow.children import (
+    CHILD_EVENT,
+    Children,
+    ChildReport,
+    arrived_of,
+    child_ids,
+    keep_arrived,
+)
 from genflow.clock import system_clock
 from genflow.codec import converter, structure_payload
+from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
+    ChildFailed,
     DefinitionError,
     DuplicateThreadError,
     EventNotReadyError,
@@ -51,6 +70,7 @@ from genflow.errors import (
     MoveLimitError,
     NonDeterminismError,
     NotWaitingError,
+    PayloadError,
     RecordedFailure,
     StaleCallbackError,
     StepError,
@@ -60,6 +80,8 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
+from genflow.handlers import _payload_parameter as _handler_input
+from genflow.outbox import Outbox
 from genflow.replay import (
     END,
     FAIL,
@@ -68,11 +90,14 @@ from genflow.replay import (
     Flow,
     Frame,
     advance,
+    done_reading,
     find,
     follow,
     iter_tree,
     path_of,
+    reading,
     search,
+    tracer,
     unwind,
 )
 from genflow.state import (
@@ -104,9 +129,15 @@ from genflow.state import (
 from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
 
 __all__ = [
+    "CANCEL",
+    "DEFAULT_PARALLEL_STEPS",
+    "NEXT",
+    "PENDING",
     "Checkpoint",
+    "Conflict",
     "Location",
     "Operation",
+    "Start",
     "StepContext",
     "cancel",
     "cancel_async",
@@ -131,11 +162,25 @@ Checkpoint = Callable[[CheckpointType], Any]
 Clock = Callable[[], _dt.datetime]
 
 DEFAULT_MAX_MOVES = 100_000
+#: how many steps of one instance a driver that runs them at once runs together
+DEFAULT_PARALLEL_STEPS = 100
 
 #: A step without a policy of its own, and no default given: one attempt.
 ONCE = Retry(attempts=1)
 
 _FINAL = (_FINISHED, _CANCELLED)
+#: the types a field's saved value has as it is (no unstructuring): compared directly
+_PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
+#: Recording what a replay reads costs more than most replays (Python-level
+#: properties), so it is done where it has paid: per workflow class and statement
+#: a thread replays from ((recording class, statement, forward?) -> tries left;
+#: -1: it has paid, always record). Replays from a statement recorded `_TRIES`
+#: times without once being kept across user code are not recorded any more.
+#: Correctness never depends on it: unrecorded frames are dropped when user code
+#: runs, as when nothing is recorded at all.
+_PAYS: dict[tuple[type, str, bool], int] = {}
+_TRIES = 3
+_GATES = 4096  # at most this many statements remembered (then forgotten, relearned)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
 _TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
@@ -150,108 +195,153 @@ FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDetermi
             DuplicateThreadError)
 
 
-class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, cheap to build
-    """Where the running step (or handler) stands; `current_step()` returns it.
-
-    `idempotency_key` is the same every time *this* execution of the step is
-    retried (after a crash or failure) and different for the next execution of
-    the same step (in a later loop iteration): pass it to outside systems.
-    `attempt` counts from 1; `now` is the engine's clock (a `FakeClock` in
-    tests): use it instead of reading a clock of your own.
-    `deadline` is when the attempt times out (for a step with `timeout=`);
-    `failure` the `Failure` a `Try` of the thread handles (in a Catch body).
-    For a handler, `step` is its Wait's name and `event` the event's (None for
-    a step). Nothing here makes a definition non-deterministic: the definition
-    itself sees none of it.
-    """
-
-    instance_id: str
-    workflow: str
-    thread_id: str
-    step: str
-    pc: int
-    attempt: int = 1
-    clock: Clock = system_clock
-    deadline: _dt.datetime | None = None
-    failure: Failure | None = None
-    event: str | None = None
-
-    @property
-    def now(self) -> _dt.datetime:
-        """The engine's clock now (read when asked: most steps never ask)."""
-        return self.clock()
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.instance_id}/{self.thread_id}/{self.step}/{self.pc}"
-
-
 _new_tuple = tuple.__new__
-
-_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
-    "genflow_step", default=None
-)
-
-
-def current_step() -> StepContext:
-    """The context of the step running now (raises outside a step)."""
-    ctx = _current.get()
-    if ctx is None:
-        raise GenflowError("current_step() is only available while a step or handler runs")
-    return ctx
 
 
 # -- drivers ----------------------------------------------------------------------------
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], StepContext | None]
-_Moves = Generator[_Call, Any, Any]
+_Moves = Generator[Any, Any, Any]
+
+
+class Start(NamedTuple):
+    """A step's call that a driver may leave running (yielded by the core only
+    to a driver that runs steps at once: `drive_async`). Call it as any call;
+    if it returns an awaitable, send back `PENDING` instead of awaiting it, and
+    the call's outcome later, at a `NEXT`."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    ctx: StepContext
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"genflow.runtime.{self.name}"
+
+
+#: sent back for a `Start` whose call is left running
+PENDING = _Signal("PENDING")
+#: yielded: wait for the first started call to end; send `(ctx, result, exception)`
+NEXT = _Signal("NEXT")
+#: yielded: cancel every started call still running, and wait for them to end
+CANCEL = _Signal("CANCEL")
+
+#: does the driver now running the moves run steps at once? (`drive_async` does)
+_at_once: contextvars.ContextVar[bool] = contextvars.ContextVar("genflow_at_once",
+                                                                default=False)
 
 
 def drive(moves: _Moves) -> Any:
     """Run an operation's moves (see `Operation`), calling the user code they yield."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            call = moves.throw(error) if error is not None else moves.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        fn, args, ctx = call
-        token = _current.set(ctx) if ctx is not None else None
-        try:
-            value = fn(*args)
-            if value is not None and inspect.isawaitable(value):
-                getattr(value, "close", lambda: None)()
-                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
-        except BaseException as exc:
-            error, value = exc, None
-        finally:
-            if token is not None:
-                _current.reset(token)
+    # (one at a time, also when called from a step the async driver runs)
+    at_once = _at_once.set(False) if _at_once.get() else None
+    try:
+        while True:
+            try:
+                call = moves.throw(error) if error is not None else moves.send(value)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            fn, args, ctx = call
+            token = _current.set(ctx) if ctx is not None else None
+            try:
+                value = fn(*args)
+                if value is not None and inspect.isawaitable(value):
+                    getattr(value, "close", lambda: None)()
+                    raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+            except BaseException as exc:
+                error, value = exc, None
+            finally:
+                if token is not None:
+                    _current.reset(token)
+    finally:
+        if at_once is not None:
+            _at_once.reset(at_once)
 
 
 async def drive_async(moves: _Moves) -> Any:
-    """As `drive`, awaiting what user code returns when it is awaitable."""
+    """As `drive`, awaiting what user code returns when it is awaitable.
+
+    It also runs steps at once: a `Start` call that returns an awaitable
+    becomes a task and `PENDING` is sent back at once; `NEXT` waits for the
+    first of those tasks to end (the earliest started, when several have) and
+    sends back `(its StepContext, result, exception)`; `CANCEL` cancels every
+    task still running and waits for them. Whatever is left running when the
+    moves end (they raised) is cancelled the same way: a step the core did
+    not apply is a step a crash interrupted.
+    """
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            call = moves.throw(error) if error is not None else moves.send(value)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        fn, args, ctx = call
-        token = _current.set(ctx) if ctx is not None else None
-        try:
-            value = fn(*args)
-            if value is not None and inspect.isawaitable(value):
-                value = await value
-        except BaseException as exc:
-            error, value = exc, None
-        finally:
-            if token is not None:
-                _current.reset(token)
+    flights: dict[asyncio.Future[Any], StepContext] = {}  # in the order they started
+    at_once = _at_once.set(True)
+    try:
+        while True:
+            try:
+                call = moves.throw(error) if error is not None else moves.send(value)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            if call is NEXT:
+                try:
+                    value = await _landing(flights)
+                except BaseException as exc:  # (this task was cancelled)
+                    error, value = exc, None
+                continue
+            if call is CANCEL:
+                await _cancel_all(flights)
+                value = None
+                continue
+            fn, args, ctx = call
+            token = _current.set(ctx) if ctx is not None else None
+            try:
+                value = fn(*args)
+                if value is not None and inspect.isawaitable(value):
+                    if type(call) is Start:
+                        assert ctx is not None
+                        flights[asyncio.ensure_future(value)] = ctx
+                        value = PENDING
+                    else:
+                        value = await value
+            except BaseException as exc:
+                error, value = exc, None
+            finally:
+                if token is not None:
+                    _current.reset(token)
+    finally:
+        if flights:
+            await _cancel_all(flights)
+        _at_once.reset(at_once)
+
+
+async def _landing(flights: dict[asyncio.Future[Any], StepContext]
+                   ) -> tuple[StepContext, Any, BaseException | None]:
+    """The first started call to have ended: its context, result and exception."""
+    if not flights:
+        raise RuntimeError("NEXT with no call started: the core waits for nothing")
+    done = next((f for f in flights if f.done()), None)
+    if done is None:
+        await asyncio.wait(list(flights), return_when=asyncio.FIRST_COMPLETED)
+        done = next(f for f in flights if f.done())
+    ctx = flights.pop(done)
+    if done.cancelled():
+        return ctx, None, asyncio.CancelledError()
+    error = done.exception()
+    return ctx, (None if error is not None else done.result()), error
+
+
+async def _cancel_all(flights: dict[asyncio.Future[Any], StepContext]) -> None:
+    for future in flights:
+        future.cancel()
+    await asyncio.gather(*flights, return_exceptions=True)
+    flights.clear()
 
 
 # -- public operations -------------------------------------------------------------------
@@ -457,12 +547,18 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("calls", "checkpoint", "clock", "definition", "failing", "failure",
-                 "handler_retry", "located", "repaths", "retry", "state", "wf")
+    __slots__ = ("at_once", "calls", "checkpoint", "clock", "definition", "failing", "failure",
+                 "handler_retry", "located", "outbox", "parallel_steps", "repaths", "retry",
+                 "started", "state", "tracer", "unstructure", "wf")
+
+    #: keep what a replay located across user code that changed nothing it read
+    #: (False: replay after all user code, the rule's reference in the tests)
+    reuse = True
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
-                 handler_retry: Retry | None = None):
+                 handler_retry: Retry | None = None,
+                 parallel_steps: int = DEFAULT_PARALLEL_STEPS):
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
@@ -475,6 +571,11 @@ class Operation:
         #: raised by the loop once its checkpoint is made
         self.failing: StepError | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
+        #: the class that records what replays read (None: every user code replays)
+        self.tracer = tracer(type(wf)) if self.reuse else None
+        #: the data's snapshot before user code runs (looked up once per operation:
+        #: hooks registered later are seen by the next one)
+        self.unstructure = converter.get_unstructure_hook(type(wf))
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -482,9 +583,25 @@ class Operation:
         # from the data: `_user_code` empties it and counts the calls.
         self.located: dict[str, tuple[int, list[Frame], Stmt]] = {}
         self.calls = 0
+        # Threads started by a move, not moved yet: (`calls` then, their Go). Their
+        # first move takes the Go from here instead of replaying the thread that
+        # ran it, until user code runs (a fan-out of N threads: N replays fewer).
+        self.started: dict[str, tuple[int, Go]] = {}
         # Threads whose statement `locate` found by name, off its path hint: a
         # move that commits them there writes the new path (`_path`).
         self.repaths: dict[str, tuple[int, list[int]]] = {}
+        #: the effects on other instances user code asked for (`genflow.outbox`),
+        #: taken by the engine's next save
+        self.outbox = Outbox()
+        # Steps at once, under a driver that runs them (`drive_async`): at most
+        # `parallel_steps`; what they need is made when the first starts.
+        self.parallel_steps = parallel_steps
+        self.at_once: _AtOnce | None = None
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        """Steps run at once whose writes conflicted, and that ran again alone."""
+        return [] if self.at_once is None else self.at_once.conflicts
 
     # -- the scheduling loop --
 
@@ -499,45 +616,208 @@ class Operation:
         # threads found blocked since user code last ran: skipped without a replay
         blocked: set[str] = set()
         calls = self.calls
-        while True:
-            for thread in state.threads:
-                if thread.id in blocked:
-                    continue
-                # The two commonest moves are dispatched here, without the
-                # generator `_move` would add to every call of user code.
-                status = thread.status
-                if status is _RESUMING and not thread.events:
-                    kind = self._forward(thread)
-                elif status is _EXECUTING:
-                    if thread.retry_at is not None and thread.retry_at > self.clock():
-                        kind = None  # waits for its next attempt
+        # Under a driver that runs steps at once, a thread at a step waits until
+        # no thread can move otherwise; then every due step starts (`_at_once`).
+        at_once = _at_once.get() and self.parallel_steps > 1
+        try:
+            while True:
+                for thread in state.threads:
+                    if thread.id in blocked:
+                        continue
+                    # The two commonest moves are dispatched here, without the
+                    # generator `_move` would add to every call of user code.
+                    status = thread.status
+                    if status is _RESUMING and not thread.events:
+                        kind = self._forward(thread)
+                    elif status is _EXECUTING:
+                        if thread.retry_at is not None and thread.retry_at > self.clock():
+                            kind = None  # waits for its next attempt
+                        elif at_once:
+                            continue  # it starts with the others' steps, below
+                        else:
+                            kind = yield from self._run_step(thread)
                     else:
-                        kind = yield from self._run_step(thread)
+                        kind = yield from self._move(thread)
+                    if kind is not None:
+                        break
+                    blocked.add(thread.id)
                 else:
-                    kind = yield from self._move(thread)
-                if kind is not None:
-                    break
-                blocked.add(thread.id)
-            else:
-                break
-            moves += 1
-            if self.calls != calls:  # user code ran: blocked threads may move now
-                calls = self.calls
-                blocked.clear()
-                if self.failing is not None:  # a thread ended with a failure: saved, raised
-                    failing, self.failing = self.failing, None
-                    yield from self._checkpoint(kind)
-                    raise failing
-            if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
-                state.update_status()
-                yield (checkpoint, (kind,), None)
-            if moves >= max_moves:
-                state.update_status()
-                raise MoveLimitError(
-                    f"instance {state.id!r} made {moves} moves in one resume "
-                    "(a loop of steps that never waits?); resume again to go on"
-                )
+                    if not at_once:
+                        break
+                    kind = yield from self._at_once()
+                    if kind is None:
+                        break
+                moves += 1
+                if self.calls != calls:  # user code ran: blocked threads may move now
+                    calls = self.calls
+                    blocked.clear()
+                    if self.failing is not None:  # a thread ended with a failure: saved, raised
+                        failing, self.failing = self.failing, None
+                        yield from self._checkpoint(kind)
+                        raise failing
+                if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
+                    state.update_status()
+                    yield (checkpoint, (kind,), None)
+                if moves >= max_moves:
+                    state.update_status()
+                    raise MoveLimitError(
+                        f"instance {state.id!r} made {moves} moves in one resume "
+                        "(a loop of steps that never waits?); resume again to go on"
+                    )
+        except BaseException as exc:
+            running = self.at_once
+            if running is not None and running.flights and not isinstance(exc, GeneratorExit):
+                # what runs still is dropped, as a crash would drop it: each runs
+                # again at the next move of its thread
+                running.flights.clear()
+                yield CANCEL
+            raise
+        running = self.at_once
+        if running is not None and running.flights:  # (threads cancellation reached)
+            running.flights.clear()
+            yield CANCEL
         state.update_status()
+
+    def _at_once(self) -> _Moves:
+        """No thread can move but by its step: start every due step (at most
+        `parallel_steps` at once), each on its own copy of the data, then
+        apply the first to end (`_landed`). Returns the checkpoint kind of the
+        move that applied one; None when no step is left to start or wait for.
+
+        A step found alone (nothing else running) runs as the sync API runs it,
+        on the data itself; so does a step whose writes conflicted with what was
+        applied while it ran (its thread is in `alone`): once the others have
+        ended, and before anything new starts.
+        """
+        if self.at_once is None:
+            self.at_once = _AtOnce()
+        state, flights, alone = self.state, self.at_once.flights, self.at_once.alone
+        while True:
+            now = None
+            due = []
+            for thread in state.threads:
+                if thread.status is _EXECUTING and (thread.id, thread.pc) not in flights:
+                    if thread.retry_at is not None:
+                        now = now or self.clock()
+                        if thread.retry_at > now:
+                            continue
+                    due.append(thread)
+            running = sum(1 for flight in flights.values() if flight.current())
+            if not due and not running:
+                return None
+            solo = next((t for t in due if t.id in alone), None) if alone else None
+            if solo is not None:
+                if not running:
+                    alone.discard(solo.id)
+                    return (yield from self._run_step(solo))
+            elif due:
+                stack, step = self.locate(due[0], Step)
+                if len(due) == 1 and not running and not step.blocking:
+                    self._keep(due[0], stack, step)
+                    return (yield from self._run_step(due[0]))
+                for thread in due[:max(self.parallel_steps - running, 0)]:
+                    if thread is not due[0]:
+                        stack, step = self.locate(thread, Step)
+                    kind = yield from self._start(thread, stack, step)
+                    if kind is not None:
+                        return kind
+            if flights:
+                ctx, result, error = yield NEXT
+                flight = flights.pop((ctx.thread_id, ctx.pc), None)
+                if flight is not None:
+                    kind = yield from self._landed(flight, result, error)
+                    if kind is not None:
+                        return kind
+
+    def _start(self, thread: Thread, stack: list[Frame], step: Step) -> _Moves:
+        """Start `thread`'s step on its own copy of the data (`Start`): None if it
+        runs on, else the kind of the move that applied it (it ended at once)."""
+        state, wf, running = self.state, self.wf, self.at_once
+        assert running is not None
+        if running.base is None or running.base[0] != self.calls:
+            running.base = (self.calls, converter.unstructure(wf))
+        # (from values of its own: structuring may share them with the object)
+        mine = converter.structure(converter.unstructure(wf), type(wf))
+        _, own = Operation(mine, state, None, self.clock).locate(thread, Step)
+        # its own outbox too: what it asks for lands with its writes, or goes with them
+        box = Outbox()
+        box.exists = self.outbox.exists
+        ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
+                                       thread.pc, thread.attempts + 1, self.clock, None,
+                                       thread.failures[-1] if thread.failures else None, None,
+                                       box))
+        action = own.action if own.timeout is None else _timed(own, ctx)
+        if own.blocking:
+            action = _in_worker(action)
+        flight = _Flight(thread, thread.pc, stack, step, running.base[1], mine, self.calls, box)
+        try:
+            outcome = yield Start(action, (), ctx)
+        except BaseException as exc:
+            return (yield from self._landed(flight, None, exc))
+        if outcome is PENDING:
+            running.flights[(thread.id, thread.pc)] = flight
+            return None
+        return (yield from self._landed(flight, outcome, None))
+
+    def _landed(self, flight: _Flight, result: Any, error: BaseException | None) -> _Moves:
+        """A step started at once has ended: a failure goes to `_step_failed` as
+        when the step runs alone; a result is merged into the data (`_merge`)
+        and the step's move made. None when nothing was applied: its thread was
+        cancelled meanwhile, or its writes conflicted (it runs again, alone)."""
+        thread, step = flight.thread, flight.step
+        if not flight.current():
+            return None
+        self._user_code()
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error
+            failure = StepError(step.name or "", thread.id, error)
+            failure.__cause__ = error
+            return (yield from self._step_failed(thread, step, flight.stack, failure))
+        conflict = self._merge(flight)
+        if conflict is not None:
+            assert self.at_once is not None
+            self.at_once.conflicts.append(Conflict(thread.id, step.name or "", conflict))
+            self.at_once.alone.add(thread.id)
+            return None
+        # -- commit (as `_run_step`'s), with what it asked of other instances --
+        self.outbox.intents.extend(flight.outbox.intents)
+        state = self.state
+        state.pc += 1
+        thread.status = _RESUMING
+        thread.path = self._path(thread)
+        thread.pc = state.pc
+        if thread.attempts:
+            thread.attempts, thread.error, thread.retry_at = 0, "", None
+        return _AFTER_STEP
+
+    def _merge(self, flight: _Flight) -> str | None:
+        """Write what the step changed in its copy into the data. Nothing else
+        changed meanwhile: the copy's fields are taken as they are. Otherwise
+        each value it wrote (a field, a key, an index, as deep as the data
+        goes) is written over the data as it is now, unless one of them has
+        changed since the step began: a conflict, whose place is returned and
+        where nothing is written."""
+        wf, mine = self.wf, flight.mine
+        if self.calls == flight.calls + 1:  # (only its own landing since it began)
+            for field in attrs.fields(type(wf)):
+                object.__setattr__(wf, field.name, getattr(mine, field.name))
+            return None
+        writes: list[tuple[tuple[Any, ...], Any]] = []
+        _writes(flight.base, converter.unstructure(mine), (), writes)
+        if not writes:
+            return None
+        now = converter.unstructure(wf)
+        for path, _ in writes:
+            if not _writable(now, flight.base, path):
+                return path_words(path)
+        for path, value in writes:
+            _put(now, path, value)
+        try:
+            _restore(wf, now)
+        except Exception:  # the values together do not make the data (a validator)
+            return path_words(writes[0][0])
+        return None
 
     def _retrying(self, max_moves: int) -> _Moves:
         """`resume` of a FAILED instance: each failed step or handler gets its
@@ -571,6 +851,8 @@ class Operation:
         """
         output = yield from self.callback(req, payload)
         yield from self._checkpoint(CheckpointType.AFTER_EVENT)
+        if max_moves <= 0:  # the event only (the outbox's relay: a worker moves it on)
+            return output
         try:  # (`run`, inlined: one generator less on every yield of the moves)
             yield from self.resume(max_moves)
         except FAILURES as exc:
@@ -650,10 +932,11 @@ class Operation:
         except GenflowError:
             raise
         except Exception as exc:
-            raise DefinitionError(
-                f"definition() of workflow {self.state.workflow!r} raised while replaying "
-                f"thread {thread.id!r}: {exc!r}"
-            ) from exc
+            raise self._raised(thread, exc) from exc
+
+    def _raised(self, thread: Thread, exc: Exception) -> DefinitionError:
+        return DefinitionError(f"definition() of workflow {self.state.workflow!r} raised while "
+                               f"replaying thread {thread.id!r}: {exc!r}")
 
     def locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
         """The frames standing after `thread`'s saved statement, and the statement,
@@ -662,15 +945,36 @@ class Operation:
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
-        root = self._root(thread)
-        found = thread.path and self._replaying(thread, follow, root, thread.stmt, thread.path)
-        if not found:  # off its path hint (an edit moved it): found by name
-            found = self._replaying(thread, search, root, thread.stmt)
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, False)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
+        try:
+            root = self._root(thread) if thread.origin else self.definition
+            try:  # (`_replaying`, inlined: a replay is the commonest call of a move)
+                found = follow(root, thread.stmt, thread.path) if thread.path else None
+                searched = found is None
+                if searched:  # off its path hint (an edit moved it): found by name
+                    found = search(root, thread.stmt)
+            except GenflowError:
+                raise
+            except Exception as exc:
+                raise self._raised(thread, exc) from exc
             if found is None:
                 raise NonDeterminismError(
                     self.state.workflow, thread.id, thread.stmt, thread.status.value
                 )
-            self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+            if searched:
+                self.repaths[thread.id] = (thread.pc, path_of(found[0]))
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        found[0][0].reads = None if reads is None else (gate, reads)
         if kind is not None and not isinstance(found[1], kind):
             raise NonDeterminismError(
                 self.state.workflow,
@@ -719,11 +1023,27 @@ class Operation:
         wait, or into the Try branch it enters; an UNWINDING thread first
         leaves its statement outward with what it carries (a failure, a
         cancellation) for the Catch or Finally that applies."""
-        flow = Flow(thread.unwind, thread.failures) if thread.unwind or thread.failures \
-            else Flow()
+        flow = Flow()
+        if thread.unwind or thread.failures:
+            flow.unwind, flow.failures = thread.unwind, thread.failures
+        tracer = self.tracer
+        reads = None
+        if tracer is not None:  # record what this replay reads, where that has paid
+            gate = (tracer, thread.stmt, True)
+            left = _PAYS.get(gate, _TRIES)
+            if left:
+                reads = reading(self.wf, tracer)
+                if left > 0:
+                    _try(gate, left)
+        started = None
         try:
             if not thread.stmt:
-                stack = [Frame(None, 0, self._root(thread))]
+                started = self.started.pop(thread.id, None) if self.started else None
+                if started is not None and started[0] == self.calls:
+                    body = started[1].body_for(thread.id)  # its Go, just passed
+                else:
+                    started, body = None, self._root(thread)
+                stack = [Frame(None, 0, body)]
             elif thread.won:
                 stack, wait = self.locate(thread, Wait)
                 index, _ = self._on(thread, wait, thread.won)
@@ -759,7 +1079,21 @@ class Operation:
                 f"definition() of workflow {self.state.workflow!r} raised while running "
                 f"thread {thread.id!r} forward: {exc!r}"
             ) from exc
+        finally:
+            if reads is not None:
+                done_reading(self.wf, reads)
+        if tracer is not None and stack:  # (empty at the thread's end)
+            root = stack[0]
+            if reads is None or started is not None:  # reads unknown: the stack is not kept
+                root.reads = None
+            elif root.reads is None:
+                root.reads = (gate, reads)
+            else:
+                root.reads = (gate, root.reads[1] | reads)
         new_threads = self._spawn(thread, flow.spawned) if flow.spawned else ()
+        if new_threads:
+            for go, _ in flow.spawned or ():  # (each thread's first move takes its Go from here)
+                self.started[go.id] = (self.calls, go)
         state = self.state
         if type(result) is tuple:  # (ENTER, try, catch, how): a move of its own
             return self._enter_catch(thread, stack, result, flow, new_threads)
@@ -776,7 +1110,8 @@ class Operation:
                 self._cancel_daemons()
         else:
             self._stop_at(thread, result, stack, events, now)
-            if flow.failures is not thread.failures or flow.unwind != thread.unwind:
+            if flow.unwind != thread.unwind or (flow.failures is not thread.failures
+                                                and (flow.failures or thread.failures)):
                 thread.unwind, thread.failures = flow.unwind, list(flow.failures)
             self.located[thread.id] = (thread.pc, stack, result)
         if new_threads:
@@ -922,16 +1257,36 @@ class Operation:
         # tuple.__new__ directly: a NamedTuple's own __new__ is Python code, twice as slow
         ctx = _new_tuple(StepContext, (state.id, state.workflow, thread.id, step.name,
                                        thread.pc, thread.attempts + 1, self.clock, None,
-                                       thread.failures[-1] if thread.failures else None, None))
+                                       thread.failures[-1] if thread.failures else None, None,
+                                       self.outbox))
         action = step.action if step.timeout is None else _timed(step, ctx)
+        if stack[0].reads is not None:  # kept if the step changes nothing its replay read
+            self.located[thread.id] = (thread.pc, stack, step)
+        # `_run_user_code`, inlined (one generator less on the hot path)
+        wf = self.wf
+        snapshot = self.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
+        asked = len(self.outbox.intents)
         try:
-            yield from self._run_user_code(action, (), ctx, thread, "step", step.name)
-        except StepError as exc:
-            return (yield from self._step_failed(thread, step, stack, exc))
+            yield (action, (), ctx)
+        except BaseException as exc:
+            _restore(wf, snapshot)
+            del self.outbox.intents[asked:]  # what it asked for goes with its changes
+            if not isinstance(exc, Exception):
+                raise
+            error = StepError(step.name, thread.id, exc)
+            error.__cause__, error.__suppress_context__ = exc, True
+            return (yield from self._step_failed(thread, step, stack, error))
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         if thread.attempts:
             thread.attempts, thread.error, thread.retry_at = 0, "", None
         return _AFTER_STEP
@@ -970,9 +1325,11 @@ class Operation:
         raise exc
 
     def _check_condition(self, thread: Thread) -> _Moves:
-        _, wait_for = self.locate(thread, WaitFor)
+        stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait_for)
         if wait_for.handler is not None:
             yield from self._run_user_code(
                 wait_for.handler, (), None, thread, "condition handler", wait_for.name
@@ -981,7 +1338,10 @@ class Operation:
         state.pc += 1
         thread.status = _RESUMING
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         return CheckpointType.AFTER_CONDITION
 
@@ -994,18 +1354,65 @@ class Operation:
         phase: str,
         name: str,
     ) -> _Moves:
-        """Call user code that may change the data; roll the data back if it fails."""
-        snapshot = converter.unstructure(self.wf)
-        self._user_code()
+        """Call user code that may change the data; roll the data back if it fails
+        (and what it asked of the outbox).
+
+        What was located before it stays located if the code changed no field
+        its replay read (their saved values compared before and after)."""
+        wf = self.wf
+        snapshot = self.unstructure(wf)
+        kept, self.located = self.located, {}
+        self.calls += 1
+        asked = len(self.outbox.intents)
         try:
-            return (yield (fn, args, ctx))
+            output = yield (fn, args, ctx)
         except BaseException as exc:
-            _restore(self.wf, snapshot)
+            _restore(wf, snapshot)
+            del self.outbox.intents[asked:]  # what it asked for goes with its changes
             if not isinstance(exc, Exception):
                 raise
             if phase == "step":
                 raise StepError(name, thread.id, exc) from exc
             raise HandlerError(phase, name, thread.id, exc) from exc
+        if kept and type(snapshot) is dict:
+            self._keep_unchanged(kept, snapshot)
+        return output
+
+    def _keep_unchanged(self, kept: dict[str, tuple[int, list[Frame], Stmt]],
+                        snapshot: dict[str, Any]) -> None:
+        """Locate again what was located before user code ran, if the code
+        changed no field its replay read (`snapshot`: the data before it ran)."""
+        wf = self.wf
+        now = None
+        for thread_id, entry in kept.items():
+            recorded = entry[1][0].reads
+            if recorded is None:
+                continue
+            gate, reads = recorded
+            for field in reads:
+                before = snapshot.get(field, snapshot)  # (not saved: never the same)
+                value = getattr(wf, field)
+                if type(value) in _PLAIN:  # saved as it is
+                    if type(before) is not type(value) or before != value:
+                        break
+                else:
+                    if now is None:
+                        now = self.unstructure(wf)
+                    if before != now.get(field, snapshot):
+                        break
+            else:
+                for frame in entry[1]:  # the thread stopped in each: none ran empty
+                    frame.fresh = False
+                self.located[thread_id] = entry
+                _PAYS[gate] = -1
+
+    def _moved(self, thread: Thread, pc: int) -> None:
+        """The thread moved on at its statement to counter `pc`: where it stands
+        (if still located) is where it stood."""
+        cached = self.located.get(thread.id)
+        if cached is not None and cached[0] == thread.pc:
+            self.located[thread.id] = (pc, cached[1], cached[2])
+        thread.pc = pc
 
     def _user_code(self) -> None:
         """User code is about to run: what was located from the data may be stale."""
@@ -1030,13 +1437,16 @@ class Operation:
             self._keep(thread, stack, wait)
         else:
             self._user_code()
+            asked = len(self.outbox.intents)
             try:
                 event.req.setup_data = yield (handler.setup, (event.req,),
                                               self._handler_context(thread, wait, event))
             except Exception as exc:
+                del self.outbox.intents[asked:]
                 return (yield from self._handler_failed(
                     thread, event, "setup", exc, WaitEventStatus.SETUP_ERROR,
-                    CheckpointType.AFTER_SETUP, self.handler_retry, stack))
+                    CheckpointType.AFTER_SETUP,
+                    getattr(handler, "retry", None) or self.handler_retry, stack))
         event.status = _SETUP
         event.error = ""
         event.attempts, event.retry_at = 0, None
@@ -1049,10 +1459,12 @@ class Operation:
             self._keep(thread, stack, wait)  # nothing to call: no user code runs
         else:
             self._user_code()
+            asked = len(self.outbox.intents)
             try:
                 yield (handler.teardown, (event.req, event.won),
                        self._handler_context(thread, wait, event))
             except Exception as exc:
+                del self.outbox.intents[asked:]
                 return (yield from self._handler_failed(
                     thread, event, "teardown", exc, WaitEventStatus.TEARDOWN_ERROR,
                     CheckpointType.AFTER_TEARDOWN, self.handler_retry if retried else None))
@@ -1063,7 +1475,8 @@ class Operation:
         state = self.state
         return _new_tuple(StepContext, (
             state.id, state.workflow, thread.id, wait.name, thread.pc, event.attempts + 1,
-            self.clock, None, thread.failures[-1] if thread.failures else None, event.event))
+            self.clock, None, thread.failures[-1] if thread.failures else None, event.event,
+            self.outbox))
 
     def _handler_failed(self, thread: Thread, event: WaitEvent, phase: str, exc: Exception,
                         status: WaitEventStatus, kind: CheckpointType,
@@ -1136,8 +1549,10 @@ class Operation:
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
                 f"(it is {thread.status.value} at {thread.stmt!r})"
             )
-        event = next((e for e in thread.events if e.event == req.event), None)
-        if event is None:
+        for event in thread.events:
+            if event.event == req.event:
+                break
+        else:
             raise UnknownEventError(
                 f"thread {thread.id!r} waits at {thread.stmt!r} for "
                 f"{_event_words(thread)}, not for {req.event!r}"
@@ -1147,17 +1562,20 @@ class Operation:
                 f"event {req.event!r} is {event.status.value}, not set up: "
                 "resume the instance first"
             )
-        _, wait = self.locate(thread, Wait)
+        stack, wait = self.locate(thread, Wait)
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
         value = structure_payload(payload, input_type, req.event)
+        if isinstance(wait, Children):  # a child's report: counted on the wait
+            return (yield from self._arrive(thread, wait, event, value))
         # what must be torn down: set-up events whose handler's teardown does
         # something (the rest are done with at once, like their setup)
         teardowns = [
             e for e in thread.events
             if e.status is _SETUP
-            and overrides(self._on(thread, wait, e.event)[1].handler, "teardown")
+            and overrides(on.handler if e is event else self._on(thread, wait, e.event)[1].handler,
+                          "teardown")
         ]
         if isinstance(on, Timeout) and on.raises is not None:  # a timer declared an error
             self._unwind_from(thread, Failure(
@@ -1166,6 +1584,8 @@ class Operation:
             thread.pc = state.pc
             state.update_status()
             return None
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait)
         output = yield from self._run_user_code(
             handler.handle, (event.req, value), self._handler_context(thread, wait, event),
             thread, "handle", req.event
@@ -1179,10 +1599,84 @@ class Operation:
         thread.status = _RESUMING
         thread.won = req.event
         thread.path = self._path(thread)
-        thread.pc = state.pc
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
         thread.since = None
         state.update_status()
         return output
+
+    def _arrive(self, thread: Thread, wait: Children, event: WaitEvent,
+                report: ChildReport) -> _Moves:
+        """A child's report reached its parent's wait (`genflow.children`): counted;
+        the wait goes on when enough children finished (their results into the
+        data), or fails with `ChildFailed` when one did not finish."""
+        state = self.state
+        kept = event.req.setup_data or {}
+        ids = child_ids(kept)
+        arrived = arrived_of(kept)
+        index = report.index
+        if not 0 <= index < len(ids) or ids[index] != report.id:
+            raise UnknownEventError(
+                f"wait {wait.name!r} of instance {state.id!r} did not start child "
+                f"{report.id!r} (as number {index}): it waits for {ids!r}")
+        if any(a[0] == index for a in arrived):
+            return None  # told twice (a failed child retried by an operator): counted once
+        if report.status != "finished":
+            failure = ChildFailed(report.id, report.workflow, report.status, report.error)
+            event.req.setup_data = keep_arrived(kept, [*arrived, [index, None]])  # (no cancel)
+            self._unwind_from(thread, Failure(
+                type="ChildFailed", message=str(failure), step=thread.stmt,
+                types=_type_keys(ChildFailed), path=tuple(thread.path)))
+            thread.pc = state.pc
+            state.update_status()
+            return None
+        value = report.data
+        if wait.result is not None:
+            if not isinstance(value, dict) or wait.result not in value:
+                raise PayloadError(f"child {report.id!r} has no field {wait.result!r} "
+                                   f"(Children {wait.name!r}, result=)")
+            value = value[wait.result]
+        arrived.append([index, value])
+        kept = keep_arrived(kept, arrived)
+        if len(arrived) < wait.needed:  # -- commit: the wait goes on --
+            state.pc += 1
+            event.req.setup_data = kept
+            state.update_status()
+            return None
+        results: Any = arrived[0][1] if wait.single else \
+            [v for _, v in (arrived if wait.first else sorted(arrived))]
+        if wait.into is not None:
+            field = attrs.fields_dict(type(self.wf)).get(wait.into)
+            if field is None:
+                raise DefinitionError(f"Children {wait.name!r}: into={wait.into!r} is not a "
+                                      f"field of {type(self.wf).__name__}")
+            typed = structure_payload(results, Any if field.type is None else _resolved(
+                type(self.wf), wait.into), CHILD_EVENT)
+            setattr(self.wf, wait.into, typed)
+            self._user_code()
+        if wait.handler is not None:
+            _, input_type = _handler_input(wait.handler)
+            typed = structure_payload(results, input_type, CHILD_EVENT)
+            yield from self._run_user_code(wait.handler, (typed,),
+                                           self._handler_context(thread, wait, event),
+                                           thread, "handle", wait.name or CHILD_EVENT)
+        # -- commit: the wait won; children still running are torn down (cancelled) --
+        state.pc += 1
+        event.won = True
+        event.req.setup_data = kept
+        left = len(arrived) < len(ids) and kept.get("policy") == "cancel"
+        if left:
+            event.status = WaitEventStatus.PENDING_TEARDOWN
+        thread.events = [event] if left else []
+        thread.status = _RESUMING
+        thread.won = CHILD_EVENT
+        thread.path = self._path(thread)
+        thread.pc = state.pc
+        thread.since = None
+        state.update_status()
+        return None
 
     # -- operators --
 
@@ -1318,6 +1812,13 @@ class Operation:
                     break  # it failed and waits for its retry
 
 
+def _try(gate: tuple[type, str, bool], left: int) -> None:
+    """A recording from `gate` is tried: one try fewer left (see `_PAYS`)."""
+    if len(_PAYS) >= _GATES:
+        _PAYS.clear()
+    _PAYS[gate] = left - 1
+
+
 def _failure_words(state: State) -> str:
     for thread in state.threads:
         if thread.error:
@@ -1345,6 +1846,16 @@ def _event_words(thread: Thread) -> str:
         words += f" (and the timer{'s' if len(timers) > 1 else ''} "
         words += ", ".join(repr(t) for t in timers) + ")"
     return words
+
+
+def _resolved(cls: type, field: str) -> Any:
+    """A field's declared type, resolved (string annotations too)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(cls).get(field, Any)
+    except Exception:
+        return Any
 
 
 def _restore(wf: Any, snapshot: Any) -> None:
@@ -1413,3 +1924,139 @@ def _tear_down_all(thread: Thread) -> None:
     for event in thread.events:
         if event.status is _SETUP:
             event.status = WaitEventStatus.PENDING_TEARDOWN
+
+
+# -- steps at once ------------------------------------------------------------------------
+
+
+class Conflict(NamedTuple):
+    """A step started at once whose result was not applied: it wrote where the
+    data changed while it ran (`place`, as `results[3]`); it ran again alone."""
+
+    thread_id: str
+    step: str
+    place: str
+
+
+class _AtOnce:
+    """The steps running at once, by (thread id, counter), each on its own copy
+    of the data; `base`, the data they started from as plain values, with the
+    `calls` it was read at; `alone`, the threads whose writes conflicted, to run
+    again on their own; `conflicts` records those."""
+
+    __slots__ = ("alone", "base", "conflicts", "flights")
+
+    def __init__(self) -> None:
+        self.flights: dict[tuple[str, int], _Flight] = {}
+        self.base: tuple[int, Any] | None = None
+        self.alone: set[str] = set()
+        self.conflicts: list[Conflict] = []
+
+
+class _Flight:
+    """A step started at once: where its thread stood, the data it began from
+    (plain values, as `base`, and `mine`, its own copy, which it changes), the
+    `calls` then, and its own `outbox` (applied with its writes)."""
+
+    __slots__ = ("base", "calls", "mine", "outbox", "pc", "stack", "step", "thread")
+
+    def __init__(self, thread: Thread, pc: int, stack: list[Frame], step: Step, base: Any,
+                 mine: Any, calls: int, outbox: Outbox):
+        self.thread, self.pc, self.stack, self.step = thread, pc, stack, step
+        self.base, self.mine, self.calls, self.outbox = base, mine, calls, outbox
+
+    def current(self) -> bool:
+        """Does its thread still stand at this step? (Cancellation moves it on.)"""
+        thread = self.thread
+        return thread.status is _EXECUTING and thread.pc == self.pc
+
+
+def _in_worker(action: Callable[[], Any]) -> Callable[[], Any]:
+    """A blocking step's call: it runs in a worker thread, and the driver awaits it."""
+    def attempt() -> Any:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, contextvars.copy_context().run, action)
+
+    return attempt
+
+
+_GONE: Any = _Signal("GONE")  # a key a step deleted
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the store keeps them: 1, 1.0 and True differ, so does key order."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> None:
+    """What turned `base` into `after`, as (path, value) writes: into dicts key by
+    key and lists of one length index by index; anything else whole."""
+    if _same(base, after):
+        return
+    if type(base) is dict and type(after) is dict:
+        kept = [k for k in base if k in after]
+        added = [k for k in after if k not in base]
+        if list(after) != kept + added:  # reordered: the whole dict
+            out.append((path, after))
+            return
+        for k in kept:
+            _writes(base[k], after[k], (*path, k), out)
+        out.extend(((*path, k), _GONE) for k in base if k not in after)
+        out.extend(((*path, k), after[k]) for k in added)
+    elif type(base) is list and type(after) is list and len(base) == len(after):
+        for i, (x, y) in enumerate(zip(base, after, strict=True)):
+            _writes(x, y, (*path, i), out)
+    else:
+        out.append((path, after))
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if type(value) is dict:
+            value = value.get(key, _GONE)
+        elif type(value) is list and type(key) is int and 0 <= key < len(value):
+            value = value[key]
+        else:
+            return _GONE
+    return value
+
+
+def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
+    """May a write at `path` made from `base` go over `now`: is the value there,
+    and the container holding it, as the step saw them?"""
+    if not _same(_at(now, path), _at(base, path)):
+        return False
+    parent = _at(now, path[:-1])
+    was = _at(base, path[:-1])
+    if type(parent) is not type(was) or type(parent) not in (dict, list):
+        return False
+    return type(parent) is dict or path[-1] < len(parent)
+
+
+def _put(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    parent = _at(data, path[:-1])
+    if value is _GONE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+
+
+def path_words(path: tuple[Any, ...]) -> str:
+    """`results[3]`, `by_name['ada'].total`: a place in the data, as code names it."""
+    words = ""
+    for i, key in enumerate(path):
+        if i == 0:
+            words = str(key)
+        elif type(key) is int:
+            words += f"[{key}]"
+        else:
+            words += f"[{key!r}]"
+    return words

@@ -194,11 +194,15 @@ class Thread:
 class Parent:
     """The instance that started this one as a child, and how it learns the
     child's end: event `event` of `instance_id`, as child number `index` of
-    the statement that started it (`genflow.children`)."""
+    the statement that started it (`genflow.children`), for the wait of
+    thread `thread` that began at counter `pc` (a report for a wait that is
+    over is stale: the parent went on without it)."""
 
     instance_id: str
     event: str
     index: int = 0
+    thread: str = MAIN_THREAD
+    pc: int = 0
 
 
 @attrs.define(slots=True)

@@ -123,16 +123,24 @@ class Step(Stmt):
     failed when it returns (its changes to the data rolled back). Either way
     the attempt fails with `StepTimeoutError`, retried by the policy and
     catchable like any failure.
+
+    `blocking=True` says a sync `action` blocks (it waits on I/O): the async
+    API runs it in a worker thread (asyncio's default executor), on its own
+    copy of the data, so that the other threads' steps run meanwhile; the sync
+    API runs it as any step. An `async def` action never blocks: refused.
     """
 
-    __slots__ = ("action", "name", "retry", "timeout")
+    __slots__ = ("action", "blocking", "name", "retry", "timeout")
 
     def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
-                 timeout: float | _dt.timedelta | None = None):
+                 timeout: float | _dt.timedelta | None = None, blocking: bool = False):
         self.name = name
         self.action = action
         self.retry = retry
         self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
+        self.blocking = blocking
+        if blocking is not False:  # (a Step is built at every replay: checked when set)
+            _check_blocking(name, action, blocking)
 
 
 class Case(Stmt):
@@ -566,6 +574,15 @@ class _Tracked:
                 pending.remove(thread_id)
 
         return [inner, Step(f"{self.name}: done", done)]
+
+
+def _check_blocking(name: str, action: Any, blocking: Any) -> None:
+    if blocking is not True:
+        raise StatementError(f"Step {name!r}: blocking is True or False, not {blocking!r}")
+    if inspect.iscoroutinefunction(getattr(action, "func", action)):  # (functools.partial)
+        raise StatementError(
+            f"Step {name!r}: blocking=True is for a sync action that blocks (it runs in a "
+            "worker thread); an async def action already lets the others run: drop it")
 
 
 def _seconds(what: str, value: float | _dt.timedelta) -> float:

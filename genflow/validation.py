@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from genflow.children import Children
 from genflow.errors import DefinitionError, UnknownWorkflowError
 from genflow.handlers import as_handler
 from genflow.registry import workflow_name
@@ -168,6 +169,18 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
             for f in stack):
         problems.append("Raise() outside a Catch body: there is no failure to raise again "
                         "(give Raise an error class)")
+    if isinstance(stmt, Children):
+        for item in stmt.items:
+            try:
+                workflow_name(item)
+            except UnknownWorkflowError as exc:
+                problems.append(f"{kind} {stmt.name!r}: a child is no workflow: {exc}")
+                break
+    if isinstance(stmt, Children) and stmt.into is not None:
+        cls = type(definition)
+        if attrs.has(cls) and stmt.into not in {f.name for f in attrs.fields(cls)}:
+            problems.append(f"{kind} {stmt.name!r}: into={stmt.into!r} is not a field of "
+                            f"{cls.__name__} (add one of the results' type)")
     if isinstance(stmt, Wait):
         if not stmt.events:
             problems.append(f"Wait {stmt.name!r} has no events")

@@ -19,7 +19,7 @@ def main() -> None:
     db, count = sys.argv[1], int(sys.argv[2])
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     store = SQLiteStore(db)
-    engine = Engine(store, lease_seconds=0.3)
+    engine = Engine(store, lease_seconds=0.3, share_commits=batch > 1)
     print("ready", flush=True)
     engine.work(stop=lambda: store.count(status="finished") >= count, idle_sleep=0.02, batch=batch)
     print("all finished", flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgpack
 
-from benchmarks import w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
+from benchmarks import fan_out, w1_seed_loop, w2_long_running, w3_durable_steps, w4_batch
 from genflow import dumps, loads, new_state, resume
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
@@ -85,3 +85,25 @@ def test_w3_in_a_try_runs_the_same_steps_and_its_finally(tmp_path) -> None:
     # a save per step and one for the Finally's step: the Try itself saves nothing
     assert store.get(iid).version <= w3_durable_steps.STEPS + 4
     store.close()
+
+
+def test_fan_out_backs_up_25_files_at_once_and_one_at_a_time() -> None:
+    from examples.fan_out import STORAGE
+    from genflow.stores import MemoryStore
+
+    for parallel in (100, 1):
+        fan_out.wall_ms(MemoryStore(), parallel)  # (checks the backup itself)
+        assert STORAGE.peak == (25 if parallel > 1 else 1)
+
+
+def test_w5_the_last_statement_and_the_last_thread_are_reached() -> None:
+    from benchmarks import w5_scale
+
+    for n in (10, 100):
+        wf = w5_scale.one_event(w5_scale.waiting(w5_scale.Long(size=n)))
+        assert isinstance(wf, w5_scale.Long) and wf.done == n
+        blob = w5_scale.waiting(w5_scale.FanOut(threads=n))
+        _, state = loads(blob)
+        assert len(state.threads) == n
+        wf = w5_scale.one_event(blob, n - 1)
+        assert isinstance(wf, w5_scale.FanOut) and wf.done == 1

@@ -8,6 +8,7 @@ same data and the same blob. The README's demo runs in a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -43,6 +44,7 @@ if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `t
 
 from examples import (  # noqa: E402
     approval,
+    fan_out,
     money_transfer,
     pizza,
     seat_hold,
@@ -50,6 +52,7 @@ from examples import (  # noqa: E402
     sms_verification,
 )
 from examples.approval import INBOX, Purchase  # noqa: E402
+from examples.fan_out import STORAGE, Backup  # noqa: E402
 from examples.money_transfer import BANK, MoneyTransfer  # noqa: E402
 from examples.pizza import PaymentStatus, PizzaOrder, Size, Stage  # noqa: E402
 from examples.seat_hold import MAILER, VENUE, SeatHold  # noqa: E402
@@ -980,3 +983,212 @@ def test_the_money_transfer_is_no_longer_than_temporals():
     end = example.index("\n\n\ndef main")
     assert block[block.index("RETRY = "):].strip() == \
         example[start:end].strip().replace('"money-transfer"', '"doc-transfer"')
+
+
+# -- workflows that work together: children and the outbox (docs/together.md) --------
+
+from examples import child_workflow, device_provisioning, widget_store  # noqa: E402
+from examples.child_workflow import Greeting  # noqa: E402
+from examples.device_provisioning import DEVICES, ProvisionNewDevices  # noqa: E402
+from examples.widget_store import SHOP, Checkout  # noqa: E402
+
+#: the peers' samples in lines of code (what docs/together.md quotes): Temporal's
+#: hello_child_workflow.py, whole; Azure's two orchestrators (sub-orchestrations page,
+#: Python) and its three activities at their shortest (decorator and def: 2 lines
+#: each); DBOS's two workflows and the five transactions they call (widget_store/main.py)
+PEER_LINES = {"child_workflow": 43, "device_provisioning": 17 + 3 * 2, "widget_store": 66}
+
+
+class _Crash(BaseException):
+    """The process dies at this store call (nothing after it runs)."""
+
+
+_WRITES = ("create", "save", "create_if_absent", "put_outbox", "done_outbox", "retry_outbox",
+           "release", "acquire", "claim_due", "claim_outbox")
+
+
+@contextlib.contextmanager
+def _dies_at(store, at):  # type: ignore[no-untyped-def]
+    """Every store write counted; the `at`-th raises `_Crash` (None: none does)."""
+    count = {"n": 0}
+    real = {name: getattr(store, name) for name in _WRITES}
+
+    def wrap(name):  # type: ignore[no-untyped-def]
+        def call(*args, **kw):  # type: ignore[no-untyped-def]
+            count["n"] += 1
+            if count["n"] == at:
+                raise _Crash
+            return real[name](*args, **kw)
+        return call
+    for name in _WRITES:
+        setattr(store, name, wrap(name))
+    try:
+        yield count
+    finally:
+        for name in _WRITES:
+            setattr(store, name, real[name])
+
+
+def _greeting(engine, key):  # type: ignore[no-untyped-def]
+    if not any(r.id == key for r in engine.list(workflow="greeting")):
+        engine.start(Greeting("World"), id=key)
+    engine.work(until_idle=True, idle_sleep=30)
+    return engine.get(key).data.greeting, None
+
+
+def _devices(engine, key):  # type: ignore[no-untyped-def]
+    if not any(r.id == key for r in engine.list(workflow="provision-new-devices")):
+        engine.start(ProvisionNewDevices(), id=key)
+    engine.work(until_idle=True, idle_sleep=30)
+    for child in engine.list(parent=key):
+        if "download completed ack" in child.waiting_for:
+            engine.send(child.id, "download completed ack")
+    engine.work(until_idle=True, idle_sleep=30)
+    return engine.get(key).status.value, [(r.id.replace(key, "P"), r.status)
+                                          for r in engine.list(parent=key)]
+
+
+def _widgets(engine, key):  # type: ignore[no-untyped-def]
+    if not any(r.id == key for r in engine.list(workflow="widget-checkout")):
+        engine.start(Checkout(), id=key)
+    engine.work(until_idle=True, idle_sleep=30)
+    if "payment status" in engine.store.get(key).waiting_for:
+        engine.send(key, "payment status", "paid")
+    engine.work(until_idle=True, idle_sleep=30)
+    dispatch = engine.get(f"dispatch-{key}")
+    return SHOP.orders.get(key), (dispatch.status.value, SHOP.progress.get(key))
+
+
+TOGETHER = {"greeting": _greeting, "devices": _devices, "widget store": _widgets}
+
+
+def _together(store, scenario, key, crash_at=None):  # type: ignore[no-untyped-def]
+    """Run `scenario` under instance id `key`, the process dying at write `crash_at`;
+    then a fresh worker finishes it. The result, and how many writes there were."""
+    from genflow.clock import FakeClock
+
+    SHOP.inventory = 10 ** 6
+    clock = FakeClock()
+    with _dies_at(store, crash_at) as count, contextlib.suppress(_Crash):
+        TOGETHER[scenario](Engine(store, clock=clock, lease_seconds=10), key)
+    clock.advance(seconds=60)  # the dead process's leases run out
+    result = TOGETHER[scenario](Engine(store, clock=clock, lease_seconds=10), key)
+    assert store.list_outbox(limit=5) == []
+    return result, count["n"]
+
+
+@pytest.mark.parametrize("scenario", list(TOGETHER))
+def test_a_crash_at_any_write_of_parent_and_children_ends_as_an_uninterrupted_run(
+        make_store, store_kind, scenario):
+    store = make_store()
+    expected, writes = _together(store, scenario, "plain")
+    assert writes > 3
+    stride = 3 if store_kind == "postgres" else 1  # (every write on the others: time)
+    for n in range(1, writes + 1, stride):
+        assert _together(store, scenario, f"k{n}", n)[0] == expected, n
+
+
+def test_the_samples_that_work_together_print_what_docs_say(capsys):
+    assert child_workflow.main() == "Hello, World!"
+    device_provisioning.main()
+    DEVICES.sent.clear()
+    SHOP.inventory, SHOP.orders = 1, {}
+    widget_store.main()
+    out = capsys.readouterr().out
+    assert "Result: Hello, World!" in out
+    assert "finished: ['dev-1', 'dev-2', 'dev-3']" in out
+    assert "{'order-1': 'dispatched', 'order-2': 'cancelled'} inventory 0" in out
+    for data in (Greeting("x"), ProvisionNewDevices(), Checkout()):
+        genflow.validate(data)
+
+
+@pytest.mark.parametrize(("name", "start", "end"), [
+    ("child_workflow", None, None),
+    ("device_provisioning", '@genflow.workflow("device-provisioning")', "\n\n\ndef main"),
+    ("widget_store", "class Shop", "\n\n\ndef main"),
+])
+def test_the_samples_that_work_together_are_no_longer_than_the_peers(name, start, end):
+    source = (ROOT / "examples" / f"{name}.py").read_text()
+    if start is not None:
+        source = source[source.index(start):source.index(end)]
+    lines = _code_lines(source)
+    assert lines <= PEER_LINES[name], (name, lines)
+    page = (ROOT / "docs" / "together.md").read_text()
+    assert f"**{lines} lines**" in page and f"**{PEER_LINES[name]} lines**" in page
+
+
+def test_the_toolkit_checks_a_workflow_with_children():
+    from genflow.testing.suite import check_workflow
+
+    check_workflow(ProvisionNewDevices, examples=10)  # replays, reloads, crashes agree
+# -- Azure's fan-out/fan-in: 25 copies at once ------------------------------------------------
+
+BACKED_UP = sum(1000 + n for n in range(25))
+
+
+def test_fan_out_runs_its_25_copies_at_once_through_the_engine(make_store, capsys):
+    STORAGE.reset()
+    engine = Engine(make_store(), [Backup], clock=FakeClock())
+    iid = asyncio.run(engine.start_async(Backup()))
+    backup = engine.get(iid)
+    assert backup.status is WorkflowStatus.FINISHED and backup.data.total == BACKED_UP
+    assert STORAGE.peak == 25 and len(STORAGE.calls) == 25 and len(STORAGE.stored) == 25
+    assert backup.version >= 27  # a save per step applied: the list, 25 copies, the sum
+    STORAGE.reset()
+    fan_out.main()
+    assert capsys.readouterr().out == "finished: 25 files, 25300 bytes, 25 uploads at once\n"
+
+
+def test_fan_out_one_step_at_a_time_ends_the_same(make_store):
+    STORAGE.reset()
+    engine = Engine(make_store(), [Backup], clock=FakeClock(), parallel_steps=1)
+    iid = asyncio.run(engine.start_async(Backup()))
+    assert STORAGE.peak == 1
+    assert engine.get(iid).data == Backup(files=[f"page-{n:02}.html" for n in range(25)],
+                                          sizes=[1000 + n for n in range(25)],
+                                          total=BACKED_UP)
+
+
+def test_fan_out_ends_the_same_in_every_mode():
+    """Crash mode crashes at every durable checkpoint: each crash drops the
+    copies still running, which run again (same key: stored once)."""
+    blobs = set()
+    for mode in MODES:
+        STORAGE.reset()
+        run = Instance(Backup(), mode, asynchronous=True)
+        run.resume()
+        assert run.wf.total == BACKED_UP and len(STORAGE.stored) == 25, mode
+        blobs.add(run.blob())
+    assert len(blobs) == 1
+
+
+@pytest.mark.parametrize("lose", [False, True], ids=["after-a-save", "instead-of-a-save"])
+def test_fan_out_a_crash_at_any_save_loses_no_copy(make_store, lose):
+    store = make_store()
+    expected = None
+    for n in range(1, 60):
+        STORAGE.reset()
+        clock = FakeClock()
+        iid = f"backup-{n}"
+        died = False
+        try:
+            asyncio.run(Engine(DyingStore(store, n, lose=lose), [Backup],
+                               clock=clock).start_async(Backup(), id=iid))
+        except Died:
+            died = True
+        clock.advance(seconds=120)  # the dead process's lease runs out
+        survivor = Engine(store, [Backup], clock=clock)
+        for _ in range(5):
+            if survivor.get(iid).status is WorkflowStatus.FINISHED:
+                break
+            asyncio.run(survivor.run_due_async())
+        backup = survivor.get(iid)
+        assert backup.status is WorkflowStatus.FINISHED and backup.data.total == BACKED_UP, n
+        assert len(STORAGE.stored) == 25, n  # each copy stored once, whatever ran again
+        expected = expected or backup.data
+        assert backup.data == expected, n
+        if not died:
+            assert n > 27, f"the start made only {n - 1} saves"
+            break
+    else:
+        raise AssertionError("the start never ended without a crash")

@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "genflow"
 
 #: the core: statements, replay, runtime, state, codec and what they need. It knows
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
-CORE = {"clock", "codec", "errors", "handlers", "lowlevel", "registry", "replay", "runtime",
-        "saga", "state", "statements", "strict", "validation", "wire"}
+CORE = {"children", "clock", "codec", "context", "errors", "handlers", "lowlevel", "outbox",
+        "registry", "replay", "runtime", "saga", "state", "statements", "strict", "validation",
+        "wire"}
 
 
 def _modules() -> dict[str, Path]:

@@ -21,6 +21,7 @@ from genflow.errors import (
     StoreNotFoundError,
 )
 from genflow.stores import InstanceRecord, MemoryStore, SQLiteStore, open_store
+from genflow.stores.base import OutboxEntry
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -471,12 +472,20 @@ def test_claim_due_and_next_wake_only_for_the_workflows_asked(store):
 
 def test_transaction_groups_writes_into_one_commit(make_store, store_kind):
     writer, reader = make_store(), make_store()
-    if store_kind == "memory":  # nothing to commit: writes are visible at once, kept on error
+    if store_kind == "memory":  # all or nothing too (other threads wait for the end)
+        writer.create(rec("keep"))
         with pytest.raises(RuntimeError), writer.transaction():
-            assert not writer.grouping()
+            assert writer.grouping()
             writer.create(rec("a"))
+            writer.save(rec("keep", blob=b"v2"), expected_version=1)
+            writer.append_journal("keep", [("x", {})], T0)
+            writer.put_outbox([OutboxEntry("keep", "a", due_at=T0)])
             raise RuntimeError("crash")
-        assert reader.get("a").version == 1
+        assert not writer.grouping()
+        with pytest.raises(InstanceNotFoundError):
+            reader.get("a")
+        assert reader.get("keep").blob == b"\x00blob" and reader.journal("keep") == []
+        assert reader.list_outbox() == []
         return
     writer.create(rec("a"))
     with writer.transaction():

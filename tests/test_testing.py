@@ -823,6 +823,18 @@ def test_example_seat_hold() -> None:
     MAILER.clear()
 
 
+def test_example_fan_out() -> None:
+    from examples.fan_out import STORAGE, Backup
+
+    # the checker moves one step at a time; Instance in crash mode runs them at
+    # once (tests/test_examples.py)
+    STORAGE.reset()
+    result = assert_replay_equivalent(Backup())
+    assert result.state.status.value == "finished" and result.data.total == 25300
+    assert len(STORAGE.stored) == 25  # one blob per key, whatever ran again
+    STORAGE.reset()
+
+
 def test_every_example_has_a_toolkit_test() -> None:
     modules = {p.stem for p in (ROOT / "examples").glob("*.py")} - {"__init__", "demo"}
     tested = {name[len("test_example_"):] for name in globals() if name.startswith("test_example_")}
@@ -955,7 +967,9 @@ class Poller:
     polls: int = 0
 
     def definition(self):
-        yield For("polling", self not in SEEN, Step("poll", self.poll))
+        # reads `polls`, which each poll changes: the definition is replayed after
+        # every poll, and in the run that never stops it then sees SEEN
+        yield For("polling", self not in SEEN and self.polls >= 0, Step("poll", self.poll))
         yield Wait("done?", On("done", self.poll))
 
     def poll(self) -> None:
@@ -998,3 +1012,52 @@ def test_a_report_says_another_branch_not_ran_again() -> None:
     assert ("The main thread goes to 'vip greeting' in the run that never stopped, to "
             "'regular greeting' in the run that crashed right after checkpoint #") in report
     assert "run again" not in report
+
+
+def _report(index: int, child_id: str, child: Any) -> Any:
+    from genflow.children import ChildReport
+    from genflow.codec import unstructure
+
+    return ChildReport(index, child_id, genflow.registry.workflow_name(child), "finished",
+                       unstructure(child))
+
+
+def test_example_child_workflow() -> None:
+    from examples.child_workflow import ComposeGreeting, Greeting
+
+    assert assert_replay_equivalent(ComposeGreeting("Hello", "World")).data.text == \
+        "Hello, World!"
+    child = ComposeGreeting("Hello", "World", text="Hello, World!")
+    result = assert_replay_equivalent(Greeting("World"),
+                                      [("child ended", _report(0, "test-1/compose/1", child))])
+    assert result.data.greeting == "Hello, World!"
+
+
+def test_example_device_provisioning() -> None:
+    from examples.device_provisioning import DeviceProvisioning, ProvisionNewDevices
+
+    child = assert_replay_equivalent(DeviceProvisioning("dev-1"),
+                                     [("download completed ack", None)])
+    assert child.state.status.value == "finished" and child.data.sas_url.endswith("dev-1?sas=token")
+    reports = [("child ended", _report(n, f"test-1/provision/3/{n}", DeviceProvisioning(d)))
+               for n, d in enumerate(["dev-1", "dev-2", "dev-3"])]
+    result = assert_replay_equivalent(ProvisionNewDevices(), reports)
+    assert result.state.status.value == "finished"
+
+
+def test_example_widget_store() -> None:
+    from examples.widget_store import SHOP, Checkout, DispatchOrder
+    from genflow.outbox import StartIntent
+    from genflow.testing import Instance
+
+    SHOP.inventory = 100
+    paid = assert_replay_equivalent(Checkout(), [("payment status", "paid")])
+    assert paid.state.status.value == "finished" and paid.data.reserved
+    run = Instance(Checkout(), "crash", instance_id="order-9")
+    run.resume()
+    run.send("payment status", "paid")
+    [start] = run.outbox  # the dispatch, asked for once whatever the crashes
+    assert isinstance(start, StartIntent) and start.id == "dispatch-order-9"
+    dispatch = assert_replay_equivalent(DispatchOrder("order-9"),
+                                        [Send("wake", timer=True)] * 10)
+    assert dispatch.data.left == 0

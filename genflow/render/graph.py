@@ -42,8 +42,10 @@ from typing import Any
 
 import attrs
 
-from genflow.errors import Cancelled, DefinitionError, GenflowError
+from genflow.children import Children
+from genflow.errors import Cancelled, ChildFailed, DefinitionError, GenflowError
 from genflow.handlers import EventHandler, FunctionHandler, TimerHandler, as_handler
+from genflow.registry import workflow_name
 from genflow.replay import Frame, as_body, iter_tree, path_of
 from genflow.statements import (
     Break,
@@ -91,6 +93,7 @@ class NodeKind:
     WAITFOR = "waitfor"
     GO = "go"  #: starts a thread (its lane is a cluster)
     SLEEP = "sleep"  #: a `Sleep`: a wait for its timer alone
+    CHILD = "child"  #: a `Child` / `Children`: starts child workflows, waits for them
     TRY = "try"  #: a `Try`'s head (its body is a cluster with it)
     CATCH = "catch"  #: a `Catch` of a Try: where the failures it matches go
     FINALLY = "finally"  #: the `Finally` of a Try
@@ -298,7 +301,7 @@ class _Open:
             return [_Exit(self.node.id, EdgeKind.BRANCH, stmt.cases[branch].name or "", branch)]
         if isinstance(stmt, For):
             return [_Exit(self.node.id, EdgeKind.LOOP)]
-        if isinstance(stmt, Sleep):  # no event node: the Sleep is its own timer
+        if isinstance(stmt, (Sleep, Children)):  # no event node: it is its own event
             return [_Exit(self.node.id)]
         if isinstance(stmt, Wait):
             on = stmt.events[branch]
@@ -479,7 +482,7 @@ class _Builder:
         context = self.contexts[-1]
         op = context.open
         if isinstance(stmt, On) and op is not None and isinstance(op.stmt, Wait):
-            if not isinstance(op.stmt, Sleep):  # (a Sleep's timer is the Sleep itself)
+            if not isinstance(op.stmt, (Sleep, Children)):  # (a Sleep is its own timer)
                 self.event(op, stmt, context)
             return
         self.close(context)
@@ -495,6 +498,9 @@ class _Builder:
         if isinstance(stmt, Raise):  # nothing after it runs: its failure goes where caught
             context.pending = []
             self.fail_edges(node, _raised(stmt, self.contexts), self.outward(context))
+        if isinstance(stmt, Children):  # a child that does not finish fails the thread here
+            self.fail_edges(node, _Raised((ChildFailed,), exact=True), self.outward(context),
+                            only_caught=True)
         if stmt.bodies or isinstance(stmt, (Switch, For, Wait, Go)):
             context.open = _Open(stmt, node)
             if isinstance(stmt, Go):
@@ -554,6 +560,16 @@ class _Builder:
                                  id_text=f"{word} {first}", detail={"cases": cases})
         if isinstance(stmt, For):
             return node(NodeKind.LOOP, f"For {name}", detail={"cond": stmt.cond})
+        if isinstance(stmt, Children):
+            kinds = sorted({workflow_name(item) for item in stmt.items})
+            count = len(stmt.items)
+            label = f"{type(stmt).__name__} {name}\n" + (
+                kinds[0] if stmt.single else f"{count} x {' / '.join(kinds)}")
+            if stmt.first is not None:
+                label += f"\nfirst {stmt.first}"
+            return node(NodeKind.CHILD, label, detail={
+                "workflows": kinds, "children": count, "first": stmt.first, "into": stmt.into,
+                "on_cancel": stmt.on_cancel})
         if isinstance(stmt, Wait):
             return node(NodeKind.WAIT, f"Wait {name}",
                         detail={"events": [on.name for on in stmt.events]})
@@ -696,10 +712,12 @@ class _Builder:
                 self.graph.edges.append(Edge(node.id, branch.id, EdgeKind.FAIL, words,
                                              fin.index, tail=group.id))
 
-    def fail_edges(self, source: Node, raised: _Raised, chain: list[_Context]) -> None:
+    def fail_edges(self, source: Node, raised: _Raised, chain: list[_Context], *,
+                   only_caught: bool = False) -> None:
         """Failure edges from `source` to each Catch of an enclosing Try's body
         that can catch what it raises, up to the first sure to; to the thread's
-        ``fails`` end if none is."""
+        ``fails`` end if none is (unless `only_caught`: a statement that may
+        fail, like a step, whose uncaught failure is not drawn)."""
         for outer in chain:
             owner = outer.owner
             if owner is None or isinstance(owner.stmt, Go):
@@ -713,6 +731,8 @@ class _Builder:
                                                  EdgeKind.FAIL, "", catch.index))
                 if sure:
                     return
+        if only_caught:
+            return
         end = chain[0].end
         assert end is not None
         self.graph.edges.append(Edge(source.id, self.fails(end).id, EdgeKind.FAIL))

@@ -113,8 +113,11 @@ def report_data(engine: Engine, diagrams: Diagrams, *, workflow: str | None = No
             row["problem"] = f"cannot load the instance: {exc}"
             views[record.id] = _unloaded(row)
             continue
-        views[record.id] = instance_view(instance, now=now, diagrams=diagrams, data=False,
-                                         journal=engine.store.journal(record.id))
+        views[record.id] = instance_view(
+            instance, now=now, diagrams=diagrams, data=False,
+            journal=engine.store.journal(record.id),
+            children=[(r.id, r.status) for r in engine.list(parent=record.id)],
+            outbox=engine.store.list_outbox(origin=record.id))
     schedules, queues = _operating_marks(engine, rows)
     return {"mode": "report", "rows": rows, "views": views, "legend": legend(),
             "workflows": sorted({r["workflow"] for r in rows}),

@@ -77,12 +77,15 @@ def row_view(record: InstanceRecord) -> dict[str, Any]:
 
 def instance_view(instance: Instance, *, now: _dt.datetime,
                   journal: Sequence[JournalEntry] = (), diagrams: Diagrams | None = None,
-                  data: bool = True) -> dict[str, Any]:
+                  data: bool = True, children: Sequence[tuple[str, str]] = (),
+                  outbox: Sequence[Any] = ()) -> dict[str, Any]:
     """Everything the instance page shows (see the module's docstring).
 
     `diagrams` draws (and caches) the definition; the view names it by `diagram`
     (its key) and carries the marks to lay on it. `data=False` leaves the raw data
     out (the report: `describe`'s words already show it, cut to length).
+    `children` are the instance's children's (id, status) and `outbox` its
+    entries not delivered yet (the links between parent and children: docs/together.md).
     """
     state = instance.state
     view: dict[str, Any] = {
@@ -91,7 +94,11 @@ def instance_view(instance: Instance, *, now: _dt.datetime,
         "wake_at": _iso(instance.wake_at), "updated_at": _iso(instance.updated_at),
         "text": describe(state, instance.data, now=now, attempts=instance.attempts,
                          error=instance.error, wake_at=instance.wake_at,
-                         updated_at=instance.updated_at),
+                         updated_at=instance.updated_at, children=list(children),
+                         outbox=list(outbox)),
+        "parent": None if state.parent is None else {
+            "id": state.parent.instance_id, "index": state.parent.index},
+        "children": [{"id": child, "status": status} for child, status in children],
         "threads": [_thread_view(thread) for thread in state.threads],
         "diagram": None, "marks": {}, "taken": [], "at": {}, "notes": {}, "problems": [],
     }

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         ScheduleRecord,
     )
 
-__all__ = ["InstanceRecord", "JournalEntry", "Store", "lease_free", "pack_detail",
+__all__ = ["InstanceRecord", "JournalEntry", "OutboxEntry", "Store", "lease_free", "pack_detail",
            "refused_save", "unpack_detail", "utcnow"]
 
 
@@ -130,6 +130,38 @@ class JournalEntry:
     at: _dt.datetime
     kind: str
     detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OutboxEntry:
+    """One effect an instance's checkpoint asked for, waiting for the relay
+    (`genflow.outbox`, `Engine`): `kind` "event" delivers `event` with
+    `payload` (msgpack of plain values) to `target`, pinned to the wait
+    (`thread`, `pc`) when given (a child's report); "cancel" cancels `target`.
+
+    `due_at` is when it may go (None: given up, kept for an operator with
+    its `error`); `attempts` counts the deliveries that did not happen yet
+    (the target did not wait for it, or was busy). A relay leases the entry
+    (`lease_owner`, `lease_until`) while it delivers it; `seq` orders the
+    entries (and is 0 before the store numbers them)."""
+
+    origin: str
+    target: str
+    kind: str = "event"
+    event: str = ""
+    payload: bytes = b""
+    thread: str | None = None
+    pc: int | None = None
+    due_at: _dt.datetime | None = None
+    attempts: int = 0
+    error: str = ""
+    seq: int = 0
+    lease_owner: str | None = None
+    lease_until: _dt.datetime | None = None
+    created_at: _dt.datetime | None = None
+
+
+OUTBOX_KINDS = ("event", "cancel")
 
 
 def pack_detail(detail: dict[str, Any]) -> bytes:
@@ -291,6 +323,52 @@ class Store(abc.ABC):
         durable before the end, and the engine saves an instance once per
         operation rather than at every checkpoint."""
         return False
+
+    # -- the outbox and children (genflow.outbox; the engine's relay) --
+
+    def create_if_absent(self, record: InstanceRecord,
+                         parent: tuple[str, int] | None = None) -> bool:
+        """`create` the instance (no lease) unless its id exists; with
+        `parent` (the parent's id, the child's index) also the link that
+        `children` reads. Whether it was created. Inside `transaction()` it
+        joins that commit (a checkpoint's effects go with its save)."""
+        raise _unsupported(self, "outbox")
+
+    def children(self, parent_id: str) -> builtins.list[tuple[str, int]]:
+        """The (child id, index) of every instance started as a child of
+        `parent_id`, in the order they were started."""
+        return []
+
+    def put_outbox(self, entries: builtins.list[OutboxEntry]) -> builtins.list[int]:
+        """Insert entries (their `seq`s are the store's); their seqs, in order."""
+        raise _unsupported(self, "outbox")
+
+    def claim_outbox(self, owner: str, now: _dt.datetime, until: _dt.datetime, limit: int,
+                     seqs: Collection[int] | None = None) -> builtins.list[OutboxEntry]:
+        """Lease up to `limit` entries due at `now` that no one else holds (only
+        those of `seqs` when given), oldest first, to `owner` until `until`.
+        Two relays never receive the same entry."""
+        return []
+
+    def done_outbox(self, seq: int) -> None:
+        """Delete an entry: it was carried out (inside the transaction that
+        saved its target, so it happens exactly once)."""
+        raise _unsupported(self, "outbox")
+
+    def retry_outbox(self, seq: int, due_at: _dt.datetime | None, attempts: int,
+                     error: str) -> None:
+        """An entry that could not be carried out now: due again at `due_at`
+        (None: given up), its lease dropped."""
+        raise _unsupported(self, "outbox")
+
+    def list_outbox(self, *, origin: str | None = None, target: str | None = None,
+                    limit: int = 100) -> builtins.list[OutboxEntry]:
+        """Entries waiting for the relay (from `origin`, to `target`), oldest first."""
+        return []
+
+    def next_outbox_due(self) -> _dt.datetime | None:
+        """The earliest `due_at` of the outbox (a worker's sleep ends there)."""
+        return None
 
     # -- waking idle workers --
 

@@ -8,10 +8,13 @@ only durability is missing. `readonly=True` refuses every write with
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import datetime as _dt
+import itertools
 import threading
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from genflow.errors import DuplicateInstanceError, InstanceNotFoundError, ReadOnlyStoreError
 from genflow.stores.base import (
@@ -19,6 +22,7 @@ from genflow.stores.base import (
     Journal,
     JournalEntries,
     JournalEntry,
+    OutboxEntry,
     Records,
     Store,
     lease_free,
@@ -42,6 +46,41 @@ class MemoryStore(SchedulingMemory, Store):
         self._lock = threading.Condition()
         self._woken = False
         self._init_scheduling()  # schedules, queues: genflow.stores.sched_memory
+        self._outbox: dict[int, OutboxEntry] = {}
+        self._outbox_seq = itertools.count(1)
+        self._links: dict[str, tuple[str, int]] = {}  # child -> (parent, index)
+        self._group_thread: int | None = None
+
+    # -- grouping writes: all or nothing, like the SQL stores' transactions --
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write inside is undone if the block raises (this thread holds
+        the store meanwhile): a checkpoint's save and its outbox go together."""
+        with self._lock:
+            if self._group_thread == threading.get_ident():
+                yield  # nested: the outer one decides
+                return
+            rows, outbox, links = dict(self._rows), dict(self._outbox), dict(self._links)
+            entries = dict(self._entries)
+            journal = {key: len(value) for key, value in self._journal.items()}
+            self._group_thread = threading.get_ident()
+            try:
+                yield
+            except BaseException:
+                self._rows, self._outbox, self._links, self._entries = (
+                    rows, outbox, links, entries)
+                for key in list(self._journal):
+                    if key not in journal:
+                        del self._journal[key]
+                    else:
+                        del self._journal[key][journal[key]:]
+                raise
+            finally:
+                self._group_thread = None
+
+    def grouping(self) -> bool:
+        return self._group_thread == threading.get_ident()
 
     def create(self, record: InstanceRecord, *, lease_owner: str | None = None,
                lease_until: _dt.datetime | None = None) -> InstanceRecord:
@@ -86,6 +125,9 @@ class MemoryStore(SchedulingMemory, Store):
             self._rows.pop(instance_id, None)
             self._journal.pop(instance_id, None)
             self._delete_queue_entry(instance_id)
+            self._links.pop(instance_id, None)
+            for seq in [s for s, e in self._outbox.items() if e.target == instance_id]:
+                del self._outbox[seq]
 
     def list(self, *, workflow: str | None = None, status: str | None = None,
              limit: int | None = None, after: str | None = None,
@@ -167,6 +209,84 @@ class MemoryStore(SchedulingMemory, Store):
         with self._lock:
             return list(self._journal.get(instance_id, ()))
 
+    # -- the outbox and children --
+
+    def create_if_absent(self, record: InstanceRecord,
+                         parent: tuple[str, int] | None = None) -> bool:
+        self._writable()
+        with self._lock:
+            if record.id in self._rows:
+                return False
+            self.create(record)
+            if parent is not None:
+                self._links[record.id] = parent
+            return True
+
+    def children(self, parent_id: str) -> builtins.list[tuple[str, int]]:
+        with self._lock:
+            return [(child, index) for child, (parent, index) in self._links.items()
+                    if parent == parent_id]
+
+    def put_outbox(self, entries: builtins.list[OutboxEntry]) -> builtins.list[int]:
+        self._writable()
+        now = utcnow()
+        seqs = []
+        with self._lock:
+            for entry in entries:
+                seq = next(self._outbox_seq)
+                self._outbox[seq] = OutboxEntry(
+                    entry.origin, entry.target, entry.kind, entry.event, entry.payload,
+                    entry.thread, entry.pc, entry.due_at, entry.attempts, entry.error, seq,
+                    None, None, now)
+                seqs.append(seq)
+        return seqs
+
+    def claim_outbox(self, owner: str, now: _dt.datetime, until: _dt.datetime, limit: int,
+                     seqs: Collection[int] | None = None) -> builtins.list[OutboxEntry]:
+        self._writable()
+        claimed = []
+        with self._lock:
+            for seq in sorted(self._outbox if seqs is None else
+                              [s for s in seqs if s in self._outbox]):
+                entry = self._outbox[seq]
+                if entry.due_at is None or entry.due_at > now or (
+                        entry.lease_owner is not None and entry.lease_until is not None
+                        and entry.lease_until > now):
+                    continue
+                entry = self._outbox[seq] = _leased(entry, owner, until)
+                claimed.append(entry)
+                if len(claimed) >= limit:
+                    break
+        return claimed
+
+    def done_outbox(self, seq: int) -> None:
+        self._writable()
+        with self._lock:
+            self._outbox.pop(seq, None)
+
+    def retry_outbox(self, seq: int, due_at: _dt.datetime | None, attempts: int,
+                     error: str) -> None:
+        self._writable()
+        with self._lock:
+            entry = self._outbox.get(seq)
+            if entry is not None:
+                self._outbox[seq] = OutboxEntry(
+                    entry.origin, entry.target, entry.kind, entry.event, entry.payload,
+                    entry.thread, entry.pc, due_at, attempts, error, seq, None, None,
+                    entry.created_at)
+
+    def list_outbox(self, *, origin: str | None = None, target: str | None = None,
+                    limit: int = 100) -> builtins.list[OutboxEntry]:
+        with self._lock:
+            return [e for _, e in sorted(self._outbox.items())
+                    if (origin is None or e.origin == origin)
+                    and (target is None or e.target == target)][:limit]
+
+    def next_outbox_due(self) -> _dt.datetime | None:
+        with self._lock:
+            return min((e.due_at for e in self._outbox.values() if e.due_at is not None),
+                       default=None)
+
     def _writable(self) -> None:
         if self.readonly:
             raise ReadOnlyStoreError("this MemoryStore was opened read-only: nothing was written")
@@ -176,6 +296,12 @@ class MemoryStore(SchedulingMemory, Store):
             return self._rows[instance_id]
         except KeyError:
             raise InstanceNotFoundError(f"no instance {instance_id!r}") from None
+
+
+def _leased(entry: OutboxEntry, owner: str, until: _dt.datetime) -> OutboxEntry:
+    return OutboxEntry(entry.origin, entry.target, entry.kind, entry.event, entry.payload,
+                       entry.thread, entry.pc, entry.due_at, entry.attempts, entry.error,
+                       entry.seq, owner, until, entry.created_at)
 
 
 def _matches(row: InstanceRecord, workflow: str | None, status: str | None,

@@ -61,9 +61,9 @@ from genflow.errors import (
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
 from genflow.stores.group import GroupCommit, Write
+from genflow.stores.outbox_sql import OUTBOX_PG, OutboxSQL
 from genflow.stores.pg_listener import Listener, channel
 from genflow.stores.pg_pool import Pool
-from genflow.stores.sched_sql import SchedulingSQL
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresStore", "split_dsn"]
@@ -157,6 +157,7 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         "WHERE status IN ('finished', 'cancelled', 'failed')",
         "CREATE INDEX journal_at ON {s}.journal (at)",
     )),
+    ("the outbox and children links (genflow.stores.outbox_sql)", OUTBOX_PG),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -198,7 +199,7 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PostgresStore(SchedulingSQL):
+class PostgresStore(OutboxSQL):
     """Instances in a PostgreSQL schema, shared by any number of processes and machines.
 
     `dsn` is a libpq connection string or `postgresql://` URL; a URL may carry
@@ -296,7 +297,9 @@ class PostgresStore(SchedulingSQL):
                                          "lease_owner = NULL, lease_until = NULL, "),
             "delete": (
                 f"WITH j AS (DELETE FROM {s}.journal WHERE instance_id = %(id)s), "
-                f"q AS (DELETE FROM {s}.queue_entries WHERE instance_id = %(id)s) "
+                f"q AS (DELETE FROM {s}.queue_entries WHERE instance_id = %(id)s), "
+                f"c AS (DELETE FROM {s}.children WHERE child = %(id)s), "
+                f"o AS (DELETE FROM {s}.outbox WHERE target = %(id)s) "
                 f"DELETE FROM {s}.instances WHERE id = %(id)s"
             ),
             "claim": claim.replace("<only>", ""),

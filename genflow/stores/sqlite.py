@@ -47,7 +47,8 @@ from genflow.errors import (
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
 from genflow.stores.group import GroupCommit, Write
-from genflow.stores.sched_sql import ENDED_TERM, SchedulingSQL
+from genflow.stores.outbox_sql import OUTBOX_SQLITE, OutboxSQL
+from genflow.stores.sched_sql import ENDED_TERM
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -151,6 +152,8 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "WHERE status IN ('finished', 'cancelled', 'failed')",
         "CREATE INDEX journal_at ON journal (at)",
     ),
+    # the outbox and children links (genflow.stores.outbox_sql)
+    OUTBOX_SQLITE,
     # the store's speed at scale (docs/stores.md, "Speed of the store"):
     # due work in (wake_at, id) order, so a claim reads only the rows it
     # takes, ties included; ended instances' predicate with ORs, which SQLite
@@ -236,7 +239,7 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
             "RETURNING lease_owner")
 
 
-class SQLiteStore(SchedulingSQL):
+class SQLiteStore(OutboxSQL):
     """Instances in one SQLite file (WAL). Safe to share between threads and processes.
 
     `path` may be `":memory:"` for a private, non-durable database.
@@ -595,6 +598,7 @@ class SQLiteStore(SchedulingSQL):
         with self._write() as db:
             db.execute("DELETE FROM journal WHERE instance_id = ?", (instance_id,))
             db.execute("DELETE FROM queue_entries WHERE instance_id = ?", (instance_id,))
+            self._delete_links(instance_id)
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
 
     # -- leases and due work --

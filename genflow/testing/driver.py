@@ -45,15 +45,16 @@ Moves = Generator[Any, Any, Any]
 
 
 def operation(wf: Any, state: State, checkpoint: Any, clock: Any, *,
-              retry: Retry | None = None, handler_retry: Retry | None = None
-              ) -> runtime.Operation:
+              retry: Retry | None = None, handler_retry: Retry | None = None,
+              parallel_steps: int = runtime.DEFAULT_PARALLEL_STEPS) -> runtime.Operation:
     """One operation of the core on the instance: `.resume(max_moves)`,
     `.deliver(req, payload, max_moves)`, `.fire_due(now, max_moves)`,
     `.callback(req, payload)` are its moves; `.failure` what a delivery's moves
     failed with. `retry` is the policy of steps without one of their own,
-    `handler_retry` that of handler set-ups and teardowns."""
+    `handler_retry` that of handler set-ups and teardowns; `parallel_steps`
+    how many steps the async driver runs at once (1: one at a time)."""
     return runtime.Operation(wf, state, checkpoint, clock, retry=retry,
-                             handler_retry=handler_retry)
+                             handler_retry=handler_retry, parallel_steps=parallel_steps)
 
 
 def statement_at(wf: Any, state: State, thread: Thread, kind: type) -> Any:
@@ -158,13 +159,19 @@ class Recorder:
                 call = moves.throw(error) if error is not None else moves.send(value)
             except StopIteration as stop:
                 return stop.value
-            fn, args, ctx = call
-            if checkpoint is None and _is_checkpoint(fn, args, ctx):
-                checkpoint = fn
-            if fn is not checkpoint:
-                fn = self._recording(fn, args, ctx)
+            passed: Any
+            if call is runtime.NEXT or call is runtime.CANCEL:  # (steps at once)
+                passed = call
+            else:
+                fn, args, ctx = call
+                if checkpoint is None and _is_checkpoint(fn, args, ctx):
+                    checkpoint = fn
+                if fn is not checkpoint:
+                    fn = self._recording(fn, args, ctx)
+                passed = runtime.Start(fn, args, ctx) if type(call) is runtime.Start \
+                    else (fn, args, ctx)
             try:
-                value, error = (yield (fn, args, ctx)), None
+                value, error = (yield passed), None
             except BaseException as exc:
                 value, error = None, exc
 

@@ -35,10 +35,13 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
+from genflow.children import ChildReport, child_ids
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
-from genflow.runtime import DEFAULT_MAX_MOVES, FAILURES
+from genflow.outbox import Intent
+from genflow.registry import workflow_name
+from genflow.runtime import DEFAULT_MAX_MOVES, DEFAULT_PARALLEL_STEPS, FAILURES
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -122,6 +125,7 @@ class Instance:
         handler_retry: Retry | None = None,
         on_checkpoint: Callable[[CheckpointType], Any] | None = None,
         on_reload: Callable[[bytes, bool], Any] | None = None,
+        parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -131,6 +135,7 @@ class Instance:
         self.clock = clock if clock is not None else FakeClock()
         self.retry = retry
         self.handler_retry = handler_retry
+        self.parallel_steps = parallel_steps
         self.kinds: list[CheckpointType] = []
         #: called after each checkpoint is recorded; may raise to stop the operation
         self.on_checkpoint = on_checkpoint
@@ -151,6 +156,10 @@ class Instance:
         self._limit = DEFAULT_MAX_MOVES
         self._seen = 0  # calls recorded at the last checkpoint
         self._delivered = False  # the delivery in progress got past its AFTER_EVENT
+        #: what checkpointed user code asked the outbox for (`genflow.outbox`):
+        #: starts, sends, children's starts and cancels, in order, as plain data
+        self.outbox: list[Intent] = []
+        self._op: Any = None
 
     @property
     def calls(self) -> list[Call]:
@@ -291,8 +300,42 @@ class Instance:
         return min(due) if due else None
 
     def _operation(self) -> Any:
-        return operation(self.wf, self.state, self._checkpoint, self.clock, retry=self.retry,
-                         handler_retry=self.handler_retry)
+        self._op = operation(self.wf, self.state, self._checkpoint, self.clock,
+                             retry=self.retry, handler_retry=self.handler_retry,
+                             parallel_steps=self.parallel_steps)
+        return self._op
+
+    # -- child workflows (`Child`, `Children`): their ends, faked --
+
+    def finish_child(self, statement: str, data: Any, index: int = 0, *,
+                     thread: str = MAIN_THREAD) -> None:
+        """Child number `index` of the wait `statement` finished with `data` (an
+        instance of its workflow, as it would be at its end): its report
+        reaches the wait, as the engine's relay delivers it."""
+        req, child_id = self._child(statement, index, thread)
+        self.send_request(req, unstructure(ChildReport(
+            index, child_id, workflow_name(data), "finished", unstructure(data))))
+
+    def fail_child(self, statement: str, error: str = "it failed", index: int = 0, *,
+                   workflow: str = "", status: str = "failed",
+                   thread: str = MAIN_THREAD) -> None:
+        """Child number `index` of the wait `statement` failed (or, with
+        `status="cancelled"`, was cancelled) with `error`: the wait fails with
+        `ChildFailed`, which the parent's Try may catch."""
+        req, child_id = self._child(statement, index, thread)
+        self.send_request(req, unstructure(ChildReport(index, child_id, workflow, status,
+                                                       error=error)))
+
+    def _child(self, statement: str, index: int, thread: str) -> tuple[CallbackRequest, str]:
+        self.between_operations()
+        found = self.state.thread(thread)
+        if found is None or found.stmt != statement or not found.events:
+            raise GenflowError(f"thread {thread!r} does not wait at {statement!r} for children")
+        event = found.events[0]
+        ids = child_ids(event.req.setup_data)
+        if not 0 <= index < len(ids):
+            raise GenflowError(f"{statement!r} started {len(ids)} children: no number {index}")
+        return event.req, ids[index]
 
     def _moves_on(self, max_moves: int, keep: bool = False) -> GenflowError | None:
         """Resume until blocked, going on from each reload or crash; with `keep`,
@@ -342,6 +385,8 @@ class Instance:
         self.checkpointed = blob
         if kind.durable:
             self.saved = blob
+            if self._op is not None and self._op.outbox.intents:  # written with the save
+                self.outbox.extend(self._op.outbox.take())
         if self.on_checkpoint is not None:
             self.on_checkpoint(kind)
         calls = self.recorder.calls

@@ -154,9 +154,14 @@ class Run:
     def _instance(self, wf: Any, state: Any, clock: FakeClock,
                   asynchronous: bool | None) -> Instance:
         attempts = Retry(attempts=self.step_retries + 1, backoff=0)
+        # One step at a time: the runs are compared checkpoint by checkpoint, and
+        # a reload or crash drops the steps running at once (they run again), so
+        # steps at once would make the runs differ by when each step ended.
+        # `Instance` in crash mode covers steps at once (docs/testing.md).
         instance = Instance(wf, "reload" if self.policy == "reload" else "plain",
                             instance_id=self.scenario.instance_id, clock=clock, state=state,
                             asynchronous=asynchronous, retry=attempts, handler_retry=attempts,
+                            parallel_steps=1,
                             on_checkpoint=self._checkpoint, on_reload=self._reloaded)
         instance.context = lambda: (self.op, self.trace[-1].saved if self.trace else 0)
         return instance

@@ -40,15 +40,17 @@ def view_of(config: WebConfig, instance_id: str) -> dict[str, Any]:
     engine = config.engine
     instance = engine.get(instance_id)
     now = engine.clock()
+    children = [(r.id, r.status) for r in engine.list(parent=instance_id)]
+    outbox = engine.store.list_outbox(origin=instance_id)
     view = instance_view(instance, now=now, journal=engine.store.journal(instance_id),
-                         diagrams=config.diagrams)
+                         diagrams=config.diagrams, children=children, outbox=outbox)
     place = engine.queues.place(instance_id)
     if place is not None:  # where it stands in its queue, in `genflow show`'s words
         view["queue"] = place.text()
         view["text"] = describe(instance.state, instance.data, now=now,
                                 attempts=instance.attempts, error=instance.error,
                                 wake_at=instance.wake_at, updated_at=instance.updated_at,
-                                queue=place.text())
+                                queue=place.text(), children=children, outbox=outbox)
     return view
 
 

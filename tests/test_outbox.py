@@ -1,0 +1,323 @@
+"""The transactional outbox: starts and sends asked for inside steps and
+handlers (`current_step()`), written with the checkpoint, carried out after
+the commit exactly once, on every store."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genflow import (
+    Engine,
+    FakeClock,
+    On,
+    Step,
+    Wait,
+    current_step,
+    workflow,
+)
+from genflow.errors import (
+    InstanceNotFoundError,
+    PayloadError,
+    SerializationError,
+    UnknownWorkflowError,
+)
+from genflow.stores import MemoryStore
+
+CALLS: Counter[str] = Counter()
+
+
+class Crash(BaseException):
+    """The process dies here (nothing after it runs)."""
+
+
+@workflow("ob-inbox")
+@attrs.define
+class Inbox:
+    got: list[str] = attrs.field(factory=list)
+    rounds: int = 1
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        for n in range(self.rounds):
+            yield Wait(f"wait {n}", On("note", self.note))
+
+    def note(self, text: str) -> None:
+        self.got.append(text)
+
+
+@workflow("ob-sender")
+@attrs.define
+class Sender:
+    target: str = ""
+    fail_first: bool = False
+    started: str = ""
+    mode: str = "send"
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("tell", self.tell)
+
+    def tell(self) -> None:
+        CALLS["tell"] += 1
+        ctx = current_step()
+        if self.mode == "send":
+            ctx.send(self.target, "note", f"hello from {ctx.instance_id}")
+        elif self.mode == "start":
+            self.started = ctx.start(Inbox())
+        elif self.mode == "start+send":
+            self.started = ctx.start(Inbox(), id=self.target)
+            ctx.send(self.target, "note", "first letter")
+        if self.fail_first and CALLS["tell"] == 1:
+            raise RuntimeError("flaky")
+
+
+@workflow("ob-self")
+@attrs.define
+class SelfSend:
+    got: str = ""
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("remind me", self.remind)
+        yield Wait("reminded", On("reminder", self.reminded))
+
+    def remind(self) -> None:
+        ctx = current_step()
+        ctx.send(ctx.instance_id, "reminder", "later", at=ctx.now + _dt.timedelta(hours=1))
+
+    def reminded(self, text: str) -> None:
+        self.got = text
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    CALLS.clear()
+
+
+def _engine(store, clock=None, **kw) -> Engine:  # type: ignore[no-untyped-def]
+    return Engine(store, clock=clock or FakeClock(), **kw)
+
+
+def test_a_send_from_a_step_is_delivered_once_after_the_commit(store):
+    engine = _engine(store)
+    inbox = engine.start(Inbox(), id="inbox")
+    sender = engine.start(Sender(target=inbox))
+    assert engine.get(inbox).data.got == [f"hello from {sender}"]
+    assert store.list_outbox() == []
+    assert engine.work(until_idle=True) == 0  # nothing left to relay
+
+
+def test_a_failed_attempt_asks_for_nothing(store):
+    engine = _engine(store, default_retry=_retry(2))
+    inbox = engine.start(Inbox(), id="inbox")
+    sender = engine.start(Sender(target=inbox, fail_first=True))
+    engine.work(until_idle=True, idle_sleep=5)
+    assert CALLS["tell"] == 2
+    assert engine.get(sender).status.value == "finished"
+    assert engine.get(inbox).data.got == [f"hello from {sender}"]  # one letter, not two
+
+
+def test_a_start_creates_the_instance_once_with_an_id_derived_from_the_step(store):
+    engine = _engine(store)
+    sender = engine.start(Sender(mode="start"))
+    started = engine.get(sender).data.started
+    assert started == f"{sender}/_main_/tell/1/0"
+    assert engine.get(started).status.value == "resuming"  # due: any worker runs it
+    assert [r.id for r in store.list(workflow="ob-inbox")] == [started]
+    engine.work(until_idle=True)
+    assert engine.get(started).status.value == "waiting"
+
+
+def test_a_start_then_a_send_to_it_in_one_step(store):
+    engine = _engine(store)
+    engine.start(Sender(target="new-inbox", mode="start+send"))
+    engine.work(until_idle=True)
+    assert engine.get("new-inbox").data.got == ["first letter"]
+
+
+def test_a_self_send_later_arrives_at_its_time(store):
+    clock = FakeClock()
+    engine = _engine(store, clock)
+    iid = engine.start(SelfSend())
+    assert engine.get(iid).data.got == ""
+    [entry] = store.list_outbox(origin=iid)
+    assert entry.target == iid and entry.due_at == clock() + _dt.timedelta(hours=1)
+    engine.work(until_idle=True, idle_sleep=1)
+    assert engine.get(iid).data.got == ""  # not yet
+    clock.advance(seconds=3600)
+    engine.work(until_idle=True)
+    assert engine.get(iid).data.got == "later"
+    assert engine.get(iid).status.value == "finished" and store.list_outbox() == []
+
+
+def test_a_target_that_does_not_wait_yet_gets_the_letter_once_it_waits(store):
+    clock = FakeClock()
+    engine = _engine(store, clock)
+    inbox = engine.start(Inbox(), id="inbox", run=False)  # not waiting yet
+    engine.start(Sender(target=inbox))
+    [entry] = store.list_outbox(target=inbox)
+    assert entry.attempts == 1 and entry.due_at > clock()
+    assert "NotWaitingError" in entry.error or "UnknownEventError" in entry.error
+    engine.run_due()  # the inbox begins to wait
+    clock.advance(seconds=5)
+    engine.work(until_idle=True)
+    assert engine.get(inbox).data.got == ["hello from " + store.list(workflow="ob-sender")[0].id]
+    assert store.list_outbox() == []
+
+
+# -- bad input: refused in the step, nothing written --------------------------------
+
+
+@workflow("ob-bad")
+@attrs.define
+class Bad:
+    how: str
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("bad", self.bad)
+
+    def bad(self) -> None:
+        ctx = current_step()
+        if self.how == "missing":
+            ctx.send("nobody-home", "note", "x")
+        elif self.how == "payload":
+            ctx.send(ctx.instance_id, "note", 2 ** 70)
+        elif self.how == "workflow":
+            ctx.start(object())
+        elif self.how == "data":
+            ctx.start(Inbox(got=[1 << 70]))  # type: ignore[list-item]
+        elif self.how == "naive":
+            ctx.send(ctx.instance_id, "note", at=_dt.datetime(2030, 1, 1))
+
+
+@pytest.mark.parametrize(("how", "error"), [
+    ("missing", InstanceNotFoundError), ("payload", PayloadError),
+    ("workflow", UnknownWorkflowError), ("data", SerializationError),
+])
+def test_bad_outbox_requests_fail_the_step_and_write_nothing(store, how, error):
+    engine = _engine(store)
+    iid = engine.start(Bad(how))
+    got = engine.get(iid)
+    assert got.status.value == "failed"
+    assert error.__name__ in got.error
+    assert store.list_outbox() == []
+    assert [r.id for r in store.list()] == [iid]
+
+
+def test_an_outbox_without_an_engine_is_still_there_for_pure_runs():
+    from genflow.runtime import Operation, drive
+    from genflow.state import new_state
+
+    data = Sender(target="elsewhere")
+    op = Operation(data, new_state("s", data), None, FakeClock())
+    drive(op.resume(100))
+    [intent] = op.outbox.intents  # what a test can look at: plain data
+    assert intent.target == "elsewhere" and intent.payload == "hello from s"
+
+
+# -- crashes --------------------------------------------------------------------------
+
+
+def test_a_crash_before_the_checkpoint_loses_the_intents_with_the_step(store):
+    engine = _engine(store, lease_seconds=10)
+    clock = engine.clock
+    real = store.put_outbox
+
+    def crash(entries):  # type: ignore[no-untyped-def]
+        raise Crash
+    store.put_outbox = crash  # type: ignore[method-assign]
+    inbox = engine.start(Inbox(), id="inbox")
+    with pytest.raises(Crash):
+        engine.start(Sender(target=inbox), id="sender")
+    store.put_outbox = real  # type: ignore[method-assign]
+    assert engine.get("sender").state.threads[0].stmt in ("", "tell")  # the step is not saved
+    assert engine.get(inbox).data.got == []
+    clock.advance(seconds=11)  # type: ignore[attr-defined]
+    _engine(store, clock).work(until_idle=True)
+    assert CALLS["tell"] == 2  # it ran again
+    assert engine.get(inbox).data.got == ["hello from sender"]  # and one letter went
+
+
+def test_a_crash_after_the_commit_leaves_the_letter_to_any_worker(store):
+    engine = _engine(store)
+    engine.outbox.after = lambda: iter(())  # type: ignore[method-assign]  # dies after commit
+    inbox = engine.start(Inbox(), id="inbox")
+    engine.start(Sender(target=inbox), id="sender")
+    assert engine.get(inbox).data.got == [] and len(store.list_outbox()) == 1
+    worker = _engine(store, engine.clock)
+    assert worker.work(until_idle=True) >= 1
+    assert engine.get(inbox).data.got == ["hello from sender"]
+    assert store.list_outbox() == []
+
+
+def test_a_crash_inside_the_delivery_delivers_it_again_once(store):
+    clock = FakeClock()
+    engine = _engine(store, clock, lease_seconds=10)
+    inbox = engine.start(Inbox(), id="inbox")
+    real = store.done_outbox
+
+    def crash(seq):  # type: ignore[no-untyped-def]
+        raise Crash
+    store.done_outbox = crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        engine.start(Sender(target=inbox), id="sender")
+    store.done_outbox = real  # type: ignore[method-assign]
+    # the target's save went with the row's deletion: neither happened
+    assert engine.get(inbox).data.got == [] and len(store.list_outbox()) == 1
+    clock.advance(seconds=61)  # the dead relay's lease on the row ends
+    _engine(store, clock).work(until_idle=True)
+    assert engine.get(inbox).data.got == ["hello from sender"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crash_at=st.integers(min_value=0, max_value=12), rounds=st.integers(1, 3))
+def test_a_crash_at_any_store_write_delivers_every_letter_exactly_once(crash_at, rounds):
+    """Crash at the n-th write of the store (of any kind), then let a fresh
+    worker finish: every letter arrives once, every start happened once."""
+    store = MemoryStore()
+    clock = FakeClock()
+    writes = {"n": 0}
+    methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
+               "retry_outbox", "claim_outbox")
+    originals = {name: getattr(store, name) for name in methods}
+
+    def wrap(name):  # type: ignore[no-untyped-def]
+        def call(*args, **kw):  # type: ignore[no-untyped-def]
+            writes["n"] += 1
+            if writes["n"] == crash_at:
+                raise Crash
+            return originals[name](*args, **kw)
+        return call
+    for name in methods:
+        setattr(store, name, wrap(name))
+    engine = Engine(store, clock=clock, lease_seconds=10)
+    try:
+        engine.start(Inbox(rounds=rounds), id="inbox")
+        for n in range(rounds):
+            engine.start(Sender(target="inbox"), id=f"s{n}")
+    except Crash:
+        pass
+    for name in methods:
+        setattr(store, name, originals[name])
+    clock.advance(seconds=100)
+    worker = Engine(store, clock=clock, lease_seconds=10)
+    if not any(r.id == "inbox" for r in store.list()):
+        worker.start(Inbox(rounds=rounds), id="inbox")
+    for n in range(rounds):
+        if not any(r.id == f"s{n}" for r in store.list()):
+            worker.start(Sender(target="inbox"), id=f"s{n}")
+    for _ in range(5):
+        worker.work(until_idle=True, idle_sleep=30)
+        clock.advance(seconds=120)
+    got = worker.get("inbox").data.got
+    assert sorted(got) == sorted(f"hello from s{n}" for n in range(rounds))
+    assert store.list_outbox() == []
+
+
+def _retry(attempts: int):  # type: ignore[no-untyped-def]
+    from genflow import Retry
+
+    return Retry(attempts=attempts, backoff=1)
