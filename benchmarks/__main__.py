@@ -22,7 +22,8 @@ OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch", "w5":
             "report": "report_scale", "paging": "console_paging", "payloads": "payloads",
             "sched": "schedules_queues", "trace": "trace_send", "toolkit": "toolkit",
             "children": "children", "oppages": "operating_pages", "fanout": "fan_out",
-            "observe": "observability", "mailbox": "mailbox"}
+            "observe": "observability", "mailbox": "mailbox",
+            "group": "group_commit", "scale1m": "batch_scale", "timers": "timers_scale"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,7 @@
-"""PostgreSQL: the per-step durable cost, and the throughput of 1, 2 and 4
-worker processes sharing one database.
+"""PostgreSQL: the per-step durable cost, and the throughput of 1, 2, 4 and 8
+worker processes sharing one database, with `synchronous_commit` on and off;
+and the figure per database core (instances/s divided by the cores of the
+machine, which here runs the server and the workers both).
 
 Needs a database: `GENFLOW_BENCH_POSTGRES_DSN` (or `GENFLOW_TEST_POSTGRES_DSN`).
 Without one, or without psycopg, the workload is skipped with a note on stderr.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -26,6 +29,7 @@ from .common import Figure, figure
 
 STEPS = 100  # per instance, for the per-step cost
 WORK_STEPS = 5  # per instance, for throughput
+WORKERS = (1, 2, 4, 8)
 
 
 @genflow.workflow("bench-pg-steps")
@@ -79,9 +83,9 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
                   samples, note=f"per step; {saves} saves per {STEPS}-step instance")
 
 
-def _work(url: str, schema: str, sync: str, go: Any, moved: Any) -> None:
+def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = True) -> None:
     store = _store(url, schema, synchronous_commit=sync)
-    engine = Engine(store)
+    engine = Engine(store, share_commits=shared)  # (off: one after the other, as before)
     go.wait()
     done = engine.work(until_idle=True, batch=10)
     with moved.get_lock():
@@ -89,7 +93,8 @@ def _work(url: str, schema: str, sync: str, go: Any, moved: Any) -> None:
     store.close()
 
 
-def _throughput(url: str, workers: int, instances: int, sync: str) -> float:
+def _throughput(url: str, workers: int, instances: int, sync: str,
+                shared: bool = True) -> float:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = _store(url, schema, drop=True)
     try:
@@ -99,7 +104,7 @@ def _throughput(url: str, workers: int, instances: int, sync: str) -> float:
                 client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
         ctx = multiprocessing.get_context("fork")
         go, moved = ctx.Event(), ctx.Value("q", 0)
-        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved))
+        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, shared))
                  for _ in range(workers)]
         for proc in procs:
             proc.start()
@@ -130,13 +135,20 @@ def run(quick: bool = False) -> list[Figure]:
     figures = [_per_step(url, sync, 3 if quick else 10) for sync in ("on", "off")]
     instances = 200 if quick else 1000
     for sync in ("on", "off"):
-        for workers in (1, 2, 4):
-            samples = [_throughput(url, workers, instances, sync)
-                       for _ in range(1 if quick else 3)]
+        for workers in WORKERS:
+            samples, alone = [], []
+            for _ in range(1 if quick else 3):  # interleaved: both see the same machine
+                samples.append(_throughput(url, workers, instances, sync))
+                alone.append(_throughput(url, workers, instances, sync, shared=False))
+            cores = os.cpu_count() or 1
+            ratio = statistics.median(samples) / statistics.median(alone)
             figures.append(figure(
                 "PostgreSQL workers",
                 f"{instances:,} instances, {workers} worker(s), synchronous_commit={sync}",
                 samples, unit="inst/s",
-                note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s)",
+                note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s); "
+                     f"{statistics.median(samples) / cores:,.0f} inst/s per core ({cores} "
+                     "cores, server and workers on one machine); a commit per save: "
+                     f"{statistics.median(alone):,.0f} inst/s ({ratio:.2f}x)",
             ))
     return figures

@@ -1,10 +1,17 @@
 """W3 "durable steps": 100 steps, each checkpointed to the SQLite store (WAL).
 
-Reported per durable step, with synchronous=NORMAL and FULL.
+Reported per durable step, with synchronous=NORMAL and FULL, beside the floor
+measured in the same process and rounds: a bare `BEGIN; UPDATE; COMMIT` of a
+blob of the same size, on a file of its own with the same settings (what one
+durable write costs SQLite here, with no Python around it). The ratio is the
+figure to follow: this VM's speed varies too much between runs for the
+microseconds alone to say whether the save path got faster.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,14 +53,90 @@ def durable_step_us(engine: Engine, instances: int) -> tuple[list[float], str]:
     return samples, iid
 
 
+class BareCommit:
+    """The floor: `BEGIN; UPDATE t SET blob = ?, version = ? WHERE id = ?; COMMIT`
+    on a one-row table in a WAL file of its own (a primary key, no other index)."""
+
+    def __init__(self, path: Path, synchronous: str, blob_size: int) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("CREATE TABLE t (id TEXT PRIMARY KEY, blob BLOB, version INTEGER)")
+        self.db.execute("INSERT INTO t VALUES ('x', ?, 0)", (b"\0" * blob_size,))
+        self.blobs = [bytes([n]) * blob_size for n in range(2)]
+        self.version = 0
+
+    def commits_us(self, count: int) -> float:
+        """Microseconds per commit over `count` commits."""
+        db = self.db
+        blobs = self.blobs
+        start = time.perf_counter()
+        for n in range(count):
+            db.execute("BEGIN")
+            db.execute("UPDATE t SET blob = ?, version = ? WHERE id = 'x'", (blobs[n & 1], n))
+            db.execute("COMMIT")
+        return (time.perf_counter() - start) / count * 1e6
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def compare(tmp: Path, synchronous: str, rounds: int) -> tuple[list[float], list[float], str,
+                                                               SQLiteStore]:
+    """Interleaved rounds of (one W3 instance, 100 bare commits): per-step and
+    per-commit microseconds; the store is left open for the caller to read."""
+    store = SQLiteStore(tmp / "w3.db", synchronous=synchronous)
+    engine = Engine(store)
+    engine.start(HundredSteps())  # warm up; and the blob's size
+    iid = engine.start(HundredSteps())
+    bare = BareCommit(tmp / "bare.db", synchronous, len(store.get(iid).blob))
+    bare.commits_us(STEPS)
+    steps, floor = [], []
+    for _ in range(rounds):
+        floor.append(bare.commits_us(STEPS))
+        more, iid = durable_step_us(engine, 1)
+        steps += more
+    bare.close()
+    return steps, floor, iid, store
+
+
 def run(quick: bool = False) -> list[Figure]:
     figures = []
     for sync in ("NORMAL", "FULL"):
         with tempfile.TemporaryDirectory() as tmp:
-            store = SQLiteStore(Path(tmp) / "w3.db", synchronous=sync)
-            samples, iid = durable_step_us(Engine(store), 5 if quick else 20)
+            steps, floor, iid, store = compare(Path(tmp), sync, 5 if quick else 20)
             saves = store.get(iid).version
+            size = len(store.get(iid).blob)
             store.close()
-        figures.append(figure("W3 durable steps", f"SQLite WAL synchronous={sync}", samples,
+        ratios = [s / f for s, f in zip(steps, floor, strict=True)]
+        figures.append(figure("W3 durable steps", f"SQLite WAL synchronous={sync}", steps,
                               note=f"per step; {saves} saves per 100-step instance"))
+        figures.append(figure("W3 durable steps", f"bare commit, synchronous={sync}", floor,
+                              note=f"BEGIN; UPDATE of a {size}-byte blob; COMMIT"))
+        figures.append(figure("W3 durable steps", f"step / bare commit, synchronous={sync}",
+                              ratios, unit="x",
+                              note=f"per round, same process (median of the medians: "
+                                   f"{statistics.median(steps) / statistics.median(floor):.2f}x)"))
     return figures
+
+
+_SHARED: list[Engine] = []
+
+
+def run_instance() -> None:
+    """One W3 instance (100 durable steps) on a store in a temporary file kept
+    for the process: what `benchmarks.instructions` counts per run."""
+    if not _SHARED:
+        folder = Path(tempfile.mkdtemp(prefix="genflow-w3-"))
+        _SHARED.append(Engine(SQLiteStore(folder / "w3.db")))
+    _SHARED[0].start(HundredSteps())
+
+
+def run_bare() -> None:
+    """100 bare commits of a W3-sized blob (the floor, in instructions)."""
+    if not _SHARED:
+        run_instance()
+    if len(_SHARED) == 1:
+        folder = Path(tempfile.mkdtemp(prefix="genflow-bare-"))
+        _SHARED.append(BareCommit(folder / "bare.db", "NORMAL", 79))  # type: ignore[arg-type]
+    _SHARED[1].commits_us(STEPS)  # type: ignore[attr-defined]

@@ -6,14 +6,19 @@ pickled: children inherit the work list by forking and report progress through
 a shared counter; everything else goes through the store. Each phase has its
 progress line (`Progress`): the run-until-idle phase's total is the work due
 when it begins, and grows if more falls due while it runs.
+
+Memory stays bounded whatever the batch's size: the work lists are read as
+they go (`commit_every` items at a time; a generator is never made a list),
+and the run-until-idle phase claims due work in pages from the store's index.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sized
 from typing import Any, TextIO
 
 import attrs
@@ -123,8 +128,8 @@ _JOB: list[Any] = []
 def run_batch(
     store: str,
     *,
-    starts: Sequence[tuple[str | None, Any]] = (),
-    events: Sequence[tuple[str, str, Any]] = (),
+    starts: Iterable[tuple[str | None, Any]] = (),
+    events: Iterable[tuple[str, str, Any]] = (),
     processes: int = 1,
     progress: bool = False,
     engine: Callable[[Any], Engine] | None = None,
@@ -132,6 +137,13 @@ def run_batch(
 ) -> BatchResult:
     """Start `starts` ((id or None, data) pairs), deliver `events` ((id, event,
     payload) triples), then run due work until nothing is due.
+
+    `starts` and `events` may be any iterables, generators included: they are
+    read `commit_every` items at a time, never held whole (a million ids need
+    not fit in memory). With `processes > 1`, each worker process reads its own
+    forked copy and acts on every `processes`-th item: a generator works, but
+    not an iterator that shares an open file with the parent (give a generator
+    that opens the file itself, or a sequence).
 
     `store` is a store URL (each process opens its own connection). `engine`
     builds the Engine from an open store (default: `Engine(store)`).
@@ -152,13 +164,14 @@ def run_batch(
     began = time.perf_counter()
     if processes > 1:  # create and migrate the store once, before the workers open it
         open_store(store).close()
-    failed = _phase(store, make, "start", "starts", list(starts), processes, progress,
-                    _start_one, commit_every)
-    failed += _phase(store, make, "events", "events", list(events), processes, progress,
-                     _send_one, commit_every)
+    started, failed = _phase(store, make, "start", "starts", starts, processes, progress,
+                             _start_one, commit_every)
+    delivered, failed_events = _phase(store, make, "events", "events", events, processes,
+                                      progress, _send_one, commit_every)
     with open_store(store) as opened:
         moved = _work(make(opened), processes, store, make, commit_every, progress)
-    return BatchResult(len(starts), len(events), moved, failed, time.perf_counter() - began)
+    return BatchResult(started, delivered, moved, failed + failed_events,
+                       time.perf_counter() - began)
 
 
 
@@ -174,19 +187,22 @@ def _send_one(engine: Engine, item: tuple[str, str, Any]) -> None:
 
 
 def _phase(
-    store: str, make: Callable[[Any], Engine], label: str, unit: str, items: list[Any],
+    store: str, make: Callable[[Any], Engine], label: str, unit: str, items: Iterable[Any],
     processes: int, progress: bool, action: Callable[[Engine, Any], None], commit_every: int,
-) -> int:
-    """Run `action` on every item; returns how many raised a GenflowError."""
-    if not items:
-        return 0
-    bar = Progress(len(items), label, unit=unit, enabled=progress)
+) -> tuple[int, int]:
+    """Run `action` on every item; returns how many items there were, and how
+    many raised a GenflowError."""
+    total = len(items) if isinstance(items, Sized) else None
+    if total == 0:
+        return 0, 0
+    bar = Progress(total, label, unit=unit, enabled=progress)
     if processes == 1:
         with open_store(store) as opened:
-            failed = _apply(make(opened), items, action, commit_every, bar.show)
-        bar.show(len(items), final=True)
-        return failed
-    _JOB[:] = items
+            handled, failed = _apply(make(opened), iter(items), action, commit_every, bar.show)
+        if handled:
+            bar.show(handled, final=True)
+        return handled, failed
+    _JOB[:] = [items]
     ctx = multiprocessing.get_context("fork")
     done = ctx.Value("q", 0)
     failures = ctx.Value("q", 0)
@@ -204,24 +220,30 @@ def _phase(
         worker.join()
         if worker.exitcode != 0:
             raise GenflowError(f"batch worker exited with code {worker.exitcode}")
-    bar.show(done.value, final=True)
+    if done.value:
+        bar.show(done.value, final=True)
     _JOB.clear()
-    return int(failures.value)
+    return int(done.value), int(failures.value)
 
 
-def _apply(engine: Engine, items: Sequence[Any], action: Callable[[Engine, Any], None],
-           commit_every: int, report: Callable[[int], None]) -> int:
-    """`action` on each item, `commit_every` items to a commit; returns the failures."""
-    failed = 0
-    for first in range(0, len(items), commit_every):
+def _apply(engine: Engine, items: Iterable[Any], action: Callable[[Engine, Any], None],
+           commit_every: int, report: Callable[[int], None]) -> tuple[int, int]:
+    """`action` on each item, `commit_every` items to a commit, reading the items
+    a group at a time; returns how many there were and how many failed."""
+    failed = handled = 0
+    items = iter(items)
+    while True:
+        group = list(itertools.islice(items, commit_every))
+        if not group:
+            return handled, failed
         with engine.store.transaction():
-            for item in items[first:first + commit_every]:
+            for item in group:
                 try:
                     action(engine, item)
                 except GenflowError:
                     failed += 1
-        report(min(first + commit_every, len(items)))
-    return failed
+        handled += len(group)
+        report(handled)
 
 
 def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
@@ -233,8 +255,9 @@ def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
         reported[0] = handled
 
     reported = [0]
+    mine = itertools.islice(_JOB[0], index, None, count)  # (this process's forked copy)
     with open_store(store) as opened:
-        failed = _apply(make(opened), _JOB[index::count], action, commit_every, report)
+        _, failed = _apply(make(opened), mine, action, commit_every, report)
     with failures.get_lock():
         failures.value += failed
 

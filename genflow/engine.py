@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import inspect
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -76,6 +77,7 @@ from genflow.runtime import (
     request_for,
     reset_failures,
 )
+from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -106,8 +108,12 @@ _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _SETUP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
 _UNWINDING = ThreadStatus.UNWINDING
+_RESUMING = WorkflowStatus.RESUMING
 #: threads that move as soon as a worker runs them (a step to run, a thread to move on)
 _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDING)
+#: how long a save waits for others to share its commit in a worker round, at
+#: most (`Engine._together`): user code that takes as long has them saved first
+_SHARE_BUDGET = 0.001
 #: the longest instance id a store keeps (ids are primary keys on every store)
 MAX_ID_LENGTH = 255
 
@@ -165,7 +171,11 @@ class Engine:
         otel: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        share_commits: bool = False,
     ) -> None:
+        #: worker rounds move their instances side by side, sharing commits
+        #: (`_together`; docs/stores.md, "Speed of the store")
+        self.share_commits = share_commits
         if not isinstance(mailbox_size, int) or mailbox_size < 0:
             raise GenflowError(f"mailbox_size is a count of messages (0 or more), not "
                                f"{mailbox_size!r}")
@@ -292,7 +302,11 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        return drive(self._relaying(self._run_due(limit)), self.observer.watching())
+        if self.store.grouping() or not self.share_commits:
+            return drive(self._relaying(self._run_due(limit)), self.observer.watching())
+        moved = self._run_round(limit)
+        drive(self.outbox.after())  # the relay of the outbox rows the round committed
+        return moved
 
     # -- public async API --
 
@@ -737,40 +751,131 @@ class Engine:
             watch.end()
             self._release(instance_id, saver.record)
 
-    def _run_due(self, limit: int) -> _Ops:
+    def _claim(self, limit: int) -> tuple[_dt.datetime, Records]:
         now = self.clock()
-        records = self.store.claim_due(self.owner, now, now + self.lease, limit,
-                                       workflows=self.runs())
+        return now, self.store.claim_due(self.owner, now, now + self.lease, limit,
+                                         workflows=self.runs())
+
+    def _run_due(self, limit: int) -> _Ops:
+        now, records = self._claim(limit)
         for record in records:
-            KEEPER.hold(self, record.id)
-            if record.taken_from is not None:
-                self.observer.took_over(record.id, record.workflow, record.taken_from)
-            saver = _Saver(self, record, None, None)
-            watch = None
-            try:
-                wf, state = self._load(record)
-                saver.bind(wf, state)
-                watch = self.observer.begin("run", record.id, state)
-                if state.status is WorkflowStatus.CANCELLED:
-                    yield from self._cancel_moves(saver, wf, state)
-                else:
-                    op = self._operation(wf, state, saver)
-                    fired = yield from op.fire_due(now, self.max_moves)
-                    self._settle(saver, op)
-                    if fired:
-                        self._record(record.id, [("timer", {"event": event, "thread": thread})
-                                                 for thread, event in fired])
-            except ConcurrencyError:
-                pass  # someone else moved it first; their write stands
-            except StoreError:
-                raise  # the store itself is down: the worker loop waits for it
-            except Exception as exc:  # one instance, whatever it raises, must not stop the worker
-                self._quarantine(saver.record, exc)
-            finally:
-                if watch is not None:
-                    watch.end()
-                self._release(record.id, saver.record)
+            yield from self._due_one(record, now, shared=False)
         return len(records)
+
+    def _run_round(self, limit: int) -> int:
+        """`run_due` of the sync API: the claimed instances move side by side,
+        and the saves they reach together share one commit (`_together`)."""
+        now, records = self._claim(limit)
+        if len(records) < 2:
+            for record in records:
+                drive(self._due_one(record, now, shared=False))
+        else:
+            self._together([self._due_one(record, now, shared=True) for record in records])
+        return len(records)
+
+    def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
+        """Run one claimed instance's due work under the lease `claim_due` took.
+        `shared`: its saves may share a commit with other instances' (`_together`)."""
+        KEEPER.hold(self, record.id)
+        if record.taken_from is not None:
+            self.observer.took_over(record.id, record.workflow, record.taken_from)
+        saver = _Saver(self, record, None, None)
+        saver.shared = shared
+        watch = None
+        try:
+            wf, state = self._load(record)
+            saver.bind(wf, state)
+            watch = self.observer.begin("run", record.id, state)
+            if state.status is WorkflowStatus.CANCELLED:
+                yield from self._cancel_moves(saver, wf, state)
+            else:
+                op = self._operation(wf, state, saver)
+                fired = yield from op.fire_due(now, self.max_moves)
+                yield (self._settle, (saver, op), None)  # (a save: `_together` groups it)
+                if fired:
+                    self._record(record.id, [("timer", {"event": event, "thread": thread})
+                                             for thread, event in fired])
+        except ConcurrencyError:
+            pass  # someone else moved it first; their write stands
+        except StoreError:
+            raise  # the store itself is down: the worker loop waits for it
+        except Exception as exc:  # one instance, whatever it raises, must not stop the worker
+            self._quarantine(saver.record, exc)
+        finally:
+            if watch is not None:
+                watch.end()
+            self._release(record.id, saver.record)
+
+    def _together(self, ops: Sequence[_Ops]) -> None:
+        """Drive several instances' operations side by side, as `drive` drives
+        one: each turn, each operation runs until its next save (a durable
+        checkpoint, or its last save), and the saves of a turn run in one
+        transaction, so they share a commit. Each instance goes on only after
+        its own save has committed (a commit that fails is raised into every
+        operation whose save it held), so what a checkpoint guarantees does
+        not change.
+
+        While saves wait for the turn's commit, other instances' user code
+        runs, and a crash then would run their finished steps again (at least
+        once, as a crash in a step would). So the waiting is bounded: when
+        user code is slow (the last call took `_SHARE_BUDGET` or more) or the
+        oldest waiting save has waited that long, the waiting saves commit
+        before the next user code runs. Quick steps share commits; slow ones
+        are saved as they end, as one instance at a time would be."""
+        settle = self._settle
+        live: list[list[Any]] = [[op, None, None] for op in ops]  # op, value, error
+        clock = time.perf_counter
+        budget = _SHARE_BUDGET
+        slow = False
+        try:
+            while live:
+                saves: list[tuple[list[Any], Any]] = []
+                since = 0.0
+                going = []
+                for entry in live:
+                    op = entry[0]
+                    while True:  # run this one until it reaches a save, or ends
+                        value, error = entry[1], entry[2]
+                        entry[1] = entry[2] = None
+                        try:
+                            call = op.throw(error) if error is not None else op.send(value)
+                        except StopIteration:
+                            break
+                        fn = call[0]
+                        if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
+                            if not saves:
+                                since = clock()
+                            saves.append((entry, call))  # (a checkpoint that saves, a last save)
+                            going.append(entry)
+                            break
+                        if type(fn) is not _Saver and saves and (
+                                slow or clock() - since >= budget):
+                            self._save_together(saves)  # before user code: they waited enough
+                            saves = []
+                        began = clock()
+                        entry[1], entry[2] = _call(call)
+                        if type(fn) is not _Saver:
+                            slow = clock() - began >= budget
+                live = going
+                self._save_together(saves)
+        finally:
+            for entry in live:  # (an operation raised: the others stop, releasing)
+                entry[0].close()
+
+    def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
+        """Run the saves of a turn in one transaction; each one's outcome goes
+        back to its operation (a failed commit: to every one of them)."""
+        if len(saves) == 1:
+            entry, call = saves[0]
+            entry[1], entry[2] = _call(call)
+        elif saves:
+            try:
+                with self.store.transaction():
+                    for entry, call in saves:
+                        entry[1], entry[2] = _call(call)
+            except BaseException as exc:  # not committed: no save of the turn stands
+                for entry, _ in saves:
+                    entry[1], entry[2] = None, exc
 
     def _note_kept(self, saver: _Saver, output: Any) -> None:
         if isinstance(output, Kept) and self.journal:
@@ -940,12 +1045,20 @@ class Engine:
     def _save(self, record: InstanceRecord, wf: Any, state: State, *,
               error: str | None = None, wake_at: Any = attrs.NOTHING,
               release: bool = False) -> InstanceRecord:
+        """Save `state` over `record` (compare-and-swap on its version, under this
+        engine's lease). This runs at every durable checkpoint, so it is written
+        for the commonest save, a step's (RESUMING, one thread, nothing failed):
+        one clock reading, one record built, no pass it does not need."""
         now = self.clock()  # one reading per save
+        status = state.status
         if wake_at is attrs.NOTHING:
-            wake_at = self.wake_at(state, now)
-            if wake_at is not None and record.wake_at is not None \
-                    and record.wake_at <= wake_at <= now:
-                wake_at = record.wake_at  # already due: keep it (no index update per step)
+            due = record.wake_at
+            if status is _RESUMING:  # after a step: due now, or kept if already due
+                wake_at = due if due is not None and due <= now else now
+            else:
+                wake_at = self.wake_at(state, now)
+                if wake_at is not None and due is not None and due <= wake_at <= now:
+                    wake_at = due  # already due: keep it (no index update per step)
         waiting: tuple[str, ...] = ()
         attempts = 0
         failed = ""
@@ -954,25 +1067,27 @@ class Engine:
                 attempts = max(attempts, thread.attempts)
                 failed = f"StepError: step {thread.stmt!r} in thread {thread.id!r} failed: " \
                          f"{thread.error}"
-            elif thread.unwind == "fail" and thread.status is _UNWINDING and thread.failures:
+            elif thread.status is _UNWINDING and thread.unwind == "fail" and thread.failures:
                 uncaught = thread.failures[-1]  # (it ended the thread after its cleanup)
                 attempts = max(attempts, uncaught.attempt)
                 failed = f"StepError: step {uncaught.step!r} in thread {thread.id!r} failed: " \
                          f"{uncaught.type}: {uncaught.message}"
-            if thread.status is _WAITING_EVENT:
-                waiting += tuple(e.event for e in thread.events)
-            for event in thread.events:
-                if event.attempts:
-                    attempts = max(attempts, event.attempts)
-                    phase = "setup" if event.status is _SETUP_ERROR else "teardown"
-                    failed = f"HandlerError: {phase} of event {event.event!r} in thread " \
-                             f"{thread.id!r} failed: {event.error}"
+            events = thread.events
+            if events:
+                if thread.status is _WAITING_EVENT:
+                    waiting += tuple(e.event for e in events)
+                for event in events:
+                    if event.attempts:
+                        attempts = max(attempts, event.attempts)
+                        phase = "setup" if event.status is _SETUP_ERROR else "teardown"
+                        failed = f"HandlerError: {phase} of event {event.event!r} in " \
+                                 f"thread {thread.id!r} failed: {event.error}"
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
-        new = record.replace(
-            status=state.status.value, blob=dumps(wf, state), wake_at=wake_at,
-            waiting_for=waiting, attempts=attempts, error=failed if error is None else error,
-        )
+        new = InstanceRecord(  # positionally: `replace` would be a second call per save
+            record.id, record.workflow, status._value_, dumps(wf, state), record.version,
+            wake_at, waiting, attempts, failed if error is None else error,
+            record.lease_owner, record.lease_until, record.created_at, record.updated_at)
         saved = self.store.save(new, expected_version=record.version, lease_owner=self.owner,
                                 previous=record, release=release)
         if wake_at is not None and wake_at <= now:
@@ -1023,7 +1138,7 @@ class _Saver:
     keeps the record (and its version) current. `note` queues journal entries
     that go in with the next save (an event is on record only if it was saved)."""
 
-    __slots__ = ("debug", "dirty", "engine", "notes", "op", "record", "state", "wf")
+    __slots__ = ("debug", "dirty", "engine", "notes", "op", "record", "shared", "state", "wf")
 
     def __init__(self, engine: Engine, record: InstanceRecord, wf: Any, state: State | None):
         self.engine = engine
@@ -1031,6 +1146,10 @@ class _Saver:
         self.wf = wf
         self.state = state
         self.dirty = False
+        #: saved at each durable checkpoint even inside `transaction()`: the
+        #: transaction is `Engine._together`'s, which shares one commit between
+        #: the saves of one turn (not a batch's, which saves once per operation)
+        self.shared = False
         self.op: Operation | None = None  # whose outbox its saves write
         self.notes: list[tuple[tuple[str, dict[str, Any]], bool]] = []
         self.debug = log.isEnabledFor(logging.DEBUG)  # (once: moves are debug records)
@@ -1045,7 +1164,8 @@ class _Saver:
         engine = self.engine
         state = self.state
         assert state is not None
-        if not kind.durable or engine.store.grouping():  # (grouped: saved at the end)
+        if not kind.durable or (engine.store.grouping() and not self.shared):
+            # (grouped: saved at the end)
             self.dirty = True
         else:
             self._write()
@@ -1101,6 +1221,24 @@ class _Saver:
         due = record.wake_at
         return due is not None and due <= self.engine.clock() and \
             self.engine.wake_at(state, due) != due
+
+
+def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | None]:
+    """Run one call an operation yielded, as `runtime.drive` runs it: its value
+    and the exception it raised (to throw back into the operation)."""
+    fn, args, ctx = call
+    token = _current_step.set(ctx) if ctx is not None else None
+    try:
+        value = fn(*args)
+        if value is not None and inspect.isawaitable(value):
+            getattr(value, "close", lambda: None)()
+            raise TypeError(f"{fn!r} is async: use the async API (run_due_async, ...)")
+        return value, None
+    except BaseException as exc:
+        return None, exc
+    finally:
+        if token is not None:
+            _current_step.reset(token)
 
 
 def _positions(state: State) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from conftest import fresh_schema, postgres_dsn
 from kids_app import SumOfSquares, expected
 
 from genflow.engine import Engine
+
+pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg: pip install -e '.[postgres]'")
+
 from genflow.stores.postgres import PostgresStore
 
 WORKER = Path(__file__).with_name("kids_worker.py")

@@ -39,7 +39,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -60,6 +60,7 @@ from genflow.errors import (
     StoreUnavailableError,
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
+from genflow.stores.group import GroupCommit, Write
 from genflow.stores.outbox_sql import OUTBOX_PG, OutboxSQL
 from genflow.stores.pg_listener import Listener, channel
 from genflow.stores.pg_pool import Pool
@@ -251,6 +252,8 @@ class PostgresStore(OutboxSQL):
                           reconnect_seconds=max(1.0, retry_seconds))
         self._listener = Listener(self._pool.connect, channel(self.schema))
         self._local = threading.local()  # the connection of a `transaction()`
+        #: concurrent threads' writes share commits (genflow.stores.group)
+        self._writes = GroupCommit(threading.Lock(), self._write_alone, self._write_together)
         self._dsn = dsn
         self._pool_size = pool_size
         self._prepare_threshold = prepare_threshold
@@ -413,6 +416,36 @@ class PostgresStore(OutboxSQL):
     def grouping(self) -> bool:
         return getattr(self._local, "conn", None) is not None
 
+    # -- group commit (genflow.stores.group) --
+
+    def _commit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The write `fn(*args)` committed: inside `transaction()` it joins that
+        one; else its commit is shared with the writes other threads of this
+        process make meanwhile (one leader at a time writes a group on one
+        connection: the others wait for its commit, not for connections)."""
+        if getattr(self._local, "conn", None) is not None:
+            return fn(*args)
+        return self._writes.run(fn, *args)
+
+    def _commit_lease(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Leases are written alone: a group holding the row locks of its saves
+        while it waits for another process's group (an `acquire` waits for the
+        row it asks for) could deadlock with it; a save's row is this process's
+        own (its lease), which no group of another process writes."""
+        return fn(*args)
+
+    def _write_alone(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        return fn(*args)  # autocommit: a statement is its own transaction
+
+    def _write_together(self, writes: Sequence[Write]) -> list[Any]:
+        with self._pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    return [fn(*args) for fn, args in writes]
+            finally:
+                self._local.conn = None
+
     # -- the driver's primitives --
 
     def _one(self, query: str, params: Any = ()) -> Any:
@@ -516,7 +549,7 @@ class PostgresStore(OutboxSQL):
             "attempts": record.attempts, "error": record.error, "now": now,
             "expected": expected_version, "owner": lease_owner,
         }
-        row = self._run(self._save_row, self._sql[statement], params)
+        row = self._run(self._commit, self._save_row, self._sql[statement], params)
         if row is _REFUSED:  # why, or an earlier attempt of this save committed
             return self._refused(record, expected_version, lease_owner, now)
         return record.replace(version=expected_version + 1, updated_at=now,

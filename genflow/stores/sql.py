@@ -92,6 +92,8 @@ class SQLStore(Store):
     _placeholder = "?"
     _shard_clause = ""  # keeps one of `count` parts: parameters (count, index)
     _waiting_clause = ""  # instances waiting for an event: parameter (event,)
+    #: the workflow column as `_only` (the workflows a worker runs) tests it
+    _workflow_term = "workflow"
     _time_out: Callable[[_dt.datetime | None], Any] = staticmethod(_same)
     _time_in: Callable[[Any], _dt.datetime | None] = staticmethod(_same)
     _waiting_out: Callable[[tuple[str, ...]], Any] = staticmethod(_same)
@@ -122,6 +124,16 @@ class SQLStore(Store):
 
     def _recover(self) -> None:
         """Before a retry: drop what the fault broke (dead pooled connections)."""
+
+    def _commit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The write `fn(*args)` committed. A store whose concurrent callers can
+        share commits (`genflow.stores.group`) runs it so; by default, at once."""
+        return fn(*args)
+
+    def _commit_lease(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A lease's write (`acquire`, `release`) committed: as `_commit`, unless
+        the store's groups could then wait on each other's row locks."""
+        return self._commit(fn, *args)
 
     # -- running statements --
 
@@ -183,7 +195,8 @@ class SQLStore(Store):
         names = sorted(workflows)
         if not names:
             return " AND 1 = 0", []
-        return f" AND workflow IN ({','.join([self._placeholder] * len(names))})", names
+        return (f" AND {self._workflow_term} IN ({','.join([self._placeholder] * len(names))})",
+                names)
 
     # -- instances --
 
@@ -196,7 +209,7 @@ class SQLStore(Store):
                   out(record.wake_at), self._waiting_out(waiting), record.attempts,
                   record.error, lease_owner, out(lease_until), out(now), out(now))
         try:
-            self._run(self._insert, self._sql["create"], params, record.id)
+            self._run(self._commit, self._insert, self._sql["create"], params, record.id)
         except DuplicateInstanceError:
             # A retried insert whose first attempt committed (PostgreSQL: its
             # connection broke before the answer) finds its own row: that is a success.
@@ -248,7 +261,7 @@ class SQLStore(Store):
     def acquire(self, instance_id: str, owner: str, now: _dt.datetime,
                 until: _dt.datetime) -> InstanceRecord | None:
         # Safe to retry: taking one's own lease again only extends it.
-        row = self._run(self._one, self._sql["acquire"],
+        row = self._run(self._commit_lease, self._one, self._sql["acquire"],
                         (owner, self._time_out(until), instance_id, owner, self._time_out(now)))
         if row is not None:
             return self._record(row)
@@ -257,7 +270,7 @@ class SQLStore(Store):
         return None
 
     def release(self, instance_id: str, owner: str) -> None:
-        self._run(self._exec, self._sql["release"], (instance_id, owner))
+        self._run(self._commit_lease, self._exec, self._sql["release"], (instance_id, owner))
 
     def next_wake(self, workflows: Collection[str] | None = None) -> _dt.datetime | None:
         only, names = self._only(workflows)

@@ -46,7 +46,9 @@ from genflow.errors import (
     StoreUnavailableError,
 )
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
+from genflow.stores.group import GroupCommit, Write
 from genflow.stores.outbox_sql import OUTBOX_SQLITE, OutboxSQL
+from genflow.stores.sched_sql import ENDED_TERM
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -152,6 +154,18 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     ),
     # the outbox and children links (genflow.stores.outbox_sql)
     OUTBOX_SQLITE,
+    # the store's speed at scale (docs/stores.md, "Speed of the store"):
+    # due work in (wake_at, id) order, so a claim reads only the rows it
+    # takes, ties included; ended instances' predicate with ORs, which SQLite
+    # tests per row, not `IN (...)`, for which it built a table at every
+    # UPDATE of `updated_at` (every save: three times a step's commit)
+    (
+        "DROP INDEX instances_due",
+        "CREATE INDEX instances_due ON instances (wake_at, id) WHERE wake_at IS NOT NULL",
+        "DROP INDEX instances_ended",
+        "CREATE INDEX instances_ended ON instances (status, updated_at, id) WHERE "
+        + ENDED_TERM,
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -240,6 +254,11 @@ class SQLiteStore(OutboxSQL):
     _sql = statements("instances", "journal")
     _shard_clause = "rowid % ? = ?"  # rowids are stable while the file lives
     _waiting_clause = "id IN (SELECT instance_id FROM waits WHERE event = ?)"
+    # `+workflow`: not a term SQLite may answer from the (workflow, status)
+    # index, so a claim and `next_wake` read the due index in order and stop
+    # early, instead of reading every row of the worker's workflows and sorting
+    _workflow_term = "+workflow"
+    _ended_term = ENDED_TERM
     _time_out = staticmethod(_to_us)
     _time_in = staticmethod(_from_us)
     _waiting_out = staticmethod(_waiting_out)
@@ -261,6 +280,8 @@ class SQLiteStore(OutboxSQL):
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction()`: statements join its commit
         self._group_thread: int | None = None
+        #: concurrent threads' writes share commits (genflow.stores.group)
+        self._writes = GroupCommit(self._lock, self._write_alone, self._write_together)
         self._wake = threading.Condition()
         self._woken = False
         try:
@@ -485,42 +506,51 @@ class SQLiteStore(OutboxSQL):
         now = utcnow()
         release = release and lease_owner is not None
         waiting = tuple(record.waiting_for)
-        values = (record.status, record.wake_at, waiting, record.attempts, record.error)
         # Naming an indexed column in SET rewrites its index entries even when
         # the value is the same, so with `previous` only what changed is set:
-        # a step's save then writes the blob and the version.
-        changed = _ALL_SAVED if previous is None else tuple(compress(_ALL_SAVED, map(
-            ne, values, (previous.status, previous.wake_at, tuple(previous.waiting_for),
-                         previous.attempts, previous.error))))
-        params = [_SAVED_OUT[i](values[i]) for i in changed]
-        params += (record.blob, expected_version + 1, _to_us(now), record.id, expected_version)
+        # a step's save then writes the blob and the version (tested first,
+        # field by field: the commonest save).
+        if previous is None:
+            changed = _ALL_SAVED
+        elif (record.status == previous.status and record.wake_at == previous.wake_at
+              and record.attempts == previous.attempts and record.error == previous.error
+              and waiting == tuple(previous.waiting_for)):
+            changed = ()
+        else:
+            values = (record.status, record.wake_at, waiting, record.attempts, record.error)
+            changed = tuple(compress(_ALL_SAVED, map(
+                ne, values, (previous.status, previous.wake_at, tuple(previous.waiting_for),
+                             previous.attempts, previous.error))))
+        params: Any = (record.blob, expected_version + 1, _to_us(now), record.id,
+                       expected_version)
+        if changed:
+            values = (record.status, record.wake_at, waiting, record.attempts, record.error)
+            params = (*[_SAVED_OUT[i](values[i]) for i in changed], *params)
         # The engine saves what it leased: then the lease condition is
         # `lease_owner = ?`, and if that fails (the row changed, or its lease
         # was dropped) the general statement decides, and `_refused` says why.
         held = (lease_owner is not None and previous is not None
                 and previous.lease_owner == lease_owner)
-        try:  # `_save_row` inlined: this is the hot path of every durable step
-            with self._lock:
-                if held and self._saves.execute(_save_sql(changed, True, release),
-                                                (*params, lease_owner)).rowcount == 1:
-                    holder = lease_owner
-                else:
-                    row = self._db.execute(_save_sql(changed, False, release),
-                                           (*params, lease_owner, lease_owner)).fetchone()
-                    holder = _REFUSED if row is None else row[0]
+        try:
+            if self._group_thread is None:  # a commit of its own, shared with other threads'
+                holder = self._writes.run(self._save_row, changed, held, release, params,
+                                          lease_owner)
+            else:
+                holder = self._save_row(changed, held, release, params, lease_owner)
         except self._catch as exc:
             holder = self._again(exc, self._save_row, changed, held, release, params,
                                  lease_owner)
         if holder is _REFUSED:
             return self._refused(record, expected_version, lease_owner, now)
-        if release:
-            return record.replace(version=expected_version + 1, updated_at=now,
-                                  lease_owner=None, lease_until=None, waiting_for=waiting)
-        return record.replace(version=expected_version + 1, updated_at=now,
-                              lease_owner=holder, waiting_for=waiting)
+        # positionally: the record as stored (`replace` would cost a second call)
+        return InstanceRecord(
+            record.id, record.workflow, record.status, record.blob, expected_version + 1,
+            record.wake_at, waiting, record.attempts, record.error,
+            None if release else holder, None if release else record.lease_until,
+            record.created_at, now)
 
     def _save_row(self, changed: tuple[int, ...], held: bool, release: bool,
-                  params: list[Any], lease_owner: str | None) -> Any:
+                  params: tuple[Any, ...], lease_owner: str | None) -> Any:
         """The save's statement: the row's lease owner after it, or `_REFUSED`."""
         with self._lock:
             if held and self._saves.execute(_save_sql(changed, True, release),
@@ -529,6 +559,37 @@ class SQLiteStore(OutboxSQL):
             row = self._db.execute(_save_sql(changed, False, release),
                                    (*params, lease_owner, lease_owner)).fetchone()
         return _REFUSED if row is None else row[0]
+
+    # -- group commit (genflow.stores.group) --
+
+    def _commit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The write `fn(*args)` (statements on this store's connection) committed:
+        inside `transaction()` it joins that one; else its commit is shared with
+        the writes other threads make meanwhile."""
+        if self._group_thread is not None and self.grouping():
+            return fn(*args)
+        return self._writes.run(fn, *args)
+
+    def _write_alone(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """One write in autocommit: a single statement is its own transaction,
+        and a write of several opens its own with `_write()`."""
+        return fn(*args)
+
+    def _write_together(self, writes: Sequence[Write]) -> list[Any]:
+        """Several threads' writes in one transaction: `_write()` inside takes
+        a savepoint, as inside `transaction()`."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        self._grouped = True
+        try:
+            results = [fn(*args) for fn, args in writes]
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback("ROLLBACK")
+            raise
+        finally:
+            self._grouped = False
+        return results
 
     def delete(self, instance_id: str) -> None:
         self._run(self._delete_rows, instance_id)
@@ -552,7 +613,8 @@ class SQLiteStore(OutboxSQL):
             # whose expired leases among them (RETURNING shows only the new owner).
             with self._write() as db:
                 due = db.execute(
-                    "SELECT id, lease_owner FROM instances WHERE wake_at IS NOT NULL AND "
+                    "SELECT id, lease_owner FROM instances INDEXED BY instances_due "
+                    "WHERE wake_at IS NOT NULL AND "
                     "wake_at <= ? AND (lease_owner IS NULL OR lease_until IS NULL OR "
                     f"lease_until <= ?){only} ORDER BY wake_at, id LIMIT ?",
                     (now_us, now_us, *names, limit)).fetchall()
