@@ -206,7 +206,13 @@ class NotWaitingError(EventError):
 
 
 class UnknownEventError(EventError):
-    """The thread is waiting, but not for an event of that name."""
+    """The thread is waiting, but not for an event of that name.
+
+    `never` is true when no statement of the workflow can ever wait for it (a
+    timer's name, or no such event at all): no later move makes it deliverable,
+    so the outbox's relay gives such a letter up rather than trying it again."""
+
+    never: bool = False
 
 
 class StaleCallbackError(EventError):

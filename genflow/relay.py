@@ -204,6 +204,9 @@ class Relay:
                 engine._record(entry.target, [("stale report", {
                     "from": entry.origin, "event": entry.event, "why": str(exc)})])
         except _LATER as exc:
+            if isinstance(exc, UnknownEventError) and exc.never:
+                self._give_up(entry, exc)  # no move of the target makes it deliverable
+                return
             wait = OUTBOX_BACKOFF.delay(entry.attempts + 1)
             store.retry_outbox(entry.seq, engine.clock() + _dt.timedelta(seconds=wait),
                                entry.attempts + 1, f"{type(exc).__name__}: {exc}")

@@ -1802,8 +1802,10 @@ class Operation:
                 f"instance {state.id!r} has no live thread {thread!r}, nor does a Go of its "
                 f"definition start one (they start {', '.join(repr(t) for t in sorted(threads))})")
         ons = events.get(event)
-        if ons is None:
-            raise UnknownEventError(_unknown_event(state, event, events, timers))
+        if ons is None:  # (a timer's name too: no sender can ever send it)
+            refused = UnknownEventError(_unknown_event(state, event, events, timers))
+            refused.never = True
+            raise refused
         waiting = _waiting(state, event, thread)
         if len(waiting) > 1 and thread is None:
             raise UnknownEventError(

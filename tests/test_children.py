@@ -523,7 +523,7 @@ def test_show_and_the_console_link_parent_and_children(store):
                                 {"id": "p/quotes/1/1", "status": "waiting"}]
 
 
-def test_show_lists_a_letter_not_delivered_yet(store):
+def test_show_lists_a_letter_given_up(store):
     from genflow.cli import _describe
 
     @workflow("kid-late")
@@ -543,7 +543,10 @@ def test_show_lists_a_letter_not_delivered_yet(store):
     engine.start(GetQuote("x"), id="quiet", run=False)
     engine.start(Late(), id="late")
     text = _describe(engine, engine.get("late"))
-    assert "outbox: event 'go' to quiet, due " in text and "1 attempt" in text
+    # no move of "quiet" can make it deliverable: given up at once, shown with why
+    assert "outbox: event 'go' to quiet" in text and "has no event 'go' at all" in text
+    (letter,) = store.list_outbox(target="quiet")
+    assert letter.due_at is None
 
 
 def test_a_letter_to_an_instance_not_waiting_yet_is_kept_and_taken(store):

@@ -321,3 +321,32 @@ def _retry(attempts: int):  # type: ignore[no-untyped-def]
     from genflow import Retry
 
     return Retry(attempts=attempts, backoff=1)
+
+
+@workflow("ob-wrong-event")
+@attrs.define
+class WrongEvent:
+    target: str = ""
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("tell", self.tell)
+
+    def tell(self) -> None:
+        current_step().send(self.target, "no such event", "x")
+
+
+def test_a_letter_for_an_event_the_target_can_never_take_is_given_up_not_retried(store):
+    """The target exists, so the step's own check lets it through; the relay
+    then finds that no statement of the target's workflow can wait for the
+    event: no later move makes it deliverable, so it is kept with its error
+    for an operator instead of being retried forever."""
+    engine = _engine(store)
+    inbox = engine.start(Inbox(), id="inbox")
+    before = store.get(inbox)
+    engine.start(WrongEvent(target=inbox))
+    engine.work(until_idle=True)
+    (letter,) = store.list_outbox(target=inbox)
+    assert letter.due_at is None and "UnknownEventError" in letter.error
+    assert "no event 'no such event' at all" in letter.error
+    after = store.get(inbox)
+    assert (after.blob, after.version) == (before.blob, before.version)
