@@ -64,6 +64,8 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
+    if not POSTGRES_REQUIRED:
+        pytest.importorskip("psycopg", reason="pip install -e '.[postgres]'")
     bindir = _bindir()
     if bindir is None and os.geteuid() != 0 and not POSTGRES_REQUIRED:
         pytest.skip("no PostgreSQL server binaries to start a throwaway cluster")

@@ -44,9 +44,9 @@ def test_kill_9_while_firing_a_tick(tmp_path, kind):
         store = SQLiteStore(path)
         url = f"sqlite:///{path}"
     else:
+        dsn = postgres_dsn()  # (skips first when there is no PostgreSQL to use)
         from genflow.stores.postgres import PostgresStore
 
-        dsn = postgres_dsn()
         schema = fresh_schema()
         store = PostgresStore(dsn, schema=schema, drop_schema_on_close=True)
         url = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"

@@ -356,6 +356,7 @@ def test_the_report_shows_schedules_and_queues(tmp_path) -> None:
 
 
 def test_the_instance_page_says_where_it_waits_in_its_queue() -> None:
+    pytest.importorskip("starlette", reason="pip install 'genflow[web]'")
     from genflow.web.access import LocalAccess
     from genflow.web.app import WebConfig
     from genflow.web.views import view_of
