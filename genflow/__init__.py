@@ -16,6 +16,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+try:  # the three runtime dependencies, checked first: a checkout imported uninstalled
+    import attrs as _attrs  # noqa: F401
+    import cattrs as _cattrs  # noqa: F401
+    import msgpack as _msgpack  # noqa: F401
+except ModuleNotFoundError as _missing:
+    raise ModuleNotFoundError(
+        f"genflow needs {_missing.name!r}, one of its dependencies (attrs, cattrs, msgpack): "
+        "install genflow with them (`pip install -e .` in a checkout, or `pip install "
+        "genflow`) in the environment that imports it", name=_missing.name) from None
+
 from genflow.children import Child, Children
 from genflow.clock import FakeClock
 from genflow.errors import (

@@ -111,3 +111,24 @@ def test_version_tells_a_compiled_build(monkeypatch: pytest.MonkeyPatch) -> None
                         str(Path(genflow.replay.__file__).with_suffix(extension)))
     assert cli.build() == "compiled: replay"
     assert "(compiled: replay)" in cli.version_text()
+
+
+@pytest.mark.parametrize("missing", ["attrs", "cattrs", "msgpack"])
+def test_importing_without_a_dependency_says_how_to_install(missing: str) -> None:
+    """A checkout imported by a Python that never installed it: one line saying
+    which dependency is missing and how to install genflow, not a traceback from
+    deep inside a module."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {missing!r}:\n"
+        f"            raise ModuleNotFoundError({missing!r}, name={missing!r})\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import genflow\n")
+    done = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ModuleNotFoundError: genflow needs {missing!r}")
+    assert "pip install -e ." in last
