@@ -896,8 +896,9 @@ class Engine:
                                      thread_id=message.thread, event=message.event))
 
     def _run_one(self, instance_id: str) -> _Ops:
-        """Move one instance on if it is due and free (the relay, after a delivery);
-        busy or not due, it is left to the workers."""
+        """Move one instance on if it is due and free (the relay, after a delivery),
+        as a worker's round would (`_due_one`); busy or not due, it is left to
+        the workers."""
         now = self.clock()
         try:
             record = self.store.acquire(instance_id, self.owner, now, now + self.lease)
@@ -905,25 +906,10 @@ class Engine:
             return
         if record is None:
             return
-        saver = _Saver(self, record, None, None)
-        KEEPER.hold(self, instance_id)
-        try:
-            if record.wake_at is None or record.wake_at > now \
-                    or record.workflow not in self.runs():
-                return
-            wf, state = self._load(record)
-            saver.bind(wf, state)
-            op = self._operation(wf, state, saver)
-            yield from op.run(self.max_moves)
-            self._settle(saver, op)
-        except ConcurrencyError:
-            pass
-        except StoreError:
-            raise
-        except Exception as exc:
-            self._quarantine(saver.record, exc)
-        finally:
-            self._release(instance_id, saver.record)
+        if record.wake_at is None or record.wake_at > now or record.workflow not in self.runs():
+            self._release(instance_id, record)
+            return
+        yield from self._due_one(record, now, shared=False)
 
     def _settle(self, saver: _Saver, op: Operation) -> None:
         """Record how a core operation's moves ended (they ran under the lease,
