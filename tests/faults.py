@@ -110,3 +110,28 @@ def faulty(store: Any, faults: Faults) -> Any:
     if type(store).__name__ == "SQLiteStore":
         return faulty_sqlite(store, faults)
     return faulty_postgres(store, faults)
+
+
+@contextmanager
+def dies_at_call(store: Any, at: int | None, methods: tuple[str, ...],
+                 crash: type[BaseException]) -> Iterator[dict[str, int]]:
+    """Count every call of the store's `methods`; the `at`-th raises `crash()`
+    instead of running (the process dies there: nothing after it runs; None:
+    none does). Yields the count (`["n"]`); the methods are put back on exit."""
+    count = {"n": 0}
+    real = {name: getattr(store, name) for name in methods}
+
+    def wrap(name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kw: Any) -> Any:
+            count["n"] += 1
+            if count["n"] == at:
+                raise crash
+            return real[name](*args, **kw)
+        return call
+    for name in methods:
+        setattr(store, name, wrap(name))
+    try:
+        yield count
+    finally:
+        for name in methods:
+            setattr(store, name, real[name])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from faults import dies_at_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -315,28 +316,15 @@ class Crash(BaseException):
 def _run_with_crash(crash_at: int | None, suppliers: list[str], first: int | None) -> tuple:
     store = MemoryStore()
     clock = FakeClock()
-    count = {"n": 0}
     methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
                "retry_outbox", "release")
-    originals = {name: getattr(store, name) for name in methods}
-
-    def wrap(name):  # type: ignore[no-untyped-def]
-        def call(*args, **kw):  # type: ignore[no-untyped-def]
-            count["n"] += 1
-            if count["n"] == crash_at:
-                raise Crash
-            return originals[name](*args, **kw)
-        return call
-    for name in methods:
-        setattr(store, name, wrap(name))
-    engine = Engine(store, clock=clock, lease_seconds=10)
-    try:
-        engine.start(Buy(suppliers, first=first), id="p")
-        engine.work(until_idle=True)
-    except Crash:
-        pass
-    for name in methods:
-        setattr(store, name, originals[name])
+    with dies_at_call(store, crash_at, methods, Crash) as count:
+        engine = Engine(store, clock=clock, lease_seconds=10)
+        try:
+            engine.start(Buy(suppliers, first=first), id="p")
+            engine.work(until_idle=True)
+        except Crash:
+            pass
     worker = Engine(store, clock=clock, lease_seconds=10)
     if not any(r.id == "p" for r in store.list()):
         worker.start(Buy(suppliers, first=first), id="p")

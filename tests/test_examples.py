@@ -1067,6 +1067,8 @@ def test_the_money_transfer_is_no_longer_than_temporals():
 
 # -- workflows that work together: children and the outbox (docs/together.md) --------
 
+from faults import dies_at_call  # noqa: E402
+
 from examples import child_workflow, device_provisioning, widget_store  # noqa: E402
 from examples.child_workflow import Greeting  # noqa: E402
 from examples.device_provisioning import DEVICES, ProvisionNewDevices  # noqa: E402
@@ -1087,26 +1089,9 @@ _WRITES = ("create", "save", "create_if_absent", "put_outbox", "done_outbox", "r
            "release", "acquire", "claim_due", "claim_outbox")
 
 
-@contextlib.contextmanager
 def _dies_at(store, at):  # type: ignore[no-untyped-def]
     """Every store write counted; the `at`-th raises `_Crash` (None: none does)."""
-    count = {"n": 0}
-    real = {name: getattr(store, name) for name in _WRITES}
-
-    def wrap(name):  # type: ignore[no-untyped-def]
-        def call(*args, **kw):  # type: ignore[no-untyped-def]
-            count["n"] += 1
-            if count["n"] == at:
-                raise _Crash
-            return real[name](*args, **kw)
-        return call
-    for name in _WRITES:
-        setattr(store, name, wrap(name))
-    try:
-        yield count
-    finally:
-        for name in _WRITES:
-            setattr(store, name, real[name])
+    return dies_at_call(store, at, _WRITES, _Crash)
 
 
 def _greeting(engine, key):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from collections import Counter
 
 import attrs
 import pytest
+from faults import dies_at_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -279,29 +280,16 @@ def test_a_crash_at_any_store_write_delivers_every_letter_exactly_once(crash_at,
     worker finish: every letter arrives once, every start happened once."""
     store = MemoryStore()
     clock = FakeClock()
-    writes = {"n": 0}
     methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
                "retry_outbox", "claim_outbox")
-    originals = {name: getattr(store, name) for name in methods}
-
-    def wrap(name):  # type: ignore[no-untyped-def]
-        def call(*args, **kw):  # type: ignore[no-untyped-def]
-            writes["n"] += 1
-            if writes["n"] == crash_at:
-                raise Crash
-            return originals[name](*args, **kw)
-        return call
-    for name in methods:
-        setattr(store, name, wrap(name))
-    engine = Engine(store, clock=clock, lease_seconds=10)
-    try:
-        engine.start(Inbox(rounds=rounds), id="inbox")
-        for n in range(rounds):
-            engine.start(Sender(target="inbox"), id=f"s{n}")
-    except Crash:
-        pass
-    for name in methods:
-        setattr(store, name, originals[name])
+    with dies_at_call(store, crash_at, methods, Crash):
+        engine = Engine(store, clock=clock, lease_seconds=10)
+        try:
+            engine.start(Inbox(rounds=rounds), id="inbox")
+            for n in range(rounds):
+                engine.start(Sender(target="inbox"), id=f"s{n}")
+        except Crash:
+            pass
     clock.advance(seconds=100)
     worker = Engine(store, clock=clock, lease_seconds=10)
     if not any(r.id == "inbox" for r in store.list()):
