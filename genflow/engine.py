@@ -90,7 +90,7 @@ from genflow.state import (
     new_state,
 )
 from genflow.statements import Retry
-from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
+from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, new_record
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
@@ -1070,7 +1070,7 @@ class Engine:
                                  f"thread {thread.id!r} failed: {event.error}"
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
-        new = InstanceRecord(  # positionally: `replace` would be a second call per save
+        new = new_record(  # positionally: `replace` would be a second call per save
             record.id, record.workflow, status._value_, dumps(wf, state), record.version,
             wake_at, waiting, attempts, failed if error is None else error,
             record.lease_owner, record.lease_until, record.created_at, record.updated_at)

@@ -85,6 +85,7 @@ from genflow.handlers import _payload_parameter as _handler_input
 from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.outbox import Outbox
 from genflow.replay import (
+    _TRACERS,
     END,
     FAIL,
     RESTART,
@@ -206,6 +207,11 @@ FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDetermi
 
 
 _new_tuple = tuple.__new__
+#: `converter.get_unstructure_hook`, without its wrapper: the converter's own
+#: cached dispatch (emptied when a hook is registered), called once per operation
+_unstructure_hook: Callable[[type], Callable[[Any], Any]] = getattr(
+    getattr(converter, "_unstructure_func", None), "dispatch", None) \
+    or converter.get_unstructure_hook
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -723,10 +729,12 @@ class Operation:
         self.failed: tuple[Thread, WaitEvent | None] | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
-        self.tracer = tracer(type(wf)) if self.reuse else None
+        cls = type(wf)
+        self.tracer = (_TRACERS[cls] if cls in _TRACERS else tracer(cls)) if self.reuse \
+            else None
         #: the data's snapshot before user code runs (looked up once per operation:
         #: hooks registered later are seen by the next one)
-        self.unstructure = converter.get_unstructure_hook(type(wf))
+        self.unstructure = _unstructure_hook(cls)
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
