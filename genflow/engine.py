@@ -541,7 +541,11 @@ class Engine:
         if self.observer.api is not None:  # what it starts joins the asking step's trace
             op.outbox.traceparent = current_traceparent
         if isinstance(checkpoint, _Saver):
+            if checkpoint.op is not None and checkpoint.op.unseen:
+                checkpoint.dirty = True  # (the navigations of the op before this one)
             checkpoint.op = op  # its saves write what the op's user code asked for
+            # navigations only mark it dirty, unless they are journalled or logged
+            op.durable_only = not (checkpoint.debug or self.journal)
         return op
 
     def _exists(self, instance_id: str) -> bool:
@@ -1156,6 +1160,8 @@ class _Saver:
         else:
             self._write()
             self.dirty = False
+            if self.op is not None:
+                self.op.unseen = False  # (this save holds the navigations before it)
             self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
@@ -1174,9 +1180,13 @@ class _Saver:
         """The operation's last save (if anything is unsaved, or the row is stale),
         dropping the lease."""
         assert self.state is not None
-        if self.dirty or overrides or self.notes or self.record.error or self._stale():
+        op = self.op
+        if self.dirty or (op is not None and op.unseen) or overrides or self.notes \
+                or self.record.error or self._stale():
             self._write(release=release, **overrides)
             self.dirty = False
+            if op is not None:
+                op.unseen = False
             self._journal()
 
     def _write(self, **overrides: Any) -> None:

@@ -701,9 +701,10 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition", "failed",
-                 "failing", "failure", "handler_retry", "located", "outbox", "parallel_steps",
-                 "repaths", "retry", "started", "state", "taken", "tracer", "unstructure", "wf")
+    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition",
+                 "durable_only", "failed", "failing", "failure", "handler_retry", "located",
+                 "outbox", "parallel_steps", "repaths", "retry", "started", "state", "taken",
+                 "tracer", "unseen", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -716,6 +717,12 @@ class Operation:
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
+        #: the checkpoint is called at durable checkpoints only (the move loop's
+        #: AFTER_RESUME navigations are left out, and `unseen` set instead): for
+        #: a checkpoint that only saves, such as the engine's when it neither
+        #: journals nor logs each move
+        self.durable_only = False
+        self.unseen = False
         self.clock = clock or system_clock
         self.retry = retry or ONCE
         self.handler_retry = handler_retry
@@ -821,7 +828,10 @@ class Operation:
                         raise failing
                 if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
                     state.update_status()
-                    yield (checkpoint, (kind,), None)
+                    if kind is not _AFTER_RESUME or not self.durable_only:
+                        yield (checkpoint, (kind,), None)
+                    else:  # a navigation its checkpoint does not want to see: noted
+                        self.unseen = True
                 if moves >= max_moves:
                     state.update_status()
                     raise MoveLimitError(
