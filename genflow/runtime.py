@@ -55,7 +55,13 @@ from genflow.children import (
     keep_arrived,
 )
 from genflow.clock import system_clock
-from genflow.codec import check_payload, converter, structure_payload, unstructure
+from genflow.codec import (
+    check_payload,
+    converter,
+    structure_payload,
+    unstructure,
+    unstructure_hook,
+)
 from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
@@ -207,11 +213,6 @@ FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDetermi
 
 
 _new_tuple = tuple.__new__
-#: `converter.get_unstructure_hook`, without its wrapper: the converter's own
-#: cached dispatch (emptied when a hook is registered), called once per operation
-_unstructure_hook: Callable[[type], Callable[[Any], Any]] = getattr(
-    getattr(converter, "_unstructure_func", None), "dispatch", None) \
-    or converter.get_unstructure_hook
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -741,7 +742,7 @@ class Operation:
             else None
         #: the data's snapshot before user code runs (looked up once per operation:
         #: hooks registered later are seen by the next one)
-        self.unstructure = _unstructure_hook(cls)
+        self.unstructure = unstructure_hook(cls)
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
