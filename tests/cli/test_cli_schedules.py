@@ -8,7 +8,7 @@ import pytest
 
 from genflow.cli import main
 
-APP = Path(__file__).with_name("sched_app.py")
+APP = Path(__file__).resolve().parents[1] / "support" / "sched_app.py"
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_the_docs_list_every_route() -> None:
 
     from genflow.web.openapi import ROUTES
 
-    page = (Path(__file__).resolve().parent.parent / "docs" / "console.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
     for method, path, _, _ in ROUTES:
         assert f"`{method.upper()} {path}`" in page, (method, path)
 
@@ -168,13 +168,13 @@ def test_the_docs_list_every_route() -> None:
 def test_every_described_operation_is_routed() -> None:
     pytest.importorskip("starlette", reason="pip install 'genflow[web]'")
     from starlette.routing import Match
+    from web_app import Fails, Hooks, Order, Pair
 
     from genflow.engine import Engine
     from genflow.stores import MemoryStore
     from genflow.web.app import create_app
     from genflow.web.catalog import catalog
     from genflow.web.openapi import openapi
-    from tests.web_app import Fails, Hooks, Order, Pair
 
     workflows = {"web-order": Order, "web-fails": Fails, "web-pair": Pair, "web-hooks": Hooks}
     app = create_app(Engine(MemoryStore(), list(workflows.values())), token="t" * 16)

@@ -14,13 +14,13 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis", reason="pip install 'genflow[webtest]'")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
+from web_app import Fails, Hooks, Order, Pair  # noqa: E402
+from web_helpers import TOKEN, rows, serving  # noqa: E402
 
 from genflow.engine import Engine  # noqa: E402
 from genflow.stores import SQLiteStore  # noqa: E402
 from genflow.web.catalog import catalog  # noqa: E402
 from genflow.web.openapi import openapi  # noqa: E402
-from tests.web_app import Fails, Hooks, Order, Pair  # noqa: E402
-from tests.web_helpers import TOKEN, rows, serving  # noqa: E402
 
 WORKFLOWS = [Order, Fails, Pair, Hooks]
 SCHEMA = schemathesis.openapi.from_dict(

@@ -39,7 +39,7 @@ from genflow.stores import SQLiteStore
 from genflow.testing import MODES, Instance
 from genflow.testing.instance import request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `tests`
     sys.path.insert(0, str(ROOT))
 

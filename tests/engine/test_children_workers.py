@@ -23,7 +23,7 @@ pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg: pip instal
 
 from genflow.stores.postgres import PostgresStore
 
-WORKER = Path(__file__).with_name("kids_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "kids_worker.py"
 PARENTS, WIDTH, WORKERS, LEASE = 50, 10, 3, 2.0
 
 pytestmark = pytest.mark.postgres

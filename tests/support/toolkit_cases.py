@@ -2,7 +2,7 @@
 
 Each `Case` is a workflow, the kind of mistake it holds (or "correct"), and
 how docs/testing.md tells a user to check it: `runs(...)` options (fakes to
-reset, payloads) and `check_replay(...)` options. `tests/test_toolkit_catalog.py`
+reset, payloads) and `check_replay(...)` options. `tests/toolkit/test_toolkit_catalog.py`
 runs every case the documented way and asserts that each broken one is caught
 (by the check a user runs by default, by the cross-process check, or by the
 static check, as `caught_by` says) and that no correct one is flagged;

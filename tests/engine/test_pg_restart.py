@@ -28,9 +28,9 @@ from genflow.engine import Engine
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-HERE = Path(__file__).parent
-CI_POSTGRES = HERE.parent / ".ci" / "postgres"
-WORKER = HERE / "pg_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+CI_POSTGRES = ROOT / ".ci" / "postgres"
+WORKER = ROOT / "tests" / "support" / "pg_worker.py"
 
 
 def _bindir() -> Path | None:

@@ -20,7 +20,7 @@ from genflow.engine import Engine
 from genflow.schedules import instance_id_for
 from genflow.stores import SQLiteStore
 
-WORKER = Path(__file__).with_name("sched_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "sched_worker.py"
 
 
 def _spawn(url: str, log: Path) -> subprocess.Popen[str]:

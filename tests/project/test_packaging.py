@@ -19,7 +19,7 @@ import pytest
 import genflow
 from genflow import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENFLOW = Path(sys.executable).parent / "genflow"
 
 

@@ -1,5 +1,5 @@
 """Workflows for the PostgreSQL worker tests (imported by the tests and by the
-worker processes, `genflow worker --app tests/pg_app.py` or `pg_worker.py`).
+worker processes, `genflow worker --app tests/support/pg_app.py` or `pg_worker.py`).
 
 Every step appends its idempotency key to a log file outside the store (one
 `write` on an `O_APPEND` file, atomic between processes), so a test can tell

@@ -171,7 +171,7 @@ def test_a_report_names_the_statement_the_call_and_the_fix() -> None:
     report = check_determinism(Lunch())
     assert report is not None
     assert report.startswith("definition() of 'test-sandbox-lunch' reads the clock")
-    assert "call: datetime.datetime.now() at tests/test_testing_sandbox.py:" in report
+    assert "call: datetime.datetime.now() at tests/toolkit/test_testing_sandbox.py:" in report
     assert "while building statement If 'lunch menu?'" in report
     assert "Fix: read the time in a step and keep it in the data" in report
     result = check_replay(Lunch(), ["order"])

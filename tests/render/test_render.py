@@ -86,7 +86,7 @@ from genflow.state import Failure
 from genflow.statements import Raise, Sleep, Try
 from genflow.stores import MemoryStore, SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `tests`
     sys.path.insert(0, str(ROOT))
 
@@ -95,7 +95,7 @@ from examples.pizza import PizzaOrder  # noqa: E402
 from examples.seed_readme import SeedReadme  # noqa: E402
 
 GENFLOW = Path(sys.executable).parent / "genflow"
-CLI_APP = Path(__file__).resolve().with_name("cli_app.py")
+CLI_APP = Path(__file__).resolve().parents[1] / "support" / "cli_app.py"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MERMAID_JS = os.environ.get("GENFLOW_MERMAID_JS", "")
 

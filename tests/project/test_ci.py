@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CI = (ROOT / ".ci" / "run").read_text()
 TOX = configparser.ConfigParser()
 TOX.read(ROOT / "tox.ini")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from obs_app import Broken, Flaky
 
 import genflow
 from genflow import For, On, Step, Wait, current_step
@@ -32,9 +34,11 @@ from genflow.state import Parent, new_state
 from genflow.statements import Retry, Try
 from genflow.stores import MemoryStore
 from genflow.testing import FakeClock
-from tests.obs_app import Broken, Flaky
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+#: a `python -c` child imports obs_app from tests/support, as this process does
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in [str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH")] if p)}
 
 
 # -- workflows ------------------------------------------------------------------------------
@@ -239,13 +243,13 @@ def test_an_engine_at_work_writes_nothing_to_stdout_or_stderr(capfd):
     code = textwrap.dedent("""
         from genflow.engine import Engine
         from genflow.stores import MemoryStore
-        from tests.obs_app import Broken, Flaky
+        from obs_app import Broken, Flaky
         engine = Engine(MemoryStore())
         engine.start(Flaky(fails=1))
         engine.start(Broken())
     """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=CHILD_ENV,
+                          capture_output=True, text=True, check=True)
     assert (done.stdout, done.stderr) == ("", "")
 
 
@@ -618,7 +622,7 @@ def test_genflow_imports_and_runs_without_opentelemetry():
         from genflow.engine import Engine
         from genflow.observe import current_traceparent, otel_available, traced
         from genflow.stores import MemoryStore
-        from tests.obs_app import Flaky
+        from obs_app import Flaky
         engine = Engine(MemoryStore(), journal=True)
         engine.start(Flaky(fails=1), id="x")
         with traced("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
@@ -628,8 +632,8 @@ def test_genflow_imports_and_runs_without_opentelemetry():
         assert not [m for m in sys.modules if m.startswith("opentelemetry")]
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=CHILD_ENV,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ok\n"
 
@@ -700,7 +704,7 @@ def test_the_cli_prints_genflows_records_as_json_lines(tmp_path, capsys):
     from genflow.cli import main
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    code = main(["--store", url, "--app", "tests.obs_app", "--log-format", "json",
+    code = main(["--store", url, "--app", "obs_app", "--log-format", "json",
                  "start", "obs-flaky", "--id", "c1", "--data", '{"fails": 1}'])
     assert code == 0
     err = capsys.readouterr().err
@@ -709,7 +713,7 @@ def test_the_cli_prints_genflows_records_as_json_lines(tmp_path, capsys):
             line["thread_id"], line["statement"], line["attempt"]) == (
         "WARNING", "genflow.engine", "c1", "obs-flaky", "_main_", "charge", 1)
     assert line["retry_at"] and "the bank is down" in line["error"]
-    code = main(["--store", url, "--app", "tests.obs_app", "start", "obs-broken",
+    code = main(["--store", url, "--app", "obs_app", "start", "obs-broken",
                  "--id", "c2", "--log-level", "error"])
     err = capsys.readouterr().err
     assert code == 0 and "ERROR genflow.engine: instance c2 failed" in err
@@ -776,7 +780,7 @@ def test_show_prints_the_last_steps_with_their_durations(tmp_path, capsys):
 
     engine = _timed_engine(tmp_path)
     engine.store.close()
-    assert main(["--store", f"sqlite:///{tmp_path / 'tl.db'}", "--app", "tests.obs_app",
+    assert main(["--store", f"sqlite:///{tmp_path / 'tl.db'}", "--app", "obs_app",
                  "show", "tl"]) == 0
     out = capsys.readouterr().out
     tail = out.split("  last steps (from the journal):\n", 1)[1].splitlines()
@@ -796,7 +800,7 @@ def test_show_without_the_journal_prints_no_steps(tmp_path, capsys):
     engine = Engine(SQLiteStore(tmp_path / "off.db"), otel=False)
     engine.start(Flaky(fails=0), id="off")
     engine.store.close()
-    assert main(["--store", f"sqlite:///{tmp_path / 'off.db'}", "--app", "tests.obs_app",
+    assert main(["--store", f"sqlite:///{tmp_path / 'off.db'}", "--app", "obs_app",
                  "show", "off"]) == 0
     assert "last steps" not in capsys.readouterr().out
 

@@ -1,4 +1,4 @@
-"""Workflows for the command-line tests (`genflow --app tests/cli_app.py ...`).
+"""Workflows for the command-line tests (`genflow --app tests/support/cli_app.py ...`).
 
 * `cli-order`: fill a cart (`add` with an `Item`, `checkout` without payload),
   then wait for `confirm` or give up after `patience` seconds (a `Timeout`),

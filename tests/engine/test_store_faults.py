@@ -41,7 +41,7 @@ from genflow.state import WorkflowStatus
 from genflow.stores import InstanceRecord, MemoryStore, SQLiteStore, open_store
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-HERE = Path(__file__).parent
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
 
 
 def sec(n: float) -> dt.datetime:
@@ -272,7 +272,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("command", [["list"], ["show", "x"], ["history", "x"],
                                      ["report", "-o", "out"], ["check"]])
 def test_read_only_commands_never_create_a_store(tmp_path, command):
-    app = str(HERE / "cli_app.py")
+    app = str(SUPPORT / "cli_app.py")
     for url in ("sqlite:///genfow.db", "sqlite://genflow.db"):  # a typo; two slashes
         done = _cli("--store", url, "--app", app, *command, cwd=tmp_path)
         assert done.returncode == 2, done

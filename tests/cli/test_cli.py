@@ -1,7 +1,7 @@
 """The `genflow` command, through the real console script installed next to Python.
 
 Every command runs in its own process on one SQLite file, so each test also
-shows that instances survive a restart. Workflows come from `tests/cli_app.py`
+shows that instances survive a restart. Workflows come from `tests/support/cli_app.py`
 (via `--app`). The long tail of user mistakes runs `genflow.cli.main` in this
 process (same code, no process start-up), the main ones the real command.
 """
@@ -26,7 +26,7 @@ from genflow.engine import Engine
 from genflow.stores import SQLiteStore
 
 GENFLOW = Path(sys.executable).parent / "genflow"
-APP = Path(__file__).resolve().with_name("cli_app.py")
+APP = Path(__file__).resolve().parents[1] / "support" / "cli_app.py"
 
 
 def _env() -> dict[str, str]:
@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 
 class Cli:
-    """Runs `genflow --app tests/cli_app.py ...` in a directory (so on its genflow.db)."""
+    """Runs `genflow --app tests/support/cli_app.py ...` in a directory (so on its genflow.db)."""
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None):
         self.cwd = cwd

@@ -22,13 +22,13 @@ Image = pytest.importorskip("PIL.Image", reason="pip install 'genflow[webtest]' 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from web_app import Fails, Hooks, Order, Pair  # noqa: E402
+from web_helpers import SECRET, TOKEN, serving  # noqa: E402
 
 from examples.pizza import PizzaOrder  # noqa: E402
 from genflow.engine import Engine  # noqa: E402
 from genflow.render.formats import STYLES  # noqa: E402
 from genflow.stores import SQLiteStore  # noqa: E402
-from tests.web_app import Fails, Hooks, Order, Pair  # noqa: E402
-from tests.web_helpers import SECRET, TOKEN, serving  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -154,7 +154,7 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
 
         # live: an outside system pays through the signed callback URL; the page follows
         url = engine.get("order-1").state.threads[0].events[0].req.setup_data["url"]
-        from tests.web_helpers import call
+        from web_helpers import call
 
         status, _, _ = call("POST", url, 12, token=None)
         assert status == 200

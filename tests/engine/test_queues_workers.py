@@ -25,7 +25,7 @@ pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg: pip instal
 
 from genflow.stores.postgres import PostgresStore
 
-WORKER = Path(__file__).with_name("sched_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "sched_worker.py"
 
 
 def _spawn(url: str, count: int, lease: float = 5.0) -> subprocess.Popen[str]:

@@ -1,4 +1,4 @@
-"""Workflows of tests/test_observe.py, importable by name (the CLI's --app, subprocesses)."""
+"""Workflows of tests/engine/test_observe.py, importable by name (the CLI's --app, subprocesses)."""
 
 from __future__ import annotations
 

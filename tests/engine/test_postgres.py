@@ -35,8 +35,8 @@ from genflow.stores import InstanceRecord, open_store
 
 pytestmark = pytest.mark.postgres
 
-HERE = Path(__file__).parent
-WORKER = HERE / "pg_worker.py"
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+WORKER = SUPPORT / "pg_worker.py"
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
@@ -353,7 +353,7 @@ def test_four_workers_drive_2000_instances(dsn, schema, pg, tmp_path):
     env = {**os.environ, "GENFLOW_STORE": url}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "genflow.cli", "--app", str(HERE / "pg_app.py"), "worker",
+            [sys.executable, "-m", "genflow.cli", "--app", str(SUPPORT / "pg_app.py"), "worker",
              "--idle-sleep", "0.5", "--batch", "10"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )

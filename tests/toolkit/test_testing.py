@@ -59,7 +59,7 @@ from genflow.testing.run import Run
 from genflow.testing.scenario import as_scenario
 from genflow.testing.strategies import can_send
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `examples` is not installed: it lives beside `tests`
     sys.path.insert(0, str(ROOT))
 
@@ -489,7 +489,7 @@ def test_a_definition_that_reads_the_clock() -> None:
     assert result.kinds == ["non-deterministic"]
     report = result.report()
     assert "definition() of 'test-testing-clock' reads the clock" in report
-    assert "call: datetime.datetime.now() at tests/test_testing.py:" in report
+    assert "call: datetime.datetime.now() at tests/toolkit/test_testing.py:" in report
     assert "(in LunchSpecial.definition): yield If(dt.datetime.now().hour < 15" in report
     assert "while building statement If 'lunch special?'" in report
     assert "read the time in a step and keep it in the data" in report
@@ -777,7 +777,7 @@ def test_example_money_transfer() -> None:
     from examples.money_transfer import BANK, MoneyTransfer
 
     # (the toolkit takes a step that fails for good for a problem, so only the
-    # transfer that goes through; tests/test_examples.py has the others)
+    # transfer that goes through; tests/docs/test_examples.py has the others)
     BANK.reset({"alice": 100, "bob": 0})  # (idempotent by reference: every run alike)
     result = assert_replay_equivalent(MoneyTransfer("alice", "bob", 40, "T-1"))
     assert result.state.status.value == "finished"
@@ -845,7 +845,7 @@ def test_example_fan_out() -> None:
     from examples.fan_out import STORAGE, Backup
 
     # the checker moves one step at a time; Instance in crash mode runs them at
-    # once (tests/test_examples.py)
+    # once (tests/docs/test_examples.py)
     STORAGE.reset()
     result = assert_replay_equivalent(Backup())
     assert result.state.status.value == "finished" and result.data.total == 25300

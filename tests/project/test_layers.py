@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "genflow"
+PACKAGE = Path(__file__).resolve().parents[2] / "genflow"
 
 #: the core: statements, replay, runtime, state, codec and what they need. It knows
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.

@@ -18,7 +18,7 @@ from genflow.clock import FakeClock
 from genflow.engine import Engine
 from genflow.stores import MemoryStore, SQLiteStore
 
-WORKER = Path(__file__).with_name("crash_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
 INSTANCES = 5
 
 

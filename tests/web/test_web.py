@@ -17,14 +17,14 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from web_app import Fails, Hooks, Order, Pair
+from web_helpers import SECRET, TOKEN, call, free_port, rows, serving
 
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
 from genflow.web.signing import CallbackSigner
-from tests.web_app import Fails, Hooks, Order, Pair
-from tests.web_helpers import SECRET, TOKEN, call, free_port, rows, serving
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1"
 
 
@@ -341,7 +341,7 @@ def _genflow(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def test_genflow_serve_never_serves_without_access(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENFLOW_WEB")}
     store = f"sqlite:///{tmp_path / 'serve.db'}"
-    common = ["--store", store, "--app", "tests/web_app.py", "serve"]
+    common = ["--store", store, "--app", "tests/support/web_app.py", "serve"]
     done = _genflow(*common, "--port", str(free_port()), env=env)
     _, err = done.communicate(timeout=60)
     assert done.returncode == 2 and "needs an access token" in err and "Traceback" not in err

@@ -169,7 +169,7 @@ def _schedule_rows(store) -> list[tuple]:
 
 
 def test_schedules_and_queues_api(make_store) -> None:
-    from tests.web_helpers import call, rows, serving
+    from web_helpers import call, rows, serving
 
     engine, clock = engine_on(make_store())
     engine.queues.define(Queue("jobs", concurrency=1, per_key=1, key="tenant"))
@@ -271,7 +271,7 @@ def test_schedules_and_queues_api(make_store) -> None:
 
 
 def test_the_schedules_and_queues_pages_and_their_actions(make_store) -> None:
-    from tests.web_helpers import TOKEN, call, serving
+    from web_helpers import TOKEN, call, serving
 
     engine, _ = engine_on(make_store())
     engine.queues.define(Queue("jobs", concurrency=1))
@@ -374,8 +374,9 @@ def test_the_instance_page_says_where_it_waits_in_its_queue() -> None:
 
 
 def test_an_unreadable_schedule_is_shown_and_refused_not_a_500(store) -> None:
+    from web_helpers import call, serving
+
     from genflow.render.operating import schedules_data
-    from tests.web_helpers import call, serving
 
     engine, _ = engine_on(store)
     engine.schedules.add("fine", Report(), every=60)
