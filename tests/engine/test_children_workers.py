@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fresh_schema, postgres_dsn
 from kids_app import SumOfSquares, expected
+from postgres_db import fresh_schema, postgres_dsn
 
 from genflow.engine import Engine
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from conftest import POSTGRES_REQUIRED
 from pg_app import SlowSteps
+from postgres_db import POSTGRES_REQUIRED
 
 from genflow.engine import Engine
 

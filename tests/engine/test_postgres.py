@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fresh_schema, postgres_dsn
 from pg_app import PgOrder, SlowSteps, Tally, expected
+from postgres_db import fresh_schema, postgres_dsn
 
 from genflow import WorkflowStatus
 from genflow.engine import Engine

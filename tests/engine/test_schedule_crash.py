@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fresh_schema, postgres_dsn
+from postgres_db import fresh_schema, postgres_dsn
 from sched_app import Report
 
 from genflow.engine import Engine

@@ -8,10 +8,10 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import NO_POSTGRES, POSTGRES_DSN, POSTGRES_REQUIRED, fresh_schema, postgres_dsn
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from postgres_db import NO_POSTGRES, POSTGRES_DSN, POSTGRES_REQUIRED, fresh_schema, postgres_dsn
 
 from genflow.errors import (
     ConcurrencyError,

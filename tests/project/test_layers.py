@@ -4,17 +4,21 @@ The import graph of genflow/ is read from the source (`ast`, every import
 statement, also those inside functions; those under `if TYPE_CHECKING:` are
 for type checkers only and left out): it has no cycle, and the core imports
 nothing but the core. The package `__init__` modules are facades (they gather
-names for users) and are not part of the graph.
+names for users) and are not part of the graph. The tests keep the same layers:
+each test file sits in the folder of its layer, one that tests/README.md names.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "genflow"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "genflow"
+TESTS = ROOT / "tests"
 
 #: the core: statements, replay, runtime, state, codec and what they need. It knows
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
@@ -128,3 +132,12 @@ def test_the_core_imports_nothing_above_it():
                                                                        "y": {"x"}}])
 def test_the_cycle_finder_finds_cycles(cycle):
     assert _cycles(cycle)
+
+
+def test_every_test_file_is_in_a_folder_the_tests_readme_names():
+    named = set(re.findall(r"^\| `(\w+)/` \|", (TESTS / "README.md").read_text(), re.M))
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders == named
+    misplaced = sorted(str(p.relative_to(TESTS)) for p in TESTS.rglob("test_*.py")
+                       if p.parent.parent != TESTS or p.parent.name == "support")
+    assert misplaced == [], "a test file belongs in its layer's folder (tests/README.md)"
