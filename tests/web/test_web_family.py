@@ -79,7 +79,7 @@ def test_an_id_with_slashes_and_percents_is_one_path_segment(tmp_path: Path, odd
     """A child's id holds "/", and any id may hold "%": sent percent-encoded, each
     reaches the API and the console's routes as the id it is, never split."""
     pytest.importorskip("starlette", reason="pip install 'genflow[web]'")
-    from tests.web_helpers import SECRET, call, serving
+    from web_helpers import SECRET, call, serving
 
     monkeypatch.setenv("GENFLOW_WEB_SECRET", SECRET.decode())
     engine, kid = family(tmp_path)
@@ -130,8 +130,7 @@ def test_parent_and_child_link_each_other_in_the_console(tmp_path: Path, browser
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from tests.web_helpers import SECRET, TOKEN, serving
+    from web_helpers import SECRET, TOKEN, serving
 
     monkeypatch.setenv("GENFLOW_WEB_SECRET", SECRET.decode())
     engine, kid = family(tmp_path)
