@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_replay_reads import MOVES, Reads, trees
 
 from genflow.clock import FakeClock
 from genflow.engine import Engine
@@ -33,6 +34,10 @@ from genflow.errors import GenflowError
 from genflow.runtime import Operation
 from genflow.stores import MemoryStore, SQLiteStore
 from genflow.stores.base import InstanceRecord, new_record
+
+# the random definitions of the core's replay property (tests/core/test_replay_reads.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+from test_replay_reads import MOVES, Reads, trees
 
 times = st.none() | st.datetimes(timezones=st.just(dt.UTC))
 texts = st.text(max_size=8)
