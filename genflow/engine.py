@@ -892,6 +892,9 @@ class Engine:
         if op.taken and self.journal:
             for seq in op.taken:
                 saver.note(("taken", {"seq": seq}))
+        box = op.state.mailbox
+        if box is None or not box.undelivered:
+            return  # (nothing set aside: no need to ask the operation which are new)
         for message in op.set_aside_since():
             saver.note(("undelivered", _message_entry(message)), repair=True)
             log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
