@@ -83,9 +83,20 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
                   samples, note=f"per step; {saves} saves per {STEPS}-step instance")
 
 
-def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = True) -> None:
+#: the engines a throughput run compares: today's default; worker rounds whose
+#: saves are one statement each (the round before, `Store.saves_together` left
+#: as `transaction()`); a commit per save (`share_commits=False`, the default
+#: before that)
+VARIANTS = ("now", "a statement per save", "a commit per save")
+
+
+def _work(url: str, schema: str, sync: str, go: Any, moved: Any, variant: str = "now") -> None:
+    from genflow.stores.base import Store
+
     store = _store(url, schema, synchronous_commit=sync)
-    engine = Engine(store, share_commits=shared)  # (off: one after the other, as before)
+    if variant == "a statement per save":
+        store.saves_together = lambda: Store.saves_together(store)  # type: ignore[method-assign]
+    engine = Engine(store, share_commits=variant != "a commit per save")
     go.wait()
     done = engine.work(until_idle=True, batch=10)
     with moved.get_lock():
@@ -94,7 +105,7 @@ def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = 
 
 
 def _throughput(url: str, workers: int, instances: int, sync: str,
-                shared: bool = True) -> float:
+                variant: str = "now") -> float:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = _store(url, schema, drop=True)
     try:
@@ -104,7 +115,7 @@ def _throughput(url: str, workers: int, instances: int, sync: str,
                 client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
         ctx = multiprocessing.get_context("fork")
         go, moved = ctx.Event(), ctx.Value("q", 0)
-        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, shared))
+        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, variant))
                  for _ in range(workers)]
         for proc in procs:
             proc.start()
@@ -134,21 +145,24 @@ def run(quick: bool = False) -> list[Figure]:
         return []
     figures = [_per_step(url, sync, 3 if quick else 10) for sync in ("on", "off")]
     instances = 200 if quick else 1000
+    cores = os.cpu_count() or 1
     for sync in ("on", "off"):
         for workers in WORKERS:
-            samples, alone = [], []
-            for _ in range(1 if quick else 3):  # interleaved: both see the same machine
-                samples.append(_throughput(url, workers, instances, sync))
-                alone.append(_throughput(url, workers, instances, sync, shared=False))
-            cores = os.cpu_count() or 1
-            ratio = statistics.median(samples) / statistics.median(alone)
+            samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+            for _ in range(1 if quick else 3):  # interleaved: all see the same machine
+                for variant in VARIANTS:
+                    samples[variant].append(_throughput(url, workers, instances, sync,
+                                                        variant))
+            now = statistics.median(samples["now"])
+            before = ", ".join(f"{variant}: {statistics.median(samples[variant]):,.0f} inst/s "
+                               f"({now / statistics.median(samples[variant]):.2f}x)"
+                               for variant in VARIANTS[1:])
             figures.append(figure(
                 "PostgreSQL workers",
                 f"{instances:,} instances, {workers} worker(s), synchronous_commit={sync}",
-                samples, unit="inst/s",
+                samples["now"], unit="inst/s",
                 note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s); "
-                     f"{statistics.median(samples) / cores:,.0f} inst/s per core ({cores} "
-                     "cores, server and workers on one machine); a commit per save: "
-                     f"{statistics.median(alone):,.0f} inst/s ({ratio:.2f}x)",
+                     f"{now / cores:,.0f} inst/s per core ({cores} cores, server and workers "
+                     f"on one machine); {before}",
             ))
     return figures
