@@ -459,7 +459,8 @@ class PostgresStore(OutboxSQL):
         try:
             with self._pool.connection() as conn:
                 self._local.conn = conn
-                self._local.deferred = deferred = []
+                deferred: list[tuple[InstanceRecord, int, str, bool]] = []
+                self._local.deferred = deferred
                 try:
                     yield refused
                     self._local.deferred = None
@@ -485,7 +486,8 @@ class PostgresStore(OutboxSQL):
         except self._catch as exc:
             raise self._translate(exc) from exc
 
-    def _save_deferred(self, conn: psycopg.Connection[Any], deferred: list[Any],
+    def _save_deferred(self, conn: psycopg.Connection[Any],
+                       deferred: list[tuple[InstanceRecord, int, str, bool]],
                        refused: dict[str, Exception]) -> None:
         """Write the saves a turn put off (one statement), naming in `refused`
         the ones whose row had moved on (or gone)."""
