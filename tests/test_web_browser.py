@@ -19,6 +19,7 @@ import pytest
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install 'genflow[webtest]'")
 Image = pytest.importorskip("PIL.Image", reason="pip install 'genflow[webtest]' (Pillow)")
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -73,7 +74,8 @@ def test_console_in_a_browser(tmp_path: Path, browser, monkeypatch) -> None:
     engine.start(Order(), id="order-2")
     engine.start(Fails(), id="fails-1")
     engine.start(PizzaOrder(), id="pizza-1")
-    wait = WebDriverWait(browser, 20)
+    # (the page redraws itself as the instance moves: an element read mid-redraw is stale)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     with serving(engine, poll_ms=300) as base:
         monkeypatch.setenv("GENFLOW_WEB_URL", base)
         browser.get(f"{base}/instances")
@@ -184,7 +186,7 @@ def test_schedules_page_pauses_a_schedule_in_a_browser(tmp_path: Path, browser) 
     for n in range(3):
         engine.start(Order(), id=f"queued-{n}", queue="orders")
     engine.queues.admit()
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     with serving(engine) as base:
         browser.get(f"{base}/login")
         browser.find_element(By.ID, "gf-token").send_keys(TOKEN)
@@ -260,7 +262,7 @@ def test_the_reports_schedule_and_queue_filters(tmp_path: Path, browser) -> None
     engine.start(Order(), id="plain")
     index = write_report(engine, tmp_path / "report", svg=False)
     store.close()
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     browser.get(index.as_uri())
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instances tbody tr"))
 
