@@ -151,7 +151,9 @@ class Engine:
     docs/statements.md). `otel=False` keeps OpenTelemetry out of this engine
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
-    global ones (as instrumentations take them).
+    global ones (as instrumentations take them). `share_commits` (on by
+    default) lets a worker round's instances share commits (`_together`;
+    off: each save its own commit, as the async API does).
     """
 
     def __init__(

@@ -477,8 +477,9 @@ class PostgresStore(OutboxSQL):
                                 "rolled back the other writes of their turn: they run again")
                         conn.execute("COMMIT")
                 except BaseException:
-                    if conn.info.transaction_status != TransactionStatus.IDLE:
-                        conn.execute("ROLLBACK")
+                    if conn.info.transaction_status in (TransactionStatus.INTRANS,
+                                                        TransactionStatus.INERROR):
+                        conn.execute("ROLLBACK")  # (a broken connection: the pool drops it)
                     raise
                 finally:
                     self._local.conn = None
