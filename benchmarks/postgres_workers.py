@@ -1,7 +1,9 @@
 """PostgreSQL: the per-step durable cost, and the throughput of 1, 2, 4 and 8
-worker processes sharing one database, with `synchronous_commit` on and off;
-and the figure per database core (instances/s divided by the cores of the
-machine, which here runs the server and the workers both).
+worker processes sharing one database, with `synchronous_commit` on and off
+(set per session: the DSN's `options=-c synchronous_commit=...`), today's
+engine beside the two before it in the same run; workflows of no step at 4
+workers; and the figure per database core (instances/s divided by the cores
+of the machine, which here runs the server and the workers both).
 
 Needs a database: `GENFLOW_BENCH_POSTGRES_DSN` (or `GENFLOW_TEST_POSTGRES_DSN`).
 Without one, or without psycopg, the workload is skipped with a note on stderr.
@@ -105,14 +107,14 @@ def _work(url: str, schema: str, sync: str, go: Any, moved: Any, variant: str = 
 
 
 def _throughput(url: str, workers: int, instances: int, sync: str,
-                variant: str = "now") -> float:
+                variant: str = "now", steps: int = WORK_STEPS) -> float:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = _store(url, schema, drop=True)
     try:
         client = Engine(store)
         with store.transaction():  # setup, not measured: one commit
             for n in range(instances):
-                client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
+                client.start(Steps(total=steps), id=f"i{n:05}", run=False)
         ctx = multiprocessing.get_context("fork")
         go, moved = ctx.Event(), ctx.Value("q", 0)
         procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, variant))
@@ -165,4 +167,16 @@ def run(quick: bool = False) -> list[Figure]:
                      f"{now / cores:,.0f} inst/s per core ({cores} cores, server and workers "
                      f"on one machine); {before}",
             ))
+    for sync in ("on", "off"):  # workflows of no step (DBOS's published figure's kind)
+        none: dict[str, list[float]] = {"now": [], "a commit per save": []}
+        for _ in range(1 if quick else 3):
+            for variant in none:
+                none[variant].append(_throughput(url, 4, instances, sync, variant, steps=0))
+        now = statistics.median(none["now"])
+        alone = statistics.median(none["a commit per save"])
+        figures.append(figure(
+            "PostgreSQL workers", f"{instances:,} no-step instances, 4 workers, "
+            f"synchronous_commit={sync}", none["now"], unit="inst/s",
+            note=f"{now / cores:,.0f} inst/s per core ({cores} cores, server and workers on "
+                 f"one machine); a commit per save: {alone:,.0f} inst/s ({now / alone:.2f}x)"))
     return figures
