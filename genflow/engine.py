@@ -153,7 +153,8 @@ class Engine:
     `meter_provider` are the OpenTelemetry providers to use instead of the
     global ones (as instrumentations take them). `share_commits` (on by
     default) lets a worker round's instances share commits (`_together`;
-    off: each save its own commit, as the async API does).
+    off: each save its own commit, as the async API does; also while the
+    journal, debug logging or a recording OpenTelemetry watches the steps).
     """
 
     def __init__(
@@ -304,8 +305,10 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        if self.store.grouping() or not self.share_commits:
-            return drive(self._relaying(self._run_due(limit)), self.observer.watching())
+        watch = self.observer.watching()
+        if self.store.grouping() or not self.share_commits or watch is not None:
+            # (watched: one at a time, each operation's span current while it runs)
+            return drive(self._relaying(self._run_due(limit)), watch)
         moved = self._run_round(limit)
         drive(self.outbox.after())  # the relay of the outbox rows the round committed
         return moved

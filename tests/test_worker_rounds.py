@@ -317,11 +317,11 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
         setup = Engine(store, clock=clock, lease_seconds=10)
         _start_all(setup, parents, plain)
         methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-                   "retry_outbox", "release", "append_journal")
+                   "retry_outbox", "release")
         if kind == "postgres":  # the turn's own statement, at the end of its block
             methods += ("_save_deferred",)
         with dies_at_call(store, crash_at, methods, Crash) as count:
-            engine = Engine(store, clock=clock, lease_seconds=10, journal=True)
+            engine = Engine(store, clock=clock, lease_seconds=10)
             with contextlib.suppress(Crash):
                 engine.work(until_idle=True)
         worker = Engine(store, clock=clock, lease_seconds=10)
@@ -336,7 +336,7 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, tmp_path):
     """Every store write of a worker run (saves put off to a turn's end, the
-    turn's statement, outbox rows, journal entries, leases), each in turn the
+    turn's statement, a child's start and outbox rows, leases), each in turn the
     one where the process dies: the next worker ends every instance as the
     uninterrupted run, each step's effect on the data counted once."""
     if kind == "postgres":
