@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import fresh_schema, postgres_dsn
+from postgres_db import fresh_schema, postgres_dsn
 
 import genflow
 from genflow import On, Sleep, Step, Wait

@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import fresh_schema, postgres_dsn
 from faults import dies_at_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from postgres_db import fresh_schema, postgres_dsn
 
 import genflow.engine as engine_module
 from genflow import Child, Engine, FakeClock, For, Step, workflow
