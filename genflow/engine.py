@@ -151,7 +151,10 @@ class Engine:
     docs/statements.md). `otel=False` keeps OpenTelemetry out of this engine
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
-    global ones (as instrumentations take them).
+    global ones (as instrumentations take them). `share_commits` (on by
+    default) lets a worker round's instances share commits (`_together`;
+    off: each save its own commit, as the async API does; also while the
+    journal, debug logging or a recording OpenTelemetry watches the steps).
     """
 
     def __init__(
@@ -171,7 +174,7 @@ class Engine:
         otel: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
-        share_commits: bool = False,
+        share_commits: bool = True,
     ) -> None:
         #: worker rounds move their instances side by side, sharing commits
         #: (`_together`; docs/stores.md, "Speed of the store")
@@ -302,8 +305,10 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        if self.store.grouping() or not self.share_commits:
-            return drive(self._relaying(self._run_due(limit)), self.observer.watching())
+        watch = self.observer.watching()
+        if self.store.grouping() or not self.share_commits or watch is not None:
+            # (watched: one at a time, each operation's span current while it runs)
+            return drive(self._relaying(self._run_due(limit)), watch)
         moved = self._run_round(limit)
         drive(self.outbox.after())  # the relay of the outbox rows the round committed
         return moved
@@ -867,19 +872,54 @@ class Engine:
                 entry[0].close()
 
     def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
-        """Run the saves of a turn in one transaction; each one's outcome goes
-        back to its operation (a failed commit: to every one of them)."""
+        """Run the saves of a turn with one commit (`Store.saves_together`);
+        each one's outcome goes back to its operation.
+
+        A turn's commit holds whole saves only: a save that failed after
+        writing part of itself (its row, then not its outbox rows), or a
+        crash (an exception that is no `Exception`), rolls the whole turn
+        back, and then no operation of the turn goes on as if saved: the one
+        whose save failed gets its error, the others a `ConcurrencyError`
+        (their instance runs again from its last committed save, at the next
+        round). A save refused before it wrote anything (someone else's
+        version or lease) leaves the others' standing, as alone."""
         if len(saves) == 1:
             entry, call = saves[0]
             entry[1], entry[2] = _call(call)
-        elif saves:
-            try:
-                with self.store.transaction():
-                    for entry, call in saves:
-                        entry[1], entry[2] = _call(call)
-            except BaseException as exc:  # not committed: no save of the turn stands
-                for entry, _ in saves:
-                    entry[1], entry[2] = None, exc
+            return
+        if not saves:
+            return
+        kept = [(entry, call, _saver_of(call), _saver_of(call).record) for entry, call in saves]
+        refused: dict[str, Exception] = {}
+        try:
+            with self.store.saves_together() as refused:
+                for entry, call, saver, before in kept:
+                    entry[1], entry[2] = _call(call)
+                    error = entry[2]
+                    if error is not None and (not isinstance(error, Exception)
+                                              or saver.record is not before):
+                        raise _TurnUndone(error)  # (the transaction rolls back)
+        except BaseException as exc:  # not committed: no save of the turn stands
+            undone = isinstance(exc, _TurnUndone)
+            cause = exc.error if isinstance(exc, _TurnUndone) else exc
+            crash = not isinstance(cause, Exception)
+            for entry, _, saver, before in kept:
+                saver.record = before  # (as stored: its release drops the lease)
+                if crash:
+                    entry[2] = cause
+                elif before.id in refused:
+                    entry[2] = refused[before.id]
+                elif entry[2] is None:  # (a save of its own that failed keeps its error)
+                    entry[2] = cause if not undone else ConcurrencyError(
+                        f"instance {before.id!r}: its save was rolled back with its turn's "
+                        f"({type(cause).__name__}: {cause}): it runs again")
+                entry[1] = None
+            return
+        for entry, _, saver, before in kept:
+            error = refused.get(before.id)
+            if error is not None:  # put off by the store, then refused: nothing written
+                saver.record = before
+                entry[1], entry[2] = None, error
 
     def _note_kept(self, saver: _Saver, output: Any) -> None:
         if isinstance(output, Kept) and self.journal:
@@ -1238,6 +1278,20 @@ def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | 
     finally:
         if token is not None:
             _current_step.reset(token)
+
+
+class _TurnUndone(Exception):
+    """`Engine._save_together`: roll the turn's transaction back for `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _saver_of(call: tuple[Any, tuple[Any, ...], Any]) -> _Saver:
+    """The `_Saver` of a save a turn holds: a durable checkpoint's, or `_settle`'s."""
+    fn, args, _ = call
+    return fn if type(fn) is _Saver else args[0]
 
 
 def _positions(state: State) -> dict[str, Any]:

@@ -389,6 +389,24 @@ class Store(abc.ABC):
         operation rather than at every checkpoint."""
         return False
 
+    def saves_together(self) -> contextlib.AbstractContextManager[dict[str, Exception]]:
+        """One commit for the saves of a worker round's turn (`Engine._together`):
+        the saves of different instances, each at most once, and the writes
+        that go with them (outbox rows, journal entries).
+
+        Like `transaction()`, with one freedom: a store may put off each `save`
+        made inside to the end of the block, returning at once the record as
+        it will be stored (the lease as the record says, None with `release`),
+        and write them all together there (PostgreSQL: one statement, and no
+        transaction at all when nothing else was written). A save refused then
+        (`ConcurrencyError`, `InstanceNotFoundError`) is in the dict the block
+        yields, by instance id, its other writes undone: when any other write
+        was made in the block, the block raises `ConcurrencyError` after
+        rolling back everything, the refused saves still named in the dict.
+        Stores that write each save at once yield an empty dict (the default:
+        `transaction()`)."""
+        return _saves_in(self.transaction())
+
     # -- the outbox and children (genflow.outbox; the engine's relay) --
 
     def create_if_absent(self, record: InstanceRecord,
@@ -589,3 +607,11 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _saves_in(transaction: contextlib.AbstractContextManager[None]
+              ) -> Iterator[dict[str, Exception]]:
+    """`Store.saves_together` of a store that writes each save at once."""
+    with transaction:
+        yield {}
