@@ -167,6 +167,17 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         "CREATE INDEX journal_at ON {s}.journal (at)",
     )),
     ("the outbox and children links (genflow.stores.outbox_sql)", OUTBOX_PG),
+    # Ids are ordered and read by range (keyset pages, an id prefix, a schedule's
+    # ``ID@`` ticks) and must sort as Python's str and SQLite do, by code point: a
+    # database whose collation is linguistic (en_US, ICU) sorts "Ac" between "ab"
+    # and "ad", so an id-prefix read that stops at the first id outside the prefix
+    # would miss "ad". Changing a text column's collation rewrites no row; its
+    # indexes are rebuilt.
+    ("ids compared by code point whatever the database's collation", (
+        'ALTER TABLE {s}.instances ALTER COLUMN id TYPE text COLLATE "C"',
+        'ALTER TABLE {s}.schedules ALTER COLUMN id TYPE text COLLATE "C"',
+        'ALTER TABLE {s}.queues ALTER COLUMN name TYPE text COLLATE "C"',
+    )),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
