@@ -42,6 +42,7 @@ __all__ = [
     "SerializationError",
     "StaleCallbackError",
     "StatementError",
+    "StatementTypeError",
     "StepError",
     "StepTimeoutError",
     "StoreError",
@@ -87,6 +88,11 @@ class StatementError(DefinitionError, ValueError):
     """A statement (or a `Retry`) was built with an argument it cannot take (a
     negative duration, a naive datetime, errors that are not exception classes).
     Also a `ValueError`, as arguments of the wrong value are in Python."""
+
+
+class StatementTypeError(StatementError, TypeError):
+    """A statement was given an argument of the wrong kind (a `Wait` given a
+    `Step` rather than its events). Also a `TypeError`, as in Python."""
 
 
 class EmptyLoopError(DefinitionError):

@@ -1891,8 +1891,12 @@ class Operation:
         value = report.data
         if wait.result is not None:
             if not isinstance(value, dict) or wait.result not in value:
-                raise PayloadError(f"child {report.id!r} has no field {wait.result!r} "
-                                   f"(Children {wait.name!r}, result=)")
+                # the child ended: its report is final, so the wait fails (catchable)
+                # rather than the report being refused and the parent left waiting
+                return self._unfit_report(thread, event, kept, [*arrived, [index, None]],
+                                          PayloadError(
+                    f"child {report.id!r} has no field {wait.result!r} "
+                    f"({'Child' if wait.single else 'Children'} {wait.name!r}, result=)"))
             value = value[wait.result]
         arrived.append([index, value])
         kept = keep_arrived(kept, arrived)
@@ -1908,8 +1912,13 @@ class Operation:
             if field is None:
                 raise DefinitionError(f"Children {wait.name!r}: into={wait.into!r} is not a "
                                       f"field of {type(self.wf).__name__}")
-            typed = structure_payload(results, Any if field.type is None else _resolved(
-                type(self.wf), wait.into), CHILD_EVENT)
+            try:
+                typed = structure_payload(results, Any if field.type is None else _resolved(
+                    type(self.wf), wait.into), CHILD_EVENT)
+            except PayloadError as exc:
+                return self._unfit_report(thread, event, kept, arrived, PayloadError(
+                    f"{'Child' if wait.single else 'Children'} {wait.name!r}: the result "
+                    f"does not fit into={wait.into!r}: {exc}"))
             setattr(self.wf, wait.into, typed)
             self._user_code()
         if wait.handler is not None:
@@ -1933,6 +1942,18 @@ class Operation:
         thread.since = None
         state.update_status()
         return None
+
+    def _unfit_report(self, thread: Thread, event: WaitEvent, kept: dict[str, Any],
+                      arrived: list[list[Any]], error: PayloadError) -> None:
+        """A child's report that its wait cannot take (no `result` field, a value
+        that does not fit `into`) fails the thread at the wait, as a failed child
+        does: a `Try` catches it, and the children still running are torn down."""
+        event.req.setup_data = keep_arrived(kept, arrived)
+        self._unwind_from(thread, Failure(
+            type=type(error).__name__, message=str(error), step=thread.stmt,
+            types=_type_keys(type(error)), path=tuple(thread.path)))
+        thread.pc = self.state.pc
+        self.state.update_status()
 
     # -- operators --
 
