@@ -2110,6 +2110,10 @@ def _failure_words(state: State) -> str:
 
 
 def _failed_words(state: State) -> str:
+    if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
+        # its Catch and Finally bodies ran: no step is left to retry (Engine.retry refuses)
+        return (f"instance {state.id!r} has failed ({_failure_words(state)}): cancel it, or "
+                "move the failed thread to a statement (`genflow move`), before sending events")
     return (f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
             "(Engine.retry, `genflow retry`) or move the failed thread before sending events")
 
@@ -2149,7 +2153,11 @@ def _next_message(thread: Thread, kept: list[Message]) -> Message | None:
 
 def _unknown_event(state: State, event: str, events: dict[str, Any], timers: set[str]) -> str:
     words = ", ".join(repr(e) for e in sorted(events)) or "none"
-    now = request_refusal(state, event, None)
+    if state.pc == 0 and all(t.stmt == "" and t.status is _RESUMING for t in state.threads):
+        # (a signal-with-start's instance, or one started with run=False)
+        now = f"instance {state.id!r} has not started yet"
+    else:
+        now = str(request_refusal(state, event, None, timer_words=False))
     if event in timers:
         return (f"{now}; {event!r} is a timer of workflow {state.workflow!r}: timers fire by "
                 f"themselves when they are due; the events a sender can send are {words}")
@@ -2175,8 +2183,11 @@ def request_for(state: State, event: str, thread_id: str | None) -> CallbackRequ
     return candidates[0][1].req
 
 
-def request_refusal(state: State, event: str, thread_id: str | None) -> GenflowError:
-    """Why `event` cannot be delivered to `state` now (an event not kept)."""
+def request_refusal(state: State, event: str, thread_id: str | None, *,
+                    timer_words: bool = True) -> GenflowError:
+    """Why `event` cannot be delivered to `state` now (an event not kept).
+    `timer_words`: say so when `event` is a timer's (a caller that says it
+    itself passes False)."""
     if state.status in _FINAL:
         return WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
     if thread_id is not None and state.thread(thread_id) is None:
@@ -2195,7 +2206,8 @@ def request_refusal(state: State, event: str, thread_id: str | None) -> GenflowE
     sendable_now = sorted({e for _, events, _ in waits for e in events})
     return UnknownEventError(
         f"instance {state.id!r} does not wait for {event!r}"
-        + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
+        + (" (it is a timer: timers fire by themselves when they are due)"
+           if timer and timer_words else "")
         + "; it waits for " + (", ".join(repr(e) for e in sendable_now) if sendable_now
                                else "no event a sender can send (only timers)"))
 

@@ -1,0 +1,150 @@
+"""What a new user meets first, written from the docs (docs/together.md,
+docs/mailbox.md, docs/failure.md) on every store: a child whose report its
+parent's wait cannot take fails that wait (catchable) rather than leaving the
+parent waiting for ever, and refusals say what is true of the instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+import genflow
+from genflow import (
+    Child,
+    Children,
+    DefinitionError,
+    Engine,
+    FakeClock,
+    Failure,
+    InstanceFailedError,
+    On,
+    PayloadError,
+    Raise,
+    Step,
+    Timeout,
+    Try,
+    UnknownEventError,
+    Wait,
+)
+
+
+@genflow.workflow("accept-refusals-kid")
+@attrs.define
+class Kid:
+    value: int = 0
+
+    def definition(self):
+        yield Step("work", self.work)
+
+    def work(self) -> None:
+        self.value += 1
+
+
+@genflow.workflow("accept-refusals-into-int")
+@attrs.define
+class IntoInt:
+    total: int = 0  # a fan-out's results are a list: they do not fit
+    failure: Failure | None = None
+
+    def definition(self):
+        yield Try("gather",
+                  Children("kids", [Kid(1), Kid(2)], into="total", result="value"),
+                  ).Catch("unfit", errors=PayloadError, into="failure")
+
+
+@genflow.workflow("accept-refusals-uncaught")
+@attrs.define
+class Uncaught:
+    total: int = 0
+
+    def definition(self):
+        yield Children("kids", [Kid(1)], into="total", result="value")
+
+
+@genflow.workflow("accept-refusals-no-field")
+@attrs.define
+class NoField:
+    got: int = 0
+
+    def definition(self):
+        yield Child("kid", Kid(), into="got", result="valeu")
+
+
+def test_children_results_that_do_not_fit_into_fail_the_wait(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(IntoInt(), id="p")
+    engine.start(Uncaught(), id="q")
+    engine.work(until_idle=True)
+    p = engine.get("p")
+    assert p.status.value == "finished"
+    assert p.data.failure is not None and p.data.failure.type == "PayloadError"
+    assert "Children 'kids': the result does not fit into='total'" in p.data.failure.message
+    assert [r.status for r in engine.list(parent="p")] == ["finished", "finished"]
+    q = engine.get("q")
+    assert q.status.value == "failed"
+    assert "does not fit into='total'" in q.error
+
+
+def test_a_result_that_is_no_field_of_the_child_is_refused_at_start(store):
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(DefinitionError, match="result='valeu' is not a field of the child's Kid"):
+        engine.start(NoField(), id="n")
+    assert list(engine.list()) == []
+
+
+class InvalidAccount(Exception):
+    pass
+
+
+@genflow.workflow("accept-refusals-refund")
+@attrs.define
+class Refund:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Try("try deposit", Step("deposit", self.deposit)).Catch(
+            "on failure", Step("refund", lambda: self.log.append("refund")), Raise())
+
+    def deposit(self) -> None:
+        raise InvalidAccount("account 'nobody' does not exist")
+
+
+def test_a_send_to_an_instance_that_cannot_be_retried_does_not_advise_a_retry(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Refund(), id="t")
+    before = store.get("t")
+    with pytest.raises(InstanceFailedError) as refused:
+        engine.send("t", "anything")
+    assert "cancel it, or move the failed thread" in str(refused.value)
+    assert "retry it" not in str(refused.value)
+    with pytest.raises(genflow.GenflowError, match="cannot be retried"):
+        engine.retry("t")
+    assert store.get("t") == before
+
+
+@genflow.workflow("accept-refusals-approval")
+@attrs.define
+class Approval:
+    decision: str = ""
+
+    def definition(self):
+        yield Step("ask", lambda: None)
+        yield Wait("decision?", On("approve", lambda: setattr(self, "decision", "yes")),
+                   Timeout("a day", dt.timedelta(days=1)))
+
+
+def test_refusals_name_timers_once_and_a_not_started_instance_as_such(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Approval(), id="a")
+    with pytest.raises(UnknownEventError) as refused:
+        engine.send("a", "a day")
+    words = str(refused.value)
+    assert words.count("timers fire by themselves") == 1
+    assert "instance 'a' does not wait for 'a day'; it waits for 'approve'" in words
+    with pytest.raises(UnknownEventError) as refused:
+        engine.send("b", "reject", start=Approval())
+    assert str(refused.value).startswith("instance 'b' has not started yet; workflow "
+                                         "'accept-refusals-approval' has no event 'reject'")
+    assert list(engine.list()) == [store.get("a")]
