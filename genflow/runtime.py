@@ -964,8 +964,8 @@ class Operation:
         if not writes:
             return None
         now = converter.unstructure(wf)
-        for path, _ in writes:
-            if not _writable(now, flight.base, path):
+        for path, value in writes:
+            if not _writable(now, flight.base, path, value):
                 return path_words(path)
         for path, value in writes:
             _put(now, path, value)
@@ -2363,6 +2363,16 @@ def _in_worker(action: Callable[[], Any]) -> Callable[[], Any]:
 _GONE: Any = _Signal("GONE")  # a key a step deleted
 
 
+class _Appended:
+    """A write that appends `items` to the list at its place: steps at once that
+    each append to one list (a fan-in's results) all land, in the order they end."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal as the store keeps them: 1, 1.0 and True differ, so does key order."""
     if a is b:
@@ -2394,6 +2404,9 @@ def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> Non
     elif type(base) is list and type(after) is list and len(base) == len(after):
         for i, (x, y) in enumerate(zip(base, after, strict=True)):
             _writes(x, y, (*path, i), out)
+    elif type(base) is list and type(after) is list and len(base) < len(after) and all(
+            _same(x, y) for x, y in zip(base, after)):
+        out.append((path, _Appended(after[len(base):])))
     else:
         out.append((path, after))
 
@@ -2409,9 +2422,14 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
-def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
+def _writable(now: Any, base: Any, path: tuple[Any, ...], value: Any = None) -> bool:
     """May a write at `path` made from `base` go over `now`: is the value there,
-    and the container holding it, as the step saw them?"""
+    and the container holding it, as the step saw them? (An append needs only
+    the list's items the step saw, in their places: others may have appended.)"""
+    if type(value) is _Appended:
+        was, there = _at(base, path), _at(now, path)
+        return type(there) is list and type(was) is list and len(there) >= len(was) and all(
+            _same(x, y) for x, y in zip(was, there))
     if not _same(_at(now, path), _at(base, path)):
         return False
     parent = _at(now, path[:-1])
@@ -2422,6 +2440,9 @@ def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
 
 
 def _put(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    if type(value) is _Appended:
+        _at(data, path).extend(value.items)
+        return
     parent = _at(data, path[:-1])
     if value is _GONE:
         del parent[path[-1]]
