@@ -88,6 +88,7 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
     new_state,
+    unretryable,
 )
 from genflow.statements import Retry
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
@@ -387,7 +388,7 @@ class Engine:
                 raise GenflowError(
                     f"instance {instance_id!r} has not failed (it is {state.status.value})"
                 )
-            if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
+            if unretryable(state):
                 raise GenflowError(
                     f"instance {instance_id!r} cannot be retried: a failure nothing caught "
                     "ended its thread after the thread's Catch and Finally bodies ran, so there "

@@ -129,6 +129,7 @@ from genflow.state import (
     ThreadStatus,
     WaitEvent,
     WaitEventStatus,
+    unretryable,
 )
 from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
 
@@ -2110,8 +2111,7 @@ def _failure_words(state: State) -> str:
 
 
 def _failed_words(state: State) -> str:
-    if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
-        # its Catch and Finally bodies ran: no step is left to retry (Engine.retry refuses)
+    if unretryable(state):
         return (f"instance {state.id!r} has failed ({_failure_words(state)}): cancel it, or "
                 "move the failed thread to a statement (`genflow move`), before sending events")
     return (f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
@@ -2405,7 +2405,7 @@ def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> Non
         for i, (x, y) in enumerate(zip(base, after, strict=True)):
             _writes(x, y, (*path, i), out)
     elif type(base) is list and type(after) is list and len(base) < len(after) and all(
-            _same(x, y) for x, y in zip(base, after)):
+            _same(x, y) for x, y in zip(base, after, strict=False)):
         out.append((path, _Appended(after[len(base):])))
     else:
         out.append((path, after))
@@ -2429,7 +2429,7 @@ def _writable(now: Any, base: Any, path: tuple[Any, ...], value: Any = None) -> 
     if type(value) is _Appended:
         was, there = _at(base, path), _at(now, path)
         return type(there) is list and type(was) is list and len(there) >= len(was) and all(
-            _same(x, y) for x, y in zip(was, there))
+            _same(x, y) for x, y in zip(was, there, strict=False))
     if not _same(_at(now, path), _at(base, path)):
         return False
     parent = _at(now, path[:-1])

@@ -24,7 +24,7 @@ from genflow import (
 from genflow.errors import StatementError, StatementTypeError
 from genflow.saga import Saga
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize(("build", "words"), [

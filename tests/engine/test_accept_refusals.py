@@ -16,8 +16,8 @@ from genflow import (
     Children,
     DefinitionError,
     Engine,
-    FakeClock,
     Failure,
+    FakeClock,
     InstanceFailedError,
     On,
     PayloadError,
@@ -28,6 +28,7 @@ from genflow import (
     UnknownEventError,
     Wait,
 )
+from genflow.describe import describe
 
 
 @genflow.workflow("accept-refusals-kid")
@@ -122,6 +123,10 @@ def test_a_send_to_an_instance_that_cannot_be_retried_does_not_advise_a_retry(st
     with pytest.raises(genflow.GenflowError, match="cannot be retried"):
         engine.retry("t")
     assert store.get("t") == before
+    # `genflow show` gives the same advice, not a retry that would be refused
+    shown = describe(engine.get("t").state, now=engine.clock())
+    assert "to go on: `genflow cancel t`, or `genflow move` the failed thread" in shown
+    assert "genflow retry" not in shown
 
 
 @genflow.workflow("accept-refusals-approval")
