@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from genflow.children import child_effects
-from genflow.clock import system_clock
+from genflow.clock import checked_clock, system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
@@ -186,7 +186,7 @@ class Engine:
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
         self.store = store
-        self.clock = clock
+        self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = _dt.timedelta(seconds=lease_seconds)
         self.default_retry = default_retry or ONCE

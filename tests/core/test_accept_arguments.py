@@ -81,3 +81,12 @@ def test_what_the_docs_write_is_accepted():
     Step("s", print, retry=Retry(attempts=None, max_backoff=2, never=(KeyError,)), timeout=5)
     Wait("w", On("e"), Timeout("t", 5))
     Go("helper", [], daemon=True)
+
+
+def test_a_fake_clock_of_a_naive_time_is_a_clock_error():
+    from genflow import FakeClock
+    from genflow.errors import ClockError
+
+    with pytest.raises(ClockError, match="FakeClock needs an aware datetime"):
+        FakeClock(dt.datetime(2030, 1, 1))
+    assert issubclass(ClockError, ValueError)  # what it raised before

@@ -153,3 +153,12 @@ def test_refusals_name_timers_once_and_a_not_started_instance_as_such(store):
     assert str(refused.value).startswith("instance 'b' has not started yet; workflow "
                                          "'accept-refusals-approval' has no event 'reject'")
     assert list(engine.list()) == [store.get("a")]
+
+
+@pytest.mark.parametrize("clock", [dt.datetime.utcnow, lambda: dt.datetime(2030, 1, 1), 5])
+def test_an_engine_refuses_a_clock_of_naive_times_where_it_is_given(store, clock):
+    from genflow.errors import ClockError
+
+    with pytest.raises(ClockError, match="aware datetime"):
+        Engine(store, clock=clock)
+    assert list(store.list()) == []
