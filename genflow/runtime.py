@@ -1776,6 +1776,11 @@ class Operation:
         """The one send operation (see `send`): delivered now, or kept and the
         instance moved on. What the moves fail with is kept in `self.failure`."""
         state = self.state
+        if event == CHILD_EVENT:  # (the relay answers the wait's own request: `deliver`)
+            raise UnknownEventError(
+                f"{event!r} is the report a child workflow's end sends to its parent's "
+                f"Child or Children wait, by the engine alone; no sender can send it to "
+                f"instance {state.id!r}")
         req = direct_request(state, event, thread)
         if req is not None:
             return (yield from self.deliver(req, payload, max_moves))

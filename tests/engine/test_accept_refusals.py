@@ -162,3 +162,48 @@ def test_an_engine_refuses_a_clock_of_naive_times_where_it_is_given(store, clock
     with pytest.raises(ClockError, match="aware datetime"):
         Engine(store, clock=clock)
     assert list(store.list()) == []
+
+
+@genflow.workflow("accept-refusals-kid-waits")
+@attrs.define
+class WaitingKid:
+    n: int = 0
+
+    def definition(self):
+        yield Wait("go", On("go", lambda: setattr(self, "n", self.n * 10)))
+
+
+@genflow.workflow("accept-refusals-opens")
+@attrs.define
+class Opens:
+    got: list[int] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("open", On("open"))
+        yield Children("kids", [WaitingKid(1), WaitingKid(2)], into="got", result="n")
+
+
+def test_no_sender_can_send_a_childs_report(store):
+    """'child ended' is the engine's: kept before the wait, it made every later
+    move of the parent raise; sent during it, it could forge a child's result."""
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Opens(), id="p")
+    forged = {"index": 0, "id": "p/kids/3/0", "workflow": "accept-refusals-kid-waits",
+              "status": "finished", "data": {"n": 99}}
+    before = store.get("p")
+    with pytest.raises(UnknownEventError, match="by the engine alone"):
+        engine.send("p", "child ended", forged)
+    with pytest.raises(UnknownEventError) as refused:
+        engine.send("p", "nope")
+    assert "its events are 'open'" in str(refused.value)  # not the engine's own
+    assert store.get("p") == before
+    engine.send("p", "open")
+    kids = [r.id for r in engine.list(parent="p")]
+    before = store.get("p")
+    with pytest.raises(UnknownEventError, match="by the engine alone"):
+        engine.send("p", "child ended", {**forged, "id": kids[0]})
+    assert store.get("p") == before
+    for kid in kids:
+        engine.send(kid, "go")
+    engine.work(until_idle=True)
+    assert engine.get("p").status.value == "finished" and engine.get("p").data.got == [10, 20]
