@@ -334,6 +334,11 @@ class Engine:
                                                            pc, timeout, keep, start)),
                                  self.observer.watching())
 
+    async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
+                            timeout: float = 30.0) -> Any:
+        return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
+                                     pc=req.pc, timeout=timeout)
+
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
         await drive_async(self._relaying(self._cancel(instance_id, timeout)),
                           self.observer.watching())

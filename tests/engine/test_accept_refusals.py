@@ -5,6 +5,7 @@ parent waiting for ever, and refusals say what is true of the instance."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import attrs
@@ -29,6 +30,8 @@ from genflow import (
     Wait,
 )
 from genflow.describe import describe
+from genflow.handlers import EventHandler
+from genflow.state import CallbackRequest
 
 
 @genflow.workflow("accept-refusals-kid")
@@ -207,3 +210,39 @@ def test_no_sender_can_send_a_childs_report(store):
         engine.send(kid, "go")
     engine.work(until_idle=True)
     assert engine.get("p").status.value == "finished" and engine.get("p").data.got == [10, 20]
+
+
+class _Ask(EventHandler):
+    requests: list[CallbackRequest] = []
+
+    def setup(self, req: CallbackRequest) -> None:
+        _Ask.requests.append(req)
+
+    async def handle(self, req: CallbackRequest, answer: str) -> str:
+        await asyncio.sleep(0)
+        return answer.upper()
+
+
+@genflow.workflow("accept-refusals-ask")
+@attrs.define
+class AskOnce:
+    def definition(self):
+        yield Wait("ask", On("answer", _Ask()))
+
+
+def test_deliver_has_its_async_twin_as_the_docs_say(store):
+    """docs/stores.md: every call that runs the workflow's code has an `_async` twin."""
+    engine = Engine(store, clock=FakeClock())
+
+    async def main() -> None:
+        await engine.start_async(AskOnce(), id="ask")
+        req = _Ask.requests[-1]
+        assert await engine.deliver_async(req, "yes") == "YES"
+        before = store.get("ask")
+        with pytest.raises(genflow.WorkflowFinishedError):
+            await engine.deliver_async(req, "again")
+        assert store.get("ask") == before
+
+    asyncio.run(main())
+    for name in ("start", "send", "deliver", "cancel", "move", "run_due"):
+        assert callable(getattr(engine, f"{name}_async"))
