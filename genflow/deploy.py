@@ -143,7 +143,7 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = {workflow_name(cls): cls for cls in workflows}
     warnings: tuple[str, ...] = ()
     if workflow is not None and workflow not in classes:
-        close = difflib.get_close_matches(workflow, list(classes), n=3)
+        close = difflib.get_close_matches(workflow, list(classes), n=3, cutoff=0.8)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         warnings = (f"no workflow {workflow!r} is installed ({hint}installed: "
                     f"{name_list(classes)}): its instances, if any, are reported as not "
