@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from genflow.children import child_effects
-from genflow.clock import system_clock
+from genflow.clock import checked_clock, system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ConcurrencyError,
@@ -88,6 +88,7 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
     new_state,
+    unretryable,
 )
 from genflow.statements import Retry
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, new_record
@@ -188,7 +189,7 @@ class Engine:
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
         self.store = store
-        self.clock = clock
+        self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = _dt.timedelta(seconds=lease_seconds)
         self.default_retry = default_retry or ONCE
@@ -338,6 +339,11 @@ class Engine:
                                                            pc, timeout, keep, start)),
                                  self.observer.watching())
 
+    async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
+                            timeout: float = 30.0) -> Any:
+        return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
+                                     pc=req.pc, timeout=timeout)
+
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
         await drive_async(self._relaying(self._cancel(instance_id, timeout)),
                           self.observer.watching())
@@ -392,7 +398,7 @@ class Engine:
                 raise GenflowError(
                     f"instance {instance_id!r} has not failed (it is {state.status.value})"
                 )
-            if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
+            if unretryable(state):
                 raise GenflowError(
                     f"instance {instance_id!r} cannot be retried: a failure nothing caught "
                     "ended its thread after the thread's Catch and Finally bodies ran, so there "

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "Cancelled",
     "ChildFailed",
+    "ClockError",
     "ConcurrencyError",
     "CorruptStateError",
     "DataError",
@@ -42,6 +43,7 @@ __all__ = [
     "SerializationError",
     "StaleCallbackError",
     "StatementError",
+    "StatementTypeError",
     "StepError",
     "StepTimeoutError",
     "StoreError",
@@ -87,6 +89,16 @@ class StatementError(DefinitionError, ValueError):
     """A statement (or a `Retry`) was built with an argument it cannot take (a
     negative duration, a naive datetime, errors that are not exception classes).
     Also a `ValueError`, as arguments of the wrong value are in Python."""
+
+
+class ClockError(GenflowError, ValueError):
+    """A clock that tells no aware time (`datetime.utcnow` is naive: a naive
+    time means different moments on different machines). Also a `ValueError`."""
+
+
+class StatementTypeError(StatementError, TypeError):
+    """A statement was given an argument of the wrong kind (a `Wait` given a
+    `Step` rather than its events). Also a `TypeError`, as in Python."""
 
 
 class EmptyLoopError(DefinitionError):
