@@ -371,17 +371,18 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
             fn, args, ctx = call
             token = _current.set(ctx) if ctx is not None else None
             try:
+                # (an else, not a `continue`: mypyc compiles no continue inside try/finally)
                 if watch is not None and ctx is not None:
                     value = await _watched(watch, call, flights)
-                    continue
-                value = fn(*args)
-                if value is not None and inspect.isawaitable(value):
-                    if type(call) is Start:
-                        assert ctx is not None
-                        flights[asyncio.ensure_future(value)] = ctx
-                        value = PENDING
-                    else:
-                        value = await value
+                else:
+                    value = fn(*args)
+                    if value is not None and inspect.isawaitable(value):
+                        if type(call) is Start:
+                            assert ctx is not None
+                            flights[asyncio.ensure_future(value)] = ctx
+                            value = PENDING
+                        else:
+                            value = await value
             except BaseException as exc:
                 error, value = exc, None
             finally:

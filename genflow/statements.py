@@ -23,6 +23,8 @@ import attrs
 
 from genflow.errors import DefinitionError, DuplicateThreadError, StatementError
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
+# (its own module: a subclass of tuple, which a compiled statements.py cannot hold)
+from genflow.sections import Section
 from genflow.state import Failure
 
 __all__ = [
@@ -520,12 +522,6 @@ class Raise(Stmt):
         return Failure(type=self.error.__qualname__, message=self.message or self.error.__name__,
                        step="", types=tuple(type_key(c) for c in self.error.__mro__
                                             if c is not object))
-
-
-class Section(tuple):
-    """A body written as one value: `S(step1, step2)`."""
-
-    __slots__ = ()
 
 
 def S(*items: Body) -> Section:

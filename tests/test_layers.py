@@ -19,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "genflow"
 #: the core: statements, replay, runtime, state, codec and what they need. It knows
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
 CORE = {"children", "clock", "codec", "context", "errors", "handlers", "lowlevel", "mailbox",
-        "outbox", "registry", "replay", "runtime", "saga", "state", "statements", "strict",
-        "validation", "wire"}
+        "outbox", "registry", "replay", "runtime", "saga", "sections", "state", "statements",
+        "strict", "validation", "wire"}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,32 @@
+"""The build: pure Python by default; `GENFLOW_COMPILE=1` compiles the hot modules with mypyc.
+
+Everything else about the package is in pyproject.toml. Without the switch this
+file adds nothing: the wheel is the pure-Python package, as before it existed.
+With it, the modules below are also built as C extensions from the same
+source (docs/compiled.md); each `.py` stays in the wheel beside its extension,
+which Python imports in its place.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_build"))
+from genflow_build import compiling  # noqa: E402
+
+#: the modules compiled; genflow.cli.COMPILED_CANDIDATES names the same ones
+#: (`genflow --version` reads which of them were loaded from an extension)
+COMPILED = ["genflow/replay.py", "genflow/runtime.py", "genflow/statements.py",
+            "genflow/state.py", "genflow/codec.py"]
+
+if compiling():
+    from mypyc.build import mypycify
+
+    # group_name: the shared library holding the compiled code is `genflow__mypyc`
+    # (by default it would be named by a hash of the module list)
+    setup(ext_modules=mypycify(COMPILED, opt_level="3", group_name="genflow"))
+else:
+    setup()
