@@ -21,10 +21,9 @@ from typing import Any
 
 import attrs
 
-from genflow.errors import DefinitionError, DuplicateThreadError, StatementError
+from genflow.errors import DefinitionError, StatementError
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
-# (its own module: a subclass of tuple, which a compiled statements.py cannot hold)
-from genflow.sections import Section
+from genflow.sections import Section  # (a tuple subclass: a module of its own, see there)
 from genflow.state import Failure
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "Try",
     "Wait",
     "WaitFor",
-    "WaitGroup",
 ]
 
 #: What a statement body may contain (see the module docstring).
@@ -527,55 +525,6 @@ class Raise(Stmt):
 def S(*items: Body) -> Section:
     """Group statements into one body (a `Section`)."""
     return Section(items)
-
-
-@attrs.define
-class WaitGroup:
-    """Wait for threads to finish. Keep it as a field of the workflow's data.
-
-    `wg.go(name, body, id=...)` starts a tracked thread (two statements: a step
-    that records the id, then the `Go`); `wg.wait(name)` blocks until every
-    tracked thread has finished.
-    """
-
-    pending: list[str] = attrs.field(factory=list)
-
-    def go(self, name: str, body: Body, id: str | None = None) -> list[Stmt]:
-        thread_id = name if id is None else str(id)
-        tracked = _Tracked(self, name, thread_id, body)
-        return [Step(f"{name}: add", tracked.add), Go(name, tracked.body, id=thread_id)]
-
-    def wait(self, name: str, handler: Callable[[], Any] | None = None) -> WaitFor:
-        return WaitFor(name, not self.pending, handler)
-
-
-class _Tracked:
-    """The thread body `WaitGroup.go` wraps: the user's body, then a `done` step."""
-
-    __slots__ = ("group", "inner", "name", "thread_id")
-
-    def __init__(self, group: WaitGroup, name: str, thread_id: str, inner: Body):
-        self.group = group
-        self.name = name
-        self.thread_id = thread_id
-        self.inner = inner
-
-    def add(self) -> None:
-        if self.thread_id in self.group.pending:
-            raise DuplicateThreadError(f"WaitGroup already tracks thread {self.thread_id!r}")
-        self.group.pending.append(self.thread_id)
-
-    def body(self, thread_id: str) -> list[Any]:
-        inner = self.inner
-        if callable(inner) and takes_argument(inner):
-            inner = inner(thread_id)
-        pending = self.group.pending
-
-        def done() -> None:
-            if thread_id in pending:
-                pending.remove(thread_id)
-
-        return [inner, Step(f"{self.name}: done", done)]
 
 
 def _check_blocking(name: str, action: Any, blocking: Any) -> None:

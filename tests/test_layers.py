@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "genflow"
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
 CORE = {"children", "clock", "codec", "context", "errors", "handlers", "lowlevel", "mailbox",
         "outbox", "registry", "replay", "runtime", "saga", "sections", "state", "statements",
-        "strict", "validation", "wire"}
+        "strict", "validation", "waitgroup", "wire"}
 
 
 def _modules() -> dict[str, Path]:
