@@ -42,7 +42,7 @@ import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import attrs
 
@@ -701,8 +701,9 @@ class Operation:
                  "repaths", "retry", "started", "state", "taken", "tracer", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
-    #: (False: replay after all user code, the rule's reference in the tests)
-    reuse = True
+    #: (False: replay after all user code, the rule's reference in the tests; a ClassVar,
+    #: so that compiled too the class's value is read, not a copy made per instance)
+    reuse: ClassVar[bool] = True
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -1198,6 +1199,7 @@ class Operation:
                 if left > 0:
                     _try(gate, left)
         started = None
+        body: Any  # (a Go's tuple or the root: compiled, a local keeps its first type)
         try:
             if not thread.stmt:
                 started = self.started.pop(thread.id, None) if self.started else None

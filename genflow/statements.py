@@ -174,7 +174,9 @@ class Switch(Stmt):
 
     __slots__ = ("bodies", "cases")
 
-    def __init__(self, *cases: Case):
+    def __init__(self, *cases: Any):
+        # (Any, not Case: compiled, an annotation is checked at the call, before the clear
+        # error below could be raised; docs/compiled.md)
         for case in cases:
             if not isinstance(case, Case):
                 raise TypeError(f"Switch takes Case/Default statements, not {case!r}")
@@ -285,8 +287,9 @@ class Timeout(On):
     __slots__ = ("after", "at", "raises")
 
     def __init__(self, name: str, after: float | _dt.timedelta | None = None, *body: Body,
-                 at: _dt.datetime | None = _NOT_GIVEN,
-                 raises: type[BaseException] | None = None):
+                 at: Any = _NOT_GIVEN, raises: Any = None):
+        # (`at` and `raises` Any, not datetime and exception class: compiled, an annotation
+        # is checked at the call, before the clear errors below; docs/compiled.md)
         # `at=None` given is a deadline the data has not set yet (a step sets it
         # before the wait begins): the definition must build meanwhile, since the
         # engine validates and the diagrams draw a fresh instance
@@ -318,7 +321,9 @@ class Wait(Stmt):
 
     __slots__ = ("bodies", "events", "name")
 
-    def __init__(self, name: str, *events: On):
+    def __init__(self, name: str, *events: Any):
+        # (Any, not On: compiled, an annotation is checked at the call, before the clear
+        # error below; docs/compiled.md)
         for event in events:
             if not isinstance(event, On):
                 raise TypeError(f"Wait {name!r} takes On/Timeout events, not {event!r}")
@@ -340,7 +345,9 @@ class Sleep(Wait):
     __slots__ = ()
 
     def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
-                 until: _dt.datetime | None = _NOT_GIVEN):
+                 until: Any = _NOT_GIVEN):
+        # (`until` Any, not datetime: compiled, an annotation is checked at the call, before
+        # Timeout's clear error; docs/compiled.md)
         if seconds is None and until is _NOT_GIVEN:
             raise StatementError(f"Sleep {name!r}: give `seconds` or `until`")
         super().__init__(name, Timeout(WAKE, seconds, at=until))
@@ -377,7 +384,9 @@ class Go(Stmt):
 
     __slots__ = ("bodies", "body", "daemon", "id", "name")
 
-    def __init__(self, name: str, body: Body, id: str | None = None, *, daemon: bool = False):
+    def __init__(self, name: str, body: Body, id: Any = None, *, daemon: bool = False):
+        # (`id` Any, not str: any value is made a str below, and compiled, an annotation is
+        # checked at the call; docs/compiled.md)
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
@@ -502,7 +511,9 @@ class Raise(Stmt):
 
     __slots__ = ("error", "message")
 
-    def __init__(self, error: type[BaseException] | None = None, message: str = ""):
+    def __init__(self, error: Any = None, message: str = ""):
+        # (Any, not an exception class: compiled, an annotation is checked at the call,
+        # before the clear error below; docs/compiled.md)
         if error is not None and not (isinstance(error, type)
                                       and issubclass(error, BaseException)):
             raise StatementError(f"Raise takes an exception class, not {error!r}")
