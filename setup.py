@@ -40,4 +40,10 @@ if compiling():
                                target_dir=str(Path(BUILD) / "mypyc")),
           options=OPTIONS)
 else:
+    # A compiled editable install left its extensions beside the sources, where they
+    # would go on shadowing the `.py` files: a pure build takes them away again.
+    here = Path(__file__).resolve().parent
+    for stale in [*here.glob("genflow__mypyc.*.so"),
+                  *(p for module in COMPILED for p in here.glob(module[:-3] + ".*.so"))]:
+        stale.unlink()
     setup(options=OPTIONS)

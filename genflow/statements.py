@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from genflow.compiled import mypyc_attr
 from genflow.errors import DefinitionError, StatementError
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
 from genflow.sections import Section  # (a tuple subclass: a module of its own, see there)
@@ -58,6 +59,9 @@ Body = Any
 _NOT_GIVEN: Any = object()
 
 
+# Compiled, a class is closed to subclasses in Python unless it says otherwise: a
+# statement may be subclassed (genflow.children's `Children` is a `Wait`)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Stmt:
     """Base class of every statement. `name` is `None` for unnamed ones (Break...)."""
 
@@ -315,6 +319,7 @@ class Timeout(On):
         super().__init__(name, TimerHandler(seconds, at, name), *body)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Wait(Stmt):
     """Wait for the first of several events (a select): exactly one wins,
     the others are torn down."""
