@@ -137,7 +137,9 @@ class Step(Stmt):
     __slots__ = ("action", "blocking", "name", "retry", "timeout")
 
     def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
-                 timeout: float | _dt.timedelta | None = None, blocking: bool = False):
+                 timeout: float | _dt.timedelta | None = None, blocking: Any = False):
+        # (`blocking` Any, not bool: compiled, an annotation is checked at the call, before
+        # the clear error below; docs/compiled.md)
         self.name = name
         self.action = action
         self.retry = retry
