@@ -1,5 +1,5 @@
 """Issue 16's fault run: 4 worker processes on PostgreSQL, 500 parents x 10
-children (`tests/kids_app.py`: each parent sums its children's squares),
+children (`tests/support/kids_app.py`: each parent sums its children's squares),
 a worker killed with SIGKILL every second or so (and started again) while
 the fan-outs run. It asserts every parent finished with the right sum, each
 statement's children exist once (500 x 10 rows, their ids derived from the
@@ -24,15 +24,15 @@ import time
 import uuid
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+SUPPORT = Path(__file__).resolve().parent.parent / "tests" / "support"
+sys.path.insert(0, str(SUPPORT))
 
 from kids_app import SumOfSquares, expected  # noqa: E402
 
 from genflow.engine import Engine  # noqa: E402
 from genflow.stores.postgres import PostgresStore  # noqa: E402
 
-WORKER = TESTS / "kids_worker.py"
+WORKER = SUPPORT / "kids_worker.py"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """genflow.testing against its catalog: what it catches, what it wrongly flags, what it costs.
 
 `python -m benchmarks toolkit` (add `--quick` for fewer seeds) checks every
-workflow of `tests/toolkit_cases.py` the way docs/testing.md tells a user to
+workflow of `tests/support/toolkit_cases.py` the way docs/testing.md tells a user to
 (`runs(...)` and `assert_replay_equivalent(...)`, 25 scenarios, hypothesis's
 shrinking on), with the cross-process check when the case needs it, and prints
 one row per case: the seconds it took and what caught it. Then the rates (a
@@ -20,12 +20,12 @@ from typing import Any
 
 from .common import Figure, figure, per_call_us
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+SUPPORT = Path(__file__).resolve().parent.parent / "tests" / "support"
 
 
 def _cases() -> Any:
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
+    if str(SUPPORT) not in sys.path:
+        sys.path.insert(0, str(SUPPORT))
     import toolkit_cases
 
     return toolkit_cases

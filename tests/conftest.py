@@ -1,40 +1,21 @@
 """Shared fixtures: every store kind the suite can reach.
 
 PostgreSQL joins the list when `GENFLOW_TEST_POSTGRES_DSN` names a database
-(CI always sets it); without it, the PostgreSQL cases are skipped with a
-visible reason. CI also sets `GENFLOW_REQUIRE_POSTGRES=1`, which turns those
-skips into failures: there, no PostgreSQL test may be skipped silently.
-Every PostgreSQL case carries the `postgres` mark (`-m "not postgres"`).
+(support/postgres_db.py: skipped with a visible reason without one, failed
+under `GENFLOW_REQUIRE_POSTGRES=1`, as in CI). Every PostgreSQL case carries
+the `postgres` mark (`-m "not postgres"`).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from postgres_db import fresh_schema, postgres_dsn
 
 from genflow.stores import MemoryStore, SQLiteStore, Store
 
-POSTGRES_DSN = os.environ.get("GENFLOW_TEST_POSTGRES_DSN")
-POSTGRES_REQUIRED = os.environ.get("GENFLOW_REQUIRE_POSTGRES", "") not in ("", "0")
-NO_POSTGRES = "no PostgreSQL: set GENFLOW_TEST_POSTGRES_DSN to run these cases"
 STORE_KINDS = ["memory", "sqlite", "postgres"]
-
-
-def postgres_dsn() -> str:
-    """The test database's DSN; skip (or, where it is required, fail) without one."""
-    if POSTGRES_DSN:
-        return POSTGRES_DSN
-    if POSTGRES_REQUIRED:
-        pytest.fail("GENFLOW_REQUIRE_POSTGRES is set but GENFLOW_TEST_POSTGRES_DSN is not")
-    pytest.skip(NO_POSTGRES)
-
-
-def fresh_schema() -> str:
-    """A schema name no other test uses (each test drops its own)."""
-    return f"t_{uuid.uuid4().hex[:12]}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

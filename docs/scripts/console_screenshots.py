@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 SHOTS = ("console-list.png", "console-instance.png", "console-failed.png",
          "console-schedules.png", "console-queues.png")
@@ -30,12 +30,12 @@ def main(out: Path) -> int:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from web_app import Fails, Hooks, Order, Pair
+    from web_helpers import TOKEN, serving
 
     from examples.pizza import PizzaOrder
     from genflow.engine import Engine
     from genflow.stores import SQLiteStore
-    from tests.web_app import Fails, Hooks, Order, Pair
-    from tests.web_helpers import TOKEN, serving
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="genflow-shots-"))

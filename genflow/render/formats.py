@@ -21,7 +21,7 @@ from genflow.render.overlay import CLASSES, thread_label
 __all__ = ["STYLES", "outline_html", "to_dict", "to_dot", "to_json", "to_mermaid", "to_text"]
 
 #: Fill, border and border width of each mark (the same in every format). Every
-#: pair differs from every other at a glance (tests/test_render.py measures it):
+#: pair differs from every other at a glance (tests/render/test_render.py measures it):
 #: the legend means nothing if two marks look alike.
 STYLES: dict[str, tuple[str, str, int]] = {
     "failed": ("#ff8787", "#c92a2a", 4),

@@ -99,6 +99,7 @@ def instance_view(instance: Instance, *, now: _dt.datetime,
         "parent": None if state.parent is None else {
             "id": state.parent.instance_id, "index": state.parent.index},
         "children": [{"id": child, "status": status} for child, status in children],
+        "mailbox": mailbox_view(state),
         "threads": [_thread_view(thread) for thread in state.threads],
         "diagram": None, "marks": {}, "taken": [], "at": {}, "notes": {}, "problems": [],
     }
@@ -149,6 +150,22 @@ def marks_of(graph: Graph) -> dict[str, Any]:
     threads = graph.instance.get("threads", []) if graph.instance else []
     return {"marks": marks, "taken": taken, "at": at, "notes": notes,
             "problems": [t["problem"] for t in threads if t.get("problem")]}
+
+
+def mailbox_view(state: Any) -> dict[str, list[dict[str, Any]]]:
+    """The messages kept for the instance (oldest first: the order they are
+    delivered in) and those set aside undelivered, with why (the page and the API)."""
+    box = state.mailbox
+    if box is None:
+        return {"kept": [], "undelivered": []}
+
+    def message(m: Any) -> dict[str, Any]:
+        return {"seq": m.seq, "event": m.event, "thread": m.thread or None,
+                "sent_at": _iso(m.sent_at), "payload": _plain(m.payload),
+                **({"reason": m.reason} if m.reason else {})}
+
+    return {"kept": [message(m) for m in box.kept],
+            "undelivered": [message(m) for m in box.undelivered]}
 
 
 def _thread_view(thread: Any) -> dict[str, Any]:

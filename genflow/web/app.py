@@ -16,6 +16,7 @@ without a traceback.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -147,6 +148,10 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
     def guarded(fn: Callable[[Request, WebConfig, str], Awaitable[Response]],
                 *, html: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # (an id's own "/" and "%" arrive still encoded: see _EncodedSlashes)
+            request.scope["path_params"] = {
+                name: urllib.parse.unquote(value) if isinstance(value, str) else value
+                for name, value in request.path_params.items()}
             try:
                 user = config.user(request)
             except AccessDeniedError as exc:
@@ -188,9 +193,29 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
     ]
     app = Starlette(routes=routes, exception_handlers={
         GenflowError: _error_response, HTTPException: _http_error, Exception: _bug},
-        middleware=[Middleware(_SecurityHeaders)])
+        middleware=[Middleware(_EncodedSlashes), Middleware(_SecurityHeaders)])
     app.state.config = config
     return app
+
+
+class _EncodedSlashes:
+    """Ids may hold "/" (a child's id is ``parent/name/index``): a client sends it as
+    ``%2F`` inside one path segment, but the server hands the router a path already
+    decoded, where that slash would split the segment. So the path is decoded again
+    from the raw bytes, leaving ``%2F`` and ``%25`` encoded; the endpoints (`guarded`)
+    decode each path parameter once, which gives back the id as it was sent."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%2" in raw.upper():
+            text = raw.decode("latin-1").split("?", 1)[0]
+            if urllib.parse.unquote(text) == scope["path"]:  # (not rewritten by a proxy)
+                kept = re.sub("%(2[fF5])", "%25\\1", text)
+                scope = {**scope, "path": urllib.parse.unquote(kept)}
+        await self.app(scope, receive, send)
 
 
 class _SecurityHeaders:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from genflow.codec import unstructure
 from genflow.describe import describe
-from genflow.render.views import instance_view
+from genflow.render.views import instance_view, mailbox_view
 from genflow.state import ThreadStatus
 
 if TYPE_CHECKING:
@@ -32,23 +32,8 @@ def instance_json(instance: Instance) -> dict[str, Any]:
                      "events": [{"event": e.event, "status": e.status.value, "pc": e.req.pc,
                                  "due": _iso(e.due), "error": e.error} for e in t.events]}
                     for t in state.threads],
-        "mailbox": _mailbox_json(state),
+        "mailbox": mailbox_view(state),
     }
-
-
-def _mailbox_json(state: Any) -> dict[str, Any]:
-    """The messages kept for the instance (oldest first) and those set aside."""
-    box = state.mailbox
-    if box is None:
-        return {"kept": [], "undelivered": []}
-
-    def message(m: Any) -> dict[str, Any]:
-        return {"seq": m.seq, "event": m.event, "thread": m.thread or None,
-                "sent_at": _iso(m.sent_at), "payload": plain(m.payload),
-                **({"reason": m.reason} if m.reason else {})}
-
-    return {"kept": [message(m) for m in box.kept],
-            "undelivered": [message(m) for m in box.undelivered]}
 
 
 def view_of(config: WebConfig, instance_id: str) -> dict[str, Any]:

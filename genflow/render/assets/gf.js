@@ -200,6 +200,38 @@ const GF = (() => {
           text: ` — ${e.error}` }) : ""))) : "")));
   }
 
+  // The instances this one is linked to (docs/together.md): its parent, if a
+  // Child started it, and the children it started, each a link to its own page.
+  function familyList(view, link) {
+    const items = [];
+    if (view.parent) {
+      items.push(el("li", { class: "gf-parent" }, "parent: ",
+        el("a", { href: link(view.parent.id), text: view.parent.id, class: "gf-link" }),
+        ` (its child #${view.parent.index})`));
+    }
+    for (const child of view.children || []) {
+      items.push(el("li", { class: "gf-child", "data-id": child.id }, "child: ",
+        el("a", { href: link(child.id), text: child.id, class: "gf-link" }), " ",
+        pill(child.status)));
+    }
+    return items.length ? el("ul", { id: "gf-family" }, items) : null;
+  }
+
+  // Messages kept until a thread waits for their event (oldest first: the order
+  // they are delivered in), then those set aside undelivered, with why.
+  function mailboxTable(box) {
+    const row = (m, state) => el("tr", { "data-seq": m.seq, "data-state": state },
+      el("td", { text: m.seq }), el("td", { text: m.event }), el("td", { text: m.thread === "_main_" ? "main" : (m.thread || "any") }),
+      el("td", { text: when(m.sent_at) }), el("td", { text: state === "kept" ? "kept" :
+        `set aside: ${m.reason || ""}` }),
+      el("td", {}, el("pre", { text: m.payload === null ? "—" : json(m.payload) })));
+    return el("table", { class: "gf-table", id: "gf-mailbox" },
+      el("thead", {}, el("tr", {}, ["#", "event", "for thread", "sent", "state", "payload"]
+        .map((h) => el("th", { text: h })))),
+      el("tbody", {}, box.kept.map((m) => row(m, "kept")),
+        box.undelivered.map((m) => row(m, "undelivered"))));
+  }
+
   function instancePanel(view, options) {
     const panel = el("section", { class: "gf-instance", id: "gf-instance", "data-id": view.id,
       "data-status": view.status, "data-version": view.version });
@@ -217,6 +249,11 @@ const GF = (() => {
       el("pre", { class: "describe", id: "gf-describe", text: view.text }),
       el("h2", { text: "Threads and waits" }), threadsList(view));
     panel.append(el("div", { class: "gf-grid" }, left, right));
+    const family = familyList(view, options.link || ((id) => `#i=${encodeURIComponent(id)}`));
+    if (family) panel.append(el("h2", { text: "Parent and children" }), family);
+    if (view.mailbox && (view.mailbox.kept.length || view.mailbox.undelivered.length)) {
+      panel.append(el("h2", { text: "Mailbox" }), mailboxTable(view.mailbox));
+    }
     panel.append(el("h2", { text: "Timeline" }), timelineTable(view.timeline || []),
       el("h2", { text: "Events received" }), eventsTable(view.events || []));
     if (view.data !== undefined) {
@@ -319,7 +356,8 @@ const GF = (() => {
     let view = data.view;
     const message = el("div", { id: "gf-message" });
     const draw = () => main.replaceChildren(message,
-      instancePanel(view, { legend: data.legend, actions }));
+      instancePanel(view, { legend: data.legend, actions,
+        link: (id) => `${base()}/instances/${encodeURIComponent(id)}` }));
     const path = `/console/instances/${encodeURIComponent(view.id)}`;
 
     async function refresh() {

@@ -1,0 +1,43 @@
+"""Workflows of tests/engine/test_observe.py, importable by name (the CLI's --app, subprocesses)."""
+
+from __future__ import annotations
+
+import attrs
+
+import genflow
+from genflow import On, Step, Wait, current_step
+from genflow.statements import Retry
+
+
+@genflow.workflow("obs-flaky")
+@attrs.define
+class Flaky:
+    """A step that fails `fails` times, then a wait, then a last step."""
+
+    fails: int = 1
+    done: int = 0
+
+    def definition(self):
+        yield Step("charge", self.charge, retry=Retry(attempts=3, backoff=5))
+        yield Wait("confirm", On("confirmed", self.confirmed))
+        yield Step("ship", self.ship)
+
+    def charge(self) -> None:
+        if current_step().attempt <= self.fails:
+            raise ConnectionError("the bank is down")
+
+    def confirmed(self, payload: str) -> str:
+        return f"ok {payload}"
+
+    def ship(self) -> None:
+        self.done += 1
+
+
+@genflow.workflow("obs-broken")
+@attrs.define
+class Broken:
+    def definition(self):
+        yield Step("explode", self.explode)
+
+    def explode(self) -> None:
+        raise ValueError("no")
