@@ -19,7 +19,7 @@ import pytest
 
 from genflow import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXPECT_COMPILED = os.environ.get("GENFLOW_EXPECT_COMPILED") == "1"
 
 
