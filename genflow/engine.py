@@ -90,7 +90,7 @@ from genflow.state import (
     new_state,
 )
 from genflow.statements import Retry
-from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
+from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, new_record
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
@@ -541,7 +541,11 @@ class Engine:
         if self.observer.api is not None:  # what it starts joins the asking step's trace
             op.outbox.traceparent = current_traceparent
         if isinstance(checkpoint, _Saver):
+            if checkpoint.op is not None and checkpoint.op.unseen:
+                checkpoint.dirty = True  # (the navigations of the op before this one)
             checkpoint.op = op  # its saves write what the op's user code asked for
+            # navigations only mark it dirty, unless they are journalled or logged
+            op.durable_only = not (checkpoint.debug or self.journal)
         return op
 
     def _exists(self, instance_id: str) -> bool:
@@ -888,6 +892,9 @@ class Engine:
         if op.taken and self.journal:
             for seq in op.taken:
                 saver.note(("taken", {"seq": seq}))
+        box = op.state.mailbox
+        if box is None or not box.undelivered:
+            return  # (nothing set aside: no need to ask the operation which are new)
         for message in op.set_aside_since():
             saver.note(("undelivered", _message_entry(message)), repair=True)
             log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
@@ -1070,7 +1077,7 @@ class Engine:
                                  f"thread {thread.id!r} failed: {event.error}"
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
-        new = InstanceRecord(  # positionally: `replace` would be a second call per save
+        new = new_record(  # positionally: `replace` would be a second call per save
             record.id, record.workflow, status._value_, dumps(wf, state), record.version,
             wake_at, waiting, attempts, failed if error is None else error,
             record.lease_owner, record.lease_until, record.created_at, record.updated_at)
@@ -1156,6 +1163,8 @@ class _Saver:
         else:
             self._write()
             self.dirty = False
+            if self.op is not None:
+                self.op.unseen = False  # (this save holds the navigations before it)
             self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
@@ -1174,9 +1183,13 @@ class _Saver:
         """The operation's last save (if anything is unsaved, or the row is stale),
         dropping the lease."""
         assert self.state is not None
-        if self.dirty or overrides or self.notes or self.record.error or self._stale():
+        op = self.op
+        if self.dirty or (op is not None and op.unseen) or overrides or self.notes \
+                or self.record.error or self._stale():
             self._write(release=release, **overrides)
             self.dirty = False
+            if op is not None:
+                op.unseen = False
             self._journal()
 
     def _write(self, **overrides: Any) -> None:

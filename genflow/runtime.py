@@ -55,7 +55,13 @@ from genflow.children import (
     keep_arrived,
 )
 from genflow.clock import system_clock
-from genflow.codec import check_payload, converter, structure_payload, unstructure
+from genflow.codec import (
+    check_payload,
+    converter,
+    structure_payload,
+    unstructure,
+    unstructure_hook,
+)
 from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
@@ -85,6 +91,7 @@ from genflow.handlers import _payload_parameter as _handler_input
 from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.outbox import Outbox
 from genflow.replay import (
+    _TRACERS,
     END,
     FAIL,
     RESTART,
@@ -695,9 +702,10 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition", "failed",
-                 "failing", "failure", "handler_retry", "located", "outbox", "parallel_steps",
-                 "repaths", "retry", "started", "state", "taken", "tracer", "unstructure", "wf")
+    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition",
+                 "durable_only", "failed", "failing", "failure", "handler_retry", "located",
+                 "outbox", "parallel_steps", "repaths", "retry", "started", "state", "taken",
+                 "tracer", "unseen", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -710,6 +718,12 @@ class Operation:
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
+        #: the checkpoint is called at durable checkpoints only (the move loop's
+        #: AFTER_RESUME navigations are left out, and `unseen` set instead): for
+        #: a checkpoint that only saves, such as the engine's when it neither
+        #: journals nor logs each move
+        self.durable_only = False
+        self.unseen = False
         self.clock = clock or system_clock
         self.retry = retry or ONCE
         self.handler_retry = handler_retry
@@ -723,10 +737,12 @@ class Operation:
         self.failed: tuple[Thread, WaitEvent | None] | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
-        self.tracer = tracer(type(wf)) if self.reuse else None
+        cls = type(wf)
+        self.tracer = (_TRACERS[cls] if cls in _TRACERS else tracer(cls)) if self.reuse \
+            else None
         #: the data's snapshot before user code runs (looked up once per operation:
         #: hooks registered later are seen by the next one)
-        self.unstructure = converter.get_unstructure_hook(type(wf))
+        self.unstructure = unstructure_hook(cls)
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -813,7 +829,10 @@ class Operation:
                         raise failing
                 if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
                     state.update_status()
-                    yield (checkpoint, (kind,), None)
+                    if kind is not _AFTER_RESUME or not self.durable_only:
+                        yield (checkpoint, (kind,), None)
+                    else:  # a navigation its checkpoint does not want to see: noted
+                        self.unseen = True
                 if moves >= max_moves:
                     state.update_status()
                     raise MoveLimitError(
