@@ -45,16 +45,22 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def instructions(fn: str, runs: int, module: str = "benchmarks.w1_seed_loop",
-                 warmup: int = 10) -> int:
-    """Instructions executed by `runs` calls of `<module>.<fn>` (after `warmup` calls)."""
+                 warmup: int = 10, genflow_from: Path | None = None) -> int:
+    """Instructions executed by `runs` calls of `<module>.<fn>` (after `warmup` calls).
+
+    `genflow_from`: a directory whose genflow is imported in place of this
+    checkout's (benchmarks/compiled.py: the compiled build's).
+    """
     root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # str hashes vary the count otherwise
+    if genflow_from is not None:  # first on sys.path as the working directory; then benchmarks/
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     counts = []
     for n in (warmup, warmup + runs):
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
              sys.executable, "-c", _RUNS.format(module=module, fn=fn), str(n)],
-            cwd=root, capture_output=True, text=True, check=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},  # str hashes vary the count otherwise
+            cwd=genflow_from or root, capture_output=True, text=True, check=True, env=env,
         )
         found = _COLLECTED.search(done.stderr)
         if found is None:

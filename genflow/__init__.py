@@ -115,8 +115,8 @@ from genflow.statements import (
     Try,
     Wait,
     WaitFor,
-    WaitGroup,
 )
+from genflow.waitgroup import WaitGroup
 
 if TYPE_CHECKING:
     from genflow.engine import Engine, Instance

@@ -782,8 +782,9 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                              "$GENFLOW_LOG_FORMAT or text)")
 
 
-#: The modules a compiled build of genflow would ship as extension modules: the hot path.
-COMPILED_CANDIDATES = ("genflow.replay", "genflow.runtime", "genflow.state", "genflow.codec")
+#: The modules the compiled build (GENFLOW_COMPILE=1, docs/compiled.md) ships as extension
+#: modules, the hot path: setup.py's COMPILED, the same list.
+COMPILED_CANDIDATES = ("genflow.replay", "genflow.statements")
 
 
 def build() -> str:

@@ -199,8 +199,10 @@ def path_of(stack: list[Frame]) -> list[int]:
     return path
 
 
-def find(body: Any, name: str, path: list[int] | None) -> tuple[list[Frame], Stmt] | None:
+def find(body: Any, name: Any, path: list[int] | None) -> tuple[list[Frame], Stmt] | None:
     """Frames standing just after the statement called `name`, and the statement.
+
+    (`name` Any: an operator's, unchecked; see `genflow.runtime.Name`.)
 
     Bodies of `Go` statements belong to other threads and are not searched.
     """
@@ -211,7 +213,7 @@ def find(body: Any, name: str, path: list[int] | None) -> tuple[list[Frame], Stm
     return search(body, name)
 
 
-def follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | None:
+def follow(body: Any, name: Any, path: list[int]) -> tuple[list[Frame], Stmt] | None:
     """`find` by the path hint alone (None if it does not lead to `name`)."""
     frame = Frame(None, 0, body)
     stack = [frame]
@@ -241,7 +243,7 @@ def follow(body: Any, name: str, path: list[int]) -> tuple[list[Frame], Stmt] | 
         i += 2
 
 
-def search(body: Any, name: str) -> tuple[list[Frame], Stmt] | None:
+def search(body: Any, name: Any) -> tuple[list[Frame], Stmt] | None:
     """`find` by name alone: depth first over every branch."""
     stack = [Frame(None, 0, body)]
     while stack:

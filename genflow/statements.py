@@ -21,13 +21,14 @@ from typing import Any
 
 import attrs
 
+from genflow.compiled import mypyc_attr
 from genflow.errors import (
     DefinitionError,
-    DuplicateThreadError,
     StatementError,
     StatementTypeError,
 )
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
+from genflow.sections import Section  # (a tuple subclass: a module of its own, see there)
 from genflow.state import Failure
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "Try",
     "Wait",
     "WaitFor",
-    "WaitGroup",
 ]
 
 #: What a statement body may contain (see the module docstring).
@@ -63,6 +63,9 @@ Body = Any
 _NOT_GIVEN: Any = object()
 
 
+# Compiled, a class is closed to subclasses in Python unless it says otherwise: a
+# statement may be subclassed (genflow.children's `Children` is a `Wait`)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Stmt:
     """Base class of every statement. `name` is `None` for unnamed ones (Break...)."""
 
@@ -151,7 +154,9 @@ class Step(Stmt):
     __slots__ = ("action", "blocking", "name", "retry", "timeout")
 
     def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
-                 timeout: float | _dt.timedelta | None = None, blocking: bool = False):
+                 timeout: float | _dt.timedelta | None = None, blocking: Any = False):
+        # (`blocking` Any, not bool: compiled, an annotation is checked at the call, before
+        # the clear error below; docs/compiled.md)
         self.name = name
         self.action = action
         if retry is not None and not isinstance(retry, Retry):
@@ -194,7 +199,9 @@ class Switch(Stmt):
 
     __slots__ = ("bodies", "cases")
 
-    def __init__(self, *cases: Case):
+    def __init__(self, *cases: Any):
+        # (Any, not Case: compiled, an annotation is checked at the call, before the clear
+        # error below could be raised; docs/compiled.md)
         for case in cases:
             if not isinstance(case, Case):
                 raise StatementTypeError(f"Switch takes Case/Default statements, not {case!r}")
@@ -305,8 +312,9 @@ class Timeout(On):
     __slots__ = ("after", "at", "raises")
 
     def __init__(self, name: str, after: float | _dt.timedelta | None = None, *body: Body,
-                 at: _dt.datetime | None = _NOT_GIVEN,
-                 raises: type[BaseException] | None = None):
+                 at: Any = _NOT_GIVEN, raises: Any = None):
+        # (`at` and `raises` Any, not datetime and exception class: compiled, an annotation
+        # is checked at the call, before the clear errors below; docs/compiled.md)
         # `at=None` given is a deadline the data has not set yet (a step sets it
         # before the wait begins): the definition must build meanwhile, since the
         # engine validates and the diagrams draw a fresh instance
@@ -330,13 +338,16 @@ class Timeout(On):
         super().__init__(name, TimerHandler(seconds, at, name), *body)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Wait(Stmt):
     """Wait for the first of several events (a select): exactly one wins,
     the others are torn down."""
 
     __slots__ = ("bodies", "events", "name")
 
-    def __init__(self, name: str, *events: On):
+    def __init__(self, name: str, *events: Any):
+        # (Any, not On: compiled, an annotation is checked at the call, before the clear
+        # error below; docs/compiled.md)
         for event in events:
             if not isinstance(event, On):
                 raise StatementTypeError(f"Wait {name!r} takes On/Timeout events, not {event!r}")
@@ -358,7 +369,9 @@ class Sleep(Wait):
     __slots__ = ()
 
     def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
-                 until: _dt.datetime | None = _NOT_GIVEN):
+                 until: Any = _NOT_GIVEN):
+        # (`until` Any, not datetime: compiled, an annotation is checked at the call, before
+        # Timeout's clear error; docs/compiled.md)
         if (seconds is None) == (until is _NOT_GIVEN):
             raise StatementError(f"Sleep {name!r}: give `seconds` or `until`")
         # checked here too, so that a refusal names this Sleep rather than its timer
@@ -400,7 +413,9 @@ class Go(Stmt):
 
     __slots__ = ("bodies", "body", "daemon", "id", "name")
 
-    def __init__(self, name: str, body: Body, id: str | None = None, *, daemon: bool = False):
+    def __init__(self, name: str, body: Body, id: Any = None, *, daemon: bool = False):
+        # (`id` Any, not str: any value is made a str below, and compiled, an annotation is
+        # checked at the call; docs/compiled.md)
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
@@ -527,7 +542,9 @@ class Raise(Stmt):
 
     __slots__ = ("error", "message")
 
-    def __init__(self, error: type[BaseException] | None = None, message: str = ""):
+    def __init__(self, error: Any = None, message: str = ""):
+        # (Any, not an exception class: compiled, an annotation is checked at the call,
+        # before the clear error below; docs/compiled.md)
         if error is not None and not (isinstance(error, type)
                                       and issubclass(error, BaseException)):
             raise StatementError(f"Raise takes an exception class, not {error!r}")
@@ -547,64 +564,9 @@ class Raise(Stmt):
                                             if c is not object))
 
 
-class Section(tuple):
-    """A body written as one value: `S(step1, step2)`."""
-
-    __slots__ = ()
-
-
 def S(*items: Body) -> Section:
     """Group statements into one body (a `Section`)."""
     return Section(items)
-
-
-@attrs.define
-class WaitGroup:
-    """Wait for threads to finish. Keep it as a field of the workflow's data.
-
-    `wg.go(name, body, id=...)` starts a tracked thread (two statements: a step
-    that records the id, then the `Go`); `wg.wait(name)` blocks until every
-    tracked thread has finished.
-    """
-
-    pending: list[str] = attrs.field(factory=list)
-
-    def go(self, name: str, body: Body, id: str | None = None) -> list[Stmt]:
-        thread_id = name if id is None else str(id)
-        tracked = _Tracked(self, name, thread_id, body)
-        return [Step(f"{name}: add", tracked.add), Go(name, tracked.body, id=thread_id)]
-
-    def wait(self, name: str, handler: Callable[[], Any] | None = None) -> WaitFor:
-        return WaitFor(name, not self.pending, handler)
-
-
-class _Tracked:
-    """The thread body `WaitGroup.go` wraps: the user's body, then a `done` step."""
-
-    __slots__ = ("group", "inner", "name", "thread_id")
-
-    def __init__(self, group: WaitGroup, name: str, thread_id: str, inner: Body):
-        self.group = group
-        self.name = name
-        self.thread_id = thread_id
-        self.inner = inner
-
-    def add(self) -> None:
-        if self.thread_id in self.group.pending:
-            raise DuplicateThreadError(f"WaitGroup already tracks thread {self.thread_id!r}")
-        self.group.pending.append(self.thread_id)
-
-    def body(self, thread_id: str) -> list[Any]:
-        inner = self.inner
-        if callable(inner) and takes_argument(inner):
-            inner = inner(thread_id)
-        pending = self.group.pending
-
-        def done() -> None:
-            if thread_id in pending:
-                pending.remove(thread_id)
-
-        return [inner, Step(f"{self.name}: done", done)]
 
 
 def _check_blocking(name: str, action: Any, blocking: Any) -> None:

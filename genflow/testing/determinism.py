@@ -135,7 +135,7 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, type):  # an exception a Catch matches, a Timeout raises
         return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, Stmt) or (hasattr(type(value), "__slots__") and not callable(value)):
+    if isinstance(value, Stmt) or (_slotted(type(value)) and not callable(value)):
         # a statement, or a part of one (a Try's Catch and Finally clauses)
         return (type(value).__name__, getattr(value, "name", None), _decisions(value))
     if isinstance(value, (list, tuple)):
@@ -144,10 +144,16 @@ def _plain(value: Any) -> Any:
     return _NOTHING
 
 
+def _slotted(cls: type) -> bool:
+    return hasattr(cls, "__slots__") or hasattr(cls, "__mypyc_attrs__")
+
+
 def _slots(cls: type) -> list[str]:
+    """The attributes of a slotted class (of the statements' classes): its `__slots__`,
+    or compiled (docs/compiled.md), where a native class has none, its `__mypyc_attrs__`."""
     names: list[str] = []
     for klass in reversed(cls.__mro__):
-        slots = vars(klass).get("__slots__", ())
+        slots = vars(klass).get("__slots__", vars(klass).get("__mypyc_attrs__", ()))
         for name in [slots] if isinstance(slots, str) else slots:
             if name not in names:
                 names.append(name)

@@ -307,7 +307,8 @@ def _user_callables(stmt: Stmt) -> list[Any]:
 def _slots(cls: type) -> list[str]:
     names: list[str] = []
     for klass in cls.__mro__:
-        slots = vars(klass).get("__slots__", ())
+        # compiled (docs/compiled.md), a statement's class has `__mypyc_attrs__`, no slots
+        slots = vars(klass).get("__slots__", vars(klass).get("__mypyc_attrs__", ()))
         names.extend([slots] if isinstance(slots, str) else slots)
     return names
 

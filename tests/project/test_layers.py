@@ -22,9 +22,9 @@ TESTS = ROOT / "tests"
 
 #: the core: statements, replay, runtime, state, codec and what they need. It knows
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
-CORE = {"children", "clock", "codec", "context", "errors", "handlers", "lowlevel", "mailbox",
-        "outbox", "registry", "replay", "runtime", "saga", "state", "statements", "strict",
-        "validation", "wire"}
+CORE = {"children", "clock", "codec", "compiled", "context", "errors", "handlers", "lowlevel",
+        "mailbox", "outbox", "registry", "replay", "runtime", "saga", "sections", "state",
+        "statements", "strict", "validation", "waitgroup", "wire"}
 
 
 def _modules() -> dict[str, Path]:

@@ -31,8 +31,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, st
     # from a copy: setuptools reuses a checkout's build/ (a stale file would pass)
     source = tmp_path_factory.mktemp("source") / "genflow"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".*", "build", "dist", "site", "*.egg-info", "__pycache__", "*.db"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        ".*", "build", "dist", "site", "*.egg-info", "__pycache__", "*.db", "*.so"))
+    # the default build, also in CI's compiled run (GENFLOW_COMPILE is the switch)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "GENFLOW_COMPILE")}
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-v", "-w", str(out)],
         capture_output=True, text=True, env=env, timeout=300, check=False)
@@ -61,6 +63,17 @@ def test_the_wheel_ships_type_hints_and_the_license(built) -> None:
     assert "genflow/py.typed" in names  # PEP 561: mypy reads genflow's hints
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]
+
+
+def test_the_default_wheel_is_the_pure_python_package(built) -> None:
+    """Without GENFLOW_COMPILE=1 (docs/compiled.md) setup.py adds nothing: the wheel
+    is genflow's sources and package data, for any platform."""
+    wheel, _ = built
+    package = {n for n in wheel.namelist() if ".dist-info/" not in n}
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "genflow").rglob("*")
+               if p.is_file() and (p.suffix in (".py", ".typed") or p.parent.name == "assets")}
+    assert package == sources
+    assert wheel.filename.endswith("-py3-none-any.whl")
 
 
 def test_the_metadata(built) -> None:
@@ -97,7 +110,11 @@ def test_version_command() -> None:
                           timeout=60, check=False)
     assert (done.returncode, done.stderr) == (0, "")
     home = re.escape(str(Path(genflow.__file__).parent))
-    assert re.fullmatch(rf"genflow {re.escape(genflow.__version__)} \(pure Python\) on "
+    # CI's compiled run (GENFLOW_EXPECT_COMPILED=1, tests/test_compiled.py) runs this too
+    which = "pure Python"
+    if os.environ.get("GENFLOW_EXPECT_COMPILED") == "1":
+        which = "compiled: " + ", ".join(m.rpartition(".")[2] for m in cli.COMPILED_CANDIDATES)
+    assert re.fullmatch(rf"genflow {re.escape(genflow.__version__)} \({which}\) on "
                         rf"CPython 3\.\d+\.\d+, from {home}\n", done.stdout), done.stdout
 
 
@@ -107,6 +124,9 @@ def test_version_tells_a_compiled_build(monkeypatch: pytest.MonkeyPatch) -> None
     import genflow.replay
 
     extension = importlib.machinery.EXTENSION_SUFFIXES[0]  # .cpython-311-x86_64-linux-gnu.so
+    for name in cli.COMPILED_CANDIDATES:  # all pure (also in CI's compiled run), then one not
+        module = importlib.import_module(name)
+        monkeypatch.setattr(module, "__file__", str(ROOT / (name.replace(".", "/") + ".py")))
     monkeypatch.setattr(genflow.replay, "__file__",
                         str(Path(genflow.replay.__file__).with_suffix(extension)))
     assert cli.build() == "compiled: replay"
