@@ -290,6 +290,17 @@ class Steps:
         RAN.append(self.i)
 
 
+@pytest.fixture
+def unhurried(monkeypatch):
+    """Turns that never split: on a loaded machine a step can take longer than the
+    budget a save waits for others (`Engine._together`), and a turn then commits in
+    parts, which these tests do not test."""
+    import genflow.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_SHARE_BUDGET", 60.0)
+
+
+@pytest.mark.usefixtures("unhurried")
 def test_a_round_saves_each_step_of_each_instance_in_shared_commits(make_store, store_kind):
     store = make_store()
     engine = Engine(store, clock=FakeClock(), share_commits=True)
@@ -304,6 +315,7 @@ def test_a_round_saves_each_step_of_each_instance_in_shared_commits(make_store, 
         assert got.version == store.get("alone").version
 
 
+@pytest.mark.usefixtures("unhurried")
 def test_a_round_goes_on_only_after_its_saves_commit(tmp_path, monkeypatch):
     """The turn's commit fails: no instance runs its next step (each is left
     at its last committed save, its lease let go), and a worker later
