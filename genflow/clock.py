@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from genflow.errors import ConfigurationError
+
 __all__ = ["FakeClock", "system_clock"]
 
 
@@ -28,7 +30,7 @@ class FakeClock:
     def __init__(self, start: _dt.datetime | None = None) -> None:
         self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
         if self.now.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
+            raise ConfigurationError("FakeClock needs an aware datetime")
 
     def __call__(self) -> _dt.datetime:
         return self.now

@@ -14,6 +14,7 @@ __all__ = [
     "Cancelled",
     "ChildFailed",
     "ConcurrencyError",
+    "ConfigurationError",
     "CorruptStateError",
     "DataError",
     "DefinitionError",
@@ -60,6 +61,12 @@ class GenflowError(Exception):
 
 
 # -- definitions ---------------------------------------------------------------------
+
+
+class ConfigurationError(GenflowError, ValueError):
+    """A setting or constructor argument that cannot work (a token too short, an
+    unknown log level or diagram format, a naive datetime for a fake clock, a
+    count below 1): refused before anything runs."""
 
 
 class ChildFailed(GenflowError):
