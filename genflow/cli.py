@@ -962,7 +962,8 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     add.add_argument("workflow", help="the workflow's registered name")
     when = add.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", metavar="EXPR", help="a cron expression, as '0 2 * * *'")
-    when.add_argument("--every", type=_seconds, metavar="SECONDS", help="an interval")
+    when.add_argument("--every", type=_interval, metavar="DURATION",
+                      help="an interval: 90s, 15m, 12h, 1d (a bare number is seconds)")
     add.add_argument("--tz", default="UTC", help="the cron's time zone (default UTC)")
     add.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
     add.add_argument("--factory", help="a registered factory that makes each tick's data")
@@ -1115,6 +1116,15 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
         return value
     return parse
+
+
+def _interval(text: str) -> float:
+    """An argparse type: a duration above 0, as `_duration` reads it (`--jitter 5m`
+    and `--every 5m` read alike)."""
+    value = _duration(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"an interval above 0, not {text}")
+    return value
 
 
 def _seconds(text: str) -> float:

@@ -1,0 +1,58 @@
+"""Acceptance: the command line as a new user types it. `--every` reads a
+duration as `--jitter` and `--window` do; `python -m genflow` is the command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genflow.cli import main
+
+APP = Path(__file__).resolve().parents[1] / "support" / "sched_app.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gf(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(["--app", str(APP), "--store", "sqlite:///s.db", *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.mark.parametrize(("every", "shown"), [("15m", "every 0:15:00"), ("90", "every 0:01:30"),
+                                              ("1d", "every 1 day, 0:00:00")])
+def test_every_takes_a_duration(gf, every, shown):
+    code, out, err = gf("schedule", "add", "tick", "sched-report", "--every", every)
+    assert code == 0, err
+    assert out.startswith(f"tick\tsched-report\t{shown}\tnext ")
+
+
+@pytest.mark.parametrize(("every", "message"), [("0", "an interval above 0"),
+                                                ("5x", "not a duration: '5x'"),
+                                                ("--every=-5m", "a duration of 0 or more")])
+def test_a_bad_interval_is_a_one_line_error(gf, every, message):
+    args = [every] if every.startswith("--") else ["--every", every]
+    code, out, err = gf("schedule", "add", "tick", "sched-report", *args)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_python_dash_m_genflow_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "genflow", "--version"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("genflow ")
