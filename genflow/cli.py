@@ -329,12 +329,15 @@ def cmd_serve(engine: Engine, args: argparse.Namespace) -> None:
     """The web console and HTTP API (genflow.web), until interrupted."""
     from genflow.web.serve import serve
 
-    print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
-          f"{args.store}", file=sys.stderr, flush=True)
+    def ready(server: Any) -> None:  # (after the access checks: a refusal is the only line)
+        print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
+              f"{args.store}", file=sys.stderr, flush=True)
+
     serve(engine, host=args.host, port=args.port, token_file=args.token_file,
           secret_file=args.secret_file, insecure_local=args.insecure_local,
           max_body=args.max_body, root_path=args.root_path,
-          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url)
+          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url,
+          ready=ready)
 
 
 def cmd_report(engine: Engine, args: argparse.Namespace) -> None:

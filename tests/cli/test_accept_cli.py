@@ -56,3 +56,16 @@ def test_python_dash_m_genflow_is_the_command():
                           env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("genflow ")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "the console needs an access token"),
+    (["--insecure-local", "--host", "0.0.0.0"], "listens on loopback only"),
+])
+def test_a_refused_serve_says_only_why(gf, monkeypatch, args, message):
+    pytest.importorskip("uvicorn")
+    monkeypatch.delenv("GENFLOW_WEB_TOKEN", raising=False)
+    code, _, err = gf("serve", *args)
+    assert code == 2, err
+    assert err.startswith("genflow: error: ") and message in err
+    assert "console on" not in err  # no claim that it serves before it refuses
