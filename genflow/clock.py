@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from genflow.errors import ConfigurationError
+from genflow.errors import ArgumentError
 
 __all__ = ["FakeClock", "system_clock"]
 
@@ -30,7 +30,7 @@ class FakeClock:
     def __init__(self, start: _dt.datetime | None = None) -> None:
         self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
         if self.now.tzinfo is None:
-            raise ConfigurationError("FakeClock needs an aware datetime")
+            raise ArgumentError("FakeClock needs an aware datetime")
 
     def __call__(self) -> _dt.datetime:
         return self.now

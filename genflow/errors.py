@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArgumentError",
     "Cancelled",
     "ChildFailed",
     "ConcurrencyError",
-    "ConfigurationError",
     "CorruptStateError",
     "DataError",
     "DefinitionError",
@@ -63,10 +63,10 @@ class GenflowError(Exception):
 # -- definitions ---------------------------------------------------------------------
 
 
-class ConfigurationError(GenflowError, ValueError):
-    """A setting or constructor argument that cannot work (a token too short, an
-    unknown log level or diagram format, a naive datetime for a fake clock, a
-    count below 1): refused before anything runs."""
+class ArgumentError(GenflowError, ValueError):
+    """An argument that cannot work (a token too short; an unknown log level,
+    status or diagram format; a naive datetime for a fake clock; a count below
+    1): refused before anything runs or is written."""
 
 
 class ChildFailed(GenflowError):

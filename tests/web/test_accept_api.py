@@ -13,7 +13,7 @@ from web_helpers import call, serving  # (skips without the web extra)
 
 import genflow
 from genflow import Engine, On, Wait
-from genflow.errors import ConfigurationError, GenflowError
+from genflow.errors import ArgumentError, GenflowError
 from genflow.stores import SQLiteStore
 from genflow.web import create_app
 
@@ -99,7 +99,7 @@ def test_the_description_says_the_bodies_take_no_other_keys(served):
 
 def test_a_short_token_is_a_configuration_error(tmp_path):
     engine = Engine(SQLiteStore(tmp_path / "t.db"), workflows=[Cart])
-    with pytest.raises(ConfigurationError, match="16 characters") as refused:
+    with pytest.raises(ArgumentError, match="16 characters") as refused:
         create_app(engine, token="short")
     assert isinstance(refused.value, GenflowError)
     assert isinstance(refused.value, ValueError)  # as before, for callers that caught it
