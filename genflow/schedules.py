@@ -609,7 +609,7 @@ class Schedules:
             _Turn(engine, engine.clock()).instance(schedule, tick or engine.clock())
         except Exception as exc:
             raise ScheduleError(f"schedule {schedule_id!r}: its first tick could not start an "
-                                f"instance: {type(exc).__name__}: {explain(exc)}") from None
+                                f"instance: {_reason(exc)}") from None
         return schedule
 
 
@@ -726,7 +726,7 @@ class _Turn:
             try:
                 made = self.instance(schedule, tick, None if ids is None else ids[n])
             except Exception as exc:  # the factory, a queue this process lacks...
-                reason = f"{type(exc).__name__}: {explain(exc)}"
+                reason = _reason(exc)
                 log.error("schedule %s: the tick of %s cannot start its instance: %s; tried "
                           "again in %s", schedule.id, tick, reason, ERROR_BACKOFF,
                           extra=fields(workflow=schedule.workflow, schedule=schedule.id))
@@ -772,6 +772,14 @@ def _info(record: ScheduleRecord) -> ScheduleInfo:
     return ScheduleInfo(Schedule.unpack(record.spec), record.paused, record.next_tick,
                         record.due_at, record.last_tick, record.last_instance, record.fired,
                         record.skipped, record.error, record.version)
+
+
+def _reason(exc: BaseException) -> str:
+    """`ConnectionError: db down`: the error's type named once (`explain` names it
+    for an error that is not the converter's)."""
+    words = explain(exc)
+    name = type(exc).__name__
+    return words if words.startswith(f"{name}:") else f"{name}: {words}"
 
 
 def _encodable(text: str) -> bool:

@@ -16,7 +16,7 @@ from genflow.engine import Engine
 from genflow.errors import ScheduleError
 from genflow.queues import Queue
 from genflow.retention import Retention
-from genflow.schedules import Schedule
+from genflow.schedules import Schedule, factory
 from genflow.stores import SQLiteStore
 
 UTC = dt.UTC
@@ -134,3 +134,30 @@ def test_purge_takes_one_status_as_text(tmp_path):
     report = engine.retention.purge(dt.timedelta(days=1), statuses="finished", now=later,
                                     dry_run=True)
     assert report.instances == 1
+
+
+_FACTORY_DOWN = {"down": False}
+
+
+@factory("accept-flaky")
+def _flaky(data: Report, tick: dt.datetime) -> Report:
+    if _FACTORY_DOWN["down"]:
+        raise ConnectionError("db down")
+    return data
+
+
+def test_a_failing_factory_is_named_once_and_the_tick_fires_when_it_mends(tmp_path):
+    clock = FakeClock(dt.datetime(2030, 1, 1, tzinfo=UTC))
+    engine = Engine(SQLiteStore(tmp_path / "s.db"), clock=clock)
+    engine.schedules.add("s", Report(), every=dt.timedelta(minutes=10), factory="accept-flaky")
+    _FACTORY_DOWN["down"] = True
+    try:
+        clock.advance(dt.timedelta(minutes=10))
+        engine.work(until_idle=True)
+        assert engine.schedules.get("s").error == "ConnectionError: db down"
+    finally:
+        _FACTORY_DOWN["down"] = False
+    clock.advance(dt.timedelta(minutes=1))
+    engine.work(until_idle=True)
+    assert engine.schedules.get("s").error == ""
+    assert [r.id for r in engine.schedules.instances("s")] == ["s@2030-01-01T00:10:00Z"]
