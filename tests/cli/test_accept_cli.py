@@ -69,3 +69,18 @@ def test_a_refused_serve_says_only_why(gf, monkeypatch, args, message):
     assert code == 2, err
     assert err.startswith("genflow: error: ") and message in err
     assert "console on" not in err  # no claim that it serves before it refuses
+
+
+def test_show_heads_a_queued_instance_as_queued_not_running(gf):
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("q", concurrency=1))
+    assert gf("start", "sched-job", "--id", "a", "--queue", "q")[0] == 0
+    first = gf("show", "a")[1].splitlines()[0]
+    assert first == ("instance a of workflow 'sched-job': queued (no worker runs it until "
+                     "its queue admits it)")
+    assert gf("worker", "--until-idle")[0] == 0
+    assert "queued" not in gf("show", "a")[1].splitlines()[0]
