@@ -12,7 +12,9 @@ Skipped (no figure) when valgrind is not installed.
 W2 is one event at k = 1,000 (deliver + resume + dumps + loads, from the same
 blob), W3 one 100-step instance on SQLite (per step), W4 a `run_batch` of 100
 instances of W4's shape on a fresh SQLite file (per instance, the file's
-creation included): the `w2_event`, `w3_instance` and `w4_batch` below.
+creation included): the `w2_event`, `w3_instance` and `w4_batch` below. Beside W3,
+the bare commit of `benchmarks.w3_durable_steps.run_bare` (its floor) and the
+ratio of the two, counted in the same run.
 """
 
 from __future__ import annotations
@@ -128,4 +130,12 @@ def run(quick: bool = False) -> list[Figure]:
         count = instructions(fn, calls, module=here, warmup=min(10, calls)) / per / 1000
         figures.append(Figure(workload, case, count, count, count, "k instr.", 1,
                               note="callgrind"))
+        if fn == "w3_instance":  # the floor beside it: a bare commit of a W3-sized blob
+            bare = instructions("run_bare", calls, module="benchmarks.w3_durable_steps",
+                                warmup=min(10, calls)) / 100 / 1000
+            figures.append(Figure(workload, "bare commit (BEGIN; UPDATE; COMMIT)", bare, bare,
+                                  bare, "k instr.", 1, note="callgrind, per commit"))
+            ratio = count / bare
+            figures.append(Figure(workload, "durable step / bare commit", ratio, ratio, ratio,
+                                  "x", 1, note="instructions, same run"))
     return figures

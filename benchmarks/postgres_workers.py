@@ -1,7 +1,9 @@
 """PostgreSQL: the per-step durable cost, and the throughput of 1, 2, 4 and 8
-worker processes sharing one database, with `synchronous_commit` on and off;
-and the figure per database core (instances/s divided by the cores of the
-machine, which here runs the server and the workers both).
+worker processes sharing one database, with `synchronous_commit` on and off
+(set per session: the DSN's `options=-c synchronous_commit=...`), today's
+engine beside the two before it in the same run; workflows of no step at 4
+workers; and the figure per database core (instances/s divided by the cores
+of the machine, which here runs the server and the workers both).
 
 Needs a database: `GENFLOW_BENCH_POSTGRES_DSN` (or `GENFLOW_TEST_POSTGRES_DSN`).
 Without one, or without psycopg, the workload is skipped with a note on stderr.
@@ -83,9 +85,20 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
                   samples, note=f"per step; {saves} saves per {STEPS}-step instance")
 
 
-def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = True) -> None:
+#: the engines a throughput run compares: today's default; worker rounds whose
+#: saves are one statement each (the round before, `Store.saves_together` left
+#: as `transaction()`); a commit per save (`share_commits=False`, the default
+#: before that)
+VARIANTS = ("now", "a statement per save", "a commit per save")
+
+
+def _work(url: str, schema: str, sync: str, go: Any, moved: Any, variant: str = "now") -> None:
+    from genflow.stores.base import Store
+
     store = _store(url, schema, synchronous_commit=sync)
-    engine = Engine(store, share_commits=shared)  # (off: one after the other, as before)
+    if variant == "a statement per save":
+        store.saves_together = lambda: Store.saves_together(store)  # type: ignore[method-assign]
+    engine = Engine(store, share_commits=variant != "a commit per save")
     go.wait()
     done = engine.work(until_idle=True, batch=10)
     with moved.get_lock():
@@ -94,17 +107,17 @@ def _work(url: str, schema: str, sync: str, go: Any, moved: Any, shared: bool = 
 
 
 def _throughput(url: str, workers: int, instances: int, sync: str,
-                shared: bool = True) -> float:
+                variant: str = "now", steps: int = WORK_STEPS) -> float:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = _store(url, schema, drop=True)
     try:
         client = Engine(store)
         with store.transaction():  # setup, not measured: one commit
             for n in range(instances):
-                client.start(Steps(total=WORK_STEPS), id=f"i{n:05}", run=False)
+                client.start(Steps(total=steps), id=f"i{n:05}", run=False)
         ctx = multiprocessing.get_context("fork")
         go, moved = ctx.Event(), ctx.Value("q", 0)
-        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, shared))
+        procs = [ctx.Process(target=_work, args=(url, schema, sync, go, moved, variant))
                  for _ in range(workers)]
         for proc in procs:
             proc.start()
@@ -134,21 +147,36 @@ def run(quick: bool = False) -> list[Figure]:
         return []
     figures = [_per_step(url, sync, 3 if quick else 10) for sync in ("on", "off")]
     instances = 200 if quick else 1000
+    cores = os.cpu_count() or 1
     for sync in ("on", "off"):
         for workers in WORKERS:
-            samples, alone = [], []
-            for _ in range(1 if quick else 3):  # interleaved: both see the same machine
-                samples.append(_throughput(url, workers, instances, sync))
-                alone.append(_throughput(url, workers, instances, sync, shared=False))
-            cores = os.cpu_count() or 1
-            ratio = statistics.median(samples) / statistics.median(alone)
+            samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+            for _ in range(1 if quick else 3):  # interleaved: all see the same machine
+                for variant in VARIANTS:
+                    samples[variant].append(_throughput(url, workers, instances, sync,
+                                                        variant))
+            now = statistics.median(samples["now"])
+            before = ", ".join(f"{variant}: {statistics.median(samples[variant]):,.0f} inst/s "
+                               f"({now / statistics.median(samples[variant]):.2f}x)"
+                               for variant in VARIANTS[1:])
             figures.append(figure(
                 "PostgreSQL workers",
                 f"{instances:,} instances, {workers} worker(s), synchronous_commit={sync}",
-                samples, unit="inst/s",
+                samples["now"], unit="inst/s",
                 note=f"{WORK_STEPS} durable steps each (steps/s = {WORK_STEPS} x inst/s); "
-                     f"{statistics.median(samples) / cores:,.0f} inst/s per core ({cores} "
-                     "cores, server and workers on one machine); a commit per save: "
-                     f"{statistics.median(alone):,.0f} inst/s ({ratio:.2f}x)",
+                     f"{now / cores:,.0f} inst/s per core ({cores} cores, server and workers "
+                     f"on one machine); {before}",
             ))
+    for sync in ("on", "off"):  # workflows of no step (DBOS's published figure's kind)
+        none: dict[str, list[float]] = {"now": [], "a commit per save": []}
+        for _ in range(1 if quick else 3):
+            for variant in none:
+                none[variant].append(_throughput(url, 4, instances, sync, variant, steps=0))
+        now = statistics.median(none["now"])
+        alone = statistics.median(none["a commit per save"])
+        figures.append(figure(
+            "PostgreSQL workers", f"{instances:,} no-step instances, 4 workers, "
+            f"synchronous_commit={sync}", none["now"], unit="inst/s",
+            note=f"{now / cores:,.0f} inst/s per core ({cores} cores, server and workers on "
+                 f"one machine); a commit per save: {alone:,.0f} inst/s ({now / alone:.2f}x)"))
     return figures

@@ -91,16 +91,21 @@ class Children(Wait):
     def __init__(self, name: str, items: Iterable[Any], *, ids: Iterable[str] | None = None,
                  into: str | None = None, result: str | None = None, handler: Any = None,
                  first: int | None = None, on_cancel: str = "cancel", _single: bool = False):
+        what = f"{type(self).__name__} {name!r}"
+        if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
+            raise StatementError(f"{what}: items is a list of the children's data (one "
+                                 f"workflow instance each; Child for one), not {items!r}")
         self.items = list(items)
         self.single = _single
-        what = f"{type(self).__name__} {name!r}"
         self.ids = None if ids is None else [str(i) for i in ids]
         if self.ids is not None and (len(self.ids) != len(self.items)
                                      or len(set(self.ids)) != len(self.ids)):
             raise StatementError(f"{what}: give one distinct id per child "
                                  f"({len(self.items)} children, ids {self.ids!r})")
-        if first is not None and not 1 <= first <= max(1, len(self.items)):
-            raise StatementError(f"{what}: first={first!r} must be 1 to {len(self.items)}")
+        if first is not None and (type(first) is not int
+                                  or not 1 <= first <= max(1, len(self.items))):
+            raise StatementError(f"{what}: first={first!r} must be 1 to "
+                                 f"{max(1, len(self.items))}")
         if on_cancel not in _POLICIES:
             raise StatementError(f"{what}: on_cancel is 'cancel' or 'abandon', not "
                                  f"{on_cancel!r}")

@@ -97,6 +97,11 @@ _incoming = Converters.build(forbid_extra_keys=True)
 #: The converter genflow uses for stored data and State. To teach genflow a
 #: type of your own, call `register_hooks` (it teaches every converter).
 converter = _stored.fast
+#: `converter.get_unstructure_hook`, without its wrapper: the converter's own
+#: cached dispatch (emptied when a hook is registered); `unstructure_hook(type(x))(x)`
+#: is `converter.unstructure(x)` (the save path makes one per checkpoint)
+unstructure_hook: Any = getattr(getattr(converter, "_unstructure_func", None), "dispatch",
+                                None) or converter.get_unstructure_hook
 
 
 def register_hooks(cls: type, unstructure_hook: Any, structure_hook: Any) -> None:
@@ -217,7 +222,7 @@ def dumps(wf: Any, state: State, check: bool = False) -> bytes:
         packer = _new_packer()
     try:
         blob = packer.pack(
-            [MAGIC, FORMAT, name, converter.unstructure(wf), _unstructure_state(state)]
+            [MAGIC, FORMAT, name, unstructure_hook(type(wf))(wf), _unstructure_state(state)]
         )
     except Exception as exc:  # RecursionError too: a cycle, or data nested too deep
         raise _not_stored(wf, state, name, exc) from exc

@@ -22,6 +22,7 @@ it or `genflow move` them off it, then deploy.
 
 from __future__ import annotations
 
+import difflib
 import multiprocessing
 import textwrap
 import time
@@ -142,8 +143,11 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = {workflow_name(cls): cls for cls in workflows}
     warnings: tuple[str, ...] = ()
     if workflow is not None and workflow not in classes:
-        warnings = (f"no workflow {workflow!r} is installed (installed: {name_list(classes)}): its "
-                    "instances, if any, are reported as not installed",)
+        close = difflib.get_close_matches(workflow, list(classes), n=3, cutoff=0.8)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        warnings = (f"no workflow {workflow!r} is installed ({hint}installed: "
+                    f"{name_list(classes)}): its instances, if any, are reported as not "
+                    "installed",)
     if processes == 1:
         checked, problems = _check_share(store, workflow, classes, 0, 1)
     else:

@@ -27,6 +27,7 @@ from genflow.state import (
     WaitEvent,
     WaitEventStatus,
     WorkflowStatus,
+    unretryable,
 )
 
 __all__ = ["carries", "describe", "thread_name", "when"]
@@ -128,7 +129,12 @@ def _trouble(state: State, attempts: int, error: str, wake_at: _dt.datetime | No
     if state.status is WorkflowStatus.FAILED:
         if error:
             lines.append(f"error: {error}")
-        lines.append(f"to go on: fix the cause, then `genflow retry {state.id}`")
+        if unretryable(state):
+            lines.append(f"to go on: `genflow cancel {state.id}`, or `genflow move` the failed "
+                         "thread to a statement (a failure nothing caught ended it after its "
+                         "Catch and Finally bodies ran: no step is left to retry)")
+        else:
+            lines.append(f"to go on: fix the cause, then `genflow retry {state.id}`")
         return lines
     if error:
         retry = f"; next try {when(wake_at, now)}" if wake_at is not None else ""

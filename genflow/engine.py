@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from genflow.children import child_effects
-from genflow.clock import system_clock
+from genflow.clock import checked_clock, system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ArgumentError,
@@ -89,9 +89,10 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
     new_state,
+    unretryable,
 )
 from genflow.statements import Retry
-from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store
+from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, new_record
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
@@ -154,7 +155,10 @@ class Engine:
     docs/statements.md). `otel=False` keeps OpenTelemetry out of this engine
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
-    global ones (as instrumentations take them).
+    global ones (as instrumentations take them). `share_commits` (on by
+    default) lets a worker round's instances share commits (`_together`;
+    off: each save its own commit, as the async API does; also while the
+    journal, debug logging or a recording OpenTelemetry watches the steps).
     """
 
     def __init__(
@@ -174,7 +178,7 @@ class Engine:
         otel: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
-        share_commits: bool = False,
+        share_commits: bool = True,
     ) -> None:
         #: worker rounds move their instances side by side, sharing commits
         #: (`_together`; docs/stores.md, "Speed of the store")
@@ -188,7 +192,7 @@ class Engine:
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
         self.store = store
-        self.clock = clock
+        self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = _dt.timedelta(seconds=lease_seconds)
         self.default_retry = default_retry or ONCE
@@ -307,8 +311,10 @@ class Engine:
         failed with the reason and skipped until an operator acts."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
-        if self.store.grouping() or not self.share_commits:
-            return drive(self._relaying(self._run_due(limit)), self.observer.watching())
+        watch = self.observer.watching()
+        if self.store.grouping() or not self.share_commits or watch is not None:
+            # (watched: one at a time, each operation's span current while it runs)
+            return drive(self._relaying(self._run_due(limit)), watch)
         moved = self._run_round(limit)
         drive(self.outbox.after())  # the relay of the outbox rows the round committed
         return moved
@@ -337,6 +343,11 @@ class Engine:
         return await drive_async(self._relaying(self._send(instance_id, event, payload, thread,
                                                            pc, timeout, keep, start)),
                                  self.observer.watching())
+
+    async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
+                            timeout: float = 30.0) -> Any:
+        return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
+                                     pc=req.pc, timeout=timeout)
 
     async def cancel_async(self, instance_id: str, *, timeout: float = 30.0) -> None:
         await drive_async(self._relaying(self._cancel(instance_id, timeout)),
@@ -398,7 +409,7 @@ class Engine:
                 raise GenflowError(
                     f"instance {instance_id!r} has not failed (it is {state.status.value})"
                 )
-            if any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads):
+            if unretryable(state):
                 raise GenflowError(
                     f"instance {instance_id!r} cannot be retried: a failure nothing caught "
                     "ended its thread after the thread's Catch and Finally bodies ran, so there "
@@ -552,7 +563,11 @@ class Engine:
         if self.observer.api is not None:  # what it starts joins the asking step's trace
             op.outbox.traceparent = current_traceparent
         if isinstance(checkpoint, _Saver):
+            if checkpoint.op is not None and checkpoint.op.unseen:
+                checkpoint.dirty = True  # (the navigations of the op before this one)
             checkpoint.op = op  # its saves write what the op's user code asked for
+            # navigations only mark it dirty, unless they are journalled or logged
+            op.durable_only = not (checkpoint.debug or self.journal)
         return op
 
     def _exists(self, instance_id: str) -> bool:
@@ -874,19 +889,54 @@ class Engine:
                 entry[0].close()
 
     def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
-        """Run the saves of a turn in one transaction; each one's outcome goes
-        back to its operation (a failed commit: to every one of them)."""
+        """Run the saves of a turn with one commit (`Store.saves_together`);
+        each one's outcome goes back to its operation.
+
+        A turn's commit holds whole saves only: a save that failed after
+        writing part of itself (its row, then not its outbox rows), or a
+        crash (an exception that is no `Exception`), rolls the whole turn
+        back, and then no operation of the turn goes on as if saved: the one
+        whose save failed gets its error, the others a `ConcurrencyError`
+        (their instance runs again from its last committed save, at the next
+        round). A save refused before it wrote anything (someone else's
+        version or lease) leaves the others' standing, as alone."""
         if len(saves) == 1:
             entry, call = saves[0]
             entry[1], entry[2] = _call(call)
-        elif saves:
-            try:
-                with self.store.transaction():
-                    for entry, call in saves:
-                        entry[1], entry[2] = _call(call)
-            except BaseException as exc:  # not committed: no save of the turn stands
-                for entry, _ in saves:
-                    entry[1], entry[2] = None, exc
+            return
+        if not saves:
+            return
+        kept = [(entry, call, _saver_of(call), _saver_of(call).record) for entry, call in saves]
+        refused: dict[str, Exception] = {}
+        try:
+            with self.store.saves_together() as refused:
+                for entry, call, saver, before in kept:
+                    entry[1], entry[2] = _call(call)
+                    error = entry[2]
+                    if error is not None and (not isinstance(error, Exception)
+                                              or saver.record is not before):
+                        raise _TurnUndone(error)  # (the transaction rolls back)
+        except BaseException as exc:  # not committed: no save of the turn stands
+            undone = isinstance(exc, _TurnUndone)
+            cause = exc.error if isinstance(exc, _TurnUndone) else exc
+            crash = not isinstance(cause, Exception)
+            for entry, _, saver, before in kept:
+                saver.record = before  # (as stored: its release drops the lease)
+                if crash:
+                    entry[2] = cause
+                elif before.id in refused:
+                    entry[2] = refused[before.id]
+                elif entry[2] is None:  # (a save of its own that failed keeps its error)
+                    entry[2] = cause if not undone else ConcurrencyError(
+                        f"instance {before.id!r}: its save was rolled back with its turn's "
+                        f"({type(cause).__name__}: {cause}): it runs again")
+                entry[1] = None
+            return
+        for entry, _, saver, before in kept:
+            error = refused.get(before.id)
+            if error is not None:  # put off by the store, then refused: nothing written
+                saver.record = before
+                entry[1], entry[2] = None, error
 
     def _note_kept(self, saver: _Saver, output: Any) -> None:
         if isinstance(output, Kept) and self.journal:
@@ -899,6 +949,9 @@ class Engine:
         if op.taken and self.journal:
             for seq in op.taken:
                 saver.note(("taken", {"seq": seq}))
+        box = op.state.mailbox
+        if box is None or not box.undelivered:
+            return  # (nothing set aside: no need to ask the operation which are new)
         for message in op.set_aside_since():
             saver.note(("undelivered", _message_entry(message)), repair=True)
             log.warning("instance %s: message %d (%r) is undelivered: %s", saver.record.id,
@@ -1081,7 +1134,7 @@ class Engine:
                                  f"thread {thread.id!r} failed: {event.error}"
         if len(waiting) > 1:
             waiting = tuple(sorted(set(waiting)))
-        new = InstanceRecord(  # positionally: `replace` would be a second call per save
+        new = new_record(  # positionally: `replace` would be a second call per save
             record.id, record.workflow, status._value_, dumps(wf, state), record.version,
             wake_at, waiting, attempts, failed if error is None else error,
             record.lease_owner, record.lease_until, record.created_at, record.updated_at)
@@ -1167,6 +1220,8 @@ class _Saver:
         else:
             self._write()
             self.dirty = False
+            if self.op is not None:
+                self.op.unseen = False  # (this save holds the navigations before it)
             self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
@@ -1185,9 +1240,13 @@ class _Saver:
         """The operation's last save (if anything is unsaved, or the row is stale),
         dropping the lease."""
         assert self.state is not None
-        if self.dirty or overrides or self.notes or self.record.error or self._stale():
+        op = self.op
+        if self.dirty or (op is not None and op.unseen) or overrides or self.notes \
+                or self.record.error or self._stale():
             self._write(release=release, **overrides)
             self.dirty = False
+            if op is not None:
+                op.unseen = False
             self._journal()
 
     def _write(self, **overrides: Any) -> None:
@@ -1236,6 +1295,20 @@ def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | 
     finally:
         if token is not None:
             _current_step.reset(token)
+
+
+class _TurnUndone(Exception):
+    """`Engine._save_together`: roll the turn's transaction back for `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _saver_of(call: tuple[Any, tuple[Any, ...], Any]) -> _Saver:
+    """The `_Saver` of a save a turn holds: a durable checkpoint's, or `_settle`'s."""
+    fn, args, _ = call
+    return fn if type(fn) is _Saver else args[0]
 
 
 def _positions(state: State) -> dict[str, Any]:

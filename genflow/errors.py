@@ -14,6 +14,7 @@ __all__ = [
     "ArgumentError",
     "Cancelled",
     "ChildFailed",
+    "ClockError",
     "ConcurrencyError",
     "CorruptStateError",
     "DataError",
@@ -43,6 +44,7 @@ __all__ = [
     "SerializationError",
     "StaleCallbackError",
     "StatementError",
+    "StatementTypeError",
     "StepError",
     "StepTimeoutError",
     "StoreError",
@@ -65,8 +67,8 @@ class GenflowError(Exception):
 
 class ArgumentError(GenflowError, ValueError):
     """An argument that cannot work (a token too short; an unknown log level,
-    status or diagram format; a naive datetime for a fake clock; a count below
-    1): refused before anything runs or is written."""
+    status, diagram format or mode; a count below 1): refused before anything
+    runs or is written. (A naive clock is a `ClockError`.)"""
 
 
 class ChildFailed(GenflowError):
@@ -94,6 +96,16 @@ class StatementError(DefinitionError, ValueError):
     """A statement (or a `Retry`) was built with an argument it cannot take (a
     negative duration, a naive datetime, errors that are not exception classes).
     Also a `ValueError`, as arguments of the wrong value are in Python."""
+
+
+class ClockError(GenflowError, ValueError):
+    """A clock that tells no aware time (`datetime.utcnow` is naive: a naive
+    time means different moments on different machines). Also a `ValueError`."""
+
+
+class StatementTypeError(StatementError, TypeError):
+    """A statement was given an argument of the wrong kind (a `Wait` given a
+    `Step` rather than its events). Also a `TypeError`, as in Python."""
 
 
 class EmptyLoopError(DefinitionError):

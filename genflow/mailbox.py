@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from genflow.children import CHILD_EVENT
 from genflow.errors import DefinitionError, GenflowError
 from genflow.replay import as_body, iter_tree
 from genflow.state import KEPT_UNDELIVERED, MAIN_THREAD
@@ -53,7 +54,8 @@ def sendable(wf: Any) -> tuple[dict[str, list[On]], set[str], set[str]]:
             if isinstance(stmt, Timeout):
                 timers.add(stmt.name or "")
             elif isinstance(stmt, On):
-                events.setdefault(stmt.name or "", []).append(stmt)
+                if stmt.name != CHILD_EVENT:  # (a child's report: the engine's alone)
+                    events.setdefault(stmt.name or "", []).append(stmt)
             elif type(stmt) is Go:
                 threads.add(stmt.id)
     except GenflowError:

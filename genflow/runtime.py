@@ -55,7 +55,13 @@ from genflow.children import (
     keep_arrived,
 )
 from genflow.clock import system_clock
-from genflow.codec import check_payload, converter, structure_payload, unstructure
+from genflow.codec import (
+    check_payload,
+    converter,
+    structure_payload,
+    unstructure,
+    unstructure_hook,
+)
 from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
     Cancelled,
@@ -85,6 +91,7 @@ from genflow.handlers import _payload_parameter as _handler_input
 from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.outbox import Outbox
 from genflow.replay import (
+    _TRACERS,
     END,
     FAIL,
     RESTART,
@@ -129,6 +136,7 @@ from genflow.state import (
     ThreadStatus,
     WaitEvent,
     WaitEventStatus,
+    unretryable,
 )
 from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
 
@@ -695,9 +703,10 @@ class Operation:
     None: a failure is raised at once and tried again on the next resume).
     """
 
-    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition", "failed",
-                 "failing", "failure", "handler_retry", "located", "outbox", "parallel_steps",
-                 "repaths", "retry", "started", "state", "taken", "tracer", "unstructure", "wf")
+    __slots__ = ("aside", "at_once", "calls", "checkpoint", "clock", "definition",
+                 "durable_only", "failed", "failing", "failure", "handler_retry", "located",
+                 "outbox", "parallel_steps", "repaths", "retry", "started", "state", "taken",
+                 "tracer", "unseen", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
     #: (False: replay after all user code, the rule's reference in the tests)
@@ -710,6 +719,12 @@ class Operation:
         self.wf = wf
         self.state = state
         self.checkpoint = checkpoint
+        #: the checkpoint is called at durable checkpoints only (the move loop's
+        #: AFTER_RESUME navigations are left out, and `unseen` set instead): for
+        #: a checkpoint that only saves, such as the engine's when it neither
+        #: journals nor logs each move
+        self.durable_only = False
+        self.unseen = False
         self.clock = clock or system_clock
         self.retry = retry or ONCE
         self.handler_retry = handler_retry
@@ -723,10 +738,12 @@ class Operation:
         self.failed: tuple[Thread, WaitEvent | None] | None = None
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
-        self.tracer = tracer(type(wf)) if self.reuse else None
+        cls = type(wf)
+        self.tracer = (_TRACERS[cls] if cls in _TRACERS else tracer(cls)) if self.reuse \
+            else None
         #: the data's snapshot before user code runs (looked up once per operation:
         #: hooks registered later are seen by the next one)
-        self.unstructure = converter.get_unstructure_hook(type(wf))
+        self.unstructure = unstructure_hook(cls)
         # Where a move just stood each thread: (thread.pc, frames, statement). The
         # move that follows (run the step, set up the wait, go on after a won
         # event) takes it instead of replaying the definition again. It is valid
@@ -813,7 +830,10 @@ class Operation:
                         raise failing
                 if checkpoint is not None:  # `_checkpoint`, inlined: this loop is the hot path
                     state.update_status()
-                    yield (checkpoint, (kind,), None)
+                    if kind is not _AFTER_RESUME or not self.durable_only:
+                        yield (checkpoint, (kind,), None)
+                    else:  # a navigation its checkpoint does not want to see: noted
+                        self.unseen = True
                 if moves >= max_moves:
                     state.update_status()
                     raise MoveLimitError(
@@ -964,8 +984,8 @@ class Operation:
         if not writes:
             return None
         now = converter.unstructure(wf)
-        for path, _ in writes:
-            if not _writable(now, flight.base, path):
+        for path, value in writes:
+            if not _writable(now, flight.base, path, value):
                 return path_words(path)
         for path, value in writes:
             _put(now, path, value)
@@ -1775,6 +1795,11 @@ class Operation:
         """The one send operation (see `send`): delivered now, or kept and the
         instance moved on. What the moves fail with is kept in `self.failure`."""
         state = self.state
+        if event == CHILD_EVENT:  # (the relay answers the wait's own request: `deliver`)
+            raise UnknownEventError(
+                f"{event!r} is the report a child workflow's end sends to its parent's "
+                f"Child or Children wait, by the engine alone; no sender can send it to "
+                f"instance {state.id!r}")
         req = direct_request(state, event, thread)
         if req is not None:
             return (yield from self.deliver(req, payload, max_moves))
@@ -1891,8 +1916,12 @@ class Operation:
         value = report.data
         if wait.result is not None:
             if not isinstance(value, dict) or wait.result not in value:
-                raise PayloadError(f"child {report.id!r} has no field {wait.result!r} "
-                                   f"(Children {wait.name!r}, result=)")
+                # the child ended: its report is final, so the wait fails (catchable)
+                # rather than the report being refused and the parent left waiting
+                return self._unfit_report(thread, event, kept, [*arrived, [index, None]],
+                                          PayloadError(
+                    f"child {report.id!r} has no field {wait.result!r} "
+                    f"({'Child' if wait.single else 'Children'} {wait.name!r}, result=)"))
             value = value[wait.result]
         arrived.append([index, value])
         kept = keep_arrived(kept, arrived)
@@ -1908,8 +1937,13 @@ class Operation:
             if field is None:
                 raise DefinitionError(f"Children {wait.name!r}: into={wait.into!r} is not a "
                                       f"field of {type(self.wf).__name__}")
-            typed = structure_payload(results, Any if field.type is None else _resolved(
-                type(self.wf), wait.into), CHILD_EVENT)
+            try:
+                typed = structure_payload(results, Any if field.type is None else _resolved(
+                    type(self.wf), wait.into), CHILD_EVENT)
+            except PayloadError as exc:
+                return self._unfit_report(thread, event, kept, arrived, PayloadError(
+                    f"{'Child' if wait.single else 'Children'} {wait.name!r}: the result "
+                    f"does not fit into={wait.into!r}: {exc}"))
             setattr(self.wf, wait.into, typed)
             self._user_code()
         if wait.handler is not None:
@@ -1933,6 +1967,18 @@ class Operation:
         thread.since = None
         state.update_status()
         return None
+
+    def _unfit_report(self, thread: Thread, event: WaitEvent, kept: dict[str, Any],
+                      arrived: list[list[Any]], error: PayloadError) -> None:
+        """A child's report that its wait cannot take (no `result` field, a value
+        that does not fit `into`) fails the thread at the wait, as a failed child
+        does: a `Try` catches it, and the children still running are torn down."""
+        event.req.setup_data = keep_arrived(kept, arrived)
+        self._unwind_from(thread, Failure(
+            type=type(error).__name__, message=str(error), step=thread.stmt,
+            types=_type_keys(type(error)), path=tuple(thread.path)))
+        thread.pc = self.state.pc
+        self.state.update_status()
 
     # -- operators --
 
@@ -2089,6 +2135,9 @@ def _failure_words(state: State) -> str:
 
 
 def _failed_words(state: State) -> str:
+    if unretryable(state):
+        return (f"instance {state.id!r} has failed ({_failure_words(state)}): cancel it, or "
+                "move the failed thread to a statement (`genflow move`), before sending events")
     return (f"instance {state.id!r} has failed ({_failure_words(state)}): retry it "
             "(Engine.retry, `genflow retry`) or move the failed thread before sending events")
 
@@ -2128,7 +2177,11 @@ def _next_message(thread: Thread, kept: list[Message]) -> Message | None:
 
 def _unknown_event(state: State, event: str, events: dict[str, Any], timers: set[str]) -> str:
     words = ", ".join(repr(e) for e in sorted(events)) or "none"
-    now = request_refusal(state, event, None)
+    if state.pc == 0 and all(t.stmt == "" and t.status is _RESUMING for t in state.threads):
+        # (a signal-with-start's instance, or one started with run=False)
+        now = f"instance {state.id!r} has not started yet"
+    else:
+        now = str(request_refusal(state, event, None, timer_words=False))
     if event in timers:
         return (f"{now}; {event!r} is a timer of workflow {state.workflow!r}: timers fire by "
                 f"themselves when they are due; the events a sender can send are {words}")
@@ -2154,8 +2207,11 @@ def request_for(state: State, event: str, thread_id: str | None) -> CallbackRequ
     return candidates[0][1].req
 
 
-def request_refusal(state: State, event: str, thread_id: str | None) -> GenflowError:
-    """Why `event` cannot be delivered to `state` now (an event not kept)."""
+def request_refusal(state: State, event: str, thread_id: str | None, *,
+                    timer_words: bool = True) -> GenflowError:
+    """Why `event` cannot be delivered to `state` now (an event not kept).
+    `timer_words`: say so when `event` is a timer's (a caller that says it
+    itself passes False)."""
     if state.status in _FINAL:
         return WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
     if thread_id is not None and state.thread(thread_id) is None:
@@ -2174,7 +2230,8 @@ def request_refusal(state: State, event: str, thread_id: str | None) -> GenflowE
     sendable_now = sorted({e for _, events, _ in waits for e in events})
     return UnknownEventError(
         f"instance {state.id!r} does not wait for {event!r}"
-        + (" (it is a timer: timers fire by themselves when they are due)" if timer else "")
+        + (" (it is a timer: timers fire by themselves when they are due)"
+           if timer and timer_words else "")
         + "; it waits for " + (", ".join(repr(e) for e in sendable_now) if sendable_now
                                else "no event a sender can send (only timers)"))
 
@@ -2330,6 +2387,16 @@ def _in_worker(action: Callable[[], Any]) -> Callable[[], Any]:
 _GONE: Any = _Signal("GONE")  # a key a step deleted
 
 
+class _Appended:
+    """A write that appends `items` to the list at its place: steps at once that
+    each append to one list (a fan-in's results) all land, in the order they end."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal as the store keeps them: 1, 1.0 and True differ, so does key order."""
     if a is b:
@@ -2361,6 +2428,9 @@ def _writes(base: Any, after: Any, path: tuple[Any, ...], out: list[Any]) -> Non
     elif type(base) is list and type(after) is list and len(base) == len(after):
         for i, (x, y) in enumerate(zip(base, after, strict=True)):
             _writes(x, y, (*path, i), out)
+    elif type(base) is list and type(after) is list and len(base) < len(after) and all(
+            _same(x, y) for x, y in zip(base, after, strict=False)):
+        out.append((path, _Appended(after[len(base):])))
     else:
         out.append((path, after))
 
@@ -2376,9 +2446,14 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
-def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
+def _writable(now: Any, base: Any, path: tuple[Any, ...], value: Any = None) -> bool:
     """May a write at `path` made from `base` go over `now`: is the value there,
-    and the container holding it, as the step saw them?"""
+    and the container holding it, as the step saw them? (An append needs only
+    the list's items the step saw, in their places: others may have appended.)"""
+    if type(value) is _Appended:
+        was, there = _at(base, path), _at(now, path)
+        return type(there) is list and type(was) is list and len(there) >= len(was) and all(
+            _same(x, y) for x, y in zip(was, there, strict=False))
     if not _same(_at(now, path), _at(base, path)):
         return False
     parent = _at(now, path[:-1])
@@ -2389,6 +2464,9 @@ def _writable(now: Any, base: Any, path: tuple[Any, ...]) -> bool:
 
 
 def _put(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    if type(value) is _Appended:
+        _at(data, path).extend(value.items)
+        return
     parent = _at(data, path[:-1])
     if value is _GONE:
         del parent[path[-1]]

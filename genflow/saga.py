@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from genflow.errors import DefinitionError
+from genflow.errors import DefinitionError, StatementError
 from genflow.statements import Retry, Step
 
 __all__ = ["Saga"]
@@ -49,6 +49,9 @@ class Saga:
              timeout: float | _dt.timedelta | None = None,
              compensate_retry: Retry | None = None) -> Step:
         """A `Step` that, once done, makes `compensate` owed (in the same checkpoint)."""
+        if not callable(compensate):
+            raise StatementError(f"saga step {name!r}: compensate= is the function that "
+                                 f"undoes it, not {compensate!r}")
         _compensations(self)[name] = (compensate, compensate_retry or UNTIL_DONE)
         done = self.done
 

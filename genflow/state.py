@@ -345,6 +345,13 @@ _AFTER_FAILURE = CheckpointType.AFTER_FAILURE
 _AFTER_CANCEL = CheckpointType.AFTER_CANCEL
 
 
+def unretryable(state: State) -> bool:
+    """Has a failure nothing caught ended a thread, after the thread's `Catch`
+    and `Finally` bodies ran? Then no step is left to run again: `Engine.retry`
+    refuses, and an operator cancels the instance or moves the thread."""
+    return any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads)
+
+
 def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started."""

@@ -21,7 +21,12 @@ from typing import Any
 
 import attrs
 
-from genflow.errors import DefinitionError, DuplicateThreadError, StatementError
+from genflow.errors import (
+    DefinitionError,
+    DuplicateThreadError,
+    StatementError,
+    StatementTypeError,
+)
 from genflow.handlers import EventHandler, TimerHandler, takes_argument
 from genflow.state import Failure
 
@@ -89,10 +94,23 @@ class Retry:
     never: tuple[type[BaseException], ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        if self.attempts is not None and self.attempts < 1:
-            raise StatementError("Retry.attempts must be at least 1 (or None: retry forever)")
+        if self.attempts is not None and (type(self.attempts) is not int or self.attempts < 1):
+            raise StatementError(f"Retry.attempts must be an int, at least 1 (or None: retry "
+                                 f"forever), not {self.attempts!r}")
+        for name in ("backoff", "factor", "max_backoff"):
+            value = getattr(self, name)
+            if type(value) is bool or not isinstance(value, (int, float)):
+                raise StatementError(f"Retry.{name} is a number of seconds, not {value!r}")
         if not (self.backoff >= 0 and self.factor >= 1 and self.max_backoff >= 0):
             raise StatementError("Retry backoff must be >= 0 and factor >= 1")
+        for name in ("on", "never"):  # one class or a tuple of them, as `except` takes
+            value = getattr(self, name)
+            errors = value if isinstance(value, tuple) else (value,)
+            for error in errors:
+                if not (isinstance(error, type) and issubclass(error, BaseException)):
+                    raise StatementError(
+                        f"Retry.{name} takes exception classes, got {error!r}")
+            object.__setattr__(self, name, errors)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -136,6 +154,8 @@ class Step(Stmt):
                  timeout: float | _dt.timedelta | None = None, blocking: bool = False):
         self.name = name
         self.action = action
+        if retry is not None and not isinstance(retry, Retry):
+            raise StatementError(f"Step {name!r}: retry= takes a genflow.Retry, not {retry!r}")
         self.retry = retry
         self.timeout = None if timeout is None else _seconds(f"Step {name!r}", timeout)
         self.blocking = blocking
@@ -177,7 +197,7 @@ class Switch(Stmt):
     def __init__(self, *cases: Case):
         for case in cases:
             if not isinstance(case, Case):
-                raise TypeError(f"Switch takes Case/Default statements, not {case!r}")
+                raise StatementTypeError(f"Switch takes Case/Default statements, not {case!r}")
         self.cases = list(cases)
         self.bodies = tuple([case.bodies[0] for case in cases])  # a list: cheaper than a genexpr
 
@@ -297,10 +317,8 @@ class Timeout(On):
         elif after is not None and at is not None:
             raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
         seconds = None if after is None else _seconds(f"Timeout {name!r}", after)
-        if at is not None and (not isinstance(at, _dt.datetime) or at.tzinfo is None):
-            raise StatementError(
-                f"Timeout {name!r}: `at` must be an aware datetime (UTC), got {at!r}; "
-                "naive times are ambiguous across machines and time zones")
+        if at is not None:
+            _check_at(f"Timeout {name!r}", at)
         if raises is not None and not (isinstance(raises, type)
                                        and issubclass(raises, BaseException)):
             raise StatementError(f"Timeout {name!r}: `raises` must be an exception class")
@@ -321,7 +339,7 @@ class Wait(Stmt):
     def __init__(self, name: str, *events: On):
         for event in events:
             if not isinstance(event, On):
-                raise TypeError(f"Wait {name!r} takes On/Timeout events, not {event!r}")
+                raise StatementTypeError(f"Wait {name!r} takes On/Timeout events, not {event!r}")
         self.name = name
         self.events = events
         self.bodies = tuple([event.bodies[0] for event in events])  # a list: cheaper than a genexpr
@@ -341,8 +359,13 @@ class Sleep(Wait):
 
     def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
                  until: _dt.datetime | None = _NOT_GIVEN):
-        if seconds is None and until is _NOT_GIVEN:
+        if (seconds is None) == (until is _NOT_GIVEN):
             raise StatementError(f"Sleep {name!r}: give `seconds` or `until`")
+        # checked here too, so that a refusal names this Sleep rather than its timer
+        if seconds is not None:
+            _seconds(f"Sleep {name!r}", seconds)
+        elif until is not None:
+            _check_at(f"Sleep {name!r}", until, "until")
         super().__init__(name, Timeout(WAKE, seconds, at=until))
 
 
@@ -381,6 +404,8 @@ class Go(Stmt):
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
+        if daemon is not False and daemon is not True:
+            raise StatementError(f"Go {name!r}: daemon is True or False, not {daemon!r}")
         self.daemon = daemon
         self.bodies = ((body,),)
 
@@ -592,10 +617,23 @@ def _check_blocking(name: str, action: Any, blocking: Any) -> None:
 
 
 def _seconds(what: str, value: float | _dt.timedelta) -> float:
-    seconds = value.total_seconds() if isinstance(value, _dt.timedelta) else float(value)
+    if isinstance(value, _dt.timedelta):
+        seconds = value.total_seconds()
+    elif type(value) is not bool and isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise StatementError(f"{what}: a duration is seconds (a number) or a timedelta, "
+                             f"not {value!r}")
     if not seconds >= 0:  # (NaN too)
         raise StatementError(f"{what}: a duration must not be negative, got {value!r}")
     return seconds
+
+
+def _check_at(what: str, at: Any, argument: str = "at") -> None:
+    if not isinstance(at, _dt.datetime) or at.tzinfo is None:
+        raise StatementError(
+            f"{what}: `{argument}` must be an aware datetime (UTC), got {at!r}; "
+            "naive times are ambiguous across machines and time zones")
 
 
 def _is_body(obj: Any) -> bool:

@@ -187,6 +187,11 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
             except UnknownWorkflowError as exc:
                 problems.append(f"{kind} {stmt.name!r}: a child is no workflow: {exc}")
                 break
+            if stmt.result is not None and attrs.has(type(item)) and \
+                    stmt.result not in attrs.fields_dict(type(item)):
+                problems.append(f"{kind} {stmt.name!r}: result={stmt.result!r} is not a field "
+                                f"of the child's {type(item).__name__}")
+                break
     if isinstance(stmt, Children) and stmt.into is not None:
         cls = type(definition)
         if attrs.has(cls) and stmt.into not in {f.name for f in attrs.fields(cls)}:

@@ -29,7 +29,7 @@ import contextlib
 import datetime as _dt
 import inspect
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
         ScheduleRecord,
     )
 
-__all__ = ["InstanceRecord", "JournalEntry", "OutboxEntry", "Store", "lease_free", "pack_detail",
-           "refused_save", "unpack_detail", "utcnow"]
+__all__ = ["InstanceRecord", "JournalEntry", "OutboxEntry", "Store", "lease_free", "new_record",
+           "pack_detail", "refused_save", "unpack_detail", "utcnow"]
 
 
 # Aliases: inside `Store`, the name `list` is the method, not the builtin.
@@ -66,8 +66,22 @@ utcnow = system_clock
 _KEEP: Any = object()  # `InstanceRecord.replace`: this field as it is
 
 
-@attrs.frozen
-class InstanceRecord:
+_FIELDS = ("id", "workflow", "status", "blob", "version", "wake_at", "waiting_for", "attempts",
+           "error", "lease_owner", "lease_until", "created_at", "updated_at", "taken_from")
+
+
+class _RecordSlots:
+    """`InstanceRecord`'s slots, in a base of their own, so that `new_record` can
+    fill them by plain writes in a sibling class (`_Filling`): a frozen attrs
+    class's `__init__` writes each field through `object.__setattr__`, which
+    made building the two records of every save a sixth of a durable step's
+    instructions (benchmarks/instructions.py)."""
+
+    __slots__ = _FIELDS
+
+
+@attrs.frozen(weakref_slot=False)  # (no slot of its own: `_Filling` shares its layout)
+class InstanceRecord(_RecordSlots):
     """One stored instance.
 
     `wake_at` is when the engine should next look at the instance (None: only an
@@ -104,7 +118,7 @@ class InstanceRecord:
         field by field because every save makes two of these, and `evolve`
         (or a dict of the fields) costs twice as much (see benchmarks/).
         `taken_from` is not kept: it tells of one claim only."""
-        return InstanceRecord(
+        return new_record(
             self.id if id is _KEEP else id,
             self.workflow if workflow is _KEEP else workflow,
             self.status if status is _KEEP else status,
@@ -122,9 +136,44 @@ class InstanceRecord:
         )
 
 
-# `replace` names every field, in order: adding a field means adding it there.
+class _Filling(_RecordSlots):
+    """A record being built: its fields written plainly, then it is an
+    `InstanceRecord` (frozen from then on; the layouts are the same slots)."""
+
+    __slots__ = ()
+
+    def __init__(self, id: str, workflow: str, status: str, blob: bytes, version: int = 0,
+                 wake_at: _dt.datetime | None = None, waiting_for: tuple[str, ...] = (),
+                 attempts: int = 0, error: str = "", lease_owner: str | None = None,
+                 lease_until: _dt.datetime | None = None,
+                 created_at: _dt.datetime | None = None,
+                 updated_at: _dt.datetime | None = None,
+                 taken_from: str | None = None) -> None:
+        self.id = id
+        self.workflow = workflow
+        self.status = status
+        self.blob = blob
+        self.version = version
+        self.wake_at = wake_at
+        self.waiting_for = waiting_for
+        self.attempts = attempts
+        self.error = error
+        self.lease_owner = lease_owner
+        self.lease_until = lease_until
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.taken_from = taken_from
+        self.__class__ = InstanceRecord  # type: ignore[assignment]
+
+
+#: `InstanceRecord(...)`, positionally or by name, for the hot paths (every save
+#: builds records): the same record, without the frozen class's per-field writes
+new_record: Callable[..., InstanceRecord] = _Filling  # type: ignore[assignment]
+
+# `replace` and `new_record` name every field, in order: adding a field means adding it there.
 assert list(inspect.signature(InstanceRecord.replace).parameters)[1:] == [
-    field.name for field in attrs.fields(InstanceRecord)], "InstanceRecord.replace is stale"
+    field.name for field in attrs.fields(InstanceRecord)] == list(_FIELDS) == list(
+    inspect.signature(_Filling).parameters), "InstanceRecord.replace or new_record is stale"
 
 
 @attrs.frozen
@@ -340,6 +389,24 @@ class Store(abc.ABC):
         operation rather than at every checkpoint."""
         return False
 
+    def saves_together(self) -> contextlib.AbstractContextManager[dict[str, Exception]]:
+        """One commit for the saves of a worker round's turn (`Engine._together`):
+        the saves of different instances, each at most once, and the writes
+        that go with them (outbox rows, journal entries).
+
+        Like `transaction()`, with one freedom: a store may put off each `save`
+        made inside to the end of the block, returning at once the record as
+        it will be stored (the lease as the record says, None with `release`),
+        and write them all together there (PostgreSQL: one statement, and no
+        transaction at all when nothing else was written). A save refused then
+        (`ConcurrencyError`, `InstanceNotFoundError`) is in the dict the block
+        yields, by instance id, its other writes undone: when any other write
+        was made in the block, the block raises `ConcurrencyError` after
+        rolling back everything, the refused saves still named in the dict.
+        Stores that write each save at once yield an empty dict (the default:
+        `transaction()`)."""
+        return _saves_in(self.transaction())
+
     # -- the outbox and children (genflow.outbox; the engine's relay) --
 
     def create_if_absent(self, record: InstanceRecord,
@@ -540,3 +607,11 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _saves_in(transaction: contextlib.AbstractContextManager[None]
+              ) -> Iterator[dict[str, Exception]]:
+    """`Store.saves_together` of a store that writes each save at once."""
+    with transaction:
+        yield {}

@@ -51,15 +51,24 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
 from genflow.errors import (
+    ConcurrencyError,
     DuplicateInstanceError,
     GenflowError,
+    InstanceNotFoundError,
     ReadOnlyStoreError,
     StoreError,
     StoreFullError,
     StoreNotFoundError,
     StoreUnavailableError,
 )
-from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
+from genflow.stores.base import (
+    InstanceRecord,
+    JournalEntries,
+    Records,
+    pack_detail,
+    refused_save,
+    utcnow,
+)
 from genflow.stores.group import GroupCommit, Write
 from genflow.stores.outbox_sql import OUTBOX_PG, OutboxSQL
 from genflow.stores.pg_listener import Listener, channel
@@ -158,6 +167,17 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         "CREATE INDEX journal_at ON {s}.journal (at)",
     )),
     ("the outbox and children links (genflow.stores.outbox_sql)", OUTBOX_PG),
+    # Ids are ordered and read by range (keyset pages, an id prefix, a schedule's
+    # ``ID@`` ticks) and must sort as Python's str and SQLite do, by code point: a
+    # database whose collation is linguistic (en_US, ICU) sorts "Ac" between "ab"
+    # and "ad", so an id-prefix read that stops at the first id outside the prefix
+    # would miss "ad". Changing a text column's collation rewrites no row; its
+    # indexes are rebuilt.
+    ("ids compared by code point whatever the database's collation", (
+        'ALTER TABLE {s}.instances ALTER COLUMN id TYPE text COLLATE "C"',
+        'ALTER TABLE {s}.schedules ALTER COLUMN id TYPE text COLLATE "C"',
+        'ALTER TABLE {s}.queues ALTER COLUMN name TYPE text COLLATE "C"',
+    )),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -291,6 +311,23 @@ class PostgresStore(OutboxSQL):
             "OR lease_owner IS NULL OR lease_owner = %(owner)s) RETURNING lease_owner, lease_until"
         )
         return {
+            # a turn's saves (`saves_together`): `save` for each row of the arrays
+            "save_many": (
+                f"UPDATE {s}.instances i SET status = v.status, blob = v.blob, "
+                "version = i.version + 1, wake_at = v.wake_at, waiting_for = v.waiting::text[], "
+                "attempts = v.attempts, error = v.error, "
+                "lease_owner = CASE WHEN v.release THEN NULL ELSE i.lease_owner END, "
+                "lease_until = CASE WHEN v.release THEN NULL ELSE i.lease_until END, "
+                "updated_at = v.now FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
+                "%(blobs)s::bytea[], %(wakes)s::timestamptz[], %(waiting)s::text[], "
+                "%(attempts)s::integer[], %(errors)s::text[], %(expected)s::bigint[], "
+                "%(release)s::boolean[], %(now)s::timestamptz[]) AS v(id, status, blob, "
+                "wake_at, waiting, attempts, error, expected, release, now) "
+                "WHERE i.id = v.id AND i.version = v.expected AND (i.lease_owner IS NULL "
+                "OR i.lease_owner = %(owner)s) RETURNING i.id"
+            ),
+            "why_many": (f"SELECT id, version, lease_owner FROM {s}.instances "
+                         "WHERE id = ANY(%s::text[])"),
             "save": save.replace("<release>", ""),
             # the lease holder's last save: the row's owner is NULL or the saver
             "save_release": save.replace("<release>",
@@ -373,6 +410,9 @@ class PostgresStore(OutboxSQL):
         """This thread's connection inside `transaction()`, else one from the pool."""
         pinned = getattr(self._local, "conn", None)
         if pinned is not None:
+            if getattr(self._local, "deferred", None) is not None and \
+                    pinned.info.transaction_status == TransactionStatus.IDLE:
+                pinned.execute("BEGIN")  # `saves_together`: a write beside its saves
             yield pinned
             return
         with self._pool.connection() as conn:
@@ -415,6 +455,87 @@ class PostgresStore(OutboxSQL):
 
     def grouping(self) -> bool:
         return getattr(self._local, "conn", None) is not None
+
+    @contextmanager
+    def saves_together(self) -> Iterator[dict[str, Exception]]:
+        """The saves of a worker round's turn put off to the end of the block
+        and written there in one statement (`save_many`): a turn of plain
+        saves is one round trip and one commit. A write made beside them (an
+        outbox row, a journal entry) opens a transaction at that point, and
+        the saves join it before its commit."""
+        if getattr(self._local, "conn", None) is not None:
+            yield {}  # inside `transaction()`: its commit, each save at once
+            return
+        refused: dict[str, Exception] = {}
+        try:
+            with self._pool.connection() as conn:
+                self._local.conn = conn
+                deferred: list[tuple[InstanceRecord, int, str, bool]] = []
+                self._local.deferred = deferred
+                try:
+                    yield refused
+                    self._local.deferred = None
+                    if deferred:
+                        self._save_deferred(conn, deferred, refused)
+                    status = conn.info.transaction_status
+                    if status == TransactionStatus.INERROR:
+                        raise StoreError(f"{self!r}: a write of the turn failed, so no save "
+                                         "of it was written")
+                    if status == TransactionStatus.INTRANS:
+                        if refused:
+                            raise ConcurrencyError(
+                                f"saves refused ({', '.join(map(repr, sorted(refused)))}) "
+                                "rolled back the other writes of their turn: they run again")
+                        conn.execute("COMMIT")
+                except BaseException:
+                    if conn.info.transaction_status in (TransactionStatus.INTRANS,
+                                                        TransactionStatus.INERROR):
+                        conn.execute("ROLLBACK")  # (a broken connection: the pool drops it)
+                    raise
+                finally:
+                    self._local.conn = None
+                    self._local.deferred = None
+        except self._catch as exc:
+            raise self._translate(exc) from exc
+
+    def _save_deferred(self, conn: psycopg.Connection[Any],
+                       deferred: list[tuple[InstanceRecord, int, str, bool]],
+                       refused: dict[str, Exception]) -> None:
+        """Write the saves a turn put off (one statement), naming in `refused`
+        the ones whose row had moved on (or gone)."""
+        ids = [record.id for record, _, _, _ in deferred]
+        if len(set(ids)) != len(ids):  # (an instance saved twice in one turn: never)
+            raise StoreError("saves_together: an instance was saved twice in one turn")
+        owners = {owner for _, _, owner, _ in deferred}
+        if len(owners) != 1:
+            raise StoreError("saves_together: the saves of one turn are one owner's")
+        params = {
+            "ids": ids, "owner": owners.pop(),
+            "statuses": [r.status for r, _, _, _ in deferred],
+            "blobs": [r.blob for r, _, _, _ in deferred],
+            "wakes": [_aware(r.wake_at) for r, _, _, _ in deferred],
+            "waiting": [_array_literal(r.waiting_for) for r, _, _, _ in deferred],
+            "attempts": [r.attempts for r, _, _, _ in deferred],
+            "errors": [r.error for r, _, _, _ in deferred],
+            "expected": [expected for _, expected, _, _ in deferred],
+            "release": [release for _, _, _, release in deferred],
+            "now": [r.updated_at for r, _, _, _ in deferred],
+        }
+        saved = {row[0] for row in conn.execute(self._sql["save_many"], params).fetchall()}
+        if len(saved) == len(ids):
+            return
+        missing = [i for i in ids if i not in saved]
+        rows = {row[0]: row[1:] for row in conn.execute(self._sql["why_many"], (missing,))}
+        for record, expected, owner, _ in deferred:
+            if record.id in saved:
+                continue
+            why = rows.get(record.id)
+            if why is None:
+                refused[record.id] = InstanceNotFoundError(f"no instance {record.id!r}")
+            else:
+                refused[record.id] = refused_save(record.id, why[0], why[1], expected, owner) \
+                    or ConcurrencyError(f"instance {record.id!r} changed while it was saved: "
+                                        "reload and retry")
 
     # -- group commit (genflow.stores.group) --
 
@@ -542,6 +663,15 @@ class PostgresStore(OutboxSQL):
              previous: InstanceRecord | None = None,
              release: bool = False) -> InstanceRecord:
         now = utcnow()
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None and lease_owner is not None:  # `saves_together`: at its end
+            release = bool(release)
+            deferred.append((record.replace(updated_at=now), expected_version, lease_owner,
+                             release))
+            return record.replace(version=expected_version + 1, updated_at=now,
+                                  lease_owner=None if release else record.lease_owner,
+                                  lease_until=None if release else record.lease_until,
+                                  waiting_for=tuple(record.waiting_for))
         statement = "save_release" if release and lease_owner is not None else "save"
         params = {
             "id": record.id, "status": record.status, "blob": record.blob,
@@ -654,6 +784,13 @@ class PostgresStore(OutboxSQL):
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._label!r}, schema={self.schema!r})"
+
+
+def _array_literal(items: tuple[str, ...] | list[str]) -> str:
+    """A text[] as PostgreSQL reads it from text (an array of arrays cannot be a
+    parameter: each row's `waiting_for` goes as this, cast in the statement)."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
 
 
 def _qualified(alias: str) -> str:

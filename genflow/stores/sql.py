@@ -31,6 +31,7 @@ from genflow.stores.base import (
     JournalEntry,
     Records,
     Store,
+    new_record,
     refused_save,
     unpack_detail,
     utcnow,
@@ -159,7 +160,7 @@ class SQLStore(Store):
         time_in = self._time_in
         (id_, workflow, status, blob, version, wake_at, waiting, attempts, error,
          lease_owner, lease_until, created_at, updated_at) = row
-        return InstanceRecord(
+        return new_record(
             id_, workflow, status, bytes(blob), version, time_in(wake_at),
             self._waiting_in(waiting), attempts, error, lease_owner, time_in(lease_until),
             time_in(created_at), time_in(updated_at),

@@ -45,7 +45,14 @@ from genflow.errors import (
     StoreNotFoundError,
     StoreUnavailableError,
 )
-from genflow.stores.base import InstanceRecord, JournalEntries, Records, pack_detail, utcnow
+from genflow.stores.base import (
+    InstanceRecord,
+    JournalEntries,
+    Records,
+    new_record,
+    pack_detail,
+    utcnow,
+)
 from genflow.stores.group import GroupCommit, Write
 from genflow.stores.outbox_sql import OUTBOX_SQLITE, OutboxSQL
 from genflow.stores.sched_sql import ENDED_TERM
@@ -543,7 +550,7 @@ class SQLiteStore(OutboxSQL):
         if holder is _REFUSED:
             return self._refused(record, expected_version, lease_owner, now)
         # positionally: the record as stored (`replace` would cost a second call)
-        return InstanceRecord(
+        return new_record(
             record.id, record.workflow, record.status, record.blob, expected_version + 1,
             record.wake_at, waiting, record.attempts, record.error,
             None if release else holder, None if release else record.lease_until,

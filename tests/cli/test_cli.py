@@ -419,9 +419,9 @@ def test_bad_arguments(inproc, args: list[str], message: str) -> None:
 def test_check_warns_when_the_workflow_named_is_not_installed(inproc) -> None:
     code, out, err = inproc("check", "--workflow", "cli-ordr", "--processes", "1")
     assert code == 0 and out.startswith("ok: the installed code can move on all 0 ")
-    assert re.fullmatch(r"genflow: warning: no workflow 'cli-ordr' is installed \(installed: "
-                        r"[^)]*cli-order[^)]*\): its instances, if any, are reported as not "
-                        r"installed\n", err), err
+    assert re.fullmatch(r"genflow: warning: no workflow 'cli-ordr' is installed \(did you mean "
+                        r"'cli-order'[^?]*\? installed: [^)]*\): its instances, if any, are "
+                        r"reported as not installed\n", err), err
     code, out, err = inproc("check", "--workflow", "cli-order", "--processes", "1")
     assert (code, err) == (0, "") and " all 1 in-flight " in out  # o1; `done` has finished
 

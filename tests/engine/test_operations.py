@@ -388,6 +388,7 @@ def test_the_check_warns_of_a_workflow_name_nothing_installs(tickets):
     report = check_store(tickets.store, workflow="ops-tickets")
     assert report.ok and report.checked == 0
     installed = genflow.registry.name_list(genflow.registry.registered())
-    assert report.warnings == (f"no workflow 'ops-tickets' is installed (installed: {installed})"
+    assert report.warnings == (f"no workflow 'ops-tickets' is installed (did you mean "
+                               f"'ops-ticket'? installed: {installed})"
                                ": its instances, if any, are reported as not installed",)
     assert check_store(tickets.store, workflow="ops-ticket").warnings == ()
