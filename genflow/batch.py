@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import attrs
 
 from genflow.engine import Engine
-from genflow.errors import GenflowError
+from genflow.errors import ArgumentError, GenflowError
 from genflow.state import WorkflowStatus
 from genflow.stores import open_store
 
@@ -155,9 +155,9 @@ def run_batch(
     stderr (`Progress`); off by default: a library prints nothing unasked.
     """
     if commit_every < 1:
-        raise ValueError("commit_every must be at least 1")
+        raise ArgumentError("commit_every must be at least 1")
     if processes < 1:
-        raise ValueError("processes must be at least 1")
+        raise ArgumentError("processes must be at least 1")
     if processes > 1 and store.startswith("memory"):
         raise GenflowError("an in-memory store cannot be shared by worker processes")
     make = engine or Engine

@@ -329,12 +329,15 @@ def cmd_serve(engine: Engine, args: argparse.Namespace) -> None:
     """The web console and HTTP API (genflow.web), until interrupted."""
     from genflow.web.serve import serve
 
-    print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
-          f"{args.store}", file=sys.stderr, flush=True)
+    def ready(server: Any) -> None:  # (after the access checks: a refusal is the only line)
+        print(f"genflow: console on http://{args.host}:{args.port}{args.root_path} over "
+              f"{args.store}", file=sys.stderr, flush=True)
+
     serve(engine, host=args.host, port=args.port, token_file=args.token_file,
           secret_file=args.secret_file, insecure_local=args.insecure_local,
           max_body=args.max_body, root_path=args.root_path,
-          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url)
+          forwarded_allow_ips=args.forwarded_allow_ips, public_url=args.public_url,
+          ready=ready)
 
 
 def cmd_report(engine: Engine, args: argparse.Namespace) -> None:
@@ -963,7 +966,8 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     add.add_argument("workflow", help="the workflow's registered name")
     when = add.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", metavar="EXPR", help="a cron expression, as '0 2 * * *'")
-    when.add_argument("--every", type=_seconds, metavar="SECONDS", help="an interval")
+    when.add_argument("--every", type=_interval, metavar="DURATION",
+                      help="an interval: 90s, 15m, 12h, 1d (a bare number is seconds)")
     add.add_argument("--tz", default="UTC", help="the cron's time zone (default UTC)")
     add.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
     add.add_argument("--factory", help="a registered factory that makes each tick's data")
@@ -1116,6 +1120,15 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
         return value
     return parse
+
+
+def _interval(text: str) -> float:
+    """An argparse type: a duration above 0, as `_duration` reads it (`--jitter 5m`
+    and `--every 5m` read alike)."""
+    value = _duration(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"an interval above 0, not {text}")
+    return value
 
 
 def _seconds(text: str) -> float:

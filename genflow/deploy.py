@@ -33,7 +33,7 @@ import attrs
 import msgpack
 
 from genflow.codec import loads
-from genflow.errors import GenflowError, NonDeterminismError
+from genflow.errors import ArgumentError, GenflowError, NonDeterminismError
 from genflow.registry import name_list, registered, workflow_name
 from genflow.runtime import diagnose
 from genflow.state import WorkflowStatus
@@ -133,7 +133,7 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
     the store must support `reopen`.
     """
     if processes < 1:
-        raise ValueError("processes must be at least 1")
+        raise ArgumentError("processes must be at least 1")
     began = time.perf_counter()
     if workflows is None:
         classes = registered()

@@ -58,8 +58,11 @@ def describe(
     `outbox` the entries it wrote that are not delivered yet (`OutboxEntry`).
     """
     now = now or system_clock()
-    lines = [f"instance {state.id} of workflow {state.workflow!r}: "
-             f"{_status(state, attempts, error, wake_at)}"]
+    status = _status(state, attempts, error, wake_at)
+    if queue is not None and queue.startswith("waits in queue") \
+            and state.status is WorkflowStatus.RESUMING and not error:
+        status = "queued (no worker runs it until its queue admits it)"
+    lines = [f"instance {state.id} of workflow {state.workflow!r}: {status}"]
     if updated_at is not None:
         lines.append(f"  last changed {when(updated_at, now)}")
     if queue is not None:

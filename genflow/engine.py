@@ -46,6 +46,7 @@ from genflow.children import child_effects
 from genflow.clock import checked_clock, system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
+    ArgumentError,
     ConcurrencyError,
     CorruptStateError,
     DuplicateInstanceError,
@@ -117,6 +118,8 @@ _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDI
 _SHARE_BUDGET = 0.001
 #: the longest instance id a store keeps (ids are primary keys on every store)
 MAX_ID_LENGTH = 255
+#: the statuses `Engine.list` filters by
+_STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 
 
 @attrs.frozen
@@ -306,6 +309,8 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
         watch = self.observer.watching()
         if self.store.grouping() or not self.share_commits or watch is not None:
             # (watched: one at a time, each operation's span current while it runs)
@@ -371,6 +376,12 @@ class Engine:
         for (blobs not decoded); with `parent`, only that instance's children
         (`genflow.children`), in the order they were started."""
         status_value = status.value if isinstance(status, WorkflowStatus) else status
+        if status_value is not None and status_value not in _STATUS_VALUES:
+            raise ArgumentError(f"status is one of {', '.join(sorted(_STATUS_VALUES))}, not "
+                                f"{status!r}")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 0):
+            raise ArgumentError(f"limit is a count of 0 or more (or None: all), not {limit!r}")
         if parent is not None:
             found = []
             for child, _ in self.store.children(_checked_id(parent)):

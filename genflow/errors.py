@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArgumentError",
     "Cancelled",
     "ChildFailed",
     "ClockError",
@@ -62,6 +63,12 @@ class GenflowError(Exception):
 
 
 # -- definitions ---------------------------------------------------------------------
+
+
+class ArgumentError(GenflowError, ValueError):
+    """An argument that cannot work (a token too short; an unknown log level,
+    status, diagram format or mode; a count below 1): refused before anything
+    runs or is written. (A naive clock is a `ClockError`.)"""
 
 
 class ChildFailed(GenflowError):

@@ -44,6 +44,8 @@ from typing import Any
 
 import attrs
 
+from genflow.errors import ArgumentError
+
 __all__ = ["CODES", "LintWarning", "lint", "lint_source"]
 
 #: code -> (category, what is read)
@@ -128,7 +130,7 @@ def _paths(targets: Iterable[Any]) -> Iterator[Path]:
         if isinstance(target, types.ModuleType):
             file = getattr(target, "__file__", None)
             if file is None:
-                raise ValueError(f"module {target.__name__!r} has no source file to lint")
+                raise ArgumentError(f"module {target.__name__!r} has no source file to lint")
             target = file
         path = Path(target)
         if path.is_dir():

@@ -44,6 +44,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from genflow.errors import ArgumentError
 from genflow.state import CheckpointType, State, ThreadStatus, WorkflowStatus
 
 if TYPE_CHECKING:
@@ -106,10 +107,11 @@ def configure_logging(level: str | int = "WARNING", format: str = "text",
     logging itself needs none of this."""
     if isinstance(level, str):
         if level.upper() not in logging.getLevelNamesMapping():
-            raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+            raise ArgumentError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING "
+                                     "or ERROR")
         level = logging.getLevelNamesMapping()[level.upper()]
     if format not in ("text", "json"):
-        raise ValueError(f"unknown log format {format!r}: use text or json")
+        raise ArgumentError(f"unknown log format {format!r}: use text or json")
     handler = logging.StreamHandler(stream)  # (None: stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -108,19 +108,29 @@ class Queues:
         """Store the queue's limits (every worker reads them from the store; the
         last definition wins) and keep its key function in this process. Each
         process that starts instances on a keyed queue defines it."""
-        if not isinstance(queue.name, str) or not queue.name:
-            raise ScheduleError(f"a queue needs a non-empty name, not {queue.name!r}")
+        if not isinstance(queue.name, str) or not queue.name or len(queue.name) > 200 \
+                or "\x00" in queue.name or not _encodable(queue.name):
+            raise ScheduleError(f"a queue needs a non-empty name of at most 200 characters "
+                                f"(valid UTF-8, no NUL), not {queue.name!r}")
         for what in ("concurrency", "per_key", "rate"):
             value = getattr(queue, what)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value < 2**63):
                 raise ScheduleError(f"queue {queue.name!r}: {what} is a whole number of 1 or "
                                     f"more (or None: no limit), not {value!r}")
         if (queue.rate is None) != (queue.per is None):
             raise ScheduleError(f"queue {queue.name!r}: a rate limit is rate=N with per=PERIOD")
-        period = queue.record().period
-        if period is not None and period <= 0:
-            raise ScheduleError(f"queue {queue.name!r}: per= is a positive period, not "
-                                f"{queue.per!r}")
+        per = queue.per
+        if per is not None and (
+                isinstance(per, bool) or not isinstance(per, _dt.timedelta | int | float)
+                or not 0 < (per.total_seconds() if isinstance(per, _dt.timedelta) else per)
+                < 10**9):
+            raise ScheduleError(f"queue {queue.name!r}: per= is a positive period (a timedelta "
+                                f"or a number of seconds), not {queue.per!r}")
+        if queue.key is not None and not ((isinstance(queue.key, str) and queue.key)
+                                          or callable(queue.key)):
+            raise ScheduleError(f"queue {queue.name!r}: key= is a field name or a function of "
+                                f"the data, not {queue.key!r}")
         if queue.per_key is not None and queue.key is None:
             raise ScheduleError(f"queue {queue.name!r}: per_key needs key= (a field name or a "
                                 "function of the data)")
@@ -156,6 +166,7 @@ class Queues:
         keyset, so reading a page deep in a long queue costs what the first
         costs; the first position of a page is counted once, as `place` counts
         it (an index range as long as the position)."""
+        _limit(limit)
         self.get(name)  # QueueNotFoundError
         phase, key = _cursor(after)
         if phase == "a":
@@ -178,6 +189,7 @@ class Queues:
         each part in admission order; and the cursor of the next page (None: the
         last). An instance that ended leaves the queue at the next admission round,
         so the ended ones are not here (the instance list's other filters find them)."""
+        _limit(limit)
         self.get(name)  # QueueNotFoundError
         store = self.engine.store
         phase, key = _cursor(after)
@@ -202,8 +214,9 @@ class Queues:
     def entry_for(self, queue: str, instance_id: str, data: Any, priority: int) -> QueueEntry:
         """The queue entry of a new instance: its key computed by this process's
         definition of the queue."""
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ScheduleError(f"a priority is a whole number, not {priority!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool) \
+                or not -2**63 <= priority < 2**63:
+            raise ScheduleError(f"a priority is a whole number (64 bits), not {priority!r}")
         local = self._local.get(queue)
         if local is None:
             stored = self.get(queue)  # QueueNotFoundError
@@ -217,6 +230,19 @@ class Queues:
                 priority: int) -> InstanceRecord:
         entry = self.entry_for(queue, record.id, data, priority)
         return self.engine.store.enqueue(record, entry)
+
+
+def _limit(limit: Any) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise ScheduleError(f"a page's limit is a whole number from 1 to 100,000, not {limit!r}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def cursor_after(entry: QueueEntry) -> str:

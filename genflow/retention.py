@@ -63,7 +63,8 @@ class Retention:
                 raise ScheduleError(f"Retention.{what} is a timedelta of 0 or more, "
                                     f"not {value!r}")
         if self.journal_length is not None and (not isinstance(self.journal_length, int)
-                                                or self.journal_length < 0):
+                                                or isinstance(self.journal_length, bool)
+                                                or not 0 <= self.journal_length < 2**63):
             raise ScheduleError(f"Retention.journal_length is a count of 0 or more, not "
                                 f"{self.journal_length!r}")
 
@@ -105,12 +106,22 @@ class RetentionRunner:
         """Delete the ended instances (of `statuses`) last changed more than
         `older_than` ago, in batches; `dry_run` counts them instead (up to
         `batch * max_batches`)."""
+        if not isinstance(older_than, _dt.timedelta) or older_than < _dt.timedelta(0):
+            raise ScheduleError(f"a purge's older_than is a timedelta of 0 or more, not "
+                                f"{older_than!r}")
+        if now is not None and (not isinstance(now, _dt.datetime) or now.tzinfo is None):
+            raise ScheduleError(f"a purge's now is an aware datetime, not {now!r}")
+        if isinstance(statuses, str):
+            statuses = (statuses,)
         unknown = sorted(set(statuses) - set(ENDED))
         if unknown:
             raise ScheduleError(f"only ended instances are purged ({', '.join(ENDED)}), "
                                 f"not {', '.join(unknown)}")
         started = time.perf_counter()
-        before = (now or utcnow()) - older_than
+        try:
+            before = (now or utcnow()) - older_than
+        except OverflowError:
+            before = _dt.datetime.min.replace(tzinfo=_dt.UTC)  # older than anything stored
         store = self.engine.store
         total = 0
         ids: builtins.list[str] = []
@@ -138,6 +149,8 @@ class RetentionRunner:
 
     def run(self, *, now: _dt.datetime | None = None, dry_run: bool = False) -> PurgeReport:
         """Apply every policy once (a bounded number of batches each)."""
+        if now is not None and (not isinstance(now, _dt.datetime) or now.tzinfo is None):
+            raise ScheduleError(f"a retention run's now is an aware datetime, not {now!r}")
         now = now or utcnow()
         started = time.perf_counter()
         own = [p.workflow for p in self.policies if p.workflow is not None]

@@ -155,7 +155,10 @@ class Schedule:
         if self.start is not None and moment < self.start:
             moment = self.start - _US
         if self.cron is not None:
-            tick = _cron(self.cron, moment.astimezone(self.zone)).get_next(_dt.datetime)
+            cron = _cron(self.cron, moment.astimezone(self.zone))
+            tick = cron.get_next(_dt.datetime)
+            while self._repeated(tick):
+                tick = cron.get_next(_dt.datetime)
             tick = tick.astimezone(_dt.UTC)
         else:
             assert self.every is not None
@@ -168,7 +171,10 @@ class Schedule:
         """The last tick at or before `moment` (None: none since `start`)."""
         if self.cron is not None:
             cron = _cron(self.cron, (moment + _US).astimezone(self.zone))
-            tick = cron.get_prev(_dt.datetime).astimezone(_dt.UTC)
+            tick = cron.get_prev(_dt.datetime)
+            while self._repeated(tick):
+                tick = cron.get_prev(_dt.datetime)
+            tick = tick.astimezone(_dt.UTC)
         else:
             assert self.every is not None
             anchor = self.start or _EPOCH
@@ -180,6 +186,22 @@ class Schedule:
         if self.end is not None and tick > self.end:
             return self.latest_at_or_before(self.end) if moment > self.end else None
         return tick
+
+    def _repeated(self, tick: _dt.datetime) -> bool:
+        """Whether `tick` is the second pass of a wall time the autumn's DST change
+        repeats, for a cron whose hour is fixed: `30 2 * * *` fires once that
+        night, at the first 02:30 (as Vixie cron does), while a wildcard or
+        stepped hour (`30 * * * *`, `*/15 * * * *`) keeps its cadence through both."""
+        local = tick.astimezone(self.zone)
+        if not local.fold:
+            return False
+        first = local.replace(fold=0)
+        if first.utcoffset() == local.utcoffset():
+            return False  # not a repeated wall time
+        assert self.cron is not None
+        parts = self.cron.split()
+        hour = parts[1] if len(parts) >= 5 else "*"
+        return "*" not in hour and "/" not in hour
 
     def jitter_of(self, tick: _dt.datetime) -> _dt.timedelta:
         """The tick's delay: the same on every worker (a hash of the schedule and
@@ -420,6 +442,13 @@ class Schedules:
         (the overlap policy does not apply: each tick runs). Returns the ids
         started. Refused beyond 10,000 ticks (backfill in parts)."""
         info = self.get(schedule_id)
+        for moment in (start, end):
+            if not isinstance(moment, _dt.datetime) or moment.tzinfo is None:
+                raise ScheduleError(f"backfill of {schedule_id!r}: start and end are aware "
+                                    f"datetimes, not {moment!r}")
+        if end < start:
+            raise ScheduleError(f"backfill of {schedule_id!r}: end ({end}) is before start "
+                                f"({start})")
         ticks = []
         tick = info.schedule.next_after(start - _US)
         while tick is not None and tick < end:
@@ -503,9 +532,10 @@ class Schedules:
         """The schedule, or `ScheduleError` saying what is wrong with it."""
         engine = self.engine
         if not isinstance(schedule_id, str) or not schedule_id \
-                or len(schedule_id) > MAX_SCHEDULE_ID or "\x00" in schedule_id:
-            raise ScheduleError(f"a schedule id is a text of 1 to {MAX_SCHEDULE_ID} characters, "
-                                f"not {schedule_id!r}")
+                or len(schedule_id) > MAX_SCHEDULE_ID or "\x00" in schedule_id \
+                or not _encodable(schedule_id):
+            raise ScheduleError(f"a schedule id is a text of 1 to {MAX_SCHEDULE_ID} characters "
+                                f"(valid UTF-8, no NUL), not {schedule_id!r}")
         name = workflow_name(data)
         cls = engine._class(name)  # UnknownWorkflowError: this engine does not run it
         if not isinstance(data, cls):
@@ -543,6 +573,14 @@ class Schedules:
                                        or moment.tzinfo is None):
                 raise ScheduleError(f"schedule {schedule_id!r}: {when} is an aware datetime, "
                                     f"not {moment!r}")
+        if not isinstance(fields["priority"], int) or isinstance(fields["priority"], bool) \
+                or not -2**63 <= fields["priority"] < 2**63:
+            raise ScheduleError(f"schedule {schedule_id!r}: priority is a whole number (64 bits), "
+                                f"not {fields['priority']!r}")
+        if fields["start"] is not None and fields["end"] is not None \
+                and fields["end"] < fields["start"]:
+            raise ScheduleError(f"schedule {schedule_id!r}: end ({fields['end']}) is before "
+                                f"start ({fields['start']})")
         if fields["jitter"] < _dt.timedelta(0) or (
                 fields["catchup_window"] is not None
                 and fields["catchup_window"] < _dt.timedelta(0)):
@@ -571,7 +609,7 @@ class Schedules:
             _Turn(engine, engine.clock()).instance(schedule, tick or engine.clock())
         except Exception as exc:
             raise ScheduleError(f"schedule {schedule_id!r}: its first tick could not start an "
-                                f"instance: {type(exc).__name__}: {explain(exc)}") from None
+                                f"instance: {_reason(exc)}") from None
         return schedule
 
 
@@ -688,7 +726,7 @@ class _Turn:
             try:
                 made = self.instance(schedule, tick, None if ids is None else ids[n])
             except Exception as exc:  # the factory, a queue this process lacks...
-                reason = f"{type(exc).__name__}: {explain(exc)}"
+                reason = _reason(exc)
                 log.error("schedule %s: the tick of %s cannot start its instance: %s; tried "
                           "again in %s", schedule.id, tick, reason, ERROR_BACKOFF,
                           extra=fields(workflow=schedule.workflow, schedule=schedule.id))
@@ -736,11 +774,30 @@ def _info(record: ScheduleRecord) -> ScheduleInfo:
                         record.skipped, record.error, record.version)
 
 
+def _reason(exc: BaseException) -> str:
+    """`ConnectionError: db down`: the error's type named once (`explain` names it
+    for an error that is not the converter's)."""
+    words = explain(exc)
+    name = type(exc).__name__
+    return words if words.startswith(f"{name}:") else f"{name}: {words}"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _delta(value: Any, what: str) -> _dt.timedelta:
     if isinstance(value, _dt.timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _dt.timedelta(seconds=value)
+        try:
+            return _dt.timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            pass  # NaN, infinite or beyond timedelta's range: refused below
     raise ScheduleError(f"{what} is a timedelta or a number of seconds, not {value!r}")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genflow.errors import ArgumentError
 from genflow.render import formats as _formats
 from genflow.render.formats import MEANING, STYLES, outline_html
 from genflow.render.graph import Cluster, Edge, EdgeKind, Graph, Node, NodeKind, build_graph
@@ -109,5 +110,6 @@ def render(wf: Any, state: State | None = None, format: str = "mmd") -> str:
     writers = {"mmd": to_mermaid, "dot": to_dot, "svg": to_svg, "json": to_json,
                "text": to_text}
     if fmt not in writers:
-        raise ValueError(f"unknown diagram format {format!r}: use one of {', '.join(FORMATS)}")
+        raise ArgumentError(f"unknown diagram format {format!r}: use one of "
+                                 f"{', '.join(FORMATS)}")
     return writers[fmt](graph_of(wf, state))

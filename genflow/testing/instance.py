@@ -38,7 +38,14 @@ from typing import Any
 from genflow.children import ChildReport, child_ids
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
-from genflow.errors import GenflowError, HandlerError, MoveLimitError, SerializationError, StepError
+from genflow.errors import (
+    ArgumentError,
+    GenflowError,
+    HandlerError,
+    MoveLimitError,
+    SerializationError,
+    StepError,
+)
 from genflow.mailbox import Kept
 from genflow.outbox import Intent
 from genflow.registry import workflow_name
@@ -136,7 +143,7 @@ class Instance:
         parallel_steps: int = DEFAULT_PARALLEL_STEPS,
     ) -> None:
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+            raise ArgumentError(f"mode must be one of {MODES}, not {mode!r}")
         self.mode = mode
         self.wf = wf
         self.state = new_state(instance_id, wf) if state is None else state

@@ -40,6 +40,7 @@ import attrs
 from genflow.clock import FakeClock
 from genflow.codec import dumps, loads, unstructure
 from genflow.errors import (
+    ArgumentError,
     EventError,
     GenflowError,
     HandlerError,
@@ -113,7 +114,7 @@ class Run:
         services: Sequence[Any] = (),
     ) -> None:
         if policy not in ("plain", "reload"):
-            raise ValueError(f"policy must be 'plain' or 'reload', not {policy!r}")
+            raise ArgumentError(f"policy must be 'plain' or 'reload', not {policy!r}")
         self.scenario = scenario
         self.events: list[Send] = list(scenario.events)
         self.policy = policy

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from genflow.errors import ArgumentError
+
 __all__ = ["Access", "LocalAccess", "Sessions", "TokenAccess", "is_loopback"]
 
 #: A check: the request's user, or None to refuse it.
@@ -37,7 +39,7 @@ class TokenAccess:
     def __init__(self, tokens: Mapping[str, str] | str):
         self.tokens = {"operator": tokens} if isinstance(tokens, str) else dict(tokens)
         if not self.tokens or any(len(t) < 16 for t in self.tokens.values()):
-            raise ValueError("each access token must be at least 16 characters long")
+            raise ArgumentError("each access token must be at least 16 characters long")
 
     def __call__(self, request: Any) -> str | None:
         header = request.headers.get("authorization", "")

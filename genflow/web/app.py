@@ -440,7 +440,17 @@ async def api_workflows(request: Request, config: WebConfig, user: str) -> Respo
         for i in infos]})
 
 
+#: the list's query parameters (a mistyped one is refused, not ignored: `?stauts=failed`
+#: would otherwise answer every instance)
+_LIST_PARAMETERS = frozenset({"workflow", "status", "waiting", "failed", "q", "schedule",
+                              "queue", "after", "limit"})
+
+
 async def api_list(request: Request, config: WebConfig, user: str) -> Response:
+    unknown = sorted(set(request.query_params) - _LIST_PARAMETERS)
+    if unknown:
+        raise RequestError(f"the instance list takes no parameter {', '.join(map(repr, unknown))}"
+                           f" (it takes {', '.join(sorted(_LIST_PARAMETERS))})")
     filters = Filters.from_query(request.query_params)
     rows, after = await run_in_threadpool(list_rows, config.engine, filters)
     return _json({"items": rows, "next": after})
@@ -449,6 +459,10 @@ async def api_list(request: Request, config: WebConfig, user: str) -> Response:
 async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
                      "the body")
+    unknown = sorted(set(body) - {"workflow", "data", "id", "run", "if_exists", "send"})
+    if unknown:  # a mistyped key ("dat") would start the instance with its defaults
+        raise RequestError(f"a start takes workflow, data, id, run, if_exists and send, not "
+                           f"{unknown}")
     name = field(body, "workflow", str, required=True)
     instance_id = field(body, "id", str)
     send = field(body, "send", dict)
@@ -594,6 +608,9 @@ async def api_retry(request: Request, config: WebConfig, user: str) -> Response:
 async def api_move(request: Request, config: WebConfig, user: str) -> Response:
     body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
                      "the body")
+    unknown = sorted(set(body) - {"thread", "statement"})
+    if unknown:
+        raise RequestError(f"a move takes thread and statement, not {unknown}")
     thread = field(body, "thread", str, default="_main_")
     statement = field(body, "statement", str, required=True)
     return await _operate(config, request.path_params["id"],

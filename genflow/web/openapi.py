@@ -114,13 +114,14 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                        "maximum": 500}}],
        responses=_responses(listing, 401, 404, 422))
-    start = {"type": "object", "required": ["workflow"], "properties": {
+    start = {"type": "object", "required": ["workflow"], "additionalProperties": False,
+             "properties": {
         "workflow": {"type": "string"}, "data": {"type": "object"},
         "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"},
         "if_exists": {"type": "string", "enum": ["raise", "return"],
                       "description": "an instance with this id exists: 409 (raise), or "
                                      "answer with it, untouched (return)"},
-        "send": {"type": "object", "required": ["event"],
+        "send": {"type": "object", "required": ["event"], "additionalProperties": False,
                  "description": "signal-with-start: deliver this event to instance `id`, "
                                 "starting it from `data` if it does not exist (in one write); "
                                 "answered as a send",
@@ -158,7 +159,8 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
         op("post", f"/api/v1/instances/{{id}}/{name}", operationId=ROUTES[what][2],
            summary=ROUTES[what][3], parameters=[_ID],
            responses=_responses(_INSTANCE, 401, 404, 409))
-    move = {"type": "object", "required": ["statement"], "properties": {
+    move = {"type": "object", "required": ["statement"], "additionalProperties": False,
+            "properties": {
         "thread": {"type": "string"}, "statement": {"type": "string"}}}
     op("post", "/api/v1/instances/{id}/move", operationId="move_thread", summary=ROUTES[7][3],
        parameters=[_ID], requestBody=_body(move),

@@ -1,0 +1,86 @@
+"""Acceptance: the command line as a new user types it. `--every` reads a
+duration as `--jitter` and `--window` do; `python -m genflow` is the command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genflow.cli import main
+
+APP = Path(__file__).resolve().parents[1] / "support" / "sched_app.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gf(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(["--app", str(APP), "--store", "sqlite:///s.db", *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.mark.parametrize(("every", "shown"), [("15m", "every 0:15:00"), ("90", "every 0:01:30"),
+                                              ("1d", "every 1 day, 0:00:00")])
+def test_every_takes_a_duration(gf, every, shown):
+    code, out, err = gf("schedule", "add", "tick", "sched-report", "--every", every)
+    assert code == 0, err
+    assert out.startswith(f"tick\tsched-report\t{shown}\tnext ")
+
+
+@pytest.mark.parametrize(("every", "message"), [("0", "an interval above 0"),
+                                                ("5x", "not a duration: '5x'"),
+                                                ("--every=-5m", "a duration of 0 or more")])
+def test_a_bad_interval_is_a_one_line_error(gf, every, message):
+    args = [every] if every.startswith("--") else ["--every", every]
+    code, out, err = gf("schedule", "add", "tick", "sched-report", *args)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_python_dash_m_genflow_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "genflow", "--version"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("genflow ")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "the console needs an access token"),
+    (["--insecure-local", "--host", "0.0.0.0"], "listens on loopback only"),
+])
+def test_a_refused_serve_says_only_why(gf, monkeypatch, args, message):
+    pytest.importorskip("uvicorn")
+    monkeypatch.delenv("GENFLOW_WEB_TOKEN", raising=False)
+    code, _, err = gf("serve", *args)
+    assert code == 2, err
+    assert err.startswith("genflow: error: ") and message in err
+    assert "console on" not in err  # no claim that it serves before it refuses
+
+
+def test_show_heads_a_queued_instance_as_queued_not_running(gf):
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("q", concurrency=1))
+    assert gf("start", "sched-job", "--id", "a", "--queue", "q")[0] == 0
+    first = gf("show", "a")[1].splitlines()[0]
+    assert first == ("instance a of workflow 'sched-job': queued (no worker runs it until "
+                     "its queue admits it)")
+    assert gf("worker", "--until-idle")[0] == 0
+    assert "queued" not in gf("show", "a")[1].splitlines()[0]

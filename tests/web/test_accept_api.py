@@ -1,0 +1,105 @@
+"""Acceptance: the HTTP API refuses what it does not take, with a typed 4xx and
+nothing written: a mistyped key in a start or move body, a mistyped query
+parameter of the list, an id no store can keep. Configuration mistakes
+(a short token) are `GenflowError`s too."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import attrs
+import pytest
+from web_helpers import call, serving  # (skips without the web extra)
+
+import genflow
+from genflow import Engine, On, Wait
+from genflow.errors import ArgumentError, GenflowError
+from genflow.stores import SQLiteStore
+from genflow.web import create_app
+
+
+@genflow.workflow("accept-api-cart")
+@attrs.define
+class Cart:
+    owner: str = ""
+
+    def definition(self):
+        yield Wait("shopping?", On("checkout", self.checkout))
+
+    def checkout(self) -> None:
+        pass
+
+
+def rows(path) -> list:
+    connection = sqlite3.connect(path)
+    try:
+        tables = [t for (t,) in connection.execute(
+            "select name from sqlite_master where type='table' order by name")]
+        return [(t, sorted(map(repr, connection.execute(f"select * from {t}"))))
+                for t in tables]
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    path = tmp_path / "api.db"
+    engine = Engine(SQLiteStore(path), workflows=[Cart])
+    engine.start(Cart(owner="ann"), id="c1")
+    with serving(engine) as base:
+        yield base, path
+
+
+REFUSED = [
+    ("post", "/api/v1/instances", {"workflow": "accept-api-cart", "dat": {"owner": "x"}},
+     422, "RequestError", "dat"),
+    ("post", "/api/v1/instances", {"workflow": "accept-api-cart", "id": "n1",
+                                   "send": {"event": "checkout", "paylod": {}}},
+     422, "RequestError", "paylod"),
+    ("post", "/api/v1/instances/c1/move", {"statement": "shopping?", "thraed": "_main_"},
+     422, "RequestError", "thraed"),
+    ("get", "/api/v1/instances?stauts=failed", None, 422, "RequestError", "stauts"),
+    ("get", "/api/v1/instances/a%00b", None, 422, "InvalidIdError", "NUL"),
+    ("get", "/api/v1/instances/" + "a" * 300, None, 422, "InvalidIdError", "255"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "kind", "word"), REFUSED)
+def test_a_refused_request_is_typed_and_changes_nothing(served, method, path, body, status,
+                                                        kind, word):
+    base, db = served
+    before = rows(db)
+    got, answer, _ = call(method.upper(), base + path, body)
+    assert got == status, answer
+    error = answer["error"]
+    assert error["type"] == kind
+    assert word in error["message"]
+    assert rows(db) == before
+
+
+def test_the_known_list_parameters_still_filter(served):
+    base, _ = served
+    got, answer, _ = call("GET", base + "/api/v1/instances?status=waiting"
+                          "&workflow=accept-api-cart&limit=5")
+    assert got == 200
+    assert [i["id"] for i in answer["items"]] == ["c1"]
+
+
+def test_the_description_says_the_bodies_take_no_other_keys(served):
+    base, _ = served
+    _, doc, _ = call("GET", base + "/api/v1/openapi.json")
+    start = doc["paths"]["/api/v1/instances"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    move = doc["paths"]["/api/v1/instances/{id}/move"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert start["additionalProperties"] is False
+    assert start["properties"]["send"]["additionalProperties"] is False
+    assert move["additionalProperties"] is False
+
+
+def test_a_short_token_is_a_configuration_error(tmp_path):
+    engine = Engine(SQLiteStore(tmp_path / "t.db"), workflows=[Cart])
+    with pytest.raises(ArgumentError, match="16 characters") as refused:
+        create_app(engine, token="short")
+    assert isinstance(refused.value, GenflowError)
+    assert isinstance(refused.value, ValueError)  # as before, for callers that caught it
