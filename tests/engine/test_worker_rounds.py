@@ -152,9 +152,10 @@ def test_a_turn_that_raises_leaves_nothing_of_it(make_store):
 
 
 def _postgres() -> Any:
+    dsn = postgres_dsn()  # (first: without PostgreSQL, a skip, before psycopg is imported)
     from genflow.stores.postgres import PostgresStore
 
-    return PostgresStore(postgres_dsn(), schema=fresh_schema(), drop_schema_on_close=True)
+    return PostgresStore(dsn, schema=fresh_schema(), drop_schema_on_close=True)
 
 
 @pytest.mark.postgres
