@@ -45,21 +45,27 @@ def test_killed_workers_lose_no_child_and_start_none_twice():
     workers: list[subprocess.Popen[str]] = []
     try:
         engine = Engine(store)
+        # the workers first, idle: the parents are started under their feet, so that
+        # the first kill (a moment later) lands in the fan-out, however fast they are
+        workers = [_spawn(dsn, schema) for _ in range(WORKERS)]
         parents = [engine.start(SumOfSquares(base=n * WIDTH, width=WIDTH), id=f"p{n:03}",
                                 run=False) for n in range(PARENTS)]
-        workers = [_spawn(dsn, schema) for _ in range(WORKERS)]
         deadline = time.monotonic() + 50
         kills = 0
+        first_kill_mid_run = False
         while store.count(workflow="kids-sum", status="finished") < PARENTS:
             assert time.monotonic() < deadline, "the parents did not all finish in time"
-            time.sleep(rng.uniform(0.2, 0.8))
+            time.sleep(rng.uniform(0.05, 0.25) if kills == 0 else rng.uniform(0.2, 0.8))
             if kills < 4:
+                if kills == 0:
+                    first_kill_mid_run = store.count(workflow="kids-square",
+                                                     status="finished") < PARENTS * WIDTH
                 victim = rng.randrange(len(workers))
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait()
                 workers[victim] = _spawn(dsn, schema)
                 kills += 1
-        assert kills >= 1
+        assert kills >= 1 and first_kill_mid_run
         for n, pid in enumerate(parents):
             parent = engine.get(pid)
             assert parent.status.value == "finished", pid
