@@ -97,9 +97,11 @@ class Retry:
     never: tuple[type[BaseException], ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        if self.attempts is not None and (type(self.attempts) is not int or self.attempts < 1):
+        # (read untyped: compiled, a typed read of a wrong value raises before this check)
+        attempts = getattr(self, "attempts")  # noqa: B009
+        if attempts is not None and (type(attempts) is not int or attempts < 1):
             raise StatementError(f"Retry.attempts must be an int, at least 1 (or None: retry "
-                                 f"forever), not {self.attempts!r}")
+                                 f"forever), not {attempts!r}")
         for name in ("backoff", "factor", "max_backoff"):
             value = getattr(self, name)
             if type(value) is bool or not isinstance(value, (int, float)):
@@ -153,10 +155,10 @@ class Step(Stmt):
 
     __slots__ = ("action", "blocking", "name", "retry", "timeout")
 
-    def __init__(self, name: str, action: Callable[[], Any], *, retry: Retry | None = None,
-                 timeout: float | _dt.timedelta | None = None, blocking: Any = False):
-        # (`blocking` Any, not bool: compiled, an annotation is checked at the call, before
-        # the clear error below; docs/compiled.md)
+    def __init__(self, name: str, action: Callable[[], Any], *, retry: Any = None,
+                 timeout: Any = None, blocking: Any = False):
+        # (`retry`, `timeout` and `blocking` Any, not Retry, seconds and bool: compiled, an
+        # annotation is checked at the call, before the clear errors below; docs/compiled.md)
         self.name = name
         self.action = action
         if retry is not None and not isinstance(retry, Retry):
@@ -311,10 +313,11 @@ class Timeout(On):
 
     __slots__ = ("after", "at", "raises")
 
-    def __init__(self, name: str, after: float | _dt.timedelta | None = None, *body: Body,
+    def __init__(self, name: str, after: Any = None, *body: Body,
                  at: Any = _NOT_GIVEN, raises: Any = None):
-        # (`at` and `raises` Any, not datetime and exception class: compiled, an annotation
-        # is checked at the call, before the clear errors below; docs/compiled.md)
+        # (`after`, `at` and `raises` Any, not seconds, datetime and exception class:
+        # compiled, an annotation is checked at the call, before the clear errors below;
+        # docs/compiled.md)
         # `at=None` given is a deadline the data has not set yet (a step sets it
         # before the wait begins): the definition must build meanwhile, since the
         # engine validates and the diagrams draw a fresh instance
@@ -368,10 +371,10 @@ class Sleep(Wait):
 
     __slots__ = ()
 
-    def __init__(self, name: str, seconds: float | _dt.timedelta | None = None, *,
+    def __init__(self, name: str, seconds: Any = None, *,
                  until: Any = _NOT_GIVEN):
-        # (`until` Any, not datetime: compiled, an annotation is checked at the call, before
-        # Timeout's clear error; docs/compiled.md)
+        # (`seconds` and `until` Any, not seconds and datetime: compiled, an annotation is
+        # checked at the call, before Timeout's clear error; docs/compiled.md)
         if (seconds is None) == (until is _NOT_GIVEN):
             raise StatementError(f"Sleep {name!r}: give `seconds` or `until`")
         # checked here too, so that a refusal names this Sleep rather than its timer
@@ -413,9 +416,9 @@ class Go(Stmt):
 
     __slots__ = ("bodies", "body", "daemon", "id", "name")
 
-    def __init__(self, name: str, body: Body, id: Any = None, *, daemon: bool = False):
-        # (`id` Any, not str: any value is made a str below, and compiled, an annotation is
-        # checked at the call; docs/compiled.md)
+    def __init__(self, name: str, body: Body, id: Any = None, *, daemon: Any = False):
+        # (`id` and `daemon` Any, not str and bool: `id` is made a str below, `daemon` is
+        # checked below, and compiled, an annotation is checked at the call; docs/compiled.md)
         self.name = name
         self.body = body
         self.id = name if id is None else str(id)
@@ -578,7 +581,8 @@ def _check_blocking(name: str, action: Any, blocking: Any) -> None:
             "worker thread); an async def action already lets the others run: drop it")
 
 
-def _seconds(what: str, value: float | _dt.timedelta) -> float:
+def _seconds(what: str, value: Any) -> float:
+    # (`value` Any: this is the check of what a caller gave, compiled too)
     if isinstance(value, _dt.timedelta):
         seconds = value.total_seconds()
     elif type(value) is not bool and isinstance(value, (int, float)):
