@@ -39,6 +39,7 @@ import attrs
 from genflow.errors import GenflowError, ScheduleError
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import Admission, QueueEntry, QueueRecord
+from genflow.wire import storable_key
 
 if TYPE_CHECKING:
     from genflow.engine import Engine
@@ -108,8 +109,7 @@ class Queues:
         """Store the queue's limits (every worker reads them from the store; the
         last definition wins) and keep its key function in this process. Each
         process that starts instances on a keyed queue defines it."""
-        if not isinstance(queue.name, str) or not queue.name or len(queue.name) > 200 \
-                or "\x00" in queue.name or not _encodable(queue.name):
+        if not storable_key(queue.name, 200):
             raise ScheduleError(f"a queue needs a non-empty name of at most 200 characters "
                                 f"(valid UTF-8, no NUL), not {queue.name!r}")
         for what in ("concurrency", "per_key", "rate"):
@@ -235,14 +235,6 @@ class Queues:
 def _limit(limit: Any) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
         raise ScheduleError(f"a page's limit is a whole number from 1 to 100,000, not {limit!r}")
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def cursor_after(entry: QueueEntry) -> str:

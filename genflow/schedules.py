@@ -52,6 +52,7 @@ from genflow.state import new_state
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import ENDED, Firing, QueueEntry, ScheduleRecord
 from genflow.validation import validate
+from genflow.wire import storable_key
 
 if TYPE_CHECKING:
     from genflow.engine import Engine
@@ -531,9 +532,7 @@ class Schedules:
     def _checked(self, schedule_id: str, data: Any, **fields: Any) -> Schedule:
         """The schedule, or `ScheduleError` saying what is wrong with it."""
         engine = self.engine
-        if not isinstance(schedule_id, str) or not schedule_id \
-                or len(schedule_id) > MAX_SCHEDULE_ID or "\x00" in schedule_id \
-                or not _encodable(schedule_id):
+        if not storable_key(schedule_id, MAX_SCHEDULE_ID):
             raise ScheduleError(f"a schedule id is a text of 1 to {MAX_SCHEDULE_ID} characters "
                                 f"(valid UTF-8, no NUL), not {schedule_id!r}")
         name = workflow_name(data)
@@ -780,14 +779,6 @@ def _reason(exc: BaseException) -> str:
     words = explain(exc)
     name = type(exc).__name__
     return words if words.startswith(f"{name}:") else f"{name}: {words}"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _delta(value: Any, what: str) -> _dt.timedelta:

@@ -35,6 +35,7 @@ __all__ = [
     "misfit",
     "path_text",
     "short_repr",
+    "storable_key",
     "type_name",
 ]
 
@@ -216,6 +217,13 @@ def _plain_scalar(value: Any) -> bool:
     if kind is int:
         return INT_MIN <= value <= INT_MAX
     return kind in _SCALARS
+
+
+def storable_key(value: Any, longest: int) -> bool:
+    """Can every store keep `value` as a key (a schedule's id, a queue's name):
+    a str of 1 to `longest` characters, valid UTF-8 (no lone surrogate), no NUL?"""
+    return (isinstance(value, str) and 0 < len(value) <= longest and "\x00" not in value
+            and (value.isascii() or _utf8(value)))
 
 
 def _utf8(text: str) -> bool:
