@@ -58,7 +58,7 @@ from genflow.web.errors import (
     RequestError,
     status_for,
 )
-from genflow.web.inputs import as_object, field, parse_json, read_body, workflow_data
+from genflow.web.inputs import as_object, field, only, parse_json, read_body, workflow_data
 from genflow.web.listing import MAX_LIMIT, Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
@@ -442,15 +442,12 @@ async def api_workflows(request: Request, config: WebConfig, user: str) -> Respo
 
 #: the list's query parameters (a mistyped one is refused, not ignored: `?stauts=failed`
 #: would otherwise answer every instance)
-_LIST_PARAMETERS = frozenset({"workflow", "status", "waiting", "failed", "q", "schedule",
-                              "queue", "after", "limit"})
+_LIST_PARAMETERS = ("workflow", "status", "waiting", "failed", "q", "schedule", "queue",
+                    "after", "limit")
 
 
 async def api_list(request: Request, config: WebConfig, user: str) -> Response:
-    unknown = sorted(set(request.query_params) - _LIST_PARAMETERS)
-    if unknown:
-        raise RequestError(f"the instance list takes no parameter {', '.join(map(repr, unknown))}"
-                           f" (it takes {', '.join(sorted(_LIST_PARAMETERS))})")
+    only(request.query_params, _LIST_PARAMETERS, "the instance list")
     filters = Filters.from_query(request.query_params)
     rows, after = await run_in_threadpool(list_rows, config.engine, filters)
     return _json({"items": rows, "next": after})
@@ -459,17 +456,12 @@ async def api_list(request: Request, config: WebConfig, user: str) -> Response:
 async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
                      "the body")
-    unknown = sorted(set(body) - {"workflow", "data", "id", "run", "if_exists", "send"})
-    if unknown:  # a mistyped key ("dat") would start the instance with its defaults
-        raise RequestError(f"a start takes workflow, data, id, run, if_exists and send, not "
-                           f"{unknown}")
+    only(body, ("workflow", "data", "id", "run", "if_exists", "send"), "a start")
     name = field(body, "workflow", str, required=True)
     instance_id = field(body, "id", str)
     send = field(body, "send", dict)
     if send is not None:  # signal-with-start: deliver this event, starting the instance
-        unknown = sorted(set(send) - {"event", "payload", "thread", "keep"})
-        if unknown:
-            raise RequestError(f"'send' takes event, payload, thread and keep, not {unknown}")
+        only(send, ("event", "payload", "thread", "keep"), "'send'")
         if instance_id is None:
             raise RequestError("signal-with-start ('send') needs the instance's 'id'")
         return await _send_starting(config, name, body.get("data"), instance_id,
@@ -608,9 +600,7 @@ async def api_retry(request: Request, config: WebConfig, user: str) -> Response:
 async def api_move(request: Request, config: WebConfig, user: str) -> Response:
     body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
                      "the body")
-    unknown = sorted(set(body) - {"thread", "statement"})
-    if unknown:
-        raise RequestError(f"a move takes thread and statement, not {unknown}")
+    only(body, ("thread", "statement"), "a move")
     thread = field(body, "thread", str, default="_main_")
     statement = field(body, "statement", str, required=True)
     return await _operate(config, request.path_params["id"],

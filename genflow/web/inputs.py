@@ -7,7 +7,7 @@ and refused with the same typed errors as the Python API (`genflow.web.errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -97,6 +97,15 @@ def as_object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RequestError(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def only(given: Collection[str], takes: Sequence[str], what: str) -> None:
+    """Refuse a key or parameter `what` does not take: ignored, a mistyped one
+    (``"dat"``, ``?stauts=``) would silently do something else than asked."""
+    unknown = sorted(set(given) - set(takes))
+    if unknown:
+        raise RequestError(f"{what} takes {', '.join(takes)}, not "
+                           f"{', '.join(map(repr, unknown))}")
 
 
 def workflow_data(name: str, fields: Any) -> Any:
