@@ -906,7 +906,8 @@ class Engine:
             return
         if not saves:
             return
-        kept = [(entry, call, _saver_of(call), _saver_of(call).record) for entry, call in saves]
+        savers = [(entry, call, _saver_of(call)) for entry, call in saves]
+        kept = [(entry, call, saver, saver.record) for entry, call, saver in savers]
         refused: dict[str, Exception] = {}
         try:
             with self.store.saves_together() as refused:
