@@ -91,7 +91,6 @@ from genflow.handlers import _payload_parameter as _handler_input
 from genflow.mailbox import DEFAULT_SIZE, Kept, keeps, sendable
 from genflow.outbox import Outbox
 from genflow.replay import (
-    _TRACERS,
     END,
     FAIL,
     RESTART,
@@ -739,8 +738,7 @@ class Operation:
         self.definition = Definition(wf.definition)  # every thread's replays start here
         #: the class that records what replays read (None: every user code replays)
         cls = type(wf)
-        self.tracer = (_TRACERS[cls] if cls in _TRACERS else tracer(cls)) if self.reuse \
-            else None
+        self.tracer = tracer(cls) if self.reuse else None
         #: the data's snapshot before user code runs (looked up once per operation:
         #: hooks registered later are seen by the next one)
         self.unstructure = unstructure_hook(cls)
