@@ -58,20 +58,30 @@ from genflow.web.errors import (
     RequestError,
     status_for,
 )
-from genflow.web.inputs import as_object, field, only, parse_json, read_body, workflow_data
+from genflow.web.inputs import (
+    Takes,
+    field,
+    only,
+    parse_json,
+    read_body,
+    read_fields,
+    workflow_data,
+)
 from genflow.web.listing import MAX_LIMIT, Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
 from genflow.web.views import instance_json, view_of
 from genflow.web.views import plain as _plain
 
-__all__ = ["WebConfig", "create_app"]
+__all__ = ["WebConfig", "create_app", "takes_of"]
 
 log = logging.getLogger("genflow.web")
 
 #: The default limit of a request body (`genflow serve --max-body`).
 MAX_BODY = 1 << 20
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the limit of the login form's body (a token and a path)
+_FORM_LIMIT = 16 * 1024
 #: What a callback's delivery meets when its wait is over: answered 410 Gone.
 _WAIT_OVER = (InstanceNotFoundError, StaleCallbackError, UnknownEventError, UnknownThreadError,
               NotWaitingError, WorkflowFinishedError)
@@ -121,6 +131,15 @@ class WebConfig:
         return user
 
 
+#: an endpoint's work, once its user is known ("" on a route without the access check)
+Handler = Callable[[Request, "WebConfig", str], Awaitable[Response]]
+
+
+def takes_of(route: Any) -> Takes | None:
+    """What a route of `create_app`'s app takes (None: it was not declared with one)."""
+    return getattr(getattr(route, "endpoint", None), "takes", None)
+
+
 def create_app(engine: Engine, *, access: Access | None = None, token: str | None = None,
                secret: bytes | None = None, max_body: int = MAX_BODY,
                title: str = "genflow", poll_ms: int = 2000, svg: bool | None = None,
@@ -145,51 +164,76 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
                        svg=dot_program() is not None if svg is None else svg,
                        send_timeout=send_timeout, callback_url=callback_url)
 
-    def guarded(fn: Callable[[Request, WebConfig, str], Awaitable[Response]],
-                *, html: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def route(path: str, fn: Handler, takes: Takes, *, methods: tuple[str, ...] = ("GET",),
+              guard: bool = True, html: bool = False) -> Route:
+        """The route `path` → `fn`: unless not `guard`ed, for a user the access check
+        lets in (a page, `html`, sends the others to the login form); what it `takes`
+        checked first (`Takes`: a mistyped parameter or key is refused, not ignored)."""
+        what = f"{'/'.join(methods)} {path}"
+
         async def endpoint(request: Request) -> Response:
             # (an id's own "/" and "%" arrive still encoded: see _EncodedSlashes)
             request.scope["path_params"] = {
                 name: urllib.parse.unquote(value) if isinstance(value, str) else value
                 for name, value in request.path_params.items()}
-            try:
-                user = config.user(request)
-            except AccessDeniedError as exc:
-                if html and getattr(config.access, "login", False):
-                    target = urllib.parse.quote(request.url.path)
-                    return RedirectResponse(f"{_base(request)}/login?next={target}", 303)
-                return await _error_response(request, exc)
+            user = ""
+            if guard:
+                try:
+                    user = config.user(request)
+                except AccessDeniedError as exc:
+                    if html and getattr(config.access, "login", False):
+                        target = urllib.parse.quote(request.url.path)
+                        return RedirectResponse(f"{_base(request)}/login?next={target}", 303)
+                    return await _error_response(request, exc)
+            only(request.query_params, takes.query, f"the query of {what}")
+            if takes.body is not None and request.method not in _SAFE:
+                limit = _FORM_LIMIT if takes.form else config.max_body
+                request.state.fields = await read_fields(request, takes, limit, what)
             return await fn(request, config, user)
-        return endpoint
 
+        endpoint.takes = takes  # type: ignore[attr-defined]  # (read by takes_of)
+        return Route(path, endpoint, methods=list(methods))
+
+    none = Takes()
+    sends = Takes(query=("thread", "keep"), body=None)
     routes = [
-        Route("/", lambda r: RedirectResponse(f"{_base(r)}/instances", 303)),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/static/gf.js", static_js),
-        Route("/static/gf.css", static_css),
-        Route("/instances", guarded(page_instances, html=True)),
-        Route("/instances/{id}", guarded(page_instance, html=True)),
-        Route("/workflows", guarded(page_workflows, html=True)),
-        Route("/console/instances/{id}/view", guarded(console_view)),
-        Route("/console/instances/{id}/{action}", guarded(console_action), methods=["POST"]),
-        Route("/api/v1/openapi.json", guarded(api_openapi)),
-        Route("/api/v1/workflows", guarded(api_workflows)),
-        Route("/api/v1/instances", guarded(api_list)),
-        Route("/api/v1/instances", guarded(api_start), methods=["POST"]),
-        Route("/api/v1/instances/{id}", guarded(api_get)),
-        Route("/api/v1/instances/{id}/journal", guarded(api_journal)),
-        Route("/api/v1/instances/{id}/events/{event}", guarded(api_send), methods=["POST"]),
-        Route("/api/v1/instances/{id}/cancel", guarded(api_cancel), methods=["POST"]),
-        Route("/api/v1/instances/{id}/retry", guarded(api_retry), methods=["POST"]),
-        Route("/api/v1/instances/{id}/move", guarded(api_move), methods=["POST"]),
-        Route("/api/v1/workflows/{workflow}/instances", guarded(api_start_typed),
-              methods=["POST"]),
-        Route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}",
-              guarded(api_send_typed), methods=["POST"]),
-        Route("/api/v1/callbacks/{token}", api_callback, methods=["POST"]),
-        *_operating_routes(guarded),
+        route("/", home, none, guard=False),
+        route("/login", login_form, Takes(query=("next",)), guard=False),
+        route("/login", login, Takes(body=("token", "next"), form=True), methods=("POST",),
+              guard=False),
+        route("/logout", logout, Takes(form=True), methods=("POST",), guard=False),
+        route("/static/gf.js", static_js, none, guard=False),
+        route("/static/gf.css", static_css, none, guard=False),
+        route("/instances", page_instances, Takes(query=_LIST_PARAMETERS), html=True),
+        route("/instances/{id}", page_instance, none, html=True),
+        route("/workflows", page_workflows, none, html=True),
+        route("/console/instances/{id}/view", console_view, none),
+        route("/console/instances/{id}/send", console_send,
+              Takes(body=("event", "payload", "thread")), methods=("POST",)),
+        route("/console/instances/{id}/retry", console_retry, none, methods=("POST",)),
+        route("/console/instances/{id}/cancel", console_cancel, none, methods=("POST",)),
+        route("/console/instances/{id}/move", console_move,
+              Takes(body=("thread", "statement")), methods=("POST",)),
+        route("/api/v1/openapi.json", api_openapi, none),
+        route("/api/v1/workflows", api_workflows, none),
+        route("/api/v1/instances", api_list, Takes(query=_LIST_PARAMETERS)),
+        route("/api/v1/instances", api_start,
+              Takes(body=("workflow", "data", "id", "run", "if_exists", "send")),
+              methods=("POST",)),
+        route("/api/v1/instances/{id}", api_get, none),
+        route("/api/v1/instances/{id}/journal", api_journal, none),
+        route("/api/v1/instances/{id}/events/{event}", api_send, sends, methods=("POST",)),
+        route("/api/v1/instances/{id}/cancel", api_cancel, none, methods=("POST",)),
+        route("/api/v1/instances/{id}/retry", api_retry, none, methods=("POST",)),
+        route("/api/v1/instances/{id}/move", api_move, Takes(body=("thread", "statement")),
+              methods=("POST",)),
+        route("/api/v1/workflows/{workflow}/instances", api_start_typed,
+              Takes(query=("id", "run", "if_exists"), body=None), methods=("POST",)),
+        route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}", api_send_typed,
+              sends, methods=("POST",)),
+        route("/api/v1/callbacks/{token}", api_callback, Takes(body=None), methods=("POST",),
+              guard=False),
+        *_operating_routes(route),
     ]
     app = Starlette(routes=routes, exception_handlers={
         GenflowError: _error_response, HTTPException: _http_error, Exception: _bug},
@@ -301,49 +345,55 @@ def _asset(name: str) -> str:
     return _ASSETS[name]
 
 
-async def static_js(request: Request) -> Response:
+async def home(request: Request, config: WebConfig, user: str) -> Response:
+    return RedirectResponse(f"{_base(request)}/instances", 303)
+
+
+async def static_js(request: Request, config: WebConfig, user: str) -> Response:
     return Response(_asset("gf.js"), media_type="text/javascript",
                     headers={"Cache-Control": "max-age=300"})
 
 
-async def static_css(request: Request) -> Response:
+async def static_css(request: Request, config: WebConfig, user: str) -> Response:
     return Response(_asset("gf.css"), media_type="text/css",
                     headers={"Cache-Control": "max-age=300"})
 
 
-async def login_form(request: Request) -> Response:
-    config: WebConfig = request.app.state.config
+async def login_form(request: Request, config: WebConfig, user: str) -> Response:
     return HTMLResponse(pages.login_page(request, config.title,
                                          request.query_params.get("next", ""), ""))
 
 
-async def login(request: Request) -> Response:
-    config: WebConfig = request.app.state.config
-    body = await read_body(request, 16 * 1024)
-    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0]
-    target = (form.get("next") or [""])[0]
+async def login(request: Request, config: WebConfig, user: str) -> Response:
+    form = _fields(request)
+    token, target = form.get("token", ""), form.get("next", "")
     check = getattr(config.access, "user_of", None)
-    user = check(token) if check is not None and token else None
-    if user is None:
+    found = check(token) if check is not None and token else None
+    if found is None:
         return HTMLResponse(pages.login_page(request, config.title, target,
                                              "That token is not valid."), 401)
     if not target.startswith("/") or target.startswith("//"):
         target = f"{_base(request)}/instances"
     response = RedirectResponse(target, 303)
-    response.set_cookie(Sessions.cookie, config.sessions.issue(user), httponly=True,
+    response.set_cookie(Sessions.cookie, config.sessions.issue(found), httponly=True,
                         samesite="strict", secure=request.url.scheme == "https",
                         path=f"{_base(request)}/", max_age=int(config.sessions.seconds))
     return response
 
 
-async def logout(request: Request) -> Response:
+async def logout(request: Request, config: WebConfig, user: str) -> Response:
     response = RedirectResponse(f"{_base(request)}/login", 303)
     response.delete_cookie(Sessions.cookie, path=f"{_base(request)}/")
     return response
 
 
 # -- pages --------------------------------------------------------------------------------------
+
+
+def _fields(request: Request) -> dict[str, Any]:
+    """The body's fields, read and checked against the route's `Takes` by its endpoint."""
+    fields: dict[str, Any] = request.state.fields
+    return fields
 
 
 def _csrf(request: Request, config: WebConfig) -> str:
@@ -380,41 +430,59 @@ async def console_view(request: Request, config: WebConfig, user: str) -> Respon
     return _json(await run_in_threadpool(view_of, config, request.path_params["id"]))
 
 
-_ACTIONS = ("send", "retry", "cancel", "move")
+async def console_send(request: Request, config: WebConfig, user: str) -> Response:
+    """An operator's delivery of an event from the console."""
+    body = _fields(request)
+
+    def run() -> tuple[dict[str, Any], str]:
+        event = field(body, "event", str, required=True)
+        payload, thread = body.get("payload"), field(body, "thread", str)
+        config.engine.send(request.path_params["id"], event, payload, thread=thread,
+                           timeout=config.send_timeout)
+        return {"event": event, "thread": thread, "payload": payload}, f"sent {event!r}"
+
+    return await _console_action(request, config, user, "send", run)
 
 
-async def console_action(request: Request, config: WebConfig, user: str) -> Response:
+async def console_retry(request: Request, config: WebConfig, user: str) -> Response:
+    def run() -> tuple[dict[str, Any], str]:
+        config.engine.retry(request.path_params["id"], timeout=config.send_timeout)
+        return {}, "due again: a worker runs its failed step"
+
+    return await _console_action(request, config, user, "retry", run)
+
+
+async def console_cancel(request: Request, config: WebConfig, user: str) -> Response:
+    def run() -> tuple[dict[str, Any], str]:
+        config.engine.cancel(request.path_params["id"], timeout=config.send_timeout)
+        return {}, "cancelled"
+
+    return await _console_action(request, config, user, "cancel", run)
+
+
+async def console_move(request: Request, config: WebConfig, user: str) -> Response:
+    body = _fields(request)
+
+    def run() -> tuple[dict[str, Any], str]:
+        thread = field(body, "thread", str, default="_main_")
+        statement = field(body, "statement", str, required=True)
+        config.engine.move(request.path_params["id"], thread, statement,
+                           timeout=config.send_timeout)
+        return {"thread": thread, "to": statement}, f"moved {thread} to {statement!r}"
+
+    return await _console_action(request, config, user, "move", run)
+
+
+async def _console_action(request: Request, config: WebConfig, user: str, action: str,
+                          act: Callable[[], tuple[dict[str, Any], str]]) -> Response:
     """An operator's action from the console (confirmed in the page): done through
-    the engine, then recorded in the journal with who asked."""
-    action = request.path_params["action"]
-    if action not in _ACTIONS:
-        raise NotFoundError(f"no console action {action!r}: use one of {', '.join(_ACTIONS)}")
+    the engine (`act`: what it did, and says), then recorded in the journal with who
+    asked."""
     instance_id = request.path_params["id"]
-    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
-                     "the body")
     engine = config.engine
 
     def run() -> tuple[str, dict[str, Any]]:
-        if action == "send":
-            event = field(body, "event", str, required=True)
-            payload = body.get("payload")
-            thread = field(body, "thread", str)
-            engine.send(instance_id, event, payload, thread=thread,
-                        timeout=config.send_timeout)
-            detail = {"event": event, "thread": thread, "payload": payload}
-            message = f"sent {event!r}"
-        elif action == "retry":
-            engine.retry(instance_id, timeout=config.send_timeout)
-            detail, message = {}, "due again: a worker runs its failed step"
-        elif action == "cancel":
-            engine.cancel(instance_id, timeout=config.send_timeout)
-            detail, message = {}, "cancelled"
-        else:
-            thread = field(body, "thread", str, default="_main_")
-            statement = field(body, "statement", str, required=True)
-            engine.move(instance_id, thread, statement, timeout=config.send_timeout)
-            detail = {"thread": thread, "to": statement}
-            message = f"moved {thread} to {statement!r}"
+        detail, message = act()
         engine.store.append_journal(instance_id, [("operator", {
             "action": action, "by": user, "via": "console", **detail,
             "what": detail.get("event") or detail.get("to") or ""})], engine.clock())
@@ -447,16 +515,13 @@ _LIST_PARAMETERS = ("workflow", "status", "waiting", "failed", "q", "schedule", 
 
 
 async def api_list(request: Request, config: WebConfig, user: str) -> Response:
-    only(request.query_params, _LIST_PARAMETERS, "the instance list")
     filters = Filters.from_query(request.query_params)
     rows, after = await run_in_threadpool(list_rows, config.engine, filters)
     return _json({"items": rows, "next": after})
 
 
 async def api_start(request: Request, config: WebConfig, user: str) -> Response:
-    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
-                     "the body")
-    only(body, ("workflow", "data", "id", "run", "if_exists", "send"), "a start")
+    body = _fields(request)
     name = field(body, "workflow", str, required=True)
     instance_id = field(body, "id", str)
     send = field(body, "send", dict)
@@ -598,9 +663,7 @@ async def api_retry(request: Request, config: WebConfig, user: str) -> Response:
 
 
 async def api_move(request: Request, config: WebConfig, user: str) -> Response:
-    body = as_object(parse_json(await read_body(request, config.max_body), empty={}),
-                     "the body")
-    only(body, ("thread", "statement"), "a move")
+    body = _fields(request)
     thread = field(body, "thread", str, default="_main_")
     statement = field(body, "statement", str, required=True)
     return await _operate(config, request.path_params["id"],
@@ -616,11 +679,10 @@ async def _operate(config: WebConfig, instance_id: str, operation: Any) -> Respo
     return _json(await run_in_threadpool(run))
 
 
-async def api_callback(request: Request) -> Response:
+async def api_callback(request: Request, config: WebConfig, user: str) -> Response:
     """A signed callback URL: its token names one wait (instance, thread, event,
     counter); a wait that is over answers 410 and changes nothing. The signature
     is the credential: an outside system holds the URL, not a token."""
-    config: WebConfig = request.app.state.config
     try:
         req = config.signer.verify(request.path_params["token"])
         payload = parse_json(await read_body(request, config.max_body))
@@ -643,19 +705,21 @@ async def api_callback(request: Request) -> Response:
 # -- schedules and queues: the console's pages and the API --------------------------------------
 
 
-def _operating_routes(guarded: Any) -> list[Route]:
+def _operating_routes(route: Any) -> list[Route]:
+    none, paged = Takes(), Takes(query=("after", "limit"))
+    fire_times = Takes(query=("next",))
     return [
-        Route("/schedules", guarded(page_schedules, html=True)),
-        Route("/queues", guarded(page_queues, html=True)),
-        Route("/queues/{name}", guarded(page_queue, html=True)),
-        Route("/console/schedules/{id}/{action}", guarded(console_schedule_action),
-              methods=["POST"]),
-        Route("/api/v1/schedules", guarded(api_schedules)),
-        Route("/api/v1/schedules/{id}", guarded(api_schedule)),
-        Route("/api/v1/schedules/{id}/{action}", guarded(api_schedule_action),
-              methods=["POST"]),
-        Route("/api/v1/queues", guarded(api_queues)),
-        Route("/api/v1/queues/{name}", guarded(api_queue)),
+        route("/schedules", page_schedules, none, html=True),
+        route("/queues", page_queues, none, html=True),
+        route("/queues/{name}", page_queue, paged, html=True),
+        route("/console/schedules/{id}/{action}", console_schedule_action, none,
+              methods=("POST",)),
+        route("/api/v1/schedules", api_schedules, fire_times),
+        route("/api/v1/schedules/{id}", api_schedule, fire_times),
+        route("/api/v1/schedules/{id}/{action}", api_schedule_action, none,
+              methods=("POST",)),
+        route("/api/v1/queues", api_queues, none),
+        route("/api/v1/queues/{name}", api_queue, paged),
     ]
 
 

@@ -7,6 +7,7 @@ and refused with the same typed errors as the Python API (`genflow.web.errors`).
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ from genflow.errors import GenflowError
 from genflow.registry import workflow_class
 from genflow.web.errors import MalformedJSONError, PayloadTooLargeError, RequestError
 
-__all__ = ["MAX_DEPTH", "check_json", "parse_json", "read_body", "workflow_data"]
+__all__ = ["MAX_DEPTH", "Takes", "check_json", "parse_json", "read_body", "read_fields",
+           "workflow_data"]
 
 #: How deeply a JSON body may nest (a payload deeper than this is no workflow's).
 MAX_DEPTH = 64
@@ -104,8 +106,39 @@ def only(given: Collection[str], takes: Sequence[str], what: str) -> None:
     (``"dat"``, ``?stauts=``) would silently do something else than asked."""
     unknown = sorted(set(given) - set(takes))
     if unknown:
-        raise RequestError(f"{what} takes {', '.join(takes)}, not "
+        raise RequestError(f"{what} takes {', '.join(takes) if takes else 'none'}, not "
                            f"{', '.join(map(repr, unknown))}")
+
+
+@attrs.frozen
+class Takes:
+    """What a route takes beside its path, declared beside the route (`genflow.web.app`)
+    and checked before its handler runs: anything else is refused (422), as `only` says
+    why. Every route declares one, so a new route cannot forget to refuse what it
+    does not read (tests/web walks them all)."""
+
+    #: the query parameters it reads
+    query: tuple[str, ...] = ()
+    #: the keys of its body, a JSON object (or a form, `form`), read for the handler
+    #: (`read_fields`); None: the body is a payload the handler reads and checks itself
+    #: (an event's, a workflow's fields)
+    body: tuple[str, ...] | None = ()
+    #: the body is an HTML form (``application/x-www-form-urlencoded``), not JSON
+    form: bool = False
+
+
+async def read_fields(request: Any, takes: Takes, limit: int, what: str) -> dict[str, Any]:
+    """The body's keys and values (an empty body: none), refused if it holds a key
+    `takes.body` does not name."""
+    body = await read_body(request, limit)
+    fields: dict[str, Any]
+    if takes.form:
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        fields = {key: values[0] for key, values in form.items()}
+    else:
+        fields = as_object(parse_json(body, empty={}), f"the body of {what}")
+    only(fields, takes.body or (), f"the body of {what}")
+    return fields
 
 
 def workflow_data(name: str, fields: Any) -> Any:

@@ -89,6 +89,9 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
     paths: dict[str, Any] = {}
 
     def op(method: str, path: str, **spec: Any) -> None:
+        # every route refuses a query parameter (or body key) it does not take
+        # (`genflow.web.inputs.Takes`)
+        spec["responses"].setdefault("422", _responses(None, 422)["422"])
         paths.setdefault(path, {})[method] = spec
 
     listing = {"type": "object", "required": ["items", "next"], "properties": {
