@@ -51,7 +51,8 @@ class StartIntent:
 @attrs.frozen
 class SendIntent:
     """Deliver `event` with `payload` (plain values) to `target`, at `at` (None:
-    at once); `thread` and `pc` pin the wait it is for (a child's report)."""
+    at once); `thread` and `pc` pin the wait it is for (a child's report).
+    `trace`: the asker's ``traceparent`` (the delivery joins its trace)."""
 
     target: str
     event: str
@@ -59,6 +60,7 @@ class SendIntent:
     at: _dt.datetime | None = None
     thread: str | None = None
     pc: int | None = None
+    trace: str | None = None
 
 
 @attrs.frozen
@@ -78,7 +80,8 @@ class Outbox:
     is there; `origin` is the instance whose user code asks. `traceparent()`
     (given by the engine when OpenTelemetry traces it) is the trace context of
     the code that asks: an instance it starts (a child too) keeps it, so its
-    steps are in the same trace."""
+    steps are in the same trace; an event it sends carries it, so the delivery
+    (and what the target runs after it) is too."""
 
     __slots__ = ("exists", "intents", "traceparent")
 
@@ -123,7 +126,8 @@ class Outbox:
             raise InstanceNotFoundError(
                 f"send of event {event!r}: no instance {target!r} (start it first, or check "
                 "the id); nothing was sent")
-        self.intents.append(SendIntent(target, event, plain, _aware(at, "send")))
+        trace = self.traceparent() if self.traceparent is not None else None
+        self.intents.append(SendIntent(target, event, plain, _aware(at, "send"), trace=trace))
 
     def _known(self, target: str) -> bool:
         """Started by this very operation (not yet in the store)."""

@@ -49,7 +49,7 @@ from genflow.errors import (
     UnknownEventError,
     WorkflowFinishedError,
 )
-from genflow.observe import fields
+from genflow.observe import current_traceparent, fields, traced
 from genflow.outbox import CancelIntent, Intent, SendIntent, StartIntent
 from genflow.stores.base import InstanceRecord, OutboxEntry
 from genflow.stores.retry import Backoff
@@ -87,6 +87,9 @@ class Relay:
         now = engine.clock()
         entries: list[OutboxEntry] = []
         created = False
+        # what the operation's own effects (a child's report, a cancel of a child no
+        # longer waited for) carry: the trace of the operation that writes them
+        here = current_traceparent() if engine.observer.api is not None else None
         for intent in intents:
             if isinstance(intent, StartIntent):
                 parent = intent.parent
@@ -100,11 +103,12 @@ class Relay:
                 else:
                     report = self._existing(intent, origin)
                     if report is not None:
-                        entries.append(_entry(origin, report, now))
+                        entries.append(_entry(origin, report, now, here))
             elif isinstance(intent, SendIntent):
-                entries.append(_entry(origin, intent, now))
+                entries.append(_entry(origin, intent, now, here))
             elif isinstance(intent, CancelIntent):
-                entries.append(OutboxEntry(origin, intent.target, "cancel", due_at=now))
+                entries.append(OutboxEntry(origin, intent.target, "cancel", due_at=now,
+                                           trace=here))
         if entries:
             seqs = store.put_outbox(entries)
             self._pending().extend(s for s, e in zip(seqs, entries, strict=True)
@@ -176,6 +180,13 @@ class Relay:
         return len(entries)
 
     def _carry(self, entry: OutboxEntry) -> _Ops:
+        """Deliver one row, in the trace of the code that asked for it: the span of
+        its delivery (a send, a cancel) is the asker's child, and the target keeps
+        that trace for the steps it runs next (`Observer.keep_trace`)."""
+        with traced(entry.trace):
+            yield from self._carry_traced(entry)
+
+    def _carry_traced(self, entry: OutboxEntry) -> _Ops:
         engine = self.engine
         store = engine.store
         try:
@@ -228,7 +239,9 @@ class Relay:
         self.engine.store.retry_outbox(entry.seq, None, entry.attempts + 1, error)
 
 
-def _entry(origin: str, intent: SendIntent, now: _dt.datetime) -> OutboxEntry:
+def _entry(origin: str, intent: SendIntent, now: _dt.datetime,
+           trace: str | None) -> OutboxEntry:
     return OutboxEntry(origin, intent.target, "event", intent.event,
                        msgpack.packb(intent.payload, use_bin_type=True),
-                       intent.thread, intent.pc, intent.at or now)
+                       intent.thread, intent.pc, intent.at or now,
+                       trace=intent.trace or trace)

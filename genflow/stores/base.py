@@ -198,7 +198,10 @@ class OutboxEntry:
     its `error`); `attempts` counts the deliveries that did not happen yet
     (the target did not wait for it, or was busy). A relay leases the entry
     (`lease_owner`, `lease_until`) while it delivers it; `seq` orders the
-    entries (and is 0 before the store numbers them)."""
+    entries (and is 0 before the store numbers them). `trace` is the W3C
+    ``traceparent`` of the code that asked for it (None: not traced): its
+    delivery's span is that span's child, as an instance started through the
+    outbox keeps its asker's trace."""
 
     origin: str
     target: str
@@ -214,6 +217,7 @@ class OutboxEntry:
     lease_owner: str | None = None
     lease_until: _dt.datetime | None = None
     created_at: _dt.datetime | None = None
+    trace: str | None = None
 
 
 OUTBOX_KINDS = ("event", "cancel")

@@ -244,7 +244,7 @@ class MemoryStore(SchedulingMemory, Store):
                 self._outbox[seq] = OutboxEntry(
                     entry.origin, entry.target, entry.kind, entry.event, entry.payload,
                     entry.thread, entry.pc, entry.due_at, entry.attempts, entry.error, seq,
-                    None, None, now)
+                    None, None, now, entry.trace)
                 seqs.append(seq)
         return seqs
 
@@ -280,7 +280,7 @@ class MemoryStore(SchedulingMemory, Store):
                 self._outbox[seq] = OutboxEntry(
                     entry.origin, entry.target, entry.kind, entry.event, entry.payload,
                     entry.thread, entry.pc, due_at, attempts, error, seq, None, None,
-                    entry.created_at)
+                    entry.created_at, entry.trace)
 
     def list_outbox(self, *, origin: str | None = None, target: str | None = None,
                     limit: int = 100) -> builtins.list[OutboxEntry]:
@@ -308,7 +308,7 @@ class MemoryStore(SchedulingMemory, Store):
 def _leased(entry: OutboxEntry, owner: str, until: _dt.datetime) -> OutboxEntry:
     return OutboxEntry(entry.origin, entry.target, entry.kind, entry.event, entry.payload,
                        entry.thread, entry.pc, entry.due_at, entry.attempts, entry.error,
-                       entry.seq, owner, until, entry.created_at)
+                       entry.seq, owner, until, entry.created_at, entry.trace)
 
 
 def _matches(row: InstanceRecord, workflow: str | None, status: str | None,

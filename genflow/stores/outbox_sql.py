@@ -1,8 +1,9 @@
 """The SQL stores' outbox and children links (SQLite and PostgreSQL alike).
 
-Two tables (migration 3 of each store): `outbox`, the effects checkpoints
-asked for, waiting for the relay (`genflow.outbox`, `Engine`), and
-`children`, which instance started which as its child. Written once over
+Two tables (migration 3 of each store; the outbox's `trace`, migration 5):
+`outbox`, the effects checkpoints asked for, waiting for the relay
+(`genflow.outbox`, `Engine`), and `children`, which instance started which
+as its child. Written once over
 `SQLStore`'s primitives with `?` placeholders; the tables' prefix is the
 store's (`_prefix`: PostgreSQL's schema). Every write here joins the
 caller's `transaction()` when there is one: a checkpoint's effects commit
@@ -18,10 +19,10 @@ from typing import Any
 from genflow.stores.base import InstanceRecord, OutboxEntry, utcnow
 from genflow.stores.sched_sql import SchedulingSQL
 
-__all__ = ["OUTBOX_PG", "OUTBOX_SQLITE", "OutboxSQL"]
+__all__ = ["OUTBOX_PG", "OUTBOX_SQLITE", "OUTBOX_TRACE_PG", "OUTBOX_TRACE_SQLITE", "OutboxSQL"]
 
 _ENTRY = ("seq, origin, target, kind, event, payload, thread, pc, due_at, attempts, error, "
-          "lease_owner, lease_until, created_at")
+          "lease_owner, lease_until, created_at, trace")
 
 #: migration 3 of the SQLite store
 OUTBOX_SQLITE: Sequence[str] = (
@@ -88,6 +89,12 @@ OUTBOX_PG: Sequence[str] = (
 )
 
 
+#: migration 5 of the SQLite store: the trace context a row carries to its delivery
+OUTBOX_TRACE_SQLITE: Sequence[str] = ("ALTER TABLE outbox ADD COLUMN trace TEXT",)
+#: migration 5 of the PostgreSQL store
+OUTBOX_TRACE_PG: Sequence[str] = ("ALTER TABLE {s}.outbox ADD COLUMN trace text",)
+
+
 class OutboxSQL(SchedulingSQL):
     """Mixed into `SQLiteStore` and `PostgresStore` (before `SchedulingSQL`)."""
 
@@ -99,9 +106,10 @@ class OutboxSQL(SchedulingSQL):
     def _entry(self, row: Sequence[Any]) -> OutboxEntry:
         t = self._time_in
         (seq, origin, target, kind, event, payload, thread, pc, due_at, attempts, error,
-         lease_owner, lease_until, created_at) = row
+         lease_owner, lease_until, created_at, trace) = row
         return OutboxEntry(origin, target, kind, event, bytes(payload), thread, pc, t(due_at),
-                           attempts, error, seq, lease_owner, t(lease_until), t(created_at))
+                           attempts, error, seq, lease_owner, t(lease_until), t(created_at),
+                           trace)
 
     # -- writes that join a checkpoint's transaction --
 
@@ -131,10 +139,10 @@ class OutboxSQL(SchedulingSQL):
             for e in entries:
                 row = self._one(self._o(
                     "INSERT INTO <outbox> (origin, target, kind, event, payload, thread, pc, "
-                    "due_at, attempts, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                    "RETURNING seq"),
+                    "due_at, attempts, error, created_at, trace) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"),
                     (e.origin, e.target, e.kind, e.event, e.payload, e.thread, e.pc,
-                     out(e.due_at), e.attempts, e.error, now))
+                     out(e.due_at), e.attempts, e.error, now, e.trace))
                 seqs.append(int(row[0]))
         return seqs
 

@@ -70,7 +70,7 @@ from genflow.stores.base import (
     utcnow,
 )
 from genflow.stores.group import GroupCommit, Write
-from genflow.stores.outbox_sql import OUTBOX_PG, OutboxSQL
+from genflow.stores.outbox_sql import OUTBOX_PG, OUTBOX_TRACE_PG, OutboxSQL
 from genflow.stores.pg_listener import Listener, channel
 from genflow.stores.pg_pool import Pool
 from genflow.stores.sql import COLUMNS, statements, unencodable
@@ -178,6 +178,7 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         'ALTER TABLE {s}.schedules ALTER COLUMN id TYPE text COLLATE "C"',
         'ALTER TABLE {s}.queues ALTER COLUMN name TYPE text COLLATE "C"',
     )),
+    ("an outbox row's trace context (genflow.relay)", OUTBOX_TRACE_PG),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

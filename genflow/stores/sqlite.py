@@ -54,7 +54,7 @@ from genflow.stores.base import (
     utcnow,
 )
 from genflow.stores.group import GroupCommit, Write
-from genflow.stores.outbox_sql import OUTBOX_SQLITE, OutboxSQL
+from genflow.stores.outbox_sql import OUTBOX_SQLITE, OUTBOX_TRACE_SQLITE, OutboxSQL
 from genflow.stores.sched_sql import ENDED_TERM
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
@@ -173,6 +173,9 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX instances_ended ON instances (status, updated_at, id) WHERE "
         + ENDED_TERM,
     ),
+    # an outbox row's trace context (genflow.relay: a send's delivery joins the
+    # trace of the step that asked for it)
+    OUTBOX_TRACE_SQLITE,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from obs_app import Broken, Flaky
+from otel_helpers import in_memory_otel
 
 import genflow
 from genflow import For, On, Step, Wait, current_step
@@ -387,44 +388,7 @@ def test_a_trace_context_that_is_not_text_is_a_corrupt_state(bad):
 @pytest.fixture
 def otel():
     """A tracer and a meter provider of the SDK, with in-memory exporters."""
-    pytest.importorskip("opentelemetry.sdk.trace", reason="the otel-test extra is not "
-                        "installed (pip install -e '.[otel-test]')")
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-
-    class Otel:
-        tracer = tracer_provider.get_tracer("the-caller")
-
-        @staticmethod
-        def engine(store=None, **kw: Any) -> tuple[Engine, FakeClock]:
-            clock = kw.pop("clock", None) or FakeClock()
-            return Engine(store or MemoryStore(), clock=clock, tracer_provider=tracer_provider,
-                          meter_provider=meter_provider, **kw), clock
-
-        @staticmethod
-        def spans() -> list[Any]:
-            return list(exporter.get_finished_spans())
-
-        @staticmethod
-        def metrics() -> dict[str, list[Any]]:
-            found: dict[str, list[Any]] = {}
-            data = reader.get_metrics_data()
-            for resource in data.resource_metrics if data else ():
-                for scope in resource.scope_metrics:
-                    for metric in scope.metrics:
-                        found.setdefault(metric.name, []).extend(metric.data.data_points)
-            return found
-
-    return Otel
+    return in_memory_otel()
 
 
 def _named(spans: list[Any], name: str) -> list[Any]:
