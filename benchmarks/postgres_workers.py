@@ -68,7 +68,7 @@ def _store(url: str, schema: str, drop: bool = False, **session: str) -> Any:
 
 def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    store = _store(url, schema, drop=True, synchronous_commit=synchronous_commit)
+    store = _store(url, schema, synchronous_commit=synchronous_commit)
     try:
         engine = Engine(store)
         engine.start(Steps())  # warm up: connections, prepared statements
@@ -81,8 +81,33 @@ def _per_step(url: str, synchronous_commit: str, instances: int) -> Figure:
         saves = store.get(iid).version
     finally:
         store.close()
+    hot = _hot_share(url, schema)
     return figure("PostgreSQL durable steps", f"1 process, synchronous_commit={synchronous_commit}",
-                  samples, note=f"per step; {saves} saves per {STEPS}-step instance")
+                  samples, note=f"per step; {saves} saves per {STEPS}-step instance; "
+                                f"{hot:.0%} of updates HOT (no index entry written)")
+
+
+def _hot_share(url: str, schema: str) -> float:
+    """The share of the schema's instance updates that were HOT, then the schema
+    dropped. The counts are the server's, sent by each backend when its
+    connection closes (so after `store.close()`): waited for a while."""
+    import psycopg
+
+    from genflow.stores.postgres import split_dsn
+
+    with psycopg.connect(split_dsn(url)[0], autocommit=True) as conn:
+        deadline = time.monotonic() + 15
+        upd = hot = 0
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                               "WHERE schemaname = %s AND relname = 'instances'",
+                               (schema,)).fetchone()
+            upd, hot = row if row else (0, 0)
+            if upd >= STEPS:
+                break
+            time.sleep(0.2)
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return hot / upd if upd else 0.0
 
 
 #: the engines a throughput run compares: today's default; worker rounds whose

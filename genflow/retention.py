@@ -11,10 +11,10 @@ Each batch is one short transaction (at most `batch` instances, each removed
 through `Store.delete`, so its journal, its queue entry and every other row
 that belongs to it go with it), and a round stops after `max_batches`: a purge
 of millions never holds the store for long, and workers' writes go on
-between batches. Age is measured on the store's own `updated_at` (the
-system's clock), not the engine's. Leased instances are left for a later
-round; a failed instance deleted while an operator retries it is a race the
-lease closes.
+between batches. Age is the time since the instance ended, on the store's
+own clock (the system's), not the engine's: the SQL stores' `ended_at`.
+Leased instances are left for a later round; a failed instance deleted while
+an operator retries it is a race the lease closes.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from genflow.stores.base import (
     utcnow,
 )
 from genflow.stores.sched_memory import SchedulingMemory
+from genflow.stores.scheduling import ENDED
 
 __all__ = ["MemoryStore"]
 
@@ -42,6 +43,8 @@ class MemoryStore(SchedulingMemory, Store):
     def __init__(self, *, readonly: bool = False) -> None:
         self.readonly = readonly
         self._rows: dict[str, InstanceRecord] = {}
+        #: when each ended instance ended (retention's age; the SQL stores' `ended_at`)
+        self._ended: dict[str, _dt.datetime] = {}
         self._journal: dict[str, Journal] = {}
         self._lock = threading.Condition()
         self._woken = False
@@ -62,14 +65,14 @@ class MemoryStore(SchedulingMemory, Store):
                 yield  # nested: the outer one decides
                 return
             rows, outbox, links = dict(self._rows), dict(self._outbox), dict(self._links)
-            entries = dict(self._entries)
+            entries, ended = dict(self._entries), dict(self._ended)
             journal = {key: len(value) for key, value in self._journal.items()}
             self._group_thread = threading.get_ident()
             try:
                 yield
             except BaseException:
-                self._rows, self._outbox, self._links, self._entries = (
-                    rows, outbox, links, entries)
+                self._rows, self._outbox, self._links, self._entries, self._ended = (
+                    rows, outbox, links, entries, ended)
                 for key in list(self._journal):
                     if key not in journal:
                         del self._journal[key]
@@ -92,6 +95,8 @@ class MemoryStore(SchedulingMemory, Store):
             if record.id in self._rows:
                 raise DuplicateInstanceError(f"instance {record.id!r} already exists")
             self._rows[record.id] = stored
+            if stored.status in ENDED:
+                self._ended[record.id] = now
         return stored
 
     def get(self, instance_id: str) -> InstanceRecord:
@@ -117,12 +122,18 @@ class MemoryStore(SchedulingMemory, Store):
             if release and lease_owner is not None and stored.lease_owner == lease_owner:
                 stored = stored.replace(lease_owner=None, lease_until=None)
             self._rows[record.id] = stored
+            if stored.status not in ENDED:
+                self._ended.pop(record.id, None)
+            elif stored.status != current.status or record.id not in self._ended:
+                assert stored.updated_at is not None
+                self._ended[record.id] = stored.updated_at
         return stored
 
     def delete(self, instance_id: str) -> None:
         self._writable()
         with self._lock:
             self._rows.pop(instance_id, None)
+            self._ended.pop(instance_id, None)
             self._journal.pop(instance_id, None)
             self._delete_queue_entry(instance_id)
             self._links.pop(instance_id, None)

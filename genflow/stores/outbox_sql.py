@@ -1,6 +1,6 @@
 """The SQL stores' outbox and children links (SQLite and PostgreSQL alike).
 
-Two tables (migration 3 of each store; the outbox's `trace`, migration 5):
+Two tables (migration 3 of each store; the outbox's `trace`, migration 6):
 `outbox`, the effects checkpoints asked for, waiting for the relay
 (`genflow.outbox`, `Engine`), and `children`, which instance started which
 as its child. Written once over
@@ -89,9 +89,9 @@ OUTBOX_PG: Sequence[str] = (
 )
 
 
-#: migration 5 of the SQLite store: the trace context a row carries to its delivery
+#: migration 6 of the SQLite store: the trace context a row carries to its delivery
 OUTBOX_TRACE_SQLITE: Sequence[str] = ("ALTER TABLE outbox ADD COLUMN trace TEXT",)
-#: migration 5 of the PostgreSQL store
+#: migration 6 of the PostgreSQL store
 OUTBOX_TRACE_PG: Sequence[str] = ("ALTER TABLE {s}.outbox ADD COLUMN trace text",)
 
 

@@ -73,6 +73,7 @@ from genflow.stores.group import GroupCommit, Write
 from genflow.stores.outbox_sql import OUTBOX_PG, OUTBOX_TRACE_PG, OutboxSQL
 from genflow.stores.pg_listener import Listener, channel
 from genflow.stores.pg_pool import Pool
+from genflow.stores.sched_sql import ENDED_SQL
 from genflow.stores.sql import COLUMNS, statements, unencodable
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresStore", "split_dsn"]
@@ -177,6 +178,26 @@ _MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
         'ALTER TABLE {s}.instances ALTER COLUMN id TYPE text COLLATE "C"',
         'ALTER TABLE {s}.schedules ALTER COLUMN id TYPE text COLLATE "C"',
         'ALTER TABLE {s}.queues ALTER COLUMN name TYPE text COLLATE "C"',
+    )),
+    # A save that changes no indexed column is a HOT update: the row's new
+    # version goes on the same page and no index gets an entry. `updated_at`,
+    # which every save writes, was in the index of ended instances, so every
+    # save wrote an entry in each of the table's indexes. Ended instances are
+    # found by when they ended (`ended_at`, kept by triggers on status changes).
+    ("ended instances by when they ended: a step's save is a HOT update", (
+        "ALTER TABLE {s}.instances ADD COLUMN ended_at timestamptz",
+        f"UPDATE {{s}}.instances SET ended_at = updated_at WHERE status IN ({ENDED_SQL})",
+        "DROP INDEX {s}.instances_ended",
+        "CREATE INDEX instances_ended ON {s}.instances (status, ended_at, id) "
+        "WHERE ended_at IS NOT NULL",
+        "CREATE FUNCTION {s}.instances_ended_at() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN NEW.ended_at := CASE WHEN NEW.status IN ({ENDED_SQL}) THEN NEW.updated_at "
+        "END; RETURN NEW; END $$",
+        "CREATE TRIGGER instances_ended_on_insert BEFORE INSERT ON {s}.instances FOR EACH ROW "
+        f"WHEN (NEW.status IN ({ENDED_SQL})) EXECUTE FUNCTION {{s}}.instances_ended_at()",
+        "CREATE TRIGGER instances_ended_on_update BEFORE UPDATE OF status ON {s}.instances "
+        "FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) "
+        "EXECUTE FUNCTION {s}.instances_ended_at()",
     )),
     ("an outbox row's trace context (genflow.relay)", OUTBOX_TRACE_PG),
 )

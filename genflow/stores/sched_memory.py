@@ -38,6 +38,7 @@ class SchedulingMemory:
 
     _lock: threading.Condition
     _rows: dict[str, InstanceRecord]
+    _ended: dict[str, _dt.datetime]
     _journal: dict[str, Any]
 
     def _writable(self) -> None: ...  # MemoryStore's
@@ -261,13 +262,13 @@ class SchedulingMemory:
                    workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
         wanted = set(statuses) & set(ENDED)
         with self._lock:
-            rows = sorted((r for r in self._rows.values()
-                           if r.status in wanted and r.updated_at is not None
-                           and r.updated_at < before and lease_free(r, None, utcnow())
-                           and (workflow is None or r.workflow == workflow)
-                           and r.workflow not in exclude),
-                          key=lambda r: (r.updated_at, r.id))
-        return [r.id for r in rows[:limit]]
+            now = utcnow()
+            ended = [(self._ended.get(r.id, r.updated_at), r.id) for r in self._rows.values()
+                     if r.status in wanted and lease_free(r, None, now)
+                     and (workflow is None or r.workflow == workflow)
+                     and r.workflow not in exclude]
+        return [i for at, i in sorted(e for e in ended if e[0] is not None and e[0] < before)
+                ][:limit]
 
     def trim_journal(self, *, before: _dt.datetime | None = None, keep: int | None = None,
                      workflow: str | None = None, limit: int = 10_000) -> int:

@@ -36,13 +36,13 @@ from genflow.stores.scheduling import (
 )
 from genflow.stores.sql import COLUMNS, SQLStore
 
-__all__ = ["SchedulingSQL"]
+__all__ = ["ENDED_SQL", "ENDED_TERM", "SchedulingSQL"]
 
 _SCHEDULE = ("id, workflow, spec, next_tick, due_at, paused, last_tick, last_instance, fired, "
              "skipped, error, version, created_at, updated_at")
 _QUEUE = "name, concurrency, per_key, rate, period, updated_at"
 _ENTRY = "instance_id, queue, key, priority, seq, enqueued_at, admitted_at"
-_ENDED_SQL = ", ".join(f"'{status}'" for status in ENDED)
+ENDED_SQL = ", ".join(f"'{status}'" for status in ENDED)
 #: "the instance has ended", as the partial index on ended instances states it
 #: (a query names the same term to use the index; ORs, not `IN`: see SQLite's
 #: migration 3)
@@ -58,8 +58,6 @@ class SchedulingSQL(SQLStore):
     #: rows another transaction holds ("" where the transaction is the only writer)
     _lock_rows = ""
     _lock_schedules = ""
-    #: "the instance has ended" as this store's index on ended instances states it
-    _ended_term = f"status IN ({_ENDED_SQL})"
 
     def _q(self, text: str) -> str:
         """A statement of this module for this store: tables prefixed, placeholders its own."""
@@ -329,7 +327,7 @@ class SchedulingSQL(SQLStore):
             (name,))
         running = self._run(self._one, self._q(
             "SELECT count(*) FROM <queue_entries> q JOIN <instances> i ON i.id = q.instance_id "
-            f"WHERE q.queue = ? AND q.admitted_at IS NOT NULL AND i.status NOT IN ({_ENDED_SQL})"),
+            f"WHERE q.queue = ? AND q.admitted_at IS NOT NULL AND i.status NOT IN ({ENDED_SQL})"),
             (name,))
         return int(waiting[0]), int(running[0])
 
@@ -364,12 +362,12 @@ class SchedulingSQL(SQLStore):
     def _purgeable(self, before: _dt.datetime, statuses: Collection[str],
                    workflow: str | None, exclude: Collection[str], limit: int) -> list[str]:
         # one query per status, each read in the order of the index on
-        # (status, updated_at, id), then merged: no sort of every ended row
+        # (status, ended_at, id), then merged: no sort of every ended row
         now = self._time_out(utcnow())
         found: list[tuple[Any, str]] = []
         for status in sorted(set(statuses) & set(ENDED)):
-            sql = (f"SELECT updated_at, id FROM <instances> WHERE {self._ended_term} "
-                   "AND status = ? AND updated_at < ? "
+            sql = ("SELECT ended_at, id FROM <instances> WHERE ended_at IS NOT NULL "
+                   "AND status = ? AND ended_at < ? "
                    "AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?)")
             params: list[Any] = [status, self._time_out(before), now]
             text = self._q(sql)
@@ -379,7 +377,7 @@ class SchedulingSQL(SQLStore):
             if exclude:
                 text += " AND NOT " + self._in("workflow", sorted(exclude))
                 params += sorted(exclude)
-            text += self._q(" ORDER BY updated_at, id LIMIT ?")
+            text += self._q(" ORDER BY ended_at, id LIMIT ?")
             params.append(limit)
             found += [(at, i) for at, i in self._run(self._all, text, params)]
         found.sort()

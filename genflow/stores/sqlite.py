@@ -173,6 +173,26 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX instances_ended ON instances (status, updated_at, id) WHERE "
         + ENDED_TERM,
     ),
+    # a step's save (blob, version, updated_at) changes no indexed column: ended
+    # instances are found by when they ended (`ended_at`, kept by triggers when
+    # the status changes), not by `updated_at`, which every save writes and which
+    # put every save through the index of ended instances
+    (
+        "ALTER TABLE instances ADD COLUMN ended_at INTEGER",
+        f"UPDATE instances SET ended_at = updated_at WHERE {ENDED_TERM}",
+        "DROP INDEX instances_ended",
+        "CREATE INDEX instances_ended ON instances (status, ended_at, id) "
+        "WHERE ended_at IS NOT NULL",
+        f"""CREATE TRIGGER instances_ended_on_insert AFTER INSERT ON instances
+        WHEN {ENDED_TERM.replace('status', 'new.status')} BEGIN
+            UPDATE instances SET ended_at = new.updated_at WHERE id = new.id;
+        END""",
+        f"""CREATE TRIGGER instances_ended_on_update AFTER UPDATE OF status ON instances
+        WHEN old.status IS NOT new.status BEGIN
+            UPDATE instances SET ended_at = CASE WHEN {ENDED_TERM.replace('status', 'new.status')}
+                THEN new.updated_at END WHERE id = new.id;
+        END""",
+    ),
     # an outbox row's trace context (genflow.relay: a send's delivery joins the
     # trace of the step that asked for it)
     OUTBOX_TRACE_SQLITE,
@@ -234,19 +254,20 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
 
     The compare-and-swap is its WHERE clause (and the waits index follows by
     trigger), so a save is one statement and a durable step costs one commit.
-    `held`: the saver holds the lease, so the lease condition is an equality
-    and the stored owner is known after the write, without `RETURNING` (a
-    result row to fetch, and the commit would happen on that second step).
-    Otherwise the row's owner is returned."""
+    `held`: the saver knows the row's lease (it is as the saver last saw it),
+    so the lease condition is that lease, and the stored lease is known after
+    the write, without `RETURNING`: SQLite collects RETURNING's
+    rows in a table of their own before the first is fetched, which costs as
+    much as the UPDATE itself. Otherwise the row's lease is returned."""
     columns = "".join(f"{_SAVED[i]}=?, " for i in changed)
     if release:
         columns += "lease_owner=NULL, lease_until=NULL, "
     update = (f"UPDATE instances SET {columns}blob=?, version=?, updated_at=? "
               "WHERE id=? AND version=?")
     if held:
-        return f"{update} AND lease_owner=?"
+        return f"{update} AND lease_owner IS ? AND lease_until IS ?"
     return (f"{update} AND (? IS NULL OR lease_owner IS NULL OR lease_owner = ?) "
-            "RETURNING lease_owner")
+            "RETURNING lease_owner, lease_until")
 
 
 class SQLiteStore(OutboxSQL):
@@ -268,7 +289,6 @@ class SQLiteStore(OutboxSQL):
     # index, so a claim and `next_wake` read the due index in order and stop
     # early, instead of reading every row of the worker's workflows and sorting
     _workflow_term = "+workflow"
-    _ended_term = ENDED_TERM
     _time_out = staticmethod(_to_us)
     _time_in = staticmethod(_from_us)
     _waiting_out = staticmethod(_waiting_out)
@@ -536,39 +556,44 @@ class SQLiteStore(OutboxSQL):
         if changed:
             values = (record.status, record.wake_at, waiting, record.attempts, record.error)
             params = (*[_SAVED_OUT[i](values[i]) for i in changed], *params)
-        # The engine saves what it leased: then the lease condition is
-        # `lease_owner = ?`, and if that fails (the row changed, or its lease
-        # was dropped) the general statement decides, and `_refused` says why.
-        held = (lease_owner is not None and previous is not None
-                and previous.lease_owner == lease_owner)
+        # A save of the row as the saver last saw it (`previous`), with the
+        # lease it had (its own, or none asked for) first assumes that lease is
+        # unchanged: if that fails (the row changed, or its lease did) the
+        # general statement decides, and `_refused` says why.
+        held = None
+        if previous is not None and (lease_owner is None or previous.lease_owner == lease_owner):
+            held = (previous.lease_owner, previous.lease_until)
         try:
             if self._group_thread is None:  # a commit of its own, shared with other threads'
-                holder = self._writes.run(self._save_row, changed, held, release, params,
-                                          lease_owner)
+                lease = self._writes.run(self._save_row, changed, held, release, params,
+                                         lease_owner)
             else:
-                holder = self._save_row(changed, held, release, params, lease_owner)
+                lease = self._save_row(changed, held, release, params, lease_owner)
         except self._catch as exc:
-            holder = self._again(exc, self._save_row, changed, held, release, params,
-                                 lease_owner)
-        if holder is _REFUSED:
+            lease = self._again(exc, self._save_row, changed, held, release, params,
+                                lease_owner)
+        if lease is _REFUSED:
             return self._refused(record, expected_version, lease_owner, now)
         # positionally: the record as stored (`replace` would cost a second call)
         return new_record(
             record.id, record.workflow, record.status, record.blob, expected_version + 1,
             record.wake_at, waiting, record.attempts, record.error,
-            None if release else holder, None if release else record.lease_until,
+            None if release else lease[0], None if release else lease[1],
             record.created_at, now)
 
-    def _save_row(self, changed: tuple[int, ...], held: bool, release: bool,
+    def _save_row(self, changed: tuple[int, ...],
+                  held: tuple[str | None, _dt.datetime | None] | None, release: bool,
                   params: tuple[Any, ...], lease_owner: str | None) -> Any:
-        """The save's statement: the row's lease owner after it, or `_REFUSED`."""
+        """The save's statement: the row's lease (owner, until) after it, or
+        `_REFUSED`. `held`: the lease the row is assumed to have (None: no guess)."""
         with self._lock:
-            if held and self._saves.execute(_save_sql(changed, True, release),
-                                            (*params, lease_owner)).rowcount == 1:
-                return lease_owner
+            if held is not None and self._saves.execute(
+                    _save_sql(changed, True, release),
+                    (*params, held[0], _to_us(held[1]))).rowcount == 1:
+                return held
             row = self._db.execute(_save_sql(changed, False, release),
                                    (*params, lease_owner, lease_owner)).fetchone()
-        return _REFUSED if row is None else row[0]
+        return _REFUSED if row is None else (row[0], _from_us(row[1]))
 
     # -- group commit (genflow.stores.group) --
 
