@@ -21,7 +21,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from obs_app import Broken, Flaky
+from obs_app import Broken, Flaky, Kid
 from otel_helpers import in_memory_otel
 
 import genflow
@@ -244,7 +244,7 @@ def test_an_engine_at_work_writes_nothing_to_stdout_or_stderr(capfd):
     code = textwrap.dedent("""
         from genflow.engine import Engine
         from genflow.stores import MemoryStore
-        from obs_app import Broken, Flaky
+        from obs_app import Broken, Flaky, Kid
         engine = Engine(MemoryStore())
         engine.start(Flaky(fails=1))
         engine.start(Broken())
@@ -913,19 +913,6 @@ def test_async_steps_run_at_once_are_each_spanned_and_timed(otel):
     steps = [e.detail["step"] for e in engine.store.journal("both") if e.kind == "step"]
     assert sorted(steps) == ["a", "b", "c"]
     assert current_traceparent() is None
-
-
-@genflow.workflow("obs-kid")
-@attrs.define
-class Kid:
-    n: int = 0
-    doubled: int = 0
-
-    def definition(self):  # type: ignore[no-untyped-def]
-        yield Step("double", self.double)
-
-    def double(self) -> None:
-        self.doubled = 2 * self.n
 
 
 @genflow.workflow("obs-parent")

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import pytest
+from obs_app import Kid
 from otel_helpers import in_memory_otel, named
 
 import genflow
@@ -63,19 +64,6 @@ class Sender:
         ctx = current_step()
         at = ctx.now + _dt.timedelta(seconds=self.delay) if self.delay else None
         ctx.send(self.target, "ping", "hello", at=at)
-
-
-@genflow.workflow("trace-kid")
-@attrs.define
-class Kid:
-    n: int = 0
-    doubled: int = 0
-
-    def definition(self):  # type: ignore[no-untyped-def]
-        yield Step("double", self.double)
-
-    def double(self) -> None:
-        self.doubled = 2 * self.n
 
 
 @genflow.workflow("trace-parent")
@@ -150,7 +138,7 @@ def test_a_child_s_report_is_in_the_trace_of_the_child_s_last_operation(otel) ->
     assert engine.get("p").data.done and engine.get("p").data.result == 42
     spans = otel.spans()
     (kid,) = [s for s in named(spans, "genflow.run")
-              if s.attributes.get("genflow.workflow") == "trace-kid"]
+              if s.attributes.get("genflow.workflow") == "obs-kid"]
     reports = [s for s in _sends_to(spans, "p") if s.parent is not None
                and s.parent.span_id == kid.context.span_id]
     assert len(reports) == 1

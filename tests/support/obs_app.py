@@ -41,3 +41,18 @@ class Broken:
 
     def explode(self) -> None:
         raise ValueError("no")
+
+
+@genflow.workflow("obs-kid")
+@attrs.define
+class Kid:
+    """A child that doubles `n` (the parents of test_observe and test_outbox_traces)."""
+
+    n: int = 0
+    doubled: int = 0
+
+    def definition(self):
+        yield Step("double", self.double)
+
+    def double(self) -> None:
+        self.doubled = 2 * self.n
