@@ -42,7 +42,7 @@ import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import attrs
 
@@ -206,6 +206,12 @@ _STANDS_AT: dict[ThreadStatus, type] = {
     _WAITING_EVENT: Wait,
     _WAITING_CONDITION: WaitFor,
 }
+#: A name a caller gives (an event, a thread's id, a statement): a `str`. Typed Any where
+#: it arrives from the caller unchecked: compiled (docs/compiled.md), an annotation is
+#: checked at the call, and a name of another type must be refused as an unknown name
+#: is, with the same GenflowError in both builds.
+Name = Any
+
 #: What a move can fail with after an operation has begun changing the instance:
 #: `deliver` keeps these apart from a refused event (see `Operation.deliver`).
 FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDeterminismError,
@@ -378,17 +384,18 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
             fn, args, ctx = call
             token = _current.set(ctx) if ctx is not None else None
             try:
+                # (an else, not a `continue`: mypyc compiles no continue inside try/finally)
                 if watch is not None and ctx is not None:
                     value = await _watched(watch, call, flights)
-                    continue
-                value = fn(*args)
-                if value is not None and inspect.isawaitable(value):
-                    if type(call) is Start:
-                        assert ctx is not None
-                        flights[asyncio.ensure_future(value)] = ctx
-                        value = PENDING
-                    else:
-                        value = await value
+                else:
+                    value = fn(*args)
+                    if value is not None and inspect.isawaitable(value):
+                        if type(call) is Start:
+                            assert ctx is not None
+                            flights[asyncio.ensure_future(value)] = ctx
+                            value = PENDING
+                        else:
+                            value = await value
             except BaseException as exc:
                 error, value = exc, None
             finally:
@@ -535,11 +542,11 @@ async def handle_callback_async(
 def send(
     wf: Any,
     state: State,
-    event: str,
+    event: Name,
     payload: Any = None,
     checkpoint: Checkpoint | None = None,
     *,
-    thread: str | None = None,
+    thread: Name | None = None,
     keep: bool | None = None,
     limit: int = DEFAULT_SIZE,
     clock: Clock | None = None,
@@ -568,11 +575,11 @@ def send(
 async def send_async(
     wf: Any,
     state: State,
-    event: str,
+    event: Name,
     payload: Any = None,
     checkpoint: Checkpoint | None = None,
     *,
-    thread: str | None = None,
+    thread: Name | None = None,
     keep: bool | None = None,
     limit: int = DEFAULT_SIZE,
     clock: Clock | None = None,
@@ -665,7 +672,7 @@ def locate(wf: Any, state: State, thread_id: str) -> Location:
     return operation.where(thread)
 
 
-def move(wf: Any, state: State, thread_id: str, statement: str,
+def move(wf: Any, state: State, thread_id: Name, statement: Name,
          checkpoint: Checkpoint | None = None, *, clock: Clock | None = None) -> None:
     """An operator's repair: make `statement` (a Step, Wait or WaitFor of that
     thread's definition) the thread's next stop, the "goto" of the Go library.
@@ -677,7 +684,7 @@ def move(wf: Any, state: State, thread_id: str, statement: str,
     drive(Operation(wf, state, checkpoint, clock).move(thread_id, statement))
 
 
-async def move_async(wf: Any, state: State, thread_id: str, statement: str,
+async def move_async(wf: Any, state: State, thread_id: Name, statement: Name,
                      checkpoint: Checkpoint | None = None, *,
                      clock: Clock | None = None) -> None:
     await drive_async(Operation(wf, state, checkpoint, clock).move(thread_id, statement))
@@ -708,8 +715,9 @@ class Operation:
                  "tracer", "unseen", "unstructure", "wf")
 
     #: keep what a replay located across user code that changed nothing it read
-    #: (False: replay after all user code, the rule's reference in the tests)
-    reuse = True
+    #: (False: replay after all user code, the rule's reference in the tests; a ClassVar,
+    #: so that compiled too the class's value is read, not a copy made per instance)
+    reuse: ClassVar[bool] = True
 
     def __init__(self, wf: Any, state: State, checkpoint: Checkpoint | None,
                  clock: Clock | None, *, retry: Retry | None = None,
@@ -1100,7 +1108,7 @@ class Operation:
         return body
 
     def _find(
-        self, thread: Thread, body: Any, name: str, path: list[int] | None
+        self, thread: Thread, body: Any, name: Name, path: list[int] | None
     ) -> tuple[list[Frame], Stmt] | None:
         """`replay.find`, with what the definition raises worded for its workflow."""
         return self._replaying(thread, find, body, name, path)
@@ -1215,6 +1223,7 @@ class Operation:
                 if left > 0:
                     _try(gate, left)
         started = None
+        body: Any  # (a Go's tuple or the root: compiled, a local keeps its first type)
         try:
             if not thread.stmt:
                 started = self.started.pop(thread.id, None) if self.started else None
@@ -1787,7 +1796,7 @@ class Operation:
 
     # -- the mailbox --
 
-    def send(self, event: str, payload: Any, *, thread: str | None = None,
+    def send(self, event: Name, payload: Any, *, thread: Name | None = None,
              keep: bool | None = None, limit: int = DEFAULT_SIZE,
              max_moves: int = DEFAULT_MAX_MOVES) -> _Moves:
         """The one send operation (see `send`): delivered now, or kept and the
@@ -1810,7 +1819,7 @@ class Operation:
         taken = self.taken
         return taken.get(kept.seq, kept) if taken else kept
 
-    def keep(self, event: str, payload: Any, *, thread: str | None = None,
+    def keep(self, event: Name, payload: Any, *, thread: Name | None = None,
              keep: bool | None = None, limit: int = DEFAULT_SIZE) -> _Moves:
         """Keep `event` in the mailbox (checkpoint AFTER_MAILBOX; no move): the
         checks a delivery makes come first, and a refusal changes nothing."""
@@ -1995,7 +2004,7 @@ class Operation:
             for name in {e.event for e in thread.events} | ({thread.won} - {""}):
                 self._on(thread, stmt, name)
 
-    def move(self, thread_id: str, target: str) -> _Moves:
+    def move(self, thread_id: Name, target: Name) -> _Moves:
         state = self.state
         if state.status in _FINAL:
             raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
@@ -2037,7 +2046,7 @@ class Operation:
             state.status = _WF_RESUMING
         state.update_status()
 
-    def _kind_named(self, thread: Thread, root: Any, name: str) -> str | None:
+    def _kind_named(self, thread: Thread, root: Any, name: Name) -> str | None:
         """The kind of the statement (or branch) of this thread called `name`, if any."""
         for stmt, _ in self._replaying(thread, lambda: list(iter_tree(root, into_threads=False))):
             if isinstance(stmt, Switch):
@@ -2140,14 +2149,16 @@ def _failed_words(state: State) -> str:
             "(Engine.retry, `genflow retry`) or move the failed thread before sending events")
 
 
-def _waiting(state: State, event: str, thread_id: str | None) -> list[tuple[Thread, WaitEvent]]:
+def _waiting(state: State, event: Name, thread_id: Name | None
+             ) -> list[tuple[Thread, WaitEvent]]:
     """The threads (of `thread_id`, if given) that wait for `event` (not a timer) now."""
     return [(t, e) for t in state.threads if t.status is _WAITING_EVENT
             and (thread_id is None or t.id == thread_id)
             for e in t.events if e.event == event and e.due is None]
 
 
-def direct_request(state: State, event: str, thread_id: str | None) -> CallbackRequest | None:
+def direct_request(state: State, event: Name, thread_id: Name | None
+                   ) -> CallbackRequest | None:
     """The request a send of `event` is delivered to at once: the one thread
     (of `thread_id`, if given) waiting for it with its handler set up, and no
     message of that event kept ahead of it (a send never overtakes). None: the
@@ -2173,7 +2184,7 @@ def _next_message(thread: Thread, kept: list[Message]) -> Message | None:
     return None
 
 
-def _unknown_event(state: State, event: str, events: dict[str, Any], timers: set[str]) -> str:
+def _unknown_event(state: State, event: Name, events: dict[str, Any], timers: set[str]) -> str:
     words = ", ".join(repr(e) for e in sorted(events)) or "none"
     if state.pc == 0 and all(t.stmt == "" and t.status is _RESUMING for t in state.threads):
         # (a signal-with-start's instance, or one started with run=False)
@@ -2205,7 +2216,7 @@ def request_for(state: State, event: str, thread_id: str | None) -> CallbackRequ
     return candidates[0][1].req
 
 
-def request_refusal(state: State, event: str, thread_id: str | None, *,
+def request_refusal(state: State, event: Name, thread_id: Name | None, *,
                     timer_words: bool = True) -> GenflowError:
     """Why `event` cannot be delivered to `state` now (an event not kept).
     `timer_words`: say so when `event` is a timer's (a caller that says it
