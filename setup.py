@@ -22,11 +22,7 @@ from genflow_build import compiling
 
 #: the modules compiled; genflow.cli.COMPILED_CANDIDATES names the same ones
 #: (`genflow --version` reads which of them were loaded from an extension)
-#: (genflow/runtime.py compiles too, with the small edits that the commit "compiled: replay
-#: and statements only..." takes out again, but its async driver then crashes the
-#: interpreter when a task is cancelled with steps in flight (tests/core/test_parallel.py):
-#: left out, docs/compiled.md)
-COMPILED = ["genflow/replay.py", "genflow/statements.py"]
+COMPILED = ["genflow/replay.py", "genflow/runtime.py", "genflow/statements.py"]
 
 # A fresh build directory for every build: pip builds in the checkout, and
 # setuptools would otherwise package whatever an earlier build left in build/lib,

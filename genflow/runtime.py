@@ -364,12 +364,15 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
     error: BaseException | None = None
     flights: dict[asyncio.Future[Any], StepContext] = {}  # in the order they started
     at_once = _at_once.set(True)
+    result: Any = None
+    failed: BaseException | None = None
     try:
         while True:
             try:
                 call = moves.throw(error) if error is not None else moves.send(value)
             except StopIteration as stop:
-                return stop.value
+                result = stop.value
+                break
             error = None
             if call is NEXT:
                 try:
@@ -401,10 +404,23 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
             finally:
                 if token is not None:
                     _current.reset(token)
-    finally:
+    except BaseException as exc:
+        failed = exc
+    # What a `finally` would do, after it: no await inside an except or finally block
+    # (docs/compiled.md). Compiled, a coroutine suspended there leaves the exception it
+    # handles as the interpreter's while others run, and the tasks cancelled here run.
+    try:
         if flights:
             await _cancel_all(flights)
+    except BaseException as exc:
+        if failed is not None and exc is not failed:
+            exc.__context__ = failed  # (as a `finally` chains it)
+        raise
+    finally:
         _at_once.reset(at_once)
+    if failed is not None:
+        raise failed
+    return result
 
 
 async def _watched(watch: Watcher, call: Any, flights: dict[asyncio.Future[Any], StepContext]
@@ -798,6 +814,7 @@ class Operation:
         # Under a driver that runs steps at once, a thread at a step waits until
         # no thread can move otherwise; then every due step starts (`_at_once`).
         at_once = _at_once.get() and self.parallel_steps > 1
+        failed: BaseException | None = None
         try:
             while True:
                 for thread in state.threads:
@@ -847,14 +864,15 @@ class Operation:
                         "(a loop of steps that never waits?); resume again to go on"
                     )
         except BaseException as exc:
-            running = self.at_once
-            if running is not None and running.flights and not isinstance(exc, GeneratorExit):
+            failed = exc  # (no yield in an except block: drive_async, docs/compiled.md)
+        running = self.at_once
+        if failed is not None:
+            if running is not None and running.flights and not isinstance(failed, GeneratorExit):
                 # what runs still is dropped, as a crash would drop it: each runs
                 # again at the next move of its thread
                 running.flights.clear()
                 yield CANCEL
-            raise
-        running = self.at_once
+            raise failed
         if running is not None and running.flights:  # (threads cancellation reached)
             running.flights.clear()
             yield CANCEL
@@ -932,10 +950,13 @@ class Operation:
         if own.blocking:
             action = _in_worker(action)
         flight = _Flight(thread, thread.pc, stack, step, running.base[1], mine, self.calls, box)
+        failed: BaseException | None = None
         try:
             outcome = yield Start(action, (), ctx)
         except BaseException as exc:
-            return (yield from self._landed(flight, None, exc))
+            failed = exc  # (no yield in an except block: drive_async, docs/compiled.md)
+        if failed is not None:
+            return (yield from self._landed(flight, None, failed))
         if outcome is PENDING:
             running.flights[(thread.id, thread.pc)] = flight
             return None
@@ -1456,6 +1477,7 @@ class Operation:
         kept, self.located = self.located, {}
         self.calls += 1
         asked = len(self.outbox.intents)
+        error: StepError | None = None
         try:
             yield (action, (), ctx)
         except BaseException as exc:
@@ -1465,6 +1487,7 @@ class Operation:
                 raise
             error = StepError(step.name, thread.id, exc)
             error.__cause__, error.__suppress_context__ = exc, True
+        if error is not None:  # (no yield in an except block: drive_async, docs/compiled.md)
             return (yield from self._step_failed(thread, step, stack, error))
         if kept and type(snapshot) is dict:
             self._keep_unchanged(kept, snapshot)
@@ -1627,13 +1650,16 @@ class Operation:
         else:
             self._user_code()
             asked = len(self.outbox.intents)
+            failed: Exception | None = None
             try:
                 event.req.setup_data = yield (handler.setup, (event.req,),
                                               self._handler_context(thread, wait, event))
             except Exception as exc:
                 del self.outbox.intents[asked:]
+                failed = exc  # (no yield in an except block: drive_async, docs/compiled.md)
+            if failed is not None:
                 return (yield from self._handler_failed(
-                    thread, event, "setup", exc, WaitEventStatus.SETUP_ERROR,
+                    thread, event, "setup", failed, WaitEventStatus.SETUP_ERROR,
                     CheckpointType.AFTER_SETUP,
                     getattr(handler, "retry", None) or self.handler_retry, stack))
         event.status = _SETUP
@@ -1649,13 +1675,16 @@ class Operation:
         else:
             self._user_code()
             asked = len(self.outbox.intents)
+            failed: Exception | None = None
             try:
                 yield (handler.teardown, (event.req, event.won),
                        self._handler_context(thread, wait, event))
             except Exception as exc:
                 del self.outbox.intents[asked:]
+                failed = exc  # (no yield in an except block: drive_async, docs/compiled.md)
+            if failed is not None:
                 return (yield from self._handler_failed(
-                    thread, event, "teardown", exc, WaitEventStatus.TEARDOWN_ERROR,
+                    thread, event, "teardown", failed, WaitEventStatus.TEARDOWN_ERROR,
                     CheckpointType.AFTER_TEARDOWN, self.handler_retry if retried else None))
         thread.events.remove(event)
         return CheckpointType.AFTER_TEARDOWN

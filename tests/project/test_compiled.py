@@ -83,6 +83,56 @@ def test_the_hot_modules_are_loaded_compiled() -> None:
         m.rpartition(".")[2] for m in cli.COMPILED_CANDIDATES)
 
 
+def _suspended_in_handlers(source: str) -> list[str]:
+    """Each `yield`, `yield from` and `await` (an `async for` or `async with` too) that
+    suspends its function inside an `except` or `finally` block, as "line: function"."""
+    found: list[str] = []
+
+    def walk(node: ast.AST, function: str, inside: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                walk(child, getattr(child, "name", "<lambda>"), False)
+                continue
+            here = inside or isinstance(child, ast.ExceptHandler) or (
+                isinstance(node, (ast.Try, ast.TryStar)) and child in node.finalbody)
+            if here and isinstance(child, (ast.Yield, ast.YieldFrom, ast.Await,
+                                           ast.AsyncFor, ast.AsyncWith)):
+                found.append(f"{child.lineno}: {function}")
+            walk(child, function, here)
+
+    walk(ast.parse(source), "<module>", False)
+    return found
+
+
+def test_the_rule_finds_what_it_forbids() -> None:
+    assert _suspended_in_handlers(
+        "def g():\n"
+        "    try:\n"
+        "        yield 1\n"              # (a try's body may suspend)
+        "    except E:\n"
+        "        x = [(yield 2)]\n"
+        "    finally:\n"
+        "        async def f():\n"       # (a function defined there is its own)
+        "            await a\n"
+        "        yield from h()\n"
+        "async def c():\n"
+        "    try:\n"
+        "        pass\n"
+        "    except E:\n"
+        "        if x:\n"
+        "            async with m:\n"
+        "                pass\n") == ["5: g", "9: g", "15: c"]
+
+
+@pytest.mark.parametrize("module", _setup_compiled())
+def test_no_compiled_module_suspends_inside_except_or_finally(module: str) -> None:
+    """Compiled, a generator or coroutine suspended inside an `except` or `finally` block
+    leaves the exception it handles as the interpreter's while other code runs, and
+    the tasks that ran meanwhile crashed the interpreter (docs/compiled.md): each such
+    place catches into a local and leaves the block first."""
+    assert _suspended_in_handlers((ROOT / module).read_text()) == []
+
+
 @pytest.mark.skipif(EXPECT_COMPILED, reason="the pure run only")
 def test_the_default_build_is_pure() -> None:
     assert cli.build() == "pure Python"
