@@ -415,7 +415,9 @@ def _repeat(stack: list[Frame], frame: Frame, loop: For) -> Any:
         )
     if frame.one_shot:
         return RESTART, loop, path_of(stack)
-    stack.append(Frame(loop, 0, loop.bodies[0], fresh=True))
+    # the ended iteration's frame, begun again: no other stack holds it
+    frame.top, frame.its, frame.index, frame.fresh = iter(loop.bodies[0]), None, -1, True
+    stack.append(frame)
     return None
 
 

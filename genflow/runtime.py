@@ -484,7 +484,9 @@ def resume(
     `checkpoint(kind)` is called after every move. On error, data and State are
     as at the last checkpoint (which records a failed attempt or set-up).
     """
-    drive(Operation(wf, state, checkpoint, clock).resume(max_moves))
+    op = _carried(Operation(wf, state, checkpoint, clock))
+    drive(op.resume(max_moves))
+    _carry(op)
 
 
 async def resume_async(
@@ -496,7 +498,9 @@ async def resume_async(
     max_moves: int = DEFAULT_MAX_MOVES,
 ) -> None:
     """`resume` for steps, handlers and checkpoints that may be `async def`."""
-    await drive_async(Operation(wf, state, checkpoint, clock).resume(max_moves))
+    op = _carried(Operation(wf, state, checkpoint, clock))
+    await drive_async(op.resume(max_moves))
+    _carry(op)
 
 
 def deliver(
@@ -516,10 +520,11 @@ def deliver(
     move after the event fails, the event stays delivered and the failure is
     raised as `resume` raises it.
     """
-    op = Operation(wf, state, checkpoint, clock)
+    op = _carried(Operation(wf, state, checkpoint, clock))
     output = drive(op.deliver(req, payload, max_moves))
     if op.failure is not None:
         raise op.failure
+    _carry(op)
     return output
 
 
@@ -533,10 +538,11 @@ async def deliver_async(
     clock: Clock | None = None,
     max_moves: int = DEFAULT_MAX_MOVES,
 ) -> Any:
-    op = Operation(wf, state, checkpoint, clock)
+    op = _carried(Operation(wf, state, checkpoint, clock))
     output = await drive_async(op.deliver(req, payload, max_moves))
     if op.failure is not None:
         raise op.failure
+    _carry(op)
     return output
 
 
@@ -546,13 +552,19 @@ def handle_callback(req: CallbackRequest, wf: Any, state: State, payload: Any = 
     Returns what the handler returned. Call `resume` afterwards (or use
     `deliver`, which does both). On any error nothing has changed.
     """
-    return drive(Operation(wf, state, None, None).callback(req, payload))
+    op = _carried(Operation(wf, state, None, None))
+    output = drive(op.callback(req, payload))
+    _carry(op)
+    return output
 
 
 async def handle_callback_async(
     req: CallbackRequest, wf: Any, state: State, payload: Any = None
 ) -> Any:
-    return await drive_async(Operation(wf, state, None, None).callback(req, payload))
+    op = _carried(Operation(wf, state, None, None))
+    output = await drive_async(op.callback(req, payload))
+    _carry(op)
+    return output
 
 
 def send(
@@ -580,11 +592,12 @@ def send(
     handler of the event (`PayloadError`), a mailbox holding `limit` messages
     (`MailboxFullError`), and what `deliver` refuses.
     """
-    op = Operation(wf, state, checkpoint, clock)
+    op = _carried(Operation(wf, state, checkpoint, clock))
     output = drive(op.send(event, payload, thread=thread, keep=keep, limit=limit,
                            max_moves=max_moves))
     if op.failure is not None:
         raise op.failure
+    _carry(op)
     return output
 
 
@@ -601,11 +614,12 @@ async def send_async(
     clock: Clock | None = None,
     max_moves: int = DEFAULT_MAX_MOVES,
 ) -> Any:
-    op = Operation(wf, state, checkpoint, clock)
+    op = _carried(Operation(wf, state, checkpoint, clock))
     output = await drive_async(op.send(event, payload, thread=thread, keep=keep, limit=limit,
                                        max_moves=max_moves))
     if op.failure is not None:
         raise op.failure
+    _carry(op)
     return output
 
 
@@ -988,7 +1002,8 @@ class Operation:
         state = self.state
         state.pc += 1
         thread.status = _RESUMING
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         thread.pc = state.pc
         if thread.attempts:
             thread.attempts, thread.error, thread.retry_at = 0, "", None
@@ -1493,7 +1508,8 @@ class Operation:
             self._keep_unchanged(kept, snapshot)
         state.pc += 1
         thread.status = _RESUMING
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         if self.located:
             self._moved(thread, state.pc)
         else:
@@ -1517,7 +1533,8 @@ class Operation:
         # -- commit: the attempt is counted; the thread stays at the step, with
         # the same counter, so the retry keeps the step's idempotency key --
         state.pc += 1
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         thread.attempts = attempt
         thread.error = repr(cause)
         if policy.retries(cause) and policy.allows(attempt + 1):
@@ -1549,7 +1566,8 @@ class Operation:
         state = self.state
         state.pc += 1
         thread.status = _RESUMING
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         if self.located:
             self._moved(thread, state.pc)
         else:
@@ -1814,7 +1832,8 @@ class Operation:
             e.status = WaitEventStatus.PENDING_TEARDOWN
         thread.status = _RESUMING
         thread.won = req.event
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         if self.located:
             self._moved(thread, state.pc)
         else:
@@ -1998,7 +2017,8 @@ class Operation:
         thread.events = [event] if left else []
         thread.status = _RESUMING
         thread.won = CHILD_EVENT
-        thread.path = self._path(thread)
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
         thread.pc = state.pc
         thread.since = None
         state.update_status()
@@ -2148,6 +2168,77 @@ class Operation:
                 yield from self._checkpoint(kind)
                 if thread.events and thread.events[0] is event:
                     break  # it failed and waits for its retry
+
+
+# -- carried between operations ------------------------------------------------------------
+#
+# A caller that runs operations one after another on the same objects (`resume`,
+# then `handle_callback`, then `resume`, as tests and batch scripts do) would
+# have each operation replay the definition to where the last one left every
+# thread. The last operation's frames are as good, on the rule that keeps them
+# across user code (`Operation._keep_unchanged`): the definition is a function of
+# the data, so where the fields its replays read hold the same values, it builds
+# the same statements. Between operations the caller may change anything, in
+# place too, and no snapshot was taken, so only frames whose reads all hold
+# plain values (`_PLAIN`: compared as they are) are carried, and only to an
+# operation on the very same objects at the same counter.
+
+
+#: (the data, its State, State.pc, [(thread id, located entry, [(field, value)])]),
+#: or None. One slot for the process: an operation takes it only for its very
+#: objects, so operations on other instances meanwhile (other threads) cost a
+#: carry, never a wrong one.
+_carried_last: tuple[Any, State, int, list[tuple[str, Any, list[tuple[str, Any]]]]] | None = None
+
+
+def _carry(op: Operation) -> None:
+    """`op` completed: keep what it located for the next operation on its objects."""
+    located = op.located
+    kept = []
+    if located:
+        wf = op.wf
+        for thread_id, entry in located.items():
+            recorded = entry[1][0].reads
+            if recorded is None:
+                continue
+            values = []
+            for field in recorded[1]:
+                value = getattr(wf, field)
+                if type(value) not in _PLAIN:  # (could change in place unseen)
+                    break
+                values.append((field, value))
+            else:
+                kept.append((thread_id, entry, values))
+    global _carried_last
+    # (strong references: the frames hold the data anyway, through the bound
+    # methods of the definition they iterate; held until the next operation)
+    _carried_last = (op.wf, op.state, op.state.pc, kept) if kept else None
+
+
+def _carried(op: Operation) -> Operation:
+    """`op`, starting with what the last operation on its objects located, where
+    the fields those replays read hold the values they held then."""
+    global _carried_last
+    last = _carried_last
+    if last is None or op.tracer is None or last[0] is not op.wf or last[1] is not op.state:
+        return op
+    _carried_last = None  # (taken once: the frames move on with this operation)
+    if last[2] != op.state.pc:
+        return op
+    wf = op.wf
+    for thread_id, entry, values in last[3]:
+        for field, before in values:
+            value = getattr(wf, field)
+            if type(value) is not type(before) or value != before:
+                break
+        else:
+            for frame in entry[1]:  # the thread stopped in each: none ran empty
+                frame.fresh = False
+            op.located[thread_id] = entry
+            recorded = entry[1][0].reads
+            if recorded is not None:  # (it is: `_carry` kept only recorded frames)
+                _PAYS[recorded[0]] = -1
+    return op
 
 
 def _try(gate: tuple[type, str, bool], left: int) -> None:

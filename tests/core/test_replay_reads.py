@@ -1,4 +1,5 @@
-"""Replaying less: a replay is kept across user code that changed no field it read.
+"""Replaying less: a replay is kept across user code that changed no field it read,
+and from one operation to the next on the same objects.
 
 The rule (genflow.replay, "Reads"; `Operation._run_user_code`): every replay
 records the fields of the data it reads; after a step or handler, the frames it
@@ -7,7 +8,10 @@ definition is replayed otherwise. The property below runs random definitions
 (branches, loops, waits, conditions and threads reading a few fields; steps and
 handlers writing random ones, in place too) with the rule and with
 `Operation.reuse = False` (a replay after all user code) and requires the same
-calls, data and `State` at every point.
+calls, data and `State` at every point. Between a `handle_callback` and the
+`resume` after it, the caller changes fields too (in place as well): what the
+first operation located is carried to the second only where the fields its
+replays read hold the same plain values (`genflow.runtime._carried`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from genflow import (
     deliver,
     dumps,
     handle_callback,
+    loads,
     new_state,
     resume,
 )
@@ -212,6 +217,9 @@ def test_keeping_frames_across_user_code_is_the_always_replay_path(tree, data) -
             break
         pick = data.draw(st.integers(0, len(ready) - 1))
         together = data.draw(st.booleans())  # deliver (one operation) or callback + resume
+        # what the caller changes between operations (the frames an operation
+        # leaves are carried to the next one on the same objects: `_carried`)
+        between = data.draw(st.lists(fields, max_size=2))
         for run in runs:
             req = run.ready()[pick]
             if together:
@@ -219,6 +227,7 @@ def test_keeping_frames_across_user_code_is_the_always_replay_path(tree, data) -
                        run.state, None, run.kinds.append)
             else:
                 run.op(handle_callback, req, run.wf, run.state)
+                run.wf.write("caller", tuple(between))
                 run.resume()
         assert runs[0].point() == runs[1].point()
 
@@ -319,3 +328,113 @@ def test_the_data_keeps_its_class_when_the_definition_raises() -> None:
     with pytest.raises(DefinitionError):
         resume(wf, new_state("x", wf))
     assert type(wf) is Raises and wf == Raises(n=1)
+
+
+# -- carried from one operation to the next -------------------------------------------------
+
+
+@genflow.workflow("test-reads-carried")
+@attrs.define
+class Carried:
+    rounds: int = 2
+    done: int = 0
+    notes: list[str] = attrs.field(factory=list)
+    items: list[int] = attrs.field(factory=list)
+
+    def definition(self):
+        CALLS.append("definition")
+        yield For("rounds", self.done < self.rounds,
+                  Wait("wait", On("go", self.note)),
+                  Step("count", self.count))
+        yield For("items", len(self.items) < 2, Wait("more", On("item", self.note)),
+                  Step("take", self.take))
+
+    def note(self) -> None:
+        self.notes.append("n")
+
+    def count(self) -> None:
+        self.done += 1
+
+    def take(self) -> None:
+        self.items.append(len(self.items))
+
+
+def _waiting(state: Any) -> Any:
+    return state.threads[0].events[0].req
+
+
+def test_the_next_operation_on_the_same_objects_replays_nothing_more() -> None:
+    wf = Carried()
+    state = new_state("c", wf)
+    resume(wf, state)  # (the first operations learn that keeping these frames pays)
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state)
+    CALLS.clear()
+    handle_callback(_waiting(state), wf, state)  # the wait's frames, from the resume before
+    assert CALLS == [] and wf.notes == ["n", "n"]
+    resume(wf, state)
+    assert CALLS == ["definition"]  # after "count": `done` changed, so one replay
+
+
+def test_a_field_the_caller_changes_between_operations_is_replayed_on() -> None:
+    wf = Carried(rounds=5)
+    state = new_state("c", wf)
+    for _ in range(2):
+        resume(wf, state)
+        handle_callback(_waiting(state), wf, state)
+    resume(wf, state)
+    assert state.threads[0].stmt == "wait"
+    wf.rounds = 2  # read by the loop's condition: the carried frames are not taken
+    CALLS.clear()
+    handle_callback(_waiting(state), wf, state)
+    assert CALLS == ["definition"]
+    resume(wf, state)
+    assert wf.done == 3 and state.threads[0].stmt == "more"  # the loop saw rounds = 2
+
+
+def test_a_field_changed_in_place_between_operations_is_seen() -> None:
+    wf = Carried(rounds=0)
+    state = new_state("c", wf)
+    resume(wf, state)
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state)
+    assert state.threads[0].stmt == "more" and wf.items == [0]
+    wf.items.append(7)  # in place: the list is not a plain value, so nothing is carried
+    CALLS.clear()
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state)
+    assert wf.items == [0, 7, 2] and state.status.value == "finished"
+
+
+def test_only_the_very_same_objects_take_what_was_carried() -> None:
+    wf = Carried()
+    state = new_state("c", wf)
+    resume(wf, state, clock=clock)
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state, clock=clock)
+    copy_wf, copy_state = loads(dumps(wf, state))  # equal, but other objects
+    CALLS.clear()
+    handle_callback(_waiting(copy_state), copy_wf, copy_state)
+    assert CALLS == ["definition"]
+    # the originals were left where they were: an operation on them still works
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state, clock=clock)
+    resume(copy_wf, copy_state, clock=clock)
+    assert dumps(wf, state) == dumps(copy_wf, copy_state)
+
+
+def test_a_refused_operation_leaves_nothing_to_carry() -> None:
+    wf = Carried()
+    state = new_state("c", wf)
+    resume(wf, state)
+    handle_callback(_waiting(state), wf, state)
+    resume(wf, state)
+    stale = _waiting(state)
+    handle_callback(stale, wf, state)
+    with pytest.raises(GenflowError):  # (the wait it was for is over: stale)
+        handle_callback(stale, wf, state)
+    CALLS.clear()
+    resume(wf, state)
+    # the refusal took what the first callback left: the Wait is replayed to,
+    # then the definition after "count" (one replay, unrefused: the first test)
+    assert CALLS == ["definition", "definition"] and state.threads[0].stmt == "more"
