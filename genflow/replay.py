@@ -192,6 +192,9 @@ class Definition:
 
 def path_of(stack: list[Frame]) -> list[int]:
     """The path hint of the statement the top frame last produced."""
+    if len(stack) == 2:  # the commonest depth, written out (every stop writes its path)
+        inner = stack[1]
+        return [stack[0].index, inner.branch, inner.index]
     path = [stack[0].index]
     for frame in stack[1:]:
         path.append(frame.branch)
@@ -300,7 +303,7 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
             return stmt
         if kind is For:
             if stmt.cond:
-                stack.append(Frame(stmt, 0, stmt.bodies[0], fresh=True))
+                stack.append(Frame(stmt, 0, stmt.bodies[0], True))  # (fresh)
         elif kind is WaitFor:
             if not stmt.cond or stmt.handler is not None:
                 return stmt

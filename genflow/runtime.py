@@ -773,7 +773,8 @@ class Operation:
         #: the (thread, event or None) whose step or handler failed last: its
         #: attempt, error and next try are on it (the engine logs them)
         self.failed: tuple[Thread, WaitEvent | None] | None = None
-        self.definition = Definition(wf.definition)  # every thread's replays start here
+        # every thread's replays start here (made by the first: `_definition`)
+        self.definition: Definition | None = None
         #: the class that records what replays read (None: every user code replays)
         cls = type(wf)
         self.tracer = tracer(cls) if self.reuse else None
@@ -1131,8 +1132,13 @@ class Operation:
 
     # -- finding statements --
 
+    def _definition(self) -> Definition:
+        """The definition as a replay's root (an operation that replays nothing makes none)."""
+        made = self.definition = Definition(self.wf.definition)
+        return made
+
     def _root(self, thread: Thread) -> Any:
-        body: Any = self.definition
+        body: Any = self.definition or self._definition()
         for origin in thread.origin:
             found = self._find(thread, body, origin.go, origin.path)
             if found is None or type(found[1]) is not Go:
@@ -1161,16 +1167,17 @@ class Operation:
         return DefinitionError(f"definition() of workflow {self.state.workflow!r} raised while "
                                f"replaying thread {thread.id!r}: {exc!r}")
 
-    def locate(self, thread: Thread, kind: type | None) -> tuple[list[Frame], Any]:
+    def locate(self, thread: Thread, kind: type | None,
+               recording: bool = False) -> tuple[list[Frame], Any]:
         """The frames standing after `thread`'s saved statement, and the statement,
         replayed on the current data (`NonDeterminismError` if it is gone, or is
-        not a `kind`)."""
+        not a `kind`). `recording`: the caller records what the replay reads."""
         cached = self.located.pop(thread.id, None)
         if cached is not None and cached[0] == thread.pc and isinstance(cached[2], kind or Stmt):
             return cached[1], cached[2]
         tracer = self.tracer
         reads = None
-        if tracer is not None:  # record what this replay reads, where that has paid
+        if tracer is not None and not recording:  # record what it reads, where that has paid
             gate = (tracer, thread.stmt, False)
             left = _PAYS.get(gate, _TRIES)
             if left:
@@ -1178,7 +1185,8 @@ class Operation:
                 if left > 0:
                     _try(gate, left)
         try:
-            root = self._root(thread) if thread.origin else self.definition
+            root = self._root(thread) if thread.origin else \
+                self.definition or self._definition()
             try:  # (`_replaying`, inlined: a replay is the commonest call of a move)
                 found = follow(root, thread.stmt, thread.path) if thread.path else None
                 searched = found is None
@@ -1209,7 +1217,7 @@ class Operation:
 
     def where(self, thread: Thread) -> Location:
         """`locate`'s answer for people and tools: the statement and the paths."""
-        body: Any = self.definition
+        body: Any = self.definition or self._definition()
         origins: list[list[int]] = []
         for origin in thread.origin:
             found = self._find(thread, body, origin.go, origin.path)
@@ -1269,18 +1277,19 @@ class Operation:
                     started, body = None, self._root(thread)
                 stack = [Frame(None, 0, body)]
             elif thread.won:
-                stack, wait = self.locate(thread, Wait)
+                stack, wait = self.locate(thread, Wait, reads is not None)
                 index, _ = self._on(thread, wait, thread.won)
-                stack.append(Frame(wait, index, wait.bodies[index]))
+                if wait.bodies[index]:  # (an On with no body: on after the Wait at once)
+                    stack.append(Frame(wait, index, wait.bodies[index]))
             elif thread.enter:
-                stack, try_ = self.locate(thread, Try)
+                stack, try_ = self.locate(thread, Try, reads is not None)
                 index = try_.branch(thread.enter)
                 if index is None:
                     raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt,
                                               f"its branch {thread.enter!r} is gone")
                 stack.append(Frame(try_, index, try_.bodies[index]))
             else:
-                stack, _ = self.locate(thread, None)
+                stack, _ = self.locate(thread, None, reads is not None)
             if thread.status is _UNWINDING:
                 how, flow.unwind = flow.unwind, ""
                 result = unwind(stack, how, flow)
