@@ -2193,11 +2193,13 @@ class Operation:
 # operation on the very same objects at the same counter.
 
 
-#: (the data, its State, State.pc, [(thread id, located entry, [(field, value)])]),
+#: (the data, its State, State.pc, [(thread id, located entry, its recording's gate,
+#: [(field, value)])]),
 #: or None. One slot for the process: an operation takes it only for its very
 #: objects, so operations on other instances meanwhile (other threads) cost a
 #: carry, never a wrong one.
-_carried_last: tuple[Any, State, int, list[tuple[str, Any, list[tuple[str, Any]]]]] | None = None
+_carried_last: tuple[Any, State, int, list[tuple[str, Any, Any, list[tuple[str, Any]]]]] \
+    | None = None
 
 
 def _carry(op: Operation) -> None:
@@ -2217,7 +2219,7 @@ def _carry(op: Operation) -> None:
                     break
                 values.append((field, value))
             else:
-                kept.append((thread_id, entry, values))
+                kept.append((thread_id, entry, recorded[0], values))
     global _carried_last
     # (strong references: the frames hold the data anyway, through the bound
     # methods of the definition they iterate; held until the next operation)
@@ -2235,7 +2237,7 @@ def _carried(op: Operation) -> Operation:
     if last[2] != op.state.pc:
         return op
     wf = op.wf
-    for thread_id, entry, values in last[3]:
+    for thread_id, entry, gate, values in last[3]:
         for field, before in values:
             value = getattr(wf, field)
             if type(value) is not type(before) or value != before:
@@ -2244,9 +2246,7 @@ def _carried(op: Operation) -> Operation:
             for frame in entry[1]:  # the thread stopped in each: none ran empty
                 frame.fresh = False
             op.located[thread_id] = entry
-            recorded = entry[1][0].reads
-            if recorded is not None:  # (it is: `_carry` kept only recorded frames)
-                _PAYS[recorded[0]] = -1
+            _PAYS[gate] = -1
     return op
 
 
