@@ -191,13 +191,30 @@ class Engine:
             raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
+        if isinstance(store, str):
+            raise ArgumentError(f"Engine takes a store, not its URL: "
+                                f"Engine(open_store({store!r}))")
+        if not hasattr(store, "create"):  # duck-typed: a test's proxy of a store is one
+            raise ArgumentError(f"Engine takes a store (open_store(url), MemoryStore()), "
+                                f"not {store!r}")
         self.store = store
         self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) \
+                or not lease_seconds > 0:
+            raise ArgumentError(f"lease_seconds is a number of seconds above 0, not "
+                                f"{lease_seconds!r}")
         self.lease = _dt.timedelta(seconds=lease_seconds)
+        for name, policy in (("default_retry", default_retry), ("handler_retry", handler_retry)):
+            if policy is not None and not isinstance(policy, Retry):
+                hint = f": {name}=Retry(attempts={policy})" if type(policy) is int else ""
+                raise ArgumentError(f"{name} takes a genflow.Retry (or None), not "
+                                    f"{policy!r}{hint}")
         self.default_retry = default_retry or ONCE
         self.handler_retry = handler_retry or Retry(attempts=None, backoff=1.0, max_backoff=300)
         self.journal = journal
+        if type(max_moves) is not int or max_moves < 1:
+            raise ArgumentError(f"max_moves is a number of moves, at least 1, not {max_moves!r}")
         self.max_moves = max_moves
         self.workflows: dict[str, type] | None = (
             None if workflows is None else {workflow_name(cls): cls for cls in workflows}
@@ -276,6 +293,7 @@ class Engine:
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
+        _checked_request(req)
         return self.send(
             req.instance_id, req.event, payload, thread=req.thread_id, pc=req.pc, timeout=timeout
         )
@@ -346,6 +364,7 @@ class Engine:
 
     async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
                             timeout: float = 30.0) -> Any:
+        _checked_request(req)
         return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
                                      pc=req.pc, timeout=timeout)
 
@@ -584,7 +603,14 @@ class Engine:
         event, kept in the new State before its first write (it returns what
         `send` returns then, or `_EXISTS` when the instance exists)."""
         if if_exists not in ("raise", "return"):
-            raise GenflowError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+            raise ArgumentError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+        if isinstance(data, type):
+            raise ArgumentError(f"the data to start from is an instance of the workflow's class "
+                                f"({data.__qualname__}(...)), not the class {data.__qualname__} "
+                                f"itself")
+        if queue is None and priority != 0:
+            raise ArgumentError(f"priority={priority!r} orders a queue's admission: give the "
+                                f"queue too (queue=...)")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
@@ -1315,6 +1341,14 @@ def _saver_of(call: tuple[Any, tuple[Any, ...], Any]) -> _Saver:
 def _positions(state: State) -> dict[str, Any]:
     return {"threads": [[t.id, t.stmt, t.status.value, t.pc] for t in state.threads],
             "status": state.status.value}
+
+
+def _checked_request(req: Any) -> None:
+    """`deliver` answers a `CallbackRequest` (a handler's `req`); an id is `send`'s."""
+    if not isinstance(req, CallbackRequest):
+        raise ArgumentError(f"deliver takes the CallbackRequest a handler was given (its "
+                            f"`req`), not {req!r}: to send an event by instance id, use "
+                            f"send(instance_id, event, payload)")
 
 
 def _checked_id(instance_id: Any) -> str:

@@ -146,7 +146,8 @@ class SchedulingMemory:
             try:
                 return self._queues[name]
             except KeyError:
-                raise QueueNotFoundError(f"no queue {name!r} is defined") from None
+                raise QueueNotFoundError(f"no queue {name!r} is defined in this store: define "
+                                         "it first (engine.queues.define(Queue(...)))") from None
 
     def list_queues(self) -> list[QueueRecord]:
         with self._lock:

@@ -24,6 +24,7 @@ from genflow import (
     Retry,
     Return,
     S,
+    Sleep,
     Step,
     Switch,
     Timeout,
@@ -330,3 +331,16 @@ def test_a_long_list_of_names_is_cut_short() -> None:
         "w00, w01, w02, w03, w04, w05, w06, w07, w08, w09 and 2 more")
     assert genflow.registry.name_list(names[:3]) == "w00, w01, w02"
     assert genflow.registry.name_list([]) == "none"
+
+
+def test_an_event_outside_a_wait_is_refused_with_what_to_write() -> None:
+    # a Temporal user's `yield Timeout(...)` for a sleep: refused before any
+    # instance relies on it, not an instance failed at its first move
+    text = _problems([Step("a", nop), Timeout("a while", 5), Step("b", nop)])
+    assert ("main thread, after statement 'a': Timeout 'a while' stands alone: it is an event "
+            "of a Wait, not a statement: write Sleep('a while', seconds) for a durable sleep"
+            in text), text
+    text = _problems(If(True, "branch", On("go", nop)))
+    assert "On 'go' stands alone" in text and "Wait(name, On('go', ...))" in text, text
+    # the events of a Wait (a Sleep's timer too) are no problem
+    validate([Wait("w", On("go", nop), Timeout("t", 1)), Sleep("nap", 5)])

@@ -1,0 +1,110 @@
+"""What a user coming from Temporal, DBOS or Azure Durable Functions writes
+first, from the peers' canonical samples and the docs: the slips they make
+(a URL where a store goes, the class where its data goes, a `Timeout` for a
+sleep, an id given to `deliver`) are refused before anything is written, as
+a `GenflowError` that says what to write instead, never a raw `AttributeError`."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+import genflow
+from genflow import Engine, FakeClock, On, Retry, Step, Timeout, Wait
+from genflow.errors import ArgumentError, DefinitionError, QueueNotFoundError
+
+
+@genflow.workflow("accept-samples-greeter")
+@attrs.define
+class Greeter:
+    names: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("name?", On("name", self.on_name))
+
+    def on_name(self, name: str) -> str:
+        self.names.append(name)
+        return f"hello {name}"
+
+
+@genflow.workflow("accept-samples-timeout-as-sleep")
+@attrs.define
+class TimeoutAsSleep:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Step("a", lambda: self.log.append("a"))
+        yield Timeout("a while", 5)  # Temporal's `workflow.sleep`, written as a Timeout
+        yield Step("b", lambda: self.log.append("b"))
+
+
+@pytest.mark.parametrize(("store_arg", "words"), [
+    ("sqlite:///app.db", "Engine takes a store, not its URL: Engine(open_store('sqlite:///app.db'))"),
+    (None, "Engine takes a store (open_store(url), MemoryStore()), not None"),
+])
+def test_an_engine_takes_a_store_and_says_so(store_arg, words):
+    with pytest.raises(ArgumentError) as refused:
+        Engine(store_arg)
+    assert str(refused.value) == words
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    ({"default_retry": 3}, "default_retry takes a genflow.Retry (or None), not 3: "
+                           "default_retry=Retry(attempts=3)"),
+    ({"handler_retry": "forever"}, "handler_retry takes a genflow.Retry (or None), not 'forever'"),
+    ({"lease_seconds": -1}, "lease_seconds is a number of seconds above 0, not -1"),
+    ({"lease_seconds": 0}, "lease_seconds is a number of seconds above 0, not 0"),
+    ({"max_moves": 0}, "max_moves is a number of moves, at least 1, not 0"),
+])
+def test_engine_options_that_cannot_work_are_refused_where_they_are_given(store, option, words):
+    with pytest.raises(ArgumentError) as refused:
+        Engine(store, **option)
+    assert str(refused.value) == words
+    Engine(store, default_retry=Retry(attempts=3), lease_seconds=0.5)  # what works
+
+
+def test_the_class_where_its_data_goes_is_refused_and_nothing_is_written(store):
+    engine = Engine(store, clock=FakeClock())
+    words = ("the data to start from is an instance of the workflow's class (Greeter(...)), "
+             "not the class Greeter itself")
+    with pytest.raises(ArgumentError) as refused:
+        engine.start(Greeter)
+    assert str(refused.value) == words
+    with pytest.raises(ArgumentError) as refused:
+        engine.send("g", "name", "ada", start=Greeter)  # signal-with-start
+    assert str(refused.value) == words
+    assert list(store.list()) == []
+
+
+def test_a_priority_without_a_queue_is_refused_not_ignored(store):
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(ArgumentError, match=r"priority=3 orders a queue's admission: give the "
+                                            r"queue too \(queue=\.\.\.\)"):
+        engine.start(Greeter(), id="g", priority=3)
+    with pytest.raises(QueueNotFoundError, match=r"no queue 'jobs' is defined in this store: "
+                                                 r"define it first \(engine\.queues\.define"):
+        engine.start(Greeter(), id="g", queue="jobs", priority=3)
+    assert list(store.list()) == []
+
+
+def test_deliver_takes_a_request_and_points_to_send_for_an_id(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Greeter(), id="g")
+    before = store.get("g")
+    with pytest.raises(ArgumentError) as refused:
+        engine.deliver("g", "ada")  # type: ignore[arg-type]
+    assert "to send an event by instance id, use send(instance_id, event, payload)" in \
+        str(refused.value)
+    assert store.get("g") == before
+    req = engine.get("g").state.threads[0].events[0].req
+    assert engine.deliver(req, "ada") == "hello ada"
+
+
+def test_a_timeout_written_for_a_sleep_is_refused_at_start_with_the_fix(store):
+    """It used to be accepted, then failed the instance after its first step."""
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(DefinitionError) as refused:
+        engine.start(TimeoutAsSleep(), id="t")
+    assert "Timeout 'a while' stands alone: it is an event of a Wait, not a statement: " \
+           "write Sleep('a while', seconds) for a durable sleep" in str(refused.value)
+    assert list(store.list()) == []
