@@ -1809,7 +1809,7 @@ class Operation:
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
-        value = structure_payload(payload, input_type, req.event)
+        value = structure_payload(payload, input_type, req.event, handler)
         if isinstance(wait, Children):  # a child's report: counted on the wait
             return (yield from self._arrive(thread, wait, event, value))
         # what must be torn down: set-up events whose handler's teardown does
@@ -1904,7 +1904,8 @@ class Operation:
         check_payload(payload, event)
         plain: Any = None
         for handler in {id(h): h for h in (as_handler(on.handler) for on in ons)}.values():
-            value = structure_payload(payload, getattr(handler, "input_type", None), event)
+            value = structure_payload(payload, getattr(handler, "input_type", None), event,
+                                      handler)
             if plain is None and value is not None:
                 plain = unstructure(value)
         box = state.mailbox

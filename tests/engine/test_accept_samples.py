@@ -108,3 +108,35 @@ def test_a_timeout_written_for_a_sleep_is_refused_at_start_with_the_fix(store):
     assert "Timeout 'a while' stands alone: it is an event of a Wait, not a statement: " \
            "write Sleep('a while', seconds) for a durable sleep" in str(refused.value)
     assert list(store.list()) == []
+
+
+@genflow.workflow("accept-samples-optional-reason")
+@attrs.define
+class Review:
+    outcome: str = ""
+
+    def definition(self):
+        yield Wait("decision",
+                   On("approve", self.approve),
+                   On("reject", self.reject))  # the rejecter may give a reason, or not
+
+    def approve(self, reason: str | None) -> None:
+        self.outcome = f"approved ({reason})"
+
+    def reject(self, reason: str = "") -> None:  # a default: takes no payload
+        self.outcome = f"rejected ({reason})"
+
+
+def test_a_handler_whose_parameter_has_a_default_says_how_to_take_an_optional_payload(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Review(), id="r")
+    before = store.get("r")
+    with pytest.raises(genflow.PayloadError) as refused:
+        engine.send("r", "reject", "too dear")
+    assert str(refused.value) == (
+        "event 'reject' takes no payload, got str 'too dear': its handler's parameter "
+        "'reason' has a default, so it is given none; for an optional payload declare it "
+        "without a default, as `reason: str | None`")
+    assert store.get("r") == before
+    engine.send("r", "approve")  # what the message advises: None when nothing is sent
+    assert engine.get("r").data.outcome == "approved (None)"
