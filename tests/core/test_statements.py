@@ -98,6 +98,20 @@ def test_retry_delays_grow_and_are_capped() -> None:
             Retry(**bad)
 
 
+def test_retry_takes_durations_and_error_lists_as_a_temporal_policy_gives_them() -> None:
+    # RetryPolicy(initial_interval=timedelta(...), maximum_interval=..., non_retryable_...)
+    retry = Retry(backoff=dt.timedelta(seconds=1), max_backoff=dt.timedelta(seconds=2),
+                  never=[KeyError, LookupError])
+    assert (retry.backoff, retry.max_backoff, retry.never) == (1.0, 2.0, (KeyError, LookupError))
+    assert [retry.delay(n) for n in (1, 2, 3)] == [1.0, 2.0, 2.0]
+    with pytest.raises(genflow.errors.StatementError) as refused:
+        Retry(never=["InvalidAccount"])  # Temporal's non_retryable_error_types are names
+    assert str(refused.value) == ("Retry.never takes exception classes, got 'InvalidAccount' "
+                                  "(a name: give the class, never=(InvalidAccount,))")
+    with pytest.raises(genflow.errors.StatementError, match="max_backoff=-1"):
+        Retry(max_backoff=-1)
+
+
 def test_waitgroup_helpers_are_statements() -> None:
     wg = WaitGroup()
     add, go = wg.go("job", Step("work", nop), id="j1")
