@@ -200,6 +200,11 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
                         "(give Raise an error class)")
     if isinstance(stmt, Children):
         for item in stmt.items:
+            if isinstance(item, type):
+                problems.append(f"{kind} {stmt.name!r}: a child is the data of an instance of "
+                                f"its workflow ({item.__qualname__}(...)), not the class "
+                                f"{item.__qualname__}")
+                break
             try:
                 workflow_name(item)
             except UnknownWorkflowError as exc:

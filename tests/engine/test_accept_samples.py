@@ -140,3 +140,29 @@ def test_a_handler_whose_parameter_has_a_default_says_how_to_take_an_optional_pa
     assert store.get("r") == before
     engine.send("r", "approve")  # what the message advises: None when nothing is sent
     assert engine.get("r").data.outcome == "approved (None)"
+
+
+@genflow.workflow("accept-samples-kid")
+@attrs.define
+class Kid:
+    n: int = 0
+
+    def definition(self):
+        yield Step("work", lambda: None)
+
+
+@genflow.workflow("accept-samples-class-child")
+@attrs.define
+class ClassChild:
+    def definition(self):
+        yield genflow.Child("kid", Kid)  # Temporal's execute_child_workflow(Kid.run, ...)
+
+
+def test_a_childs_class_where_its_data_goes_is_refused_at_start(store):
+    """It used to be accepted, then failed the parent at the wait's setup."""
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(DefinitionError) as refused:
+        engine.start(ClassChild(), id="p")
+    assert "Child 'kid': a child is the data of an instance of its workflow (Kid(...)), not " \
+           "the class Kid" in str(refused.value)
+    assert list(store.list()) == []
