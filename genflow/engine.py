@@ -661,9 +661,11 @@ class Engine:
                 lease_owner=self.owner if run else None,
                 lease_until=now + self.lease if run else None,
             )
-        except DuplicateInstanceError:
+        except DuplicateInstanceError as exc:
             if mail is None and if_exists == "raise":
-                raise
+                raise DuplicateInstanceError(
+                    f"{exc} (to have its id back instead, start with if_exists='return')"
+                ) from None
             self._same_workflow(instance_id, name)
             return _EXISTS if mail is not None else instance_id
         entries: list[tuple[str, dict[str, Any]]] = [("start", {"data": unstructure(data)})]

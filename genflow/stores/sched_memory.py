@@ -56,7 +56,9 @@ class SchedulingMemory:
         now = utcnow()
         with self._lock:
             if record.id in self._schedules:
-                raise DuplicateScheduleError(f"schedule {record.id!r} already exists")
+                raise DuplicateScheduleError(
+                    f"schedule {record.id!r} already exists: to replace it, delete it first "
+                    f"(engine.schedules.delete({record.id!r}); the instances it started stay)")
             stored = self._schedules[record.id] = record.replace(
                 version=1, created_at=now, updated_at=now)
         return stored

@@ -166,3 +166,36 @@ def test_a_childs_class_where_its_data_goes_is_refused_at_start(store):
     assert "Child 'kid': a child is the data of an instance of its workflow (Kid(...)), not " \
            "the class Kid" in str(refused.value)
     assert list(store.list()) == []
+
+
+@genflow.workflow("accept-samples-report")
+@attrs.define
+class Report:
+    def definition(self):
+        yield Step("build", lambda: None)
+
+
+def test_a_schedule_or_instance_id_taken_says_how_to_go_on(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.schedules.add("nightly", Report(), cron="0 2 * * *")
+    with pytest.raises(genflow.errors.DuplicateScheduleError) as refused:
+        engine.schedules.add("nightly", Report(), cron="0 3 * * *")
+    assert str(refused.value) == (
+        "schedule 'nightly' already exists: to replace it, delete it first "
+        "(engine.schedules.delete('nightly'); the instances it started stay)")
+    assert engine.schedules.get("nightly").schedule.cron == "0 2 * * *"
+    engine.start(Report(), id="r")
+    with pytest.raises(genflow.errors.DuplicateInstanceError) as refused:
+        engine.start(Report(), id="r")
+    assert str(refused.value) == ("instance 'r' already exists (to have its id back instead, "
+                                  "start with if_exists='return')")
+    assert engine.start(Report(), id="r", if_exists="return") == "r"
+
+
+@pytest.mark.parametrize("count", ["3", -1, 2.0])
+def test_next_fire_times_takes_a_count(store, count):
+    engine = Engine(store, clock=FakeClock())
+    info = engine.schedules.add("hourly", Report(), cron="@hourly")
+    with pytest.raises(ArgumentError, match="next_fire_times takes a count of ticks"):
+        info.next_fire_times(count)
+    assert len(info.next_fire_times(2)) == 2
