@@ -1558,6 +1558,12 @@ class Operation:
                 type=type(cause).__qualname__, message=str(cause), step=step.name or "",
                 attempt=attempt, types=types, path=tuple(thread.path))]
             return _AFTER_FAILURE
+        if state.status is _CANCELLING:
+            # a cleanup step out of attempts with no Try left to take it ends its
+            # thread, as one that reached a Finally does (`_fail_thread`): the
+            # instance is cancelled all the same
+            state.threads.remove(thread)
+            return _AFTER_FAILURE
         state.status = _FAILED
         yield from self._checkpoint(_AFTER_FAILURE)
         raise exc
