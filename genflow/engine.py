@@ -68,7 +68,8 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (
+from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does)
+    _ASYNC_IN_SYNC,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
     ONCE,
@@ -78,7 +79,7 @@ from genflow.runtime import (
     request_for,
     reset_failures,
 )
-from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
+from genflow.runtime import _current as _current_step
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -1317,7 +1318,7 @@ def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | 
         value = fn(*args)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
-            raise TypeError(f"{fn!r} is async: use the async API (run_due_async, ...)")
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         return value, None
     except BaseException as exc:
         return None, exc

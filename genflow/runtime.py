@@ -302,7 +302,7 @@ def drive(moves: _Moves, watch: Watcher | None = None) -> Any:
                 value = fn(*args)
                 if value is not None and inspect.isawaitable(value):
                     getattr(value, "close", lambda: None)()
-                    raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+                    raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
             except BaseException as exc:
                 error, value = exc, None
             finally:
@@ -328,12 +328,18 @@ def _drive_watched(moves: _Moves, watch: Watcher) -> Any:
             value = fn(*args) if ctx is None else watch.call(_sync_only(fn), args, ctx)
             if value is not None and inspect.isawaitable(value):
                 getattr(value, "close", lambda: None)()
-                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+                raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         except BaseException as exc:
             error, value = exc, None
         finally:
             if token is not None:
                 _current.reset(token)
+
+
+_ASYNC_IN_SYNC = (
+    "{fn!r} is async: the sync API cannot await it; call the async twin (the Engine's "
+    "start_async, send_async, run_due_async...; the core's resume_async...), or make it a "
+    "plain def")
 
 
 def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -342,7 +348,7 @@ def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
         value = fn(*args)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
-            raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         return value
     call.__name__ = getattr(fn, "__name__", "call")
     return call

@@ -356,7 +356,7 @@ def test_a_cleanup_step_out_of_attempts_ends_its_thread_and_the_instance_is_canc
     run = Instance(FailingCleanup(finally_=finally_), mode=mode)
     run.resume()
     run.cancel()
-    assert LOG == ["release", *(["audit"] if finally_ else [])]
+    assert ["release", *(["audit"] if finally_ else [])] == LOG
     assert run.state.status is WorkflowStatus.CANCELLED and run.state.threads == []
 
 

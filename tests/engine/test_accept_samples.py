@@ -199,3 +199,24 @@ def test_next_fire_times_takes_a_count(store, count):
     with pytest.raises(ArgumentError, match="next_fire_times takes a count of ticks"):
         info.next_fire_times(count)
     assert len(info.next_fire_times(2)) == 2
+
+
+@genflow.workflow("accept-samples-async-step")
+@attrs.define
+class AsyncStep:
+    got: str = ""
+
+    def definition(self):
+        yield Step("fetch", self.fetch)
+
+    async def fetch(self) -> None:
+        self.got = "fetched"
+
+
+def test_an_async_step_under_the_sync_api_names_the_async_twins(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(AsyncStep(), id="a")
+    error = engine.get("a").error
+    assert "is async: the sync API cannot await it; call the async twin (the Engine's " \
+           "start_async, send_async, run_due_async...; the core's resume_async...), or make " \
+           "it a plain def" in error, error
