@@ -714,6 +714,13 @@ class Engine:
         watch = self.observer.begin("send", instance_id)
         try:
             record = self._acquire(instance_id, timeout)
+        except InstanceNotFoundError as exc:
+            watch.end()
+            if start is not None or pc is not None:
+                raise
+            raise InstanceNotFoundError(  # Temporal's and DBOS's signal-with-start, in words
+                f"{exc} (to start it with this event, send it with the data to start from: "
+                f"start=...)") from None
         except BaseException:
             watch.end()
             raise

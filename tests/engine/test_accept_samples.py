@@ -220,3 +220,13 @@ def test_an_async_step_under_the_sync_api_names_the_async_twins(store):
     assert "is async: the sync API cannot await it; call the async twin (the Engine's " \
            "start_async, send_async, run_due_async...; the core's resume_async...), or make " \
            "it a plain def" in error, error
+
+
+def test_an_event_sent_to_no_instance_points_to_signal_with_start(store):
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(genflow.errors.InstanceNotFoundError) as refused:
+        engine.send("g", "name", "ada")
+    assert str(refused.value) == ("no instance 'g' (to start it with this event, send it "
+                                  "with the data to start from: start=...)")
+    assert list(store.list()) == []
+    assert engine.send("g", "name", "ada", start=Greeter()) == "hello ada"
