@@ -703,6 +703,10 @@ class Engine:
         pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
         moves: bool = True,
     ) -> _Ops:
+        if keep is not None and type(keep) is not bool:
+            raise ArgumentError(f"keep is True (keep the event until a thread waits for it), "
+                                f"False (refuse it) or None (as the workflow declares), not "
+                                f"{keep!r}")
         if start is not None:
             if pc is not None:
                 raise GenflowError("send(start=...) takes no pc: a new instance has no "

@@ -230,3 +230,12 @@ def test_an_event_sent_to_no_instance_points_to_signal_with_start(store):
                                   "with the data to start from: start=...)")
     assert list(store.list()) == []
     assert engine.send("g", "name", "ada", start=Greeter()) == "hello ada"
+
+
+def test_keep_is_a_bool_or_none(store):
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Greeter(), id="g")
+    before = store.get("g")
+    with pytest.raises(ArgumentError, match=r"keep is True .*, not 'no'"):
+        engine.send("g", "name", "ada", keep="no")  # type: ignore[arg-type]
+    assert store.get("g") == before
