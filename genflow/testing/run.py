@@ -385,6 +385,8 @@ class Run:
         if target is not None and send.timer:
             self._fire(number, send, *target)
             return
+        if send.timer:
+            self._no_such_timer(send)
         if target is not None:
             thread_id, req, _ = target
             self._deliver(number, send, req, thread_id, awaited=True)
@@ -393,6 +395,20 @@ class Run:
         else:
             req = self._bogus(send)
             self._deliver(number, send, req, req.thread_id, awaited=False)
+
+    def _no_such_timer(self, send: Send) -> None:
+        """A scenario's `Send(name, timer=True)` that names no timer of the workflow
+        (on its data now) is the test's mistake, not an event to refuse: say which
+        timers there are (a `Sleep`'s is `wake`)."""
+        from genflow.testing.strategies import catalog, is_timer
+
+        timers = sorted(name for name, on in catalog(self.instance.wf).items() if is_timer(on))
+        if send.event not in timers:
+            raise ArgumentError(
+                f"Send({send.event!r}, timer=True): workflow {self.state.workflow!r} has no "
+                f"timer {send.event!r}; its timers are "
+                f"{', '.join(map(repr, timers)) or 'none'} (a Timeout's name; a Sleep's "
+                f"timer is 'wake')")
 
     def _target(self, send: Send) -> tuple[str, CallbackRequest, Any] | None:
         for thread in self.state.threads:
