@@ -481,6 +481,9 @@ class Engine:
         30 s). An instance claimed before the failure is never lost: its lease
         expires and a worker claims it again.
         """
+        if stop is not None and not callable(stop):
+            raise ArgumentError(f"stop is a function the loop calls before each round (True: "
+                                f"stop now), not {stop!r}")
         total = 0
         failures = 0
         while stop is None or not stop():
@@ -703,6 +706,9 @@ class Engine:
         pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
         moves: bool = True,
     ) -> _Ops:
+        if pc is not None and (type(pc) is not int or pc < 0):
+            raise ArgumentError(f"pc is a thread's counter (a CallbackRequest's pc, an int), "
+                                f"not {pc!r}")
         if keep is not None and type(keep) is not bool:
             raise ArgumentError(f"keep is True (keep the event until a thread waits for it), "
                                 f"False (refuse it) or None (as the workflow declares), not "

@@ -239,3 +239,19 @@ def test_keep_is_a_bool_or_none(store):
     with pytest.raises(ArgumentError, match=r"keep is True .*, not 'no'"):
         engine.send("g", "name", "ada", keep="no")  # type: ignore[arg-type]
     assert store.get("g") == before
+
+
+def test_a_callback_counter_and_the_worker_s_stop_and_a_retention_policy_are_checked(store):
+    from genflow.errors import ScheduleError
+
+    engine = Engine(store, clock=FakeClock())
+    engine.start(Greeter(), id="g")
+    before = store.get("g")
+    with pytest.raises(ArgumentError, match=r"pc is a thread's counter .* not '1'"):
+        engine.send("g", "name", "ada", pc="1")  # type: ignore[arg-type]
+    assert store.get("g") == before
+    with pytest.raises(ArgumentError, match="stop is a function the loop calls"):
+        engine.work(stop=True, until_idle=True)  # type: ignore[arg-type]
+    with pytest.raises(ScheduleError, match="retention.add takes a genflow.retention.Retention"):
+        engine.retention.add("30d")  # type: ignore[arg-type]
+    assert engine.retention.policies == []
