@@ -123,9 +123,6 @@ class Queues:
                                       or not 1 <= value < 2**63):
                 raise ScheduleError(f"queue {queue.name!r}: {what} is a whole number of 1 or "
                                     f"more (or None: no limit), not {value!r}")
-        if queue.key is not None and queue.per_key is None:
-            raise ScheduleError(f"queue {queue.name!r}: key= names what per_key= limits: "
-                                f"give per_key=N too (at most N running per key)")
         if (queue.rate is None) != (queue.per is None):
             raise ScheduleError(f"queue {queue.name!r}: a rate limit is rate=N with per=PERIOD")
         per = queue.per
