@@ -252,6 +252,6 @@ def test_a_callback_counter_and_the_worker_s_stop_and_a_retention_policy_are_che
     assert store.get("g") == before
     with pytest.raises(ArgumentError, match="stop is a function the loop calls"):
         engine.work(stop=True, until_idle=True)  # type: ignore[arg-type]
-    with pytest.raises(ScheduleError, match=r"retention\.add takes a genflow\.retention\.Retention"):
+    with pytest.raises(ScheduleError, match=r"retention\.add takes a genflow\.retention\."):
         engine.retention.add("30d")  # type: ignore[arg-type]
     assert engine.retention.policies == []
