@@ -74,13 +74,13 @@ from genflow.runtime import (
     DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
+    _sync_only,
     drive,
     drive_async,
     request_for,
     reset_failures,
 )
 from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
-from genflow.runtime import _sync_only
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
