@@ -834,7 +834,7 @@ class Engine:
                 watch.end()
             self._release(record.id, saver.record)
 
-    def _together(self, ops: Sequence[_Ops], watch: Observer | None = None) -> None:
+    def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
         one: each turn, each operation runs until its next save (a durable
         checkpoint, or its last save), and the saves of a turn run in one
