@@ -1235,7 +1235,8 @@ class _Saver:
             self.dirty = False
             if self.op is not None:
                 self.op.unseen = False  # (this save holds the navigations before it)
-            self._journal()
+            if self.notes:
+                self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
             engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
