@@ -30,6 +30,7 @@ or `drive_async` (the async API, for `async def` steps and handlers).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import inspect
 import logging
@@ -74,6 +75,7 @@ from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step 
     DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
+    _sync_only,
     drive,
     drive_async,
     request_for,
@@ -157,9 +159,8 @@ class Engine:
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
     global ones (as instrumentations take them). `share_commits` (on by
-    default) lets a worker round's instances share commits (`_together`;
-    off: each save its own commit, as the async API does; also while the
-    journal, debug logging or a recording OpenTelemetry watches the steps).
+    default) lets a worker round's instances share commits (`_together`,
+    watched or not; off: each save its own commit, as the async API does).
     """
 
     def __init__(
@@ -331,11 +332,10 @@ class Engine:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
         watch = self.observer.watching()
-        if self.store.grouping() or not self.share_commits or watch is not None:
-            # (watched: one at a time, each operation's span current while it runs)
+        if self.store.grouping() or not self.share_commits:
             return drive(self._relaying(self._run_due(limit)), watch)
-        moved = self._run_round(limit)
-        drive(self.outbox.after())  # the relay of the outbox rows the round committed
+        moved = self._run_round(limit, watch)
+        drive(self.outbox.after(), watch)  # the relay of the outbox rows the round committed
         return moved
 
     # -- public async API --
@@ -834,15 +834,17 @@ class Engine:
             yield from self._due_one(record, now, shared=False)
         return len(records)
 
-    def _run_round(self, limit: int) -> int:
+    def _run_round(self, limit: int, watch: Observer | None) -> int:
         """`run_due` of the sync API: the claimed instances move side by side,
-        and the saves they reach together share one commit (`_together`)."""
+        and the saves they reach together share one commit (`_together`);
+        `watch` sees their step calls, as `drive`'s."""
         now, records = self._claim(limit)
         if len(records) < 2:
             for record in records:
-                drive(self._due_one(record, now, shared=False))
+                drive(self._due_one(record, now, shared=False), watch)
         else:
-            self._together([self._due_one(record, now, shared=True) for record in records])
+            self._together([self._due_one(record, now, shared=True) for record in records],
+                           watch)
         return len(records)
 
     def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
@@ -878,7 +880,7 @@ class Engine:
                 watch.end()
             self._release(record.id, saver.record)
 
-    def _together(self, ops: Sequence[_Ops]) -> None:
+    def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
         one: each turn, each operation runs until its next save (a durable
         checkpoint, or its last save), and the saves of a turn run in one
@@ -893,9 +895,18 @@ class Engine:
         user code is slow (the last call took `_SHARE_BUDGET` or more) or the
         oldest waiting save has waited that long, the waiting saves commit
         before the next user code runs. Quick steps share commits; slow ones
-        are saved as they end, as one instance at a time would be."""
+        are saved as they end, as one instance at a time would be.
+
+        Each operation runs in a `contextvars` context of its own, a copy of
+        the caller's: everything of it (its moves, its calls, its saves) runs
+        inside it, so what it makes current stays its own while the others
+        run between its turns: its `genflow.run` span (`Observer.begin`, the
+        parent of its steps' spans, which `watch` makes current while each
+        call runs), attached and detached in order in that context alone."""
         settle = self._settle
-        live: list[list[Any]] = [[op, None, None] for op in ops]  # op, value, error
+        copy = contextvars.copy_context
+        # op, value, error, and `run` of its context
+        live: list[list[Any]] = [[op, None, None, copy().run] for op in ops]
         clock = time.perf_counter
         budget = _SHARE_BUDGET
         slow = False
@@ -905,12 +916,13 @@ class Engine:
                 since = 0.0
                 going = []
                 for entry in live:
-                    op = entry[0]
+                    op, run = entry[0], entry[3]
                     while True:  # run this one until it reaches a save, or ends
                         value, error = entry[1], entry[2]
                         entry[1] = entry[2] = None
                         try:
-                            call = op.throw(error) if error is not None else op.send(value)
+                            call = run(op.throw, error) if error is not None else \
+                                run(op.send, value)
                         except StopIteration:
                             break
                         fn = call[0]
@@ -925,14 +937,14 @@ class Engine:
                             self._save_together(saves)  # before user code: they waited enough
                             saves = []
                         began = clock()
-                        entry[1], entry[2] = _call(call)
+                        entry[1], entry[2] = run(_call, call, watch)
                         if type(fn) is not _Saver:
                             slow = clock() - began >= budget
                 live = going
                 self._save_together(saves)
         finally:
             for entry in live:  # (an operation raised: the others stop, releasing)
-                entry[0].close()
+                entry[3](entry[0].close)
 
     def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
         """Run the saves of a turn with one commit (`Store.saves_together`);
@@ -948,7 +960,7 @@ class Engine:
         version or lease) leaves the others' standing, as alone."""
         if len(saves) == 1:
             entry, call = saves[0]
-            entry[1], entry[2] = _call(call)
+            entry[1], entry[2] = entry[3](_call, call, None)  # (in its operation's context)
             return
         if not saves:
             return
@@ -958,7 +970,7 @@ class Engine:
         try:
             with self.store.saves_together() as refused:
                 for entry, call, saver, before in kept:
-                    entry[1], entry[2] = _call(call)
+                    entry[1], entry[2] = entry[3](_call, call, None)
                     error = entry[2]
                     if error is not None and (not isinstance(error, Exception)
                                               or saver.record is not before):
@@ -1269,7 +1281,8 @@ class _Saver:
             self.dirty = False
             if self.op is not None:
                 self.op.unseen = False  # (this save holds the navigations before it)
-            self._journal()
+            if self.notes:
+                self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
             engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
@@ -1326,13 +1339,16 @@ class _Saver:
             self.engine.wake_at(state, due) != due
 
 
-def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | None]:
-    """Run one call an operation yielded, as `runtime.drive` runs it: its value
-    and the exception it raised (to throw back into the operation)."""
+def _call(call: tuple[Any, tuple[Any, ...], Any],
+          watch: Observer | None) -> tuple[Any, BaseException | None]:
+    """Run one call an operation yielded, as `runtime.drive` runs it (a step or
+    handler call through `watch`, when given, as `drive`'s watched loop): its
+    value and the exception it raised (to throw back into the operation)."""
     fn, args, ctx = call
     token = _current_step.set(ctx) if ctx is not None else None
     try:
-        value = fn(*args)
+        value = fn(*args) if watch is None or ctx is None else \
+            watch.call(_sync_only(fn), args, ctx)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
             raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
