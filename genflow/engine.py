@@ -69,7 +69,8 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (
+from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does)
+    _ASYNC_IN_SYNC,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
     ONCE,
@@ -80,7 +81,7 @@ from genflow.runtime import (
     request_for,
     reset_failures,
 )
-from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
+from genflow.runtime import _current as _current_step
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -192,13 +193,30 @@ class Engine:
             raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
+        if isinstance(store, str):
+            raise ArgumentError(f"Engine takes a store, not its URL: "
+                                f"Engine(open_store({store!r}))")
+        if not hasattr(store, "create"):  # duck-typed: a test's proxy of a store is one
+            raise ArgumentError(f"Engine takes a store (open_store(url), MemoryStore()), "
+                                f"not {store!r}")
         self.store = store
         self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) \
+                or not lease_seconds > 0:
+            raise ArgumentError(f"lease_seconds is a number of seconds above 0, not "
+                                f"{lease_seconds!r}")
         self.lease = _dt.timedelta(seconds=lease_seconds)
+        for name, policy in (("default_retry", default_retry), ("handler_retry", handler_retry)):
+            if policy is not None and not isinstance(policy, Retry):
+                hint = f": {name}=Retry(attempts={policy})" if type(policy) is int else ""
+                raise ArgumentError(f"{name} takes a genflow.Retry (or None), not "
+                                    f"{policy!r}{hint}")
         self.default_retry = default_retry or ONCE
         self.handler_retry = handler_retry or Retry(attempts=None, backoff=1.0, max_backoff=300)
         self.journal = journal
+        if type(max_moves) is not int or max_moves < 1:
+            raise ArgumentError(f"max_moves is a number of moves, at least 1, not {max_moves!r}")
         self.max_moves = max_moves
         self.workflows: dict[str, type] | None = (
             None if workflows is None else {workflow_name(cls): cls for cls in workflows}
@@ -277,6 +295,7 @@ class Engine:
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
+        _checked_request(req)
         return self.send(
             req.instance_id, req.event, payload, thread=req.thread_id, pc=req.pc, timeout=timeout
         )
@@ -346,6 +365,7 @@ class Engine:
 
     async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
                             timeout: float = 30.0) -> Any:
+        _checked_request(req)
         return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
                                      pc=req.pc, timeout=timeout)
 
@@ -461,6 +481,9 @@ class Engine:
         30 s). An instance claimed before the failure is never lost: its lease
         expires and a worker claims it again.
         """
+        if stop is not None and not callable(stop):
+            raise ArgumentError(f"stop is a function the loop calls before each round (True: "
+                                f"stop now), not {stop!r}")
         total = 0
         failures = 0
         while stop is None or not stop():
@@ -584,7 +607,14 @@ class Engine:
         event, kept in the new State before its first write (it returns what
         `send` returns then, or `_EXISTS` when the instance exists)."""
         if if_exists not in ("raise", "return"):
-            raise GenflowError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+            raise ArgumentError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+        if isinstance(data, type):
+            raise ArgumentError(f"the data to start from is an instance of the workflow's class "
+                                f"({data.__qualname__}(...)), not the class {data.__qualname__} "
+                                f"itself")
+        if queue is None and priority != 0:
+            raise ArgumentError(f"priority={priority!r} orders a queue's admission: give the "
+                                f"queue too (queue=...)")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
@@ -635,9 +665,11 @@ class Engine:
                 lease_owner=self.owner if run else None,
                 lease_until=now + self.lease if run else None,
             )
-        except DuplicateInstanceError:
+        except DuplicateInstanceError as exc:
             if mail is None and if_exists == "raise":
-                raise
+                raise DuplicateInstanceError(
+                    f"{exc} (to have its id back instead, start with if_exists='return')"
+                ) from None
             self._same_workflow(instance_id, name)
             return _EXISTS if mail is not None else instance_id
         entries: list[tuple[str, dict[str, Any]]] = [("start", {"data": unstructure(data)})]
@@ -674,6 +706,13 @@ class Engine:
         pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
         moves: bool = True,
     ) -> _Ops:
+        if pc is not None and (type(pc) is not int or pc < 0):
+            raise ArgumentError(f"pc is a thread's counter (a CallbackRequest's pc, an int), "
+                                f"not {pc!r}")
+        if keep is not None and type(keep) is not bool:
+            raise ArgumentError(f"keep is True (keep the event until a thread waits for it), "
+                                f"False (refuse it) or None (as the workflow declares), not "
+                                f"{keep!r}")
         if start is not None:
             if pc is not None:
                 raise GenflowError("send(start=...) takes no pc: a new instance has no "
@@ -685,6 +724,13 @@ class Engine:
         watch = self.observer.begin("send", instance_id)
         try:
             record = self._acquire(instance_id, timeout)
+        except InstanceNotFoundError as exc:
+            watch.end()
+            if start is not None or pc is not None:
+                raise
+            raise InstanceNotFoundError(  # Temporal's and DBOS's signal-with-start, in words
+                f"{exc} (to start it with this event, send it with the data to start from: "
+                f"start=...)") from None
         except BaseException:
             watch.end()
             raise
@@ -1305,7 +1351,7 @@ def _call(call: tuple[Any, tuple[Any, ...], Any],
             watch.call(_sync_only(fn), args, ctx)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
-            raise TypeError(f"{fn!r} is async: use the async API (run_due_async, ...)")
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         return value, None
     except BaseException as exc:
         return None, exc
@@ -1331,6 +1377,14 @@ def _saver_of(call: tuple[Any, tuple[Any, ...], Any]) -> _Saver:
 def _positions(state: State) -> dict[str, Any]:
     return {"threads": [[t.id, t.stmt, t.status.value, t.pc] for t in state.threads],
             "status": state.status.value}
+
+
+def _checked_request(req: Any) -> None:
+    """`deliver` answers a `CallbackRequest` (a handler's `req`); an id is `send`'s."""
+    if not isinstance(req, CallbackRequest):
+        raise ArgumentError(f"deliver takes the CallbackRequest a handler was given (its "
+                            f"`req`), not {req!r}: to send an event by instance id, use "
+                            f"send(instance_id, event, payload)")
 
 
 def _checked_id(instance_id: Any) -> str:

@@ -557,7 +557,7 @@ def test_an_async_step_on_the_sync_api_is_refused_inside_its_span(otel):
 
     engine, _ = otel.engine()
     engine.start(Later(), id="a2")
-    assert "use the async API" in engine.get("a2").error
+    assert "the sync API cannot await it; call the async twin" in engine.get("a2").error
     (step,) = _named(otel.spans(), "genflow.step a")
     assert step.status.status_code.name == "ERROR"
 
