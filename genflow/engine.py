@@ -64,6 +64,7 @@ from genflow.errors import (
     StoreUnavailableError,
     UnknownWorkflowError,
     WorkflowFinishedError,
+    error_text,
 )
 from genflow.lease import KEEPER
 from genflow.mailbox import DEFAULT_SIZE, Kept
@@ -1041,7 +1042,7 @@ class Engine:
                 elif entry[2] is None:  # (a save of its own that failed keeps its error)
                     entry[2] = cause if not undone else ConcurrencyError(
                         f"instance {before.id!r}: its save was rolled back with its turn's "
-                        f"({type(cause).__name__}: {cause}): it runs again")
+                        f"({error_text(cause)}): it runs again")
                 entry[1] = None
             return
         for entry, _, saver, before in kept:
@@ -1103,10 +1104,9 @@ class Engine:
             saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
-            saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
+            saver.flush(error=error_text(failure), wake_at=None, release=True)
         if failure is not None:
-            self._record(state.id, [("failure", {"error": f"{type(failure).__name__}: "
-                                                          f"{failure}"})])
+            self._record(state.id, [("failure", {"error": error_text(failure)})])
             self.observer.settled(state, failure)
 
     # -- helpers --
@@ -1278,7 +1278,7 @@ class Engine:
         place): mark the row failed with the reason, its blob untouched, and
         stop waking it. `genflow show` prints the reason; an operator repairs the
         row or the code, then retries it."""
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = error_text(exc)
         log.error("instance %s cannot be run and is set aside: %s", record.id, reason,
                   extra=fields(record.id, record.workflow, error=reason))
         with contextlib.suppress(GenflowError):
