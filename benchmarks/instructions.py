@@ -110,6 +110,22 @@ def w4_batch() -> None:
         run_batch(url, starts=starts, events=events, progress=False)
 
 
+def _w3_parts(step: float, calls: int) -> list[Figure]:
+    """Where a W3 step's instructions go (k per step): the save's UPDATE as
+    genflow issues it, the same steps in memory (the core), the blob's `dumps`,
+    and what is left, the save path's Python (engine, store, group commit)."""
+    parts = {fn: instructions(fn, calls, module="benchmarks.w3_durable_steps",
+                              warmup=min(10, calls)) / 100 / 1000
+             for fn in ("run_statement", "run_memory", "run_dumps")}
+    parts["rest"] = step - sum(parts.values())
+    return [Figure("W3 instructions", f"of a step: {case}", parts[fn], parts[fn], parts[fn],
+                   "k instr.", 1, note=f"callgrind; {parts[fn] / step:.0%} of the step")
+            for fn, case in (("run_statement", "the save's UPDATE alone"),
+                             ("run_memory", "the same steps in memory (the core)"),
+                             ("run_dumps", "dumps"),
+                             ("rest", "the save path's Python (the rest)"))]
+
+
 def run(quick: bool = False) -> list[Figure]:
     if shutil.which("valgrind") is None:
         return []
@@ -144,4 +160,5 @@ def run(quick: bool = False) -> list[Figure]:
             ratio = count / bare
             figures.append(Figure(workload, "durable step / bare commit", ratio, ratio, ratio,
                                   "x", 1, note="instructions, same run"))
+            figures += _w3_parts(count, calls)
     return figures

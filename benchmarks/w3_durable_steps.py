@@ -15,13 +15,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 import genflow
-from genflow import For, Step
+from genflow import For, Step, dumps, new_state, resume
 from genflow.engine import Engine
 from genflow.stores import SQLiteStore
+from genflow.stores.sqlite import _save_sql
 
 from .common import Figure, figure
 
@@ -130,6 +132,46 @@ def run_instance() -> None:
         folder = Path(tempfile.mkdtemp(prefix="genflow-w3-"))
         _SHARED.append(Engine(SQLiteStore(folder / "w3.db")))
     _SHARED[0].start(HundredSteps())
+
+
+def run_statement() -> None:
+    """100 executions of the UPDATE a step's save issues, with its parameters, on
+    the W3 store's own file (the SQL part of a durable step, in instructions)."""
+    if not _SHARED:
+        run_instance()
+    engine = _SHARED[0]
+    store = engine.store
+    assert isinstance(store, SQLiteStore)
+    if len(_STATEMENT) == 0:  # one instance whose row the statement rewrites
+        iid = engine.start(HundredSteps())
+        _STATEMENT.append((iid, store.get(iid)))
+    iid, record = _STATEMENT[0]
+    sql = _save_sql((), True, False)  # a step's: blob, version and updated_at
+    saves = store._saves  # (the cursor the store saves with)
+    version = record.version
+    for _ in range(STEPS):
+        written = saves.execute(sql, (record.blob, version + 1, 0, iid, version, None, None))
+        if written.rowcount != 1:  # (a statement that matched no row costs less)
+            raise RuntimeError("the step's UPDATE wrote nothing: the row is not as expected")
+        version += 1
+    _STATEMENT[0] = (iid, record.replace(version=version))
+
+
+def run_memory() -> HundredSteps:
+    """The same 100 steps in memory: no checkpoint, no blob (the core's part)."""
+    data = HundredSteps()
+    resume(data, new_state("bench-w3", data))
+    return data
+
+
+def run_dumps() -> list[bytes]:
+    """100 `dumps` of a W3 instance (the blob each save writes)."""
+    data = HundredSteps()
+    state = new_state("bench-w3", data)
+    return [dumps(data, state) for _ in range(STEPS)]
+
+
+_STATEMENT: list[tuple[str, Any]] = []
 
 
 def run_bare() -> None:

@@ -69,6 +69,22 @@ def test_w3_one_save_per_step(tmp_path) -> None:
     store.close()
 
 
+def test_w3_parts_do_what_a_step_does() -> None:
+    """The parts `benchmarks.instructions` counts a W3 step's cost by: the
+    statement rewrites the row once per step, the in-memory run takes the same
+    100 steps, each of the 100 blobs is a W3 instance's."""
+    w3 = w3_durable_steps
+    w3.run_statement()
+    iid, before = w3._STATEMENT[0]
+    w3.run_statement()
+    store = w3._SHARED[0].store
+    assert store.get(iid).version == before.version + w3.STEPS
+    assert store.get(iid).blob == before.blob
+    assert w3.run_memory().i == w3.STEPS
+    blobs = w3.run_dumps()
+    assert len(blobs) == w3.STEPS and loads(blobs[-1])[0] == w3.HundredSteps()
+
+
 def test_w4_every_instance_finishes() -> None:
     assert w4_batch._one_run(60, 1) > 0
 
