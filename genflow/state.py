@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import types
-from typing import Any
+from typing import Any, Final
 
 import attr
 import attrs
@@ -344,21 +344,21 @@ class State:
 # (runtime imports them from here): in Python 3.11 looking a member up on its
 # class takes the slow path of attribute lookup (the metaclass defines
 # __getattr__), and the move loop does it a few dozen times per step.
-_WF_RESUMING = WorkflowStatus.RESUMING
-_FINISHED = WorkflowStatus.FINISHED
-_FAILED = WorkflowStatus.FAILED
-_CANCELLED = WorkflowStatus.CANCELLED
-_CANCELLING = WorkflowStatus.CANCELLING
-_UNWINDING = ThreadStatus.UNWINDING
-_EXECUTING = ThreadStatus.EXECUTING
-_RESUMING = ThreadStatus.RESUMING
-_WAITING_EVENT = ThreadStatus.WAITING_EVENT
-_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
-_SETUP = WaitEventStatus.SETUP
-_AFTER_STEP = CheckpointType.AFTER_STEP
-_AFTER_RESUME = CheckpointType.AFTER_RESUME
-_AFTER_FAILURE = CheckpointType.AFTER_FAILURE
-_AFTER_CANCEL = CheckpointType.AFTER_CANCEL
+_WF_RESUMING: Final = WorkflowStatus.RESUMING
+_FINISHED: Final = WorkflowStatus.FINISHED
+_FAILED: Final = WorkflowStatus.FAILED
+_CANCELLED: Final = WorkflowStatus.CANCELLED
+_CANCELLING: Final = WorkflowStatus.CANCELLING
+_UNWINDING: Final = ThreadStatus.UNWINDING
+_EXECUTING: Final = ThreadStatus.EXECUTING
+_RESUMING: Final = ThreadStatus.RESUMING
+_WAITING_EVENT: Final = ThreadStatus.WAITING_EVENT
+_WAITING_CONDITION: Final = ThreadStatus.WAITING_CONDITION
+_SETUP: Final = WaitEventStatus.SETUP
+_AFTER_STEP: Final = CheckpointType.AFTER_STEP
+_AFTER_RESUME: Final = CheckpointType.AFTER_RESUME
+_AFTER_FAILURE: Final = CheckpointType.AFTER_FAILURE
+_AFTER_CANCEL: Final = CheckpointType.AFTER_CANCEL
 
 
 def unretryable(state: State) -> bool:
