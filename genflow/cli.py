@@ -696,7 +696,11 @@ def _json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+        word = text.strip()  # a bare word (--payload tea) is a string without its quotes
+        hint = (f" (a string is quoted in JSON: {what} '{json.dumps(word)}')"
+                if what.startswith("--") and word and word[0] not in '{["'
+                and word.isprintable() else "")
+        raise UsageError(f"{what} is not valid JSON: {exc}{hint}") from None
 
 
 def _need_workflows() -> None:

@@ -43,15 +43,30 @@ class FakeClock:
 
     def __init__(self, start: _dt.datetime | None = None) -> None:
         self.now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
-        if not isinstance(self.now, _dt.datetime) or self.now.tzinfo is None:
+
+    @property
+    def now(self) -> _dt.datetime:
+        return self._now
+
+    @now.setter
+    def now(self, moment: _dt.datetime) -> None:
+        if not isinstance(moment, _dt.datetime) or moment.tzinfo is None:
             raise ClockError(f"FakeClock needs an aware datetime (tzinfo=datetime.UTC), not "
-                             f"{self.now!r}")
+                             f"{moment!r}")
+        self._now = moment
 
     def __call__(self) -> _dt.datetime:
-        return self.now
+        return self._now
 
-    def advance(self, delta: _dt.timedelta | None = None, *, seconds: float = 0) -> None:
-        self.now += (delta or _dt.timedelta()) + _dt.timedelta(seconds=seconds)
+    def advance(self, delta: _dt.timedelta | float | None = None, *, seconds: float = 0) -> None:
+        """Move the time on by `delta` (a timedelta, or seconds, as `Sleep` and
+        `Timeout` take them) and `seconds`; a negative one moves it back."""
+        if delta is not None and not isinstance(delta, _dt.timedelta):
+            if isinstance(delta, bool) or not isinstance(delta, (int, float)):
+                raise ClockError(f"advance takes a timedelta or a number of seconds, not "
+                                 f"{delta!r}")
+            delta = _dt.timedelta(seconds=delta)
+        self._now += (delta or _dt.timedelta()) + _dt.timedelta(seconds=seconds)
 
     def sleep(self, seconds: float) -> None:
         """What a sleeper on this clock sees: the time jumps `seconds` ahead at
@@ -61,4 +76,4 @@ class FakeClock:
             self.advance(seconds=seconds)
 
     def __repr__(self) -> str:
-        return f"FakeClock({self.now.isoformat()})"
+        return f"FakeClock({self._now.isoformat()})"

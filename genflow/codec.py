@@ -22,6 +22,7 @@ a well-formed blob costs what it did.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import sys
 import threading
 import typing
@@ -162,12 +163,13 @@ def check_payload(payload: Any, event: str, input_type: Any = Any) -> None:
                            f"{f'{where}: ' if where else ''}{why}")
 
 
-def structure_payload(payload: Any, input_type: Any, event: str) -> Any:
+def structure_payload(payload: Any, input_type: Any, event: str, handler: Any = None) -> Any:
     """The payload as the handler's declared type, checked in full (`check_payload`),
     or `PayloadError` naming the event and the field."""
     if input_type is None:
         if payload is not None:
-            raise PayloadError(f"event {event!r} takes no payload, got {describe(payload)}")
+            raise PayloadError(f"event {event!r} takes no payload, got {describe(payload)}"
+                               f"{_defaulted(handler)}")
         return None
     if isinstance(input_type, (str, typing.ForwardRef)):
         raise DefinitionError(
@@ -185,6 +187,27 @@ def structure_payload(payload: Any, input_type: Any, event: str) -> Any:
                 f"event {event!r} needs a payload of type {type_name(input_type)}") from None
         raise PayloadError(f"payload for event {event!r} does not fit "
                            f"{type_name(input_type)}: {explain(exc)}") from exc
+
+
+def _defaulted(handler: Any) -> str:
+    """Why a function handler with a parameter takes no payload: the parameter has
+    a default (`def reject(self, reason: str = "")`), and only a required one is
+    the payload's."""
+    fn = getattr(handler, "fn", None)
+    try:
+        params = inspect.signature(fn).parameters.values() if fn is not None else ()
+    except (TypeError, ValueError):
+        return ""
+    for param in params:
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) \
+                and param.default is not param.empty:
+            hint = param.annotation
+            hint = ("T" if hint is param.empty else hint if isinstance(hint, str)
+                    else getattr(hint, "__name__", "T"))
+            return (f": its handler's parameter {param.name!r} has a default, so it is given "
+                    f"none; for an optional payload declare it without a default, as "
+                    f"`{param.name}: {hint} | None`")
+    return ""
 
 
 # -- blobs -----------------------------------------------------------------------------------

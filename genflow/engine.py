@@ -30,6 +30,7 @@ or `drive_async` (the async API, for `async def` steps and handlers).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import inspect
 import logging
@@ -68,17 +69,19 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (
+from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does)
+    _ASYNC_IN_SYNC,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
     ONCE,
     Operation,
+    _sync_only,
     drive,
     drive_async,
     request_for,
     reset_failures,
 )
-from genflow.runtime import _current as _current_step  # (`_call` sets it as `drive` does)
+from genflow.runtime import _current as _current_step
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -156,9 +159,8 @@ class Engine:
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
     global ones (as instrumentations take them). `share_commits` (on by
-    default) lets a worker round's instances share commits (`_together`;
-    off: each save its own commit, as the async API does; also while the
-    journal, debug logging or a recording OpenTelemetry watches the steps).
+    default) lets a worker round's instances share commits (`_together`,
+    watched or not; off: each save its own commit, as the async API does).
     """
 
     def __init__(
@@ -191,13 +193,30 @@ class Engine:
             raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
+        if isinstance(store, str):
+            raise ArgumentError(f"Engine takes a store, not its URL: "
+                                f"Engine(open_store({store!r}))")
+        if not hasattr(store, "create"):  # duck-typed: a test's proxy of a store is one
+            raise ArgumentError(f"Engine takes a store (open_store(url), MemoryStore()), "
+                                f"not {store!r}")
         self.store = store
         self.clock = checked_clock(clock)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) \
+                or not lease_seconds > 0:
+            raise ArgumentError(f"lease_seconds is a number of seconds above 0, not "
+                                f"{lease_seconds!r}")
         self.lease = _dt.timedelta(seconds=lease_seconds)
+        for name, policy in (("default_retry", default_retry), ("handler_retry", handler_retry)):
+            if policy is not None and not isinstance(policy, Retry):
+                hint = f": {name}=Retry(attempts={policy})" if type(policy) is int else ""
+                raise ArgumentError(f"{name} takes a genflow.Retry (or None), not "
+                                    f"{policy!r}{hint}")
         self.default_retry = default_retry or ONCE
         self.handler_retry = handler_retry or Retry(attempts=None, backoff=1.0, max_backoff=300)
         self.journal = journal
+        if type(max_moves) is not int or max_moves < 1:
+            raise ArgumentError(f"max_moves is a number of moves, at least 1, not {max_moves!r}")
         self.max_moves = max_moves
         self.workflows: dict[str, type] | None = (
             None if workflows is None else {workflow_name(cls): cls for cls in workflows}
@@ -276,6 +295,7 @@ class Engine:
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
         """`send` for a `CallbackRequest` an outside system was given at setup."""
+        _checked_request(req)
         return self.send(
             req.instance_id, req.event, payload, thread=req.thread_id, pc=req.pc, timeout=timeout
         )
@@ -312,11 +332,10 @@ class Engine:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
         watch = self.observer.watching()
-        if self.store.grouping() or not self.share_commits or watch is not None:
-            # (watched: one at a time, each operation's span current while it runs)
+        if self.store.grouping() or not self.share_commits:
             return drive(self._relaying(self._run_due(limit)), watch)
-        moved = self._run_round(limit)
-        drive(self.outbox.after())  # the relay of the outbox rows the round committed
+        moved = self._run_round(limit, watch)
+        drive(self.outbox.after(), watch)  # the relay of the outbox rows the round committed
         return moved
 
     # -- public async API --
@@ -346,6 +365,7 @@ class Engine:
 
     async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
                             timeout: float = 30.0) -> Any:
+        _checked_request(req)
         return await self.send_async(req.instance_id, req.event, payload, thread=req.thread_id,
                                      pc=req.pc, timeout=timeout)
 
@@ -461,6 +481,9 @@ class Engine:
         30 s). An instance claimed before the failure is never lost: its lease
         expires and a worker claims it again.
         """
+        if stop is not None and not callable(stop):
+            raise ArgumentError(f"stop is a function the loop calls before each round (True: "
+                                f"stop now), not {stop!r}")
         total = 0
         failures = 0
         while stop is None or not stop():
@@ -584,7 +607,14 @@ class Engine:
         event, kept in the new State before its first write (it returns what
         `send` returns then, or `_EXISTS` when the instance exists)."""
         if if_exists not in ("raise", "return"):
-            raise GenflowError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+            raise ArgumentError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+        if isinstance(data, type):
+            raise ArgumentError(f"the data to start from is an instance of the workflow's class "
+                                f"({data.__qualname__}(...)), not the class {data.__qualname__} "
+                                f"itself")
+        if queue is None and priority != 0:
+            raise ArgumentError(f"priority={priority!r} orders a queue's admission: give the "
+                                f"queue too (queue=...)")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
         instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
@@ -635,9 +665,11 @@ class Engine:
                 lease_owner=self.owner if run else None,
                 lease_until=now + self.lease if run else None,
             )
-        except DuplicateInstanceError:
+        except DuplicateInstanceError as exc:
             if mail is None and if_exists == "raise":
-                raise
+                raise DuplicateInstanceError(
+                    f"{exc} (to have its id back instead, start with if_exists='return')"
+                ) from None
             self._same_workflow(instance_id, name)
             return _EXISTS if mail is not None else instance_id
         entries: list[tuple[str, dict[str, Any]]] = [("start", {"data": unstructure(data)})]
@@ -674,6 +706,13 @@ class Engine:
         pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
         moves: bool = True,
     ) -> _Ops:
+        if pc is not None and (type(pc) is not int or pc < 0):
+            raise ArgumentError(f"pc is a thread's counter (a CallbackRequest's pc, an int), "
+                                f"not {pc!r}")
+        if keep is not None and type(keep) is not bool:
+            raise ArgumentError(f"keep is True (keep the event until a thread waits for it), "
+                                f"False (refuse it) or None (as the workflow declares), not "
+                                f"{keep!r}")
         if start is not None:
             if pc is not None:
                 raise GenflowError("send(start=...) takes no pc: a new instance has no "
@@ -685,6 +724,13 @@ class Engine:
         watch = self.observer.begin("send", instance_id)
         try:
             record = self._acquire(instance_id, timeout)
+        except InstanceNotFoundError as exc:
+            watch.end()
+            if start is not None or pc is not None:
+                raise
+            raise InstanceNotFoundError(  # Temporal's and DBOS's signal-with-start, in words
+                f"{exc} (to start it with this event, send it with the data to start from: "
+                f"start=...)") from None
         except BaseException:
             watch.end()
             raise
@@ -788,15 +834,17 @@ class Engine:
             yield from self._due_one(record, now, shared=False)
         return len(records)
 
-    def _run_round(self, limit: int) -> int:
+    def _run_round(self, limit: int, watch: Observer | None) -> int:
         """`run_due` of the sync API: the claimed instances move side by side,
-        and the saves they reach together share one commit (`_together`)."""
+        and the saves they reach together share one commit (`_together`);
+        `watch` sees their step calls, as `drive`'s."""
         now, records = self._claim(limit)
         if len(records) < 2:
             for record in records:
-                drive(self._due_one(record, now, shared=False))
+                drive(self._due_one(record, now, shared=False), watch)
         else:
-            self._together([self._due_one(record, now, shared=True) for record in records])
+            self._together([self._due_one(record, now, shared=True) for record in records],
+                           watch)
         return len(records)
 
     def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
@@ -832,7 +880,7 @@ class Engine:
                 watch.end()
             self._release(record.id, saver.record)
 
-    def _together(self, ops: Sequence[_Ops]) -> None:
+    def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
         one: each turn, each operation runs until its next save (a durable
         checkpoint, or its last save), and the saves of a turn run in one
@@ -847,9 +895,18 @@ class Engine:
         user code is slow (the last call took `_SHARE_BUDGET` or more) or the
         oldest waiting save has waited that long, the waiting saves commit
         before the next user code runs. Quick steps share commits; slow ones
-        are saved as they end, as one instance at a time would be."""
+        are saved as they end, as one instance at a time would be.
+
+        Each operation runs in a `contextvars` context of its own, a copy of
+        the caller's: everything of it (its moves, its calls, its saves) runs
+        inside it, so what it makes current stays its own while the others
+        run between its turns: its `genflow.run` span (`Observer.begin`, the
+        parent of its steps' spans, which `watch` makes current while each
+        call runs), attached and detached in order in that context alone."""
         settle = self._settle
-        live: list[list[Any]] = [[op, None, None] for op in ops]  # op, value, error
+        copy = contextvars.copy_context
+        # op, value, error, and `run` of its context
+        live: list[list[Any]] = [[op, None, None, copy().run] for op in ops]
         clock = time.perf_counter
         budget = _SHARE_BUDGET
         slow = False
@@ -859,12 +916,13 @@ class Engine:
                 since = 0.0
                 going = []
                 for entry in live:
-                    op = entry[0]
+                    op, run = entry[0], entry[3]
                     while True:  # run this one until it reaches a save, or ends
                         value, error = entry[1], entry[2]
                         entry[1] = entry[2] = None
                         try:
-                            call = op.throw(error) if error is not None else op.send(value)
+                            call = run(op.throw, error) if error is not None else \
+                                run(op.send, value)
                         except StopIteration:
                             break
                         fn = call[0]
@@ -879,14 +937,14 @@ class Engine:
                             self._save_together(saves)  # before user code: they waited enough
                             saves = []
                         began = clock()
-                        entry[1], entry[2] = _call(call)
+                        entry[1], entry[2] = run(_call, call, watch)
                         if type(fn) is not _Saver:
                             slow = clock() - began >= budget
                 live = going
                 self._save_together(saves)
         finally:
             for entry in live:  # (an operation raised: the others stop, releasing)
-                entry[0].close()
+                entry[3](entry[0].close)
 
     def _save_together(self, saves: Sequence[tuple[Any, Any]]) -> None:
         """Run the saves of a turn with one commit (`Store.saves_together`);
@@ -902,7 +960,7 @@ class Engine:
         version or lease) leaves the others' standing, as alone."""
         if len(saves) == 1:
             entry, call = saves[0]
-            entry[1], entry[2] = _call(call)
+            entry[1], entry[2] = entry[3](_call, call, None)  # (in its operation's context)
             return
         if not saves:
             return
@@ -912,7 +970,7 @@ class Engine:
         try:
             with self.store.saves_together() as refused:
                 for entry, call, saver, before in kept:
-                    entry[1], entry[2] = _call(call)
+                    entry[1], entry[2] = entry[3](_call, call, None)
                     error = entry[2]
                     if error is not None and (not isinstance(error, Exception)
                                               or saver.record is not before):
@@ -1223,7 +1281,8 @@ class _Saver:
             self.dirty = False
             if self.op is not None:
                 self.op.unseen = False  # (this save holds the navigations before it)
-            self._journal()
+            if self.notes:
+                self._journal()
         op = self.op
         if self.debug or (op is not None and op.failed is not None):
             engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
@@ -1280,16 +1339,19 @@ class _Saver:
             self.engine.wake_at(state, due) != due
 
 
-def _call(call: tuple[Any, tuple[Any, ...], Any]) -> tuple[Any, BaseException | None]:
-    """Run one call an operation yielded, as `runtime.drive` runs it: its value
-    and the exception it raised (to throw back into the operation)."""
+def _call(call: tuple[Any, tuple[Any, ...], Any],
+          watch: Observer | None) -> tuple[Any, BaseException | None]:
+    """Run one call an operation yielded, as `runtime.drive` runs it (a step or
+    handler call through `watch`, when given, as `drive`'s watched loop): its
+    value and the exception it raised (to throw back into the operation)."""
     fn, args, ctx = call
     token = _current_step.set(ctx) if ctx is not None else None
     try:
-        value = fn(*args)
+        value = fn(*args) if watch is None or ctx is None else \
+            watch.call(_sync_only(fn), args, ctx)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
-            raise TypeError(f"{fn!r} is async: use the async API (run_due_async, ...)")
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         return value, None
     except BaseException as exc:
         return None, exc
@@ -1315,6 +1377,14 @@ def _saver_of(call: tuple[Any, tuple[Any, ...], Any]) -> _Saver:
 def _positions(state: State) -> dict[str, Any]:
     return {"threads": [[t.id, t.stmt, t.status.value, t.pc] for t in state.threads],
             "status": state.status.value}
+
+
+def _checked_request(req: Any) -> None:
+    """`deliver` answers a `CallbackRequest` (a handler's `req`); an id is `send`'s."""
+    if not isinstance(req, CallbackRequest):
+        raise ArgumentError(f"deliver takes the CallbackRequest a handler was given (its "
+                            f"`req`), not {req!r}: to send an event by instance id, use "
+                            f"send(instance_id, event, payload)")
 
 
 def _checked_id(instance_id: Any) -> str:

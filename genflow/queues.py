@@ -109,6 +109,11 @@ class Queues:
         """Store the queue's limits (every worker reads them from the store; the
         last definition wins) and keep its key function in this process. Each
         process that starts instances on a keyed queue defines it."""
+        if not isinstance(queue, Queue):
+            raise ScheduleError(f"define takes a genflow.queues.Queue, not {queue!r}: "
+                                f"define(Queue({queue!r}, concurrency=...))"
+                                if isinstance(queue, str) else
+                                f"define takes a genflow.queues.Queue, not {queue!r}")
         if not storable_key(queue.name, 200):
             raise ScheduleError(f"a queue needs a non-empty name of at most 200 characters "
                                 f"(valid UTF-8, no NUL), not {queue.name!r}")

@@ -336,7 +336,8 @@ def advance(stack: list[Frame], flow: Flow) -> Any:
                 continue  # a fan-out over nothing: nothing to start, nothing to wait for
             return stmt
         else:
-            raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait)")
+            raise DefinitionError(f"{stmt!r} cannot stand here (On/Timeout belong inside a Wait; "
+                                  "a durable sleep is Sleep(name, seconds))")
 
 
 def _leave(stack: list[Frame], frame: Frame, owner: Try, flow: Flow) -> Any:

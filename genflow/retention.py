@@ -93,6 +93,9 @@ class RetentionRunner:
         self._last: float | None = None
 
     def add(self, policy: Retention) -> Retention:
+        if not isinstance(policy, Retention):
+            raise ScheduleError(f"retention.add takes a genflow.retention.Retention, not "
+                                f"{policy!r}")
         if any(p.workflow == policy.workflow for p in self.policies):
             raise ScheduleError(f"a retention policy for "
                                 f"{policy.workflow or 'every workflow'!r} exists already")

@@ -302,7 +302,7 @@ def drive(moves: _Moves, watch: Watcher | None = None) -> Any:
                 value = fn(*args)
                 if value is not None and inspect.isawaitable(value):
                     getattr(value, "close", lambda: None)()
-                    raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+                    raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
             except BaseException as exc:
                 error, value = exc, None
             finally:
@@ -328,12 +328,18 @@ def _drive_watched(moves: _Moves, watch: Watcher) -> Any:
             value = fn(*args) if ctx is None else watch.call(_sync_only(fn), args, ctx)
             if value is not None and inspect.isawaitable(value):
                 getattr(value, "close", lambda: None)()
-                raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+                raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         except BaseException as exc:
             error, value = exc, None
         finally:
             if token is not None:
                 _current.reset(token)
+
+
+_ASYNC_IN_SYNC = (
+    "{fn!r} is async: the sync API cannot await it; call the async twin (the Engine's "
+    "start_async, send_async, run_due_async...; the core's resume_async...), or make it a "
+    "plain def")
 
 
 def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -342,7 +348,7 @@ def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:
         value = fn(*args)
         if value is not None and inspect.isawaitable(value):
             getattr(value, "close", lambda: None)()
-            raise TypeError(f"{fn!r} is async: use the async API (resume_async, ...)")
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
         return value
     call.__name__ = getattr(fn, "__name__", "call")
     return call
@@ -1558,6 +1564,12 @@ class Operation:
                 type=type(cause).__qualname__, message=str(cause), step=step.name or "",
                 attempt=attempt, types=types, path=tuple(thread.path))]
             return _AFTER_FAILURE
+        if state.status is _CANCELLING:
+            # a cleanup step out of attempts with no Try left to take it ends its
+            # thread, as one that reached a Finally does (`_fail_thread`): the
+            # instance is cancelled all the same
+            state.threads.remove(thread)
+            return _AFTER_FAILURE
         state.status = _FAILED
         yield from self._checkpoint(_AFTER_FAILURE)
         raise exc
@@ -1809,7 +1821,7 @@ class Operation:
         _, on = self._on(thread, wait, req.event)
         handler = as_handler(on.handler)
         input_type = getattr(handler, "input_type", None)  # undeclared: no payload
-        value = structure_payload(payload, input_type, req.event)
+        value = structure_payload(payload, input_type, req.event, handler)
         if isinstance(wait, Children):  # a child's report: counted on the wait
             return (yield from self._arrive(thread, wait, event, value))
         # what must be torn down: set-up events whose handler's teardown does
@@ -1904,7 +1916,8 @@ class Operation:
         check_payload(payload, event)
         plain: Any = None
         for handler in {id(h): h for h in (as_handler(on.handler) for on in ons)}.values():
-            value = structure_payload(payload, getattr(handler, "input_type", None), event)
+            value = structure_payload(payload, getattr(handler, "input_type", None), event,
+                                      handler)
             if plain is None and value is not None:
                 plain = unstructure(value)
         box = state.mailbox

@@ -41,6 +41,7 @@ import msgpack
 from genflow.clock import system_clock
 from genflow.codec import dumps, explain, structure, structure_data, unstructure
 from genflow.errors import (
+    ArgumentError,
     ConcurrencyError,
     GenflowError,
     ScheduleError,
@@ -257,6 +258,8 @@ class ScheduleInfo:
 
     def next_fire_times(self, n: int = 5) -> list[_dt.datetime]:
         """When the next `n` ticks fire (jitter included); [] while paused."""
+        if type(n) is not int or n < 0:
+            raise ArgumentError(f"next_fire_times takes a count of ticks (0 or more), not {n!r}")
         if self.paused:
             return []
         return [self.schedule.fires_at(t) for t in self.schedule.upcoming(self.next_tick, n)]

@@ -95,14 +95,14 @@ class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as bef
     #: it), or one a handler refused was set aside undelivered
     AFTER_MAILBOX = "after_mailbox"
 
-    @property
-    def durable(self) -> bool:
-        """Must the instance be saved at this checkpoint? Every checkpoint but
-        AFTER_RESUME records something that happened outside the definition (user
-        code ran, an attempt failed); AFTER_RESUME only navigates, and a replay
-        from the last durable checkpoint makes the same move again. The engine
-        saves exactly these, and the testing toolkit crashes exactly here."""
-        return self is not CheckpointType.AFTER_RESUME
+    #: Must the instance be saved at this checkpoint? Every checkpoint but
+    #: AFTER_RESUME records something that happened outside the definition (user
+    #: code ran, an attempt failed); AFTER_RESUME only navigates, and a replay
+    #: from the last durable checkpoint makes the same move again. The engine
+    #: saves exactly these, and the testing toolkit crashes exactly here. (A
+    #: member's attribute, set below, not a property: the engine asks at every
+    #: checkpoint, and a property is a Python call each time.)
+    durable: bool
 
 
 @attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
@@ -339,6 +339,10 @@ class State:
                         return
         self.status = WorkflowStatus.WAITING
 
+
+for _kind in CheckpointType:
+    _kind.durable = _kind is not CheckpointType.AFTER_RESUME
+del _kind
 
 # The enum members the hot paths compare with, as module names, in one place
 # (runtime imports them from here): in Python 3.11 looking a member up on its

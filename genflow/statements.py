@@ -102,19 +102,30 @@ class Retry:
         if attempts is not None and (type(attempts) is not int or attempts < 1):
             raise StatementError(f"Retry.attempts must be an int, at least 1 (or None: retry "
                                  f"forever), not {attempts!r}")
+        for name in ("backoff", "max_backoff"):  # durations: seconds, or a timedelta
+            value = getattr(self, name)
+            if isinstance(value, _dt.timedelta):
+                object.__setattr__(self, name, value.total_seconds())
         for name in ("backoff", "factor", "max_backoff"):
             value = getattr(self, name)
             if type(value) is bool or not isinstance(value, (int, float)):
-                raise StatementError(f"Retry.{name} is a number of seconds, not {value!r}")
+                raise StatementError(f"Retry.{name} is a number"
+                                     f"{'' if name == 'factor' else ' of seconds or a timedelta'}"
+                                     f", not {value!r}")
         if not (self.backoff >= 0 and self.factor >= 1 and self.max_backoff >= 0):
-            raise StatementError("Retry backoff must be >= 0 and factor >= 1")
-        for name in ("on", "never"):  # one class or a tuple of them, as `except` takes
+            raise StatementError(f"Retry backoff and max_backoff must be >= 0 and factor >= 1, "
+                                 f"not backoff={self.backoff!r}, factor={self.factor!r}, "
+                                 f"max_backoff={self.max_backoff!r}")
+        for name in ("on", "never"):  # one class or several, as `except` takes
             value = getattr(self, name)
-            errors = value if isinstance(value, tuple) else (value,)
+            errors = tuple(value) if isinstance(value, (tuple, list, set, frozenset)) \
+                else (value,)
             for error in errors:
                 if not (isinstance(error, type) and issubclass(error, BaseException)):
                     raise StatementError(
-                        f"Retry.{name} takes exception classes, got {error!r}")
+                        f"Retry.{name} takes exception classes, got {error!r}"
+                        + (f" (a name: give the class, {name}=({error},))"
+                           if isinstance(error, str) and error.isidentifier() else ""))
             object.__setattr__(self, name, errors)
 
     def delay(self, attempt: int) -> float:

@@ -23,6 +23,7 @@ from genflow.statements import (
     Step,
     Stmt,
     Switch,
+    Timeout,
     Try,
     Wait,
     WaitFor,
@@ -51,10 +52,16 @@ def validate(definition: Any) -> None:
     stack: list[Frame] = []
     last: dict[Frame, Stmt] = {}  # each frame's last statement built
     keeps: dict[str, set[bool]] = {}  # the `keep=` each event's Ons declare
+    events: set[int] = set()  # the Ons of the Waits walked: every other On stands alone
     try:
         for stmt, stack in iter_tree(as_body(definition)):
             if not isinstance(stmt, On):
                 last[stack[-1]] = stmt
+                if isinstance(stmt, Wait):
+                    events.update(id(on) for on in stmt.events)
+            elif id(stmt) not in events:
+                problems.append(f"{_where(stack, last)}: {_alone(stmt)}")
+                continue
             elif stmt.keep is not None:
                 keeps.setdefault(stmt.name or "", set()).add(stmt.keep)
             _check(stmt, stack, seen, problems, definition)
@@ -74,6 +81,17 @@ def validate(definition: Any) -> None:
     if problems:
         raise DefinitionError(f"invalid definition{_of(definition)}:\n  - "
                               + "\n  - ".join(problems))
+
+
+def _alone(stmt: On) -> str:
+    """What to write instead of an `On` or a `Timeout` yielded outside a `Wait`."""
+    kind = type(stmt).__name__
+    instead = (f"Sleep({stmt.name!r}, seconds) for a durable sleep, or "
+               f"Wait(name, ..., {kind}({stmt.name!r}, ...)) to race it with events"
+               if isinstance(stmt, Timeout) else
+               f"Wait(name, {kind}({stmt.event!r}, ...)) to wait for the event")
+    return f"{kind} {stmt.name!r} stands alone: it is an event of a Wait, not a statement: " \
+           f"write {instead}"
 
 
 def _of(definition: Any) -> str:
@@ -182,6 +200,11 @@ def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[st
                         "(give Raise an error class)")
     if isinstance(stmt, Children):
         for item in stmt.items:
+            if isinstance(item, type):
+                problems.append(f"{kind} {stmt.name!r}: a child is the data of an instance of "
+                                f"its workflow ({item.__qualname__}(...)), not the class "
+                                f"{item.__qualname__}")
+                break
             try:
                 workflow_name(item)
             except UnknownWorkflowError as exc:

@@ -56,7 +56,9 @@ class SchedulingMemory:
         now = utcnow()
         with self._lock:
             if record.id in self._schedules:
-                raise DuplicateScheduleError(f"schedule {record.id!r} already exists")
+                raise DuplicateScheduleError(
+                    f"schedule {record.id!r} already exists: to replace it, delete it first "
+                    f"(engine.schedules.delete({record.id!r}); the instances it started stay)")
             stored = self._schedules[record.id] = record.replace(
                 version=1, created_at=now, updated_at=now)
         return stored
@@ -146,7 +148,8 @@ class SchedulingMemory:
             try:
                 return self._queues[name]
             except KeyError:
-                raise QueueNotFoundError(f"no queue {name!r} is defined") from None
+                raise QueueNotFoundError(f"no queue {name!r} is defined in this store: define "
+                                         "it first (engine.queues.define(Queue(...)))") from None
 
     def list_queues(self) -> list[QueueRecord]:
         with self._lock:

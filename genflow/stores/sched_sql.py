@@ -89,7 +89,9 @@ class SchedulingSQL(SQLStore):
             (record.id, record.workflow, *self._schedule_params(record), 1,
              self._time_out(now), self._time_out(now)))
         if row is None:
-            raise DuplicateScheduleError(f"schedule {record.id!r} already exists")
+            raise DuplicateScheduleError(
+                f"schedule {record.id!r} already exists: to replace it, delete it first "
+                f"(engine.schedules.delete({record.id!r}); the instances it started stay)")
         return record.replace(version=1, created_at=now, updated_at=now)
 
     def get_schedule(self, schedule_id: str) -> ScheduleRecord:

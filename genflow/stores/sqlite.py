@@ -323,6 +323,10 @@ class SQLiteStore(OutboxSQL):
                 self._db = sqlite3.connect(self.path, timeout=busy_timeout,
                                            isolation_level=None, check_same_thread=False)
             self._saves = self._db.cursor()  # one cursor for every save: not one made per save
+            # the lease the last save assumed, and it in microseconds: an operation's
+            # saves of one instance assume the same lease, and converting a
+            # datetime costs as much as a clock reading (`_held_us`)
+            self._held: tuple[_dt.datetime | None, int | None] = (None, None)
             self._run(self._set_up)
         except StoreError as exc:
             self._close_quietly()
@@ -587,10 +591,14 @@ class SQLiteStore(OutboxSQL):
         """The save's statement: the row's lease (owner, until) after it, or
         `_REFUSED`. `held`: the lease the row is assumed to have (None: no guess)."""
         with self._lock:
-            if held is not None and self._saves.execute(
-                    _save_sql(changed, True, release),
-                    (*params, held[0], _to_us(held[1]))).rowcount == 1:
-                return held
+            if held is not None:
+                until = held[1]
+                last = self._held
+                if until is not last[0]:
+                    last = self._held = (until, _to_us(until))
+                if self._saves.execute(_save_sql(changed, True, release),
+                                       (*params, held[0], last[1])).rowcount == 1:
+                    return held
             row = self._db.execute(_save_sql(changed, False, release),
                                    (*params, lease_owner, lease_owner)).fetchone()
         return _REFUSED if row is None else (row[0], _from_us(row[1]))

@@ -49,6 +49,7 @@ from genflow.errors import (
     SerializationError,
     StepError,
 )
+from genflow.replay import as_body, iter_tree
 from genflow.state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -57,7 +58,7 @@ from genflow.state import (
     WaitEventStatus,
     WorkflowStatus,
 )
-from genflow.statements import Retry
+from genflow.statements import Retry, Timeout
 from genflow.testing.driver import CrashPlan
 from genflow.testing.instance import Instance, ResumeFrom, Unsaved, recorded_failure
 from genflow.testing.records import DURABLE, Call, Failure, Lost, Mark, Outcome, positions
@@ -385,6 +386,8 @@ class Run:
         if target is not None and send.timer:
             self._fire(number, send, *target)
             return
+        if send.timer:
+            self._no_such_timer(send)
         if target is not None:
             thread_id, req, _ = target
             self._deliver(number, send, req, thread_id, awaited=True)
@@ -393,6 +396,22 @@ class Run:
         else:
             req = self._bogus(send)
             self._deliver(number, send, req, req.thread_id, awaited=False)
+
+    def _no_such_timer(self, send: Send) -> None:
+        """A scenario's `Send(name, timer=True)` that names no timer of the workflow
+        (on its data now) is the test's mistake, not an event to refuse: say which
+        timers there are (a `Sleep`'s is `wake`)."""
+        try:
+            timers = sorted({stmt.name for stmt, _ in iter_tree(as_body(self.instance.wf))
+                             if isinstance(stmt, Timeout) and stmt.name})
+        except Exception:  # a definition that does not build: the runs report that
+            return
+        if send.event not in timers:
+            raise ArgumentError(
+                f"Send({send.event!r}, timer=True): workflow {self.state.workflow!r} has no "
+                f"timer {send.event!r}; its timers are "
+                f"{', '.join(map(repr, timers)) or 'none'} (a Timeout's name; a Sleep's "
+                f"timer is 'wake')")
 
     def _target(self, send: Send) -> tuple[str, CallbackRequest, Any] | None:
         for thread in self.state.threads:

@@ -286,6 +286,8 @@ def shop(cli: Cli) -> Cli:
     (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-charge, ", 2),
     (["show", "nobody"], "no instance 'nobody'", 2),
     (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
+    (["send", "o1", "add", "--payload", "tea"], "--payload is not valid JSON: Expecting value: "
+     "line 1 column 1 (char 0) (a string is quoted in JSON: --payload '\"tea\"')", 2),
     (["send", "o1", "add", "--payload", '{"qty": 2}'],
      "payload for event 'add' does not fit Item: name: required field missing", 2),
     (["send", "o1", "confirm", "--no-keep"], "instance 'o1' does not wait for 'confirm'", 2),

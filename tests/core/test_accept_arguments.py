@@ -90,3 +90,25 @@ def test_a_fake_clock_of_a_naive_time_is_a_clock_error():
     with pytest.raises(ClockError, match="FakeClock needs an aware datetime"):
         FakeClock(dt.datetime(2030, 1, 1))
     assert issubclass(ClockError, ValueError)  # what it raised before
+
+
+def test_a_fake_clock_moves_by_seconds_or_a_timedelta_and_stays_aware():
+    """Sleep and Timeout take seconds or a timedelta; so does `advance` (`advance(60)`
+    was a raw TypeError). A naive time set on `now` is refused where it is set,
+    not where an engine reads it."""
+    from genflow import FakeClock
+    from genflow.errors import ClockError
+
+    clock = FakeClock()
+    start = clock()
+    clock.advance(60)
+    clock.advance(dt.timedelta(minutes=1), seconds=0.5)
+    assert clock() - start == dt.timedelta(minutes=2, seconds=0.5)
+    clock.advance(-30)  # back in time: the schedules' tests jump so
+    assert clock() - start == dt.timedelta(minutes=1, seconds=30.5)
+    for bad in ("5", True):
+        with pytest.raises(ClockError, match="advance takes a timedelta or a number of seconds"):
+            clock.advance(bad)  # type: ignore[arg-type]
+    with pytest.raises(ClockError, match="FakeClock needs an aware datetime"):
+        clock.now = dt.datetime(2030, 1, 1)
+    assert clock() - start == dt.timedelta(minutes=1, seconds=30.5)

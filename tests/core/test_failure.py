@@ -328,6 +328,38 @@ def test_a_second_cancel_during_cleanup_does_not_restart_it(mode):
     assert LOG == ["first", "second"] and run.state.status is WorkflowStatus.CANCELLED
 
 
+@genflow.workflow("f-failing-cleanup")
+@attrs.define
+class FailingCleanup:
+    finally_: bool = False
+
+    def definition(self):
+        if self.finally_:  # (fixed at start)
+            yield Try("work", Wait("w", On("go"))).Catch(
+                "on cancel", Step("release", act("release")), Step("after", act("after")),
+                errors=Cancelled).Finally("always", Step("audit", act("audit")))
+        else:
+            yield Try("work", Wait("w", On("go"))).Catch(
+                "on cancel", Step("release", act("release")), Step("after", act("after")),
+                errors=Cancelled)
+        yield Step("ship", act("ship"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("finally_", [False, True])
+def test_a_cleanup_step_out_of_attempts_ends_its_thread_and_the_instance_is_cancelled(
+        mode, finally_):
+    """docs/failure.md: "a step that fails for good during cleanup ends its thread
+    (the instance is cancelled all the same)". Without a Finally after the Catch,
+    the instance was FAILED instead, stood at the cleanup step."""
+    FAIL["release"] = 1
+    run = Instance(FailingCleanup(finally_=finally_), mode=mode)
+    run.resume()
+    run.cancel()
+    assert ["release", *(["audit"] if finally_ else [])] == LOG
+    assert run.state.status is WorkflowStatus.CANCELLED and run.state.threads == []
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_daemon_threads_are_cancelled_when_the_main_thread_ends(mode):
     @genflow.workflow("f-monitor")

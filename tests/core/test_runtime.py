@@ -643,3 +643,10 @@ def test_event_that_is_set_up_wins_over_one_whose_setup_failed() -> None:
     assert run.wf.log == ["A"]
     assert not [c for c in calls if c[:2] == ("teardown", "b")]
     assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_every_checkpoint_but_a_navigation_is_durable() -> None:
+    """`CheckpointType.durable` is what the engine saves at and the toolkit
+    crashes at: every kind but AFTER_RESUME, a plain attribute of each member."""
+    assert {kind for kind in CheckpointType if not kind.durable} == {CheckpointType.AFTER_RESUME}
+    assert all(type(kind.durable) is bool for kind in CheckpointType)

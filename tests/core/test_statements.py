@@ -24,6 +24,7 @@ from genflow import (
     Retry,
     Return,
     S,
+    Sleep,
     Step,
     Switch,
     Timeout,
@@ -95,6 +96,20 @@ def test_retry_delays_grow_and_are_capped() -> None:
     for bad in ({"attempts": 0}, {"backoff": -1}, {"factor": 0.5}):
         with pytest.raises(ValueError):
             Retry(**bad)
+
+
+def test_retry_takes_durations_and_error_lists_as_a_temporal_policy_gives_them() -> None:
+    # RetryPolicy(initial_interval=timedelta(...), maximum_interval=..., non_retryable_...)
+    retry = Retry(backoff=dt.timedelta(seconds=1), max_backoff=dt.timedelta(seconds=2),
+                  never=[KeyError, LookupError])
+    assert (retry.backoff, retry.max_backoff, retry.never) == (1.0, 2.0, (KeyError, LookupError))
+    assert [retry.delay(n) for n in (1, 2, 3)] == [1.0, 2.0, 2.0]
+    with pytest.raises(genflow.errors.StatementError) as refused:
+        Retry(never=["InvalidAccount"])  # Temporal's non_retryable_error_types are names
+    assert str(refused.value) == ("Retry.never takes exception classes, got 'InvalidAccount' "
+                                  "(a name: give the class, never=(InvalidAccount,))")
+    with pytest.raises(genflow.errors.StatementError, match="max_backoff=-1"):
+        Retry(max_backoff=-1)
 
 
 def test_waitgroup_helpers_are_statements() -> None:
@@ -330,3 +345,16 @@ def test_a_long_list_of_names_is_cut_short() -> None:
         "w00, w01, w02, w03, w04, w05, w06, w07, w08, w09 and 2 more")
     assert genflow.registry.name_list(names[:3]) == "w00, w01, w02"
     assert genflow.registry.name_list([]) == "none"
+
+
+def test_an_event_outside_a_wait_is_refused_with_what_to_write() -> None:
+    # a Temporal user's `yield Timeout(...)` for a sleep: refused before any
+    # instance relies on it, not an instance failed at its first move
+    text = _problems([Step("a", nop), Timeout("a while", 5), Step("b", nop)])
+    assert ("main thread, after statement 'a': Timeout 'a while' stands alone: it is an event "
+            "of a Wait, not a statement: write Sleep('a while', seconds) for a durable sleep"
+            in text), text
+    text = _problems(If(True, "branch", On("go", nop)))
+    assert "On 'go' stands alone" in text and "Wait(name, On('go', ...))" in text, text
+    # the events of a Wait (a Sleep's timer too) are no problem
+    validate([Wait("w", On("go", nop), Timeout("t", 1)), Sleep("nap", 5)])

@@ -557,7 +557,7 @@ def test_an_async_step_on_the_sync_api_is_refused_inside_its_span(otel):
 
     engine, _ = otel.engine()
     engine.start(Later(), id="a2")
-    assert "use the async API" in engine.get("a2").error
+    assert "the sync API cannot await it; call the async twin" in engine.get("a2").error
     (step,) = _named(otel.spans(), "genflow.step a")
     assert step.status.status_code.name == "ERROR"
 
@@ -769,7 +769,7 @@ def test_show_without_the_journal_prints_no_steps(tmp_path, capsys):
     assert "last steps" not in capsys.readouterr().out
 
 
-def test_the_benchmark_cases_run_what_they_say():
+def test_the_benchmark_cases_run_what_they_say(tmp_path):
     pytest.importorskip("opentelemetry.sdk.trace")
     from benchmarks import observability
 
@@ -781,6 +781,19 @@ def test_the_benchmark_cases_run_what_they_say():
         logging.getLogger("genflow").isEnabledFor(logging.DEBUG)
     journal = observability._engine("run_journal")
     assert journal.journal and journal.observer.api is None
+    for case in ("round_off", "round_sdk"):  # ten instances run, then deleted
+        assert observability._engine(case).store.count() == 0
+    assert observability._engine("round_off").observer.watching() is None or \
+        logging.getLogger("genflow").isEnabledFor(logging.DEBUG)
+    assert observability._engine("round_sdk").observer.watching() is not None
+    # the traced worker: every instance finished, a run span and its steps' each
+    # (`traced_rate` asserts both), rounds or not
+    from genflow.stores import SQLiteStore
+
+    for rounds in (True, False):
+        store = SQLiteStore(tmp_path / f"rounds-{rounds}.db")
+        assert observability.traced_rate(store, 3, rounds=rounds) > 0
+        store.close()
 
 
 def test_every_logging_call_in_genflow_gives_the_fields():

@@ -17,11 +17,13 @@ import pytest
 from faults import dies_at_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from otel_helpers import in_memory_otel
 from postgres_db import fresh_schema, postgres_dsn
 
 import genflow.engine as engine_module
 from genflow import Child, Engine, FakeClock, For, Step, workflow
 from genflow.errors import ConcurrencyError, StoreUnavailableError
+from genflow.observe import current_traceparent
 from genflow.stores import MemoryStore, SQLiteStore
 from genflow.stores.base import InstanceRecord
 
@@ -179,14 +181,17 @@ def test_postgres_a_refused_save_beside_other_writes_undoes_the_turn():
 
 
 @pytest.mark.postgres
-def test_postgres_a_turn_of_plain_saves_is_one_statement(monkeypatch):
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+def test_postgres_a_turn_of_plain_saves_is_one_statement(monkeypatch, traced):
     """Five instances of three steps in one round: a statement per turn (the
-    saves of all five), no transaction around it, no save of its own."""
+    saves of all five), no transaction around it, no save of its own; the
+    same while OpenTelemetry records."""
     monkeypatch.setattr(engine_module, "_SHARE_BUDGET", 60.0)  # turns never split
     store = _postgres()
     seen: list[str] = []
     try:
-        engine = Engine(store, clock=FakeClock())
+        engine = in_memory_otel().engine(store)[0] if traced else Engine(store, clock=FakeClock())
+        assert (engine.observer.watching() is not None) is traced
         for k in range(5):
             engine.start(Steps(f"s{k}"), id=f"s{k}", run=False)
         pool = store._pool
@@ -305,27 +310,35 @@ def test_a_save_that_fails_half_way_undoes_its_turn(kind, tmp_path):
 
 
 def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
-               parents: int = 1, plain: int = 3) -> tuple[dict[str, Any], int]:
+               parents: int = 1, plain: int = 3, traced: bool = False
+               ) -> tuple[dict[str, Any], int]:
     """A worker round over parents (with a child each) and plain instances,
     dying at the `crash_at`-th store write; then another worker, once the
-    leases have run out, finishes what is left."""
+    leases have run out, finishes what is left. `traced`: every engine
+    records spans and metrics (the SDK's, in memory)."""
     class Crash(BaseException):
         pass
+
+    otel = in_memory_otel() if traced else None
+
+    def engine_of(store: Any, **kw: Any) -> Engine:
+        return otel.engine(store, **kw)[0] if otel is not None else Engine(store, **kw)
 
     store = _open(kind, tmp_path, n)
     try:
         clock = FakeClock()
-        setup = Engine(store, clock=clock, lease_seconds=10)
+        setup = engine_of(store, clock=clock, lease_seconds=10)
         _start_all(setup, parents, plain)
         methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
                    "retry_outbox", "release")
         if kind == "postgres":  # the turn's own statement, at the end of its block
             methods += ("_save_deferred",)
         with dies_at_call(store, crash_at, methods, Crash) as count:
-            engine = Engine(store, clock=clock, lease_seconds=10)
+            engine = engine_of(store, clock=clock, lease_seconds=10)
             with contextlib.suppress(Crash):
                 engine.work(until_idle=True)
-        worker = Engine(store, clock=clock, lease_seconds=10)
+        assert current_traceparent() is None  # the crash left no operation's span current
+        worker = engine_of(store, clock=clock, lease_seconds=10)
         for _ in range(3):
             clock.advance(seconds=30)
             worker.work(until_idle=True)
@@ -334,19 +347,22 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
         store.close()
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
-def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, tmp_path):
+def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, traced,
+                                                                         tmp_path):
     """Every store write of a worker run (saves put off to a turn's end, the
     turn's statement, a child's start and outbox rows, leases), each in turn the
     one where the process dies: the next worker ends every instance as the
-    uninterrupted run, each step's effect on the data counted once."""
+    uninterrupted run, each step's effect on the data counted once. Traced,
+    the round is the same (its saves at the same points)."""
     if kind == "postgres":
         postgres_dsn()
-    expected, writes = _crash_run(kind, tmp_path, None, 0)
+    expected, writes = _crash_run(kind, tmp_path, None, 0, traced=traced)
     assert all(status == "finished" for status, _ in expected.values())
     assert expected["p0"][1]["got"] == 2
     for crash_at in range(1, writes + 1):
-        got, _ = _crash_run(kind, tmp_path, crash_at, crash_at)
+        got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, traced=traced)
         assert got == expected, crash_at
 
 

@@ -98,3 +98,26 @@ def test_an_unkeyed_effect_happens_twice_across_a_crash_and_a_keyed_one_once():
 def test_a_mistyped_mode_is_an_argument_error():
     with pytest.raises(ArgumentError, match="mode must be one of"):
         Instance(Mail(), "weird")
+
+
+@genflow.workflow("accept-tk-nap")
+@attrs.define
+class Nap:
+    woke: bool = False
+
+    def definition(self):
+        yield genflow.Sleep("nap", 3600)
+        yield Step("up", lambda: setattr(self, "woke", True))
+
+
+def test_a_timer_send_that_names_no_timer_is_the_tests_mistake_said_so():
+    """`Send("nap", timer=True)` for a Sleep named "nap" used to pass as a refused
+    event, the timer never fired, and the test's own assertion failed later."""
+    from genflow.testing import Send, assert_replay_equivalent
+
+    with pytest.raises(ArgumentError) as refused:
+        assert_replay_equivalent(Nap(), [Send("nap", timer=True)])
+    assert str(refused.value) == (
+        "Send('nap', timer=True): workflow 'accept-tk-nap' has no timer 'nap'; its timers "
+        "are 'wake' (a Timeout's name; a Sleep's timer is 'wake')")
+    assert assert_replay_equivalent(Nap(), [Send("wake", timer=True)]).data.woke
