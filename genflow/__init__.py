@@ -50,6 +50,7 @@ from genflow.errors import (
     NonDeterminismError,
     NotWaitingError,
     PayloadError,
+    ResultTimeoutError,
     SerializationError,
     StaleCallbackError,
     StepError,
@@ -154,7 +155,8 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ChildFailed", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError",
     "EventError", "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "MailboxFullError", "NonDeterminismError", "PayloadError", "StepError", "StepTimeoutError",
+    "MailboxFullError", "NonDeterminismError", "PayloadError", "ResultTimeoutError", "StepError",
+    "StepTimeoutError",
     "StoreError", "UnknownEventError", "WorkflowFinishedError",
 ]
 

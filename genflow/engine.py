@@ -29,6 +29,7 @@ or `drive_async` (the async API, for `async def` steps and handlers).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime as _dt
@@ -38,7 +39,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -54,13 +55,16 @@ from genflow.errors import (
     EventError,
     GenflowError,
     HandlerError,
+    InstanceFailedError,
     InstanceNotFoundError,
     InvalidIdError,
     MoveLimitError,
+    ResultTimeoutError,
     StepError,
     StoreError,
     StoreUnavailableError,
     UnknownWorkflowError,
+    WorkflowFinishedError,
 )
 from genflow.lease import KEEPER
 from genflow.mailbox import DEFAULT_SIZE, Kept
@@ -386,6 +390,57 @@ class Engine:
     def get(self, instance_id: str) -> Instance:
         """The instance's data, State and bookkeeping (no lease needed)."""
         return self._instance(self.store.get(_checked_id(instance_id)))
+
+    def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
+        """Wait until the instance has finished; its data, as `get(...).data`.
+
+        Temporal's `handle.result()`, DBOS's `get_result()`: the caller waits
+        while workers (of this process or of others on the same store) move
+        the instance; `result` itself moves nothing and writes nothing. It
+        raises `InstanceFailedError` (with the instance's error) when the
+        instance fails, since it then waits for an operator (`retry`), and
+        `WorkflowFinishedError` when it was cancelled: it has no result.
+        `timeout` is in seconds of wall time (whatever the engine's clock, a
+        `FakeClock` too); past it, `ResultTimeoutError`, and the instance is
+        as it was. An id no instance has is `InstanceNotFoundError` at once.
+        """
+        pauses = _pauses(timeout)
+        while True:
+            record = self._ended(instance_id)
+            if record is not None:
+                return self._instance(record).data
+            pause = next(pauses)
+            if pause is None:
+                raise ResultTimeoutError(_no_result(instance_id, timeout))
+            time.sleep(pause)
+
+    async def result_async(self, instance_id: str, *, timeout: float | None = None) -> Any:
+        """`result`, waiting with `asyncio.sleep` between its reads of the store."""
+        pauses = _pauses(timeout)
+        while True:
+            record = self._ended(instance_id)
+            if record is not None:
+                return self._instance(record).data
+            pause = next(pauses)
+            if pause is None:
+                raise ResultTimeoutError(_no_result(instance_id, timeout))
+            await asyncio.sleep(pause)
+
+    def _ended(self, instance_id: str) -> InstanceRecord | None:
+        """The instance's record once it has finished (None while it has not
+        ended); a failed or cancelled instance raises, as `result` says."""
+        record = self.store.get(_checked_id(instance_id))
+        status = record.status
+        if status == _FINISHED_VALUE:
+            return record
+        if status == _FAILED.value:
+            raise InstanceFailedError(
+                f"instance {instance_id!r} failed: {record.error or 'see genflow show'}; "
+                "an operator retries it (Engine.retry, genflow retry), then wait again")
+        if status == WorkflowStatus.CANCELLED.value:
+            raise WorkflowFinishedError(f"instance {instance_id!r} was cancelled: it has no "
+                                        "result")
+        return None
 
     def list(
         self, *, workflow: str | None = None, status: WorkflowStatus | str | None = None,
@@ -1385,6 +1440,43 @@ def _checked_request(req: Any) -> None:
         raise ArgumentError(f"deliver takes the CallbackRequest a handler was given (its "
                             f"`req`), not {req!r}: to send an event by instance id, use "
                             f"send(instance_id, event, payload)")
+
+
+_FINISHED_VALUE = WorkflowStatus.FINISHED.value
+
+
+def _pauses(timeout: Any) -> Iterator[float | None]:
+    """The waits between `Engine.result`'s reads of the store: 5 ms, half as
+    long again each time, up to a tenth of a second (a result soon after the
+    call is seen within milliseconds; a long wait costs ten reads a second and
+    sees the result within 0.1 s), the last cut to `timeout`; then None: the
+    time is up. `timeout` is checked here, at once."""
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
+        raise ArgumentError(f"timeout is a number of seconds (0 or more) or None, not "
+                            f"{timeout!r}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    return _paused(deadline)
+
+
+def _paused(deadline: float | None) -> Iterator[float | None]:
+    pause = 0.005
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                yield None
+                return
+            pause = min(pause, left)
+        yield pause
+        pause = min(pause * 1.5, 0.1)
+
+
+def _no_result(instance_id: str, timeout: float | None) -> str:
+    return (f"instance {instance_id!r} had not finished after {timeout} s: it goes on where "
+            "it is (is a worker running? genflow worker, Engine.work); wait again, or look at "
+            "it (genflow show)")
 
 
 def _checked_id(instance_id: Any) -> str:

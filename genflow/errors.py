@@ -39,6 +39,7 @@ __all__ = [
     "QueueNotFoundError",
     "ReadOnlyStoreError",
     "RecordedFailure",
+    "ResultTimeoutError",
     "ScheduleError",
     "ScheduleNotFoundError",
     "SerializationError",
@@ -214,6 +215,11 @@ class WorkflowFinishedError(EventError):
 class InstanceFailedError(EventError):
     """The instance has failed (a step or handler out of attempts, a definition that
     no longer fits): it takes no events until an operator retries or moves it."""
+
+
+class ResultTimeoutError(GenflowError, TimeoutError):
+    """`Engine.result` waited its `timeout` and the instance had not ended. It
+    goes on where it is; wait again, or look at it (`genflow show`)."""
 
 
 class UnknownThreadError(EventError):

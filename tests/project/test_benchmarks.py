@@ -137,3 +137,12 @@ def test_w5_the_last_statement_and_the_last_thread_are_reached() -> None:
         assert len(state.threads) == n
         wf = w5_scale.one_event(blob, n - 1)
         assert isinstance(wf, w5_scale.FanOut) and wf.done == 1
+
+
+def test_result_wait_measures_a_finished_instance(tmp_path) -> None:
+    from benchmarks import result_wait
+
+    store = result_wait._Counting(tmp_path / "result.db")
+    seconds, reads = result_wait.lag(Engine(store), store, 0.01)
+    assert 0 <= seconds < 30 and reads >= 2  # (read while waiting, and once finished)
+    store.close()
