@@ -42,10 +42,10 @@ import msgpack
 
 from genflow.codec import unstructure
 from genflow.context import current_step
-from genflow.errors import StatementError
+from genflow.errors import InvalidIdError, StatementError
 from genflow.handlers import EventHandler, takes_argument
 from genflow.outbox import CancelIntent, SendIntent, StartIntent
-from genflow.state import CallbackRequest, Parent, State, WorkflowStatus
+from genflow.state import CallbackRequest, Parent, State, WorkflowStatus, checked_id
 from genflow.statements import On, Retry, Wait
 
 __all__ = ["CHILD_EVENT", "Child", "ChildReport", "Children", "child_effects", "child_ids"]
@@ -97,7 +97,12 @@ class Children(Wait):
                                  f"workflow instance each; Child for one), not {items!r}")
         self.items = list(items)
         self.single = _single
-        self.ids = None if ids is None else [str(i) for i in ids]
+        # (an id is an instance id: a str as `Engine.start` takes it, refused as it is,
+        # not made one: 5 and "5" would name the same child)
+        try:
+            self.ids = None if ids is None else [checked_id(i) for i in ids]
+        except InvalidIdError as error:
+            raise InvalidIdError(f"{what}: {error}") from None
         if self.ids is not None and (len(self.ids) != len(self.items)
                                      or len(set(self.ids)) != len(self.ids)):
             raise StatementError(f"{what}: give one distinct id per child "

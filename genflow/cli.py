@@ -506,7 +506,7 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
 
 
 def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
-    """`genflow schedule add|list|show|pause|resume|trigger|delete`."""
+    """`genflow schedule add|update|list|show|pause|resume|trigger|delete`."""
     schedules = engine.schedules
     action = args.schedule_action
     if action == "add":
@@ -518,6 +518,16 @@ def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
             catchup=args.catchup, catchup_window=args.window, overlap=args.overlap,
             queue=args.queue, priority=args.priority, paused=args.paused)
         print(_schedule_line(info, engine))
+    elif action == "update":
+        given = {"cron": args.cron, "timezone": args.tz, "jitter": args.jitter,
+                 "catchup": args.catchup, "catchup_window": args.window,
+                 "overlap": args.overlap, "paused": args.paused,
+                 "every": None if args.every is None else _dt.timedelta(seconds=args.every)}
+        changes = {k: v for k, v in given.items() if v is not None}
+        if args.data is not None:
+            changes["data"] = _data(schedules.get(args.id).schedule.workflow,
+                                    _json(args.data, "--data"))
+        print(_schedule_line(schedules.update(args.id, **changes), engine))
     elif action == "list":
         infos = schedules.list()
         for info in infos:
@@ -986,6 +996,23 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     add.add_argument("--queue", help="start the ticks' instances on this queue")
     add.add_argument("--priority", type=int, default=0, help="their priority on the queue")
     add.add_argument("--paused", action="store_true", help="add it paused")
+    update = actions.add_parser(
+        "update", help="change a schedule in place (its counts and last run stay)",
+        description="change a schedule in place: what is not given stays; its counts "
+                    "and last run stay, its next tick is computed again")
+    update.add_argument("id")
+    when = update.add_mutually_exclusive_group()
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression, as '0 2 * * *'")
+    when.add_argument("--every", type=_interval, metavar="DURATION",
+                      help="an interval: 90s, 15m, 12h, 1d (a bare number is seconds)")
+    update.add_argument("--tz", help="the cron's time zone")
+    update.add_argument("--data", metavar="JSON", help="the workflow's fields as a JSON object")
+    update.add_argument("--jitter", type=_duration, metavar="DURATION")
+    update.add_argument("--catchup", choices=["skip", "all", "latest"])
+    update.add_argument("--window", type=_duration, metavar="DURATION")
+    update.add_argument("--overlap", choices=["skip", "allow", "cancel"])
+    update.add_argument("--paused", action=argparse.BooleanOptionalAction,
+                        help="pause it (--no-paused: resume it)")
     actions.add_parser("list", help="list schedules", description="list schedules"
                        ).set_defaults(readonly=True)
     show = actions.add_parser("show", help="a schedule, its state and its next fire times",

@@ -57,7 +57,6 @@ from genflow.errors import (
     HandlerError,
     InstanceFailedError,
     InstanceNotFoundError,
-    InvalidIdError,
     MoveLimitError,
     ResultTimeoutError,
     StepError,
@@ -65,6 +64,7 @@ from genflow.errors import (
     StoreUnavailableError,
     UnknownWorkflowError,
     WorkflowFinishedError,
+    error_text,
 )
 from genflow.lease import KEEPER
 from genflow.mailbox import DEFAULT_SIZE, Kept
@@ -95,6 +95,7 @@ from genflow.state import (
     ThreadStatus,
     WaitEventStatus,
     WorkflowStatus,
+    checked_id,
     new_state,
     unretryable,
 )
@@ -123,8 +124,6 @@ _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDI
 #: how long a save waits for others to share its commit in a worker round, at
 #: most (`Engine._together`): user code that takes as long has them saved first
 _SHARE_BUDGET = 0.001
-#: the longest instance id a store keeps (ids are primary keys on every store)
-MAX_ID_LENGTH = 255
 #: the statuses `Engine.list` filters by
 _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 
@@ -389,7 +388,7 @@ class Engine:
 
     def get(self, instance_id: str) -> Instance:
         """The instance's data, State and bookkeeping (no lease needed)."""
-        return self._instance(self.store.get(_checked_id(instance_id)))
+        return self._instance(self.store.get(checked_id(instance_id)))
 
     def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
         """Wait until the instance has finished; its data, as `get(...).data`.
@@ -429,7 +428,7 @@ class Engine:
     def _ended(self, instance_id: str) -> InstanceRecord | None:
         """The instance's record once it has finished (None while it has not
         ended); a failed or cancelled instance raises, as `result` says."""
-        record = self.store.get(_checked_id(instance_id))
+        record = self.store.get(checked_id(instance_id))
         status = record.status
         if status == _FINISHED_VALUE:
             return record
@@ -459,7 +458,7 @@ class Engine:
             raise ArgumentError(f"limit is a count of 0 or more (or None: all), not {limit!r}")
         if parent is not None:
             found = []
-            for child, _ in self.store.children(_checked_id(parent)):
+            for child, _ in self.store.children(checked_id(parent)):
                 try:
                     record = self.store.get(child)
                 except GenflowError:
@@ -651,7 +650,7 @@ class Engine:
     def _exists(self, instance_id: str) -> bool:
         """Is there such an instance (an outbox send's target)?"""
         try:
-            self.store.get(_checked_id(instance_id))
+            self.store.get(checked_id(instance_id))
         except InstanceNotFoundError:
             return False
         return True
@@ -672,7 +671,7 @@ class Engine:
                                 f"queue too (queue=...)")
         name = workflow_name(data)
         self._class(name)  # this engine must know the workflow
-        instance_id = uuid.uuid4().hex if instance_id is None else _checked_id(instance_id)
+        instance_id = uuid.uuid4().hex if instance_id is None else checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
         watch = self.observer.begin("start", instance_id)
@@ -1043,7 +1042,7 @@ class Engine:
                 elif entry[2] is None:  # (a save of its own that failed keeps its error)
                     entry[2] = cause if not undone else ConcurrencyError(
                         f"instance {before.id!r}: its save was rolled back with its turn's "
-                        f"({type(cause).__name__}: {cause}): it runs again")
+                        f"({error_text(cause)}): it runs again")
                 entry[1] = None
             return
         for entry, _, saver, before in kept:
@@ -1105,10 +1104,9 @@ class Engine:
             saver.flush(release=True)  # out of attempts: the core recorded it at a checkpoint
         else:  # a definition that no longer fits this instance: an operator must act
             state.status = _FAILED
-            saver.flush(error=f"{type(failure).__name__}: {failure}", wake_at=None, release=True)
+            saver.flush(error=error_text(failure), wake_at=None, release=True)
         if failure is not None:
-            self._record(state.id, [("failure", {"error": f"{type(failure).__name__}: "
-                                                          f"{failure}"})])
+            self._record(state.id, [("failure", {"error": error_text(failure)})])
             self.observer.settled(state, failure)
 
     # -- helpers --
@@ -1151,7 +1149,7 @@ class Engine:
         """Take the instance's lease, waiting up to `timeout` seconds while another
         worker holds it or the store is unavailable (each failure logged, then
         retried with backoff: taking one's own lease again only extends it)."""
-        instance_id = _checked_id(instance_id)
+        instance_id = checked_id(instance_id)
         deadline = time.monotonic() + timeout
         pause = 0.001
         failures = 0
@@ -1280,7 +1278,7 @@ class Engine:
         place): mark the row failed with the reason, its blob untouched, and
         stop waking it. `genflow show` prints the reason; an operator repairs the
         row or the code, then retries it."""
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = error_text(exc)
         log.error("instance %s cannot be run and is set aside: %s", record.id, reason,
                   extra=fields(record.id, record.workflow, error=reason))
         with contextlib.suppress(GenflowError):
@@ -1477,25 +1475,6 @@ def _no_result(instance_id: str, timeout: float | None) -> str:
     return (f"instance {instance_id!r} had not finished after {timeout} s: it goes on where "
             "it is (is a worker running? genflow worker, Engine.work); wait again, or look at "
             "it (genflow show)")
-
-
-def _checked_id(instance_id: Any) -> str:
-    """An instance id as every store can keep it, or `InvalidIdError` at once
-    (before a store sees it: sqlite3 would raise UnicodeEncodeError mid-operation)."""
-    if not isinstance(instance_id, str):
-        raise InvalidIdError(f"an instance id is a str, not {type(instance_id).__name__} "
-                             f"{instance_id!r}")
-    if not instance_id or len(instance_id) > MAX_ID_LENGTH:
-        raise InvalidIdError(f"an instance id has 1 to {MAX_ID_LENGTH} characters, not "
-                             f"{len(instance_id)}")
-    try:
-        instance_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidIdError(f"instance id {instance_id!r} is not valid text (a lone surrogate?): "
-                             "ids must be encodable as UTF-8") from None
-    if "\x00" in instance_id:
-        raise InvalidIdError(f"instance id {instance_id!r} contains a NUL character")
-    return instance_id
 
 
 def _message_entry(message: Message) -> dict[str, Any]:

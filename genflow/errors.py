@@ -56,6 +56,7 @@ __all__ = [
     "UnknownThreadError",
     "UnknownWorkflowError",
     "WorkflowFinishedError",
+    "error_text",
 ]
 
 
@@ -164,7 +165,7 @@ class StepError(GenflowError):
         self.thread = thread
         self.retry: Any = None  # the `Retry` policy that decided
         self.attempt = 1
-        super().__init__(f"step {step!r} in thread {thread!r} failed: {cause!r}")
+        super().__init__(f"step {step!r} in thread {thread!r} failed: {error_text(cause)}")
         self.__cause__ = cause
 
 
@@ -180,7 +181,7 @@ class RecordedFailure(Exception):
 
     def __init__(self, type_name: str, message: str) -> None:
         self.type_name = type_name
-        super().__init__(f"{type_name}: {message}")
+        super().__init__(f"{type_name}: {message}" if message else type_name)
 
 
 class Cancelled(BaseException):
@@ -197,7 +198,8 @@ class HandlerError(GenflowError):
         self.phase = phase
         self.event = event
         self.thread = thread
-        super().__init__(f"{phase} of event {event!r} in thread {thread!r} failed: {cause!r}")
+        super().__init__(f"{phase} of event {event!r} in thread {thread!r} failed: "
+                         f"{error_text(cause)}")
         self.__cause__ = cause
 
 
@@ -347,3 +349,14 @@ class ScheduleNotFoundError(GenflowError):
 
 class QueueNotFoundError(GenflowError):
     """No queue of that name is defined in the store (`engine.queues.define`)."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as genflow writes it in a message, a row's error and a thread's:
+    `Type: message` (`KeyError: 'Z'`), whichever path recorded it (a step failed
+    at once under `Retry(never=...)`, after its retries, or raised again from the
+    State as a `RecordedFailure`, which already reads so)."""
+    if isinstance(exc, RecordedFailure):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

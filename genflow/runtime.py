@@ -85,6 +85,7 @@ from genflow.errors import (
     UnknownEventError,
     UnknownThreadError,
     WorkflowFinishedError,
+    error_text,
 )
 from genflow.handlers import TimerHandler, as_handler, overrides
 from genflow.handlers import _payload_parameter as _handler_input
@@ -1551,7 +1552,7 @@ class Operation:
         if self.repaths:  # (a path `locate` found by name: `_path`)
             thread.path = self._path(thread)
         thread.attempts = attempt
-        thread.error = repr(cause)
+        thread.error = error_text(cause)
         if policy.retries(cause) and policy.allows(attempt + 1):
             thread.retry_at = self.clock() + _dt.timedelta(seconds=policy.delay(attempt))
             return _AFTER_FAILURE
@@ -1743,7 +1744,7 @@ class Operation:
         otherwise the failure is checkpointed and raised (with no policy, the next
         resume tries again; with one exhausted, the instance is FAILED)."""
         event.status = status
-        event.error = repr(exc)
+        event.error = error_text(exc)
         self.failed = (thread, event)
         error = HandlerError(phase, event.event, thread.id, exc)
         error.__cause__ = exc
@@ -1948,7 +1949,7 @@ class Operation:
             output = yield from self.callback(event.req, message.payload)
         except (HandlerError, PayloadError) as exc:
             box.kept.remove(message)
-            box.set_aside([attrs.evolve(message, reason=f"{type(exc).__name__}: {exc}")])
+            box.set_aside([attrs.evolve(message, reason=error_text(exc))])
             return _AFTER_MAILBOX
         box.kept.remove(message)
         if self.taken is None:

@@ -303,6 +303,13 @@ def _cron(expression: str, start: _dt.datetime) -> Any:
     return croniter(expression, start)
 
 
+#: what `Schedules.update` changes: the spec's fields (`Schedule`), and `paused`
+_SPEC = ("cron", "every", "timezone", "factory", "jitter", "catchup", "catchup_window",
+         "overlap", "queue", "priority", "start", "end")
+_UPDATABLE = frozenset((*_SPEC, "paused"))
+_KEEP: Any = object()  # `Schedules.update`: the data as it is
+
+
 class Schedules:
     """`engine.schedules`: add, list, get, pause, resume, trigger, backfill and
     delete schedules, and fire the due ticks (the worker loop calls `run_due`)."""
@@ -368,6 +375,57 @@ class Schedules:
         log.info("schedule %s added: %s, workflow %s", schedule.id, schedule.spec_text,
                  schedule.workflow, extra=fields(workflow=schedule.workflow, schedule=schedule.id))
         return _info(stored)
+
+    def update(self, schedule_id: str, data: Any = _KEEP, **changes: Any) -> ScheduleInfo:
+        """Change schedule `schedule_id` in place (Temporal's `handle.update`):
+        its start `data` and any keyword `add` takes (`cron`, `every`,
+        `timezone`, `jitter`, `overlap`, `catchup_window`, `paused`...); what is
+        not given stays. Giving `cron` drops `every` and the other way round.
+        The id, the counts (`fired`, `skipped`) and the last run stay; the next
+        tick is computed again from now under the new spec. Refused as `add`
+        refuses (`ScheduleError`, `UnknownWorkflowError`, `QueueNotFoundError`)
+        with the row unchanged; `data` of another workflow is refused too
+        (delete and add for that). Atomic: a compare-and-swap of the row, tried
+        again when a worker fires a tick meanwhile."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ScheduleError(f"schedule {schedule_id!r}: update takes "
+                                f"{', '.join(sorted(_UPDATABLE))}, not "
+                                f"{', '.join(sorted(unknown))}")
+        engine = self.engine
+
+        def updated(record: ScheduleRecord, old: Schedule) -> ScheduleRecord:
+            given = data
+            if given is _KEEP:
+                given = structure_data(old.data, engine._class(old.workflow))
+            elif workflow_name(given) != old.workflow:
+                raise ScheduleError(f"schedule {schedule_id!r} starts workflow "
+                                    f"{old.workflow!r}, not {workflow_name(given)!r}: delete "
+                                    "it and add another to change the workflow")
+            spec = {name: getattr(old, name) for name in _SPEC}
+            if "cron" in changes or "every" in changes:
+                spec["cron"], spec["every"] = changes.get("cron"), changes.get("every")
+            spec.update((k, v) for k, v in changes.items() if k in _SPEC)
+            spec["jitter"] = _delta(spec["jitter"], "jitter")
+            spec["catchup"] = _enum(Catchup, spec["catchup"], "catchup")
+            spec["overlap"] = _enum(Overlap, spec["overlap"], "overlap")
+            if spec["catchup_window"] is not None:
+                spec["catchup_window"] = _delta(spec["catchup_window"], "catchup_window")
+            paused = changes.get("paused", record.paused)
+            if type(paused) is not bool:
+                raise ScheduleError(f"schedule {schedule_id!r}: paused is True or False, "
+                                    f"not {paused!r}")
+            schedule = self._checked(schedule_id, given, **spec)
+            tick = schedule.next_after(engine.clock())
+            return record.replace(spec=schedule.pack(), next_tick=tick, paused=paused,
+                                  due_at=None if paused or tick is None
+                                  else schedule.fires_at(tick))
+
+        info = self._update(schedule_id, updated)
+        engine.store.notify_wake()
+        log.info("schedule %s updated: %s", schedule_id, info.schedule.spec_text,
+                 extra=fields(workflow=info.schedule.workflow, schedule=schedule_id))
+        return info
 
     def get(self, schedule_id: str) -> ScheduleInfo:
         return _info(self.engine.store.get_schedule(schedule_id))

@@ -16,10 +16,12 @@ from typing import Any, Final
 import attr
 import attrs
 
+from genflow.errors import InvalidIdError
 from genflow.registry import workflow_name
 
 __all__ = [
     "MAIN_THREAD",
+    "MAX_ID_LENGTH",
     "CallbackRequest",
     "CheckpointType",
     "Failure",
@@ -32,10 +34,13 @@ __all__ = [
     "WaitEvent",
     "WaitEventStatus",
     "WorkflowStatus",
+    "checked_id",
     "new_state",
 ]
 
 MAIN_THREAD = "_main_"
+#: the longest instance id a store keeps (ids are primary keys on every store)
+MAX_ID_LENGTH = 255
 
 
 def _probe() -> None:
@@ -376,6 +381,25 @@ def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started."""
     return State(id=str(id), workflow=workflow_name(workflow), threads=[Thread(id=MAIN_THREAD)])
+
+
+def checked_id(instance_id: Any) -> str:
+    """An instance id as every store can keep it, or `InvalidIdError` at once
+    (before a store sees it: sqlite3 would raise UnicodeEncodeError mid-operation)."""
+    if not isinstance(instance_id, str):
+        raise InvalidIdError(f"an instance id is a str, not {type(instance_id).__name__} "
+                             f"{instance_id!r}")
+    if not instance_id or len(instance_id) > MAX_ID_LENGTH:
+        raise InvalidIdError(f"an instance id has 1 to {MAX_ID_LENGTH} characters, not "
+                             f"{len(instance_id)}")
+    try:
+        instance_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdError(f"instance id {instance_id!r} is not valid text (a lone surrogate?): "
+                             "ids must be encodable as UTF-8") from None
+    if "\x00" in instance_id:
+        raise InvalidIdError(f"instance id {instance_id!r} contains a NUL character")
+    return instance_id
 
 
 def _annotated_from_source() -> None:

@@ -95,7 +95,8 @@ class InstanceRecord(_RecordSlots):
     id: str
     workflow: str
     status: str
-    blob: bytes
+    # (its size, not its bytes: a blob is the whole encoded instance, kilobytes in a log line)
+    blob: bytes = attrs.field(repr=lambda blob: f"<{len(blob)} bytes>")
     version: int = 0
     wake_at: _dt.datetime | None = None
     waiting_for: tuple[str, ...] = ()

@@ -43,6 +43,7 @@ from genflow.errors import (
     GenflowError,
     HandlerError,
     MoveLimitError,
+    RecordedFailure,
     SerializationError,
     StepError,
 )
@@ -112,14 +113,22 @@ def recorded_failure(state: State) -> GenflowError:
     """The error a FAILED instance's State records (what its caller was told)."""
     for thread in state.threads:
         if thread.error:
-            return StepError(thread.stmt, thread.id, RuntimeError(thread.error))
+            return StepError(thread.stmt, thread.id, _recorded(thread.error))
         if thread.failures:  # a failure whose thread ended after its cleanup ran
             failure = thread.failures[-1]
-            return StepError(failure.step, thread.id, RuntimeError(failure.message))
+            return StepError(failure.step, thread.id,
+                             RecordedFailure(failure.type, failure.message))
         for event in thread.events:
             if event.error:
-                return HandlerError("setup", event.event, thread.id, RuntimeError(event.error))
+                return HandlerError("setup", event.event, thread.id, _recorded(event.error))
     return GenflowError(f"instance {state.id!r} failed")
+
+
+def _recorded(text: str) -> RecordedFailure:
+    """A thread's or an event's error text (`Type: message`, `error_text`) as the
+    error it was, so that the caller is told it in the same words."""
+    type_name, _, message = text.partition(": ")
+    return RecordedFailure(type_name, message)
 
 
 class Instance:

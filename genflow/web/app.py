@@ -33,6 +33,7 @@ from starlette.routing import Route
 from genflow.codec import unstructure
 from genflow.engine import Engine
 from genflow.errors import (
+    DuplicateInstanceError,
     GenflowError,
     InstanceNotFoundError,
     NotWaitingError,
@@ -574,13 +575,24 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
     if instance_id is not None and not instance_id:
         raise RequestError("an instance id must not be empty")
 
-    def start() -> dict[str, Any]:
+    def start() -> tuple[dict[str, Any], int]:
         data = workflow_data(name, fields)
         with traced(traceparent):
-            started = config.engine.start(data, id=instance_id, run=run, if_exists=if_exists)
-        return instance_json(config.engine.get(started))
+            try:
+                started = config.engine.start(data, id=instance_id, run=run)
+                code = 201
+            except DuplicateInstanceError:
+                if if_exists == "raise":
+                    raise
+                # (it existed: 200, nothing created; this start still refuses an
+                # instance of another workflow under the id, as Engine.start does)
+                started = config.engine.start(data, id=instance_id, run=run,
+                                              if_exists="return")
+                code = 200
+        return instance_json(config.engine.get(started)), code
 
-    return _json(await run_in_threadpool(start), 201)
+    answer, code = await run_in_threadpool(start)
+    return _json(answer, code)
 
 
 async def _send_starting(config: WebConfig, name: str, fields: Any, instance_id: str,

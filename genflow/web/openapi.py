@@ -61,9 +61,14 @@ ROUTES: list[tuple[str, str, str, str]] = [
 def _responses(ok: dict[str, Any] | None, *codes: int, created: bool = False
                ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    good = "201" if created else "200"
-    out[good] = {"description": "done", "content": {"application/json": {
-        "schema": ok or {"type": "object"}}}}
+    content = {"application/json": {"schema": ok or {"type": "object"}}}
+    if created:  # a start: 201 when it created the instance, 200 when it was there
+        out["201"] = {"description": "created", "content": content}
+        out["200"] = {"description": "an instance with this id existed (if_exists: "
+                                     "return): it, untouched; nothing created",
+                      "content": content}
+    else:
+        out["200"] = {"description": "done", "content": content}
     words = {400: "the body is not JSON", 401: "no valid token",
              403: "a forged or altered callback token",
              404: "no such instance, workflow, schedule or queue",
@@ -123,7 +128,8 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
         "id": {"type": "string", "minLength": 1}, "run": {"type": "boolean"},
         "if_exists": {"type": "string", "enum": ["raise", "return"],
                       "description": "an instance with this id exists: 409 (raise), or "
-                                     "answer with it, untouched (return)"},
+                                     "answer 200 with it, untouched (return); 201 when "
+                                     "the start created it"},
         "send": {"type": "object", "required": ["event"], "additionalProperties": False,
                  "description": "signal-with-start: deliver this event to instance `id`, "
                                 "starting it from `data` if it does not exist (in one write); "
@@ -190,7 +196,10 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                {"name": "id", "in": "query", "schema": {"type": "string", "minLength": 1}},
                {"name": "run", "in": "query", "schema": {"type": "boolean"}},
                {"name": "if_exists", "in": "query",
-                "schema": {"type": "string", "enum": ["raise", "return"]}}],
+                "schema": {"type": "string", "enum": ["raise", "return"]},
+                "description": "an instance with this id exists: 409 (raise), or answer "
+                               "200 with it, untouched (return); 201 when the start "
+                               "created it"}],
            requestBody=_body(data, required=False),
            responses=_responses(_INSTANCE, 400, 401, 409, 413, 422, created=True))
         for event in info.events:

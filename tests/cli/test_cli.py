@@ -201,7 +201,7 @@ def test_failed_step_shown_then_retried(cli: Cli) -> None:
 
     shown = cli("show", "c1").stdout.splitlines()
     assert shown[0] == "instance c1 of workflow 'cli-charge': FAILED after 1 attempt"
-    assert "ConnectionError('card processor is down')" in shown[2]
+    assert "ConnectionError: card processor is down" in shown[2]
     assert "  to go on: fix the cause, then `genflow retry c1`" in shown
     assert "  main thread: about to run step 'charge'" in shown
 
@@ -226,7 +226,7 @@ def test_setup_error_shown_then_a_worker_retries_it_until_sigterm(cli: Cli) -> N
     shown = cli("show", "w1").stdout
     assert "'cli-webhook': retrying (the last try failed)" in shown
     assert ("event 'hook': handler SETUP FAILED (retried by a worker): "
-            "ConnectionError('cannot register the webhook')") in shown
+            "ConnectionError: cannot register the webhook") in shown
     assert "next try " in shown
 
     blocker.unlink()

@@ -155,3 +155,19 @@ def test_list_marks_and_filters_schedules_and_queues(gf):
     assert ids("--queue", "q") == ["b", "c"]
     code, _, err = gf("list", "--queue", "nope")
     assert code == 2 and "no queue 'nope'" in err
+
+
+def test_update_changes_what_is_given_and_keeps_the_rest(gf):
+    assert gf("schedule", "add", "nightly", "sched-report", "--cron", "0 2 * * *",
+              "--data", '{"count": 3}')[0] == 0
+    code, out, err = gf("schedule", "update", "nightly", "--every", "15m", "--overlap", "allow",
+                        "--data", '{"count": 4}', "--paused")
+    assert code == 0, err
+    assert out == "nightly\tsched-report\tevery 0:15:00\tpaused\n"
+    lines = gf("schedule", "show", "nightly")[1].splitlines()
+    assert lines[0].endswith("every 0:15:00 (PAUSED)") and "overlap: allow" in lines[1]
+    assert '"count": 4' in lines[-1]
+    assert "\tnext " in gf("schedule", "update", "nightly", "--no-paused")[1]
+    code, _, err = gf("schedule", "update", "nightly", "--cron", "0 25 * * *")
+    assert code == 2 and "bad cron expression '0 25 * * *'" in err
+    assert "every 0:15:00" in gf("schedule", "show", "nightly")[1]  # unchanged

@@ -4,6 +4,7 @@ cancellation reaching the children; on every store."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import attrs
@@ -27,7 +28,7 @@ from genflow import (
     WorkflowStatus,
     workflow,
 )
-from genflow.errors import DefinitionError, StatementError
+from genflow.errors import DefinitionError, InvalidIdError, StatementError
 from genflow.stores import MemoryStore
 
 RUNS: dict[str, int] = {}
@@ -575,3 +576,15 @@ def test_genflow_list_parent_and_show(tmp_path, monkeypatch, capsys):
         ["p/quotes/1/0", "kid-quote", "finished"], ["p/quotes/1/1", "kid-quote", "waiting"]]
     assert main(["--app", app, "--store", f"sqlite:///{db}", "show", "p/quotes/1/1"]) == 0
     assert "child number 1 of instance p" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: Child("c", GetQuote("a"), id=5), "Child 'c': an instance id is a str, not int 5"),
+    (lambda: Children("c", [GetQuote("a"), GetQuote("b")], ids=["x", None]),
+     "Children 'c': an instance id is a str, not NoneType None"),
+    (lambda: Child("c", GetQuote("a"), id=""), "Child 'c': an instance id has 1 to 255"),
+])
+def test_an_id_that_is_not_an_instance_id_is_refused_not_converted(make, words):
+    # (5 made "5" would name the child "5": refused as Engine.start refuses it)
+    with pytest.raises(InvalidIdError, match=re.escape(words)):
+        make()

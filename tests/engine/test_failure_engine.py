@@ -243,3 +243,47 @@ def test_timeout_at_a_deadline_fires_by_the_engines_clock(engine):
     assert engine.run_due() == 1
     inst = engine.get(iid)
     assert inst.status is WorkflowStatus.FINISHED and not inst.data.accepted
+
+
+class _Refused(Exception):
+    pass
+
+
+@genflow.workflow("test-error-text-never")
+@attrs.define
+class _FailsAtOnce:
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield genflow.Step("pay", self.pay, retry=genflow.Retry(attempts=3, never=(_Refused,)))
+
+    def pay(self) -> None:
+        raise _Refused("A")
+
+
+@genflow.workflow("test-error-text-retried")
+@attrs.define
+class _FailsAfterRetries:
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Try("t", genflow.Step("look up", self.look_up,
+                                    retry=genflow.Retry(attempts=2, backoff=1))
+                  ).Finally("f", genflow.Step("note", self.note))
+
+    def look_up(self) -> None:
+        raise KeyError("Z")
+
+    def note(self) -> None:
+        pass
+
+
+def test_a_failure_reads_type_colon_message_whichever_path_recorded_it(store) -> None:
+    # refused at once under `never`, after retries, and raised again from the State
+    # after a Finally ran (RecordedFailure): one format, genflow.errors.error_text
+    clock = FakeClock()
+    engine = Engine(store, [_FailsAtOnce, _FailsAfterRetries], clock=clock)
+    engine.start(_FailsAtOnce(), id="never")
+    engine.start(_FailsAfterRetries(), id="retried")
+    engine.work(until_done=True)
+    never, retried = engine.get("never"), engine.get("retried")
+    assert never.error == ("StepError: step 'pay' in thread '_main_' failed: _Refused: A")
+    assert retried.error == ("StepError: step 'look up' in thread '_main_' failed: KeyError: 'Z'")
+    assert never.state.threads[0].error == "_Refused: A"
+    assert genflow.errors.error_text(KeyError()) == "KeyError"

@@ -379,3 +379,57 @@ def test_pause_wins_over_a_concurrent_tick(store, monkeypatch):
     monkeypatch.setattr(store, "save_schedule", fire_first)
     assert engine.schedules.pause("h").paused
     assert engine.schedules.get("h").paused and engine.schedules.get("h").fired == 1
+
+
+# -- updating in place ----------------------------------------------------------------------
+
+
+def test_update_changes_the_spec_in_place_keeping_id_counts_and_last_run(store):
+    engine, clock = engine_on(store)
+    engine.schedules.add("rep", Report(count=1), every=HOUR)
+    clock.now = T0 + HOUR + MIN
+    assert engine.schedules.run_due() == 1
+    before = engine.schedules.get("rep")
+    assert (before.fired, before.last_instance) == (1, "rep@2030-01-01T01:00:00Z")
+    info = engine.schedules.update("rep", Report(count=2), cron="30 * * * *",
+                                   timezone="Europe/Paris", jitter=0, overlap="allow",
+                                   catchup_window=MIN * 5, paused=False)
+    again = engine.schedules.get("rep")
+    assert info == again and again.version == before.version + 1
+    assert (again.fired, again.skipped, again.last_tick, again.last_instance) == (
+        before.fired, before.skipped, before.last_tick, before.last_instance)
+    spec = again.schedule
+    assert (spec.cron, spec.every, spec.timezone, spec.overlap.value, spec.catchup_window,
+            spec.data["count"]) == ("30 * * * *", None, "Europe/Paris", "allow", MIN * 5, 2)
+    assert again.next_tick == again.due_at == T0 + HOUR + 30 * MIN  # from now, new spec
+    # what is not given stays; paused drops the due time, as pause does
+    paused = engine.schedules.update("rep", paused=True)
+    assert paused.paused and paused.due_at is None and paused.schedule == spec
+    resumed = engine.schedules.update("rep", every=15 * MIN, paused=False)
+    assert resumed.schedule.cron is None and resumed.schedule.data["count"] == 2
+    assert resumed.due_at == T0 + HOUR + 15 * MIN
+    clock.now = T0 + HOUR + 16 * MIN
+    assert engine.schedules.run_due() == 1
+    assert engine.schedules.get("rep").fired == 2
+
+
+@pytest.mark.parametrize(("changes", "error", "words"), [
+    ({"cron": "not a cron"}, ScheduleError, "bad cron expression"),
+    ({"timezone": "Mars/Olympus"}, ScheduleError, "unknown time zone"),
+    ({"every": dt.timedelta(0)}, ScheduleError, "must be positive"),
+    ({"jitter": -1}, ScheduleError, "0 or more"),
+    ({"overlap": "sometimes"}, ScheduleError, "overlap"),
+    ({"queue": "no-such-queue"}, QueueNotFoundError, "no-such-queue"),
+    ({"paused": "yes"}, ScheduleError, "paused is True or False"),
+    ({"workflow": "other"}, ScheduleError, "update takes"),
+    ({"data": {"day": "x"}}, UnknownWorkflowError, ""),
+])
+def test_update_refuses_what_add_refuses_and_leaves_the_row(store, changes, error, words):
+    engine, _ = engine_on(store)
+    engine.schedules.add("rep", Report(), every=HOUR)
+    before = engine.schedules.get("rep")
+    with pytest.raises(error, match=words):
+        engine.schedules.update("rep", **changes)
+    assert engine.schedules.get("rep") == before
+    with pytest.raises(ScheduleNotFoundError):
+        engine.schedules.update("nobody", every=HOUR)

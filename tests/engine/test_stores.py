@@ -52,6 +52,14 @@ def test_create_get_roundtrip(store):
     assert got.lease_owner is None
 
 
+def test_a_records_repr_shows_its_blobs_size_not_its_bytes(store):
+    made = store.create(rec("a", blob=b"\x01" * 79, error="boom"))
+    text = repr(store.get("a"))
+    assert "blob=<79 bytes>" in text and "\\x01" not in text
+    assert text.startswith("InstanceRecord(id='a', workflow='wf', status='waiting', blob=<79")
+    assert f"version={made.version}, " in text and "error='boom'" in text
+
+
 def test_duplicate_and_missing(store):
     store.create(rec("a"))
     with pytest.raises(DuplicateInstanceError, match="'a'"):

@@ -879,7 +879,7 @@ def test_not_started_executing_and_failed_setups() -> None:
     ping = graph.named("ping")
     assert ping is not None and "error" in ping.classes
     assert "webhook registry is down" in ping.detail["error"]
-    assert "error: ConnectionError('webhook registry is down')" in to_mermaid(graph).replace(
+    assert "error: ConnectionError: webhook registry is down" in to_mermaid(graph).replace(
         "#quot;", '"').replace("<br>", "\n")
     # the timer is armed when the wait begins, whatever became of the other setup
     assert _marks(graph, "pending") == set()

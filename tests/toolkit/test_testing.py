@@ -621,7 +621,7 @@ def test_a_step_that_keeps_failing() -> None:
     assert result.kinds == ["step failed"]
     report = result.report()
     assert "A step of 'test-testing-failing-step' keeps failing after event #1 'go'." in report
-    assert "step 'call the bank' in thread '_main_' failed: ConnectionError('the bank is down')" \
+    assert "step 'call the bank' in thread '_main_' failed: ConnectionError: the bank is down" \
         in report
 
 

@@ -223,14 +223,21 @@ def test_early_events_signal_with_start_and_starting_once(make_store) -> None:
             "workflow": "web-order", "id": "m-2", "send": {"event": "add",
                                                           "payload": {"name": "diavola"}}})
         assert status == 200 and body["output"] == 2  # it existed: an ordinary send
-        # starting once: the second start answers with the instance as it is
+        # starting once: a start that creates answers 201, one that finds the
+        # instance there answers 200 with it as it is (nothing created)
+        for url, data in ((f"{base}{API}/instances", {"workflow": "web-order", "id": "m-3",
+                                                      "if_exists": "return"}),
+                          (f"{base}{API}/workflows/web-order/instances?id=m-4&if_exists=return",
+                           {})):
+            status, body, _ = call("POST", url, data)
+            assert status == 201 and body["id"] in ("m-3", "m-4") and body["data"]["items"] == []
         for url, data in ((f"{base}{API}/instances", {"workflow": "web-order", "id": "m-2",
                                                       "if_exists": "return"}),
                           (f"{base}{API}/workflows/web-order/instances?id=m-2&if_exists=return",
                            {})):
             status, body, _ = call("POST", url, data)
-            assert status == 201 and body["id"] == "m-2" and len(body["data"]["items"]) == 2
-        assert engine.store.count() == 2
+            assert status == 200 and body["id"] == "m-2" and len(body["data"]["items"]) == 2
+        assert engine.store.count() == 4
         spec = call("GET", f"{base}{API}/openapi.json")[1]
         send_op = spec["paths"]["/api/v1/instances/{id}/events/{event}"]["post"]
         assert "keep" in [p["name"] for p in send_op["parameters"]]
