@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from types import GeneratorType, MemberDescriptorType
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -79,11 +79,11 @@ __all__ = [
 #: was a one-shot generator must be rebuilt by a fresh replay before it repeats /
 #: a failure reached the thread's top with no `Try` to catch it / the thread must
 #: enter a `Catch` (a move of its own: what it caught goes into the data first).
-END = "end"
-RESTART = "restart"
-FAIL = "fail"
-ENTER = "enter"
-_EXHAUSTED = object()
+END: Final = "end"
+RESTART: Final = "restart"
+FAIL: Final = "fail"
+ENTER: Final = "enter"
+_EXHAUSTED: Final = object()
 
 
 class Flow:
@@ -474,10 +474,10 @@ def walk(stmt: Any, fn: Callable[[Stmt], Any]) -> bool:
 # -- reads ------------------------------------------------------------------------------
 
 #: a workflow class -> the subclass that records field reads (None: it cannot)
-_TRACERS: dict[type, type | None] = {}
+_TRACERS: Final[dict[type, type | None]] = {}
 #: one recording at a time in the process: a replay in another thread meanwhile
 #: records nothing (its frames are then not kept across user code)
-_RECORDING = threading.Lock()
+_RECORDING: Final = threading.Lock()
 #: the fields read since `reading` began (the recording properties add to it)
 _reads: set[str] = set()
 

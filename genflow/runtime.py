@@ -42,7 +42,7 @@ import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Final, NamedTuple, Protocol
 
 import attrs
 
@@ -181,11 +181,11 @@ DEFAULT_MAX_MOVES = 100_000
 DEFAULT_PARALLEL_STEPS = 100
 
 #: A step without a policy of its own, and no default given: one attempt.
-ONCE = Retry(attempts=1)
+ONCE: Final = Retry(attempts=1)
 
-_FINAL = (_FINISHED, _CANCELLED)
+_FINAL: Final = (_FINISHED, _CANCELLED)
 #: the types a field's saved value has as it is (no unstructuring): compared directly
-_PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
+_PLAIN: Final = frozenset({int, str, bool, float, bytes, type(None)})
 #: Recording what a replay reads costs more than most replays (Python-level
 #: properties), so it is done where it has paid: per workflow class and statement
 #: a thread replays from ((recording class, statement, forward?) -> tries left;
@@ -193,15 +193,15 @@ _PLAIN = frozenset({int, str, bool, float, bytes, type(None)})
 #: times without once being kept across user code are not recorded any more.
 #: Correctness never depends on it: unrecorded frames are dropped when user code
 #: runs, as when nothing is recorded at all.
-_PAYS: dict[tuple[type, str, bool], int] = {}
-_TRIES = 3
-_GATES = 4096  # at most this many statements remembered (then forgotten, relearned)
-_AFTER_MAILBOX = CheckpointType.AFTER_MAILBOX
-_NO_SEQS: frozenset[int] = frozenset()
-_NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
-_TEARING_DOWN = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
+_PAYS: Final[dict[tuple[type, str, bool], int]] = {}
+_TRIES: Final = 3
+_GATES: Final = 4096  # at most this many statements remembered (then forgotten, relearned)
+_AFTER_MAILBOX: Final = CheckpointType.AFTER_MAILBOX
+_NO_SEQS: Final[frozenset[int]] = frozenset()
+_NEEDS_SETUP: Final = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
+_TEARING_DOWN: Final = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 #: the statement a thread in each status stands at (RESUMING: any, just done)
-_STANDS_AT: dict[ThreadStatus, type] = {
+_STANDS_AT: Final[dict[ThreadStatus, type]] = {
     _EXECUTING: Step,
     _WAITING_EVENT: Wait,
     _WAITING_CONDITION: WaitFor,
@@ -214,11 +214,11 @@ Name = Any
 
 #: What a move can fail with after an operation has begun changing the instance:
 #: `deliver` keeps these apart from a refused event (see `Operation.deliver`).
-FAILURES = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDeterminismError,
+FAILURES: Final = (StepError, HandlerError, MoveLimitError, DefinitionError, NonDeterminismError,
             DuplicateThreadError)
 
 
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -249,14 +249,14 @@ class _Signal:
 
 
 #: sent back for a `Start` whose call is left running
-PENDING = _Signal("PENDING")
+PENDING: Final = _Signal("PENDING")
 #: yielded: wait for the first started call to end; send `(ctx, result, exception)`
-NEXT = _Signal("NEXT")
+NEXT: Final = _Signal("NEXT")
 #: yielded: cancel every started call still running, and wait for them to end
-CANCEL = _Signal("CANCEL")
+CANCEL: Final = _Signal("CANCEL")
 
 #: does the driver now running the moves run steps at once? (`drive_async` does)
-_at_once: contextvars.ContextVar[bool] = contextvars.ContextVar("genflow_at_once",
+_at_once: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar("genflow_at_once",
                                                                 default=False)
 
 
@@ -2421,7 +2421,7 @@ def _restore(wf: Any, snapshot: Any) -> None:
 
 
 #: how cancellation is kept on a thread's failures (what `Catch(errors=Cancelled)` matches)
-_CANCELLED_TYPES = (type_key(Cancelled), type_key(BaseException))
+_CANCELLED_TYPES: Final = (type_key(Cancelled), type_key(BaseException))
 
 
 def _type_keys(cls: type) -> tuple[str, ...]:
@@ -2535,7 +2535,7 @@ def _in_worker(action: Callable[[], Any]) -> Callable[[], Any]:
     return attempt
 
 
-_GONE: Any = _Signal("GONE")  # a key a step deleted
+_GONE: Final[Any] = _Signal("GONE")  # a key a step deleted
 
 
 class _Appended:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from typing import Any
+import types
+from typing import Any, Final
 
+import attr
 import attrs
 
 from genflow.registry import workflow_name
@@ -34,6 +36,18 @@ __all__ = [
 ]
 
 MAIN_THREAD = "_main_"
+
+
+def _probe() -> None:
+    """Nothing: its type tells whether this module runs compiled (docs/compiled.md)."""
+
+
+# The mutable classes below are attrs classes in both builds, slotted in pure Python.
+# Compiled, mypyc makes them native classes (the move loop reads their attributes
+# directly), which have a fixed layout of their own: attrs must not make a slotted
+# copy, as mypyc keeps only the class it made (and the copy's eq and repr would be
+# lost). mypy wants a literal there, hence the ignores.
+_PURE = isinstance(_probe, types.FunctionType)
 
 
 class WorkflowStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as before
@@ -91,7 +105,7 @@ class CheckpointType(str, enum.Enum):  # noqa: UP042 - str() and format() as bef
     durable: bool
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class CallbackRequest:
     """Everything needed to deliver one event to one waiting thread.
 
@@ -106,7 +120,7 @@ class CallbackRequest:
     setup_data: Any = None
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class WaitEvent:
     """One event a waiting thread listens for."""
 
@@ -145,16 +159,16 @@ class Failure:
     at: str = ""
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class Origin:
     """The `Go` statement that started a thread, and its path hint."""
 
     go: str
     thread_id: str
-    path: list[int] = attrs.field(factory=list)
+    path: list[int] = attr.ib(factory=list)
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class Thread:
     """One thread's program counter.
 
@@ -168,12 +182,12 @@ class Thread:
     stmt: str = ""
     status: ThreadStatus = ThreadStatus.RESUMING
     pc: int = 0
-    path: list[int] = attrs.field(factory=list)
-    events: list[WaitEvent] = attrs.field(factory=list)
+    path: list[int] = attr.ib(factory=list)
+    events: list[WaitEvent] = attr.ib(factory=list)
     #: the event that won the thread's wait (its handler ran); its `On` body runs next.
     won: str = ""
     #: the chain of `Go` statements that started this thread (empty for main).
-    origin: list[Origin] = attrs.field(factory=list)
+    origin: list[Origin] = attr.ib(factory=list)
     #: when the thread began to wait (UTC), for operators.
     since: _dt.datetime | None = None
     #: failed attempts of the step the thread stands at, the last one's error, and
@@ -190,7 +204,7 @@ class Thread:
     unwind: str = ""
     #: the failures the thread's `Try`s handle (innermost last), and the one
     #: travelling outward (`at` "").
-    failures: list[Failure] = attrs.field(factory=list)
+    failures: list[Failure] = attr.ib(factory=list)
     #: started by `Go(daemon=True)`: cancelled when the main thread ends.
     daemon: bool = False
 
@@ -229,7 +243,7 @@ class Message:
     reason: str = ""
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class Mailbox:
     """The messages an instance keeps (`genflow.runtime.Operation.send`).
 
@@ -241,8 +255,8 @@ class Mailbox:
     """
 
     sent: int = 0
-    kept: list[Message] = attrs.field(factory=list)
-    undelivered: list[Message] = attrs.field(factory=list)
+    kept: list[Message] = attr.ib(factory=list)
+    undelivered: list[Message] = attr.ib(factory=list)
 
     def set_aside(self, messages: list[Message]) -> None:
         """Put `messages` (each with its reason) among the undelivered ones."""
@@ -258,14 +272,14 @@ class Mailbox:
 KEPT_UNDELIVERED = 100
 
 
-@attrs.define(slots=True)
+@attr.s(auto_attribs=True, slots=_PURE, weakref_slot=_PURE, order=False)  # type: ignore[literal-required]
 class State:
     """An instance's position: everything but its data."""
 
     id: str
     workflow: str
     status: WorkflowStatus = WorkflowStatus.RESUMING
-    threads: list[Thread] = attrs.field(factory=list)
+    threads: list[Thread] = attr.ib(factory=list)
     #: grows by one on every move of any thread.
     pc: int = 0
     #: set for a child workflow: whom to tell when it ends
@@ -277,7 +291,9 @@ class State:
     #: the events kept for it until a thread waits for them (None: it never kept one)
     mailbox: Mailbox | None = None
 
-    def thread(self, thread_id: str) -> Thread | None:
+    def thread(self, thread_id: Any) -> Thread | None:
+        # (Any: a caller's name arrives unchecked, and one that is not a str is no
+        # thread's, compiled too: docs/compiled.md)
         for thread in self.threads:
             if thread.id == thread_id:
                 return thread
@@ -332,21 +348,21 @@ del _kind
 # (runtime imports them from here): in Python 3.11 looking a member up on its
 # class takes the slow path of attribute lookup (the metaclass defines
 # __getattr__), and the move loop does it a few dozen times per step.
-_WF_RESUMING = WorkflowStatus.RESUMING
-_FINISHED = WorkflowStatus.FINISHED
-_FAILED = WorkflowStatus.FAILED
-_CANCELLED = WorkflowStatus.CANCELLED
-_CANCELLING = WorkflowStatus.CANCELLING
-_UNWINDING = ThreadStatus.UNWINDING
-_EXECUTING = ThreadStatus.EXECUTING
-_RESUMING = ThreadStatus.RESUMING
-_WAITING_EVENT = ThreadStatus.WAITING_EVENT
-_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
-_SETUP = WaitEventStatus.SETUP
-_AFTER_STEP = CheckpointType.AFTER_STEP
-_AFTER_RESUME = CheckpointType.AFTER_RESUME
-_AFTER_FAILURE = CheckpointType.AFTER_FAILURE
-_AFTER_CANCEL = CheckpointType.AFTER_CANCEL
+_WF_RESUMING: Final = WorkflowStatus.RESUMING
+_FINISHED: Final = WorkflowStatus.FINISHED
+_FAILED: Final = WorkflowStatus.FAILED
+_CANCELLED: Final = WorkflowStatus.CANCELLED
+_CANCELLING: Final = WorkflowStatus.CANCELLING
+_UNWINDING: Final = ThreadStatus.UNWINDING
+_EXECUTING: Final = ThreadStatus.EXECUTING
+_RESUMING: Final = ThreadStatus.RESUMING
+_WAITING_EVENT: Final = ThreadStatus.WAITING_EVENT
+_WAITING_CONDITION: Final = ThreadStatus.WAITING_CONDITION
+_SETUP: Final = WaitEventStatus.SETUP
+_AFTER_STEP: Final = CheckpointType.AFTER_STEP
+_AFTER_RESUME: Final = CheckpointType.AFTER_RESUME
+_AFTER_FAILURE: Final = CheckpointType.AFTER_FAILURE
+_AFTER_CANCEL: Final = CheckpointType.AFTER_CANCEL
 
 
 def unretryable(state: State) -> bool:
@@ -360,3 +376,28 @@ def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started."""
     return State(id=str(id), workflow=workflow_name(workflow), threads=[Thread(id=MAIN_THREAD)])
+
+
+def _annotated_from_source() -> None:
+    """Compiled, mypyc hands attrs each field's class rather than its type (`list`
+    for `list[Thread]`, `type` for `Any` or a union), which cattrs and
+    `typing.get_type_hints` would go by: each attrs class here gets the
+    annotations of its source, the `.py` beside the extension, as pure Python
+    has them, and its fields the types they name."""
+    import ast  # (here: the pure build never needs it)
+    from pathlib import Path
+
+    source = Path(__file__).with_name("state.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        cls = globals().get(node.name)
+        if cls is not None and attrs.has(cls):
+            cls.__annotations__ = {item.target.id: ast.unparse(item.annotation)
+                                   for item in node.body if isinstance(item, ast.AnnAssign)
+                                   and isinstance(item.target, ast.Name)}
+            attrs.resolve_types(cls)
+
+
+if not _PURE:
+    _annotated_from_source()

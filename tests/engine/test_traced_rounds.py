@@ -119,10 +119,10 @@ def fresh(store_kind: str, tmp_path: Any) -> Any:
         elif store_kind == "sqlite":
             store = SQLiteStore(tmp_path / f"{len(opened)}.db")
         else:
+            dsn = postgres_dsn()  # (first: without one the case is skipped, psycopg or not)
             from genflow.stores.postgres import PostgresStore
 
-            store = PostgresStore(postgres_dsn(), schema=fresh_schema(),
-                                  drop_schema_on_close=True)
+            store = PostgresStore(dsn, schema=fresh_schema(), drop_schema_on_close=True)
         opened.append(store)
         return store
 

@@ -9,15 +9,19 @@ extension modules (a build that silently came out pure fails here).
 from __future__ import annotations
 
 import ast
+import datetime as _dt
 import importlib
 import importlib.machinery
 import os
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
-from genflow import cli
+from genflow import cli, state
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECT_COMPILED = os.environ.get("GENFLOW_EXPECT_COMPILED") == "1"
@@ -81,6 +85,25 @@ def test_the_hot_modules_are_loaded_compiled() -> None:
                     if getattr(f, "__module__", None) == name and hasattr(f, "__code__")]
     assert cli.build() == "compiled: " + ", ".join(
         m.rpartition(".")[2] for m in cli.COMPILED_CANDIDATES)
+
+
+def test_the_state_classes_keep_their_fields_types() -> None:
+    """Compiled, mypyc hands attrs a field's class alone (`list` for `list[Thread]`,
+    `type` for `Any`); genflow.state puts its source's types back, which cattrs
+    (a format 1 blob's State) and `typing.get_type_hints` go by."""
+    hints = {cls: typing.get_type_hints(cls) for cls in vars(state).values()
+             if isinstance(cls, type) and attrs.has(cls) and cls.__module__ == state.__name__}
+    assert hints[state.State]["threads"] == list[state.Thread]
+    assert hints[state.State]["mailbox"] == state.Mailbox | None
+    assert hints[state.Thread]["events"] == list[state.WaitEvent]
+    assert hints[state.Thread]["since"] == _dt.datetime | None
+    assert hints[state.CallbackRequest]["setup_data"] is Any
+    assert hints[state.Failure]["types"] == tuple[str, ...]
+    assert hints[state.Message]["payload"] is Any
+    for cls, its in hints.items():
+        assert [f.name for f in attrs.fields(cls)] == list(its)
+        for field in attrs.fields(cls):  # (pure Python: the annotation's text, unresolved)
+            assert field.type in (its[field.name], cls.__annotations__[field.name])
 
 
 def _suspended_in_handlers(source: str) -> list[str]:
