@@ -291,7 +291,8 @@ def shop(cli: Cli) -> Cli:
 
 
 @pytest.mark.parametrize(("args", "message", "code"), [
-    (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-async, cli-charge, ", 2),
+    (["start", "pizza"],
+     "no workflow is registered as 'pizza' (registered: cli-async, cli-charge, ", 2),
     (["show", "nobody"], "no instance 'nobody'", 2),
     (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
     (["send", "o1", "add", "--payload", "tea"], "--payload is not valid JSON: Expecting value: "
