@@ -22,6 +22,7 @@ path is an error, never a new empty store.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as _dt
 import importlib
 import importlib.machinery
@@ -241,8 +242,10 @@ def cmd_worker(engine: Engine, args: argparse.Namespace) -> None:
     print(f"genflow: worker {engine.owner} on {args.store}: running due work until {until}",
           file=sys.stderr, flush=True)
     try:
-        done = engine.work(stop=lambda: bool(stopping), idle_sleep=args.idle_sleep,
-                           until_idle=args.until_idle, batch=args.batch)
+        options = {"stop": lambda: bool(stopping), "idle_sleep": args.idle_sleep,
+                   "until_idle": args.until_idle, "batch": args.batch}
+        done = asyncio.run(engine.work_async(**options)) if args.use_async else \
+            engine.work(**options)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -902,6 +905,9 @@ def build_parser() -> _Parser:
     p.add_argument("--idle-sleep", type=_seconds, default=1.0, metavar="SECONDS",
                    help="longest sleep between looks for due work (default 1)")
     p.add_argument("--batch", type=_count(1), default=100, help="instances claimed at a time")
+    p.add_argument("--async", dest="use_async", action="store_true",
+                   help="run the async loop (Engine.work_async): needed when steps or handlers "
+                        "are async def")
 
     p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
     p.add_argument("file")

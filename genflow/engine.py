@@ -332,8 +332,7 @@ class Engine:
         up to `limit`; returns how many were processed. An instance that cannot
         be run at all (a corrupt blob, a row and blob that disagree) is marked
         failed with the reason and skipped until an operator acts."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
+        _checked_limit(limit)
         watch = self.observer.watching()
         if self.store.grouping() or not self.share_commits:
             return drive(self._relaying(self._run_due(limit)), watch)
@@ -382,6 +381,7 @@ class Engine:
                           self.observer.watching())
 
     async def run_due_async(self, limit: int = 100) -> int:
+        _checked_limit(limit)
         return await drive_async(self._relaying(self._run_due(limit)), self.observer.watching())
 
     # -- reading --
@@ -535,14 +535,77 @@ class Engine:
         30 s). An instance claimed before the failure is never lost: its lease
         expires and a worker claims it again.
         """
+        loop = self._worker(stop, idle_sleep, until_idle, until_done, batch)
+        watch = self.observer.watching()
+        reply: Any = None  # (what the loop is sent: a round's count, or its StoreError)
+        while True:
+            try:
+                request = loop.throw(reply) if isinstance(reply, StoreError) else \
+                    loop.send(reply)
+            except StopIteration as end:
+                return int(end.value)
+            if request is None:
+                try:
+                    reply = drive(self._housekeeping(), watch) + self.run_due(batch)
+                except StoreError as exc:
+                    reply = exc
+            else:
+                self._sleep(request)
+                reply = 0
+
+    async def work_async(
+        self,
+        *,
+        stop: Callable[[], bool] | None = None,
+        idle_sleep: float = 1.0,
+        until_idle: bool = False,
+        until_done: bool = False,
+        batch: int = 100,
+    ) -> int:
+        """`work` for workflows with `async def` steps or handlers: the same loop
+        (the same parameters, decisions and return value), its rounds run by
+        the async API (`run_due_async`; the schedules' cancels and the outbox
+        relay by `drive_async` too), so async user code is awaited on this
+        event loop. Its sleeps leave the loop free: on a clock that can sleep
+        it jumps as `work`'s does, else it waits on the store
+        (`Store.wait_wake`, woken by `notify_wake`) in a thread of the
+        loop's executor. The instances of a round move one at a time (no
+        shared commits: `run_due_async`); `stop` is a plain function, called
+        before each round as `work` calls it."""
+        loop = self._worker(stop, idle_sleep, until_idle, until_done, batch)
+        watch = self.observer.watching()
+        reply: Any = None  # (what the loop is sent: a round's count, or its StoreError)
+        while True:
+            try:
+                request = loop.throw(reply) if isinstance(reply, StoreError) else \
+                    loop.send(reply)
+            except StopIteration as end:
+                return int(end.value)
+            if request is None:
+                try:
+                    reply = (await drive_async(self._housekeeping(), watch)
+                             + await self.run_due_async(batch))
+                except StoreError as exc:
+                    reply = exc
+            else:
+                await self._sleep_async(request)
+                reply = 0
+
+    def _worker(self, stop: Callable[[], bool] | None, idle_sleep: float, until_idle: bool,
+                until_done: bool, batch: int) -> Generator[float | None, int, int]:
+        """The worker loop's decisions, carried out by `work` and `work_async`:
+        it yields None for "run a round" (sent back: how many it processed; a
+        `StoreError` of the round is thrown in) or a number of seconds to
+        sleep; it returns the total."""
         if stop is not None and not callable(stop):
             raise ArgumentError(f"stop is a function the loop calls before each round (True: "
                                 f"stop now), not {stop!r}")
+        _checked_limit(batch)
         total = 0
         failures = 0
         while stop is None or not stop():
             try:
-                done = self._housekeeping() + self.run_due(batch)
+                done = yield None
                 next_wake = None if done else self._next_wake(until_done)
             except StoreError as exc:
                 failures += 1
@@ -551,7 +614,7 @@ class Engine:
                     "worker %s: the store failed (attempt %d): %s; next attempt in %.1fs",
                     self.owner, failures, exc, wait,
                     extra=fields(attempt=failures, wait=wait, error=type(exc).__name__))
-                self._sleep(wait)
+                yield wait
                 continue
             if failures:
                 _worker_log.info("worker %s: the store works again after %d failed attempt(s)",
@@ -576,28 +639,32 @@ class Engine:
                     pause = left  # no one else makes work appear while a fake clock jumps
                 else:
                     pause = min(idle_sleep, left)
-            self._sleep(pause)
+            yield pause
         return total
 
-    def _housekeeping(self) -> int:
-        """The worker's round before it runs instances: fire due schedule ticks,
-        admit queued instances, apply retention (at most every so often)."""
+    def _housekeeping(self) -> _Ops:
+        """The worker's round before it runs instances: fire due schedule ticks
+        (cancelling the previous runs their overlap policy ends), admit queued
+        instances, apply retention (at most every so often), relay the outbox
+        rows left for any worker. One operation, driven by `drive` or
+        `drive_async`: a cancel's teardowns and a relayed event's handlers
+        may be async."""
         done = 0
-        for part in (self.schedules.run_due, self._admit, self.retention.run_if_due,
-                     self._relay_due):
+        for name, part in (("schedules", self.schedules.firing), ("queues", self._admit),
+                           ("retention", self._retain), ("outbox", self._relay_due)):
             try:
-                done += part()
+                done += yield from part()
             except StoreError:
                 raise  # the store itself is down: the worker loop waits for it
             except Exception as exc:  # a bug there must not end the worker loop
-                _worker_log.error("worker %s: %s failed: %s: %s", self.owner,
-                                  getattr(part, "__qualname__", part), type(exc).__name__, exc,
+                _worker_log.error("worker %s: %s failed: %s: %s", self.owner, name,
+                                  type(exc).__name__, exc,
                                   extra=fields(error=type(exc).__name__))
         return done
 
-    def _relay_due(self) -> int:
+    def _relay_due(self) -> _Ops:
         """The outbox rows left for any worker (a relay that died, a retry due)."""
-        return int(drive(self._relaying(self.outbox.run()), self.observer.watching()))
+        return self._relaying(self.outbox.run())
 
     def _relaying(self, ops: _Ops) -> _Ops:
         """An operation, then the relay of the outbox rows it committed."""
@@ -605,10 +672,15 @@ class Engine:
         yield from self.outbox.after()
         return result
 
-    def _admit(self) -> int:
+    def _admit(self) -> _Ops:
+        yield from ()  # (no user code: a part of `_housekeeping` all the same)
         admission = self.queues.admit()
         self._queue_wake = admission.next_at
         return len(admission.admitted)
+
+    def _retain(self) -> _Ops:
+        yield from ()  # (no user code)
+        return self.retention.run_if_due()
 
     def _next_wake(self, instances_only: bool) -> _dt.datetime | None:
         """When the worker next has something to do: an instance's wake, a queue's
@@ -629,6 +701,16 @@ class Engine:
             sleep(seconds)
         else:
             self.store.wait_wake(seconds)
+
+    async def _sleep_async(self, seconds: float) -> None:
+        """`_sleep` leaving the event loop free: a FakeClock jumps (and the loop
+        runs its other tasks once), the store's wait runs in a thread."""
+        sleep = getattr(self.clock, "sleep", None)
+        if sleep is not None:
+            sleep(seconds)
+            await asyncio.sleep(0)
+        else:
+            await asyncio.to_thread(self.store.wait_wake, seconds)
 
     # -- operations, one generator each, driven by the core's drivers --
 
@@ -1475,6 +1557,11 @@ def _no_result(instance_id: str, timeout: float | None) -> str:
     return (f"instance {instance_id!r} had not finished after {timeout} s: it goes on where "
             "it is (is a worker running? genflow worker, Engine.work); wait again, or look at "
             "it (genflow show)")
+
+
+def _checked_limit(limit: Any) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ArgumentError(f"limit is a count of 1 or more, not {limit!r}")
 
 
 def _message_entry(message: Message) -> dict[str, Any]:

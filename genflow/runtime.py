@@ -339,8 +339,8 @@ def _drive_watched(moves: _Moves, watch: Watcher) -> Any:
 
 _ASYNC_IN_SYNC = (
     "{fn!r} is async: the sync API cannot await it; call the async twin (the Engine's "
-    "start_async, send_async, run_due_async...; the core's resume_async...), or make it a "
-    "plain def")
+    "start_async, send_async, run_due_async..., a worker's work_async or `genflow worker "
+    "--async`; the core's resume_async...), or make it a plain def")
 
 
 def _sync_only(fn: Callable[..., Any]) -> Callable[..., Any]:

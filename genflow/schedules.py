@@ -31,7 +31,7 @@ import enum
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,6 +49,7 @@ from genflow.errors import (
 )
 from genflow.observe import fields
 from genflow.registry import workflow_name
+from genflow.runtime import drive
 from genflow.state import new_state
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import ENDED, Firing, QueueEntry, ScheduleRecord
@@ -57,6 +58,8 @@ from genflow.wire import storable_key
 
 if TYPE_CHECKING:
     from genflow.engine import Engine
+
+_Ops = Generator[Any, Any, Any]
 
 __all__ = ["Catchup", "Overlap", "Schedule", "ScheduleInfo", "Schedules", "factory",
            "info_of", "instance_id_for", "schedule_of"]
@@ -535,6 +538,12 @@ class Schedules:
         engine runs); how many instances were started. A previous run that
         the overlap policy cancels is cancelled here, and its tick fires on
         the next turn."""
+        return int(drive(self.firing(limit), self.engine.observer.watching()))
+
+    def firing(self, limit: int = 10) -> _Ops:
+        """`run_due` as an operation of the worker's round (`Engine.work`,
+        `work_async`): the cancels of previous runs tear down their handlers,
+        which may be async."""
         engine = self.engine
         now = engine.clock()
         due = engine.store.next_schedule_due(engine.runs())
@@ -545,7 +554,14 @@ class Schedules:
                                               workflows=engine.runs())
         self._started(firings)
         cancel = [f.cancel for f in firings if f.cancel is not None]
-        self._cancel(cancel)
+        for instance_id in cancel:
+            try:
+                yield from engine._relaying(engine._cancel(instance_id, 5.0))
+            except WorkflowFinishedError:
+                pass  # it ended meanwhile: the tick fires next turn all the same
+            except GenflowError as exc:
+                log.warning("schedule: cannot cancel the previous run %s yet: %s", instance_id,
+                            exc, extra=fields(instance_id))
         return sum(len(f.created) for f in firings) + len(cancel)
 
     def next_due(self, now: _dt.datetime) -> _dt.datetime | None:

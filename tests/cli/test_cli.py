@@ -132,6 +132,14 @@ def test_early_events_signal_with_start_and_starting_once(cli: Cli) -> None:
                                                                  "--data", "{}")
 
 
+def test_worker_async_runs_async_steps(cli: Cli) -> None:
+    cli("start", "cli-async", "--id", "a1", "--no-run")
+    cli("start", "cli-async", "--id", "a2", "--no-run")
+    worked = cli("worker", "--until-idle", "--async", "--batch", "1")
+    assert worked.stdout == "worker processed 2 due instance(s)\n"
+    assert cli.engine().get("a1").data.done and cli.engine().get("a2").data.done
+
+
 def test_timer_fires_in_worker_until_idle(cli: Cli) -> None:
     script = "\n".join(json.dumps(action) for action in [
         {"start": "cli-order", "id": "quick", "data": {"patience": 0}},
@@ -283,7 +291,8 @@ def shop(cli: Cli) -> Cli:
 
 
 @pytest.mark.parametrize(("args", "message", "code"), [
-    (["start", "pizza"], "no workflow is registered as 'pizza' (registered: cli-charge, ", 2),
+    (["start", "pizza"],
+     "no workflow is registered as 'pizza' (registered: cli-async, cli-charge, ", 2),
     (["show", "nobody"], "no instance 'nobody'", 2),
     (["send", "o1", "add", "--payload", "{'name': 'x'}"], "--payload is not valid JSON", 2),
     (["send", "o1", "add", "--payload", "tea"], "--payload is not valid JSON: Expecting value: "

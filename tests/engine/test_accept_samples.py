@@ -218,8 +218,8 @@ def test_an_async_step_under_the_sync_api_names_the_async_twins(store):
     engine.start(AsyncStep(), id="a")
     error = engine.get("a").error
     assert "is async: the sync API cannot await it; call the async twin (the Engine's " \
-           "start_async, send_async, run_due_async...; the core's resume_async...), or make " \
-           "it a plain def" in error, error
+           "start_async, send_async, run_due_async..., a worker's work_async or `genflow " \
+           "worker --async`; the core's resume_async...), or make it a plain def" in error, error
 
 
 def test_an_event_sent_to_no_instance_points_to_signal_with_start(store):

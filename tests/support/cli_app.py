@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import attrs
@@ -97,3 +98,18 @@ class Hooked:
 
     def definition(self):
         yield Wait("hooked?", On("hook", Webhook(self.blocker)))
+
+
+@genflow.workflow("cli-async")
+@attrs.define
+class Awaited:
+    """An async step: `genflow worker --async` runs it (the sync loop cannot)."""
+
+    done: bool = False
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("await", self.run)
+
+    async def run(self) -> None:
+        await asyncio.sleep(0)
+        self.done = True
