@@ -186,9 +186,14 @@ def _shape(spans: list[Any]) -> collections.Counter[Any]:
 
 
 def _totals(otel: Any) -> dict[Any, Any]:
-    """Each metric's points, by their attributes: sums, and histograms' counts."""
+    """Each metric's points, by their attributes: sums, and histograms' counts.
+    Not the due-backlog gauge: it reads the store when the metrics are collected,
+    for the engines still alive then (a weak set), so it tells of the moment of
+    collection and of garbage collection, not of what the run did."""
     found = {}
     for name, points in otel.metrics().items():
+        if name == "genflow.due.backlog":
+            continue
         for point in points:
             labels = tuple(sorted((k, v) for k, v in point.attributes.items()
                                   if k != "genflow.engine"))
