@@ -15,11 +15,11 @@ from typing import Any
 
 import attrs
 import pytest
-from obs_app import Kid
+from obs_app import Parent
 from otel_helpers import in_memory_otel, named
 
 import genflow
-from genflow import Child, On, Step, Wait, current_step
+from genflow import On, Step, Wait, current_step
 from genflow.engine import Engine
 from genflow.stores import MemoryStore, SQLiteStore
 from genflow.stores.base import OutboxEntry
@@ -64,20 +64,6 @@ class Sender:
         ctx = current_step()
         at = ctx.now + _dt.timedelta(seconds=self.delay) if self.delay else None
         ctx.send(self.target, "ping", "hello", at=at)
-
-
-@genflow.workflow("trace-parent")
-@attrs.define
-class Parent:
-    result: int = 0
-    done: bool = False
-
-    def definition(self):  # type: ignore[no-untyped-def]
-        yield Child("kid", Kid(n=21), into="result", result="doubled")
-        yield Step("finish", self.finish)
-
-    def finish(self) -> None:
-        self.done = True
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from typing import Any
 
 import attrs
 import pytest
-from obs_app import Broken, Flaky, Kid
+from obs_app import Broken, Flaky, Parent
 from otel_helpers import in_memory_otel, named
 from postgres_db import fresh_schema, postgres_dsn
 
 import genflow
-from genflow import Child, For, Step
+from genflow import For, Step
 from genflow.engine import Engine
 from genflow.observe import current_traceparent
 from genflow.stores import MemoryStore, SQLiteStore
@@ -44,23 +44,6 @@ class Steps:
     def step(self) -> None:
         self.i += 1
         self.seen.append(current_traceparent() or "")
-
-
-@genflow.workflow("traced-rounds-parent")
-@attrs.define
-class Parent:
-    """A child (its start written with a save of the round, its report through
-    the outbox and the relay), then a step."""
-
-    result: int = 0
-    done: bool = False
-
-    def definition(self):  # type: ignore[no-untyped-def]
-        yield Child("kid", Kid(n=21), into="result", result="doubled")
-        yield Step("finish", self.finish)
-
-    def finish(self) -> None:
-        self.done = True
 
 
 @pytest.fixture(autouse=True)

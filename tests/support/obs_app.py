@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 import genflow
-from genflow import On, Step, Wait, current_step
+from genflow import Child, On, Step, Wait, current_step
 from genflow.statements import Retry
 
 
@@ -56,3 +56,20 @@ class Kid:
 
     def double(self) -> None:
         self.doubled = 2 * self.n
+
+
+@genflow.workflow("obs-parent-and-step")
+@attrs.define
+class Parent:
+    """A child (its start written with a save, its report through the outbox and
+    the relay), then a step: the parent of test_outbox_traces and test_traced_rounds."""
+
+    result: int = 0
+    done: bool = False
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Child("kid", Kid(n=21), into="result", result="doubled")
+        yield Step("finish", self.finish)
+
+    def finish(self) -> None:
+        self.done = True
