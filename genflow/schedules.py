@@ -26,6 +26,7 @@ workflow.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as _dt
 import enum
 import hashlib
@@ -78,6 +79,10 @@ ERROR_BACKOFF = _dt.timedelta(seconds=60)
 SKIP_WINDOW = _dt.timedelta(seconds=60)
 _US = _dt.timedelta(microseconds=1)
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+#: the longest `every`, `jitter` or `catchup_window`: past it, tick times leave
+#: datetime's range (year 9999) long before any schedule could mean them
+MAX_DURATION = _dt.timedelta(days=36525)
+_LAST = _dt.datetime.max.replace(tzinfo=_dt.UTC)
 
 
 class Catchup(str, enum.Enum):  # noqa: UP042 - str() and format() as the other enums
@@ -156,20 +161,24 @@ class Schedule:
     # -- ticks --
 
     def next_after(self, moment: _dt.datetime) -> _dt.datetime | None:
-        """The first tick strictly after `moment` (UTC), None past `end`."""
+        """The first tick strictly after `moment` (UTC), None past `end` (or past
+        the year 9999, where datetimes end)."""
         if self.start is not None and moment < self.start:
             moment = self.start - _US
-        if self.cron is not None:
-            cron = _cron(self.cron, moment.astimezone(self.zone))
-            tick = cron.get_next(_dt.datetime)
-            while self._repeated(tick):
+        try:
+            if self.cron is not None:
+                cron = _cron(self.cron, moment.astimezone(self.zone))
                 tick = cron.get_next(_dt.datetime)
-            tick = tick.astimezone(_dt.UTC)
-        else:
-            assert self.every is not None
-            anchor = self.start or _EPOCH
-            steps = (moment - anchor) // self.every + 1
-            tick = anchor + steps * self.every
+                while self._repeated(tick):
+                    tick = cron.get_next(_dt.datetime)
+                tick = tick.astimezone(_dt.UTC)
+            else:
+                assert self.every is not None
+                anchor = self.start or _EPOCH
+                steps = (moment - anchor) // self.every + 1
+                tick = anchor + steps * self.every
+        except OverflowError:
+            return None
         return None if self.end is not None and tick > self.end else tick
 
     def latest_at_or_before(self, moment: _dt.datetime) -> _dt.datetime | None:
@@ -218,7 +227,10 @@ class Schedule:
         return _dt.timedelta(microseconds=int(self.jitter / _US * fraction))
 
     def fires_at(self, tick: _dt.datetime) -> _dt.datetime:
-        return tick + self.jitter_of(tick)
+        try:
+            return tick + self.jitter_of(tick)
+        except OverflowError:  # a tick in the year 9999
+            return _LAST
 
     def upcoming(self, after: _dt.datetime | None, n: int) -> list[_dt.datetime]:
         """The next `n` ticks from `after` (included)."""
@@ -624,8 +636,8 @@ class Schedules:
         if cron is not None:
             if not isinstance(cron, str):
                 raise ScheduleError(f"schedule {schedule_id!r}: cron is a text, not {cron!r}")
-            try:
-                _cron(cron, system_clock())
+            try:  # (croniter refuses a date that never comes, `0 0 31 2 *`, at get_next)
+                _cron(cron, system_clock()).get_next(_dt.datetime)
             except GenflowError:
                 raise
             except Exception as exc:
@@ -859,14 +871,17 @@ def _reason(exc: BaseException) -> str:
 
 
 def _delta(value: Any, what: str) -> _dt.timedelta:
-    if isinstance(value, _dt.timedelta):
-        return value
+    """`value` (a timedelta or seconds) as a timedelta of at most `MAX_DURATION`."""
+    delta = value if isinstance(value, _dt.timedelta) else None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return _dt.timedelta(seconds=value)
-        except (OverflowError, ValueError):
-            pass  # NaN, infinite or beyond timedelta's range: refused below
-    raise ScheduleError(f"{what} is a timedelta or a number of seconds, not {value!r}")
+        with contextlib.suppress(OverflowError, ValueError):  # NaN, infinite, too long
+            delta = _dt.timedelta(seconds=value)
+    if delta is None:
+        raise ScheduleError(f"{what} is a timedelta or a number of seconds, not {value!r}")
+    if delta > MAX_DURATION:
+        raise ScheduleError(f"{what} is at most {MAX_DURATION.days} days (100 years), "
+                            f"not {delta}")
+    return delta
 
 
 E = TypeVar("E", bound=enum.Enum)

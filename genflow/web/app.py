@@ -15,6 +15,8 @@ without a traceback.
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import logging
 import re
 import secrets
@@ -728,6 +730,8 @@ def _operating_routes(route: Any) -> list[Route]:
               methods=("POST",)),
         route("/api/v1/schedules", api_schedules, fire_times),
         route("/api/v1/schedules/{id}", api_schedule, fire_times),
+        route("/api/v1/schedules/{id}", api_update_schedule, Takes(body=_UPDATE_FIELDS),
+              methods=("PATCH",)),
         route("/api/v1/schedules/{id}/{action}", api_schedule_action, none,
               methods=("POST",)),
         route("/api/v1/queues", api_queues, none),
@@ -737,6 +741,20 @@ def _operating_routes(route: Any) -> list[Route]:
 
 #: what an operator may do to a schedule (`Schedules.pause`, `.resume`, `.trigger`)
 _SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
+#: what `PATCH /api/v1/schedules/{id}` takes (`Schedules.update`'s keywords and its
+#: start `data`): the JSON types each may have, in words; null clears what may be unset
+_SECONDS, _MAYBE_SECONDS = ((int, float), "a number of seconds"), \
+    ((int, float, type(None)), "a number of seconds or null")
+_TEXT, _MAYBE_TEXT = ((str,), "a text"), ((str, type(None)), "a text or null")
+_UPDATE_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "data": ((dict,), "an object (the workflow's fields)"), "cron": _TEXT,
+    "every": _SECONDS, "timezone": _TEXT, "factory": _MAYBE_TEXT, "jitter": _SECONDS,
+    "catchup": _TEXT, "catchup_window": _MAYBE_SECONDS, "overlap": _TEXT,
+    "queue": _MAYBE_TEXT, "priority": ((int,), "a whole number"),
+    "start": ((str, type(None)), "an ISO 8601 time or null"),
+    "end": ((str, type(None)), "an ISO 8601 time or null"),
+    "paused": ((bool,), "true or false")}
+_UPDATE_FIELDS = tuple(_UPDATE_TYPES)
 #: the waiting instances the queues page shows per queue (its own page has them all, paged)
 _FIRST_WAITING = 10
 
@@ -761,11 +779,7 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
                             f"{', '.join(_SCHEDULE_ACTIONS)}")
     schedules = config.engine.schedules
     started = None
-    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
-                                 config.engine.clock())
-    if view["state"] == "unreadable":  # ScheduleNotFoundError above; this: refused, as it is
-        raise ScheduleError(f"schedule {schedule_id!r} is not read, so no {action}: "
-                            f"{view['error']} (delete it, or run the genflow that wrote it)")
+    _readable(config, schedule_id, action)
     if action == "trigger":
         try:
             started = schedules.trigger(schedule_id)
@@ -783,6 +797,40 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
     view = operating.record_view(config.engine.store.get_schedule(schedule_id),
                                  config.engine.clock())
     return message, view, started
+
+
+def _readable(config: WebConfig, schedule_id: str, action: str) -> dict[str, Any]:
+    """The schedule's view, refused (`ScheduleError`) when this genflow cannot read
+    its definition: `action` is not done to a row it would misread."""
+    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                 config.engine.clock())
+    if view["state"] == "unreadable":  # ScheduleNotFoundError above; this: refused, as it is
+        raise ScheduleError(f"schedule {schedule_id!r} is not read, so no {action}: "
+                            f"{view['error']} (delete it, or run the genflow that wrote it)")
+    return view
+
+
+def _schedule_changes(body: dict[str, Any], workflow: str) -> dict[str, Any]:
+    """`Schedules.update`'s arguments from a JSON body: `data` the fields of the
+    schedule's `workflow`, `start`/`end` ISO 8601 texts, durations in seconds.
+    A value of the wrong JSON type is refused here (`RequestError`); the values
+    themselves are `Schedules.update`'s to check, so the API refuses what the
+    Python API and the CLI refuse, in the same words."""
+    changes: dict[str, Any] = {}
+    for name, value in body.items():
+        kinds, words = _UPDATE_TYPES[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise RequestError(f"{name!r} is {words}, not {json.dumps(value)}")
+        if name == "data":
+            value = workflow_data(workflow, value)
+        elif name in ("start", "end") and isinstance(value, str):
+            try:
+                value = _dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise RequestError(f"{name!r} is an ISO 8601 time with its offset "
+                                   f"(2030-01-01T00:00:00+00:00), not {value!r}") from None
+        changes[name] = value
+    return changes
 
 
 async def page_schedules(request: Request, config: WebConfig, user: str) -> Response:
@@ -851,6 +899,21 @@ async def api_schedule(request: Request, config: WebConfig, user: str) -> Respon
         return operating.record_view(record, engine.clock(), fire_times=fire_times)
 
     return _json(await run_in_threadpool(read))
+
+
+async def api_update_schedule(request: Request, config: WebConfig, user: str) -> Response:
+    """`Schedules.update` over HTTP: the body's keys are changed, the rest stays;
+    answers the schedule. Refused as `update` refuses, nothing written."""
+    schedule_id = request.path_params["id"]
+    body = request.state.fields
+
+    def run() -> dict[str, Any]:
+        view = _readable(config, schedule_id, "update")
+        config.engine.schedules.update(schedule_id, **_schedule_changes(body, view["workflow"]))
+        return operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                     config.engine.clock())
+
+    return _json(await run_in_threadpool(run))
 
 
 async def api_schedule_action(request: Request, config: WebConfig, user: str) -> Response:

@@ -46,6 +46,8 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("get", "/api/v1/schedules", "list_schedules",
      "Every schedule: its definition, next fire times and last tick"),
     ("get", "/api/v1/schedules/{id}", "get_schedule", "One schedule"),
+    ("patch", "/api/v1/schedules/{id}", "update_schedule",
+     "Change a schedule in place: what is not given stays, so do its counts"),
     ("post", "/api/v1/schedules/{id}/pause", "pause_schedule",
      "Pause a schedule: no tick fires until it is resumed"),
     ("post", "/api/v1/schedules/{id}/resume", "resume_schedule",
@@ -243,7 +245,7 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
         "openapi": "3.1.0",
         "info": {"title": f"{title} HTTP API", "version": "1",
                  "description": "Start instances, deliver events, read and repair them; "
-                                "read, pause, resume and trigger schedules; read queues. "
+                                "read, change, pause, resume and trigger schedules; read queues. "
                                 "Every refusal is a 4xx with the error's type and message; "
                                 "a refused request changes nothing."},
         "servers": [{"url": server_url}],
@@ -312,6 +314,26 @@ def _operating(op: Any) -> None:
     op("get", "/api/v1/schedules/{id}", operationId="get_schedule", tags=["schedules"],
        summary=summary["get_schedule"], parameters=[sid, fire_times],
        responses=_responses(_SCHEDULE, 401, 404, 422))
+    seconds, maybe = {"type": "number", "minimum": 0}, {"type": ["number", "null"],
+                                                       "minimum": 0}
+    changes = {"type": "object", "additionalProperties": False, "properties": {
+        "data": {"type": "object", "description": "the workflow's fields (all of them: "
+                 "those not given take their defaults); another workflow is refused"},
+        "cron": {"type": "string", "description": "replaces `every`"},
+        "every": {**seconds, "description": "seconds; replaces `cron`"},
+        "timezone": {"type": "string"}, "factory": {"type": ["string", "null"]},
+        "jitter": {**seconds, "description": "seconds"},
+        "catchup": {"type": "string", "enum": ["skip", "all", "latest"]},
+        "catchup_window": {**maybe, "description": "seconds (null: the policy's default)"},
+        "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]},
+        "queue": {"type": ["string", "null"]}, "priority": {"type": "integer"},
+        "start": _TIME, "end": _TIME, "paused": {"type": "boolean"}}}
+    op("patch", "/api/v1/schedules/{id}", operationId="update_schedule", tags=["schedules"],
+       summary=summary["update_schedule"], parameters=[sid],
+       description="`Schedules.update`: the keys given change, the others stay; the id, "
+                   "`fired`, `skipped` and the last run stay, the next tick is computed "
+                   "again from now. Refused as `Schedules.add` refuses, nothing written.",
+       requestBody=_body(changes), responses=_responses(_SCHEDULE, 400, 401, 404, 413, 422))
     for action in ("pause", "resume"):
         op("post", f"/api/v1/schedules/{{id}}/{action}", operationId=f"{action}_schedule",
            tags=["schedules"], summary=summary[f"{action}_schedule"], parameters=[sid],

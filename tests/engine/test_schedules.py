@@ -423,6 +423,10 @@ def test_update_changes_the_spec_in_place_keeping_id_counts_and_last_run(store):
     ({"paused": "yes"}, ScheduleError, "paused is True or False"),
     ({"workflow": "other"}, ScheduleError, "update takes"),
     ({"data": {"day": "x"}}, UnknownWorkflowError, ""),
+    ({"cron": "0 0 31 2 *"}, ScheduleError, "bad cron expression"),  # never comes
+    ({"jitter": dt.timedelta(days=36526)}, ScheduleError, "at most 36525 days"),
+    ({"every": 8e13}, ScheduleError, "at most 36525 days"),
+    ({"catchup_window": 1e300}, ScheduleError, "a number of seconds"),
 ])
 def test_update_refuses_what_add_refuses_and_leaves_the_row(store, changes, error, words):
     engine, _ = engine_on(store)
@@ -433,3 +437,17 @@ def test_update_refuses_what_add_refuses_and_leaves_the_row(store, changes, erro
     assert engine.schedules.get("rep") == before
     with pytest.raises(ScheduleNotFoundError):
         engine.schedules.update("nobody", every=HOUR)
+
+
+def test_ticks_end_where_datetimes_do():
+    """A tick past the year 9999 is no tick (the schedule has ended), not an
+    OverflowError at every read of it."""
+    from genflow.schedules import MAX_DURATION, Schedule
+
+    start = dt.datetime(9900, 1, 1, tzinfo=dt.UTC)
+    schedule = Schedule(id="far", workflow="w", data={}, every=MAX_DURATION, start=start,
+                        jitter=MAX_DURATION)
+    assert schedule.next_after(start) is None and schedule.upcoming(start, 100) == [start]
+    assert schedule.fires_at(start) > start
+    last = dt.datetime.max.replace(tzinfo=dt.UTC)
+    assert Schedule(id="x", workflow="w", data={}, jitter=MAX_DURATION).fires_at(last) == last

@@ -270,6 +270,173 @@ def test_schedules_and_queues_api(make_store) -> None:
         assert status == 401 and _schedule_rows(engine.store) == scheduled
 
 
+def test_a_schedule_is_updated_in_place_over_http(make_store) -> None:
+    """`PATCH /api/v1/schedules/{id}` is `Schedules.update`: what the body gives
+    changes, the rest stays, so do the id, the counts and the last run; a token
+    or the console's session with its CSRF header may do it, nothing else."""
+    from web_helpers import TOKEN, call, serving
+
+    engine, clock = engine_on(make_store())
+    engine.queues.define(Queue("jobs"))
+    engine.schedules.add("rep", Report(count=1), every=dt.timedelta(hours=1))
+    clock.now = T0 + dt.timedelta(hours=1, minutes=1)
+    assert engine.schedules.run_due() == 1
+    before = engine.store.get_schedule("rep")
+    with serving(engine) as base:
+        url = f"{base}{API}/schedules/rep"
+        status, body, _ = call("PATCH", url, {
+            "cron": "30 * * * *", "timezone": "Europe/Paris", "jitter": 0, "overlap": "allow",
+            "catchup_window": 300, "queue": "jobs", "priority": 2, "data": {"count": 2},
+            "end": "2031-01-01T00:00:00+00:00"})
+        assert status == 200, body
+        assert (body["spec"], body["every"], body["overlap"], body["catchup_window"],
+                body["queue"], body["priority"], body["data"]) == (
+            "cron '30 * * * *' (Europe/Paris)", None, "allow", 300.0, "jobs", 2,
+            {"day": "", "count": 2, "wait": False})
+        assert body["end"] == "2031-01-01T00:00:00+00:00"
+        assert body["next_tick"] == "2030-01-01T01:30:00+00:00"  # from now, the new spec
+        assert (body["fired"], body["last_instance"]) == (1, before.last_instance)
+        assert call("GET", url)[1] == body  # what it answered is what is stored
+        after = engine.store.get_schedule("rep")
+        assert (after.fired, after.last_tick, after.version) == (
+            before.fired, before.last_tick, before.version + 1)
+        # what is not given stays; giving `every` drops `cron`; null clears
+        status, body, _ = call("PATCH", url, {"every": 900, "paused": True, "queue": None,
+                                              "end": None})
+        assert status == 200 and body["state"] == "paused" and body["due_at"] is None
+        assert (body["spec"], body["cron"], body["queue"], body["end"], body["data"]["count"],
+                body["overlap"]) == ("every 0:15:00", None, None, None, 2, "allow")
+        unchanged = engine.store.get_schedule("rep")
+        status, again, _ = call("PATCH", url, {})  # nothing given: nothing written
+        assert status == 200 and again == body
+        assert engine.store.get_schedule("rep") == unchanged
+
+        # refused, each in the words of the Python API, the stored row unchanged
+        refusals = [
+            ({"timezone": "Europe/Pariss"}, 422, "ScheduleError", "unknown time zone"),
+            ({"cron": "not a cron"}, 422, "ScheduleError", "bad cron expression"),
+            ({"cron": "0 0 31 2 *"}, 422, "ScheduleError", "bad cron expression"),
+            ({"every": 0}, 422, "ScheduleError", "every= must be positive"),
+            ({"jitter": 8e13}, 422, "ScheduleError", "at most 36525 days"),
+            ({"overlap": "sometimes"}, 422, "ScheduleError", "overlap is one of"),
+            ({"queue": "nope"}, 404, "QueueNotFoundError", "nope"),
+            ({"factory": "nope"}, 422, "ScheduleError", "no factory 'nope'"),
+            ({"paused": "yes"}, 422, "RequestError", "'paused' is true or false"),
+            ({"priority": 1.5}, 422, "RequestError", "'priority' is a whole number"),
+            ({"start": "tomorrow"}, 422, "RequestError", "'start' is an ISO 8601 time"),
+            ({"start": "2031-01-01T00:00:00"}, 422, "ScheduleError", "aware datetime"),
+            ({"start": "2031-01-01T00:00:00Z", "end": "2030-06-01T00:00:00Z"}, 422,
+             "ScheduleError", "is before start"),
+            ({"data": {"count": "many"}}, 422, "RequestError", "does not fit workflow"),
+            ({"data": {"nope": 1}}, 422, "RequestError", "has no field(s) ['nope']"),
+            ({"data": None}, 422, "RequestError", "'data' is an object"),
+            ({"workflow": "sched-job"}, 422, "RequestError", "not 'workflow'"),
+            (b"{not json", 400, "MalformedJSONError", "not valid JSON"),
+            (b"[1]", 422, "RequestError", "must be a JSON object"),
+        ]
+        for change, want, kind, words in refusals:
+            raw = change if isinstance(change, bytes) else None
+            status, answer, _ = call("PATCH", url, None if raw else change, raw=raw)
+            assert (status, answer["error"]["type"]) == (want, kind), (change, answer)
+            assert words in answer["error"]["message"], (change, answer)
+            assert engine.store.get_schedule("rep") == unchanged, change
+        status, answer, _ = call("PATCH", f"{base}{API}/schedules/nobody", {"every": 60})
+        assert (status, answer["error"]["type"]) == (404, "ScheduleNotFoundError")
+
+        # who may: a token, or the console's session with its CSRF header
+        status, answer, _ = call("PATCH", url, {"paused": False}, token=None)
+        assert status == 401 and engine.store.get_schedule("rep") == unchanged
+        status, _, headers = call("POST", f"{base}/login", raw=f"token={TOKEN}".encode(),
+                                  token=None, follow=False, headers={
+                                      "Content-Type": "application/x-www-form-urlencoded"})
+        cookie = {"Cookie": headers["set-cookie"].split(";", 1)[0]}
+        status, answer, _ = call("PATCH", url, {"paused": False}, token=None, headers=cookie)
+        assert (status, answer["error"]["type"]) == (401, "AccessDeniedError")
+        assert engine.store.get_schedule("rep") == unchanged
+        status, page, _ = call("GET", f"{base}/schedules", token=None, headers=cookie)
+        csrf = page.split('"csrf":"', 1)[1].split('"', 1)[0]
+        status, body, _ = call("PATCH", url, {"paused": False}, token=None,
+                               headers={**cookie, "X-Genflow-CSRF": csrf})
+        assert status == 200 and body["state"] == "active"
+    clock.now = T0 + dt.timedelta(hours=1, minutes=16)
+    assert engine.schedules.run_due() == 1  # it fires under its new spec
+    assert engine.schedules.get("rep").fired == 2
+
+
+def _bad(name: str) -> st.SearchStrategy:
+    """Values of body key `name` that `PATCH /api/v1/schedules/{id}` must refuse,
+    whatever else the body holds: of another JSON type, or of its type but wrong."""
+    from genflow.web.app import _UPDATE_TYPES
+
+    kinds = _UPDATE_TYPES[name][0]
+    json_values = st.one_of(
+        st.none(), st.booleans(), st.integers(-2**62, 2**62),
+        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3),
+                                                             st.integers(), max_size=2))
+    other_type = json_values.filter(
+        lambda v: not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds))
+    texts = st.text(max_size=12)
+    wrong = {
+        "data": st.sampled_from([{"count": "x"}, {"nope": 1}, {"wait": 3}, {"day": None}]),
+        "cron": texts.filter(lambda t: len(t.split()) not in (5, 6, 7) and "@" not in t),
+        "every": st.one_of(st.floats(max_value=0, allow_nan=False), st.just(1e300),
+                           st.integers(2**40, 2**62)),
+        "timezone": texts.filter(lambda t: not t.isalpha()).map(lambda t: f"Mars/{t}x"),
+        "factory": texts.map(lambda t: f"no-{t}"),
+        "jitter": st.one_of(st.floats(max_value=-1e-3, allow_nan=False),
+                            st.floats(min_value=4e9, allow_infinity=False)),
+        "catchup": texts.filter(lambda t: t not in ("skip", "all", "latest")),
+        "catchup_window": st.floats(max_value=-1e-3, allow_nan=False),
+        "overlap": texts.filter(lambda t: t not in ("skip", "allow", "cancel")),
+        "queue": texts.map(lambda t: f"no-{t}"),
+        "priority": st.integers(2**63, 2**64 - 1).map(str),  # (a text: refused as one)
+        "start": st.one_of(texts.filter(lambda t: not t[:1].isdigit()),
+                           st.just("2031-01-01T00:00:00")),
+        "end": st.one_of(texts.filter(lambda t: not t[:1].isdigit()),
+                         st.just("2030-01-01T00:00:00")),
+        "paused": st.sampled_from(["true", 1, 0]),
+    }.get(name)
+    return other_type if wrong is None else st.one_of(other_type, wrong)
+
+
+_FIELDS = ("data", "cron", "every", "timezone", "factory", "jitter", "catchup",
+           "catchup_window", "overlap", "queue", "priority", "start", "end", "paused")
+
+
+def test_a_refused_update_leaves_the_stored_schedule_byte_identical(make_store) -> None:
+    """Any body with one bad value (of any key, beside good ones): a 4xx with the
+    error's words, and the stored row, spec bytes included, as it was."""
+    from web_helpers import call, serving
+
+    from genflow.schedules import _UPDATABLE
+    from genflow.web.app import _UPDATE_TYPES
+
+    assert set(_UPDATE_TYPES) == {*_UPDATABLE, "data"}  # the API takes what update takes
+    engine, clock = engine_on(make_store())
+    engine.queues.define(Queue("jobs"))
+    engine.schedules.add("rep", Report(count=1), cron="0 2 * * *", jitter=30, queue="jobs")
+    clock.now = T0 + dt.timedelta(days=1)
+    engine.schedules.run_due()
+    good = st.fixed_dictionaries({}, optional={
+        "jitter": st.integers(0, 60), "paused": st.booleans(), "priority": st.integers(-3, 3),
+        "overlap": st.sampled_from(["skip", "allow"]), "data": st.just({"count": 5})})
+    with serving(engine) as base:
+        url = f"{base}{API}/schedules/rep"
+
+        @given(bad=st.sampled_from(_FIELDS).flatmap(lambda k: st.tuples(st.just(k), _bad(k))),
+               others=good)
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        def refused(bad, others) -> None:
+            before = engine.store.get_schedule("rep")
+            status, answer, _ = call("PATCH", url, {**others, bad[0]: bad[1]})
+            assert status in (400, 404, 422), (bad, others, answer)
+            assert answer["error"]["type"] and answer["error"]["message"]
+            assert engine.store.get_schedule("rep") == before, (bad, others)
+
+        refused()
+
+
 def test_the_schedules_and_queues_pages_and_their_actions(make_store) -> None:
     from web_helpers import TOKEN, call, serving
 
