@@ -563,6 +563,9 @@ def test_an_unreadable_schedule_is_shown_and_refused_not_a_500(store) -> None:
             status, body, _ = call("POST", f"{base}{API}/schedules/broken/{action}")
             assert (status, body["error"]["type"]) == (422, "ScheduleError"), body
             assert "delete it" in body["error"]["message"]
+        status, body, _ = call("PATCH", f"{base}{API}/schedules/broken", {"every": 120})
+        assert (status, body["error"]["type"]) == (422, "ScheduleError"), body
+        assert "so no update" in body["error"]["message"]
         assert store.get_schedule("broken") == before
         status, page, _ = call("GET", f"{base}/schedules")
         assert status == 200 and 'data-schedule="broken" data-state="unreadable"' in page
