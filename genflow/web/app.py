@@ -729,7 +729,9 @@ def _operating_routes(route: Any) -> list[Route]:
         route("/console/schedules/{id}/{action}", console_schedule_action, none,
               methods=("POST",)),
         route("/api/v1/schedules", api_schedules, fire_times),
+        route("/api/v1/schedules", api_add_schedule, Takes(body=_ADD_FIELDS), methods=("POST",)),
         route("/api/v1/schedules/{id}", api_schedule, fire_times),
+        route("/api/v1/schedules/{id}", api_delete_schedule, none, methods=("DELETE",)),
         route("/api/v1/schedules/{id}", api_update_schedule, Takes(body=_UPDATE_FIELDS),
               methods=("PATCH",)),
         route("/api/v1/schedules/{id}/{action}", api_schedule_action, none,
@@ -755,6 +757,9 @@ _UPDATE_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "end": ((str, type(None)), "an ISO 8601 time or null"),
     "paused": ((bool,), "true or false")}
 _UPDATE_FIELDS = tuple(_UPDATE_TYPES)
+#: what `POST /api/v1/schedules` takes: the new schedule's id and workflow, then the same
+#: keys as an update (`data` optional: the fields not given take their defaults)
+_ADD_FIELDS = ("id", "workflow", *_UPDATE_FIELDS)
 #: the waiting instances the queues page shows per queue (its own page has them all, paged)
 _FIRST_WAITING = 10
 
@@ -912,6 +917,39 @@ async def api_update_schedule(request: Request, config: WebConfig, user: str) ->
         config.engine.schedules.update(schedule_id, **_schedule_changes(body, view["workflow"]))
         return operating.record_view(config.engine.store.get_schedule(schedule_id),
                                      config.engine.clock())
+
+    return _json(await run_in_threadpool(run))
+
+
+async def api_add_schedule(request: Request, config: WebConfig, user: str) -> Response:
+    """`Schedules.add` over HTTP: the body is `id`, `workflow` and, in the JSON types
+    an update takes, `data` and `add`'s keywords; answers 201 and the schedule.
+    Refused as `add` refuses, nothing written; an id in use is a 409
+    (`DuplicateScheduleError`) that leaves the schedule there as it is."""
+    body = request.state.fields
+    schedule_id = field(body, "id", str, required=True)
+    workflow = field(body, "workflow", str, required=True)
+
+    def run() -> dict[str, Any]:
+        given = {name: value for name, value in body.items() if name not in ("id", "workflow")}
+        spec = _schedule_changes(given, workflow)
+        data = spec.pop("data") if "data" in spec else workflow_data(workflow, None)
+        config.engine.schedules.add(schedule_id, data, **spec)
+        return operating.record_view(config.engine.store.get_schedule(schedule_id),
+                                     config.engine.clock())
+
+    return _json(await run_in_threadpool(run), 201)
+
+
+async def api_delete_schedule(request: Request, config: WebConfig, user: str) -> Response:
+    """`Schedules.delete` over HTTP: the schedule goes, the instances it started
+    stay. A schedule this genflow cannot read may be deleted too (that is what its
+    refusals of the other operations advise)."""
+    schedule_id = request.path_params["id"]
+
+    def run() -> dict[str, Any]:
+        config.engine.schedules.delete(schedule_id)  # ScheduleNotFoundError: 404
+        return {"deleted": schedule_id}
 
     return _json(await run_in_threadpool(run))
 

@@ -45,7 +45,11 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("get", "/api/v1/openapi.json", "openapi", "This description"),
     ("get", "/api/v1/schedules", "list_schedules",
      "Every schedule: its definition, next fire times and last tick"),
+    ("post", "/api/v1/schedules", "add_schedule",
+     "Create a schedule that starts a workflow at every tick"),
     ("get", "/api/v1/schedules/{id}", "get_schedule", "One schedule"),
+    ("delete", "/api/v1/schedules/{id}", "delete_schedule",
+     "Delete a schedule: the instances it started stay"),
     ("patch", "/api/v1/schedules/{id}", "update_schedule",
      "Change a schedule in place: what is not given stays, so do its counts"),
     ("post", "/api/v1/schedules/{id}/pause", "pause_schedule",
@@ -74,7 +78,8 @@ def _responses(ok: dict[str, Any] | None, *codes: int, created: bool = False
     words = {400: "the body is not JSON", 401: "no valid token",
              403: "a forged or altered callback token",
              404: "no such instance, workflow, schedule or queue",
-             409: "refused in the instance's present state (nothing changed)",
+             409: "refused in the present state of the instance or schedule (nothing "
+                  "changed)",
              410: "the wait this callback answered is over",
              413: "the body is over the server's size limit",
              422: "the input does not fit (nothing changed)"}
@@ -316,7 +321,7 @@ def _operating(op: Any) -> None:
        responses=_responses(_SCHEDULE, 401, 404, 422))
     seconds, maybe = {"type": "number", "minimum": 0}, {"type": ["number", "null"],
                                                        "minimum": 0}
-    changes = {"type": "object", "additionalProperties": False, "properties": {
+    changes: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
         "data": {"type": "object", "description": "the workflow's fields (all of them: "
                  "those not given take their defaults); another workflow is refused"},
         "cron": {"type": "string", "description": "replaces `every`"},
@@ -328,6 +333,25 @@ def _operating(op: Any) -> None:
         "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]},
         "queue": {"type": ["string", "null"]}, "priority": {"type": "integer"},
         "start": _TIME, "end": _TIME, "paused": {"type": "boolean"}}}
+    added = {**changes, "required": ["id", "workflow"], "properties": {
+        "id": {"type": "string", "minLength": 1, "description": "the schedule's id"},
+        "workflow": {"type": "string", "description": "the registered workflow it starts"},
+        **changes["properties"],
+        "data": {"type": "object", "description": "the workflow's fields (those not given "
+                 "take their defaults)"}}}
+    created = _responses(_SCHEDULE, 400, 401, 404, 409, 413, 422)
+    created["201"] = {**created.pop("200"), "description": "created"}
+    op("post", "/api/v1/schedules", operationId="add_schedule", tags=["schedules"],
+       summary=summary["add_schedule"],
+       description="`Schedules.add`: `cron` or `every`, one of them; the other keys as "
+                   "`PATCH` takes them. Refused as `Schedules.add` refuses, nothing written; "
+                   "an id in use is a 409, the schedule there untouched.",
+       requestBody=_body(added), responses=created)
+    op("delete", "/api/v1/schedules/{id}", operationId="delete_schedule", tags=["schedules"],
+       summary=summary["delete_schedule"], parameters=[sid],
+       responses=_responses({"type": "object", "required": ["deleted"], "properties": {
+           "deleted": {"type": "string", "description": "the id of the schedule deleted"}}},
+           401, 404))
     op("patch", "/api/v1/schedules/{id}", operationId="update_schedule", tags=["schedules"],
        summary=summary["update_schedule"], parameters=[sid],
        description="`Schedules.update`: the keys given change, the others stay; the id, "

@@ -437,6 +437,120 @@ def test_a_refused_update_leaves_the_stored_schedule_byte_identical(make_store) 
         refused()
 
 
+def test_a_schedule_is_added_and_deleted_over_http(make_store) -> None:
+    """`POST /api/v1/schedules` is `Schedules.add` (201 and the schedule, in the JSON
+    types an update takes) and `DELETE /api/v1/schedules/{id}` is `Schedules.delete`
+    (the instances it started stay); each refusal a typed 4xx, every schedule row and
+    instance as it was."""
+    from web_helpers import call, rows, serving
+
+    engine, clock = engine_on(make_store())
+    engine.queues.define(Queue("jobs"))
+    with serving(engine) as base:
+        url = f"{base}{API}/schedules"
+        status, body, _ = call("POST", url, {
+            "id": "nightly", "workflow": "sched-report", "data": {"count": 3},
+            "cron": "0 2 * * *", "timezone": "Europe/Paris", "overlap": "allow",
+            "queue": "jobs", "priority": 1, "catchup_window": 600})
+        assert status == 201, body
+        assert (body["id"], body["workflow"], body["spec"], body["overlap"], body["queue"],
+                body["priority"], body["catchup_window"], body["data"], body["fired"]) == (
+            "nightly", "sched-report", "cron '0 2 * * *' (Europe/Paris)", "allow", "jobs", 1,
+            600.0, {"day": "", "count": 3, "wait": False}, 0)
+        assert body["next_tick"] == "2030-01-01T01:00:00+00:00"
+        assert call("GET", f"{url}/nightly")[1] == body  # what it answered is what is stored
+        info = engine.schedules.get("nightly")  # the Python API reads what HTTP wrote
+        assert (info.schedule.cron, info.schedule.timezone, info.schedule.priority) == (
+            "0 2 * * *", "Europe/Paris", 1)
+        status, body, _ = call("POST", url, {"id": "often", "workflow": "sched-report",
+                                             "every": 900, "paused": True})
+        assert status == 201 and body["state"] == "paused" and body["spec"] == "every 0:15:00"
+        assert body["data"] == {"day": "", "count": 0, "wait": False}  # no data: the defaults
+
+        # refused: a typed 4xx, no schedule and no instance written or changed
+        refusals = [
+            ({"id": "nightly", "workflow": "sched-report", "every": 60}, 409,
+             "DuplicateScheduleError", "nightly"),
+            ({"workflow": "sched-report", "every": 60}, 422, "RequestError", "'id'"),
+            ({"id": "x", "every": 60}, 422, "RequestError", "'workflow'"),
+            ({"id": 5, "workflow": "sched-report", "every": 60}, 422, "RequestError", "'id'"),
+            ({"id": "", "workflow": "sched-report", "every": 60}, 422, "ScheduleError",
+             "schedule id is a text"),
+            ({"id": "x", "workflow": "nope", "every": 60}, 404, "UnknownWorkflowError", "nope"),
+            ({"id": "x", "workflow": "sched-report"}, 422, "ScheduleError", "one of them"),
+            ({"id": "x", "workflow": "sched-report", "every": 60, "cron": "* * * * *"}, 422,
+             "ScheduleError", "one of them"),
+            ({"id": "x", "workflow": "sched-report", "cron": "0 0 31 2 *"}, 422,
+             "ScheduleError", "bad cron expression"),
+            ({"id": "x", "workflow": "sched-report", "every": 60, "queue": "nope"}, 404,
+             "QueueNotFoundError", "nope"),
+            ({"id": "x", "workflow": "sched-report", "every": 60, "data": {"count": "many"}},
+             422, "RequestError", "does not fit workflow"),
+            ({"id": "x", "workflow": "sched-report", "every": "60"}, 422, "RequestError",
+             "'every' is a number of seconds"),
+            ({"id": "x", "workflow": "sched-report", "every": 60, "run": True}, 422,
+             "RequestError", "not 'run'"),
+            (b"{not json", 400, "MalformedJSONError", "not valid JSON"),
+        ]
+        for request, want, kind, words in refusals:
+            before, scheduled = rows(engine.store), _schedule_rows(engine.store)
+            raw = request if isinstance(request, bytes) else None
+            status, answer, _ = call("POST", url, None if raw else request, raw=raw)
+            assert (status, answer["error"]["type"]) == (want, kind), (request, answer)
+            assert words in answer["error"]["message"], (request, answer)
+            assert rows(engine.store) == before and _schedule_rows(engine.store) == scheduled
+
+        clock.now = T0 + dt.timedelta(hours=1, minutes=1)  # 02:01 in Paris
+        assert engine.schedules.run_due() == 1
+        started = engine.schedules.get("nightly").last_instance
+        assert engine.get(started).data.count == 3
+        scheduled = _schedule_rows(engine.store)
+        status, answer, _ = call("DELETE", f"{url}/nightly", token=None)
+        assert status == 401 and _schedule_rows(engine.store) == scheduled
+        status, body, _ = call("DELETE", f"{url}/nightly")
+        assert (status, body) == (200, {"deleted": "nightly"})
+        assert [r.id for r in engine.store.list_schedules()] == ["often"]
+        assert engine.get(started).data.count == 3  # what it started stays
+        for method in ("GET", "DELETE"):
+            status, answer, _ = call(method, f"{url}/nightly")
+            assert (status, answer["error"]["type"]) == (404, "ScheduleNotFoundError")
+        status, body, _ = call("POST", url, {"id": "nightly", "workflow": "sched-report",
+                                             "every": 60})
+        assert status == 201 and body["fired"] == 0  # the id is free again
+
+
+def test_a_refused_add_writes_nothing(make_store) -> None:
+    """Any add with one bad value (of any key, beside good ones): a 4xx with the
+    error's words, no schedule written, the one there byte-identical."""
+    from web_helpers import call, serving
+
+    engine, _ = engine_on(make_store())
+    engine.queues.define(Queue("jobs"))
+    engine.schedules.add("rep", Report(count=1), cron="0 2 * * *", queue="jobs")
+    good = st.fixed_dictionaries({"id": st.sampled_from(["new", "rep/2", "é"]),
+                                  "workflow": st.just("sched-report"),
+                                  "every": st.integers(1, 10**6)}, optional={
+        "jitter": st.integers(0, 60), "paused": st.booleans(), "priority": st.integers(-3, 3),
+        "overlap": st.sampled_from(["skip", "allow"]), "data": st.just({"count": 5})})
+    with serving(engine) as base:
+        url = f"{base}{API}/schedules"
+
+        @given(bad=st.sampled_from(_FIELDS).flatmap(lambda k: st.tuples(st.just(k), _bad(k))),
+               others=good)
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        def refused(bad, others) -> None:
+            body = {**others, bad[0]: bad[1]}
+            if bad[0] == "cron":
+                del body["every"]  # (a cron beside `every` is refused for that alone)
+            before = _schedule_rows(engine.store)
+            status, answer, _ = call("POST", url, body)
+            assert status in (400, 404, 422), (body, answer)
+            assert answer["error"]["type"] and answer["error"]["message"]
+            assert _schedule_rows(engine.store) == before, body
+
+        refused()
+
+
 def test_the_schedules_and_queues_pages_and_their_actions(make_store) -> None:
     from web_helpers import TOKEN, call, serving
 
@@ -569,6 +683,9 @@ def test_an_unreadable_schedule_is_shown_and_refused_not_a_500(store) -> None:
         assert store.get_schedule("broken") == before
         status, page, _ = call("GET", f"{base}/schedules")
         assert status == 200 and 'data-schedule="broken" data-state="unreadable"' in page
+        status, body, _ = call("DELETE", f"{base}{API}/schedules/broken")  # as advised
+        assert (status, body) == (200, {"deleted": "broken"})
+        assert [r.id for r in store.list_schedules()] == ["fine"]
 
 
 @given(kinds=st.lists(st.booleans(), max_size=30), page=st.integers(1, 7),
