@@ -1,5 +1,5 @@
-"""The `genflow` command line: start, send, show, list, worker, run, cancel, retry,
-move, check, history, graph, report, schedule, purge.
+"""The `genflow` command line: start, send, show, result, list, worker, run, cancel,
+retry, move, check, history, graph, report, schedule, purge.
 
 Workflows are found by importing the modules named with `--app` (repeatable,
 or the `GENFLOW_APP` environment variable, comma-separated; a path to a `.py`
@@ -12,9 +12,10 @@ User mistakes (an unknown workflow, instance or event, bad JSON, a payload that
 does not fit, a finished instance, a wrong store URL, a missing module, a
 malformed command line) print one line, `genflow: error: ...`, on stderr and
 exit with status 2, never a traceback; status 1 is a finding (`check` found
-instances the installed code would strand).
+instances the installed code would strand, the instance `result` waited for
+failed, was cancelled or did not finish in time).
 
-The commands that only read (list, show, report, check, history) open the
+The commands that only read (list, show, result, report, check, history) open the
 store read-only: they write nothing, and a missing SQLite file or a mistyped
 path is an error, never a new empty store.
 """
@@ -46,7 +47,14 @@ from genflow.clock import system_clock
 from genflow.codec import structure_data, unstructure
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
-from genflow.errors import CorruptStateError, GenflowError, UnknownWorkflowError
+from genflow.errors import (
+    CorruptStateError,
+    GenflowError,
+    InstanceFailedError,
+    ResultTimeoutError,
+    UnknownWorkflowError,
+    WorkflowFinishedError,
+)
 from genflow.mailbox import Kept
 from genflow.registry import registered, workflow_class
 from genflow.state import ThreadStatus, WorkflowStatus
@@ -94,6 +102,18 @@ def _reply(output: Any) -> str:
         return (f"kept as message {output.seq} ({output.kept} kept): delivered when a thread "
                 f"waits for {output.event!r}")
     return json.dumps(unstructure(output), default=str, ensure_ascii=False)
+
+
+def cmd_result(engine: Engine, args: argparse.Namespace) -> None:
+    """`Engine.result`: wait until the instance has finished (workers move it,
+    this command only reads) and print its data as JSON. That it failed, was
+    cancelled or did not finish within --timeout is a finding (exit status 1),
+    not a mistake: a script waiting on an instance tells the three from the line."""
+    try:
+        data = engine.result(args.id, timeout=args.timeout)
+    except (InstanceFailedError, WorkflowFinishedError, ResultTimeoutError) as exc:
+        raise CheckFailed(str(exc)) from None
+    print(json.dumps(unstructure(data), indent=2, default=str, ensure_ascii=False))
 
 
 def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
@@ -300,7 +320,9 @@ def cmd_history(engine: Engine, args: argparse.Namespace) -> None:
 
 
 class CheckFailed(GenflowError):
-    """The deploy check found instances the installed code cannot move on."""
+    """A finding, not a mistake (exit status 1): the deploy check found instances
+    the installed code cannot move on, an instance cannot be loaded, one waited
+    for did not finish well."""
 
 
 def cmd_lint(engine: Engine | None, args: argparse.Namespace) -> None:
@@ -625,6 +647,7 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
     "start": cmd_start,
     "send": cmd_send,
     "show": cmd_show,
+    "result": cmd_result,
     "list": cmd_list,
     "worker": cmd_worker,
     "run": cmd_run,
@@ -641,7 +664,7 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], None]] = {
 #: Commands that need no store.
 STORELESS = {"graph", "lint"}
 #: Commands that only read the store: it is opened read-only (nothing written or created).
-READONLY = {"list", "show", "report", "check", "history"}
+READONLY = {"list", "show", "result", "report", "check", "history"}
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -888,6 +911,12 @@ def build_parser() -> _Parser:
     p.add_argument("--diagram", action="store_true",
                    help="draw the instance on its workflow's diagram: where each thread is")
     _diagram_options(p)
+
+    p = command("result", "wait until an instance has finished; print its data as JSON")
+    p.add_argument("id")
+    p.add_argument("--timeout", type=_duration, metavar="DURATION",
+                   help="give up after this long (90s, 30m, 2h; default: wait as long as it "
+                   "takes): exit status 1, the instance as it was")
 
     p = command("list", "list instances")
     p.add_argument("--workflow", help="only this workflow")

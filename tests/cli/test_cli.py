@@ -213,11 +213,39 @@ def test_failed_step_shown_then_retried(cli: Cli) -> None:
     assert "  to go on: fix the cause, then `genflow retry c1`" in shown
     assert "  main thread: about to run step 'charge'" in shown
 
+    line = cli.fails("result", "c1", code=1)  # a finding: it failed, so it has no result yet
+    assert "c1" in line and "ConnectionError: card processor is down" in line, line
+
     blocker.unlink()  # the operator fixes the cause
     assert cli("retry", "c1").stdout.startswith("c1 is due again")
     cli("worker", "--until-idle")
     instance = cli.engine().get("c1")
     assert instance.status is WorkflowStatus.FINISHED and instance.data.charged
+    assert json.loads(cli("result", "c1").stdout) == {"blocker": str(blocker), "charged": True}
+
+
+def test_result_waits_while_a_worker_moves_the_instance(cli: Cli) -> None:
+    """`genflow result` waits for workers of other processes; it only reads, so a
+    timeout or a cancelled instance leaves the row as it was (exit status 1)."""
+    cli("start", "cli-charge", "--id", "c2", "--no-run")
+    before = cli.engine().store.get("c2")
+    line = cli.fails("result", "c2", "--timeout", "0.2s", code=1)
+    assert "c2" in line and "0.2" in line, line
+    assert cli.engine().store.get("c2") == before  # nothing written
+    waiting = subprocess.Popen([str(GENFLOW), "--app", str(APP), "result", "c2", "--timeout",
+                                "60s"], cwd=cli.cwd, env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        cli("worker", "--until-idle")
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert json.loads(out) == {"blocker": "", "charged": True}
+    cli("start", "cli-order", "--id", "o9")
+    cli("cancel", "o9")
+    assert "cancelled" in cli.fails("result", "o9", code=1)
+    assert "--timeout: not a duration: 'soon'" in cli.fails("result", "o9", "--timeout", "soon")
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -360,7 +388,8 @@ def test_more_mistakes(inproc, args: list[str], message: str) -> None:
 #: every command, with what it needs besides the store (ids of the `shop` fixture)
 EVERY_COMMAND: dict[str, list[str]] = {
     "start": ["start", "cli-order"], "send": ["send", "o1", "checkout"],
-    "show": ["show", "o1"], "list": ["list"], "worker": ["worker", "--until-idle"],
+    "show": ["show", "o1"], "result": ["result", "o1", "--timeout", "0"], "list": ["list"],
+    "worker": ["worker", "--until-idle"],
     "run": ["run", "-"], "cancel": ["cancel", "o1"], "retry": ["retry", "o1"],
     "move": ["move", "o1", "cart?"], "check": ["check"], "history": ["history", "o1"],
     "graph": ["graph", "cli-order"], "report": ["report", "-o", "out"],
@@ -394,7 +423,8 @@ def test_every_command_on_a_store_that_cannot_be_opened(inproc, command: str) ->
     assert "no/such/dir" in err  # the path the user got wrong
 
 
-@pytest.mark.parametrize("command", ["send", "show", "cancel", "retry", "move", "history"])
+@pytest.mark.parametrize("command", ["send", "show", "result", "cancel", "retry", "move",
+                                     "history"])
 def test_every_command_on_an_instance_that_does_not_exist(inproc, command: str) -> None:
     args = ["nope" if arg == "o1" else arg for arg in EVERY_COMMAND[command]]
     assert "no instance 'nope'" in _one_line(*inproc(*args))
