@@ -73,12 +73,18 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does)
-    _ASYNC_IN_SYNC,
+from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does;
+    _ASYNC_IN_SYNC,  # `_together_async` makes calls and answers NEXT and CANCEL as `drive_async`)
+    CANCEL,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
+    NEXT,
     ONCE,
     Operation,
+    _at_once,
+    _call_async,
+    _cancel_all,
+    _landing,
     _sync_only,
     drive,
     drive_async,
@@ -112,6 +118,9 @@ _worker_log = logging.getLogger("genflow.worker")
 _STORE_BACKOFF = Backoff(first=0.5, factor=2.0, cap=30.0)
 
 _Ops = Generator[Any, Any, Any]
+#: a worker round's turns (`Engine._turns`): it yields (an operation's entry, a call
+#: of its user code), and is sent the call's (value, exception)
+_Turns = Generator[tuple[list[Any], Any], tuple[Any, BaseException | None], None]
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _FAILED = WorkflowStatus.FAILED
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
@@ -381,8 +390,16 @@ class Engine:
                           self.observer.watching())
 
     async def run_due_async(self, limit: int = 100) -> int:
+        """`run_due` for async user code: the same round, its instances' saves
+        sharing commits (`_together_async`), their async steps and handlers
+        awaited one after another."""
         _checked_limit(limit)
-        return await drive_async(self._relaying(self._run_due(limit)), self.observer.watching())
+        watch = self.observer.watching()
+        if self.store.grouping() or not self.share_commits:
+            return await drive_async(self._relaying(self._run_due(limit)), watch)
+        moved = await self._run_round_async(limit, watch)
+        await drive_async(self.outbox.after(), watch)  # (as `run_due`)
+        return moved
 
     # -- reading --
 
@@ -983,6 +1000,17 @@ class Engine:
                            watch)
         return len(records)
 
+    async def _run_round_async(self, limit: int, watch: Observer | None) -> int:
+        """`_run_round` of the async API (`_together_async`)."""
+        now, records = self._claim(limit)
+        if len(records) < 2:
+            for record in records:
+                await drive_async(self._due_one(record, now, shared=False), watch)
+        else:
+            await self._together_async([self._due_one(record, now, shared=True)
+                                        for record in records], watch)
+        return len(records)
+
     def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
         """Run one claimed instance's due work under the lease `claim_due` took.
         `shared`: its saves may share a commit with other instances' (`_together`)."""
@@ -1018,12 +1046,68 @@ class Engine:
 
     def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
-        one: each turn, each operation runs until its next save (a durable
+        one: the sync driver of `_turns`, each call of user code made in its
+        operation's context (`_call`, through `watch`)."""
+        turns = self._turns(ops, at_once=False)
+        try:
+            entry, call = next(turns)
+            while True:
+                entry, call = turns.send(entry[3](_call, call, watch))
+        except StopIteration:
+            return
+
+    async def _together_async(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
+        """`_together` as `drive_async` drives one operation: the async driver of
+        `_turns`. Each call of user code is awaited to its end before any other
+        operation goes on (the operations of a round take turns; each one's own
+        steps run at once, as under `drive_async`, in tasks of its own
+        `flights`). A call runs as a task of the event loop in its operation's
+        context, so what it makes current (its span, `current_step`) stays
+        that operation's across its awaits."""
+        turns = self._turns(ops, at_once=True)
+        task = asyncio.get_running_loop().create_task
+        kept: list[dict[asyncio.Future[Any], Any]] = []  # each operation's flights
+        failed: BaseException | None = None
+        try:
+            entry, call = next(turns)
+            while True:
+                flights = entry[5]
+                if flights is None:
+                    flights = entry[5] = {}
+                    kept.append(flights)
+                reply: tuple[Any, BaseException | None]
+                try:
+                    if call is NEXT:
+                        reply = (await _landing(flights), None)
+                    elif call is CANCEL:
+                        await _cancel_all(flights)
+                        reply = (None, None)
+                    else:
+                        reply = (await task(_call_async(call, watch, flights),
+                                            context=entry[4]), None)
+                except BaseException as exc:
+                    reply = (None, exc)
+                entry, call = turns.send(reply)
+        except StopIteration:
+            pass
+        except BaseException as exc:
+            failed = exc  # (no await in an except block: docs/compiled.md)
+        for flights in kept:  # a step an operation did not apply: a crash interrupted it
+            if flights:
+                await _cancel_all(flights)
+        if failed is not None:
+            raise failed
+
+    def _turns(self, ops: Sequence[_Ops], *, at_once: bool) -> _Turns:
+        """The turns of a worker round, for a driver (`_together`, `_together_async`):
+        each turn, each operation runs until its next save (a durable
         checkpoint, or its last save), and the saves of a turn run in one
         transaction, so they share a commit. Each instance goes on only after
         its own save has committed (a commit that fails is raised into every
         operation whose save it held), so what a checkpoint guarantees does
-        not change.
+        not change. The calls of user code are yielded, as (the operation's
+        entry, the call), to the driver, which sends back their (value,
+        exception); the saves are made here.
 
         While saves wait for the turn's commit, other instances' user code
         runs, and a crash then would run their finished steps again (at least
@@ -1038,11 +1122,16 @@ class Engine:
         inside it, so what it makes current stays its own while the others
         run between its turns: its `genflow.run` span (`Observer.begin`, the
         parent of its steps' spans, which `watch` makes current while each
-        call runs), attached and detached in order in that context alone."""
+        call runs), attached and detached in order in that context alone.
+        `at_once`: the driver runs each operation's steps at once (the async
+        one), so the core may yield `Start`, `NEXT` and `CANCEL`."""
         settle = self._settle
-        copy = contextvars.copy_context
-        # op, value, error, and `run` of its context
-        live: list[list[Any]] = [[op, None, None, copy().run] for op in ops]
+        live: list[list[Any]] = []
+        for op in ops:
+            context = contextvars.copy_context()
+            context.run(_at_once.set, at_once)  # (what this driver does, whatever the caller's)
+            # op, value, error, `run` of its context, the context, its flights
+            live.append([op, None, None, context.run, context, None])
         clock = time.perf_counter
         budget = _SHARE_BUDGET
         slow = False
@@ -1061,21 +1150,29 @@ class Engine:
                                 run(op.send, value)
                         except StopIteration:
                             break
-                        fn = call[0]
-                        if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
-                            if not saves:
-                                since = clock()
-                            saves.append((entry, call))  # (a checkpoint that saves, a last save)
-                            going.append(entry)
-                            break
-                        if type(fn) is not _Saver and saves and (
-                                slow or clock() - since >= budget):
+                        if call is not NEXT and call is not CANCEL:  # (steps run at once)
+                            fn = call[0]
+                            if type(fn) is _Saver:
+                                if call[1][0].durable:
+                                    if not saves:
+                                        since = clock()
+                                    saves.append((entry, call))  # (a checkpoint that saves)
+                                    going.append(entry)
+                                    break
+                                entry[1], entry[2] = run(_call, call, None)  # (marks it dirty)
+                                continue
+                            if fn == settle:
+                                if not saves:
+                                    since = clock()
+                                saves.append((entry, call))  # (its last save)
+                                going.append(entry)
+                                break
+                        if saves and (slow or clock() - since >= budget):
                             self._save_together(saves)  # before user code: they waited enough
                             saves = []
                         began = clock()
-                        entry[1], entry[2] = run(_call, call, watch)
-                        if type(fn) is not _Saver:
-                            slow = clock() - began >= budget
+                        entry[1], entry[2] = yield entry, call
+                        slow = clock() - began >= budget
                 live = going
                 self._save_together(saves)
         finally:
