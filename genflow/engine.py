@@ -74,15 +74,16 @@ from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
 from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does;
-    _ASYNC_IN_SYNC,  # `_together_async` makes calls and answers NEXT and CANCEL as `drive_async`)
+    _ASYNC_IN_SYNC,  # `_begun` and `_together_async` make calls as `drive_async` does)
     CANCEL,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
     NEXT,
     ONCE,
+    PENDING,
     Operation,
+    Start,
     _at_once,
-    _call_async,
     _cancel_all,
     _landing,
     _sync_only,
@@ -1061,7 +1062,8 @@ class Engine:
         `_turns`. Each call of user code is awaited to its end before any other
         operation goes on (the operations of a round take turns; each one's own
         steps run at once, as under `drive_async`, in tasks of its own
-        `flights`). A call runs as a task of the event loop in its operation's
+        `flights`). A call begins in its operation's context (`_begun`); what
+        it leaves to await is awaited in a task of the event loop in that same
         context, so what it makes current (its span, `current_step`) stays
         that operation's across its awaits."""
         turns = self._turns(ops, at_once=True)
@@ -1083,8 +1085,10 @@ class Engine:
                         await _cancel_all(flights)
                         reply = (None, None)
                     else:
-                        reply = (await task(_call_async(call, watch, flights),
-                                            context=entry[4]), None)
+                        value, left = entry[3](_begun, call, watch, flights)
+                        if left is not None:  # (in a task: awaited in the operation's context)
+                            value = await task(_awaited(left, call[2]), context=entry[4])
+                        reply = (value, None)
                 except BaseException as exc:
                     reply = (None, exc)
                 entry, call = turns.send(reply)
@@ -1587,6 +1591,51 @@ def _call(call: tuple[Any, tuple[Any, ...], Any],
         return value, None
     except BaseException as exc:
         return None, exc
+    finally:
+        if token is not None:
+            _current_step.reset(token)
+
+
+def _begun(call: tuple[Any, tuple[Any, ...], Any], watch: Observer | None,
+           flights: dict[asyncio.Future[Any], Any]) -> tuple[Any, Any]:
+    """A call of user code by the async driver of a round, as `runtime.drive_async`
+    makes it, up to what it leaves to await: (its value, None) when it is done
+    (a `Start`'s awaitable left running in `flights`: `PENDING`), or (None,
+    the awaitable) to await (`_awaited`), in the operation's context as this.
+    A call that raises raises. Run in the operation's context."""
+    fn, args, ctx = call
+    token = _current_step.set(ctx) if ctx is not None else None
+    watching = watch if ctx is not None else None  # (steps and handlers only)
+    try:
+        opened: Any = watching.open_call(fn, ctx) if watching is not None else None
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            if watching is not None:
+                watching.close_call(opened, ctx, exc)
+            raise
+        if value is None or not inspect.isawaitable(value):
+            if watching is not None:
+                watching.close_call(opened, ctx, None)
+            return value, None
+        if watching is not None:
+            value = watching.finish(value, opened, ctx)  # (it ends the span)
+        if type(call) is not Start:
+            return None, value
+        flights[asyncio.ensure_future(value)] = ctx  # (a task in a copy of this context)
+        if watching is not None:
+            watching.leave(opened)  # (the driver goes on outside the step's span)
+        return PENDING, None
+    finally:
+        if token is not None:
+            _current_step.reset(token)
+
+
+async def _awaited(awaitable: Any, ctx: Any) -> Any:
+    """The rest of a call `_begun` began, its step current again while it runs."""
+    token = _current_step.set(ctx) if ctx is not None else None
+    try:
+        return await awaitable
     finally:
         if token is not None:
             _current_step.reset(token)

@@ -391,10 +391,26 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
                 await _cancel_all(flights)
                 value = None
                 continue
+            fn, args, ctx = call
+            token = _current.set(ctx) if ctx is not None else None
             try:
-                value = await _call_async(call, watch, flights)
+                # (an else, not a `continue`: mypyc compiles no continue inside try/finally)
+                if watch is not None and ctx is not None:
+                    value = await _watched(watch, call, flights)
+                else:
+                    value = fn(*args)
+                    if value is not None and inspect.isawaitable(value):
+                        if type(call) is Start:
+                            assert ctx is not None
+                            flights[asyncio.ensure_future(value)] = ctx
+                            value = PENDING
+                        else:
+                            value = await value
             except BaseException as exc:
                 error, value = exc, None
+            finally:
+                if token is not None:
+                    _current.reset(token)
     except BaseException as exc:
         failed = exc
     # What a `finally` would do, after it: no await inside an except or finally block
@@ -412,32 +428,6 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
     if failed is not None:
         raise failed
     return result
-
-
-async def _call_async(call: Any, watch: Watcher | None,
-                      flights: dict[asyncio.Future[Any], StepContext]) -> Any:
-    """One call of user code an operation yielded, as `drive_async` makes it: its
-    value awaited when it is awaitable, but a `Start`'s left running as a task
-    of `flights` (`PENDING` returned). A driver of several operations (the
-    engine's worker rounds) makes each one's calls so, with a `flights` of
-    each operation's own, and answers `NEXT` and `CANCEL` with `_landing` and
-    `_cancel_all` of it."""
-    fn, args, ctx = call
-    token = _current.set(ctx) if ctx is not None else None
-    try:
-        if watch is not None and ctx is not None:
-            return await _watched(watch, call, flights)
-        value = fn(*args)
-        if value is not None and inspect.isawaitable(value):
-            if type(call) is Start:
-                assert ctx is not None
-                flights[asyncio.ensure_future(value)] = ctx
-                return PENDING
-            return await value
-        return value
-    finally:
-        if token is not None:
-            _current.reset(token)
 
 
 async def _watched(watch: Watcher, call: Any, flights: dict[asyncio.Future[Any], StepContext]
