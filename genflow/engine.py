@@ -172,8 +172,9 @@ class Engine:
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
     global ones (as instrumentations take them). `share_commits` (on by
-    default) lets a worker round's instances share commits (`_together`,
-    watched or not; off: each save its own commit, as the async API does).
+    default) lets a worker round's instances share commits (`_turns`, under
+    `run_due` and `run_due_async`, watched or not; off: each save its own
+    commit).
     """
 
     def __init__(
@@ -587,9 +588,11 @@ class Engine:
         event loop. Its sleeps leave the loop free: on a clock that can sleep
         it jumps as `work`'s does, else it waits on the store
         (`Store.wait_wake`, woken by `notify_wake`) in a thread of the
-        loop's executor. The instances of a round move one at a time (no
-        shared commits: `run_due_async`); `stop` is a plain function, called
-        before each round as `work` calls it."""
+        loop's executor. A round's saves share commits as under `work`
+        (`_together_async`), its instances' async steps and handlers awaited
+        one after another (each instance's own steps at once, as
+        `parallel_steps` allows); `stop` is a plain function, called before
+        each round as `work` calls it."""
         loop = self._worker(stop, idle_sleep, until_idle, until_done, batch)
         watch = self.observer.watching()
         reply: Any = None  # (what the loop is sent: a round's count, or its StoreError)
