@@ -3,7 +3,8 @@
 steps (one after another across the round, at once within an instance) and
 failing steps end in the rows of one instance at a time and, made sync, in
 the rows of `work`; a crash at any write of an async round loses nothing
-acknowledged; each async step's span is its own instance's. On every store."""
+acknowledged, and a cancelled worker nothing committed; each async step's span
+is its own instance's. On every store."""
 
 from __future__ import annotations
 
@@ -277,3 +278,67 @@ def test_each_async_step_of_a_traced_round_is_in_its_own_instances_trace(store):
         parents = {f"00-{s.context.trace_id:032x}-{s.context.span_id:016x}-"
                    f"{s.context.trace_flags:02x}" for s in steps}
         assert set(engine.get(iid).data.seen) == parents
+
+
+GATE: list[asyncio.Event] = []
+
+
+@genflow.workflow("war-gated")
+@attrs.define
+class Gated:
+    """A quick step, then one that waits for the test to open its gate."""
+
+    done: list[str] = attrs.field(factory=list)
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("quick", self.quick)
+        yield Go("beside", Step("side", self.side))
+        yield Step("gated", self.gated)
+
+    async def quick(self) -> None:
+        await asyncio.sleep(0)
+        self.done.append("quick")
+
+    async def side(self) -> None:
+        await GATE[0].wait()
+        self.done.append("side")
+
+    async def gated(self) -> None:
+        await GATE[0].wait()
+        self.done.append("gated")
+
+
+def test_a_cancelled_work_async_leaves_its_round_at_its_last_commits(store):
+    """The worker's task is cancelled while a round's step (and a step at once
+    beside it) awaits: the cancellation ends the loop, every task the round
+    started is cancelled with it, each instance is as its last committed save
+    left it, and a later worker finishes them all."""
+    clock = FakeClock()
+    engine = Engine(store, clock=clock, lease_seconds=10)
+    ids = [engine.start(Gated(), id=f"g{k}", run=False) for k in range(3)]
+
+    async def cancelled() -> None:
+        GATE[:] = [asyncio.Event()]
+        worker = asyncio.create_task(engine.work_async(until_idle=True))
+        while not all(engine.get(iid).data.done == ["quick"] for iid in ids):
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)  # (the round reaches the gated steps)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert left == []  # no step of the round still runs
+
+    asyncio.run(cancelled())
+    assert [engine.get(iid).data.done for iid in ids] == [["quick"]] * 3
+    clock.advance(seconds=30)  # (the leases run out)
+
+    async def finished() -> int:
+        GATE[:] = [asyncio.Event()]
+        GATE[0].set()
+        return await Engine(store, clock=clock).work_async(until_idle=True)
+
+    assert asyncio.run(finished()) == 3
+    assert [sorted(engine.get(iid).data.done) for iid in ids] == \
+        [["gated", "quick", "side"]] * 3
