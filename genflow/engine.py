@@ -73,12 +73,19 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does)
-    _ASYNC_IN_SYNC,
+from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does;
+    _ASYNC_IN_SYNC,  # `_begun` and `_together_async` make calls as `drive_async` does)
+    CANCEL,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
+    NEXT,
     ONCE,
+    PENDING,
     Operation,
+    Start,
+    _at_once,
+    _cancel_all,
+    _landing,
     _sync_only,
     drive,
     drive_async,
@@ -112,6 +119,9 @@ _worker_log = logging.getLogger("genflow.worker")
 _STORE_BACKOFF = Backoff(first=0.5, factor=2.0, cap=30.0)
 
 _Ops = Generator[Any, Any, Any]
+#: a worker round's turns (`Engine._turns`): it yields (an operation's entry, a call
+#: of its user code), and is sent the call's (value, exception)
+_Turns = Generator[tuple[list[Any], Any], tuple[Any, BaseException | None], None]
 _FINAL = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _FAILED = WorkflowStatus.FAILED
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
@@ -162,8 +172,9 @@ class Engine:
     even when it is installed (`genflow.observe`); `tracer_provider` and
     `meter_provider` are the OpenTelemetry providers to use instead of the
     global ones (as instrumentations take them). `share_commits` (on by
-    default) lets a worker round's instances share commits (`_together`,
-    watched or not; off: each save its own commit, as the async API does).
+    default) lets a worker round's instances share commits (`_turns`, under
+    `run_due` and `run_due_async`, watched or not; off: each save its own
+    commit).
     """
 
     def __init__(
@@ -381,8 +392,16 @@ class Engine:
                           self.observer.watching())
 
     async def run_due_async(self, limit: int = 100) -> int:
+        """`run_due` for async user code: the same round, its instances' saves
+        sharing commits (`_together_async`), their async steps and handlers
+        awaited one after another."""
         _checked_limit(limit)
-        return await drive_async(self._relaying(self._run_due(limit)), self.observer.watching())
+        watch = self.observer.watching()
+        if self.store.grouping() or not self.share_commits:
+            return await drive_async(self._relaying(self._run_due(limit)), watch)
+        moved = await self._run_round_async(limit, watch)
+        await drive_async(self.outbox.after(), watch)  # (as `run_due`)
+        return moved
 
     # -- reading --
 
@@ -569,9 +588,11 @@ class Engine:
         event loop. Its sleeps leave the loop free: on a clock that can sleep
         it jumps as `work`'s does, else it waits on the store
         (`Store.wait_wake`, woken by `notify_wake`) in a thread of the
-        loop's executor. The instances of a round move one at a time (no
-        shared commits: `run_due_async`); `stop` is a plain function, called
-        before each round as `work` calls it."""
+        loop's executor. A round's saves share commits as under `work`
+        (`_together_async`), its instances' async steps and handlers awaited
+        one after another (each instance's own steps at once, as
+        `parallel_steps` allows); `stop` is a plain function, called before
+        each round as `work` calls it."""
         loop = self._worker(stop, idle_sleep, until_idle, until_done, batch)
         watch = self.observer.watching()
         reply: Any = None  # (what the loop is sent: a round's count, or its StoreError)
@@ -983,6 +1004,17 @@ class Engine:
                            watch)
         return len(records)
 
+    async def _run_round_async(self, limit: int, watch: Observer | None) -> int:
+        """`_run_round` of the async API (`_together_async`)."""
+        now, records = self._claim(limit)
+        if len(records) < 2:
+            for record in records:
+                await drive_async(self._due_one(record, now, shared=False), watch)
+        else:
+            await self._together_async([self._due_one(record, now, shared=True)
+                                        for record in records], watch)
+        return len(records)
+
     def _due_one(self, record: InstanceRecord, now: _dt.datetime, *, shared: bool) -> _Ops:
         """Run one claimed instance's due work under the lease `claim_due` took.
         `shared`: its saves may share a commit with other instances' (`_together`)."""
@@ -1018,12 +1050,71 @@ class Engine:
 
     def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
-        one: each turn, each operation runs until its next save (a durable
+        one: the sync driver of `_turns`, each call of user code made in its
+        operation's context (`_call`, through `watch`)."""
+        turns = self._turns(ops, at_once=False)
+        try:
+            entry, call = next(turns)
+            while True:
+                entry, call = turns.send(entry[3](_call, call, watch))
+        except StopIteration:
+            return
+
+    async def _together_async(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
+        """`_together` as `drive_async` drives one operation: the async driver of
+        `_turns`. Each call of user code is awaited to its end before any other
+        operation goes on (the operations of a round take turns; each one's own
+        steps run at once, as under `drive_async`, in tasks of its own
+        `flights`). A call begins in its operation's context (`_begun`); what
+        it leaves to await is awaited in a task of the event loop in that same
+        context, so what it makes current (its span, `current_step`) stays
+        that operation's across its awaits."""
+        turns = self._turns(ops, at_once=True)
+        task = asyncio.get_running_loop().create_task
+        kept: list[dict[asyncio.Future[Any], Any]] = []  # each operation's flights
+        failed: BaseException | None = None
+        try:
+            entry, call = next(turns)
+            while True:
+                flights = entry[5]
+                if flights is None:
+                    flights = entry[5] = {}
+                    kept.append(flights)
+                reply: tuple[Any, BaseException | None]
+                try:
+                    if call is NEXT:
+                        reply = (await _landing(flights), None)
+                    elif call is CANCEL:
+                        await _cancel_all(flights)
+                        reply = (None, None)
+                    else:
+                        value, left = entry[3](_begun, call, watch, flights)
+                        if left is not None:  # (in a task: awaited in the operation's context)
+                            value = await task(_awaited(left, call[2]), context=entry[4])
+                        reply = (value, None)
+                except BaseException as exc:
+                    reply = (None, exc)
+                entry, call = turns.send(reply)
+        except StopIteration:
+            pass
+        except BaseException as exc:
+            failed = exc  # (no await in an except block: docs/compiled.md)
+        for flights in kept:  # a step an operation did not apply: a crash interrupted it
+            if flights:
+                await _cancel_all(flights)
+        if failed is not None:
+            raise failed
+
+    def _turns(self, ops: Sequence[_Ops], *, at_once: bool) -> _Turns:
+        """The turns of a worker round, for a driver (`_together`, `_together_async`):
+        each turn, each operation runs until its next save (a durable
         checkpoint, or its last save), and the saves of a turn run in one
         transaction, so they share a commit. Each instance goes on only after
         its own save has committed (a commit that fails is raised into every
         operation whose save it held), so what a checkpoint guarantees does
-        not change.
+        not change. The calls of user code are yielded, as (the operation's
+        entry, the call), to the driver, which sends back their (value,
+        exception); the saves are made here.
 
         While saves wait for the turn's commit, other instances' user code
         runs, and a crash then would run their finished steps again (at least
@@ -1038,11 +1129,16 @@ class Engine:
         inside it, so what it makes current stays its own while the others
         run between its turns: its `genflow.run` span (`Observer.begin`, the
         parent of its steps' spans, which `watch` makes current while each
-        call runs), attached and detached in order in that context alone."""
+        call runs), attached and detached in order in that context alone.
+        `at_once`: the driver runs each operation's steps at once (the async
+        one), so the core may yield `Start`, `NEXT` and `CANCEL`."""
         settle = self._settle
-        copy = contextvars.copy_context
-        # op, value, error, and `run` of its context
-        live: list[list[Any]] = [[op, None, None, copy().run] for op in ops]
+        live: list[list[Any]] = []
+        for op in ops:
+            context = contextvars.copy_context()
+            context.run(_at_once.set, at_once)  # (what this driver does, whatever the caller's)
+            # op, value, error, `run` of its context, the context, its flights
+            live.append([op, None, None, context.run, context, None])
         clock = time.perf_counter
         budget = _SHARE_BUDGET
         slow = False
@@ -1061,21 +1157,29 @@ class Engine:
                                 run(op.send, value)
                         except StopIteration:
                             break
-                        fn = call[0]
-                        if (type(fn) is _Saver and call[1][0].durable) or fn == settle:
-                            if not saves:
-                                since = clock()
-                            saves.append((entry, call))  # (a checkpoint that saves, a last save)
-                            going.append(entry)
-                            break
-                        if type(fn) is not _Saver and saves and (
-                                slow or clock() - since >= budget):
+                        if call is not NEXT and call is not CANCEL:  # (steps run at once)
+                            fn = call[0]
+                            if type(fn) is _Saver:
+                                if call[1][0].durable:
+                                    if not saves:
+                                        since = clock()
+                                    saves.append((entry, call))  # (a checkpoint that saves)
+                                    going.append(entry)
+                                    break
+                                entry[1], entry[2] = run(_call, call, None)  # (marks it dirty)
+                                continue
+                            if fn == settle:
+                                if not saves:
+                                    since = clock()
+                                saves.append((entry, call))  # (its last save)
+                                going.append(entry)
+                                break
+                        if saves and (slow or clock() - since >= budget):
                             self._save_together(saves)  # before user code: they waited enough
                             saves = []
                         began = clock()
-                        entry[1], entry[2] = run(_call, call, watch)
-                        if type(fn) is not _Saver:
-                            slow = clock() - began >= budget
+                        entry[1], entry[2] = yield entry, call
+                        slow = clock() - began >= budget
                 live = going
                 self._save_together(saves)
         finally:
@@ -1490,6 +1594,51 @@ def _call(call: tuple[Any, tuple[Any, ...], Any],
         return value, None
     except BaseException as exc:
         return None, exc
+    finally:
+        if token is not None:
+            _current_step.reset(token)
+
+
+def _begun(call: tuple[Any, tuple[Any, ...], Any], watch: Observer | None,
+           flights: dict[asyncio.Future[Any], Any]) -> tuple[Any, Any]:
+    """A call of user code by the async driver of a round, as `runtime.drive_async`
+    makes it, up to what it leaves to await: (its value, None) when it is done
+    (a `Start`'s awaitable left running in `flights`: `PENDING`), or (None,
+    the awaitable) to await (`_awaited`), in the operation's context as this.
+    A call that raises raises. Run in the operation's context."""
+    fn, args, ctx = call
+    token = _current_step.set(ctx) if ctx is not None else None
+    watching = watch if ctx is not None else None  # (steps and handlers only)
+    try:
+        opened: Any = watching.open_call(fn, ctx) if watching is not None else None
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            if watching is not None:
+                watching.close_call(opened, ctx, exc)
+            raise
+        if value is None or not inspect.isawaitable(value):
+            if watching is not None:
+                watching.close_call(opened, ctx, None)
+            return value, None
+        if watching is not None:
+            value = watching.finish(value, opened, ctx)  # (it ends the span)
+        if type(call) is not Start:
+            return None, value
+        flights[asyncio.ensure_future(value)] = ctx  # (a task in a copy of this context)
+        if watching is not None:
+            watching.leave(opened)  # (the driver goes on outside the step's span)
+        return PENDING, None
+    finally:
+        if token is not None:
+            _current_step.reset(token)
+
+
+async def _awaited(awaitable: Any, ctx: Any) -> Any:
+    """The rest of a call `_begun` began, its step current again while it runs."""
+    token = _current_step.set(ctx) if ctx is not None else None
+    try:
+        return await awaitable
     finally:
         if token is not None:
             _current_step.reset(token)

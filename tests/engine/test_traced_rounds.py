@@ -10,12 +10,13 @@ OpenTelemetry is the SDK's, with in-memory exporters (tests/support/otel_helpers
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import contextlib
 from typing import Any
 
 import attrs
 import pytest
+from commits import Commits
 from obs_app import Broken, Flaky, Parent
 from otel_helpers import in_memory_otel, named
 from postgres_db import fresh_schema, postgres_dsn
@@ -55,41 +56,6 @@ def _unhurried(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "_SHARE_BUDGET", 60.0)
 
 
-class Commits:
-    """The commits of a store's instance saves, each as the ids it saved: a
-    `saves_together` block is one commit, a save outside one is its own."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.commits: list[list[str]] = []
-        self._block: list[str] | None = None
-        save, together = store.save, store.saves_together
-
-        def counted_save(record: Any, **kw: Any) -> Any:
-            saved = save(record, **kw)
-            if self._block is None:
-                self.commits.append([record.id])
-            else:
-                self._block.append(record.id)
-            return saved
-
-        @contextlib.contextmanager
-        def counted_together() -> Any:
-            self._block = []
-            try:
-                with together() as refused:
-                    yield refused
-                self.commits.append(self._block)
-            finally:
-                self._block = None
-
-        store.save = counted_save  # type: ignore[method-assign]
-        store.saves_together = counted_together  # type: ignore[method-assign]
-
-    def stop(self) -> None:
-        del self.store.save, self.store.saves_together  # (the class's again)
-
-
 @pytest.fixture
 def fresh(store_kind: str, tmp_path: Any) -> Any:
     """A factory of empty stores of the kind, each its own database."""
@@ -117,11 +83,12 @@ def fresh(store_kind: str, tmp_path: Any) -> Any:
 STEPS = ("s0", "s1", "s2")
 
 
-def _worker_round(fresh: Any, *, rounds: bool, traced: bool = True
+def _worker_round(fresh: Any, *, rounds: bool, traced: bool = True, loop: str = "sync"
                   ) -> tuple[Any, Engine, Commits]:
     """Instances started in requests' spans (and one untraced), then a worker
     round over them in a span of the worker's own, its commits counted, then
-    the worker runs the rest (a retry later, the child, the relay)."""
+    the worker runs the rest (a retry later, the child, the relay). `loop`:
+    the round and the rest run by the sync API or the async one."""
     otel = in_memory_otel()
     store = fresh()
     web, clock = otel.engine(store)
@@ -141,11 +108,15 @@ def _worker_round(fresh: Any, *, rounds: bool, traced: bool = True
         worker = Engine(store, clock=clock, otel=False, share_commits=rounds)
     assert (worker.observer.watching() is not None) is traced
     counted = Commits(store)
-    with otel.tracer.start_as_current_span("tick"):
-        assert worker.run_due(10) == 7
+    with otel.tracer.start_as_current_span("tick"):  # (asyncio.run: a copy of its context)
+        assert (worker.run_due(10) if loop == "sync" else
+                asyncio.run(worker.run_due_async(10))) == 7
     counted.stop()
     assert current_traceparent() is None  # nothing of the round left current
-    worker.work(until_done=True)
+    if loop == "sync":
+        worker.work(until_done=True)
+    else:
+        asyncio.run(worker.work_async(until_done=True))
     assert current_traceparent() is None
     return otel, worker, counted
 
@@ -185,13 +156,20 @@ def _totals(otel: Any) -> dict[Any, Any]:
     return found
 
 
-def test_a_traced_round_shares_commits_as_an_untraced_one(fresh):
+LOOPS = pytest.mark.parametrize("loop", ["sync", "async"])
+
+
+@LOOPS
+def test_a_traced_round_shares_commits_as_an_untraced_one(fresh, loop):
     """The traced round's commits are the untraced round's, each turn one commit
-    of every instance still going; one at a time, a commit per save."""
-    _, _, traced = _worker_round(fresh, rounds=True)
-    _, _, untraced = _worker_round(fresh, rounds=True, traced=False)
-    _, _, alone = _worker_round(fresh, rounds=False)
+    of every instance still going; one at a time, a commit per save. The
+    async loop's round commits as the sync loop's."""
+    _, _, traced = _worker_round(fresh, rounds=True, loop=loop)
+    _, _, untraced = _worker_round(fresh, rounds=True, traced=False, loop=loop)
+    _, _, alone = _worker_round(fresh, rounds=False, loop=loop)
     assert traced.commits == untraced.commits
+    if loop == "async":
+        assert traced.commits == _worker_round(fresh, rounds=True)[2].commits
     assert sorted(traced.commits[0]) == sorted([*STEPS, "bad", "flaky", "parent", "plain"])
     assert len(traced.commits) < len(alone.commits)
     assert all(len(ids) == 1 for ids in alone.commits)
@@ -200,9 +178,10 @@ def test_a_traced_round_shares_commits_as_an_untraced_one(fresh):
         sorted(i for ids in alone.commits for i in ids)
 
 
-def test_a_traced_round_makes_the_spans_and_metrics_of_one_at_a_time(fresh):
-    otel, worker, _ = _worker_round(fresh, rounds=True)
-    alone_otel, _, _ = _worker_round(fresh, rounds=False)
+@LOOPS
+def test_a_traced_round_makes_the_spans_and_metrics_of_one_at_a_time(fresh, loop):
+    otel, worker, _ = _worker_round(fresh, rounds=True, loop=loop)
+    alone_otel, _, _ = _worker_round(fresh, rounds=False, loop=loop)
     spans = otel.spans()
     assert _shape(spans) == _shape(alone_otel.spans())
     assert _totals(otel) == _totals(alone_otel)
@@ -227,8 +206,9 @@ def test_a_traced_round_makes_the_spans_and_metrics_of_one_at_a_time(fresh):
     assert len({runs[iid].context.trace_id for iid in STEPS}) == 3
 
 
-def test_a_failing_step_in_a_round_is_on_its_own_spans_only(fresh):
-    otel, _, _ = _worker_round(fresh, rounds=True)
+@LOOPS
+def test_a_failing_step_in_a_round_is_on_its_own_spans_only(fresh, loop):
+    otel, _, _ = _worker_round(fresh, rounds=True, loop=loop)
     errors = [s for s in otel.spans() if s.status.status_code.name == "ERROR"]
     assert sorted((s.name, s.attributes["genflow.instance_id"]) for s in errors) == [
         ("genflow.run", "bad"), ("genflow.step charge", "flaky"),

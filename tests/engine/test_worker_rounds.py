@@ -3,10 +3,12 @@
 one statement at the block's end), a turn that holds whole saves only (a save
 that failed half-way, or a crash, undoes the whole turn and no operation goes
 on as saved), and crashes at every store call of rounds that end as the
-uninterrupted run."""
+uninterrupted run, under `work` and under `work_async` (the same turns,
+`Engine._turns`, driven by the sync driver or the async one)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 import uuid
@@ -88,6 +90,16 @@ def _outcome(engine: Engine) -> dict[str, Any]:
 
 def _record(name: str) -> InstanceRecord:
     return InstanceRecord(id=name, workflow="w", status="resuming", blob=b"b0")
+
+
+def _work(engine: Engine, loop: str) -> int:
+    """`work(until_idle=True)` of the sync loop, or of the async one (`work_async`)."""
+    if loop == "sync":
+        return engine.work(until_idle=True)
+    return asyncio.run(engine.work_async(until_idle=True))
+
+
+LOOPS = pytest.mark.parametrize("loop", ["sync", "async"])
 
 
 def _now() -> _dt.datetime:
@@ -271,12 +283,13 @@ def _uninterrupted(kind: str, tmp_path: Any) -> dict[str, Any]:
         store.close()
 
 
+@LOOPS
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
-def test_a_save_that_fails_half_way_undoes_its_turn(kind, tmp_path):
+def test_a_save_that_fails_half_way_undoes_its_turn(kind, loop, tmp_path):
     """The parent's save is written, then its child's start fails: the turn is
     rolled back whole (the parent's save with it: never a parent without its
     child), no instance of the turn runs a step past it, and a later round
-    ends every instance as an uninterrupted run."""
+    ends every instance as an uninterrupted run. Under either loop."""
     expected = _uninterrupted(kind, tmp_path)
     RAN.clear()
     store = _open(kind, tmp_path)
@@ -295,7 +308,10 @@ def test_a_save_that_fails_half_way_undoes_its_turn(kind, tmp_path):
 
         store.create_if_absent = fails_once  # type: ignore[method-assign]
         with pytest.raises(StoreUnavailableError):
-            engine.run_due(10)
+            if loop == "sync":
+                engine.run_due(10)
+            else:
+                asyncio.run(engine.run_due_async(10))
         for record in store.list():  # no step ran past a save that does not stand
             data = engine.get(record.id).data
             done = data.i if isinstance(data, Steps) else data.before + data.after
@@ -303,19 +319,21 @@ def test_a_save_that_fails_half_way_undoes_its_turn(kind, tmp_path):
         assert not [r for r in store.list() if "/" in r.id]  # the failed start: not half-made
         assert store.get("p0").status == "resuming"  # at its step's save, not past it
         clock.advance(seconds=30)  # (any lease the failure left runs out)
-        engine.work(until_idle=True)
+        _work(engine, loop)
         assert _outcome(engine) == expected
     finally:
         store.close()
 
 
 def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
-               parents: int = 1, plain: int = 3, traced: bool = False
+               parents: int = 1, plain: int = 3, traced: bool = False, loop: str = "sync"
                ) -> tuple[dict[str, Any], int]:
     """A worker round over parents (with a child each) and plain instances,
     dying at the `crash_at`-th store write; then another worker, once the
     leases have run out, finishes what is left. `traced`: every engine
-    records spans and metrics (the SDK's, in memory)."""
+    records spans and metrics (the SDK's, in memory). `loop`: the worker
+    that dies runs `work` ("sync") or `work_async` ("async"); the one that
+    finishes, `work`."""
     class Crash(BaseException):
         pass
 
@@ -336,7 +354,7 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
         with dies_at_call(store, crash_at, methods, Crash) as count:
             engine = engine_of(store, clock=clock, lease_seconds=10)
             with contextlib.suppress(Crash):
-                engine.work(until_idle=True)
+                _work(engine, loop)
         assert current_traceparent() is None  # the crash left no operation's span current
         worker = engine_of(store, clock=clock, lease_seconds=10)
         for _ in range(3):
@@ -347,35 +365,39 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
         store.close()
 
 
+@LOOPS
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
-def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, traced,
+def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, traced, loop,
                                                                          tmp_path):
     """Every store write of a worker run (saves put off to a turn's end, the
     turn's statement, a child's start and outbox rows, leases), each in turn the
     one where the process dies: the next worker ends every instance as the
     uninterrupted run, each step's effect on the data counted once. Traced,
-    the round is the same (its saves at the same points)."""
+    the round is the same (its saves at the same points); under `work_async`,
+    its writes are those of `work`."""
     if kind == "postgres":
         postgres_dsn()
-    expected, writes = _crash_run(kind, tmp_path, None, 0, traced=traced)
+    expected, writes = _crash_run(kind, tmp_path, None, 0, traced=traced, loop=loop)
     assert all(status == "finished" for status, _ in expected.values())
     assert expected["p0"][1]["got"] == 2
+    if loop == "async":
+        assert (expected, writes) == _crash_run(kind, tmp_path, None, 0, traced=traced)
     for crash_at in range(1, writes + 1):
-        got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, traced=traced)
+        got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, traced=traced, loop=loop)
         assert got == expected, crash_at
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(parents=st.integers(0, 2), plain=st.integers(1, 4), crash_at=st.integers(1, 80),
-       kind=st.sampled_from(["memory", "sqlite"]))
+       kind=st.sampled_from(["memory", "sqlite"]), loop=st.sampled_from(["sync", "async"]))
 def test_a_crash_anywhere_in_any_round_ends_as_the_uninterrupted_run(parents, plain, crash_at,
-                                                                       kind, tmp_path):
+                                                                       kind, loop, tmp_path):
     RAN.clear()
     expected, _ = _crash_run(kind, tmp_path, None, 0, parents, plain)
     RAN.clear()
-    got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, parents, plain)
+    got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, parents, plain, loop=loop)
     assert got == expected
     for k in range(plain):  # at least once: every step of every instance ran
         assert {i for name, i in RAN if name == f"s{k}"} == {1, 2, 3}
