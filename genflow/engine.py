@@ -130,7 +130,11 @@ _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 
 @attrs.frozen
 class Instance:
-    """An instance as the engine sees it: its data, State and stored bookkeeping."""
+    """An instance as the engine sees it: its data, State and stored bookkeeping.
+
+    `waiting_for` is the events its threads wait for now (as `Engine.list`'s
+    records and the HTTP API's instance give them): what a caller checks before
+    it sends."""
 
     id: str
     workflow: str
@@ -142,6 +146,7 @@ class Instance:
     error: str = ""
     wake_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+    waiting_for: tuple[str, ...] = ()
 
 
 class Engine:
@@ -1225,6 +1230,7 @@ class Engine:
             id=record.id, workflow=record.workflow, status=state.status, data=wf, state=state,
             version=record.version, attempts=record.attempts, error=record.error,
             wake_at=record.wake_at, updated_at=record.updated_at,
+            waiting_for=tuple(record.waiting_for),
         )
 
     def _acquire(self, instance_id: str, timeout: float) -> InstanceRecord:
