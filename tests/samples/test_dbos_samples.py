@@ -15,15 +15,16 @@ import pytest
 
 import genflow
 from genflow import (
+    Cancelled,
     DuplicateInstanceError,
     Engine,
     FakeClock,
     Go,
     On,
-    Raise,
     Sleep,
     Step,
     Timeout,
+    Try,
     Wait,
     open_store,
 )
@@ -214,32 +215,37 @@ def test_a_deduplication_id_is_the_instance_id(shared):
 
 # -- a workflow timeout -------------------------------------------------------------------
 
-class WorkflowTimedOut(Exception):
-    pass
-
-
 @genflow.workflow("sample-timeout")
 @attrs.define
 class Approval:
     approved: bool = False
+    cleaned_up: bool = False
 
     def definition(self):
-        # DBOS's SetWorkflowTimeout(3600): a daemon thread that fails the instance
-        yield Go("timeout", [Sleep("an hour", 3600), Raise(WorkflowTimedOut, "after 1 h")],
+        # DBOS's SetWorkflowTimeout(3600): a daemon thread that cancels its instance
+        yield Go("timeout", [Sleep("an hour", 3600), Step("time out", self.time_out)],
                  daemon=True)
-        yield Wait("approval", On("approve", lambda: setattr(self, "approved", True)))
+        yield Try("approve",
+                  Wait("approval", On("approve", lambda: setattr(self, "approved", True))),
+                  ).Catch("timed out", Step("clean up", self.clean_up), errors=Cancelled)
+
+    def time_out(self) -> None:
+        genflow.current_step().cancel(genflow.current_step().instance_id)
+
+    def clean_up(self) -> None:
+        self.cleaned_up = True
 
 
-def test_a_workflow_timeout_ends_it(engine):
+def test_a_workflow_timeout_cancels_it(shared):
     """DBOS's `with SetWorkflowTimeout(3600): approval()` (~5 lines) cancels the
-    workflow at its timeout; genflow has no workflow timeout, so a daemon
-    thread sleeps and fails the instance (4 lines)."""
-    engine.start(Approval(), id="late")
-    engine.start(Approval(), id="on-time")
-    engine.send("on-time", "approve")
-    engine.clock.advance(3600)  # type: ignore[attr-defined]
-    engine.work(until_idle=True)
-    assert engine.get("on-time").status.value == "finished"
-    late = engine.get("late")
-    assert late.status.value == "failed"
-    assert "WorkflowTimedOut: after 1 h" in (late.error or "")
+    workflow at its timeout; genflow has no timeout on a start: a daemon thread
+    sleeps, then a step cancels its own instance through the outbox (6 lines),
+    and the cancellation's cleanup runs as any cancel's."""
+    shared.start(Approval(), id="late")
+    shared.start(Approval(), id="on-time")
+    shared.send("on-time", "approve")
+    shared.clock.advance(3600)  # type: ignore[attr-defined]
+    shared.work(until_idle=True)
+    on_time, late = shared.get("on-time"), shared.get("late")
+    assert (on_time.status.value, on_time.data.approved) == ("finished", True)
+    assert (late.status.value, late.data.cleaned_up) == ("cancelled", True)
