@@ -749,6 +749,9 @@ class Engine:
         `send` returns then, or `_EXISTS` when the instance exists)."""
         if if_exists not in ("raise", "return"):
             raise ArgumentError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+        if type(run) is not bool:  # ("no" is true: it would run)
+            raise ArgumentError(f"run is True (move the instance until it waits) or False "
+                                f"(leave it due for a worker), not {run!r}")
         if isinstance(data, type):
             raise ArgumentError(f"the data to start from is an instance of the workflow's class "
                                 f"({data.__qualname__}(...)), not the class {data.__qualname__} "
