@@ -227,11 +227,13 @@ def test_http_start_status_poll_and_raise_event(engine):
     started = client.post("/api/v1/instances", headers=auth,
                           json={"workflow": "sample-approval", "id": "ap-1", "data": {}})
     assert started.status_code == 201
-    status = client.get("/api/v1/instances/ap-1", headers=auth).json()
+    status_url = started.headers["Location"]  # Azure's statusQueryGetUri
+    assert status_url == "/api/v1/instances/ap-1"
+    status = client.get(status_url, headers=auth).json()
     assert (status["status"], status["waiting_for"]) == ("waiting", ["Approval", "timeout"])
     raised = client.post("/api/v1/instances/ap-1/events/Approval", headers=auth, json=True)
     assert raised.status_code == 200
-    status = client.get("/api/v1/instances/ap-1", headers=auth).json()
+    status = client.get(status_url, headers=auth).json()
     assert (status["status"], status["data"]["outcome"]) == ("finished", "approved")
     # the same start again: 409, or the instance that exists with if_exists
     again = client.post("/api/v1/instances", headers=auth,
