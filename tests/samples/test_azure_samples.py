@@ -115,7 +115,7 @@ class WeatherMonitor:
         yield For("poll", not self.clear,
             Step("get weather", self.check),
             If(self.clear, "clear", Step("send alert", self.alert), Break()),
-            Wait("next check", Timeout("expired", None, Break(), at=self.expiry),
+            Wait("next check", Timeout("expired", Break(), at=self.expiry),
                  Timeout("in 30 minutes", dt.timedelta(minutes=30))),
         )
 
