@@ -132,9 +132,9 @@ _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 class Instance:
     """An instance as the engine sees it: its data, State and stored bookkeeping.
 
-    `waiting_for` is the events its threads wait for now (as `Engine.list`'s
-    records and the HTTP API's instance give them): what a caller checks before
-    it sends."""
+    `waiting_for` is the events its threads wait for now, timers' names too
+    (as `Engine.list`'s records and the HTTP API's instance give them): what a
+    caller checks before it sends."""
 
     id: str
     workflow: str
