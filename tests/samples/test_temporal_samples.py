@@ -326,3 +326,33 @@ def test_a_long_step_heartbeats_into_the_journal(tmp_path):
     assert engine.get("dl").data.chunks == 3
     notes = [e for e in engine.store.journal("dl") if e.kind == "heartbeat"]
     assert [n.detail["note"] for n in notes] == ["chunk 0", "chunk 1", "chunk 2"]
+
+
+@genflow.workflow("sample-parent-cancels-by-id")
+@attrs.define
+class Supervisor:
+    child_outcome: str = ""
+
+    def definition(self):
+        yield Go("child", Try("run child", Child("crawl", Crawl(), id="crawl-of-supervisor"))
+                 .Catch("child ended", Step("note", self.note), errors=ChildFailed), id="child")
+        yield Wait("stop?", On("stop"))
+        yield Step("cancel child", lambda: genflow.current_step().cancel("crawl-of-supervisor"))
+
+    def note(self) -> None:
+        failure = genflow.current_step().failure
+        self.child_outcome = failure.message if failure else ""
+
+
+def test_a_parent_cancels_its_child_by_id_and_hears_of_it(engine):
+    """Temporal's `child_handle.cancel()` then `await child_handle` raising
+    (~30 lines): genflow's step cancels the child by its id through the outbox,
+    and the parent's wait for it fails with ChildFailed, caught (13 lines)."""
+    engine.start(Supervisor(), id="sup")
+    engine.work(until_idle=True)
+    engine.send("sup", "stop")
+    engine.work(until_idle=True)
+    assert engine.get("crawl-of-supervisor").status.value == "cancelled"
+    sup = engine.get("sup")
+    assert sup.status.value == "finished"
+    assert "cancelled" in sup.data.child_outcome
