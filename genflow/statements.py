@@ -24,6 +24,7 @@ import attrs
 from genflow.compiled import mypyc_attr
 from genflow.errors import (
     DefinitionError,
+    NonRetryable,
     StatementError,
     StatementTypeError,
 )
@@ -140,8 +141,10 @@ class Retry:
             return self.max_backoff
 
     def retries(self, exc: BaseException) -> bool:
-        """May a failure with `exc` be tried again (given attempts are left)?"""
-        return isinstance(exc, self.on) and not isinstance(exc, self.never)
+        """May a failure with `exc` be tried again (given attempts are left)?
+        Never a `NonRetryable`, whatever `on` says."""
+        return isinstance(exc, self.on) and not isinstance(exc, self.never) \
+            and not isinstance(exc, NonRetryable)
 
     def allows(self, attempt: int) -> bool:
         """Is attempt number `attempt` (1-based) within the policy?"""

@@ -490,6 +490,36 @@ def test_retry_forever_and_errors_that_are_never_retried():
     assert policy.retries(Transient()) and not policy.retries(Declined())
 
 
+class CardDeclined(genflow.NonRetryable):
+    pass
+
+
+@genflow.workflow("f-non-retryable")
+@attrs.define
+class Charge:
+    declined: bool = True
+    failure: Failure | None = None
+
+    def definition(self):
+        yield Try("charge", Step("charge card", self.charge, retry=Retry(attempts=None)),
+                  ).Catch("declined", errors=CardDeclined, into="failure")
+
+    def charge(self) -> None:
+        LOG.append("charge")
+        if self.declined:
+            raise CardDeclined("the card was declined")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_non_retryable_error_fails_at_its_first_attempt_whatever_the_policy(mode):
+    assert not Retry(attempts=None, on=(Exception,)).retries(CardDeclined())
+    run = Instance(Charge(), mode=mode)
+    run.resume()  # (retried forever, it would wait for its next attempt)
+    assert LOG == ["charge"]
+    assert run.wf.failure is not None and run.wf.failure.attempt == 1
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
 def test_a_sync_step_that_overruns_its_timeout_fails_its_attempt():
     run: Instance
 
