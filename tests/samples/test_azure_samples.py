@@ -88,7 +88,7 @@ class BackupSiteContent:
 
 def test_fan_out_fan_in(engine):
     """E2_BackupSiteContent: `context.task_all([call_activity(...) for f in files])`,
-    then a sum (~25 lines with its two activities); genflow's 17 lines, the copies
+    then a sum (~25 lines with its two activities); genflow's 18 lines, the copies
     run at once under the async API."""
     iid = asyncio.run(engine.start_async(BackupSiteContent("/site")))
     done = engine.get(iid)
@@ -133,7 +133,7 @@ class WeatherMonitor:
 def test_the_monitor_polls_until_a_condition_or_expiry(engine):
     """E3_Monitor: a `while context.current_utc_datetime < expiry` loop of an
     activity and `context.create_timer(next_check)` (~30 lines with its two
-    activities); genflow's 22 lines."""
+    activities); genflow's 23 lines."""
     WEATHER[:] = ["cloudy", "cloudy", "clear"]
     clear = engine.start(WeatherMonitor("Redmond"))
     for _ in range(2):
@@ -171,7 +171,7 @@ class ApprovalWorkflow:
 
 def test_an_external_event_raced_against_a_timer(engine):
     """`context.wait_for_external_event("Approval")` raced with `create_timer` in
-    `task_any`, the timer cancelled if the event wins (~15 lines); genflow's 11."""
+    `task_any`, the timer cancelled if the event wins (~15 lines); genflow's 12."""
     approved = engine.start(ApprovalWorkflow())
     engine.send(approved, "Approval", True)
     late = engine.start(ApprovalWorkflow())
@@ -202,7 +202,7 @@ class PeriodicCleanup:
 def test_an_eternal_orchestration_is_a_loop(engine):
     """Azure's eternal orchestration: an activity, `create_timer(+1h)`, then
     `context.continue_as_new(None)` (~10 lines); genflow's loop needs no
-    continue-as-new (8 lines): it keeps no history to cut."""
+    continue-as-new (11 lines): it keeps no history to cut."""
     iid = engine.start(PeriodicCleanup())
     for _ in range(24):
         engine.clock.advance(dt.timedelta(hours=1))  # type: ignore[attr-defined]
@@ -216,7 +216,7 @@ def test_an_eternal_orchestration_is_a_loop(engine):
 def test_http_start_status_poll_and_raise_event(engine):
     """Azure's HTTP starter (`client.start_new`, `create_check_status_response`)
     and its status and raiseEvent webhooks: genflow.web's JSON API does it
-    with no function of the user's (the workflow above, 11 lines; Azure's
+    with no function of the user's (the workflow above, 12 lines; Azure's
     starter function ~10 lines more)."""
     testclient = pytest.importorskip("starlette.testclient")
     from genflow.web import create_app

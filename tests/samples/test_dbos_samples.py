@@ -72,7 +72,7 @@ def test_a_workflow_publishes_a_value_its_caller_reads_while_it_runs(engine):
     """DBOS's widget store: `DBOS.set_event(PAYMENT_URL, url)` in the workflow,
     `DBOS.get_event(id, PAYMENT_URL)` in the request handler (~20 lines). In
     genflow a step writes a field and the caller reads it with `Engine.get`
-    (14 lines); `get_event`'s wait is the start itself, which returns once the
+    (15 lines); `get_event`'s wait is the start itself, which returns once the
     instance waits, the field set."""
     order = engine.start(Checkout("o-1"), id="o-1")
     url = engine.get(order).data.payment_url
@@ -105,7 +105,7 @@ class Notified:
 
 def test_send_before_recv_is_kept_and_recv_times_out(engine):
     """DBOS's `DBOS.send(id, msg, topic)` / `DBOS.recv(topic, timeout)` (~12 lines):
-    genflow's `Engine.send` and a `Wait` on the topic with a `Timeout` (12 lines).
+    genflow's `Engine.send` and a `Wait` on the topic with a `Timeout` (14 lines).
     A message sent before the wait is kept in the mailbox, as DBOS's is."""
     engine.start(Notified(), id="n")  # it sleeps: no wait for the topic open yet
     kept = engine.send("n", "notification", "hello")
@@ -141,7 +141,7 @@ class Payment:
 def test_starting_twice_with_one_id_runs_once(shared):
     """DBOS's `with SetWorkflowID("pay-7"): payment(...)` called twice runs the
     workflow once and gives the first run's result (~8 lines); genflow's
-    `start(..., id=..., if_exists="return")` and `result` (8 lines)."""
+    `start(..., id=..., if_exists="return")` and `result` (the workflow 10 lines)."""
     CHARGES.clear()
     first = shared.start(Payment(40), id="pay-7", if_exists="return")
     again = shared.start(Payment(99), id="pay-7", if_exists="return")
@@ -239,7 +239,8 @@ class Approval:
 def test_a_workflow_timeout_cancels_it(shared):
     """DBOS's `with SetWorkflowTimeout(3600): approval()` (~5 lines) cancels the
     workflow at its timeout; genflow has no timeout on a start: a daemon thread
-    sleeps, then a step cancels its own instance through the outbox (6 lines),
+    sleeps, then a step cancels its own instance through the outbox (6 of the
+    workflow's 15 lines),
     and the cancellation's cleanup runs as any cancel's."""
     shared.start(Approval(), id="late")
     shared.start(Approval(), id="on-time")
