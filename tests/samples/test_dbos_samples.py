@@ -9,6 +9,7 @@ steps, no blank lines or comments) against the peer's, roughly."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import attrs
 import pytest
@@ -66,6 +67,26 @@ class Checkout:
 
     def on_status(self, status: str) -> None:
         self.status = status
+
+
+def test_a_value_published_by_a_workflow_a_worker_runs_is_waited_for(make_store):
+    """The same with the workflow on a worker elsewhere (DBOS's `get_event(id,
+    key, timeout)` waits for it): `Engine.result(id, until=...)` waits until the
+    data says it is published, while the instance runs on."""
+    caller = Engine(make_store())
+    worker = Engine(make_store())
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.work, kwargs={"stop": stop.is_set,
+                                                          "idle_sleep": 0.01})
+    thread.start()
+    try:
+        order = caller.start(Checkout("o-2"), id="o-2", run=False)  # a worker runs it
+        published = caller.result(order, until=lambda c: c.payment_url, timeout=20)
+        assert published.payment_url.startswith("https://pay.example.com/o-2/")
+        assert caller.get(order).status.value == "waiting"
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 def test_a_workflow_publishes_a_value_its_caller_reads_while_it_runs(engine):
