@@ -48,6 +48,7 @@ from genflow.errors import (
     MoveError,
     MoveLimitError,
     NonDeterminismError,
+    NonRetryable,
     NotWaitingError,
     PayloadError,
     ResultTimeoutError,
@@ -155,8 +156,8 @@ __all__ = [  # noqa: RUF022 - grouped by what they are for
     # the errors a caller catches (all of them: genflow.errors)
     "Cancelled", "ChildFailed", "ConcurrencyError", "DefinitionError", "DuplicateInstanceError",
     "EventError", "GenflowError", "HandlerError", "InstanceFailedError", "InstanceNotFoundError",
-    "MailboxFullError", "NonDeterminismError", "PayloadError", "ResultTimeoutError", "StepError",
-    "StepTimeoutError",
+    "MailboxFullError", "NonDeterminismError", "NonRetryable", "PayloadError",
+    "ResultTimeoutError", "StepError", "StepTimeoutError",
     "StoreError", "UnknownEventError", "WorkflowFinishedError",
 ]
 

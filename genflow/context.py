@@ -77,6 +77,16 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
         fails the step at once (`InstanceNotFoundError`)."""
         self._outbox().send(self.instance_id, instance_id, event, payload, at)
 
+    def cancel(self, instance_id: str) -> None:
+        """Cancel `instance_id` once this step is checkpointed, as `Engine.cancel`
+        does (its handlers torn down, its cleanup run), carried out exactly once
+        after the commit: another instance (Temporal's external workflow handle,
+        DBOS's `cancel_workflow`) or this instance's own id (a workflow's own
+        timeout, from a daemon thread). An instance that has ended by then is
+        left as it is; a target that does not exist fails the step at once
+        (`InstanceNotFoundError`)."""
+        self._outbox().cancel(self.instance_id, instance_id)
+
     def _outbox(self) -> Outbox:
         if self.outbox is None:
             raise GenflowError("this step runs without an outbox (run it through an Engine, "

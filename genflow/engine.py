@@ -140,7 +140,11 @@ _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 
 @attrs.frozen
 class Instance:
-    """An instance as the engine sees it: its data, State and stored bookkeeping."""
+    """An instance as the engine sees it: its data, State and stored bookkeeping.
+
+    `waiting_for` is the events its threads wait for now, timers' names too
+    (as `Engine.list`'s records and the HTTP API's instance give them): what a
+    caller checks before it sends."""
 
     id: str
     workflow: str
@@ -152,6 +156,7 @@ class Instance:
     error: str = ""
     wake_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+    waiting_for: tuple[str, ...] = ()
 
 
 class Engine:
@@ -409,7 +414,8 @@ class Engine:
         """The instance's data, State and bookkeeping (no lease needed)."""
         return self._instance(self.store.get(checked_id(instance_id)))
 
-    def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
+    def result(self, instance_id: str, *, timeout: float | None = None,
+               until: Callable[[Any], Any] | None = None) -> Any:
         """Wait until the instance has finished; its data, as `get(...).data`.
 
         Temporal's `handle.result()`, DBOS's `get_result()`: the caller waits
@@ -421,28 +427,51 @@ class Engine:
         `timeout` is in seconds of wall time (whatever the engine's clock, a
         `FakeClock` too); past it, `ResultTimeoutError`, and the instance is
         as it was. An id no instance has is `InstanceNotFoundError` at once.
+
+        `until`, a function of the data, waits for what a running instance
+        publishes instead (DBOS's `get_event`: a step sets a field, the caller
+        reads it): the data as soon as `until(data)` holds, finished or not.
+        An instance that finished without it ever holding is
+        `WorkflowFinishedError` (waiting longer would not help).
         """
-        pauses = _pauses(timeout)
+        pauses = _pauses(timeout, until)
         while True:
-            record = self._ended(instance_id)
-            if record is not None:
-                return self._instance(record).data
+            data = self._result(instance_id, until)
+            if data is not _NO_RESULT:
+                return data
             pause = next(pauses)
             if pause is None:
-                raise ResultTimeoutError(_no_result(instance_id, timeout))
+                raise ResultTimeoutError(_no_result(instance_id, timeout, until))
             time.sleep(pause)
 
-    async def result_async(self, instance_id: str, *, timeout: float | None = None) -> Any:
+    async def result_async(self, instance_id: str, *, timeout: float | None = None,
+                           until: Callable[[Any], Any] | None = None) -> Any:
         """`result`, waiting with `asyncio.sleep` between its reads of the store."""
-        pauses = _pauses(timeout)
+        pauses = _pauses(timeout, until)
         while True:
-            record = self._ended(instance_id)
-            if record is not None:
-                return self._instance(record).data
+            data = self._result(instance_id, until)
+            if data is not _NO_RESULT:
+                return data
             pause = next(pauses)
             if pause is None:
-                raise ResultTimeoutError(_no_result(instance_id, timeout))
+                raise ResultTimeoutError(_no_result(instance_id, timeout, until))
             await asyncio.sleep(pause)
+
+    def _result(self, instance_id: str, until: Callable[[Any], Any] | None) -> Any:
+        """One read of `result`: the data it answers, or `_NO_RESULT` (not yet)."""
+        if until is None:
+            record = self._ended(instance_id)
+            return _NO_RESULT if record is None else self._instance(record).data
+        record = self.store.get(checked_id(instance_id))
+        data = self._instance(record).data
+        if until(data):
+            return data
+        if record.status == _FINISHED_VALUE:
+            raise WorkflowFinishedError(
+                f"instance {instance_id!r} finished and the condition it was waited for never "
+                "held: it never will")
+        self._ended(instance_id)  # a failed or cancelled instance raises, as without `until`
+        return _NO_RESULT
 
     def _ended(self, instance_id: str) -> InstanceRecord | None:
         """The instance's record once it has finished (None while it has not
@@ -765,6 +794,9 @@ class Engine:
         `send` returns then, or `_EXISTS` when the instance exists)."""
         if if_exists not in ("raise", "return"):
             raise ArgumentError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
+        if type(run) is not bool:  # ("no" is true: it would run)
+            raise ArgumentError(f"run is True (move the instance until it waits) or False "
+                                f"(leave it due for a worker), not {run!r}")
         if isinstance(data, type):
             raise ArgumentError(f"the data to start from is an instance of the workflow's class "
                                 f"({data.__qualname__}(...)), not the class {data.__qualname__} "
@@ -1329,6 +1361,7 @@ class Engine:
             id=record.id, workflow=record.workflow, status=state.status, data=wf, state=state,
             version=record.version, attempts=record.attempts, error=record.error,
             wake_at=record.wake_at, updated_at=record.updated_at,
+            waiting_for=tuple(record.waiting_for),
         )
 
     def _acquire(self, instance_id: str, timeout: float) -> InstanceRecord:
@@ -1674,12 +1707,19 @@ def _checked_request(req: Any) -> None:
 _FINISHED_VALUE = WorkflowStatus.FINISHED.value
 
 
-def _pauses(timeout: Any) -> Iterator[float | None]:
+#: what `Engine._result` answers while there is nothing to answer yet
+_NO_RESULT = object()
+
+
+def _pauses(timeout: Any, until: Any = None) -> Iterator[float | None]:
     """The waits between `Engine.result`'s reads of the store: 5 ms, half as
     long again each time, up to a tenth of a second (a result soon after the
     call is seen within milliseconds; a long wait costs ten reads a second and
     sees the result within 0.1 s), the last cut to `timeout`; then None: the
-    time is up. `timeout` is checked here, at once."""
+    time is up. `timeout` and `until` are checked here, at once."""
+    if until is not None and not callable(until):
+        raise ArgumentError(f"until is a function of the instance's data (true: the wait "
+                            f"is over), not {until!r}")
     if timeout is not None and (isinstance(timeout, bool)
                                 or not isinstance(timeout, (int, float))
                                 or not 0 <= timeout < float("inf")):
@@ -1702,8 +1742,9 @@ def _paused(deadline: float | None) -> Iterator[float | None]:
         pause = min(pause * 1.5, 0.1)
 
 
-def _no_result(instance_id: str, timeout: float | None) -> str:
-    return (f"instance {instance_id!r} had not finished after {timeout} s: it goes on where "
+def _no_result(instance_id: str, timeout: float | None, until: Any = None) -> str:
+    what = "finished" if until is None else "met the condition it was waited for"
+    return (f"instance {instance_id!r} had not {what} after {timeout} s: it goes on where "
             "it is (is a worker running? genflow worker, Engine.work); wait again, or look at "
             "it (genflow show)")
 

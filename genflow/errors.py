@@ -34,6 +34,7 @@ __all__ = [
     "MoveError",
     "MoveLimitError",
     "NonDeterminismError",
+    "NonRetryable",
     "NotWaitingError",
     "PayloadError",
     "QueueNotFoundError",
@@ -172,6 +173,14 @@ class StepError(GenflowError):
 class StepTimeoutError(GenflowError):
     """An attempt of a step ran past its `timeout`: it counts as failed (retried by
     the step's policy, catchable with `Catch(errors=StepTimeoutError)`)."""
+
+
+class NonRetryable(Exception):
+    """Raise it (or a subclass: `class CardDeclined(NonRetryable)`) from a step
+    or a handler for a failure no retry can mend, whatever the `Retry` policy
+    says: it fails at its first attempt, as the errors of `Retry.never` do,
+    for a `Catch` to take. Temporal's `ApplicationError(non_retryable=True)`:
+    said where the error is raised, not in every policy that may meet it."""
 
 
 class RecordedFailure(Exception):

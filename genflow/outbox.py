@@ -65,7 +65,8 @@ class SendIntent:
 
 @attrs.frozen
 class CancelIntent:
-    """Cancel `target` (a child whose parent no longer waits for it)."""
+    """Cancel `target`: a child whose parent no longer waits for it, or an
+    instance a step cancels (`StepContext.cancel`)."""
 
     target: str
 
@@ -128,6 +129,15 @@ class Outbox:
                 "the id); nothing was sent")
         trace = self.traceparent() if self.traceparent is not None else None
         self.intents.append(SendIntent(target, event, plain, _aware(at, "send"), trace=trace))
+
+    def cancel(self, origin: str, target: str) -> None:
+        if not isinstance(target, str) or not target:
+            raise StatementError(f"cancel: an instance id is a non-empty str, not {target!r}")
+        if target != origin and self.exists is not None and not self._known(target) \
+                and not self.exists(target):
+            raise InstanceNotFoundError(f"cancel: no instance {target!r} (check the id); "
+                                        "nothing was cancelled")
+        self.intents.append(CancelIntent(target))
 
     def _known(self, target: str) -> bool:
         """Started by this very operation (not yet in the store)."""

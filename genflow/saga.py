@@ -41,7 +41,8 @@ UNTIL_DONE = Retry(attempts=None, backoff=1.0, max_backoff=300.0)
 class Saga:
     """The compensations owed by a saga: keep one as a field of the data."""
 
-    #: the steps done whose compensation is owed, in the order they were done
+    #: the steps done whose compensation is owed, in the order they were done (a
+    #: step done again, in a loop, once per time)
     done: list[str] = attrs.field(factory=list)
 
     def step(self, name: str, action: Callable[[], Any], *,
@@ -66,22 +67,29 @@ class Saga:
         return Step(name, run, retry=retry, timeout=timeout)
 
     def compensate(self) -> list[Step]:
-        """The compensations owed, newest first, each a step named `undo <step>`."""
+        """The compensations owed, newest first, each a step named `undo <step>`;
+        a step done again (in a loop) is owed once more each time: `undo <step> 2`,
+        `undo <step> 3`... (a compensation that depends on the iteration reads it
+        from the data, as its step did)."""
         known = _compensations(self)
         steps = []
-        for name in reversed(self.done):
+        for index in reversed(range(len(self.done))):
+            name = self.done[index]
             if name not in known:
                 raise DefinitionError(
                     f"saga step {name!r} is done but this definition no longer builds it, so "
                     "its compensation is unknown: keep the step (or its name) in the code")
             undo, retry = known[name]
-            steps.append(Step(f"undo {name}", undo, retry=retry))
+            nth = self.done[:index + 1].count(name)
+            steps.append(Step(f"undo {name}" if nth == 1 else f"undo {name} {nth}", undo,
+                              retry=retry))
         return steps
 
 
 def _record(done: list[str], name: str) -> None:
-    if name not in done:
-        done.append(name)
+    # (each execution: a step in a loop is undone as often as it was done; a failed
+    # attempt's record is rolled back with the rest of its changes)
+    done.append(name)
 
 
 async def _then(awaitable: Any, after: Callable[[], None]) -> Any:

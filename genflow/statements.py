@@ -24,6 +24,7 @@ import attrs
 from genflow.compiled import mypyc_attr
 from genflow.errors import (
     DefinitionError,
+    NonRetryable,
     StatementError,
     StatementTypeError,
 )
@@ -140,8 +141,10 @@ class Retry:
             return self.max_backoff
 
     def retries(self, exc: BaseException) -> bool:
-        """May a failure with `exc` be tried again (given attempts are left)?"""
-        return isinstance(exc, self.on) and not isinstance(exc, self.never)
+        """May a failure with `exc` be tried again (given attempts are left)?
+        Never a `NonRetryable`, whatever `on` says."""
+        return isinstance(exc, self.on) and not isinstance(exc, self.never) \
+            and not isinstance(exc, NonRetryable)
 
     def allows(self, attempt: int) -> bool:
         """Is attempt number `attempt` (1-based) within the policy?"""
@@ -315,7 +318,9 @@ class On(Stmt):
 class Timeout(On):
     """An event that arrives by itself: `after` (seconds or a timedelta) the wait
     began, or `at` an aware datetime, typically computed from the data (a
-    deadline across several waits: `Timeout("expired", at=self.deadline)`).
+    deadline across several waits: `Timeout("expired", at=self.deadline)`; its
+    body then follows the name, `Timeout("expired", Break(), at=...)`, as
+    `On(event, *body)` takes one without a handler).
 
     With `raises` (an exception class), the timer firing fails the thread with
     that error at the Wait instead of running a body: a `Try`'s `Catch` can
@@ -336,6 +341,10 @@ class Timeout(On):
             if after is None:
                 raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
             at = None
+        elif after is not None and _is_body(after):
+            # `Timeout(name, Break(), at=...)`: with `at`, what follows the name is the body
+            body = (after, *body)
+            after = None
         elif after is not None and at is not None:
             raise StatementError(f"Timeout {name!r}: give either `after` or `at`")
         seconds = None if after is None else _seconds(f"Timeout {name!r}", after)

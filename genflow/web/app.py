@@ -539,7 +539,7 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     return await _start(config, name, body.get("data"), instance_id,
                         field(body, "run", bool, default=True),
                         _if_exists(field(body, "if_exists", str, default="raise")),
-                        _traceparent(request))
+                        _traceparent(request), _base(request))
 
 
 async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
@@ -547,7 +547,8 @@ async def api_start_typed(request: Request, config: WebConfig, user: str) -> Res
     query = request.query_params
     return await _start(config, request.path_params["workflow"], data, query.get("id"),
                         _flag(query, "run", True) is True,
-                        _if_exists(query.get("if_exists", "raise")), _traceparent(request))
+                        _if_exists(query.get("if_exists", "raise")), _traceparent(request),
+                        _base(request))
 
 
 def _traceparent(request: Request) -> str | None:
@@ -573,7 +574,10 @@ def _flag(query: Any, name: str, default: bool | None) -> bool | None:
 
 
 async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
-                 run: bool, if_exists: str = "raise", traceparent: str | None = None) -> Response:
+                 run: bool, if_exists: str = "raise", traceparent: str | None = None,
+                 base: str = "") -> Response:
+    """A start's answer: the instance, and (201, created) its URL in `Location`,
+    the one to poll for its status (Azure's statusQueryGetUri)."""
     if instance_id is not None and not instance_id:
         raise RequestError("an instance id must not be empty")
 
@@ -594,7 +598,11 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
         return instance_json(config.engine.get(started)), code
 
     answer, code = await run_in_threadpool(start)
-    return _json(answer, code)
+    response = _json(answer, code)
+    if code == 201:
+        response.headers["Location"] = \
+            f"{base}/api/v1/instances/{urllib.parse.quote(answer['id'], safe='')}"
+    return response
 
 
 async def _send_starting(config: WebConfig, name: str, fields: Any, instance_id: str,

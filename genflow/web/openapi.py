@@ -69,7 +69,10 @@ def _responses(ok: dict[str, Any] | None, *codes: int, created: bool = False
     out: dict[str, Any] = {}
     content = {"application/json": {"schema": ok or {"type": "object"}}}
     if created:  # a start: 201 when it created the instance, 200 when it was there
-        out["201"] = {"description": "created", "content": content}
+        out["201"] = {"description": "created", "content": content,
+                      "headers": {"Location": {
+                          "description": "the instance's URL (GET it for its status)",
+                          "schema": {"type": "string"}}}}
         out["200"] = {"description": "an instance with this id existed (if_exists: "
                                      "return): it, untouched; nothing created",
                       "content": content}

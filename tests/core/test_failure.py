@@ -490,6 +490,36 @@ def test_retry_forever_and_errors_that_are_never_retried():
     assert policy.retries(Transient()) and not policy.retries(Declined())
 
 
+class CardDeclined(genflow.NonRetryable):
+    pass
+
+
+@genflow.workflow("f-non-retryable")
+@attrs.define
+class Charge:
+    declined: bool = True
+    failure: Failure | None = None
+
+    def definition(self):
+        yield Try("charge", Step("charge card", self.charge, retry=Retry(attempts=None)),
+                  ).Catch("declined", errors=CardDeclined, into="failure")
+
+    def charge(self) -> None:
+        LOG.append("charge")
+        if self.declined:
+            raise CardDeclined("the card was declined")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_non_retryable_error_fails_at_its_first_attempt_whatever_the_policy(mode):
+    assert not Retry(attempts=None, on=(Exception,)).retries(CardDeclined())
+    run = Instance(Charge(), mode=mode)
+    run.resume()  # (retried forever, it would wait for its next attempt)
+    assert LOG == ["charge"]
+    assert run.wf.failure is not None and run.wf.failure.attempt == 1
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
 def test_a_sync_step_that_overruns_its_timeout_fails_its_attempt():
     run: Instance
 
@@ -570,6 +600,44 @@ def test_a_saga_compensates_what_was_done_in_reverse_order(mode):
     run.resume()
     assert LOG == ["flight", "hotel", "car", "cancel hotel", "cancel flight"]
     assert run.wf.saga.done == ["flight", "hotel"]
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+@genflow.workflow("f-saga-loop")
+@attrs.define
+class Reservations:
+    items: list[str] = attrs.field(factory=lambda: ["a", "b", "c"])
+    reserved: int = 0
+    saga: Saga = attrs.field(factory=Saga)
+
+    def definition(self):
+        yield Try("reserve all",
+            For("each item", self.reserved < len(self.items),
+                self.saga.step("reserve", self.reserve, compensate=self.release)),
+            Step("pay", act("pay")),
+        ).Catch("release all", self.saga.compensate())
+
+    def reserve(self) -> None:
+        LOG.append(f"reserve {self.items[self.reserved]}")
+        self.reserved += 1
+
+    def release(self) -> None:  # (the compensation reads the iteration from the data)
+        self.reserved -= 1
+        LOG.append(f"release {self.items[self.reserved]}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_saga_step_done_in_a_loop_is_undone_once_per_time(mode):
+    """It was owed once however often it was done: 'b' and 'a' stayed reserved."""
+    FAIL["pay"] = 1
+    run = Instance(Reservations(), mode=mode)
+    run.resume()
+    assert LOG == ["reserve a", "reserve b", "reserve c", "pay",
+                   "release c", "release b", "release a"]
+    assert run.wf.saga.done == ["reserve"] * 3
+    list(run.wf.definition())  # (a replay registers the compensations of this data's saga)
+    assert [s.name for s in run.wf.saga.compensate()] == \
+        ["undo reserve 3", "undo reserve 2", "undo reserve"]
     assert run.state.status is WorkflowStatus.FINISHED
 
 

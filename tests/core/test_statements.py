@@ -73,6 +73,23 @@ def test_timeout_takes_seconds_or_a_timedelta() -> None:
         Timeout("t", dt.timedelta(seconds=-1))
 
 
+def test_a_timeout_at_a_moment_takes_its_body_right_after_the_name() -> None:
+    """`Timeout("expired", Break(), at=...)` was refused with "give either
+    `after` or `at`": the body was taken for a delay."""
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    timer = Timeout("expired", Break(), Step("s", nop), at=at)
+    assert (timer.after, timer.at) == (None, at)
+    assert [type(s).__name__ for s in timer.bodies[0]] == ["Break", "Step"]
+    unset = Timeout("expired", [Break()], at=None)  # a deadline the data sets later
+    assert (unset.after, unset.at) == (None, None)
+    [[body]] = unset.bodies
+    assert [type(s).__name__ for s in body] == ["Break"]
+    with pytest.raises(genflow.errors.StatementError, match="either `after` or `at`"):
+        Timeout("t", 5, at=at)
+    with pytest.raises(genflow.errors.StatementError, match="a timer that raises has no body"):
+        Timeout("t", Break(), at=at, raises=ValueError)
+
+
 def test_go_id_defaults_to_its_name_and_callable_bodies_get_the_id() -> None:
     assert Go("g", Step("s", nop)).id == "g"
     assert Go("g", Step("s", nop), id=7).id == "7"

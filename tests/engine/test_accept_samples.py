@@ -241,6 +241,14 @@ def test_keep_is_a_bool_or_none(store):
     assert store.get("g") == before
 
 
+def test_run_is_a_bool_and_a_refused_start_writes_nothing(store):
+    """`run="no"` was taken as true: the instance ran."""
+    engine = Engine(store, clock=FakeClock())
+    with pytest.raises(ArgumentError, match=r"run is True .* or False .*, not 'no'"):
+        engine.start(Greeter(), id="g", run="no")  # type: ignore[arg-type]
+    assert list(store.list()) == []
+
+
 def test_a_callback_counter_and_the_worker_s_stop_and_a_retention_policy_are_checked(store):
     from genflow.errors import ScheduleError
 

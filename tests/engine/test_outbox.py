@@ -338,3 +338,116 @@ def test_a_letter_for_an_event_the_target_can_never_take_is_given_up_not_retried
     assert "no event 'no such event' at all" in letter.error
     after = store.get(inbox)
     assert (after.blob, after.version) == (before.blob, before.version)
+
+
+# -- a cancel asked for by a step ---------------------------------------------------
+
+
+@workflow("ob-canceller")
+@attrs.define
+class Canceller:
+    target: str = ""
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("cancel it", lambda: current_step().cancel(self.target or
+                                                              current_step().instance_id))
+        yield Step("after", lambda: CALLS.update(["after"]))
+        yield Wait("hold", On("note"))
+
+
+@workflow("ob-cancellable")
+@attrs.define
+class Cancellable:
+    cleaned: bool = False
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        from genflow import Cancelled, Try
+
+        yield Try("wait", Wait("never", On("note")),
+                  ).Catch("cleanup", Step("clean", lambda: setattr(self, "cleaned", True)),
+                          errors=Cancelled)
+
+
+def test_a_step_cancels_another_instance_once_after_the_commit(store):
+    engine = _engine(store)
+    target = engine.start(Cancellable(), id="target")
+    engine.start(Canceller(target=target), id="canceller")
+    got = engine.get(target)
+    assert (got.status.value, got.data.cleaned) == ("cancelled", True)
+    assert engine.get("canceller").status.value == "waiting"
+    assert store.list_outbox() == []
+
+
+def test_a_step_cancels_its_own_instance_and_the_cleanup_runs(store):
+    engine = _engine(store)
+    iid = engine.start(Canceller(), id="me")
+    # the cancel is carried out after the operation: the step after it ran first
+    assert engine.get(iid).status.value == "cancelled" and CALLS["after"] == 1
+    assert engine.get(iid).state.threads == [] and store.list_outbox() == []
+
+
+def test_a_cancel_of_no_instance_fails_the_step_and_writes_nothing(store):
+    engine = _engine(store)
+    iid = engine.start(Canceller(target="nobody"), id="c")
+    got = engine.get(iid)
+    assert got.status.value == "failed" and "InstanceNotFoundError" in got.error
+    assert "nothing was cancelled" in got.error
+    assert store.list_outbox() == [] and [r.id for r in store.list()] == [iid]
+
+
+def test_a_cancel_of_an_ended_instance_leaves_it_as_it_is(store):
+    engine = _engine(store)
+    inbox = engine.start(Inbox(), id="inbox")
+    engine.send(inbox, "note", "done")
+    before = store.get(inbox)
+    engine.start(Canceller(target=inbox), id="c")
+    assert store.get(inbox) == before and store.list_outbox() == []
+
+
+def test_a_crash_after_the_commit_leaves_the_cancel_to_any_worker(store):
+    engine = _engine(store)
+    target = engine.start(Cancellable(), id="target")
+    engine.outbox.after = lambda: iter(())  # type: ignore[method-assign]  # dies after commit
+    engine.start(Canceller(target=target), id="canceller")
+    assert engine.get(target).status.value == "waiting" and len(store.list_outbox()) == 1
+    _engine(store, engine.clock).work(until_idle=True)
+    assert engine.get(target).status.value == "cancelled" and engine.get(target).data.cleaned
+    assert store.list_outbox() == []
+
+
+def test_a_cancel_from_a_step_is_plain_data_in_the_toolkit():
+    from genflow.outbox import CancelIntent
+    from genflow.testing import Instance
+
+    run = Instance(Canceller(target="other"), "crash", instance_id="c")
+    run.resume()
+    assert run.outbox == [CancelIntent("other")]
+
+
+@pytest.mark.parametrize("crash_at", range(10))
+def test_a_crash_at_any_store_write_cancels_the_target_once(crash_at):
+    """Crash at the n-th store write while a step asks for a cancel, then let a
+    fresh worker finish: the target is cancelled, its cleanup ran once."""
+    store = MemoryStore()
+    clock = FakeClock()
+    methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
+               "retry_outbox", "claim_outbox")
+    with dies_at_call(store, crash_at, methods, Crash):
+        engine = Engine(store, clock=clock, lease_seconds=10)
+        try:
+            engine.start(Cancellable(), id="target")
+            engine.start(Canceller(target="target"), id="canceller")
+        except Crash:
+            pass
+    clock.advance(seconds=100)
+    worker = Engine(store, clock=clock, lease_seconds=10)
+    for iid, data in (("target", Cancellable()), ("canceller", Canceller(target="target"))):
+        if not any(r.id == iid for r in store.list()):
+            worker.start(data, id=iid)
+        worker.work(until_idle=True)  # (the target waits in its Try before the cancel)
+    for _ in range(5):
+        worker.work(until_idle=True, idle_sleep=30)
+        clock.advance(seconds=120)
+    got = worker.get("target")
+    assert (got.status.value, got.data.cleaned) == ("cancelled", True)
+    assert worker.get("canceller").status.value == "waiting" and store.list_outbox() == []

@@ -169,3 +169,72 @@ def test_result_async_waits_without_blocking_the_loop(make_store) -> None:
     data, ticks = asyncio.run(main())
     assert data == Order(items=4, total=20, paid=True)
     assert ticks > 0  # the loop ran other tasks while result_async waited
+
+
+# -- until: what a running instance publishes (DBOS's get_event) ------------------------
+
+
+@genflow.workflow("result-checkout")
+@attrs.define
+class Checkout:
+    payment_url: str = ""
+    paid: bool = False
+
+    def definition(self):
+        yield Sleep("queued", 0.05)
+        yield Step("create payment", self.create)
+        yield Wait("payment", On("paid", lambda: setattr(self, "paid", True)))
+
+    def create(self) -> None:
+        self.payment_url = f"https://pay.example.com/{genflow.current_step().instance_id}"
+
+
+def test_until_answers_what_a_running_instance_publishes(make_store) -> None:
+    caller = Engine(make_store())
+    iid = caller.start(Checkout(), id="c-1")
+    assert caller.get(iid).data.payment_url == ""
+    stop = threading.Event()
+    worker = _worker(make_store(), stop)
+    try:
+        data = caller.result(iid, until=lambda d: d.payment_url, timeout=20)
+        assert data.payment_url == "https://pay.example.com/c-1" and not data.paid
+        assert caller.get(iid).status.value == "waiting"  # it runs on
+        with pytest.raises(ResultTimeoutError, match="had not met the condition"):
+            caller.result(iid, until=lambda d: d.paid, timeout=0.05)
+        assert asyncio.run(caller.result_async(iid, until=lambda d: d.payment_url,
+                                               timeout=5)).payment_url
+    finally:
+        stop.set()
+        worker.join(10)
+
+
+def test_until_on_an_ended_instance_says_why_it_will_never_hold(store) -> None:
+    engine = Engine(store)
+    iid = engine.start(Order(items=1))
+    engine.cancel(iid)
+    with pytest.raises(WorkflowFinishedError, match="cancelled"):
+        engine.result(iid, until=lambda d: d.paid, timeout=1)
+    done = engine.start(Checkout(paid=True), id="done", run=False)
+    before = engine.store.get(done)
+    with pytest.raises(ResultTimeoutError):
+        engine.result(done, until=lambda d: d.payment_url == "never", timeout=0)
+    assert engine.store.get(done) == before
+    with pytest.raises(ArgumentError, match="until is a function of the instance's data"):
+        engine.result(done, until="payment_url", timeout=1)  # type: ignore[arg-type]
+
+
+@genflow.workflow("result-quick")
+@attrs.define
+class Quick:
+    n: int = 0
+
+    def definition(self):
+        yield Step("one", lambda: setattr(self, "n", 1))
+
+
+def test_until_on_a_finished_instance_that_never_met_it_is_refused(store) -> None:
+    engine = Engine(store)
+    iid = engine.start(Quick())
+    assert engine.result(iid, until=lambda d: d.n == 1).n == 1
+    with pytest.raises(WorkflowFinishedError, match="never held"):
+        engine.result(iid, until=lambda d: d.n == 2, timeout=5)

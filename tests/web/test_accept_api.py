@@ -103,3 +103,26 @@ def test_a_short_token_is_a_configuration_error(tmp_path):
         create_app(engine, token="short")
     assert isinstance(refused.value, GenflowError)
     assert isinstance(refused.value, ValueError)  # as before, for callers that caught it
+
+
+def test_a_start_that_creates_answers_the_instance_url_in_location(tmp_path):
+    """201 Created with the URL to poll (Azure's statusQueryGetUri): a `/` of the
+    id percent-encoded, under the app's root path; 200 (it existed) has none."""
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    engine = Engine(SQLiteStore(tmp_path / "loc.db"), workflows=[Cart])
+    token = "a-token-of-16-chars"
+    auth = {"Authorization": f"Bearer {token}"}
+    client = TestClient(create_app(engine, token=token), root_path="/flows")
+    created = client.post("/api/v1/instances", headers=auth,
+                          json={"workflow": "accept-api-cart", "id": "a/1", "data": {}})
+    assert created.status_code == 201
+    assert created.headers["location"] == "/flows/api/v1/instances/a%2F1"
+    typed = client.post("/api/v1/workflows/accept-api-cart/instances?id=b", headers=auth,
+                        json={})
+    assert typed.status_code == 201 and typed.headers["location"] == "/flows/api/v1/instances/b"
+    again = client.post("/api/v1/instances", headers=auth,
+                        json={"workflow": "accept-api-cart", "id": "b", "data": {},
+                              "if_exists": "return"})
+    assert again.status_code == 200 and "location" not in again.headers
