@@ -931,7 +931,8 @@ async def api_update_schedule(request: Request, config: WebConfig, user: str) ->
 
 async def api_add_schedule(request: Request, config: WebConfig, user: str) -> Response:
     """`Schedules.add` over HTTP: the body is `id`, `workflow` and, in the JSON types
-    an update takes, `data` and `add`'s keywords; answers 201 and the schedule.
+    an update takes, `data` and `add`'s keywords; answers 201 and the schedule,
+    its URL in `Location`.
     Refused as `add` refuses, nothing written; an id in use is a 409
     (`DuplicateScheduleError`) that leaves the schedule there as it is."""
     body = request.state.fields
@@ -946,7 +947,10 @@ async def api_add_schedule(request: Request, config: WebConfig, user: str) -> Re
         return operating.record_view(config.engine.store.get_schedule(schedule_id),
                                      config.engine.clock())
 
-    return _json(await run_in_threadpool(run), 201)
+    response = _json(await run_in_threadpool(run), 201)
+    response.headers["Location"] = \
+        f"{_base(request)}/api/v1/schedules/{urllib.parse.quote(schedule_id, safe='')}"
+    return response
 
 
 async def api_delete_schedule(request: Request, config: WebConfig, user: str) -> Response:

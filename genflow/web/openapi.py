@@ -343,7 +343,8 @@ def _operating(op: Any) -> None:
         "data": {"type": "object", "description": "the workflow's fields (those not given "
                  "take their defaults)"}}}
     created = _responses(_SCHEDULE, 400, 401, 404, 409, 413, 422)
-    created["201"] = {**created.pop("200"), "description": "created"}
+    created["201"] = {**created.pop("200"), "description": "created", "headers": {
+        "Location": {"description": "the schedule's URL", "schema": {"type": "string"}}}}
     op("post", "/api/v1/schedules", operationId="add_schedule", tags=["schedules"],
        summary=summary["add_schedule"],
        description="`Schedules.add`: `cron` or `every`, one of them; the other keys as "

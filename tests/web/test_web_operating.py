@@ -433,11 +433,12 @@ def test_a_schedule_is_added_and_deleted_over_http(make_store) -> None:
     engine.queues.define(Queue("jobs"))
     with serving(engine) as base:
         url = f"{base}{API}/schedules"
-        status, body, _ = call("POST", url, {
+        status, body, headers = call("POST", url, {
             "id": "nightly", "workflow": "sched-report", "data": {"count": 3},
             "cron": "0 2 * * *", "timezone": "Europe/Paris", "overlap": "allow",
             "queue": "jobs", "priority": 1, "catchup_window": 600})
         assert status == 201, body
+        assert headers["location"] == f"{API}/schedules/nightly"
         assert (body["id"], body["workflow"], body["spec"], body["overlap"], body["queue"],
                 body["priority"], body["catchup_window"], body["data"], body["fired"]) == (
             "nightly", "sched-report", "cron '0 2 * * *' (Europe/Paris)", "allow", "jobs", 1,
@@ -447,9 +448,11 @@ def test_a_schedule_is_added_and_deleted_over_http(make_store) -> None:
         info = engine.schedules.get("nightly")  # the Python API reads what HTTP wrote
         assert (info.schedule.cron, info.schedule.timezone, info.schedule.priority) == (
             "0 2 * * *", "Europe/Paris", 1)
-        status, body, _ = call("POST", url, {"id": "often", "workflow": "sched-report",
-                                             "every": 900, "paused": True})
+        status, body, headers = call("POST", url, {"id": "often/2", "workflow": "sched-report",
+                                                   "every": 900, "paused": True})
         assert status == 201 and body["state"] == "paused" and body["spec"] == "every 0:15:00"
+        assert headers["location"] == f"{API}/schedules/often%2F2"
+        assert call("GET", f"{base}{headers['location']}")[1] == body
         assert body["data"] == {"day": "", "count": 0, "wait": False}  # no data: the defaults
 
         # refused: a typed 4xx, no schedule and no instance written or changed
@@ -494,7 +497,7 @@ def test_a_schedule_is_added_and_deleted_over_http(make_store) -> None:
         assert status == 401 and _schedule_rows(engine.store) == scheduled
         status, body, _ = call("DELETE", f"{url}/nightly")
         assert (status, body) == (200, {"deleted": "nightly"})
-        assert [r.id for r in engine.store.list_schedules()] == ["often"]
+        assert [r.id for r in engine.store.list_schedules()] == ["often/2"]
         assert engine.get(started).data.count == 3  # what it started stays
         for method in ("GET", "DELETE"):
             status, answer, _ = call(method, f"{url}/nightly")
