@@ -1,0 +1,320 @@
+"""`WaitFor(name, cond, handler, timeout=Timeout(...))`: a condition with a deadline.
+
+The timeout is a `Timeout`, as in a `Wait`: its timer is the waiting thread's
+one `WaitEvent` (a due time, set up at once), fired by the clock (`fire_due`,
+the engine's `run_due`); when it fires first, its body runs (or its `raises`
+fails the thread at the WaitFor); when the condition holds first, the timer is
+dropped and the handler runs. Checked here in every save mode of
+`genflow.testing.Instance`, and against the same workflow written as a Wait
+with a Timeout (a property over interleavings, through the Engine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from waitfor_app import DEADLINE, Approval, ApprovalAsWait, Deadline, Expired, Strict
+
+import genflow
+from genflow import (
+    On,
+    Step,
+    StepError,
+    ThreadStatus,
+    Timeout,
+    Wait,
+    WaitFor,
+    WorkflowStatus,
+)
+from genflow.clock import FakeClock
+from genflow.codec import dumps, loads
+from genflow.describe import describe
+from genflow.engine import Engine
+from genflow.errors import DefinitionError, GenflowError, StatementError, StatementTypeError
+from genflow.state import MAIN_THREAD
+from genflow.stores import MemoryStore
+from genflow.testing import MODES, Instance
+
+# -- definition time ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [5, dt.timedelta(seconds=5), "expired", On("expired"),
+                                     Step("expired", print)])
+def test_a_timeout_that_is_not_a_timeout_is_refused_saying_what_to_write(timeout):
+    with pytest.raises(StatementTypeError) as refused:
+        WaitFor("approved?", False, timeout=timeout)
+    assert str(refused.value).startswith(
+        f"WaitFor 'approved?': timeout= takes a genflow.Timeout, not {timeout!r} (write "
+        "timeout=Timeout('expired', after=seconds, *body)")
+
+
+def test_a_timeout_without_a_time_or_with_a_body_and_raises_is_refused_by_timeout():
+    with pytest.raises(StatementError, match="give either `after` or `at`"):
+        WaitFor("approved?", False, timeout=Timeout("expired"))
+    with pytest.raises(StatementError, match="a timer that raises has no body"):
+        WaitFor("approved?", False,
+                timeout=Timeout("expired", 5, Step("x", print), raises=Expired))
+    with pytest.raises(StatementError, match="must be an aware datetime"):
+        WaitFor("approved?", False, timeout=Timeout("expired", at=dt.datetime(2030, 1, 1)))
+
+
+def test_the_timeout_is_part_of_the_statement_its_body_a_branch():
+    timeout = Timeout("expired", 5, Step("escalate", print))
+    wait_for = WaitFor("approved?", False, timeout=timeout)
+    assert wait_for.timeout is timeout and wait_for.bodies == timeout.bodies
+    assert WaitFor("approved?", False).bodies == () and WaitFor("x", False).timeout is None
+
+
+def test_validate_walks_the_timeout_and_its_body():
+    genflow.validate(Approval())
+    genflow.validate(Strict(caught=False))
+    genflow.validate(Deadline())  # (the deadline is not set yet: it still builds)
+
+    @genflow.workflow("wft-bad-body")
+    @attrs.define
+    class BadBody:
+        def definition(self):
+            yield WaitFor("ready?", False, timeout=Timeout("expired", 5, Step("ready?", print)))
+
+    with pytest.raises(DefinitionError, match=r"name 'ready\?' is used twice"):
+        genflow.validate(BadBody())
+
+
+# -- the moves, in every save mode ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_timer_fires_first_and_the_timeouts_body_runs(mode):
+    run = Instance(Approval(), mode=mode)
+    run.resume()
+    main = run.state.thread(MAIN_THREAD)
+    assert main.status is ThreadStatus.WAITING_CONDITION
+    [timer] = main.events
+    assert (timer.event, timer.due) == ("expired", run.clock() + DEADLINE)
+    run.clock.advance(DEADLINE - dt.timedelta(seconds=1))
+    assert run.fire_due() == []
+    run.clock.advance(dt.timedelta(seconds=1))
+    assert run.fire_due() == [(MAIN_THREAD, "expired")]
+    assert run.wf.log == ["escalate", "close"]
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_condition_holds_first_the_timer_is_dropped_and_the_handler_runs(mode):
+    run = Instance(Approval(), mode=mode)
+    run.resume()
+    run.send("approve", "ada", thread="inbox")
+    assert run.wf.log == ["approve ada", "approved", "close"]
+    assert run.state.status is WorkflowStatus.FINISHED
+    run.clock.advance(DEADLINE * 2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_condition_that_holds_at_a_due_timer_wins(mode):
+    """The clock passed the deadline, but the approval got in before any worker
+    fired the timer: the condition is checked first, as a Wait's event wins a
+    timer not fired yet."""
+    run = Instance(Approval(), mode=mode)
+    run.resume()
+    run.clock.advance(DEADLINE * 2)
+    run.send("approve", "ada", thread="inbox")
+    assert run.wf.log == ["approve ada", "approved", "close"]
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_a_condition_that_holds_on_arrival_sets_no_timer():
+    @genflow.workflow("wft-at-once")
+    @attrs.define
+    class AtOnce:
+        ready: bool = True
+        log: list[str] = attrs.field(factory=list)
+
+        def definition(self):
+            yield WaitFor("ready?", self.ready, self.go, timeout=Timeout("expired", 0,
+                                                                          Step("late", self.go)))
+
+        def go(self) -> None:
+            self.log.append("went")
+
+    run = Instance(AtOnce())
+    run.resume()
+    assert run.wf.log == ["went"] and run.state.status is WorkflowStatus.FINISHED
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_timeout_that_raises_is_caught_by_a_try(mode):
+    run = Instance(Strict(), mode=mode)
+    run.resume()
+    run.clock.advance(DEADLINE)
+    run.fire_due()
+    assert run.wf.log == ["refuse: Expired", "close"]
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_timeout_that_raises_uncaught_fails_the_instance_at_the_waitfor(mode):
+    run = Instance(Strict(caught=False), mode=mode)
+    run.resume()
+    run.clock.advance(DEADLINE)
+    with pytest.raises(StepError) as failed:
+        run.fire_due()
+    assert failed.value.step == "approved?" and "timer 'expired' fired" in str(failed.value)
+    assert run.state.status is WorkflowStatus.FAILED
+    main = run.state.thread(MAIN_THREAD)
+    assert main.failures[-1].type == "Expired" and main.events == []
+    assert run.wf.log == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deadline_from_the_data_is_the_timers_due_time(mode):
+    run = Instance(Deadline(), mode=mode)
+    run.resume()
+    [timer] = run.state.thread(MAIN_THREAD).events
+    assert timer.due == run.wf.deadline == run.clock() + dt.timedelta(hours=3)
+    run.clock.advance(dt.timedelta(hours=3))
+    assert run.fire_due() == [(MAIN_THREAD, "expired")]
+    assert run.wf.log == ["expired"]
+
+
+def test_cancelling_drops_the_timer_with_nothing_to_tear_down():
+    run = Instance(Approval())
+    run.resume()
+    run.cancel()
+    assert run.state.status is WorkflowStatus.CANCELLED and run.wf.log == []
+
+
+def test_an_operators_move_onto_a_waitfor_sets_its_timer_and_off_it_drops_it():
+    run = Instance(Approval())
+    run.resume()
+    main = run.state.thread(MAIN_THREAD)
+    genflow.runtime.drive(genflow.runtime.Operation(
+        run.wf, run.state, None, run.clock).move(MAIN_THREAD, "close"))
+    assert main.status is ThreadStatus.EXECUTING and main.events == []
+    run.clock.advance(dt.timedelta(hours=1))
+    genflow.runtime.drive(genflow.runtime.Operation(
+        run.wf, run.state, None, run.clock).move(MAIN_THREAD, "approved?"))
+    [timer] = main.events
+    assert main.status is ThreadStatus.WAITING_CONDITION
+    assert timer.due == run.clock() + DEADLINE and timer.req.pc == main.pc
+
+
+def test_the_instance_is_described_with_its_timer():
+    run = Instance(Approval())
+    run.resume()
+    text = describe(run.state, run.wf, now=run.clock())
+    assert "  main thread: waiting at 'approved?' since 2030-01-01 00:00:00 UTC (now) until " \
+           "its condition holds, or:\n    - timer 'expired': listening, fires 2030-01-03 " \
+           "00:00:00 UTC (in 2.0d)\n" in text
+    assert genflow.diagnose(run.wf, run.state) == []
+
+
+# -- saved states ---------------------------------------------------------------------------
+
+
+def _inbox():
+    return genflow.Go("inbox", lambda: Wait("decision", On("approve")), daemon=True)
+
+
+def test_a_state_saved_before_waitfor_took_a_timeout_still_loads_and_gets_its_timer():
+    clock = FakeClock()
+
+    @genflow.workflow("wft-old-blob")
+    @attrs.define
+    class Now:
+        approved: bool = False
+        log: list[str] = attrs.field(factory=list)
+
+        def definition(self):
+            yield _inbox()
+            yield WaitFor("approved?", self.approved,
+                          timeout=Timeout("expired", DEADLINE, Step("escalate", self.escalate)))
+
+        def escalate(self) -> None:
+            self.log.append("escalate")
+
+    old = Instance(Now(), clock=clock)
+    # the thread waits at the WaitFor as an older genflow left it: no timer
+    old.resume()
+    old.state.thread(MAIN_THREAD).events = []
+    began = old.state.thread(MAIN_THREAD).since
+    blob = dumps(old.wf, old.state)
+    wf, state = loads(blob, {"wft-old-blob": Now})
+    assert state.thread(MAIN_THREAD).events == []
+    clock.advance(dt.timedelta(hours=1))
+    run = Instance(wf, state=state, clock=clock)
+    run.resume()  # the timer is its timeout's, due from when the wait began
+    [timer] = state.thread(MAIN_THREAD).events
+    assert timer.due == began + DEADLINE and timer.event == "expired"
+    clock.advance(DEADLINE)
+    assert run.fire_due() == [(MAIN_THREAD, "expired")] and run.wf.log == ["escalate"]
+
+
+def test_a_timeout_added_renamed_or_removed_while_the_thread_waits_is_followed():
+    """An edit of the definition while a thread waits (here the data says which
+    timeout there is, as a deploy would change the code): the thread's timer
+    becomes the timeout's, due from when the wait began, or goes."""
+
+    @genflow.workflow("wft-evolving")
+    @attrs.define
+    class Evolving:
+        timeout: str = "expired"
+        approved: bool = False
+
+        def definition(self):
+            yield _inbox()
+            yield WaitFor("approved?", self.approved, timeout=Timeout(self.timeout, DEADLINE)
+                          if self.timeout else None)
+
+    run = Instance(Evolving())
+    run.resume()
+    main = run.state.thread(MAIN_THREAD)
+    began = main.since
+    run.clock.advance(dt.timedelta(hours=1))
+    run.wf.timeout = "late"
+    run.resume()
+    assert [(e.event, e.due) for e in main.events] == [("late", began + DEADLINE)]
+    run.wf.timeout = ""
+    run.resume()
+    assert main.events == []
+    run.clock.advance(DEADLINE)
+    assert run.fire_due() == [] and main.status is ThreadStatus.WAITING_CONDITION
+
+
+# -- the same as a Wait with a Timeout (through the Engine) ---------------------------------
+
+
+_MOVES = st.lists(st.one_of(
+    st.tuples(st.just("advance"), st.integers(0, 3 * 24)),  # hours, then run_due
+    st.tuples(st.just("late"), st.integers(0, 3 * 24)),  # hours, no worker runs meanwhile
+    st.tuples(st.just("approve"), st.sampled_from(["ada", "bob"])),
+), max_size=8)
+
+
+def _outcome(cls: type, moves: list[tuple[str, object]]) -> tuple[object, ...]:
+    clock = FakeClock()
+    engine = Engine(MemoryStore(), [cls], clock=clock)
+    iid = engine.start(cls())
+    said = []
+    for kind, arg in moves:
+        if kind == "approve":
+            try:
+                engine.send(iid, "approve", arg)
+                said.append("ok")
+            except GenflowError as exc:
+                said.append(type(exc).__name__)
+        else:
+            clock.advance(dt.timedelta(hours=arg))  # type: ignore[arg-type]
+            if kind == "advance":
+                engine.run_due()
+    instance = engine.get(iid)
+    return instance.status, tuple(instance.data.log), tuple(said), engine.store.get(iid).wake_at
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(_MOVES)
+def test_a_waitfor_with_a_timeout_does_what_the_wait_with_a_timeout_does(moves):
+    assert _outcome(Approval, moves) == _outcome(ApprovalAsWait, moves)

@@ -1,0 +1,138 @@
+"""Workflows of the WaitFor-with-a-timeout tests (tests/core, tests/engine, tests/toolkit):
+a human approval with a deadline, written with `WaitFor(..., timeout=Timeout(...))`
+and, for comparison, with the `Wait` + `Timeout` it stands for."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+import genflow
+from genflow import Go, On, Step, Timeout, Try, Wait, WaitFor, current_step
+
+#: how long an approver has
+DEADLINE = dt.timedelta(days=2)
+
+
+class Expired(Exception):
+    """Nobody approved in time (a timeout's `raises=`)."""
+
+
+@genflow.workflow("wft-approval")
+@attrs.define
+class Approval:
+    """The approval arrives in another thread (an inbox); the main thread waits
+    for the flag it sets, escalating when the deadline passes first."""
+
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("inbox", self.inbox, daemon=True)
+        yield WaitFor("approved?", self.approved, self.on_approved,
+                      timeout=Timeout("expired", DEADLINE, Step("escalate", self.escalate)))
+        yield Step("close", self.close)
+
+    def inbox(self):
+        yield Wait("decision", On("approve", self.approve))
+
+    def approve(self, by: str) -> None:
+        self.approved = True
+        self.log.append(f"approve {by}")
+
+    def on_approved(self) -> None:
+        self.log.append("approved")
+
+    def escalate(self) -> None:
+        self.log.append("escalate")
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+@genflow.workflow("wft-approval-as-wait")
+@attrs.define
+class ApprovalAsWait:
+    """`Approval` as users wrote it before WaitFor took a timeout: a Wait with a Timeout."""
+
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("approved?", On("approve", self.approve),
+                   Timeout("expired", DEADLINE, Step("escalate", self.escalate)))
+        yield Step("close", self.close)
+
+    def approve(self, by: str) -> None:
+        self.approved = True
+        self.log.append(f"approve {by}")
+        self.log.append("approved")
+
+    def escalate(self) -> None:
+        self.log.append("escalate")
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+@genflow.workflow("wft-strict")
+@attrs.define
+class Strict:
+    """A deadline that raises: caught by a Try when `caught`, else it fails the instance."""
+
+    caught: bool = True
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("inbox", self.inbox, daemon=True)
+        wait = WaitFor("approved?", self.approved,
+                       timeout=Timeout("expired", DEADLINE, raises=Expired))
+        if self.caught:
+            yield Try("in time", wait).Catch("too late", Step("refuse", self.refuse),
+                                             errors=Expired)
+        else:
+            yield wait
+        yield Step("close", self.close)
+
+    def inbox(self):
+        yield Wait("decision", On("approve", self.approve))
+
+    def approve(self) -> None:
+        self.approved = True
+
+    def refuse(self) -> None:
+        self.log.append(f"refuse: {current_step().failure.type}")
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+@genflow.workflow("wft-deadline")
+@attrs.define
+class Deadline:
+    """A deadline a step computes (`at=`): the timer fires at that time."""
+
+    deadline: dt.datetime | None = None
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Step("set the deadline", self.set_deadline)
+        yield Go("inbox", self.inbox, daemon=True)
+        yield WaitFor("approved?", self.approved,
+                      timeout=Timeout("expired", at=self.deadline))
+        yield Step("close", self.close)
+
+    def set_deadline(self) -> None:
+        self.deadline = current_step().now + dt.timedelta(hours=3)
+
+    def inbox(self):
+        yield Wait("decision", On("approve", self.approve))
+
+    def approve(self) -> None:
+        self.approved = True
+
+    def close(self) -> None:
+        self.log.append("approved" if self.approved else "expired")
