@@ -1,0 +1,94 @@
+"""`WaitFor(..., timeout=Timeout(...))` through the Engine, on memory, SQLite and PostgreSQL:
+the timer is the instance's `wake_at`, a worker's `run_due` fires it once the
+clock reaches it, and the condition holding first leaves nothing due."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from waitfor_app import DEADLINE, Approval, Deadline, Strict
+
+from genflow import WorkflowStatus
+from genflow.clock import FakeClock
+from genflow.engine import Engine
+from genflow.state import MAIN_THREAD
+
+
+@pytest.fixture
+def engine(make_store):
+    return Engine(make_store(), [Approval, Deadline, Strict], clock=FakeClock(), journal=True)
+
+
+def test_the_timer_is_the_wake_and_fires_by_run_due(engine):
+    iid = engine.start(Approval())
+    assert engine.store.get(iid).wake_at == engine.clock() + DEADLINE
+    engine.clock.advance(DEADLINE - dt.timedelta(seconds=1))
+    assert engine.run_due() == 0
+    engine.clock.advance(dt.timedelta(seconds=1))
+    assert engine.run_due() == 1
+    instance = engine.get(iid)
+    assert instance.status is WorkflowStatus.FINISHED
+    assert instance.data.log == ["escalate", "close"]
+    assert engine.store.get(iid).wake_at is None
+    assert ("timer", {"event": "expired", "thread": MAIN_THREAD}) in [
+        (entry.kind, entry.detail) for entry in engine.store.journal(iid)]
+
+
+def test_the_condition_first_leaves_nothing_due(engine):
+    iid = engine.start(Approval())
+    engine.send(iid, "approve", "ada")
+    instance = engine.get(iid)
+    assert instance.status is WorkflowStatus.FINISHED
+    assert instance.data.log == ["approve ada", "approved", "close"]
+    assert engine.store.get(iid).wake_at is None
+    engine.clock.advance(DEADLINE * 2)
+    assert engine.run_due() == 0
+    assert engine.get(iid).data.log == ["approve ada", "approved", "close"]
+
+
+def test_a_timer_waiting_across_a_reload_is_still_the_wake(engine, make_store):
+    iid = engine.start(Approval())
+    again = Engine(make_store(), [Approval], clock=engine.clock)
+    thread = again.get(iid).state.thread(MAIN_THREAD)
+    [timer] = thread.events
+    assert timer.due == engine.clock() + DEADLINE
+    engine.clock.advance(DEADLINE)
+    assert again.run_due() == 1
+    assert again.get(iid).data.log == ["escalate", "close"]
+
+
+def test_a_deadline_a_step_set_fires_at_that_time(engine):
+    iid = engine.start(Deadline())
+    assert engine.store.get(iid).wake_at == engine.clock() + dt.timedelta(hours=3)
+    engine.clock.advance(dt.timedelta(hours=3))
+    engine.work(until_done=True)
+    assert engine.get(iid).data.log == ["expired"]
+
+
+def test_a_timeout_that_raises_is_caught_by_the_try(engine):
+    iid = engine.start(Strict())
+    engine.clock.advance(DEADLINE)
+    assert engine.run_due() == 1
+    instance = engine.get(iid)
+    assert instance.status is WorkflowStatus.FINISHED
+    assert instance.data.log == ["refuse: Expired", "close"]
+
+
+def test_a_timeout_that_raises_uncaught_fails_the_instance(engine):
+    iid = engine.start(Strict(caught=False))
+    engine.clock.advance(DEADLINE)
+    engine.run_due()
+    instance = engine.get(iid)
+    assert instance.status is WorkflowStatus.FAILED
+    assert instance.error == ("StepError: step 'approved?' in thread '_main_' failed: "
+                              "Expired: timer 'expired' fired")
+    assert instance.data.log == []
+    assert engine.store.get(iid).wake_at is None
+
+
+def test_cancelling_a_waitfor_with_a_timer_ends_it(engine):
+    iid = engine.start(Approval())
+    engine.cancel(iid)
+    assert engine.get(iid).status is WorkflowStatus.CANCELLED
+    assert engine.store.get(iid).wake_at is None
