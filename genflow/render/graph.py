@@ -200,8 +200,9 @@ class Graph:
         return None
 
     def event(self, wait: str, event: str) -> Node | None:
-        """The node of event `event` of the Wait called `wait`."""
-        parent = self.named(wait, NodeKind.WAIT)
+        """The node of event `event` of the Wait called `wait` (or of the timeout
+        of the WaitFor called `wait`)."""
+        parent = self.named(wait, NodeKind.WAIT) or self.named(wait, NodeKind.WAITFOR)
         if parent is None:
             return None
         for node in self.nodes:
