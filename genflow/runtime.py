@@ -1249,11 +1249,11 @@ class Operation:
         return found[1] if found is not None and found[0] == thread.pc else thread.path
 
     def _on(self, thread: Thread, wait: Wait | WaitFor, event: str) -> tuple[int, Any]:
-        if type(wait) is WaitFor:  # its one event: the timeout, whose body is branch 0
+        if isinstance(wait, WaitFor):  # its one event: the timeout, whose body is branch 0
             if wait.timeout is not None and wait.timeout.name == event:
                 return 0, wait.timeout
         else:
-            for index, on in enumerate(wait.events):  # type: ignore[union-attr]
+            for index, on in enumerate(wait.events):
                 if on.name == event:
                     return index, on
         raise NonDeterminismError(
@@ -1360,7 +1360,8 @@ class Operation:
         now = None if type(result) is Step or result is END else self.clock()
         events = self._events(thread, result, state.pc + 1, now) \
             if isinstance(result, Wait) else self._timer(thread, result, state.pc + 1, now) \
-            if type(result) is WaitFor and result.timeout is not None else None
+            if type(result) is WaitFor and result.timeout is not None and not result.cond \
+            else None  # (a condition that holds already, to run its handler: no timer)
         # -- commit --
         state.pc += 1
         if result is END:
@@ -1613,7 +1614,7 @@ class Operation:
         stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
             timeout, armed = wait_for.timeout, thread.events
-            if (armed[0].event if armed else None) == (timeout and timeout.name):
+            if (armed[0].event if armed else None) == (None if timeout is None else timeout.name):
                 return None  # its timer is its timeout's (or it has neither): blocked
             return self._rearm(thread, stack, wait_for)
         if stack[0].reads is not None:
@@ -2203,7 +2204,7 @@ class Operation:
         now = None if type(stmt) is Step else self.clock()
         events = self._events(thread, stmt, state.pc + 1, now) if isinstance(stmt, Wait) \
             else self._timer(thread, stmt, state.pc + 1, now) \
-            if type(stmt) is WaitFor and stmt.timeout is not None else None
+            if type(stmt) is WaitFor and stmt.timeout is not None and not stmt.cond else None
         # what the thread has set up is torn down first (won=False: nothing won)
         for event in tearing:
             yield from self._teardown(thread, event, retried=False)

@@ -144,6 +144,39 @@ def test_a_condition_that_holds_on_arrival_sets_no_timer():
     run.resume()
     assert run.wf.log == ["went"] and run.state.status is WorkflowStatus.FINISHED
 
+    @genflow.workflow("wft-at-once-unset")
+    @attrs.define
+    class Unset:
+        """Its deadline is never set: no timer is needed, none is armed (a wait
+        that began with it unset would be refused, as a Wait's would)."""
+
+        deadline: dt.datetime | None = None
+        log: list[str] = attrs.field(factory=list)
+
+        def definition(self):
+            yield WaitFor("ready?", True, self.go, timeout=Timeout("expired", at=self.deadline))
+
+        def go(self) -> None:
+            self.log.append("went")
+
+    run = Instance(Unset())
+    run.resume()
+    assert run.wf.log == ["went"] and run.state.status is WorkflowStatus.FINISHED
+
+
+def test_a_wait_that_begins_with_its_deadline_unset_is_refused_clearly():
+    @genflow.workflow("wft-never-set")
+    @attrs.define
+    class Never:
+        deadline: dt.datetime | None = None
+
+        def definition(self):
+            yield WaitFor("ready?", False, timeout=Timeout("expired", at=self.deadline))
+
+    run = Instance(Never())
+    with pytest.raises(DefinitionError, match=r"Timeout 'expired'.*not set.*before the Wait"):
+        run.resume()
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_timeout_that_raises_is_caught_by_a_try(mode):
