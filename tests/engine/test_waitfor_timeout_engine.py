@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from faults import dies_at_call
 from waitfor_app import DEADLINE, Approval, Deadline, Strict
 
 from genflow import WorkflowStatus
 from genflow.clock import FakeClock
 from genflow.engine import Engine
+from genflow.errors import UnknownEventError
 from genflow.state import MAIN_THREAD
+from genflow.stores import MemoryStore
 
 
 @pytest.fixture
@@ -92,3 +95,61 @@ def test_cancelling_a_waitfor_with_a_timer_ends_it(engine):
     engine.cancel(iid)
     assert engine.get(iid).status is WorkflowStatus.CANCELLED
     assert engine.store.get(iid).wake_at is None
+
+
+def test_sending_the_timers_name_is_refused_and_the_row_unchanged(engine):
+    iid = engine.start(Approval())
+    before = engine.store.get(iid)
+    with pytest.raises(UnknownEventError) as refused:
+        engine.send(iid, "expired")
+    assert "'expired' is a timer of workflow 'wft-approval': timers fire by themselves" \
+        in str(refused.value)
+    after = engine.store.get(iid)
+    assert (after.blob, after.version, after.wake_at) == (before.blob, before.version,
+                                                          before.wake_at)
+
+
+# -- a process that dies at any write of the timer's run -------------------------------
+
+
+class Crash(BaseException):
+    pass
+
+
+def _run_with_crash(crash_at: int | None, approve: bool) -> tuple[object, ...]:
+    """Start, then (approve or) let the deadline pass and run the due work, the
+    process dying at store write number `crash_at`; a second worker goes on."""
+    store, clock = MemoryStore(), FakeClock()
+    with dies_at_call(store, crash_at, ("create", "save", "release"), Crash) as count:
+        engine = Engine(store, [Approval], clock=clock, lease_seconds=10)
+        try:
+            engine.start(Approval(), id="a")
+            if approve:
+                engine.send("a", "approve", "ada")
+            clock.advance(DEADLINE)
+            engine.work(until_idle=True)
+        except Crash:
+            pass
+    worker = Engine(store, [Approval], clock=clock, lease_seconds=10)
+    if not any(r.id == "a" for r in store.list()):
+        worker.start(Approval(), id="a")
+    for wait in (dt.timedelta(seconds=100), DEADLINE):  # past the dead process's lease,
+        clock.advance(wait)  # then past the deadline of a wait it had not saved
+        worker.work(until_idle=True, idle_sleep=30)
+    instance = worker.get("a")
+    return instance.status.value, tuple(instance.data.log), store.get("a").wake_at, count["n"]
+
+
+@pytest.mark.parametrize("approve", [False, True])
+def test_a_crash_at_every_write_of_a_waitfor_with_a_timeout_loses_nothing(approve):
+    *expected, writes = _run_with_crash(None, approve)
+    assert expected[:2] == (["finished", ("approve ada", "approved", "close")] if approve
+                            else ["finished", ("escalate", "close")])
+    escalated = ["finished", ("escalate", "close"), None]
+    ends = []
+    for crash_at in range(1, writes + 1):
+        got = list(_run_with_crash(crash_at, approve)[:3])
+        # (dying before the approval was saved, the deadline passes first: escalated)
+        assert got == expected or (approve and got == escalated), crash_at
+        ends.append(got == expected)
+    assert ends[-1] and (not approve or not ends[0])  # (the approval lost, then saved)
