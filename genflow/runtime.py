@@ -1891,6 +1891,16 @@ class Operation:
                 f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
                 f"is {thread.status.value} at {thread.stmt!r} since counter {thread.pc}"
             )
+        if thread.status is _WAITING_CONDITION:  # a WaitFor's timer, by name: fired now
+            timer = next((e for e in thread.events if e.event == req.event), None)
+            if timer is not None:
+                if not (yield from self._expire(thread, timer)):
+                    raise NotWaitingError(
+                        f"thread {thread.id!r} of instance {state.id!r} waits at WaitFor "
+                        f"{thread.stmt!r} whose condition holds (or whose timeout is no "
+                        f"longer {req.event!r}): resume the instance, it moves on")
+                state.update_status()
+                return None
         if thread.status is not _WAITING_EVENT:
             raise NotWaitingError(
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "

@@ -416,9 +416,9 @@ class Run:
 
     def _target(self, send: Send) -> tuple[str, CallbackRequest, Any] | None:
         for thread in self.state.threads:
-            if thread.status is not ThreadStatus.WAITING_EVENT and not (
-                    send.timer and thread.status is ThreadStatus.WAITING_CONDITION):
-                continue  # (a WaitFor's one event is its timer: it only fires)
+            if thread.status is not ThreadStatus.WAITING_EVENT and \
+                    thread.status is not ThreadStatus.WAITING_CONDITION:
+                continue  # (a WaitFor's one event: its timeout's timer)
             if send.thread is not None and thread.id != send.thread:
                 continue
             for event in thread.events:

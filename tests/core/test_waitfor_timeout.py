@@ -34,7 +34,13 @@ from genflow.clock import FakeClock
 from genflow.codec import dumps, loads
 from genflow.describe import describe
 from genflow.engine import Engine
-from genflow.errors import DefinitionError, GenflowError, StatementError, StatementTypeError
+from genflow.errors import (
+    DefinitionError,
+    GenflowError,
+    NotWaitingError,
+    StatementError,
+    StatementTypeError,
+)
 from genflow.state import MAIN_THREAD
 from genflow.stores import MemoryStore
 from genflow.testing import MODES, Instance
@@ -351,3 +357,26 @@ def _outcome(cls: type, moves: list[tuple[str, object]]) -> tuple[object, ...]:
 @given(_MOVES)
 def test_a_waitfor_with_a_timeout_does_what_the_wait_with_a_timeout_does(moves):
     assert _outcome(Approval, moves) == _outcome(ApprovalAsWait, moves)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_low_level_callback_fires_a_waitfors_timer_by_name_as_a_waits(mode):
+    """`handle_callback` runs any event's handler, a timer's too (the Engine
+    fires timers by the clock only): a WaitFor's timer is no exception."""
+    run = Instance(Approval(), mode=mode)
+    run.resume()
+    assert run.handle_callback("expired") is None
+    assert run.state.thread(MAIN_THREAD).won == "expired"
+    run.resume()
+    assert run.wf.log == ["escalate", "close"]
+
+
+def test_the_low_level_callback_refuses_a_timer_whose_condition_holds():
+    run = Instance(Approval())
+    run.resume()
+    req = run.request("expired")
+    run.wf.approved = True  # (as a handler of another instance's data would: not yet moved)
+    before = run.blob()
+    with pytest.raises(NotWaitingError, match="whose condition holds"):
+        genflow.handle_callback(req, run.wf, run.state)
+    assert run.blob() == before
