@@ -380,3 +380,16 @@ def test_the_low_level_callback_refuses_a_timer_whose_condition_holds():
     with pytest.raises(NotWaitingError, match="whose condition holds"):
         genflow.handle_callback(req, run.wf, run.state)
     assert run.blob() == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_async_driver_moves_it_alike(mode):
+    fired = Instance(Approval(), mode=mode, asynchronous=True)
+    fired.resume()
+    fired.clock.advance(DEADLINE)
+    assert fired.fire_due() == [(MAIN_THREAD, "expired")]
+    approved = Instance(Approval(), mode=mode, asynchronous=True)
+    approved.resume()
+    approved.send("approve", "ada", thread="inbox")
+    assert (fired.wf.log, approved.wf.log) == (["escalate", "close"],
+                                               ["approve ada", "approved", "close"])

@@ -153,3 +153,12 @@ def test_a_crash_at_every_write_of_a_waitfor_with_a_timeout_loses_nothing(approv
         assert got == expected or (approve and got == escalated), crash_at
         ends.append(got == expected)
     assert ends[-1] and (not approve or not ends[0])  # (the approval lost, then saved)
+
+
+def test_the_async_api_fires_it_too(engine):
+    import asyncio
+
+    iid = engine.start(Approval())
+    engine.clock.advance(DEADLINE)
+    assert asyncio.run(engine.run_due_async()) == 1
+    assert engine.get(iid).data.log == ["escalate", "close"]
