@@ -17,7 +17,15 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from waitfor_app import DEADLINE, Approval, ApprovalAsWait, Deadline, Expired, Strict
+from waitfor_app import (
+    DEADLINE,
+    Approval,
+    ApprovalAsWait,
+    Deadline,
+    Expired,
+    Strict,
+    StrictAsWait,
+)
 
 import genflow
 from genflow import (
@@ -341,7 +349,7 @@ def _outcome(cls: type, moves: list[tuple[str, object]]) -> tuple[object, ...]:
     for kind, arg in moves:
         if kind == "approve":
             try:
-                engine.send(iid, "approve", arg)
+                engine.send(iid, "approve", *([arg] if cls in (Approval, ApprovalAsWait) else []))
                 said.append("ok")
             except GenflowError as exc:
                 said.append(type(exc).__name__)
@@ -357,6 +365,12 @@ def _outcome(cls: type, moves: list[tuple[str, object]]) -> tuple[object, ...]:
 @given(_MOVES)
 def test_a_waitfor_with_a_timeout_does_what_the_wait_with_a_timeout_does(moves):
     assert _outcome(Approval, moves) == _outcome(ApprovalAsWait, moves)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(_MOVES)
+def test_a_waitfor_whose_timeout_raises_does_what_the_wait_whose_timeout_raises_does(moves):
+    assert _outcome(Strict, moves) == _outcome(StrictAsWait, moves)
 
 
 @pytest.mark.parametrize("mode", MODES)

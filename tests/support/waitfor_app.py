@@ -136,3 +136,27 @@ class Deadline:
 
     def close(self) -> None:
         self.log.append("approved" if self.approved else "expired")
+
+
+@genflow.workflow("wft-strict-as-wait")
+@attrs.define
+class StrictAsWait:
+    """`Strict` (caught) as a Wait with a Timeout that raises."""
+
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Try("in time", Wait("approved?", On("approve", self.approve),
+                                  Timeout("expired", DEADLINE, raises=Expired))).Catch(
+            "too late", Step("refuse", self.refuse), errors=Expired)
+        yield Step("close", self.close)
+
+    def approve(self) -> None:
+        self.approved = True
+
+    def refuse(self) -> None:
+        self.log.append(f"refuse: {current_step().failure.type}")
+
+    def close(self) -> None:
+        self.log.append("close")
