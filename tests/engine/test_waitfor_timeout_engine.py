@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 import pytest
 from faults import dies_at_call
 from waitfor_app import DEADLINE, Approval, Deadline, Strict
 
-from genflow import WorkflowStatus
+import genflow
+from genflow import WaitFor, WorkflowStatus
 from genflow.clock import FakeClock
 from genflow.engine import Engine
-from genflow.errors import UnknownEventError
+from genflow.errors import DefinitionError, UnknownEventError
 from genflow.state import MAIN_THREAD
 from genflow.stores import MemoryStore
 
@@ -162,3 +164,22 @@ def test_the_async_api_fires_it_too(engine):
     engine.clock.advance(DEADLINE)
     assert asyncio.run(engine.run_due_async()) == 1
     assert engine.get(iid).data.log == ["escalate", "close"]
+
+
+@genflow.workflow("wft-bad-timeout")
+@attrs.define
+class BadTimeout:
+    approved: bool = False
+
+    def definition(self):
+        yield WaitFor("approved?", self.approved, timeout=dt.timedelta(days=2))
+
+
+def test_a_definition_with_a_bad_timeout_is_refused_at_start_storing_nothing(make_store):
+    engine = Engine(make_store(), [BadTimeout], clock=FakeClock())
+    with pytest.raises(DefinitionError) as refused:
+        engine.start(BadTimeout(), id="bad")
+    assert "WaitFor 'approved?': timeout= takes a genflow.Timeout, not " \
+           "datetime.timedelta(days=2) (write timeout=Timeout('expired', after=seconds" \
+           in str(refused.value)
+    assert [r.id for r in engine.store.list()] == []
