@@ -23,6 +23,7 @@ from waitfor_app import (
     ApprovalAsWait,
     Deadline,
     Expired,
+    Reminders,
     Strict,
     StrictAsWait,
 )
@@ -407,3 +408,29 @@ def test_the_async_driver_moves_it_alike(mode):
     approved.send("approve", "ada", thread="inbox")
     assert (fired.wf.log, approved.wf.log) == (["escalate", "close"],
                                                ["approve ada", "approved", "close"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_in_a_loop_each_round_has_a_timer_of_its_own(mode):
+    run = Instance(Reminders(), mode=mode)
+    run.resume()
+    day = dt.timedelta(days=1)
+    start = run.clock()
+    dues = []
+    for _ in range(2):
+        [timer] = run.state.thread(MAIN_THREAD).events
+        dues.append(timer.due)
+        run.clock.advance(day)
+        assert run.fire_due() == [(MAIN_THREAD, "a day")]
+    assert dues == [start + day, start + 2 * day]
+    run.clock.advance(day / 2)
+    run.send("approve", thread="inbox")
+    assert run.wf.log == ["remind 1", "remind 2", "approve", "close"]
+    assert run.state.status is WorkflowStatus.FINISHED
+
+    unanswered = Instance(Reminders(), mode=mode)
+    unanswered.resume()
+    for _ in range(3):
+        unanswered.clock.advance(day)
+        unanswered.fire_due()
+    assert unanswered.wf.log == ["remind 1", "remind 2", "remind 3", "close"]

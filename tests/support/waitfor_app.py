@@ -9,7 +9,7 @@ import datetime as dt
 import attrs
 
 import genflow
-from genflow import Go, On, Step, Timeout, Try, Wait, WaitFor, current_step
+from genflow import For, Go, On, Step, Timeout, Try, Wait, WaitFor, current_step
 
 #: how long an approver has
 DEADLINE = dt.timedelta(days=2)
@@ -157,6 +157,39 @@ class StrictAsWait:
 
     def refuse(self) -> None:
         self.log.append(f"refuse: {current_step().failure.type}")
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+@genflow.workflow("wft-reminders")
+@attrs.define
+class Reminders:
+    """A reminder a day, three at most, until someone approves: a WaitFor with
+    a timeout in a loop, each round's timer due a day after that round began."""
+
+    approved: bool = False
+    reminders: int = 0
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("inbox", self.inbox, daemon=True)
+        yield For("rounds", not self.approved and self.reminders < 3,
+                  WaitFor("approved?", self.approved,
+                          timeout=Timeout("a day", dt.timedelta(days=1),
+                                          Step("remind", self.remind))))
+        yield Step("close", self.close)
+
+    def inbox(self):
+        yield Wait("decision", On("approve", self.approve))
+
+    def approve(self) -> None:
+        self.approved = True
+        self.log.append("approve")
+
+    def remind(self) -> None:
+        self.reminders += 1
+        self.log.append(f"remind {self.reminders}")
 
     def close(self) -> None:
         self.log.append("close")

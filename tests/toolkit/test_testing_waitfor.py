@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from waitfor_app import DEADLINE, Approval, Deadline, Strict
+from waitfor_app import DEADLINE, Approval, Deadline, Reminders, Strict
 
 from genflow.errors import ArgumentError
 from genflow.state import MAIN_THREAD
@@ -79,3 +79,11 @@ def test_drawn_scenarios_fire_the_timer_or_approve_and_replay_alike():
     approvals()
     assert seen <= {("escalate", "close"), ("approve ada", "approved", "close"),
                     ("approve bob", "approved", "close"), ()}
+
+
+def test_a_loop_of_waitfors_with_timeouts_replays_alike():
+    result = assert_replay_equivalent(Reminders(), [
+        Send("a day", timer=True), Send("a day", timer=True), "approve",
+        Send("a day", timer=True)], crash_in_calls=True)
+    assert result.data.log == ["remind 1", "remind 2", "approve", "close"]
+    assert [o.accepted for o in result.outcomes] == [True, True, True, False]
