@@ -1654,12 +1654,16 @@ class Operation:
         Timeout wins a Wait (`callback`), unless the condition holds (then the
         moves after take it: False, nothing changed) or the timer is no longer
         the WaitFor's (`_rearm` mends it: False). True when it fired."""
+        state = self.state
+        if state.status in _FINAL:  # (refused as `callback` refuses a Wait's timer)
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if state.status is _FAILED:
+            raise InstanceFailedError(_failed_words(state))
         stack, wait_for = self.locate(thread, WaitFor)
         timeout = wait_for.timeout
         if wait_for.cond or timeout is None or timeout.name != event.event:
             self._keep(thread, stack, wait_for)
             return False
-        state = self.state
         if timeout.raises is not None:  # a timer declared an error
             self._unwind_from(thread, Failure(
                 type=timeout.raises.__qualname__, message=f"timer {event.event!r} fired",

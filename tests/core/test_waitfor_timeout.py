@@ -434,3 +434,27 @@ def test_in_a_loop_each_round_has_a_timer_of_its_own(mode):
         unanswered.clock.advance(day)
         unanswered.fire_due()
     assert unanswered.wf.log == ["remind 1", "remind 2", "remind 3", "close"]
+
+
+def test_a_failed_instance_fires_no_waitfor_timer_as_it_fires_no_wait_timer():
+    @genflow.workflow("wft-failed-meanwhile")
+    @attrs.define
+    class FailsMeanwhile:
+        approved: bool = False
+
+        def definition(self):
+            yield genflow.Go("breaks", lambda: Step("break", self.explode))
+            yield WaitFor("approved?", self.approved, timeout=Timeout("expired", DEADLINE))
+
+        def explode(self) -> None:
+            raise RuntimeError("down")
+
+    run = Instance(FailsMeanwhile())
+    with pytest.raises(StepError):
+        run.resume()
+    assert run.state.status is WorkflowStatus.FAILED
+    run.clock.advance(DEADLINE)
+    before = run.blob()
+    with pytest.raises(genflow.errors.InstanceFailedError):
+        run.fire_due()
+    assert run.blob() == before
