@@ -18,11 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from waitfor_app import (
+    BEFORE_TIMEOUTS,
     DEADLINE,
     Approval,
     ApprovalAsWait,
     Deadline,
     Expired,
+    OldBlob,
     Reminders,
     Strict,
     StrictAsWait,
@@ -268,37 +270,20 @@ def _inbox():
 
 
 def test_a_state_saved_before_waitfor_took_a_timeout_still_loads_and_gets_its_timer():
-    clock = FakeClock()
-
-    @genflow.workflow("wft-old-blob")
-    @attrs.define
-    class Now:
-        approved: bool = False
-        log: list[str] = attrs.field(factory=list)
-
-        def definition(self):
-            yield _inbox()
-            yield WaitFor("approved?", self.approved,
-                          timeout=Timeout("expired", DEADLINE, Step("escalate", self.escalate)))
-
-        def escalate(self) -> None:
-            self.log.append("escalate")
-
-    old = Instance(Now(), clock=clock)
-    # the thread waits at the WaitFor as an older genflow left it: no timer
-    old.resume()
-    old.state.thread(MAIN_THREAD).events = []
-    began = old.state.thread(MAIN_THREAD).since
-    blob = dumps(old.wf, old.state)
-    wf, state = loads(blob, {"wft-old-blob": Now})
-    assert state.thread(MAIN_THREAD).events == []
-    clock.advance(dt.timedelta(hours=1))
-    run = Instance(wf, state=state, clock=clock)
+    wf, state = loads(BEFORE_TIMEOUTS, {"wft-old-blob": OldBlob})
+    main = state.thread(MAIN_THREAD)
+    assert (main.status, main.events) == (ThreadStatus.WAITING_CONDITION, [])
+    began = main.since
+    assert genflow.diagnose(wf, state) == []
+    clock = FakeClock(began + dt.timedelta(hours=1))
+    run = Instance(wf, state=state, clock=clock, instance_id=state.id)
     run.resume()  # the timer is its timeout's, due from when the wait began
-    [timer] = state.thread(MAIN_THREAD).events
-    assert timer.due == began + DEADLINE and timer.event == "expired"
+    [timer] = main.events
+    assert (timer.event, timer.due, timer.req.pc) == ("expired", began + DEADLINE, main.pc)
     clock.advance(DEADLINE)
     assert run.fire_due() == [(MAIN_THREAD, "expired")] and run.wf.log == ["escalate"]
+    # (loaded and saved again, it is the same blob, byte for byte)
+    assert dumps(*loads(BEFORE_TIMEOUTS, {"wft-old-blob": OldBlob})) == BEFORE_TIMEOUTS
 
 
 def test_a_timeout_added_renamed_or_removed_while_the_thread_waits_is_followed():

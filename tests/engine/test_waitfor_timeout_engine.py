@@ -9,7 +9,7 @@ import datetime as dt
 import attrs
 import pytest
 from faults import dies_at_call
-from waitfor_app import DEADLINE, Approval, Deadline, Strict
+from waitfor_app import BEFORE_TIMEOUTS, DEADLINE, Approval, Deadline, OldBlob, Strict
 
 import genflow
 from genflow import WaitFor, WorkflowStatus
@@ -18,6 +18,7 @@ from genflow.engine import Engine
 from genflow.errors import DefinitionError, UnknownEventError
 from genflow.state import MAIN_THREAD
 from genflow.stores import MemoryStore
+from genflow.stores.base import InstanceRecord
 
 
 @pytest.fixture
@@ -183,3 +184,21 @@ def test_a_definition_with_a_bad_timeout_is_refused_at_start_storing_nothing(mak
            "datetime.timedelta(days=2) (write timeout=Timeout('expired', after=seconds" \
            in str(refused.value)
     assert [r.id for r in engine.store.list()] == []
+
+
+def test_a_row_saved_before_waitfor_took_a_timeout_moves_on_with_its_timer(make_store):
+    """A store row as genflow wrote it before (the thread at the WaitFor, no timer,
+    no wake): it loads, and its next move sets the timeout's timer, due from
+    when its wait began, which a worker then fires."""
+    store = make_store()
+    began = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    store.create(InstanceRecord(id="i-1", workflow="wft-old-blob", status="waiting",
+                                blob=BEFORE_TIMEOUTS))
+    engine = Engine(store, [OldBlob], clock=FakeClock(began + dt.timedelta(hours=1)))
+    assert engine.get("i-1").state.thread(MAIN_THREAD).events == []
+    engine.send("i-1", "approve")  # (the inbox's bare trigger: the condition still fails)
+    assert store.get("i-1").wake_at == began + DEADLINE
+    engine.clock.advance(DEADLINE)
+    assert engine.run_due() == 1
+    instance = engine.get("i-1")
+    assert (instance.status, instance.data.log) == (WorkflowStatus.FINISHED, ["escalate"])

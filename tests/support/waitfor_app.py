@@ -193,3 +193,32 @@ class Reminders:
 
     def close(self) -> None:
         self.log.append("close")
+
+
+#: the blob genflow wrote (commit 978b823, before WaitFor took a timeout) for
+#: `OldBlob` with no timeout, at 2030-01-01 on a FakeClock: the main thread at
+#: the WaitFor with no events, the inbox at its Wait
+BEFORE_TIMEOUTS = bytes.fromhex(
+    "95a767656e666c6f7703ac7766742d6f6c642d626c6f6282a8617070726f766564c2a36c6f67909"
+    "5a3692d31ac7766742d6f6c642d626c6f62a777616974696e67029299a65f6d61696e5fa961707072"
+    "6f7665643fb177616974696e675f636f6e646974696f6e01910190a090b9323033302d30312d3031"
+    "5430303a30303a30302b30303a3030dc0010a5696e626f78a86465636973696f6ead77616974696e"
+    "675f6576656e740291009197a7617070726f7665a57365747570c2a0c002c0a09193a5696e626f78"
+    "a5696e626f789100b9323033302d30312d30315430303a30303a30302b30303a303000a0c0a0a090c3")
+
+
+@genflow.workflow("wft-old-blob")
+@attrs.define
+class OldBlob:
+    """What the blob above was saved from, now with a timeout on its WaitFor."""
+
+    approved: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("inbox", lambda: Wait("decision", On("approve")), daemon=True)
+        yield WaitFor("approved?", self.approved,
+                      timeout=Timeout("expired", DEADLINE, Step("escalate", self.escalate)))
+
+    def escalate(self) -> None:
+        self.log.append("escalate")
