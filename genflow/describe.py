@@ -168,6 +168,8 @@ def _thread(thread: Thread, now: _dt.datetime) -> list[str]:
             head = f"{who}: not started yet"
     elif status is ThreadStatus.WAITING_EVENT:
         head = f"{who}: waiting at {thread.stmt!r}{since} for one of:"
+    elif thread.events:  # (a WaitFor's timeout: its timer)
+        head = f"{who}: waiting at {thread.stmt!r}{since} until its condition holds, or:"
     else:
         head = f"{who}: waiting at {thread.stmt!r}{since} until its condition holds"
     lines = [head]

@@ -110,7 +110,7 @@ class TimerHandler(EventHandler):
 
             raise DefinitionError(
                 f"Timeout {self.name!r}: its time (`at`) was not set when the wait began; "
-                "set the field it reads in a step before the Wait")
+                "set the field it reads in a step before the Wait (or the WaitFor)")
         return now + _dt.timedelta(seconds=self.after)
 
     def __repr__(self) -> str:

@@ -442,6 +442,8 @@ def iter_tree(body: Any, *, into_threads: bool = True) -> Iterator[tuple[Stmt, l
         if isinstance(stmt, Wait):
             for on in stmt.events:
                 yield on, stack
+        elif type(stmt) is WaitFor and stmt.timeout is not None:
+            yield stmt.timeout, stack
         if stmt.bodies and (into_threads or type(stmt) is not Go):
             stack.append(Frame(stmt, 0, _child_body(stmt, 0)))
 

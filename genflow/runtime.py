@@ -1091,13 +1091,17 @@ class Operation:
         event) pairs fired; failures after them are kept in `self.failure`."""
         fired: list[tuple[str, str]] = []
         for thread in list(self.state.threads):
-            if thread.status is not _WAITING_EVENT:
+            status = thread.status
+            if status is not _WAITING_EVENT and status is not _WAITING_CONDITION:
                 continue
             due = [e for e in thread.events
                    if e.due is not None and e.due <= now and e.status is _SETUP]
             if due:
                 timer = min(due, key=_due_time)
-                yield from self.callback(timer.req, None)
+                if status is _WAITING_EVENT:
+                    yield from self.callback(timer.req, None)
+                elif not (yield from self._expire(thread, timer)):
+                    continue  # its condition holds: the moves below take it
                 yield from self._checkpoint(CheckpointType.AFTER_EVENT)
                 fired.append((thread.id, timer.event))
         yield from self.run(max_moves)
@@ -1244,13 +1248,27 @@ class Operation:
         found = self.repaths.pop(thread.id, None)
         return found[1] if found is not None and found[0] == thread.pc else thread.path
 
-    def _on(self, thread: Thread, wait: Wait, event: str) -> tuple[int, Any]:
-        for index, on in enumerate(wait.events):
-            if on.name == event:
-                return index, on
+    def _on(self, thread: Thread, wait: Wait | WaitFor, event: str) -> tuple[int, Any]:
+        if isinstance(wait, WaitFor):  # its one event: the timeout, whose body is branch 0
+            if wait.timeout is not None and wait.timeout.name == event:
+                return 0, wait.timeout
+        else:
+            for index, on in enumerate(wait.events):
+                if on.name == event:
+                    return index, on
         raise NonDeterminismError(
             self.state.workflow, thread.id, wait.name or "", f"its event {event!r} is gone"
         )
+
+    def _won_at(self, thread: Thread, recording: bool) -> tuple[list[Frame], Any]:
+        """`locate` for a thread whose wait an event won: a Wait, or a WaitFor whose
+        timeout fired (the thread's state says not which)."""
+        stack, stmt = self.locate(thread, None, recording)
+        if not isinstance(stmt, (Wait, WaitFor)):
+            raise NonDeterminismError(
+                self.state.workflow, thread.id, thread.stmt,
+                f"it is now a {type(stmt).__name__}, the thread expects a Wait or a WaitFor")
+        return stack, stmt
 
     # -- moves --
 
@@ -1284,7 +1302,7 @@ class Operation:
                     started, body = None, self._root(thread)
                 stack = [Frame(None, 0, body)]
             elif thread.won:
-                stack, wait = self.locate(thread, Wait, reads is not None)
+                stack, wait = self._won_at(thread, reads is not None)
                 index, _ = self._on(thread, wait, thread.won)
                 if wait.bodies[index]:  # (an On with no body: on after the Wait at once)
                     stack.append(Frame(wait, index, wait.bodies[index]))
@@ -1341,7 +1359,9 @@ class Operation:
             return self._fail_thread(thread, flow, new_threads)
         now = None if type(result) is Step or result is END else self.clock()
         events = self._events(thread, result, state.pc + 1, now) \
-            if isinstance(result, Wait) else None
+            if isinstance(result, Wait) else self._timer(thread, result, state.pc + 1, now) \
+            if type(result) is WaitFor and result.timeout is not None and not result.cond \
+            else None  # (a condition that holds already, to run its handler: no timer)
         # -- commit --
         state.pc += 1
         if result is END:
@@ -1453,6 +1473,8 @@ class Operation:
             thread.events = events
         else:
             thread.status = _WAITING_CONDITION
+            if events is not None:  # its timeout's timer (`_timer`)
+                thread.events = events
 
     def _events(self, thread: Thread, wait: Wait, pc: int, now: Any) -> list[WaitEvent]:
         """What `thread` listens for at `wait` from counter `pc` on (the wait began `now`).
@@ -1476,6 +1498,19 @@ class Operation:
                 event.status = _SETUP
             events.append(event)
         return events
+
+    def _timer(self, thread: Thread, wait_for: WaitFor, pc: int, now: Any,
+               began: Any = None) -> list[WaitEvent]:
+        """The timer of `wait_for`'s timeout, as a thread's events from counter `pc`
+        on: set up at once, as a Wait's timer is (`_events`), due from `began`
+        (when the wait began; default `now`)."""
+        timeout = wait_for.timeout
+        assert timeout is not None
+        event = WaitEvent(timeout.event, CallbackRequest(self.state.id, thread.id,
+                                                         timeout.event, pc))
+        event.due = timeout.handler.due(began or now)
+        event.status = _SETUP
+        return [event]
 
     def _spawn(self, parent: Thread, spawned: list[tuple[Go, list[int]]]) -> list[Thread]:
         taken = {t.id for t in self.state.threads}
@@ -1578,7 +1613,10 @@ class Operation:
     def _check_condition(self, thread: Thread) -> _Moves:
         stack, wait_for = self.locate(thread, WaitFor)
         if not wait_for.cond:
-            return None
+            timeout, armed = wait_for.timeout, thread.events
+            if (armed[0].event if armed else None) == (None if timeout is None else timeout.name):
+                return None  # its timer is its timeout's (or it has neither): blocked
+            return self._rearm(thread, stack, wait_for)
         if stack[0].reads is not None:
             self.located[thread.id] = (thread.pc, stack, wait_for)
         if wait_for.handler is not None:
@@ -1588,6 +1626,8 @@ class Operation:
         state = self.state
         state.pc += 1
         thread.status = _RESUMING
+        if thread.events:  # its timeout's timer: nothing to tear down, dropped
+            thread.events = []
         if self.repaths:  # (a path `locate` found by name: `_path`)
             thread.path = self._path(thread)
         if self.located:
@@ -1596,6 +1636,60 @@ class Operation:
             thread.pc = state.pc
         thread.since = None
         return CheckpointType.AFTER_CONDITION
+
+    def _rearm(self, thread: Thread, stack: list[Frame], wait_for: WaitFor) -> CheckpointType:
+        """The thread waits at `wait_for` with a timer its timeout no longer has (an
+        edit of the definition added, renamed or removed the timeout while it
+        waited; a State saved before WaitFor had timeouts has none): its timer
+        becomes the timeout's, due from when the wait began. Nothing runs."""
+        events = [] if wait_for.timeout is None else \
+            self._timer(thread, wait_for, thread.pc, self.clock(), thread.since)
+        # -- commit --
+        thread.events = events
+        self._keep(thread, stack, wait_for)
+        return CheckpointType.AFTER_SETUP
+
+    def _expire(self, thread: Thread, event: WaitEvent) -> _Moves:
+        """The timer of the WaitFor `thread` waits at is due: the timeout wins, as a
+        Timeout wins a Wait (`callback`), unless the condition holds (then the
+        moves after take it: False, nothing changed) or the timer is no longer
+        the WaitFor's (`_rearm` mends it: False). True when it fired."""
+        state = self.state
+        if state.status in _FINAL:  # (refused as `callback` refuses a Wait's timer)
+            raise WorkflowFinishedError(f"instance {state.id!r} is {state.status.value}")
+        if state.status is _FAILED:
+            raise InstanceFailedError(_failed_words(state))
+        stack, wait_for = self.locate(thread, WaitFor)
+        timeout = wait_for.timeout
+        if wait_for.cond or timeout is None or timeout.name != event.event:
+            self._keep(thread, stack, wait_for)
+            return False
+        if timeout.raises is not None:  # a timer declared an error
+            self._unwind_from(thread, Failure(
+                type=timeout.raises.__qualname__, message=f"timer {event.event!r} fired",
+                step=thread.stmt, types=_type_keys(timeout.raises), path=tuple(thread.path)))
+            thread.pc = state.pc
+            return True
+        if stack[0].reads is not None:
+            self.located[thread.id] = (thread.pc, stack, wait_for)
+        handler = timeout.handler
+        yield from self._run_user_code(
+            handler.handle, (event.req, None), self._handler_context(thread, wait_for, event),
+            thread, "handle", event.event)
+        # -- commit: the timeout wins the wait --
+        state.pc += 1
+        event.won = True
+        thread.events = []
+        thread.status = _RESUMING
+        thread.won = event.event
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
+        if self.located:
+            self._moved(thread, state.pc)
+        else:
+            thread.pc = state.pc
+        thread.since = None
+        return True
 
     def _run_user_code(
         self,
@@ -1729,7 +1823,8 @@ class Operation:
         thread.events.remove(event)
         return CheckpointType.AFTER_TEARDOWN
 
-    def _handler_context(self, thread: Thread, wait: Wait, event: WaitEvent) -> StepContext:
+    def _handler_context(self, thread: Thread, wait: Wait | WaitFor,
+                         event: WaitEvent) -> StepContext:
         state = self.state
         return _new_tuple(StepContext, (
             state.id, state.workflow, thread.id, wait.name, thread.pc, event.attempts + 1,
@@ -1800,6 +1895,16 @@ class Operation:
                 f"callback for thread {thread.id!r} carries counter {req.pc}, but the thread "
                 f"is {thread.status.value} at {thread.stmt!r} since counter {thread.pc}"
             )
+        if thread.status is _WAITING_CONDITION:  # a WaitFor's timer, by name: fired now
+            timer = next((e for e in thread.events if e.event == req.event), None)
+            if timer is not None:
+                if not (yield from self._expire(thread, timer)):
+                    raise NotWaitingError(
+                        f"thread {thread.id!r} of instance {state.id!r} waits at WaitFor "
+                        f"{thread.stmt!r} whose condition holds (or whose timeout is no "
+                        f"longer {req.event!r}): resume the instance, it moves on")
+                state.update_status()
+                return None
         if thread.status is not _WAITING_EVENT:
             raise NotWaitingError(
                 f"thread {thread.id!r} of instance {state.id!r} is not waiting for events "
@@ -2066,8 +2171,14 @@ class Operation:
         if not thread.stmt:
             self._root(thread)  # the Go statements that started it are still there
             return
-        waits = thread.status is _WAITING_EVENT or thread.won or thread.events
-        kind = Try if thread.enter else Wait if waits else _STANDS_AT.get(thread.status)
+        if thread.won and not thread.enter:  # a Wait, or a WaitFor its timeout won
+            _, stmt = self._won_at(thread, False)
+            for name in {e.event for e in thread.events} | {thread.won}:
+                self._on(thread, stmt, name)
+            return
+        waits = thread.status is _WAITING_EVENT or thread.events
+        kind = Try if thread.enter else Wait if waits and thread.status is not \
+            _WAITING_CONDITION else _STANDS_AT.get(thread.status)
         _, stmt = self.locate(thread, kind)
         if kind is Try and stmt.branch(thread.enter) is None:
             raise NonDeterminismError(self.state.workflow, thread.id, thread.stmt,
@@ -2098,14 +2209,16 @@ class Operation:
                             "move target; choose a Step, Wait or WaitFor")
         stack, stmt = found
         # everything the teardowns need is found before anything changes
-        tearing = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
+        tearing = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN] \
+            if thread.status is not _WAITING_CONDITION else []  # (a WaitFor's timer: dropped)
         if tearing:
             _, wait = self.locate(thread, Wait)
             for event in tearing:
                 self._handler(thread, wait, event)
         now = None if type(stmt) is Step else self.clock()
         events = self._events(thread, stmt, state.pc + 1, now) if isinstance(stmt, Wait) \
-            else None
+            else self._timer(thread, stmt, state.pc + 1, now) \
+            if type(stmt) is WaitFor and stmt.timeout is not None and not stmt.cond else None
         # what the thread has set up is torn down first (won=False: nothing won)
         for event in tearing:
             yield from self._teardown(thread, event, retried=False)
@@ -2148,7 +2261,8 @@ class Operation:
             lost: list[Thread] = []
             for thread in state.threads:
                 owes = [e for e in thread.events
-                        if e.status is _SETUP or e.status in _TEARING_DOWN]
+                        if e.status is _SETUP or e.status in _TEARING_DOWN] \
+                    if thread.status is not _WAITING_CONDITION else None
                 if owes:
                     _, wait = self.locate(thread, Wait)
                     for event in owes:
@@ -2476,6 +2590,9 @@ async def _within(awaitable: Any, name: str, seconds: float) -> Any:
 
 def _tear_down_all(thread: Thread) -> None:
     """What the thread has set up is to be torn down; what it has not is dropped."""
+    if thread.status is _WAITING_CONDITION:  # a WaitFor's timer: nothing to tear down
+        thread.events = []
+        return
     thread.events = [e for e in thread.events if e.status is _SETUP or e.status in _TEARING_DOWN]
     for event in thread.events:
         if event.status is _SETUP:

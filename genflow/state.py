@@ -68,7 +68,9 @@ class ThreadStatus(str, enum.Enum):  # noqa: UP042 - str() and format() as befor
     EXECUTING = "executing"  #: about to run the step `Thread.stmt`
     RESUMING = "resuming"  #: `stmt` is done (or "" = not started): continue after it
     WAITING_EVENT = "waiting_event"  #: waits at the `Wait` named `stmt`
-    WAITING_CONDITION = "waiting_condition"  #: waits at the `WaitFor` named `stmt`
+    #: waits at the `WaitFor` named `stmt` (its timeout's timer, if it has one, is
+    #: its one event: `Thread.events`)
+    WAITING_CONDITION = "waiting_condition"
     #: the thread leaves `stmt` outward carrying `Thread.unwind` ("fail": its step
     #: failed for good; "cancel": cancellation reached it): its handlers are torn
     #: down first, then it enters the nearest `Catch` or `Finally` that applies,

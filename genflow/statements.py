@@ -411,14 +411,35 @@ WAKE = "wake"
 
 class WaitFor(Stmt):
     """Block the thread until `cond` holds (re-checked whenever other threads
-    move), then run `handler()` if given."""
+    move), then run `handler()` if given.
 
-    __slots__ = ("cond", "handler", "name")
+    `timeout` (a `Timeout`) bounds the wait: when its timer fires before the
+    condition holds, the Timeout's body runs instead of the handler (or, with
+    `raises=`, the thread fails with that error at the WaitFor), as a Timeout
+    does in a `Wait`. When the condition holds first, the timer is dropped.
+    A condition that holds when the thread arrives passes at once: no timer.
+    """
 
-    def __init__(self, name: str, cond: Any, handler: Callable[[], Any] | None = None):
+    __slots__ = ("bodies", "cond", "handler", "name", "timeout")
+
+    def __init__(self, name: str, cond: Any, handler: Callable[[], Any] | None = None, *,
+                 timeout: Any = None):
+        # (`timeout` Any, not Timeout: compiled, an annotation is checked at the call,
+        # before the clear error below; docs/compiled.md)
         self.name = name
         self.cond = bool(cond)
         self.handler = handler
+        if timeout is None:
+            self.timeout: Timeout | None = None
+            self.bodies = ()
+            return
+        if not isinstance(timeout, Timeout):
+            raise StatementTypeError(
+                f"WaitFor {name!r}: timeout= takes a genflow.Timeout, not {timeout!r} (write "
+                f"timeout=Timeout('expired', after=seconds, *body), or at=a deadline, "
+                f"or raises=AnError)")
+        self.timeout = timeout
+        self.bodies = timeout.bodies  # its body: a branch of this statement (paths, search)
 
 
 class Go(Stmt):

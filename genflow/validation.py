@@ -59,6 +59,8 @@ def validate(definition: Any) -> None:
                 last[stack[-1]] = stmt
                 if isinstance(stmt, Wait):
                     events.update(id(on) for on in stmt.events)
+                elif isinstance(stmt, WaitFor) and stmt.timeout is not None:
+                    events.add(id(stmt.timeout))
             elif id(stmt) not in events:
                 problems.append(f"{_where(stack, last)}: {_alone(stmt)}")
                 continue
@@ -118,6 +120,8 @@ def _where(stack: list[Frame], last: dict[Frame, Stmt]) -> str:
     elif isinstance(owner, Wait):
         parts.append(f"in the body of event {owner.events[frame.branch].name!r} "
                      f"of Wait {owner.name!r}")
+    elif isinstance(owner, WaitFor) and owner.timeout is not None:
+        parts.append(f"in the body of timeout {owner.timeout.name!r} of WaitFor {owner.name!r}")
     elif owner is not None and owner is not go:
         parts.append(f"in the body of {type(owner).__name__} {owner.name!r}")
     built = last.get(stack[-1])

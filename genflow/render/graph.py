@@ -200,8 +200,9 @@ class Graph:
         return None
 
     def event(self, wait: str, event: str) -> Node | None:
-        """The node of event `event` of the Wait called `wait`."""
-        parent = self.named(wait, NodeKind.WAIT)
+        """The node of event `event` of the Wait called `wait` (or of the timeout
+        of the WaitFor called `wait`)."""
+        parent = self.named(wait, NodeKind.WAIT) or self.named(wait, NodeKind.WAITFOR)
         if parent is None:
             return None
         for node in self.nodes:
@@ -308,6 +309,11 @@ class _Open:
             if isinstance(on, Timeout) and on.raises is not None:
                 return []  # the timer fails the thread: nothing after it runs
             return [_Exit(self.events[branch].id, EdgeKind.NEXT, "", branch)]
+        if isinstance(stmt, WaitFor):  # its one body: its timeout's
+            assert stmt.timeout is not None
+            if stmt.timeout.raises is not None:
+                return []
+            return [_Exit(self.events[0].id, EdgeKind.NEXT, "", 0)]
         if isinstance(stmt, Try) and branch:
             return [_Exit(self.branches[branch].id)]
         if isinstance(stmt, Go) and self.lane is not None:
@@ -414,7 +420,7 @@ class _Builder:
             if fin is not None and frame.branch == fin.index:
                 self.join_finally(owner)
         # a Wait's bodies hang under its events, one level deeper
-        depth = parent.depth + (2 if isinstance(owner.stmt, Wait) else 1)
+        depth = parent.depth + (2 if isinstance(owner.stmt, (Wait, WaitFor)) else 1)
         self.contexts.append(_Context(frame, owner, owner.entry(frame.branch), cluster,
                                       depth, end))
 
@@ -446,6 +452,8 @@ class _Builder:
             assert op.lane is not None
             self.connect(exits, op.lane[2].id)
             context.pending = [_Exit(op.node.id)]
+        elif isinstance(stmt, WaitFor):  # the condition held, or its timeout's body ran
+            context.pending = [_Exit(op.node.id), *exits]
         elif isinstance(stmt, Try) and stmt.finally_ is not None:
             self.join_finally(op)  # (an empty Finally body is never walked)
             exits = op.exits.get(stmt.finally_.index, op.entry(stmt.finally_.index))
@@ -481,7 +489,7 @@ class _Builder:
         self.sync(stack)
         context = self.contexts[-1]
         op = context.open
-        if isinstance(stmt, On) and op is not None and isinstance(op.stmt, Wait):
+        if isinstance(stmt, On) and op is not None and isinstance(op.stmt, (Wait, WaitFor)):
             if not isinstance(op.stmt, (Sleep, Children)):  # (a Sleep is its own timer)
                 self.event(op, stmt, context)
             return
@@ -579,6 +587,8 @@ class _Builder:
             if stmt.handler is not None:
                 detail["handler"] = _callable_name(stmt.handler)
                 label += f"\nthen {detail['handler']}"
+            if stmt.timeout is not None:  # (its timer node hangs under it: `event`)
+                detail["timeout"] = stmt.timeout.name
             return node(NodeKind.WAITFOR, label, detail=detail)
         if isinstance(stmt, Go):
             in_loop = self.in_loop()

@@ -314,7 +314,7 @@ class Instance:
     def _timers_due(self, now: _dt.datetime) -> bool:
         return any(e.due is not None and e.due <= now and e.status is WaitEventStatus.SETUP
                    for t in self.state.threads if t.status is ThreadStatus.WAITING_EVENT
-                   for e in t.events)
+                   or t.status is ThreadStatus.WAITING_CONDITION for e in t.events)
 
     def cancel(self, *, max_moves: int = DEFAULT_MAX_MOVES) -> None:
         """Cancel the instance (`runtime.cancel`: cancellation reaches every

@@ -81,11 +81,12 @@ class _Stop(Exception):
 
 
 def ready_events(state: Any) -> list[tuple[str, str]]:
-    """Every (thread, event) that could be delivered right now, in a stable order."""
+    """Every (thread, event) that could be delivered right now, in a stable order
+    (a WaitFor's timer too: its timeout fires when the clock moves to it)."""
     return [
         (t.id, e.event)
         for t in state.threads
-        if t.status is ThreadStatus.WAITING_EVENT
+        if t.status is ThreadStatus.WAITING_EVENT or t.status is ThreadStatus.WAITING_CONDITION
         for e in t.events
         if e.status is WaitEventStatus.SETUP
     ]
@@ -415,8 +416,9 @@ class Run:
 
     def _target(self, send: Send) -> tuple[str, CallbackRequest, Any] | None:
         for thread in self.state.threads:
-            if thread.status is not ThreadStatus.WAITING_EVENT:
-                continue
+            if thread.status is not ThreadStatus.WAITING_EVENT and \
+                    thread.status is not ThreadStatus.WAITING_CONDITION:
+                continue  # (a WaitFor's one event: its timeout's timer)
             if send.thread is not None and thread.id != send.thread:
                 continue
             for event in thread.events:

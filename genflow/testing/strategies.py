@@ -36,7 +36,7 @@ from genflow.handlers import TimerHandler, as_handler
 from genflow.registry import workflow_name
 from genflow.replay import as_body, iter_tree
 from genflow.state import State, ThreadStatus
-from genflow.statements import On, Wait
+from genflow.statements import On, Wait, WaitFor
 from genflow.testing.driver import statement_at
 from genflow.testing.run import Run, ready_events
 from genflow.testing.scenario import Scenario, Send
@@ -269,10 +269,16 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def wait_events(wf: Any, state: State) -> dict[str, list[On]]:
-    """For each thread waiting for events: the `On` statements of its `Wait`,
-    found by replaying the definition on the current data."""
+    """For each thread waiting for events: the `On` statements of its `Wait`
+    (of a `WaitFor` with a timeout: the timeout), found by replaying the
+    definition on the current data."""
     found: dict[str, list[On]] = {}
     for thread in state.threads:
+        if thread.status is ThreadStatus.WAITING_CONDITION and thread.events:
+            wait_for = statement_at(wf, state, thread, WaitFor)
+            if wait_for is not None and wait_for.timeout is not None:
+                found[thread.id] = [wait_for.timeout]
+            continue
         if thread.status is not ThreadStatus.WAITING_EVENT:
             continue
         wait = statement_at(wf, state, thread, Wait)

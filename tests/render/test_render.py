@@ -1734,3 +1734,34 @@ def test_every_thread_is_drawn_where_it_stands_at_every_checkpoint(fails, cancel
         assert ids.count("caught") <= len(seen.threads) * 2
     parse_mermaid(to_mermaid(drawn[-1][0]))
     parse_dot(to_dot(drawn[-1][0]))
+
+
+def test_a_waitfors_timeout_hangs_under_it_and_the_condition_goes_past_it() -> None:
+    from waitfor_app import Approval, Strict
+
+    from genflow.testing import Instance
+
+    graph = build_graph(Approval())
+    wait_for = graph.named("approved?", NodeKind.WAITFOR)
+    assert wait_for is not None and wait_for.detail["timeout"] == "expired"
+    timer = graph.event("approved?", "expired")
+    assert timer is not None and timer.label == "timeout expired\nafter 2d"
+    assert _kinds_of(graph, wait_for.id) == [(EdgeKind.EVENT, "expired", "", None),
+                                             (EdgeKind.NEXT, "close", "", None)]
+    assert _kinds_of(graph, timer.id) == [(EdgeKind.NEXT, "escalate", "", None)]
+    assert _one_edge(graph, _id(graph, "escalate"), _id(graph, "close")).kind == EdgeKind.NEXT
+    assert to_text(Approval()).splitlines()[4:8] == [
+        "  WaitFor approved?; then on_approved", "    timeout expired; after 2d",
+        "      escalate", "  close"]
+    # a timeout that raises: a failure edge to the Catch, nothing after its timer
+    strict = build_graph(Strict())
+    raising = strict.event("approved?", "expired")
+    assert raising is not None and raising.label == "timeout expired\nafter 2d\nraises Expired"
+    assert _kinds_of(strict, raising.id) == [(EdgeKind.FAIL, "too late", "", None)]
+    # the instance's timer on the diagram: listening, with its due time
+    run = Instance(Approval())
+    run.resume()
+    drawn = instance_graph(run.wf, run.state)
+    on_diagram = drawn.event("approved?", "expired")
+    assert on_diagram is not None and on_diagram.detail["due"] == "2030-01-03T00:00:00+00:00"
+    assert "listening" in on_diagram.classes
