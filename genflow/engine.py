@@ -35,6 +35,7 @@ import contextvars
 import datetime as _dt
 import inspect
 import logging
+import math
 import os
 import socket
 import time
@@ -568,7 +569,9 @@ class Engine:
           further off, leave the worker idle.
         * `until_done`: return once no instance this engine runs has any due
           work left (none has a `wake_at`: each finished, failed or waits for
-          an event); until then sleep until the next wake, however far.
+          an event); until then sleep until the next wake, however far. The
+          two exclude each other (`ArgumentError`, as for any bad argument,
+          before anything runs).
 
         Between rounds the worker sleeps at most `idle_sleep` seconds (less
         when work falls due sooner), waking early when another process
@@ -651,6 +654,19 @@ class Engine:
             raise ArgumentError(f"stop is a function the loop calls before each round (True: "
                                 f"stop now), not {stop!r}")
         _checked_limit(batch)
+        if type(until_idle) is not bool or type(until_done) is not bool:
+            raise ArgumentError(f"until_idle and until_done are True or False, not "
+                                f"{until_idle!r} and {until_done!r}")
+        if until_idle and until_done:
+            raise ArgumentError("give until_idle (return when nothing is due soon) or "
+                                "until_done (sleep to each next wake until none is left), "
+                                "not both")
+        if isinstance(idle_sleep, bool) or not isinstance(idle_sleep, (int, float)) \
+                or not 0 <= idle_sleep < math.inf:
+            raise ArgumentError(f"idle_sleep is a number of seconds, not {idle_sleep!r}")
+        if idle_sleep == 0 and not (until_idle or until_done):
+            raise ArgumentError("idle_sleep=0 would poll the store with no pause, for ever: "
+                                "give it seconds above 0 (or until_idle=True)")
         total = 0
         failures = 0
         while stop is None or not stop():

@@ -228,12 +228,21 @@ def test_work_async_waits_out_store_failures(caplog):
 
 def test_work_async_refuses_what_work_refuses(store):
     engine = Engine(store)
+    iid = engine.start(Plain(steps=1), run=False)  # due: a refused loop must not run it
+    before = store.get(iid)
     for kwargs, words in (({"stop": True}, "stop is a function"),
-                          ({"batch": 0}, "limit is a count of 1 or more")):
+                          ({"batch": 0}, "limit is a count of 1 or more"),
+                          ({"until_idle": True, "until_done": True}, "not both"),
+                          ({"until_idle": "no"}, "are True or False"),
+                          ({"idle_sleep": 0}, "would poll the store with no pause"),
+                          ({"idle_sleep": -1}, "idle_sleep is a number of seconds, not -1"),
+                          ({"idle_sleep": float("nan")}, "seconds, not nan"),
+                          ({"idle_sleep": "1"}, "seconds, not '1'")):
         with pytest.raises(ArgumentError, match=words):
             engine.work(**kwargs)
         with pytest.raises(ArgumentError, match=words):
             asyncio.run(engine.work_async(**kwargs))
+    assert store.get(iid) == before
 
 
 _plain = st.builds(Plain, steps=st.integers(1, 3), naps=st.integers(0, 2),
