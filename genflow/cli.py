@@ -703,8 +703,10 @@ def _summary(instance: Instance) -> str:
     if instance.status is WorkflowStatus.WAITING:
         events = [e.event for t in instance.state.threads for e in t.events
                   if t.status is ThreadStatus.WAITING_EVENT]
-        conditions = [t.stmt for t in instance.state.threads
-                      if t.status is ThreadStatus.WAITING_CONDITION]
+        conditions = [  # (a WaitFor's deadline is its thread's one timer: `until` it)
+            t.stmt + "".join(f" (until {e.due.astimezone(_dt.UTC):%Y-%m-%d %H:%M:%S} UTC)"
+                             for e in t.events if e.due is not None)
+            for t in instance.state.threads if t.status is ThreadStatus.WAITING_CONDITION]
         parts = []
         if events:
             parts.append(f"for {', '.join(dict.fromkeys(events))}")

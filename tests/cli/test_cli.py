@@ -563,3 +563,24 @@ def test_a_worker_leaves_alone_workflows_it_does_not_run(inproc) -> None:
     code, out, _ = inproc("show", "c9")
     assert code == 0 and out.startswith("instance c9 of workflow 'cli-charge': finished\n")
     assert "charged = true" in out
+
+
+def test_the_one_line_summary_says_until_when_a_condition_waits() -> None:
+    """`start`/`send`'s line names each condition a thread waits on, and the
+    deadline of a WaitFor that has one (its timer)."""
+    import datetime as dt
+
+    import waitfor_app
+
+    from genflow.cli import _summary
+    from genflow.clock import FakeClock
+    from genflow.stores import MemoryStore
+
+    engine = Engine(MemoryStore(), [waitfor_app.Approval],
+                    clock=FakeClock(dt.datetime(2030, 1, 1, 9, 30, tzinfo=dt.UTC)))
+    iid = engine.start(waitfor_app.Approval(), id="a1")
+    assert waitfor_app.DEADLINE == dt.timedelta(days=2)
+    assert _summary(engine.get(iid)) == ("a1 waiting for approve and on condition(s) "
+                                         "approved? (until 2030-01-03 09:30:00 UTC)")
+    engine.send(iid, "approve", "ada")
+    assert _summary(engine.get(iid)) == "a1 finished"
