@@ -579,7 +579,7 @@ def test_the_one_line_summary_says_until_when_a_condition_waits() -> None:
     engine = Engine(MemoryStore(), [waitfor_app.Approval],
                     clock=FakeClock(dt.datetime(2030, 1, 1, 9, 30, tzinfo=dt.UTC)))
     iid = engine.start(waitfor_app.Approval(), id="a1")
-    assert waitfor_app.DEADLINE == dt.timedelta(days=2)
+    assert dt.timedelta(days=2) == waitfor_app.DEADLINE
     assert _summary(engine.get(iid)) == ("a1 waiting for approve and on condition(s) "
                                          "approved? (until 2030-01-03 09:30:00 UTC)")
     engine.send(iid, "approve", "ada")
