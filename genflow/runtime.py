@@ -1625,16 +1625,9 @@ class Operation:
             )
         state = self.state
         state.pc += 1
-        thread.status = _RESUMING
         if thread.events:  # its timeout's timer: nothing to tear down, dropped
             thread.events = []
-        if self.repaths:  # (a path `locate` found by name: `_path`)
-            thread.path = self._path(thread)
-        if self.located:
-            self._moved(thread, state.pc)
-        else:
-            thread.pc = state.pc
-        thread.since = None
+        self._past_wait(thread)
         return CheckpointType.AFTER_CONDITION
 
     def _rearm(self, thread: Thread, stack: list[Frame], wait_for: WaitFor) -> CheckpointType:
@@ -1680,15 +1673,8 @@ class Operation:
         state.pc += 1
         event.won = True
         thread.events = []
-        thread.status = _RESUMING
         thread.won = event.event
-        if self.repaths:  # (a path `locate` found by name: `_path`)
-            thread.path = self._path(thread)
-        if self.located:
-            self._moved(thread, state.pc)
-        else:
-            thread.pc = state.pc
-        thread.since = None
+        self._past_wait(thread)
         return True
 
     def _run_user_code(
@@ -1751,6 +1737,20 @@ class Operation:
                     frame.fresh = False
                 self.located[thread_id] = entry
                 _PAYS[gate] = -1
+
+    def _past_wait(self, thread: Thread) -> None:
+        """The thread leaves the wait it was at (its event, its timer or its
+        condition won; the commit counted `state.pc` first): it resumes from
+        there, where it stands kept if it was located."""
+        pc = self.state.pc
+        thread.status = _RESUMING
+        if self.repaths:  # (a path `locate` found by name: `_path`)
+            thread.path = self._path(thread)
+        if self.located:
+            self._moved(thread, pc)
+        else:
+            thread.pc = pc
+        thread.since = None
 
     def _moved(self, thread: Thread, pc: int) -> None:
         """The thread moved on at its statement to counter `pc`: where it stands
@@ -1957,15 +1957,8 @@ class Operation:
         thread.events = teardowns
         for e in teardowns:
             e.status = WaitEventStatus.PENDING_TEARDOWN
-        thread.status = _RESUMING
         thread.won = req.event
-        if self.repaths:  # (a path `locate` found by name: `_path`)
-            thread.path = self._path(thread)
-        if self.located:
-            self._moved(thread, state.pc)
-        else:
-            thread.pc = state.pc
-        thread.since = None
+        self._past_wait(thread)
         state.update_status()
         return output
 
