@@ -12,6 +12,7 @@ what the reader will see, and could drift from it unnoticed.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import re
 from pathlib import Path
@@ -27,6 +28,11 @@ PAGES = sorted(DOCS.glob("*.md"))
 README = ROOT / "README.md"
 PYPI = ROOT / "PYPI.md"
 WILDCARD = "..."
+#: modules an optional extra brings, by the extra: a page whose samples import one
+#: is skipped, with the reason, where it is not installed (the README's test
+#: command installs only `test`; .ci/run installs them all, so CI runs every page)
+EXTRAS = {"starlette": "web", "uvicorn": "web", "httpx": "webtest", "psycopg": "postgres",
+          "psycopg_pool": "postgres"}
 
 
 class Sample:
@@ -78,8 +84,15 @@ def run_page(page: Path) -> None:
         code = compile(sample.code, f"{page.name}[block {sample.number}]", "exec",
                        dont_inherit=True)
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            exec(code, namespace)
+        try:
+            with contextlib.redirect_stdout(printed):
+                exec(code, namespace)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            extra = EXTRAS.get(root)
+            if extra is None or importlib.util.find_spec(root) is not None:
+                raise  # (not an extra's, or the extra is there: a mistake of the page)
+            pytest.skip(f"{sample.where} imports {exc.name}: pip install 'genflow[{extra}]'")
         shown = printed.getvalue()
         if sample.output is None:
             assert not shown, (f"{sample.where} prints, but no ```output block follows it; "
@@ -247,3 +260,15 @@ def test_any_changed_line_is_a_mismatch(lines, data):
     changed = [*lines]
     changed[index] = lines[index] + "x"
     assert not matches("\n".join(lines), "\n".join(changed))
+
+
+def test_a_page_needing_a_missing_extra_is_skipped_and_only_then(tmp_path, monkeypatch):
+    page = _page(tmp_path, "```python\nimport gf_not_installed_zz.sub\n```\n")
+    with pytest.raises(ModuleNotFoundError):  # not an extra's module: the page is wrong
+        run_page(page)
+    monkeypatch.setitem(EXTRAS, "gf_not_installed_zz", "web")
+    with pytest.raises(pytest.skip.Exception, match=r"pip install 'genflow\[web\]'"):
+        run_page(page)
+    monkeypatch.setitem(EXTRAS, "json", "web")  # installed: a missing submodule is a mistake
+    with pytest.raises(ModuleNotFoundError):
+        run_page(_page(tmp_path, "```python\nimport json.not_a_module_zz\n```\n"))
