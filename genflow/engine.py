@@ -35,9 +35,9 @@ import contextvars
 import datetime as _dt
 import inspect
 import logging
+import math
 import os
 import socket
-import math
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -1823,7 +1823,7 @@ def checked_deadline(deadline: Any, now: _dt.datetime) -> _dt.datetime:
         if deadline.tzinfo is None or deadline.utcoffset() is None:
             raise ArgumentError(f"deadline {deadline.isoformat()} has no time zone: give an "
                                 "aware datetime (e.g. datetime.now(timezone.utc) + ...)")
-        moment = deadline.astimezone(_dt.timezone.utc)
+        moment = deadline.astimezone(_dt.UTC)
         if moment <= now:
             raise ArgumentError(
                 f"deadline {moment.isoformat()} is not later than now ({now.isoformat()}): the "
