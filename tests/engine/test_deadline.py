@@ -30,8 +30,8 @@ from genflow import (
 )
 from genflow.codec import dumps, load_state, loads
 from genflow.engine import MAX_DEADLINE
-from genflow.queues import Queue
 from genflow.errors import ArgumentError, CorruptStateError, DuplicateInstanceError
+from genflow.queues import Queue
 from genflow.state import Mailbox, Parent
 from genflow.stores import MemoryStore
 
@@ -371,6 +371,7 @@ def test_a_deadline_round_trips_beside_every_other_trailing_field(parent, trace,
 
 def test_a_corrupt_deadline_is_refused_on_load():
     import msgpack
+
     from genflow.state import new_state
     blob = dumps(Order(), attrs.evolve(new_state("i", Order()), deadline=NOW))
     envelope = msgpack.unpackb(blob, raw=False)
