@@ -1205,9 +1205,13 @@ def _deadline(text: str) -> float | _dt.datetime:
     `_duration` reads it) or an ISO datetime with its zone (`2030-01-01T09:00+01:00`);
     the engine checks the rest (`Engine.start`)."""
     try:
-        return _interval(text)
+        seconds = _duration(text)
     except argparse.ArgumentTypeError:
         pass
+    else:
+        if not seconds > 0:
+            raise argparse.ArgumentTypeError(f"a deadline above 0 from the start, not {text}")
+        return seconds
     try:
         moment = _dt.datetime.fromisoformat(text)
     except ValueError:

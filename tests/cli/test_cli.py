@@ -8,6 +8,7 @@ process (same code, no process start-up), the main ones the real command.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -563,3 +564,41 @@ def test_a_worker_leaves_alone_workflows_it_does_not_run(inproc) -> None:
     code, out, _ = inproc("show", "c9")
     assert code == 0 and out.startswith("instance c9 of workflow 'cli-charge': finished\n")
     assert "charged = true" in out
+
+
+def test_start_with_a_deadline(inproc, shop: Cli) -> None:
+    """`genflow start --deadline 2h` (or a time with its zone): kept in the
+    instance, said by `show` and its JSON; refused with nothing written when
+    it cannot work."""
+    code, out, _ = inproc("start", "cli-order", "--id", "d1", "--deadline", "2h")
+    assert code == 0 and out == "d1 waiting for add, checkout\n"
+    engine = shop.engine()
+    got = engine.get("d1")
+    assert got.state.deadline is not None and got.wake_at == got.state.deadline
+    assert got.updated_at is not None
+    assert dt.timedelta(hours=1, minutes=59) < got.state.deadline - got.updated_at \
+        <= dt.timedelta(hours=2)
+    code, out, _ = inproc("show", "d1")
+    assert code == 0 and "  deadline 20" in out and "cancelled then unless it has finished" \
+        in out, out
+    code, out, _ = inproc("show", "d1", "--json")
+    assert json.loads(out)["deadline"] == str(got.state.deadline)
+    code, out, _ = inproc("start", "cli-order", "--id", "d2", "--deadline",
+                          "2099-01-01T09:00+01:00")
+    assert code == 0
+    assert engine.get("d2").state.deadline == dt.datetime(2099, 1, 1, 8, tzinfo=dt.UTC)
+    code, out, _ = inproc("send", "d3", "add", "--payload", '{"name": "funghi"}', "--start",
+                          "cli-order", "--deadline", "30m")
+    assert code == 0 and engine.get("d3").state.deadline is not None
+    before = [(r.id, r.version) for r in engine.store.list()]
+    for args, says in ((["--deadline", "0"], "a deadline above 0"),
+                       (["--deadline", "soon"], "not a deadline: 'soon'"),
+                       (["--deadline", "2099-01-01T09:00"], "has no time zone"),
+                       (["--deadline", "2001-01-01T09:00+00:00"], "is not later than now"),
+                       (["--deadline", "99999999d"], "days")):
+        code, out, err = inproc("start", "cli-order", "--id", "bad", *args)
+        assert code == 2 and says in err, (args, err)
+    code, out, err = inproc("send", "o1", "add", "--deadline", "2h")
+    assert code == 2 and "--deadline is the deadline of --start" in err
+    assert [(r.id, r.version) for r in engine.store.list()] == before
+    engine.store.close()
