@@ -478,3 +478,47 @@ def test_any_interleaving_ends_as_a_cancel_at_the_deadline(minutes, actions):
         assert a.status.value in ("finished", "cancelled") and a.wake_at is None
     else:
         assert a.wake_at == (None if a.status.value == "finished" else due)
+
+
+# -- blobs written before deadlines existed ------------------------------------------------
+
+
+@workflow("dl-gold")
+@attrs.define
+class Gold:
+    n: int = 0
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        yield Step("s", lambda: None)
+
+
+#: blobs a genflow without deadlines wrote (a State plain; a child's; a traced one; one
+#: with a parent, a trace and a mailbox), as hex
+_BEFORE = [
+    "95a767656e666c6f7703a7646c2d676f6c6481a16e0395a169a7646c2d676f6c64a8726573756d696e67009199a65f6d61696e5fa0a8726573756d696e67009090a090b9323033302d30312d30315430303a30303a30302b30303a3030",
+    "95a767656e666c6f7703a7646c2d676f6c6481a16e0396a169a7646c2d676f6c64a8726573756d696e67009199a65f6d61696e5fa0a8726573756d696e67009090a090b9323033302d30312d30315430303a30303a30302b30303a303095a170a36b696402a65f6d61696e5f00",
+    "95a767656e666c6f7703a7646c2d676f6c6481a16e0397a169a7646c2d676f6c64a8726573756d696e67009199a65f6d61696e5fa0a8726573756d696e67009090a090b9323033302d30312d30315430303a30303a30302b30303a3030c0d93730302d31313131313131313131313131313131313131313131313131313131313131312d323232323232323232323232323232322d3031",
+    "95a767656e666c6f7703a7646c2d676f6c6481a16e0398a169a7646c2d676f6c64a8726573756d696e67009199a65f6d61696e5fa0a8726573756d696e67009090a090b9323033302d30312d30315430303a30303a30302b30303a303095a170a36b696400a65f6d61696e5f00a1749301919600a16581a16101a0b9323033302d30312d30315430303a30303a30302b30303a3030a090",
+]
+
+
+def _gold_states() -> list:  # type: ignore[type-arg]
+    from genflow.state import Message, new_state
+    states = []
+    for parent, trace, mailbox in [
+            (None, None, None), (Parent("p", "kid", 2), None, None),
+            (None, "00-" + "1" * 32 + "-" + "2" * 16 + "-01", None),
+            (Parent("p", "kid"), "t", Mailbox(1, [Message(0, "e", {"a": 1}, "", NOW)], []))]:
+        state = new_state("i", Gold(3))
+        state.parent, state.trace, state.mailbox = parent, trace, mailbox
+        state.threads[0].since = NOW
+        states.append(state)
+    return states
+
+
+def test_blobs_stored_before_load_and_are_written_byte_for_byte_as_before():
+    for before, state in zip(_BEFORE, _gold_states(), strict=True):
+        blob = bytes.fromhex(before)
+        data, back = loads(blob)
+        assert back.deadline is None and back == state
+        assert dumps(data, back) == blob == dumps(Gold(3), state)
