@@ -522,3 +522,43 @@ def test_blobs_stored_before_load_and_are_written_byte_for_byte_as_before():
         data, back = loads(blob)
         assert back.deadline is None and back == state
         assert dumps(data, back) == blob == dumps(Gold(3), state)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_instances_past_their_deadline_in_one_round_are_cancelled_together(store, api):
+    """A round of several instances (their saves sharing commits): each is
+    cancelled; one whose deadline is later is left waiting."""
+    clock = FakeClock()
+    engine = _engine(store, clock)
+    ids = [engine.start(Order(), id=f"o{k}", deadline=60 + k) for k in range(3)]
+    alive = engine.start(Order(), id="alive", deadline=dt.timedelta(hours=1))
+    clock.advance(dt.timedelta(minutes=5))
+    if api == "sync":
+        assert engine.run_due() == 3
+    else:
+        assert asyncio.run(engine.run_due_async()) == 3
+    for iid in ids:
+        assert engine.get(iid).status.value == "cancelled", iid
+        assert engine.get(iid).data.log == ["held", "released", "closed"]
+    assert engine.get(alive).status.value == "waiting"
+
+
+def test_the_console_view_and_show_say_when_it_expires(store):
+    from genflow.describe import describe
+    from genflow.render.views import instance_view
+
+    clock = FakeClock()
+    engine = _engine(store, clock)
+    iid = engine.start(Order(), deadline=dt.timedelta(hours=2))
+    got = engine.get(iid)
+    view = instance_view(got, now=clock())
+    assert view["deadline"] == (clock() + dt.timedelta(hours=2)).isoformat()
+    text = describe(got.state, now=clock())
+    assert "deadline 2030-01-01 02:00:00 UTC (in 2.0h): cancelled then unless it has finished" \
+        in text
+    clock.advance(dt.timedelta(hours=3))
+    assert "(1.0h ago): passed, the next worker round cancels it" in \
+        describe(engine.get(iid).state, now=clock())
+    engine.run_due()
+    assert describe(engine.get(iid).state, now=clock()).splitlines()[1] == \
+        "  deadline 2030-01-01 02:00:00 UTC (1.0h ago)"
