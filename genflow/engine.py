@@ -1006,7 +1006,7 @@ class Engine:
         `why` is what the threads' cleanup is told (`Operation.cancel`)."""
         op = self._operation(wf, state, saver)
         try:
-            yield from op.cancel(self.max_moves, why)
+            yield from op.cancel(why=why)
         except HandlerError as exc:  # out of attempts: given up, on record
             self._record(state.id, [("failure", {"error": str(exc)})])
         self._note_mailbox(saver, op)
