@@ -337,16 +337,15 @@ def test_a_queued_instance_counts_its_deadline_from_its_start(store):
 # -- the blob ------------------------------------------------------------------------------
 
 
-def test_a_blob_without_a_deadline_is_written_as_before():
-    """Byte for byte what a genflow without deadlines wrote (the array has no
-    element for it), so every blob stored before still loads as it was."""
-    state_of = Order()
+def test_a_state_without_a_deadline_has_no_element_for_it():
+    """The State's array is as long as before (the golden blobs below: byte for byte)."""
     from genflow.state import new_state
-    plain = new_state("i", state_of)
-    assert load_state(dumps(state_of, plain)).deadline is None
-    assert len(_raw(dumps(state_of, plain))) == 5
+    data = Order()
+    plain = new_state("i", data)
+    assert load_state(dumps(data, plain)).deadline is None
+    assert len(_raw(dumps(data, plain))) == 5
     plain.trace = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
-    assert len(_raw(dumps(state_of, plain))) == 7
+    assert len(_raw(dumps(data, plain))) == 7
 
 
 def _raw(blob: bytes) -> list:  # type: ignore[type-arg]
