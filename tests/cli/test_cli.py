@@ -511,7 +511,7 @@ def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> N
     assert errors[-1] == "genflow: error: 9 action(s) of bad.jsonl failed"
     assert out.startswith("send add: o1 waiting") and "instance o1 of workflow" in out
 
-    code, out, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
+    code, _, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
     assert code == 2 and err == "genflow: error: bad.jsonl:2: the line is not valid JSON: " \
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
 
@@ -601,4 +601,21 @@ def test_start_with_a_deadline(inproc, shop: Cli) -> None:
     code, out, err = inproc("send", "o1", "add", "--deadline", "2h")
     assert code == 2 and "--deadline is the deadline of --start" in err
     assert [(r.id, r.version) for r in engine.store.list()] == before
+    engine.store.close()
+
+
+def test_a_start_action_takes_a_deadline(inproc, shop: Cli) -> None:
+    (shop.cwd / "actions.jsonl").write_text(
+        '{"start": "cli-order", "id": "r1", "deadline": "2h"}\n'
+        '{"start": "cli-order", "id": "r2", "deadline": 60}\n', encoding="utf-8")
+    code, _, err = inproc("run", "actions.jsonl")
+    assert code == 0, err
+    engine = shop.engine()
+    assert engine.get("r1").state.deadline is not None
+    assert engine.get("r2").state.deadline is not None
+    (shop.cwd / "bad.jsonl").write_text('{"start": "cli-order", "id": "r3", "deadline": "soon"}\n',
+                                        encoding="utf-8")
+    code, _, err = inproc("run", "bad.jsonl")
+    assert code == 2 and "not a deadline: 'soon'" in err, err
+    assert [r.id for r in engine.store.list() if r.id == "r3"] == []
     engine.store.close()
