@@ -79,7 +79,8 @@ class _Interrupted(Exception):
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
     instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
-                         queue=args.queue, priority=args.priority, if_exists=args.if_exists)
+                         queue=args.queue, priority=args.priority, if_exists=args.if_exists,
+                         deadline=args.deadline)
     print(_summary(engine.get(instance_id)))
 
 
@@ -87,10 +88,13 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
     payload = _json(args.payload, "--payload") if args.payload is not None else None
     if args.data is not None and args.start is None:
         raise UsageError("--data is the data of --start WORKFLOW: give both")
+    if args.deadline is not None and args.start is None:
+        raise UsageError("--deadline is the deadline of --start WORKFLOW: give both")
     start = None if args.start is None else _data(
         args.start, _json(args.data, "--data") if args.data is not None else {})
     output = engine.send(args.id, args.event, payload, thread=args.thread,
-                         keep=False if args.no_keep else None, start=start)
+                         keep=False if args.no_keep else None, start=start,
+                         deadline=args.deadline)
     print(_summary(engine.get(args.id)))
     if output is not None:
         print(_reply(output))
@@ -146,6 +150,7 @@ def cmd_show(engine: Engine, args: argparse.Namespace) -> None:
                           "status": instance.status.value, "version": instance.version,
                           "attempts": instance.attempts, "error": instance.error,
                           "wake_at": instance.wake_at, "updated_at": instance.updated_at,
+                          "deadline": instance.state.deadline,
                           "data": unstructure(instance.data),
                           "state": unstructure(instance.state)},
                          indent=2, default=str, ensure_ascii=False))
@@ -433,7 +438,7 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> None:
 
 #: Action -> (its keys besides the action's own, the required ones).
 ACTIONS: dict[str, tuple[set[str], set[str]]] = {
-    "start": ({"id", "data", "run", "if_exists"}, set()),
+    "start": ({"id", "data", "run", "if_exists", "deadline"}, set()),
     "send": ({"event", "payload", "thread", "keep", "start", "data"}, {"event"}),
     "work": (set(), set()),
     "sleep": (set(), set()),
@@ -492,7 +497,8 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
     if kind == "start":
         instance_id = _start(engine, target, action.get("data", {}), action.get("id"),
                              run=bool(action.get("run", True)),
-                             if_exists=action.get("if_exists", "raise"))
+                             if_exists=action.get("if_exists", "raise"),
+                             deadline=_action_deadline(action.get("deadline")))
         print(f"start {target}: {_summary(engine.get(instance_id))}")
     elif kind == "send":
         keep = action.get("keep")
@@ -671,13 +677,14 @@ READONLY = {"list", "show", "result", "report", "check", "history"}
 
 
 def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: bool,
-           queue: str | None = None, priority: int = 0, if_exists: Any = "raise") -> str:
+           queue: str | None = None, priority: int = 0, if_exists: Any = "raise",
+           deadline: Any = None) -> str:
     if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
         raise UsageError(f"an instance id must be a non-empty string, not {instance_id!r}")
     if if_exists not in ("raise", "return"):
         raise UsageError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
     return engine.start(_data(name, fields), id=instance_id, run=run, queue=queue,
-                        priority=priority, if_exists=if_exists)
+                        priority=priority, if_exists=if_exists, deadline=deadline)
 
 
 def _data(name: str, fields: Any) -> Any:
@@ -894,6 +901,9 @@ def build_parser() -> _Parser:
                    "(lower first)")
     p.add_argument("--if-exists", choices=("raise", "return"), default="raise",
                    help="when an instance with --id exists: fail (raise), or show it (return)")
+    p.add_argument("--deadline", type=_deadline, metavar="WHEN",
+                   help="cancel it if it has not finished by then: a duration from now (30m, "
+                   "2h, 7d) or a time with its zone (2030-01-01T09:00+00:00)")
 
     p = command("send", "deliver an event to an instance (kept until it waits for it)")
     p.add_argument("id")
@@ -906,6 +916,8 @@ def build_parser() -> _Parser:
                    help="signal-with-start: start the instance (of this workflow, from --data) "
                    "if it does not exist")
     p.add_argument("--data", metavar="JSON", help="with --start: the workflow's fields")
+    p.add_argument("--deadline", type=_deadline, metavar="WHEN",
+                   help="with --start: the new instance's deadline (as start takes it)")
 
     p = command("show", "explain an instance: status, threads, waits, timers, errors, data")
     p.add_argument("id")
@@ -1188,6 +1200,40 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
         return value
     return parse
+
+
+def _deadline(text: str) -> float | _dt.datetime:
+    """An argparse type: a deadline, as a duration above 0 from the start (`2h`, as
+    `_duration` reads it) or an ISO datetime with its zone (`2030-01-01T09:00+01:00`);
+    the engine checks the rest (`Engine.start`)."""
+    try:
+        seconds = _duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    else:
+        if not seconds > 0:
+            raise argparse.ArgumentTypeError(f"a deadline above 0 from the start, not {text}")
+        return seconds
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a deadline: {text!r} (say 90s, 30m, 2h or 7d from the start, or a time "
+            "with its zone, 2030-01-01T09:00+00:00)") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"deadline {text!r} has no time zone: add one "
+                                         "(+00:00 for UTC), or give a duration (2h)")
+    return moment
+
+
+def _action_deadline(value: Any) -> Any:
+    """A `start` action's deadline: seconds as a number, or text as `--deadline` reads it."""
+    if isinstance(value, str):
+        try:
+            return _deadline(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"'start' action: {exc}") from None
+    return value
 
 
 def _interval(text: str) -> float:

@@ -390,7 +390,8 @@ def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
 # State:  [id, workflow, status, pc, [thread...],
 #          (format 3, a child's:) [parent, event, index, thread, pc] or None,
 #          (format 3, when traced:) traceparent or None,
-#          (format 3, once it kept a message:) [sent, [message...], [message...]]]
+#          (format 3, once it kept a message:) [sent, [message...], [message...]],
+#          (format 3, with a deadline:) the deadline's ISO text]
 # Message: [seq, event, payload, thread, sent_at, reason] (the kept ones, then the undelivered)
 # (each optional element is written only when it or one after it is set: nil pads)
 # Thread: [id, stmt, status, pc, path, [event...], won, [[go, thread_id, path]...], since,
@@ -419,7 +420,8 @@ def _unstructure_state(state: State) -> Any:
     if state.parent is not None:  # (format 3: a child's parent, appended only when set)
         parent = state.parent
         raw.append([parent.instance_id, parent.event, parent.index, parent.thread, parent.pc])
-    if state.trace is not None or state.mailbox is not None:
+    deadline = state.deadline
+    if state.trace is not None or state.mailbox is not None or deadline is not None:
         if state.parent is None:
             raw.append(None)
         raw.append(state.trace)  # (format 3: the caller's trace, or nil before a mailbox)
@@ -427,6 +429,10 @@ def _unstructure_state(state: State) -> Any:
         box = state.mailbox
         raw.append([box.sent, [_unstructure_message(m) for m in box.kept],
                     [_unstructure_message(m) for m in box.undelivered]])
+    elif deadline is not None:
+        raw.append(None)
+    if deadline is not None:  # (format 3: appended only when the start set one)
+        raw.append(deadline.isoformat())
     return raw
 
 
@@ -495,7 +501,7 @@ def _fields(value: Any, counts: tuple[int, ...], what: str) -> list[Any]:
 
 
 def _structure_state(raw: list[Any]) -> State:
-    _fields(raw, (5, 6, 7, 8), "the state")
+    _fields(raw, (5, 6, 7, 8, 9), "the state")
     sid, workflow, status, pc, threads = raw[:5]
     state = State(
         id=_want(sid, str, "the instance id"), workflow=_want(workflow, str, "the workflow"),
@@ -503,7 +509,9 @@ def _structure_state(raw: list[Any]) -> State:
     )
     if len(raw) >= 7 and raw[6] is not None:
         state.trace = _want(raw[6], str, "the trace context")
-    if len(raw) == 8:
+    if len(raw) == 9:
+        state.deadline = _when(raw[8], "the deadline")
+    if len(raw) >= 8 and raw[7] is not None:
         sent, kept, undelivered = _fields(raw[7], (3,), "a mailbox")
         state.mailbox = Mailbox(
             _want(sent, int, "a mailbox's count"),

@@ -69,6 +69,8 @@ def describe(
         lines.append(f"  {queue}")
     if state.parent is not None:
         lines.append(f"  child number {state.parent.index} of instance {state.parent.instance_id}")
+    if state.deadline is not None:
+        lines.append(f"  {deadline_words(state, now)}")
     lines.extend("  " + line for line in _trouble(state, attempts, error, wake_at, now))
     for thread in state.threads:
         lines.extend("  " + line for line in _thread(thread, now))
@@ -100,6 +102,17 @@ def when(moment: _dt.datetime, now: _dt.datetime) -> str:
         return f"{stamp} (now)"
     span = _span(abs(delta))
     return f"{stamp} ({'in ' + span if delta > 0 else span + ' ago'})"
+
+
+def deadline_words(state: State, now: _dt.datetime) -> str:
+    """When the instance's deadline (`Engine.start(deadline=...)`) cancels it."""
+    assert state.deadline is not None
+    stamp = when(state.deadline, now)
+    if state.status is WorkflowStatus.RESUMING or state.status is WorkflowStatus.WAITING:
+        if state.deadline <= now:
+            return f"deadline {stamp}: passed, the next worker round cancels it"
+        return f"deadline {stamp}: cancelled then unless it has finished"
+    return f"deadline {stamp}"
 
 
 # -- parts ------------------------------------------------------------------------------------

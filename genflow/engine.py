@@ -112,7 +112,7 @@ from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, 
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
-__all__ = ["Engine", "Instance"]
+__all__ = ["MAX_DEADLINE", "Deadline", "Engine", "Instance", "checked_deadline"]
 
 log = logging.getLogger("genflow.engine")
 _worker_log = logging.getLogger("genflow.worker")
@@ -137,6 +137,14 @@ _CAN_MOVE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING, ThreadStatus.UNWINDI
 _SHARE_BUDGET = 0.001
 #: the statuses `Engine.list` filters by
 _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
+#: the statuses a passed deadline cancels: not a finished or cancelled instance,
+#: nor a failed one (an operator's; retried past its deadline, it is cancelled then)
+_BEFORE_DEADLINE = (WorkflowStatus.RESUMING, WorkflowStatus.WAITING)
+#: what `start(deadline=...)` takes: an aware datetime, a timedelta, or seconds
+Deadline = _dt.datetime | _dt.timedelta | float | None
+#: the furthest deadline `start` takes, from now: further is surely a mistake (a
+#: count of milliseconds taken for seconds), and a datetime cannot hold much more
+MAX_DEADLINE = _dt.timedelta(days=366 * 100)
 
 
 @attrs.frozen
@@ -259,7 +267,7 @@ class Engine:
 
     def start(self, data: Any, *, id: str | None = None, run: bool = True,
               queue: str | None = None, priority: int = 0,
-              if_exists: str = "raise") -> str:
+              if_exists: str = "raise", deadline: Deadline = None) -> str:
         """Start an instance of `data`'s workflow; returns its id.
 
         With `run` (the default) the instance moves at once until it waits;
@@ -270,8 +278,18 @@ class Engine:
         under that id is still refused). With `queue`, it waits until that
         queue admits it (`genflow.queues`; lower `priority` first), then a
         worker runs it.
+
+        `deadline` (DBOS's workflow timeout, Temporal's execution timeout): an
+        aware datetime, or a duration from now by the engine's clock (a
+        `timedelta`, or seconds). If the instance has not finished by then, a
+        worker cancels it as `cancel` does, its cleanup running, and says so
+        in the journal. A deadline that is not later than now, a naive
+        datetime or a duration beyond `MAX_DEADLINE` is an `ArgumentError`
+        with nothing written. It is the first start's: `if_exists="return"`
+        leaves an existing instance's as it is (docs/failure.md, "Deadlines").
         """
-        return drive(self._relaying(self._start(data, id, run, queue, priority, if_exists)),
+        return drive(self._relaying(self._start(data, id, run, queue, priority, if_exists,
+                                                deadline=deadline)),
                      self.observer.watching())
 
     def send(
@@ -285,6 +303,7 @@ class Engine:
         keep: bool | None = None,
         start: Any = None,
         timeout: float = 30.0,
+        deadline: Deadline = None,
     ) -> Any:
         """Deliver `event` with `payload`, then move the instance until it waits.
 
@@ -307,10 +326,12 @@ class Engine:
 
         `start` (data of the instance's workflow) is signal-with-start: when no
         instance `instance_id` exists, it is started from `start` with this
-        event already kept, in one write, and run until it waits.
+        event already kept, in one write, and run until it waits; `deadline`
+        is that start's (as `start` takes it), and leaves an instance that
+        exists as it is.
         """
         return drive(self._relaying(self._send(instance_id, event, payload, thread, pc,
-                                               timeout, keep, start)),
+                                               timeout, keep, start, deadline=deadline)),
                      self.observer.watching())
 
     def deliver(self, req: CallbackRequest, payload: Any = None, *, timeout: float = 30.0) -> Any:
@@ -361,9 +382,9 @@ class Engine:
 
     async def start_async(self, data: Any, *, id: str | None = None, run: bool = True,
                           queue: str | None = None, priority: int = 0,
-                          if_exists: str = "raise") -> str:
+                          if_exists: str = "raise", deadline: Deadline = None) -> str:
         return await drive_async(self._relaying(self._start(data, id, run, queue, priority,
-                                                            if_exists)),
+                                                            if_exists, deadline=deadline)),
                                  self.observer.watching())
 
     async def send_async(
@@ -377,9 +398,11 @@ class Engine:
         keep: bool | None = None,
         start: Any = None,
         timeout: float = 30.0,
+        deadline: Deadline = None,
     ) -> Any:
         return await drive_async(self._relaying(self._send(instance_id, event, payload, thread,
-                                                           pc, timeout, keep, start)),
+                                                           pc, timeout, keep, start,
+                                                           deadline=deadline)),
                                  self.observer.watching())
 
     async def deliver_async(self, req: CallbackRequest, payload: Any = None, *,
@@ -804,7 +827,8 @@ class Engine:
         return True
 
     def _start(self, data: Any, instance_id: str | None, run: bool, queue: str | None = None,
-               priority: int = 0, if_exists: str = "raise", mail: Any = None) -> _Ops:
+               priority: int = 0, if_exists: str = "raise", mail: Any = None,
+               deadline: Deadline = None) -> _Ops:
         """Start an instance; `mail` (event, payload, thread) is signal-with-start's
         event, kept in the new State before its first write (it returns what
         `send` returns then, or `_EXISTS` when the instance exists)."""
@@ -825,6 +849,8 @@ class Engine:
         instance_id = uuid.uuid4().hex if instance_id is None else checked_id(instance_id)
         validate(data)
         state = new_state(instance_id, data)
+        if deadline is not None:
+            state.deadline = checked_deadline(deadline, self.clock())
         watch = self.observer.begin("start", instance_id)
         try:
             self.observer.keep_trace(state)
@@ -909,7 +935,7 @@ class Engine:
     def _send(
         self, instance_id: str, event: str, payload: Any, thread_id: str | None,
         pc: int | None, timeout: float, keep: bool | None = None, start: Any = None, *,
-        moves: bool = True,
+        moves: bool = True, deadline: Deadline = None,
     ) -> _Ops:
         if pc is not None and (type(pc) is not int or pc < 0):
             raise ArgumentError(f"pc is a thread's counter (a CallbackRequest's pc, an int), "
@@ -918,12 +944,15 @@ class Engine:
             raise ArgumentError(f"keep is True (keep the event until a thread waits for it), "
                                 f"False (refuse it) or None (as the workflow declares), not "
                                 f"{keep!r}")
+        if deadline is not None and start is None:
+            raise ArgumentError("send(deadline=...) is the deadline of signal-with-start's "
+                                "instance: give the data to start from too (start=...)")
         if start is not None:
             if pc is not None:
                 raise GenflowError("send(start=...) takes no pc: a new instance has no "
                                    "request to answer")
             sent = yield from self._start(start, instance_id, True,
-                                          mail=(event, payload, thread_id))
+                                          mail=(event, payload, thread_id), deadline=deadline)
             if sent is not _EXISTS:
                 return sent
         watch = self.observer.begin("send", instance_id)
@@ -987,11 +1016,12 @@ class Engine:
             if saver is not None:
                 self._release(instance_id, saver.record)
 
-    def _cancel_moves(self, saver: _Saver, wf: Any, state: State) -> _Ops:
-        """Cancel under the lease: teardowns that fail are retried later, by policy."""
+    def _cancel_moves(self, saver: _Saver, wf: Any, state: State, why: str = "") -> _Ops:
+        """Cancel under the lease: teardowns that fail are retried later, by policy.
+        `why` is what the threads' cleanup is told (`Operation.cancel`)."""
         op = self._operation(wf, state, saver)
         try:
-            yield from op.cancel()
+            yield from op.cancel(why=why)
         except HandlerError as exc:  # out of attempts: given up, on record
             self._record(state.id, [("failure", {"error": str(exc)})])
         self._note_mailbox(saver, op)
@@ -1001,6 +1031,19 @@ class Engine:
             log.warning("instance %s is %s, but tearing down %s failed: retried by workers",
                         state.id, state.status.value, ", ".join(left),
                         extra=fields(state.id, state.workflow))
+
+    def _deadline_passed(self, saver: _Saver, wf: Any, state: State) -> _Ops:
+        """A worker found the instance past its deadline: it is cancelled as
+        `cancel` cancels it (the deadline first, before any timer due with
+        it), and the journal's entry, always written, goes in with the save
+        that makes it CANCELLING."""
+        assert state.deadline is not None
+        when = state.deadline.isoformat()
+        saver.note(("cancel", {"by": self.owner, "deadline": when}), repair=True)
+        log.info("instance %s passed its deadline %s: cancelled", state.id, when,
+                 extra=fields(state.id, state.workflow))
+        yield from self._cancel_moves(saver, wf, state,
+                                      f"the instance was cancelled: its deadline {when} passed")
 
     def _move(self, instance_id: str, thread_id: str, statement: str, timeout: float) -> _Ops:
         watch = self.observer.begin("move", instance_id)
@@ -1078,6 +1121,9 @@ class Engine:
             watch = self.observer.begin("run", record.id, state)
             if state.status is WorkflowStatus.CANCELLED:
                 yield from self._cancel_moves(saver, wf, state)
+            elif state.deadline is not None and state.deadline <= now \
+                    and state.status in _BEFORE_DEADLINE:
+                yield from self._deadline_passed(saver, wf, state)
             else:
                 op = self._operation(wf, state, saver)
                 fired = yield from op.fire_due(now, self.max_moves)
@@ -1424,6 +1470,8 @@ class Engine:
         cancelled = status is WorkflowStatus.CANCELLED
         cancelling = status is WorkflowStatus.CANCELLING
         wakes = []
+        if state.deadline is not None and not (cancelled or cancelling):
+            wakes.append(state.deadline)  # (a worker cancels it then: `_deadline_passed`)
         for thread in state.threads:
             if thread.retry_at is not None:
                 wakes.append(thread.retry_at)
@@ -1777,3 +1825,41 @@ def _message_entry(message: Message) -> dict[str, Any]:
 
 #: `_start`'s answer to signal-with-start when the instance exists: send to it
 _EXISTS: Any = object()
+
+
+def checked_deadline(deadline: Any, now: _dt.datetime) -> _dt.datetime:
+    """`start`'s `deadline` as the UTC moment it names, or `ArgumentError`
+    saying what it takes: an aware datetime later than `now`, or a duration
+    above zero (a timedelta, or seconds) from `now`, neither beyond
+    `MAX_DEADLINE`."""
+    takes = ("an aware datetime, or a duration from the start (a timedelta, or seconds "
+             "above 0)")
+    if isinstance(deadline, _dt.datetime):
+        if deadline.tzinfo is None or deadline.utcoffset() is None:
+            raise ArgumentError(f"deadline {deadline.isoformat()} has no time zone: give an "
+                                "aware datetime (e.g. datetime.now(timezone.utc) + ...)")
+        moment = deadline.astimezone(_dt.UTC)
+        if moment <= now:
+            raise ArgumentError(
+                f"deadline {moment.isoformat()} is not later than now ({now.isoformat()}): the "
+                "instance would be cancelled before it ran; give a later one (or cancel it)")
+        if moment - now > MAX_DEADLINE:
+            raise ArgumentError(f"deadline {moment.isoformat()} is over {MAX_DEADLINE.days} "
+                                "days away: give a nearer one (or none)")
+        return moment
+    if isinstance(deadline, _dt.timedelta):
+        span = deadline
+    elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+        if not math.isfinite(deadline):
+            raise ArgumentError(f"deadline is {takes}, not {deadline!r}")
+        if not 0 < deadline <= MAX_DEADLINE.total_seconds():
+            raise ArgumentError(f"a deadline of {deadline!r} seconds is not above 0 and at most "
+                                f"{MAX_DEADLINE.days} days: give one that is (or none)")
+        span = _dt.timedelta(seconds=deadline)
+    else:
+        raise ArgumentError(f"deadline is {takes}, not {type(deadline).__name__} "
+                            f"{deadline!r}")
+    if not _dt.timedelta(0) < span <= MAX_DEADLINE:
+        raise ArgumentError(f"a deadline of {span} is not above 0 and at most "
+                            f"{MAX_DEADLINE.days} days: give one that is (or none)")
+    return now + span

@@ -1443,13 +1443,13 @@ class Operation:
                 if thread.unwind != "cancel":
                     self._reach(thread)
 
-    def _reach(self, thread: Thread) -> None:
+    def _reach(self, thread: Thread, why: str = "") -> None:
         """Cancellation reaches `thread` (commit only: the caller found what it needs)."""
         _tear_down_all(thread)
         thread.status = _UNWINDING
         thread.unwind = "cancel"
         thread.failures = [*thread.failures, Failure(
-            type="Cancelled", message="the instance was cancelled", step=thread.stmt,
+            type="Cancelled", message=why or _CANCELLED_WHY, step=thread.stmt,
             types=_CANCELLED_TYPES, path=tuple(thread.path))]
         thread.retry_at = None
 
@@ -2234,11 +2234,13 @@ class Operation:
                 return type(stmt).__name__
         return None
 
-    def cancel(self, max_moves: int = DEFAULT_MAX_MOVES) -> _Moves:
+    def cancel(self, max_moves: int = DEFAULT_MAX_MOVES, why: str = "") -> _Moves:
         """Cancellation reaches every thread; then the moves run until blocked
         (teardowns, then each thread's cleanup). Failures of those moves are
         kept in `self.failure`. On an instance already CANCELLING, the moves go
-        on where they stopped: a second cancel never restarts the cleanup."""
+        on where they stopped: a second cancel never restarts the cleanup.
+        `why` is the message of the `Cancelled` failure the threads' cleanup
+        sees (default: "the instance was cancelled")."""
         state = self.state
         if state.status is _FINISHED:
             raise WorkflowFinishedError(f"instance {state.id!r} has finished")
@@ -2271,7 +2273,7 @@ class Operation:
             for thread in lost:
                 state.threads.remove(thread)
             for thread in state.threads:
-                self._reach(thread)
+                self._reach(thread, why)
             state.update_status()
             yield from self._checkpoint(_AFTER_CANCEL)
         if state.status is not _CANCELLING:  # (every thread ended at once)
@@ -2528,6 +2530,8 @@ def _restore(wf: Any, snapshot: Any) -> None:
         object.__setattr__(wf, field.name, getattr(fresh, field.name))
 
 
+#: the message of a cancellation's failure, unless the canceller says why
+_CANCELLED_WHY: Final = "the instance was cancelled"
 #: how cancellation is kept on a thread's failures (what `Catch(errors=Cancelled)` matches)
 _CANCELLED_TYPES: Final = (type_key(Cancelled), type_key(BaseException))
 

@@ -297,6 +297,10 @@ class State:
     trace: str | None = None
     #: the events kept for it until a thread waits for them (None: it never kept one)
     mailbox: Mailbox | None = None
+    #: when the instance is cancelled if it has not finished by then (UTC; None:
+    #: never). Set at its start and never changed; the engine enforces it
+    #: (docs/failure.md, "Deadlines"): the core only carries it.
+    deadline: _dt.datetime | None = None
 
     def thread(self, thread_id: Any) -> Thread | None:
         # (Any: a caller's name arrives unchecked, and one that is not a str is no

@@ -221,7 +221,7 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
         route("/api/v1/workflows", api_workflows, none),
         route("/api/v1/instances", api_list, Takes(query=_LIST_PARAMETERS)),
         route("/api/v1/instances", api_start,
-              Takes(body=("workflow", "data", "id", "run", "if_exists", "send")),
+              Takes(body=("workflow", "data", "id", "run", "if_exists", "send", "deadline")),
               methods=("POST",)),
         route("/api/v1/instances/{id}", api_get, none),
         route("/api/v1/instances/{id}/journal", api_journal, none),
@@ -231,7 +231,8 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
         route("/api/v1/instances/{id}/move", api_move, Takes(body=("thread", "statement")),
               methods=("POST",)),
         route("/api/v1/workflows/{workflow}/instances", api_start_typed,
-              Takes(query=("id", "run", "if_exists"), body=None), methods=("POST",)),
+              Takes(query=("id", "run", "if_exists", "deadline"), body=None),
+              methods=("POST",)),
         route("/api/v1/workflows/{workflow}/instances/{id}/events/{event}", api_send_typed,
               sends, methods=("POST",)),
         route("/api/v1/callbacks/{token}", api_callback, Takes(body=None), methods=("POST",),
@@ -528,6 +529,7 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     name = field(body, "workflow", str, required=True)
     instance_id = field(body, "id", str)
     send = field(body, "send", dict)
+    deadline = _deadline(field(body, "deadline", (int, float, str)))
     if send is not None:  # signal-with-start: deliver this event, starting the instance
         only(send, ("event", "payload", "thread", "keep"), "'send'")
         if instance_id is None:
@@ -535,11 +537,11 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
         return await _send_starting(config, name, body.get("data"), instance_id,
                                     field(send, "event", str, required=True), send.get("payload"),
                                     field(send, "thread", str), field(send, "keep", bool),
-                                    _traceparent(request))
+                                    _traceparent(request), deadline)
     return await _start(config, name, body.get("data"), instance_id,
                         field(body, "run", bool, default=True),
                         _if_exists(field(body, "if_exists", str, default="raise")),
-                        _traceparent(request), _base(request))
+                        _traceparent(request), _base(request), deadline)
 
 
 async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
@@ -548,13 +550,32 @@ async def api_start_typed(request: Request, config: WebConfig, user: str) -> Res
     return await _start(config, request.path_params["workflow"], data, query.get("id"),
                         _flag(query, "run", True) is True,
                         _if_exists(query.get("if_exists", "raise")), _traceparent(request),
-                        _base(request))
+                        _base(request), _deadline(query.get("deadline")))
 
 
 def _traceparent(request: Request) -> str | None:
     """The caller's W3C trace context (a ``traceparent`` header): the spans of the
     operation it asks for, and of the steps a worker runs later, are in its trace."""
     return request.headers.get("traceparent")
+
+
+def _deadline(value: Any) -> Any:
+    """A start's `deadline`: seconds from the start (a number, or its text in a
+    query), or an ISO 8601 time with its zone; `Engine.start` checks the rest."""
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise RequestError(f"deadline is seconds from the start or an ISO 8601 time with its "
+                           f"zone (2030-01-01T09:00:00+00:00), not {value!r}") from None
+    if moment.tzinfo is None:
+        raise RequestError(f"deadline {value!r} has no time zone: add one (+00:00 for UTC)")
+    return moment
 
 
 def _if_exists(value: str) -> str:
@@ -575,7 +596,7 @@ def _flag(query: Any, name: str, default: bool | None) -> bool | None:
 
 async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
                  run: bool, if_exists: str = "raise", traceparent: str | None = None,
-                 base: str = "") -> Response:
+                 base: str = "", deadline: Any = None) -> Response:
     """A start's answer: the instance, and (201, created) its URL in `Location`,
     the one to poll for its status (Azure's statusQueryGetUri)."""
     if instance_id is not None and not instance_id:
@@ -585,7 +606,7 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
         data = workflow_data(name, fields)
         with traced(traceparent):
             try:
-                started = config.engine.start(data, id=instance_id, run=run)
+                started = config.engine.start(data, id=instance_id, run=run, deadline=deadline)
                 code = 201
             except DuplicateInstanceError:
                 if if_exists == "raise":
@@ -593,7 +614,7 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
                 # (it existed: 200, nothing created; this start still refuses an
                 # instance of another workflow under the id, as Engine.start does)
                 started = config.engine.start(data, id=instance_id, run=run,
-                                              if_exists="return")
+                                              if_exists="return", deadline=deadline)
                 code = 200
         return instance_json(config.engine.get(started)), code
 
@@ -607,7 +628,8 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
 
 async def _send_starting(config: WebConfig, name: str, fields: Any, instance_id: str,
                          event: str, payload: Any, thread: str | None,
-                         keep: bool | None, traceparent: str | None = None) -> Response:
+                         keep: bool | None, traceparent: str | None = None,
+                         deadline: Any = None) -> Response:
     if not instance_id:
         raise RequestError("an instance id must not be empty")
     engine = config.engine
@@ -616,7 +638,7 @@ async def _send_starting(config: WebConfig, name: str, fields: Any, instance_id:
         data = workflow_data(name, fields)
         with traced(traceparent):
             output = engine.send(instance_id, event, payload, thread=thread, keep=keep,
-                                 start=data, timeout=config.send_timeout)
+                                 start=data, timeout=config.send_timeout, deadline=deadline)
         return _sent(output, engine.get(instance_id))
 
     return _json(await run_in_threadpool(send))

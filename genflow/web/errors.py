@@ -8,6 +8,7 @@ Every refusal is a `GenflowError` whose message says what to do, answered as
 from __future__ import annotations
 
 from genflow.errors import (
+    ArgumentError,
     ConcurrencyError,
     DefinitionError,
     DuplicateInstanceError,
@@ -68,6 +69,7 @@ _STATUSES: list[tuple[type[BaseException], int]] = [
     (PayloadTooLargeError, 413),
     (RequestError, 422),
     (InvalidIdError, 422),
+    (ArgumentError, 422),
     (CallbackGoneError, 410),
     (InstanceNotFoundError, 404),
     (UnknownWorkflowError, 404),

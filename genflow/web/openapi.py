@@ -22,6 +22,12 @@ __all__ = ["ROUTES", "openapi"]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _INSTANCE = {"$ref": "#/components/schemas/Instance"}
+#: a start's deadline (`Engine.start(deadline=...)`)
+_DEADLINE: dict[str, Any] = {
+    "type": ["number", "string"],
+    "description": "cancel the instance if it has not finished by then: seconds from the "
+                   "start (above 0), or an ISO 8601 time with its zone; refused (422) when "
+                   "not later than now. An instance that exists keeps its own"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string",
        "minLength": 1}, "description": "the instance's id"}
 
@@ -140,6 +146,7 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                       "description": "an instance with this id exists: 409 (raise), or "
                                      "answer 200 with it, untouched (return); 201 when "
                                      "the start created it"},
+        "deadline": _DEADLINE,
         "send": {"type": "object", "required": ["event"], "additionalProperties": False,
                  "description": "signal-with-start: deliver this event to instance `id`, "
                                 "starting it from `data` if it does not exist (in one write); "
@@ -209,7 +216,9 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                 "schema": {"type": "string", "enum": ["raise", "return"]},
                 "description": "an instance with this id exists: 409 (raise), or answer "
                                "200 with it, untouched (return); 201 when the start "
-                               "created it"}],
+                               "created it"},
+               {"name": "deadline", "in": "query", "schema": {"type": "string"},
+                "description": _DEADLINE["description"]}],
            requestBody=_body(data, required=False),
            responses=_responses(_INSTANCE, 400, 401, 409, 413, 422, created=True))
         for event in info.events:
@@ -240,6 +249,8 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "status": {"type": "string", "enum": statuses}, "version": {"type": "integer"},
             "attempts": {"type": "integer"}, "error": {"type": "string"},
             "wake_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
+            "deadline": {"type": ["string", "null"], "description": "when a worker cancels "
+                         "it unless it has finished (`deadline` of its start)"},
             "waiting_for": {"type": "array", "items": {"type": "string"}},
             "data": {}, "threads": {"type": "array", "items": {"type": "object"}},
             "mailbox": {"type": "object", "description": "events kept until a thread waits "

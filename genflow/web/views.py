@@ -24,6 +24,7 @@ def instance_json(instance: Instance) -> dict[str, Any]:
         "id": instance.id, "workflow": instance.workflow, "status": instance.status.value,
         "version": instance.version, "attempts": instance.attempts, "error": instance.error,
         "wake_at": _iso(instance.wake_at), "updated_at": _iso(instance.updated_at),
+        "deadline": _iso(state.deadline),
         "waiting_for": sorted({e.event for t in state.threads for e in t.events
                                if t.status is ThreadStatus.WAITING_EVENT}),
         "data": plain(unstructure(instance.data)),

@@ -8,6 +8,7 @@ process (same code, no process start-up), the main ones the real command.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -510,7 +511,7 @@ def test_run_reports_each_bad_line(inproc, monkeypatch: pytest.MonkeyPatch) -> N
     assert errors[-1] == "genflow: error: 9 action(s) of bad.jsonl failed"
     assert out.startswith("send add: o1 waiting") and "instance o1 of workflow" in out
 
-    code, out, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
+    code, _, err = inproc("run", "bad.jsonl")  # without --keep-going: stop at the first
     assert code == 2 and err == "genflow: error: bad.jsonl:2: the line is not valid JSON: " \
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
 
@@ -568,8 +569,6 @@ def test_a_worker_leaves_alone_workflows_it_does_not_run(inproc) -> None:
 def test_the_one_line_summary_says_until_when_a_condition_waits() -> None:
     """`start`/`send`'s line names each condition a thread waits on, and the
     deadline of a WaitFor that has one (its timer)."""
-    import datetime as dt
-
     import waitfor_app
 
     from genflow.cli import _summary
@@ -584,3 +583,58 @@ def test_the_one_line_summary_says_until_when_a_condition_waits() -> None:
                                          "approved? (until 2030-01-03 09:30:00 UTC)")
     engine.send(iid, "approve", "ada")
     assert _summary(engine.get(iid)) == "a1 finished"
+
+
+def test_start_with_a_deadline(inproc, shop: Cli) -> None:
+    """`genflow start --deadline 2h` (or a time with its zone): kept in the
+    instance, said by `show` and its JSON; refused with nothing written when
+    it cannot work."""
+    code, out, _ = inproc("start", "cli-order", "--id", "d1", "--deadline", "2h")
+    assert code == 0 and out == "d1 waiting for add, checkout\n"
+    engine = shop.engine()
+    got = engine.get("d1")
+    assert got.state.deadline is not None and got.wake_at == got.state.deadline
+    assert got.updated_at is not None
+    assert dt.timedelta(hours=1, minutes=59) < got.state.deadline - got.updated_at \
+        <= dt.timedelta(hours=2)
+    code, out, _ = inproc("show", "d1")
+    assert code == 0 and "  deadline 20" in out and "cancelled then unless it has finished" \
+        in out, out
+    code, out, _ = inproc("show", "d1", "--json")
+    assert json.loads(out)["deadline"] == str(got.state.deadline)
+    code, out, _ = inproc("start", "cli-order", "--id", "d2", "--deadline",
+                          "2099-01-01T09:00+01:00")
+    assert code == 0
+    assert engine.get("d2").state.deadline == dt.datetime(2099, 1, 1, 8, tzinfo=dt.UTC)
+    code, out, _ = inproc("send", "d3", "add", "--payload", '{"name": "funghi"}', "--start",
+                          "cli-order", "--deadline", "30m")
+    assert code == 0 and engine.get("d3").state.deadline is not None
+    before = [(r.id, r.version) for r in engine.store.list()]
+    for args, says in ((["--deadline", "0"], "a deadline above 0"),
+                       (["--deadline", "soon"], "not a deadline: 'soon'"),
+                       (["--deadline", "2099-01-01T09:00"], "has no time zone"),
+                       (["--deadline", "2001-01-01T09:00+00:00"], "is not later than now"),
+                       (["--deadline", "99999999d"], "days")):
+        code, out, err = inproc("start", "cli-order", "--id", "bad", *args)
+        assert code == 2 and says in err, (args, err)
+    code, out, err = inproc("send", "o1", "add", "--deadline", "2h")
+    assert code == 2 and "--deadline is the deadline of --start" in err
+    assert [(r.id, r.version) for r in engine.store.list()] == before
+    engine.store.close()
+
+
+def test_a_start_action_takes_a_deadline(inproc, shop: Cli) -> None:
+    (shop.cwd / "actions.jsonl").write_text(
+        '{"start": "cli-order", "id": "r1", "deadline": "2h"}\n'
+        '{"start": "cli-order", "id": "r2", "deadline": 60}\n', encoding="utf-8")
+    code, _, err = inproc("run", "actions.jsonl")
+    assert code == 0, err
+    engine = shop.engine()
+    assert engine.get("r1").state.deadline is not None
+    assert engine.get("r2").state.deadline is not None
+    (shop.cwd / "bad.jsonl").write_text('{"start": "cli-order", "id": "r3", "deadline": "soon"}\n',
+                                        encoding="utf-8")
+    code, _, err = inproc("run", "bad.jsonl")
+    assert code == 2 and "not a deadline: 'soon'" in err, err
+    assert [r.id for r in engine.store.list() if r.id == "r3"] == []
+    engine.store.close()

@@ -20,7 +20,6 @@ from genflow import (
     DuplicateInstanceError,
     Engine,
     FakeClock,
-    Go,
     On,
     Sleep,
     Step,
@@ -244,15 +243,9 @@ class Approval:
     cleaned_up: bool = False
 
     def definition(self):
-        # DBOS's SetWorkflowTimeout(3600): a daemon thread that cancels its instance
-        yield Go("timeout", [Sleep("an hour", 3600), Step("time out", self.time_out)],
-                 daemon=True)
         yield Try("approve",
                   Wait("approval", On("approve", lambda: setattr(self, "approved", True))),
                   ).Catch("timed out", Step("clean up", self.clean_up), errors=Cancelled)
-
-    def time_out(self) -> None:
-        genflow.current_step().cancel(genflow.current_step().instance_id)
 
     def clean_up(self) -> None:
         self.cleaned_up = True
@@ -260,12 +253,11 @@ class Approval:
 
 def test_a_workflow_timeout_cancels_it(shared):
     """DBOS's `with SetWorkflowTimeout(3600): approval()` (~5 lines) cancels the
-    workflow at its timeout; genflow has no timeout on a start: a daemon thread
-    sleeps, then a step cancels its own instance through the outbox (6 of the
-    workflow's 15 lines),
-    and the cancellation's cleanup runs as any cancel's."""
-    shared.start(Approval(), id="late")
-    shared.start(Approval(), id="on-time")
+    workflow at its timeout; genflow's `start(..., deadline=3600)` does (the
+    workflow's 11 lines know nothing of it): a worker cancels the instance at
+    the deadline, and the cancellation's cleanup runs as any cancel's."""
+    shared.start(Approval(), id="late", deadline=3600)
+    shared.start(Approval(), id="on-time", deadline=3600)
     shared.send("on-time", "approve")
     shared.clock.advance(3600)  # type: ignore[attr-defined]
     shared.work(until_idle=True)
