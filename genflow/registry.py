@@ -69,6 +69,10 @@ def workflow_name(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     name = cls.__dict__.get(_NAME_ATTR)
     if name is None:
+        if cls.__module__ == "builtins":  # data given as a dict, a list...: not a class of its own
+            raise UnknownWorkflowError(
+                f"{obj!r:.80} is of type {cls.__qualname__}, not a workflow: give an instance of "
+                "a workflow class (decorated with @genflow.workflow(name)), such as Order(...)")
         raise UnknownWorkflowError(
             f"{cls.__qualname__} is not a workflow: decorate it with @genflow.workflow(name)"
         )

@@ -356,6 +356,27 @@ def test_an_unknown_workflow_says_what_to_import() -> None:
             "command imports it with --app MODULE or --app FILE.py (or GENFLOW_APP)")
 
 
+def test_what_is_no_workflow_says_what_to_give() -> None:
+    """A class of one's own is to be decorated; a dict (the fields, say) is no
+    class of the user's: the error asks for an instance of a workflow class,
+    showing the value (cut short)."""
+    class Plain:
+        pass
+
+    with pytest.raises(genflow.UnknownWorkflowError,
+                       match=r"\.Plain is not a workflow: decorate it with @genflow\.workflow"):
+        genflow.registry.workflow_name(Plain())
+    for data, shown in (({"customer": "ada"}, "{'customer': 'ada'} is of type dict, "),
+                        ([1, 2], "[1, 2] is of type list, "),
+                        (("a" * 500,), f"('{'a' * 78} is of type tuple, ")):
+        with pytest.raises(genflow.UnknownWorkflowError) as err:
+            genflow.registry.workflow_name(data)
+        assert str(err.value).startswith(shown), err.value
+        assert str(err.value).endswith("not a workflow: give an instance of a workflow class "
+                                       "(decorated with @genflow.workflow(name)), such as "
+                                       "Order(...)")
+
+
 def test_a_long_list_of_names_is_cut_short() -> None:
     names = [f"w{n:02}" for n in range(12)]
     assert genflow.registry.name_list(names) == (

@@ -258,8 +258,9 @@ def test_an_unknown_child_workflow_is_refused_when_the_parent_starts(store):
             yield Child("what", object())
 
     engine = _engine(store)
-    with pytest.raises(DefinitionError, match="Child 'what': a child is no workflow: object "
-                                              "is not a workflow"):
+    with pytest.raises(DefinitionError, match=r"Child 'what': a child is no workflow: <object "
+                                              r"object at 0x[0-9a-f]+> is of type object, not "
+                                              r"a workflow"):
         engine.start(BadKind())
     assert store.list() == []
 

@@ -422,7 +422,8 @@ def test_update_changes_the_spec_in_place_keeping_id_counts_and_last_run(store):
     ({"queue": "no-such-queue"}, QueueNotFoundError, "no-such-queue"),
     ({"paused": "yes"}, ScheduleError, "paused is True or False"),
     ({"workflow": "other"}, ScheduleError, "update takes"),
-    ({"data": {"day": "x"}}, UnknownWorkflowError, "dict is not a workflow"),
+    ({"data": {"day": "x"}}, UnknownWorkflowError,
+     "{'day': 'x'} is of type dict, not a workflow: give an instance of a workflow class"),
     ({"cron": "0 0 31 2 *"}, ScheduleError, "bad cron expression"),  # never comes
     ({"jitter": dt.timedelta(days=36526)}, ScheduleError, "at most 36525 days"),
     ({"every": 8e13}, ScheduleError, "at most 36525 days"),
