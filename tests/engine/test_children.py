@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from faults import dies_at_call
+from faults import ROUND_WRITES, dies_at_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -318,9 +318,7 @@ class Crash(BaseException):
 def _run_with_crash(crash_at: int | None, suppliers: list[str], first: int | None) -> tuple:
     store = MemoryStore()
     clock = FakeClock()
-    methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-               "retry_outbox", "release")
-    with dies_at_call(store, crash_at, methods, Crash) as count:
+    with dies_at_call(store, crash_at, ROUND_WRITES, Crash) as count:
         engine = Engine(store, clock=clock, lease_seconds=10)
         try:
             engine.start(Buy(suppliers, first=first), id="p")

@@ -32,6 +32,10 @@ from genflow.stores import MemoryStore
 
 CALLS: Counter[str] = Counter()
 
+#: the store writes of a start and its relay's delivery (the relay's claim of a row too)
+_RELAYED_WRITES = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
+                   "retry_outbox", "claim_outbox")
+
 
 class Crash(BaseException):
     """The process dies here (nothing after it runs)."""
@@ -280,9 +284,7 @@ def test_a_crash_at_any_store_write_delivers_every_letter_exactly_once(crash_at,
     worker finish: every letter arrives once, every start happened once."""
     store = MemoryStore()
     clock = FakeClock()
-    methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-               "retry_outbox", "claim_outbox")
-    with dies_at_call(store, crash_at, methods, Crash):
+    with dies_at_call(store, crash_at, _RELAYED_WRITES, Crash):
         engine = Engine(store, clock=clock, lease_seconds=10)
         try:
             engine.start(Inbox(rounds=rounds), id="inbox")
@@ -430,9 +432,7 @@ def test_a_crash_at_any_store_write_cancels_the_target_once(crash_at):
     fresh worker finish: the target is cancelled, its cleanup ran once."""
     store = MemoryStore()
     clock = FakeClock()
-    methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-               "retry_outbox", "claim_outbox")
-    with dies_at_call(store, crash_at, methods, Crash):
+    with dies_at_call(store, crash_at, _RELAYED_WRITES, Crash):
         engine = Engine(store, clock=clock, lease_seconds=10)
         try:
             engine.start(Cancellable(), id="target")

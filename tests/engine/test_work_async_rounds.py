@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 from commits import Commits
-from faults import dies_at_call
+from faults import dies_at_call, round_writes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postgres_db import fresh_schema, postgres_dsn
@@ -220,11 +220,7 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None) -> tuple[Any, int
         ids = [setup.start(Mixed(kinds=["async", "afails", "sync"]), id="m0", run=False),
                setup.start(Mixed(kinds=["fails", "async"]), id="m1", run=False),
                setup.start(Pair(), id="p0", run=False)]
-        methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-                   "retry_outbox", "release")
-        if kind == "postgres":  # the turn's own statement, at the end of its block
-            methods += ("_save_deferred",)
-        with dies_at_call(store, crash_at, methods, Crash) as count:
+        with dies_at_call(store, crash_at, round_writes(kind), Crash) as count:
             engine = Engine(store, clock=clock, lease_seconds=10)
             with contextlib.suppress(Crash):
                 asyncio.run(engine.work_async(until_idle=True))

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 import pytest
-from faults import dies_at_call
+from faults import dies_at_call, round_writes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from otel_helpers import in_memory_otel
@@ -347,11 +347,7 @@ def _crash_run(kind: str, tmp_path: Any, crash_at: int | None, n: int,
         clock = FakeClock()
         setup = engine_of(store, clock=clock, lease_seconds=10)
         _start_all(setup, parents, plain)
-        methods = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
-                   "retry_outbox", "release")
-        if kind == "postgres":  # the turn's own statement, at the end of its block
-            methods += ("_save_deferred",)
-        with dies_at_call(store, crash_at, methods, Crash) as count:
+        with dies_at_call(store, crash_at, round_writes(kind), Crash) as count:
             engine = engine_of(store, clock=clock, lease_seconds=10)
             with contextlib.suppress(Crash):
                 _work(engine, loop)

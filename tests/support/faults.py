@@ -112,6 +112,17 @@ def faulty(store: Any, faults: Faults) -> Any:
     return faulty_postgres(store, faults)
 
 
+#: the store writes of a worker's round: its saves (and children's starts), outbox rows, leases
+ROUND_WRITES = ("create", "save", "create_if_absent", "put_outbox", "done_outbox",
+                "retry_outbox", "release")
+
+
+def round_writes(kind: str) -> tuple[str, ...]:
+    """`ROUND_WRITES` of a store of `kind`; on PostgreSQL also the statement a
+    turn's put-off saves are written in, at the end of its block."""
+    return ROUND_WRITES + (("_save_deferred",) if kind == "postgres" else ())
+
+
 @contextmanager
 def dies_at_call(store: Any, at: int | None, methods: tuple[str, ...],
                  crash: type[BaseException]) -> Iterator[dict[str, int]]:
