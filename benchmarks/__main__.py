@@ -25,7 +25,7 @@ OPTIONAL = {"w3": "w3_durable_steps", "w3try": "w3_try", "w4": "w4_batch", "w5":
             "observe": "observability", "mailbox": "mailbox",
             "group": "group_commit", "scale1m": "batch_scale", "timers": "timers_scale",
             "compiled": "compiled", "result": "result_wait",
-            "work_async": "work_async", "deadline": "deadline"}
+            "work_async": "work_async", "deadline": "deadline", "waitfor": "waitfor_timeout"}
 
 
 def main(argv: list[str] | None = None) -> int:

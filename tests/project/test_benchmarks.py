@@ -117,6 +117,19 @@ def test_mailbox_the_kept_and_the_direct_run_end_alike() -> None:
     assert len(keep) == len(deliver) == 7
 
 
+def test_the_three_approvals_of_the_waitfor_benchmark_end_approved_in_time() -> None:
+    from benchmarks import waitfor_timeout as bench
+
+    for case in (bench.plain, bench.timed, bench.as_wait):
+        case()
+    engine = bench._ENGINE[0]
+    ended = sorted((r.workflow, r.status, engine.get(r.id).data.approved,
+                    engine.get(r.id).data.escalated) for r in engine.store.list())
+    assert ended == [("bench-waitfor", "finished", True, False),
+                     ("bench-waitfor-as-wait", "finished", True, False),
+                     ("bench-waitfor-timeout", "finished", True, False)]
+
+
 def test_fan_out_backs_up_25_files_at_once_and_one_at_a_time() -> None:
     from examples.fan_out import STORAGE
     from genflow.stores import MemoryStore
