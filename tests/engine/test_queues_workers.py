@@ -5,6 +5,7 @@ while admitting loses and doubles nothing."""
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -75,7 +76,7 @@ def test_four_workers_on_postgres_hold_every_limit(tmp_path, capsys):
             engine.start(Job(tenant=f"t{n % keys}", n=n, pause=0.004, log=str(log)),
                          queue="tenants", id=f"job{n:04d}")
     samples: list[tuple[int, int]] = []
-    admissions: dict[str, float] = {}
+    admissions: dict[str, dt.datetime] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -85,7 +86,7 @@ def test_four_workers_on_postgres_hold_every_limit(tmp_path, capsys):
             samples.append(reader.queue_counts("tenants"))
             for instance_id, at in reader._all(
                     f"SELECT instance_id, admitted_at FROM {table} WHERE admitted_at IS NOT NULL"):
-                admissions.setdefault(instance_id, at.timestamp())
+                admissions.setdefault(instance_id, at)  # (exact: no float seconds)
             time.sleep(0.01)
         reader.close()
 
@@ -111,9 +112,12 @@ def test_four_workers_on_postgres_hold_every_limit(tmp_path, capsys):
     assert peak <= 5 and max(peak_key.values()) <= 1, (peak, peak_key)
     assert sum(1 for line in log.read_text().splitlines() if line.startswith("end")) == total
     # the rate limit: no window of `period` seconds holds more than `rate` admissions
+    # (in microseconds, as admission counts them: float seconds since 1970 can put two
+    # admissions exactly a period apart inside one window)
     times = sorted(admissions.values())
     assert len(times) == total  # every admission was seen (entries outlive their window)
-    worst = max(sum(1 for t in times[i:i + rate + 1] if t - times[i] < period)
+    window = dt.timedelta(seconds=period)
+    worst = max(sum(1 for t in times[i:i + rate + 1] if t - times[i] < window)
                 for i in range(len(times)))
     assert worst <= rate
     with capsys.disabled():
