@@ -1280,7 +1280,7 @@ def test_report_in_a_headless_browser(tmp_path: Path, svg: bool) -> None:
     engine.store.close()
     # (on a loaded machine the page may be dumped before its script has drawn the
     # picked instance: dumped again, a few times at most, before judging it)
-    for _ in range(3):
+    for _ in range(6):
         dom = _chromium(["--virtual-time-budget=5000", "--dump-dom",
                          index.as_uri() + "#i=fails-1"], tmp_path)
         if re.search(r'class="[^"]*gf-n-n_explode[^"]*m-failed', dom):
