@@ -547,12 +547,13 @@ def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
             every=None if args.every is None else _dt.timedelta(seconds=args.every),
             timezone=args.tz, factory=args.factory, jitter=args.jitter,
             catchup=args.catchup, catchup_window=args.window, overlap=args.overlap,
-            queue=args.queue, priority=args.priority, paused=args.paused)
+            queue=args.queue, priority=args.priority, deadline=args.deadline,
+            paused=args.paused)
         print(_schedule_line(info, engine))
     elif action == "update":
         given = {"cron": args.cron, "timezone": args.tz, "jitter": args.jitter,
                  "catchup": args.catchup, "catchup_window": args.window,
-                 "overlap": args.overlap, "paused": args.paused,
+                 "overlap": args.overlap, "paused": args.paused, "deadline": args.deadline,
                  "every": None if args.every is None else _dt.timedelta(seconds=args.every)}
         changes = {k: v for k, v in given.items() if v is not None}
         if args.data is not None:
@@ -599,6 +600,8 @@ def _schedule_text(info: Any, engine: Engine, count: int) -> str:
              + (f" within {schedule.window}" if schedule.window is not None else "")
              + f"; overlap: {schedule.overlap.value}"
              + (f"; jitter up to {schedule.jitter}" if schedule.jitter else "")
+             + (f"; each run's deadline {schedule.deadline} after its start"
+                if schedule.deadline is not None else "")
              + (f"; on queue {schedule.queue!r}" if schedule.queue else "")
              + (f"; data from factory {schedule.factory!r}" if schedule.factory else ""),
              f"  fired {info.fired} tick(s), skipped {info.skipped}"
@@ -1044,6 +1047,9 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
                      help="while the previous tick's instance runs (default skip)")
     add.add_argument("--queue", help="start the ticks' instances on this queue")
     add.add_argument("--priority", type=int, default=0, help="their priority on the queue")
+    add.add_argument("--deadline", type=_interval, metavar="DURATION",
+                     help="cancel each tick's instance if it has not finished this long after "
+                     "its start (30m, 2h)")
     add.add_argument("--paused", action="store_true", help="add it paused")
     update = actions.add_parser(
         "update", help="change a schedule in place (its counts and last run stay)",
@@ -1060,6 +1066,7 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     update.add_argument("--catchup", choices=["skip", "all", "latest"])
     update.add_argument("--window", type=_duration, metavar="DURATION")
     update.add_argument("--overlap", choices=["skip", "allow", "cancel"])
+    update.add_argument("--deadline", type=_interval, metavar="DURATION")
     update.add_argument("--paused", action=argparse.BooleanOptionalAction,
                         help="pause it (--no-paused: resume it)")
     actions.add_parser("list", help="list schedules", description="list schedules"

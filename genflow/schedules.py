@@ -139,6 +139,8 @@ class Schedule:
     priority: int = 0
     start: _dt.datetime | None = None
     end: _dt.datetime | None = None
+    #: each started instance's deadline, from its start (`Engine.start(deadline=...)`)
+    deadline: _dt.timedelta | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -320,7 +322,7 @@ def _cron(expression: str, start: _dt.datetime) -> Any:
 
 #: what `Schedules.update` changes: the spec's fields (`Schedule`), and `paused`
 _SPEC = ("cron", "every", "timezone", "factory", "jitter", "catchup", "catchup_window",
-         "overlap", "queue", "priority", "start", "end")
+         "overlap", "queue", "priority", "start", "end", "deadline")
 _UPDATABLE = frozenset((*_SPEC, "paused"))
 _KEEP: Any = object()  # `Schedules.update`: the data as it is
 
@@ -351,6 +353,7 @@ class Schedules:
         priority: int = 0,
         start: _dt.datetime | None = None,
         end: _dt.datetime | None = None,
+        deadline: _dt.timedelta | float | None = None,
         paused: bool = False,
     ) -> ScheduleInfo:
         """Create a schedule that starts `data`'s workflow at every tick.
@@ -364,7 +367,11 @@ class Schedules:
         `catchup_window`: what happens to missed ticks (`Catchup`); `overlap`:
         what a tick does while the previous tick's instance runs (`Overlap`).
         `queue`/`priority`: ticks start their instances on that queue.
-        `start`/`end` bound the ticks.
+        `start`/`end` bound the ticks. `deadline` (a timedelta, or seconds):
+        each instance a tick starts is cancelled if it has not finished that
+        long after its start, as `Engine.start(deadline=...)` cancels (Temporal's
+        workflow execution timeout); with `overlap="skip"`, a run that hangs
+        then no longer holds back every later tick.
 
         Refused with `ScheduleError` (nothing written) for a bad cron
         expression, an unknown time zone, data that does not fit the
@@ -379,7 +386,8 @@ class Schedules:
             catchup_window=None if catchup_window is None
             else _delta(catchup_window, "catchup_window"),
             overlap=_enum(Overlap, overlap, "overlap"), queue=queue, priority=priority,
-            start=start, end=end)
+            start=start, end=end, deadline=None if deadline is None
+            else _delta(deadline, "deadline"))
         now = engine.clock()
         tick = schedule.next_after(now)
         record = ScheduleRecord(
@@ -424,8 +432,9 @@ class Schedules:
             spec["jitter"] = _delta(spec["jitter"], "jitter")
             spec["catchup"] = _enum(Catchup, spec["catchup"], "catchup")
             spec["overlap"] = _enum(Overlap, spec["overlap"], "overlap")
-            if spec["catchup_window"] is not None:
-                spec["catchup_window"] = _delta(spec["catchup_window"], "catchup_window")
+            for name in ("catchup_window", "deadline"):  # (None: unset)
+                if spec[name] is not None:
+                    spec[name] = _delta(spec[name], name)
             paused = changes.get("paused", record.paused)
             if type(paused) is not bool:
                 raise ScheduleError(f"schedule {schedule_id!r}: paused is True or False, "
@@ -674,6 +683,9 @@ class Schedules:
                 and fields["catchup_window"] < _dt.timedelta(0)):
             raise ScheduleError(f"schedule {schedule_id!r}: jitter and catchup_window are "
                                 "durations of 0 or more")
+        if fields["deadline"] is not None and fields["deadline"] <= _dt.timedelta(0):
+            raise ScheduleError(f"schedule {schedule_id!r}: deadline is a duration above 0 "
+                                f"(from each instance's start), not {fields['deadline']}")
         name_of_factory = fields["factory"]
         if name_of_factory is not None and name_of_factory not in _FACTORIES:
             raise ScheduleError(
@@ -730,6 +742,8 @@ class _Turn:
                                     f"instance of {cls.__name__}")
         instance_id = instance_id or instance_id_for(schedule.id, tick)
         state = new_state(instance_id, data)
+        if schedule.deadline is not None:
+            state.deadline = self.now + schedule.deadline
         record = InstanceRecord(id=instance_id, workflow=schedule.workflow,
                                 status=state.status.value,
                                 blob=dumps(data, state, check=True),

@@ -57,7 +57,8 @@ def schedule_view(info: ScheduleInfo, now: _dt.datetime, *, fire_times: int = 5
         "state": state, "catchup": s.catchup.value, "catchup_window": _seconds(s.window),
         "overlap": s.overlap.value, "jitter": _seconds(s.jitter), "queue": s.queue,
         "priority": s.priority, "factory": s.factory, "start": _iso(s.start),
-        "end": _iso(s.end), "next_tick": _iso(info.next_tick), "due_at": _iso(info.due_at),
+        "end": _iso(s.end), "deadline": _seconds(s.deadline),
+        "next_tick": _iso(info.next_tick), "due_at": _iso(info.due_at),
         "next_fire_times": [_iso(t) for t in info.next_fire_times(
             max(0, min(fire_times, MAX_FIRE_TIMES)))],
         "last_tick": _iso(info.last_tick), "last_instance": info.last_instance,
@@ -107,7 +108,7 @@ def record_view(record: ScheduleRecord, now: _dt.datetime, *, fire_times: int = 
         "id": record.id, "workflow": record.workflow, "spec": "", "cron": None,
         "every": None, "timezone": "", "paused": record.paused, "state": "unreadable",
         "catchup": "", "catchup_window": None, "overlap": "", "jitter": 0.0, "queue": None,
-        "priority": 0, "factory": None, "start": None, "end": None,
+        "priority": 0, "factory": None, "start": None, "end": None, "deadline": None,
         "next_tick": _iso(record.next_tick), "due_at": _iso(record.due_at),
         "next_fire_times": [], "last_tick": _iso(record.last_tick),
         "last_instance": record.last_instance, "fired": record.fired,
@@ -174,7 +175,9 @@ def schedules_table(views: Sequence[dict[str, Any]], *, instance: Link,
             f"<strong>{esc(v['id'])}</strong>", esc(v["workflow"]),
             esc(v["spec"]) + (f"<br><small>on queue {esc(v['queue'])}</small>"
                               if v["queue"] else ""),
-            esc(v["timezone"]), state, esc(policy), esc(v["overlap"]), fires,
+            esc(v["timezone"]), state, esc(policy),
+            esc(v["overlap"]) + (f"<br><small>deadline {v['deadline']:g} s</small>"
+                                 if v["deadline"] is not None else ""), fires,
             esc(_when(v["last_tick"])) + ("<br>" + _a(instance(last), last, class_="gf-last")
                                           if last else ""),
             _a(started(v["id"]), f"{v['fired']} fired", class_="gf-started")

@@ -785,6 +785,7 @@ _UPDATE_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "queue": _MAYBE_TEXT, "priority": ((int,), "a whole number"),
     "start": ((str, type(None)), "an ISO 8601 time or null"),
     "end": ((str, type(None)), "an ISO 8601 time or null"),
+    "deadline": _MAYBE_SECONDS,
     "paused": ((bool,), "true or false")}
 _UPDATE_FIELDS = tuple(_UPDATE_TYPES)
 #: what `POST /api/v1/schedules` takes: the new schedule's id and workflow, then the same

@@ -299,7 +299,10 @@ _OPERATING_SCHEMAS: dict[str, Any] = {
         "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]},
         "jitter": {"type": "number"}, "queue": {"type": ["string", "null"]},
         "priority": {"type": "integer"}, "factory": {"type": ["string", "null"]},
-        "start": _TIME, "end": _TIME, "next_tick": _TIME, "due_at": _TIME,
+        "start": _TIME, "end": _TIME,
+        "deadline": {**_NUMBER, "description": "each started instance's deadline, in seconds "
+                     "from its start (null: none)"},
+        "next_tick": _TIME, "due_at": _TIME,
         "next_fire_times": {"type": "array", "items": {"type": "string"}},
         "last_tick": _TIME, "last_instance": {"type": ["string", "null"]},
         "fired": {"type": "integer"}, "skipped": {"type": "integer"},
@@ -346,7 +349,10 @@ def _operating(op: Any) -> None:
         "catchup_window": {**maybe, "description": "seconds (null: the policy's default)"},
         "overlap": {"type": "string", "enum": ["skip", "allow", "cancel"]},
         "queue": {"type": ["string", "null"]}, "priority": {"type": "integer"},
-        "start": _TIME, "end": _TIME, "paused": {"type": "boolean"}}}
+        "start": _TIME, "end": _TIME, "paused": {"type": "boolean"},
+        "deadline": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                     "description": "seconds from each started instance's start, after "
+                     "which it is cancelled (null: none)"}}}
     added = {**changes, "required": ["id", "workflow"], "properties": {
         "id": {"type": "string", "minLength": 1, "description": "the schedule's id"},
         "workflow": {"type": "string", "description": "the registered workflow it starts"},

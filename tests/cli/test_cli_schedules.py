@@ -171,3 +171,19 @@ def test_update_changes_what_is_given_and_keeps_the_rest(gf):
     code, _, err = gf("schedule", "update", "nightly", "--cron", "0 25 * * *")
     assert code == 2 and "bad cron expression '0 25 * * *'" in err
     assert "every 0:15:00" in gf("schedule", "show", "nightly")[1]  # unchanged
+
+
+def test_a_deadline_for_each_run_is_added_shown_and_updated(gf):
+    assert gf("schedule", "add", "nightly", "sched-report", "--every", "1h", "--deadline",
+              "30m")[0] == 0
+    assert "; each run's deadline 0:30:00 after its start" in gf("schedule", "show",
+                                                                 "nightly")[1]
+    assert gf("schedule", "update", "nightly", "--deadline", "2h")[0] == 0
+    assert "each run's deadline 2:00:00" in gf("schedule", "show", "nightly")[1]
+    code, _, err = gf("schedule", "update", "nightly", "--deadline", "0")
+    assert code == 2 and "--deadline: an interval above 0, not 0" in err, err
+    assert "each run's deadline 2:00:00" in gf("schedule", "show", "nightly")[1]
+    code, out, _ = gf("schedule", "trigger", "nightly")
+    assert code == 0
+    code, out, err = gf("show", out.split()[1])
+    assert code == 0 and "deadline" in out, (out, err)

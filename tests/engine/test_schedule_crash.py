@@ -53,7 +53,8 @@ def test_kill_9_while_firing_a_tick(tmp_path, kind):
     log = tmp_path / "firing.log"
     engine = Engine(store)
     engine.schedules.add("tick", Report(), every=dt.timedelta(seconds=0.5),
-                         factory="sched-slow", catchup="all", overlap="allow")
+                         factory="sched-slow", catchup="all", overlap="allow",
+                         deadline=dt.timedelta(hours=1))
     first = engine.schedules.get("tick").next_tick
     kills = 0
     deadline = time.monotonic() + 90
@@ -81,5 +82,10 @@ def test_kill_9_while_firing_a_tick(tmp_path, kind):
         tick = info.schedule.next_after(tick)
     assert started == sorted(expected)  # every tick once, none lost
     assert info.fired == len(started)
+    for instance_id in started:  # each with its run's deadline, written with it
+        instance = engine.get(instance_id)
+        assert instance.state.deadline is not None
+        assert dt.timedelta(0) < instance.state.deadline - instance.updated_at \
+            <= dt.timedelta(hours=1)
     assert _lines(log) >= kills  # the kills did land inside a firing
     store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -452,3 +453,88 @@ def test_ticks_end_where_datetimes_do():
     assert schedule.fires_at(start) > start
     last = dt.datetime.max.replace(tzinfo=dt.UTC)
     assert Schedule(id="x", workflow="w", data={}, jitter=MAX_DURATION).fires_at(last) == last
+
+
+# -- each run's deadline ------------------------------------------------------------------
+
+
+def test_a_runs_deadline_cancels_it_so_overlap_skip_fires_again(store):
+    """`deadline=`: each instance a tick starts is cancelled that long after its
+    start, as `Engine.start(deadline=...)` cancels it; a hung run then holds back
+    one tick (`overlap="skip"`), not every later one."""
+    engine, clock = engine_on(store)
+    engine.schedules.add("guarded", Report(wait=True), every=HOUR, overlap="skip",
+                         deadline=dt.timedelta(minutes=30))
+    engine.schedules.add("unguarded", Report(wait=True), every=HOUR, overlap="skip")
+    clock.now = T0 + HOUR + 5 * dt.timedelta(seconds=1)  # a worker 5 s late
+    engine.work(until_idle=True)
+    first = instance_id_for("guarded", T0 + HOUR)
+    assert engine.get(first).status.value == "waiting"
+    assert engine.get(first).state.deadline == clock.now + dt.timedelta(minutes=30)
+    assert engine.get(instance_id_for("unguarded", T0 + HOUR)).state.deadline is None
+    clock.now = T0 + HOUR + 29 * MIN
+    engine.work(until_idle=True)
+    assert engine.get(first).status.value == "waiting"
+    clock.now = T0 + HOUR + 31 * MIN
+    engine.work(until_idle=True)
+    assert engine.get(first).status.value == "cancelled"
+    clock.now = T0 + 2 * HOUR
+    engine.work(until_idle=True)
+    assert engine.get(instance_id_for("guarded", T0 + 2 * HOUR)).status.value == "waiting"
+    assert engine.schedules.get("guarded").skipped == 0
+    with pytest.raises(InstanceNotFoundError):  # the hung run holds it back
+        engine.get(instance_id_for("unguarded", T0 + 2 * HOUR))
+    assert engine.schedules.get("unguarded").skipped == 1
+
+
+def test_a_deadline_applies_to_triggered_and_backfilled_runs_and_is_updated(store):
+    engine, clock = engine_on(store)
+    engine.schedules.add("s", Report(wait=True), every=HOUR, overlap="allow", deadline=600)
+    assert engine.schedules.get("s").schedule.deadline == dt.timedelta(minutes=10)
+    triggered = engine.schedules.trigger("s")
+    assert triggered is not None
+    assert engine.get(triggered).state.deadline == T0 + dt.timedelta(minutes=10)
+    clock.now = T0 + 3 * HOUR
+    [filled, *_] = engine.schedules.backfill("s", T0, T0 + 2 * HOUR)
+    assert engine.get(filled).state.deadline == clock.now + dt.timedelta(minutes=10)
+    engine.schedules.update("s", deadline=dt.timedelta(hours=2))
+    assert engine.schedules.get("s").schedule.deadline == dt.timedelta(hours=2)
+    later = engine.schedules.trigger("s")
+    assert later is not None
+    assert engine.get(later).state.deadline == clock.now + dt.timedelta(hours=2)
+    engine.schedules.update("s", deadline=None)  # None: no deadline from now on
+    assert engine.schedules.get("s").schedule.deadline is None
+
+
+@pytest.mark.parametrize(("deadline", "words"), [
+    (0, "deadline is a duration above 0"),
+    (-60, "deadline is a duration above 0"),
+    (dt.timedelta(0), "deadline is a duration above 0"),
+    ("1h", "deadline is a timedelta or a number of seconds, not '1h'"),
+    (True, "deadline is a timedelta or a number of seconds, not True"),
+    (float("nan"), "deadline is a timedelta or a number of seconds"),
+    (dt.timedelta(days=36526), "deadline is at most 36525 days"),
+])
+def test_a_bad_deadline_is_refused_by_add_and_update_with_nothing_changed(store, deadline,
+                                                                          words):
+    engine, _ = engine_on(store)
+    with pytest.raises(ScheduleError, match=words):
+        engine.schedules.add("bad", Report(), every=60, deadline=deadline)
+    assert engine.schedules.list() == []
+    engine.schedules.add("rep", Report(), every=HOUR, deadline=60)
+    before = engine.store.get_schedule("rep")
+    with pytest.raises(ScheduleError, match=words):
+        engine.schedules.update("rep", deadline=deadline)
+    assert engine.store.get_schedule("rep") == before
+
+
+def test_a_schedule_stored_before_deadlines_reads_as_having_none():
+    """A spec packed by a genflow without `deadline` (no such key) reads back."""
+    import msgpack
+
+    spec = Schedule(id="s", workflow="w", data={}, every=HOUR)
+    plain = msgpack.unpackb(spec.pack())
+    del plain["deadline"]
+    assert Schedule.unpack(msgpack.packb(plain)) == spec
+    dated = attrs.evolve(spec, deadline=dt.timedelta(minutes=5))
+    assert Schedule.unpack(dated.pack()) == dated

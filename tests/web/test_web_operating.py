@@ -396,12 +396,14 @@ def _bad(name: str) -> st.SearchStrategy:
         "end": st.one_of(texts.filter(lambda t: not t[:1].isdigit()),
                          st.just("2030-01-01T00:00:00")),
         "paused": st.sampled_from(["true", 1, 0]),
+        "deadline": st.one_of(st.floats(max_value=0, allow_nan=False), st.just(1e300)),
     }.get(name)
     return other_type if wrong is None else st.one_of(other_type, wrong)
 
 
 _FIELDS = ("data", "cron", "every", "timezone", "factory", "jitter", "catchup",
-           "catchup_window", "overlap", "queue", "priority", "start", "end", "paused")
+           "catchup_window", "overlap", "queue", "priority", "start", "end", "paused",
+           "deadline")
 
 
 def test_a_refused_update_leaves_the_stored_schedule_byte_identical(make_store) -> None:
@@ -546,6 +548,31 @@ def _every_refusal(engine: Engine, method: str, url: str,
         assert engine.store.list_schedules() == before, body
 
     refused()
+
+
+def test_each_runs_deadline_is_added_read_and_updated_over_http(make_store) -> None:
+    from web_helpers import call, serving
+
+    engine, _ = engine_on(make_store())
+    with serving(engine) as base:
+        url = f"{base}{API}/schedules"
+        status, body, _ = call("POST", url, {"id": "s", "workflow": "sched-report",
+                                             "every": 3600, "deadline": 1800})
+        assert status == 201 and body["deadline"] == 1800.0, body
+        assert engine.schedules.get("s").schedule.deadline == dt.timedelta(minutes=30)
+        status, body, _ = call("PATCH", f"{url}/s", {"deadline": 7200.5})
+        assert status == 200 and body["deadline"] == 7200.5, body
+        status, body, _ = call("PATCH", f"{url}/s", {"deadline": 0})
+        assert status == 422 and body["error"]["type"] == "ScheduleError", body
+        assert "deadline is a duration above 0" in body["error"]["message"]
+        status, body, _ = call("PATCH", f"{url}/s", {"deadline": "1h"})
+        assert status == 422 and "'deadline' is a number of seconds or null" in \
+            body["error"]["message"], body
+        assert call("GET", f"{url}/s")[1]["deadline"] == 7200.5  # both refused: unchanged
+        status, body, _ = call("PATCH", f"{url}/s", {"deadline": None})
+        assert status == 200 and body["deadline"] is None, body
+        started = call("POST", f"{url}/s/trigger")[1]
+        assert engine.get(started["started"]).state.deadline is None, started
 
 
 def test_the_schedules_and_queues_pages_and_their_actions(make_store) -> None:
