@@ -34,15 +34,17 @@ parent=...)`, `genflow show` and the report link them.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 import msgpack
 
+from genflow.clock import Deadline, aware_deadline, checked_deadline, deadline_span
 from genflow.codec import unstructure
 from genflow.context import current_step
-from genflow.errors import InvalidIdError, StatementError
+from genflow.errors import ArgumentError, InvalidIdError, StatementError
 from genflow.handlers import EventHandler, takes_argument
 from genflow.outbox import CancelIntent, SendIntent, StartIntent
 from genflow.state import CallbackRequest, Parent, State, WorkflowStatus, checked_id
@@ -84,14 +86,29 @@ class Children(Wait):
     function called with the results instead (or as well), typed by its
     annotation. `on_cancel`: what happens to children still running when
     the wait ends early or the parent is cancelled ("cancel" or "abandon").
+    `deadline` (as `Engine.start` takes it: a duration from the children's
+    start, or an aware datetime): each child not finished by then is
+    cancelled, which fails the parent's thread here with `ChildFailed`
+    (Temporal's child workflow execution timeout).
     """
 
-    __slots__ = ("first", "handler", "ids", "into", "items", "on_cancel", "result", "single")
+    __slots__ = ("deadline", "first", "handler", "ids", "into", "items", "on_cancel", "result",
+                 "single")
 
     def __init__(self, name: str, items: Iterable[Any], *, ids: Iterable[str] | None = None,
                  into: str | None = None, result: str | None = None, handler: Any = None,
-                 first: int | None = None, on_cancel: str = "cancel", _single: bool = False):
+                 first: int | None = None, on_cancel: str = "cancel", deadline: Deadline = None,
+                 _single: bool = False):
         what = f"{type(self).__name__} {name!r}"
+        if deadline is not None:  # checked here as far as it can be without a clock
+            try:
+                if isinstance(deadline, _dt.datetime):
+                    aware_deadline(deadline)  # (later than now: at the start, `setup`)
+                else:
+                    deadline_span(deadline)
+            except ArgumentError as error:
+                raise StatementError(f"{what}: {error}") from None
+        self.deadline = deadline
         if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
             raise StatementError(f"{what}: items is a list of the children's data (one "
                                  f"workflow instance each; Child for one), not {items!r}")
@@ -123,7 +140,7 @@ class Children(Wait):
         self.on_cancel = on_cancel
         # (the handler holds what its setup needs, not the statement: no cycle)
         super().__init__(name, On(CHILD_EVENT, _ChildrenHandler(
-            name, self.items, self.ids, _single, on_cancel)))
+            name, self.items, self.ids, _single, on_cancel, deadline)))
 
     @property
     def needed(self) -> int:
@@ -139,9 +156,11 @@ class Child(Children):
     __slots__ = ()
 
     def __init__(self, name: str, data: Any, *, id: str | None = None, into: str | None = None,
-                 result: str | None = None, handler: Any = None, on_cancel: str = "cancel"):
+                 result: str | None = None, handler: Any = None, on_cancel: str = "cancel",
+                 deadline: Deadline = None):
         super().__init__(name, [data], ids=None if id is None else [id], into=into,
-                         result=result, handler=handler, on_cancel=on_cancel, _single=True)
+                         result=result, handler=handler, on_cancel=on_cancel,
+                         deadline=deadline, _single=True)
 
 
 class _ChildrenHandler(EventHandler):
@@ -151,15 +170,15 @@ class _ChildrenHandler(EventHandler):
     child that cannot be started (its data does not store) fails the thread
     at the wait, as a step would."""
 
-    __slots__ = ("ids", "items", "name", "on_cancel", "single")
+    __slots__ = ("deadline", "ids", "items", "name", "on_cancel", "single")
     input_type = ChildReport
     #: its own retry policy (the core's `_setup` reads it): one attempt
     retry = Retry(attempts=1)
 
     def __init__(self, name: str, items: list[Any], ids: list[str] | None, single: bool,
-                 on_cancel: str) -> None:
+                 on_cancel: str, deadline: Deadline = None) -> None:
         self.name, self.items, self.ids = name, items, ids
-        self.single, self.on_cancel = single, on_cancel
+        self.single, self.on_cancel, self.deadline = single, on_cancel, deadline
 
     def kept(self, instance_id: str, pc: int) -> dict[str, Any]:
         """What the wait keeps on its event (`setup_data`, saved with the State):
@@ -178,9 +197,12 @@ class _ChildrenHandler(EventHandler):
         kept = self.kept(req.instance_id, req.pc)
         ids = child_ids(kept)
         outbox = ctx._outbox()
+        # (a duration counts from now, the children's start: one moment for them all)
+        deadline = None if self.deadline is None else checked_deadline(self.deadline, ctx.now)
         for index, (item, child_id) in enumerate(zip(self.items, ids, strict=True)):
             outbox.start("", item, child_id, None,
-                         Parent(req.instance_id, CHILD_EVENT, index, req.thread_id, req.pc))
+                         Parent(req.instance_id, CHILD_EVENT, index, req.thread_id, req.pc),
+                         deadline=deadline)
         return kept
 
     def teardown(self, req: CallbackRequest, handled: bool) -> None:
@@ -249,8 +271,9 @@ def conflict_report(intent: StartIntent, workflow: str) -> SendIntent:
 
 
 def _why(state: State) -> str:
-    if state.status is WorkflowStatus.CANCELLED:
-        return "it was cancelled"
+    if state.status is WorkflowStatus.CANCELLED:  # (by hand, or at its deadline: said then)
+        return "it was cancelled" + ("" if state.deadline is None
+                                     else f" (its deadline: {state.deadline.isoformat()})")
     for thread in state.threads:
         if thread.error:
             return f"step {thread.stmt!r} failed: {thread.error}"

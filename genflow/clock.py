@@ -1,17 +1,21 @@
-"""Clocks: the system's, and a fake one that tests move by hand.
+"""Clocks: the system's, and a fake one that tests move by hand; deadlines on them.
 
 Everything in genflow that needs the time takes a clock (a callable returning
 an aware UTC datetime), so timers can be tested instantly and deterministically.
+An instance's deadline (`Engine.start(deadline=...)`, a child's, a schedule's
+run's) is checked here, once, into the UTC moment it names.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
-from genflow.errors import ClockError
+from genflow.errors import ArgumentError, ClockError
 
-__all__ = ["FakeClock", "checked_clock", "system_clock"]
+__all__ = ["MAX_DEADLINE", "Deadline", "FakeClock", "aware_deadline", "checked_clock",
+           "checked_deadline", "deadline_span", "system_clock"]
 
 
 def system_clock() -> _dt.datetime:
@@ -29,6 +33,64 @@ def checked_clock(clock: Any) -> Any:
             f"the clock {getattr(clock, '__qualname__', clock)!r} returned {now!r}: a clock "
             "returns an aware datetime (datetime.now(datetime.UTC), not datetime.utcnow())")
     return clock
+
+
+#: what a `deadline=` takes (`Engine.start`, `current_step().start`, `Child`): an
+#: aware datetime, a timedelta, or seconds
+Deadline = _dt.datetime | _dt.timedelta | float | None
+#: the furthest deadline taken, from now: further is surely a mistake (a
+#: count of milliseconds taken for seconds), and a datetime cannot hold much more
+MAX_DEADLINE = _dt.timedelta(days=366 * 100)
+
+
+def checked_deadline(deadline: Any, now: _dt.datetime) -> _dt.datetime:
+    """A `deadline=` as the UTC moment it names, or `ArgumentError`
+    saying what it takes: an aware datetime later than `now`, or a duration
+    above zero (a timedelta, or seconds) from `now`, neither beyond
+    `MAX_DEADLINE`."""
+    if not isinstance(deadline, _dt.datetime):
+        return now + deadline_span(deadline)
+    moment = aware_deadline(deadline)
+    if moment <= now:
+        raise ArgumentError(
+            f"deadline {moment.isoformat()} is not later than now ({now.isoformat()}): the "
+            "instance would be cancelled before it ran; give a later one (or cancel it)")
+    if moment - now > MAX_DEADLINE:
+        raise ArgumentError(f"deadline {moment.isoformat()} is over {MAX_DEADLINE.days} "
+                            "days away: give a nearer one (or none)")
+    return moment
+
+
+def aware_deadline(deadline: _dt.datetime) -> _dt.datetime:
+    """A deadline given as a datetime, in UTC; `ArgumentError` for a naive one."""
+    if deadline.tzinfo is None or deadline.utcoffset() is None:
+        raise ArgumentError(f"deadline {deadline.isoformat()} has no time zone: give an "
+                            "aware datetime (e.g. datetime.now(timezone.utc) + ...)")
+    return deadline.astimezone(_dt.UTC)
+
+
+def deadline_span(deadline: Any) -> _dt.timedelta:
+    """A deadline given as a duration (a timedelta, or seconds) as a timedelta
+    above 0 and at most `MAX_DEADLINE`; `ArgumentError` saying what a deadline
+    takes for anything else (a datetime is `checked_deadline`'s)."""
+    takes = ("an aware datetime, or a duration from the start (a timedelta, or seconds "
+             "above 0)")
+    if isinstance(deadline, _dt.timedelta):
+        span = deadline
+    elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+        if not math.isfinite(deadline):
+            raise ArgumentError(f"deadline is {takes}, not {deadline!r}")
+        if not 0 < deadline <= MAX_DEADLINE.total_seconds():
+            raise ArgumentError(f"a deadline of {deadline!r} seconds is not above 0 and at most "
+                                f"{MAX_DEADLINE.days} days: give one that is (or none)")
+        span = _dt.timedelta(seconds=deadline)
+    else:
+        raise ArgumentError(f"deadline is {takes}, not {type(deadline).__name__} "
+                            f"{deadline!r}")
+    if not _dt.timedelta(0) < span <= MAX_DEADLINE:
+        raise ArgumentError(f"a deadline of {span} is not above 0 and at most "
+                            f"{MAX_DEADLINE.days} days: give one that is (or none)")
+    return span
 
 
 class FakeClock:

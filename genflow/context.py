@@ -12,7 +12,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from genflow.clock import system_clock
+from genflow.clock import Deadline, checked_deadline, system_clock
 from genflow.errors import GenflowError
 from genflow.outbox import Outbox
 from genflow.state import Failure
@@ -60,14 +60,21 @@ class StepContext(NamedTuple):  # immutable and, unlike a frozen attrs class, ch
         return f"{self.instance_id}/{self.thread_id}/{self.step}/{self.pc}"
 
     def start(self, data: Any, *, id: str | None = None,
-              at: _dt.datetime | None = None) -> str:
+              at: _dt.datetime | None = None, deadline: Deadline = None) -> str:
         """Start an instance of `data`'s workflow once this step is checkpointed
         (the transactional outbox: written with the checkpoint, never twice).
         Its id is `id`, or one derived from this execution (the same for every
-        re-run of the step); returns it. Refused at once, failing the step,
-        for a class that is no workflow or data that cannot be stored. An id
-        that exists already is left alone (a start is idempotent)."""
-        return self._outbox().start(self.idempotency_key, data, id, at)
+        re-run of the step); returns it. `deadline`, as `Engine.start` takes it
+        (a duration counts from its start: `at`, else now), cancels it if it has
+        not finished by then. Refused at once, failing the step, for a class
+        that is no workflow, data that cannot be stored or a bad deadline
+        (`ArgumentError`). An id that exists already is left alone (a start
+        is idempotent)."""
+        if deadline is not None:
+            base = at if isinstance(at, _dt.datetime) and at.tzinfo is not None \
+                else self.now  # (a naive `at` is refused below)
+            deadline = checked_deadline(deadline, base)
+        return self._outbox().start(self.idempotency_key, data, id, at, deadline=deadline)
 
     def send(self, instance_id: str, event: str, payload: Any = None, *,
              at: _dt.datetime | None = None) -> None:

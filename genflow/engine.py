@@ -46,7 +46,7 @@ from typing import Any
 import attrs
 
 from genflow.children import child_effects
-from genflow.clock import checked_clock, system_clock
+from genflow.clock import Deadline, checked_clock, checked_deadline, system_clock
 from genflow.codec import check_payload, dumps, loads, unstructure
 from genflow.errors import (
     ArgumentError,
@@ -112,7 +112,7 @@ from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, 
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
 
-__all__ = ["MAX_DEADLINE", "Deadline", "Engine", "Instance", "checked_deadline"]
+__all__ = ["Engine", "Instance"]
 
 log = logging.getLogger("genflow.engine")
 _worker_log = logging.getLogger("genflow.worker")
@@ -140,11 +140,6 @@ _STATUS_VALUES = frozenset(s.value for s in WorkflowStatus)
 #: the statuses a passed deadline cancels: not a finished or cancelled instance,
 #: nor a failed one (an operator's; retried past its deadline, it is cancelled then)
 _BEFORE_DEADLINE = (WorkflowStatus.RESUMING, WorkflowStatus.WAITING)
-#: what `start(deadline=...)` takes: an aware datetime, a timedelta, or seconds
-Deadline = _dt.datetime | _dt.timedelta | float | None
-#: the furthest deadline `start` takes, from now: further is surely a mistake (a
-#: count of milliseconds taken for seconds), and a datetime cannot hold much more
-MAX_DEADLINE = _dt.timedelta(days=366 * 100)
 
 
 @attrs.frozen
@@ -1827,39 +1822,3 @@ def _message_entry(message: Message) -> dict[str, Any]:
 _EXISTS: Any = object()
 
 
-def checked_deadline(deadline: Any, now: _dt.datetime) -> _dt.datetime:
-    """`start`'s `deadline` as the UTC moment it names, or `ArgumentError`
-    saying what it takes: an aware datetime later than `now`, or a duration
-    above zero (a timedelta, or seconds) from `now`, neither beyond
-    `MAX_DEADLINE`."""
-    takes = ("an aware datetime, or a duration from the start (a timedelta, or seconds "
-             "above 0)")
-    if isinstance(deadline, _dt.datetime):
-        if deadline.tzinfo is None or deadline.utcoffset() is None:
-            raise ArgumentError(f"deadline {deadline.isoformat()} has no time zone: give an "
-                                "aware datetime (e.g. datetime.now(timezone.utc) + ...)")
-        moment = deadline.astimezone(_dt.UTC)
-        if moment <= now:
-            raise ArgumentError(
-                f"deadline {moment.isoformat()} is not later than now ({now.isoformat()}): the "
-                "instance would be cancelled before it ran; give a later one (or cancel it)")
-        if moment - now > MAX_DEADLINE:
-            raise ArgumentError(f"deadline {moment.isoformat()} is over {MAX_DEADLINE.days} "
-                                "days away: give a nearer one (or none)")
-        return moment
-    if isinstance(deadline, _dt.timedelta):
-        span = deadline
-    elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
-        if not math.isfinite(deadline):
-            raise ArgumentError(f"deadline is {takes}, not {deadline!r}")
-        if not 0 < deadline <= MAX_DEADLINE.total_seconds():
-            raise ArgumentError(f"a deadline of {deadline!r} seconds is not above 0 and at most "
-                                f"{MAX_DEADLINE.days} days: give one that is (or none)")
-        span = _dt.timedelta(seconds=deadline)
-    else:
-        raise ArgumentError(f"deadline is {takes}, not {type(deadline).__name__} "
-                            f"{deadline!r}")
-    if not _dt.timedelta(0) < span <= MAX_DEADLINE:
-        raise ArgumentError(f"a deadline of {span} is not above 0 and at most "
-                            f"{MAX_DEADLINE.days} days: give one that is (or none)")
-    return now + span

@@ -99,7 +99,7 @@ class Outbox:
     # -- asked for through StepContext --
 
     def start(self, key: str, data: Any, id: str | None, at: _dt.datetime | None,
-              parent: Parent | None = None) -> str:
+              parent: Parent | None = None, deadline: _dt.datetime | None = None) -> str:
         name = workflow_name(data)  # UnknownWorkflowError for a class that is none
         if id is None:
             count = sum(1 for i in self.intents if isinstance(i, StartIntent))
@@ -108,6 +108,7 @@ class Outbox:
             raise StatementError(f"start: an instance id is a non-empty str, not {id!r}")
         state = new_state(id, data)
         state.parent = parent
+        state.deadline = deadline  # (checked by the asker: `checked_deadline`)
         if self.traceparent is not None:
             state.trace = self.traceparent()
         blob = dumps(data, state, check=True)  # SerializationError / DataError now

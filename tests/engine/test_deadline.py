@@ -28,8 +28,8 @@ from genflow import (
     current_step,
     workflow,
 )
+from genflow.clock import MAX_DEADLINE
 from genflow.codec import dumps, load_state, loads
-from genflow.engine import MAX_DEADLINE
 from genflow.errors import ArgumentError, CorruptStateError, DuplicateInstanceError
 from genflow.queues import Queue
 from genflow.state import Mailbox, Parent
