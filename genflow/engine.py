@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as _dt
-import inspect
 import logging
 import math
 import os
@@ -74,26 +73,24 @@ from genflow.queues import Queues
 from genflow.registry import registered, workflow_class, workflow_name
 from genflow.relay import Relay
 from genflow.retention import RetentionRunner
-from genflow.runtime import (  # (`_call` refuses a coroutine and sets the step as `drive` does;
-    _ASYNC_IN_SYNC,  # `_begun` and `_together_async` make calls as `drive_async` does)
+from genflow.runtime import (
     CANCEL,
     DEFAULT_MAX_MOVES,
     DEFAULT_PARALLEL_STEPS,
     NEXT,
     ONCE,
-    PENDING,
     Operation,
-    Start,
-    _at_once,
-    _cancel_all,
-    _landing,
-    _sync_only,
+    begin_call,
+    call_once,
+    cancel_flights,
     drive,
     drive_async,
+    finish_call,
+    landing,
     request_for,
     reset_failures,
+    steps_at_once,
 )
-from genflow.runtime import _current as _current_step
 from genflow.schedules import Schedules
 from genflow.state import (
     CallbackRequest,
@@ -1140,12 +1137,12 @@ class Engine:
     def _together(self, ops: Sequence[_Ops], watch: Observer | None) -> None:
         """Drive several instances' operations side by side, as `drive` drives
         one: the sync driver of `_turns`, each call of user code made in its
-        operation's context (`_call`, through `watch`)."""
+        operation's context (`runtime.call_once`, through `watch`)."""
         turns = self._turns(ops, at_once=False)
         try:
             entry, call = next(turns)
             while True:
-                entry, call = turns.send(entry[3](_call, call, watch))
+                entry, call = turns.send(entry[3](call_once, call, watch))
         except StopIteration:
             return
 
@@ -1154,10 +1151,10 @@ class Engine:
         `_turns`. Each call of user code is awaited to its end before any other
         operation goes on (the operations of a round take turns; each one's own
         steps run at once, as under `drive_async`, in tasks of its own
-        `flights`). A call begins in its operation's context (`_begun`); what
-        it leaves to await is awaited in a task of the event loop in that same
-        context, so what it makes current (its span, `current_step`) stays
-        that operation's across its awaits."""
+        `flights`). A call begins in its operation's context
+        (`runtime.begin_call`); what it leaves to await is awaited in a task of
+        the event loop in that same context, so what it makes current (its
+        span, `current_step`) stays that operation's across its awaits."""
         turns = self._turns(ops, at_once=True)
         task = asyncio.get_running_loop().create_task
         kept: list[dict[asyncio.Future[Any], Any]] = []  # each operation's flights
@@ -1172,14 +1169,14 @@ class Engine:
                 reply: tuple[Any, BaseException | None]
                 try:
                     if call is NEXT:
-                        reply = (await _landing(flights), None)
+                        reply = (await landing(flights), None)
                     elif call is CANCEL:
-                        await _cancel_all(flights)
+                        await cancel_flights(flights)
                         reply = (None, None)
                     else:
-                        value, left = entry[3](_begun, call, watch, flights)
+                        value, left = entry[3](begin_call, call, watch, flights)
                         if left is not None:  # (in a task: awaited in the operation's context)
-                            value = await task(_awaited(left, call[2]), context=entry[4])
+                            value = await task(finish_call(left, call[2]), context=entry[4])
                         reply = (value, None)
                 except BaseException as exc:
                     reply = (None, exc)
@@ -1190,7 +1187,7 @@ class Engine:
             failed = exc  # (no await in an except block: docs/compiled.md)
         for flights in kept:  # a step an operation did not apply: a crash interrupted it
             if flights:
-                await _cancel_all(flights)
+                await cancel_flights(flights)
         if failed is not None:
             raise failed
 
@@ -1225,7 +1222,7 @@ class Engine:
         live: list[list[Any]] = []
         for op in ops:
             context = contextvars.copy_context()
-            context.run(_at_once.set, at_once)  # (what this driver does, whatever the caller's)
+            context.run(steps_at_once, at_once)  # (what this driver does, whatever the caller's)
             # op, value, error, `run` of its context, the context, its flights
             live.append([op, None, None, context.run, context, None])
         clock = time.perf_counter
@@ -1255,7 +1252,7 @@ class Engine:
                                     saves.append((entry, call))  # (a checkpoint that saves)
                                     going.append(entry)
                                     break
-                                entry[1], entry[2] = run(_call, call, None)  # (marks it dirty)
+                                entry[1], entry[2] = run(call_once, call, None)  # (marks it dirty)
                                 continue
                             if fn == settle:
                                 if not saves:
@@ -1289,7 +1286,7 @@ class Engine:
         version or lease) leaves the others' standing, as alone."""
         if len(saves) == 1:
             entry, call = saves[0]
-            entry[1], entry[2] = entry[3](_call, call, None)  # (in its operation's context)
+            entry[1], entry[2] = entry[3](call_once, call, None)  # (in its operation's context)
             return
         if not saves:
             return
@@ -1299,7 +1296,7 @@ class Engine:
         try:
             with self.store.saves_together() as refused:
                 for entry, call, saver, before in kept:
-                    entry[1], entry[2] = entry[3](_call, call, None)
+                    entry[1], entry[2] = entry[3](call_once, call, None)
                     error = entry[2]
                     if error is not None and (not isinstance(error, Exception)
                                               or saver.record is not before):
@@ -1668,72 +1665,6 @@ class _Saver:
         due = record.wake_at
         return due is not None and due <= self.engine.clock() and \
             self.engine.wake_at(state, due) != due
-
-
-def _call(call: tuple[Any, tuple[Any, ...], Any],
-          watch: Observer | None) -> tuple[Any, BaseException | None]:
-    """Run one call an operation yielded, as `runtime.drive` runs it (a step or
-    handler call through `watch`, when given, as `drive`'s watched loop): its
-    value and the exception it raised (to throw back into the operation)."""
-    fn, args, ctx = call
-    token = _current_step.set(ctx) if ctx is not None else None
-    try:
-        value = fn(*args) if watch is None or ctx is None else \
-            watch.call(_sync_only(fn), args, ctx)
-        if value is not None and inspect.isawaitable(value):
-            getattr(value, "close", lambda: None)()
-            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
-        return value, None
-    except BaseException as exc:
-        return None, exc
-    finally:
-        if token is not None:
-            _current_step.reset(token)
-
-
-def _begun(call: tuple[Any, tuple[Any, ...], Any], watch: Observer | None,
-           flights: dict[asyncio.Future[Any], Any]) -> tuple[Any, Any]:
-    """A call of user code by the async driver of a round, as `runtime.drive_async`
-    makes it, up to what it leaves to await: (its value, None) when it is done
-    (a `Start`'s awaitable left running in `flights`: `PENDING`), or (None,
-    the awaitable) to await (`_awaited`), in the operation's context as this.
-    A call that raises raises. Run in the operation's context."""
-    fn, args, ctx = call
-    token = _current_step.set(ctx) if ctx is not None else None
-    watching = watch if ctx is not None else None  # (steps and handlers only)
-    try:
-        opened: Any = watching.open_call(fn, ctx) if watching is not None else None
-        try:
-            value = fn(*args)
-        except BaseException as exc:
-            if watching is not None:
-                watching.close_call(opened, ctx, exc)
-            raise
-        if value is None or not inspect.isawaitable(value):
-            if watching is not None:
-                watching.close_call(opened, ctx, None)
-            return value, None
-        if watching is not None:
-            value = watching.finish(value, opened, ctx)  # (it ends the span)
-        if type(call) is not Start:
-            return None, value
-        flights[asyncio.ensure_future(value)] = ctx  # (a task in a copy of this context)
-        if watching is not None:
-            watching.leave(opened)  # (the driver goes on outside the step's span)
-        return PENDING, None
-    finally:
-        if token is not None:
-            _current_step.reset(token)
-
-
-async def _awaited(awaitable: Any, ctx: Any) -> Any:
-    """The rest of a call `_begun` began, its step current again while it runs."""
-    token = _current_step.set(ctx) if ctx is not None else None
-    try:
-        return await awaitable
-    finally:
-        if token is not None:
-            _current_step.reset(token)
 
 
 class _TurnUndone(Exception):

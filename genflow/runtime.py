@@ -151,8 +151,11 @@ __all__ = [
     "Operation",
     "Start",
     "StepContext",
+    "begin_call",
+    "call_once",
     "cancel",
     "cancel_async",
+    "cancel_flights",
     "current_step",
     "deliver",
     "deliver_async",
@@ -160,8 +163,10 @@ __all__ = [
     "direct_request",
     "drive",
     "drive_async",
+    "finish_call",
     "handle_callback",
     "handle_callback_async",
+    "landing",
     "locate",
     "move",
     "move_async",
@@ -171,6 +176,7 @@ __all__ = [
     "resume_async",
     "send",
     "send_async",
+    "steps_at_once",
 ]
 
 #: `checkpoint(kind)`: called after each move; save the instance when `kind.durable`.
@@ -383,12 +389,12 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
             error = None
             if call is NEXT:
                 try:
-                    value = await _landing(flights)
+                    value = await landing(flights)
                 except BaseException as exc:  # (this task was cancelled)
                     error, value = exc, None
                 continue
             if call is CANCEL:
-                await _cancel_all(flights)
+                await cancel_flights(flights)
                 value = None
                 continue
             fn, args, ctx = call
@@ -418,7 +424,7 @@ async def drive_async(moves: _Moves, watch: Watcher | None = None) -> Any:
     # handles as the interpreter's while others run, and the tasks cancelled here run.
     try:
         if flights:
-            await _cancel_all(flights)
+            await cancel_flights(flights)
     except BaseException as exc:
         if failed is not None and exc is not failed:
             exc.__context__ = failed  # (as a `finally` chains it)
@@ -452,9 +458,10 @@ async def _watched(watch: Watcher, call: Any, flights: dict[asyncio.Future[Any],
     return PENDING
 
 
-async def _landing(flights: dict[asyncio.Future[Any], StepContext]
+async def landing(flights: dict[asyncio.Future[Any], StepContext]
                    ) -> tuple[StepContext, Any, BaseException | None]:
-    """The first started call to have ended: its context, result and exception."""
+    """The first call started in `flights` to have ended: its context, result and
+    exception (what `drive_async` sends back for `NEXT`)."""
     if not flights:
         raise RuntimeError("NEXT with no call started: the core waits for nothing")
     done = next((f for f in flights if f.done()), None)
@@ -468,11 +475,92 @@ async def _landing(flights: dict[asyncio.Future[Any], StepContext]
     return ctx, (None if error is not None else done.result()), error
 
 
-async def _cancel_all(flights: dict[asyncio.Future[Any], StepContext]) -> None:
+async def cancel_flights(flights: dict[asyncio.Future[Any], StepContext]) -> None:
+    """Cancel every call still running in `flights` and wait for them to end."""
     for future in flights:
         future.cancel()
     await asyncio.gather(*flights, return_exceptions=True)
     flights.clear()
+
+
+# -- one call at a time, for a driver of several operations -------------------------------
+#
+# The engine's worker round drives several instances' operations side by side
+# (`Engine._turns`), so it cannot hand each one to `drive` or `drive_async`; it makes
+# each call of user code with these, exactly as those two make it (the step made
+# current, a coroutine refused by the sync driver, a `Start` left running by the
+# async one), so that there is one way to call user code, and it is here.
+
+
+def steps_at_once(flag: bool) -> None:
+    """Tell the moves run in this context whether their driver runs steps at
+    once (`Start`, `NEXT`, `CANCEL`), as `drive_async` does and `drive` not."""
+    _at_once.set(flag)
+
+
+def call_once(call: tuple[Any, tuple[Any, ...], Any],
+              watch: Watcher | None) -> tuple[Any, BaseException | None]:
+    """Run one call the moves yielded, as `drive` runs it (through `watch` when
+    given, as its watched loop): its value and the exception it raised (to
+    throw back into the moves)."""
+    fn, args, ctx = call
+    token = _current.set(ctx) if ctx is not None else None
+    try:
+        value = fn(*args) if watch is None or ctx is None else \
+            watch.call(_sync_only(fn), args, ctx)
+        if value is not None and inspect.isawaitable(value):
+            getattr(value, "close", lambda: None)()
+            raise TypeError(_ASYNC_IN_SYNC.format(fn=fn))
+        return value, None
+    except BaseException as exc:
+        return None, exc
+    finally:
+        if token is not None:
+            _current.reset(token)
+
+
+def begin_call(call: tuple[Any, tuple[Any, ...], Any], watch: Watcher | None,
+               flights: dict[asyncio.Future[Any], StepContext]) -> tuple[Any, Any]:
+    """Begin one call as `drive_async` makes it, up to what it leaves to await:
+    (its value, None) when it is done (a `Start`'s awaitable left running in
+    `flights`: `PENDING`), or (None, the awaitable) for `finish_call`. A call
+    that raises raises."""
+    fn, args, ctx = call
+    token = _current.set(ctx) if ctx is not None else None
+    watching = watch if ctx is not None else None  # (steps and handlers only)
+    try:
+        opened: Any = watching.open_call(fn, ctx) if watching is not None else None
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            if watching is not None:
+                watching.close_call(opened, ctx, exc)
+            raise
+        if value is None or not inspect.isawaitable(value):
+            if watching is not None:
+                watching.close_call(opened, ctx, None)
+            return value, None
+        if watching is not None:
+            value = watching.finish(value, opened, ctx)  # (it ends the span)
+        if type(call) is not Start:
+            return None, value
+        flights[asyncio.ensure_future(value)] = ctx  # (a task in a copy of this context)
+        if watching is not None:
+            watching.leave(opened)  # (the driver goes on outside the step's span)
+        return PENDING, None
+    finally:
+        if token is not None:
+            _current.reset(token)
+
+
+async def finish_call(awaitable: Any, ctx: StepContext | None) -> Any:
+    """The rest of a call `begin_call` began, its step current again while it runs."""
+    token = _current.set(ctx) if ctx is not None else None
+    try:
+        return await awaitable
+    finally:
+        if token is not None:
+            _current.reset(token)
 
 
 # -- public operations -------------------------------------------------------------------
