@@ -40,15 +40,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-import attrs
-
 import genflow
 from genflow.clock import system_clock
-from genflow.codec import structure_data, unstructure
+from genflow.codec import unstructure, workflow_data
 from genflow.describe import describe, when
 from genflow.engine import Engine, Instance
 from genflow.errors import (
     CorruptStateError,
+    DataError,
     GenflowError,
     InstanceFailedError,
     ResultTimeoutError,
@@ -56,7 +55,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.mailbox import Kept
-from genflow.registry import registered, workflow_class
+from genflow.registry import registered
 from genflow.state import ThreadStatus, WorkflowStatus
 
 __all__ = ["main"]
@@ -692,19 +691,10 @@ def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: boo
 
 def _data(name: str, fields: Any) -> Any:
     """An instance of workflow `name` from its fields (a JSON object)."""
-    cls = workflow_class(name)
-    if not isinstance(fields, dict):
-        raise UsageError(f"the data of workflow {name!r} must be a JSON object of its fields, "
-                         f"not {fields!r}")
-    known = [field.name for field in attrs.fields(cls)]
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise UsageError(f"workflow {name!r} has no field(s) {unknown}; "
-                         f"its fields are {known}")
     try:
-        return structure_data(fields, cls)
-    except GenflowError as exc:
-        raise UsageError(f"the data does not fit workflow {name!r}: {exc}") from None
+        return workflow_data(name, fields)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _summary(instance: Instance) -> str:

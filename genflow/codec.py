@@ -147,6 +147,26 @@ def structure_data(value: Any, cls: Any) -> Any:
         raise DataError(explain(exc)) from exc
 
 
+def workflow_data(name: str, fields: Any) -> Any:
+    """An instance of registered workflow `name` from its fields, as they come
+    from outside (a JSON object: the CLI's `--data`, the HTTP API's `data`),
+    those not given taking their defaults; `DataError` saying what is wrong
+    (not an object, a field the workflow lacks, a value of the wrong type),
+    `UnknownWorkflowError` for a name nobody registered."""
+    cls = workflow_class(name)
+    if not isinstance(fields, dict):
+        raise DataError(f"the data of workflow {name!r} must be a JSON object of its fields, "
+                        f"not {fields!r}")
+    known = [field.name for field in attrs.fields(cls)] if attrs.has(cls) else []
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise DataError(f"workflow {name!r} has no field(s) {unknown}; its fields are {known}")
+    try:
+        return structure_data(fields, cls)
+    except DataError as exc:
+        raise DataError(f"the data does not fit workflow {name!r}: {exc}") from None
+
+
 # -- payloads ---------------------------------------------------------------------------------
 
 

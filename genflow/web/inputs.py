@@ -13,9 +13,8 @@ from typing import Any
 
 import attrs
 
-from genflow.codec import structure_data
-from genflow.errors import GenflowError
-from genflow.registry import workflow_class
+from genflow import codec
+from genflow.errors import DataError
 from genflow.web.errors import MalformedJSONError, PayloadTooLargeError, RequestError
 
 __all__ = ["MAX_DEPTH", "Takes", "check_json", "parse_json", "read_body", "read_fields",
@@ -142,14 +141,9 @@ async def read_fields(request: Any, takes: Takes, limit: int, what: str) -> dict
 
 
 def workflow_data(name: str, fields: Any) -> Any:
-    """An instance of workflow `name` from its fields (a JSON object), or `RequestError`."""
-    cls = workflow_class(name)  # UnknownWorkflowError: 404
-    fields = {} if fields is None else as_object(fields, f"the data of workflow {name!r}")
-    known = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise RequestError(f"workflow {name!r} has no field(s) {unknown}; its fields are {known}")
+    """An instance of workflow `name` from its fields (a JSON object; none: the
+    defaults), or `RequestError` (`UnknownWorkflowError`: 404)."""
     try:
-        return structure_data(fields, cls)
-    except GenflowError as exc:
-        raise RequestError(f"the data does not fit workflow {name!r}: {exc}") from None
+        return codec.workflow_data(name, {} if fields is None else fields)
+    except DataError as exc:
+        raise RequestError(str(exc)) from None
