@@ -14,8 +14,8 @@ from typing import Any
 
 from genflow.errors import ArgumentError, ClockError
 
-__all__ = ["MAX_DEADLINE", "Deadline", "FakeClock", "aware_deadline", "checked_clock",
-           "checked_deadline", "deadline_span", "system_clock"]
+__all__ = ["MAX_DEADLINE", "MAX_DURATION", "Deadline", "FakeClock", "aware_deadline",
+           "checked_clock", "checked_deadline", "deadline_span", "system_clock"]
 
 
 def system_clock() -> _dt.datetime:
@@ -38,9 +38,12 @@ def checked_clock(clock: Any) -> Any:
 #: what a `deadline=` takes (`Engine.start`, `current_step().start`, `Child`): an
 #: aware datetime, a timedelta, or seconds
 Deadline = _dt.datetime | _dt.timedelta | float | None
-#: the furthest deadline taken, from now: further is surely a mistake (a
-#: count of milliseconds taken for seconds), and a datetime cannot hold much more
-MAX_DEADLINE = _dt.timedelta(days=366 * 100)
+#: the longest span genflow takes (a deadline from now, a schedule's interval,
+#: jitter or window): a hundred years. Longer is surely a mistake (a count of
+#: milliseconds taken for seconds), and a datetime cannot hold much more
+MAX_DURATION = _dt.timedelta(days=36525)
+#: the furthest deadline taken, from now
+MAX_DEADLINE = MAX_DURATION
 
 
 def checked_deadline(deadline: Any, now: _dt.datetime) -> _dt.datetime:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 import msgpack
 
-from genflow.clock import system_clock
+from genflow.clock import MAX_DURATION, system_clock
 from genflow.codec import dumps, explain, structure, structure_data, unstructure
 from genflow.errors import (
     ArgumentError,
@@ -79,9 +79,6 @@ ERROR_BACKOFF = _dt.timedelta(seconds=60)
 SKIP_WINDOW = _dt.timedelta(seconds=60)
 _US = _dt.timedelta(microseconds=1)
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-#: the longest `every`, `jitter` or `catchup_window`: past it, tick times leave
-#: datetime's range (year 9999) long before any schedule could mean them
-MAX_DURATION = _dt.timedelta(days=36525)
 _LAST = _dt.datetime.max.replace(tzinfo=_dt.UTC)
 
 
