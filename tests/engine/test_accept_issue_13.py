@@ -36,3 +36,17 @@ def test_a_path_opens_that_sqlite_file(tmp_path: pathlib.Path) -> None:
     with open_store(tmp_path / "app.db") as store:
         assert isinstance(store, SQLiteStore)
     assert (tmp_path / "app.db").exists()
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"mailbox_size": -1}, "mailbox_size is a count"),
+    ({"mailbox_size": True}, "mailbox_size is a count"),
+    ({"parallel_steps": 0}, "parallel_steps is a number"),
+    ({"workflows": "counter"}, "workflows is a list of workflow classes"),
+    ({"workflows": SQLiteStore}, "workflows is a list of workflow classes"),
+])
+def test_an_engine_setting_that_cannot_work_is_an_argument_error(settings, words) -> None:
+    from genflow import Engine
+
+    with pytest.raises(ArgumentError, match=words):
+        Engine(open_store("memory:"), **settings)
