@@ -347,10 +347,12 @@ class Engine:
     def cancel(self, instance_id: str, *, timeout: float = 30.0) -> None:
         """Cancel an instance, tearing down the handlers it has set up.
 
-        The instance is CANCELLED when this returns. A teardown that fails does
-        not make `cancel` raise: it is recorded on its event, logged as a
-        warning (logger `genflow.engine`), and retried by workers with the
-        engine's `handler_retry` policy (`genflow show` lists it). Refused with
+        The instance is CANCELLED when this returns, unless a teardown failed.
+        A teardown that fails does not make `cancel` raise: it is recorded on
+        its event, logged as a warning (logger `genflow.engine`), and retried
+        by workers with the engine's `handler_retry` policy (`genflow show`
+        lists it); the instance is CANCELLING until that retry succeeds, then
+        CANCELLED (it takes no events meanwhile). Refused with
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """

@@ -1,15 +1,20 @@
 """Acceptance of issue 13 ("every failure typed, atomic and explained"), as a
-user meets it first: opening a store with a mistyped URL or option is an
-`ArgumentError` (a `GenflowError`) that says what to write, never a raw
-AttributeError; a `pathlib.Path` opens that SQLite file."""
+user meets it first: opening a store with a mistyped URL or option, or an
+Engine with a setting that cannot work, is an `ArgumentError` (a
+`GenflowError`) that says what to write, never a raw AttributeError (a
+`pathlib.Path` opens that SQLite file); `cancel` with a failing teardown
+returns and warns rather than raising, as its docstring says."""
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
+import attrs
 import pytest
 
-from genflow import GenflowError, open_store
+import genflow
+from genflow import Engine, FakeClock, GenflowError, Handler, On, Wait, WorkflowStatus, open_store
 from genflow.errors import ArgumentError
 from genflow.stores import SQLiteStore
 
@@ -46,7 +51,44 @@ def test_a_path_opens_that_sqlite_file(tmp_path: pathlib.Path) -> None:
     ({"workflows": SQLiteStore}, "workflows is a list of workflow classes"),
 ])
 def test_an_engine_setting_that_cannot_work_is_an_argument_error(settings, words) -> None:
-    from genflow import Engine
-
     with pytest.raises(ArgumentError, match=words):
         Engine(open_store("memory:"), **settings)
+
+
+class _FlakyTeardown(Handler):
+    """A handler whose teardown fails the first `fails` times."""
+
+    calls = 0
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    def handle(self, payload: int) -> None:
+        pass
+
+    def teardown(self, *args: object) -> None:
+        type(self).calls += 1
+        if type(self).calls <= self.fails:
+            raise RuntimeError("the mail server is down")
+
+
+@genflow.workflow("accept13-teardown")
+@attrs.define
+class Subscription:
+    def definition(self):
+        yield Wait("renewal?", On("renew", _FlakyTeardown(fails=1)))
+
+
+def test_cancel_with_a_failing_teardown_returns_warns_and_ends_cancelled(caplog) -> None:
+    _FlakyTeardown.calls = 0
+    engine = Engine(open_store("memory:"), clock=FakeClock())
+    engine.start(Subscription(), id="s1")
+    with caplog.at_level(logging.WARNING, logger="genflow.engine"):
+        assert engine.cancel("s1") is None  # no HandlerError: the cancel took place
+    assert any("the mail server is down" in r.getMessage() for r in caplog.records)
+    assert engine.get("s1").status is WorkflowStatus.CANCELLING  # its teardown is owed
+    with pytest.raises(GenflowError):
+        engine.send("s1", "renew", 1)
+    engine.work(until_done=True)  # a worker tears it down again
+    assert engine.get("s1").status is WorkflowStatus.CANCELLED
+    assert _FlakyTeardown.calls == 2
