@@ -2,7 +2,8 @@
 toolkit's documented entry points catch each kind of broken workflow the
 issue lists, in the forms a user writes them (a file looked at with
 `os.path.exists`, a `cached_property` on attrs' default slotted class), and
-the report names what differs."""
+the report names what differs; an argument that cannot work (one event where
+the list goes, a payload that is no strategy) is an `ArgumentError` at once."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import pathlib
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import genflow
-from genflow import If, On, Step, Wait
-from genflow.testing import check_determinism, check_replay
+from genflow import For, If, On, Step, Wait
+from genflow.errors import ArgumentError
+from genflow.testing import Send, assert_replay_equivalent, check_determinism, check_replay, runs
 
 
 def noop() -> None:
@@ -73,3 +77,53 @@ def test_a_cached_property_on_a_slotted_class_is_named() -> None:
     text = result.problems[0].text()
     assert "first: '' in memory" in text
     assert "a cached_property" in text
+
+
+@genflow.workflow("accept19-counter")
+@attrs.define
+class Counter:
+    total: int = 0
+
+    def definition(self):
+        yield For("counting", self.total < 3, Wait("add?", On("add", self.add)))
+
+    def add(self, n: int) -> None:
+        self.total += 1
+
+
+@pytest.mark.parametrize("events", ["add", ("add", 1), Send("add", 1)])
+def test_one_event_where_the_list_goes_is_refused(events) -> None:
+    # a str would be one event per letter: 'a', 'd', 'd', each refused, and the check passes
+    with pytest.raises(ArgumentError, match="the events are a list of them"):
+        check_replay(Counter(), events)
+    with pytest.raises(ArgumentError, match="the events are a list of them"):
+        assert_replay_equivalent(Counter(), events)
+
+
+def test_a_list_of_events_in_any_of_the_documented_forms_is_taken() -> None:
+    result = check_replay(Counter(), [Send("add", 1), ("add", 2), ("add", 3)])
+    assert result.ok and result.data.total == 3
+    with pytest.raises(ArgumentError, match="is not an event"):
+        check_replay(Counter(), [1])
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda: runs(Counter()), r"runs takes the workflow's class \(runs\(Counter\)\)"),
+    (lambda: runs(Counter, payloads={"add": 1}), r"payloads\['add'\] is a strategy"),
+    (lambda: runs(Counter, payloads=["add"]), "payloads maps an event name"),
+    (lambda: runs(Counter, types={int: 5}), r"types\[<class 'int'>\] is a strategy"),
+    (lambda: runs(Counter, start=5), "start must be a Counter"),
+])
+def test_runs_refuses_what_it_cannot_draw_from_at_once(call, words) -> None:
+    with pytest.raises(ArgumentError, match=words):
+        call()
+
+
+def test_runs_takes_a_strategy_or_a_function_of_the_data_per_event() -> None:
+    @settings(max_examples=5, deadline=None, database=None)
+    @given(runs(Counter, payloads={"add": lambda counter: st.just(counter.total)}))
+    def check(scenario) -> None:
+        assert all(send.payload == index for index, send in enumerate(
+            s for s in scenario.events if s.awaited))
+
+    check()
