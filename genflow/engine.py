@@ -1415,7 +1415,13 @@ class Engine:
         """The instance a row holds, checked against the row: a blob of another
         workflow or of another instance is refused (`CorruptStateError`), never run."""
         cls = self._class(record.workflow)
-        wf, state = loads(record.blob, {record.workflow: cls})
+        try:
+            wf, state = loads(record.blob, {record.workflow: cls})
+        except CorruptStateError as exc:  # which instance, and what can be done
+            raise CorruptStateError(
+                f"instance {record.id!r} of workflow {record.workflow!r} cannot be loaded: "
+                f"{exc} (workers skip it: repair its blob, or install the code that wrote "
+                "it, then retry it)") from exc
         if state.id != record.id:
             raise CorruptStateError(
                 f"row {record.id!r} holds the blob of instance {state.id!r}: it was copied "

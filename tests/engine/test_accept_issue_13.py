@@ -92,3 +92,32 @@ def test_cancel_with_a_failing_teardown_returns_warns_and_ends_cancelled(caplog)
     engine.work(until_done=True)  # a worker tears it down again
     assert engine.get("s1").status is WorkflowStatus.CANCELLED
     assert _FlakyTeardown.calls == 2
+
+
+@genflow.workflow("accept13-nap")
+@attrs.define
+class Nap:
+    def definition(self):
+        yield Wait("wake?", On("wake", self.wake))
+
+    def wake(self) -> None:
+        pass
+
+
+def test_a_blob_that_does_not_decode_names_its_instance_and_what_to_do(tmp_path) -> None:
+    import sqlite3
+
+    engine = Engine(open_store(f"sqlite:///{tmp_path / 'c.db'}"))
+    engine.start(Nap(), id="n1")
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        db.execute("UPDATE instances SET blob = x'00ff00' WHERE id = 'n1'")
+    before = engine.store.get("n1")
+    for call in (lambda: engine.get("n1"), lambda: engine.send("n1", "wake"),
+                 lambda: engine.cancel("n1")):
+        with pytest.raises(genflow.CorruptStateError,
+                           match=r"instance 'n1' of workflow 'accept13-nap' cannot be loaded: "
+                                 r"not a genflow blob .*repair its blob"):
+            call()
+    after = engine.store.get("n1")
+    assert (after.blob, after.version, after.status) == (before.blob, before.version,
+                                                         before.status)
