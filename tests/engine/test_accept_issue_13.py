@@ -121,3 +121,29 @@ def test_a_blob_that_does_not_decode_names_its_instance_and_what_to_do(tmp_path)
     after = engine.store.get("n1")
     assert (after.blob, after.version, after.status) == (before.blob, before.version,
                                                          before.status)
+
+
+@genflow.workflow("accept13-guarded")
+@attrs.define
+class Guarded:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield genflow.Try("charge", genflow.Step("bill", lambda: self.log.append("bill"))) \
+            .Catch("declined", genflow.Step("refund", lambda: self.log.append("refund"))) \
+            .Finally("always", genflow.Step("tidy", lambda: self.log.append("tidy")))
+        yield Wait("done?", On("done", lambda: None))
+
+
+@pytest.mark.parametrize(("target", "kind"), [("charge", "Try"), ("declined", "Catch"),
+                                              ("always", "Finally")])
+def test_a_move_to_a_try_or_one_of_its_branches_says_why_it_cannot(target, kind) -> None:
+    engine = Engine(open_store("memory:"))
+    engine.start(Guarded(), id="g1")
+    before = engine.store.get("g1")
+    with pytest.raises(genflow.MoveError, match=f"'{target}' is a {kind}: a {kind} cannot be a "
+                                                "move target; choose a Step, Wait or WaitFor"):
+        engine.move("g1", genflow.MAIN_THREAD, target)
+    assert engine.store.get("g1").blob == before.blob
+    engine.move("g1", genflow.MAIN_THREAD, "refund")  # a statement inside the branch is
+    assert engine.get("g1").data.log == ["bill", "tidy", "refund", "tidy"]
