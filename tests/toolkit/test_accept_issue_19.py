@@ -127,3 +127,12 @@ def test_runs_takes_a_strategy_or_a_function_of_the_data_per_event() -> None:
             s for s in scenario.events if s.awaited))
 
     check()
+
+
+def test_check_workflow_refuses_an_option_it_does_not_know() -> None:
+    from genflow.testing.suite import check_workflow
+
+    # a mistyped key of a module's `genflow_testing` (the plugin's per-workflow options)
+    with pytest.raises(ArgumentError, match=r"unknown option\(s\) \['max_evnts'\].*max_events"):
+        check_workflow(Counter, examples=2, max_evnts=3)
+    check_workflow(Counter, examples=2, max_events=3, payloads={"add": st.just(1)})
