@@ -147,3 +147,26 @@ def test_a_move_to_a_try_or_one_of_its_branches_says_why_it_cannot(target, kind)
     assert engine.store.get("g1").blob == before.blob
     engine.move("g1", genflow.MAIN_THREAD, "refund")  # a statement inside the branch is
     assert engine.get("g1").data.log == ["bill", "tidy", "refund", "tidy"]
+
+
+def test_a_field_type_defined_in_a_function_says_where_to_define_it() -> None:
+    # this file has `from __future__ import annotations`: `list[Line]` is the text
+    # "list[Line]", and a class local to this function cannot be found from it
+    @attrs.define
+    class Line:
+        sku: str
+
+    @genflow.workflow("accept13-local-type")
+    @attrs.define
+    class Basket:
+        lines: list[Line] = attrs.Factory(list)
+
+        def definition(self):
+            yield Wait("add?", On("add", lambda: None))
+
+    engine = Engine(open_store("memory:"))
+    with pytest.raises(genflow.SerializationError,
+                       match=r"name 'Line' is not defined.*define the classes the fields name "
+                             r"at module level"):
+        engine.start(Basket([Line("tea")]), id="b1")
+    assert engine.list() == []
