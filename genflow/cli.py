@@ -50,6 +50,7 @@ from genflow.errors import (
     DataError,
     GenflowError,
     InstanceFailedError,
+    InstanceNotFoundError,
     ResultTimeoutError,
     UnknownWorkflowError,
     WorkflowFinishedError,
@@ -91,9 +92,17 @@ def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
         raise UsageError("--deadline is the deadline of --start WORKFLOW: give both")
     start = None if args.start is None else _data(
         args.start, _json(args.data, "--data") if args.data is not None else {})
-    output = engine.send(args.id, args.event, payload, thread=args.thread,
-                         keep=False if args.no_keep else None, start=start,
-                         deadline=args.deadline)
+    try:
+        output = engine.send(args.id, args.event, payload, thread=args.thread,
+                             keep=False if args.no_keep else None, start=start,
+                             deadline=args.deadline)
+    except InstanceNotFoundError:
+        if start is not None:
+            raise
+        # the Engine's hint names its keyword (start=...); here it is an option
+        raise InstanceNotFoundError(
+            f"no instance {args.id!r} (to start it with this event, give the workflow and "
+            f"its data: --start WORKFLOW --data JSON)") from None
     print(_summary(engine.get(args.id)))
     if output is not None:
         print(_reply(output))

@@ -314,6 +314,11 @@ def _not_stored(wf: Any, state: State, name: str, exc: BaseException) -> Genflow
                 return SerializationError(
                     f"{prefix}: the setup data of event {event.event!r} in thread "
                     f"{thread.id!r}{where}: {found[1]}")
+    if isinstance(exc, NameError):  # a field's type annotation that does not resolve
+        return SerializationError(
+            f"{prefix}: its field types name a class that does not resolve ({exc}): with "
+            "`from __future__ import annotations`, define the classes the fields name at "
+            "module level (not inside a function)")
     return SerializationError(f"{prefix}: {type(exc).__name__}: {exc}")
 
 

@@ -205,13 +205,13 @@ class Engine:
         #: worker rounds move their instances side by side, sharing commits
         #: (`_together`; docs/stores.md, "Speed of the store")
         self.share_commits = share_commits
-        if not isinstance(mailbox_size, int) or mailbox_size < 0:
-            raise GenflowError(f"mailbox_size is a count of messages (0 or more), not "
-                               f"{mailbox_size!r}")
+        if type(mailbox_size) is not int or mailbox_size < 0:
+            raise ArgumentError(f"mailbox_size is a count of messages (0 or more), not "
+                                f"{mailbox_size!r}")
         self.mailbox_size = mailbox_size
         if type(parallel_steps) is not int or parallel_steps < 1:
-            raise GenflowError(f"parallel_steps is a number of steps, at least 1 (1: one at "
-                               f"a time), not {parallel_steps!r}")
+            raise ArgumentError(f"parallel_steps is a number of steps, at least 1 (1: one at "
+                                f"a time), not {parallel_steps!r}")
         self.parallel_steps = parallel_steps
         if isinstance(store, str):
             raise ArgumentError(f"Engine takes a store, not its URL: "
@@ -238,6 +238,9 @@ class Engine:
         if type(max_moves) is not int or max_moves < 1:
             raise ArgumentError(f"max_moves is a number of moves, at least 1, not {max_moves!r}")
         self.max_moves = max_moves
+        if isinstance(workflows, (str, type)):  # one name or one class, not a list of them
+            raise ArgumentError(f"workflows is a list of workflow classes "
+                                f"(Engine(store, workflows=[Order])), not {workflows!r}")
         self.workflows: dict[str, type] | None = (
             None if workflows is None else {workflow_name(cls): cls for cls in workflows}
         )
@@ -336,10 +339,12 @@ class Engine:
     def cancel(self, instance_id: str, *, timeout: float = 30.0) -> None:
         """Cancel an instance, tearing down the handlers it has set up.
 
-        The instance is CANCELLED when this returns. A teardown that fails does
-        not make `cancel` raise: it is recorded on its event, logged as a
-        warning (logger `genflow.engine`), and retried by workers with the
-        engine's `handler_retry` policy (`genflow show` lists it). Refused with
+        The instance is CANCELLED when this returns, unless a teardown failed.
+        A teardown that fails does not make `cancel` raise: it is recorded on
+        its event, logged as a warning (logger `genflow.engine`), and retried
+        by workers with the engine's `handler_retry` policy (`genflow show`
+        lists it); the instance is CANCELLING until that retry succeeds, then
+        CANCELLED (it takes no events meanwhile). Refused with
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """
@@ -941,8 +946,8 @@ class Engine:
                                 "instance: give the data to start from too (start=...)")
         if start is not None:
             if pc is not None:
-                raise GenflowError("send(start=...) takes no pc: a new instance has no "
-                                   "request to answer")
+                raise ArgumentError("send(start=...) takes no pc: a new instance has no "
+                                    "request to answer")
             sent = yield from self._start(start, instance_id, True,
                                           mail=(event, payload, thread_id), deadline=deadline)
             if sent is not _EXISTS:
@@ -1402,7 +1407,13 @@ class Engine:
         """The instance a row holds, checked against the row: a blob of another
         workflow or of another instance is refused (`CorruptStateError`), never run."""
         cls = self._class(record.workflow)
-        wf, state = loads(record.blob, {record.workflow: cls})
+        try:
+            wf, state = loads(record.blob, {record.workflow: cls})
+        except CorruptStateError as exc:  # which instance, and what can be done
+            raise CorruptStateError(
+                f"instance {record.id!r} of workflow {record.workflow!r} cannot be loaded: "
+                f"{exc} (workers skip it: repair its blob, or install the code that wrote "
+                "it, then retry it)") from exc
         if state.id != record.id:
             raise CorruptStateError(
                 f"row {record.id!r} holds the blob of instance {state.id!r}: it was copied "

@@ -72,6 +72,10 @@ class _Item(pytest.Item):
     def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
         if isinstance(excinfo.value, AssertionError):
             return str(excinfo.value)
+        from genflow.errors import GenflowError
+
+        if isinstance(excinfo.value, GenflowError):  # a mistake in words: say it alone
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:

@@ -26,8 +26,12 @@ def workflow(name: str, *, keep: bool | None = None) -> Callable[[T], T]:
     while no thread waits for them (`On(keep=...)`; None: kept, see
     docs/mailbox.md).
     """
+    if isinstance(name, type):  # `@genflow.workflow` without its name
+        raise DefinitionError(f"@genflow.workflow needs the workflow's name, stored in every "
+                              f"blob: write @genflow.workflow({name.__name__.lower()!r}) above "
+                              f"class {name.__qualname__}")
     if not isinstance(name, str) or not name:
-        raise DefinitionError("a workflow needs a non-empty string name")
+        raise DefinitionError(f"a workflow needs a non-empty string name, not {name!r}")
 
     def register(cls: T) -> T:
         if not attrs.has(cls):

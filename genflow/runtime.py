@@ -2318,6 +2318,9 @@ class Operation:
             if isinstance(stmt, Switch):
                 if any(case.name == name for case in stmt.cases):
                     return type(stmt).__name__  # an If or a Switch: its branches are its names
+            elif isinstance(stmt, Try) and stmt.name != name and stmt.branch(name) is not None:
+                return "Catch" if stmt.finally_ is None or stmt.finally_.name != name \
+                    else "Finally"  # a Try's branch: move to a statement inside it
             elif stmt.name == name:
                 return type(stmt).__name__
         return None

@@ -193,7 +193,7 @@ class Case(Stmt):
     otherwise = False
 
     def __init__(self, cond: Any, name: str, *body: Body):
-        self.cond = bool(cond)
+        self.cond = cond if cond is True or cond is False else _truth(cond, "If/Case", name)
         self.name = name
         self.bodies = (body,)
 
@@ -257,7 +257,7 @@ class For(Stmt):
 
     def __init__(self, name: str, cond: Any, *body: Body):
         self.name = name
-        self.cond = bool(cond)
+        self.cond = cond if cond is True or cond is False else _truth(cond, "For", name)
         self.bodies = (body,)
 
 
@@ -427,7 +427,7 @@ class WaitFor(Stmt):
         # (`timeout` Any, not Timeout: compiled, an annotation is checked at the call,
         # before the clear error below; docs/compiled.md)
         self.name = name
-        self.cond = bool(cond)
+        self.cond = cond if cond is True or cond is False else _truth(cond, "WaitFor", name)
         self.handler = handler
         if timeout is None:
             self.timeout: Timeout | None = None
@@ -611,6 +611,21 @@ class Raise(Stmt):
 def S(*items: Body) -> Section:
     """Group statements into one body (a `Section`)."""
     return Section(items)
+
+
+def _truth(cond: Any, what: str, name: Any) -> bool:
+    """A condition that is not a bool, as a bool; a function or a statement
+    refused: each is always true, so a `WaitFor(name, lambda: self.done)` (the
+    way Temporal's `wait_condition` is written) would pass at once, silently.
+    (Only called for a condition that is not True or False: most are a
+    comparison, and the statements are built at every replay.)"""
+    if callable(cond) or isinstance(cond, Stmt):
+        raise StatementTypeError(
+            f"{what} {name!r}: the condition is a value computed from the data "
+            f"(such as self.done or len(self.items) < 3), not {cond!r}: it is evaluated "
+            "each time the definition is replayed, which genflow does whenever the data "
+            "may have changed, so no function is needed")
+    return bool(cond)
 
 
 def _check_blocking(name: str, action: Any, blocking: Any) -> None:

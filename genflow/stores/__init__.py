@@ -16,10 +16,11 @@ new empty store), and refuses writes with `ReadOnlyStoreError`.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 from urllib.parse import parse_qsl
 
-from genflow.errors import GenflowError, StoreNotFoundError
+from genflow.errors import ArgumentError, GenflowError, StoreNotFoundError
 from genflow.stores.base import InstanceRecord, JournalEntry, Store
 from genflow.stores.memory import MemoryStore
 from genflow.stores.sqlite import SQLiteStore, sqlite_path
@@ -29,7 +30,14 @@ __all__ = ["InstanceRecord", "JournalEntry", "MemoryStore", "SQLiteStore", "Stor
 
 def open_store(url: str, *, readonly: bool = False) -> Store:
     """Open the store a URL names (read-only with `readonly`); a clear
-    `GenflowError` for anything else."""
+    `GenflowError` for anything else (an `ArgumentError` for a URL that is not
+    text or an option a store does not take). A path (`pathlib.Path`) is a
+    SQLite file, as its text would be."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str):
+        raise ArgumentError(f"a store URL is a str (memory:, sqlite:///path.db or "
+                            f"postgresql://...), not {type(url).__name__} {url!r}")
     base, _, query = url.partition("?")
     options: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
     if base in ("memory:", "memory://"):
@@ -38,7 +46,8 @@ def open_store(url: str, *, readonly: bool = False) -> Store:
     if base.startswith("sqlite:"):
         unknown = set(options) - {"synchronous"}
         if unknown:
-            raise GenflowError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}")
+            raise ArgumentError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}: "
+                                "the one option is ?synchronous=NORMAL or FULL")
         return SQLiteStore(sqlite_path(base), readonly=readonly, **options)
     if base.startswith(("postgresql:", "postgres:")):
         try:
@@ -59,4 +68,4 @@ def open_store(url: str, *, readonly: bool = False) -> Store:
 
 def _no_options(url: str, options: dict[str, Any]) -> None:
     if options:
-        raise GenflowError(f"store URL {url!r} takes no options")
+        raise ArgumentError(f"store URL {url!r} takes no options: remove its '?...'")

@@ -51,6 +51,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
 from genflow.errors import (
+    ArgumentError,
     ConcurrencyError,
     DuplicateInstanceError,
     GenflowError,
@@ -278,11 +279,11 @@ class PostgresStore(OutboxSQL):
             )
         self.drop_schema_on_close = drop_schema_on_close
         if pool_size < 1:
-            raise GenflowError("pool_size must be at least 1")
+            raise ArgumentError(f"pool_size must be at least 1, not {pool_size!r}")
         try:
             params = psycopg.conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
-            raise GenflowError(f"bad PostgreSQL connection string: {exc}") from None
+            raise ArgumentError(f"bad PostgreSQL connection string: {exc}") from None
         if "application_name" not in params:
             conninfo = psycopg.conninfo.make_conninfo(conninfo, application_name="genflow")
         self._label = f"{params.get('host', '')}/{params.get('dbname', '')}"

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from genflow.errors import (
+    ArgumentError,
     DuplicateInstanceError,
     GenflowError,
     ReadOnlyStoreError,
@@ -298,7 +299,8 @@ class SQLiteStore(OutboxSQL):
                  busy_timeout: float = 30.0, readonly: bool = False,
                  retry_seconds: float = 10.0) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise GenflowError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+            raise ArgumentError(f"synchronous is one of OFF, NORMAL, FULL or EXTRA (NORMAL or FULL "
+                                f"for a store that keeps its writes), not {synchronous!r}")
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
             raise GenflowError(f"the SQLite store needs SQLite 3.35 or newer; this Python "
                                f"has {sqlite3.sqlite_version}")

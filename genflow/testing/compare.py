@@ -11,10 +11,12 @@ value on each side.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import decimal
 import functools
 import math
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +24,7 @@ import attrs
 import msgpack
 
 from genflow.codec import unstructure
+from genflow.testing.determinism import _slots
 
 __all__ = ["MISSING", "Difference", "data_key", "differences", "extra_attributes", "same"]
 
@@ -92,7 +95,7 @@ def differences(
     for name in sorted(set(extra_attributes(a)) | set(extra_attributes(b))):
         if name in skip:
             continue
-        mine, theirs = vars(a).get(name, MISSING), vars(b).get(name, MISSING)
+        mine, theirs = _own(a).get(name, MISSING), _own(b).get(name, MISSING)
         before = len(found)
         _walk(mine, theirs, name, found, limit)
         note = _attribute_note(type(a), name)
@@ -107,11 +110,23 @@ def same(a: Any, b: Any, *, ignore: Iterable[str] = ()) -> bool:
 
 def extra_attributes(wf: Any) -> list[str]:
     """Names set on a workflow object that are not attrs fields (never saved)."""
-    own = getattr(wf, "__dict__", None)
+    own = _own(wf)
     if not own:
         return []
     names = {f.name for f in attrs.fields(type(wf))} if attrs.has(type(wf)) else set()
     return [name for name in own if name not in names]
+
+
+def _own(wf: Any) -> dict[str, Any]:
+    """What is set on a workflow object: its `__dict__` and, for a slotted class
+    (attrs' default, where a `cached_property` becomes a slot), the slots that
+    hold a value. Read past `__getattr__`, which would compute a cached value."""
+    own = dict(getattr(wf, "__dict__", None) or {})
+    for name in _slots(type(wf)):
+        if name not in own and not name.startswith("__"):
+            with contextlib.suppress(AttributeError):  # an empty slot
+                own[name] = object.__getattribute__(wf, name)
+    return own
 
 
 def data_key(wf: Any) -> bytes:
@@ -132,7 +147,12 @@ def type_name(value: Any) -> str:
 
 def _attribute_note(cls: type, name: str) -> str:
     declared = getattr(cls, name, None)
-    if isinstance(declared, functools.cached_property):
+    # (attrs makes a slotted class's cached_property a slot that its generated
+    # `__getattr__` fills: the function is among that hook's defaults)
+    hook = getattr(cls, "__getattr__", None)
+    slotted = any(isinstance(default, dict) and isinstance(default.get(name), types.FunctionType)
+                  for default in getattr(hook, "__defaults__", None) or ())
+    if slotted or isinstance(declared, functools.cached_property):
         return "a cached_property: its value is kept on the object, not in the saved data"
     return "an attribute that is not an attrs field: it is not saved"
 

@@ -115,6 +115,10 @@ def _c_guards() -> dict[int, tuple[str, str, int]]:
     add(time.gmtime, "clock", "time.gmtime()", 0)
     add(time.asctime, "clock", "time.asctime()", 0)
     add(time.strftime, "clock", "time.strftime()", 1)
+    # a file's metadata is a read of the file system too (`os.path.exists`,
+    # `Path.is_file()` and `getsize` call these): another machine, another answer
+    for name in ("stat", "lstat", "access"):
+        add(getattr(os, name, None), "files", f"os.{name}()")
     add(os.urandom, "random", "os.urandom()")
     add(getattr(os, "getrandom", None), "random", "os.getrandom()")
     return table

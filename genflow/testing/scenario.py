@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from genflow.codec import converter, structure
+from genflow.errors import ArgumentError
 from genflow.registry import workflow_name
 from genflow.state import MAIN_THREAD
 
@@ -88,7 +89,7 @@ def as_send(item: Any) -> Send:
         return Send(item)
     if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3 and isinstance(item[0], str):
         return Send(*item)
-    raise TypeError(
+    raise ArgumentError(
         f"{item!r} is not an event: give a Send, an event name or (event, payload[, thread])"
     )
 
@@ -130,6 +131,12 @@ class Scenario:
 def as_scenario(workflow: Any, events: Iterable[Any] = (), instance_id: str = "test-1") -> Scenario:
     """A `Scenario` from a scenario, a workflow instance (the start data) or a
     workflow class (started with its defaults), and events."""
+    one = isinstance(events, (str, bytes, Send)) or (  # a str: one event per letter
+        isinstance(events, tuple) and not all(isinstance(e, (str, tuple, list, Send))
+                                              for e in events))  # ("pay", 5)
+    if one:
+        raise ArgumentError(f"the events are a list of them, not one event {events!r}: "
+                            f"write [{events!r}]")
     if isinstance(workflow, Scenario):
         extra = [as_send(e) for e in events]
         if extra:

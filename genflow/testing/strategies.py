@@ -31,7 +31,7 @@ import attrs
 from hypothesis import strategies as st
 
 from genflow.codec import converter
-from genflow.errors import GenflowError
+from genflow.errors import ArgumentError, GenflowError
 from genflow.handlers import TimerHandler, as_handler
 from genflow.registry import workflow_name
 from genflow.replay import as_body, iter_tree
@@ -480,7 +480,31 @@ def _start_strategy(workflow: type, start: Any) -> st.SearchStrategy[Any]:
         return st.just(blob).map(lambda b: converter.structure(b, workflow))
     if callable(start):
         return st.builds(start)
-    raise TypeError(f"start must be a {workflow.__qualname__}, a strategy or a callable")
+    raise ArgumentError(f"start must be a {workflow.__qualname__}, a strategy or a callable, "
+                        f"not {start!r}")
+
+
+def _checked_options(workflow: Any, payloads: Any, types: Any) -> None:
+    """`runs`'s arguments a user mistypes, refused at once (not a TypeError from
+    inside the first draw, or a payloads mapping silently unused)."""
+    if not isinstance(workflow, type):
+        raise ArgumentError(
+            f"runs takes the workflow's class (runs({type(workflow).__qualname__})), not "
+            f"{workflow!r}: to start from this data, give it as start= "
+            f"(runs({type(workflow).__qualname__}, start=...))")
+    for option, given, what in (("payloads", payloads, "an event name"),
+                                ("types", types, "a type")):
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise ArgumentError(f"{option} maps {what} to a strategy, not {given!r}")
+        for key, value in given.items():
+            if not isinstance(value, st.SearchStrategy) and not (
+                    option == "payloads" and callable(value)):
+                each = ("a strategy, or a function of the current data returning one"
+                        if option == "payloads" else "a strategy")
+                hint = "" if callable(value) else f" (st.just({value!r}) for that one value)"
+                raise ArgumentError(f"{option}[{key!r}] is {each}, not {value!r}{hint}")
 
 
 def runs(
@@ -518,6 +542,7 @@ def runs(
     definition's statements a scenario reached, so it explores from the ones
     that reach most.
     """
+    _checked_options(workflow, payloads, types)
     workflow_name(workflow)
     start_strategy = _start_strategy(workflow, start)
     event_payloads = dict(payloads or {})

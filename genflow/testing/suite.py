@@ -20,6 +20,7 @@ What the pytest plugin (`genflow.pytest_plugin`) runs, usable on its own:
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -30,10 +31,10 @@ from hypothesis import HealthCheck, given, settings
 
 from genflow.codec import loads
 from genflow.deploy import IN_FLIGHT, CheckReport, check_store
-from genflow.errors import GenflowError
+from genflow.errors import ArgumentError, GenflowError
 from genflow.registry import registered, workflow_name
 from genflow.stores.base import Store
-from genflow.testing.checker import assert_replay_equivalent
+from genflow.testing.checker import assert_replay_equivalent, check_replay
 from genflow.testing.compare import data_key
 from genflow.testing.determinism import examine, explain_shape_problem
 from genflow.testing.strategies import runs
@@ -82,6 +83,13 @@ def check_workflow(cls: type, *, thorough: bool = False, examples: int | None = 
     if thorough:
         merged.setdefault("cross_process", True)
         merged.setdefault("crash_in_calls", True)
+    known = RUNS_OPTIONS | (set(inspect.signature(check_replay).parameters)
+                            - {"workflow", "events"})
+    unknown = sorted(set(merged) - known)
+    if unknown:  # (a mistyped key of `genflow_testing` would be a TypeError mid-draw)
+        raise ArgumentError(f"check_workflow({cls.__qualname__}): unknown option(s) {unknown}; "
+                            f"the options are those of runs and check_replay: "
+                            f"{', '.join(sorted(known))}")
     run_options = {k: v for k, v in merged.items() if k in RUNS_OPTIONS}
     check_options = {k: v for k, v in merged.items() if k not in RUNS_OPTIONS}
     count = examples or (THOROUGH_EXAMPLES if thorough else EXAMPLES)

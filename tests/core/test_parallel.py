@@ -591,7 +591,7 @@ class Notifier:
     def definition(self):  # type: ignore[no-untyped-def]
         for i in range(3):
             yield Go(f"go {i}", Step(f"note {i}", functools.partial(self.note, i)), id=f"t{i}")
-        yield WaitFor("all noted", lambda: self.count == 3)
+        yield WaitFor("all noted", self.count == 3)
 
     async def note(self, i: int) -> None:
         await asyncio.sleep(0)
