@@ -877,6 +877,7 @@ class Engine:
                     self.store.get(instance_id)
                 except InstanceNotFoundError:
                     raise refused from None
+                self._same_workflow(instance_id, name)  # (another workflow's: refused)
                 return _EXISTS
         now = self.clock()
         try:
