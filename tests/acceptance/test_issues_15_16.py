@@ -861,3 +861,35 @@ def test_signal_with_start_refuses_an_instance_of_another_workflow(engine):
     with pytest.raises(genflow.DuplicateInstanceError):
         engine.send("shared-id", "ping", start=Other())
     assert blob_of(engine, "shared-id") == before
+
+
+@genflow.workflow("acc16-outbox-ids")
+@attrs.define
+class AsksWithId:
+    target: str = ""
+    how: str = "start"
+
+    def definition(self):
+        yield Step("ask", self.ask)
+
+    def ask(self) -> None:
+        ctx = current_step()
+        if self.how == "start":
+            ctx.start(Mail(), id=self.target)
+        elif self.how == "send":
+            ctx.send(self.target, "msg", "x")
+        else:
+            ctx.cancel(self.target)
+
+
+@pytest.mark.parametrize("how", ["start", "send", "cancel"])
+@pytest.mark.parametrize("bad", ["a\x00b", "x" * 300])
+def test_an_outbox_id_no_store_can_keep_fails_the_step(engine, how, bad):
+    """As `Engine.start` refuses it: before, a step's start wrote a NUL id on
+    SQLite and made PostgreSQL's save raise from the caller's `start`."""
+    i = engine.start(AsksWithId(bad, how))
+    engine.work(until_idle=True)
+    inst = engine.get(i)
+    assert inst.status.value == "failed"
+    assert "InvalidIdError" in inst.error
+    assert [r.id for r in engine.list()] == [i]
