@@ -402,7 +402,9 @@ class Sleep(Wait):
             _seconds(f"Sleep {name!r}", seconds)
         elif until is not None:
             _check_at(f"Sleep {name!r}", until, "until")
-        super().__init__(name, Timeout(WAKE, seconds, at=until))
+        timer = Timeout(WAKE, seconds, at=until)
+        timer.handler.sleep = name  # (its refusals name this Sleep)
+        super().__init__(name, timer)
 
 
 #: the name of a `Sleep`'s timer

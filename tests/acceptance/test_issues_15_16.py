@@ -893,3 +893,19 @@ def test_an_outbox_id_no_store_can_keep_fails_the_step(engine, how, bad):
     assert inst.status.value == "failed"
     assert "InvalidIdError" in inst.error
     assert [r.id for r in engine.list()] == [i]
+
+
+@genflow.workflow("acc15-sleep-unset")
+@attrs.define
+class SleepUnset:
+    until: dt.datetime | None = None
+
+    def definition(self):
+        yield Sleep("until the slot", until=self.until)
+
+
+def test_a_sleep_whose_time_the_data_never_set_is_named_in_the_error(engine):
+    i = engine.start(SleepUnset())
+    inst = engine.get(i)
+    assert inst.status.value == "failed"
+    assert "Sleep 'until the slot'" in inst.error and "before the Sleep" in inst.error
