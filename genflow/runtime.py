@@ -1442,6 +1442,9 @@ class Operation:
             for thread in threads:
                 if thread.unwind != "cancel":
                     self._reach(thread)
+            # the move loop skips the threads it found blocked until user code runs;
+            # a daemon found waiting earlier in this loop can move now, as if some had
+            self.calls += 1
 
     def _reach(self, thread: Thread, why: str = "") -> None:
         """Cancellation reaches `thread` (commit only: the caller found what it needs)."""

@@ -909,3 +909,43 @@ def test_a_sleep_whose_time_the_data_never_set_is_named_in_the_error(engine):
     inst = engine.get(i)
     assert inst.status.value == "failed"
     assert "Sleep 'until the slot'" in inst.error and "before the Sleep" in inst.error
+
+
+@genflow.workflow("acc15-daemon-last")
+@attrs.define
+class LastWorker:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("reminders", self.reminders, daemon=True)
+        yield Go("worker", self.worker)  # no daemon: waited for after the main thread ends
+        yield Step("main done", lambda: self.log.append("main done"))
+
+    def reminders(self):
+        yield Try("reminding", For("forever", True, Sleep("a while", 60),
+                                Step("remind", lambda: self.log.append("reminded"))),
+        ).Finally("stop", Step("stopped", lambda: self.log.append("reminders stopped")))
+
+    def worker(self):
+        yield Wait("work?", On("done"))
+
+
+def test_daemons_end_with_the_last_other_thread_in_the_same_call(engine):
+    """The last non-daemon thread to end is not the main thread: the daemon
+    found waiting earlier in that move loop was left UNWINDING, the instance
+    RESUMING until a worker came by."""
+    i = engine.start(LastWorker())
+    assert engine.get(i).status.value == "waiting"
+    engine.send(i, "done")
+    inst = engine.get(i)
+    assert inst.status.value == "finished"
+    assert inst.data.log == ["main done", "reminders stopped"]
+    assert inst.state.threads == []
+
+
+def test_daemons_end_with_the_last_other_thread_in_every_mode():
+    def drive(run):
+        run.resume()
+        run.send("done")
+    wf = every_mode(LastWorker, drive)
+    assert wf.log == ["main done", "reminders stopped"]
