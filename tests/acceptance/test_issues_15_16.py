@@ -949,3 +949,40 @@ def test_daemons_end_with_the_last_other_thread_in_every_mode():
         run.send("done")
     wf = every_mode(LastWorker, drive)
     assert wf.log == ["main done", "reminders stopped"]
+
+
+@genflow.workflow("acc15-into-str")
+@attrs.define
+class IntoStr:
+    error: str = ""
+
+    def definition(self):
+        yield Try("t", Step("boom", self.boom)).Catch("c", into="error")
+
+    def boom(self) -> None:
+        raise ValueError("x")
+
+
+@genflow.workflow("acc15-into-ok")
+@attrs.define
+class IntoOk:
+    plain: Failure | None = None
+    optional: "genflow.Failure | None" = None
+
+    def definition(self):
+        yield Try("t", Step("boom", self.boom)).Catch("c", into="plain", errors=KeyError
+        ).Catch("d", into="optional", errors=ValueError)
+
+    def boom(self) -> None:
+        raise ValueError("x")
+
+
+def test_catch_into_a_field_that_cannot_hold_a_failure_is_refused_at_start(engine):
+    """Before, validation let it through: the first catch failed the save
+    (SerializationError from `start`), leaving the instance RESUMING."""
+    with pytest.raises(genflow.DefinitionError, match=r"into='error' is a field of type str"):
+        engine.start(IntoStr(), id="into-str")
+    with pytest.raises(genflow.InstanceNotFoundError):
+        engine.get("into-str")
+    i = engine.start(IntoOk())
+    assert engine.get(i).data.optional.type == "ValueError"
