@@ -14,8 +14,8 @@ from genflow.children import Children
 from genflow.errors import DefinitionError, UnknownWorkflowError
 from genflow.handlers import as_handler
 from genflow.registry import workflow_name
-from genflow.state import Failure
 from genflow.replay import Frame, as_body, iter_tree
+from genflow.state import Failure
 from genflow.statements import (
     Break,
     Continue,

@@ -967,7 +967,7 @@ class IntoStr:
 @attrs.define
 class IntoOk:
     plain: Failure | None = None
-    optional: "genflow.Failure | None" = None
+    optional: genflow.Failure | None = None
 
     def definition(self):
         yield Try("t", Step("boom", self.boom)).Catch("c", into="plain", errors=KeyError
