@@ -66,6 +66,7 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
     error_text,
+    step_where,
 )
 from genflow.lease import KEEPER
 from genflow.mailbox import DEFAULT_SIZE, Kept
@@ -1516,7 +1517,7 @@ class Engine:
             elif thread.status is _UNWINDING and thread.unwind == "fail" and thread.failures:
                 uncaught = thread.failures[-1]  # (it ended the thread after its cleanup)
                 attempts = max(attempts, uncaught.attempt)
-                failed = f"StepError: step {uncaught.step!r} in thread {thread.id!r} failed: " \
+                failed = f"StepError: {step_where(uncaught.step, thread.id)} failed: " \
                          f"{uncaught.type}: {uncaught.message}"
             events = thread.events
             if events:

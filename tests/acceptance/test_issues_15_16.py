@@ -986,3 +986,28 @@ def test_catch_into_a_field_that_cannot_hold_a_failure_is_refused_at_start(engin
         engine.get("into-str")
     i = engine.start(IntoOk())
     assert engine.get(i).data.optional.type == "ValueError"
+
+
+class RuleBroken(Exception):
+    pass
+
+
+@genflow.workflow("acc15-raise")
+@attrs.define
+class Rule:
+    amount: int = 0
+
+    def definition(self):
+        yield genflow.If(self.amount < 0, "negative", genflow.Raise(RuleBroken, "no negative"))
+        yield Step("book", lambda: None)
+
+
+def test_an_uncaught_raise_of_the_definition_says_so(engine):
+    """Its failure has no step: the instance's error read "step '' in thread ..."."""
+    i = engine.start(Rule(-1))
+    inst = engine.get(i)
+    assert inst.status.value == "failed"
+    assert inst.error == ("StepError: thread '_main_' (a Raise of the definition) failed: "
+                          "RuleBroken: no negative")
+    with pytest.raises(genflow.InstanceFailedError, match="a Raise of the definition"):
+        engine.result(i, timeout=1)
