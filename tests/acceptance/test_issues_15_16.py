@@ -1011,3 +1011,52 @@ def test_an_uncaught_raise_of_the_definition_says_so(engine):
                           "RuleBroken: no negative")
     with pytest.raises(genflow.InstanceFailedError, match="a Raise of the definition"):
         engine.result(i, timeout=1)
+
+
+UNDONE: list[str] = []
+
+
+@genflow.workflow("acc15-saga-retried")
+@attrs.define
+class BookUntilItWorks:
+    """Temporal's saga, retried whole: book the car, then the hotel; when the
+    hotel is full, give the car back and try again (twice at most)."""
+
+    tries: int = 0
+    full: int = 1  # the hotel is full for this many tries
+    booked: bool = False
+    saga: Saga = attrs.field(factory=Saga)
+
+    def definition(self):
+        yield For("tries", not self.booked and self.tries < 3,
+            Try("book",
+                self.saga.step("car", self.car, compensate=self.car_back),
+                Step("hotel", self.hotel),
+            ).Catch("give back", self.saga.compensate()),
+        )
+
+    def car(self) -> None:
+        self.tries += 1
+
+    def car_back(self) -> None:
+        UNDONE.append(f"car of try {self.tries}")
+
+    def hotel(self) -> None:
+        if self.tries <= self.full:
+            raise LookupError("the hotel is full")
+        self.booked = True
+
+
+def test_a_saga_retried_in_a_loop_undoes_each_booking_once(engine):
+    """Before, the second compensation undid the first try's car again."""
+    UNDONE.clear()
+    i = engine.start(BookUntilItWorks(full=2))
+    inst = engine.get(i)
+    assert inst.status.value == "finished" and inst.data.booked
+    assert UNDONE == ["car of try 1", "car of try 2"]
+
+
+def test_a_saga_retried_in_a_loop_is_the_same_in_every_mode():
+    wf = every_mode(lambda: BookUntilItWorks(full=3), lambda run: run.resume())
+    assert not wf.booked and wf.tries == 3
+    assert wf.saga.done == ["car"] * 3
