@@ -71,11 +71,16 @@ class Saga:
         run.__qualname__ = getattr(action, "__qualname__", name)
         return Step(name, run, retry=retry, timeout=timeout)
 
-    def compensate(self) -> list[Step]:
+    def compensate(self, prefix: str = "undo") -> list[Step]:
         """The compensations owed, newest first, each a step named `undo <step>`;
         a step done again (in a loop) is owed once more each time: `undo <step> 2`,
         `undo <step> 3`... (a compensation that depends on the iteration reads it
-        from the data, as its step did)."""
+        from the data, as its step did). A definition that compensates in two
+        places (a failure's Catch and a cancellation's) gives each its own
+        `prefix`, since the names of a definition's steps are unique."""
+        if not isinstance(prefix, str) or not prefix:
+            raise StatementError(f"compensate: prefix is the start of the undo steps' "
+                                 f"names (a non-empty str), not {prefix!r}")
         known = _compensations(self)
         steps = []
         for index in reversed(range(self.settled, len(self.done))):
@@ -86,7 +91,7 @@ class Saga:
                     "its compensation is unknown: keep the step (or its name) in the code")
             undo, retry = known[name]
             nth = self.done[:index + 1].count(name)
-            steps.append(Step(f"undo {name}" if nth == 1 else f"undo {name} {nth}",
+            steps.append(Step(f"{prefix} {name}" if nth == 1 else f"{prefix} {name} {nth}",
                               _undoing(self, undo), retry=retry))
         return steps
 

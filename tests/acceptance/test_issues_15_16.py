@@ -1060,3 +1060,29 @@ def test_a_saga_retried_in_a_loop_is_the_same_in_every_mode():
     wf = every_mode(lambda: BookUntilItWorks(full=3), lambda run: run.resume())
     assert not wf.booked and wf.tries == 3
     assert wf.saga.done == ["car"] * 3
+
+
+@genflow.workflow("acc15-saga-two-catches")
+@attrs.define
+class Trip:
+    saga: Saga = attrs.field(factory=Saga)
+
+    def definition(self):
+        yield Try("trip",
+            self.saga.step("car", lambda: None, compensate=lambda: UNDONE.append("car")),
+            self.saga.step("hotel", lambda: None, compensate=lambda: UNDONE.append("hotel")),
+            Wait("confirm?", On("confirm")),
+        ).Catch("failed", self.saga.compensate(), genflow.Raise(),
+        ).Catch("cancelled", self.saga.compensate("undo on cancel"), errors=Cancelled)
+
+
+def test_a_saga_compensated_on_failure_and_on_cancel(engine):
+    UNDONE.clear()
+    i = engine.start(Trip())
+    engine.cancel(i)
+    assert engine.get(i).status.value == "cancelled"
+    assert UNDONE == ["hotel", "car"]
+    result = genflow.testing.check_replay(Trip(), ["confirm"])
+    assert result.problems == []
+    with pytest.raises(genflow.errors.StatementError, match="prefix"):
+        Saga().compensate("")
