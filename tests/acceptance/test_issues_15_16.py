@@ -644,9 +644,10 @@ def test_a_child_id_that_exists_is_a_clear_error(engine):
     p = engine.start(DupChild())
     engine.work(until_idle=True)
     inst = engine.get(p)
-    assert inst.status.value in ("finished", "failed")
-    text = inst.error if inst.status.value == "failed" else inst.data.failure.message
-    assert "taken" in text
+    assert inst.status.value == "finished"
+    assert inst.data.failure.type == "ChildFailed"
+    assert "instance 'taken' exists and is not this parent's child" in inst.data.failure.message
+    assert engine.get("taken").data == Mail()  # left alone
 
 
 @attrs.frozen
@@ -1086,3 +1087,74 @@ def test_a_saga_compensated_on_failure_and_on_cancel(engine):
     assert result.problems == []
     with pytest.raises(genflow.errors.StatementError, match="prefix"):
         Saga().compensate("")
+
+
+# -- the money transfer through genflow.testing's checker ---------------------------------
+
+BANK = genflow.testing.FakeService("bank")
+
+
+class NoAccount(Exception):
+    pass
+
+
+@genflow.workflow("acc15-checked-transfer")
+@attrs.define
+class CheckedTransfer:
+    """Temporal's sample: withdraw, deposit; if the deposit fails, refund and
+    fail with the deposit's error."""
+
+    target: str = "bob"
+    keyed_refund: bool = True
+    saga: Saga = attrs.field(factory=Saga)
+
+    def definition(self):
+        yield Try("transfer",
+            self.saga.step("withdraw", self.withdraw, compensate=self.refund),
+            Step("deposit", self.deposit, retry=Retry(attempts=3, backoff=1, never=(NoAccount,))),
+        ).Catch("roll back", self.saga.compensate(), genflow.Raise())
+
+    def withdraw(self) -> None:
+        BANK.withdraw(40, key=current_step().idempotency_key)
+
+    def deposit(self) -> None:
+        if self.target == "nobody":
+            raise NoAccount(f"no account {self.target!r}")
+        BANK.deposit(40, key=current_step().idempotency_key)
+
+    def refund(self) -> None:
+        BANK.refund(40, key=current_step().idempotency_key if self.keyed_refund else None)
+
+
+def test_a_transfer_that_fails_by_design_passes_the_crash_checker():
+    """The instance fails with the deposit's error after its refund, as the
+    sample says: an end the runs are compared at. Before, check_replay
+    reported it as 'A step keeps failing' ('tried 3 times')."""
+    result = genflow.testing.check_replay(CheckedTransfer("nobody"), services=[BANK])
+    assert result.ok, [p.text() for p in result.problems]
+    assert result.state.status.value == "failed"
+    assert result.crash_runs > 0
+    assert [e.operation for e in BANK.effects] == ["withdraw", "refund"]
+    assert genflow.testing.check_replay(CheckedTransfer("bob"), services=[BANK]).ok
+
+
+def test_the_crash_checker_still_finds_a_refund_made_twice_on_the_failing_path():
+    result = genflow.testing.check_replay(CheckedTransfer("nobody", keyed_refund=False),
+                                          services=[BANK])
+    assert not result.ok
+    assert "refund" in result.problems[0].text()
+
+
+@genflow.workflow("acc15-plain-failure")
+@attrs.define
+class PlainFailure:
+    def definition(self):
+        yield Step("boom", self.boom)
+
+    def boom(self) -> None:
+        raise ConnectionError("the fake is not set up")
+
+
+def test_a_step_failing_with_no_try_is_still_a_problem_for_the_checker():
+    result = genflow.testing.check_replay(PlainFailure())
+    assert [p.kind for p in result.problems] == ["step failed"]
