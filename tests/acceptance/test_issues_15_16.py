@@ -1158,3 +1158,45 @@ class PlainFailure:
 def test_a_step_failing_with_no_try_is_still_a_problem_for_the_checker():
     result = genflow.testing.check_replay(PlainFailure())
     assert [p.kind for p in result.problems] == ["step failed"]
+
+
+KEYS: list[tuple[int, int, str]] = []
+TORN: list[tuple[str, bool]] = []
+
+
+class Webhook(genflow.EventHandler):
+    input_type = None
+
+    def teardown(self, req, handled: bool) -> None:
+        TORN.append((req.event, handled))
+
+
+@genflow.workflow("acc15-keys")
+@attrs.define
+class Keys:
+    i: int = 0
+
+    def definition(self):
+        yield For("twice", self.i < 2, Step("call", self.call, retry=Retry(attempts=3, backoff=0)))
+        yield Try("hook", Wait("hook?", On("hooked", Webhook()))).Catch(
+            "cancelled", Step("note", lambda: None), errors=Cancelled)
+
+    def call(self) -> None:
+        ctx = current_step()
+        KEYS.append((self.i, ctx.attempt, ctx.idempotency_key))
+        if ctx.attempt < 2:
+            raise ConnectionError("flaky")
+        self.i += 1
+
+
+def test_the_idempotency_key_is_kept_across_retries_and_new_per_execution(engine):
+    KEYS.clear()
+    TORN.clear()
+    i = engine.start(Keys())
+    engine.work(until_idle=True)
+    assert [(n, attempt) for n, attempt, _ in KEYS] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    first, second = {k for n, _, k in KEYS if n == 0}, {k for n, _, k in KEYS if n == 1}
+    assert len(first) == 1 and len(second) == 1 and first != second
+    engine.cancel(i)  # the webhook's handler is torn down, then the cleanup runs
+    assert TORN == [("hooked", False)]
+    assert engine.get(i).status.value == "cancelled"
