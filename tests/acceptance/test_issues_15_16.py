@@ -1200,3 +1200,35 @@ def test_the_idempotency_key_is_kept_across_retries_and_new_per_execution(engine
     engine.cancel(i)  # the webhook's handler is torn down, then the cleanup runs
     assert TORN == [("hooked", False)]
     assert engine.get(i).status.value == "cancelled"
+
+
+CLEANUPS: list[int] = []
+
+
+@genflow.workflow("acc15-cancel-twice")
+@attrs.define
+class SlowCleanup:
+    def definition(self):
+        yield Try("hold", Wait("pay?", On("paid"))).Catch(
+            "on cancel", Step("release", self.release, retry=Retry(attempts=3, backoff=10)),
+            errors=Cancelled)
+
+    def release(self) -> None:
+        CLEANUPS.append(current_step().attempt)
+        if current_step().attempt == 1:
+            raise ConnectionError("the seat service is down")
+
+
+def test_a_second_cancel_during_cleanup_does_not_restart_it(engine):
+    CLEANUPS.clear()
+    i = engine.start(SlowCleanup())
+    engine.cancel(i)
+    assert engine.get(i).status.value == "cancelling"  # the release waits for its retry
+    before = blob_of(engine, i)
+    engine.cancel(i)
+    assert blob_of(engine, i)[0] == before[0] and CLEANUPS == [1]
+    with pytest.raises(genflow.NotWaitingError):
+        engine.send(i, "paid")
+    engine.clock.advance(10)
+    engine.run_due()
+    assert engine.get(i).status.value == "cancelled" and CLEANUPS == [1, 2]
