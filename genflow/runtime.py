@@ -2577,6 +2577,9 @@ def _timed(step: Step, ctx: StepContext) -> Callable[[], Any]:
                                    "(a sync step is not interrupted: its result is dropped)")
         return result
 
+    # (named as the action: what reports a call of it, the sync API's refusal of an
+    # async step too, names the user's function, not this wrapper)
+    attempt.__qualname__ = getattr(action, "__qualname__", attempt.__qualname__)
     return attempt
 
 

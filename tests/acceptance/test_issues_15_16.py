@@ -1232,3 +1232,12 @@ def test_a_second_cancel_during_cleanup_does_not_restart_it(engine):
     engine.clock.advance(10)
     engine.run_due()
     assert engine.get(i).status.value == "cancelled" and CLEANUPS == [1, 2]
+
+
+@pytest.mark.filterwarnings("ignore:coroutine 'SlowCall.slow' was never awaited")
+def test_an_async_step_with_a_timeout_under_the_sync_api_names_the_users_function(engine):
+    """The refusal named the timeout's wrapper (`_timed.<locals>.attempt`)."""
+    i = engine.start(SlowCall())
+    error = engine.get(i).error
+    assert "SlowCall.slow" in error and "<locals>" not in error
+    assert "start_async" in error
