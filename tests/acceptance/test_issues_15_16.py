@@ -1241,3 +1241,29 @@ def test_an_async_step_with_a_timeout_under_the_sync_api_names_the_users_functio
     error = engine.get(i).error
     assert "SlowCall.slow" in error and "<locals>" not in error
     assert "start_async" in error
+
+
+@genflow.workflow("acc15-go-in-try")
+@attrs.define
+class GoInTry:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Try("t", Go("worker", self.worker), Wait("go?", On("go"))).Catch(
+            "c", Step("caught", lambda: self.log.append("main caught")))
+
+    def worker(self):
+        yield Try("own", Step("boom", self.boom)).Catch(
+            "own catch", Step("noted", lambda: self.log.append("worker caught")))
+        yield Step("boom again", self.boom)
+
+    def boom(self) -> None:
+        raise ValueError("in the worker")
+
+
+def test_a_threads_failure_goes_to_its_own_try_not_to_the_one_around_its_go(engine):
+    i = engine.start(GoInTry())
+    inst = engine.get(i)
+    assert inst.status.value == "failed"
+    assert inst.data.log == ["worker caught"]
+    assert "step 'boom again' in thread 'worker'" in inst.error
