@@ -557,7 +557,8 @@ class CatchClause:
         for error in errors:
             if not (isinstance(error, type) and issubclass(error, BaseException)):
                 raise StatementError(
-                    f"Catch {name!r}: errors must be exception classes, got {error!r}")
+                    f"Catch {name!r}: errors must be exception classes, got {error!r} "
+                    f"(one class, or a tuple of them, as `except` takes)")
         self.name = name
         self.errors: tuple[type[BaseException], ...] = errors
         self.names = tuple(type_key(error) for error in errors)

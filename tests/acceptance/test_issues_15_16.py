@@ -1267,3 +1267,17 @@ def test_a_threads_failure_goes_to_its_own_try_not_to_the_one_around_its_go(engi
     assert inst.status.value == "failed"
     assert inst.data.log == ["worker caught"]
     assert "step 'boom again' in thread 'worker'" in inst.error
+
+
+@genflow.workflow("acc15-catch-list")
+@attrs.define
+class CatchList:
+    def definition(self):
+        yield Try("t", Step("a", lambda: None)).Catch("c", errors=[KeyError, ValueError])
+
+
+def test_catch_errors_given_as_a_list_is_refused_saying_a_tuple(engine):
+    with pytest.raises(genflow.DefinitionError, match="a tuple of them, as `except` takes"):
+        engine.start(CatchList(), id="catch-list")
+    with pytest.raises(genflow.InstanceNotFoundError):
+        engine.get("catch-list")
