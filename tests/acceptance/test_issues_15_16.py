@@ -1281,3 +1281,17 @@ def test_catch_errors_given_as_a_list_is_refused_saying_a_tuple(engine):
         engine.start(CatchList(), id="catch-list")
     with pytest.raises(genflow.InstanceNotFoundError):
         engine.get("catch-list")
+
+
+def test_a_child_is_created_due_with_its_parents_checkpoint_and_any_worker_runs_it(make_store):
+    parent_engine = Engine(make_store(), clock=FakeClock())
+    p = parent_engine.start(Parent(items=[5]), id="due-parent")
+    (child,) = parent_engine.list(parent=p)  # the first Child: written with the parent's wait
+    record = parent_engine.store.get(child.id)
+    assert record.wake_at is not None and record.wake_at <= parent_engine.clock()
+    # the parent's process "dies" here; another worker on the same store goes on
+    other = Engine(make_store(), clock=parent_engine.clock)
+    other.work(until_idle=True)
+    inst = other.get(p)
+    assert inst.status.value == "finished" and inst.data.one == 6 and inst.data.results == [10]
+    assert len(other.list(parent=p)) == 2
