@@ -345,7 +345,11 @@ class Engine:
     def cancel(self, instance_id: str, *, timeout: float = 30.0) -> None:
         """Cancel an instance, tearing down the handlers it has set up.
 
-        The instance is CANCELLED when this returns. A teardown that fails does
+        Each thread's cleanup (`Catch(errors=Cancelled)` and `Finally` bodies)
+        runs in this call; the instance is CANCELLED when this returns, or
+        CANCELLING while a cleanup waits (a step's retry, an event, a timer),
+        which workers and events then carry on (a second `cancel` does not
+        start it over). A teardown that fails does
         not make `cancel` raise: it is recorded on its event, logged as a
         warning (logger `genflow.engine`), and retried by workers with the
         engine's `handler_retry` policy (`genflow show` lists it). Refused with
