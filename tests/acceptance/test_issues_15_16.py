@@ -1295,3 +1295,26 @@ def test_a_child_is_created_due_with_its_parents_checkpoint_and_any_worker_runs_
     inst = other.get(p)
     assert inst.status.value == "finished" and inst.data.one == 6 and inst.data.results == [10]
     assert len(other.list(parent=p)) == 2
+
+
+SEEN_NOW: list[dt.datetime] = []
+
+
+@genflow.workflow("acc15-now")
+@attrs.define
+class ReadsNow:
+    def definition(self):
+        yield Step("long", self.long)
+
+    def long(self) -> None:
+        SEEN_NOW.append(current_step().now)
+        CLOCKS[0].advance(90)  # the step works for a minute and a half
+        SEEN_NOW.append(current_step().now)
+
+
+def test_current_step_now_is_the_engines_clock_when_read(engine):
+    CLOCKS[:] = [engine.clock]
+    SEEN_NOW.clear()
+    began = engine.clock()
+    engine.start(ReadsNow())
+    assert SEEN_NOW == [began, began + dt.timedelta(seconds=90)]
