@@ -1317,4 +1317,4 @@ def test_current_step_now_is_the_engines_clock_when_read(engine):
     SEEN_NOW.clear()
     began = engine.clock()
     engine.start(ReadsNow())
-    assert SEEN_NOW == [began, began + dt.timedelta(seconds=90)]
+    assert [began, began + dt.timedelta(seconds=90)] == SEEN_NOW
