@@ -580,6 +580,8 @@ def test_fan_in_of_the_first_k(engine):
     assert inst.status.value == "finished", inst.error
     assert len(inst.data.results) == 2
     assert set(inst.data.results) <= {2, 4, 6, 8}
+    statuses = sorted(r.status for r in engine.list(parent=p))
+    assert statuses.count("finished") >= 2
 
 
 def test_a_full_mailbox_is_refused_and_nothing_is_written(make_store):
@@ -601,7 +603,8 @@ def test_undelivered_messages_are_recorded_when_the_instance_ends(engine):
     inst = engine.get(i)
     assert inst.status.value == "finished"
     assert inst.data.got == ["a", "b", "c"]
-    assert [m.payload for m in inst.state.mailbox.undelivered] != []
+    assert [m.payload for m in inst.state.mailbox.undelivered] == ["d"]
+    assert "finished" in inst.state.mailbox.undelivered[0].reason
 
 
 def test_keep_false_per_send_refuses_an_early_event(engine):
