@@ -170,7 +170,18 @@ def _check_try(stmt: Try, seen: dict[str, str], problems: list[str], definition:
 def _takes_failure(cls: type, field: str) -> bool:
     """Can the field hold a `Failure` (typed so, optional, a union with it, or
     `Any`)? Else the first catch would fail the instance's save. A type that
-    does not resolve is given the benefit of the doubt."""
+    does not resolve is given the benefit of the doubt. (Kept per class and
+    field: every start validates its definition.)"""
+    found = _TAKES_FAILURE.get((cls, field))
+    if found is None:
+        found = _TAKES_FAILURE[(cls, field)] = _type_takes_failure(cls, field)
+    return found
+
+
+_TAKES_FAILURE: dict[tuple[type, str], bool] = {}
+
+
+def _type_takes_failure(cls: type, field: str) -> bool:
     try:
         tp = typing.get_type_hints(cls).get(field, Any)
     except Exception:
