@@ -1,6 +1,12 @@
 """Acceptance of issues #15 (failure, time and context inside a definition) and
 #16 (beyond one instance), written as a user who read the issues and the docs
-writes them: through the public API, on SQLite and PostgreSQL."""
+writes them: through the public API, on SQLite and PostgreSQL (the `engine`
+fixture), and through genflow.testing's modes and checker (plain, reload,
+crash at every checkpoint) where the issue promises crash-safety.
+
+What tests/samples/ already runs (the peers' samples) is not repeated here;
+the tests named "before, ..." in their docstrings are the bugs this audit
+found and fixed."""
 
 from __future__ import annotations
 
