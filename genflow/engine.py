@@ -65,6 +65,7 @@ from genflow.errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
     error_text,
+    step_where,
 )
 from genflow.lease import KEEPER
 from genflow.mailbox import DEFAULT_SIZE, Kept
@@ -339,12 +340,15 @@ class Engine:
     def cancel(self, instance_id: str, *, timeout: float = 30.0) -> None:
         """Cancel an instance, tearing down the handlers it has set up.
 
-        The instance is CANCELLED when this returns, unless a teardown failed.
-        A teardown that fails does not make `cancel` raise: it is recorded on
-        its event, logged as a warning (logger `genflow.engine`), and retried
-        by workers with the engine's `handler_retry` policy (`genflow show`
-        lists it); the instance is CANCELLING until that retry succeeds, then
-        CANCELLED (it takes no events meanwhile). Refused with
+        Each thread's cleanup (`Catch(errors=Cancelled)` and `Finally` bodies)
+        runs in this call; the instance is CANCELLED when this returns, or
+        CANCELLING while a cleanup waits (a step's retry, an event, a timer),
+        which workers and events then carry on (a second `cancel` does not
+        start it over). A teardown that fails does not make `cancel` raise: it
+        is recorded on its event, logged as a warning (logger `genflow.engine`),
+        and retried by workers with the engine's `handler_retry` policy
+        (`genflow show` lists it); the instance is CANCELLING until that retry
+        succeeds, then CANCELLED (it takes no events meanwhile). Refused with
         nothing changed when the instance has finished, or when the definition
         no longer has a handler it must tear down (`NonDeterminismError`).
         """
@@ -874,6 +878,7 @@ class Engine:
                     self.store.get(instance_id)
                 except InstanceNotFoundError:
                     raise refused from None
+                self._same_workflow(instance_id, name)  # (another workflow's: refused)
                 return _EXISTS
         now = self.clock()
         try:
@@ -1518,7 +1523,7 @@ class Engine:
             elif thread.status is _UNWINDING and thread.unwind == "fail" and thread.failures:
                 uncaught = thread.failures[-1]  # (it ended the thread after its cleanup)
                 attempts = max(attempts, uncaught.attempt)
-                failed = f"StepError: step {uncaught.step!r} in thread {thread.id!r} failed: " \
+                failed = f"StepError: {step_where(uncaught.step, thread.id)} failed: " \
                          f"{uncaught.type}: {uncaught.message}"
             events = thread.events
             if events:

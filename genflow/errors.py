@@ -58,6 +58,7 @@ __all__ = [
     "UnknownWorkflowError",
     "WorkflowFinishedError",
     "error_text",
+    "step_where",
 ]
 
 
@@ -166,8 +167,16 @@ class StepError(GenflowError):
         self.thread = thread
         self.retry: Any = None  # the `Retry` policy that decided
         self.attempt = 1
-        super().__init__(f"step {step!r} in thread {thread!r} failed: {error_text(cause)}")
+        super().__init__(f"{step_where(step, thread)} failed: {error_text(cause)}")
         self.__cause__ = cause
+
+
+def step_where(step: str, thread: str) -> str:
+    """Where a `StepError` happened, in its words; no step is a `Raise(SomeError,
+    ...)` that failed the thread from the definition itself."""
+    if step:
+        return f"step {step!r} in thread {thread!r}"
+    return f"thread {thread!r} (a Raise of the definition)"
 
 
 class StepTimeoutError(GenflowError):

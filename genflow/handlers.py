@@ -94,13 +94,15 @@ class TimerHandler(EventHandler):
     """The handler behind `Timeout`: its setup fixes the due time (`after` the
     wait began, or `at` a given time); the engine fires it."""
 
-    __slots__ = ("after", "at", "name")
+    __slots__ = ("after", "at", "name", "sleep")
     input_type = None
 
-    def __init__(self, after: float | None, at: _dt.datetime | None = None, name: str = ""):
+    def __init__(self, after: float | None, at: _dt.datetime | None = None, name: str = "",
+                 sleep: str = ""):
         self.after = after
         self.at = at
         self.name = name
+        self.sleep = sleep  # the Sleep it is the timer of (named in its errors, not 'wake')
 
     def due(self, now: _dt.datetime) -> _dt.datetime:
         if self.at is not None:
@@ -108,6 +110,10 @@ class TimerHandler(EventHandler):
         if self.after is None:  # `at=None`: a time the data was to set by now
             from genflow.errors import DefinitionError
 
+            if self.sleep:
+                raise DefinitionError(
+                    f"Sleep {self.sleep!r}: its time (`until`) was not set when the sleep "
+                    "began; set the field it reads in a step before the Sleep")
             raise DefinitionError(
                 f"Timeout {self.name!r}: its time (`at`) was not set when the wait began; "
                 "set the field it reads in a step before the Wait (or the WaitFor)")

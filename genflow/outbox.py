@@ -30,7 +30,7 @@ import attrs
 from genflow.codec import check_payload, dumps, unstructure
 from genflow.errors import GenflowError, InstanceNotFoundError, StatementError
 from genflow.registry import workflow_name
-from genflow.state import Parent, new_state
+from genflow.state import Parent, checked_id, new_state
 
 __all__ = ["CancelIntent", "Intent", "Outbox", "SendIntent", "StartIntent"]
 
@@ -104,8 +104,8 @@ class Outbox:
         if id is None:
             count = sum(1 for i in self.intents if isinstance(i, StartIntent))
             id = f"{key}/{count}"  # the same for every re-run of this execution
-        elif not isinstance(id, str) or not id:
-            raise StatementError(f"start: an instance id is a non-empty str, not {id!r}")
+        else:  # as `Engine.start` checks it: a store must never see an id it cannot keep
+            id = checked_id(id)
         state = new_state(id, data)
         state.parent = parent
         state.deadline = deadline  # (checked by the asker: `checked_deadline`)

@@ -1530,6 +1530,9 @@ class Operation:
             for thread in threads:
                 if thread.unwind != "cancel":
                     self._reach(thread)
+            # the move loop skips the threads it found blocked until user code runs;
+            # a daemon found waiting earlier in this loop can move now, as if some had
+            self.calls += 1
 
     def _reach(self, thread: Thread, why: str = "") -> None:
         """Cancellation reaches `thread` (commit only: the caller found what it needs)."""
@@ -2665,6 +2668,9 @@ def _timed(step: Step, ctx: StepContext) -> Callable[[], Any]:
                                    "(a sync step is not interrupted: its result is dropped)")
         return result
 
+    # (named as the action: what reports a call of it, the sync API's refusal of an
+    # async step too, names the user's function, not this wrapper)
+    attempt.__qualname__ = getattr(action, "__qualname__", attempt.__qualname__)
     return attempt
 
 

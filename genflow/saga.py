@@ -41,9 +41,14 @@ UNTIL_DONE = Retry(attempts=None, backoff=1.0, max_backoff=300.0)
 class Saga:
     """The compensations owed by a saga: keep one as a field of the data."""
 
-    #: the steps done whose compensation is owed, in the order they were done (a
-    #: step done again, in a loop, once per time)
+    #: the steps done, in the order they were done (a step done again, in a loop,
+    #: once per time); the compensation of each after the first `settled` is owed
     done: list[str] = attrs.field(factory=list)
+    #: how many of `done` (the first) an earlier `compensate()` undid already
+    settled: int = 0
+    #: a compensation ran since the last step was done: the next step done settles
+    #: what was done before it (a saga retried in a loop is not undone twice)
+    undoing: bool = False
 
     def step(self, name: str, action: Callable[[], Any], *,
              compensate: Callable[[], Any], retry: Retry | None = None,
@@ -54,26 +59,31 @@ class Saga:
             raise StatementError(f"saga step {name!r}: compensate= is the function that "
                                  f"undoes it, not {compensate!r}")
         _compensations(self)[name] = (compensate, compensate_retry or UNTIL_DONE)
-        done = self.done
+        saga = self
 
         def run() -> Any:
             result = action()
             if hasattr(result, "__await__"):
-                return _then(result, lambda: _record(done, name))
-            _record(done, name)
+                return _then(result, lambda: _record(saga, name))
+            _record(saga, name)
             return result
 
         run.__qualname__ = getattr(action, "__qualname__", name)
         return Step(name, run, retry=retry, timeout=timeout)
 
-    def compensate(self) -> list[Step]:
+    def compensate(self, prefix: str = "undo") -> list[Step]:
         """The compensations owed, newest first, each a step named `undo <step>`;
         a step done again (in a loop) is owed once more each time: `undo <step> 2`,
         `undo <step> 3`... (a compensation that depends on the iteration reads it
-        from the data, as its step did)."""
+        from the data, as its step did). A definition that compensates in two
+        places (a failure's Catch and a cancellation's) gives each its own
+        `prefix`, since the names of a definition's steps are unique."""
+        if not isinstance(prefix, str) or not prefix:
+            raise StatementError(f"compensate: prefix is the start of the undo steps' "
+                                 f"names (a non-empty str), not {prefix!r}")
         known = _compensations(self)
         steps = []
-        for index in reversed(range(len(self.done))):
+        for index in reversed(range(self.settled, len(self.done))):
             name = self.done[index]
             if name not in known:
                 raise DefinitionError(
@@ -81,15 +91,30 @@ class Saga:
                     "its compensation is unknown: keep the step (or its name) in the code")
             undo, retry = known[name]
             nth = self.done[:index + 1].count(name)
-            steps.append(Step(f"undo {name}" if nth == 1 else f"undo {name} {nth}", undo,
-                              retry=retry))
+            steps.append(Step(f"{prefix} {name}" if nth == 1 else f"{prefix} {name} {nth}",
+                              _undoing(self, undo), retry=retry))
         return steps
 
 
-def _record(done: list[str], name: str) -> None:
+def _record(saga: Saga, name: str) -> None:
     # (each execution: a step in a loop is undone as often as it was done; a failed
     # attempt's record is rolled back with the rest of its changes)
-    done.append(name)
+    if saga.undoing:  # what was done before the compensation that ran is not owed
+        saga.settled, saga.undoing = len(saga.done), False
+    saga.done.append(name)
+
+
+def _undoing(saga: Saga, undo: Callable[[], Any]) -> Callable[[], Any]:
+    """`undo`, noting on the saga (with the step's own checkpoint) that it ran."""
+    def run() -> Any:
+        result = undo()
+        if hasattr(result, "__await__"):
+            return _then(result, lambda: setattr(saga, "undoing", True))
+        saga.undoing = True
+        return result
+
+    run.__qualname__ = getattr(undo, "__qualname__", "undo")
+    return run
 
 
 async def _then(awaitable: Any, after: Callable[[], None]) -> Any:

@@ -402,7 +402,9 @@ class Sleep(Wait):
             _seconds(f"Sleep {name!r}", seconds)
         elif until is not None:
             _check_at(f"Sleep {name!r}", until, "until")
-        super().__init__(name, Timeout(WAKE, seconds, at=until))
+        timer = Timeout(WAKE, seconds, at=until)
+        timer.handler.sleep = name  # (its refusals name this Sleep)
+        super().__init__(name, timer)
 
 
 #: the name of a `Sleep`'s timer
@@ -555,7 +557,8 @@ class CatchClause:
         for error in errors:
             if not (isinstance(error, type) and issubclass(error, BaseException)):
                 raise StatementError(
-                    f"Catch {name!r}: errors must be exception classes, got {error!r}")
+                    f"Catch {name!r}: errors must be exception classes, got {error!r} "
+                    f"(one class, or a tuple of them, as `except` takes)")
         self.name = name
         self.errors: tuple[type[BaseException], ...] = errors
         self.names = tuple(type_key(error) for error in errors)

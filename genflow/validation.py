@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import traceback
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from genflow.errors import DefinitionError, UnknownWorkflowError
 from genflow.handlers import as_handler
 from genflow.registry import workflow_name
 from genflow.replay import Frame, as_body, iter_tree
+from genflow.state import Failure
 from genflow.statements import (
     Break,
     Continue,
@@ -157,6 +160,40 @@ def _check_try(stmt: Try, seen: dict[str, str], problems: list[str], definition:
                 catch.into not in {f.name for f in attrs.fields(cls)}:
             problems.append(f"Catch {catch.name!r}: into={catch.into!r} is not a field of "
                             f"{cls.__name__} (add `{catch.into}: genflow.Failure | None = None`)")
+        elif catch.into is not None and attrs.has(cls) and not _takes_failure(cls, catch.into):
+            problems.append(f"Catch {catch.name!r}: into={catch.into!r} is a field of type "
+                            f"{_type_words(cls, catch.into)}, which cannot hold the "
+                            f"genflow.Failure it receives (declare it `{catch.into}: "
+                            f"genflow.Failure | None = None`)")
+
+
+def _takes_failure(cls: type, field: str) -> bool:
+    """Can the field hold a `Failure` (typed so, optional, a union with it, or
+    `Any`)? Else the first catch would fail the instance's save. A type that
+    does not resolve is given the benefit of the doubt. (Kept per class and
+    field: every start validates its definition.)"""
+    found = _TAKES_FAILURE.get((cls, field))
+    if found is None:
+        found = _TAKES_FAILURE[(cls, field)] = _type_takes_failure(cls, field)
+    return found
+
+
+_TAKES_FAILURE: dict[tuple[type, str], bool] = {}
+
+
+def _type_takes_failure(cls: type, field: str) -> bool:
+    try:
+        tp = typing.get_type_hints(cls).get(field, Any)
+    except Exception:
+        return True
+    members = typing.get_args(tp) if isinstance(tp, types.UnionType) \
+        or typing.get_origin(tp) is typing.Union else (tp,)
+    return any(m is Any or m is Failure for m in members)
+
+
+def _type_words(cls: type, field: str) -> str:
+    tp = typing.get_type_hints(cls).get(field, Any)
+    return tp.__name__ if isinstance(tp, type) else str(tp)
 
 
 def _check(stmt: Stmt, stack: list[Any], seen: dict[str, str], problems: list[str],

@@ -57,7 +57,7 @@ from genflow.testing.problems import (
 )
 from genflow.testing.records import Mark
 from genflow.testing.report import Problem, ReplayError, ReplayResult
-from genflow.testing.run import Run
+from genflow.testing.run import FAILED, Run
 from genflow.testing.scenario import Scenario, Send, as_scenario
 from genflow.testing.words import at, call_words, cap, event_of
 from genflow.validation import validate
@@ -255,7 +255,7 @@ def _check(scenario: Scenario, options: _Options) -> ReplayResult:
     if later is not None:
         problems.append(later)
         return result()
-    if plain.failure is not None:
+    if plain.failure is not None and plain.failure.kind != FAILED:
         problems.append(failure_problem(plain, plain.failure, scenario))
     problems.extend(misdelivery_problems(plain))
     repeated = repeated_effects(plain_effects)

@@ -44,7 +44,7 @@ from genflow.testing.checker import DataWatch, check_replay
 from genflow.testing.compare import differences
 from genflow.testing.problems import failure_problem, misdelivery_problems, same_instance
 from genflow.testing.records import Outcome, positions
-from genflow.testing.run import Run
+from genflow.testing.run import FAILED, Run
 from genflow.testing.scenario import Scenario, Send, as_send
 from genflow.testing.strategies import _start_strategy, can_send, events
 from genflow.testing.words import outcome_words, positions_words
@@ -159,7 +159,7 @@ class WorkflowMachine(RuleBasedStateMachine):
         assert plain is not None and scenario is not None
         if self._watch is not None and self._watch.problem is not None:
             raise AssertionError(self._watch.problem.text())
-        if plain.failure is not None:
+        if plain.failure is not None and plain.failure.kind != FAILED:
             problem = failure_problem(plain, plain.failure, scenario.with_events(plain.events))
             raise AssertionError(problem.text())
         for problem in misdelivery_problems(plain):
@@ -173,7 +173,9 @@ class WorkflowMachine(RuleBasedStateMachine):
             lost = other.lost[0].difference
             raise AssertionError(f"{what} loses data: "
                                  + lost.words(("in memory", "after dumps/loads")))
-        if other.failure is not None:
+        if other.failure is not None and not (
+                other.failure.kind == FAILED and plain.failure is not None
+                and plain.failure.kind == FAILED):
             raise AssertionError(f"{what} failed: {other.failure.message}")
         if not same_instance(plain.blob(), other.blob(), self.ignore):
             mine, _ = loads(plain.blob())
