@@ -58,6 +58,7 @@ from genflow.errors import (
     InstanceFailedError,
     InstanceNotFoundError,
     MoveLimitError,
+    NothingToRetryError,
     ResultTimeoutError,
     StepError,
     StoreError,
@@ -553,11 +554,11 @@ class Engine:
         try:
             wf, state = self._load(record)
             if state.status is not _FAILED and not record.error:
-                raise GenflowError(
-                    f"instance {instance_id!r} has not failed (it is {state.status.value})"
-                )
+                raise NothingToRetryError(
+                    f"instance {instance_id!r} has not failed (it is {state.status.value}): "
+                    "there is nothing to retry")
             if unretryable(state):
-                raise GenflowError(
+                raise NothingToRetryError(
                     f"instance {instance_id!r} cannot be retried: a failure nothing caught "
                     "ended its thread after the thread's Catch and Finally bodies ran, so there "
                     "is no step to run again; cancel it, or move the thread to a statement")

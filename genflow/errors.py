@@ -36,6 +36,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryable",
     "NotWaitingError",
+    "NothingToRetryError",
     "PayloadError",
     "QueueNotFoundError",
     "ReadOnlyStoreError",
@@ -235,6 +236,12 @@ class WorkflowFinishedError(EventError):
 class InstanceFailedError(EventError):
     """The instance has failed (a step or handler out of attempts, a definition that
     no longer fits): it takes no events until an operator retries or moves it."""
+
+
+class NothingToRetryError(GenflowError):
+    """`Engine.retry` (`genflow retry`) of an instance that has not failed, or
+    whose failure left no step to run again: nothing was changed. Cancel it, or
+    move its thread (`genflow move`)."""
 
 
 class ResultTimeoutError(GenflowError, TimeoutError):

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from genflow.codec import check_payload, dumps, unstructure
-from genflow.errors import GenflowError, InstanceNotFoundError, StatementError
+from genflow.errors import ArgumentError, InstanceNotFoundError, StatementError
 from genflow.registry import workflow_name
 from genflow.state import Parent, checked_id, new_state
 
@@ -149,5 +149,5 @@ def _aware(at: Any, what: str) -> _dt.datetime | None:
     if at is None:
         return None
     if not isinstance(at, _dt.datetime) or at.tzinfo is None:
-        raise GenflowError(f"{what}(at=...) takes an aware datetime (UTC), not {at!r}")
+        raise ArgumentError(f"{what}(at=...) takes an aware datetime (UTC), not {at!r}")
     return at

@@ -27,6 +27,7 @@ from genflow.errors import (
     ConcurrencyError,
     DuplicateInstanceError,
     InstanceNotFoundError,
+    NothingToRetryError,
     PayloadError,
     UnknownEventError,
     WorkflowFinishedError,
@@ -225,6 +226,11 @@ def test_exhausted_retries_fail_then_operator_retry(engine):
     engine.retry(iid)
     engine.run_due()
     assert engine.get(iid).status is WorkflowStatus.FINISHED
+    before = engine.store.get(iid)
+    with pytest.raises(NothingToRetryError, match=r"has not failed \(it is finished\): there is "
+                                                  r"nothing to retry"):
+        engine.retry(iid)  # an operator's second retry: refused, nothing changed
+    assert engine.store.get(iid) == before
 
 
 def test_timer_fires_when_due(engine):
