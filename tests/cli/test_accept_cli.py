@@ -84,3 +84,54 @@ def test_show_heads_a_queued_instance_as_queued_not_running(gf):
                      "its queue admits it)")
     assert gf("worker", "--until-idle")[0] == 0
     assert "queued" not in gf("show", "a")[1].splitlines()[0]
+
+
+@pytest.fixture
+def bare(tmp_path, monkeypatch, capsys):
+    """`genflow ARGS` as typed, with no --app or --store put first."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_a_schedule_action_takes_store_and_app_after_its_arguments(bare, tmp_path):
+    where = ("--store", "sqlite:///after.db", "--app", str(APP))
+    code, out, err = bare("schedule", "add", "nightly", "sched-report", "--cron", "0 2 * * *",
+                          "--tz", "Europe/Paris", *where)
+    assert code == 0, err
+    assert out.startswith("nightly\tsched-report\tcron '0 2 * * *' (Europe/Paris)\tnext ")
+    assert (tmp_path / "after.db").exists() and not (tmp_path / "genflow.db").exists()
+    for action in (["list"], ["show", "nightly"], ["pause", "nightly"], ["resume", "nightly"],
+                   ["update", "nightly", "--jitter", "1m"], ["trigger", "nightly"]):
+        code, out, err = bare("schedule", *action, *where)
+        assert code == 0 and "nightly" in out, (action, err)
+    # the innermost --store wins; an --app before the action and one after both count
+    code, out, err = bare("--store", "sqlite:///other.db", "schedule", "--app", str(APP),
+                          "show", "nightly", "--store", "sqlite:///after.db")
+    assert code == 0 and out.startswith("schedule nightly: starts workflow 'sched-report'"), err
+    assert bare("schedule", "delete", "nightly", *where)[0] == 0
+    assert "no schedule 'nightly'" in bare("schedule", "show", "nightly", *where)[2]
+
+
+def test_start_on_a_queue_says_it_is_queued_and_where(gf):
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("q", concurrency=1))
+    code, out, _ = gf("start", "sched-job", "--id", "a", "--queue", "q")
+    assert (code, out) == (0, "a queued: waits in queue 'q' for admission: position 1\n")
+    code, out, _ = gf("start", "sched-job", "--id", "b", "--queue", "q", "--priority", "3")
+    assert out == "b queued: waits in queue 'q' for admission: position 2, priority 3\n"
+    assert gf("start", "sched-job", "--id", "c")[1] == "c finished\n"  # no queue: as before
