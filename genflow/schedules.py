@@ -373,6 +373,9 @@ class Schedules:
         an id in use.
         """
         engine = self.engine
+        if type(paused) is not bool:  # (stored as an integer column: 'yes' would be a ValueError)
+            raise ScheduleError(f"schedule {schedule_id!r}: paused is True or False, "
+                                f"not {paused!r}")
         schedule = self._checked(
             schedule_id, data, cron=cron, every=every, timezone=timezone, factory=factory,
             jitter=_delta(jitter, "jitter"), catchup=_enum(Catchup, catchup, "catchup"),
