@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,25 @@ def test_run_all_after_downtime_goes_through_the_overlap_policy(store, overlap, 
     info = engine.schedules.get("hourly")
     assert (info.fired, info.skipped) == (started, skipped)
     assert info.next_tick == T0 + dt.timedelta(hours=6)
+
+
+@pytest.mark.parametrize("every", [0.5, 1.0, dt.timedelta(microseconds=1)])
+def test_until_idle_returns_beside_a_schedule_of_a_second_or_less(store, every):
+    """A schedule never runs out of ticks: `work(until_idle=True)` fires the ticks due
+    now and returns (it waited for the next tick, for ever, under a FakeClock that
+    its sleep moves on, or a real one)."""
+    engine, clock = engine_on(store)
+    engine.schedules.add("often", Report(), every=every)
+    clock.advance(dt.timedelta(seconds=1))
+    assert engine.work(until_idle=True) >= 2  # the tick due now, and its instance run
+    fired = engine.schedules.get("often").fired
+    assert fired == 1
+    assert clock() == T0 + dt.timedelta(seconds=1)  # it did not sleep on to later ticks
+    assert engine.work(until_idle=True) == 0  # nothing due now: idle at once
+    if isinstance(every, dt.timedelta):
+        return  # (on the system's clock a tick every microsecond is always due)
+    real = Engine(engine.store)  # the system clock: the tick due now, then idle
+    real.schedules.add("real", Report(), every=every)
+    time.sleep(every + 0.05)
+    assert real.work(until_idle=True) >= 2  # returned: it did not wait for tick after tick
+    assert real.schedules.get("real").fired in (1, 2)  # (a slow store: one more came due)
