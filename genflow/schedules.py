@@ -177,17 +177,24 @@ class Schedule:
                 anchor = self.start or _EPOCH
                 steps = (moment - anchor) // self.every + 1
                 tick = anchor + steps * self.every
-        except OverflowError:
-            return None
+        except Exception as exc:
+            if isinstance(exc, OverflowError) or _past_the_years(exc):
+                return None
+            raise
         return None if self.end is not None and tick > self.end else tick
 
     def latest_at_or_before(self, moment: _dt.datetime) -> _dt.datetime | None:
         """The last tick at or before `moment` (None: none since `start`)."""
         if self.cron is not None:
             cron = _cron(self.cron, (moment + _US).astimezone(self.zone))
-            tick = cron.get_prev(_dt.datetime)
-            while self._repeated(tick):
+            try:
                 tick = cron.get_prev(_dt.datetime)
+                while self._repeated(tick):
+                    tick = cron.get_prev(_dt.datetime)
+            except Exception as exc:
+                if _past_the_years(exc):
+                    return None
+                raise
             tick = tick.astimezone(_dt.UTC)
         else:
             assert self.every is not None
@@ -316,6 +323,12 @@ def _cron(expression: str, start: _dt.datetime) -> Any:
         raise GenflowError("cron schedules need croniter: pip install 'genflow[cron]' "
                            "(or give the schedule an interval: every=timedelta(...))") from None
     return croniter(expression, start)
+
+
+def _past_the_years(exc: Exception) -> bool:
+    """Whether croniter found no date: a cron with a year field (its seventh) has
+    no tick after its last year, nor before its first (as `end` and `start` do)."""
+    return type(exc).__name__ == "CroniterBadDateError"
 
 
 #: what `Schedules.update` changes: the spec's fields (`Schedule`), and `paused`

@@ -148,3 +148,23 @@ def test_until_idle_returns_beside_a_schedule_of_a_second_or_less(store, every):
     time.sleep(every + 0.05)
     assert real.work(until_idle=True) >= 2  # returned: it did not wait for tick after tick
     assert real.schedules.get("real").fired in (1, 2)  # (a slow store: one more came due)
+
+
+def test_a_cron_with_a_year_fires_its_last_tick_then_ends(store):
+    """croniter's seventh field is the year: after its last tick the schedule ends,
+    as one past its `end` does (it raised croniter's CroniterBadDateError from
+    `next_fire_times`, and the worker never fired the last tick, recording that
+    error on the schedule again every minute)."""
+    clock = FakeClock(dt.datetime(2030, 12, 31, 23, 0, tzinfo=dt.UTC))
+    engine = Engine(store, clock=clock)
+    info = engine.schedules.add("new-year", Report(), cron="0 0 1 1 * 0 2031")
+    assert info.next_fire_times(3) == [dt.datetime(2031, 1, 1, tzinfo=dt.UTC)]
+    clock.advance(dt.timedelta(hours=1))  # midnight: the last tick is due
+    engine.work(until_idle=True)
+    info = engine.schedules.get("new-year")
+    assert (info.fired, info.error, info.next_tick) == (1, "", None)
+    assert [r.id for r in engine.schedules.instances("new-year")] == [
+        "new-year@2031-01-01T00:00:00Z"]
+    assert engine.get("new-year@2031-01-01T00:00:00Z").status.value == "finished"
+    assert info.next_fire_times(2) == []
+    assert engine.schedules.trigger("new-year") is not None  # by hand it still fires
