@@ -270,6 +270,11 @@ def cmd_worker(engine: Engine, args: argparse.Namespace) -> None:
     until = "nothing is due" if args.until_idle else "stopped (Ctrl-C or SIGTERM)"
     print(f"genflow: worker {engine.owner} on {args.store}: running due work until {until}",
           file=sys.stderr, flush=True)
+    if args.retain is not None:  # (a program's own worker adds its policies itself)
+        from genflow.retention import Retention
+
+        keep = _dt.timedelta(seconds=args.retain)
+        engine.retention.add(Retention(finished=keep, cancelled=keep, failed=keep))
     try:
         options = {"stop": lambda: bool(stopping), "idle_sleep": args.idle_sleep,
                    "until_idle": args.until_idle, "batch": args.batch}
@@ -637,7 +642,16 @@ def cmd_purge(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def _duration(text: str) -> float:
-    """An argparse type: `90`, `90s`, `30m`, `12h`, `7d` or `2w`, in seconds (0 or more)."""
+    """An argparse type: `90`, `90s`, `30m`, `12h`, `7d` or `2w`, in seconds (0 or more),
+    at most 100 years."""
+    value = _seconds_of(text)
+    if value > 36525 * 86400:  # (past it a timedelta overflows, long before a year 9999)
+        raise argparse.ArgumentTypeError(f"a duration of at most 100 years (36525d), not {text}")
+    return value
+
+
+def _seconds_of(text: str) -> float:
+    """`_duration` with no upper bound (a deadline's is the engine's to check)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
     try:
@@ -956,6 +970,10 @@ def build_parser() -> _Parser:
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="run the async loop (Engine.work_async): needed when steps or handlers "
                         "are async def")
+    p.add_argument("--retain", type=_duration, metavar="DURATION",
+                   help="apply a retention policy as it goes: delete the instances that "
+                        "ended (finished, cancelled or failed) over DURATION ago (7d, 12h), "
+                        "at most every 10 minutes (genflow.retention)")
 
     p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
     p.add_argument("file")
@@ -1228,7 +1246,7 @@ def _deadline(text: str) -> float | _dt.datetime:
     `_duration` reads it) or an ISO datetime with its zone (`2030-01-01T09:00+01:00`);
     the engine checks the rest (`Engine.start`)."""
     try:
-        seconds = _duration(text)
+        seconds = _seconds_of(text)
     except argparse.ArgumentTypeError:
         pass
     else:

@@ -135,3 +135,29 @@ def test_start_on_a_queue_says_it_is_queued_and_where(gf):
     code, out, _ = gf("start", "sched-job", "--id", "b", "--queue", "q", "--priority", "3")
     assert out == "b queued: waits in queue 'q' for admission: position 2, priority 3\n"
     assert gf("start", "sched-job", "--id", "c")[1] == "c finished\n"  # no queue: as before
+
+
+def test_the_worker_command_applies_a_retention_policy(gf):
+    """`genflow worker --retain 7d`: the worker purges ended instances as it goes (a
+    policy lives in the worker's process: the command had no way to give one)."""
+    for name in ("done-1", "done-2"):
+        assert gf("start", "sched-job", "--id", name)[1] == f"{name} finished\n"
+    assert gf("start", "sched-report", "--id", "held", "--data", '{"wait": true}')[0] == 0
+    assert gf("worker", "--until-idle", "--retain", "7d")[0] == 0
+    assert gf("list")[1].count("\n") == 3  # nothing ended 7 days ago: all kept
+    code, _, err = gf("worker", "--until-idle", "--retain", "0s")
+    assert code == 0, err
+    listed = gf("list")[1]
+    assert "held" in listed and "done-" not in listed  # the ended ones went, not the waiting
+    assert "--retain DURATION" in gf("worker", "--help")[1]
+
+
+@pytest.mark.parametrize("args", [["purge", "--older-than", "1e20d"],
+                                  ["schedule", "add", "x", "sched-report", "--every", "1e20d"],
+                                  ["schedule", "add", "x", "sched-report", "--every", "1d",
+                                   "--jitter", "1e20d"],
+                                  ["worker", "--retain", "1e20d"]])
+def test_a_duration_past_a_hundred_years_is_a_one_line_error(gf, args):
+    code, out, err = gf(*args)  # (was an OverflowError's traceback)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "a duration of at most 100 years (36525d), not 1e20d" in err
