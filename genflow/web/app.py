@@ -73,7 +73,7 @@ from genflow.web.inputs import (
 from genflow.web.listing import MAX_LIMIT, Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
-from genflow.web.views import instance_json, view_of
+from genflow.web.views import instance_json, queue_json, view_of
 from genflow.web.views import plain as _plain
 
 __all__ = ["WebConfig", "create_app", "takes_of"]
@@ -626,7 +626,8 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
                                               if_exists="return", deadline=deadline,
                                               queue=queue, priority=priority)
                 code = 200
-        return instance_json(config.engine.get(started)), code
+        return {**instance_json(config.engine.get(started)),
+                "queue": queue_json(config.engine, started)}, code
 
     answer, code = await run_in_threadpool(start)
     response = _json(answer, code)
@@ -664,8 +665,11 @@ def _sent(output: Any, instance: Any) -> dict[str, Any]:
 
 
 async def api_get(request: Request, config: WebConfig, user: str) -> Response:
-    instance = await run_in_threadpool(config.engine.get, request.path_params["id"])
-    return _json(instance_json(instance))
+    def read() -> dict[str, Any]:
+        instance = config.engine.get(request.path_params["id"])
+        return {**instance_json(instance), "queue": queue_json(config.engine, instance.id)}
+
+    return _json(await run_in_threadpool(read))
 
 
 async def api_journal(request: Request, config: WebConfig, user: str) -> Response:

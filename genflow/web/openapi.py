@@ -261,7 +261,15 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "mailbox": {"type": "object", "description": "events kept until a thread waits "
                         "for them (oldest first), and those set aside undelivered",
                         "properties": {"kept": {"type": "array"},
-                                       "undelivered": {"type": "array"}}}}},
+                                       "undelivered": {"type": "array"}}},
+            "queue": {"type": ["object", "null"], "description": "(a get and a start) where "
+                      "it stands in its queue: `name`, `key`, `priority`, `position` (1: "
+                      "admitted next; 0: admitted), `admitted`, `text`; null: on none",
+                      "properties": {"name": {"type": "string"}, "key": {"type": "string"},
+                                     "priority": {"type": "integer"},
+                                     "position": {"type": "integer"},
+                                     "admitted": {"type": "boolean"},
+                                     "text": {"type": "string"}}}}},
         **_OPERATING_SCHEMAS,
         **builder.components,
     }
