@@ -168,3 +168,32 @@ def test_a_cron_with_a_year_fires_its_last_tick_then_ends(store):
     assert engine.get("new-year@2031-01-01T00:00:00Z").status.value == "finished"
     assert info.next_fire_times(2) == []
     assert engine.schedules.trigger("new-year") is not None  # by hand it still fires
+
+
+@pytest.mark.parametrize("catchup", ["skip", "all", "latest"])
+def test_a_jitter_longer_than_the_interval_still_fires_every_tick_in_order(catchup):
+    """Jitter is capped, tick by tick, at the time to the next tick (as Temporal caps
+    it). Uncapped, an hour's jitter on a minute's interval fired 3 ticks of 360
+    in six hours under `skip`, and none was counted as skipped."""
+    from genflow.stores import MemoryStore
+
+    clock = FakeClock(T0)
+    engine = Engine(MemoryStore(), clock=clock)
+    info = engine.schedules.add("jittery", Report(), every=60, jitter=dt.timedelta(hours=1),
+                                overlap="allow", catchup=catchup)
+    times = info.next_fire_times(50)
+    assert times == sorted(times) and len(set(times)) == 50
+    for n, moment in enumerate(times):  # each in [its tick, the next tick)
+        assert T0 + dt.timedelta(minutes=n + 1) <= moment < T0 + dt.timedelta(minutes=n + 2)
+    for _ in range(2 * 60 * 2):  # two hours, a worker round every 30 s
+        clock.advance(seconds=30)
+        engine.work(until_idle=True)
+    info = engine.schedules.get("jittery")
+    assert (info.fired, info.skipped) == (119, 0)
+    assert len(engine.schedules.instances("jittery", limit=500)) == 119
+    # a jitter within the interval is as it was: spread over all of it
+    daily = engine.schedules.add("daily", Report(), cron="0 2 * * *",
+                                 jitter=dt.timedelta(minutes=5)).next_fire_times(20)
+    assert all(dt.timedelta(0) <= t - t.replace(minute=0, second=0, microsecond=0)
+               < dt.timedelta(minutes=5) for t in daily)
+    assert max(t.minute for t in daily) >= 3
