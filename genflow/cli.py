@@ -561,7 +561,8 @@ def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
     elif action == "update":
         given = {"cron": args.cron, "timezone": args.tz, "jitter": args.jitter,
                  "catchup": args.catchup, "catchup_window": args.window,
-                 "overlap": args.overlap, "paused": args.paused,
+                 "overlap": args.overlap, "paused": args.paused, "factory": args.factory,
+                 "queue": args.queue, "priority": args.priority,
                  "every": None if args.every is None else _dt.timedelta(seconds=args.every)}
         changes = {k: v for k, v in given.items() if v is not None}
         if args.data is not None:
@@ -1091,6 +1092,9 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     update.add_argument("--catchup", choices=["skip", "all", "latest"])
     update.add_argument("--window", type=_duration, metavar="DURATION")
     update.add_argument("--overlap", choices=["skip", "allow", "cancel"])
+    update.add_argument("--factory", help="a registered factory that makes each tick's data")
+    update.add_argument("--queue", help="start the ticks' instances on this queue")
+    update.add_argument("--priority", type=int, help="their priority on the queue")
     update.add_argument("--paused", action=argparse.BooleanOptionalAction,
                         help="pause it (--no-paused: resume it)")
     action("list", "list schedules").set_defaults(readonly=True)

@@ -161,3 +161,26 @@ def test_a_duration_past_a_hundred_years_is_a_one_line_error(gf, args):
     code, out, err = gf(*args)  # (was an OverflowError's traceback)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and "a duration of at most 100 years (36525d), not 1e20d" in err
+
+
+def test_schedule_update_takes_what_add_takes(gf):
+    """`schedule update` changes the queue, priority and factory as `Schedules.update`
+    does (it refused them as unrecognized arguments); a queue nobody defined is
+    refused in one line, the schedule as it was."""
+    from genflow.engine import Engine
+    from genflow.queues import Queue
+    from genflow.stores import SQLiteStore
+
+    with SQLiteStore("s.db") as store:
+        Engine(store).queues.define(Queue("reports", concurrency=1))
+    assert gf("schedule", "add", "nightly", "sched-report", "--cron", "0 2 * * *")[0] == 0
+    code, _, err = gf("schedule", "update", "nightly", "--queue", "reports", "--priority", "2",
+                      "--factory", "sched-day")
+    assert code == 0, err
+    with SQLiteStore("s.db") as store:
+        schedule = Engine(store).schedules.get("nightly").schedule
+    assert (schedule.queue, schedule.priority, schedule.factory) == ("reports", 2, "sched-day")
+    code, out, err = gf("schedule", "update", "nightly", "--queue", "nope")
+    assert (code, out) == (2, "") and "no queue 'nope'" in err and err.count("\n") == 1
+    with SQLiteStore("s.db") as store:
+        assert Engine(store).schedules.get("nightly").schedule == schedule
