@@ -900,6 +900,9 @@ def _delta(value: Any, what: str) -> _dt.timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool):
         with contextlib.suppress(OverflowError, ValueError):  # NaN, infinite, too long
             delta = _dt.timedelta(seconds=value)
+        if delta is None and value > 0 and value != float("inf"):  # a number, too long
+            raise ScheduleError(f"{what} is at most {MAX_DURATION.days} days (100 years), "
+                                f"not {value!r} seconds")
     if delta is None:
         raise ScheduleError(f"{what} is a timedelta or a number of seconds, not {value!r}")
     if delta > MAX_DURATION:

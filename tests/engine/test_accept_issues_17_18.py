@@ -197,3 +197,18 @@ def test_a_jitter_longer_than_the_interval_still_fires_every_tick_in_order(catch
     assert all(dt.timedelta(0) <= t - t.replace(minute=0, second=0, microsecond=0)
                < dt.timedelta(minutes=5) for t in daily)
     assert max(t.minute for t in daily) >= 3
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ({"every": 10**30}, "every is at most 36525 days (100 years), not 10"),
+    ({"every": 60, "jitter": 1e300}, "jitter is at most 36525 days (100 years), not 1e+300"),
+    ({"every": 60, "catchup_window": 1e20}, "catchup_window is at most 36525 days"),
+    ({"every": float("nan")}, "every is a timedelta or a number of seconds, not nan"),
+])
+def test_a_number_of_seconds_too_long_says_the_limit(store, given, words):
+    engine, _ = engine_on(store)
+    before = stored(engine)
+    with pytest.raises(ScheduleError, match=words.replace("(", r"\(").replace(")", r"\)")
+                       .replace("+", r"\+")):
+        engine.schedules.add("long", Report(), **given)  # (it said "is a number of seconds")
+    assert stored(engine) == before
