@@ -81,7 +81,11 @@ def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
                          queue=args.queue, priority=args.priority, if_exists=args.if_exists,
                          deadline=args.deadline)
-    print(_summary(engine.get(instance_id)))
+    place = engine.queues.place(instance_id) if args.queue is not None else None
+    if place is not None and place.admitted_at is None:  # (as `show` heads it: queued)
+        print(f"{instance_id} queued: {place.text()}")
+    else:
+        print(_summary(engine.get(instance_id)))
 
 
 def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
@@ -274,6 +278,11 @@ def cmd_worker(engine: Engine, args: argparse.Namespace) -> None:
     until = "nothing is due" if args.until_idle else "stopped (Ctrl-C or SIGTERM)"
     print(f"genflow: worker {engine.owner} on {args.store}: running due work until {until}",
           file=sys.stderr, flush=True)
+    if args.retain is not None:  # (a program's own worker adds its policies itself)
+        from genflow.retention import Retention
+
+        keep = _dt.timedelta(seconds=args.retain)
+        engine.retention.add(Retention(finished=keep, cancelled=keep, failed=keep))
     try:
         options = {"stop": lambda: bool(stopping), "idle_sleep": args.idle_sleep,
                    "until_idle": args.until_idle, "batch": args.batch}
@@ -561,7 +570,8 @@ def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
     elif action == "update":
         given = {"cron": args.cron, "timezone": args.tz, "jitter": args.jitter,
                  "catchup": args.catchup, "catchup_window": args.window,
-                 "overlap": args.overlap, "paused": args.paused, "deadline": args.deadline,
+                 "overlap": args.overlap, "paused": args.paused, "factory": args.factory,
+                 "queue": args.queue, "priority": args.priority, "deadline": args.deadline,
                  "every": None if args.every is None else _dt.timedelta(seconds=args.every)}
         changes = {k: v for k, v in given.items() if v is not None}
         if args.data is not None:
@@ -644,7 +654,16 @@ def cmd_purge(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def _duration(text: str) -> float:
-    """An argparse type: `90`, `90s`, `30m`, `12h`, `7d` or `2w`, in seconds (0 or more)."""
+    """An argparse type: `90`, `90s`, `30m`, `12h`, `7d` or `2w`, in seconds (0 or more),
+    at most 100 years."""
+    value = _seconds_of(text)
+    if value > 36525 * 86400:  # (past it a timedelta overflows, long before a year 9999)
+        raise argparse.ArgumentTypeError(f"a duration of at most 100 years (36525d), not {text}")
+    return value
+
+
+def _seconds_of(text: str) -> float:
+    """`_duration` with no upper bound (a deadline's is the engine's to check)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
     try:
@@ -816,7 +835,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
-    """--store and --app, accepted before and after the command (dest prefixed)."""
+    """--store and --app, accepted before and after the command, and after a
+    `schedule` action (dest prefixed: `_innermost` reads them)."""
     suppress = argparse.SUPPRESS if prefix else None
     parser.add_argument("--store", dest=f"{prefix}store", metavar="URL", default=suppress,
                         help=f"store URL (default: $GENFLOW_STORE or {DEFAULT_STORE})")
@@ -953,6 +973,10 @@ def build_parser() -> _Parser:
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="run the async loop (Engine.work_async): needed when steps or handlers "
                         "are async def")
+    p.add_argument("--retain", type=_duration, metavar="DURATION",
+                   help="apply a retention policy as it goes: delete the instances that "
+                        "ended (finished, cancelled or failed) over DURATION ago (7d, 12h), "
+                        "at most every 10 minutes (genflow.retention)")
 
     p = command("run", "drive a JSON-lines file of actions (- reads stdin)")
     p.add_argument("file")
@@ -1026,7 +1050,15 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     p = command("schedule", "schedules: start a workflow on a cron expression or an interval")
     actions = p.add_subparsers(dest="schedule_action", required=True, metavar="ACTION",
                                parser_class=_Parser)
-    add = actions.add_parser("add", help="add a schedule", description="add a schedule")
+
+    def action(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        """`genflow schedule NAME`, which takes --store/--app after its own arguments too
+        (`genflow schedule add nightly report --cron '0 2 * * *' --store URL`)."""
+        parser = actions.add_parser(name, help=help, description=description or help)
+        _global_options(parser, "act_")
+        return parser
+
+    add = action("add", "add a schedule")
     add.add_argument("id", help="the schedule's id (its instances are ID@TICK)")
     add.add_argument("workflow", help="the workflow's registered name")
     when = add.add_mutually_exclusive_group(required=True)
@@ -1050,10 +1082,10 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
                      help="cancel each tick's instance if it has not finished this long after "
                      "its start (30m, 2h)")
     add.add_argument("--paused", action="store_true", help="add it paused")
-    update = actions.add_parser(
-        "update", help="change a schedule in place (its counts and last run stay)",
-        description="change a schedule in place: what is not given stays; its counts "
-                    "and last run stay, its next tick is computed again")
+    update = action(
+        "update", "change a schedule in place (its counts and last run stay)",
+        "change a schedule in place: what is not given stays; its counts "
+        "and last run stay, its next tick is computed again")
     update.add_argument("id")
     when = update.add_mutually_exclusive_group()
     when.add_argument("--cron", metavar="EXPR", help="a cron expression, as '0 2 * * *'")
@@ -1065,13 +1097,14 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
     update.add_argument("--catchup", choices=["skip", "all", "latest"])
     update.add_argument("--window", type=_duration, metavar="DURATION")
     update.add_argument("--overlap", choices=["skip", "allow", "cancel"])
+    update.add_argument("--factory", help="a registered factory that makes each tick's data")
+    update.add_argument("--queue", help="start the ticks' instances on this queue")
+    update.add_argument("--priority", type=int, help="their priority on the queue")
     update.add_argument("--deadline", type=_interval, metavar="DURATION")
     update.add_argument("--paused", action=argparse.BooleanOptionalAction,
                         help="pause it (--no-paused: resume it)")
-    actions.add_parser("list", help="list schedules", description="list schedules"
-                       ).set_defaults(readonly=True)
-    show = actions.add_parser("show", help="a schedule, its state and its next fire times",
-                              description="a schedule, its state and its next fire times")
+    action("list", "list schedules").set_defaults(readonly=True)
+    show = action("show", "a schedule, its state and its next fire times")
     show.add_argument("id")
     show.add_argument("--next", type=_count(1), default=5, help="fire times shown (default 5)")
     show.set_defaults(readonly=True)
@@ -1079,7 +1112,7 @@ def _schedule_commands(command: Callable[[str, str], argparse.ArgumentParser]) -
                        ("resume", "fire again from the next tick"),
                        ("trigger", "fire one tick now (under the overlap policy)"),
                        ("delete", "remove the schedule (its instances stay)")):
-        actions.add_parser(name, help=text, description=text).add_argument("id")
+        action(name, text).add_argument("id")
 
     p = command("purge", "delete ended instances (and their journals) older than a duration")
     p.add_argument("--older-than", type=_duration, required=True, metavar="DURATION",
@@ -1132,13 +1165,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    store = getattr(args, "sub_store", None)
-    store = args.store if store is None else store
+    store = _innermost(args, "store")
     if store == "":
         parser.error("--store is empty (an unset shell variable?): give a store URL")
     args.store = store or os.environ.get("GENFLOW_STORE") or DEFAULT_STORE
     _logging(parser, args)
-    apps = (args.app or []) + (getattr(args, "sub_app", None) or [])
+    apps = [app for prefix in ("", "sub_", "act_")
+            for app in getattr(args, f"{prefix}app", None) or []]
     if not apps:
         apps = [os.environ.get("GENFLOW_APP", "")]
     try:
@@ -1170,14 +1203,24 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _innermost(args: argparse.Namespace, name: str) -> Any:
+    """A global option (`_global_options`) as given last: after a `schedule` action
+    (`act_`), after the command (`sub_`), else before it (None: not given)."""
+    for prefix in ("act_", "sub_"):
+        value = getattr(args, f"{prefix}{name}", None)
+        if value is not None:
+            return value
+    return getattr(args, name)
+
+
 def _logging(parser: _Parser, args: argparse.Namespace) -> None:
     """The CLI prints genflow's log records (the library only logs): to stderr,
     at --log-level, as text or JSON."""
     from genflow.observe import configure_logging
 
-    level = getattr(args, "sub_log_level", None) or args.log_level \
+    level = _innermost(args, "log_level") \
         or os.environ.get("GENFLOW_LOG_LEVEL") or "WARNING"
-    form = getattr(args, "sub_log_format", None) or args.log_format \
+    form = _innermost(args, "log_format") \
         or os.environ.get("GENFLOW_LOG_FORMAT") or "text"
     try:
         configure_logging(level, form)
@@ -1213,7 +1256,7 @@ def _deadline(text: str) -> float | _dt.datetime:
     `_duration` reads it) or an ISO datetime with its zone (`2030-01-01T09:00+01:00`);
     the engine checks the rest (`Engine.start`)."""
     try:
-        seconds = _duration(text)
+        seconds = _seconds_of(text)
     except argparse.ArgumentTypeError:
         pass
     else:

@@ -591,7 +591,9 @@ class Engine:
           within `idle_sleep` seconds. Work due sooner (a retry after its
           backoff, a timer about to fire, an instance another worker holds) is
           waited for and run; instances that only wait for events, and timers
-          further off, leave the worker idle.
+          further off, leave the worker idle. So does a schedule's next tick,
+          however near: the ticks due now fire, and a schedule every second
+          would otherwise keep the worker busy for ever.
         * `until_done`: return once no instance this engine runs has any due
           work left (none has a `wake_at`: each finished, failed or waits for
           an event); until then sleep until the next wake, however far. The
@@ -697,7 +699,9 @@ class Engine:
         while stop is None or not stop():
             try:
                 done = yield None
-                next_wake = None if done else self._next_wake(until_done)
+                # (a schedule never runs out of ticks: until_idle and until_done fire
+                # the ticks due now, and wait for none to come, or they would not end)
+                next_wake = None if done else self._next_wake(until_idle or until_done)
             except StoreError as exc:
                 failures += 1
                 wait = _STORE_BACKOFF.delay(failures)
@@ -775,8 +779,9 @@ class Engine:
 
     def _next_wake(self, instances_only: bool) -> _dt.datetime | None:
         """When the worker next has something to do: an instance's wake, a queue's
-        rate limit letting one more in, a schedule's tick (not with `until_done`,
-        which waits for instances only: a schedule never runs out of ticks)."""
+        rate limit letting one more in, a schedule's tick (not with `until_done` or
+        `until_idle`, which wait for instances only: a schedule never runs out of
+        ticks)."""
         wakes = [self.store.next_wake(self.runs()), self._queue_wake,
                  self.store.next_outbox_due()]
         if not instances_only:

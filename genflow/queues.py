@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from genflow.errors import GenflowError, ScheduleError
+from genflow.errors import ScheduleError, error_text
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import Admission, QueueEntry, QueueRecord
 from genflow.wire import storable_key
@@ -64,13 +64,18 @@ class Queue:
         if self.key is None:
             return ""
         if callable(self.key):
-            value = self.key(data)
+            try:
+                value = self.key(data)
+            except Exception as exc:  # the user's function: refused as the start's error
+                raise ScheduleError(f"queue {self.name!r}: its key function raised "
+                                    f"{error_text(exc)} on the data {type(data).__name__}: "
+                                    "nothing was started") from exc
         else:
             try:
                 value = operator.attrgetter(self.key)(data)
             except AttributeError:
-                raise GenflowError(f"queue {self.name!r}: the data {type(data).__name__} has no "
-                                   f"field {self.key!r} to key it by") from None
+                raise ScheduleError(f"queue {self.name!r}: the data {type(data).__name__} has no "
+                                    f"field {self.key!r} to key it by") from None
         return str(value)
 
     def record(self) -> QueueRecord:

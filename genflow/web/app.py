@@ -73,7 +73,7 @@ from genflow.web.inputs import (
 from genflow.web.listing import MAX_LIMIT, Filters, list_rows
 from genflow.web.openapi import openapi
 from genflow.web.signing import CallbackSigner
-from genflow.web.views import instance_json, view_of
+from genflow.web.views import instance_json, queue_json, view_of
 from genflow.web.views import plain as _plain
 
 __all__ = ["WebConfig", "create_app", "takes_of"]
@@ -221,7 +221,8 @@ def create_app(engine: Engine, *, access: Access | None = None, token: str | Non
         route("/api/v1/workflows", api_workflows, none),
         route("/api/v1/instances", api_list, Takes(query=_LIST_PARAMETERS)),
         route("/api/v1/instances", api_start,
-              Takes(body=("workflow", "data", "id", "run", "if_exists", "send", "deadline")),
+              Takes(body=("workflow", "data", "id", "run", "if_exists", "send", "deadline",
+                          "queue", "priority")),
               methods=("POST",)),
         route("/api/v1/instances/{id}", api_get, none),
         route("/api/v1/instances/{id}/journal", api_journal, none),
@@ -530,6 +531,11 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     instance_id = field(body, "id", str)
     send = field(body, "send", dict)
     deadline = _deadline(field(body, "deadline", (int, float, str)))
+    queue = field(body, "queue", str)
+    priority = field(body, "priority", int, default=0)
+    if send is not None and (queue is not None or priority):
+        raise RequestError("signal-with-start ('send') starts at once: it takes no 'queue' "
+                           "or 'priority' (start on the queue, then send)")
     if send is not None:  # signal-with-start: deliver this event, starting the instance
         only(send, ("event", "payload", "thread", "keep"), "'send'")
         if instance_id is None:
@@ -541,7 +547,7 @@ async def api_start(request: Request, config: WebConfig, user: str) -> Response:
     return await _start(config, name, body.get("data"), instance_id,
                         field(body, "run", bool, default=True),
                         _if_exists(field(body, "if_exists", str, default="raise")),
-                        _traceparent(request), _base(request), deadline)
+                        _traceparent(request), _base(request), deadline, queue, priority)
 
 
 async def api_start_typed(request: Request, config: WebConfig, user: str) -> Response:
@@ -596,9 +602,11 @@ def _flag(query: Any, name: str, default: bool | None) -> bool | None:
 
 async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | None,
                  run: bool, if_exists: str = "raise", traceparent: str | None = None,
-                 base: str = "", deadline: Any = None) -> Response:
+                 base: str = "", deadline: Any = None, queue: str | None = None,
+                 priority: int = 0) -> Response:
     """A start's answer: the instance, and (201, created) its URL in `Location`,
-    the one to poll for its status (Azure's statusQueryGetUri)."""
+    the one to poll for its status (Azure's statusQueryGetUri). With `queue`, it
+    waits for that queue's admission (`Engine.start(queue=, priority=)`)."""
     if instance_id is not None and not instance_id:
         raise RequestError("an instance id must not be empty")
 
@@ -606,7 +614,8 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
         data = workflow_data(name, fields)
         with traced(traceparent):
             try:
-                started = config.engine.start(data, id=instance_id, run=run, deadline=deadline)
+                started = config.engine.start(data, id=instance_id, run=run, deadline=deadline,
+                                              queue=queue, priority=priority)
                 code = 201
             except DuplicateInstanceError:
                 if if_exists == "raise":
@@ -614,9 +623,11 @@ async def _start(config: WebConfig, name: str, fields: Any, instance_id: str | N
                 # (it existed: 200, nothing created; this start still refuses an
                 # instance of another workflow under the id, as Engine.start does)
                 started = config.engine.start(data, id=instance_id, run=run,
-                                              if_exists="return", deadline=deadline)
+                                              if_exists="return", deadline=deadline,
+                                              queue=queue, priority=priority)
                 code = 200
-        return instance_json(config.engine.get(started)), code
+        return {**instance_json(config.engine.get(started)),
+                "queue": queue_json(config.engine, started)}, code
 
     answer, code = await run_in_threadpool(start)
     response = _json(answer, code)
@@ -654,8 +665,11 @@ def _sent(output: Any, instance: Any) -> dict[str, Any]:
 
 
 async def api_get(request: Request, config: WebConfig, user: str) -> Response:
-    instance = await run_in_threadpool(config.engine.get, request.path_params["id"])
-    return _json(instance_json(instance))
+    def read() -> dict[str, Any]:
+        instance = config.engine.get(request.path_params["id"])
+        return {**instance_json(instance), "queue": queue_json(config.engine, instance.id)}
+
+    return _json(await run_in_threadpool(read))
 
 
 async def api_journal(request: Request, config: WebConfig, user: str) -> Response:

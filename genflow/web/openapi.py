@@ -147,6 +147,11 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
                                      "answer 200 with it, untouched (return); 201 when "
                                      "the start created it"},
         "deadline": _DEADLINE,
+        "queue": {"type": "string", "description": "wait for this queue's admission "
+                  "(genflow.queues; 404 when no queue of that name is defined)"},
+        "priority": {"type": "integer", "minimum": -2**63, "maximum": 2**63 - 1,
+                     "description": "its place in the queue's admission: lower first "
+                                    "(needs `queue`)"},
         "send": {"type": "object", "required": ["event"], "additionalProperties": False,
                  "description": "signal-with-start: deliver this event to instance `id`, "
                                 "starting it from `data` if it does not exist (in one write); "
@@ -256,7 +261,15 @@ def openapi(workflows: list[WorkflowInfo], *, title: str = "genflow",
             "mailbox": {"type": "object", "description": "events kept until a thread waits "
                         "for them (oldest first), and those set aside undelivered",
                         "properties": {"kept": {"type": "array"},
-                                       "undelivered": {"type": "array"}}}}},
+                                       "undelivered": {"type": "array"}}},
+            "queue": {"type": ["object", "null"], "description": "(a get and a start) where "
+                      "it stands in its queue: `name`, `key`, `priority`, `position` (1: "
+                      "admitted next; 0: admitted), `admitted`, `text`; null: on none",
+                      "properties": {"name": {"type": "string"}, "key": {"type": "string"},
+                                     "priority": {"type": "integer"},
+                                     "position": {"type": "integer"},
+                                     "admitted": {"type": "boolean"},
+                                     "text": {"type": "string"}}}}},
         **_OPERATING_SCHEMAS,
         **builder.components,
     }

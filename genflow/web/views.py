@@ -11,10 +11,10 @@ from genflow.render.views import instance_view, mailbox_view
 from genflow.state import ThreadStatus
 
 if TYPE_CHECKING:
-    from genflow.engine import Instance
+    from genflow.engine import Engine, Instance
     from genflow.web.app import WebConfig
 
-__all__ = ["instance_json", "plain", "view_of"]
+__all__ = ["instance_json", "plain", "queue_json", "view_of"]
 
 
 def instance_json(instance: Instance) -> dict[str, Any]:
@@ -35,6 +35,17 @@ def instance_json(instance: Instance) -> dict[str, Any]:
                     for t in state.threads],
         "mailbox": mailbox_view(state),
     }
+
+
+def queue_json(engine: Engine, instance_id: str) -> dict[str, Any] | None:
+    """Where an instance stands in its queue (`Queues.place`), as the API gives it
+    beside the instance: None when it is on none (any more)."""
+    place = engine.queues.place(instance_id)
+    if place is None:
+        return None
+    return {"name": place.queue, "key": place.key, "priority": place.priority,
+            "position": place.position, "admitted": place.admitted_at is not None,
+            "text": place.text()}
 
 
 def view_of(config: WebConfig, instance_id: str) -> dict[str, Any]:

@@ -126,3 +126,59 @@ def test_a_start_that_creates_answers_the_instance_url_in_location(tmp_path):
                         json={"workflow": "accept-api-cart", "id": "b", "data": {},
                               "if_exists": "return"})
     assert again.status_code == 200 and "location" not in again.headers
+
+
+def test_an_outside_system_starts_an_instance_on_a_queue(tmp_path):
+    """DBOS's enqueue over HTTP: `"queue"` (and `"priority"`) in the start's body;
+    the instance waits for admission, and its `queue` (as the queue's route) says
+    where it stands. A
+    queue nobody defined, a priority without a queue or not a whole number, and a
+    signal-with-start on a queue are refused, nothing written."""
+    from genflow.queues import Queue
+
+    path = tmp_path / "queued.db"
+    engine = Engine(SQLiteStore(path), workflows=[Cart])
+    engine.queues.define(Queue("carts", concurrency=1))
+    with serving(engine) as base:
+        start = base + "/api/v1/instances"
+        got, first, headers = call("POST", start, {"workflow": "accept-api-cart", "id": "q1",
+                                                   "data": {"owner": "ann"}, "queue": "carts"})
+        assert got == 201, first
+        location = {k.lower(): v for k, v in headers.items()}["location"]
+        assert location.endswith("/api/v1/instances/q1")
+        got, _, _ = call("POST", start, {"workflow": "accept-api-cart", "id": "q2",
+                                         "queue": "carts", "priority": -1})
+        assert got == 201
+        assert first["queue"] == {"name": "carts", "key": "", "priority": 0, "position": 1,
+                                  "admitted": False, "text": "waits in queue 'carts' for "
+                                                            "admission: position 1"}
+        got, queue, _ = call("GET", base + "/api/v1/queues/carts")
+        assert [(i["id"], i["position"], i["priority"]) for i in queue["waiting_instances"]] \
+            == [("q2", 1, -1), ("q1", 2, 0)]
+        before = rows(path)
+        for body, status, kind, words in [
+            ({"queue": "nope"}, 404, "QueueNotFoundError", "no queue 'nope'"),
+            ({"priority": 3}, 422, "ArgumentError", "give the queue too"),
+            ({"queue": "carts", "priority": "high"}, 422, "RequestError", "'priority'"),
+            ({"queue": "carts", "priority": 1.5}, 422, "RequestError", "'priority'"),
+            ({"queue": "carts", "send": {"event": "checkout"}}, 422, "RequestError",
+             "takes no 'queue'"),
+        ]:
+            got, answer, _ = call("POST", start, {"workflow": "accept-api-cart", "id": "q3",
+                                                  **body})
+            assert (got, answer["error"]["type"]) == (status, kind), answer
+            assert words in answer["error"]["message"]
+            assert rows(path) == before
+        _, doc, _ = call("GET", base + "/api/v1/openapi.json")
+        schema = doc["paths"]["/api/v1/instances"]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]
+        assert {"queue", "priority"} <= set(schema["properties"])
+        engine.work(until_idle=True)  # one at a time: q2 first (its priority), and it holds on
+        got, q1, _ = call("GET", base + "/api/v1/instances/q1")
+        assert (got, q1["status"], q1["queue"]["position"]) == (200, "resuming", 1)
+        got, q2, _ = call("GET", base + "/api/v1/instances/q2")
+        assert (q2["status"], q2["queue"]["admitted"], q2["queue"]["position"]) == (
+            "waiting", True, 0)
+        assert call("GET", base + "/api/v1/instances/c9")[0] == 404
+        engine.start(Cart(), id="plain")
+        assert call("GET", base + "/api/v1/instances/plain")[1]["queue"] is None
