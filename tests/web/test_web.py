@@ -129,7 +129,7 @@ def _refusals(base: str) -> list[tuple[str, str, object, bytes | None, str | Non
          "MalformedJSONError"),
         ("POST", f"{i}/o-1/events/add", {"name": "x", "quantity": 2 ** 70}, None, TOKEN, 400,
          "MalformedJSONError"),
-        ("POST", f"{i}/o-1/retry", None, None, TOKEN, 409, "GenflowError"),
+        ("POST", f"{i}/o-1/retry", None, None, TOKEN, 409, "NothingToRetryError"),
         ("POST", f"{i}/o-1/move", {"statement": "no such"}, None, TOKEN, 409, "MoveError"),
         ("POST", f"{i}/o-1/move", {"thread": 3, "statement": "cart"}, None, TOKEN, 422,
          "RequestError"),
