@@ -81,7 +81,6 @@ from genflow.errors import (
     RecordedFailure,
     StaleCallbackError,
     StepError,
-    StepTimeoutError,
     UnknownEventError,
     UnknownThreadError,
     WorkflowFinishedError,
@@ -139,6 +138,7 @@ from genflow.state import (
     unretryable,
 )
 from genflow.statements import Go, Retry, Step, Stmt, Switch, Timeout, Try, Wait, WaitFor, type_key
+from genflow.timeouts import timed
 
 __all__ = [
     "CANCEL",
@@ -1056,7 +1056,7 @@ class Operation:
                                        thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None,
                                        box))
-        action = own.action if own.timeout is None else _timed(own, ctx)
+        action = own.action if own.timeout is None else timed(own, ctx)
         if own.blocking:
             action = _in_worker(action)
         flight = _Flight(thread, thread.pc, stack, step, running.base[1], mine, self.calls, box)
@@ -1625,7 +1625,7 @@ class Operation:
                                        thread.pc, thread.attempts + 1, self.clock, None,
                                        thread.failures[-1] if thread.failures else None, None,
                                        self.outbox))
-        action = step.action if step.timeout is None else _timed(step, ctx)
+        action = step.action if step.timeout is None else timed(step, ctx)
         if stack[0].reads is not None:  # kept if the step changes nothing its replay read
             self.located[thread.id] = (thread.pc, stack, step)
         # `_run_user_code`, inlined (one generator less on the hot path)
@@ -2647,39 +2647,6 @@ def _applies(stack: list[Frame], types: tuple[str, ...]) -> bool:
             if frame.branch == 0 and owner.catching(types) is not None:
                 return True
     return False
-
-
-def _timed(step: Step, ctx: StepContext) -> Callable[[], Any]:
-    """The step's action within its timeout: an async step is cancelled at its
-    timeout; a sync one cannot be interrupted, so its overrun (by the engine's
-    clock) fails it when it returns. The step sees its deadline in `ctx`."""
-    seconds = step.timeout
-    assert seconds is not None
-    action, clock = step.action, ctx.clock
-
-    def attempt() -> Any:
-        began = clock()
-        _current.set(ctx._replace(deadline=began + _dt.timedelta(seconds=seconds)))
-        result = action()
-        if result is not None and inspect.isawaitable(result):
-            return _within(result, step.name or "", seconds)
-        if (clock() - began).total_seconds() > seconds:
-            raise StepTimeoutError(f"step {step.name!r} ran past its timeout of {seconds}s "
-                                   "(a sync step is not interrupted: its result is dropped)")
-        return result
-
-    # (named as the action: what reports a call of it, the sync API's refusal of an
-    # async step too, names the user's function, not this wrapper)
-    attempt.__qualname__ = getattr(action, "__qualname__", attempt.__qualname__)
-    return attempt
-
-
-async def _within(awaitable: Any, name: str, seconds: float) -> Any:
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except TimeoutError:
-        raise StepTimeoutError(f"step {name!r} was cancelled at its timeout of {seconds}s") \
-            from None
 
 
 def _tear_down_all(thread: Thread) -> None:

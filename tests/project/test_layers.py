@@ -24,7 +24,7 @@ TESTS = ROOT / "tests"
 #: nothing of stores, the engine, the CLI, rendering, the web or testing.
 CORE = {"children", "clock", "codec", "compiled", "context", "errors", "handlers", "lowlevel",
         "mailbox", "outbox", "registry", "replay", "runtime", "saga", "sections", "state",
-        "statements", "strict", "validation", "waitgroup", "wire"}
+        "statements", "strict", "timeouts", "validation", "waitgroup", "wire"}
 
 
 def _modules() -> dict[str, Path]:
