@@ -1,0 +1,302 @@
+"""Acceptance: issues #3 (durable runtime), #6 (PostgreSQL), #7 (diagrams) and #8
+(operations), checked as a user reads them: the Engine's public methods, stores'
+compare-and-swap, timers on a FakeClock, Retry, the journal, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import attrs
+import pytest
+
+import genflow
+from genflow import (
+    ConcurrencyError,
+    DuplicateInstanceError,
+    Engine,
+    FakeClock,
+    For,
+    InstanceNotFoundError,
+    MoveError,
+    On,
+    Retry,
+    Step,
+    Timeout,
+    Wait,
+    WorkflowStatus,
+)
+from genflow.errors import GenflowError
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+#: failures still to come per FlakyCharge.token (outside the data: a failed step's changes roll back)
+FAILURES: dict[str, int] = {}
+
+
+@genflow.workflow("accept38-order")
+@attrs.define
+class Order:
+    items: list[str] = attrs.Factory(list)
+    stage: str = "new"
+    keys: list[str] = attrs.Factory(list)
+
+    def definition(self):
+        yield For("shopping", self.stage == "new",
+            Wait("cart",
+                 On("add", self.add),
+                 On("pay", self.pay, Step("ship", self.ship)),
+                 Timeout("abandon", 60, Step("forget", self.forget))),
+        )
+
+    def add(self, item: str) -> int:
+        self.items.append(item)
+        return len(self.items)
+
+    def pay(self) -> None:
+        self.stage = "paid"
+
+    def ship(self) -> None:
+        self.keys.append(genflow.current_step().idempotency_key)
+        self.stage = "shipped"
+
+    def forget(self) -> None:
+        self.stage = "abandoned"
+
+
+class Flaky(Exception):
+    pass
+
+
+@genflow.workflow("accept38-flaky")
+@attrs.define
+class FlakyCharge:
+    token: str = ""
+    done: bool = False
+
+    def definition(self):
+        yield Step("charge", self.charge, retry=Retry(attempts=3, backoff=10, on=(Flaky,)))
+
+    def charge(self) -> None:
+        if FAILURES[self.token] > 0:
+            FAILURES[self.token] -= 1
+            raise Flaky("card network down")
+        self.done = True
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+def test_start_send_get_list_on_every_store(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order(), id="o-1")
+    assert oid == "o-1"
+    with pytest.raises(DuplicateInstanceError):
+        engine.start(Order(), id="o-1")
+    assert engine.send(oid, "add", "pizza") == 1
+    inst = engine.get(oid)
+    assert inst.data.items == ["pizza"]
+    assert inst.status is WorkflowStatus.WAITING
+    assert set(inst.waiting_for) >= {"add", "pay"}
+    other = engine.start(Order())
+    assert other != oid
+    assert {r.id for r in engine.list(workflow="accept38-order")} == {oid, other}
+    assert [r.id for r in engine.list(workflow="accept38-order", status="waiting",
+                                      waiting="pay")] == sorted([oid, other])
+    engine.send(oid, "pay")
+    assert engine.get(oid).data.stage == "shipped"
+    assert engine.get(oid).status is WorkflowStatus.FINISHED
+    assert [r.id for r in engine.list(status=WorkflowStatus.FINISHED)] == [oid]
+    with pytest.raises(InstanceNotFoundError):
+        engine.get("nobody")
+
+
+def test_a_handler_that_raises_changes_nothing(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    before = store.get(oid)
+    with pytest.raises(GenflowError):
+        engine.send(oid, "add", 42)  # not a str
+    with pytest.raises(GenflowError):
+        engine.send(oid, "no-such-event")
+    after = store.get(oid)
+    assert (after.blob, after.version) == (before.blob, before.version)
+
+
+def test_the_timer_fires_when_the_fake_clock_passes_it(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    clock.advance(59)
+    engine.run_due()
+    assert engine.get(oid).data.stage == "new"
+    clock.advance(2)
+    assert engine.run_due() == 1
+    assert engine.get(oid).data.stage == "abandoned"
+    assert engine.get(oid).status is WorkflowStatus.FINISHED
+
+
+def test_the_timer_is_torn_down_when_another_event_wins(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    engine.send(oid, "pay")
+    clock.advance(3600)
+    engine.run_due()
+    assert engine.get(oid).data.stage == "shipped"
+    assert engine.get(oid).wake_at is None
+
+
+def test_cancel_ends_the_instance_and_refuses_events(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    engine.cancel(oid)
+    assert engine.get(oid).status is WorkflowStatus.CANCELLED
+    with pytest.raises(GenflowError):
+        engine.send(oid, "add", "x")
+    clock.advance(3600)
+    assert engine.run_due() == 0
+
+
+def test_retry_backs_off_counts_attempts_and_succeeds(store, clock):
+    engine = Engine(store, workflows=[FlakyCharge], clock=clock)
+    FAILURES["two"] = 2
+    iid = engine.start(FlakyCharge("two"))
+    inst = engine.get(iid)
+    assert inst.status is not WorkflowStatus.FINISHED
+    assert inst.attempts == 1 and "card network down" in inst.error
+    assert inst.wake_at == T0 + dt.timedelta(seconds=10)
+    assert engine.run_due() == 0  # not due before the backoff
+    clock.advance(10)
+    engine.run_due()
+    assert engine.get(iid).attempts == 2
+    clock.advance(20)
+    engine.run_due()
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.FINISHED and inst.data.done
+
+
+def test_retries_exhausted_fail_the_instance_then_an_operator_retries(store, clock):
+    engine = Engine(store, workflows=[FlakyCharge], clock=clock)
+    FAILURES["five"] = 5
+    iid = engine.start(FlakyCharge("five"))
+    clock.advance(10)
+    engine.run_due()
+    clock.advance(20)
+    engine.run_due()
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.FAILED
+    assert "card network down" in inst.error
+    assert [r.id for r in engine.list(status="failed")] == [iid]
+    engine.retry(iid)  # its whole policy again: 3 more attempts, 2 of them failing
+    engine.work(until_done=True)
+    while engine.get(iid).wake_at is not None:
+        clock.advance(60)
+        engine.run_due()
+    inst = engine.get(iid)
+    assert inst.status is WorkflowStatus.FINISHED, inst.error
+    journal = [e.kind for e in store.journal(iid)]
+    assert "retry" in journal
+
+
+def test_work_until_idle_runs_due_instances(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    ids = [engine.start(Order(), run=False) for _ in range(3)]
+    assert engine.work(until_idle=True) >= 3
+    assert all(engine.get(i).status is WorkflowStatus.WAITING for i in ids)
+
+
+def test_a_stale_save_is_a_clear_conflict(make_store, clock):
+    first = make_store()
+    second = make_store()
+    engine = Engine(first, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    a = first.get(oid)
+    b = second.get(oid)
+    first.save(a, expected_version=a.version)
+    with pytest.raises(ConcurrencyError, match="someone else saved it first"):
+        second.save(b, expected_version=b.version)
+    assert second.get(oid).version == a.version + 1
+
+
+def test_two_engines_share_one_store(make_store, clock):
+    one = Engine(make_store(), workflows=[Order], clock=clock)
+    two = Engine(make_store(), workflows=[Order], clock=clock)
+    oid = one.start(Order())
+    two.send(oid, "add", "a")
+    one.send(oid, "add", "b")
+    assert two.get(oid).data.items == ["a", "b"]
+    clock.advance(61)
+    moved = one.run_due() + two.run_due()
+    assert moved == 1
+    assert one.get(oid).data.stage == "abandoned"
+
+
+def test_the_idempotency_key_names_instance_thread_step_counter(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order(), id="k-1")
+    engine.send(oid, "pay")
+    (key,) = engine.get(oid).data.keys
+    assert "k-1" in key and "ship" in key
+
+
+@genflow.workflow("accept38-async")
+@attrs.define
+class AsyncOrder:
+    got: str = ""
+
+    def definition(self):
+        yield Wait("w", On("hello", self.hello))
+        yield Step("later", self.later)
+
+    async def hello(self, name: str) -> str:
+        self.got = name
+        return f"hi {name}"
+
+    async def later(self) -> None:
+        self.got += "!"
+
+
+def test_async_steps_and_handlers_through_the_async_api(store, clock):
+    engine = Engine(store, workflows=[AsyncOrder], clock=clock)
+
+    async def scenario() -> tuple[str, str]:
+        iid = await engine.start_async(AsyncOrder())
+        return iid, await engine.send_async(iid, "hello", "ann")
+
+    iid, answer = asyncio.run(scenario())
+    assert answer == "hi ann"
+    assert engine.get(iid).data.got == "ann!"
+    assert engine.get(iid).status is WorkflowStatus.FINISHED
+
+
+def test_move_is_validated_and_recorded(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    before = store.get(oid)
+    with pytest.raises(MoveError):
+        engine.move(oid, genflow.MAIN_THREAD, "no such statement")
+    after = store.get(oid)
+    assert (after.blob, after.version) == (before.blob, before.version)
+    engine.move(oid, genflow.MAIN_THREAD, "ship")
+    assert engine.get(oid).data.stage == "shipped"
+    kinds = [e.kind for e in store.journal(oid)]
+    assert "move" in kinds
+
+
+def test_journal_when_on_records_steps_events_and_payloads(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock, journal=True)
+    oid = engine.start(Order())
+    engine.send(oid, "add", "pizza")
+    engine.send(oid, "pay")
+    entries = list(store.journal(oid))
+    text = repr([(e.kind, e.detail) for e in entries])
+    assert "pizza" in text and "ship" in text
+
+
+def test_check_store_reports_what_the_new_code_lacks(store, clock):
+    from genflow.deploy import check_store
+
+    engine = Engine(store, workflows=[Order], clock=clock)
+    engine.start(Order())
+    report = check_store(store, workflows=[Order])
+    assert report.ok
