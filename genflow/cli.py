@@ -89,9 +89,15 @@ def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
-    payload = _json(args.payload, "--payload") if args.payload is not None else None
+    if args.payload is not None and args.payload_json is not None:
+        raise UsageError("give the payload once: as PAYLOAD after the event, or as --payload")
+    if args.payload_json is not None:
+        payload = _json(args.payload_json, "PAYLOAD")
+    else:
+        payload = _json(args.payload, "--payload") if args.payload is not None else None
     if args.data is not None and args.start is None:
-        raise UsageError("--data is the data of --start WORKFLOW: give both")
+        raise UsageError("--data is the data of --start WORKFLOW: give both (the event's "
+                         "payload is PAYLOAD or --payload JSON)")
     if args.deadline is not None and args.start is None:
         raise UsageError("--deadline is the deadline of --start WORKFLOW: give both")
     start = None if args.start is None else _data(
@@ -764,7 +770,7 @@ def _json(text: str, what: str) -> Any:
     except json.JSONDecodeError as exc:
         word = text.strip()  # a bare word (--payload tea) is a string without its quotes
         hint = (f" (a string is quoted in JSON: {what} '{json.dumps(word)}')"
-                if what.startswith("--") and word and word[0] not in '{["'
+                if (what.startswith("--") or what == "PAYLOAD") and word and word[0] not in '{["'
                 and word.isprintable() else "")
         raise UsageError(f"{what} is not valid JSON: {exc}{hint}") from None
 
@@ -930,6 +936,8 @@ def build_parser() -> _Parser:
     p = command("send", "deliver an event to an instance (kept until it waits for it)")
     p.add_argument("id")
     p.add_argument("event")
+    p.add_argument("payload_json", nargs="?", metavar="PAYLOAD",
+                   help="the event's payload as JSON (or --payload JSON)")
     p.add_argument("--payload", metavar="JSON", help="the event's payload as JSON")
     p.add_argument("--thread", help="the waiting thread, when several wait for the event")
     p.add_argument("--no-keep", action="store_true",

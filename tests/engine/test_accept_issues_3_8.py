@@ -28,8 +28,9 @@ from genflow import (
 )
 from genflow.errors import GenflowError
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-#: failures still to come per FlakyCharge.token (outside the data: a failed step's changes roll back)
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: failures still to come per FlakyCharge.token (kept outside the data: a failed
+#: step's changes roll back)
 FAILURES: dict[str, int] = {}
 
 
