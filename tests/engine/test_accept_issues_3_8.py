@@ -26,7 +26,7 @@ from genflow import (
     Wait,
     WorkflowStatus,
 )
-from genflow.errors import GenflowError
+from genflow.errors import ArgumentError, GenflowError
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 #: failures still to come per FlakyCharge.token (kept outside the data: a failed
@@ -301,3 +301,34 @@ def test_check_store_reports_what_the_new_code_lacks(store, clock):
     engine.start(Order())
     report = check_store(store, workflows=[Order])
     assert report.ok
+
+
+@attrs.define
+class NeedsData:
+    amount: int
+
+    def definition(self):
+        yield Step("pay", self.pay)
+
+    def pay(self) -> None:
+        pass
+
+
+def test_a_definition_renders_from_its_class_or_an_instance():
+    from genflow.render import to_dot, to_json, to_mermaid
+
+    assert to_mermaid(Order) == to_mermaid(Order())
+    assert to_dot(Order).startswith("digraph")
+    assert "abandon" in to_json(Order)
+    with pytest.raises(ArgumentError, match=r"pass an instance, NeedsData\(\.\.\.\)"):
+        to_mermaid(NeedsData)
+    assert "pay" in to_mermaid(NeedsData(5))
+
+
+def test_an_instance_renders_on_its_definition_with_where_it_waits(store, clock):
+    from genflow.render import to_mermaid
+
+    engine = Engine(store, workflows=[Order], clock=clock)
+    inst = engine.get(engine.start(Order()))
+    drawn = to_mermaid(inst.data, inst.state)
+    assert f"instance {inst.id} (waiting)" in drawn and "▶ main" in drawn
