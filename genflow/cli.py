@@ -533,10 +533,18 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
                              "give both")
         if start is not None and not isinstance(start, str):
             raise UsageError(f"'send' action: 'start' names a workflow, not {start!r}")
-        output = engine.send(target, str(action["event"]), action.get("payload"),
-                             thread=action.get("thread"), keep=keep,
-                             start=None if start is None else _data(start,
-                                                                     action.get("data", {})))
+        try:
+            output = engine.send(target, str(action["event"]), action.get("payload"),
+                                 thread=action.get("thread"), keep=keep,
+                                 start=None if start is None else _data(start,
+                                                                         action.get("data", {})))
+        except InstanceNotFoundError:
+            if start is not None:
+                raise
+            # the Engine's hint names its keyword (start=...); here it is the action's keys
+            raise InstanceNotFoundError(
+                f"no instance {target!r} (to start it with this event, give the workflow and "
+                f'its data: "start": "WORKFLOW", "data": {{...}})') from None
         reply = f" -> {_reply(output)}" if output is not None else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":

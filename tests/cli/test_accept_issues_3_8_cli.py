@@ -66,3 +66,18 @@ def test_move_history_and_diagrams_from_the_command_line(gf, tmp_path):
     assert (tmp_path / "o1.dot").read_text().startswith("digraph")
     assert "cannot tell a diagram format" in gf("graph", "cli-order", "-o", "x.png",
                                                  code=2).stderr
+
+
+def test_run_drives_a_file_and_names_its_own_keys_in_errors(gf, tmp_path):
+    (tmp_path / "actions.jsonl").write_text(
+        '{"start": "cli-order", "id": "r1", "data": {"patience": 1}}\n'
+        '{"send": "r1", "event": "checkout"}\n'
+        '{"sleep": 1.1}\n'
+        '{"work": true}\n'
+        '{"show": "r1"}\n')
+    out = gf("run", "actions.jsonl").stdout
+    assert "instance r1 of workflow 'cli-order': finished" in out and '"expired"' in out
+    (tmp_path / "missing.jsonl").write_text('{"send": "zz", "event": "add"}\n')
+    refused = gf("run", "missing.jsonl", code=2).stderr
+    assert "no instance 'zz'" in refused and '"start": "WORKFLOW"' in refused
+    assert "start=" not in refused
