@@ -332,3 +332,108 @@ def test_an_instance_renders_on_its_definition_with_where_it_waits(store, clock)
     inst = engine.get(engine.start(Order()))
     drawn = to_mermaid(inst.data, inst.state)
     assert f"instance {inst.id} (waiting)" in drawn and "▶ main" in drawn
+
+
+#: (webhook key, what happened to it) as the outside system saw it
+HOOKS: list[tuple[str, str]] = []
+
+
+class Webhook(genflow.EventHandler):
+    """Registers a webhook at setup and removes it at teardown."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def setup(self, req):
+        HOOKS.append((self.key, "registered"))
+
+    def handle(self, req, payload: str) -> str:
+        return payload.upper()
+
+    def teardown(self, req, handled: bool) -> None:
+        HOOKS.append((self.key, "removed"))
+
+
+@genflow.workflow("accept38-hooked")
+@attrs.define
+class Hooked:
+    key: str = ""
+    got: str = ""
+
+    def definition(self):
+        yield Wait("hooked?", On("hook", Webhook(self.key), Step("keep", self.keep)))
+
+    def keep(self) -> None:
+        self.got = "kept"
+
+
+def test_cancel_tears_down_the_handlers_it_set_up(store, clock):
+    engine = Engine(store, workflows=[Hooked], clock=clock, journal=True)
+    key = f"cancel-{store.__class__.__name__}"
+    iid = engine.start(Hooked(key))
+    assert HOOKS[-1] == (key, "registered")
+    engine.cancel(iid)
+    assert [h for h in HOOKS if h[0] == key] == [(key, "registered"), (key, "removed")]
+    kinds = [e.kind for e in store.journal(iid)]
+    assert "cancel" in kinds
+
+
+def test_the_journal_shows_setup_event_and_teardown_in_order(store, clock):
+    engine = Engine(store, workflows=[Hooked], clock=clock, journal=True)
+    iid = engine.start(Hooked("j"))
+    assert engine.send(iid, "hook", "ping") == "PING"
+    entries = [(e.kind, e.detail) for e in store.journal(iid)]
+    kinds = [k for k, _ in entries]
+    assert kinds.index("after_setup") < kinds.index("event") < kinds.index("after_teardown")
+    assert kinds.index("after_teardown") < kinds.index("after_step")
+    event = next(d for k, d in entries if k == "event")
+    assert event["event"] == "hook" and event["payload"] == "ping"
+    assert [e.seq for e in store.journal(iid)] == sorted(e.seq for e in store.journal(iid))
+
+
+def test_the_journal_is_off_by_default_but_repairs_are_recorded(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    oid = engine.start(Order())
+    engine.send(oid, "add", "x")
+    assert list(store.journal(oid)) == []
+    engine.cancel(oid)
+    assert [e.kind for e in store.journal(oid)] == ["cancel"]
+
+
+def test_concurrent_senders_from_two_engines_lose_nothing(make_store, clock):
+    import threading
+
+    engines = [Engine(make_store(), workflows=[Order], clock=clock) for _ in range(2)]
+    oid = engines[0].start(Order())
+    errors: list[BaseException] = []
+
+    def send_many(engine: Engine, prefix: str) -> None:
+        try:
+            for n in range(10):
+                engine.send(oid, "add", f"{prefix}{n}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send_many, args=(e, p))
+               for e, p in zip(engines, "ab", strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    items = engines[1].get(oid).data.items
+    assert sorted(items) == sorted(f"{p}{n}" for p in "ab" for n in range(10))
+    assert [i for i in items if i[0] == "a"] == [f"a{n}" for n in range(10)]
+
+
+def test_work_stops_when_told(store, clock):
+    engine = Engine(store, workflows=[Order], clock=clock)
+    engine.start(Order(), run=False)
+    rounds = []
+
+    def stop() -> bool:
+        rounds.append(1)
+        return len(rounds) > 2
+
+    assert engine.work(stop=stop, idle_sleep=0.01) == 1
+    assert len(rounds) == 3
