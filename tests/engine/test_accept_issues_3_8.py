@@ -437,3 +437,60 @@ def test_work_stops_when_told(store, clock):
 
     assert engine.work(stop=stop, idle_sleep=0.01) == 1
     assert len(rounds) == 3
+
+
+@genflow.workflow("accept38-approval")
+@attrs.define
+class ApprovalV1:
+    approved: bool = False
+
+    def definition(self):
+        yield Wait("approve?", On("approve", self.approve))
+        yield Step("notify", self.notify)
+
+    def approve(self) -> None:
+        self.approved = True
+
+    def notify(self) -> None:
+        pass
+
+
+@attrs.define
+class ApprovalSafe(ApprovalV1):
+    def definition(self):  # a step added after the wait: safe for waiting instances
+        yield Wait("approve?", On("approve", self.approve))
+        yield Step("log", self.notify)
+        yield Step("notify", self.notify)
+
+
+@attrs.define
+class ApprovalRenamed(ApprovalV1):
+    def definition(self):  # the wait renamed: instances waiting on 'approve?' are stranded
+        yield Wait("approval?", On("approve", self.approve))
+        yield Step("notify", self.notify)
+
+
+@attrs.define
+class ApprovalEventGone(ApprovalV1):
+    def definition(self):  # the event renamed
+        yield Wait("approve?", On("accept", self.approve))
+        yield Step("notify", self.notify)
+
+
+def test_the_deploy_check_passes_safe_edits_and_names_unsafe_ones(store, clock):
+    from genflow.deploy import check_store
+
+    engine = Engine(store, workflows=[ApprovalV1], clock=clock)
+    ids = sorted(engine.start(ApprovalV1()) for _ in range(3))
+    name = "accept38-approval"
+    assert check_store(store, {name: ApprovalV1}).ok
+    assert check_store(store, {name: ApprovalSafe}).ok
+    renamed = check_store(store, {name: ApprovalRenamed})
+    assert not renamed.ok and renamed.checked == 3
+    assert list(renamed.grouped()) == [(name, "approve?")]
+    assert sorted(p.instance_id for p in renamed.problems) == ids
+    assert "approve?" in renamed.format()
+    gone = check_store(store, {name: ApprovalEventGone})
+    assert not gone.ok
+    assert "approve" in gone.format()
+    assert not check_store(store, {}).ok  # the workflow is not installed at all
