@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 
 import attrs
 import pytest
@@ -494,3 +495,76 @@ def test_the_deploy_check_passes_safe_edits_and_names_unsafe_ones(store, clock):
     assert not gone.ok
     assert "approve" in gone.format()
     assert not check_store(store, {}).ok  # the workflow is not installed at all
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_batch_drives_many_instances_to_the_end(tmp_path, capsys, kind, processes):
+    from postgres_db import fresh_schema, postgres_dsn
+
+    from genflow.batch import run_batch
+    from genflow.stores import open_store
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'batch.db'}"
+    else:
+        dsn = postgres_dsn()
+        url = f"{dsn}{'&' if '?' in dsn else '?'}schema={fresh_schema()}"
+    try:
+        result = run_batch(
+            url, starts=[(f"b{k}", Order()) for k in range(20)],
+            events=[(f"b{k}", e, p) for k in range(20) for e, p in (("add", "tea"), ("pay", None))],
+            processes=processes, progress=True)
+        assert (result.started, result.delivered, result.failed) == (20, 40, 0)
+        assert "start" in capsys.readouterr().err
+        with open_store(url) as store:
+            engine = Engine(store, workflows=[Order])
+            for k in range(20):
+                data = engine.get(f"b{k}").data
+                assert (data.items, data.stage) == (["tea"], "shipped")
+                assert len(data.keys) == 1
+    finally:
+        if kind == "postgres":
+            from genflow.stores.postgres import PostgresStore
+
+            PostgresStore(dsn, schema=url.rsplit("schema=", 1)[1],
+                          drop_schema_on_close=True).close()
+
+
+def test_a_batch_refuses_processes_on_a_memory_store_as_a_bad_argument():
+    from genflow.batch import run_batch
+
+    with pytest.raises(ArgumentError, match="sqlite:/// or postgresql://"):
+        run_batch("memory:", processes=2)
+
+
+@genflow.workflow("accept38-tally")
+@attrs.define
+class Tally:
+    seen: list[int] = attrs.Factory(list)
+    senders: list[int] = attrs.Factory(list)
+
+    def definition(self):
+        yield For("notes", len(self.seen) < 4, Wait("note?", On("note", self.note)))
+
+    def note(self, n: int) -> None:
+        self.seen.append(n)
+        self.senders.append(os.getpid())
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_a_batch_sends_one_instances_events_from_one_process_in_order(tmp_path, processes):
+    from genflow.batch import run_batch
+    from genflow.stores import open_store
+
+    url = f"sqlite:///{tmp_path / 'tally.db'}"
+    result = run_batch(url, starts=[(f"t{k}", Tally()) for k in range(12)],
+                       events=[(f"t{k}", "note", n) for k in range(12) for n in range(4)],
+                       processes=processes)
+    assert result.failed == 0
+    with open_store(url) as store:
+        engine = Engine(store, workflows=[Tally])
+        for k in range(12):
+            data = engine.get(f"t{k}").data
+            assert data.seen == [0, 1, 2, 3]
+            assert len(set(data.senders)) == 1 and data.senders[0] != os.getpid()
