@@ -568,3 +568,71 @@ def test_a_batch_sends_one_instances_events_from_one_process_in_order(tmp_path, 
             data = engine.get(f"t{k}").data
             assert data.seen == [0, 1, 2, 3]
             assert len(set(data.senders)) == 1 and data.senders[0] != os.getpid()
+
+
+class Declined(Exception):
+    pass
+
+
+@genflow.workflow("accept38-picky")
+@attrs.define
+class Picky:
+    error: str = ""
+
+    def definition(self):
+        yield Step("charge", self.charge,
+                   retry=Retry(attempts=5, backoff=1, on=(Flaky,), never=(Declined,)))
+
+    def charge(self) -> None:
+        raise {"flaky": Flaky, "declined": Declined, "other": KeyError}[self.error]("no")
+
+
+@pytest.mark.parametrize(("error", "attempts_left"), [("flaky", True), ("declined", False),
+                                                       ("other", False)])
+def test_retry_only_retries_the_exceptions_it_names(store, clock, error, attempts_left):
+    engine = Engine(store, workflows=[Picky], clock=clock)
+    inst = engine.get(engine.start(Picky(error)))
+    assert inst.attempts == 1
+    if attempts_left:
+        assert inst.status is not WorkflowStatus.FAILED and inst.wake_at is not None
+    else:
+        assert inst.status is WorkflowStatus.FAILED and inst.wake_at is None
+
+
+@genflow.workflow("accept38-quick-timer")
+@attrs.define
+class QuickTimer:
+    fired: bool = False
+
+    def definition(self):
+        yield Wait("w", On("never", self.fire), Timeout("soon", 0.5, Step("fire", self.fire)))
+
+    def fire(self) -> None:
+        self.fired = True
+
+
+# (SQLite only: on PostgreSQL a worker asleep on LISTEN is not woken by another process's
+# new timer, only by work due now; it sees the timer at its next look, `idle_sleep` at most)
+@pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
+def test_an_idle_worker_wakes_for_a_timer_sooner_than_its_idle_sleep(make_store):
+    import threading
+    import time
+
+    worker = Engine(make_store(), workflows=[QuickTimer])
+    client = Engine(make_store(), workflows=[QuickTimer])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.work, kwargs={"stop": stop.is_set,
+                                                          "idle_sleep": 30.0})
+    thread.start()
+    try:
+        time.sleep(0.3)  # the worker is asleep
+        iid = client.start(QuickTimer())
+        began = time.monotonic()
+        while not client.get(iid).data.fired:
+            assert time.monotonic() - began < 5.0, "the timer did not fire"
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        client.store.notify_wake()
+        thread.join(timeout=35)
+    assert not thread.is_alive()
