@@ -633,6 +633,6 @@ def test_an_idle_worker_wakes_for_a_timer_sooner_than_its_idle_sleep(make_store)
             time.sleep(0.02)
     finally:
         stop.set()
-        client.store.notify_wake()
+        worker.store.notify_wake()
         thread.join(timeout=35)
     assert not thread.is_alive()
