@@ -48,6 +48,7 @@ from genflow.engine import Engine, Instance
 from genflow.errors import (
     CorruptStateError,
     DataError,
+    DuplicateInstanceError,
     GenflowError,
     InstanceFailedError,
     InstanceNotFoundError,
@@ -78,9 +79,17 @@ class _Interrupted(Exception):
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
-    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
-                         queue=args.queue, priority=args.priority, if_exists=args.if_exists,
-                         deadline=args.deadline)
+    try:
+        instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
+                             queue=args.queue, priority=args.priority,
+                             if_exists=args.if_exists, deadline=args.deadline)
+    except DuplicateInstanceError:
+        if args.if_exists != "raise":
+            raise  # (another workflow's instance under that id: the Engine's words)
+        # the Engine's hint names its keyword (if_exists='return'); here it is an option
+        raise DuplicateInstanceError(
+            f"instance {args.id!r} already exists (to have its id back instead, start with "
+            "--if-exists return)") from None
     place = engine.queues.place(instance_id) if args.queue is not None else None
     if place is not None and place.admitted_at is None:  # (as `show` heads it: queued)
         print(f"{instance_id} queued: {place.text()}")

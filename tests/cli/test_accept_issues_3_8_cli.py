@@ -81,3 +81,12 @@ def test_run_drives_a_file_and_names_its_own_keys_in_errors(gf, tmp_path):
     refused = gf("run", "missing.jsonl", code=2).stderr
     assert "no instance 'zz'" in refused and '"start": "WORKFLOW"' in refused
     assert "start=" not in refused
+
+
+def test_a_duplicate_id_names_the_commands_option(gf):
+    gf("start", "cli-order", "--id", "o1")
+    refused = gf("start", "cli-order", "--id", "o1", code=2).stderr
+    assert "instance 'o1' already exists" in refused and "--if-exists return" in refused
+    assert "if_exists=" not in refused
+    assert gf("start", "cli-order", "--id", "o1", "--if-exists", "return").stdout == \
+        "o1 waiting for add, checkout\n"
