@@ -636,3 +636,17 @@ def test_an_idle_worker_wakes_for_a_timer_sooner_than_its_idle_sleep(make_store)
         worker.store.notify_wake()
         thread.join(timeout=35)
     assert not thread.is_alive()
+
+
+def test_show_says_an_overdue_timer_waits_for_a_worker(store, clock):
+    from genflow.describe import describe
+
+    engine = Engine(store, workflows=[Order], clock=clock)
+    inst = engine.get(engine.start(Order()))
+    told = describe(inst.state, inst.data, now=clock(), wake_at=inst.wake_at)
+    assert "timer 'abandon': listening, fires 2026-01-01 00:01:00 UTC (in 1.0m)" in told
+    assert "overdue" not in told
+    clock.advance(30 * 60)
+    told = describe(inst.state, inst.data, now=clock(), wake_at=inst.wake_at)
+    assert "timer 'abandon': listening, due 2026-01-01 00:01:00 UTC (29.0m ago)" in told
+    assert "overdue: a worker fires it" in told
