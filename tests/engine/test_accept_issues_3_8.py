@@ -650,3 +650,44 @@ def test_show_says_an_overdue_timer_waits_for_a_worker(store, clock):
     told = describe(inst.state, inst.data, now=clock(), wake_at=inst.wake_at)
     assert "timer 'abandon': listening, due 2026-01-01 00:01:00 UTC (29.0m ago)" in told
     assert "overdue: a worker fires it" in told
+
+
+@genflow.workflow("accept38-slow")
+@attrs.define
+class SlowThenWait:
+    log: list[str] = attrs.Factory(list)
+
+    def definition(self):
+        yield Wait("go?", On("go", self.go))
+        yield Step("slow", self.slow)
+        yield Wait("after?", On("after", self.after))
+
+    def go(self) -> None:
+        self.log.append("go")
+
+    def slow(self) -> None:
+        import time
+
+        time.sleep(0.5)
+        self.log.append("slow")
+
+    def after(self, note: str) -> None:
+        self.log.append(note)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgres"], indirect=True)
+def test_an_event_sent_while_another_engine_runs_a_step_is_not_lost(make_store):
+    import threading
+    import time
+
+    one = Engine(make_store(), workflows=[SlowThenWait])
+    two = Engine(make_store(), workflows=[SlowThenWait])
+    iid = one.start(SlowThenWait())
+    runner = threading.Thread(target=one.send, args=(iid, "go"))
+    runner.start()
+    time.sleep(0.15)  # `one` holds the instance in its slow step
+    two.send(iid, "after", "late note")
+    runner.join()
+    inst = two.get(iid)
+    assert inst.data.log == ["go", "slow", "late note"]
+    assert inst.status is WorkflowStatus.FINISHED
