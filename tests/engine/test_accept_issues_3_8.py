@@ -691,3 +691,13 @@ def test_an_event_sent_while_another_engine_runs_a_step_is_not_lost(make_store):
     inst = two.get(iid)
     assert inst.data.log == ["go", "slow", "late note"]
     assert inst.status is WorkflowStatus.FINISHED
+
+
+def test_an_engine_given_a_built_in_type_for_a_workflow_asks_for_a_class(store):
+    from genflow.errors import UnknownWorkflowError
+
+    with pytest.raises(UnknownWorkflowError, match="int is a built-in type, not a workflow: "
+                                                   "give a workflow class"):
+        Engine(store, workflows=[int])
+    with pytest.raises(UnknownWorkflowError, match="give an instance of a workflow class"):
+        Engine(store, workflows=[Order]).start({"items": []})
