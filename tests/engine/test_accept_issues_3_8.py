@@ -701,3 +701,18 @@ def test_an_engine_given_a_built_in_type_for_a_workflow_asks_for_a_class(store):
         Engine(store, workflows=[int])
     with pytest.raises(UnknownWorkflowError, match="give an instance of a workflow class"):
         Engine(store, workflows=[Order]).start({"items": []})
+
+
+def test_work_until_done_on_a_fake_clock_runs_the_timers_at_once(store, clock):
+    import time
+
+    engine = Engine(store, workflows=[Order, FlakyCharge], clock=clock)
+    oid = engine.start(Order())
+    FAILURES["until-done"] = 2
+    fid = engine.start(FlakyCharge("until-done"))
+    began = time.monotonic()
+    engine.work(until_done=True)
+    assert time.monotonic() - began < 5
+    assert engine.get(oid).data.stage == "abandoned"
+    assert engine.get(fid).data.done
+    assert clock() >= T0 + dt.timedelta(seconds=60)
