@@ -18,7 +18,8 @@ import itertools
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Iterable, Sized
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, TextIO
 
 import attrs
@@ -141,7 +142,8 @@ def run_batch(
     `starts` and `events` may be any iterables, generators included: they are
     read `commit_every` items at a time, never held whole (a million ids need
     not fit in memory). With `processes > 1`, each worker process reads its own
-    forked copy and acts on every `processes`-th item: a generator works, but
+    forked copy and acts on its share of the items, shared by instance id (so
+    an instance's events keep their order): a generator works, but
     not an iterator that shares an open file with the parent (give a generator
     that opens the file itself, or a sequence).
 
@@ -159,7 +161,8 @@ def run_batch(
     if processes < 1:
         raise ArgumentError("processes must be at least 1")
     if processes > 1 and store.startswith("memory"):
-        raise GenflowError("an in-memory store cannot be shared by worker processes")
+        raise ArgumentError("an in-memory store cannot be shared by worker processes: give a "
+                            "sqlite:/// or postgresql:// URL, or processes=1")
     make = engine or Engine
     began = time.perf_counter()
     if processes > 1:  # create and migrate the store once, before the workers open it
@@ -246,6 +249,21 @@ def _apply(engine: Engine, items: Iterable[Any], action: Callable[[Engine, Any],
         report(handled)
 
 
+def _share(items: Iterable[Any], index: int, count: int) -> Iterator[Any]:
+    """Worker `index`'s share of `items` (of `count` workers). An item naming its
+    instance (a start with an id, an event) goes by that id, so every event of
+    one instance is sent by one process, in the order given: shared by position,
+    an instance's `pay` could overtake its `add` in another process. Starts
+    without an id are shared by position."""
+    for position, item in enumerate(items):
+        key = item[0]
+        if isinstance(key, str):
+            if zlib.crc32(key.encode()) % count == index:
+                yield item
+        elif position % count == index:
+            yield item
+
+
 def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
            action: Callable[[Engine, Any], None], commit_every: int, done: Any,
            failures: Any) -> None:
@@ -255,7 +273,7 @@ def _child(store: str, make: Callable[[Any], Engine], index: int, count: int,
         reported[0] = handled
 
     reported = [0]
-    mine = itertools.islice(_JOB[0], index, None, count)  # (this process's forked copy)
+    mine = _share(_JOB[0], index, count)  # (this process's forked copy)
     with open_store(store) as opened:
         _, failed = _apply(make(opened), mine, action, commit_every, report)
     with failures.get_lock():

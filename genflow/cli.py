@@ -48,6 +48,7 @@ from genflow.engine import Engine, Instance
 from genflow.errors import (
     CorruptStateError,
     DataError,
+    DuplicateInstanceError,
     GenflowError,
     InstanceFailedError,
     InstanceNotFoundError,
@@ -78,9 +79,17 @@ class _Interrupted(Exception):
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
     fields = _json(args.data, "--data") if args.data is not None else {}
-    instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
-                         queue=args.queue, priority=args.priority, if_exists=args.if_exists,
-                         deadline=args.deadline)
+    try:
+        instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
+                             queue=args.queue, priority=args.priority,
+                             if_exists=args.if_exists, deadline=args.deadline)
+    except DuplicateInstanceError:
+        if args.if_exists != "raise":
+            raise  # (another workflow's instance under that id: the Engine's words)
+        # the Engine's hint names its keyword (if_exists='return'); here it is an option
+        raise DuplicateInstanceError(
+            f"instance {args.id!r} already exists (to have its id back instead, start with "
+            "--if-exists return)") from None
     place = engine.queues.place(instance_id) if args.queue is not None else None
     if place is not None and place.admitted_at is None:  # (as `show` heads it: queued)
         print(f"{instance_id} queued: {place.text()}")
@@ -89,9 +98,15 @@ def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def cmd_send(engine: Engine, args: argparse.Namespace) -> None:
-    payload = _json(args.payload, "--payload") if args.payload is not None else None
+    if args.payload is not None and args.payload_json is not None:
+        raise UsageError("give the payload once: as PAYLOAD after the event, or as --payload")
+    if args.payload_json is not None:
+        payload = _json(args.payload_json, "PAYLOAD")
+    else:
+        payload = _json(args.payload, "--payload") if args.payload is not None else None
     if args.data is not None and args.start is None:
-        raise UsageError("--data is the data of --start WORKFLOW: give both")
+        raise UsageError("--data is the data of --start WORKFLOW: give both (the event's "
+                         "payload is PAYLOAD or --payload JSON)")
     if args.deadline is not None and args.start is None:
         raise UsageError("--deadline is the deadline of --start WORKFLOW: give both")
     start = None if args.start is None else _data(
@@ -527,10 +542,18 @@ def _run_action(engine: Engine, action: dict[str, Any]) -> None:
                              "give both")
         if start is not None and not isinstance(start, str):
             raise UsageError(f"'send' action: 'start' names a workflow, not {start!r}")
-        output = engine.send(target, str(action["event"]), action.get("payload"),
-                             thread=action.get("thread"), keep=keep,
-                             start=None if start is None else _data(start,
-                                                                     action.get("data", {})))
+        try:
+            output = engine.send(target, str(action["event"]), action.get("payload"),
+                                 thread=action.get("thread"), keep=keep,
+                                 start=None if start is None else _data(start,
+                                                                         action.get("data", {})))
+        except InstanceNotFoundError:
+            if start is not None:
+                raise
+            # the Engine's hint names its keyword (start=...); here it is the action's keys
+            raise InstanceNotFoundError(
+                f"no instance {target!r} (to start it with this event, give the workflow and "
+                f'its data: "start": "WORKFLOW", "data": {{...}})') from None
         reply = f" -> {_reply(output)}" if output is not None else ""
         print(f"send {action['event']}: {_summary(engine.get(target))}{reply}")
     elif kind == "work":
@@ -764,7 +787,7 @@ def _json(text: str, what: str) -> Any:
     except json.JSONDecodeError as exc:
         word = text.strip()  # a bare word (--payload tea) is a string without its quotes
         hint = (f" (a string is quoted in JSON: {what} '{json.dumps(word)}')"
-                if what.startswith("--") and word and word[0] not in '{["'
+                if (what.startswith("--") or what == "PAYLOAD") and word and word[0] not in '{["'
                 and word.isprintable() else "")
         raise UsageError(f"{what} is not valid JSON: {exc}{hint}") from None
 
@@ -930,6 +953,8 @@ def build_parser() -> _Parser:
     p = command("send", "deliver an event to an instance (kept until it waits for it)")
     p.add_argument("id")
     p.add_argument("event")
+    p.add_argument("payload_json", nargs="?", metavar="PAYLOAD",
+                   help="the event's payload as JSON (or --payload JSON)")
     p.add_argument("--payload", metavar="JSON", help="the event's payload as JSON")
     p.add_argument("--thread", help="the waiting thread, when several wait for the event")
     p.add_argument("--no-keep", action="store_true",

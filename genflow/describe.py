@@ -246,6 +246,8 @@ def _event(event: WaitEvent, now: _dt.datetime) -> str:
     if event.due is not None and event.status is WaitEventStatus.SETUP:
         verb = "fires" if event.due > now else "due"
         text += f", {verb} {when(event.due, now)}"
+        if (now - event.due).total_seconds() >= 60:  # a stuck instance's likeliest cause
+            text += " (overdue: a worker fires it; is `genflow worker` running on this store?)"
     if event.error:
         text += f": {event.error}"
     if event.retry_at is not None:

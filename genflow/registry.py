@@ -73,6 +73,10 @@ def workflow_name(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     name = cls.__dict__.get(_NAME_ATTR)
     if name is None:
+        if cls.__module__ == "builtins" and obj is cls:  # Engine(workflows=[dict]), say
+            raise UnknownWorkflowError(
+                f"{cls.__qualname__} is a built-in type, not a workflow: give a workflow class "
+                "(decorated with @genflow.workflow(name)), such as Order")
         if cls.__module__ == "builtins":  # data given as a dict, a list...: not a class of its own
             raise UnknownWorkflowError(
                 f"{obj!r:.80} is of type {cls.__qualname__}, not a workflow: give an instance of "

@@ -5,8 +5,9 @@
     >>> print(to_mermaid(order, state))                 # an instance: where each thread is
 
 Every function takes a workflow instance (its definition is walked **on its
-current data**, every branch whatever its condition) and optionally the
-instance's `State`, whose threads are then marked on the graph. Formats:
+current data**, every branch whatever its condition; a workflow class is drawn
+on its defaults) and optionally the instance's `State`, whose threads are then
+marked on the graph. Formats:
 
 * `to_mermaid`: a Mermaid flowchart (paste into Markdown, GitHub renders it);
 * `to_dot`: Graphviz DOT; `to_svg` runs Graphviz's `dot` program on it;

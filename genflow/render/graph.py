@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from genflow.children import Children
-from genflow.errors import Cancelled, ChildFailed, DefinitionError, GenflowError
+from genflow.errors import ArgumentError, Cancelled, ChildFailed, DefinitionError, GenflowError
 from genflow.handlers import EventHandler, FunctionHandler, TimerHandler, as_handler
 from genflow.registry import workflow_name
 from genflow.replay import Frame, as_body, iter_tree, path_of
@@ -231,8 +231,13 @@ def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
 
     `wf` is a workflow instance (or a statement, a body, a generator function).
     `workflow` names the graph (default: the registered name, or the class's).
-    Raises `DefinitionError` when building the definition raises.
+    A workflow class is drawn on an instance of its defaults (`genflow graph
+    WORKFLOW` does the same); one without defaults for every field is an
+    `ArgumentError` asking for an instance. Raises `DefinitionError` when
+    building the definition raises.
     """
+    if isinstance(wf, type) and callable(getattr(wf, "definition", None)):
+        wf = _default_instance(wf)
     builder = _Builder(workflow or _workflow_name(wf))
     try:
         for stmt, stack in iter_tree(as_body(wf)):
@@ -246,6 +251,16 @@ def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
             f"{exc!r}"
         ) from exc
     return builder.graph
+
+
+def _default_instance(cls: type) -> Any:
+    """`cls()`, for drawing a workflow class given where an instance is expected."""
+    try:
+        return cls()
+    except TypeError as exc:
+        raise ArgumentError(
+            f"cannot draw workflow class {cls.__qualname__} on its defaults ({exc}): pass an "
+            f"instance, {cls.__qualname__}(...), with the data to draw it on") from None
 
 
 def _workflow_name(wf: Any) -> str:
