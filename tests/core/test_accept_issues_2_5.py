@@ -1,0 +1,455 @@
+"""Acceptance of issues 2 and 5, as a user checks them from DESIGN.md's core API
+contract and its "Semantics to get right": each statement under its contract
+name and signature, each rule (Break/Continue/Return at once, an empty loop
+iteration an error, select with the losers torn down, setup/teardown statuses
+retried, stale callbacks, duplicate thread ids, WaitFor handlers, the move
+guard, a vanished statement, atomic operations) through the public API only."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+import genflow
+from genflow import (
+    MAIN_THREAD,
+    Break,
+    CallbackRequest,
+    CheckpointType,
+    Continue,
+    DuplicateThreadError,
+    EmptyLoopError,
+    EventHandler,
+    For,
+    GenflowError,
+    Go,
+    If,
+    On,
+    Return,
+    StaleCallbackError,
+    State,
+    Step,
+    Thread,
+    ThreadStatus,
+    Wait,
+    WaitEvent,
+    WaitEventStatus,
+    WaitFor,
+    WaitGroup,
+    WorkflowStatus,
+    dumps,
+    handle_callback,
+    loads,
+    new_state,
+    resume,
+)
+
+LOG: list[str] = []
+
+
+def snap(wf, state) -> bytes:
+    return dumps(wf, state)
+
+
+def request(state: State, event: str, thread: str = MAIN_THREAD) -> CallbackRequest:
+    for t in state.threads:
+        if t.id == thread:
+            for e in t.events:
+                if e.event == event:
+                    return e.req
+    raise AssertionError(f"no {event} waiting on {thread}")
+
+
+def test_the_contract_names_are_importable_from_genflow() -> None:
+    for name in ["Step", "If", "Switch", "Case", "Default", "For", "Break", "Continue",
+                 "Return", "Wait", "On", "WaitFor", "Go", "WaitGroup", "Timeout", "State",
+                 "Thread", "WaitEvent", "CallbackRequest", "WorkflowStatus", "ThreadStatus",
+                 "WaitEventStatus", "CheckpointType", "MAIN_THREAD", "workflow", "new_state",
+                 "resume", "handle_callback", "validate", "walk", "dumps", "loads",
+                 "GenflowError", "Section", "S"]:
+        assert hasattr(genflow, name), name
+    assert isinstance(Thread, type) and isinstance(WaitEvent, type)
+
+
+# -- Break / Continue / Return act at once ------------------------------------------
+
+
+@genflow.workflow("acc25-flow-control")
+@attrs.define
+class FlowControl:
+    i: int = 0
+    seen: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield For("loop", self.i < 5,
+                  Step("count", self.count),
+                  If(self.i == 2, "skip?", Continue(), Step("after-continue", self.never)),
+                  If(self.i == 4, "stop?", Break(), Step("after-break", self.never)),
+                  Step("tail", self.tail))
+        yield Step("before-return", self.note)
+        yield Return()
+        yield Step("after-return", self.never)
+
+    def count(self) -> None:
+        self.i += 1
+
+    def tail(self) -> None:
+        self.seen.append(f"tail{self.i}")
+
+    def note(self) -> None:
+        self.seen.append("end")
+
+    def never(self) -> None:
+        self.seen.append("NEVER")
+
+
+def test_break_continue_and_return_act_at_once() -> None:
+    wf = FlowControl()
+    state = new_state("fc-1", wf)
+    resume(wf, state)
+    assert state.status is WorkflowStatus.FINISHED
+    assert wf.seen == ["tail1", "tail3", "end"]
+    assert wf.i == 4
+
+
+@genflow.workflow("acc25-return-in-thread")
+@attrs.define
+class ReturnInThread:
+    seen: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("t", [Step("a", lambda: self.seen.append("a")), Return(),
+                       Step("b", lambda: self.seen.append("b"))])
+        yield Step("main", lambda: self.seen.append("main"))
+
+
+def test_return_in_a_thread_ends_that_thread_only() -> None:
+    wf = ReturnInThread()
+    state = new_state("rt-1", wf)
+    resume(wf, state)
+    assert state.status is WorkflowStatus.FINISHED
+    assert sorted(wf.seen) == ["a", "main"]
+
+
+# -- an empty loop iteration is an error --------------------------------------------
+
+
+@genflow.workflow("acc25-empty-loop")
+@attrs.define
+class EmptyLoop:
+    n: int = 0
+
+    def definition(self):
+        yield Step("first", self.first)
+        yield For("spin", True, If(self.n > 100, "never?", Step("x", self.first)))
+
+    def first(self) -> None:
+        self.n += 1
+
+
+def test_a_loop_iteration_that_neither_steps_nor_waits_is_an_error_and_changes_nothing() -> None:
+    wf = EmptyLoop()
+    state = new_state("el-1", wf)
+    with pytest.raises(EmptyLoopError, match="spin"):
+        resume(wf, state)
+    assert isinstance(EmptyLoopError("x"), GenflowError)
+
+
+@genflow.workflow("acc25-empty-loop-continue")
+@attrs.define
+class EmptyContinueLoop:
+    def definition(self):
+        yield For("spin", True, Continue())
+
+
+def test_a_loop_of_only_continue_is_an_empty_loop_error_not_a_hang() -> None:
+    wf = EmptyContinueLoop()
+    state = new_state("el-2", wf)
+    before = snap(wf, state)
+    with pytest.raises(EmptyLoopError, match="spin"):
+        resume(wf, state)
+    assert snap(wf, state) == before
+
+
+# -- select: exactly one wins, the others torn down ----------------------------------
+
+
+class Tracked(EventHandler):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setup(self, req: CallbackRequest):
+        LOG.append(f"setup {self.name}")
+        return {"hook": self.name}
+
+    def handle(self, req: CallbackRequest, payload: int) -> int:
+        LOG.append(f"handle {self.name} {payload} {req.setup_data}")
+        return payload * 2
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        LOG.append(f"teardown {self.name} {handled}")
+
+
+@genflow.workflow("acc25-select")
+@attrs.define
+class Select:
+    got: str = ""
+
+    def definition(self):
+        yield Wait("choose",
+                   On("left", Tracked("left"), Step("l", lambda: self.set("l"))),
+                   On("right", Tracked("right"), Step("r", lambda: self.set("r"))),
+                   On("up", Tracked("up")))
+        yield Step("after", lambda: self.set(self.got + "+after"))
+
+    def set(self, v: str) -> None:
+        self.got = v
+
+
+def test_waiting_on_several_events_is_a_select_and_the_losers_are_torn_down() -> None:
+    LOG.clear()
+    wf = Select()
+    state = new_state("sel-1", wf)
+    kinds: list[CheckpointType] = []
+    resume(wf, state, kinds.append)
+    assert state.status is WorkflowStatus.WAITING
+    assert sorted(LOG) == ["setup left", "setup right", "setup up"]
+    assert CheckpointType.AFTER_SETUP in kinds
+    thread = state.threads[0]
+    assert thread.status is ThreadStatus.WAITING_EVENT and thread.stmt == "choose"
+    assert all(e.status is WaitEventStatus.SETUP for e in thread.events)
+    wf, state = loads(dumps(wf, state))
+    LOG.clear()
+    req = request(state, "right")
+    assert req.setup_data == {"hook": "right"}
+    assert handle_callback(req, wf, state, 21) == 42
+    resume(wf, state, kinds.append)
+    assert LOG[0] == "handle right 21 {'hook': 'right'}"
+    assert sorted(LOG[1:]) == ["teardown left False", "teardown right True", "teardown up False"]
+    assert wf.got == "r+after" and state.status is WorkflowStatus.FINISHED
+    assert CheckpointType.AFTER_TEARDOWN in kinds
+
+
+def test_a_loser_cannot_be_delivered_after_the_winner() -> None:
+    LOG.clear()
+    wf = Select()
+    state = new_state("sel-2", wf)
+    resume(wf, state)
+    left = request(state, "left")
+    handle_callback(request(state, "right"), wf, state, 1)
+    before = snap(wf, state)
+    with pytest.raises(genflow.EventError):
+        handle_callback(left, wf, state, 1)
+    assert snap(wf, state) == before
+
+
+# -- setup/teardown statuses and retry ----------------------------------------------
+
+
+FAIL = {"setup": 0, "teardown": 0}
+
+
+class Flaky(EventHandler):
+    def setup(self, req: CallbackRequest):
+        if FAIL["setup"]:
+            FAIL["setup"] -= 1
+            raise RuntimeError("webhook service down")
+        return "token-1"
+
+    def handle(self, req: CallbackRequest, payload: None) -> str:
+        return req.setup_data
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        if FAIL["teardown"]:
+            FAIL["teardown"] -= 1
+            raise RuntimeError("unhook failed")
+
+
+@genflow.workflow("acc25-flaky-handler")
+@attrs.define
+class FlakyHandler:
+    done: bool = False
+
+    def definition(self):
+        yield Wait("hook", On("ping", Flaky()))
+        yield Step("done", self.finish)
+
+    def finish(self) -> None:
+        self.done = True
+
+
+def test_a_failed_setup_is_recorded_and_retried_on_the_next_resume() -> None:
+    FAIL.update(setup=1, teardown=1)
+    wf = FlakyHandler()
+    state = new_state("fh-1", wf)
+    with pytest.raises(genflow.HandlerError, match="setup of event 'ping'"):
+        resume(wf, state)
+    ev = state.threads[0].events[0]
+    assert ev.status is WaitEventStatus.SETUP_ERROR
+    assert "webhook service down" in ev.error
+    wf, state = loads(dumps(wf, state))
+    resume(wf, state)
+    ev = state.threads[0].events[0]
+    assert ev.status is WaitEventStatus.SETUP and ev.req.setup_data == "token-1"
+    assert handle_callback(ev.req, wf, state) == "token-1"
+    with pytest.raises(genflow.HandlerError, match="teardown of event 'ping'"):
+        resume(wf, state)
+    assert not wf.done
+    ev = state.threads[0].events[0]
+    assert ev.status is WaitEventStatus.TEARDOWN_ERROR and "unhook failed" in ev.error
+    resume(wf, state)
+    assert wf.done and state.status is WorkflowStatus.FINISHED
+
+
+class NoPayload(EventHandler):
+    def handle(self, req: CallbackRequest, payload: None) -> str:
+        return "handled"
+
+
+@genflow.workflow("acc25-none-payload")
+@attrs.define
+class NonePayload:
+    got: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Wait("w", On("obj", NoPayload()), On("fn", self.on_fn))
+
+    def on_fn(self, payload: None) -> None:
+        self.got.append("fn")
+
+
+@pytest.mark.parametrize("event", ["obj", "fn"])
+def test_a_payload_annotated_none_takes_no_payload(event: str) -> None:
+    wf = NonePayload()
+    state = new_state("np-1", wf)
+    resume(wf, state)
+    before = snap(wf, state)
+    with pytest.raises(genflow.PayloadError, match="takes no payload"):
+        handle_callback(request(state, event), wf, state, {"x": 1})
+    assert snap(wf, state) == before
+    handle_callback(request(state, event), wf, state)
+    resume(wf, state)
+    assert state.status is WorkflowStatus.FINISHED
+
+
+# -- stale callbacks are refused by counter ------------------------------------------
+
+
+@genflow.workflow("acc25-stale")
+@attrs.define
+class Twice:
+    n: int = 0
+
+    def definition(self):
+        yield For("loop", self.n < 3, Wait("tick", On("tick", self.tick)))
+
+    def tick(self) -> None:
+        self.n += 1
+
+
+def test_a_callback_for_an_earlier_wait_is_refused_by_its_counter() -> None:
+    wf = Twice()
+    state = new_state("st-1", wf)
+    resume(wf, state)
+    first = request(state, "tick")
+    handle_callback(first, wf, state)
+    resume(wf, state)
+    second = request(state, "tick")
+    assert second.pc != first.pc
+    before = snap(wf, state)
+    with pytest.raises(StaleCallbackError):
+        handle_callback(first, wf, state)
+    assert snap(wf, state) == before and wf.n == 1
+    handle_callback(second, wf, state)
+    assert wf.n == 2
+
+
+# -- duplicate thread ids ------------------------------------------------------------
+
+
+@genflow.workflow("acc25-dup-threads")
+@attrs.define
+class DupThreads:
+    items: list[int] = attrs.field(factory=lambda: [1, 2, 1])
+    i: int = 0
+    made: list[int] = attrs.field(factory=list)
+
+    def definition(self):
+        yield For("each", self.i < len(self.items),
+                  Go("worker", Wait("w", On("go")), id=f"w{self.items[self.i]}"
+                     if self.i < len(self.items) else None),
+                  Step("next", self.next))
+
+    def next(self) -> None:
+        self.i += 1
+
+
+def test_threads_with_a_duplicate_id_are_refused() -> None:
+    wf = DupThreads()
+    state = new_state("dt-1", wf)
+    with pytest.raises(DuplicateThreadError, match="w1"):
+        resume(wf, state)
+
+
+def test_threads_with_distinct_ids_run_and_are_told_apart() -> None:
+    wf = DupThreads(items=[1, 2, 3])
+    state = new_state("dt-2", wf)
+    resume(wf, state)
+    ids = {t.id for t in state.threads}
+    assert {"w1", "w2", "w3"} <= ids
+    handle_callback(request(state, "go", "w2"), wf, state)
+    resume(wf, state)
+    assert "w2" not in {t.id for t in state.threads}
+
+
+# -- WaitFor runs its handler when the condition holds, and WaitGroup ---------------
+
+
+@genflow.workflow("acc25-waitfor")
+@attrs.define
+class WaitForFlow:
+    wg: WaitGroup = attrs.field(factory=WaitGroup)
+    paid: bool = False
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        for name in ["a", "b"]:
+            yield self.wg.go(f"job-{name}", self.job(name), id=f"job-{name}")
+        yield Wait("pay", On("paid", self.pay))
+        yield WaitFor("paid?", self.paid, self.on_paid)
+        yield self.wg.wait("all-done", self.all_done)
+        yield Step("after", lambda: self.log.append("after"))
+
+    def job(self, name: str):
+        return [Wait(f"wait-{name}", On(f"finish-{name}")),
+                Step(f"end-{name}", lambda: self.log.append(name))]
+
+    def pay(self) -> None:
+        self.paid = True
+
+    def on_paid(self) -> None:
+        self.log.append("paid-handler")
+
+    def all_done(self) -> None:
+        self.log.append("all-handler")
+
+
+def test_waitfor_runs_its_handler_when_the_condition_holds_and_waitgroup_waits_for_all() -> None:
+    wf = WaitForFlow()
+    state = new_state("wfor-1", wf)
+    kinds: list[CheckpointType] = []
+    resume(wf, state, kinds.append)
+    handle_callback(request(state, "paid"), wf, state)
+    resume(wf, state, kinds.append)
+    assert wf.log == ["paid-handler"]
+    assert CheckpointType.AFTER_CONDITION in kinds
+    main = next(t for t in state.threads if t.id == MAIN_THREAD)
+    assert main.status is ThreadStatus.WAITING_CONDITION and main.stmt == "all-done"
+    wf, state = loads(dumps(wf, state))
+    handle_callback(request(state, "finish-b", "job-b"), wf, state)
+    resume(wf, state)
+    assert wf.log == ["paid-handler", "b"] and state.status is WorkflowStatus.WAITING
+    handle_callback(request(state, "finish-a", "job-a"), wf, state)
+    resume(wf, state)
+    assert wf.log == ["paid-handler", "b", "a", "all-handler", "after"]
+    assert state.status is WorkflowStatus.FINISHED
