@@ -15,8 +15,10 @@ from genflow import (
     MAIN_THREAD,
     Break,
     CallbackRequest,
+    Case,
     CheckpointType,
     Continue,
+    Default,
     DuplicateThreadError,
     EmptyLoopError,
     EventHandler,
@@ -24,11 +26,15 @@ from genflow import (
     GenflowError,
     Go,
     If,
+    NonDeterminismError,
     On,
     Return,
+    S,
+    Section,
     StaleCallbackError,
     State,
     Step,
+    Switch,
     Thread,
     ThreadStatus,
     Wait,
@@ -42,6 +48,8 @@ from genflow import (
     loads,
     new_state,
     resume,
+    validate,
+    walk,
 )
 
 LOG: list[str] = []
@@ -453,3 +461,277 @@ def test_waitfor_runs_its_handler_when_the_condition_holds_and_waitgroup_waits_f
     resume(wf, state)
     assert wf.log == ["paid-handler", "b", "a", "all-handler", "after"]
     assert state.status is WorkflowStatus.FINISHED
+
+
+# -- branches, sections, bodies of every kind, yield from -------------------------
+
+
+@genflow.workflow("acc25-branches")
+@attrs.define
+class Branches:
+    n: int = 0
+    path: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield (If(self.n > 10, "big?", Step("big", lambda: self.go("big")))
+               .ElseIf(self.n > 5, "medium?", Step("medium", lambda: self.go("medium")))
+               .Else("small?", Step("small", lambda: self.go("small"))))
+        yield Switch(Case(self.n == 1, "one?", Step("one", lambda: self.go("one"))),
+                     Case(self.n == 7, "seven?", [Step("seven", lambda: self.go("seven"))]),
+                     Default("other?", Step("other", lambda: self.go("other"))))
+        yield Section([Step("in-part", lambda: self.go("part"))])
+        yield S(Step("s-step", lambda: self.go("s")), self.gen())
+        yield from self.sub_flow()
+
+    def gen(self):
+        yield Step("in-gen", lambda: self.go("gen"))
+
+    def sub_flow(self):
+        yield Wait("sub-wait", On("more", self.more))
+        yield Step("sub-step", lambda: self.go("sub"))
+
+    def more(self, payload: int) -> None:
+        self.n += payload
+
+    def go(self, where: str) -> None:
+        self.path.append(where)
+
+
+@pytest.mark.parametrize(("n", "first"), [(1, ["small", "one"]), (7, ["medium", "seven"]),
+                                          (20, ["big", "other"])])
+def test_if_elseif_else_switch_sections_and_sub_flows(n: int, first: list[str]) -> None:
+    wf = Branches(n=n)
+    state = new_state(f"br-{n}", wf)
+    resume(wf, state)
+    assert wf.path == [*first, "part", "s", "gen"]
+    wf, state = loads(dumps(wf, state))
+    handle_callback(request(state, "more"), wf, state, 100)
+    resume(wf, state)
+    assert wf.path == [*first, "part", "s", "gen", "sub"] and wf.n == n + 100
+    assert state.status is WorkflowStatus.FINISHED
+
+
+def nested(depth: int, leaf):
+    if depth == 0:
+        return leaf
+    return If(True, f"level-{depth}", nested(depth - 1, leaf))
+
+
+@genflow.workflow("acc25-deep")
+@attrs.define
+class Deep:
+    done: bool = False
+
+    def definition(self):
+        yield nested(500, [Wait("deep-wait", On("go")), Step("deep-step", self.finish)])
+
+    def finish(self) -> None:
+        self.done = True
+
+
+def test_a_definition_nested_500_levels_deep_resumes() -> None:
+    wf = Deep()
+    state = new_state("deep-1", wf)
+    resume(wf, state)
+    wf, state = loads(dumps(wf, state))
+    handle_callback(request(state, "go"), wf, state)
+    resume(wf, state)
+    assert wf.done and state.status is WorkflowStatus.FINISHED
+
+
+# -- validate and walk ---------------------------------------------------------------
+
+
+def test_validate_refuses_duplicate_names_and_break_outside_a_loop() -> None:
+    def twice():
+        yield Step("same", print)
+        yield Step("same", print)
+
+    with pytest.raises(genflow.DefinitionError, match="same"):
+        validate(twice)
+    with pytest.raises(genflow.DefinitionError, match="Break"):
+        validate([Step("a", print), Break()])
+    validate(Branches())
+
+
+def test_walk_visits_every_branch_and_stops_when_told() -> None:
+    names: list[str] = []
+    stopped = walk(Branches(n=1), lambda s: names.append(getattr(s, "name", "")) or False)
+    assert not stopped
+    assert {"big", "medium", "small", "one", "seven", "other", "in-part", "in-gen",
+            "sub-wait", "sub-step"} <= set(names)
+    assert walk(Branches(), lambda s: getattr(s, "name", "") == "big") is True
+
+
+# -- the infinite-loop guard, step failures, atomic operations ------------------------
+
+
+@genflow.workflow("acc25-forever")
+@attrs.define
+class Forever:
+    n: int = 0
+
+    def definition(self):
+        yield For("forever", True, Step("tick", self.tick))
+
+    def tick(self) -> None:
+        self.n += 1
+
+
+def test_an_endless_loop_of_steps_is_stopped_by_the_move_guard() -> None:
+    wf = Forever()
+    state = new_state("fv-1", wf)
+    with pytest.raises(genflow.MoveLimitError):
+        resume(wf, state, max_moves=50)
+    assert 0 < wf.n <= 50
+    ran = wf.n
+    wf, state = loads(dumps(wf, state))
+    with pytest.raises(genflow.MoveLimitError):
+        resume(wf, state, max_moves=50)
+    assert wf.n > ran
+
+
+TRIES = {"n": 0}
+
+
+@genflow.workflow("acc25-failing")
+@attrs.define
+class Failing:
+    before: int = 0
+    touched: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Step("first", self.first)
+        yield Step("charge", self.charge)
+
+    def first(self) -> None:
+        self.before += 1
+
+    def charge(self) -> None:
+        TRIES["n"] += 1
+        self.touched.append("half-written")
+        if TRIES["n"] == 1:
+            raise RuntimeError("card declined")
+
+
+def test_a_failing_step_is_an_error_naming_it_and_runs_again_on_the_next_resume() -> None:
+    TRIES["n"] = 0
+    wf = Failing()
+    state = new_state("fa-1", wf)
+    with pytest.raises(genflow.StepError, match="charge") as err:
+        resume(wf, state)
+    assert "card declined" in str(err.value)
+    assert wf.before == 1 and wf.touched == []  # what the failed attempt wrote is undone
+    resume(wf, state)
+    assert wf.before == 1 and wf.touched == ["half-written"] and TRIES["n"] == 2
+    assert state.status is WorkflowStatus.FINISHED
+
+
+class Exploding(EventHandler):
+    def handle(self, req: CallbackRequest, payload: int) -> None:
+        raise ValueError("bad amount")
+
+
+@attrs.define
+class Item:
+    sku: str
+    qty: int
+
+
+@genflow.workflow("acc25-refusals")
+@attrs.define
+class Refusals:
+    items: list[Item] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Go("side", Wait("side-wait", On("side-go")), id="side")
+        yield Wait("cart", On("add", self.add), On("boom", Exploding()))
+        yield Step("after", print)
+
+    def add(self, item: Item) -> None:
+        self.items.append(item)
+
+
+def test_each_bad_event_is_its_own_error_and_changes_nothing() -> None:
+    wf = Refusals()
+    state = new_state("rf-1", wf)
+    resume(wf, state)
+    add = request(state, "add")
+    before = snap(wf, state)
+
+    def refused(error: type[BaseException], req: CallbackRequest, payload, words: str) -> None:
+        with pytest.raises(error, match=words):
+            handle_callback(req, wf, state, payload)
+        assert snap(wf, state) == before
+
+    refused(genflow.UnknownEventError, attrs.evolve(add, event="nope"), None, "nope")
+    refused(genflow.UnknownThreadError, attrs.evolve(add, thread_id="ghost"), None, "ghost")
+    refused(genflow.EventError, attrs.evolve(add, event="side-go"), None, "side-go")
+    refused(StaleCallbackError, attrs.evolve(add, pc=add.pc + 5), None, "")
+    refused(genflow.PayloadError, add, {"sku": "a", "qty": "three"}, "qty")
+    refused(genflow.PayloadError, add, {"sku": "a"}, "qty")
+    refused(genflow.HandlerError, request(state, "boom"), 3, "bad amount")
+    handle_callback(add, wf, state, {"sku": "a", "qty": 2})
+    handle_callback(request(state, "side-go", "side"), wf, state)
+    resume(wf, state)
+    assert state.status is WorkflowStatus.FINISHED and wf.items == [Item("a", 2)]
+    with pytest.raises(genflow.WorkflowFinishedError):
+        handle_callback(add, wf, state, {"sku": "b", "qty": 1})
+
+
+# -- a saved statement that vanished ----------------------------------------------
+
+
+@genflow.workflow("acc25-edited")
+@attrs.define
+class Edited:
+    version: int = 1
+
+    def definition(self):
+        if self.version == 1:
+            yield Step("a", print)
+            yield Wait("old-wait", On("go"))
+        else:
+            yield Step("new-a", print)
+            yield Step("b", print)
+            yield Wait("other-wait", On("go"))
+
+
+def test_a_saved_statement_that_vanished_is_a_non_determinism_error_naming_it() -> None:
+    wf = Edited()
+    state = new_state("ed-1", wf)
+    resume(wf, state)
+    wf.version = 2
+    before = snap(wf, state)
+    with pytest.raises(NonDeterminismError) as err:
+        handle_callback(request(state, "go"), wf, state)
+    words = str(err.value)
+    assert "acc25-edited" in words and "old-wait" in words and MAIN_THREAD in words
+    assert snap(wf, state) == before
+
+
+@genflow.workflow("acc25-reordered")
+@attrs.define
+class Reordered:
+    version: int = 1
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        steps = [Step("x", lambda: self.log.append("x")), Step("y", lambda: self.log.append("y"))]
+        if self.version == 2:
+            steps.reverse()
+            steps.insert(0, Step("z", lambda: self.log.append("z")))
+        yield steps
+        yield Wait("hold", On("go"))
+        yield Step("end", lambda: self.log.append("end"))
+
+
+def test_edits_of_statements_not_in_flight_are_survived() -> None:
+    wf = Reordered()
+    state = new_state("ro-1", wf)
+    resume(wf, state)
+    wf, state = loads(dumps(wf, state))
+    wf.version = 2
+    handle_callback(request(state, "go"), wf, state)
+    resume(wf, state)
+    assert wf.log == ["x", "y", "end"]
