@@ -7,10 +7,14 @@ guard, a vanished statement, atomic operations) through the public API only."""
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+
 import attrs
 import pytest
 
 import genflow
+import genflow.codec
 from genflow import (
     MAIN_THREAD,
     Break,
@@ -37,6 +41,7 @@ from genflow import (
     Switch,
     Thread,
     ThreadStatus,
+    Timeout,
     Wait,
     WaitEvent,
     WaitEventStatus,
@@ -735,3 +740,161 @@ def test_edits_of_statements_not_in_flight_are_survived() -> None:
     handle_callback(request(state, "go"), wf, state)
     resume(wf, state)
     assert wf.log == ["x", "y", "end"]
+
+
+# -- the codec ------------------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@attrs.define
+class Line:
+    item: Item
+    colours: list[Colour] = attrs.field(factory=list)
+    at: dt.datetime | None = None
+
+
+@genflow.workflow("acc25-codec")
+@attrs.define
+class Rich:
+    when: dt.datetime = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    colour: Colour = Colour.BLUE
+    lines: list[Line] = attrs.field(factory=list)
+    by_sku: dict[str, Line] = attrs.field(factory=dict)
+    day: dt.date = dt.date(2026, 2, 28)
+
+    def definition(self):
+        yield Wait("w", On("go"))
+
+
+def test_dumps_and_loads_round_trip_datetimes_enums_and_nested_classes_exactly() -> None:
+    local = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    line = Line(Item("a", 1), [Colour.RED, Colour.BLUE], dt.datetime(2026, 5, 1, 9, tzinfo=local))
+    wf = Rich(lines=[line, Line(Item("b", 2))], by_sku={"a": line})
+    state = new_state("codec-1", wf)
+    resume(wf, state)
+    blob = dumps(wf, state)
+    assert isinstance(blob, bytes)
+    wf2, state2 = loads(blob)
+    assert wf2 == wf and state2 == state
+    assert wf2.lines[0].at.utcoffset() == dt.timedelta(hours=5, minutes=30)
+    assert type(wf2.colour) is Colour and type(wf2.lines[0].item) is Item
+    assert dumps(wf2, state2) == blob
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b[: len(b) // 2],
+    lambda b: b"",
+    lambda b: b"\x00" * 20,
+    lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]),
+    lambda b: b"not msgpack at all",
+])
+def test_a_corrupt_or_truncated_blob_is_a_corrupt_state_error(mangle) -> None:
+    wf = Rich()
+    state = new_state("codec-2", wf)
+    blob = mangle(dumps(wf, state))
+    with pytest.raises(genflow.CorruptStateError):
+        loads(blob)
+
+
+def test_an_oversized_blob_and_one_of_another_workflow_are_refused() -> None:
+    wf = Rich()
+    state = new_state("codec-3", wf)
+    blob = dumps(wf, state)
+    with pytest.raises(genflow.CorruptStateError, match="acc25-codec"):
+        loads(blob, {"acc25-select": Select})
+    with pytest.raises(GenflowError):
+        loads(b"\x00" * (genflow.codec.MAX_BLOB_SIZE + 1))
+    with pytest.raises(genflow.SerializationError):
+        dumps(Select(), state)
+
+
+def test_a_field_added_with_a_default_still_loads_old_blobs() -> None:
+    @attrs.define
+    class V1:
+        a: int = 1
+
+        def definition(self):
+            yield Wait("w", On("go"))
+
+    genflow.workflow("acc25-grown")(V1)
+    wf = V1(a=7)
+    state = new_state("grown-1", wf)
+    resume(wf, state)
+    blob = dumps(wf, state)
+
+    @attrs.define
+    class V2:
+        a: int = 1
+        note: str = "new"
+        tags: list[str] = attrs.field(factory=list)
+
+        def definition(self):
+            yield Wait("w", On("go"))
+
+    wf2, state2 = loads(blob, {"acc25-grown": V2})
+    assert wf2 == V2(a=7) and state2 == state
+
+
+# -- atomic: a handler that raises after writing leaves nothing ----------------------
+
+
+@genflow.workflow("acc25-half-handler")
+@attrs.define
+class HalfHandler:
+    items: list[str] = attrs.field(factory=list)
+    total: int = 0
+
+    def definition(self):
+        yield Wait("w", On("add", self.add))
+
+    def add(self, payload: int) -> None:
+        self.items.append(str(payload))
+        self.total += payload
+        if payload < 0:
+            raise ValueError("negative amount")
+
+
+def test_a_handler_that_raises_half_way_leaves_data_and_state_as_before() -> None:
+    wf = HalfHandler()
+    state = new_state("half-1", wf)
+    resume(wf, state)
+    before = snap(wf, state)
+    with pytest.raises(genflow.HandlerError, match="negative amount"):
+        handle_callback(request(state, "add"), wf, state, -5)
+    assert snap(wf, state) == before and wf.items == [] and wf.total == 0
+    handle_callback(request(state, "add"), wf, state, 5)
+    assert wf.items == ["5"] and wf.total == 5
+
+
+# -- checkpoints and Timeout as an event --------------------------------------------
+
+
+@genflow.workflow("acc25-timeout")
+@attrs.define
+class Timed:
+    log: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Step("start", lambda: self.log.append("start"))
+        yield Wait("answer", On("yes", lambda: self.log.append("yes")),
+                   Timeout("too-late", 60, Step("late", lambda: self.log.append("late"))))
+
+
+def test_resume_calls_checkpoint_after_steps_and_a_timeout_is_an_event_of_the_select() -> None:
+    clock = genflow.FakeClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    wf = Timed()
+    state = new_state("to-1", wf)
+    kinds: list[CheckpointType] = []
+    resume(wf, state, kinds.append, clock=clock)
+    assert CheckpointType.AFTER_STEP in kinds
+    assert all(isinstance(k, CheckpointType) for k in kinds)
+    events = {e.event for e in state.threads[0].events}
+    assert events == {"yes", "too-late"}
+    clock.advance(61)
+    handle_callback(request(state, "too-late"), wf, state)
+    resume(wf, state, kinds.append, clock=clock)
+    assert wf.log == ["start", "late"] and state.status is WorkflowStatus.FINISHED
