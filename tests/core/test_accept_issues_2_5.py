@@ -568,6 +568,24 @@ def test_walk_visits_every_branch_and_stops_when_told() -> None:
     assert walk(Branches(), lambda s: getattr(s, "name", "") == "big") is True
 
 
+@attrs.define
+class Needs:
+    item: Item
+
+    def definition(self):
+        yield Step("s", print)
+
+
+def test_validate_and_walk_take_a_workflow_class_with_its_defaults() -> None:
+    validate(Branches)
+    names: list[str] = []
+    walk(Branches, lambda s: names.append(getattr(s, "name", "")) or False)
+    assert "sub-wait" in names
+    for call in (lambda: validate(Needs), lambda: walk(Needs, print)):
+        with pytest.raises(genflow.DefinitionError, match=r"give an instance, e.g. Needs\(...\)"):
+            call()
+
+
 # -- the infinite-loop guard, step failures, atomic operations ------------------------
 
 
