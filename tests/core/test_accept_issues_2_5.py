@@ -415,6 +415,58 @@ def test_threads_with_distinct_ids_run_and_are_told_apart() -> None:
     assert "w2" not in {t.id for t in state.threads}
 
 
+@genflow.workflow("acc25-go-loop")
+@attrs.define
+class GoLoop:
+    items: list[str] = attrs.field(factory=lambda: ["x", "y"])
+    i: int = 0
+    done: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield For("each", self.i < len(self.items),
+                  Go("worker", self.worker, id=f"w-{self.i}"), Step("next", self.next))
+
+    def worker(self, thread_id: str):
+        yield Wait("ready", On("ready", lambda: self.done.append(thread_id)))
+
+    def next(self) -> None:
+        self.i += 1
+
+
+def test_a_thread_body_may_be_a_generator_function_of_its_thread_id() -> None:
+    wf = GoLoop()
+    state = new_state("gl-1", wf)
+    resume(wf, state)
+    wf, state = loads(dumps(wf, state))
+    handle_callback(request(state, "ready", "w-1"), wf, state)
+    resume(wf, state)
+    assert wf.done == ["w-1"] and [t.id for t in state.threads] == ["w-0"]
+
+
+@genflow.workflow("acc25-spawner")
+@attrs.define
+class Spawner:
+    def definition(self):
+        yield For("spawn", True, Go("t", Wait("tw", On("x")), id="t"))
+
+
+@genflow.workflow("acc25-passing-waitfor")
+@attrs.define
+class PassingWaitFor:
+    def definition(self):
+        yield For("spin", True, WaitFor("always", True))
+
+
+@pytest.mark.parametrize("cls", [Spawner, PassingWaitFor])
+def test_iterations_that_only_start_threads_or_pass_a_waitfor_are_empty(cls) -> None:
+    wf = cls()
+    state = new_state("sp-1", wf)
+    before = snap(wf, state)
+    with pytest.raises(EmptyLoopError):
+        resume(wf, state)
+    assert snap(wf, state) == before
+
+
 # -- WaitFor runs its handler when the condition holds, and WaitGroup ---------------
 
 
@@ -514,6 +566,27 @@ def test_if_elseif_else_switch_sections_and_sub_flows(n: int, first: list[str]) 
     resume(wf, state)
     assert wf.path == [*first, "part", "s", "gen", "sub"] and wf.n == n + 100
     assert state.status is WorkflowStatus.FINISHED
+
+
+@genflow.workflow("acc25-first-case")
+@attrs.define
+class FirstCase:
+    n: int = 7
+    path: list[str] = attrs.field(factory=list)
+
+    def definition(self):
+        yield Switch(Case(self.n > 0, "positive?", Step("pos", lambda: self.path.append("pos"))),
+                     Case(self.n > 5, "big?", Step("big", lambda: self.path.append("big"))),
+                     Default("else?", Step("else", lambda: self.path.append("else"))))
+        yield (If(self.n > 0, "a?", Step("a", lambda: self.path.append("a")))
+               .ElseIf(self.n > 5, "b?", Step("b", lambda: self.path.append("b"))))
+        yield If(self.n < 0, "never?", Step("c", lambda: self.path.append("c")))
+
+
+def test_switch_and_if_take_the_first_case_that_holds_only() -> None:
+    wf = FirstCase()
+    resume(wf, new_state("fc-2", wf))
+    assert wf.path == ["pos", "a"]
 
 
 def nested(depth: int, leaf):
