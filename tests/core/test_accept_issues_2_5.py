@@ -256,6 +256,50 @@ def test_a_loser_cannot_be_delivered_after_the_winner() -> None:
     assert snap(wf, state) == before
 
 
+@attrs.define
+class Item:
+    sku: str
+    qty: int
+
+
+class OwnHandler:  # setup/handle/teardown on a class of the user's own, no EventHandler
+    input_type = Item
+
+    def setup(self, req: CallbackRequest) -> str:
+        LOG.append("own setup")
+        return "own-token"
+
+    def handle(self, req: CallbackRequest, payload: Item) -> str:
+        LOG.append(f"own handle {payload.sku} {req.setup_data}")
+        return payload.sku
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        LOG.append(f"own teardown {handled}")
+
+
+@genflow.workflow("acc25-own-handler")
+@attrs.define
+class OwnHandlerFlow:
+    def definition(self):
+        yield Wait("w", On("item", OwnHandler()), On("other", OwnHandler()))
+
+
+def test_a_handler_object_of_ones_own_class_takes_its_declared_payload() -> None:
+    LOG.clear()
+    wf = OwnHandlerFlow()
+    state = new_state("own-1", wf)
+    resume(wf, state)
+    before = snap(wf, state)
+    with pytest.raises(genflow.PayloadError, match="qty"):
+        handle_callback(request(state, "item"), wf, state, {"sku": "a"})
+    assert snap(wf, state) == before
+    assert handle_callback(request(state, "item"), wf, state, {"sku": "a", "qty": 1}) == "a"
+    resume(wf, state)
+    assert state.status is WorkflowStatus.FINISHED
+    assert LOG[:3] == ["own setup", "own setup", "own handle a own-token"]
+    assert sorted(LOG[3:]) == ["own teardown False", "own teardown True"]
+
+
 # -- setup/teardown statuses and retry ----------------------------------------------
 
 
@@ -726,12 +770,6 @@ def test_a_failing_step_is_an_error_naming_it_and_runs_again_on_the_next_resume(
 class Exploding(EventHandler):
     def handle(self, req: CallbackRequest, payload: int) -> None:
         raise ValueError("bad amount")
-
-
-@attrs.define
-class Item:
-    sku: str
-    qty: int
 
 
 @genflow.workflow("acc25-refusals")
