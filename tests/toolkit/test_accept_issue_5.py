@@ -19,6 +19,7 @@ from hypothesis.stateful import invariant, run_state_machine_as_test
 
 import genflow
 from genflow import For, If, On, Step, Timeout, Wait, new_state, resume
+from genflow.errors import ArgumentError
 from genflow.testing import (
     ReplayError,
     Send,
@@ -117,6 +118,23 @@ class LibraryMachine(WorkflowMachine):
 def test_the_state_machine_helper_runs() -> None:
     run_state_machine_as_test(LibraryMachine, settings=settings(
         max_examples=5, stateful_step_count=5, deadline=None))
+
+
+@genflow.workflow("acc5-needs-customer")
+@attrs.define
+class NeedsCustomer:
+    customer: str
+
+    def definition(self):
+        yield Wait("w", On("go"))
+
+
+def test_a_class_without_defaults_asks_for_an_instance() -> None:
+    for check in (check_replay, assert_replay_equivalent):
+        with pytest.raises(ArgumentError, match=r"give the start data as an instance, "
+                                                r"NeedsCustomer\(\.\.\.\)"):
+            check(NeedsCustomer, ["go"])
+    assert check_replay(NeedsCustomer("ann"), ["go"]).ok
 
 
 # -- broken workflows -------------------------------------------------------------
