@@ -15,6 +15,7 @@ import pytest
 
 import genflow
 import genflow.codec
+import genflow.errors
 from genflow import (
     MAIN_THREAD,
     Break,
@@ -811,6 +812,21 @@ def test_each_bad_event_is_its_own_error_and_changes_nothing() -> None:
     assert state.status is WorkflowStatus.FINISHED and wf.items == [Item("a", 2)]
     with pytest.raises(genflow.WorkflowFinishedError):
         handle_callback(add, wf, state, {"sku": "b", "qty": 1})
+
+
+def test_data_of_another_workflow_than_the_state_is_refused_and_changes_nothing() -> None:
+    wf = Refusals()
+    state = new_state("rf-2", wf)
+    resume(wf, state)
+    other = HalfHandler()
+    before = snap(wf, state)
+    for call in (lambda: resume(other, state),
+                 lambda: handle_callback(request(state, "add"), other, state, 1)):
+        with pytest.raises(genflow.errors.ArgumentError,
+                           match="'acc25-half-handler' workflow but the state belongs to "
+                                 "'acc25-refusals'"):
+            call()
+        assert snap(wf, state) == before and other == HalfHandler()
 
 
 # -- a saved statement that vanished ----------------------------------------------
