@@ -85,6 +85,12 @@ def test_the_contract_names_are_importable_from_genflow() -> None:
     assert isinstance(Thread, type) and isinstance(WaitEvent, type)
 
 
+@pytest.mark.parametrize("bad", ["", None, 5, "a\x00b"])
+def test_new_state_refuses_an_id_no_blob_could_load_again(bad) -> None:
+    with pytest.raises(genflow.InvalidIdError):
+        new_state(bad, FlowControl())
+
+
 # -- Break / Continue / Return act at once ------------------------------------------
 
 
