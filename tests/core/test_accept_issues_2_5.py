@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 
 import attrs
 import pytest
@@ -384,6 +385,10 @@ class NonePayload:
 
 @pytest.mark.parametrize("event", ["obj", "fn"])
 def test_a_payload_annotated_none_takes_no_payload(event: str) -> None:
+    from genflow.render import to_dict
+
+    drawn = json.dumps(to_dict(NonePayload()))
+    assert "NoneType" not in drawn and '"input": null' in drawn
     wf = NonePayload()
     state = new_state("np-1", wf)
     resume(wf, state)
