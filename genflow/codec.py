@@ -185,8 +185,9 @@ def check_payload(payload: Any, event: str, input_type: Any = Any) -> None:
 
 def structure_payload(payload: Any, input_type: Any, event: str, handler: Any = None) -> Any:
     """The payload as the handler's declared type, checked in full (`check_payload`),
-    or `PayloadError` naming the event and the field."""
-    if input_type is None:
+    or `PayloadError` naming the event and the field. A payload annotated `None`
+    (`def handle(self, req, payload: None)`) is no payload, as no annotation is."""
+    if input_type is None or input_type is type(None):
         if payload is not None:
             raise PayloadError(f"event {event!r} takes no payload, got {describe(payload)}"
                                f"{_defaulted(handler)}")

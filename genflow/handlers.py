@@ -62,7 +62,7 @@ class EventHandler:
             hints = _hints(cls.handle)
             params = list(inspect.signature(cls.handle).parameters)
             if len(params) >= 3:
-                cls.input_type = hints.get(params[2])
+                cls.input_type = _no_payload(hints.get(params[2]))
 
     def setup(self, req: CallbackRequest) -> Any:
         return None
@@ -191,7 +191,13 @@ def _inspect_parameter(fn: Callable[..., Any]) -> tuple[bool, Any]:
     if len(params) > 1:
         raise TypeError(f"{fn!r} must take at most one required argument (the payload)")
     hints = _hints(fn)
-    return True, hints.get(params[0].name, Any)
+    return True, _no_payload(hints.get(params[0].name, Any))
+
+
+def _no_payload(hint: Any) -> Any:
+    """A payload annotated `None` (`payload: None`) is none: `input_type` None, as the
+    codec, the diagrams and the console read it."""
+    return None if hint is type(None) else hint
 
 
 @functools.lru_cache(maxsize=1024)

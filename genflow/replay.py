@@ -455,9 +455,19 @@ def _child_body(stmt: Stmt, branch: int) -> Any:
 
 
 def as_body(obj: Any) -> Any:
-    """A workflow instance, a statement or a body, as something a `Frame` iterates."""
+    """A workflow instance (or class, with its defaults), a statement or a body, as
+    something a `Frame` iterates."""
     if isinstance(obj, Stmt):
         return (obj,)
+    if isinstance(obj, type) and callable(getattr(obj, "definition", None)):
+        # `validate(Order)`, as `runs(Order)` and `check_replay(Order)` take it: the
+        # class's defaults (its definition() is a method, which needs an instance)
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise DefinitionError(
+                f"{obj.__name__} is a workflow class whose fields have no defaults "
+                f"({exc}): give an instance, e.g. {obj.__name__}(...)") from None
     definition = getattr(obj, "definition", None)
     if definition is not None and callable(definition):
         return Definition(definition)
@@ -468,7 +478,7 @@ def as_body(obj: Any) -> Any:
 
 def walk(stmt: Any, fn: Callable[[Stmt], Any]) -> bool:
     """Call `fn` on every statement under `stmt` (a statement, a body, or a
-    workflow instance), depth first over every branch; stop as soon as `fn`
+    workflow instance or class), depth first over every branch; stop as soon as `fn`
     returns True. Returns whether it stopped early."""
     return any(fn(node) for node, _ in iter_tree(as_body(stmt)))
 

@@ -64,6 +64,7 @@ from genflow.codec import (
 )
 from genflow.context import StepContext, _current, current_step
 from genflow.errors import (
+    ArgumentError,
     Cancelled,
     ChildFailed,
     DefinitionError,
@@ -2447,6 +2448,12 @@ def _carried(op: Operation) -> Operation:
     """`op`, starting with what the last operation on its objects located, where
     the fields those replays read hold the values they held then."""
     global _carried_last
+    # data of one registered workflow and the State of another: refused before
+    # anything runs (another definition would move the threads), as dumps refuses it
+    name = type(op.wf).__dict__.get("__genflow_workflow__")
+    if name is not None and name != op.state.workflow:
+        raise ArgumentError(f"data is a {name!r} workflow but the state belongs to "
+                            f"{op.state.workflow!r}: give the data this State was made for")
     last = _carried_last
     if last is None or op.tracer is None or last[0] is not op.wf or last[1] is not op.state:
         return op

@@ -385,8 +385,11 @@ def unretryable(state: State) -> bool:
 
 def new_state(id: str, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
-    instance of one, or its registered name): the main thread, not started."""
-    return State(id=str(id), workflow=workflow_name(workflow), threads=[Thread(id=MAIN_THREAD)])
+    instance of one, or its registered name): the main thread, not started. An id
+    that no blob could load again (empty, not a str: `None` would become "None")
+    is an `InvalidIdError` here, as `Engine.start` refuses it."""
+    return State(id=checked_id(id), workflow=workflow_name(workflow),
+                 threads=[Thread(id=MAIN_THREAD)])
 
 
 def checked_id(instance_id: Any) -> str:

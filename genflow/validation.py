@@ -40,7 +40,8 @@ _PACKAGE = Path(__file__).resolve().parent
 def validate(definition: Any) -> None:
     """Raise `DefinitionError` listing every problem of a definition.
 
-    `definition` is a workflow instance, a generator function, or a body. Every
+    `definition` is a workflow instance (or its class, taken with its defaults), a
+    generator function, or a body. Every
     branch is checked whatever its condition: names present and unique (the
     keys that let in-flight instances survive code changes), Break/Continue
     inside a loop of the same thread, waits with distinct events and usable

@@ -535,8 +535,8 @@ def vanished(
         lines.append("by " + ", ".join(steps) + ".")
     lines.append(
         "This is a Python `if` (or loop, or early return) in definition() on data that a step "
-        "changes: replayed after the step, the statement the thread stands at is no longer "
-        "yielded. Use genflow's If(...)/For(...) for branches on data that steps change, so "
-        "every statement stays in the definition."
+        "or an event's handler changes: replayed after it, the statement the thread stands at "
+        "is no longer yielded. Use genflow's If(...)/For(...) for branches on data that steps "
+        "and handlers change, so every statement stays in the definition."
     )
     return lines
