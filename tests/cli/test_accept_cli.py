@@ -16,20 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def gf(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
-        monkeypatch.delenv(name, raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            code = main(["--app", str(APP), "--store", "sqlite:///s.db", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def gf(genflow_in):
+    return genflow_in(APP)
 
 
 @pytest.mark.parametrize(("every", "shown"), [("15m", "every 0:15:00"), ("90", "every 0:01:30"),

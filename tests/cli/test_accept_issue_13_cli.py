@@ -10,26 +10,13 @@ from pathlib import Path
 import pytest
 
 from genflow import open_store
-from genflow.cli import main
 
 APP = Path(__file__).resolve().parents[1] / "support" / "cli_app.py"
 
 
 @pytest.fixture
-def gf(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    for name in ("GENFLOW_APP", "GENFLOW_STORE"):
-        monkeypatch.delenv(name, raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            code = main(["--app", str(APP), "--store", "sqlite:///s.db", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def gf(genflow_in):
+    return genflow_in(APP)
 
 
 def _row(path: Path, instance_id: str) -> tuple:
