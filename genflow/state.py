@@ -383,11 +383,13 @@ def unretryable(state: State) -> bool:
     return any(t.status is _UNWINDING and t.unwind == "fail" for t in state.threads)
 
 
-def new_state(id: str, workflow: Any) -> State:
+def new_state(id: Any, workflow: Any) -> State:
     """A fresh State for instance `id` of `workflow` (a registered class, an
     instance of one, or its registered name): the main thread, not started. An id
     that no blob could load again (empty, not a str: `None` would become "None")
     is an `InvalidIdError` here, as `Engine.start` refuses it."""
+    # (`id` Any, not str: compiled, an annotation is checked at the call, before the
+    # clear error of `checked_id`; docs/compiled.md)
     return State(id=checked_id(id), workflow=workflow_name(workflow),
                  threads=[Thread(id=MAIN_THREAD)])
 
