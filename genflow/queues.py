@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from genflow.errors import ScheduleError, error_text
+from genflow.errors import QueueNotFoundError, ScheduleError, error_text
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import Admission, QueueEntry, QueueRecord
 from genflow.wire import storable_key
@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from genflow.engine import Engine
 
 __all__ = ["Queue", "QueuePlace", "Queues", "cursor_after"]
+
+#: the longest queue name (a store's key; a schedule's id is as long)
+MAX_NAME = 200
+#: the longest key an instance is queued under (what a store keeps beside it, no index)
+MAX_KEY = 100_000
 
 
 @attrs.frozen
@@ -76,7 +81,12 @@ class Queue:
             except AttributeError:
                 raise ScheduleError(f"queue {self.name!r}: the data {type(data).__name__} has no "
                                     f"field {self.key!r} to key it by") from None
-        return str(value)
+        key = str(value)
+        if not storable_key(key, MAX_KEY) and key:
+            raise ScheduleError(f"queue {self.name!r}: the key {key[:60]!r} is no key a store "
+                                f"can keep (at most {MAX_KEY:,} characters of valid UTF-8, "
+                                "no NUL): nothing was started")
+        return key
 
     def record(self) -> QueueRecord:
         period = self.per.total_seconds() if isinstance(self.per, _dt.timedelta) else self.per
@@ -119,8 +129,8 @@ class Queues:
                                 f"define(Queue({queue!r}, concurrency=...))"
                                 if isinstance(queue, str) else
                                 f"define takes a genflow.queues.Queue, not {queue!r}")
-        if not storable_key(queue.name, 200):
-            raise ScheduleError(f"a queue needs a non-empty name of at most 200 characters "
+        if not storable_key(queue.name, MAX_NAME):
+            raise ScheduleError(f"a queue needs a non-empty name of at most {MAX_NAME} characters "
                                 f"(valid UTF-8, no NUL), not {queue.name!r}")
         for what in ("concurrency", "per_key", "rate"):
             value = getattr(queue, what)
@@ -149,7 +159,11 @@ class Queues:
         return queue
 
     def get(self, name: str) -> QueueRecord:
-        """The queue's limits as stored (`QueueNotFoundError` if none)."""
+        """The queue's limits as stored (`QueueNotFoundError` if none: a name no
+        store could keep names none, and no store is asked for it)."""
+        if not storable_key(name, MAX_NAME):
+            raise QueueNotFoundError(f"no queue {name!r}: a queue's name is a non-empty text "
+                                     f"of at most {MAX_NAME} characters (valid UTF-8, no NUL)")
         return self.engine.store.get_queue(name)
 
     def list(self) -> builtins.list[QueueRecord]:

@@ -244,3 +244,34 @@ def _check_limits(engine: Engine, queue: Queue, started: list[str],
                 or (queue.per_key is not None and by_key.get(tenant, 0) >= queue.per_key)
                 or (queue.rate is not None and len(recent) >= queue.rate))
         assert held, f"{i} ({tenant}) waits though no limit holds it back"
+
+
+@pytest.mark.parametrize("name", ["no-\x00", "", "\ud800", "x" * 201])
+def test_a_queue_name_no_store_could_keep_names_no_queue(store, name):
+    """Such a name is looked up nowhere (PostgreSQL refuses a NUL in a text: its
+    error would reach the caller as a StoreError, an HTTP 5xx): no queue has it."""
+    from sched_app import Report
+
+    engine, _ = engine_on(store)
+    engine.queues.define(Queue("jobs"))
+    engine.schedules.add("rep", Report(), every=3600, queue="jobs")
+    before = engine.store.get_schedule("rep")
+    with pytest.raises(QueueNotFoundError, match="a queue's name is a non-empty text"):
+        engine.queues.get(name)
+    with pytest.raises(QueueNotFoundError):
+        engine.start(Job(), id="j", queue=name)
+    with pytest.raises(QueueNotFoundError):
+        engine.schedules.update("rep", queue=name)
+    assert engine.store.get_schedule("rep") == before
+    assert engine.store.list() == []
+
+
+def test_a_key_no_store_could_keep_is_refused_with_nothing_started(store):
+    engine, _ = engine_on(store)
+    engine.queues.define(Queue("keyed", per_key=1, key="tenant"))
+    with pytest.raises(ScheduleError, match=r"queue 'keyed': the key 'a\\x00b' is no key a "
+                                            r"store can keep"):
+        engine.start(Job(tenant="a\x00b"), id="j", queue="keyed")
+    assert engine.store.list() == []
+    engine.start(Job(tenant="a-b"), id="k", queue="keyed")  # a key a store keeps: queued
+    assert [r.id for r in engine.store.list()] == ["k"]
