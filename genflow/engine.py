@@ -110,6 +110,7 @@ from genflow.statements import Retry
 from genflow.stores.base import InstanceRecord, JournalEntries, Records, Store, new_record
 from genflow.stores.retry import Backoff
 from genflow.validation import validate
+from genflow.wire import storable_key
 
 __all__ = ["Engine", "Instance"]
 
@@ -522,7 +523,9 @@ class Engine:
     ) -> Records:
         """Stored records filtered by workflow, status and an event they wait
         for (blobs not decoded); with `parent`, only that instance's children
-        (`genflow.children`), in the order they were started."""
+        (`genflow.children`), in the order they were started. A workflow or an
+        event no store could keep (a NUL, a lone surrogate) selects nothing;
+        `after` such a text is an `ArgumentError` (no page ends with it)."""
         status_value = status.value if isinstance(status, WorkflowStatus) else status
         if status_value is not None and status_value not in _STATUS_VALUES:
             raise ArgumentError(f"status is one of {', '.join(sorted(_STATUS_VALUES))}, not "
@@ -530,6 +533,16 @@ class Engine:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or limit < 0):
             raise ArgumentError(f"limit is a count of 0 or more (or None: all), not {limit!r}")
+        for what, text in (("workflow", workflow), ("waiting", waiting), ("after", after)):
+            if text is not None and not isinstance(text, str):
+                raise ArgumentError(f"{what} is a text, not {text!r}")
+        if parent is not None:
+            checked_id(parent)  # InvalidIdError, whatever the other filters
+        if any(text is not None and not storable_key(text) for text in (workflow, waiting)):
+            return []  # (no store holds it: PostgreSQL would refuse the query, a StoreError)
+        if after and not storable_key(after):
+            raise ArgumentError(f"after is the id the previous page ended with (valid UTF-8 "
+                                f"text, no NUL), not {after!r}")
         if parent is not None:
             found = []
             for child, _ in self.store.children(checked_id(parent)):

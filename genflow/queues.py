@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from genflow.errors import QueueNotFoundError, ScheduleError, error_text
+from genflow.state import checked_id
 from genflow.stores.base import InstanceRecord
 from genflow.stores.scheduling import Admission, QueueEntry, QueueRecord
 from genflow.wire import storable_key
@@ -161,21 +162,19 @@ class Queues:
     def get(self, name: str) -> QueueRecord:
         """The queue's limits as stored (`QueueNotFoundError` if none: a name no
         store could keep names none, and no store is asked for it)."""
-        if not storable_key(name, MAX_NAME):
-            raise QueueNotFoundError(f"no queue {name!r}: a queue's name is a non-empty text "
-                                     f"of at most {MAX_NAME} characters (valid UTF-8, no NUL)")
-        return self.engine.store.get_queue(name)
+        return self.engine.store.get_queue(_known(name))
 
     def list(self) -> builtins.list[QueueRecord]:
         return self.engine.store.list_queues()
 
     def counts(self, name: str) -> tuple[int, int]:
-        """(waiting, running) instances of the queue."""
-        return self.engine.store.queue_counts(name)
+        """(waiting, running) instances of the queue (`QueueNotFoundError` if none)."""
+        return self.engine.store.queue_counts(_known(name))
 
     def place(self, instance_id: str) -> QueuePlace | None:
-        """The instance's place in its queue, or None when it is on none."""
-        found = self.engine.store.queue_entry(instance_id)
+        """The instance's place in its queue, or None when it is on none (an id
+        no store could keep is an `InvalidIdError`, as `Engine.get` says)."""
+        found = self.engine.store.queue_entry(checked_id(instance_id))
         if found is None:
             return None
         entry, position = found
@@ -254,6 +253,15 @@ class Queues:
                 priority: int) -> InstanceRecord:
         entry = self.entry_for(queue, record.id, data, priority)
         return self.engine.store.enqueue(record, entry)
+
+
+def _known(name: Any) -> str:
+    """`name`, or `QueueNotFoundError` when no store could keep it as a queue's name
+    (`define` refuses such a name: no queue has it, and no store is asked)."""
+    if not storable_key(name, MAX_NAME):
+        raise QueueNotFoundError(f"no queue {name!r}: a queue's name is a non-empty text "
+                                 f"of at most {MAX_NAME} characters (valid UTF-8, no NUL)")
+    return str(name)
 
 
 def _limit(limit: Any) -> None:

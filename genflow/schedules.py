@@ -46,6 +46,7 @@ from genflow.errors import (
     ConcurrencyError,
     GenflowError,
     ScheduleError,
+    ScheduleNotFoundError,
     WorkflowFinishedError,
 )
 from genflow.observe import fields
@@ -473,7 +474,14 @@ class Schedules:
         return info
 
     def get(self, schedule_id: str) -> ScheduleInfo:
-        return _info(self.engine.store.get_schedule(schedule_id))
+        """The schedule (`ScheduleNotFoundError` if none)."""
+        return _info(self.record(schedule_id))
+
+    def record(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule's row as stored, its spec not read (`ScheduleNotFoundError`
+        if none: an id no store could keep names none, and no store is asked for
+        it, as PostgreSQL would refuse a NUL with a `StoreError`)."""
+        return self.engine.store.get_schedule(_known(schedule_id))
 
     def list(self) -> builtins.list[ScheduleInfo]:
         return [_info(r) for r in self.engine.store.list_schedules()]
@@ -496,7 +504,7 @@ class Schedules:
 
     def delete(self, schedule_id: str) -> None:
         """Remove the schedule (the instances it started stay)."""
-        if not self.engine.store.delete_schedule(schedule_id):
+        if not self.engine.store.delete_schedule(_known(schedule_id)):
             self.engine.store.get_schedule(schedule_id)  # ScheduleNotFoundError
 
     def instances(self, schedule_id: str, *, workflow: str | None = None,
@@ -506,7 +514,10 @@ class Schedules:
         backfills), ordered by id, which is tick order; `after` pages (an id).
         Their ids all start with ``ID@`` (`instance_id_for`), so this is one
         range read of the store's id order from there, stopped at the first id
-        past it. The schedule need not exist any more: its instances stay."""
+        past it. The schedule need not exist any more: its instances stay (an id
+        no store could keep started none)."""
+        if not storable_key(schedule_id, MAX_SCHEDULE_ID):
+            return []
         prefix = f"{schedule_id}@"
         cursor = after if after is not None and after > prefix else prefix
         found: builtins.list[InstanceRecord] = []
@@ -531,6 +542,7 @@ class Schedules:
         """Fire one tick now, paused or not, under the overlap policy; the id
         of the instance it started (None: the overlap policy skipped it).
         The schedule's own ticks go on as before."""
+        _known(schedule_id)
         for _ in range(3):  # a cancel of the previous run first, then the tick
             now = self.engine.clock()
             turn = _Turn(self.engine, now, manual=True)
@@ -637,7 +649,7 @@ class Schedules:
                 change: Callable[[ScheduleRecord, Schedule], ScheduleRecord]) -> ScheduleInfo:
         store = self.engine.store
         for attempt in range(5):  # a worker firing a tick meanwhile moves the version on
-            record = store.get_schedule(schedule_id)
+            record = self.record(schedule_id)
             new = change(record, Schedule.unpack(record.spec))
             if new == record:
                 return _info(record)
@@ -883,6 +895,15 @@ class _Turn:
         assert self.backfill is not None
         made = [self.instance(schedule, tick) for tick in self.backfill]
         return Firing(record.replace(fired=record.fired + len(made)), tuple(made))
+
+
+def _known(schedule_id: Any) -> str:
+    """`schedule_id`, or `ScheduleNotFoundError` when no store could keep it as an
+    id (`add` refuses such an id: no schedule has it)."""
+    if not storable_key(schedule_id, MAX_SCHEDULE_ID):
+        raise ScheduleNotFoundError(f"no schedule {schedule_id!r}: a schedule's id is a text "
+                                    f"of 1 to {MAX_SCHEDULE_ID} characters (valid UTF-8, no NUL)")
+    return str(schedule_id)
 
 
 def info_of(record: ScheduleRecord) -> ScheduleInfo:

@@ -14,6 +14,7 @@ Nothing here knows about workflows: the stores use it too.
 from __future__ import annotations
 
 import reprlib
+import sys
 import types
 import typing
 from collections.abc import Collection, Iterator, Mapping
@@ -219,9 +220,11 @@ def _plain_scalar(value: Any) -> bool:
     return kind in _SCALARS
 
 
-def storable_key(value: Any, longest: int) -> bool:
+def storable_key(value: Any, longest: int = sys.maxsize) -> bool:
     """Can every store keep `value` as a key (a schedule's id, a queue's name):
-    a str of 1 to `longest` characters, valid UTF-8 (no lone surrogate), no NUL?"""
+    a str of 1 to `longest` characters, valid UTF-8 (no lone surrogate), no NUL?
+    Without `longest`, of any length: a text a store can be asked for (a list's
+    filter, a cursor), where one it could not keep names nothing."""
     return (isinstance(value, str) and 0 < len(value) <= longest and "\x00" not in value
             and (value.isascii() or _utf8(value)))
 

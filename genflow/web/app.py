@@ -51,6 +51,7 @@ from genflow.registry import registered
 from genflow.render import operating
 from genflow.render.svg import dot_program
 from genflow.render.views import Diagrams, asset, marks_css
+from genflow.state import checked_id
 from genflow.web import pages
 from genflow.web.access import Access, Sessions, TokenAccess
 from genflow.web.catalog import WorkflowInfo, catalog
@@ -411,7 +412,7 @@ async def page_instances(request: Request, config: WebConfig, user: str) -> Resp
     rows, after = await run_in_threadpool(list_rows, config.engine, filters)
     total = None
     if filters.counted():
-        total = await run_in_threadpool(
+        total = 0 if filters.names_nothing() else await run_in_threadpool(
             config.engine.store.count, workflow=filters.workflow,
             status=filters.store_status(), waiting=filters.waiting)
     return HTMLResponse(await run_in_threadpool(pages.list_page, request, config, user, filters,
@@ -676,7 +677,7 @@ async def api_journal(request: Request, config: WebConfig, user: str) -> Respons
     instance_id = request.path_params["id"]
 
     def read() -> list[dict[str, Any]]:
-        config.engine.store.get(instance_id)  # InstanceNotFoundError
+        config.engine.store.get(checked_id(instance_id))  # InvalidIdError, InstanceNotFoundError
         return [{"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "detail": e.detail}
                 for e in config.engine.store.journal(instance_id)]
 
@@ -700,7 +701,7 @@ async def _send(request: Request, config: WebConfig, workflow: str | None) -> Re
 
     def send() -> dict[str, Any]:
         if workflow is not None:
-            record = engine.store.get(instance_id)
+            record = engine.store.get(checked_id(instance_id))
             if record.workflow != workflow:
                 raise InstanceNotFoundError(f"instance {instance_id!r} is a {record.workflow!r}, "
                                             f"not a {workflow!r}")
@@ -844,7 +845,7 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
         getattr(schedules, action)(schedule_id)
         message = "paused: no tick fires until it is resumed" if action == "pause" else \
             "resumed: it fires from its next tick"
-    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+    view = operating.record_view(config.engine.schedules.record(schedule_id),
                                  config.engine.clock())
     return message, view, started
 
@@ -852,7 +853,7 @@ def _schedule_action(config: WebConfig, schedule_id: str, action: str
 def _readable(config: WebConfig, schedule_id: str, action: str) -> dict[str, Any]:
     """The schedule's view, refused (`ScheduleError`) when this genflow cannot read
     its definition: `action` is not done to a row it would misread."""
-    view = operating.record_view(config.engine.store.get_schedule(schedule_id),
+    view = operating.record_view(config.engine.schedules.record(schedule_id),
                                  config.engine.clock())
     if view["state"] == "unreadable":  # ScheduleNotFoundError above; this: refused, as it is
         raise ScheduleError(f"schedule {schedule_id!r} is not read, so no {action}: "
@@ -945,7 +946,7 @@ async def api_schedule(request: Request, config: WebConfig, user: str) -> Respon
     engine = config.engine
 
     def read() -> dict[str, Any]:
-        record = engine.store.get_schedule(request.path_params["id"])
+        record = engine.schedules.record(request.path_params["id"])
         return operating.record_view(record, engine.clock(), fire_times=fire_times)
 
     return _json(await run_in_threadpool(read))
@@ -960,7 +961,7 @@ async def api_update_schedule(request: Request, config: WebConfig, user: str) ->
     def run() -> dict[str, Any]:
         view = _readable(config, schedule_id, "update")
         config.engine.schedules.update(schedule_id, **_schedule_changes(body, view["workflow"]))
-        return operating.record_view(config.engine.store.get_schedule(schedule_id),
+        return operating.record_view(config.engine.schedules.record(schedule_id),
                                      config.engine.clock())
 
     return _json(await run_in_threadpool(run))
@@ -981,7 +982,7 @@ async def api_add_schedule(request: Request, config: WebConfig, user: str) -> Re
         spec = _schedule_changes(given, workflow)
         data = spec.pop("data") if "data" in spec else workflow_data(workflow, None)
         config.engine.schedules.add(schedule_id, data, **spec)
-        return operating.record_view(config.engine.store.get_schedule(schedule_id),
+        return operating.record_view(config.engine.schedules.record(schedule_id),
                                      config.engine.clock())
 
     response = _json(await run_in_threadpool(run), 201)

@@ -20,6 +20,7 @@ from genflow.render.views import row_view
 from genflow.schedules import schedule_of
 from genflow.state import WorkflowStatus
 from genflow.web.errors import RequestError
+from genflow.wire import storable_key
 
 __all__ = ["MAX_LIMIT", "Filters", "list_rows"]
 
@@ -70,7 +71,14 @@ class Filters:
     def empty(self) -> bool:
         """Do the filters contradict each other (failed, and another status; an id
         prefix no instance of the schedule has)?"""
-        return (self.failed and self.status not in (None, "failed")) or self.prefix() is None
+        return (self.failed and self.status not in (None, "failed")) or self.prefix() is None \
+            or self.names_nothing()
+
+    def names_nothing(self) -> bool:
+        """Is a filter a text no store could keep (a NUL, a lone surrogate), which no
+        instance has (and which PostgreSQL would refuse to be asked for)?"""
+        return any(text and not storable_key(text)
+                   for text in (self.workflow, self.waiting, self.q, self.schedule))
 
     def prefix(self) -> str | None:
         """The ids' prefix the filters read (`q`, and the schedule's ``ID@``): the

@@ -744,3 +744,41 @@ def test_the_queue_filter_pages_cover_the_matches_once(kinds, page, scan, admit)
         assert seen == want
     finally:
         listing._QUEUE_SCAN = old
+
+
+def test_a_nul_in_an_id_a_name_or_a_filter_is_not_found_not_a_5xx(make_store) -> None:
+    """PostgreSQL refuses a NUL in a text (a `StoreError`, once a 500): each route
+    answers as for an id, a name or a filter no row has, and nothing changes."""
+    from web_helpers import call, rows, serving
+
+    engine, _ = engine_on(make_store())
+    engine.queues.define(Queue("jobs"))
+    engine.schedules.add("nightly", Report(), every=3600, queue="jobs")
+    queued(engine, "jobs", 2)
+    nul = "a%00b"
+    asked = [
+        ("GET", f"schedules/{nul}", 404, "ScheduleNotFoundError"),
+        ("PATCH", f"schedules/{nul}", 404, "ScheduleNotFoundError"),
+        ("DELETE", f"schedules/{nul}", 404, "ScheduleNotFoundError"),
+        ("POST", f"schedules/{nul}/pause", 404, "ScheduleNotFoundError"),
+        ("POST", f"schedules/{nul}/trigger", 404, "ScheduleNotFoundError"),
+        ("GET", f"queues/{nul}", 404, "QueueNotFoundError"),
+        ("GET", f"instances/{nul}", 422, "InvalidIdError"),
+        ("GET", f"instances/{nul}/journal", 422, "InvalidIdError"),
+        ("POST", f"workflows/sched-job/instances/{nul}/events/done", 422, "InvalidIdError"),
+        ("GET", f"instances?after={nul}", 422, "ArgumentError"),
+        ("GET", f"instances?queue={nul}", 404, "QueueNotFoundError"),
+    ]
+    with serving(engine) as base:
+        for method, path, want, kind in asked:
+            before, scheduled = rows(engine.store), _schedule_rows(engine.store)
+            status, answer, _ = call(method, f"{base}{API}/{path}",
+                                     {"paused": True} if method == "PATCH" else None)
+            assert (status, answer["error"]["type"]) == (want, kind), (path, answer)
+            assert rows(engine.store) == before and _schedule_rows(engine.store) == scheduled
+        for query in ("workflow", "waiting", "q", "schedule"):  # a filter no row matches
+            status, answer, _ = call("GET", f"{base}{API}/instances?{query}={nul}")
+            assert (status, answer) == (200, {"items": [], "next": None}), query
+        status, page, _ = call("GET", f"{base}/instances?workflow={nul}",
+                               headers={"Accept": "text/html"})
+        assert status == 200 and "job-000" not in page
