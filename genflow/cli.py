@@ -78,6 +78,7 @@ class _Interrupted(Exception):
 
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> None:
+    _priority_needs_queue(args)
     fields = _json(args.data, "--data") if args.data is not None else {}
     try:
         instance_id = _start(engine, args.workflow, fields, args.id, run=not args.no_run,
@@ -581,6 +582,7 @@ def cmd_schedule(engine: Engine, args: argparse.Namespace) -> None:
     schedules = engine.schedules
     action = args.schedule_action
     if action == "add":
+        _priority_needs_queue(args)
         fields = _json(args.data, "--data") if args.data is not None else {}
         info = schedules.add(
             args.id, _data(args.workflow, fields), cron=args.cron,
@@ -738,6 +740,14 @@ def _start(engine: Engine, name: str, fields: Any, instance_id: Any, *, run: boo
         raise UsageError(f"if_exists is 'raise' or 'return', not {if_exists!r}")
     return engine.start(_data(name, fields), id=instance_id, run=run, queue=queue,
                         priority=priority, if_exists=if_exists, deadline=deadline)
+
+
+def _priority_needs_queue(args: argparse.Namespace) -> None:
+    """`--priority` orders a queue's admission: without `--queue` it would mean
+    nothing (`Engine.start` and `Schedules.add` refuse it, naming their keyword)."""
+    if args.priority and args.queue is None:
+        raise UsageError(f"--priority {args.priority} orders a queue's admission: give the "
+                         "queue too (--queue NAME), or no --priority")
 
 
 def _data(name: str, fields: Any) -> Any:

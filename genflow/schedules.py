@@ -385,7 +385,8 @@ class Schedules:
         this much later (the same delay on every worker). `catchup` and
         `catchup_window`: what happens to missed ticks (`Catchup`); `overlap`:
         what a tick does while the previous tick's instance runs (`Overlap`).
-        `queue`/`priority`: ticks start their instances on that queue.
+        `queue`/`priority`: ticks start their instances on that queue, admitted
+        by that priority (lower first; a priority without a queue is refused).
         `start`/`end` bound the ticks. `deadline` (a timedelta, or seconds):
         each instance a tick starts is cancelled if it has not finished that
         long after its start, as `Engine.start(deadline=...)` cancels (Temporal's
@@ -394,9 +395,9 @@ class Schedules:
 
         Refused with `ScheduleError` (nothing written) for a bad cron
         expression, an unknown time zone, data that does not fit the
-        workflow's types, an unknown factory or queue; `UnknownWorkflowError`
-        for a workflow this engine does not run; `DuplicateScheduleError` for
-        an id in use.
+        workflow's types, an unknown factory or queue, a priority without a
+        queue; `UnknownWorkflowError` for a workflow this engine does not run;
+        `DuplicateScheduleError` for an id in use.
         """
         engine = self.engine
         if type(paused) is not bool:  # (stored as an integer column: 'yes' would be a ValueError)
@@ -425,7 +426,8 @@ class Schedules:
         """Change schedule `schedule_id` in place (Temporal's `handle.update`):
         its start `data` and any keyword `add` takes (`cron`, `every`,
         `timezone`, `jitter`, `overlap`, `catchup_window`, `paused`...); what is
-        not given stays. Giving `cron` drops `every` and the other way round.
+        not given stays. Giving `cron` drops `every` and the other way round;
+        `queue=None` drops the priority (it orders a queue's admission).
         The id, the counts (`fired`, `skipped`) and the last run stay; the next
         tick is computed again from now under the new spec. Refused as `add`
         refuses (`ScheduleError`, `UnknownWorkflowError`, `QueueNotFoundError`)
@@ -450,6 +452,8 @@ class Schedules:
             spec = {name: getattr(old, name) for name in _SPEC}
             if "cron" in changes or "every" in changes:
                 spec["cron"], spec["every"] = changes.get("cron"), changes.get("every")
+            if "queue" in changes and changes["queue"] is None and "priority" not in changes:
+                spec["priority"] = 0  # (a priority orders a queue: none is left to order)
             spec.update((k, v) for k, v in changes.items() if k in _SPEC)
             spec["jitter"] = _delta(spec["jitter"], "jitter")
             spec["catchup"] = _enum(Catchup, spec["catchup"], "catchup")
@@ -707,6 +711,10 @@ class Schedules:
                 or not -2**63 <= fields["priority"] < 2**63:
             raise ScheduleError(f"schedule {schedule_id!r}: priority is a whole number (64 bits), "
                                 f"not {fields['priority']!r}")
+        if fields["queue"] is None and fields["priority"] != 0:  # (as `Engine.start` refuses it)
+            raise ScheduleError(f"schedule {schedule_id!r}: priority={fields['priority']!r} "
+                                "orders a queue's admission, and its ticks start on no queue: "
+                                "give the queue too (queue=...), or no priority")
         if fields["start"] is not None and fields["end"] is not None \
                 and fields["end"] < fields["start"]:
             raise ScheduleError(f"schedule {schedule_id!r}: end ({fields['end']}) is before "

@@ -173,3 +173,14 @@ def test_a_deadline_for_each_run_is_added_shown_and_updated(gf):
     assert code == 0
     code, out, err = gf("show", out.split()[1])
     assert code == 0 and "deadline" in out, (out, err)
+
+
+@pytest.mark.parametrize("command", [["schedule", "add", "p", "sched-report", "--every", "60"],
+                                     ["start", "sched-job", "--id", "j"]])
+def test_a_priority_without_a_queue_is_refused(gf, command):
+    code, out, err = gf(*command, "--priority", "2")
+    assert code == 2 and out == ""
+    assert err == ("genflow: error: --priority 2 orders a queue's admission: give the queue "
+                   "too (--queue NAME), or no --priority\n")
+    assert gf("schedule", "list")[2] == "no schedules\n" and gf("list")[2] == "no instances\n"
+    assert gf(*command, "--priority", "0")[0] == 0  # (the default: no order to give)

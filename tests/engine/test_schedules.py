@@ -284,6 +284,29 @@ def test_ticks_start_on_a_queue(store):
     assert engine.get(two).status.value == "waiting"
 
 
+def test_a_priority_without_a_queue_is_refused_as_start_refuses_it(store):
+    """A priority orders a queue's admission: on a schedule whose ticks start on no
+    queue it would mean nothing, so `add` and `update` refuse it, nothing written."""
+    from genflow.queues import Queue
+
+    engine, _ = engine_on(store)
+    engine.queues.define(Queue("reports"))
+    with pytest.raises(ScheduleError, match=r"schedule 'p': priority=2 orders a queue's "
+                                            r"admission.*give the queue too \(queue=\.\.\.\)"):
+        engine.schedules.add("p", Report(), every=HOUR, priority=2)
+    assert store.list_schedules() == []
+    engine.schedules.add("p", Report(), every=HOUR, priority=0)  # (the default: no order)
+    engine.schedules.add("q", Report(), every=HOUR, queue="reports", priority=2)
+    before = store.list_schedules()
+    with pytest.raises(ScheduleError, match="priority=2 orders a queue's admission"):
+        engine.schedules.update("q", queue=None, priority=2)
+    with pytest.raises(ScheduleError, match="priority=1 orders a queue's admission"):
+        engine.schedules.update("p", priority=1)
+    assert store.list_schedules() == before
+    info = engine.schedules.update("q", queue=None)  # (as `cron` drops `every`)
+    assert (info.schedule.queue, info.schedule.priority) == (None, 0)
+
+
 def test_schedule_spec_round_trips():
     spec = Schedule(id="s", workflow="w", data={"a": [1, {"b": None}]}, cron="*/5 * * * *",
                     timezone="Asia/Tokyo", jitter=dt.timedelta(seconds=1.5),
