@@ -57,7 +57,7 @@ from genflow.errors import (
     WorkflowFinishedError,
 )
 from genflow.mailbox import Kept
-from genflow.registry import registered
+from genflow.registry import not_installed, registered
 from genflow.state import ThreadStatus, WorkflowStatus
 
 __all__ = ["main"]
@@ -666,6 +666,12 @@ def _schedule_text(info: Any, engine: Engine, count: int) -> str:
 def cmd_purge(engine: Engine, args: argparse.Namespace) -> None:
     """Delete ended instances older than --older-than, in batches."""
     statuses = args.status or ["finished", "cancelled", "failed"]
+    if args.workflow is not None and args.workflow not in registered() \
+            and not engine.list(workflow=args.workflow, limit=1):
+        # (one no longer installed is purged by the name its instances have: only a
+        # name neither installed nor in the store is refused, a typo's likely mark)
+        raise UnknownWorkflowError(f"{not_installed(args.workflow, registered())}, and the "
+                                   "store holds no instance of it: nothing deleted")
     report = engine.retention.purge(
         _dt.timedelta(seconds=args.older_than), statuses=statuses, workflow=args.workflow,
         dry_run=args.dry_run, max_batches=1 << 30)

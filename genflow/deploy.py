@@ -22,7 +22,6 @@ it or `genflow move` them off it, then deploy.
 
 from __future__ import annotations
 
-import difflib
 import multiprocessing
 import textwrap
 import time
@@ -34,7 +33,7 @@ import msgpack
 
 from genflow.codec import loads
 from genflow.errors import ArgumentError, GenflowError, NonDeterminismError
-from genflow.registry import name_list, registered, workflow_name
+from genflow.registry import not_installed, registered, workflow_name
 from genflow.runtime import diagnose
 from genflow.state import WorkflowStatus
 from genflow.stores.base import InstanceRecord, Store
@@ -143,11 +142,8 @@ def check_store(store: Store, workflows: Mapping[str, type] | Iterable[type] | N
         classes = {workflow_name(cls): cls for cls in workflows}
     warnings: tuple[str, ...] = ()
     if workflow is not None and workflow not in classes:
-        close = difflib.get_close_matches(workflow, list(classes), n=3, cutoff=0.8)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        warnings = (f"no workflow {workflow!r} is installed ({hint}installed: "
-                    f"{name_list(classes)}): its instances, if any, are reported as not "
-                    "installed",)
+        warnings = (f"{not_installed(workflow, classes)}: its instances, if any, are "
+                    "reported as not installed",)
     if processes == 1:
         checked, problems = _check_share(store, workflow, classes, 0, 1)
     else:

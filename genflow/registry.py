@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -112,6 +113,15 @@ def _not_registered(name: str) -> UnknownWorkflowError:
 def registered() -> dict[str, type]:
     """A copy of the registry: name -> class."""
     return dict(_REGISTRY)
+
+
+def not_installed(name: str, names: Iterable[str]) -> str:
+    """`no workflow 'X' is installed (did you mean ...? installed: ...)`: the words
+    for a name none of `names` is, the close ones suggested (a typo)."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.8)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    return f"no workflow {name!r} is installed ({hint}installed: {name_list(names)})"
 
 
 def name_list(names: Iterable[str], shown: int = 10) -> str:

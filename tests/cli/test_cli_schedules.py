@@ -81,6 +81,30 @@ def test_purge_dry_run_and_statuses(gf):
     assert code == 2 and "a duration of 0 or more" in err
 
 
+def test_purge_of_a_workflow_neither_installed_nor_stored_says_so(gf):
+    """As `start` refuses a name nobody registered (exit status 2), `purge --workflow`
+    refuses a name that is neither installed nor any stored instance's (a typo:
+    silently deleting nothing would hide it); a workflow no longer installed is
+    purged by the name its instances have."""
+    import sqlite3
+
+    for n in range(2):
+        assert gf("start", "sched-job", "--id", f"j{n}")[0] == 0
+    code, out, err = gf("purge", "--older-than", "0s", "--workflow", "sched-jobb")
+    assert (code, out) == (2, "")
+    assert err.startswith("genflow: error: no workflow 'sched-jobb' is installed (did you "
+                          "mean 'sched-job'? installed: ")  # (what this process imported)
+    assert err.endswith("), and the store holds no instance of it: nothing deleted\n")
+    assert gf("purge", "--older-than", "0s", "--workflow", "nope", "--dry-run")[0] == 2
+    assert [line.split("\t")[0] for line in gf("list")[1].splitlines()] == ["j0", "j1"]
+    with sqlite3.connect("s.db") as db:  # j1's workflow, since retired: no code installs it
+        db.execute("UPDATE instances SET workflow = 'retired' WHERE id = 'j1'")
+    code, out, err = gf("purge", "--older-than", "0s", "--workflow", "retired")
+    assert (code, err) == (0, "") and out.startswith("deleted 1 instance(s)"), (out, err)
+    assert gf("purge", "--older-than", "0s", "--workflow", "sched-report")[0] == 0  # (none)
+    assert [line.split("\t")[0] for line in gf("list")[1].splitlines()] == ["j0"]
+
+
 def test_start_on_a_queue_and_show_the_place(gf):
     from genflow.engine import Engine
     from genflow.queues import Queue
