@@ -147,7 +147,7 @@ def structure_data(value: Any, cls: Any) -> Any:
         raise DataError(explain(exc)) from exc
 
 
-def workflow_data(name: str, fields: Any) -> Any:
+def workflow_data(name: Any, fields: Any) -> Any:
     """An instance of registered workflow `name` from its fields, as they come
     from outside (a JSON object: the CLI's `--data`, the HTTP API's `data`),
     those not given taking their defaults; `DataError` saying what is wrong
@@ -170,7 +170,7 @@ def workflow_data(name: str, fields: Any) -> Any:
 # -- payloads ---------------------------------------------------------------------------------
 
 
-def check_payload(payload: Any, event: str, input_type: Any = Any) -> None:
+def check_payload(payload: Any, event: Any, input_type: Any = Any) -> None:
     """Refuse a payload msgpack cannot hold, before any user code sees it: an int
     beyond 64 bits, a str with a lone surrogate, nesting deeper than
     `MAX_PAYLOAD_DEPTH`. `PayloadError` names the event and the field."""
@@ -356,7 +356,7 @@ def _as_misfit(tp: Any, value: Any, exc: BaseException) -> BaseException:
     return exc
 
 
-def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
+def loads(data: Any, workflows: dict[str, type] | None = None) -> tuple[Any, State]:
     """Load an instance from `dumps` bytes: `(data, state)`.
 
     `workflows` maps names to the only classes the blob may be an instance of
@@ -383,12 +383,14 @@ def loads(data: bytes, workflows: dict[str, type] | None = None) -> tuple[Any, S
     return wf, state
 
 
-def load_state(data: bytes) -> State:
+def load_state(data: Any) -> State:
     """Only the State of a blob (the workflow class need not be importable)."""
     return load_state_value(_open_envelope(data)[2])
 
 
-def _open_envelope(data: bytes) -> tuple[str, Any, Any]:
+def _open_envelope(data: Any) -> tuple[str, Any, Any]:
+    # (`data` and the public functions' arguments from outside are typed `Any`: compiled, a
+    # typed parameter is checked at the call with a TypeError, before the clear error here)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CorruptStateError(f"a blob must be bytes, not {type(data).__name__}")
     if len(data) > MAX_BLOB_SIZE:
