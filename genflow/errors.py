@@ -33,6 +33,7 @@ __all__ = [
     "MailboxFullError",
     "MoveError",
     "MoveLimitError",
+    "NoDefaultsError",
     "NonDeterminismError",
     "NonRetryable",
     "NotWaitingError",
@@ -95,6 +96,13 @@ class ChildFailed(GenflowError):
 class DefinitionError(GenflowError):
     """The definition itself is wrong: duplicate names, a Break outside a loop,
     something that is not a statement, or `definition()` raised."""
+
+
+class NoDefaultsError(ArgumentError, DefinitionError):
+    """A workflow class was given where an instance is expected (`validate(Order)`,
+    `check_replay(Order)`, `to_mermaid(Order)`: it stands for an instance of its
+    defaults), and a field has no default. An argument that cannot work, and a
+    definition that cannot be built: either `except` catches it."""
 
 
 class StatementError(DefinitionError, ValueError):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from genflow.errors import DefinitionError, UnknownWorkflowError
+from genflow.errors import DefinitionError, NoDefaultsError, UnknownWorkflowError
 
 __all__ = ["name_list", "registered", "workflow", "workflow_class", "workflow_name"]
 
@@ -130,3 +130,17 @@ def name_list(names: Iterable[str], shown: int = 10) -> str:
     ordered = sorted(names)
     text = ", ".join(ordered[:shown]) or "none"
     return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")
+
+
+def on_defaults(cls: type, instead: str) -> Any:
+    """`cls()`: a workflow class given where an instance is expected (`validate(Order)`,
+    `check_replay(Order)`, `to_mermaid(Order)`) stands for an instance of its defaults.
+    `NoDefaultsError` when a field has none (or the class refuses them), saying what
+    to give `instead`: one wording for every such place, not `cls()`'s bare error."""
+    try:
+        return cls()
+    except Exception as exc:
+        name = cls.__qualname__
+        raise NoDefaultsError(
+            f"{name} is a workflow class whose fields have no defaults ({exc}): give "
+            f"{instead.format(name=name)}") from None

@@ -36,6 +36,7 @@ import attrs
 
 from genflow.children import Children
 from genflow.errors import DefinitionError, EmptyLoopError
+from genflow.registry import on_defaults
 from genflow.statements import (
     Break,
     Continue,
@@ -462,12 +463,7 @@ def as_body(obj: Any) -> Any:
     if isinstance(obj, type) and callable(getattr(obj, "definition", None)):
         # `validate(Order)`, as `runs(Order)` and `check_replay(Order)` take it: the
         # class's defaults (its definition() is a method, which needs an instance)
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise DefinitionError(
-                f"{obj.__name__} is a workflow class whose fields have no defaults "
-                f"({exc}): give an instance, e.g. {obj.__name__}(...)") from None
+        obj = on_defaults(obj, "an instance, e.g. {name}(...)")
     definition = getattr(obj, "definition", None)
     if definition is not None and callable(definition):
         return Definition(definition)

@@ -57,8 +57,9 @@ def validate(definition: Any) -> None:
     last: dict[Frame, Stmt] = {}  # each frame's last statement built
     keeps: dict[str, set[bool]] = {}  # the `keep=` each event's Ons declare
     events: set[int] = set()  # the Ons of the Waits walked: every other On stands alone
+    body = as_body(definition)  # (a class without defaults: its NoDefaultsError, as is)
     try:
-        for stmt, stack in iter_tree(as_body(definition)):
+        for stmt, stack in iter_tree(body):
             if not isinstance(stmt, On):
                 last[stack[-1]] = stmt
                 if isinstance(stmt, Wait):

@@ -43,9 +43,9 @@ from typing import Any
 import attrs
 
 from genflow.children import Children
-from genflow.errors import ArgumentError, Cancelled, ChildFailed, DefinitionError, GenflowError
+from genflow.errors import Cancelled, ChildFailed, DefinitionError, GenflowError
 from genflow.handlers import EventHandler, FunctionHandler, TimerHandler, as_handler
-from genflow.registry import workflow_name
+from genflow.registry import on_defaults, workflow_name
 from genflow.replay import Frame, as_body, iter_tree, path_of
 from genflow.statements import (
     Break,
@@ -237,7 +237,7 @@ def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
     building the definition raises.
     """
     if isinstance(wf, type) and callable(getattr(wf, "definition", None)):
-        wf = _default_instance(wf)
+        wf = on_defaults(wf, "an instance, {name}(...), with the data to draw it on")
     builder = _Builder(workflow or _workflow_name(wf))
     try:
         for stmt, stack in iter_tree(as_body(wf)):
@@ -251,16 +251,6 @@ def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
             f"{exc!r}"
         ) from exc
     return builder.graph
-
-
-def _default_instance(cls: type) -> Any:
-    """`cls()`, for drawing a workflow class given where an instance is expected."""
-    try:
-        return cls()
-    except TypeError as exc:
-        raise ArgumentError(
-            f"cannot draw workflow class {cls.__qualname__} on its defaults ({exc}): pass an "
-            f"instance, {cls.__qualname__}(...), with the data to draw it on") from None
 
 
 def _workflow_name(wf: Any) -> str:

@@ -17,7 +17,7 @@ import attrs
 
 from genflow.codec import converter, structure
 from genflow.errors import ArgumentError
-from genflow.registry import workflow_name
+from genflow.registry import on_defaults, workflow_name
 from genflow.state import MAIN_THREAD
 
 __all__ = ["Scenario", "Send", "as_scenario", "as_send"]
@@ -144,20 +144,9 @@ def as_scenario(workflow: Any, events: Iterable[Any] = (), instance_id: str = "t
         return workflow
     cls = workflow if isinstance(workflow, type) else type(workflow)
     workflow_name(cls)  # a clear error for something that is not a workflow
-    data = _defaults(cls) if isinstance(workflow, type) else workflow
+    data = workflow if not isinstance(workflow, type) else on_defaults(
+        cls, "the start data as an instance, {name}(...), or draw it with runs({name}, start=...)")
     return Scenario(cls, converter.unstructure(data), [as_send(e) for e in events], instance_id)
-
-
-def _defaults(cls: type) -> Any:
-    """A workflow class's instance of its defaults, or `ArgumentError` saying what to
-    give instead when a field has none (not the bare TypeError of `cls()`)."""
-    try:
-        return cls()
-    except TypeError as exc:
-        raise ArgumentError(
-            f"{cls.__qualname__} has fields without defaults ({exc}): give the start data "
-            f"as an instance, {cls.__qualname__}(...), or draw it with "
-            f"runs({cls.__qualname__}, start=...)") from None
 
 
 def _short(value: Any, limit: int = 80) -> str:
