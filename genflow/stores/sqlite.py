@@ -519,7 +519,8 @@ class SQLiteStore(OutboxSQL):
                 self._db.execute(statement)
 
     def grouping(self) -> bool:
-        return self._group_thread == threading.get_ident()
+        group = self._group_thread  # (None, the commonest: no thread to ask for)
+        return group is not None and group == threading.get_ident()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
