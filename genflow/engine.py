@@ -1636,17 +1636,21 @@ class _Saver:
         engine = self.engine
         state = self.state
         assert state is not None
+        op = self.op
         if not kind.durable or (engine.store.grouping() and not self.shared):
             # (grouped: saved at the end)
             self.dirty = True
         else:
-            self._write()
+            if state.parent is None and (op is None or not op.outbox.intents):
+                # nothing to write with it (the commonest save): `_write`'s, without its call
+                self.record = engine._save(self.record, self.wf, state)
+            else:
+                self._write()
             self.dirty = False
-            if self.op is not None:
-                self.op.unseen = False  # (this save holds the navigations before it)
+            if op is not None:
+                op.unseen = False  # (this save holds the navigations before it)
             if self.notes:
                 self._journal()
-        op = self.op
         if self.debug or (op is not None and op.failed is not None):
             engine.observer.checkpoint(state, kind, op)  # (a failure to log; debug moves)
         if engine.journal:

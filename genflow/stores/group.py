@@ -57,12 +57,14 @@ class GroupCommit:
 
     `lock` is the store's write lock (held while a group is written, so the
     store's other writes keep their order with these); `alone(fn, args)` runs
-    one write in a commit of its own; `together(writes)` runs several in one
+    one write in a commit of its own (None: `fn(*args)` is one already, called
+    with no function between); `together(writes)` runs several in one
     transaction and returns their results in order, or raises (then each is
     run alone). At most `limit` writes go into one group.
     """
 
-    def __init__(self, lock: Any, alone: Callable[[Callable[..., Any], tuple[Any, ...]], Any],
+    def __init__(self, lock: Any,
+                 alone: Callable[[Callable[..., Any], tuple[Any, ...]], Any] | None,
                  together: Callable[[Sequence[Write]], list[Any]], *, limit: int = 256) -> None:
         self._lock = lock
         self._alone = alone
@@ -82,7 +84,8 @@ class GroupCommit:
                 if not pending:  # the store is free: write at once
                     self.commits += 1
                     self.writes += 1
-                    return self._alone(fn, args)
+                    alone = self._alone
+                    return fn(*args) if alone is None else alone(fn, args)
                 ticket = _Ticket(fn, args)
                 pending.append(ticket)
                 while ticket.result is _PENDING and ticket.error is None:
@@ -120,9 +123,11 @@ class GroupCommit:
                 for ticket, result in zip(group, results, strict=True):
                     ticket.result = result
                 return
+        alone = self._alone
         for ticket in group:
             try:
-                ticket.result = self._alone(ticket.fn, ticket.args)
+                ticket.result = ticket.fn(*ticket.args) if alone is None \
+                    else alone(ticket.fn, ticket.args)
             except BaseException as exc:
                 ticket.error = exc
 

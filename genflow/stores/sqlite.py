@@ -271,6 +271,10 @@ def _save_sql(changed: tuple[int, ...], held: bool, release: bool) -> str:
             "RETURNING lease_owner, lease_until")
 
 
+#: a step's save: the blob, version and updated_at, under the lease the saver saw
+_STEP_SQL = _save_sql((), True, False)
+
+
 class SQLiteStore(OutboxSQL):
     """Instances in one SQLite file (WAL). Safe to share between threads and processes.
 
@@ -313,7 +317,9 @@ class SQLiteStore(OutboxSQL):
         self._grouped = False  # inside `transaction()`: statements join its commit
         self._group_thread: int | None = None
         #: concurrent threads' writes share commits (genflow.stores.group)
-        self._writes = GroupCommit(self._lock, self._write_alone, self._write_together)
+        #: (alone, a write runs in autocommit: a single statement is its own
+        #: transaction, and a write of several opens its own with `_write()`)
+        self._writes = GroupCommit(self._lock, None, self._write_together)
         self._wake = threading.Condition()
         self._woken = False
         try:
@@ -513,7 +519,8 @@ class SQLiteStore(OutboxSQL):
                 self._db.execute(statement)
 
     def grouping(self) -> bool:
-        return self._group_thread == threading.get_ident()
+        group = self._group_thread  # (None, the commonest: no thread to ask for)
+        return group is not None and group == threading.get_ident()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -541,23 +548,29 @@ class SQLiteStore(OutboxSQL):
              release: bool = False) -> InstanceRecord:
         now = utcnow()
         release = release and lease_owner is not None
-        waiting = tuple(record.waiting_for)
+        waiting = record.waiting_for
+        if type(waiting) is not tuple:
+            waiting = tuple(waiting)
         # Naming an indexed column in SET rewrites its index entries even when
         # the value is the same, so with `previous` only what changed is set:
         # a step's save then writes the blob and the version (tested first,
         # field by field: the commonest save).
         if previous is None:
             changed = _ALL_SAVED
-        elif (record.status == previous.status and record.wake_at == previous.wake_at
-              and record.attempts == previous.attempts and record.error == previous.error
-              and waiting == tuple(previous.waiting_for)):
-            changed = ()
         else:
-            values = (record.status, record.wake_at, waiting, record.attempts, record.error)
-            changed = tuple(compress(_ALL_SAVED, map(
-                ne, values, (previous.status, previous.wake_at, tuple(previous.waiting_for),
-                             previous.attempts, previous.error))))
-        params: Any = (record.blob, expected_version + 1, _to_us(now), record.id,
+            was = previous.waiting_for
+            if type(was) is not tuple:
+                was = tuple(was)
+            if (record.status == previous.status and record.wake_at == previous.wake_at
+                    and record.attempts == previous.attempts and record.error == previous.error
+                    and waiting == was):
+                changed = ()
+            else:
+                values = (record.status, record.wake_at, waiting, record.attempts, record.error)
+                changed = tuple(compress(_ALL_SAVED, map(
+                    ne, values, (previous.status, previous.wake_at, was, previous.attempts,
+                                 previous.error))))
+        params: Any = (record.blob, expected_version + 1, (now - _EPOCH) // _US, record.id,
                        expected_version)
         if changed:
             values = (record.status, record.wake_at, waiting, record.attempts, record.error)
@@ -571,7 +584,7 @@ class SQLiteStore(OutboxSQL):
             held = (previous.lease_owner, previous.lease_until)
         try:
             if self._group_thread is None:  # a commit of its own, shared with other threads'
-                lease = self._writes.run(self._save_row, changed, held, release, params,
+                lease = self._writes.run(self._save_held, changed, held, release, params,
                                          lease_owner)
             else:
                 lease = self._save_row(changed, held, release, params, lease_owner)
@@ -593,16 +606,22 @@ class SQLiteStore(OutboxSQL):
         """The save's statement: the row's lease (owner, until) after it, or
         `_REFUSED`. `held`: the lease the row is assumed to have (None: no guess)."""
         with self._lock:
-            if held is not None:
-                until = held[1]
-                last = self._held
-                if until is not last[0]:
-                    last = self._held = (until, _to_us(until))
-                if self._saves.execute(_save_sql(changed, True, release),
-                                       (*params, held[0], last[1])).rowcount == 1:
-                    return held
-            row = self._db.execute(_save_sql(changed, False, release),
-                                   (*params, lease_owner, lease_owner)).fetchone()
+            return self._save_held(changed, held, release, params, lease_owner)
+
+    def _save_held(self, changed: tuple[int, ...],
+                   held: tuple[str | None, _dt.datetime | None] | None, release: bool,
+                   params: tuple[Any, ...], lease_owner: str | None) -> Any:
+        """`_save_row`, the store's lock held (group commit's writes hold it)."""
+        if held is not None:
+            until = held[1]
+            last = self._held
+            if until is not last[0]:
+                last = self._held = (until, _to_us(until))
+            sql = _STEP_SQL if not changed and not release else _save_sql(changed, True, release)
+            if self._saves.execute(sql, (*params, held[0], last[1])).rowcount == 1:
+                return held
+        row = self._db.execute(_save_sql(changed, False, release),
+                               (*params, lease_owner, lease_owner)).fetchone()
         return _REFUSED if row is None else (row[0], _from_us(row[1]))
 
     # -- group commit (genflow.stores.group) --
@@ -614,11 +633,6 @@ class SQLiteStore(OutboxSQL):
         if self._group_thread is not None and self.grouping():
             return fn(*args)
         return self._writes.run(fn, *args)
-
-    def _write_alone(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        """One write in autocommit: a single statement is its own transaction,
-        and a write of several opens its own with `_write()`."""
-        return fn(*args)
 
     def _write_together(self, writes: Sequence[Write]) -> list[Any]:
         """Several threads' writes in one transaction: `_write()` inside takes
