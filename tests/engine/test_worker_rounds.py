@@ -378,7 +378,14 @@ def test_a_crash_at_every_write_of_a_round_ends_as_the_uninterrupted_run(kind, t
     assert all(status == "finished" for status, _ in expected.values())
     assert expected["p0"][1]["got"] == 2
     if loop == "async":
-        assert (expected, writes) == _crash_run(kind, tmp_path, None, 0, traced=traced)
+        same, sync_writes = _crash_run(kind, tmp_path, None, 0, traced=traced)
+        assert expected == same
+        if kind == "postgres":  # a turn's put-off saves (`_save_deferred`) may take two
+            # statements where work's took one: which of the async loop's steps have
+            # ended when its turn ends is a matter of timing (the saves are the same)
+            assert abs(writes - sync_writes) <= 2, (writes, sync_writes)
+        else:
+            assert writes == sync_writes
     for crash_at in range(1, writes + 1):
         got, _ = _crash_run(kind, tmp_path, crash_at, crash_at, traced=traced, loop=loop)
         assert got == expected, crash_at
