@@ -142,5 +142,5 @@ def on_defaults(cls: type, instead: str) -> Any:
     except Exception as exc:
         name = cls.__qualname__
         raise NoDefaultsError(
-            f"{name} is a workflow class whose fields have no defaults ({exc}): give "
+            f"{name} is a workflow class whose fields have no defaults ({exc}): "
             f"{instead.format(name=name)}") from None

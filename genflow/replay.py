@@ -463,7 +463,7 @@ def as_body(obj: Any) -> Any:
     if isinstance(obj, type) and callable(getattr(obj, "definition", None)):
         # `validate(Order)`, as `runs(Order)` and `check_replay(Order)` take it: the
         # class's defaults (its definition() is a method, which needs an instance)
-        obj = on_defaults(obj, "an instance, e.g. {name}(...)")
+        obj = on_defaults(obj, "give an instance, e.g. {name}(...)")
     definition = getattr(obj, "definition", None)
     if definition is not None and callable(definition):
         return Definition(definition)

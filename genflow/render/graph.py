@@ -237,7 +237,7 @@ def build_graph(wf: Any, *, workflow: str | None = None) -> Graph:
     building the definition raises.
     """
     if isinstance(wf, type) and callable(getattr(wf, "definition", None)):
-        wf = on_defaults(wf, "an instance, {name}(...), with the data to draw it on")
+        wf = on_defaults(wf, "pass an instance, {name}(...), with the data to draw it on")
     builder = _Builder(workflow or _workflow_name(wf))
     try:
         for stmt, stack in iter_tree(as_body(wf)):

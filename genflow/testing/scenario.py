@@ -145,7 +145,8 @@ def as_scenario(workflow: Any, events: Iterable[Any] = (), instance_id: str = "t
     cls = workflow if isinstance(workflow, type) else type(workflow)
     workflow_name(cls)  # a clear error for something that is not a workflow
     data = workflow if not isinstance(workflow, type) else on_defaults(
-        cls, "the start data as an instance, {name}(...), or draw it with runs({name}, start=...)")
+        cls, "give the start data as an instance, {name}(...), or draw it with "
+        "runs({name}, start=...)")
     return Scenario(cls, converter.unstructure(data), [as_send(e) for e in events], instance_id)
 
 
