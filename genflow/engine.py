@@ -545,7 +545,7 @@ class Engine:
                                 f"text, no NUL), not {after!r}")
         if parent is not None:
             found = []
-            for child, _ in self.store.children(checked_id(parent)):
+            for child, _ in self.store.children(parent):  # (checked above)
                 try:
                     record = self.store.get(child)
                 except GenflowError:

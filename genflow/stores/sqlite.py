@@ -570,6 +570,7 @@ class SQLiteStore(OutboxSQL):
                 changed = tuple(compress(_ALL_SAVED, map(
                     ne, values, (previous.status, previous.wake_at, was, previous.attempts,
                                  previous.error))))
+        # (`now` is this store's own aware reading: `_to_us`'s checks have nothing to refuse)
         params: Any = (record.blob, expected_version + 1, (now - _EPOCH) // _US, record.id,
                        expected_version)
         if changed:
