@@ -85,6 +85,25 @@ def test_w3_parts_do_what_a_step_does() -> None:
     assert len(blobs) == w3.STEPS and loads(blobs[-1])[0] == w3.HundredSteps()
 
 
+def test_w3_least_save_writes_a_row_per_step_that_loads(tmp_path) -> None:
+    """The bound W3 sets beside the engine's step: a save per durable step of
+    the same instance's row, each blob the data as that step left it."""
+    w3 = w3_durable_steps
+    store = SQLiteStore(tmp_path / "w3.db")
+    iid = Engine(store).start(w3.HundredSteps(), run=False)
+    before = store.get(iid)
+    least = w3.LeastSave(tmp_path / "w3.db", "NORMAL", iid)
+    least.steps_us()
+    least.steps_us()
+    least.close()
+    after = store.get(iid)
+    assert after.version == before.version + 2 * w3.STEPS
+    data, state = loads(after.blob)
+    assert data == w3.HundredSteps(i=w3.STEPS) and state.id == iid
+    assert (after.status, after.lease_owner) == (before.status, before.lease_owner)
+    store.close()
+
+
 def test_w4_every_instance_finishes() -> None:
     assert w4_batch._one_run(60, 1) > 0
 
