@@ -23,7 +23,7 @@ from genflow_build import compiling
 #: the modules compiled; genflow.cli.COMPILED_CANDIDATES names the same ones
 #: (`genflow --version` reads which of them were loaded from an extension)
 COMPILED = ["genflow/codec.py", "genflow/replay.py", "genflow/runtime.py", "genflow/state.py",
-            "genflow/statements.py"]
+            "genflow/statements.py", "genflow/stores/group.py"]
 
 # A fresh build directory for every build: pip builds in the checkout, and
 # setuptools would otherwise package whatever an earlier build left in build/lib,

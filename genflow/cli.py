@@ -898,7 +898,7 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
 #: The modules the compiled build (GENFLOW_COMPILE=1, docs/compiled.md) ships as extension
 #: modules, the hot path: setup.py's COMPILED, the same list.
 COMPILED_CANDIDATES = ("genflow.codec", "genflow.replay", "genflow.runtime", "genflow.state",
-                       "genflow.statements")
+                       "genflow.statements", "genflow.stores.group")
 
 
 def build() -> str:

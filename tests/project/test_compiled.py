@@ -45,8 +45,7 @@ def _backend():  # type: ignore[no-untyped-def]
 
 
 def test_version_names_the_modules_setup_compiles() -> None:
-    assert [f"genflow/{m.rpartition('.')[2]}.py" for m in cli.COMPILED_CANDIDATES] \
-        == _setup_compiled()
+    assert [m.replace(".", "/") + ".py" for m in cli.COMPILED_CANDIDATES] == _setup_compiled()
 
 
 @pytest.mark.parametrize(("value", "compiling"), [(None, False), ("", False), ("0", False),
